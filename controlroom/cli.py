@@ -1,0 +1,203 @@
+"""`controlroom` and its subcommands. Errors are one line on stderr; exit 2 for usage and config errors."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from controlroom.errors import ControlroomError, UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, no usage dump
+        raise UsageError(f"{self.prog}: {message} (see --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", "-c", metavar="FILE", default=argparse.SUPPRESS,
+                        help="controlroom.toml to use (default: $CONTROLROOM_CONFIG, then ./controlroom.toml)")
+    p = _Parser(prog="controlroom", parents=[common],
+                description="A terminal release control room. With no command, opens the full-screen app.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    sub.add_parser("check", parents=[common], help="validate the config and print a summary")
+
+    r = sub.add_parser("run", parents=[common], help="run a shell command on hosts, one line per host")
+    r.add_argument("cmd", metavar="CMD", help="the command (quote it as one argument)")
+    r.add_argument("--hosts", metavar="PATTERN|GROUP", help="which hosts: a group, web[001:010], web0*, a,b")
+    r.add_argument("--parallel", type=int, metavar="N", help="hosts at a time (default: [inventory.ssh] max_parallel)")
+    r.add_argument("--timeout", type=float, metavar="SECONDS", help="per-command timeout (default: command_timeout)")
+
+    f = sub.add_parser("fleet", help="run a simulated fleet of SSH hosts on 127.0.0.1 until interrupted")
+    f.add_argument("--hosts", type=int, default=150, metavar="N")
+    f.add_argument("--dir", required=True, metavar="DIR", help="where keys, host directories and the config go")
+    f.add_argument("--faults", metavar="SPEC", help="e.g. web003=refuse,web010=hang,web020=fail,web040=slow:5")
+
+    d = sub.add_parser("demo", help="start a simulated fleet and open the control room on it")
+    d.add_argument("--hosts", type=int, default=150, metavar="N")
+    d.add_argument("--faults", metavar="SPEC", help="faults to inject, as for `controlroom fleet`")
+    d.add_argument("--dir", metavar="DIR", help="fleet directory (default: a new temporary one); attaches if running")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return dispatch(args)
+    except ControlroomError as e:
+        print(f"controlroom: {e}", file=sys.stderr)
+        return e.exit_code
+    except BrokenPipeError:  # `controlroom run ... | head`: the reader left, so do we, quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except KeyboardInterrupt:
+        print("controlroom: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # the last resort: one line, the details only when asked for
+        if os.environ.get("CONTROLROOM_DEBUG"):
+            raise
+        print(f"controlroom: internal error: {type(e).__name__}: {e} (set CONTROLROOM_DEBUG=1 for details)",
+              file=sys.stderr)
+        return 70
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    cmd = args.command
+    if cmd == "check":
+        return cmd_check(args)
+    if cmd == "run":
+        return cmd_run(args)
+    if cmd == "fleet":
+        return cmd_fleet(args)
+    raise UsageError(f"`controlroom {cmd or ''}` is not available yet")
+
+
+def _load(args: argparse.Namespace):
+    from controlroom import config
+
+    return config.load(getattr(args, "config", None))
+
+
+# ------------------------------------------------------------------------------------------------ check
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    print(f"{cfg.path}: ok")
+    print(f"hosts: {len(cfg.hosts)}")
+    for g, names in cfg.groups.items():
+        if g == "all":
+            continue
+        colos = sorted({cfg.host(n).colo for n in names if cfg.host(n).colo})
+        where = f" (colo {', '.join(colos)})" if colos else ""
+        print(f"  {g:<16} {len(names):>5} hosts{where}")
+    print(f"phases: {len(cfg.phases)}")
+    for ph in cfg.phases:
+        extra = []
+        if ph.parallel < len(ph.hosts):
+            extra.append(f"{ph.parallel} at a time")
+        extra.append(f"max_failed {ph.max_failed}")
+        if ph.bake:
+            extra.append(f"bake {ph.bake:g} s")
+        if ph.gate:
+            extra.append("gate " + " and ".join(ph.gate))
+        if not ph.auto:
+            extra.append("then waits for the operator")
+        print(f"  {ph.name:<16} {len(ph.hosts):>5} hosts  {', '.join(extra)}")
+    if cfg.flags.flags:
+        print(f"flags: {len(cfg.flags.flags)}")
+        for fl in cfg.flags.flags:
+            kind = "kill switch" if fl.kind == "kill_switch" else "feature"
+            print(f"  {fl.name:<24} {kind}{'  ' + fl.description if fl.description else ''}")
+    else:
+        print("flags: none")
+    if cfg.metrics.series:
+        print(f"metrics: {len(cfg.metrics.series)} series from {cfg.metrics.source or 'json'}")
+        for s in cfg.metrics.series:
+            bounds = [f"max {s.max:g}" if s.max is not None else "", f"min {s.min:g}" if s.min is not None else ""]
+            print(f"  {s.name:<24} {' '.join(b for b in bounds if b)}")
+    else:
+        print("metrics: none")
+    print(f"deploy: {len(cfg.deploy.steps)} steps" + (", health check" if cfg.deploy.health else "")
+          + (f", {len(cfg.deploy.rollback)} rollback steps" if cfg.deploy.rollback else ""))
+    print(f"notify: {'webhook set' if cfg.notify.webhook else 'none'}")
+    print(f"state: {cfg.state.dir}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ run
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from controlroom import inventory
+    from controlroom.ssh import SSHPool, raise_nofile_limit
+
+    cfg = _load(args)
+    names = tuple(h.name for h in cfg.hosts)
+    if args.hosts:
+        try:
+            selected = inventory.select(args.hosts, names, cfg.groups)
+        except ValueError as e:
+            raise UsageError(f"--hosts: {e}") from None
+    else:
+        selected = list(names)
+    if args.parallel is not None and args.parallel < 1:
+        raise UsageError("--parallel must be at least 1")
+    if args.timeout is not None and args.timeout <= 0:
+        raise UsageError("--timeout must be more than 0 seconds")
+    warning = raise_nofile_limit(len(selected))
+    if warning:
+        print(warning, file=sys.stderr)
+    width = max(len(n) for n in selected)
+    tty = sys.stdout.isatty()
+
+    def show(res) -> None:
+        detail = ""
+        if res.ok:
+            last = res.stdout.rsplit("\n", 1)[-1] if res.stdout else ""
+            detail = f"  {last}" if last else ""
+        else:
+            why = res.reason if res.status != "exit" else (res.stderr.rsplit("\n", 1)[-1] if res.stderr else "")
+            detail = f"  {why}" if why else ""
+        label = res.label
+        if tty and not os.environ.get("NO_COLOR"):
+            label = f"\033[{'32' if res.ok else '31'}m{label:<9}\033[0m"
+        else:
+            label = f"{label:<9}"
+        print(f"{res.host:<{width}}  {label} {res.connect_s + res.run_s:6.2f} s{detail}", flush=True)
+
+    async def go():
+        async with SSHPool(cfg.ssh, (cfg.host(n) for n in selected)) as pool:
+            return await pool.run_many(selected, args.cmd, parallel=args.parallel, timeout=args.timeout,
+                                       on_result=show)
+
+    t0 = time.monotonic()
+    results = asyncio.run(go())
+    took = time.monotonic() - t0
+    counts = Counter(r.label for r in results)
+    order = sorted(counts, key=lambda k: (k != "ok", k))
+    print(f"{len(results)} hosts: " + ", ".join(f"{counts[k]} {k}" for k in order) + f" ({took:.1f} s)")
+    return 0 if all(r.ok for r in results) else 1
+
+
+# ------------------------------------------------------------------------------------------------ fleet
+
+
+def cmd_fleet(args: argparse.Namespace) -> int:
+    from controlroom.demo.fleet import serve
+
+    if args.hosts < 1:
+        raise UsageError("--hosts must be at least 1")
+    Path(args.dir).mkdir(parents=True, exist_ok=True)
+    asyncio.run(serve(args.dir, args.hosts, args.faults))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

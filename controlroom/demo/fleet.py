@@ -1,0 +1,393 @@
+"""The simulated fleet: N asyncssh servers on 127.0.0.1, one process, each host on its own port.
+
+Each host has a directory under DIR/hosts/NAME where commands really run with /bin/sh (cwd there, HOSTNAME set),
+so deploy steps really change that host's state; SFTP is chrooted to it. Faults make hosts misbehave the way real
+ones do. The fleet writes into DIR a known_hosts with its host keys, a client key, an ssh_config that maps each host
+name to its port, and a controlroom.toml that targets it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncssh
+
+from controlroom.errors import UsageError
+
+FAULTS = ("refuse", "hang", "fail", "drop", "slow", "hostkey", "auth", "flaky")
+
+
+@dataclass
+class Fault:
+    kind: str
+    arg: float = 0.0
+
+
+def parse_faults(spec: str | None) -> dict[str, Fault]:
+    """'web003=refuse,web040=slow:5' -> {'web003': Fault('refuse'), 'web040': Fault('slow', 5.0)}."""
+    out: dict[str, Fault] = {}
+    if not spec:
+        return out
+    for part in spec.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        host, eq, what = part.partition("=")
+        kind, _, arg = what.partition(":")
+        if not eq or not host or kind not in FAULTS:
+            raise UsageError(
+                f"--faults: cannot read {part!r}; write HOST=FAULT with FAULT one of {', '.join(FAULTS)}"
+                " (slow:SECONDS, flaky:N)"
+            )
+        if kind in ("slow", "flaky"):
+            try:
+                value = float(arg)
+            except ValueError:
+                raise UsageError(f"--faults: {part!r} needs a number, e.g. {host}={kind}:5") from None
+            if value < 0:
+                raise UsageError(f"--faults: {part!r} must not be negative")
+        elif arg:
+            raise UsageError(f"--faults: {kind!r} takes no argument in {part!r}")
+        else:
+            value = 0.0
+        out[host] = Fault(kind, value)
+    return out
+
+
+@dataclass
+class SimHost:
+    name: str
+    root: Path
+    port: int = 0
+    fault: Fault | None = None
+    commands: int = 0
+    key: asyncssh.SSHKey | None = None
+    server: object = None
+    procs: set = field(default_factory=set)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _Server(asyncssh.SSHServer):
+    def __init__(self, fleet: Fleet, host: SimHost) -> None:
+        self.fleet = fleet
+        self.host = host
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self.fleet._conns.add(conn)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.fleet._conns = {c for c in self.fleet._conns if not c.is_closed()}
+
+
+class Fleet:
+    """Start with ``await fleet.start()`` (or ``start_in_thread()``); stop with ``stop()``."""
+
+    def __init__(self, directory: str | os.PathLike[str], hosts: int = 150, faults: dict[str, Fault] | None = None,
+                 prefix: str = "web") -> None:
+        self.dir = Path(directory).resolve()
+        width = max(3, len(str(hosts)))
+        self.hosts = [SimHost(f"{prefix}{i:0{width}d}", self.dir / "hosts" / f"{prefix}{i:0{width}d}")
+                      for i in range(1, hosts + 1)]
+        self.by_name = {h.name: h for h in self.hosts}
+        for name, fault in (faults or {}).items():
+            if name not in self.by_name:
+                raise UsageError(f"--faults: no host {name!r} in a fleet of {hosts} ({self.hosts[0].name}..)")
+            self.by_name[name].fault = fault
+        self.prefix = prefix
+        self.width = width
+        self._servers: list = []
+        self._conns: set = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stopped = asyncio.Event()
+
+    # paths
+    @property
+    def config_path(self) -> Path:
+        return self.dir / "controlroom.toml"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.dir / "known_hosts"
+
+    def set_fault(self, name: str, fault: Fault | None) -> None:
+        """Change a host's fault while the fleet runs (tests use it to heal or break a host)."""
+        self.by_name[name].fault = fault
+
+    # ------------------------------------------------------------------------------------- start
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        (self.dir / "hosts").mkdir(parents=True, exist_ok=True)
+        os.chmod(self.dir, 0o700)
+        client_key = asyncssh.generate_private_key("ssh-ed25519", comment="controlroom-demo")
+        client_key.write_private_key(str(self.dir / "client_key"))
+        os.chmod(self.dir / "client_key", 0o600)
+        client_key.write_public_key(str(self.dir / "client_key.pub"))
+        authorized = asyncssh.import_authorized_keys(client_key.export_public_key().decode())
+        stranger = asyncssh.generate_private_key("ssh-ed25519")
+        wrong_auth = asyncssh.import_authorized_keys(stranger.export_public_key().decode())
+        known_lines = []
+        for h in self.hosts:
+            h.root.mkdir(parents=True, exist_ok=True)
+            h.key = asyncssh.generate_private_key("ssh-ed25519")
+            fault = h.fault.kind if h.fault else None
+            if fault == "refuse":
+                h.port = _free_port()
+            elif fault == "hang":
+                srv = await asyncio.start_server(self._hang, "127.0.0.1", 0)
+                h.port = srv.sockets[0].getsockname()[1]
+                self._servers.append(srv)
+            else:
+                presented = asyncssh.generate_private_key("ssh-ed25519") if fault == "hostkey" else h.key
+                srv = await asyncssh.create_server(
+                    lambda h=h: _Server(self, h),
+                    "127.0.0.1",
+                    0,
+                    server_host_keys=[presented],
+                    authorized_client_keys=wrong_auth if fault == "auth" else authorized,
+                    process_factory=lambda p, h=h: self._command(h, p),
+                    sftp_factory=lambda chan, h=h: asyncssh.SFTPServer(chan, chroot=str(h.root).encode()),
+                    allow_scp=False,
+                    password_auth=False,
+                    kbdint_auth=False,
+                    keepalive_interval=0,
+                    encoding=None,
+                )
+                h.port = srv.get_port()
+                h.server = srv
+                self._servers.append(srv)
+            pub = h.key.export_public_key().decode().strip()
+            known_lines.append(f"[{h.name}]:{h.port},[127.0.0.1]:{h.port} {pub}")
+        self.known_hosts.write_text("\n".join(known_lines) + "\n")
+        self._write_ssh_config()
+        self._write_config()
+        (self.dir / "fleet.json").write_text(json.dumps({
+            "pid": os.getpid(),
+            "hosts": {h.name: h.port for h in self.hosts},
+            "faults": {h.name: f"{h.fault.kind}:{h.fault.arg:g}" for h in self.hosts if h.fault},
+        }, indent=1))
+
+    def _write_ssh_config(self) -> None:
+        lines = ["# written by `controlroom fleet`: each simulated host's address and port", ""]
+        for h in self.hosts:
+            lines += [f"Host {h.name}", "    HostName 127.0.0.1", f"    Port {h.port}", ""]
+        (self.dir / "ssh_config").write_text("\n".join(lines))
+
+    def _write_config(self) -> None:
+        n = len(self.hosts)
+        first, last = self.hosts[0].name, self.hosts[-1].name
+        pattern = f"{self.prefix}[{1:0{self.width}d}:{n:0{self.width}d}]" if n > 1 else first
+        phases = demo_phases(n)
+        text = f'''# Written by `controlroom fleet` for a simulated fleet of {n} hosts ({first} .. {last}) on 127.0.0.1.
+[inventory]
+hosts = ["{pattern}"]
+
+[inventory.ssh]
+user = "deploy"
+known_hosts = "known_hosts"        # the fleet's own host keys; checking is always strict
+identity_file = "client_key"
+config = "ssh_config"              # maps each host name to its port on 127.0.0.1
+connect_timeout = 5
+command_timeout = 30
+keepalive_interval = 2
+keepalive_count = 3
+
+[release]
+repo = "repo"
+staged = "refs/heads/staging"
+live_command = "cat REVISION 2>/dev/null || echo none"
+
+[deploy]
+steps = [
+    "mkdir -p releases/{{revision}} && echo {{revision}} > releases/{{revision}}/REVISION",
+    "ln -sfn releases/{{revision}} current && cp current/REVISION REVISION",
+]
+health = "test -s REVISION"
+rollback = ["ln -sfn releases/{{previous}} current && echo {{previous}} > REVISION"]
+step_timeout = 20
+{phases}
+[state]
+dir = "state"
+'''
+        self.config_path.write_text(text)
+
+    async def _hang(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # accept the TCP connection and never say a word
+        try:
+            await reader.read()
+        finally:
+            writer.close()
+
+    async def _command(self, h: SimHost, process: asyncssh.SSHServerProcess) -> None:
+        h.commands += 1
+        fault = h.fault
+        cmd = process.command
+        if cmd is None:
+            process.stdout.write(f"{h.name}: simulated host, no interactive shell\n".encode())
+            process.exit(0)
+            return
+        if fault and fault.kind == "slow":
+            await asyncio.sleep(fault.arg)
+        if fault and (fault.kind == "fail" or (fault.kind == "flaky" and fault.arg > 0)):
+            if fault.kind == "flaky":
+                fault.arg -= 1
+            process.stderr.write(f"{h.name}: simulated failure\n".encode())
+            process.exit(1)
+            return
+        env = {"HOSTNAME": h.name, "HOME": str(h.root), "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+               "LANG": "C.UTF-8"}
+        proc = await asyncio.create_subprocess_exec(
+            "/bin/sh", "-c", cmd, cwd=h.root, env=env, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
+        )
+        h.procs.add(proc)
+        try:
+            if fault and fault.kind == "drop":
+                # the host goes away in the middle of the command
+                await asyncio.sleep(0.1)
+                process.channel.get_connection().abort()
+                return
+            work = asyncio.ensure_future(_relay(proc, process))
+            closed = asyncio.ensure_future(process.channel.wait_closed())
+            await asyncio.wait({work, closed}, return_when=asyncio.FIRST_COMPLETED)
+            if work.done():
+                process.exit(work.result())
+            else:
+                # the client gave up (its timeout) or went away: stop the command like sshd would
+                work.cancel()
+            closed.cancel()
+        except (TimeoutError, asyncssh.Error, OSError):
+            pass
+        finally:
+            h.procs.discard(proc)
+            if proc.returncode is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                await proc.wait()
+
+    # ------------------------------------------------------------------------------------- stop
+    async def stop(self) -> None:
+        for srv in self._servers:
+            srv.close()
+        for c in list(self._conns):
+            c.abort()
+        for h in self.hosts:
+            for p in list(h.procs):
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        self._servers.clear()
+
+    def start_in_thread(self) -> Fleet:
+        """Run the fleet on its own event loop in a daemon thread; returns once every host listens."""
+        ready = threading.Event()
+        error: list[BaseException] = []
+
+        def main() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(self.start())
+            except BaseException as e:  # noqa: BLE001 - handed to the caller
+                error.append(e)
+                ready.set()
+                return
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(self.stop())
+            loop.close()
+
+        self._thread = threading.Thread(target=main, name="fleet", daemon=True)
+        self._thread.start()
+        ready.wait()
+        if error:
+            raise error[0]
+        return self
+
+    def stop_thread(self) -> None:
+        if self._thread and self._loop:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+
+    def call(self, fn, *args) -> None:
+        """Run fn(*args) on the fleet's loop (thread-safe)."""
+        assert self._loop is not None
+        done = threading.Event()
+
+        def go() -> None:
+            fn(*args)
+            done.set()
+
+        self._loop.call_soon_threadsafe(go)
+        done.wait(5)
+
+
+async def _relay(proc: asyncio.subprocess.Process, process: asyncssh.SSHServerProcess) -> int:
+    """Copy the command's stdout and stderr to the channel as they come; return its exit status."""
+
+    async def pump(reader: asyncio.StreamReader, writer) -> None:
+        while data := await reader.read(65536):
+            writer.write(data)
+
+    await asyncio.gather(pump(proc.stdout, process.stdout), pump(proc.stderr, process.stderr))
+    return await proc.wait()
+
+
+def demo_phases(n: int) -> str:
+    """Three phases in the Flickr spirit: a canary of 2, 10% of the fleet, then the rest."""
+    if n >= 4:
+        return '''
+[[phase]]
+name = "canary"
+size = 2
+auto = false                       # wait for the operator after the canary
+
+[[phase]]
+name = "stage 1"
+size = "10%"
+max_failed = 1
+
+[[phase]]
+name = "stage 2"
+size = "100%"
+max_failed = "2%"
+'''
+    return '''
+[[phase]]
+name = "all"
+'''
+
+
+async def serve(directory: str, hosts: int, faults: str | None) -> None:
+    """`controlroom fleet`: start, print where things are, run until SIGINT/SIGTERM."""
+    fleet = Fleet(directory, hosts, parse_faults(faults))
+    await fleet.start()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    ports = [h.port for h in fleet.hosts]
+    print(f"fleet: {hosts} hosts on 127.0.0.1 (ports {min(ports)}-{max(ports)})", flush=True)
+    bad = [f"{h.name}={h.fault.kind}" for h in fleet.hosts if h.fault]
+    if bad:
+        print(f"fleet: faults {', '.join(bad)}", flush=True)
+    print(f"fleet: config {fleet.config_path}", flush=True)
+    print("fleet: ready; Ctrl+C stops it", flush=True)
+    await stop.wait()
+    await fleet.stop()

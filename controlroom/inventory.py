@@ -1,0 +1,227 @@
+"""Hosts, groups, colos, host patterns and phase planning.
+
+``web[001:150].example.com`` expands to 150 zero-padded names; several ranges in one name multiply out.
+Phases are planned deterministically: named hosts first, then inventory order.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import itertools
+import math
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from controlroom.config import PhaseSpec
+
+
+class PatternError(ValueError):
+    """A bad host pattern or phase plan; key is the dotted config key it came from."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+@dataclass(frozen=True)
+class HostOverride:
+    address: str | None = None
+    port: int | None = None
+    user: str | None = None
+    colo: str | None = None
+
+
+@dataclass(frozen=True)
+class Host:
+    """One machine. address/port/user None mean: let ~/.ssh/config and the defaults decide."""
+
+    name: str
+    address: str | None = None
+    port: int | None = None
+    user: str | None = None
+    group: str = "default"
+    colo: str | None = None
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One planned phase: its hosts in the order they start."""
+
+    name: str
+    hosts: tuple[str, ...]
+    parallel: int
+    max_failed: int
+    bake: float
+    gate: tuple[str, ...]
+    auto: bool
+
+
+_RANGE = re.compile(r"\[(\d+):(\d+)\]")
+
+
+def expand(pattern: str, key: str = "inventory.hosts") -> list[str]:
+    """Expand ``web[001:150].example.com``; a name without ranges expands to itself."""
+    if not pattern or pattern != pattern.strip() or any(c.isspace() for c in pattern):
+        raise PatternError(key, f"bad host name {pattern!r}: no spaces allowed")
+    parts = _RANGE.split(pattern)
+    # parts: literal, start, end, literal, start, end, ..., literal
+    literals = parts[0::3]
+    ranges = []
+    for start, end in zip(parts[1::3], parts[2::3], strict=True):
+        a, b = int(start), int(end)
+        if a > b:
+            raise PatternError(key, f"range [{start}:{end}] in {pattern!r} runs backwards; write [{end}:{start}]")
+        width = len(start) if start.startswith("0") and len(start) > 1 else 0
+        ranges.append([str(n).zfill(width) for n in range(a, b + 1)])
+    for lit in literals:
+        if any(c in lit for c in "[]"):
+            raise PatternError(key, f"cannot read {pattern!r}: a range is written [001:150]")
+        if lit and not re.fullmatch(r"[A-Za-z0-9._-]+", lit):
+            raise PatternError(key, f"bad host name {pattern!r}: use letters, digits, '.', '-' and '_'")
+    out = []
+    for combo in itertools.product(*ranges):
+        name = literals[0]
+        for num, lit in zip(combo, literals[1:], strict=True):
+            name += num + lit
+        out.append(name)
+    return out
+
+
+def build_hosts(
+    patterns: list[tuple[str, str, str | None, str]], overrides: dict[str, HostOverride]
+) -> tuple[list[Host], dict[str, tuple[str, ...]]]:
+    """(pattern, group, colo, key) -> hosts in inventory order, and groups by name ('all' holds every host)."""
+    hosts: list[Host] = []
+    where: dict[str, str] = {}
+    groups: dict[str, list[str]] = {}
+    for pattern, group, colo, key in patterns:
+        for name in expand(pattern, key):
+            if name in where:
+                raise PatternError(key, f"duplicate host {name!r} (also in {where[name]})")
+            where[name] = key
+            o = overrides.get(name, HostOverride())
+            hosts.append(
+                Host(name=name, address=o.address, port=o.port, user=o.user, group=group, colo=o.colo or colo)
+            )
+            groups.setdefault(group, []).append(name)
+    out = {g: tuple(v) for g, v in groups.items()}
+    out["all"] = tuple(h.name for h in hosts)
+    return hosts, out
+
+
+def select(selector: str, names: tuple[str, ...], groups: dict[str, tuple[str, ...]]) -> list[str]:
+    """Hosts matching a comma-separated list of group names, range patterns or shell globs, in inventory order.
+
+    Raises ValueError naming the first part that matched nothing.
+    """
+    wanted: set[str] = set()
+    for part in (p.strip() for p in selector.split(",")):
+        if not part:
+            continue
+        if part in groups:
+            wanted.update(groups[part])
+            continue
+        matched: set[str] = set()
+        try:
+            candidates = expand(part, "--hosts") if _RANGE.search(part) else [part]
+        except PatternError as e:
+            raise ValueError(str(e)) from None
+        for c in candidates:
+            matched.update(fnmatch.filter(names, c))
+            # short names match a host's first label: web001 selects web001.example.com
+            matched.update(n for n in names if n.split(".", 1)[0] == c)
+        if not matched:
+            raise ValueError(f"{part!r} matches no host or group (groups: {', '.join(sorted(groups))})")
+        wanted |= matched
+    return [n for n in names if n in wanted]
+
+
+def _size(value: int | str | None, total: int) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, int):
+        return value
+    pct = float(value.rstrip("%"))
+    return max(1, math.ceil(total * pct / 100))
+
+
+def plan_phases(specs: tuple[PhaseSpec, ...] | list[PhaseSpec], hosts: list[Host], groups) -> list[Phase]:
+    """Split the fleet into phases: counts or percentages of the whole fleet, the last phase taking the rest."""
+    names = tuple(h.name for h in hosts)
+    total = len(names)
+    taken: set[str] = set()
+    named_by_phase: list[list[str]] = []
+    for i, spec in enumerate(specs):
+        chosen: list[str] = []
+        for sel in spec.hosts:
+            try:
+                found = select(sel, names, groups)
+            except ValueError as e:
+                raise PatternError(f"phase[{i}].hosts", str(e)) from None
+            for n in found:
+                if n in taken:
+                    raise PatternError(f"phase[{i}].hosts", f"host {n!r} is already named by an earlier phase")
+                taken.add(n)
+                chosen.append(n)
+        named_by_phase.append(chosen)
+    pool = [n for n in names if n not in taken]
+    phases: list[Phase] = []
+    remaining = total
+    for i, spec in enumerate(specs):
+        last = i == len(specs) - 1
+        named = named_by_phase[i]
+        want = _size(spec.size, total)
+        if want is None:
+            want = len(named) if (named and not last) else None
+        if last:
+            rest = len(pool)
+            if want is not None and isinstance(spec.size, int) and want > len(named) + rest:
+                raise PatternError(
+                    f"phase[{i}].size",
+                    f"the last phase ({spec.name!r}) asks for {want} hosts but only {len(named) + rest} are left; "
+                    "leave size out to take the rest",
+                )
+            if want is not None and want < len(named) + rest:
+                left = len(named) + rest - want
+                raise PatternError(
+                    f"phase[{i}].size",
+                    f"the last phase ({spec.name!r}) gets {want} of the {len(named) + rest} remaining hosts and "
+                    f"would leave {left} out; give it size = \"100%\" or leave size out to take the rest",
+                )
+            members = named + pool
+            pool = []
+        else:
+            if want < len(named):
+                raise PatternError(
+                    f"phase[{i}].size", f"size {want} is smaller than the {len(named)} hosts the phase names"
+                )
+            extra = want - len(named)
+            if extra > len(pool) or (remaining - want) <= 0:
+                raise PatternError(
+                    f"phase[{i}].size",
+                    f"phase {spec.name!r} needs {want} hosts but only {remaining} are left, so the phases "
+                    f"after it would be empty; the fleet has {total} hosts",
+                )
+            members = named + pool[:extra]
+            pool = pool[extra:]
+        remaining -= len(members)
+        if not members:
+            raise PatternError(f"phase[{i}]", f"phase {spec.name!r} has no hosts left; the fleet has {total}")
+        max_failed = spec.max_failed
+        if isinstance(max_failed, str):
+            max_failed = math.floor(len(members) * float(max_failed.rstrip("%")) / 100)
+        parallel = spec.parallel or len(members)
+        phases.append(
+            Phase(
+                name=spec.name,
+                hosts=tuple(members),
+                parallel=min(parallel, len(members)),
+                max_failed=max_failed,
+                bake=spec.bake,
+                gate=spec.gate,
+                auto=spec.auto,
+            )
+        )
+    return phases

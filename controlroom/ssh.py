@@ -1,0 +1,355 @@
+"""One pool of asyncssh connections per process, reused across commands.
+
+Every command ends in exactly one CommandResult whose status is one of RESULT_CLASSES. Host keys are always checked
+against the configured known_hosts; there is no switch to turn that off. Whatever reaches a remote shell from the
+config or the operator (revisions, host names, flag values) goes through ``render`` or ``shlex.quote``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import secrets
+import shlex
+import socket
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import asyncssh
+
+from controlroom.config import SSHSettings
+from controlroom.errors import ConfigError
+from controlroom.inventory import Host
+
+RESULT_CLASSES = ("ok", "exit", "timeout", "refused", "auth", "hostkey", "dropped")
+TAIL_LINES = 40
+
+LineCallback = Callable[[str, str], None]  # (stream "out"|"err", line without newline)
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What one command did on one host. status is one of RESULT_CLASSES."""
+
+    host: str
+    status: str
+    exit_code: int | None = None
+    reason: str = "ok"
+    stdout: str = ""
+    stderr: str = ""
+    connect_s: float = 0.0
+    run_s: float = 0.0
+    started_at: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def label(self) -> str:
+        """The result class as the operator reads it: ok, exit 1, timeout, refused, ..."""
+        return f"exit {self.exit_code}" if self.status == "exit" else self.status
+
+
+def render(template: str, **values: str) -> str:
+    """Fill {revision}, {previous}, {host} with shell-quoted values, so no value can inject a command."""
+    out = template
+    for key, value in values.items():
+        out = out.replace("{" + key + "}", shlex.quote(str(value)))
+    return out
+
+
+def raise_nofile_limit(hosts: int) -> str | None:
+    """Raise the soft open-files limit towards 4 x hosts + 64; return a warning if it stays below that."""
+    need = 4 * hosts + 64
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < need:
+        target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    if soft != resource.RLIM_INFINITY and soft < need:
+        return (
+            f"warning: open-files limit is {soft}, below {need} (4 x {hosts} hosts + 64); "
+            "raise it with `ulimit -n` or some hosts will fail to connect"
+        )
+    return None
+
+
+class _Client(asyncssh.SSHClient):
+    def __init__(self, pool: SSHPool, name: str) -> None:
+        self._pool = pool
+        self._name = name
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._pool._forget(self._name)
+
+
+class _Failure(Exception):
+    def __init__(self, status: str, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def _classify(exc: BaseException, timeout: float) -> _Failure:
+    if isinstance(exc, _Failure):
+        return exc
+    if isinstance(exc, asyncssh.HostKeyNotVerifiable):
+        return _Failure("hostkey", f"host key not verifiable (unknown or changed): {exc.reason}")
+    if isinstance(exc, asyncssh.PermissionDenied):
+        return _Failure("auth", f"authentication refused: {exc.reason}")
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+        return _Failure("timeout", f"connect timed out after {timeout:g} s")
+    if isinstance(exc, ConnectionRefusedError):
+        return _Failure("refused", "connection refused")
+    if isinstance(exc, socket.gaierror):
+        return _Failure("refused", f"cannot resolve host name: {exc.strerror}")
+    if isinstance(exc, asyncssh.ConnectionLost | asyncssh.ChannelOpenError | BrokenPipeError | ConnectionResetError):
+        return _Failure("dropped", f"connection dropped: {getattr(exc, 'reason', None) or exc}")
+    if isinstance(exc, asyncssh.DisconnectError):
+        return _Failure("dropped", f"disconnected: {exc.reason}")
+    if isinstance(exc, OSError):
+        return _Failure("refused", f"cannot connect: {exc.strerror or exc}")
+    return _Failure("dropped", f"{type(exc).__name__}: {exc}")
+
+
+class SSHPool:
+    """Connections per host, created on first use and reused; bounded handshakes and channels.
+
+    Safe to share between concurrent tasks in one event loop.
+    """
+
+    def __init__(self, settings: SSHSettings, hosts: Iterable[Host] = ()) -> None:
+        self.settings = settings
+        self.hosts: dict[str, Host] = {h.name: h for h in hosts}
+        self._conns: dict[str, asyncssh.SSHClientConnection] = {}
+        self._connecting: dict[str, asyncio.Lock] = {}
+        self._channels: dict[str, asyncio.Semaphore] = {}
+        self._handshakes = asyncio.Semaphore(settings.max_startups)
+        self._jump_handshakes = asyncio.Semaphore(settings.jump_max_startups)
+        self._jump: asyncssh.SSHClientConnection | None = None
+        self._jump_lock = asyncio.Lock()
+        self.handshakes = 0  # how many SSH handshakes this pool has done (tests and bench read it)
+        config = [str(p) for p in settings.config_files]
+        user_config = os.path.expanduser("~/.ssh/config")
+        if os.path.isfile(user_config):
+            config.append(user_config)
+        # ssh_config Host blocks are matched per host, so the paths are handed to every connect() call
+        self._config: list[str] | None = config or None
+        try:
+            known_hosts = asyncssh.read_known_hosts(str(settings.known_hosts))
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"{settings.known_hosts}: cannot read known_hosts: {e}") from None
+        kwargs: dict = dict(
+            known_hosts=known_hosts,
+            connect_timeout=settings.connect_timeout,
+            keepalive_interval=settings.keepalive_interval,
+            keepalive_count_max=settings.keepalive_count,
+        )
+        if settings.identity_files:
+            kwargs["client_keys"] = [str(p) for p in settings.identity_files]
+        self._options = asyncssh.SSHClientConnectionOptions(**kwargs)
+
+    def host(self, host: Host | str) -> Host:
+        if isinstance(host, Host):
+            return host
+        return self.hosts.get(host) or Host(name=host)
+
+    def _forget(self, name: str) -> None:
+        self._conns.pop(name, None)
+
+    async def _jump_conn(self) -> asyncssh.SSHClientConnection:
+        async with self._jump_lock:
+            if self._jump is None:
+                self._jump = await asyncssh.connect(self.settings.jump, options=self._options, config=self._config)
+            return self._jump
+
+    async def _connect(self, host: Host) -> asyncssh.SSHClientConnection:
+        conn = self._conns.get(host.name)
+        if conn is not None:
+            return conn
+        lock = self._connecting.setdefault(host.name, asyncio.Lock())
+        async with lock:
+            conn = self._conns.get(host.name)
+            if conn is not None:
+                return conn
+            kwargs: dict = {}
+            port = host.port or self.settings.port
+            user = host.user or self.settings.user
+            if port:
+                kwargs["port"] = port
+            if user:
+                kwargs["username"] = user
+            if self.settings.jump:
+                kwargs["tunnel"] = await self._jump_conn()
+                gate = self._jump_handshakes
+            else:
+                gate = self._handshakes
+            async with gate:
+                self.handshakes += 1
+                conn = await asyncssh.connect(
+                    host.address or host.name,
+                    options=self._options,
+                    config=self._config,
+                    client_factory=lambda: _Client(self, host.name),
+                    **kwargs,
+                )
+            self._conns[host.name] = conn
+            self._channels[host.name] = asyncio.Semaphore(self.settings.channels_per_connection)
+            return conn
+
+    async def run(
+        self,
+        host: Host | str,
+        command: str,
+        *,
+        timeout: float | None = None,
+        on_line: LineCallback | None = None,
+    ) -> CommandResult:
+        """Run one shell command; never raises for host trouble, the result says what happened."""
+        h = self.host(host)
+        timeout = timeout or self.settings.command_timeout
+        started = time.time()
+        t0 = time.monotonic()
+        try:
+            conn = await self._connect(h)
+        except Exception as e:  # noqa: BLE001 - every failure becomes one result class
+            f = _classify(e, self.settings.connect_timeout)
+            return CommandResult(h.name, f.status, reason=f.reason, connect_s=time.monotonic() - t0, started_at=started)
+        t1 = time.monotonic()
+        out: deque[str] = deque(maxlen=TAIL_LINES)
+        err: deque[str] = deque(maxlen=TAIL_LINES)
+
+        async def pump(stream, name: str, tail: deque[str]) -> None:
+            # readline() gives "" only at EOF (an empty line is "\n"); asyncssh's async-for yields that "" too
+            while line := await stream.readline():
+                line = line.rstrip("\n")
+                tail.append(line)
+                if on_line is not None:
+                    on_line(name, line)
+
+        proc = None
+        try:
+            async with self._channels[h.name]:
+                try:
+                    async with asyncio.timeout(timeout):
+                        proc = await conn.create_process(command, encoding="utf-8", errors="replace")
+                        proc.stdin.write_eof()  # like `ssh host cmd </dev/null`: nothing waits on our input
+                        await asyncio.gather(pump(proc.stdout, "out", out), pump(proc.stderr, "err", err))
+                        done = await proc.wait()
+                except TimeoutError:
+                    if proc is not None:
+                        proc.close()
+                    return self._result(h, "timeout", None, f"timed out after {timeout:g} s", out, err, t0, t1, started)
+        except Exception as e:  # noqa: BLE001
+            f = _classify(e, timeout)
+            self._forget(h.name)
+            return self._result(h, f.status, None, f.reason, out, err, t0, t1, started)
+        if done.exit_status is None or done.exit_status < 0:
+            if done.exit_signal:
+                sig = done.exit_signal[0]
+                return self._result(h, "exit", -1, f"killed by signal {sig}", out, err, t0, t1, started)
+            self._forget(h.name)
+            return self._result(h, "dropped", None, "connection dropped during the command", out, err, t0, t1, started)
+        if done.exit_status != 0:
+            return self._result(h, "exit", done.exit_status, f"exit {done.exit_status}", out, err, t0, t1, started)
+        return self._result(h, "ok", 0, "ok", out, err, t0, t1, started)
+
+    @staticmethod
+    def _result(h, status, code, reason, out, err, t0, t1, started) -> CommandResult:
+        return CommandResult(
+            host=h.name,
+            status=status,
+            exit_code=code,
+            reason=reason,
+            stdout="\n".join(out),
+            stderr="\n".join(err),
+            connect_s=t1 - t0,
+            run_s=time.monotonic() - t1,
+            started_at=started,
+        )
+
+    async def upload(self, host: Host | str, path: str, data: bytes, mode: int = 0o644) -> CommandResult:
+        """Atomically replace ``path`` on the host: write a temporary file beside it, fsync, posix-rename."""
+        h = self.host(host)
+        started = time.time()
+        t0 = time.monotonic()
+        try:
+            conn = await self._connect(h)
+        except Exception as e:  # noqa: BLE001
+            f = _classify(e, self.settings.connect_timeout)
+            return CommandResult(h.name, f.status, reason=f.reason, connect_s=time.monotonic() - t0, started_at=started)
+        t1 = time.monotonic()
+        directory, _, name = path.rpartition("/")
+        tmp = f"{directory}/.{name}.tmp-{secrets.token_hex(4)}" if directory else f".{name}.tmp-{secrets.token_hex(4)}"
+        try:
+            async with self._channels[h.name]:
+                async with conn.start_sftp_client() as sftp:
+                    try:
+                        async with sftp.open(tmp, "wb") as f:
+                            await f.write(data)
+                            await f.fsync()
+                        await sftp.chmod(tmp, mode)
+                        await sftp.posix_rename(tmp, path)
+                    except BaseException:
+                        try:
+                            await sftp.remove(tmp)
+                        except Exception:  # noqa: BLE001 - the temp file may not exist
+                            pass
+                        raise
+        except asyncssh.SFTPError as e:
+            return self._result(h, "exit", 1, f"upload of {path} failed: {e.reason}", (), (), t0, t1, started)
+        except Exception as e:  # noqa: BLE001
+            f = _classify(e, self.settings.command_timeout)
+            self._forget(h.name)
+            return self._result(h, f.status, None, f.reason, (), (), t0, t1, started)
+        return self._result(h, "ok", 0, "ok", (), (), t0, t1, started)
+
+    async def run_many(
+        self,
+        hosts: Iterable[Host | str],
+        command: str,
+        *,
+        parallel: int | None = None,
+        timeout: float | None = None,
+        on_result: Callable[[CommandResult], None] | None = None,
+    ) -> list[CommandResult]:
+        """Fan a command out, at most ``parallel`` hosts at a time; results in the order given."""
+        hosts = [self.host(h) for h in hosts]
+        limit = asyncio.Semaphore(parallel or self.settings.max_parallel)
+
+        async def one(h: Host) -> CommandResult:
+            async with limit:
+                res = await self.run(h, command, timeout=timeout)
+            if on_result is not None:
+                on_result(res)
+            return res
+
+        return list(await asyncio.gather(*(one(h) for h in hosts)))
+
+    async def close(self) -> None:
+        conns = list(self._conns.values())
+        self._conns.clear()
+        for c in conns:
+            c.close()
+        if self._jump is not None:
+            conns.append(self._jump)
+            self._jump.close()
+            self._jump = None
+        for c in conns:
+            try:
+                await asyncio.wait_for(c.wait_closed(), 2)
+            except Exception:  # noqa: BLE001 - closing is best effort
+                pass
+
+    async def __aenter__(self) -> SSHPool:
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()

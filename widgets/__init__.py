@@ -1,0 +1,1 @@
+"""Textual widgets for controlroom, one pane a module."""
