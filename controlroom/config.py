@@ -581,7 +581,7 @@ def _build(p: Path, text: str, data: dict, *, require_known_hosts: bool) -> Conf
     )
     dep = r.table(data.get("deploy", {}), "deploy", _DEPLOY)
     steps = r.strings(dep, "deploy", "steps")
-    for j, st in enumerate(steps):
+    for st in steps:
         _check_placeholders(r, "deploy.steps", st)
     rollback = r.strings(dep, "deploy", "rollback")
     for st in rollback:

@@ -1,0 +1,192 @@
+"""The event vocabulary shared by the engine, the journal, the TUI, the CLI printer and the notifier.
+
+Events are past-tense facts. The engine emits them; the journal commits each one before any other subscriber sees
+it, so nothing on a screen was ever unknown to the journal. Operator intents are imperatives and live in rollout.py.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+# host states (design.md): pending -> connecting -> running (step k of n) -> checking -> done
+#                          \-> failed(reason); done -> rolling_back -> rolled_back | failed; pending -> skipped
+PENDING = "pending"
+CONNECTING = "connecting"
+RUNNING = "running"
+CHECKING = "checking"
+DONE = "done"
+FAILED = "failed"
+SKIPPED = "skipped"
+ROLLING_BACK = "rolling_back"
+ROLLED_BACK = "rolled_back"
+HOST_STATES = (PENDING, CONNECTING, RUNNING, CHECKING, DONE, FAILED, SKIPPED, ROLLING_BACK, ROLLED_BACK)
+IN_FLIGHT = (CONNECTING, RUNNING, CHECKING, ROLLING_BACK)
+FINAL = (DONE, FAILED, SKIPPED, ROLLED_BACK)
+
+# rollout statuses
+R_RUNNING = "running"
+R_PAUSED = "paused"
+R_HALTED = "halted"  # the failure budget of a phase was exceeded; waiting for a decision
+R_WAITING = "waiting"  # at a phase boundary, waiting for the operator (or a gate)
+R_DONE = "done"
+R_FAILED = "failed"
+R_ABORTED = "aborted"
+R_ROLLED_BACK = "rolled_back"
+ROLLOUT_FINAL = (R_DONE, R_FAILED, R_ABORTED, R_ROLLED_BACK)
+
+
+@dataclass(frozen=True)
+class Event:
+    rollout_id: int
+    at: float = field(default_factory=time.time, kw_only=True)
+
+    @property
+    def event_type(self) -> str:
+        return type(self).__name__
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RolloutStarted(Event):
+    revision: str
+    previous: str | None
+    user: str
+    phases: tuple[tuple[str, tuple[str, ...]], ...]  # (phase name, host names)
+    resumed: bool = False
+
+
+@dataclass(frozen=True)
+class PhaseStarted(Event):
+    phase: int
+    name: str
+    hosts: int
+
+
+@dataclass(frozen=True)
+class HostStateChanged(Event):
+    host: str
+    phase: int
+    state: str
+    step: int = 0  # running: step k of n (1-based)
+    steps: int = 0
+    reason: str = ""  # failed: refused | auth | hostkey | exit N | timeout | dropped, and the detail
+    revision: str | None = None  # the host's live revision when known
+    previous: str | None = None
+    seconds: float = 0.0  # time spent on the host so far
+
+
+@dataclass(frozen=True)
+class HostOutput(Event):
+    """A line of a command's output; shown live, not journaled line by line (the tail is in the result)."""
+
+    host: str
+    stream: str
+    line: str
+
+
+@dataclass(frozen=True)
+class PhaseHalted(Event):
+    """The failure budget was exceeded: no new hosts start; in-flight hosts finish."""
+
+    phase: int
+    name: str
+    failed: tuple[str, ...]
+    max_failed: int
+
+
+@dataclass(frozen=True)
+class PhaseCompleted(Event):
+    phase: int
+    name: str
+    done: int
+    failed: int
+    skipped: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class GateWaiting(Event):
+    """Between phases: the next phase waits for the operator (or for a gate to hold)."""
+
+    phase: int  # the phase that would start next
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class GatePassed(Event):
+    phase: int
+    name: str
+    by: str  # "auto" or the user who proceeded
+
+
+@dataclass(frozen=True)
+class RolloutPaused(Event):
+    user: str
+
+
+@dataclass(frozen=True)
+class RolloutResumed(Event):
+    user: str
+
+
+@dataclass(frozen=True)
+class OperatorAction(Event):
+    """An intent the operator gave, as it was carried out (retry, skip, abort, rollback, force)."""
+
+    user: str
+    action: str
+    host: str | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class RolloutFinished(Event):
+    status: str  # done | failed | aborted | rolled_back
+    revision: str
+    done: int
+    failed: int
+    skipped: int
+    seconds: float
+    failed_hosts: tuple[tuple[str, str], ...] = ()  # (host, reason)
+
+
+@dataclass(frozen=True)
+class LogEntryAdded(Event):
+    """A deploy-log entry (rollout_id 0 when it belongs to no rollout)."""
+
+    user: str
+    kind: str
+    text: str
+    revision: str | None = None
+
+
+@dataclass(frozen=True)
+class LockChanged(Event):
+    held: bool
+    user: str | None
+    reason: str
+
+
+EVENT_TYPES = {
+    cls.__name__: cls
+    for cls in (
+        RolloutStarted,
+        PhaseStarted,
+        HostStateChanged,
+        HostOutput,
+        PhaseHalted,
+        PhaseCompleted,
+        GateWaiting,
+        GatePassed,
+        RolloutPaused,
+        RolloutResumed,
+        OperatorAction,
+        RolloutFinished,
+        LogEntryAdded,
+        LockChanged,
+    )
+}
