@@ -75,6 +75,14 @@ def dispatch(args: argparse.Namespace) -> int:
         return cmd_run(args)
     if cmd == "fleet":
         return cmd_fleet(args)
+    if cmd == "demo":
+        from controlroom.demo.launch import cmd_demo  # starts the fleet, then the app
+
+        return cmd_demo(args)
+    if cmd is None:
+        from controlroom.app import run_app  # the only place the CLI reaches Textual
+
+        return run_app(_load(args))
     raise UsageError(f"`controlroom {cmd or ''}` is not available yet")
 
 
