@@ -39,6 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--dir", required=True, metavar="DIR", help="where keys, host directories and the config go")
     f.add_argument("--faults", metavar="SPEC", help="e.g. web003=refuse,web010=hang,web020=fail,web040=slow:5")
 
+    from controlroom.deploycli import add_parsers
+
+    add_parsers(sub, common)
+
     d = sub.add_parser("demo", help="start a simulated fleet and open the control room on it")
     d.add_argument("--hosts", type=int, default=150, metavar="N")
     d.add_argument("--faults", metavar="SPEC", help="faults to inject, as for `controlroom fleet`")
@@ -75,6 +79,10 @@ def dispatch(args: argparse.Namespace) -> int:
         return cmd_run(args)
     if cmd == "fleet":
         return cmd_fleet(args)
+    if cmd in ("deploy", "rollback", "log", "lock", "unlock"):
+        from controlroom import deploycli
+
+        return getattr(deploycli, f"cmd_{cmd}")(_load(args), args)
     if cmd == "demo":
         from controlroom.demo.launch import cmd_demo  # starts the fleet, then the app
 

@@ -19,7 +19,11 @@ from pathlib import Path
 
 import asyncssh
 
+from controlroom.demo.repo import make_demo_repo
 from controlroom.errors import UsageError
+
+LIVE_REVISION = "r2306"
+STAGED_REVISION = "r2307"
 
 FAULTS = ("refuse", "hang", "fail", "drop", "slow", "hostkey", "auth", "flaky")
 
@@ -71,6 +75,17 @@ class SimHost:
     key: asyncssh.SSHKey | None = None
     server: object = None
     procs: set = field(default_factory=set)
+
+
+def _seed_host(root: Path) -> None:
+    """A host as a real one looks before the demo deploy: r2306 live behind a `current` symlink."""
+    if (root / "REVISION").exists():
+        return
+    rel = root / "releases" / LIVE_REVISION
+    rel.mkdir(parents=True, exist_ok=True)
+    (rel / "REVISION").write_text(LIVE_REVISION + "\n")
+    (root / "current").symlink_to(Path("releases") / LIVE_REVISION)
+    (root / "REVISION").write_text(LIVE_REVISION + "\n")
 
 
 def _free_port() -> int:
@@ -139,8 +154,9 @@ class Fleet:
         stranger = asyncssh.generate_private_key("ssh-ed25519")
         wrong_auth = asyncssh.import_authorized_keys(stranger.export_public_key().decode())
         known_lines = []
+        make_demo_repo(self.dir / "repo", live=LIVE_REVISION, staged=STAGED_REVISION)
         for h in self.hosts:
-            h.root.mkdir(parents=True, exist_ok=True)
+            _seed_host(h.root)
             h.key = asyncssh.generate_private_key("ssh-ed25519")
             fault = h.fault.kind if h.fault else None
             if fault == "refuse":

@@ -1,0 +1,42 @@
+"""The demo's git repository: a live revision r2306 and a staged one, r2307, on the staging branch."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+FILES_LIVE = {
+    "index.php": "<?php echo 'Hello from Flickr-ish'; ?>\n",
+    "upload.php": "<?php // photo uploads\nrequire 'lib/upload.php';\n",
+}
+FILES_STAGED = {
+    "upload.php": "<?php // photo and video uploads\nrequire 'lib/upload.php';\nif (flag('enable_feature_video')) {\n"
+    "    require 'lib/video.php';\n}\n",
+    "lib/video.php": "<?php // video transcoding queue\nfunction enqueue_video($id) { return queue('video', $id); }\n",
+}
+
+
+def make_demo_repo(path: Path, live: str = "r2306", staged: str = "r2307") -> None:
+    """Create (once) a small real git repository with two tagged revisions."""
+    if (path / ".git").exists():
+        return
+    path.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, GIT_AUTHOR_NAME="demo", GIT_AUTHOR_EMAIL="demo@controlroom.invalid",
+               GIT_COMMITTER_NAME="demo", GIT_COMMITTER_EMAIL="demo@controlroom.invalid")
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(path), *args], check=True, capture_output=True, env=env, timeout=30)
+
+    git("init", "-q", "-b", "main")
+    for rev, files in ((live, FILES_LIVE), (staged, FILES_STAGED)):
+        for name, text in files.items():
+            f = path / name
+            f.parent.mkdir(parents=True, exist_ok=True)
+            f.write_text(text)
+        git("add", "-A")
+        git("commit", "-q", "-m", f"{rev}: {'video uploads behind a flag' if rev == staged else 'photo uploads'}")
+        git("tag", rev)
+        if rev == live:
+            git("branch", "production")
+    git("branch", "staging")

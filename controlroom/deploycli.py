@@ -1,0 +1,309 @@
+"""Headless `controlroom deploy`, `rollback`, `log`, `lock` and `unlock`, in the spirit of the Flickr deploy page."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from controlroom import events as ev
+from controlroom.config import Config
+from controlroom.errors import ControlroomError, LockedError, UsageError
+from controlroom.journal import Journal, current_user
+
+
+def add_parsers(sub, common) -> None:
+    d = sub.add_parser("deploy", parents=[common], help="ship the staged revision, phase by phase, headless")
+    d.add_argument("--revision", "-r", metavar="R", help="revision to ship (default: [release] staged)")
+    d.add_argument("--yes", "-y", action="store_true", help="answer yes to every question (start and gates)")
+    d.add_argument("--auto", action="store_true", help="go on past every phase by itself while gates hold")
+    d.add_argument("--resume", action="store_true", help="carry on the last deploy (after a crash or a halt)")
+    d.add_argument("--force", action="store_true", help="deploy although a person locked the fleet")
+    d.add_argument("--reason", metavar="TEXT", help="why --force (required with it; goes into the log)")
+
+    r = sub.add_parser("rollback", parents=[common], help="put the previous revision back on every done host")
+    r.add_argument("--yes", "-y", action="store_true", help="do not ask")
+
+    lg = sub.add_parser("log", parents=[common], help="the deploy log; `log add MSG` adds an entry")
+    lg.add_argument("words", nargs="*", metavar="add MSG")
+    lg.add_argument("-n", type=int, default=30, metavar="N", help="how many entries (default 30)")
+
+    lk = sub.add_parser("lock", parents=[common], help="lock the fleet: NO DEPLOY PLEASE")
+    lk.add_argument("message", nargs="+", metavar="MSG")
+    sub.add_parser("unlock", parents=[common], help="release the lock")
+
+
+def _journal(cfg: Config) -> Journal:
+    return Journal.open(cfg.state.dir)
+
+
+# --------------------------------------------------------------------------------------------- log and lock
+
+
+def cmd_log(cfg: Config, args: argparse.Namespace) -> int:
+    j = _journal(cfg)
+    if args.words:
+        if args.words[0] != "add" or len(args.words) < 2:
+            raise UsageError("usage: controlroom log [-n N] | controlroom log add MSG")
+        entry = j.add_log(current_user(), "NOTE", " ".join(args.words[1:]))
+        print(entry.line())
+        return 0
+    if args.n < 1:
+        raise UsageError("-n must be at least 1")
+    lock = j.lock()
+    if lock:
+        print(lock.describe())
+    for e in j.log(args.n):
+        print(e.line())
+    return 0
+
+
+def cmd_lock(cfg: Config, args: argparse.Namespace) -> int:
+    msg = " ".join(args.message).strip()
+    if not msg:
+        raise UsageError("lock needs a message: say why (it is what the team reads)")
+    lock = _journal(cfg).take_lock(current_user(), msg)
+    print(f"locked: {lock.describe()}")
+    return 0
+
+
+def cmd_unlock(cfg: Config, args: argparse.Namespace) -> int:
+    old = _journal(cfg).release_lock(current_user())
+    print(f"unlocked (was: {old.describe()})" if old else "the fleet was not locked")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------- the printer
+
+
+class Printer:
+    """Lines as the deploy goes: a line per step and per phase as it completes, failed hosts with reasons."""
+
+    def __init__(self, rollout, out=sys.stdout) -> None:
+        self.r = rollout
+        self.out = out
+        self.width = max(len(p.name) for p in rollout.phases) + 2
+        self.steps_printed: dict[int, int] = {}
+
+    def say(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    def dots(self, label: str, result: str) -> str:
+        return f"{label} {'.' * max(3, 30 - len(label))} {result}"
+
+    def __call__(self, e: ev.Event) -> None:
+        r = self.r
+        if isinstance(e, ev.RolloutStarted):
+            verb = "resuming" if e.resumed else "deploying"
+            self.say(f"{verb} {e.previous or '?'} -> {e.revision} to {len(r.hosts)} hosts in {len(r.phases)} phases "
+                     f"(deploy #{e.rollout_id} by {e.user})")
+        elif isinstance(e, ev.PhaseStarted):
+            self.say(f"{e.name}: {e.hosts} hosts")
+        elif isinstance(e, ev.HostStateChanged):
+            self._steps(e.phase)
+            if e.state == ev.FAILED:
+                self.say(f"  {e.host}  failed  {e.reason}")
+            elif e.state == ev.ROLLED_BACK:
+                self.say(f"  {e.host}  rolled back to {e.revision}")
+        elif isinstance(e, ev.PhaseHalted):
+            self.say(f"HALTED {e.name}: {len(e.failed)} failed, more than max_failed {e.max_failed}: "
+                     + ", ".join(e.failed))
+        elif isinstance(e, ev.PhaseCompleted):
+            total = len(r.phases[e.phase].hosts)
+            res = "ok" if not e.failed and not e.skipped else "done"
+            extra = (f", {e.failed} failed" if e.failed else "") + (f", {e.skipped} skipped" if e.skipped else "")
+            self.say(self.dots(e.name, f"{res} {e.done}/{total}{extra} ({e.seconds:.1f} s)"))
+        elif isinstance(e, ev.GateWaiting):
+            self.say(f"  waiting: {e.reason}")
+        elif isinstance(e, ev.OperatorAction):
+            self.say(f"  {e.user}: {e.action}{' ' + e.host if e.host else ''}{' (' + e.detail + ')' if e.detail else ''}")
+        elif isinstance(e, ev.RolloutFinished):
+            word = {ev.R_DONE: "DEPLOY OK", ev.R_FAILED: "DEPLOY FAILED", ev.R_ABORTED: "DEPLOY ABORTED",
+                    ev.R_ROLLED_BACK: "ROLLBACK DONE"}[e.status]
+            extra = (f", {e.failed} failed" if e.failed else "") + (f", {e.skipped} skipped" if e.skipped else "")
+            self.say(f"{word} {e.revision}: {e.done} of {len(r.hosts)} hosts{extra} in {e.seconds:.1f} s")
+            for host, reason in e.failed_hosts:
+                self.say(f"  {host}  {reason}")
+
+    def _steps(self, phase: int) -> None:
+        hosts = [self.r.hosts[h] for h in self.r.phases[phase].hosts]
+        n = len(self.r.cfg.deploy.steps)
+        out = sum(h.state in (ev.FAILED, ev.SKIPPED) for h in hosts)
+        printed = self.steps_printed.get(phase, 0)
+        for k in range(printed + 1, n + 1):
+            passed = sum(h.steps_done >= k for h in hosts)
+            if passed + out < len(hosts) or passed == 0:
+                break
+            name = self.r.cfg.deploy.steps[k - 1].split()[0]
+            self.say(self.dots(f"  step {k}/{n} {name}", f"ok {passed}/{len(hosts)}"))
+            self.steps_printed[phase] = k
+
+
+# --------------------------------------------------------------------------------------------- deploy
+
+
+def _ask(question: str) -> str:
+    try:
+        return input(question).strip().lower()
+    except EOFError:
+        return ""
+
+
+async def _drive(rollout, start, *, interactive: bool, assume_yes: bool, auto: bool) -> int:
+    """Run the rollout and answer its questions: from the terminal, or by --yes/--auto."""
+    loop = asyncio.get_running_loop()
+    decisions: asyncio.Queue = asyncio.Queue()
+
+    def watch(e: ev.Event) -> None:
+        if isinstance(e, (ev.GateWaiting, ev.PhaseHalted)):
+            decisions.put_nowait(e)
+
+    rollout.subscribe(watch)
+    task = asyncio.ensure_future(start())
+    user = rollout.user
+    while not task.done():
+        getter = asyncio.ensure_future(decisions.get())
+        await asyncio.wait([task, getter], return_when=asyncio.FIRST_COMPLETED)
+        if not getter.done():
+            getter.cancel()
+            break
+        e = getter.result()
+        if isinstance(e, ev.GateWaiting):
+            if e.reason.startswith("baking"):
+                continue
+            if assume_yes or (auto and "gate " not in e.reason):
+                rollout.proceed(user)
+                continue
+            if not interactive:
+                print(f"stopped at a gate: {e.reason}; the deploy stays resumable with "
+                      "`controlroom deploy --resume`", flush=True)
+                task.cancel()
+                break
+            answer = await loop.run_in_executor(None, _ask, f"Start {e.name}? [y]es / [a]bort: ")
+            if answer in ("y", "yes"):
+                rollout.proceed(user)
+            else:
+                rollout.abort(user)
+        elif isinstance(e, ev.PhaseHalted):
+            if not interactive:
+                print(f"halted in {e.name}; retry the failed hosts with `controlroom deploy --resume`, "
+                      "or `controlroom rollback`", flush=True)
+                task.cancel()
+                break
+            while True:
+                answer = await loop.run_in_executor(
+                    None, _ask, "[r]etry failed hosts, [s]kip them, [p]roceed anyway, [a]bort, roll[b]ack? ")
+                failed = [h for h in rollout.phases[e.phase].hosts if rollout.hosts[h].state == ev.FAILED]
+                if answer in ("r", "retry"):
+                    for h in failed:
+                        rollout.retry(h, user)
+                elif answer in ("s", "skip"):
+                    for h in failed:
+                        rollout.skip(h, user)
+                elif answer in ("p", "proceed"):
+                    rollout.proceed(user)
+                elif answer in ("a", "abort"):
+                    rollout.abort(user)
+                elif answer in ("b", "rollback"):
+                    await rollout.rollback(user)
+                else:
+                    continue
+                break
+    try:
+        fin = await task
+    except asyncio.CancelledError:
+        return 1
+    if rollout._finished is not None and rollout._finished.status == ev.R_ROLLED_BACK:
+        return 1
+    return 0 if fin.status == ev.R_DONE else 1
+
+
+def cmd_deploy(cfg: Config, args: argparse.Namespace) -> int:
+    from controlroom import release
+    from controlroom.rollout import Rollout
+    from controlroom.ssh import SSHPool, raise_nofile_limit
+
+    if args.force and not (args.reason and args.reason.strip()):
+        raise UsageError("--force needs --reason TEXT: say why, it goes into the deploy log")
+    if args.reason and not args.force:
+        raise UsageError("--reason goes with --force")
+    interactive = sys.stdin.isatty()
+    if not interactive and not (args.auto or args.yes):
+        raise UsageError("no terminal to ask at the gates: pass --auto (go on by itself) or --yes (answer yes)")
+    if args.revision is not None and (not args.revision.strip() or any(c in args.revision for c in "\n\r\0")):
+        raise UsageError("--revision must be a revision name, e.g. r2307 or a git hash")
+    user = current_user()
+    warning = raise_nofile_limit(len(cfg.hosts))
+    if warning:
+        print(warning, file=sys.stderr)
+    journal = _journal(cfg)
+
+    async def go() -> int:
+        async with SSHPool(cfg.ssh, cfg.hosts) as pool:
+            confirm = "none" if args.auto or args.yes else "all"
+            if args.resume:
+                rollout = Rollout.load(cfg, pool, journal, user=user, confirm=confirm)
+                for name in rollout.phases[rollout.phase_index].hosts:
+                    hr = rollout.hosts[name]
+                    if hr.state == ev.FAILED:
+                        hr.state = ev.PENDING  # a resume retries the failed hosts of the current phase
+                        journal.add_log(user, "RETRY", f"{name} ({hr.reason}) on resume", rollout.revision,
+                                        rollout_id=rollout.id)
+                        hr.reason = ""
+                rollout.subscribe(Printer(rollout))
+                run = rollout.resume_run
+            else:
+                revision = args.revision or release.staged_revision(cfg)
+                rollout = Rollout(cfg, pool, journal, revision=revision, user=user, confirm=confirm,
+                                  force_reason=args.reason if args.force else None)
+                lock = journal.lock()
+                if lock and not lock.stale and (lock.rollout_id or not args.force):
+                    # say so before asking anything; run() checks again, atomically, when it takes the lock
+                    hint = "; to deploy anyway use --force --reason TEXT" if not lock.rollout_id else ""
+                    raise LockedError(f"the fleet is locked: {lock.describe()}{hint}")
+                if interactive and not args.yes:
+                    plan = ", ".join(f"{p.name} {len(p.hosts)}" for p in rollout.phases)
+                    answer = await asyncio.get_running_loop().run_in_executor(
+                        None, _ask, f"Deploy {revision} to {len(rollout.hosts)} hosts ({plan})? [y/N] ")
+                    if answer not in ("y", "yes"):
+                        print("not deploying")
+                        return 1
+                rollout.subscribe(Printer(rollout))
+                run = rollout.run
+            return await _drive(rollout, run, interactive=interactive, assume_yes=args.yes, auto=args.auto)
+
+    return asyncio.run(go())
+
+
+def cmd_rollback(cfg: Config, args: argparse.Namespace) -> int:
+    from controlroom.rollout import Rollout
+    from controlroom.ssh import SSHPool
+
+    interactive = sys.stdin.isatty()
+    if not interactive and not args.yes:
+        raise UsageError("no terminal to confirm the rollback: pass --yes")
+    user = current_user()
+    journal = _journal(cfg)
+
+    async def go() -> int:
+        async with SSHPool(cfg.ssh, cfg.hosts) as pool:
+            rollout = Rollout.load(cfg, pool, journal, user=user)
+            lock = journal.lock()
+            if lock and lock.rollout_id == rollout.id and not lock.stale:
+                raise ControlroomError(f"deploy #{rollout.id} is still running ({lock.describe()}); "
+                                       "abort it there first")
+            done = [h for h in rollout.hosts.values() if h.state in (ev.DONE, *ev.IN_FLIGHT)]
+            if not done:
+                print(f"deploy #{rollout.id} of {rollout.revision}: no host to roll back")
+                return 0
+            if not args.yes:
+                answer = await asyncio.get_running_loop().run_in_executor(
+                    None, _ask, f"Roll back {rollout.revision} on {len(done)} hosts to their previous revision? [y/N] ")
+                if answer not in ("y", "yes"):
+                    print("not rolling back")
+                    return 1
+            rollout.subscribe(Printer(rollout))
+            fin = await rollout.rollback(user)
+            return 0 if fin.failed == 0 else 1
+
+    return asyncio.run(go())
