@@ -76,6 +76,7 @@ class HostStateChanged(Event):
     revision: str | None = None  # the host's live revision when known
     previous: str | None = None
     seconds: float = 0.0  # time spent on the host so far
+    steps_done: int = 0  # deploy steps this host has finished (what a resume skips)
 
 
 @dataclass(frozen=True)

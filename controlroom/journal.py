@@ -198,15 +198,10 @@ class Journal:
                         [(e.rollout_id, h, phase, e.at) for h in hosts],
                     )
         elif isinstance(e, ev.HostStateChanged):
-            if e.state == ev.RUNNING:
-                done = max(e.step - 1, 0)
-            elif e.state in (ev.CHECKING, ev.DONE, ev.ROLLING_BACK, ev.ROLLED_BACK):
-                done = e.steps
-            else:
-                done = None
+            done = e.steps_done
             db.execute(
                 "UPDATE host_runs SET state = ?, step = ?, steps = ?, reason = ?, revision = COALESCE(?, revision),"
-                " previous = COALESCE(?, previous), steps_done = COALESCE(?, steps_done), updated_at = ?"
+                " previous = COALESCE(?, previous), steps_done = ?, updated_at = ?"
                 " WHERE rollout_id = ? AND host = ?",
                 (e.state, e.step, e.steps, e.reason, e.revision, e.previous, done, e.at, e.rollout_id, e.host),
             )

@@ -8,6 +8,7 @@ plain methods, called from the engine's own event loop.
 from __future__ import annotations
 
 import asyncio
+import shlex
 import time
 from collections import deque
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from controlroom.journal import Journal
 from controlroom.ssh import CommandResult, SSHPool, render
 
 OUTPUT_LINES = 200
+STEP_RECEIPT = ".controlroom-step"  # on each host, in the deploy user's home: "ROLLOUT:STEP" of the last step done
 
 
 @dataclass
@@ -141,6 +143,7 @@ class Rollout:
                 revision=revision,
                 previous=hr.previous,
                 seconds=round(hr.seconds, 3),
+                steps_done=hr.steps_done,
             )
         )
 
@@ -404,7 +407,7 @@ class Rollout:
 
         try:
             self._set(hr, ev.CONNECTING)
-            if hr.previous is None or hr.steps_done == 0:
+            if hr.previous is None:
                 res = await self.pool.run(hr.name, self.cfg.release.live_command, timeout=timeout)
                 if not res.ok:
                     return self._fail(hr, res, "reading the live revision")
@@ -413,7 +416,10 @@ class Rollout:
                 self._set(hr, ev.RUNNING, step=k)
                 cmd = render(steps[k - 1], revision=self.revision, previous=hr.previous or "", host=hr.name)
                 hr.output.append(f"$ {cmd}")
-                res = await self.pool.run(hr.name, cmd, timeout=timeout, on_line=on_line)
+                # the receipt is written by the same shell the moment the step succeeds, so a resume after a
+                # crash knows this step finished even if we died before the journal heard of it
+                receipt = f"( {cmd}\n) && echo {shlex.quote(f'{self.id}:{k}')} > {STEP_RECEIPT}"
+                res = await self.pool.run(hr.name, receipt, timeout=timeout, on_line=on_line)
                 hr.result = res
                 if not res.ok:
                     return self._fail(hr, res, f"step {k}/{len(steps)}")
@@ -572,15 +578,16 @@ class Rollout:
         inflight = [h for h in self.hosts.values() if h.state in ev.IN_FLIGHT]
 
         async def ask(hr: HostRun) -> None:
-            res = await self.pool.run(hr.name, self.cfg.release.live_command, timeout=self.cfg.deploy.step_timeout)
+            timeout = self.cfg.deploy.step_timeout
+            receipt = await self.pool.run(hr.name, f"cat {STEP_RECEIPT} 2>/dev/null || true", timeout=timeout)
+            res = await self.pool.run(hr.name, self.cfg.release.live_command, timeout=timeout)
             live = _live_from(res) if res.ok else None
-            if live == self.revision and hr.steps_done >= hr.steps - 1:
-                hr.state = ev.DONE
-                hr.steps_done = hr.steps
-                hr.revision = live
-            else:
-                hr.state = ev.PENDING
-            hr.reason = ""
+            rollout, _, step = receipt.stdout.strip().partition(":")
+            if receipt.ok and rollout == str(self.id) and step.isdigit():
+                hr.steps_done = max(hr.steps_done, min(int(step), hr.steps))
+            hr.state = ev.PENDING  # carries on from the first step not finished (the health check if all are)
+            hr.revision = live
+            hr.reason = f"reconciled after resume: live {live or 'unknown'}, {hr.steps_done}/{hr.steps} steps done"
 
         await asyncio.gather(*(ask(h) for h in inflight))
         return [h.name for h in inflight]
@@ -598,6 +605,6 @@ class Rollout:
         for name in asked:
             hr = self.hosts[name]
             self._emit(ev.HostStateChanged(self.id, host=name, phase=hr.phase, state=hr.state,
-                                           step=0, steps=hr.steps, reason="reconciled after resume",
-                                           revision=hr.revision, previous=hr.previous))
+                                           step=0, steps=hr.steps, reason=hr.reason, revision=hr.revision,
+                                           previous=hr.previous, steps_done=hr.steps_done))
         return await self.run()
