@@ -15,7 +15,7 @@ from controlroom.errors import ControlroomError, UsageError
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2, no usage dump
-        raise UsageError(f"{self.prog}: {message} (see --help)")
+        raise UsageError(f"{message} (see `{self.prog} --help`)")  # main() already says "controlroom: "
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,6 +7,7 @@ Nothing here touches a host; a config that fails to load never gets that far.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 import tomllib
@@ -296,8 +297,11 @@ class _Reader:
         v = t[key]
         if isinstance(v, str):
             v = [v]
-        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        if not isinstance(v, list):
             raise self.fail(f"{dotted}.{key}", f"must be a list of strings, got {_kind(v)}")
+        for x in v:
+            if not isinstance(x, str):
+                raise self.fail(f"{dotted}.{key}", f"must be a list of strings, got a list holding {_kind(x)} ({x!r})")
         return tuple(v)
 
     def integer(self, t: dict, dotted: str, key: str, default: Any, minimum: int = 1) -> Any:
@@ -323,6 +327,8 @@ class _Reader:
             v = parsed
         elif isinstance(v, bool) or not isinstance(v, (int, float)):
             raise self.fail(f"{dotted}.{key}", f"must be a number of seconds, got {_kind(v)}")
+        if not math.isfinite(v):
+            raise self.fail(f"{dotted}.{key}", f"must be a finite number of seconds, got {v}")
         if v < 0 or (v == 0 and not allow_zero):
             raise self.fail(
                 f"{dotted}.{key}", f"must be {'zero or more' if allow_zero else 'more than zero'} seconds, got {v}"
@@ -459,6 +465,9 @@ def _build(p: Path, text: str, data: dict, *, require_known_hosts: bool) -> Conf
     r.table(groups_raw, "inventory.groups", list(groups_raw) if isinstance(groups_raw, dict) else [])
     for gname, g in groups_raw.items():
         d = f"inventory.groups.{gname}"
+        if gname == "all":
+            # 'all' always means every host (--hosts all); a group of that name would be silently replaced
+            raise r.fail(d, "the group name 'all' is reserved for every host; pick another name")
         r.table(g, d, _GROUP)
         colo = r.string(g, d, "colo")
         gpats = r.strings(g, d, "hosts")
@@ -551,7 +560,7 @@ def _build(p: Path, text: str, data: dict, *, require_known_hosts: bool) -> Conf
         size = r.count_or_percent(ph, d, "size", None, minimum=1)
         for g in r.strings(ph, d, "gate"):
             if not _GATE.match(g):
-                raise r.fail(f"{d}.gate", f"cannot read gate {g!r}: write it as 'SERIES < NUMBER' (<, <=, >, >=)")
+                raise r.fail(f"{d}.gate", f"cannot read gate {g!r}: write it as 'SERIES < NUMBER' (<, <=, >, >=, ==, !=)")
         specs.append(
             PhaseSpec(
                 name=name,

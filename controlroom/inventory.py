@@ -63,7 +63,9 @@ _RANGE = re.compile(r"\[(\d+):(\d+)\]")
 
 def expand(pattern: str, key: str = "inventory.hosts") -> list[str]:
     """Expand ``web[001:150].example.com``; a name without ranges expands to itself."""
-    if not pattern or pattern != pattern.strip() or any(c.isspace() for c in pattern):
+    if not pattern:
+        raise PatternError(key, "empty host name")
+    if any(c.isspace() for c in pattern):
         raise PatternError(key, f"bad host name {pattern!r}: no spaces allowed")
     parts = _RANGE.split(pattern)
     # parts: literal, start, end, literal, start, end, ..., literal
@@ -175,6 +177,12 @@ def plan_phases(specs: tuple[PhaseSpec, ...] | list[PhaseSpec], hosts: list[Host
         want = _size(spec.size, total)
         if want is None:
             want = len(named) if (named and not last) else None
+        if want is None and not last:
+            raise PatternError(
+                f"phase[{i}]",
+                f"phase {spec.name!r} needs a size (a count or \"N%\") or hosts; only the last phase may leave "
+                "size out to take the rest",
+            )
         if last:
             rest = len(pool)
             if want is not None and isinstance(spec.size, int) and want > len(named) + rest:

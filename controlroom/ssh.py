@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import resource
 import secrets
 import shlex
@@ -26,6 +27,7 @@ from controlroom.inventory import Host
 
 RESULT_CLASSES = ("ok", "exit", "timeout", "refused", "auth", "hostkey", "dropped")
 TAIL_LINES = 40
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 LineCallback = Callable[[str, str], None]  # (stream "out"|"err", line without newline)
 
@@ -55,11 +57,17 @@ class CommandResult:
 
 
 def render(template: str, **values: str) -> str:
-    """Fill {revision}, {previous}, {host} with shell-quoted values, so no value can inject a command."""
-    out = template
-    for key, value in values.items():
-        out = out.replace("{" + key + "}", shlex.quote(str(value)))
-    return out
+    """Fill {revision}, {previous}, {host} with shell-quoted values, so no value can inject a command.
+
+    One pass over the template: a value that itself reads "{previous}" is never filled in again (a second pass
+    would put the next value inside the first one's quotes, unquoted). Unknown placeholders stay as written.
+    """
+
+    def fill(m: re.Match[str]) -> str:
+        key = m.group(1)
+        return shlex.quote(str(values[key])) if key in values else m.group(0)
+
+    return _PLACEHOLDER.sub(fill, template)
 
 
 def raise_nofile_limit(hosts: int) -> str | None:
@@ -85,9 +93,13 @@ class _Client(asyncssh.SSHClient):
     def __init__(self, pool: SSHPool, name: str) -> None:
         self._pool = pool
         self._name = name
+        self._conn: asyncssh.SSHClientConnection | None = None
+
+    def connection_made(self, conn: asyncssh.SSHClientConnection) -> None:
+        self._conn = conn
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._pool._forget(self._name)
+        self._pool._forget(self._name, self._conn)
 
 
 class _Failure(Exception):
@@ -161,8 +173,22 @@ class SSHPool:
             return host
         return self.hosts.get(host) or Host(name=host)
 
-    def _forget(self, name: str) -> None:
-        self._conns.pop(name, None)
+    def _forget(self, name: str, conn: asyncssh.SSHClientConnection | None) -> None:
+        """Stop reusing ``conn`` for this host; a newer connection made meanwhile stays pooled."""
+        if conn is not None and self._conns.get(name) is conn:
+            del self._conns[name]
+
+    def _drop(self, name: str, conn: asyncssh.SSHClientConnection, exc: BaseException) -> None:
+        """After an error on ``conn``: forget it and close it if the connection itself broke.
+
+        A refused channel (sshd MaxSessions) or an error in a caller's callback leaves a working connection that
+        other commands may be using; that one stays pooled.
+        """
+        if not conn.is_closed() and not isinstance(exc, (asyncssh.DisconnectError, OSError)):
+            return
+        self._forget(name, conn)
+        if not conn.is_closed():
+            conn.close()  # forgotten but open would leak a socket that close() no longer knows about
 
     async def _jump_conn(self) -> asyncssh.SSHClientConnection:
         async with self._jump_lock:
@@ -249,13 +275,15 @@ class SSHPool:
                     return self._result(h, "timeout", None, f"timed out after {timeout:g} s", out, err, t0, t1, started)
         except Exception as e:  # noqa: BLE001
             f = _classify(e, timeout)
-            self._forget(h.name)
+            self._drop(h.name, conn, e)
             return self._result(h, f.status, None, f.reason, out, err, t0, t1, started)
         if done.exit_status is None or done.exit_status < 0:
             if done.exit_signal:
                 sig = done.exit_signal[0]
                 return self._result(h, "exit", -1, f"killed by signal {sig}", out, err, t0, t1, started)
-            self._forget(h.name)
+            # a live connection that lost one channel's exit status still serves other commands: keep it
+            if conn.is_closed():
+                self._forget(h.name, conn)
             return self._result(h, "dropped", None, "connection dropped during the command", out, err, t0, t1, started)
         if done.exit_status != 0:
             return self._result(h, "exit", done.exit_status, f"exit {done.exit_status}", out, err, t0, t1, started)
@@ -286,8 +314,10 @@ class SSHPool:
             f = _classify(e, self.settings.connect_timeout)
             return CommandResult(h.name, f.status, reason=f.reason, connect_s=time.monotonic() - t0, started_at=started)
         t1 = time.monotonic()
-        directory, _, name = path.rpartition("/")
-        tmp = f"{directory}/.{name}.tmp-{secrets.token_hex(4)}" if directory else f".{name}.tmp-{secrets.token_hex(4)}"
+        # the temp file sits in the target's own directory (same filesystem, so the rename is atomic); keep the
+        # separator even when that directory is "/", or "/x" would get a temp file relative to the login directory
+        directory, sep, name = path.rpartition("/")
+        tmp = f"{directory}{sep}.{name}.tmp-{secrets.token_hex(4)}"
         try:
             async with self._channels[h.name]:
                 async with conn.start_sftp_client() as sftp:
@@ -307,7 +337,7 @@ class SSHPool:
             return self._result(h, "exit", 1, f"upload of {path} failed: {e.reason}", (), (), t0, t1, started)
         except Exception as e:  # noqa: BLE001
             f = _classify(e, self.settings.command_timeout)
-            self._forget(h.name)
+            self._drop(h.name, conn, e)
             return self._result(h, f.status, None, f.reason, (), (), t0, t1, started)
         return self._result(h, "ok", 0, "ok", (), (), t0, t1, started)
 

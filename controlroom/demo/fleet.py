@@ -88,10 +88,11 @@ def _seed_host(root: Path) -> None:
     (root / "REVISION").write_text(LIVE_REVISION + "\n")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _refusing_socket() -> socket.socket:
+    """A port that refuses connections: bound, so nobody else can take it while the fleet runs, never listening."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    return s
 
 
 class _Server(asyncssh.SSHServer):
@@ -160,7 +161,10 @@ class Fleet:
             h.key = asyncssh.generate_private_key("ssh-ed25519")
             fault = h.fault.kind if h.fault else None
             if fault == "refuse":
-                h.port = _free_port()
+                # a port merely free at start could be taken by another process later and answer after all
+                sock = _refusing_socket()
+                h.port = sock.getsockname()[1]
+                self._servers.append(sock)
             elif fault == "hang":
                 srv = await asyncio.start_server(self._hang, "127.0.0.1", 0)
                 h.port = srv.sockets[0].getsockname()[1]
@@ -255,7 +259,12 @@ dir = "state"
             process.exit(0)
             return
         if fault and fault.kind == "slow":
-            await asyncio.sleep(fault.arg)
+            # slow to start; a client that gives up meanwhile (its timeout) leaves, and the command never runs
+            closed = asyncio.ensure_future(process.channel.wait_closed())
+            await asyncio.wait({closed}, timeout=fault.arg)
+            if closed.done():
+                return
+            closed.cancel()
         if fault and (fault.kind == "fail" or (fault.kind == "flaky" and fault.arg > 0)):
             if fault.kind == "flaky":
                 fault.arg -= 1
@@ -279,7 +288,11 @@ dir = "state"
             closed = asyncio.ensure_future(process.channel.wait_closed())
             await asyncio.wait({work, closed}, return_when=asyncio.FIRST_COMPLETED)
             if work.done():
-                process.exit(work.result())
+                status = work.result()
+                if status < 0:  # killed by a signal: say so, as sshd does, instead of a made-up exit status
+                    process.exit_with_signal(signal.Signals(-status).name.removeprefix("SIG"))
+                else:
+                    process.exit(status)
             else:
                 # the client gave up (its timeout) or went away: stop the command like sshd would
                 work.cancel()

@@ -1,0 +1,252 @@
+"""`controlroom run` and `controlroom fleet` as the operator types them: one line per host, a summary, exit codes."""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from controlroom.demo.fleet import Fleet
+from tests.conftest import REPO, run_cli
+
+ONE_OF_EACH = "web001=refuse,web002=hang,web003=fail,web004=drop,web005=slow:1,web006=hostkey,web007=auth"
+HOST_LINE = re.compile(
+    r"^(?P<host>\S+)  (?P<label>exit -?\d+|\S+) +(?P<secs>\d+\.\d\d) s(?:  (?P<detail>.*))?$"
+)
+
+
+def fast_config(fleet: Fleet, body_edit=None) -> Path:
+    """The fleet's controlroom.toml with connect_timeout = 1, so a hung host ends in a second."""
+    text = fleet.config_path.read_text()
+    assert "connect_timeout = 5" in text
+    text = text.replace("connect_timeout = 5", "connect_timeout = 1")
+    if body_edit:
+        text = body_edit(text)
+    path = (
+        fleet.dir / "fast.toml"
+    )  # beside the original: its relative paths (known_hosts, client_key) still hold
+    path.write_text(text)
+    return path
+
+
+def host_lines(stdout: str) -> dict[str, re.Match]:
+    lines = stdout.splitlines()
+    matches = [HOST_LINE.match(line) for line in lines[:-1]]
+    assert all(matches), stdout
+    return {m["host"]: m for m in matches}
+
+
+def summary(stdout: str) -> str:
+    """The last line without its elapsed time: '10 hosts: 10 ok'."""
+    last = stdout.splitlines()[-1]
+    assert re.search(r" \(\d+\.\d s\)$", last), last
+    return last.rsplit(" (", 1)[0]
+
+
+def one_line_error(res: subprocess.CompletedProcess) -> str:
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    assert "Traceback" not in res.stderr
+    lines = res.stderr.splitlines()
+    assert len(lines) == 1, res.stderr
+    return lines[0]
+
+
+# ------------------------------------------------------------------------------------------- run
+
+
+def test_run_true_on_150_hosts_reports_every_host_ok(big_fleet):
+    res = run_cli("run", "true", "--config", str(big_fleet.config_path))
+    assert res.returncode == 0, res.stderr
+    lines = host_lines(res.stdout)
+    assert sorted(lines) == [h.name for h in big_fleet.hosts]
+    assert {m["label"] for m in lines.values()} == {"ok"}
+    assert summary(res.stdout) == "150 hosts: 150 ok"
+
+
+def test_run_on_a_fleet_with_one_broken_host_of_each_kind_names_each_failure(make_fleet):
+    fleet = make_fleet(8, ONE_OF_EACH)
+    res = run_cli("run", "echo $HOSTNAME", "--config", str(fast_config(fleet)))
+    assert res.returncode == 1, res.stderr
+    lines = host_lines(res.stdout)
+    assert {host: m["label"] for host, m in lines.items()} == {
+        "web001": "refused",
+        "web002": "timeout",
+        "web003": "exit 1",
+        "web004": "dropped",
+        "web005": "ok",
+        "web006": "hostkey",
+        "web007": "auth",
+        "web008": "ok",
+    }
+    assert lines["web001"]["detail"] == "connection refused"
+    assert lines["web002"]["detail"] == "connect timed out after 1 s"
+    assert lines["web003"]["detail"] == "web003: simulated failure"
+    assert lines["web005"]["detail"] == "web005"
+    assert lines["web008"]["detail"] == "web008"
+    assert (
+        summary(res.stdout) == "8 hosts: 2 ok, 1 auth, 1 dropped, 1 exit 1, 1 hostkey, 1 refused, 1 timeout"
+    )
+
+
+def test_run_with_a_timeout_shorter_than_a_slow_host_reports_timeout(make_fleet):
+    fleet = make_fleet(3, "web002=slow:3")
+    res = run_cli("run", "echo hi", "--timeout", "1", "--config", str(fleet.config_path))
+    assert res.returncode == 1
+    lines = host_lines(res.stdout)
+    assert lines["web002"]["label"] == "timeout"
+    assert lines["web002"]["detail"] == "timed out after 1 s"
+    assert summary(res.stdout) == "3 hosts: 2 ok, 1 timeout"
+
+
+def test_run_changes_what_the_hosts_hold(fleet):
+    res = run_cli("run", 'echo "$HOSTNAME" > who', "--config", str(fleet.config_path))
+    assert res.returncode == 0, res.stderr
+    for h in fleet.hosts:
+        assert (h.root / "who").read_text() == f"{h.name}\n"
+
+
+GROUPED = """\
+[inventory.groups.front]
+hosts = ["web[001:004]"]
+colo = "mud"
+
+[inventory.groups.back]
+hosts = ["web[005:010]"]
+colo = "sp1"
+"""
+
+
+def grouped_config(fleet: Fleet) -> Path:
+    return fast_config(fleet, lambda text: text.replace('[inventory]\nhosts = ["web[001:010]"]\n', GROUPED))
+
+
+@pytest.mark.parametrize(
+    ("hosts", "expected"),
+    [
+        ("front", ["web001", "web002", "web003", "web004"]),
+        ("web[006:008]", ["web006", "web007", "web008"]),
+        ("web01*", ["web010"]),
+        ("web00[19]", ["web001", "web009"]),
+        ("back,web002", ["web002", "web005", "web006", "web007", "web008", "web009", "web010"]),
+    ],
+)
+def test_run_on_some_hosts_touches_only_those(fleet, hosts, expected):
+    res = run_cli("run", "touch picked", "--hosts", hosts, "--config", str(grouped_config(fleet)))
+    assert res.returncode == 0, res.stderr
+    assert sorted(host_lines(res.stdout)) == expected
+    assert summary(res.stdout) == f"{len(expected)} hosts: {len(expected)} ok"
+    assert sorted(h.name for h in fleet.hosts if (h.root / "picked").exists()) == expected
+
+
+def test_run_on_hosts_that_match_nothing_exits_2_naming_the_groups(fleet):
+    msg = one_line_error(run_cli("run", "true", "--hosts", "nope", "--config", str(grouped_config(fleet))))
+    assert msg == "controlroom: --hosts: 'nope' matches no host or group (groups: all, back, front)"
+    assert not any((h.root / "picked").exists() for h in fleet.hosts)
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--parallel", "0"], "controlroom: --parallel must be at least 1"),
+        (["--timeout", "0"], "controlroom: --timeout must be more than 0 seconds"),
+        (
+            ["--parallel", "many"],
+            "controlroom: argument --parallel: invalid int value: 'many' (see `controlroom run --help`)",
+        ),
+    ],
+)
+def test_run_with_a_bad_option_exits_2_with_one_line(fleet, args, says):
+    assert one_line_error(run_cli("run", "true", *args, "--config", str(fleet.config_path))) == says
+
+
+def test_run_without_a_command_exits_2_with_one_line(fleet):
+    msg = one_line_error(run_cli("run", "--config", str(fleet.config_path)))
+    assert "the following arguments are required: CMD" in msg
+
+
+def test_run_with_bad_config_exits_2_before_touching_a_host(fleet):
+    bad = fleet.dir / "bad.toml"
+    bad.write_text(fleet.config_path.read_text().replace("connect_timeout = 5", "connect_timeout = -5"))
+    msg = one_line_error(run_cli("run", "touch reached", "--config", str(bad)))
+    assert f"{bad}:" in msg and "inventory.ssh.connect_timeout" in msg
+    assert not any((h.root / "reached").exists() for h in fleet.hosts)
+
+
+# ------------------------------------------------------------------------------------------- fleet
+
+
+@pytest.mark.parametrize(
+    ("faults", "says"),
+    [
+        ("bogus", "--faults: cannot read 'bogus'; write HOST=FAULT"),
+        ("web001=melt", "--faults: cannot read 'web001=melt'"),
+        ("web001=slow:soon", "--faults: 'web001=slow:soon' needs a number"),
+        ("web099=refuse", "--faults: no host 'web099' in a fleet of 3"),
+    ],
+)
+def test_fleet_with_bad_faults_exits_2_with_one_line(tmp_path, faults, says):
+    msg = one_line_error(run_cli("fleet", "--hosts", "3", "--dir", str(tmp_path / "f"), "--faults", faults))
+    assert msg.startswith("controlroom: " + says), msg
+
+
+def test_fleet_with_no_hosts_exits_2(tmp_path):
+    assert one_line_error(run_cli("fleet", "--hosts", "0", "--dir", str(tmp_path / "f"))) == (
+        "controlroom: --hosts must be at least 1"
+    )
+
+
+def _read_until(proc: subprocess.Popen, needle: bytes, deadline: float) -> bytes:
+    """Read the process's stdout as it comes until needle appears; fail at the deadline, never sleep."""
+    seen = b""
+    fd = proc.stdout.fileno()
+    while needle not in seen:
+        left = deadline - time.monotonic()
+        if left <= 0 or proc.poll() is not None:
+            raise AssertionError(f"no {needle!r} from `controlroom fleet` (exit {proc.poll()}): {seen!r}")
+        ready, _, _ = select.select([fd], [], [], left)
+        if ready:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                raise AssertionError(f"`controlroom fleet` closed its output: {seen!r}")
+            seen += chunk
+    return seen
+
+
+def test_fleet_started_by_hand_serves_each_host_under_its_own_name(tmp_path):
+    directory = tmp_path / "fleet"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "controlroom.cli", "fleet", "--hosts", "5", "--dir", str(directory)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        cwd=REPO,
+    )
+    try:
+        banner = _read_until(proc, b"ready", time.monotonic() + 60).decode()
+        assert f"fleet: config {directory / 'controlroom.toml'}" in banner
+
+        res = run_cli(
+            "run", "cat /etc/hostname; echo $HOSTNAME", "--config", str(directory / "controlroom.toml")
+        )
+        assert res.returncode == 0, res.stderr
+        lines = host_lines(res.stdout)
+        assert sorted(lines) == ["web001", "web002", "web003", "web004", "web005"]
+        for host, m in lines.items():
+            assert m["label"] == "ok" and m["detail"] == host
+        assert summary(res.stdout) == "5 hosts: 5 ok"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert proc.returncode == 0
+    assert err == b""
