@@ -153,10 +153,13 @@ async def _drive(rollout, start, *, interactive: bool, assume_yes: bool, auto: b
     """Run the rollout and answer its questions: from the terminal, or by --yes/--auto."""
     loop = asyncio.get_running_loop()
     decisions: asyncio.Queue = asyncio.Queue()
+    moved = asyncio.Event()
 
     def watch(e: ev.Event) -> None:
         if isinstance(e, (ev.GateWaiting, ev.PhaseHalted)):
             decisions.put_nowait(e)
+        elif isinstance(e, ev.HostStateChanged):
+            moved.set()
 
     rollout.subscribe(watch)
     task = asyncio.ensure_future(start())
@@ -186,6 +189,12 @@ async def _drive(rollout, start, *, interactive: bool, assume_yes: bool, auto: b
                 rollout.abort(user)
         elif isinstance(e, ev.PhaseHalted):
             if not interactive:
+                # a halt lets in-flight hosts finish; stopping now would cut healthy hosts off mid-step
+                while not task.done() and any(h.state in ev.IN_FLIGHT for h in rollout.hosts.values()):
+                    moved.clear()
+                    waiter = asyncio.ensure_future(moved.wait())
+                    await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
+                    waiter.cancel()
                 print(f"halted in {e.name}; retry the failed hosts with `controlroom deploy --resume`, "
                       "or `controlroom rollback`", flush=True)
                 task.cancel()
@@ -260,7 +269,9 @@ def cmd_deploy(cfg: Config, args: argparse.Namespace) -> int:
                 if lock and not lock.stale and (lock.rollout_id or not args.force):
                     # say so before asking anything; run() checks again, atomically, when it takes the lock
                     hint = "; to deploy anyway use --force --reason TEXT" if not lock.rollout_id else ""
-                    raise LockedError(f"the fleet is locked: {lock.describe()}{hint}")
+                    # the same words as take_lock's, whichever check the second of two deploys runs into
+                    what = f" by {lock.describe()}" if lock.rollout_id else f": {lock.describe()}{hint}"
+                    raise LockedError(f"the fleet is locked{what}")
                 if interactive and not args.yes:
                     plan = ", ".join(f"{p.name} {len(p.hosts)}" for p in rollout.phases)
                     answer = await asyncio.get_running_loop().run_in_executor(

@@ -389,7 +389,10 @@ class Rollout:
     async def _abort_phase(self, i: int, pending: deque[str]) -> None:
         tasks = list(self._tasks.values())
         for t in tasks:
-            t.cancel()
+            # abort() cancelled them already; a second cancel would cut short the host's last question (its live
+            # revision) and leave it recorded as "unknown"
+            if not t.cancelling():
+                t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
 
