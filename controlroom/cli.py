@@ -198,7 +198,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     took = time.monotonic() - t0
     counts = Counter(r.label for r in results)
     order = sorted(counts, key=lambda k: (k != "ok", k))
-    print(f"{len(results)} hosts: " + ", ".join(f"{counts[k]} {k}" for k in order) + f" ({took:.1f} s)")
+    print(f"{len(results)} host{'s' if len(results) != 1 else ''}: " + ", ".join(f"{counts[k]} {k}" for k in order) + f" ({took:.1f} s)")
     return 0 if all(r.ok for r in results) else 1
 
 

@@ -58,6 +58,7 @@ class Phase:
     auto: bool
 
 
+MAX_PATTERN_HOSTS = 100_000  # a typo like web[1:100000000] must not eat the bastion's memory
 _RANGE = re.compile(r"\[(\d+):(\d+)\]")
 
 
@@ -76,6 +77,9 @@ def expand(pattern: str, key: str = "inventory.hosts") -> list[str]:
         if a > b:
             raise PatternError(key, f"range [{start}:{end}] in {pattern!r} runs backwards; write [{end}:{start}]")
         width = len(start) if start.startswith("0") and len(start) > 1 else 0
+        if b - a >= MAX_PATTERN_HOSTS:
+            raise PatternError(key, f"range [{start}:{end}] in {pattern!r} names {b - a + 1} hosts; "
+                               f"at most {MAX_PATTERN_HOSTS} per pattern")
         ranges.append([str(n).zfill(width) for n in range(a, b + 1)])
     for lit in literals:
         if any(c in lit for c in "[]"):

@@ -292,3 +292,8 @@ def test_select_a_backwards_range_says_so():
     with pytest.raises(ValueError) as e:
         select("web[005:001]", NAMES, GROUPS)
     assert "runs backwards" in str(e.value)
+
+
+def test_a_typo_range_of_a_hundred_million_hosts_is_refused_before_it_eats_memory():
+    with pytest.raises(PatternError, match="names 100000000 hosts; at most 100000 per pattern"):
+        expand("web[1:100000000]")
