@@ -167,6 +167,7 @@ class SSHPool:
         if settings.identity_files:
             kwargs["client_keys"] = [str(p) for p in settings.identity_files]
         self._options = asyncssh.SSHClientConnectionOptions(**kwargs)
+        self._host_options: dict[str, asyncssh.SSHClientConnectionOptions] = {}
 
     def host(self, host: Host | str) -> Host:
         if isinstance(host, Host):
@@ -217,12 +218,23 @@ class SSHPool:
                 gate = self._jump_handshakes
             else:
                 gate = self._handshakes
+            target = host.address or host.name
+            options = self._host_options.get(host.name)
+            if options is None:
+                options = self._options
+                if self._config:
+                    # asyncssh re-reads and re-tokenises every ssh_config on each connect(config=...); Host blocks
+                    # match per host, so resolve them once per host and reconnect with config=None
+                    options = await asyncssh.SSHClientConnectionOptions.construct(
+                        self._options, config=self._config, host=target, **kwargs
+                    )
+                    self._host_options[host.name] = options
             async with gate:
                 self.handshakes += 1
                 conn = await asyncssh.connect(
-                    host.address or host.name,
-                    options=self._options,
-                    config=self._config,
+                    target,
+                    options=options,
+                    config=None,
                     client_factory=lambda: _Client(self, host.name),
                     **kwargs,
                 )

@@ -141,7 +141,8 @@ def test_run_on_some_hosts_touches_only_those(fleet, hosts, expected):
     res = run_cli("run", "touch picked", "--hosts", hosts, "--config", str(grouped_config(fleet)))
     assert res.returncode == 0, res.stderr
     assert sorted(host_lines(res.stdout)) == expected
-    assert summary(res.stdout) == f"{len(expected)} hosts: {len(expected)} ok"
+    noun = "host" if len(expected) == 1 else "hosts"
+    assert summary(res.stdout) == f"{len(expected)} {noun}: {len(expected)} ok"
     assert sorted(h.name for h in fleet.hosts if (h.root / "picked").exists()) == expected
 
 

@@ -210,6 +210,11 @@ class Fleet:
         first, last = self.hosts[0].name, self.hosts[-1].name
         pattern = f"{self.prefix}[{1:0{self.width}d}:{n:0{self.width}d}]" if n > 1 else first
         phases = demo_phases(n)
+        # each host's port, given here rather than through ssh_config: asyncssh re-reads an ssh_config on every
+        # connection, which for 150 Host blocks costs more CPU than the handshakes (bench/fanout.py)
+        hosts_table = "[inventory.host]                   # where each simulated host listens\n" + "".join(
+            f'{h.name} = {{ address = "127.0.0.1", port = {h.port} }}\n' for h in self.hosts
+        )
         text = f'''# Written by `controlroom fleet` for a simulated fleet of {n} hosts ({first} .. {last}) on 127.0.0.1.
 [inventory]
 hosts = ["{pattern}"]
@@ -218,12 +223,12 @@ hosts = ["{pattern}"]
 user = "deploy"
 known_hosts = "known_hosts"        # the fleet's own host keys; checking is always strict
 identity_file = "client_key"
-config = "ssh_config"              # maps each host name to its port on 127.0.0.1
 connect_timeout = 5
 command_timeout = 30
 keepalive_interval = 2
 keepalive_count = 3
 
+{hosts_table}
 [release]
 repo = "repo"
 staged = "refs/heads/staging"

@@ -1,0 +1,194 @@
+"""Plumbing shared by the benchmarks: a simulated fleet in its own process, worker processes spoken to over pipes
+with timeouts on every wait, and the line that says which machine a result came from."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import resource
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+
+def fleet_ports(fleet_dir: str | os.PathLike[str]) -> dict[str, int]:
+    """{host name: port} from the fleet.json a running fleet wrote."""
+    with open(os.path.join(fleet_dir, "fleet.json")) as f:
+        return json.load(f)["hosts"]
+
+
+def controlroom_cmd() -> list[str]:
+    """How to start `controlroom` from the interpreter running the bench (the venv's console script)."""
+    exe = Path(sys.executable).parent / "controlroom"
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "controlroom.cli"]
+
+
+class FleetProcess:
+    """`controlroom fleet --hosts N --dir DIR` as a child in its own session; start() returns once it says ready."""
+
+    def __init__(self, directory: Path, hosts: int) -> None:
+        self.dir = directory
+        self.hosts = hosts
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 120) -> dict[str, int]:
+        cmd = controlroom_cmd() + ["fleet", "--hosts", str(self.hosts), "--dir", str(self.dir)]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        lines = LineReader(self.proc.stdout)
+        deadline = time.monotonic() + timeout
+        while True:
+            line = lines.get(deadline - time.monotonic())
+            if line is None:
+                raise RuntimeError(f"fleet did not say ready within {timeout:g} s: {' | '.join(lines.seen[-5:])}")
+            if "ready" in line:
+                break
+        ports = fleet_ports(self.dir)
+        if len(ports) != self.hosts:
+            raise RuntimeError(f"fleet.json lists {len(ports)} hosts, expected {self.hosts}")
+        return ports
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # the session this class started, nothing else
+            self.proc.wait(5)
+
+
+class Worker:
+    """A long-lived process that prints `ready ...` once set up, then answers each `go` line with one line."""
+
+    def __init__(self, name: str, cmd: list[str], timeout: float) -> None:
+        self.name, self.cmd, self.timeout = name, cmd, timeout
+        self.proc: subprocess.Popen | None = None
+        self.alive = False
+
+    def start(self) -> str | None:
+        """None once the worker is ready, else why it is not."""
+        self.proc = subprocess.Popen(self.cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, bufsize=1)
+        self.lines = LineReader(self.proc.stdout)
+        self.errs = LineReader(self.proc.stderr)
+        line = self.lines.get(self.timeout)
+        if line is None or not line.startswith("ready "):
+            self.stop()
+            return f"did not get ready: {line or ' | '.join(self.errs.seen[-3:]) or 'no answer'}"
+        self.alive = True
+        return None
+
+    def go(self) -> tuple[str | None, str | None]:
+        """(answer, None) or (None, why there is none)."""
+        try:
+            self.proc.stdin.write("go\n")
+            self.proc.stdin.flush()
+        except OSError as e:
+            self.alive = False
+            return None, f"worker gone: {e}"
+        line = self.lines.get(self.timeout)
+        if line is None or not line.startswith("t "):
+            self.alive = False
+            self.stop()
+            return None, f"no answer within {self.timeout:g} s: {' | '.join(self.errs.seen[-3:])}"
+        return line, None
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+class LineReader:
+    """Lines from a pipe through a daemon thread, so every wait on them can time out."""
+
+    def __init__(self, stream) -> None:
+        self.q: queue.Queue[str | None] = queue.Queue()
+        self.seen: list[str] = []
+
+        def pump() -> None:
+            for line in stream:
+                self.seen.append(line.rstrip("\n"))
+                self.q.put(line.rstrip("\n"))
+            self.q.put(None)
+
+        threading.Thread(target=pump, daemon=True).start()
+
+    def get(self, timeout: float) -> str | None:
+        try:
+            return self.q.get(timeout=max(timeout, 0.01))
+        except queue.Empty:
+            return None
+
+
+def timed_run(cmd: list[str], *, timeout: float, env: dict | None = None):
+    """(completed process, wall s, CPU s of its whole process tree) or (None, timeout, None) when it timed out."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None, timeout, None
+    took = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return done, took, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def machine_line() -> str:
+    """Date, CPUs and model, kernel, Python and asyncssh versions: enough to know whether two runs compare."""
+    import datetime
+    import platform
+    from importlib.metadata import version
+
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    return (f"{now}; {cpus} CPUs ({model}); {platform.system()} {platform.release()}; "
+            f"Python {platform.python_version()}; asyncssh {version('asyncssh')}")
+
+
+def loadavg() -> str:
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except OSError:
+        return "?"
+
+
+def median(xs: list[float]) -> float:
+    s = sorted(xs)
+    m = len(s) // 2
+    return s[m] if len(s) % 2 else (s[m - 1] + s[m]) / 2
+
+
+def raise_nofile(need: int) -> None:
+    """Raise this process's soft open-files limit towards ``need``; children inherit it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < need:
+        target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            pass

@@ -1,0 +1,252 @@
+"""Headless `controlroom deploy`, `rollback`, `log`, `lock` and `unlock`, run as a user runs them: in a subprocess,
+against the simulated fleet over real SSH. Assertions read what the operator sees (output, exit status, the deploy
+log) and what the hosts now hold."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+import subprocess
+import sys
+import time
+
+from controlroom import events as ev
+from controlroom.demo.fleet import Fleet
+from controlroom.journal import Journal
+from tests.conftest import run_cli
+from tests.test_rollout import BUDGET_PHASES, NEW, OLD, config_with_phases, revision_of
+
+STAMP = r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\]"
+
+
+def cr(fleet: Fleet, *args: str, user: str = "mygrant", **kw) -> subprocess.CompletedProcess:
+    """`controlroom ARGS` in the fleet's directory, as `user` (the person behind a sudo session)."""
+    env = {"SUDO_USER": user, **kw.pop("env", {})}
+    return run_cli(*args, cwd=fleet.dir, env=env, **kw)
+
+
+def revisions(fleet: Fleet) -> dict[str, str]:
+    return {h.name: revision_of(fleet, h.name) for h in fleet.hosts}
+
+
+def log_lines(fleet: Fleet, *args: str) -> list[str]:
+    res = cr(fleet, "log", "-n", "200", *args)
+    assert res.returncode == 0, res.stderr
+    return res.stdout.splitlines()
+
+
+def journal_of(fleet: Fleet) -> Journal:
+    return Journal.open(fleet.dir / "state")
+
+
+# --------------------------------------------------------------------------------------------- the whole fleet
+
+
+def test_deploy_to_150_hosts_in_three_phases_ends_ok_and_is_in_the_log(make_fleet):
+    fleet = make_fleet(150)
+    res = cr(fleet, "deploy", "--yes")
+    assert res.returncode == 0, res.stdout + res.stderr
+    out = res.stdout.splitlines()
+    assert re.match(r"^canary \.+ ok 2/2 \(", next(line for line in out if line.startswith("canary ")))
+    assert re.match(r"^stage 1 \.+ ok 15/15 \(", next(line for line in out if line.startswith("stage 1 ")))
+    assert re.match(r"^stage 2 \.+ ok 133/133 \(", next(line for line in out if line.startswith("stage 2 ")))
+    step_lines = [line for line in out if re.match(r"^  step 1/2 mkdir \.+ ok", line)]
+    assert len(step_lines) == 3  # a line per step and phase, as the Flickr page has it
+    assert re.match(r"^DEPLOY OK r2307: 150 of 150 hosts in [\d.]+ s$", out[-1])
+    assert set(revisions(fleet).values()) == {NEW}
+    log = log_lines(fleet)
+    assert re.match(rf"^{STAMP} \[mygrant\] DEPLOY START r2306 -> r2307 to 150 hosts in 3 phases$", log[-2])
+    assert re.match(rf"^{STAMP} \[mygrant\] DEPLOY OK r2307 on 150 of 150 hosts \(", log[-1])
+
+
+# --------------------------------------------------------------------------------------------- halt and resume
+
+
+def test_halted_deploy_lists_exactly_the_failed_hosts_exits_1_and_resume_after_healing_finishes(make_fleet):
+    fleet = make_fleet(12, "web003=slow:0.5,web004=fail,web005=fail")
+    cfg = config_with_phases(fleet, BUDGET_PHASES)
+    res = cr(fleet, "deploy", "--yes", "-c", str(cfg))
+    assert res.returncode == 1, res.stdout + res.stderr
+    halted = [line for line in res.stdout.splitlines() if line.startswith("HALTED")]
+    assert halted == ["HALTED stage 1: 2 failed, more than max_failed 1: web004, web005"]
+    failed_lines = [line.split()[0] for line in res.stdout.splitlines() if "  failed  " in line]
+    assert sorted(failed_lines) == ["web004", "web005"]  # web003 was in flight: it finished, it did not fail
+    now = revisions(fleet)
+    assert [h for h, rev in now.items() if rev == NEW] == ["web001", "web002", "web003"]
+    assert "HALT" in log_lines(fleet)[-1]
+
+    for name in ("web004", "web005"):
+        fleet.call(fleet.set_fault, name, None)
+    res = cr(fleet, "deploy", "--resume", "--yes", "-c", str(cfg))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.splitlines()[-1].startswith("DEPLOY OK r2307: 12 of 12 hosts")
+    assert set(revisions(fleet).values()) == {NEW}
+    log = log_lines(fleet)
+    assert any(re.search(r"\] \[mygrant\] RETRY r2307 web004 ", line) for line in log)
+    assert re.search(r"\] \[mygrant\] DEPLOY OK r2307 on 12 of 12 hosts", log[-1])
+
+
+# --------------------------------------------------------------------------------------------- rollback
+
+
+def test_rollback_puts_the_previous_revision_back_on_every_done_host_latest_phase_first(fleet):
+    assert cr(fleet, "deploy", "--yes").returncode == 0
+    assert set(revisions(fleet).values()) == {NEW}
+    res = cr(fleet, "rollback", "--yes")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert re.match(r"^ROLLBACK DONE r2307: 10 of 10 hosts in [\d.]+ s$", res.stdout.splitlines()[-1])
+    assert set(revisions(fleet).values()) == {OLD}
+    log = log_lines(fleet)
+    assert re.search(r"\] \[mygrant\] ROLLBACK START ", log[-2])
+    assert re.search(r"\] \[mygrant\] ROLLBACK OK ", log[-1])
+    j = journal_of(fleet)
+    order = [t["phase"] for t in j.transitions(j.rollout().id) if t["state"] == ev.ROLLING_BACK]
+    assert order == sorted(order, reverse=True) and len(order) == 10
+    assert order[0] == 2 and order[-1] == 0  # stage 2 first, the canary last
+
+
+# --------------------------------------------------------------------------------------------- the lock
+
+
+def test_locked_fleet_refuses_to_deploy_naming_who_when_and_why_until_unlocked(fleet):
+    res = cr(fleet, "lock", "db", "migration")
+    assert res.returncode == 0, res.stderr
+    res = cr(fleet, "deploy", "--yes", user="bob")
+    assert res.returncode == 3
+    assert re.search(r"NO DEPLOY PLEASE — mygrant, \d{4}-\d\d-\d\d \d\d:\d\d: db migration", res.stderr), (
+        res.stderr
+    )
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert set(revisions(fleet).values()) == {OLD}
+
+    res = cr(fleet, "deploy", "--yes", "--force", user="bob")
+    assert res.returncode == 2 and "--reason" in res.stderr
+    assert set(revisions(fleet).values()) == {OLD}
+
+    assert cr(fleet, "unlock").returncode == 0
+    res = cr(fleet, "deploy", "--yes", user="bob")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert set(revisions(fleet).values()) == {NEW}
+    log = log_lines(fleet)
+    assert re.search(r"\] \[mygrant\] LOCK db migration$", log[0])
+    assert re.search(r"\] \[mygrant\] UNLOCK db migration$", log[1])
+    assert "[bob] DEPLOY OK" in log[-1]
+
+
+def test_forced_deploy_past_a_lock_ships_and_logs_who_forced_it_and_why(fleet):
+    assert cr(fleet, "lock", "db migration").returncode == 0
+    res = cr(fleet, "deploy", "--yes", "--force", "--reason", "hotfix", user="bob")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert set(revisions(fleet).values()) == {NEW}
+    force = [line for line in log_lines(fleet) if "] FORCE " in line]
+    assert len(force) == 1
+    assert "[bob] FORCE" in force[0] and "mygrant" in force[0] and "db migration" in force[0]
+    assert "hotfix" in force[0]
+
+
+def test_a_stale_deploy_lock_is_shown_as_stale_and_taken_over_by_the_next_deploy(fleet):
+    # a deploy process that took the lock and died without letting go of it
+    ghost = (
+        "import sys\nfrom controlroom.journal import Journal\nj = Journal.open(sys.argv[1])\n"
+        "rid = j.new_rollout('r2307', 'r2306', 'ghost', [])\n"
+        "j.take_lock('ghost', 'deploying r2307', rollout_id=rid)\n"
+    )
+    subprocess.run([sys.executable, "-c", ghost, str(fleet.dir / "state")], check=True, timeout=30)
+    log = log_lines(fleet)
+    assert re.match(r"^deploy #1 by ghost since .* — stale: that process is gone$", log[0]), log
+
+    res = cr(fleet, "deploy", "--yes")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert set(revisions(fleet).values()) == {NEW}
+    log = log_lines(fleet)
+    taken = [line for line in log if "LOCK TAKEN OVER" in line]
+    assert len(taken) == 1 and "[mygrant]" in taken[0] and "deploy #1 by ghost" in taken[0]
+    assert not log[0].startswith("deploy #")  # the lock is gone once the deploy ends
+    assert journal_of(fleet).lock() is None
+
+
+def test_two_deploys_started_at_once_one_runs_and_the_other_exits_3_naming_it(make_fleet):
+    fleet = make_fleet(10, "web010=slow:1")  # the deploy lasts seconds: long enough to overlap for sure
+    procs = {
+        user: subprocess.Popen(
+            [sys.executable, "-m", "controlroom.cli", "deploy", "--yes"],
+            cwd=fleet.dir,
+            env={**os.environ, "SUDO_USER": user},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for user in ("alice", "bob")
+    }
+    # a third person tries while the winner is under way (the check before anything starts)
+    journal = journal_of(fleet)
+    deadline = time.monotonic() + 30
+    while (lock := journal.lock()) is None:
+        assert time.monotonic() < deadline, "neither deploy took the lock"
+        time.sleep(0.02)
+    late = cr(fleet, "deploy", "--yes", user="carol")
+
+    results = {user: (p.wait(timeout=120), *p.communicate()) for user, p in procs.items()}
+    assert sorted(rc for rc, _, _ in results.values()) == [0, 3], results
+    winner = next(u for u, (rc, _, _) in results.items() if rc == 0)
+    loser = next(u for u, (rc, _, _) in results.items() if rc == 3)
+    rid = re.search(r"\(deploy #(\d+) by ", results[winner][1]).group(1)
+    assert lock.user == winner and str(lock.rollout_id) == rid
+    for err in (results[loser][2], late.stderr):
+        assert re.fullmatch(
+            rf"controlroom: the fleet is locked by deploy #{rid} by {winner} since .*\n", err
+        ), err
+    assert late.returncode == 3
+    assert set(revisions(fleet).values()) == {NEW}
+    log = log_lines(fleet)
+    assert [line.split("] ", 2)[1] for line in log if "DEPLOY START" in line] == [f"[{winner}"]
+
+
+# --------------------------------------------------------------------------------------------- asking
+
+
+def test_deploy_with_no_terminal_and_neither_auto_nor_yes_refuses_with_one_line(fleet):
+    res = cr(fleet, "deploy")  # stdin is /dev/null
+    assert res.returncode == 2
+    assert res.stdout == ""
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert "--auto" in res.stderr and "--yes" in res.stderr
+    assert set(revisions(fleet).values()) == {OLD}
+    assert not any((fleet.dir / "hosts" / h.name / "releases" / NEW).exists() for h in fleet.hosts)
+
+
+# --------------------------------------------------------------------------------------------- the deploy log
+
+
+def test_a_note_in_the_deploy_log_names_the_person_behind_sudo(fleet):
+    res = cr(fleet, "log", "add", "going to lunch", user="mygrant")
+    assert res.returncode == 0, res.stderr
+    assert re.fullmatch(rf"{STAMP} \[mygrant\] NOTE going to lunch", log_lines(fleet)[-1])
+
+
+def test_a_note_in_the_deploy_log_names_the_login_name_without_sudo(fleet, monkeypatch):
+    monkeypatch.delenv("SUDO_USER", raising=False)
+    try:
+        me = os.getlogin()
+    except OSError:
+        me = getpass.getuser()
+    res = run_cli("log", "add", "back", "from", "lunch", cwd=fleet.dir)
+    assert res.returncode == 0, res.stderr
+    lines = run_cli("log", cwd=fleet.dir).stdout.splitlines()
+    assert re.fullmatch(rf"{STAMP} \[{re.escape(me)}\] NOTE back from lunch", lines[-1]), lines
+
+
+# --------------------------------------------------------------------------------------------- quoting
+
+
+def test_a_revision_with_shell_metacharacters_reaches_hosts_as_a_literal_string(fleet):
+    revision = "r1; touch pwned"
+    res = cr(fleet, "deploy", "--yes", "--revision", revision)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert not list(fleet.dir.rglob("pwned"))
+    assert set(revisions(fleet).values()) == {revision}
+    assert all(
+        (fleet.dir / "hosts" / h.name / "releases" / revision / "REVISION").exists() for h in fleet.hosts
+    )
