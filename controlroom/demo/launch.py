@@ -1,0 +1,166 @@
+"""`controlroom demo`: start a simulated fleet in the background (or attach to a running one) and open the app on it.
+
+The fleet runs as its own process (`controlroom fleet`), so the app talks to it over real SSH exactly as it would
+to real hosts, and a second `controlroom demo --dir DIR` can attach to the same fleet. Textual is imported only
+once the fleet is up (the core stays free of it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from controlroom.errors import ControlroomError, UsageError
+
+READY = "fleet: ready"
+START_DEADLINE = 120.0  # seconds; 150 hosts start in a few, a slow machine with 5,000 takes longer
+
+
+def default_faults(hosts: int) -> str | None:
+    """The demo's story needs one failure: a canary host fails its first command once, halts the canary, and
+    a retry heals it. `--faults none` turns it off."""
+    if hosts < 2:
+        return None
+    return f"web{2:0{max(3, len(str(hosts)))}d}=flaky:1"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def running_fleet(directory: Path) -> int | None:
+    """The pid of a live fleet serving DIR (from DIR/fleet.json), else None."""
+    info = directory / "fleet.json"
+    try:
+        pid = int(json.loads(info.read_text())["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if pid == os.getpid() or not _alive(pid) or not (directory / "controlroom.toml").is_file():
+        return None
+    return pid
+
+
+def _die_with_parent() -> None:
+    """In the fleet child (Linux): get SIGTERM when the demo dies, even by SIGKILL, so no fleet is orphaned."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the demo's finally and its SIGHUP handler still stop it
+        pass
+
+
+def start_fleet(
+    directory: Path, hosts: int, faults: str | None, *, deadline: float = START_DEADLINE, out=sys.stderr
+) -> subprocess.Popen:
+    """Start `controlroom fleet` in the background and return once it printed its ready line.
+
+    Its output goes to DIR/fleet.log (no pipe to fill up while the app runs). Raises ControlroomError with the
+    log's last lines when the fleet exits or is not ready in time.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    log_path = directory / "fleet.log"
+    cmd = [sys.executable, "-m", "controlroom.cli", "fleet", "--hosts", str(hosts), "--dir", str(directory)]
+    if faults:
+        cmd += ["--faults", faults]
+    with open(log_path, "wb") as log:
+        # its own session: the terminal's Ctrl+C goes to the app, and the fleet is stopped by us, in order
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        )
+    until = time.monotonic() + deadline
+    while True:
+        text = log_path.read_text(errors="replace")
+        if READY in text:
+            return proc
+        if proc.poll() is not None:
+            tail = " | ".join(text.strip().splitlines()[-3:]) or f"exit status {proc.returncode}"
+            raise ControlroomError(f"the simulated fleet did not start: {tail}")
+        if time.monotonic() > until:
+            stop_fleet(proc)
+            raise ControlroomError(f"the simulated fleet was not ready after {deadline:g} s (see {log_path})")
+        time.sleep(0.05)
+
+
+def stop_fleet(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    """SIGTERM (the fleet shuts its hosts down), then SIGKILL if it does not go."""
+    if proc.poll() is not None:
+        return
+    try:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Start (or attach to) the simulated fleet and run the app on it; stop the fleet we started on the way out."""
+    hosts = getattr(args, "hosts", 150)
+    faults = getattr(args, "faults", None)
+    if hosts < 1:
+        raise UsageError("--hosts must be at least 1")
+    if faults is None:
+        faults = default_faults(hosts)
+    elif faults.strip().lower() in ("", "none"):
+        faults = None
+    if faults:
+        from controlroom.demo.fleet import parse_faults
+
+        parse_faults(faults)  # a typo fails here, in one line, before anything starts
+    temporary = getattr(args, "dir", None) is None
+    directory = Path(tempfile.mkdtemp(prefix="controlroom-demo-") if temporary else args.dir).resolve()
+    proc: subprocess.Popen | None = None
+
+    def hang_up(signum, frame) -> None:  # the terminal went away (ssh dropped): unwind, so `finally` runs
+        raise SystemExit(128 + signum)
+
+    previous = {sig: signal.signal(sig, hang_up) for sig in (signal.SIGHUP, signal.SIGTERM)}
+    try:
+        pid = running_fleet(directory)
+        if pid is not None:
+            print(
+                f"controlroom demo: attaching to the fleet already running in {directory} (pid {pid})",
+                file=sys.stderr,
+            )
+        else:
+            print(
+                f"controlroom demo: starting a simulated fleet of {hosts} SSH hosts in {directory} ...",
+                file=sys.stderr,
+                flush=True,
+            )
+            if faults:
+                print(f"controlroom demo: faults injected: {faults}", file=sys.stderr, flush=True)
+            proc = start_fleet(directory, hosts, faults)
+        from controlroom import config
+        from controlroom.app import run_app  # Textual only from here on
+
+        cfg = config.load(directory / "controlroom.toml")
+        return run_app(cfg)
+    finally:
+        if proc is not None:
+            stop_fleet(proc)
+        if temporary:
+            shutil.rmtree(directory, ignore_errors=True)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,45 @@
+"""`controlroom demo` around the app: the background fleet it starts, attaches to and stops."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from controlroom.demo.launch import default_faults, running_fleet, start_fleet, stop_fleet
+from controlroom.errors import UsageError
+from tests.conftest import run_cli
+
+
+def test_the_demo_fleet_starts_in_the_background_is_found_by_a_second_demo_and_stops(tmp_path):
+    directory = tmp_path / "fleet"
+    proc = start_fleet(directory, 3, None, deadline=60)
+    try:
+        assert proc.poll() is None
+        assert running_fleet(directory) == proc.pid  # what a second `controlroom demo --dir` attaches to
+        assert (directory / "controlroom.toml").is_file()
+        assert "fleet: ready" in (directory / "fleet.log").read_text()
+    finally:
+        stop_fleet(proc)
+    assert proc.returncode is not None
+    assert running_fleet(directory) is None
+
+
+def test_a_bad_fault_spec_fails_in_one_line_before_anything_starts(tmp_path):
+    res = run_cli("demo", "--hosts", "5", "--faults", "web002=explode", "--dir", str(tmp_path / "d"))
+    assert res.returncode == 2
+    assert res.stderr.strip().count("\n") == 0 and "web002=explode" in res.stderr
+    assert not (tmp_path / "d" / "fleet.json").exists()
+
+
+def test_the_default_demo_has_one_canary_host_that_fails_once():
+    assert default_faults(150) == "web002=flaky:1"
+    assert default_faults(5000) == "web0002=flaky:1"
+    assert default_faults(1) is None
+
+
+def test_zero_hosts_is_a_usage_error():
+    from controlroom.demo.launch import cmd_demo
+
+    with pytest.raises(UsageError):
+        cmd_demo(argparse.Namespace(hosts=0, faults=None, dir=None))

@@ -1,0 +1,218 @@
+"""The rollout as the screen knows it: engine events merged into the latest state per host and per phase.
+
+Applying an event is a few dict writes, cheap enough to run for every event on the app's loop; what changed is
+remembered (dirty hosts, dirty header) until the app's flush timer repaints it, 15 times a second at most. No Textual
+here: the board is plain data so that tests and benchmarks can feed it directly.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from controlroom import events as ev
+
+OUTPUT_LINES = 100  # lines of live output kept per host when no engine keeps them (the engine keeps its own)
+
+
+@dataclass(slots=True)
+class HostView:
+    name: str
+    phase: int
+    state: str = ev.PENDING
+    step: int = 0
+    steps: int = 0
+    reason: str = ""
+    revision: str | None = None
+    previous: str | None = None
+    seconds: float = 0.0
+    started: float | None = None  # wall clock of the first move out of pending
+    finished: float | None = None  # wall clock of the latest final state
+    changed: float | None = None
+    output: deque | None = None  # lines ("[err] " before stderr), created on the first one
+    lines: int = 0  # output lines ever received, so a viewer knows what it has not shown yet
+
+
+@dataclass(slots=True)
+class PhaseView:
+    name: str
+    hosts: tuple[str, ...]
+    max_failed: int = 0
+    auto: bool = True
+    counts: dict[str, int] = field(default_factory=dict)
+    started: float | None = None
+    seconds: float | None = None  # set when the phase completed
+
+    @property
+    def total(self) -> int:
+        return len(self.hosts)
+
+    @property
+    def final(self) -> int:
+        return sum(self.counts.get(s, 0) for s in ev.FINAL)
+
+
+class Board:
+    """Latest known state of one rollout (or of the plan before any rollout)."""
+
+    def __init__(self) -> None:
+        self.rollout_id = 0
+        self.revision: str | None = None  # the revision being shipped (or staged, before a rollout)
+        self.previous: str | None = None  # the live revision it replaces
+        self.user: str | None = None
+        self.status: str | None = None  # None: no rollout yet
+        self.phase_index = 0
+        self.started_at: float | None = None
+        self.halted: ev.PhaseHalted | None = None
+        self.gate: ev.GateWaiting | None = None
+        self.finished: ev.RolloutFinished | None = None
+        self.phases: list[PhaseView] = []
+        self.hosts: dict[str, HostView] = {}
+        self.order: list[str] = []
+        self.index: dict[str, int] = {}
+        self.dirty_hosts: set[str] = set()
+        self.dirty = True  # header, bars or summary need a repaint
+        self.replanned = True  # the set or order of hosts changed: the grid lays out again
+        self.events = 0
+
+    # ------------------------------------------------------------------------------------------- plan
+    def plan(self, phases: list[tuple[str, tuple[str, ...], int, bool]]) -> None:
+        """(name, hosts, max_failed, auto) per phase; every host pending."""
+        self.phases = []
+        self.hosts = {}
+        self.order = []
+        for i, (name, hosts, max_failed, auto) in enumerate(phases):
+            self.phases.append(PhaseView(name, tuple(hosts), max_failed, auto, {ev.PENDING: len(hosts)}))
+            for h in hosts:
+                self.hosts[h] = HostView(h, i)
+                self.order.append(h)
+        self.index = {h: i for i, h in enumerate(self.order)}
+        self.dirty_hosts.clear()
+        self.replanned = True
+        self.dirty = True
+
+    # ------------------------------------------------------------------------------------------- events
+    def apply(self, e: ev.Event) -> None:
+        """Merge one engine event. HostOutput and HostStateChanged are the hot path."""
+        self.events += 1
+        kind = type(e)
+        if kind is ev.HostOutput:
+            hv = self.hosts.get(e.host)
+            if hv is not None:
+                if hv.output is None:
+                    hv.output = deque(maxlen=OUTPUT_LINES)
+                hv.output.append(e.line if e.stream == "out" else f"[{e.stream}] {e.line}")
+                hv.lines += 1  # the grid cell does not change; an open host view polls `lines`
+            return
+        if kind is ev.HostStateChanged:
+            self._host(e)
+            return
+        if isinstance(e, ev.RolloutStarted):
+            old = {n: h for n, h in self.hosts.items()} if e.resumed else {}
+            meta = {p.name: (p.max_failed, p.auto) for p in self.phases}
+            self.plan([(name, hosts, *meta.get(name, (0, True))) for name, hosts in e.phases])
+            for n, h in old.items():  # a resumed rollout keeps what we knew until the engine says otherwise
+                if n in self.hosts and h.state != ev.PENDING:
+                    self._set_state(self.hosts[n], h.state)
+            self.rollout_id = e.rollout_id
+            self.revision, self.previous, self.user = e.revision, e.previous, e.user
+            self.status = ev.R_RUNNING
+            self.started_at = e.at
+            self.halted = self.gate = self.finished = None
+            self.phase_index = 0
+        elif isinstance(e, ev.PhaseStarted):
+            self.phase_index = e.phase
+            self.status = ev.R_RUNNING
+            self.halted = self.gate = None
+            if 0 <= e.phase < len(self.phases):
+                self.phases[e.phase].started = e.at
+        elif isinstance(e, ev.PhaseHalted):
+            self.status = ev.R_HALTED
+            self.halted = e
+        elif isinstance(e, ev.PhaseCompleted):
+            if 0 <= e.phase < len(self.phases):
+                self.phases[e.phase].seconds = e.seconds
+            if self.halted is not None and self.halted.phase == e.phase:
+                self.halted = None
+        elif isinstance(e, ev.GateWaiting):
+            self.status = ev.R_WAITING
+            self.gate = e
+        elif isinstance(e, ev.GatePassed):
+            self.status = ev.R_RUNNING
+            self.gate = None
+        elif isinstance(e, ev.RolloutPaused):
+            self.status = ev.R_PAUSED
+        elif isinstance(e, ev.RolloutResumed):
+            self.status = ev.R_HALTED if self.halted else (ev.R_WAITING if self.gate else ev.R_RUNNING)
+        elif isinstance(e, ev.RolloutFinished):
+            self.status = e.status
+            self.finished = e
+            self.halted = self.gate = None
+        else:
+            return
+        self.dirty = True
+
+    def _host(self, e: ev.HostStateChanged) -> None:
+        hv = self.hosts.get(e.host)
+        if hv is None:  # a host the plan did not know (should not happen): show it in its phase anyway
+            hv = HostView(e.host, e.phase)
+            self.hosts[e.host] = hv
+            self.index[e.host] = len(self.order)
+            self.order.append(e.host)
+            if 0 <= e.phase < len(self.phases):
+                ph = self.phases[e.phase]
+                ph.hosts = (*ph.hosts, e.host)
+                ph.counts[ev.PENDING] = ph.counts.get(ev.PENDING, 0) + 1
+            self.replanned = True
+        if hv.started is None and e.state != ev.PENDING:
+            hv.started = e.at - e.seconds if e.seconds else e.at
+        if hv.state != e.state:  # the grid shows the state only: a new step repaints nothing
+            self.dirty_hosts.add(e.host)
+            self.dirty = True
+        self._set_state(hv, e.state)
+        hv.step, hv.steps, hv.reason, hv.seconds, hv.changed = e.step, e.steps, e.reason, e.seconds, e.at
+        if e.revision is not None:
+            hv.revision = e.revision
+        if e.previous is not None:
+            hv.previous = e.previous
+        hv.finished = e.at if e.state in ev.FINAL else None
+        if e.state == ev.PENDING:  # a retry starts the host over
+            hv.started = None
+
+    def _set_state(self, hv: HostView, state: str) -> None:
+        if hv.state == state:
+            return
+        if 0 <= hv.phase < len(self.phases):
+            counts = self.phases[hv.phase].counts
+            counts[hv.state] = counts.get(hv.state, 0) - 1
+            counts[state] = counts.get(state, 0) + 1
+        hv.state = state
+
+    # ------------------------------------------------------------------------------------------- reading
+    def take_dirty(self) -> set[str]:
+        out = self.dirty_hosts
+        self.dirty_hosts = set()
+        return out
+
+    def count(self, *states: str) -> int:
+        return sum(p.counts.get(s, 0) for p in self.phases for s in states)
+
+    @property
+    def total(self) -> int:
+        return len(self.order)
+
+    @property
+    def active(self) -> bool:
+        """A rollout exists and has not finished."""
+        return self.status is not None and self.status not in ev.ROLLOUT_FINAL
+
+    def elapsed(self, now: float | None = None) -> float:
+        if self.finished is not None:
+            return self.finished.seconds
+        if self.started_at is None:
+            return 0.0
+        return (now or time.time()) - self.started_at
+
+    def hosts_in(self, *states: str) -> list[str]:
+        return [n for n in self.order if self.hosts[n].state in states]

@@ -1,0 +1,133 @@
+"""The deploy log pane: the journal's entries live, newest at the bottom, and the lock on top while it is held.
+
+Entries go into Textual's `Log` (a line-API widget: appending is cheap and only visible lines are drawn), not
+RichLog, which renders every line as it arrives.
+"""
+
+from __future__ import annotations
+
+import textwrap
+import time
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual import events
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Log, Static
+
+MAX_LINES = 2000
+
+
+@dataclass(frozen=True)
+class LockView:
+    """What the banner shows; built from journal.Lock (and refreshed on LockChanged)."""
+
+    user: str
+    at: float
+    reason: str
+    rollout_id: int | None = None
+    revision: str | None = None
+    stale: bool = False
+
+
+def clock(at: float, now: float | None = None) -> str:
+    """13:05 today, else 2026-06-17 13:05."""
+    t, today = time.localtime(at), time.localtime(now or time.time())
+    if t[:3] == today[:3]:
+        return time.strftime("%H:%M", t)
+    return time.strftime("%Y-%m-%d %H:%M", t)
+
+
+def entry_line(at: float, user: str, kind: str, text: str, revision: str | None = None) -> str:
+    """`[13:12:13] [mygrant] DEPLOY OK r2307 ...`: the CLI's `controlroom log` format, the date only if not today."""
+    t, today = time.localtime(at), time.localtime()
+    stamp = time.strftime("%H:%M:%S" if t[:3] == today[:3] else "%Y-%m-%d %H:%M:%S", t)
+    rev = f" {revision}" if revision and revision not in text else ""
+    body = f" {text}" if text else ""
+    return f"[{stamp}] [{user}] {kind}{rev}{body}"
+
+
+def lock_banner(lock: LockView) -> Text:
+    t = Text(justify="center")
+    if lock.rollout_id:
+        what = (lock.reason[:1].upper() + lock.reason[1:]) if lock.reason else f"Deploy #{lock.rollout_id}"
+        t.append(f"{what} — {lock.user}, {clock(lock.at)}", style="bold")
+        t.append(f"\ndeploy #{lock.rollout_id} holds the lock while it runs")
+    else:
+        t.append(f"NO DEPLOY PLEASE — {lock.user}, {clock(lock.at)}", style="bold")
+        if lock.reason:
+            t.append(f"\n{lock.reason}")
+    if lock.stale:
+        t.append("\nstale: the process that took it is gone; a deploy takes it over")
+    return t
+
+
+class DeployLogPane(Vertical):
+    """Lock banner (hidden when the fleet is not locked) above the log.
+
+    Log does not wrap, so entries are wrapped here to the pane's width (and again when it changes): a deploy log
+    that hides the end of "who did what" behind a horizontal scroll is no log.
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.entries: list[str] = []
+        self._wrap_width = 0
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="lock-banner")
+        yield Log(max_lines=MAX_LINES, id="log-lines")
+        yield Static("the deploy log is empty: m adds an entry, l locks the fleet", id="log-empty")
+
+    def on_mount(self) -> None:
+        self.border_title = "Deploy log"
+        self.log_widget.display = False
+        self.show_lock(None)
+
+    @property
+    def log_widget(self) -> Log:
+        return self.query_one("#log-lines", Log)
+
+    def show_lock(self, lock: LockView | None) -> None:
+        banner = self.query_one("#lock-banner", Static)
+        banner.display = lock is not None
+        if lock is not None:
+            banner.update(lock_banner(lock))
+            banner.set_class(bool(lock.rollout_id), "-deploying")
+            banner.set_class(not lock.rollout_id, "-locked")
+        self.border_subtitle = "LOCKED" if lock is not None and not lock.rollout_id else ""
+
+    def _wrap(self, lines: list[str]) -> list[str]:
+        width = self._wrap_width
+        if width < 20:
+            return lines
+        out: list[str] = []
+        for line in lines:
+            out.extend(textwrap.wrap(line, width, subsequent_indent="    ", break_on_hyphens=False) or [""])
+        return out
+
+    def write_entries(self, lines: list[str]) -> None:
+        """Append entries (oldest first) at the bottom."""
+        if not lines:
+            return
+        self.entries.extend(lines)
+        del self.entries[:-MAX_LINES]
+        self.query_one("#log-empty").display = False
+        log = self.log_widget
+        log.display = True
+        log.write_lines(self._wrap(lines))
+
+    def on_resize(self, event: events.Resize) -> None:
+        width = self.content_region.width - 1  # the log's scrollbar takes one column
+        if width != self._wrap_width and width > 0:
+            self._wrap_width = width
+            if self.entries:
+                log = self.log_widget
+                log.clear()
+                log.write_lines(self._wrap(self.entries))
+
+    @property
+    def lines(self) -> list[str]:
+        """The entries as written (unwrapped), oldest first."""
+        return list(self.entries)

@@ -1,0 +1,191 @@
+"""Dialogs: a confirmation that says exactly what will happen, a one-line prompt, and the help screen."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Static
+
+from controlroom import events as ev
+from widgets.states import COLOR, LABEL, SYMBOL
+
+
+class ConfirmDialog(ModalScreen[str | None]):
+    """Ask before something that cannot be undone. Dismisses with "yes" (or the reason typed), else None.
+
+    With ``reason`` set, the dialog holds an input that must not be empty (forcing past a lock needs a why).
+    """
+
+    DEFAULT_CSS = """
+    ConfirmDialog { align: center middle; }
+    ConfirmDialog > Vertical {
+        width: 72; max-width: 100%; height: auto; max-height: 100%;
+        border: thick $error; background: $surface; padding: 1 2;
+    }
+    ConfirmDialog #confirm-title { text-style: bold; width: 100%; }
+    ConfirmDialog #confirm-body { width: 100%; margin: 1 0; }
+    ConfirmDialog #confirm-keys { color: $text-muted; width: 100%; }
+    ConfirmDialog Horizontal { height: auto; align: right middle; margin-top: 1; }
+    ConfirmDialog Button { margin-left: 2; }
+    """
+
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel"),
+        Binding("n", "cancel", "Cancel", show=False),
+        Binding("y", "confirm", "Confirm", show=False),
+    ]
+
+    def __init__(self, title: str, body: str, confirm: str, *, reason: str | None = None) -> None:
+        super().__init__()
+        self.title_text = title
+        self.body = body
+        self.confirm_label = confirm
+        self.reason = reason
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self.title_text, id="confirm-title")
+            yield Static(self.body, id="confirm-body")
+            if self.reason is not None:
+                yield Input(placeholder=self.reason, id="confirm-reason")
+                yield Static("enter confirms · esc cancels", id="confirm-keys")
+            else:
+                yield Static(f"y: {self.confirm_label.lower()} · n or esc: cancel", id="confirm-keys")
+            with Horizontal():
+                yield Button("Cancel", id="cancel")
+                yield Button(self.confirm_label, variant="error", id="confirm")
+
+    def on_mount(self) -> None:
+        if self.reason is not None:
+            self.query_one(Input).focus()
+        else:
+            self.query_one("#cancel", Button).focus()
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def action_confirm(self) -> None:
+        if self.reason is None:
+            self.dismiss("yes")
+            return
+        text = self.query_one(Input).value.strip()
+        if not text:
+            self.notify("say why: the reason goes into the deploy log", severity="warning")
+            self.query_one(Input).focus()
+            return
+        self.dismiss(text)
+
+    @on(Input.Submitted)
+    def _submitted(self) -> None:
+        self.action_confirm()
+
+    @on(Button.Pressed, "#confirm")
+    def _pressed_confirm(self) -> None:
+        self.action_confirm()
+
+    @on(Button.Pressed, "#cancel")
+    def _pressed_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class PromptDialog(ModalScreen[str | None]):
+    """One line of text (a lock message, a log entry). Dismisses with the text, or None when cancelled."""
+
+    DEFAULT_CSS = """
+    PromptDialog { align: center middle; }
+    PromptDialog > Vertical {
+        width: 72; max-width: 100%; height: auto; border: thick $primary; background: $surface; padding: 1 2;
+    }
+    PromptDialog #prompt-title { text-style: bold; }
+    PromptDialog #prompt-body { margin: 1 0 0 0; color: $text-muted; }
+    PromptDialog Input { margin-top: 1; }
+    """
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, title: str, body: str, *, placeholder: str = "", value: str = "") -> None:
+        super().__init__()
+        self.title_text = title
+        self.body = body
+        self.placeholder = placeholder
+        self.value = value
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self.title_text, id="prompt-title")
+            yield Static(self.body, id="prompt-body")
+            yield Input(value=self.value, placeholder=self.placeholder, id="prompt-input")
+
+    def on_mount(self) -> None:
+        self.query_one(Input).focus()
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        text = event.value.strip()
+        if text:
+            self.dismiss(text)
+        else:
+            self.notify("type something, or esc to cancel", severity="warning")
+
+
+HELP_INTRO = (
+    "controlroom ships the staged revision to the fleet in phases and shows every host on the way.\n\n"
+    "A deploy starts with d. The canary phase runs first; the next phase waits for you (g proceeds) when the "
+    "phase says so. When more hosts fail than a phase allows, the rollout halts by itself: the cursor goes to "
+    "the failed host; retry it (r) or skip it (s), or abort (a). enter opens a host's live output, result and "
+    "timings. Every action is also in the command palette (ctrl+p) and in the footer. Destructive actions "
+    "(abort, roll back, skip, deploying past a lock) ask first and say what will happen."
+)
+
+
+class HelpScreen(ModalScreen[None]):
+    """`?`: the keys, the host symbols and what each pane is for."""
+
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen > VerticalScroll {
+        width: 110; max-width: 100%; height: auto; max-height: 100%;
+        border: thick $primary; background: $surface; padding: 0 2;
+    }
+    HelpScreen Static { margin-top: 1; }
+    """
+
+    BINDINGS = [
+        Binding("escape", "close", "Close"),
+        Binding("question_mark", "close", "Close", show=False),
+        Binding("q", "close", "Close", show=False),
+    ]
+
+    def __init__(self, keys: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self.keys = keys
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll():
+            yield Static(Text("controlroom — help", style="bold"))
+            yield Static(HELP_INTRO)
+            t = Text()
+            width = max((len(k) for k, _ in self.keys), default=4)
+            for i, (key, what) in enumerate(self.keys):
+                if i:
+                    t.append("\n")
+                t.append(f"{key:>{width}}", style="bold")
+                t.append(f"  {what}")
+            yield Static(t)
+            hosts = Text("Hosts in the grid:\n")
+            for i, s in enumerate(ev.HOST_STATES):
+                if i:
+                    hosts.append("   ")
+                hosts.append(f"{SYMBOL[s]} {LABEL[s]}", style=COLOR[s])
+            yield Static(hosts)
+            yield Static("esc, q or ? closes this help.")
+
+    def action_close(self) -> None:
+        self.dismiss(None)

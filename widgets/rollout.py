@@ -1,0 +1,277 @@
+"""The rollout pane: what is shipped, where it stands, one bar per phase, the summary, and the host grid."""
+
+from __future__ import annotations
+
+import time
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Static
+
+from controlroom import events as ev
+from widgets.board import Board, PhaseView
+from widgets.deploy_log import LockView, clock
+from widgets.host_grid import HostGrid
+from widgets.states import (
+    COLOR,
+    LABEL,
+    ORDER,
+    STATUS_COLOR,
+    STATUS_LABEL,
+    STATUS_SYMBOL,
+    SYMBOL,
+    duration,
+)
+
+BAR_WIDTH = 16
+BAR_CHAR = {
+    ev.PENDING: "·",
+    ev.CONNECTING: "▒",
+    ev.RUNNING: "▒",
+    ev.CHECKING: "▒",
+    ev.DONE: "█",
+    ev.FAILED: "✗",
+    ev.SKIPPED: "⊘",
+    ev.ROLLING_BACK: "↺",
+    ev.ROLLED_BACK: "↩",
+}
+IN_FLIGHT = ev.IN_FLIGHT
+
+
+def revision_line(board: Board) -> Text:
+    """`r2306 -> r2307  ▶ RUNNING` (the live revision is `?` until known)."""
+    t = Text()
+    t.append(board.previous or "?", style="bold")
+    t.append(" -> ")
+    t.append(board.revision or "?", style="bold")
+    t.append("   ")
+    status = board.status
+    t.append(f"{STATUS_SYMBOL[status]} {STATUS_LABEL[status]}", style=STATUS_COLOR[status])
+    if board.user and board.status is not None:
+        t.append(f"  by {board.user}", style="dim")
+    return t
+
+
+def context_line(board: Board, now: float | None = None) -> Text:
+    """Where the rollout stands and for how long: `stage 1 (2 of 3) · running for 2 min 58 s`."""
+    t = Text()
+    status = board.status
+    phases = board.phases
+    if status is None:
+        t.append("staged, not deployed: ", style="dim")
+        t.append("d", style="bold reverse")
+        t.append(
+            f" deploys it to {board.total} hosts in {len(phases)} phase{'s' if len(phases) != 1 else ''}"
+        )
+        return t
+    elapsed = duration(board.elapsed(now))
+    if status in ev.ROLLOUT_FINAL:
+        t.append(f"{STATUS_LABEL[status].lower()} after {elapsed}")
+        return t
+    i = board.phase_index
+    name = phases[i].name if 0 <= i < len(phases) else "?"
+    where = f"{name} ({i + 1} of {len(phases)})"
+    if status == ev.R_HALTED and board.halted is not None:
+        h = board.halted
+        names = ", ".join(h.failed[:3]) + (f" and {len(h.failed) - 3} more" if len(h.failed) > 3 else "")
+        t.append(f"{h.name} HALTED", style="bold red")
+        t.append(f": {names} failed (budget {h.max_failed}); ")
+        t.append("r", style="bold reverse")
+        t.append(" retry or ")
+        t.append("s", style="bold reverse")
+        t.append(" skip the selected host, ")
+        t.append("a", style="bold reverse")
+        t.append(" abort")
+    elif board.gate is not None and status != ev.R_PAUSED:
+        g = board.gate
+        t.append(f"{g.name} waits", style="bold yellow")
+        if g.reason:
+            t.append(f": {g.reason}")
+        t.append(" · ")
+        t.append("g", style="bold reverse")
+        t.append(" proceeds")
+    elif status == ev.R_PAUSED:
+        t.append(f"paused in {where}", style="bold yellow")
+        t.append(": no new host starts; ")
+        t.append("p", style="bold reverse")
+        t.append(" resumes")
+    else:
+        t.append(where, style="bold")
+    t.append(f" · running for {elapsed}")
+    return t
+
+
+def waiting_line(board: Board) -> Text:
+    t = Text()
+    if board.status is None or board.status in ev.ROLLOUT_FINAL:
+        return t
+    left = board.total - board.count(*ev.FINAL)
+    flying = board.count(*IN_FLIGHT)
+    t.append(f"waiting for {left} host{'s' if left != 1 else ''}", style="bold")
+    t.append(f" · {flying} in flight · {board.count(ev.DONE)} done")
+    failed = board.count(ev.FAILED)
+    if failed:
+        t.append(f" · {SYMBOL[ev.FAILED]} {failed} failed", style=COLOR[ev.FAILED])
+    return t
+
+
+def _bar(phase: PhaseView, width: int = BAR_WIDTH) -> Text:
+    total = phase.total or 1
+    shares = []
+    for s in ORDER:
+        n = phase.counts.get(s, 0)
+        if n > 0:
+            shares.append([s, n * width / total])
+    # every non-empty state gets at least one cell, so one failed host in 5,000 still shows
+    cells = {s: max(1, int(x)) for s, x in shares}
+    while sum(cells.values()) > width:
+        biggest = max(cells, key=lambda k: cells[k])
+        cells[biggest] -= 1
+    rest = sorted(shares, key=lambda sx: sx[1] - int(sx[1]), reverse=True)
+    i = 0
+    while sum(cells.values()) < width and rest:
+        cells[rest[i % len(rest)][0]] += 1
+        i += 1
+    t = Text()
+    for s in ORDER:
+        if cells.get(s):
+            t.append(BAR_CHAR[s] * cells[s], style=COLOR[s])
+    return t
+
+
+def phase_marker(board: Board, i: int) -> tuple[str, str]:
+    phase = board.phases[i]
+    if board.halted is not None and board.halted.phase == i:
+        return "✗", "bold red"
+    if board.gate is not None and board.gate.phase == i:
+        return "⏸", "yellow"
+    if phase.seconds is not None or (phase.total and phase.final == phase.total and board.status is not None):
+        return ("✗", "red") if phase.counts.get(ev.FAILED) else ("✓", "green")
+    if board.active and i == board.phase_index:
+        return "▶", "bright_blue"
+    return "·", "grey62"
+
+
+def phase_bars(board: Board) -> Text:
+    t = Text()
+    w = max((len(p.name) for p in board.phases), default=5)
+    digits = len(str(max((p.total for p in board.phases), default=1)))
+    for i, p in enumerate(board.phases):
+        if i:
+            t.append("\n")
+        mark, style = phase_marker(board, i)
+        t.append(f"{mark} ", style=style)
+        t.append(f"{p.name:<{w}} ", style="bold" if i == board.phase_index and board.active else "")
+        t.append_text(_bar(p))
+        t.append(f" {p.final:>{digits}}/{p.total:<{digits}} ")
+        parts = [(s, p.counts.get(s, 0)) for s in ORDER if p.counts.get(s, 0)]
+        for j, (s, n) in enumerate(parts):
+            if j:
+                t.append(" · ", style="dim")
+            t.append(f"{n} {LABEL[s]}", style=COLOR[s] if s != ev.PENDING else "dim")
+        if p.seconds is not None:
+            t.append(f" ({p.seconds:.1f} s)", style="dim")
+    return t
+
+
+def summary(board: Board, limit: int = 8) -> Text:
+    f = board.finished
+    t = Text()
+    if f is None:
+        return t
+    t.append(f"{STATUS_SYMBOL[f.status]} {STATUS_LABEL[f.status]}", style=STATUS_COLOR[f.status])
+    t.append(f": {board.previous or '?'} -> {f.revision} in {duration(f.seconds)}\n", style="bold")
+    t.append(f"{f.done} done", style=COLOR[ev.DONE])
+    t.append(" · ")
+    t.append(f"{f.failed} failed", style=COLOR[ev.FAILED] if f.failed else "")
+    t.append(" · ")
+    t.append(f"{f.skipped} skipped", style=COLOR[ev.SKIPPED] if f.skipped else "")
+    rolled = board.count(ev.ROLLED_BACK)
+    if rolled:
+        t.append(f" · {rolled} rolled back", style=COLOR[ev.ROLLED_BACK])
+    for host, reason in f.failed_hosts[:limit]:
+        t.append("\n")
+        t.append(f"{SYMBOL[ev.FAILED]} {host}", style=COLOR[ev.FAILED])
+        t.append(f"  {reason}")
+    if len(f.failed_hosts) > limit:
+        t.append(f"\n... and {len(f.failed_hosts) - limit} more failed hosts (enter on a host shows why)")
+    return t
+
+
+def legend() -> Text:
+    t = Text()
+    for i, s in enumerate(ev.HOST_STATES):
+        if i:
+            t.append("  ")
+        t.append(f"{SYMBOL[s]} {LABEL[s]}", style=COLOR[s])
+    return t
+
+
+class RolloutPane(Vertical):
+    """Revision line, context, phase bars, summary, host grid and legend; repainted by `refresh_board`."""
+
+    def __init__(self, board: Board, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.board = board
+        self._shown: dict[str, Text] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="revision-line")
+        yield Static(id="lock-line")
+        yield Static(id="context-line")
+        yield Static(id="waiting-line")
+        yield Static(id="phase-bars")
+        yield Static(id="summary")
+        yield HostGrid(self.board, id="host-grid")
+        yield Static(legend(), id="legend")
+
+    def on_mount(self) -> None:
+        self.border_title = "Rollout"
+        self.show_lock(None)
+        self.refresh_board()
+
+    def show_lock(self, lock: LockView | None) -> None:
+        """A person's lock shows here too, so that it is seen even when the deploy log is another tab."""
+        line = self.query_one("#lock-line", Static)
+        line.display = lock is not None and not lock.rollout_id
+        if line.display:
+            t = Text()
+            t.append("LOCKED", style="bold reverse red")
+            t.append(f" NO DEPLOY PLEASE — {lock.user}, {clock(lock.at)}", style="bold red")
+            if lock.reason:
+                t.append(f": {lock.reason}")
+            line.update(t)
+
+    @property
+    def grid(self) -> HostGrid:
+        return self.query_one(HostGrid)
+
+    def _set(self, selector: str, text: Text) -> None:
+        # Static.update lays the screen out again; most flushes change nothing here, so skip equal text
+        if self._shown.get(selector) != text:
+            self._shown[selector] = text
+            self.query_one(selector, Static).update(text)
+
+    def refresh_board(self, now: float | None = None) -> None:
+        """Repaint the header, bars and summary from the board (the grid repaints its own rows)."""
+        board = self.board
+        now = now or time.time()
+        self._set("#revision-line", revision_line(board))
+        self._set("#context-line", context_line(board, now))
+        waiting = self.query_one("#waiting-line", Static)
+        self._set("#waiting-line", waiting_line(board))
+        if waiting.display != board.active:
+            waiting.display = board.active
+        self._set("#phase-bars", phase_bars(board))
+        summ = self.query_one("#summary", Static)
+        if summ.display != (board.finished is not None):
+            summ.display = board.finished is not None
+        if board.finished is not None:
+            self._set("#summary", summary(board))
+            summ.set_class(board.finished.status != ev.R_DONE, "-bad")
+
+    def tick(self, now: float | None = None) -> None:
+        """Once a second: the elapsed time moves."""
+        if self.board.active:
+            self._set("#context-line", context_line(self.board, now))
