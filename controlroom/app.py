@@ -399,7 +399,7 @@ class ControlRoom(App[int]):
             return not board.active and not self.rolling_back
         if action == "unlock":
             lock = self._lock  # as of the last LockChanged: check_action runs often, SQLite need not
-            return lock is not None and (not lock.rollout_id or lock.stale)
+            return lock is not None and not lock.live
         if action == "open_host":
             return bool(board.order)
         if r is None:
@@ -491,7 +491,7 @@ class ControlRoom(App[int]):
             return
         lock = self.journal.lock()
         if lock is not None and not lock.stale:
-            if lock.rollout_id:
+            if lock.live:
                 self.notify(f"the fleet is locked by {lock.describe()}", title="Locked", severity="error")
                 return
             body = (
@@ -672,7 +672,7 @@ class ControlRoom(App[int]):
     async def action_lock(self, _twin: int = 0) -> None:
         lock = self.journal.lock()
         takeover = False
-        if lock is not None and not lock.stale and lock.rollout_id:
+        if lock is not None and lock.live:
             self.notify(f"a running deploy holds the lock: {lock.describe()}", severity="warning")
             return
         if lock is not None and not lock.stale and lock.user != self.user:

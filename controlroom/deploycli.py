@@ -149,6 +149,16 @@ def _ask(question: str) -> str:
         return ""
 
 
+async def _park(rollout, task: asyncio.Task, reason: str) -> None:
+    """Stop driving a rollout that waits for a decision: it stays resumable and keeps the fleet locked for it."""
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    rollout.journal.park_lock(rollout.id, reason)
+
+
 async def _drive(rollout, start, *, interactive: bool, assume_yes: bool, auto: bool) -> int:
     """Run the rollout and answer its questions: from the terminal, or by --yes/--auto."""
     loop = asyncio.get_running_loop()
@@ -180,7 +190,8 @@ async def _drive(rollout, start, *, interactive: bool, assume_yes: bool, auto: b
             if not interactive:
                 print(f"stopped at a gate: {e.reason}; the deploy stays resumable with "
                       "`controlroom deploy --resume`", flush=True)
-                task.cancel()
+                await _park(rollout, task, f"{rollout.revision} waits at a gate before {e.name}: "
+                            "`controlroom deploy --resume` or `controlroom rollback`")
                 break
             answer = await loop.run_in_executor(None, _ask, f"Start {e.name}? [y]es / [a]bort: ")
             if answer in ("y", "yes"):
@@ -197,7 +208,8 @@ async def _drive(rollout, start, *, interactive: bool, assume_yes: bool, auto: b
                     waiter.cancel()
                 print(f"halted in {e.name}; retry the failed hosts with `controlroom deploy --resume`, "
                       "or `controlroom rollback`", flush=True)
-                task.cancel()
+                await _park(rollout, task, f"{rollout.revision} halted in {e.name} ({', '.join(e.failed)} failed): "
+                            "`controlroom deploy --resume` or `controlroom rollback`")
                 break
             while True:
                 answer = await loop.run_in_executor(
@@ -266,11 +278,11 @@ def cmd_deploy(cfg: Config, args: argparse.Namespace) -> int:
                 rollout = Rollout(cfg, pool, journal, revision=revision, user=user, confirm=confirm,
                                   force_reason=args.reason if args.force else None)
                 lock = journal.lock()
-                if lock and not lock.stale and (lock.rollout_id or not args.force):
+                if lock and (lock.live or (not lock.stale and not args.force)):
                     # say so before asking anything; run() checks again, atomically, when it takes the lock
-                    hint = "; to deploy anyway use --force --reason TEXT" if not lock.rollout_id else ""
+                    hint = "; to deploy anyway use --force --reason TEXT" if not lock.live else ""
                     # the same words as take_lock's, whichever check the second of two deploys runs into
-                    what = f" by {lock.describe()}" if lock.rollout_id else f": {lock.describe()}{hint}"
+                    what = f" by {lock.describe()}" if lock.live else f": {lock.describe()}{hint}"
                     raise LockedError(f"the fleet is locked{what}")
                 if interactive and not args.yes:
                     plan = ", ".join(f"{p.name} {len(p.hosts)}" for p in rollout.phases)
@@ -300,7 +312,7 @@ def cmd_rollback(cfg: Config, args: argparse.Namespace) -> int:
         async with SSHPool(cfg.ssh, cfg.hosts) as pool:
             rollout = Rollout.load(cfg, pool, journal, user=user)
             lock = journal.lock()
-            if lock and lock.rollout_id == rollout.id and not lock.stale:
+            if lock and lock.rollout_id == rollout.id and lock.live:
                 raise ControlroomError(f"deploy #{rollout.id} is still running ({lock.describe()}); "
                                        "abort it there first")
             done = [h for h in rollout.hosts.values() if h.state in (ev.DONE, *ev.IN_FLIGHT)]

@@ -27,7 +27,7 @@ CREATE TABLE IF NOT EXISTS log (
     rollout_id INTEGER);
 CREATE TABLE IF NOT EXISTS lock (
     id INTEGER PRIMARY KEY CHECK (id = 1), user TEXT, origin TEXT, at REAL, reason TEXT, pid INTEGER,
-    hostname TEXT, rollout_id INTEGER);
+    hostname TEXT, rollout_id INTEGER, saved TEXT);
 CREATE TABLE IF NOT EXISTS rollouts (
     id INTEGER PRIMARY KEY, revision TEXT, previous TEXT, user TEXT, status TEXT, phase INTEGER,
     started_at REAL, finished_at REAL, pid INTEGER, hostname TEXT, phases TEXT);
@@ -88,8 +88,20 @@ class Lock:
     origin: str | None = None
     stale: bool = False
 
+    @property
+    def parked(self) -> bool:
+        """A deploy's lock kept while the deploy waits for a decision with no process driving it."""
+        return bool(self.rollout_id) and not self.pid
+
+    @property
+    def live(self) -> bool:
+        """Held by a deploy process that is running now."""
+        return bool(self.rollout_id) and bool(self.pid) and not self.stale
+
     def describe(self) -> str:
         stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(self.at))
+        if self.parked:
+            return f"deploy #{self.rollout_id} by {self.user}, {stamp}: {self.reason}"
         if self.rollout_id:
             what = f"deploy #{self.rollout_id} by {self.user} since {stamp} (pid {self.pid} on {self.hostname})"
             return what + (" — stale: that process is gone" if self.stale else "")
@@ -273,41 +285,67 @@ class Journal:
         host = socket.gethostname() if rollout_id else None
         now = time.time()
         notes: list[tuple[str, str]] = []
+        saved: str | None = None
         with self._tx(immediate=True):
             cur = self.lock()
             if cur is not None:
-                if cur.rollout_id and not cur.stale and cur.pid != os.getpid():
+                if rollout_id and cur.rollout_id == rollout_id:
+                    # the same deploy going on (resume, rollback): its own lock, parked or left by a dead process
+                    if cur.stale:
+                        notes.append(("LOCK TAKEN OVER", f"stale lock of deploy #{cur.rollout_id} by {cur.user} "
+                                      f"(pid {cur.pid} is gone)"))
+                    saved = self._saved()
+                elif cur.live and cur.pid != os.getpid():
                     raise LockedError(f"the fleet is locked by {cur.describe()}")
-                if cur.rollout_id and cur.stale:
+                elif cur.rollout_id and cur.stale:
                     notes.append(("LOCK TAKEN OVER", f"stale lock of deploy #{cur.rollout_id} by {cur.user} "
                                   f"(pid {cur.pid} is gone)"))
-                elif not cur.rollout_id:
-                    if rollout_id and force_reason:
-                        notes.append(("FORCE", f"deploy past the lock of {cur.user} ({cur.reason!r}): {force_reason}"))
-                    elif not rollout_id and cur.user == user:
-                        pass  # the same person updates their message
-                    elif takeover:
-                        notes.append(("LOCK TAKEN OVER", f"lock of {cur.user} ({cur.reason!r})"))
-                    else:
-                        raise LockedError(
-                            f"the fleet is locked: {cur.describe()}"
-                            + ("; to deploy anyway use --force --reason TEXT" if rollout_id else "")
-                        )
+                elif rollout_id and force_reason:
+                    notes.append(("FORCE", f"deploy past the lock of {cur.describe()}: {force_reason}"))
+                    if not cur.rollout_id:
+                        saved = json.dumps([cur.user, cur.origin, cur.at, cur.reason])  # put back afterwards
+                elif not rollout_id and not cur.rollout_id and cur.user == user:
+                    pass  # the same person updates their message
+                elif takeover:
+                    notes.append(("LOCK TAKEN OVER", f"lock of {cur.describe()}"))
+                else:
+                    raise LockedError(
+                        f"the fleet is locked: {cur.describe()}"
+                        + ("; to deploy anyway use --force --reason TEXT" if rollout_id else "")
+                    )
             self.db.execute(
-                "INSERT OR REPLACE INTO lock (id, user, origin, at, reason, pid, hostname, rollout_id)"
-                " VALUES (1, ?, ?, ?, ?, ?, ?, ?)",
-                (user, current_origin(), now, reason, pid, host, rollout_id),
+                "INSERT OR REPLACE INTO lock (id, user, origin, at, reason, pid, hostname, rollout_id, saved)"
+                " VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (user, current_origin(), now, reason, pid, host, rollout_id, saved),
             )
-            for kind, text in notes:
-                self._apply(ev.LogEntryAdded(rollout_id or 0, user=user, kind=kind, text=text))
+            entries = [ev.LogEntryAdded(rollout_id or 0, user=user, kind=kind, text=text) for kind, text in notes]
             if not rollout_id:
-                self._apply(ev.LogEntryAdded(0, user=user, kind="LOCK", text=reason))
+                entries.append(ev.LogEntryAdded(0, user=user, kind="LOCK", text=reason))
+            for e in entries:
+                self._apply(e)
+        for e in entries:
+            self._publish(e)
         lock = Lock(user, now, reason, pid, host, rollout_id, current_origin())
         self._publish(ev.LockChanged(rollout_id or 0, held=True, user=user, reason=reason))
         return lock
 
+    def _saved(self) -> str | None:
+        row = self.db.execute("SELECT saved FROM lock WHERE id = 1").fetchone()
+        return row[0] if row else None
+
+    def park_lock(self, rollout_id: int, reason: str) -> None:
+        """The deploy's process is leaving while the deploy waits for a decision: keep the fleet locked for it."""
+        with self._tx(immediate=True):
+            self.db.execute(
+                "UPDATE lock SET pid = NULL, hostname = NULL, reason = ?, at = ? WHERE id = 1 AND rollout_id = ?",
+                (reason, time.time(), rollout_id),
+            )
+        self._publish(ev.LockChanged(rollout_id, held=True, user=None, reason=reason))
+
     def release_lock(self, user: str, *, rollout_id: int | None = None, manual: bool = True) -> Lock | None:
         """Release the lock. A person cannot release a live deploy's lock; a deploy releases only its own."""
+        entries: list[ev.LogEntryAdded] = []
+        restored = None
         with self._tx(immediate=True):
             cur = self.lock()
             if cur is None:
@@ -315,13 +353,29 @@ class Journal:
             if rollout_id is not None:
                 if cur.rollout_id != rollout_id:
                     return None
-            elif cur.rollout_id and not cur.stale:
+            elif cur.live:
                 raise LockedError(f"cannot unlock: held by the running {cur.describe()}")
+            saved = self._saved()
             self.db.execute("DELETE FROM lock WHERE id = 1")
+            if saved and rollout_id is not None:
+                # a forced deploy is over: the person's lock it went past holds again
+                restored = json.loads(saved)
+                self.db.execute(
+                    "INSERT INTO lock (id, user, origin, at, reason) VALUES (1, ?, ?, ?, ?)", tuple(restored)
+                )
+                entries.append(ev.LogEntryAdded(rollout_id, user=user, kind="LOCK RESTORED",
+                                                text=f"{restored[0]}: {restored[3]}"))
             if manual:
                 text = f"released the lock of {cur.user} ({cur.reason})" if cur.user != user else cur.reason
-                self._apply(ev.LogEntryAdded(0, user=user, kind="UNLOCK", text=text))
-        self._publish(ev.LockChanged(rollout_id or 0, held=False, user=user, reason=""))
+                entries.append(ev.LogEntryAdded(0, user=user, kind="UNLOCK", text=text))
+            for e in entries:
+                self._apply(e)
+        for e in entries:
+            self._publish(e)
+        if restored:
+            self._publish(ev.LockChanged(rollout_id or 0, held=True, user=restored[0], reason=restored[3]))
+        else:
+            self._publish(ev.LockChanged(rollout_id or 0, held=False, user=user, reason=""))
         return cur
 
     def _publish(self, event: ev.Event) -> None:

@@ -8,6 +8,7 @@ plain methods, called from the engine's own event loop.
 from __future__ import annotations
 
 import asyncio
+import os
 import shlex
 import time
 from collections import deque
@@ -97,6 +98,7 @@ class Rollout:
         self._wake = asyncio.Event()
         self._aborted = False
         self._proceed = False
+        self._proceed_user: str | None = None
         self._forced = False  # the operator chose to go on past the failure budget of this phase
         self._paused = False
         self._halted = False
@@ -116,8 +118,8 @@ class Rollout:
         for fn in self._subscribers:
             fn(event)
 
-    def _log(self, kind: str, text: str) -> None:
-        self.journal.add_log(self.user, kind, text, self.revision, rollout_id=self.id)
+    def _log(self, kind: str, text: str, user: str | None = None) -> None:
+        self.journal.add_log(user or self.user, kind, text, self.revision, rollout_id=self.id)
 
     def _set(self, hr: HostRun, state: str, *, step: int = 0, reason: str = "", revision: str | None = None) -> None:
         hr.state = state
@@ -158,6 +160,7 @@ class Rollout:
         self._paused = True
         self.status = ev.R_PAUSED
         self._emit(ev.RolloutPaused(self.id, user=user))
+        self._log("PAUSE", "no new host starts", user)
         self._poke()
 
     def resume(self, user: str) -> None:
@@ -166,6 +169,7 @@ class Rollout:
         self._paused = False
         self.status = ev.R_HALTED if self._halted else ev.R_RUNNING
         self._emit(ev.RolloutResumed(self.id, user=user))
+        self._log("RESUME", "", user)
         self._poke()
 
     def abort(self, user: str) -> None:
@@ -175,8 +179,9 @@ class Rollout:
         self._aborted = True
         inflight = sum(1 for h in self.hosts.values() if h.state in ev.IN_FLIGHT)
         pending = sum(1 for h in self.hosts.values() if h.state == ev.PENDING)
-        self._emit(ev.OperatorAction(self.id, user=user, action="abort",
-                                     detail=f"{inflight} in flight cancelled, {pending} pending skipped"))
+        detail = f"{inflight} in flight cancelled, {pending} pending skipped"
+        self._emit(ev.OperatorAction(self.id, user=user, action="abort", detail=detail))
+        self._log("ABORT", detail, user)
         for t in self._tasks.values():
             t.cancel()
         self._poke()
@@ -189,8 +194,9 @@ class Rollout:
             self._emit(ev.OperatorAction(self.id, user=user, action="proceed",
                                          detail=f"past the failure budget with {len(failed)} failed"))
             self._log("FORCE", f"proceeded past the failure budget of {self.phases[self.phase_index].name}: "
-                      f"{', '.join(failed)} failed")
+                      f"{', '.join(failed)} failed", user)
         self._proceed = True
+        self._proceed_user = user
         self._poke()
 
     def retry(self, host: str, user: str) -> None:
@@ -199,7 +205,7 @@ class Rollout:
         if hr is None or hr.state not in (ev.FAILED, ev.SKIPPED) or hr.phase != self.phase_index:
             raise ControlroomError(f"{host}: only a failed host of the current phase can be retried")
         self._emit(ev.OperatorAction(self.id, user=user, action="retry", host=host, detail=hr.reason))
-        self._log("RETRY", f"{host} ({hr.reason})")
+        self._log("RETRY", f"{host} ({hr.reason})", user)
         hr.skipped_by_operator = False
         hr.finished = None
         self._set(hr, ev.PENDING)
@@ -212,7 +218,7 @@ class Rollout:
         if hr is None or hr.state not in (ev.PENDING, ev.FAILED):
             raise ControlroomError(f"{host}: only a pending or failed host can be skipped")
         self._emit(ev.OperatorAction(self.id, user=user, action="skip", host=host, detail=hr.reason))
-        self._log("SKIP", f"{host}" + (f" ({hr.reason})" if hr.reason else ""))
+        self._log("SKIP", f"{host}" + (f" ({hr.reason})" if hr.reason else ""), user)
         hr.skipped_by_operator = True
         self._set(hr, ev.SKIPPED, reason=f"skipped by {user}" + (f" after {hr.reason}" if hr.reason else ""))
         self._poke()
@@ -321,7 +327,9 @@ class Rollout:
             await self._until(lambda: self._proceed or self._aborted)
             if self._aborted:
                 return
-            self._emit(ev.GatePassed(self.id, phase=i, name=nxt.name, by=self.user))
+            by = self._proceed_user or self.user
+            self._emit(ev.GatePassed(self.id, phase=i, name=nxt.name, by=by))
+            self._log("PROCEED", f"started {nxt.name} ({len(nxt.hosts)} hosts)", by)
         else:
             self._emit(ev.GatePassed(self.id, phase=i, name=nxt.name, by="auto"))
         self.status = ev.R_PAUSED if self._paused else ev.R_RUNNING
@@ -487,7 +495,7 @@ class Rollout:
         elif any(h.state in ev.IN_FLIGHT for h in self.hosts.values()):
             await self.reconcile()  # a deploy that died: learn what the in-flight hosts really run
         lock = self.journal.lock()
-        if lock is None or lock.rollout_id != self.id or lock.stale:
+        if lock is None or lock.rollout_id != self.id or lock.pid != os.getpid():
             self.journal.take_lock(user, f"rolling back {self.revision}", rollout_id=self.id,
                                    force_reason=self.force_reason)
         t0 = time.monotonic()
@@ -601,7 +609,7 @@ class Rollout:
         if rec and rec.status in ev.ROLLOUT_FINAL and rec.status != ev.R_FAILED:
             raise ControlroomError(f"deploy #{rec.id} of {rec.revision} already ended ({rec.status}); nothing to resume")
         lock = self.journal.lock()
-        if lock and lock.rollout_id == self.id and not lock.stale:
+        if lock and lock.rollout_id == self.id and lock.live:
             raise LockedError(f"deploy #{self.id} is still running: {lock.describe()}")
         self.journal.claim_rollout(self.id)
         asked = await self.reconcile()

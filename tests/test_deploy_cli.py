@@ -145,6 +145,36 @@ def test_forced_deploy_past_a_lock_ships_and_logs_who_forced_it_and_why(fleet):
     assert "hotfix" in force[0]
 
 
+def test_a_forced_deploy_hands_the_persons_lock_back_when_it_ends(fleet):
+    assert cr(fleet, "lock", "db migration").returncode == 0
+    assert cr(fleet, "deploy", "--yes", "--force", "--reason", "hotfix", user="bob").returncode == 0
+    log = log_lines(fleet)
+    assert log[0].startswith("NO DEPLOY PLEASE — mygrant, ") and log[0].endswith(": db migration")
+    assert any("[bob] LOCK RESTORED mygrant: db migration" in line for line in log)
+    again = cr(fleet, "deploy", "--yes", "--revision", "r2308")
+    assert again.returncode == 3 and "db migration" in again.stderr
+
+
+def test_a_headless_halt_keeps_the_fleet_locked_for_that_deploy_until_resumed(make_fleet):
+    fleet = make_fleet(12, "web004=fail,web005=fail")
+    cfg = str(config_with_phases(fleet, BUDGET_PHASES))
+    assert cr(fleet, "deploy", "--yes", "-c", cfg).returncode == 1
+    log = log_lines(fleet, "-c", cfg)
+    assert re.match(r"^deploy #1 by mygrant, .*: r2307 halted in stage 1 \(web004, web005 failed\)", log[0])
+    other = cr(fleet, "deploy", "--yes", "--revision", "r2308", "-c", cfg, user="bob")
+    assert other.returncode == 3, other.stdout + other.stderr
+    assert "r2307 halted in stage 1" in other.stderr and "--force --reason" in other.stderr
+    assert {revision_of(fleet, f"web{i:03d}") for i in range(6, 13)} == {OLD}  # bob's deploy touched nothing
+
+    for name in ("web004", "web005"):
+        fleet.call(fleet.set_fault, name, None)
+    res = cr(fleet, "deploy", "--resume", "--yes", "-c", cfg)
+    assert res.returncode == 0, res.stdout + res.stderr
+    log = log_lines(fleet, "-c", cfg)
+    assert not any("LOCK TAKEN OVER" in line for line in log)  # its own parked lock, not a stale one
+    assert not log[0].startswith("deploy #")  # released at the end
+
+
 def test_a_stale_deploy_lock_is_shown_as_stale_and_taken_over_by_the_next_deploy(fleet):
     # a deploy process that took the lock and died without letting go of it
     ghost = (

@@ -286,6 +286,9 @@ async def test_pause_starts_no_new_host_until_resumed(make_fleet, tmp_path):
     between = rec.events[paused:resumed]
     assert not [e.host for e in between if isinstance(e, ev.HostStateChanged) and e.state == ev.CONNECTING]
     assert journal.rollout(rollout.id).status == ev.R_DONE
+    # after a bad day the log tells who paused and who resumed
+    kinds = [(e.user, e.kind) for e in journal.log()]
+    assert kinds.index(("tester", "PAUSE")) < kinds.index(("tester", "RESUME"))
 
 
 # --------------------------------------------------------------------------------------------- abort
