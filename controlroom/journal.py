@@ -136,7 +136,8 @@ class HostRunRecord:
     previous: str | None
 
 
-def _pid_alive(pid: int | None, hostname: str | None) -> bool:
+def pid_alive(pid: int | None, hostname: str | None = None) -> bool:
+    """Whether a process of this machine (or, when hostname names another machine, maybe of that one) lives."""
     if not pid:
         return False
     if hostname and hostname != socket.gethostname():
@@ -265,7 +266,7 @@ class Journal:
         if not row:
             return None
         user, at, reason, pid, hostname, rollout_id, origin = row
-        return Lock(user, at, reason, pid, hostname, rollout_id, origin, stale=bool(pid) and not _pid_alive(pid, hostname))
+        return Lock(user, at, reason, pid, hostname, rollout_id, origin, stale=bool(pid) and not pid_alive(pid, hostname))
 
     def take_lock(
         self,

@@ -144,9 +144,11 @@ class SSHPool:
         self._connecting: dict[str, asyncio.Lock] = {}
         self._channels: dict[str, asyncio.Semaphore] = {}
         self._handshakes = asyncio.Semaphore(settings.max_startups)
-        self._jump_handshakes = asyncio.Semaphore(settings.jump_max_startups)
-        self._jump: asyncssh.SSHClientConnection | None = None
-        self._jump_lock = asyncio.Lock()
+        # jump hosts ([inventory.ssh] jump, or ProxyJump in an ssh_config): one connection each, shared by every
+        # host behind it, with its own bound on handshakes in flight through it
+        self._jumps: dict[str, asyncssh.SSHClientConnection] = {}
+        self._jump_locks: dict[str, asyncio.Lock] = {}
+        self._jump_gates: dict[str, asyncio.Semaphore] = {}
         self.handshakes = 0  # how many SSH handshakes this pool has done (tests and bench read it)
         config = [str(p) for p in settings.config_files]
         user_config = os.path.expanduser("~/.ssh/config")
@@ -191,11 +193,22 @@ class SSHPool:
         if not conn.is_closed():
             conn.close()  # forgotten but open would leak a socket that close() no longer knows about
 
-    async def _jump_conn(self) -> asyncssh.SSHClientConnection:
-        async with self._jump_lock:
-            if self._jump is None:
-                self._jump = await asyncssh.connect(self.settings.jump, options=self._options, config=self._config)
-            return self._jump
+    async def _jump_conn(self, spec: str) -> asyncssh.SSHClientConnection:
+        """The shared connection to the jump host ``[user@]host[:port]``, with the pool's strict known_hosts."""
+        async with self._jump_locks.setdefault(spec, asyncio.Lock()):
+            conn = self._jumps.get(spec)
+            if conn is None or conn.is_closed():
+                user, _, hostport = spec.rpartition("@")
+                host, sep, port = hostport.rpartition(":") if hostport.count(":") == 1 else ("", "", "")
+                host = host if sep else hostport
+                kwargs: dict = {}
+                if user:
+                    kwargs["username"] = user
+                if sep and port.isdigit():
+                    kwargs["port"] = int(port)
+                conn = await asyncssh.connect(host, options=self._options, config=self._config, **kwargs)
+                self._jumps[spec] = conn
+            return conn
 
     async def _connect(self, host: Host) -> asyncssh.SSHClientConnection:
         conn = self._conns.get(host.name)
@@ -213,11 +226,6 @@ class SSHPool:
                 kwargs["port"] = port
             if user:
                 kwargs["username"] = user
-            if self.settings.jump:
-                kwargs["tunnel"] = await self._jump_conn()
-                gate = self._jump_handshakes
-            else:
-                gate = self._handshakes
             target = host.address or host.name
             options = self._host_options.get(host.name)
             if options is None:
@@ -229,6 +237,16 @@ class SSHPool:
                         self._options, config=self._config, host=target, **kwargs
                     )
                     self._host_options[host.name] = options
+            proxy = options.tunnel if isinstance(options.tunnel, str) and options.tunnel.lower() != "none" else None
+            jump = self.settings.jump or proxy
+            gate = self._handshakes
+            if jump:
+                try:
+                    kwargs["tunnel"] = await self._jump_conn(jump)
+                except Exception as e:  # noqa: BLE001 - said as this host's result, naming the jump host
+                    f = _classify(e, self.settings.connect_timeout)
+                    raise _Failure(f.status, f"via jump host {jump}: {f.reason}") from None
+                gate = self._jump_gates.setdefault(jump, asyncio.Semaphore(self.settings.jump_max_startups))
             async with gate:
                 self.handshakes += 1
                 conn = await asyncssh.connect(
@@ -380,10 +398,10 @@ class SSHPool:
         self._conns.clear()
         for c in conns:
             c.close()
-        if self._jump is not None:
-            conns.append(self._jump)
-            self._jump.close()
-            self._jump = None
+        for c in self._jumps.values():
+            conns.append(c)
+            c.close()
+        self._jumps.clear()
         for c in conns:
             try:
                 await asyncio.wait_for(c.wait_closed(), 2)

@@ -75,6 +75,8 @@ class SimHost:
     key: asyncssh.SSHKey | None = None
     server: object = None
     procs: set = field(default_factory=set)
+    tunnels: int = 0  # connections this host forwarded as a jump host (ProxyJump)
+    users: set = field(default_factory=set)  # the user names clients logged in as
 
 
 def _seed_host(root: Path) -> None:
@@ -105,6 +107,17 @@ class _Server(asyncssh.SSHServer):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.fleet._conns = {c for c in self.fleet._conns if not c.is_closed()}
+
+    def begin_auth(self, username: str) -> bool:
+        self.host.users.add(username)
+        return True  # a key is always required
+
+    def connection_requested(self, dest_host: str, dest_port: int, orig_host: str, orig_port: int) -> bool:
+        # any simulated host can be a jump host (sshd's AllowTcpForwarding), but only to the fleet on 127.0.0.1
+        if dest_host in ("127.0.0.1", "localhost"):
+            self.host.tunnels += 1
+            return True
+        return False
 
 
 class Fleet:

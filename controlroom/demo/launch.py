@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from controlroom.errors import ControlroomError, UsageError
+from controlroom.journal import pid_alive
 
 READY = "fleet: ready"
 START_DEADLINE = 120.0  # seconds; 150 hosts start in a few, a slow machine with 5,000 takes longer
@@ -32,16 +33,6 @@ def default_faults(hosts: int) -> str | None:
     return f"web{2:0{max(3, len(str(hosts)))}d}=flaky:1"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def running_fleet(directory: Path) -> int | None:
     """The pid of a live fleet serving DIR (from DIR/fleet.json), else None."""
     info = directory / "fleet.json"
@@ -49,7 +40,7 @@ def running_fleet(directory: Path) -> int | None:
         pid = int(json.loads(info.read_text())["pid"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if pid == os.getpid() or not _alive(pid) or not (directory / "controlroom.toml").is_file():
+    if pid == os.getpid() or not pid_alive(pid) or not (directory / "controlroom.toml").is_file():
         return None
     return pid
 
