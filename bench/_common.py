@@ -21,6 +21,29 @@ def fleet_ports(fleet_dir: str | os.PathLike[str]) -> dict[str, int]:
         return json.load(f)["hosts"]
 
 
+def ssh_config_notes(config_path: str | os.PathLike[str]) -> list[str]:
+    """Anything that would make controlroom resolve an ssh_config against this config, for the report's notes.
+
+    The fleet's controlroom.toml gives each host's address and port in [inventory.host] and names no ssh_config, so
+    controlroom and the benches' floor do the same work per host. A config naming one, a ~/.ssh/config (SSHPool reads
+    it when it exists) or a fleet config without [inventory.host] would change that; each says so here."""
+    import tomllib
+
+    with open(config_path, "rb") as f:
+        inventory = tomllib.load(f).get("inventory", {})
+    name = os.path.basename(config_path)
+    notes = []
+    if inventory.get("ssh", {}).get("config"):
+        notes.append(f"{name} names an ssh_config ({inventory['ssh']['config']}): controlroom resolves it once per "
+                     "host per pool; the floor reads none")
+    if not inventory.get("host"):
+        notes.append(f"{name} has no [inventory.host] table: the hosts' ports do not come from the config")
+    user = os.path.expanduser("~/.ssh/config")
+    if os.path.isfile(user):
+        notes.append(f"{user} exists: controlroom resolves it once per host per pool; the floor reads none")
+    return notes
+
+
 def controlroom_cmd() -> list[str]:
     """How to start `controlroom` from the interpreter running the bench (the venv's console script)."""
     exe = Path(sys.executable).parent / "controlroom"

@@ -4,7 +4,8 @@ Run by hand, never by CI; nothing here asserts on a timing. One run starts one f
 own process, so the servers do not share an interpreter or a CPU-time count with the clients) and measures each
 contender over several rounds, in a rotating order so machine noise spreads over all of them:
 
-  controlroom   cold: a fresh `controlroom run true --config FLEET/controlroom.toml` process
+  controlroom   cold: a fresh `controlroom run true --config FLEET/controlroom.toml` process (the fleet's config
+                      gives each host's address and port in [inventory.host] and names no ssh_config)
                 warm: SSHPool.run_many on a pool already connected to every host (what the engine does between steps)
   floor         the same fan-out as a bare asyncssh script, cold (fresh process) and warm (connections reused)
   parallel-ssh  ParallelSSHClient, cold (fresh process) and warm (same client, second run_command)
@@ -192,7 +193,6 @@ WORKERS = {
 
 NOTES = {
     "controlroom cold": "`controlroom run true`: startup, config, handshakes, commands",
-    "controlroom cold, ports in toml": "what-if: same, hosts' ports in [inventory.host.*], no ssh_config",
     "controlroom warm": "SSHPool.run_many on a connected pool",
     "floor cold": "bare asyncssh script, fresh process",
     "floor warm": "bare asyncssh, connections reused",
@@ -209,8 +209,10 @@ already open, only the fan-out is timed (ansible ControlPersist: open OpenSSH ma
 vs floor = median / floor median of the same kind. client CPU = user+sys of the client's process tree (cold:
 RUSAGE_CHILDREN; warm: process_time in the worker); the fleet's CPU is not in it. Host keys: controlroom, the floor
 and Ansible check them strictly against the fleet's known_hosts; parallel-ssh (libssh2) has no known_hosts check,
-so it skips that work. The floor reads known_hosts and the client key once and no ssh_config; controlroom resolves
-each host through the fleet's ssh_config, because the controlroom.toml the fleet writes says so."""
+so it skips that work. Neither the floor nor controlroom reads an ssh_config: the floor reads known_hosts and the
+client key once, and controlroom takes each host's address and port from the [inventory.host] table of the
+controlroom.toml the fleet writes (a config that names an ssh_config, or a ~/.ssh/config, is resolved once per host
+per pool)."""
 
 
 class Contender:
@@ -307,8 +309,7 @@ class Bench:
         me = [sys.executable, os.path.abspath(__file__), "--worker"]
         cr_run = self.c.controlroom_cmd() + ["run", "true", "--config", str(self.fleet_dir / "controlroom.toml")]
         self.add_cold("controlroom cold", cr_run, self.controlroom_ok)
-        cr_direct = self.c.controlroom_cmd() + ["run", "true", "--config", self.write_direct_config()]
-        self.add_cold("controlroom cold, ports in toml", cr_direct, self.controlroom_ok)
+        self.notes += self.c.ssh_config_notes(self.fleet_dir / "controlroom.toml")
         self.add_cold("floor cold", me + ["floor-cold", d], self.worker_ok)
         self.add_cold("python + import asyncssh", [sys.executable, "-c", "import asyncssh"], None)
         self.add_warm("controlroom warm", me + ["controlroom-warm", d])
@@ -332,21 +333,6 @@ class Bench:
                           timeout=self.ANSIBLE_TIMEOUT)
             self.add_cold("ansible raw ControlPersist", cmd, self.ansible_ok, env=self.ansible_env(persist=True),
                           timeout=self.ANSIBLE_TIMEOUT, kind="warm")
-
-    def write_direct_config(self) -> str:
-        """The fleet's controlroom.toml with each host's port as [inventory.host.NAME] instead of `config =
-        "ssh_config"`: a what-if row showing what resolving ssh_config on every connection costs."""
-        import re
-
-        text = (self.fleet_dir / "controlroom.toml").read_text()
-        text, n = re.subn(r'^config = "ssh_config".*\n', "", text, flags=re.M)
-        if n != 1:
-            self.notes.append("controlroom.toml no longer names ssh_config; the `ports in toml` row equals the other")
-        text += "".join(f'\n[inventory.host.{name}]\naddress = "127.0.0.1"\nport = {port}\n'
-                        for name, port in self.ports.items())
-        path = self.fleet_dir / "direct.toml"
-        path.write_text(text)
-        return str(path)
 
     def add_cold(self, name: str, cmd: list[str], check, *, env: dict | None = None,
                  timeout: float | None = None, kind: str = "cold") -> None:
@@ -550,9 +536,6 @@ class Bench:
             if r:
                 out.append(f"controlroom {kind} / floor {kind}: {r[1]}; target <= 1.30x: "
                            f"{'MET' if r[0] <= 1.3 else 'MISSED'}")
-        r = ratio("controlroom cold, ports in toml", "floor cold")
-        if r:
-            out.append(f"what-if, controlroom cold with ports in toml / floor cold: {r[1]}")
         for kind in ("cold", "warm"):
             r = ratio(f"parallel-ssh {kind}", f"controlroom {kind}")
             if r:

@@ -5,8 +5,8 @@ own process, so the servers do not share an interpreter or a CPU-time count with
 of the issue: 2 hosts, 10% of the fleet, the rest; each host gets the same two trivial steps (make the release
 directory, switch `current` and REVISION to it). Each round ships a new revision, so every round changes every host.
 
-  controlroom        `controlroom deploy --yes --revision R` as a fresh process, with a fresh state dir (journal)
-  controlroom, ports the same with each host's port in the toml instead of the fleet's ssh_config
+  controlroom        `controlroom deploy --yes --revision R` as a fresh process, with a fresh state dir (journal),
+                     on the fleet's controlroom.toml with its [deploy] (no health check) and [[phase]] parts replaced
   floor              a bare asyncssh script as a fresh process: the same three batches, two commands per host
   ansible-playbook   `serial: [2, "10%", "100%"]`, two `raw` tasks, forks N, strict host keys (skipped if absent)
 
@@ -89,14 +89,34 @@ def worker_floor(fleet_dir: str, batches: str, first: str, *commands: str) -> in
 
 # ------------------------------------------------------------------------------------------------ the bench
 
+# The phases of the issue, in place of the fleet's own: a canary of 2 (its gate answered by --yes), 10%, the rest.
+PHASES = """
+[[phase]]
+name = "canary"
+size = 2
+auto = false
+
+[[phase]]
+name = "stage 1"
+size = "10%"
+max_failed = 1
+
+[[phase]]
+name = "stage 2"
+size = "100%"
+max_failed = "2%"
+"""
+
 LEGEND = """\
 Wall time from spawn to exit of a fresh process (interpreter start included), median and best of the rounds;
 client CPU = user+sys of that process tree (RUSAGE_CHILDREN; Ansible's daemonised ControlPersist masters are not in
 it); the fleet's CPU is in no row. controlroom sends 3 commands per host (it reads the live revision first, to record
 it and to roll back to it) plus one to the first host, and wraps each step so the host writes a step receipt (what a
 resume after a crash reads); the floor and Ansible send only the 2 steps. Host keys: all check them strictly against
-the fleet's known_hosts. Ansible uses its default ssh arguments (ControlMaster=auto, ControlPersist=60s) with a fresh
-ControlPath directory per round, so every round starts cold like the others."""
+the fleet's known_hosts. Each host's address and port come from the config's [inventory.host] table (controlroom),
+the fleet's fleet.json (the floor) or the inventory file (Ansible): none reads an ssh_config. Ansible uses its
+default ssh arguments (ControlMaster=auto, ControlPersist=60s) with a fresh ControlPath directory per round, so
+every round starts cold like the others."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -193,26 +213,15 @@ class Bench:
             self.notes.append(f"the fleet's config has {len(self.step_templates)} steps, not 2")
         self.live_command = data["release"]["live_command"]
         self.render = render
-        # the demo config, minus the health check (the floor and Ansible have none), with a state dir per run
-        text = "\n".join(line for line in base.splitlines() if not line.startswith("health ="))
-        head, _, _ = text.partition("\n[state]")
-        self.toml_via_ssh_config = head
-        direct = "\n".join(line for line in head.splitlines() if not line.startswith("config = "))
-        direct += "".join(
-            f'\n[inventory.host.{name}]\naddress = "127.0.0.1"\nport = {port}\n'
-            for name, port in self.ports.items()
-        )
-        self.toml_direct = direct
-        cfg = config.load(self.write_config("plan", self.toml_direct))
+        self.toml = self.plan_toml(base, data)
+        self.notes += self.c.ssh_config_notes(self.fleet_dir / "controlroom.toml")
+        cfg = config.load(self.write_config("plan", self.toml))
         self.batches = [len(ph.hosts) for ph in cfg.phases]
         if [ph.name for ph in cfg.phases] != ["canary", "stage 1", "stage 2"]:
             self.notes.append(f"phases are {[ph.name for ph in cfg.phases]}, not canary / stage 1 / stage 2")
 
         cr = self.c.controlroom_cmd()
-        self.add("controlroom", lambda rev: self.controlroom(cr, self.toml_via_ssh_config, rev), self.cr_ok)
-        self.add(
-            "controlroom, ports in toml", lambda rev: self.controlroom(cr, self.toml_direct, rev), self.cr_ok
-        )
+        self.add("controlroom", lambda rev: self.controlroom(cr, self.toml, rev), self.cr_ok)
         me = [
             sys.executable,
             os.path.abspath(__file__),
@@ -243,6 +252,46 @@ class Bench:
             lambda rev: ([sys.executable, "-c", "import asyncssh"], None, self.TIMEOUT),
             None,
         )
+
+    @staticmethod
+    def plan_toml(base: str, data: dict) -> str:
+        """The fleet's controlroom.toml without its [deploy], [[phase]] and [state] parts, then a [deploy] with the
+        fleet's steps, rollback and step timeout but no health check (the floor and Ansible have none) and the
+        bench's PHASES. [state] is added per run by write_config. Everything else ([inventory] with its
+        [inventory.host] table of addresses and ports, [release]) stays as the fleet wrote it."""
+        import json
+        import re
+        import tomllib
+
+        header = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+        kept, keep = [], True
+        for line in base.splitlines():
+            m = header.match(line)
+            if m:
+                keep = m.group(1).split(".")[0].strip().strip("\"'") not in ("deploy", "phase", "state")
+            if keep:
+                kept.append(line)
+
+        def value(v) -> str:
+            if isinstance(v, bool):
+                return "true" if v else "false"
+            if isinstance(v, (int, float)):
+                return repr(v)
+            if isinstance(v, str):
+                return json.dumps(v)  # a JSON string is a TOML basic string (json.dumps never writes \/)
+            if isinstance(v, list):
+                return "[\n" + "".join(f"    {value(x)},\n" for x in v) + "]"
+            raise ValueError(f"cannot write {v!r} in the bench's [deploy]")
+
+        deploy = "".join(f"{k} = {value(v)}\n" for k, v in data["deploy"].items() if k != "health")
+        text = "\n".join(kept).rstrip() + f"\n\n[deploy]\n{deploy}{PHASES}"
+        new = tomllib.loads(text)  # the text surgery kept exactly the fleet's other parts, or say so
+        for key in data:
+            if key not in ("deploy", "phase", "state") and new.get(key) != data[key]:
+                raise RuntimeError(f"building the bench's config changed the fleet's [{key}]")
+        if new["deploy"] != {k: v for k, v in data["deploy"].items() if k != "health"}:
+            raise RuntimeError("building the bench's config changed the fleet's [deploy] steps")
+        return text
 
     def add(self, name: str, run, check) -> None:
         self.contenders.append(Contender(name, run, check))
@@ -447,7 +496,7 @@ class Bench:
         from controlroom.ssh import SSHPool
 
         async def rollout_once(tag: str, profiler: cProfile.Profile | None = None) -> tuple[float, int, str]:
-            cfg = config.load(self.write_config(tag, self.toml_direct))
+            cfg = config.load(self.write_config(tag, self.toml))
             journal = Journal.open(self.tmp / "state" / tag)
             counted = [0]
 
@@ -578,11 +627,11 @@ class Bench:
                 f"for scale: ansible-playbook / floor = {an_fl[0] / an_fl[1]:.1f}x, the most any asyncssh "
                 "client could reach here"
             )
-        same, direct = med("floor, controlroom's commands"), med("controlroom, ports in toml")
-        if same and direct:
+        same = med("floor, controlroom's commands")
+        if cr and same:
             out.append(
-                f"controlroom, ports in toml / floor, controlroom's commands = {direct / same:.2f}x: the engine, "
-                "journal and CLI on the same SSH work"
+                f"controlroom / floor, controlroom's commands = {cr / same:.2f}x: the engine, journal and CLI on the "
+                "same SSH work"
             )
         if hasattr(self, "cpu_per_transition"):
             per = self.cpu_per_transition
