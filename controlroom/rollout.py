@@ -23,6 +23,7 @@ from controlroom.journal import Journal
 from controlroom.ssh import CommandResult, SSHPool, render
 
 OUTPUT_LINES = 200
+LIVE_MARK = "controlroom-live:"  # prefixes the live revision a host reports before its first step
 STEP_RECEIPT = ".controlroom-step"  # on each host, in the deploy user's home: "ROLLOUT:STEP" of the last step done
 
 
@@ -412,25 +413,32 @@ class Rollout:
         timeout = self.cfg.deploy.step_timeout
 
         def on_line(stream: str, line: str) -> None:
+            if stream == "out" and line.startswith(LIVE_MARK) and hr.previous is None:
+                hr.previous = line[len(LIVE_MARK):].strip() or None
+                if hr.previous == "none":
+                    hr.previous = None
+                return
             hr.output.append(line)
             for fn in self._subscribers:
                 fn(ev.HostOutput(self.id, host=hr.name, stream=stream, line=line))
 
         try:
             self._set(hr, ev.CONNECTING)
-            if hr.previous is None:
-                res = await self.pool.run(hr.name, self.cfg.release.live_command, timeout=timeout)
-                if not res.ok:
-                    return self._fail(hr, res, "reading the live revision")
-                hr.previous = _live_from(res)
+            reach = await self.pool.connect(hr.name)
+            if not reach.ok:
+                return self._fail(hr, reach, "connecting")
             for k in range(hr.steps_done + 1, len(steps) + 1):
                 self._set(hr, ev.RUNNING, step=k)
                 cmd = render(steps[k - 1], revision=self.revision, previous=hr.previous or "", host=hr.name)
                 hr.output.append(f"$ {cmd}")
                 # the receipt is written by the same shell the moment the step succeeds, so a resume after a
                 # crash knows this step finished even if we died before the journal heard of it
-                receipt = f"( {cmd}\n) && echo {shlex.quote(f'{self.id}:{k}')} > {STEP_RECEIPT}"
-                res = await self.pool.run(hr.name, receipt, timeout=timeout, on_line=on_line)
+                wrapped = f"( {cmd}\n) && echo {shlex.quote(f'{self.id}:{k}')} > {STEP_RECEIPT}"
+                if hr.previous is None and k == 1:
+                    # the host's live revision (what a rollback goes back to), read in the same round trip
+                    live = self.cfg.release.live_command
+                    wrapped = f'echo "{LIVE_MARK}$( ( {live}\n) 2>/dev/null | tail -n 1)"\n{wrapped}'
+                res = await self.pool.run(hr.name, wrapped, timeout=timeout, on_line=on_line)
                 hr.result = res
                 if not res.ok:
                     return self._fail(hr, res, f"step {k}/{len(steps)}")

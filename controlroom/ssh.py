@@ -260,6 +260,23 @@ class SSHPool:
             self._channels[host.name] = asyncio.Semaphore(self.settings.channels_per_connection)
             return conn
 
+    async def _reach(self, h: Host, started: float, t0: float):
+        """(connection, None), or (None, the result that says why the host cannot be reached)."""
+        try:
+            return await self._connect(h), None
+        except Exception as e:  # noqa: BLE001 - every failure becomes one result class
+            f = _classify(e, self.settings.connect_timeout)
+            return None, CommandResult(h.name, f.status, reason=f.reason, connect_s=time.monotonic() - t0,
+                                       started_at=started)
+
+    async def connect(self, host: Host | str) -> CommandResult:
+        """Open the host's connection now (or reuse it); ok, or the reason it cannot be reached. Never raises."""
+        h = self.host(host)
+        started = time.time()
+        t0 = time.monotonic()
+        _, failed = await self._reach(h, started, t0)
+        return failed or CommandResult(h.name, "ok", 0, "ok", connect_s=time.monotonic() - t0, started_at=started)
+
     async def run(
         self,
         host: Host | str,
@@ -273,11 +290,9 @@ class SSHPool:
         timeout = timeout or self.settings.command_timeout
         started = time.time()
         t0 = time.monotonic()
-        try:
-            conn = await self._connect(h)
-        except Exception as e:  # noqa: BLE001 - every failure becomes one result class
-            f = _classify(e, self.settings.connect_timeout)
-            return CommandResult(h.name, f.status, reason=f.reason, connect_s=time.monotonic() - t0, started_at=started)
+        conn, failed = await self._reach(h, started, t0)
+        if failed:
+            return failed
         t1 = time.monotonic()
         out: deque[str] = deque(maxlen=TAIL_LINES)
         err: deque[str] = deque(maxlen=TAIL_LINES)
@@ -338,11 +353,9 @@ class SSHPool:
         h = self.host(host)
         started = time.time()
         t0 = time.monotonic()
-        try:
-            conn = await self._connect(h)
-        except Exception as e:  # noqa: BLE001
-            f = _classify(e, self.settings.connect_timeout)
-            return CommandResult(h.name, f.status, reason=f.reason, connect_s=time.monotonic() - t0, started_at=started)
+        conn, failed = await self._reach(h, started, t0)
+        if failed:
+            return failed
         t1 = time.monotonic()
         # the temp file sits in the target's own directory (same filesystem, so the rename is atomic); keep the
         # separator even when that directory is "/", or "/x" would get a temp file relative to the login directory

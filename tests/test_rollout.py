@@ -318,7 +318,7 @@ async def test_abort_mid_phase_skips_pending_and_names_live_revision_of_in_fligh
         assert hr.state == ev.FAILED and hr.reason.startswith("aborted during "), (name, hr.state, hr.reason)
         assert "; live revision r230" in hr.reason, hr.reason
     for name in ("web003", "web004"):  # asked after the abort, they answered
-        assert rollout.hosts[name].reason == "aborted during connecting; live revision r2306"
+        assert rollout.hosts[name].reason == "aborted during step 1/2; live revision r2306"
     done = {h.name for h in rollout.hosts.values() if h.state == ev.DONE}
     assert {"web001", "web002", "web005", "web006"} <= done
     not_reached = [h for h in rollout.hosts.values() if h.name not in done and h.name not in in_flight]
