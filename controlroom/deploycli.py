@@ -84,6 +84,12 @@ class Printer:
         self.out = out
         self.width = max(len(p.name) for p in rollout.phases) + 2
         self.steps_printed: dict[int, int] = {}
+        # counted as events come, so a line costs the same at 150 hosts as at 5 (no rescan of the phase)
+        self.seen: dict[str, tuple[int, bool]] = {}
+        self.passed: dict[tuple[int, int], int] = {}
+        self.out_of: dict[int, int] = {}
+        for hr in rollout.hosts.values():
+            self._count(hr.name, hr.phase, hr.steps_done, hr.state in (ev.FAILED, ev.SKIPPED))
 
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
@@ -100,7 +106,7 @@ class Printer:
         elif isinstance(e, ev.PhaseStarted):
             self.say(f"{e.name}: {e.hosts} hosts")
         elif isinstance(e, ev.HostStateChanged):
-            self._steps(e.phase)
+            self._steps(e)
             if e.state == ev.FAILED:
                 self.say(f"  {e.host}  failed  {e.reason}")
             elif e.state == ev.ROLLED_BACK:
@@ -125,17 +131,28 @@ class Printer:
             for host, reason in e.failed_hosts:
                 self.say(f"  {host}  {reason}")
 
-    def _steps(self, phase: int) -> None:
-        hosts = [self.r.hosts[h] for h in self.r.phases[phase].hosts]
+    def _count(self, host: str, phase: int, steps_done: int, out: bool) -> None:
+        done_before, out_before = self.seen.get(host, (0, False))
+        for k in range(done_before + 1, steps_done + 1):
+            self.passed[phase, k] = self.passed.get((phase, k), 0) + 1
+        for k in range(steps_done + 1, done_before + 1):
+            self.passed[phase, k] -= 1
+        self.out_of[phase] = self.out_of.get(phase, 0) + out - out_before
+        self.seen[host] = (steps_done, out)
+
+    def _steps(self, e: ev.HostStateChanged) -> None:
+        phase = e.phase
+        self._count(e.host, phase, e.steps_done, e.state in (ev.FAILED, ev.SKIPPED))
+        size = len(self.r.phases[phase].hosts)
         n = len(self.r.cfg.deploy.steps)
-        out = sum(h.state in (ev.FAILED, ev.SKIPPED) for h in hosts)
+        out = self.out_of.get(phase, 0)
         printed = self.steps_printed.get(phase, 0)
         for k in range(printed + 1, n + 1):
-            passed = sum(h.steps_done >= k for h in hosts)
-            if passed + out < len(hosts) or passed == 0:
+            passed = self.passed.get((phase, k), 0)
+            if passed + out < size or passed == 0:
                 break
             name = self.r.cfg.deploy.steps[k - 1].split()[0]
-            self.say(self.dots(f"  step {k}/{n} {name}", f"ok {passed}/{len(hosts)}"))
+            self.say(self.dots(f"  step {k}/{n} {name}", f"ok {passed}/{size}"))
             self.steps_printed[phase] = k
 
 

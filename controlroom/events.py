@@ -7,7 +7,7 @@ it, so nothing on a screen was ever unknown to the journal. Operator intents are
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
 # host states (design.md): pending -> connecting -> running (step k of n) -> checking -> done
 #                          \-> failed(reason); done -> rolling_back -> rolled_back | failed; pending -> skipped
@@ -46,7 +46,8 @@ class Event:
         return type(self).__name__
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        # shallow on purpose: fields hold plain values and tuples; asdict's deep copy costs more than the commit
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass(frozen=True)

@@ -433,11 +433,12 @@ class Rollout:
                 hr.output.append(f"$ {cmd}")
                 # the receipt is written by the same shell the moment the step succeeds, so a resume after a
                 # crash knows this step finished even if we died before the journal heard of it
-                wrapped = f"( {cmd}\n) && echo {shlex.quote(f'{self.id}:{k}')} > {STEP_RECEIPT}"
+                # (a brace group, not a subshell: no extra process on the host for every step)
+                wrapped = f"{{ {cmd}\n}} && echo {shlex.quote(f'{self.id}:{k}')} > {STEP_RECEIPT}"
                 if hr.previous is None and k == 1:
                     # the host's live revision (what a rollback goes back to), read in the same round trip
                     live = self.cfg.release.live_command
-                    wrapped = f'echo "{LIVE_MARK}$( ( {live}\n) 2>/dev/null | tail -n 1)"\n{wrapped}'
+                    wrapped = f'echo "{LIVE_MARK}$({{ {live}\n}} 2>/dev/null)"\n{wrapped}'
                 res = await self.pool.run(hr.name, wrapped, timeout=timeout, on_line=on_line)
                 hr.result = res
                 if not res.ok:
