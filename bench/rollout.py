@@ -110,9 +110,10 @@ max_failed = "2%"
 LEGEND = """\
 Wall time from spawn to exit of a fresh process (interpreter start included), median and best of the rounds;
 client CPU = user+sys of that process tree (RUSAGE_CHILDREN; Ansible's daemonised ControlPersist masters are not in
-it); the fleet's CPU is in no row. controlroom sends 3 commands per host (it reads the live revision first, to record
-it and to roll back to it) plus one to the first host, and wraps each step so the host writes a step receipt (what a
-resume after a crash reads); the floor and Ansible send only the 2 steps. Host keys: all check them strictly against
+it); the fleet's CPU is in no row. controlroom sends the 2 steps per host, each wrapped so the host writes a step
+receipt (what a resume after a crash reads), the first also reporting the host's live revision (what a rollback goes
+back to), plus one command to the first host for the fleet's live revision; the floor and Ansible send only the 2
+steps. Host keys: all check them strictly against
 the fleet's known_hosts. Each host's address and port come from the config's [inventory.host] table (controlroom),
 the fleet's fleet.json (the floor) or the inventory file (Ansible): none reads an ssh_config. Ansible uses its
 default ssh arguments (ControlMaster=auto, ControlPersist=60s) with a fresh ControlPath directory per round, so
@@ -300,13 +301,15 @@ class Bench:
         return [self.render(s, revision=revision) for s in self.step_templates]
 
     def same_commands(self, revision: str) -> list[str]:
-        """What the engine sends each host: its live revision, then each step wrapped to leave a receipt."""
-        from controlroom.rollout import STEP_RECEIPT
+        """What the engine sends each host: each step wrapped to leave a receipt, the first one also reporting
+        the host's live revision (see Rollout._deploy_host)."""
+        from controlroom.rollout import LIVE_MARK, STEP_RECEIPT
 
         wrapped = [
-            f"( {s}\n) && echo 0:{k} > {STEP_RECEIPT}" for k, s in enumerate(self.steps(revision), start=1)
+            f"{{ {s}\n}} && echo 0:{k} > {STEP_RECEIPT}" for k, s in enumerate(self.steps(revision), start=1)
         ]
-        return [self.live_command, *wrapped]
+        wrapped[0] = f'echo "{LIVE_MARK}$({{ {self.live_command}\n}} 2>/dev/null)"\n{wrapped[0]}'
+        return wrapped
 
     def write_config(self, tag: str, text: str):
         state = self.tmp / "state" / tag
@@ -517,8 +520,8 @@ class Bench:
             return cpu, counted[0], fin.status
 
         async def floor_once(tag: str) -> float:
-            # what the engine sends: the live revision of the first host, then per host the live revision and the
-            # two steps, each wrapped to leave its receipt
+            # what the engine sends: the live revision of the first host, then per host the two steps, each
+            # wrapped to leave its receipt, the first also reporting the host's live revision
             c0 = time.process_time()
             first = await floor_rollout(str(self.fleet_dir), [1], [self.live_command])
             ok = await floor_rollout(str(self.fleet_dir), self.batches, self.same_commands(tag))
