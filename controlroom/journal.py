@@ -74,7 +74,8 @@ class LogEntry:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.at))
         rev = f" {self.revision}" if self.revision and self.revision not in self.text else ""
         text = f" {self.text}" if self.text else ""
-        return f"[{stamp}] [{self.user}] {self.kind}{rev}{text}"
+        who = f"{self.user}@{self.origin}" if self.origin else self.user  # the SSH client address, when known
+        return f"[{stamp}] [{who}] {self.kind}{rev}{text}"
 
 
 @dataclass(frozen=True)
@@ -167,10 +168,13 @@ class Journal:
         """Open (creating with tight permissions) state_dir/journal.db."""
         state_dir = Path(state_dir)
         try:
-            state_dir.mkdir(parents=True, exist_ok=True, mode=0o770)
+            if not state_dir.exists():
+                state_dir.mkdir(parents=True, mode=0o770)
+                os.chmod(state_dir, 0o770)  # whatever the umask: the team's group may write, nobody else reads
             path = state_dir / "journal.db"
             if not path.exists():
-                fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o660)
+                fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o660)
+                os.fchmod(fd, 0o660)  # SQLite gives the -wal and -shm files the same mode
                 os.close(fd)
             return cls(path)
         except (OSError, sqlite3.Error) as e:

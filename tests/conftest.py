@@ -22,6 +22,8 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("XDG_STATE_HOME", str(home / ".local" / "state"))
     monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
     monkeypatch.delenv("CONTROLROOM_CONFIG", raising=False)
+    for var in ("SSH_CLIENT", "SSH_CONNECTION", "SUDO_USER", "COLUMNS", "LINES"):
+        monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("NO_COLOR", "1")
 
 

@@ -280,3 +280,22 @@ def test_a_revision_with_shell_metacharacters_reaches_hosts_as_a_literal_string(
     assert all(
         (fleet.dir / "hosts" / h.name / "releases" / revision / "REVISION").exists() for h in fleet.hosts
     )
+
+
+def test_the_journal_is_created_for_the_team_and_nobody_else_whatever_the_umask(fleet):
+    old = os.umask(0o022)
+    try:
+        assert cr(fleet, "log", "add", "hello").returncode == 0
+    finally:
+        os.umask(old)
+    state = fleet.dir / "state"
+    assert state.stat().st_mode & 0o777 == 0o770
+    for name in ("journal.db", "journal.db-wal"):
+        if (state / name).exists():
+            assert (state / name).stat().st_mode & 0o777 == 0o660, name
+
+
+def test_a_log_entry_from_an_ssh_session_names_the_client_address(fleet):
+    res = cr(fleet, "log", "add", "from the bastion", env={"SSH_CLIENT": "10.1.2.3 51234 22"})
+    assert res.returncode == 0
+    assert re.search(STAMP + r" \[mygrant@10\.1\.2\.3\] NOTE from the bastion$", log_lines(fleet)[-1])
