@@ -418,6 +418,8 @@ class ControlRoom(App[int]):
         host = self.selected_host
         hv = board.hosts.get(host) if host else None
         if action == "retry":
+            if hv is not None and not board.active and status == ev.R_FAILED and not self.rolling_back:
+                return hv.state == ev.FAILED  # the rollout ended with this host failed: run it again
             return (
                 board.active
                 and hv is not None
@@ -634,8 +636,14 @@ class ControlRoom(App[int]):
         host = self.selected_host
         if self.rollout is None or host is None:
             return
+        r = self.rollout
+        if not self.board.active and r.status == ev.R_FAILED:
+            # the rollout is over, within budget, with this host failed: the same rollout runs it again
+            self.run_worker(self._drive(r.rerun([host], self.user)), name="rollout", group="engine",
+                            exit_on_error=False)
+            return
         try:
-            self.rollout.retry(host, self.user)
+            r.retry(host, self.user)
         except ControlroomError as e:
             self.notify(str(e), severity="warning")
 

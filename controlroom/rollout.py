@@ -109,6 +109,7 @@ class Rollout:
         self._done = asyncio.Event()
         self._running = False
         self._retry_queue: deque[str] = deque()
+        self._entered = -1  # the latest phase this process has started (a rerun does not pass its gates again)
 
     # ------------------------------------------------------------------------------------------ events
     def subscribe(self, fn: Callable[[ev.Event], None]) -> None:
@@ -273,8 +274,10 @@ class Rollout:
         try:
             start = self.phase_index
             for i in range(start, len(self.phases)):
+                if self._resumed and i > start and not any(h.state == ev.PENDING for h in self._phase_hosts(i)):
+                    continue  # a resume passes over phases that have nothing left to do
                 self.phase_index = i
-                if i > 0 and not (self._resumed and i == start and self._phase_started(i)):
+                if i > 0 and not (self._resumed and (i <= self._entered or self._phase_started(i))):
                     await self._boundary(i)
                 if self._aborted:
                     break
@@ -343,6 +346,7 @@ class Rollout:
     async def _run_phase(self, i: int) -> None:
         phase = self.phases[i]
         t0 = time.monotonic()
+        self._entered = max(self._entered, i)
         self._forced = False
         self._halted = False
         self._emit(ev.PhaseStarted(self.id, phase=i, name=phase.name, hosts=len(phase.hosts)))
@@ -492,6 +496,30 @@ class Rollout:
         self._log(kind, f"{self.revision} on {done} of {len(hosts)} hosts{extra} ({seconds:.1f} s)")
         self._emit(fin)
         return fin
+
+    async def rerun(self, hosts: list[str], user: str) -> ev.RolloutFinished:
+        """After the rollout ended with failed hosts (within their budgets): run those hosts again.
+
+        The same rollout goes on, as a resume: the journal, the log and the lock see it as such.
+        """
+        if self._running or self.status != ev.R_FAILED:
+            raise ControlroomError("only a rollout that ended with failed hosts can run them again")
+        for host in hosts:
+            hr = self.hosts.get(host)
+            if hr is None or hr.state != ev.FAILED:
+                raise ControlroomError(f"{host}: only a failed host can be run again")
+        self._finished = None
+        self._done.clear()
+        self._resumed = True
+        self._t0 = time.monotonic()
+        for host in hosts:
+            hr = self.hosts[host]
+            self._emit(ev.OperatorAction(self.id, user=user, action="retry", host=host, detail=hr.reason))
+            self._log("RETRY", f"{host} ({hr.reason})", user)
+            hr.finished = None
+            self._set(hr, ev.PENDING)
+        self.phase_index = min(self.hosts[h].phase for h in hosts)
+        return await self.run()
 
     # ------------------------------------------------------------------------------------------ rollback
     async def rollback(self, user: str) -> ev.RolloutFinished:

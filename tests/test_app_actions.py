@@ -351,3 +351,32 @@ async def test_a_teammates_lock_and_log_entry_from_another_process_show_up(make_
             "the teammate's entry",
             timeout=10,
         )
+
+
+async def test_a_host_that_failed_within_budget_is_run_again_after_the_rollout_ended(make_fleet):
+    # stage 1 is one host (10% of 10) with max_failed 1: its failure does not halt, and the rollout ends failed
+    fleet = make_fleet(10, "web003=flaky:1")
+    app = make_app(fleet)
+    async with app.run_test(size=SIZE) as pilot:
+        await start(pilot)
+        await deploy_to_gate(pilot)
+        await pilot.press("g")
+        await until(pilot, lambda: app.board.finished is not None, "the rollout to end")
+        assert app.board.finished.status == ev.R_FAILED
+        assert app.board.hosts["web003"].state == ev.FAILED
+        assert revision_on(fleet, "web003") == "r2306"
+
+        app.host_grid.select_host("web003")
+        await pilot.pause()
+        await pilot.press("r")
+        await until(
+            pilot,
+            lambda: app.board.finished is not None and app.board.finished.status == ev.R_DONE,
+            "the same rollout to run web003 again and end done",
+        )
+        assert app.board.hosts["web003"].state == ev.DONE
+        assert revision_on(fleet, "web003") == "r2307"
+        assert app.board.finished.done == 10 and app.board.finished.failed == 0
+        kinds = [e.kind for e in app.journal.log()]
+        assert kinds[-3:] == ["RETRY", "DEPLOY RESUMED", "DEPLOY OK"]
+        assert app.journal.lock() is None
