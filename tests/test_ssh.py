@@ -316,3 +316,31 @@ def test_nofile_limit_stuck_below_need_warns_with_the_numbers():
     assert soft == "64"
     assert warning.startswith("warning: open-files limit is 64, below 4064 (4 x 1000 hosts + 64)")
     assert "ulimit -n" in warning
+
+
+# ------------------------------------------------------------------------------------------- bounds and liveness
+
+
+async def test_handshakes_in_flight_stay_within_max_startups(make_fleet):
+    fleet = make_fleet(24)
+    async with pool_for(fleet, max_startups=4) as pool:
+        results = await pool.run_many([h.name for h in fleet.hosts], "true")
+    assert [r.label for r in results] == ["ok"] * 24
+    assert 1 <= fleet.most_handshaking <= 4
+
+
+async def test_without_a_tight_bound_the_fleet_sees_many_handshakes_at_once(make_fleet):
+    # the measure above can tell: unbounded (50 allowed), 24 hosts do handshake side by side
+    fleet = make_fleet(24)
+    async with pool_for(fleet, max_startups=50) as pool:
+        await pool.run_many([h.name for h in fleet.hosts], "true")
+    assert fleet.most_handshaking > 4
+
+
+async def test_a_host_that_goes_silent_mid_command_is_noticed_by_keepalives_as_dropped(make_fleet):
+    fleet = make_fleet(2, "web002=silent")
+    async with pool_for(fleet, keepalive_interval=0.5, keepalive_count=2, command_timeout=60) as pool:
+        ok, silent = await pool.run_many(["web001", "web002"], "echo hi")
+    assert ok.label == "ok"
+    # dropped, not timeout: the keepalives gave up long before the 60 s command timeout
+    assert silent.label == "dropped", silent

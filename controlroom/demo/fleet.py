@@ -25,7 +25,7 @@ from controlroom.errors import UsageError
 LIVE_REVISION = "r2306"
 STAGED_REVISION = "r2307"
 
-FAULTS = ("refuse", "hang", "fail", "drop", "slow", "hostkey", "auth", "flaky")
+FAULTS = ("refuse", "hang", "fail", "drop", "slow", "hostkey", "auth", "flaky", "silent")
 
 
 @dataclass
@@ -104,9 +104,18 @@ class _Server(asyncssh.SSHServer):
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.fleet._conns.add(conn)
+        self.authed = False
+        self.fleet.handshaking += 1
+        self.fleet.most_handshaking = max(self.fleet.most_handshaking, self.fleet.handshaking)
+
+    def auth_completed(self) -> None:
+        self.authed = True
+        self.fleet.handshaking -= 1
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.fleet._conns = {c for c in self.fleet._conns if not c.is_closed()}
+        if not self.authed:
+            self.fleet.handshaking -= 1
 
     def begin_auth(self, username: str) -> bool:
         self.host.users.add(username)
@@ -138,6 +147,8 @@ class Fleet:
         self.width = width
         self._servers: list = []
         self._conns: set = set()
+        self.handshaking = 0  # SSH connections accepted and not yet authenticated, now and at the most
+        self.most_handshaking = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stopped = asyncio.Event()
@@ -297,6 +308,14 @@ dir = "state"
         )
         h.procs.add(proc)
         try:
+            if fault and fault.kind == "silent":
+                # the host stops answering mid-command without closing anything (a frozen box, a cut cable):
+                # only the client's keepalives can tell
+                conn = process.channel.get_connection()
+                conn._transport.pause_reading()  # no private API is needed by anything but this simulation
+                while not conn.is_closed():
+                    await asyncio.sleep(0.2)
+                return
             if fault and fault.kind == "drop":
                 # the host goes away in the middle of the command
                 await asyncio.sleep(0.1)
@@ -358,6 +377,10 @@ dir = "state"
             ready.set()
             loop.run_forever()
             loop.run_until_complete(self.stop())
+            left = asyncio.all_tasks(loop)  # commands still being served: end them before the loop goes
+            for t in left:
+                t.cancel()
+            loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
             loop.close()
 
         self._thread = threading.Thread(target=main, name="fleet", daemon=True)
