@@ -89,23 +89,13 @@ def worker_floor(fleet_dir: str, batches: str, first: str, *commands: str) -> in
 
 # ------------------------------------------------------------------------------------------------ the bench
 
-# The phases of the issue, in place of the fleet's own: a canary of 2 (its gate answered by --yes), 10%, the rest.
-PHASES = """
-[[phase]]
-name = "canary"
-size = 2
-auto = false
+def phases() -> str:
+    """The phases of the issue, the demo fleet's own: a canary of 2 (its gate answered by --yes), 10%, the rest.
 
-[[phase]]
-name = "stage 1"
-size = "10%"
-max_failed = 1
+    Imported here, not at the top: the floor's worker processes start cold and must not pay for controlroom."""
+    from controlroom.demo.fleet import demo_phases
 
-[[phase]]
-name = "stage 2"
-size = "100%"
-max_failed = "2%"
-"""
+    return demo_phases(150)
 
 LEGEND = """\
 Wall time from spawn to exit of a fresh process (interpreter start included), median and best of the rounds;
@@ -258,7 +248,7 @@ class Bench:
     def plan_toml(base: str, data: dict) -> str:
         """The fleet's controlroom.toml without its [deploy], [[phase]] and [state] parts, then a [deploy] with the
         fleet's steps, rollback and step timeout but no health check (the floor and Ansible have none) and the
-        bench's PHASES. [state] is added per run by write_config. Everything else ([inventory] with its
+        bench's phases(). [state] is added per run by write_config. Everything else ([inventory] with its
         [inventory.host] table of addresses and ports, [release]) stays as the fleet wrote it."""
         import json
         import re
@@ -285,7 +275,7 @@ class Bench:
             raise ValueError(f"cannot write {v!r} in the bench's [deploy]")
 
         deploy = "".join(f"{k} = {value(v)}\n" for k, v in data["deploy"].items() if k != "health")
-        text = "\n".join(kept).rstrip() + f"\n\n[deploy]\n{deploy}{PHASES}"
+        text = "\n".join(kept).rstrip() + f"\n\n[deploy]\n{deploy}{phases()}"
         new = tomllib.loads(text)  # the text surgery kept exactly the fleet's other parts, or say so
         for key in data:
             if key not in ("deploy", "phase", "state") and new.get(key) != data[key]:
