@@ -251,7 +251,7 @@ async def _drive(rollout, start, *, interactive: bool, assume_yes: bool, auto: b
         fin = await task
     except asyncio.CancelledError:
         return 1
-    if rollout._finished is not None and rollout._finished.status == ev.R_ROLLED_BACK:
+    if rollout.status == ev.R_ROLLED_BACK:
         return 1
     return 0 if fin.status == ev.R_DONE else 1
 
@@ -281,15 +281,10 @@ def cmd_deploy(cfg: Config, args: argparse.Namespace) -> int:
             confirm = "none" if args.auto or args.yes else "all"
             if args.resume:
                 rollout = Rollout.load(cfg, pool, journal, user=user, confirm=confirm)
-                for name in rollout.phases[rollout.phase_index].hosts:
-                    hr = rollout.hosts[name]
-                    if hr.state == ev.FAILED:
-                        hr.state = ev.PENDING  # a resume retries the failed hosts of the current phase
-                        journal.add_log(user, "RETRY", f"{name} ({hr.reason}) on resume", rollout.revision,
-                                        rollout_id=rollout.id)
-                        hr.reason = ""
                 rollout.subscribe(Printer(rollout))
-                run = rollout.resume_run
+
+                def run():  # a resume retries the failed hosts of the current phase, once it holds the deploy
+                    return rollout.resume_run(retry_failed=True)
             else:
                 revision = args.revision or release.staged_revision(cfg)
                 rollout = Rollout(cfg, pool, journal, revision=revision, user=user, confirm=confirm,

@@ -206,13 +206,17 @@ class Rollout:
         hr = self.hosts.get(host)
         if hr is None or hr.state not in (ev.FAILED, ev.SKIPPED) or hr.phase != self.phase_index:
             raise ControlroomError(f"{host}: only a failed host of the current phase can be retried")
-        self._emit(ev.OperatorAction(self.id, user=user, action="retry", host=host, detail=hr.reason))
-        self._log("RETRY", f"{host} ({hr.reason})", user)
+        self._requeue(hr, user)
+        self._retry_queue.append(host)
+        self._poke()
+
+    def _requeue(self, hr: HostRun, user: str, note: str = "") -> None:
+        """A failed or skipped host goes back to pending, on the record (retry, rerun and resume alike)."""
+        self._emit(ev.OperatorAction(self.id, user=user, action="retry", host=hr.name, detail=hr.reason))
+        self._log("RETRY", f"{hr.name} ({hr.reason}){note}", user)
         hr.skipped_by_operator = False
         hr.finished = None
         self._set(hr, ev.PENDING)
-        self._retry_queue.append(host)
-        self._poke()
 
     def skip(self, host: str, user: str) -> None:
         """Give up on one host in this rollout; it counts against the failure budget and is logged."""
@@ -513,11 +517,7 @@ class Rollout:
         self._resumed = True
         self._t0 = time.monotonic()
         for host in hosts:
-            hr = self.hosts[host]
-            self._emit(ev.OperatorAction(self.id, user=user, action="retry", host=host, detail=hr.reason))
-            self._log("RETRY", f"{host} ({hr.reason})", user)
-            hr.finished = None
-            self._set(hr, ev.PENDING)
+            self._requeue(self.hosts[host], user)
         self.phase_index = min(self.hosts[h].phase for h in hosts)
         return await self.run()
 
@@ -640,8 +640,9 @@ class Rollout:
         await asyncio.gather(*(ask(h) for h in inflight))
         return [h.name for h in inflight]
 
-    async def resume_run(self) -> ev.RolloutFinished:
-        """Take over a rollout whose process died: claim it, reconcile in-flight hosts, and carry on."""
+    async def resume_run(self, *, retry_failed: bool = False) -> ev.RolloutFinished:
+        """Take over a rollout whose process died (or stopped at a halt): claim it, reconcile in-flight hosts, and
+        carry on; with retry_failed, the failed hosts of the current phase run again."""
         rec = self.journal.rollout(self.id)
         if rec and rec.status in ev.ROLLOUT_FINAL and rec.status != ev.R_FAILED:
             raise ControlroomError(f"deploy #{rec.id} of {rec.revision} already ended ({rec.status}); nothing to resume")
@@ -649,6 +650,10 @@ class Rollout:
         if lock and lock.rollout_id == self.id and lock.live:
             raise LockedError(f"deploy #{self.id} is still running: {lock.describe()}")
         self.journal.claim_rollout(self.id)
+        if retry_failed:
+            for name in self.phases[self.phase_index].hosts:
+                if self.hosts[name].state == ev.FAILED:
+                    self._requeue(self.hosts[name], self.user, " on resume")
         asked = await self.reconcile()
         for name in asked:
             hr = self.hosts[name]

@@ -84,6 +84,9 @@ def test_halted_deploy_lists_exactly_the_failed_hosts_exits_1_and_resume_after_h
     assert set(revisions(fleet).values()) == {NEW}
     log = log_lines(fleet)
     assert any(re.search(r"\] \[mygrant\] RETRY r2307 web004 ", line) for line in log)
+    j = journal_of(fleet)  # the resume put the host back to pending on the record, not only in memory
+    states = [t["state"] for t in j.transitions(j.rollout().id, "web004")]
+    assert states[states.index(ev.FAILED):][:2] == [ev.FAILED, ev.PENDING] and states[-1] == ev.DONE
     assert re.search(r"\] \[mygrant\] DEPLOY OK r2307 on 12 of 12 hosts", log[-1])
 
 
