@@ -655,12 +655,7 @@ class ControlRoom(App[int]):
             return
         hv = board.hosts[host]
         phase = board.phases[hv.phase]
-        used = sum(
-            1
-            for n in phase.hosts
-            if board.hosts[n].state == ev.FAILED
-            or (board.hosts[n].state == ev.SKIPPED and board.hosts[n].reason.startswith("skipped by"))
-        )
+        used = r.budget_used(hv.phase)
         if hv.state == ev.PENDING:
             used += 1
         body = (

@@ -233,7 +233,8 @@ class Rollout:
     def _phase_hosts(self, i: int) -> list[HostRun]:
         return [self.hosts[h] for h in self.phases[i].hosts]
 
-    def _budget_used(self, i: int) -> int:
+    def budget_used(self, i: int) -> int:
+        """How much of phase i's failure budget is spent: failed hosts and hosts the operator skipped."""
         return sum(1 for h in self._phase_hosts(i) if h.state == ev.FAILED or h.skipped_by_operator)
 
     async def _begin(self) -> None:
@@ -363,7 +364,7 @@ class Rollout:
             while self._retry_queue:
                 pending.appendleft(self._retry_queue.pop())
             # the failure budget
-            used = self._budget_used(i)
+            used = self.budget_used(i)
             failed_now = [h for h in self._phase_hosts(i) if h.state == ev.FAILED]
             if self._halted and (self._forced or not failed_now):
                 self._halted = False
