@@ -6,7 +6,6 @@ only then hands it to subscribers, so nothing shown on a screen was ever unknown
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import socket
@@ -18,6 +17,7 @@ from pathlib import Path
 
 from controlroom import events as ev
 from controlroom.errors import ControlroomError, LockedError
+from controlroom.identity import current_origin, current_user  # noqa: F401 - who did it; others import it from here
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -38,26 +38,6 @@ CREATE TABLE IF NOT EXISTS host_runs (
 CREATE TABLE IF NOT EXISTS hosts (
     host TEXT PRIMARY KEY, live TEXT, previous TEXT, rollout_id INTEGER, updated_at REAL);
 """
-
-
-def current_user() -> str:
-    """The person behind the session: SUDO_USER, else the login name."""
-    user = os.environ.get("SUDO_USER")
-    if not user:
-        try:
-            user = os.getlogin()
-        except OSError:
-            user = getpass.getuser()
-    return user
-
-
-def current_origin() -> str | None:
-    """The SSH client address of this session, when there is one."""
-    for var in ("SSH_CLIENT", "SSH_CONNECTION"):
-        value = os.environ.get(var)
-        if value:
-            return value.split()[0]
-    return None
 
 
 @dataclass(frozen=True)

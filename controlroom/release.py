@@ -1,12 +1,48 @@
-"""Live and staged revisions, and the staging diff, from git."""
+"""Live and staged revisions, and the staging diff, from git.
+
+A revision is a name people and shells read (r2307, 4f1c2ab, release/2024-06-01): ``validate_revision`` keeps it to
+``[A-Za-z0-9._/-]+`` with no leading '-' and no '..', so it can never be read as an option or a range. Every git
+call that takes a revision puts it after ``--end-of-options`` and resolves it with ``rev-parse --verify`` first.
+"""
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from controlroom.config import Config
-from controlroom.errors import ControlroomError
+from controlroom.errors import ControlroomError, UsageError
+
+if TYPE_CHECKING:
+    from controlroom.config import Config
+
+_REVISION = re.compile(r"[A-Za-z0-9._/-]+")
+MAX_REVISION = 200
+
+
+def revision_problem(rev: str) -> str | None:
+    """What is wrong with a revision name, or None when it is a good one."""
+    if not rev:
+        return "empty revision"
+    shown = repr(rev if len(rev) <= 60 else rev[:60] + "...")  # repr: control characters never reach a terminal
+    if len(rev) > MAX_REVISION:
+        return f"revision {shown} is longer than {MAX_REVISION} characters"
+    if not _REVISION.fullmatch(rev):
+        return f"revision {shown} may hold only letters, digits, '.', '_', '/' and '-'"
+    if rev.startswith("-"):
+        return f"revision {shown} must not start with '-'"
+    if ".." in rev:
+        return f"revision {shown} must not contain '..'"
+    return None
+
+
+def validate_revision(rev: str) -> str:
+    """The revision itself when it is a safe name; else UsageError (exit 2) with one line saying why."""
+    problem = revision_problem(rev)
+    if problem:
+        raise UsageError(f"{problem} (a revision is a tag, branch or commit name like r2307)")
+    return rev
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -17,23 +53,35 @@ def _git(repo: Path, *args: str) -> str:
     except FileNotFoundError:
         raise ControlroomError("git is not installed; it is needed to read [release] repo") from None
     if out.returncode != 0:
-        raise ControlroomError(f"{repo}: git {' '.join(args)}: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else 'failed'}")
+        err = out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed"
+        raise ControlroomError(f"{repo}: git {' '.join(args)}: {err}"[:500])
     return out.stdout.strip()
 
 
+def resolve(repo: Path, ref: str) -> str:
+    """The full commit hash a ref names; ControlroomError if it names no commit. Never read as an option."""
+    sha = _git(repo, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}")
+    if not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", sha):
+        raise ControlroomError(f"{repo}: {ref!r} does not name a commit")
+    return sha
+
+
 def name_of(repo: Path, ref: str) -> str:
-    """A revision's name for people: its tag when it has one (r2307), else its short hash."""
-    sha = _git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    """A revision's name for people: its tag when it has one that is a safe name (r2307), else its short hash."""
+    sha = resolve(repo, ref)
     try:
-        return _git(repo, "describe", "--tags", "--exact-match", sha)
+        tag = _git(repo, "describe", "--tags", "--exact-match", "--end-of-options", sha)
+        if revision_problem(tag) is None:
+            return tag
     except ControlroomError:
-        return _git(repo, "rev-parse", "--short", sha)
+        pass
+    return _git(repo, "rev-parse", "--short", "--verify", "--end-of-options", sha)
 
 
 def staged_revision(cfg: Config) -> str:
     """The revision to ship: [deploy] revision if set, else [release] staged resolved in [release] repo."""
     if cfg.deploy.revision:
-        return cfg.deploy.revision
+        return validate_revision(cfg.deploy.revision)
     if cfg.release.repo is None:
         raise ControlroomError(
             f"{cfg.path}: nothing to ship: set [deploy] revision, [release] repo, or pass --revision"
@@ -44,10 +92,16 @@ def staged_revision(cfg: Config) -> str:
 
 
 def diff_stat(cfg: Config, live: str | None, staged: str) -> str:
-    """`git diff --stat live..staged`, or '' when either side is unknown."""
+    """`git diff --stat live staged`, or '' when either side is unknown or not a safe revision name.
+
+    ``live`` comes from a host, so it is untrusted: it is checked, then resolved to a commit before git sees it.
+    """
     if cfg.release.repo is None or not live:
         return ""
+    if revision_problem(live) or revision_problem(staged):
+        return ""
     try:
-        return _git(cfg.release.repo, "diff", "--stat", f"{live}..{staged}")
+        a, b = resolve(cfg.release.repo, live), resolve(cfg.release.repo, staged)
+        return _git(cfg.release.repo, "diff", "--stat", "--end-of-options", a, b)
     except ControlroomError:
         return ""
