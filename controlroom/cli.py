@@ -104,7 +104,10 @@ def _load(args: argparse.Namespace):
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from controlroom.text import clean
+
     cfg = _load(args)
+    print = _cleaned_print(clean)  # names and descriptions from the config are shown, never interpreted
     print(f"{cfg.path}: ok")
     print(f"hosts: {len(cfg.hosts)}")
     for g, names in cfg.groups.items():
@@ -147,6 +150,16 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cleaned_print(clean):
+    """print() for one line whose parts came from a file: control characters shown, never sent to the terminal."""
+    import builtins
+
+    def show(*parts: object) -> None:
+        builtins.print(clean(" ".join(str(p) for p in parts), None))
+
+    return show
+
+
 # ------------------------------------------------------------------------------------------------ run
 
 
@@ -170,6 +183,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     warning = raise_nofile_limit(len(selected))
     if warning:
         print(warning, file=sys.stderr)
+    from controlroom.text import clean
+
     width = max(len(n) for n in selected)
     tty = sys.stdout.isatty()
 
@@ -181,12 +196,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         else:
             why = res.reason if res.status != "exit" else (res.stderr.rsplit("\n", 1)[-1] if res.stderr else "")
             detail = f"  {why}" if why else ""
+        detail = clean(detail)  # what the host printed: no escape sequence reaches this terminal
         label = res.label
         if tty and not os.environ.get("NO_COLOR"):
             label = f"\033[{'32' if res.ok else '31'}m{label:<9}\033[0m"
         else:
             label = f"{label:<9}"
-        print(f"{res.host:<{width}}  {label} {res.connect_s + res.run_s:6.2f} s{detail}", flush=True)
+        print(f"{clean(res.host):<{width}}  {label} {res.connect_s + res.run_s:6.2f} s{detail}", flush=True)
 
     async def go():
         async with SSHPool(cfg.ssh, (cfg.host(n) for n in selected)) as pool:

@@ -10,6 +10,7 @@ from controlroom import events as ev
 from controlroom.config import Config
 from controlroom.errors import ControlroomError, LockedError, UsageError
 from controlroom.journal import Journal, current_user
+from controlroom.text import LINE_LIMIT, clean
 
 
 def add_parsers(sub, common) -> None:
@@ -46,15 +47,15 @@ def cmd_log(cfg: Config, args: argparse.Namespace) -> int:
         if args.words[0] != "add" or len(args.words) < 2:
             raise UsageError("usage: controlroom log [-n N] | controlroom log add MSG")
         entry = j.add_log(current_user(), "NOTE", " ".join(args.words[1:]))
-        print(entry.line())
+        print(clean(entry.line(), LINE_LIMIT))
         return 0
     if args.n < 1:
         raise UsageError("-n must be at least 1")
     lock = j.lock()
     if lock:
-        print(lock.describe())
+        print(clean(lock.describe(), LINE_LIMIT))
     for e in j.log(args.n):
-        print(e.line())
+        print(clean(e.line(), LINE_LIMIT))  # a message is one line on the terminal, whatever it holds
     return 0
 
 
@@ -63,13 +64,13 @@ def cmd_lock(cfg: Config, args: argparse.Namespace) -> int:
     if not msg:
         raise UsageError("lock needs a message: say why (it is what the team reads)")
     lock = _journal(cfg).take_lock(current_user(), msg)
-    print(f"locked: {lock.describe()}")
+    print(clean(f"locked: {lock.describe()}", LINE_LIMIT))
     return 0
 
 
 def cmd_unlock(cfg: Config, args: argparse.Namespace) -> int:
     old = _journal(cfg).release_lock(current_user())
-    print(f"unlocked (was: {old.describe()})" if old else "the fleet was not locked")
+    print(clean(f"unlocked (was: {old.describe()})", LINE_LIMIT) if old else "the fleet was not locked")
     return 0
 
 
@@ -92,7 +93,8 @@ class Printer:
             self._count(hr.name, hr.phase, hr.steps_done, hr.state in (ev.FAILED, ev.SKIPPED))
 
     def say(self, text: str) -> None:
-        print(text, file=self.out, flush=True)
+        # host names, reasons and revisions came from hosts and people: no escape sequence reaches the terminal
+        print(clean(text, None), file=self.out, flush=True)
 
     def dots(self, label: str, result: str) -> str:
         return f"{label} {'.' * max(3, 30 - len(label))} {result}"
@@ -108,7 +110,7 @@ class Printer:
         elif isinstance(e, ev.HostStateChanged):
             self._steps(e)
             if e.state == ev.FAILED:
-                self.say(f"  {e.host}  failed  {e.reason}")
+                self.say(f"  {e.host}  failed  {clean(e.reason)}")
             elif e.state == ev.ROLLED_BACK:
                 self.say(f"  {e.host}  rolled back to {e.revision}")
         elif isinstance(e, ev.PhaseHalted):
@@ -122,14 +124,15 @@ class Printer:
         elif isinstance(e, ev.GateWaiting):
             self.say(f"  waiting: {e.reason}")
         elif isinstance(e, ev.OperatorAction):
-            self.say(f"  {e.user}: {e.action}{' ' + e.host if e.host else ''}{' (' + e.detail + ')' if e.detail else ''}")
+            detail = f" ({clean(e.detail)})" if e.detail else ""
+            self.say(f"  {e.user}: {e.action}{' ' + e.host if e.host else ''}{detail}")
         elif isinstance(e, ev.RolloutFinished):
             word = {ev.R_DONE: "DEPLOY OK", ev.R_FAILED: "DEPLOY FAILED", ev.R_ABORTED: "DEPLOY ABORTED",
                     ev.R_ROLLED_BACK: "ROLLBACK DONE"}[e.status]
             extra = (f", {e.failed} failed" if e.failed else "") + (f", {e.skipped} skipped" if e.skipped else "")
             self.say(f"{word} {e.revision}: {e.done} of {len(r.hosts)} hosts{extra} in {e.seconds:.1f} s")
             for host, reason in e.failed_hosts:
-                self.say(f"  {host}  {reason}")
+                self.say(f"  {host}  {clean(reason)}")
 
     def _count(self, host: str, phase: int, steps_done: int, out: bool) -> None:
         done_before, out_before = self.seen.get(host, (0, False))
