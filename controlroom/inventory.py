@@ -58,7 +58,8 @@ class Phase:
     auto: bool
 
 
-MAX_PATTERN_HOSTS = 100_000  # a typo like web[1:100000000] must not eat the bastion's memory
+MAX_PATTERN_HOSTS = 100_000  # hosts in a pattern and in the whole inventory: a typo like web[1:100000000]
+# must not eat the bastion's memory
 _RANGE = re.compile(r"\[(\d+):(\d+)\]")
 
 
@@ -77,17 +78,18 @@ def expand(pattern: str, key: str = "inventory.hosts") -> list[str]:
         if a > b:
             raise PatternError(key, f"range [{start}:{end}] in {pattern!r} runs backwards; write [{end}:{start}]")
         width = len(start) if start.startswith("0") and len(start) > 1 else 0
-        if b - a >= MAX_PATTERN_HOSTS:
-            raise PatternError(key, f"range [{start}:{end}] in {pattern!r} names {b - a + 1} hosts; "
-                               f"at most {MAX_PATTERN_HOSTS} per pattern")
-        ranges.append([str(n).zfill(width) for n in range(a, b + 1)])
+        ranges.append((a, b, width))
+    # the cap holds for the whole pattern: web[1:999]x[1:999] names 998,001 hosts though each range is small
+    count = math.prod(b - a + 1 for a, b, _ in ranges)
+    if count > MAX_PATTERN_HOSTS:
+        raise PatternError(key, f"{pattern!r} names {count} hosts; at most {MAX_PATTERN_HOSTS} per pattern")
     for lit in literals:
         if any(c in lit for c in "[]"):
             raise PatternError(key, f"cannot read {pattern!r}: a range is written [001:150]")
         if lit and not re.fullmatch(r"[A-Za-z0-9._-]+", lit):
             raise PatternError(key, f"bad host name {pattern!r}: use letters, digits, '.', '-' and '_'")
     out = []
-    for combo in itertools.product(*ranges):
+    for combo in itertools.product(*([str(n).zfill(w) for n in range(a, b + 1)] for a, b, w in ranges)):
         name = literals[0]
         for num, lit in zip(combo, literals[1:], strict=True):
             name += num + lit
@@ -103,7 +105,13 @@ def build_hosts(
     where: dict[str, str] = {}
     groups: dict[str, list[str]] = {}
     for pattern, group, colo, key in patterns:
-        for name in expand(pattern, key):
+        names = expand(pattern, key)
+        if len(hosts) + len(names) > MAX_PATTERN_HOSTS:
+            raise PatternError(
+                key, f"the inventory names more than {MAX_PATTERN_HOSTS} hosts (at {pattern!r}); at most "
+                f"{MAX_PATTERN_HOSTS} in all"
+            )
+        for name in names:
             if name in where:
                 raise PatternError(key, f"duplicate host {name!r} (also in {where[name]})")
             where[name] = key
@@ -120,10 +128,18 @@ def build_hosts(
 def select(selector: str, names: tuple[str, ...], groups: dict[str, tuple[str, ...]]) -> list[str]:
     """Hosts matching a comma-separated list of group names, range patterns or shell globs, in inventory order.
 
-    Raises ValueError naming the first part that matched nothing.
+    Raises ValueError naming the first part that matched nothing, or saying the selection is empty.
+    A name or a range is looked up, not scanned for: only a glob (*, ?, [abc]) reads the whole inventory.
     """
+    parts = [p.strip() for p in selector.split(",")]
+    if not any(parts):
+        raise ValueError(f"{selector!r} names no host: give a group, a pattern like web[001:010] or names a,b")
+    known = set(names)
+    by_short: dict[str, list[str]] = {}
+    for n in names:
+        by_short.setdefault(n.split(".", 1)[0], []).append(n)
     wanted: set[str] = set()
-    for part in (p.strip() for p in selector.split(",")):
+    for part in parts:
         if not part:
             continue
         if part in groups:
@@ -135,13 +151,20 @@ def select(selector: str, names: tuple[str, ...], groups: dict[str, tuple[str, .
         except PatternError as e:
             raise ValueError(str(e)) from None
         for c in candidates:
-            matched.update(fnmatch.filter(names, c))
+            if _GLOB.search(c):
+                matched.update(fnmatch.filter(names, c))
+                continue
+            if c in known:
+                matched.add(c)
             # short names match a host's first label: web001 selects web001.example.com
-            matched.update(n for n in names if n.split(".", 1)[0] == c)
+            matched.update(by_short.get(c, ()))
         if not matched:
             raise ValueError(f"{part!r} matches no host or group (groups: {', '.join(sorted(groups))})")
         wanted |= matched
     return [n for n in names if n in wanted]
+
+
+_GLOB = re.compile(r"[*?\[]")
 
 
 def _size(value: int | str | None, total: int) -> int | None:
