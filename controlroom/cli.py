@@ -104,16 +104,25 @@ def _load(args: argparse.Namespace):
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from controlroom.config_reader import MAX_ERRORS
+    from controlroom.errors import ConfigErrors
     from controlroom.text import clean
 
-    cfg = _load(args)
+    try:
+        cfg = _load(args)
+    except ConfigErrors as e:  # every error of the run, one line each, bad values before missing files
+        lines = [f"controlroom: {clean(err, None)}\n" for err in e.errors[:MAX_ERRORS]]
+        if len(e.errors) > MAX_ERRORS:
+            lines.append(f"controlroom: ... and {len(e.errors) - MAX_ERRORS} more errors\n")
+        sys.stderr.write("".join(lines))
+        return e.exit_code
     print = _cleaned_print(clean)  # names and descriptions from the config are shown, never interpreted
     print(f"{cfg.path}: ok")
     print(f"hosts: {len(cfg.hosts)}")
     for g, names in cfg.groups.items():
         if g == "all":
             continue
-        colos = sorted({cfg.host(n).colo for n in names if cfg.host(n).colo})
+        colos = sorted({c for n in names if (c := cfg.host(n).colo)})
         where = f" (colo {', '.join(colos)})" if colos else ""
         print(f"  {g:<16} {len(names):>5} hosts{where}")
     print(f"phases: {len(cfg.phases)}")
@@ -169,7 +178,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     names = tuple(h.name for h in cfg.hosts)
-    if args.hosts:
+    if args.hosts is not None:  # --hosts "" selects nothing, never everything
         try:
             selected = inventory.select(args.hosts, names, cfg.groups)
         except ValueError as e:
@@ -214,8 +223,37 @@ def cmd_run(args: argparse.Namespace) -> int:
     took = time.monotonic() - t0
     counts = Counter(r.label for r in results)
     order = sorted(counts, key=lambda k: (k != "ok", k))
-    print(f"{len(results)} host{'s' if len(results) != 1 else ''}: " + ", ".join(f"{counts[k]} {k}" for k in order) + f" ({took:.1f} s)")
+    summary = ", ".join(f"{counts[k]} {k}" for k in order)
+    print(f"{len(results)} host{'s' if len(results) != 1 else ''}: {summary} ({took:.1f} s)")
+    _record_run(cfg, args.cmd, len(results), summary)
     return 0 if all(r.ok for r in results) else 1
+
+
+RUN_LOG_LIMIT = 200  # characters of the command in the deploy log
+
+
+def run_log_text(cmd: str, hosts: int, summary: str) -> str:
+    """The deploy log's line for a `run`: the command on one line and bounded, how many hosts, the result."""
+    from controlroom.text import clean
+
+    return f"'{clean(' '.join(cmd.split()), RUN_LOG_LIMIT)}' on {hosts} host{'s' if hosts != 1 else ''}: {summary}"
+
+
+def _record_run(cfg, cmd: str, hosts: int, summary: str) -> None:
+    """Put the run in the deploy log; a journal that cannot be opened costs a one-line warning, never the run."""
+    from controlroom.identity import current_user
+    from controlroom.journal import Journal
+    from controlroom.text import clean
+
+    try:
+        journal = Journal.open(cfg.state.dir)
+        try:
+            journal.add_log(current_user(), "RUN", run_log_text(cmd, hosts, summary))
+        finally:
+            journal.close()
+    except Exception as e:  # noqa: BLE001 - the commands ran; their record is best effort
+        print(f"controlroom: warning: run not recorded in the deploy log: {clean(e, 300) or type(e).__name__}",
+              file=sys.stderr)
 
 
 # ------------------------------------------------------------------------------------------------ fleet

@@ -30,14 +30,23 @@ def write(tmp_path: Path, body: str, name: str = "controlroom.toml") -> Path:
     return path
 
 
-def check_fails(path: Path, *, line: int | None, key: str | None, says: list[str]) -> str:
-    """Run `controlroom check --config PATH`; assert exit 2 and one stderr line naming file, line and key."""
+def check_fails(
+    path: Path, *, line: int | None, key: str | None, says: list[str], then_no_known_hosts: bool = False
+) -> str:
+    """Run `controlroom check --config PATH`; assert exit 2 and one stderr line naming file, line and key.
+
+    then_no_known_hosts: the config names no known_hosts and ~/.ssh/known_hosts is missing, reported second.
+    """
     res = run_cli("check", "--config", str(path))
     assert res.returncode == 2, (res.stdout, res.stderr)
     assert res.stdout == ""
     assert "Traceback" not in res.stderr
     lines = res.stderr.splitlines()
-    assert len(lines) == 1, res.stderr
+    if then_no_known_hosts:
+        assert len(lines) == 2, res.stderr
+        assert ": inventory.ssh.known_hosts: file not found: " in lines[1], res.stderr
+    else:
+        assert len(lines) == 1, res.stderr
     msg = lines[0]
     assert msg.startswith("controlroom: "), msg
     where = f"{path}:{line}:" if line is not None else f"{path}:"
@@ -107,34 +116,56 @@ def test_unknown_key_in_a_phase_names_that_phase(tmp_path):
 
 def test_empty_file_asks_for_an_inventory(tmp_path):
     path = write(tmp_path, "")
-    check_fails(path, line=None, key="inventory", says=["needs an [inventory] table"])
+    check_fails(
+        path, line=None, key="inventory", says=["needs an [inventory] table"], then_no_known_hosts=True
+    )
 
 
 def test_inventory_without_hosts_says_how_to_give_them(tmp_path):
     path = write(tmp_path, "[inventory]\nhosts = []\n")
     check_fails(
-        path, line=1, key="inventory", says=["no hosts", "inventory.hosts", "[inventory.groups.NAME]"]
+        path,
+        line=1,
+        key="inventory",
+        says=["no hosts", "inventory.hosts", "[inventory.groups.NAME]"],
+        then_no_known_hosts=True,
     )
 
 
 def test_group_without_hosts_is_refused(tmp_path):
     path = write(tmp_path, '[inventory.groups.web]\ncolo = "mud"\n')
-    check_fails(path, line=1, key="inventory.groups.web.hosts", says=["at least one host pattern"])
+    check_fails(
+        path,
+        line=1,
+        key="inventory.groups.web.hosts",
+        says=["at least one host pattern"],
+        then_no_known_hosts=True,
+    )
 
 
 def test_backwards_range_says_how_to_write_it(tmp_path):
     path = write(tmp_path, '[inventory]\nhosts = ["web[010:001]"]\n')
-    check_fails(path, line=2, key="inventory.hosts", says=["[010:001]", "runs backwards", "write [001:010]"])
+    check_fails(
+        path,
+        line=2,
+        key="inventory.hosts",
+        says=["[010:001]", "runs backwards", "write [001:010]"],
+        then_no_known_hosts=True,
+    )
 
 
 def test_unreadable_range_says_how_a_range_is_written(tmp_path):
     path = write(tmp_path, '[inventory]\nhosts = ["web[1-5]"]\n')
-    check_fails(path, line=2, key="inventory.hosts", says=["a range is written [001:150]"])
+    check_fails(
+        path, line=2, key="inventory.hosts", says=["a range is written [001:150]"], then_no_known_hosts=True
+    )
 
 
 def test_same_host_in_two_patterns_is_a_duplicate(tmp_path):
     path = write(tmp_path, '[inventory]\nhosts = ["web[01:10]", "web05"]\n')
-    check_fails(path, line=2, key="inventory.hosts", says=["duplicate host 'web05'"])
+    check_fails(
+        path, line=2, key="inventory.hosts", says=["duplicate host 'web05'"], then_no_known_hosts=True
+    )
 
 
 def test_same_host_in_two_groups_names_both_groups(tmp_path):
@@ -153,12 +184,15 @@ def test_same_host_in_two_groups_names_both_groups(tmp_path):
         line=5,
         key="inventory.groups.canary.hosts",
         says=["duplicate host 'web03'", "also in inventory.groups.web.hosts"],
+        then_no_known_hosts=True,
     )
 
 
 def test_group_named_all_is_reserved(tmp_path):
     path = write(tmp_path, '[inventory.groups.all]\nhosts = ["db1"]\n')
-    check_fails(path, line=1, key="inventory.groups.all", says=["'all' is reserved"])
+    check_fails(
+        path, line=1, key="inventory.groups.all", says=["'all' is reserved"], then_no_known_hosts=True
+    )
 
 
 def test_canary_larger_than_the_fleet_says_how_many_hosts_there_are(tmp_path):
