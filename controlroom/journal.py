@@ -16,28 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from controlroom import events as ev
-from controlroom.errors import ControlroomError, LockedError
+from controlroom import schema
+from controlroom.errors import LockedError
 from controlroom.identity import current_origin, current_user  # noqa: F401 - who did it; others import it from here
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY, rollout_id INTEGER, at REAL, type TEXT, data TEXT);
-CREATE TABLE IF NOT EXISTS log (
-    id INTEGER PRIMARY KEY, at REAL, user TEXT, origin TEXT, kind TEXT, text TEXT, revision TEXT,
-    rollout_id INTEGER);
-CREATE TABLE IF NOT EXISTS lock (
-    id INTEGER PRIMARY KEY CHECK (id = 1), user TEXT, origin TEXT, at REAL, reason TEXT, pid INTEGER,
-    hostname TEXT, rollout_id INTEGER, saved TEXT);
-CREATE TABLE IF NOT EXISTS rollouts (
-    id INTEGER PRIMARY KEY, revision TEXT, previous TEXT, user TEXT, status TEXT, phase INTEGER,
-    started_at REAL, finished_at REAL, pid INTEGER, hostname TEXT, phases TEXT);
-CREATE TABLE IF NOT EXISTS host_runs (
-    rollout_id INTEGER, host TEXT, phase INTEGER, state TEXT, step INTEGER, steps INTEGER,
-    steps_done INTEGER, reason TEXT, revision TEXT, previous TEXT, updated_at REAL,
-    PRIMARY KEY (rollout_id, host));
-CREATE TABLE IF NOT EXISTS hosts (
-    host TEXT PRIMARY KEY, live TEXT, previous TEXT, rollout_id INTEGER, updated_at REAL);
-"""
 
 
 @dataclass(frozen=True)
@@ -135,33 +116,30 @@ def pid_alive(pid: int | None, hostname: str | None = None) -> bool:
 class Journal:
     """One SQLite database per state directory; safe for several processes (WAL, busy timeout)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        """Connect to an existing journal.db (see Journal.open); raises JournalError naming the path."""
         self.path = path
+        self.readonly = readonly
         self._subscribers: list[Callable[[ev.Event], None]] = []
-        self.db = sqlite3.connect(str(path), timeout=10, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")  # durable across a process crash, which is what we guard
-        self.db.executescript(SCHEMA)
+        self.db = schema.connect(path, readonly=readonly)
 
     @classmethod
-    def open(cls, state_dir: Path) -> Journal:
-        """Open (creating with tight permissions) state_dir/journal.db."""
-        state_dir = Path(state_dir)
-        try:
-            if not state_dir.exists():
-                state_dir.mkdir(parents=True, mode=0o770)
-                os.chmod(state_dir, 0o770)  # whatever the umask: the team's group may write, nobody else reads
-            path = state_dir / "journal.db"
-            if not path.exists():
-                fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o660)
-                os.fchmod(fd, 0o660)  # SQLite gives the -wal and -shm files the same mode
-                os.close(fd)
-            return cls(path)
-        except (OSError, sqlite3.Error) as e:
-            raise ControlroomError(f"{state_dir}: cannot open the journal: {e}") from None
+    def open(cls, state_dir: Path, *, readonly: bool = False) -> Journal:
+        """Open state_dir/journal.db, creating both for the team (dir 0770 keeping setgid, file 0660, whatever the
+        umask) and migrating it to the current schema; several processes may do this at once.
+
+        readonly: never write, for a journal that is read-only for this user (`controlroom log`); nothing is
+        created or migrated. Raises JournalError naming the path and what to do; JournalSetupError (exit 2) for a
+        world-writable directory or file, or a file written by a newer controlroom.
+        """
+        return cls(schema.prepare(Path(state_dir), readonly=readonly), readonly=readonly)
 
     def close(self) -> None:
-        self.db.close()
+        """Close the connection; closing twice is harmless."""
+        try:
+            self.db.close()
+        except sqlite3.Error:
+            pass
 
     def subscribe(self, fn: Callable[[ev.Event], None]) -> None:
         self._subscribers.append(fn)
@@ -237,9 +215,13 @@ class Journal:
         return LogEntry(0, e.at, user, kind, text, revision, current_origin())
 
     def log(self, limit: int = 200) -> list[LogEntry]:
-        rows = self.db.execute(
-            "SELECT id, at, user, kind, text, revision, origin FROM log ORDER BY id DESC LIMIT ?", (limit,)
-        ).fetchall()
+        """The last `limit` entries of the deploy log, oldest first. Never waits for a writer (WAL)."""
+        try:
+            rows = self.db.execute(
+                "SELECT id, at, user, kind, text, revision, origin FROM log ORDER BY id DESC LIMIT ?", (limit,)
+            ).fetchall()
+        except sqlite3.Error as e:
+            raise schema.explain(e, self.db) from None
         return [LogEntry(*r) for r in reversed(rows)]
 
     # ------------------------------------------------------------------------------------------ lock
@@ -423,18 +405,39 @@ class Journal:
 
 
 class _Tx:
-    """BEGIN .. COMMIT (IMMEDIATE when a decision depends on what we read), ROLLBACK on error."""
+    """BEGIN IMMEDIATE .. COMMIT, ROLLBACK on error; a write the file or the disk refuses raises JournalError.
+
+    Always IMMEDIATE (`immediate` is kept for the callers that say so): every transaction here writes, and taking
+    the write lock first means any wait happens at BEGIN, bounded by schema.BUSY_TIMEOUT, instead of a failure later
+    on a stale read snapshot (SQLITE_BUSY_SNAPSHOT), which no busy timeout waits out.
+    """
 
     def __init__(self, db: sqlite3.Connection, immediate: bool = False) -> None:
         self.db = db
         self.immediate = immediate
 
     def __enter__(self) -> _Tx:
-        self.db.execute("BEGIN IMMEDIATE" if self.immediate else "BEGIN")
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:
+            raise schema.explain(e, self.db) from None
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
-            self.db.execute("COMMIT")
-        else:
-            self.db.execute("ROLLBACK")
+            try:
+                self.db.execute("COMMIT")
+                return
+            except sqlite3.Error as e:
+                self._rollback()
+                raise schema.explain(e, self.db) from None
+        self._rollback()
+        if isinstance(exc, sqlite3.Error):
+            raise schema.explain(exc, self.db) from None
+
+    def _rollback(self) -> None:
+        if self.db.in_transaction:  # SQLite may have rolled back already (a full disk, an I/O error)
+            try:
+                self.db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
