@@ -27,6 +27,15 @@ from controlroom.inventory import Host
 
 RESULT_CLASSES = ("ok", "exit", "timeout", "refused", "auth", "hostkey", "dropped")
 TAIL_LINES = 40
+STOP_BOUND = 5.0  # seconds a stop of a timed-out or cancelled command may take, at most
+JUMP_RETRY_AFTER = 15.0  # seconds a jump host's connect failure fails every host behind it without a new try
+# TERM to the command's process group now, KILL 2 s later from the background (so the stop does not wait for it:
+# the group lingers as zombies until reaped, so waiting for it to vanish would cost the whole grace anyway). POSIX sh
+# and bash alike: dash's kill has no `--`, and takes -N after the signal as a group.
+_KILL_GROUP = (
+    "kill -TERM -{pgid} 2>/dev/null || exit 0\n"
+    "(sleep 2; kill -KILL -{pgid} 2>/dev/null) </dev/null >/dev/null 2>&1 &\n"
+)
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 LineCallback = Callable[[str, str], None]  # (stream "out"|"err", line without newline)
@@ -149,6 +158,10 @@ class SSHPool:
         self._jumps: dict[str, asyncssh.SSHClientConnection] = {}
         self._jump_locks: dict[str, asyncio.Lock] = {}
         self._jump_gates: dict[str, asyncio.Semaphore] = {}
+        self._jump_failed: dict[str, tuple[float, _Failure]] = {}
+        self.jump_attempts = 0  # connects to jump hosts tried (tests read it)
+        self._stopping: set[asyncio.Future] = set()  # stops of given-up commands still running on their hosts
+        self._mark = f"controlroom-pgid-{secrets.token_hex(6)}:"
         self.handshakes = 0  # how many SSH handshakes this pool has done (tests and bench read it)
         config = [str(p) for p in settings.config_files]
         user_config = os.path.expanduser("~/.ssh/config")
@@ -165,6 +178,8 @@ class SSHPool:
             connect_timeout=settings.connect_timeout,
             keepalive_interval=settings.keepalive_interval,
             keepalive_count_max=settings.keepalive_count,
+            # an explicit False also overrides ForwardAgent in an ssh_config: only our config can turn it on
+            agent_forwarding=getattr(settings, "agent_forwarding", False),
         )
         if settings.identity_files:
             kwargs["client_keys"] = [str(p) for p in settings.identity_files]
@@ -194,8 +209,17 @@ class SSHPool:
             conn.close()  # forgotten but open would leak a socket that close() no longer knows about
 
     async def _jump_conn(self, spec: str) -> asyncssh.SSHClientConnection:
-        """The shared connection to the jump host ``[user@]host[:port]``, with the pool's strict known_hosts."""
+        """The shared connection to the jump host ``[user@]host[:port]``, with the pool's strict known_hosts.
+
+        A failure to reach it is remembered for JUMP_RETRY_AFTER seconds and raised at once for every host behind
+        it (as a _Failure), instead of each host trying, and timing out, in turn.
+        """
         async with self._jump_locks.setdefault(spec, asyncio.Lock()):
+            failed = self._jump_failed.get(spec)
+            if failed is not None:
+                if time.monotonic() < failed[0]:
+                    raise _Failure(failed[1].status, failed[1].reason)
+                del self._jump_failed[spec]
             conn = self._jumps.get(spec)
             if conn is None or conn.is_closed():
                 user, _, hostport = spec.rpartition("@")
@@ -206,7 +230,13 @@ class SSHPool:
                     kwargs["username"] = user
                 if sep and port.isdigit():
                     kwargs["port"] = int(port)
-                conn = await asyncssh.connect(host, options=self._options, config=self._config, **kwargs)
+                self.jump_attempts += 1
+                try:
+                    conn = await asyncssh.connect(host, options=self._options, config=self._config, **kwargs)
+                except Exception as e:  # noqa: BLE001 - remembered, then said as each host's result
+                    f = _classify(e, self.settings.connect_timeout)
+                    self._jump_failed[spec] = (time.monotonic() + JUMP_RETRY_AFTER, f)
+                    raise f from None
                 self._jumps[spec] = conn
             return conn
 
@@ -285,7 +315,12 @@ class SSHPool:
         timeout: float | None = None,
         on_line: LineCallback | None = None,
     ) -> CommandResult:
-        """Run one shell command; never raises for host trouble, the result says what happened."""
+        """Run one shell command; never raises for host trouble, the result says what happened.
+
+        A command given up on (its timeout) or whose task is cancelled is ended on the host as well: its process
+        group gets TERM, and KILL 2 s later (see _stop_remote); the stop takes at most STOP_BOUND seconds. On
+        cancellation the channel is closed and CancelledError propagates once that is done.
+        """
         h = self.host(host)
         timeout = timeout or self.settings.command_timeout
         started = time.time()
@@ -296,28 +331,57 @@ class SSHPool:
         t1 = time.monotonic()
         out: deque[str] = deque(maxlen=TAIL_LINES)
         err: deque[str] = deque(maxlen=TAIL_LINES)
+        # sshd starts a command without a pty in a new session (setsid), so the login shell leads its own process
+        # group: the wrapper's first line names it ($$), and that group is what a stop kills. Only the first
+        # line(s) of stdout are searched for it; it never reaches on_line or the result.
+        pgid: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        mark = self._mark
+        given_up = False
 
         async def pump(stream, name: str, tail: deque[str]) -> None:
             # readline() gives "" only at EOF (an empty line is "\n"); asyncssh's async-for yields that "" too
             while line := await stream.readline():
                 line = line.rstrip("\n")
+                if not pgid.done() and name == "out" and (i := line.find(mark)) >= 0:
+                    # a login script may have printed before the wrapper; that output is the command's
+                    group = line[i + len(mark):]
+                    pgid.set_result(int(group) if group.isdigit() else 0)
+                    if not (line := line[:i]):
+                        continue
+                if given_up:
+                    continue
                 tail.append(line)
                 if on_line is not None:
                     on_line(name, line)
 
         proc = None
+        io = None
         try:
             async with self._channels[h.name]:
                 try:
                     async with asyncio.timeout(timeout):
-                        proc = await conn.create_process(command, encoding="utf-8", errors="replace")
+                        proc = await conn.create_process(f"echo {mark}$$\n{command}", encoding="utf-8",
+                                                         errors="replace")
                         proc.stdin.write_eof()  # like `ssh host cmd </dev/null`: nothing waits on our input
-                        await asyncio.gather(pump(proc.stdout, "out", out), pump(proc.stderr, "err", err))
+                        # the readers outlive a timeout: the stop needs the process group from the first line
+                        io = asyncio.ensure_future(
+                            asyncio.gather(pump(proc.stdout, "out", out), pump(proc.stderr, "err", err))
+                        )
+                        await asyncio.shield(io)
                         done = await proc.wait()
-                except TimeoutError:
-                    if proc is not None:
-                        proc.close()
-                    return self._result(h, "timeout", None, f"timed out after {timeout:g} s", out, err, t0, t1, started)
+                except BaseException as e:
+                    # a timeout, a cancellation (abort, skip, quit, Ctrl+C) or a failing on_line: the command must
+                    # not go on running on the host behind our back
+                    given_up = True
+                    if proc is not None and not conn.is_closed():
+                        await self._stop_remote(conn, proc, pgid, io)
+                    if isinstance(e, TimeoutError):
+                        return self._result(h, "timeout", None, f"timed out after {timeout:g} s", out, err, t0, t1,
+                                            started)
+                    raise
+                finally:
+                    if io is not None and not io.done():
+                        io.cancel()
         except Exception as e:  # noqa: BLE001
             f = _classify(e, timeout)
             self._drop(h.name, conn, e)
@@ -333,6 +397,37 @@ class SSHPool:
         if done.exit_status != 0:
             return self._result(h, "exit", done.exit_status, f"exit {done.exit_status}", out, err, t0, t1, started)
         return self._result(h, "ok", 0, "ok", out, err, t0, t1, started)
+
+    async def _stop_remote(self, conn, proc, pgid: asyncio.Future[int], io: asyncio.Future | None) -> None:
+        """End a command we gave up on, on the host, then close its channel; at most STOP_BOUND seconds.
+
+        Two ways, both tried: the channel's "signal" request (OpenSSH 7.9 and later killpg() the session at once),
+        and, for any sshd, a kill of the command's process group over a second channel: TERM, then KILL if the
+        group is still there after a grace. A second cancellation leaves the stop running in the background
+        (close() waits for it). Never raises.
+        """
+        task = asyncio.ensure_future(self._stop_group(conn, proc, pgid, io))
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
+        await asyncio.shield(task)
+
+    async def _stop_group(self, conn, proc, pgid: asyncio.Future[int], io: asyncio.Future | None) -> None:
+        try:
+            try:
+                proc.send_signal("TERM")
+            except Exception:  # noqa: BLE001 - a channel already closed: the group may still need the kill below
+                pass
+            async with asyncio.timeout(STOP_BOUND):
+                if io is not None and not pgid.done():
+                    # the host has not yet started the shell (or said its group): wait for it, reading on
+                    await asyncio.wait({pgid, io}, return_when=asyncio.FIRST_COMPLETED)
+                group = pgid.result() if pgid.done() else 0
+                if group > 1:
+                    await conn.run(_KILL_GROUP.format(pgid=group), check=False)
+        except Exception:  # noqa: BLE001 - best effort: the host or the connection may be gone
+            pass
+        finally:
+            proc.close()
 
     @staticmethod
     def _result(h, status, code, reason, out, err, t0, t1, started) -> CommandResult:
@@ -407,6 +502,8 @@ class SSHPool:
         return list(await asyncio.gather(*(one(h) for h in hosts)))
 
     async def close(self) -> None:
+        if self._stopping:  # commands still being stopped on their hosts need their connections a moment longer
+            await asyncio.wait(list(self._stopping), timeout=STOP_BOUND)
         conns = list(self._conns.values())
         self._conns.clear()
         for c in conns:

@@ -10,8 +10,22 @@ from pathlib import Path
 import pytest
 
 from controlroom.demo.fleet import Fleet, parse_faults
+from tests.realsshd import RealFleet, unavailable_reason
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "sshd: runs on real OpenSSH sshd hosts (tests/realsshd.py); -m 'not sshd' runs only the rest"
+    )
+
+
+def pytest_collection_modifyitems(items):
+    # a test that starts real sshd hosts is an sshd test, whether or not its author marked it
+    for item in items:
+        if "make_real_fleet" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.sshd)
 
 
 @pytest.fixture(autouse=True)
@@ -40,6 +54,40 @@ def make_fleet(tmp_path):
     yield make
     for f in fleets:
         f.stop_thread()
+
+
+@pytest.fixture
+def make_real_fleet(tmp_path):
+    """make_real_fleet(hosts=3) -> a RealFleet: one real sshd per host on 127.0.0.1, files in tmp_path.
+
+    Where sshd cannot run (not installed, not root) the test fails in CI ($CI set) and is skipped elsewhere.
+    """
+    why = unavailable_reason()
+    if why:
+        if os.environ.get("CI"):
+            pytest.fail(f"real sshd tests must run in CI: {why}")
+        pytest.skip(why)
+    fleets: list[RealFleet] = []
+
+    def make(hosts: int = 3, faults: str | None = None, name: str = "fleet") -> RealFleet:
+        if faults:
+            raise ValueError("real sshd hosts have no simulated faults; use make_fleet for those")
+        fleet = RealFleet(tmp_path / name, hosts)
+        fleets.append(fleet)
+        return fleet.start()
+
+    yield make
+    for f in fleets:
+        f.stop()
+
+
+@pytest.fixture(params=[pytest.param("sim", id="sim"), pytest.param("sshd", id="sshd", marks=pytest.mark.sshd)])
+def any_make_fleet(request):
+    """The simulated fleet's maker, then real sshd's: a test taking this runs once on each.
+
+    Both makers take (hosts=N, name="fleet"); faults exist only on the simulated fleet.
+    """
+    return request.getfixturevalue("make_fleet" if request.param == "sim" else "make_real_fleet")
 
 
 @pytest.fixture

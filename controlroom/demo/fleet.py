@@ -77,6 +77,7 @@ class SimHost:
     procs: set = field(default_factory=set)
     tunnels: int = 0  # connections this host forwarded as a jump host (ProxyJump)
     users: set = field(default_factory=set)  # the user names clients logged in as
+    accepted: int = 0  # TCP connections a 'hang' host accepted (and never answered)
 
 
 def _seed_host(root: Path) -> None:
@@ -190,7 +191,7 @@ class Fleet:
                 h.port = sock.getsockname()[1]
                 self._servers.append(sock)
             elif fault == "hang":
-                srv = await asyncio.start_server(self._hang, "127.0.0.1", 0)
+                srv = await asyncio.start_server(lambda r, w, h=h: self._hang(h, r, w), "127.0.0.1", 0)
                 h.port = srv.sockets[0].getsockname()[1]
                 self._servers.append(srv)
             else:
@@ -229,8 +230,9 @@ class Fleet:
     def _write_config(self) -> None:
         write_fleet_config(self.config_path, [(h.name, h.port, None) for h in self.hosts], self.prefix, self.width)
 
-    async def _hang(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _hang(self, h: SimHost, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # accept the TCP connection and never say a word
+        h.accepted += 1
         try:
             await reader.read()
         finally:
@@ -245,20 +247,18 @@ class Fleet:
             process.exit(0)
             return
         if fault and fault.kind == "slow":
-            # slow to start; a client that gives up meanwhile (its timeout) leaves, and the command never runs
-            closed = asyncio.ensure_future(process.channel.wait_closed())
-            await asyncio.wait({closed}, timeout=fault.arg)
-            if closed.done():
-                return
-            closed.cancel()
+            # slow to start; like sshd, the command runs even if the client gave up meanwhile (its timeout)
+            await asyncio.sleep(fault.arg)
         if fault and (fault.kind == "fail" or (fault.kind == "flaky" and fault.arg > 0)):
             if fault.kind == "flaky":
                 fault.arg -= 1
-            process.stderr.write(f"{h.name}: simulated failure\n".encode())
-            process.exit(1)
+            if not process.channel.is_closing():
+                process.stderr.write(f"{h.name}: simulated failure\n".encode())
+                process.exit(1)
             return
         env = {"HOSTNAME": h.name, "HOME": str(h.root), "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
                "LANG": "C.UTF-8"}
+        # a new session, as sshd's setsid(): the shell leads its own process group
         proc = await asyncio.create_subprocess_exec(
             "/bin/sh", "-c", cmd, cwd=h.root, env=env, stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
@@ -281,21 +281,30 @@ class Fleet:
             work = asyncio.ensure_future(_relay(proc, process))
             closed = asyncio.ensure_future(process.channel.wait_closed())
             await asyncio.wait({work, closed}, return_when=asyncio.FIRST_COMPLETED)
-            if work.done():
+            if work.done() and not process.channel.is_closing():
                 status = work.result()
                 if status < 0:  # killed by a signal: say so, as sshd does, instead of a made-up exit status
                     process.exit_with_signal(signal.Signals(-status).name.removeprefix("SIG"))
                 else:
                     process.exit(status)
             else:
-                # the client gave up (its timeout) or went away: stop the command like sshd would
+                # the client closed the channel (its timeout, a cancel) or went away. With a pty, sshd's session
+                # ends in a hangup; without one the command goes on, and its output has nowhere to go: sshd
+                # closes its end of the pipes, so a command that still writes gets EPIPE (SIGPIPE)
                 work.cancel()
+                if process.get_terminal_type() is not None:
+                    os.killpg(proc.pid, signal.SIGHUP)
+                for fd in (1, 2):
+                    pipe = proc._transport.get_pipe_transport(fd)  # the simulation's own subprocess
+                    if pipe is not None:
+                        pipe.close()
+                await proc.wait()
             closed.cancel()
         except (TimeoutError, asyncssh.Error, OSError):
             pass
         finally:
             h.procs.discard(proc)
-            if proc.returncode is None:
+            if proc.returncode is None:  # the fleet is stopping (its tasks are cancelled): no command outlives it
                 try:
                     os.killpg(proc.pid, signal.SIGKILL)
                 except ProcessLookupError:
