@@ -27,7 +27,7 @@ def core_modules() -> list[str]:
         if parts[-1] == "__init__":
             parts = parts[:-1]
         name = ".".join(parts)
-        if name not in SCREEN_ONLY:
+        if name not in SCREEN_ONLY and not name.startswith("controlroom.app_"):  # the app, split by job
             names.append(name)
     return names
 

@@ -81,3 +81,38 @@ def test_host_output_keeps_its_lines_each_cleaned():
     assert clean_lines("") == []
     assert clean_lines("no newline at the end") == ["no newline at the end"]
     assert all(len(line) <= 1000 for line in clean_lines("z" * 5000 + "\nshort"))
+
+
+# ------------------------------------------------------------------------------------------- the CLI printers
+
+HOSTILE = "db done\x1b]52;c;cm0gLXJmIH4=\x07\x1b[2J\x1b]0;title\x07\n[2026-06-18 13:12:13] [boss] DEPLOY OK r9999"
+
+
+def test_controlroom_log_prints_a_hostile_message_as_one_visible_line_without_escape_bytes(fleet):
+    from tests.conftest import run_cli
+
+    cfg = ["--config", str(fleet.config_path)]
+    added = run_cli("log", "add", HOSTILE, *cfg)
+    assert added.returncode == 0, added.stderr
+    shown = run_cli("log", *cfg)
+    assert shown.returncode == 0, shown.stderr
+    assert "\x1b" not in shown.stdout and "\x07" not in shown.stdout
+    lines = [line for line in shown.stdout.splitlines() if "db done" in line]
+    assert len(lines) == 1, shown.stdout
+    assert "^[]52;c;cm0gLXJmIH4=^G^[[2J^[]0;title^G ⏎ [2026-06-18 13:12:13] [boss] DEPLOY OK r9999" in lines[0]
+    assert not any(line.startswith("[2026-06-18 13:12:13] [boss]") for line in shown.stdout.splitlines())
+
+
+def test_controlroom_lock_and_unlock_show_a_hostile_reason_as_text_and_a_huge_one_bounded(fleet):
+    from tests.conftest import run_cli
+
+    cfg = ["--config", str(fleet.config_path)]
+    locked = run_cli("lock", "[/] \x1b[2J migration\nuntil 14:00 " + "x" * 100_000, *cfg)
+    assert locked.returncode == 0, locked.stderr
+    assert "\x1b" not in locked.stdout and len(locked.stdout) < 2000
+    assert "[/] ^[[2J migration ⏎ until 14:00 xxx" in locked.stdout and "…" in locked.stdout
+    log = run_cli("log", *cfg)
+    assert "\x1b" not in log.stdout and all(len(line) < 2000 for line in log.stdout.splitlines())
+    unlocked = run_cli("unlock", *cfg)
+    assert unlocked.returncode == 0, unlocked.stderr
+    assert "\x1b" not in unlocked.stdout and "[/] ^[[2J migration ⏎ until" in unlocked.stdout

@@ -12,6 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from controlroom import events as ev
+from controlroom.text import clean
 
 OUTPUT_LINES = 100  # lines of live output kept per host when no engine keeps them (the engine keeps its own)
 
@@ -78,12 +79,14 @@ class Board:
 
     # ------------------------------------------------------------------------------------------- plan
     def plan(self, phases: list[tuple[str, tuple[str, ...], int, bool]]) -> None:
-        """(name, hosts, max_failed, auto) per phase; every host pending."""
+        """(name, hosts, max_failed, auto) per phase; every host pending. Names are shown cleaned."""
         self.phases = []
         self.hosts = {}
         self.order = []
         for i, (name, hosts, max_failed, auto) in enumerate(phases):
-            self.phases.append(PhaseView(name, tuple(hosts), max_failed, auto, {ev.PENDING: len(hosts)}))
+            self.phases.append(
+                PhaseView(clean(name, 64), tuple(hosts), max_failed, auto, {ev.PENDING: len(hosts)})
+            )
             for h in hosts:
                 self.hosts[h] = HostView(h, i)
                 self.order.append(h)
@@ -111,7 +114,7 @@ class Board:
         if isinstance(e, ev.RolloutStarted):
             old = {n: h for n, h in self.hosts.items()} if e.resumed else {}
             meta = {p.name: (p.max_failed, p.auto) for p in self.phases}
-            self.plan([(name, hosts, *meta.get(name, (0, True))) for name, hosts in e.phases])
+            self.plan([(name, hosts, *meta.get(clean(name, 64), (0, True))) for name, hosts in e.phases])
             for n, h in old.items():  # a resumed rollout keeps what we knew until the engine says otherwise
                 if n in self.hosts and h.state != ev.PENDING:
                     self._set_state(self.hosts[n], h.state)

@@ -16,6 +16,8 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Log, Static
 
+from controlroom.text import clean
+
 MAX_LINES = 2000
 
 
@@ -40,15 +42,23 @@ def clock(at: float, now: float | None = None) -> str:
 
 
 def entry_line(at: float, user: str, kind: str, text: str, revision: str | None = None) -> str:
-    """`[13:12:13] [mygrant] DEPLOY OK r2307 ...`: the CLI's `controlroom log` format, the date only if not today."""
+    """`[13:12:13] [mygrant] DEPLOY OK r2307 ...`: the CLI's `controlroom log` format, the date only if not today.
+
+    One line whatever the entry holds: what people wrote is cleaned (no escape sequence, no newline, bounded).
+    """
     t, today = time.localtime(at), time.localtime()
     stamp = time.strftime("%H:%M:%S" if t[:3] == today[:3] else "%Y-%m-%d %H:%M:%S", t)
+    user, kind, text = clean(user, 64), clean(kind, 32), clean(text)
+    revision = clean(revision, 64) if revision else None
     rev = f" {revision}" if revision and revision not in text else ""
     body = f" {text}" if text else ""
     return f"[{stamp}] [{user}] {kind}{rev}{body}"
 
 
 def lock_banner(lock: LockView) -> Text:
+    lock = LockView(
+        clean(lock.user, 64), lock.at, clean(lock.reason), lock.rollout_id, lock.revision, lock.stale
+    )
     t = Text(justify="center")
     if lock.rollout_id:
         what = (lock.reason[:1].upper() + lock.reason[1:]) if lock.reason else f"Deploy #{lock.rollout_id}"

@@ -11,7 +11,13 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
 from controlroom import events as ev
+from controlroom.text import clean
 from widgets.states import COLOR, LABEL, SYMBOL
+
+
+def clean_body(body: str) -> str:
+    """A dialog's body keeps its own paragraphs; each line of it is cleaned (the parts came from people)."""
+    return "\n".join(clean(line, 2000) for line in body.split("\n"))
 
 
 class ConfirmDialog(ModalScreen[str | None]):
@@ -48,8 +54,9 @@ class ConfirmDialog(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(self.title_text, id="confirm-title")
-            yield Static(self.body, id="confirm-body")
+            # titles and bodies name hosts, people and their reasons: text, never markup
+            yield Label(clean(self.title_text), id="confirm-title", markup=False)
+            yield Static(clean_body(self.body), id="confirm-body", markup=False)
             if self.reason is not None:
                 yield Input(placeholder=self.reason, id="confirm-reason")
                 yield Static("enter confirms · esc cancels", id="confirm-keys")
@@ -116,9 +123,9 @@ class PromptDialog(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(self.title_text, id="prompt-title")
-            yield Static(self.body, id="prompt-body")
-            yield Input(value=self.value, placeholder=self.placeholder, id="prompt-input")
+            yield Label(clean(self.title_text), id="prompt-title", markup=False)
+            yield Static(clean_body(self.body), id="prompt-body", markup=False)
+            yield Input(value=clean(self.value), placeholder=self.placeholder, id="prompt-input")
 
     def on_mount(self) -> None:
         self.query_one(Input).focus()

@@ -18,6 +18,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Log, Static
 
 from controlroom import events as ev
+from controlroom.text import clean, clean_lines
 from widgets.board import Board
 from widgets.states import COLOR, LABEL, SYMBOL
 
@@ -31,20 +32,20 @@ def host_summary(board: Board, host: str, run: Any = None, now: float | None = N
     hv = board.hosts.get(host)
     t = Text()
     if hv is None:
-        t.append(f"{host}: not in this rollout")
+        t.append(f"{clean(host, 64)}: not in this rollout")
         return t
     phase = board.phases[hv.phase].name if 0 <= hv.phase < len(board.phases) else "?"
     t.append(f"{SYMBOL[hv.state]} {LABEL[hv.state]}", style=COLOR[hv.state])
     if hv.state == ev.RUNNING and hv.steps:
         t.append(f" · step {hv.step} of {hv.steps}")
     if hv.reason:
-        t.append(f" · {hv.reason}", style="bold" if hv.state == ev.FAILED else "")
+        t.append(f" · {clean(hv.reason)}", style="bold" if hv.state == ev.FAILED else "")
     t.append(f"\nphase {phase}")
     revision = hv.revision or (getattr(run, "revision", None) if run is not None else None)
     previous = hv.previous or (getattr(run, "previous", None) if run is not None else None)
-    t.append(f" · live revision {revision or previous or 'unknown'}")
+    t.append(f" · live revision {clean(revision or previous or 'unknown', 64)}")
     if previous and previous != revision:
-        t.append(f" (before: {previous})")
+        t.append(f" (before: {clean(previous, 64)})")
     t.append(f"\nstarted {_clock(hv.started)}")
     if hv.finished:
         t.append(f" · finished {_clock(hv.finished)}")
@@ -54,9 +55,23 @@ def host_summary(board: Board, host: str, run: Any = None, now: float | None = N
     result = getattr(run, "result", None) if run is not None else None
     if result is not None:
         t.append(
-            f"\nlast command: {result.label} · connect {result.connect_s:.2f} s · run {result.run_s:.2f} s"
+            f"\nlast command: {clean(result.label, 64)} · connect {result.connect_s:.2f} s · run {result.run_s:.2f} s"
         )
     return t
+
+
+def _appended(before: list[str], now) -> list[str]:
+    """The lines at the end of ``now`` (a bounded deque) that were not in ``before``, its earlier snapshot.
+
+    The deque drops lines at the front as it appends at the end, so ``before`` minus some first lines is a prefix
+    of ``now``. Lines are compared by identity: two equal lines printed twice are two lines.
+    """
+    now = list(now)
+    for dropped in range(len(before) + 1):
+        kept = len(before) - dropped
+        if kept <= len(now) and all(a is b for a, b in zip(before[dropped:], now[:kept], strict=True)):
+            return now[kept:]
+    return now
 
 
 class HostScreen(ModalScreen[None]):
@@ -85,7 +100,9 @@ class HostScreen(ModalScreen[None]):
         self.board = board
         self.host = host
         self._engine_host = engine_host or (lambda _h: None)
-        self._shown: tuple = ()  # what the output log holds: (source id, lines written, last line)
+        self._source: object = None  # where the output comes from: the engine's deque of lines, or the board
+        self._written: list[str] = []  # the engine's lines as last seen (same objects): what is new
+        self._board_lines = 0  # with the board as source: output lines ever received that are in the log
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -96,10 +113,10 @@ class HostScreen(ModalScreen[None]):
 
     def on_mount(self) -> None:
         box = self.query_one(Vertical)
-        box.border_title = self.host
+        box.border_title = Text(clean(self.host, 64))  # a Text: a str border title would be read as markup
         box.border_subtitle = "r retry · s skip · esc close"
         self.refresh_host()
-        self.set_interval(1 / 10, self.refresh_host)
+        self.set_interval(1 / 10, self.refresh_host, name="host output")  # the screen's: stops when it closes
 
     @property
     def output(self) -> Log:
@@ -110,24 +127,33 @@ class HostScreen(ModalScreen[None]):
         return host_summary(self.board, self.host, self._engine_host(self.host)).plain
 
     def refresh_host(self) -> None:
+        """Repaint the summary and append the output lines not shown yet.
+
+        Lines are only ever appended, never rewritten: a reader who scrolled up stays where they are (Log follows
+        the end only when the view is at the end). Every line is cleaned first: hosts print escape sequences.
+        """
         run = self._engine_host(self.host)
         self.query_one("#host-summary", Static).update(host_summary(self.board, self.host, run))
         log = self.output
         if run is not None:
             lines = run.output
-            sig = (id(lines), len(lines), lines[-1] if lines else None)
-            if sig != self._shown:
+            if self._source is not lines:
+                self._source, self._written = lines, []
                 log.clear()
-                log.write_lines(list(lines))
-                self._shown = sig
+            new = _appended(self._written, lines)
+            if new:
+                log.write_lines([c for line in new for c in clean_lines(line) or [""]])
+                self._written = list(lines)
             empty = not lines
         else:
             hv = self.board.hosts.get(self.host)
-            written = self._shown[1] if len(self._shown) == 3 and self._shown[0] == "board" else 0
-            if hv is not None and hv.output and hv.lines > written:
-                new = min(hv.lines - written, len(hv.output))
-                log.write_lines(list(hv.output)[-new:])
-                self._shown = ("board", hv.lines, None)
+            if self._source != "board":
+                self._source, self._board_lines = "board", 0
+                log.clear()
+            if hv is not None and hv.output and hv.lines > self._board_lines:
+                new = min(hv.lines - self._board_lines, len(hv.output))
+                log.write_lines([c for line in list(hv.output)[-new:] for c in clean_lines(line) or [""]])
+                self._board_lines = hv.lines
             empty = hv is None or not hv.lines
         self.query_one("#host-empty").display = empty
 

@@ -18,6 +18,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from controlroom import events as ev
+from controlroom.text import clean
 from widgets.board import Board
 from widgets.states import SYMBOL
 
@@ -99,8 +100,8 @@ class HostGrid(ScrollView, can_focus=True):
         """Lay the hosts out in rows for the current width (called on resize and when the plan changes)."""
         board = self.board
         width = max(self.scrollable_content_region.width, 1)
-        short = [n.split(".", 1)[0] for n in board.order]
-        self._names = short if len(set(short)) == len(short) else list(board.order)
+        short = [clean(n.split(".", 1)[0], 64) for n in board.order]
+        self._names = short if len(set(short)) == len(short) else [clean(n, 64) for n in board.order]
         self._name_w = max((len(n) for n in self._names), default=5)
         self._cell = self._name_w + 4  # symbol, space, name, two spaces
         self._per_row = max(1, (width + 2) // self._cell)

@@ -10,6 +10,7 @@ from textual.containers import Vertical
 from textual.widgets import Static
 
 from controlroom import events as ev
+from controlroom.text import clean
 from widgets.board import Board, PhaseView
 from widgets.deploy_log import LockView, clock
 from widgets.host_grid import HostGrid
@@ -42,14 +43,14 @@ IN_FLIGHT = ev.IN_FLIGHT
 def revision_line(board: Board) -> Text:
     """`r2306 -> r2307  ▶ RUNNING` (the live revision is `?` until known)."""
     t = Text()
-    t.append(board.previous or "?", style="bold")
+    t.append(clean(board.previous or "?", 64), style="bold")
     t.append(" -> ")
-    t.append(board.revision or "?", style="bold")
+    t.append(clean(board.revision or "?", 64), style="bold")
     t.append("   ")
     status = board.status
     t.append(f"{STATUS_SYMBOL[status]} {STATUS_LABEL[status]}", style=STATUS_COLOR[status])
     if board.user and board.status is not None:
-        t.append(f"  by {board.user}", style="dim")
+        t.append(f"  by {clean(board.user, 64)}", style="dim")
     return t
 
 
@@ -70,12 +71,13 @@ def context_line(board: Board, now: float | None = None) -> Text:
         t.append(f"{STATUS_LABEL[status].lower()} after {elapsed}")
         return t
     i = board.phase_index
-    name = phases[i].name if 0 <= i < len(phases) else "?"
+    name = phases[i].name if 0 <= i < len(phases) else "?"  # phase names are cleaned by the board
     where = f"{name} ({i + 1} of {len(phases)})"
     if status == ev.R_HALTED and board.halted is not None:
         h = board.halted
-        names = ", ".join(h.failed[:3]) + (f" and {len(h.failed) - 3} more" if len(h.failed) > 3 else "")
-        t.append(f"{h.name} HALTED", style="bold red")
+        names = ", ".join(clean(n, 64) for n in h.failed[:3])
+        names += f" and {len(h.failed) - 3} more" if len(h.failed) > 3 else ""
+        t.append(f"{clean(h.name, 64)} HALTED", style="bold red")
         t.append(f": {names} failed (budget {h.max_failed}); ")
         t.append("r", style="bold reverse")
         t.append(" retry or ")
@@ -85,9 +87,9 @@ def context_line(board: Board, now: float | None = None) -> Text:
         t.append(" abort")
     elif board.gate is not None and status != ev.R_PAUSED:
         g = board.gate
-        t.append(f"{g.name} waits", style="bold yellow")
+        t.append(f"{clean(g.name, 64)} waits", style="bold yellow")
         if g.reason:
-            t.append(f": {g.reason}")
+            t.append(f": {clean(g.reason)}")
         t.append(" · ")
         t.append("g", style="bold reverse")
         t.append(" proceeds")
@@ -181,7 +183,10 @@ def summary(board: Board, limit: int = 8) -> Text:
     if f is None:
         return t
     t.append(f"{STATUS_SYMBOL[f.status]} {STATUS_LABEL[f.status]}", style=STATUS_COLOR[f.status])
-    t.append(f": {board.previous or '?'} -> {f.revision} in {duration(f.seconds)}\n", style="bold")
+    t.append(
+        f": {clean(board.previous or '?', 64)} -> {clean(f.revision, 64)} in {duration(f.seconds)}\n",
+        style="bold",
+    )
     t.append(f"{f.done} done", style=COLOR[ev.DONE])
     t.append(" · ")
     t.append(f"{f.failed} failed", style=COLOR[ev.FAILED] if f.failed else "")
@@ -192,8 +197,8 @@ def summary(board: Board, limit: int = 8) -> Text:
         t.append(f" · {rolled} rolled back", style=COLOR[ev.ROLLED_BACK])
     for host, reason in f.failed_hosts[:limit]:
         t.append("\n")
-        t.append(f"{SYMBOL[ev.FAILED]} {host}", style=COLOR[ev.FAILED])
-        t.append(f"  {reason}")
+        t.append(f"{SYMBOL[ev.FAILED]} {clean(host, 64)}", style=COLOR[ev.FAILED])
+        t.append(f"  {clean(reason)}")
     if len(f.failed_hosts) > limit:
         t.append(f"\n... and {len(f.failed_hosts) - limit} more failed hosts (enter on a host shows why)")
     return t
@@ -238,9 +243,9 @@ class RolloutPane(Vertical):
         if line.display:
             t = Text()
             t.append("LOCKED", style="bold reverse red")
-            t.append(f" NO DEPLOY PLEASE — {lock.user}, {clock(lock.at)}", style="bold red")
+            t.append(f" NO DEPLOY PLEASE — {clean(lock.user, 64)}, {clock(lock.at)}", style="bold red")
             if lock.reason:
-                t.append(f": {lock.reason}")
+                t.append(f": {clean(lock.reason)}")
             line.update(t)
 
     @property

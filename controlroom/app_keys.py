@@ -1,0 +1,59 @@
+"""The control room's keys: one table for the footer, the command palette and the help screen."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from textual.binding import Binding
+
+
+@dataclass(frozen=True)
+class Action:
+    key: str
+    action: str
+    label: str
+    help: str
+
+
+# One table for the footer, the command palette and the help screen.
+ACTIONS = (
+    Action("d", "deploy", "Deploy", "Deploy the staged revision to the fleet, phase by phase"),
+    Action(
+        "g",
+        "proceed",
+        "Proceed",
+        "Start the next phase (past a gate), or go on past an exceeded failure budget",
+    ),
+    Action("p", "pause", "Pause", "Start no new host; hosts in flight finish"),
+    Action("p", "resume", "Resume", "Resume the paused rollout"),
+    Action("a", "abort", "Abort", "Cancel the hosts in flight and skip the pending ones"),
+    Action(
+        "b", "rollback", "Roll back", "Put the previous revision back on every done host, latest phase first"
+    ),
+    Action("r", "retry", "Retry", "Run the selected failed host again"),
+    Action("s", "skip", "Skip", "Give up on the selected host in this rollout (counts against the budget)"),
+    Action("enter", "open_host", "Open host", "Show the selected host's live output, result and timings"),
+    Action("l", "lock", "Lock", "Lock the fleet with a message: NO DEPLOY PLEASE"),
+    Action("u", "unlock", "Unlock", "Release the fleet lock"),
+    Action("m", "log_entry", "Log entry", "Add an entry to the deploy log"),
+    Action("question_mark", "help", "Help", "Keys, host symbols and what each pane is for"),
+)
+_KEY_NAMES = {"question_mark": "?", "enter": "enter"}
+# In the footer only while no rollout runs (an 80-column footer has room for the rollout's own actions only);
+# their keys work all the time through a hidden twin binding with the argument 1.
+SECONDARY = ("lock", "unlock", "log_entry", "quit")
+
+
+def bindings(tabs: Iterable[str]) -> list[Binding]:
+    out = []
+    for a in (*ACTIONS, Action("q", "quit", "Quit", "Quit the control room")):
+        if a.action in SECONDARY:
+            out.append(Binding(a.key, f"{a.action}(0)", a.label, tooltip=a.help))
+            out.append(Binding(a.key, f"{a.action}(1)", a.label, show=False))
+        else:
+            out.append(Binding(a.key, a.action, a.label, tooltip=a.help, show=a.action != "open_host"))
+    out += [
+        Binding(str(i + 1), f"show_tab('{t}')", f"Show pane {i + 1}", show=False) for i, t in enumerate(tabs)
+    ]
+    return out
