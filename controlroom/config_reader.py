@@ -24,7 +24,9 @@ class _Lines:
     """Maps dotted keys to the line that defines them; tomllib does not keep positions."""
 
     _header = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
-    _key = re.compile(r"""^\s*((?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*'))*)\s*=""")
+    _key = re.compile(
+        r"""^\s*((?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*'))*)\s*="""
+    )
 
     def __init__(self, text: str) -> None:
         self.lines: dict[str, int] = {}
@@ -124,7 +126,9 @@ class Reader:
     def fail(self, dotted: str, message: str) -> ConfigError:
         line = self.lines.line(dotted)
         where = f"{self.path}:{line}" if line else str(self.path)
-        return ConfigError(f"{where}: {dotted}: {message}")
+        err = ConfigError(f"{where}: {dotted}: {message}")
+        err.line = line or 0  # type: ignore[attr-defined]  # to report in the order of the file
+        return err
 
     def bad(self, dotted: str, message: str, default: Any = None) -> Any:
         """Note a bad value and go on with ``default``."""
@@ -146,8 +150,13 @@ class Reader:
         return len(self.errors)
 
     def raise_errors(self) -> None:
-        """Raise everything noted as one ConfigErrors (str: the first line), value errors first."""
-        errs = self.errors + self.file_errors
+        """Raise everything noted as one ConfigErrors (str: the first line): bad values in the order of the file,
+        then missing files."""
+
+        def line(e: ConfigError) -> int:
+            return getattr(e, "line", 0)
+
+        errs = sorted(self.errors, key=line) + sorted(self.file_errors, key=line)
         if errs:
             raise ConfigErrors(errs)
 
@@ -188,12 +197,22 @@ class Reader:
         for x in v:
             if not isinstance(x, str):
                 return self.bad(
-                    f"{dotted}.{key}", f"must be a list of strings, got a list holding {kind_of(x)} ({x!r})", default
+                    f"{dotted}.{key}",
+                    f"must be a list of strings, got a list holding {kind_of(x)} ({x!r})",
+                    default,
                 )
         return tuple(v)
 
-    def integer(self, t: dict, dotted: str, key: str, default: Any, minimum: int = 1, maximum: int | None = None,
-                why: str = "") -> Any:
+    def integer(
+        self,
+        t: dict,
+        dotted: str,
+        key: str,
+        default: Any,
+        minimum: int = 1,
+        maximum: int | None = None,
+        why: str = "",
+    ) -> Any:
         if key not in t:
             return default
         v = t[key]
@@ -202,7 +221,9 @@ class Reader:
         if v < minimum:
             return self.bad(f"{dotted}.{key}", f"must be at least {minimum}, got {v}", default)
         if maximum is not None and v > maximum:
-            return self.bad(f"{dotted}.{key}", why.format(v=v) or f"must be at most {maximum}, got {v}", default)
+            return self.bad(
+                f"{dotted}.{key}", why.format(v=v) or f"must be at most {maximum}, got {v}", default
+            )
         return v
 
     def seconds(self, t: dict, dotted: str, key: str, default: float, allow_zero: bool = False) -> float:
@@ -213,7 +234,9 @@ class Reader:
         if isinstance(v, str):
             parsed = parse_duration(v)
             if parsed is None:
-                return self.bad(d, f"must be seconds or a duration like \"90s\", \"2m\", \"1h\", got {v!r}", default)
+                return self.bad(
+                    d, f'must be seconds or a duration like "90s", "2m", "1h", got {v!r}', default
+                )
             v = parsed
         elif isinstance(v, bool) or not isinstance(v, (int, float)):
             return self.bad(d, f"must be a number of seconds, got {kind_of(v)}", default)

@@ -180,6 +180,52 @@ def test_run_with_bad_config_exits_2_before_touching_a_host(fleet):
     assert not any((h.root / "reached").exists() for h in fleet.hosts)
 
 
+@pytest.mark.parametrize("hosts", ["", ",", " , "])
+def test_run_with_an_empty_host_selection_exits_2_and_touches_no_host(fleet, hosts):
+    msg = one_line_error(run_cli("run", "touch reached", "--hosts", hosts, "--config", str(fleet.config_path)))
+    assert msg.startswith("controlroom: --hosts: "), msg
+    assert "names no host" in msg
+    assert not any((h.root / "reached").exists() for h in fleet.hosts)
+
+
+STAMP = r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\]"
+
+
+def deploy_log(fleet: Fleet) -> list[str]:
+    res = run_cli("log", "-n", "50", "--config", str(fleet.config_path))
+    assert res.returncode == 0, res.stderr
+    return res.stdout.splitlines()
+
+
+def test_run_goes_into_the_deploy_log_with_who_what_how_many_and_the_result(make_fleet):
+    fleet = make_fleet(5, "web004=refuse,web005=refuse")
+    res = run_cli("run", "uptime", "--config", str(fleet.config_path), env={"SUDO_USER": "mygrant"})
+    assert res.returncode == 1, res.stderr
+    assert summary(res.stdout) == "5 hosts: 3 ok, 2 refused"
+    assert re.fullmatch(rf"{STAMP} \[mygrant\] RUN 'uptime' on 5 hosts: 3 ok, 2 refused", deploy_log(fleet)[-1])
+
+
+def test_a_long_multi_line_command_is_one_bounded_line_in_the_deploy_log(fleet):
+    cmd = "echo one\necho two \x1b[2J\n" + "true; " * 100
+    res = run_cli("run", cmd, "--hosts", "web001", "--config", str(fleet.config_path))
+    assert res.returncode == 0, res.stderr
+    last = deploy_log(fleet)[-1]
+    assert re.fullmatch(rf"{STAMP} \[\S+\] RUN 'echo one echo two \^\[\[2J true; true; .*…' on 1 host: 1 ok", last)
+    assert len(last) < 300 and "\x1b" not in last
+
+
+def test_run_works_when_the_deploy_log_cannot_be_opened_and_says_so_in_one_line(fleet):
+    (fleet.dir / "not-a-dir").write_text("a file where the state directory should be\n")
+    config = fast_config(fleet, lambda text: text.replace('dir = "state"', 'dir = "not-a-dir"'))
+    res = run_cli("run", "touch reached", "--config", str(config))
+    assert res.returncode == 0, res.stderr
+    assert summary(res.stdout) == "10 hosts: 10 ok"
+    assert all((h.root / "reached").exists() for h in fleet.hosts)
+    warnings = res.stderr.splitlines()
+    assert len(warnings) == 1, res.stderr
+    assert warnings[0].startswith("controlroom: warning: run not recorded in the deploy log: "), res.stderr
+
+
 # ------------------------------------------------------------------------------------------- fleet
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from controlroom import config
-from controlroom.errors import ConfigError
+from controlroom.errors import ConfigError, ConfigErrors
 from tests.conftest import run_cli
 
 INVENTORY = """\
@@ -595,3 +595,161 @@ def test_relative_paths_are_relative_to_the_config_not_the_current_directory(tmp
     cfg = config.load(path)
     assert cfg.state.dir == tmp_path / "state"
     assert cfg.ssh.known_hosts == tmp_path / "known_hosts"
+
+
+# ------------------------------------------------------------------------------------------- templates
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value"),
+    [
+        ("deploy", "steps", '["echo \\"{revision}\\" > REVISION"]'),
+        ("deploy", "steps", "[\"ln -sfn '{revision}' current\"]"),
+        ("deploy", "rollback", "[\"ln -sfn 'releases/{previous}' current\"]"),
+        ("deploy", "health", '"curl -fsS \\"http://{host}/health\\""'),
+        ("deploy", "steps", '["x=\\"$(echo \\"{revision}\\")\\""]'),
+    ],
+)
+def test_a_placeholder_inside_quotes_is_refused_because_values_come_quoted(tmp_path, section, key, value):
+    path = write(tmp_path, INVENTORY + f"\n[{section}]\n{key} = {value}\n")
+    check_fails(
+        path, line=8, key=f"{section}.{key}", says=["is inside quotes", "remove the quotes around it"]
+    )
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        'echo $HOME ${HOME} "${HOME}" > where',
+        "awk '{print $1}' REVISION",
+        'echo "$(cat releases/{revision}/REVISION)"',
+        "test -d releases/{revision} && echo {host}: {previous}",
+        "{ echo a; echo b; } > both; echo {a,b}",
+    ],
+)
+def test_shell_variables_and_literal_braces_in_a_step_are_the_shells(tmp_path, step):
+    path = write(tmp_path, INVENTORY + "\n[deploy]\nsteps = [" + _toml_string(step) + "]\n")
+    assert config.load(path).deploy.steps == (step,)
+
+
+def _toml_string(s: str) -> str:
+    return "'" + s + "'" if "'" not in s else '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def test_a_shell_variable_named_like_a_placeholder_is_refused_as_ambiguous(tmp_path):
+    path = write(tmp_path, INVENTORY + '\n[deploy]\nsteps = ["echo ${revision}"]\n')
+    check_fails(
+        path, line=8, key="deploy.steps", says=["${revision}", "is a shell variable", "write {revision}"]
+    )
+
+
+def test_unknown_placeholder_in_the_health_check_is_refused(tmp_path):
+    path = write(tmp_path, INVENTORY + '\n[deploy]\nhealth = "curl -fsS {hostname}/health"\n')
+    check_fails(path, line=8, key="deploy.health", says=["unknown placeholder {hostname}", "{revision}"])
+
+
+def test_a_placeholder_in_live_command_is_refused_because_it_is_never_filled_in(tmp_path):
+    path = write(tmp_path, INVENTORY + '\n[release]\nlive_command = "cat releases/{host}/REVISION"\n')
+    check_fails(path, line=8, key="release.live_command", says=["{host}", "not filled in here", "none here"])
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "key", "says"),
+    [
+        ("[deploy]\nsteps = []\n", 8, "deploy.steps", "is empty: list the commands"),
+        ('[deploy]\nsteps = ["true", " "]\n', 8, "deploy.steps", "command 2 of 2 is empty"),
+        ('[deploy]\nhealth = ""\n', 8, "deploy.health", "leave health out for no health check"),
+        ('[[phase]]\nname = ""\n', 8, "phase[0].name", "must not be empty"),
+        ('[[phase]]\nname = "can\\u001b[2Jary"\n', 8, "phase[0].name", "one line of printable text"),
+    ],
+)
+def test_empty_steps_and_phase_names_are_clear_errors(tmp_path, body, line, key, says):
+    path = write(tmp_path, INVENTORY + "\n" + body)
+    msg = check_fails(path, line=line, key=key, says=[says])
+    assert "\x1b" not in msg
+
+
+# ------------------------------------------------------------------------------------------- every error at once
+
+
+MANY_ERRORS = """\
+[inventory]
+hosts = ["web[01:10]"]
+
+[inventory.ssh]
+known_hosts = "nowhere/known_hosts"
+max_parallel = "lots"
+user = 7
+conect_timeout = 5
+
+[deploy]
+steps = []
+health = "curl '{host}'"
+
+[[phase]]
+name = ""
+size = "200%"
+"""
+
+
+def test_check_reports_every_error_in_one_run_bad_values_before_missing_files(tmp_path):
+    path = write(tmp_path, MANY_ERRORS)
+    res = run_cli("check", "--config", str(path))
+    assert res.returncode == 2
+    assert res.stdout == ""
+    lines = res.stderr.splitlines()
+    where_and_key = [line.split(": ")[1:3] for line in lines]
+    assert where_and_key == [
+        [f"{path}:6", "inventory.ssh.max_parallel"],
+        [f"{path}:7", "inventory.ssh.user"],
+        [f"{path}:8", "inventory.ssh.conect_timeout"],
+        [f"{path}:11", "deploy.steps"],
+        [f"{path}:12", "deploy.health"],
+        [f"{path}:15", "phase[0].name"],
+        [f"{path}:16", "phase[0].size"],
+        [f"{path}:5", "inventory.ssh.known_hosts"],  # a missing file comes after every bad value
+    ], res.stderr
+    assert "did you mean 'connect_timeout'?" in lines[2]
+    assert all(line.startswith("controlroom: ") for line in lines)
+
+
+def test_other_commands_stop_at_the_first_error_check_shows(tmp_path):
+    path = write(tmp_path, MANY_ERRORS)
+    first = run_cli("check", "--config", str(path)).stderr.splitlines()[0]
+    for args in (["run", "true"], ["log"], ["deploy", "--yes"]):
+        res = run_cli(*args, "--config", str(path))
+        assert res.returncode == 2, (args, res.stderr)
+        assert res.stderr.splitlines() == [first], (args, res.stderr)
+
+
+def test_load_raises_one_error_holding_them_all(tmp_path):
+    path = write(tmp_path, MANY_ERRORS)
+    with pytest.raises(ConfigErrors) as e:
+        config.load(path)
+    assert len(e.value.errors) == 8
+    assert str(e.value) == str(e.value.errors[0])
+    assert isinstance(e.value, ConfigError) and e.value.exit_code == 2
+
+
+def test_check_shows_twenty_errors_and_counts_the_rest(tmp_path):
+    body = INVENTORY + "".join(f"typo_{i} = 1\n" for i in range(25))
+    res = run_cli("check", "--config", str(write(tmp_path, body)))
+    assert res.returncode == 2
+    lines = res.stderr.splitlines()
+    assert len(lines) == 21
+    assert all(": inventory.ssh.typo_" in line and "unknown key" in line for line in lines[:20])
+    assert lines[20] == "controlroom: ... and 5 more errors"
+
+
+# ------------------------------------------------------------------------------------------- agent forwarding
+
+
+def test_agent_forwarding_is_off_unless_the_config_turns_it_on(tmp_path):
+    assert config.load(write(tmp_path, INVENTORY)).ssh.agent_forwarding is False
+    assert config.load(write(tmp_path, INVENTORY + "agent_forwarding = true\n")).ssh.agent_forwarding is True
+    check_fails(
+        write(tmp_path, INVENTORY + 'agent_forwarding = "yes"\n'),
+        line=6,
+        key="inventory.ssh.agent_forwarding",
+        says=["must be true or false"],
+    )

@@ -11,6 +11,7 @@ from controlroom import config, inventory
 from controlroom.config import PhaseSpec
 from controlroom.errors import ConfigError
 from controlroom.inventory import PatternError, expand, plan_phases, select
+from tests.conftest import run_cli
 
 
 def load(tmp_path: Path, body: str) -> config.Config:
@@ -297,3 +298,46 @@ def test_select_a_backwards_range_says_so():
 def test_a_typo_range_of_a_hundred_million_hosts_is_refused_before_it_eats_memory():
     with pytest.raises(PatternError, match="names 100000000 hosts; at most 100000 per pattern"):
         expand("web[1:100000000]")
+
+
+def test_two_ranges_that_multiply_past_the_cap_are_refused_before_they_eat_memory():
+    # each range is small; together they name 998,001 hosts
+    with pytest.raises(PatternError, match=r"names 998001 hosts; at most 100000 per pattern"):
+        expand("web[1:999]x[1:999]")
+
+
+def test_an_inventory_of_many_patterns_past_the_cap_is_refused_with_the_line(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load(tmp_path, '[inventory]\nhosts = ["a[1:60000]",\n  "b[1:60000]"]\n')
+    assert str(e.value).startswith(f"{tmp_path / 'controlroom.toml'}:2: inventory.hosts: ")
+    assert "more than 100000 hosts" in str(e.value)
+
+
+@pytest.mark.parametrize("selector", ["", ",", " , ,"])
+def test_select_nothing_at_all_is_an_error_not_every_host(selector):
+    with pytest.raises(ValueError, match="names no host"):
+        select(selector, NAMES, GROUPS)
+
+
+def test_select_thousands_of_names_from_a_large_inventory_by_lookup():
+    # a scan of the inventory per name would be 20,000 x 100,000 comparisons: this would not finish
+    names = tuple(f"web{n:06d}.example.com" for n in range(1, 100_001))
+    picked = select("web[000001:020000],web099999", names, {"all": names})
+    assert len(picked) == 20_001
+    assert picked[0] == "web000001.example.com" and picked[-1] == "web099999.example.com"
+
+
+def test_check_summarises_a_fleet_of_100000_hosts_in_two_colos(tmp_path):
+    # check reads each host's colo: a scan of the inventory per host would be 10^10 comparisons
+    (tmp_path / "known_hosts").touch()
+    path = tmp_path / "controlroom.toml"
+    path.write_text(
+        '[inventory.groups.front]\nhosts = ["web[000001:050000]"]\ncolo = "mud"\n'
+        '[inventory.groups.back]\nhosts = ["app[000001:050000]"]\ncolo = "sp1"\n'
+        '[inventory.ssh]\nknown_hosts = "known_hosts"\n'
+    )
+    res = run_cli("check", "--config", str(path))
+    assert res.returncode == 0, res.stderr
+    assert "hosts: 100000" in res.stdout
+    assert "  front            50000 hosts (colo mud)" in res.stdout
+    assert "  back             50000 hosts (colo sp1)" in res.stdout

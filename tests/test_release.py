@@ -1,0 +1,122 @@
+"""Revisions are names, never options: what reaches git cannot make it write files or read ranges."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from controlroom import config, release
+from controlroom.errors import ControlroomError, UsageError
+from tests.conftest import run_cli
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A repository with r2306 (live) and r2307 (staged, on refs/heads/staging)."""
+    r = tmp_path / "repo"
+    r.mkdir()
+    git(r, "init", "-q", "-b", "main")
+    git(r, "config", "user.email", "t@example.com")
+    git(r, "config", "user.name", "t")
+    for rev in ("r2306", "r2307"):
+        (r / "REVISION").write_text(rev + "\n")
+        git(r, "add", "REVISION")
+        git(r, "commit", "-q", "-m", rev)
+        git(r, "tag", rev)
+    git(r, "branch", "staging")
+    return r
+
+
+def load_with_repo(tmp_path: Path, repo: Path, extra: str = "") -> config.Config:
+    (tmp_path / "known_hosts").touch()
+    path = tmp_path / "controlroom.toml"
+    path.write_text(
+        '[inventory]\nhosts = ["web01"]\n[inventory.ssh]\nknown_hosts = "known_hosts"\n'
+        f'[release]\nrepo = "{repo}"\nstaged = "refs/heads/staging"\n{extra}'
+    )
+    return config.load(path)
+
+
+@pytest.mark.parametrize("rev", ["r2307", "4f1c2ab", "release/2024-06-01", "v1.2.3", "hotfix_7"])
+def test_a_revision_name_is_accepted_as_written(rev):
+    assert release.validate_revision(rev) == rev
+
+
+@pytest.mark.parametrize(
+    ("rev", "says"),
+    [
+        ("--output=/tmp/x", "must not start with '-'"),
+        ("-r2307", "must not start with '-'"),
+        ("r2306..r2307", "must not contain '..'"),
+        ("r2307; rm -rf /", "may hold only letters, digits"),
+        ("r2307\x1b[2J", "may hold only letters, digits"),
+        ("r 2307", "may hold only letters, digits"),
+        ("", "empty revision"),
+        ("r" * 300, "longer than 200 characters"),
+    ],
+)
+def test_a_revision_that_is_not_a_plain_name_is_a_usage_error_in_one_line(rev, says):
+    with pytest.raises(UsageError) as e:
+        release.validate_revision(rev)
+    msg = str(e.value)
+    assert e.value.exit_code == 2
+    assert says in msg and "\n" not in msg and "\x1b" not in msg
+    assert len(msg) < 200
+
+
+def test_the_staged_revision_is_its_tag(tmp_path, repo):
+    assert release.staged_revision(load_with_repo(tmp_path, repo)) == "r2307"
+
+
+def test_a_tag_that_is_not_a_plain_name_is_shown_as_the_short_hash(tmp_path, repo):
+    git(repo, "tag", "-d", "r2307")
+    git(repo, "tag", "r2307+hot")  # git allows '+'; our revisions do not
+    short = git(repo, "rev-parse", "--short", "staging")
+    assert release.staged_revision(load_with_repo(tmp_path, repo)) == short
+
+
+def test_the_staging_diff_of_a_live_revision_shaped_like_an_option_writes_no_file(tmp_path, repo):
+    cfg = load_with_repo(tmp_path, repo)
+    assert "REVISION" in release.diff_stat(cfg, "r2306", "r2307")
+    target = tmp_path / "x"
+    # a host's live_command printed this: git diff would take it as --output=FILE and write there
+    assert release.diff_stat(cfg, f"--output={target}", "r2307") == ""
+    assert release.diff_stat(cfg, "r2306", f"--output={target}") == ""
+    assert not list(tmp_path.glob("x*"))
+
+
+def test_a_ref_shaped_like_an_option_is_never_read_as_one_by_git(tmp_path, repo):
+    target = tmp_path / "out"
+    with pytest.raises(ControlroomError):
+        release.name_of(repo, f"--output={target}")
+    with pytest.raises(ControlroomError):
+        release.resolve(repo, "--all")
+    assert not list(tmp_path.glob("out*"))
+
+
+def test_a_config_revision_or_staged_ref_shaped_like_an_option_is_refused_with_file_line_and_key(
+    tmp_path, repo
+):
+    (tmp_path / "known_hosts").touch()
+    path = tmp_path / "controlroom.toml"
+    path.write_text(
+        '[inventory]\nhosts = ["web01"]\n[inventory.ssh]\nknown_hosts = "known_hosts"\n'
+        f'[release]\nrepo = "{repo}"\nstaged = "--output=/tmp/x"\n'
+        '[deploy]\nrevision = "r1..r2"\n'
+    )
+    res = run_cli("check", "--config", str(path))
+    assert res.returncode == 2
+    assert res.stderr.splitlines() == [
+        f'controlroom: {path}:7: release.staged: must be a git ref like "refs/heads/staging" (no spaces, no '
+        "leading '-'), got '--output=/tmp/x'",
+        f"controlroom: {path}:9: deploy.revision: revision 'r1..r2' must not contain '..' (a tag, branch or "
+        "commit name like r2307)",
+    ]
