@@ -157,6 +157,15 @@ class RolloutFinished(Event):
 
 
 @dataclass(frozen=True)
+class RolloutInterrupted(Event):
+    """The process driving the rollout was told to stop (Ctrl+C, SIGTERM): in-flight hosts were stopped and
+    recorded as interrupted; the rollout is halted, resumable, and keeps the fleet locked."""
+
+    user: str
+    hosts: tuple[str, ...]  # the hosts that were in flight
+
+
+@dataclass(frozen=True)
 class LogEntryAdded(Event):
     """A deploy-log entry (rollout_id 0 when it belongs to no rollout)."""
 
@@ -188,6 +197,7 @@ EVENT_TYPES = {
         RolloutResumed,
         OperatorAction,
         RolloutFinished,
+        RolloutInterrupted,
         LogEntryAdded,
         LockChanged,
     )

@@ -10,15 +10,17 @@ import json
 import os
 import socket
 import sqlite3
+import sys
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from controlroom import events as ev
 from controlroom import schema
-from controlroom.errors import LockedError
 from controlroom.identity import current_origin, current_user  # noqa: F401 - who did it; others import it from here
+from controlroom.locks import Lock, LockMixin, abandons  # noqa: F401 - the lock's types live with their mixin
 
 
 @dataclass(frozen=True)
@@ -37,37 +39,6 @@ class LogEntry:
         text = f" {self.text}" if self.text else ""
         who = f"{self.user}@{self.origin}" if self.origin else self.user  # the SSH client address, when known
         return f"[{stamp}] [{who}] {self.kind}{rev}{text}"
-
-
-@dataclass(frozen=True)
-class Lock:
-    user: str
-    at: float
-    reason: str
-    pid: int | None
-    hostname: str | None
-    rollout_id: int | None
-    origin: str | None = None
-    stale: bool = False
-
-    @property
-    def parked(self) -> bool:
-        """A deploy's lock kept while the deploy waits for a decision with no process driving it."""
-        return bool(self.rollout_id) and not self.pid
-
-    @property
-    def live(self) -> bool:
-        """Held by a deploy process that is running now."""
-        return bool(self.rollout_id) and bool(self.pid) and not self.stale
-
-    def describe(self) -> str:
-        stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(self.at))
-        if self.parked:
-            return f"deploy #{self.rollout_id} by {self.user}, {stamp}: {self.reason}"
-        if self.rollout_id:
-            what = f"deploy #{self.rollout_id} by {self.user} since {stamp} (pid {self.pid} on {self.hostname})"
-            return what + (" — stale: that process is gone" if self.stale else "")
-        return f"NO DEPLOY PLEASE — {self.user}, {stamp}: {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -113,7 +84,7 @@ def pid_alive(pid: int | None, hostname: str | None = None) -> bool:
     return True
 
 
-class Journal:
+class Journal(LockMixin):
     """One SQLite database per state directory; safe for several processes (WAL, busy timeout)."""
 
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
@@ -145,13 +116,35 @@ class Journal:
         self._subscribers.append(fn)
 
     # ------------------------------------------------------------------------------------------ events
+    @property
+    def state_dir(self) -> Path:
+        return Path(self.path).parent
+
     def record(self, event: ev.Event) -> None:
         """Commit the event (and what it changes), then publish it to subscribers."""
         if not isinstance(event, ev.HostOutput):
+            self.check_same_file()
             with self._tx():
                 self._apply(event)
-        for fn in self._subscribers:
-            fn(event)
+        self._publish(event)
+
+    def check_same_file(self) -> None:
+        """Refuse to write when journal.db was deleted or replaced under us: our writes would go nowhere, and a
+        second process on the new file would think the fleet free."""
+        try:
+            st = os.stat(self.path)
+            now = (st.st_dev, st.st_ino)
+        except OSError:
+            now = None
+        first = getattr(self, "_identity", None)
+        if first is None:
+            self._identity = now
+            return
+        if now != first:
+            from controlroom.errors import JournalError
+
+            raise JournalError(f"{self.path}: the journal was deleted or replaced while this process used it; "
+                               "stopping here. Look at who did it, then `controlroom deploy --resume`")
 
     def _tx(self, immediate: bool = False) -> _Tx:
         return _Tx(self.db, immediate)
@@ -189,7 +182,7 @@ class Journal:
                 )
         elif isinstance(e, ev.PhaseStarted):
             db.execute("UPDATE rollouts SET phase = ?, status = ? WHERE id = ?", (e.phase, ev.R_RUNNING, e.rollout_id))
-        elif isinstance(e, ev.PhaseHalted):
+        elif isinstance(e, (ev.PhaseHalted, ev.RolloutInterrupted)):
             db.execute("UPDATE rollouts SET status = ? WHERE id = ?", (ev.R_HALTED, e.rollout_id))
         elif isinstance(e, ev.GateWaiting):
             db.execute("UPDATE rollouts SET status = ?, phase = ? WHERE id = ?", (ev.R_WAITING, e.phase, e.rollout_id))
@@ -224,140 +217,53 @@ class Journal:
             raise schema.explain(e, self.db) from None
         return [LogEntry(*r) for r in reversed(rows)]
 
-    # ------------------------------------------------------------------------------------------ lock
-    def lock(self) -> Lock | None:
-        row = self.db.execute(
-            "SELECT user, at, reason, pid, hostname, rollout_id, origin FROM lock WHERE id = 1"
-        ).fetchone()
-        if not row:
-            return None
-        user, at, reason, pid, hostname, rollout_id, origin = row
-        return Lock(user, at, reason, pid, hostname, rollout_id, origin, stale=bool(pid) and not pid_alive(pid, hostname))
-
-    def take_lock(
-        self,
-        user: str,
-        reason: str,
-        *,
-        rollout_id: int | None = None,
-        force_reason: str | None = None,
-        takeover: bool = False,
-    ) -> Lock:
-        """Take the fleet lock, atomically. A deploy passes its rollout_id and holds the lock while it runs.
-
-        Raises LockedError naming the holder when the fleet is locked by a person (unless force_reason is given)
-        or by a live deploy (always). A lock left by a dead process is taken over, with a log entry.
-        """
-        pid = os.getpid() if rollout_id else None
-        host = socket.gethostname() if rollout_id else None
-        now = time.time()
-        notes: list[tuple[str, str]] = []
-        saved: str | None = None
-        with self._tx(immediate=True):
-            cur = self.lock()
-            if cur is not None:
-                if rollout_id and cur.rollout_id == rollout_id:
-                    # the same deploy going on (resume, rollback): its own lock, parked or left by a dead process
-                    if cur.stale:
-                        notes.append(("LOCK TAKEN OVER", f"stale lock of deploy #{cur.rollout_id} by {cur.user} "
-                                      f"(pid {cur.pid} is gone)"))
-                    saved = self._saved()
-                elif cur.live and cur.pid != os.getpid():
-                    raise LockedError(f"the fleet is locked by {cur.describe()}")
-                elif cur.rollout_id and cur.stale:
-                    notes.append(("LOCK TAKEN OVER", f"stale lock of deploy #{cur.rollout_id} by {cur.user} "
-                                  f"(pid {cur.pid} is gone)"))
-                elif rollout_id and force_reason:
-                    notes.append(("FORCE", f"deploy past the lock of {cur.describe()}: {force_reason}"))
-                    if not cur.rollout_id:
-                        saved = json.dumps([cur.user, cur.origin, cur.at, cur.reason])  # put back afterwards
-                elif not rollout_id and not cur.rollout_id and cur.user == user:
-                    pass  # the same person updates their message
-                elif takeover:
-                    notes.append(("LOCK TAKEN OVER", f"lock of {cur.describe()}"))
-                else:
-                    raise LockedError(
-                        f"the fleet is locked: {cur.describe()}"
-                        + ("; to deploy anyway use --force --reason TEXT" if rollout_id else "")
-                    )
-            self.db.execute(
-                "INSERT OR REPLACE INTO lock (id, user, origin, at, reason, pid, hostname, rollout_id, saved)"
-                " VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (user, current_origin(), now, reason, pid, host, rollout_id, saved),
-            )
-            entries = [ev.LogEntryAdded(rollout_id or 0, user=user, kind=kind, text=text) for kind, text in notes]
-            if not rollout_id:
-                entries.append(ev.LogEntryAdded(0, user=user, kind="LOCK", text=reason))
-            for e in entries:
-                self._apply(e)
-        for e in entries:
-            self._publish(e)
-        lock = Lock(user, now, reason, pid, host, rollout_id, current_origin())
-        self._publish(ev.LockChanged(rollout_id or 0, held=True, user=user, reason=reason))
-        return lock
-
-    def _saved(self) -> str | None:
-        row = self.db.execute("SELECT saved FROM lock WHERE id = 1").fetchone()
-        return row[0] if row else None
-
-    def park_lock(self, rollout_id: int, reason: str) -> None:
-        """The deploy's process is leaving while the deploy waits for a decision: keep the fleet locked for it."""
-        with self._tx(immediate=True):
-            self.db.execute(
-                "UPDATE lock SET pid = NULL, hostname = NULL, reason = ?, at = ? WHERE id = 1 AND rollout_id = ?",
-                (reason, time.time(), rollout_id),
-            )
-        self._publish(ev.LockChanged(rollout_id, held=True, user=None, reason=reason))
-
-    def release_lock(self, user: str, *, rollout_id: int | None = None, manual: bool = True) -> Lock | None:
-        """Release the lock. A person cannot release a live deploy's lock; a deploy releases only its own."""
-        entries: list[ev.LogEntryAdded] = []
-        restored = None
-        with self._tx(immediate=True):
-            cur = self.lock()
-            if cur is None:
-                return None
-            if rollout_id is not None:
-                if cur.rollout_id != rollout_id:
-                    return None
-            elif cur.live:
-                raise LockedError(f"cannot unlock: held by the running {cur.describe()}")
-            saved = self._saved()
-            self.db.execute("DELETE FROM lock WHERE id = 1")
-            if saved and rollout_id is not None:
-                # a forced deploy is over: the person's lock it went past holds again
-                restored = json.loads(saved)
-                self.db.execute(
-                    "INSERT INTO lock (id, user, origin, at, reason) VALUES (1, ?, ?, ?, ?)", tuple(restored)
-                )
-                entries.append(ev.LogEntryAdded(rollout_id, user=user, kind="LOCK RESTORED",
-                                                text=f"{restored[0]}: {restored[3]}"))
-            if manual:
-                text = f"released the lock of {cur.user} ({cur.reason})" if cur.user != user else cur.reason
-                entries.append(ev.LogEntryAdded(0, user=user, kind="UNLOCK", text=text))
-            for e in entries:
-                self._apply(e)
-        for e in entries:
-            self._publish(e)
-        if restored:
-            self._publish(ev.LockChanged(rollout_id or 0, held=True, user=restored[0], reason=restored[3]))
-        else:
-            self._publish(ev.LockChanged(rollout_id or 0, held=False, user=user, reason=""))
-        return cur
-
     def _publish(self, event: ev.Event) -> None:
-        for fn in self._subscribers:
-            fn(event)
+        publish(self._subscribers, event)
 
     # ------------------------------------------------------------------------------------------ rollouts
     def new_rollout(self, revision: str, previous: str | None, user: str, phases) -> int:
+        """A new rollout with a globally unique id (its receipts and leases on the hosts carry it)."""
+        self.check_same_file()
         with self._tx():
             cur = self.db.execute(
-                "INSERT INTO rollouts (revision, previous, user, status, phase, started_at, pid, hostname, phases)"
-                " VALUES (?, ?, ?, 'starting', 0, ?, ?, ?, ?)",
-                (revision, previous, user, time.time(), os.getpid(), socket.gethostname(), json.dumps(phases)),
+                "INSERT INTO rollouts (revision, previous, user, status, phase, started_at, pid, hostname, phases,"
+                " uuid) VALUES (?, ?, ?, 'starting', 0, ?, ?, ?, ?, ?)",
+                (revision, previous, user, time.time(), os.getpid(), socket.gethostname(), json.dumps(phases),
+                 uuid.uuid4().hex),
             )
             return int(cur.lastrowid)
+
+    def rollout_uuid(self, rollout_id: int) -> str:
+        row = self.db.execute("SELECT uuid FROM rollouts WHERE id = ?", (rollout_id,)).fetchone()
+        if not row or not row[0]:
+            # a rollout from before uuids: give it one now, once
+            with self._tx(immediate=True):
+                row = self.db.execute("SELECT uuid FROM rollouts WHERE id = ?", (rollout_id,)).fetchone()
+                if row and row[0]:
+                    return row[0]
+                value = uuid.uuid4().hex
+                self.db.execute("UPDATE rollouts SET uuid = ? WHERE id = ?", (value, rollout_id))
+                return value
+        return row[0]
+
+    def journal_id(self) -> str:
+        """This journal's own id, made on first use: the leases on the hosts name it."""
+        if getattr(self, "_journal_id", None):
+            return self._journal_id
+        with self._tx(immediate=True):
+            self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+            self.db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('journal_id', ?)", (uuid.uuid4().hex,))
+            self._journal_id = self.db.execute("SELECT value FROM meta WHERE key = 'journal_id'").fetchone()[0]
+        return self._journal_id
+
+    def touched(self, rollout_id: int) -> set[str]:
+        """Hosts that started a step (or a rollback step) in this rollout: they may run its code."""
+        rows = self.db.execute(
+            "SELECT DISTINCT json_extract(data, '$.host') FROM events WHERE rollout_id = ? AND type = "
+            "'HostStateChanged' AND json_extract(data, '$.state') IN ('running', 'checking', 'done', 'rolling_back')",
+            (rollout_id,),
+        ).fetchall()
+        return {r[0] for r in rows}
 
     def discard_rollout(self, rollout_id: int) -> None:
         """Forget a rollout that never started (it lost the race for the lock)."""
@@ -441,3 +347,20 @@ class _Tx:
                 self.db.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
+
+
+def publish(subscribers, event: ev.Event) -> None:
+    """Hand an event to each subscriber; one subscriber's error (a screen, a printer) never stops the others or
+    changes what happened on the fleet. The error is said once per subscriber on stderr."""
+    for fn in list(subscribers):
+        try:
+            fn(event)
+        except Exception as e:  # noqa: BLE001 - see above
+            if getattr(fn, "_controlroom_warned", False):
+                continue
+            try:
+                fn._controlroom_warned = True
+            except AttributeError:
+                pass
+            print(f"controlroom: warning: {getattr(fn, '__qualname__', fn)!s} failed on {event.event_type}: "
+                  f"{type(e).__name__}: {e}", file=sys.stderr)

@@ -8,57 +8,33 @@ plain methods, called from the engine's own event loop.
 from __future__ import annotations
 
 import asyncio
-import os
-import shlex
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from controlroom import events as ev
+from controlroom import hostside
 from controlroom.config import Config
 from controlroom.errors import ControlroomError, LockedError
+from controlroom.fleetlock import FleetLock
+from controlroom.hostrun import HostRun, HostWorkMixin, _live_from  # noqa: F401 - HostRun is public here
+from controlroom.hostside import Operation
 from controlroom.inventory import Phase
-from controlroom.journal import Journal
-from controlroom.ssh import CommandResult, SSHPool, render
+from controlroom.journal import Journal, publish
+from controlroom.recovery import RecoveryMixin
+from controlroom.ssh import SSHPool
 
 OUTPUT_LINES = 200
-LIVE_MARK = "controlroom-live:"  # prefixes the live revision a host reports before its first step
-STEP_RECEIPT = ".controlroom-step"  # on each host, in the deploy user's home: "ROLLOUT:STEP" of the last step done
+RELEASE_TIMEOUT = 10.0  # giving the hosts' leases back at the end; a host that does not answer keeps a stale lease
 
 
-@dataclass
-class HostRun:
-    """One host in one rollout, as the engine knows it now."""
+class Interrupted(ControlroomError):
+    """The rollout was interrupted (Ctrl+C): halted, resumable, its lock parked."""
 
-    name: str
-    phase: int
-    state: str = ev.PENDING
-    step: int = 0
-    steps: int = 0
-    steps_done: int = 0
-    reason: str = ""
-    revision: str | None = None
-    previous: str | None = None
-    output: deque = field(default_factory=lambda: deque(maxlen=OUTPUT_LINES))
-    started: float | None = None
-    finished: float | None = None
-    skipped_by_operator: bool = False
-    result: CommandResult | None = None
-
-    @property
-    def seconds(self) -> float:
-        if self.started is None:
-            return 0.0
-        return (self.finished or time.monotonic()) - self.started
+    exit_code = 130
 
 
-def _live_from(res: CommandResult) -> str | None:
-    last = res.stdout.strip().rsplit("\n", 1)[-1].strip() if res.stdout.strip() else ""
-    return last if last and last != "none" else None
-
-
-class Rollout:
+class Rollout(HostWorkMixin, RecoveryMixin):
     """Ship ``revision`` to the fleet of ``cfg`` phase by phase. ``await run()`` drives it to the end.
 
     confirm: "config" waits for proceed() after phases with auto = false; "all" after every phase; "none" never.
@@ -90,6 +66,7 @@ class Rollout:
             for h in ph.hosts:
                 self.hosts[h] = HostRun(h, i, steps=len(cfg.deploy.steps))
         self.id = 0
+        self.uuid = ""  # the deploy's globally unique id: its receipts and leases on the hosts carry it
         self.status = "new"
         self.phase_index = 0
         self.previous: str | None = None
@@ -110,31 +87,43 @@ class Rollout:
         self._running = False
         self._retry_queue: deque[str] = deque()
         self._entered = -1  # the latest phase this process has started (a rerun does not pass its gates again)
+        self._fleet_lock = FleetLock(journal.state_dir)
+        self._interrupted: str | None = None  # who interrupted (Ctrl+C): in-flight hosts stop, the rollout halts
+        self._held: str | None = None  # another operation (another journal) holds the hosts
+        self._fatal: BaseException | None = None  # a journal write failed: stop everything, loudly
+
+    @property
+    def _stopping(self) -> bool:
+        return bool(self._aborted or self._interrupted or self._held or self._fatal)
+
+    @property
+    def op(self) -> Operation:
+        """Who acts on the hosts: this deploy's uuid, the journal's id, the person."""
+        return Operation(self.uuid, self.journal.journal_id(), self.user, force=bool(self.force_reason))
 
     # ------------------------------------------------------------------------------------------ events
     def subscribe(self, fn: Callable[[ev.Event], None]) -> None:
         self._subscribers.append(fn)
 
     def _emit(self, event: ev.Event) -> None:
-        self.journal.record(event)  # committed before anyone sees it
-        for fn in self._subscribers:
-            fn(event)
+        self.journal.record(event)  # committed before anyone sees it; raises JournalError if it cannot be
+        publish(self._subscribers, event)  # a subscriber's error never changes what happens on the fleet
 
     def _log(self, kind: str, text: str, user: str | None = None) -> None:
         self.journal.add_log(user or self.user, kind, text, self.revision, rollout_id=self.id)
 
-    def _set(self, hr: HostRun, state: str, *, step: int = 0, reason: str = "", revision: str | None = None) -> None:
-        hr.state = state
-        hr.step = step
-        hr.reason = reason
-        if state == ev.RUNNING:
-            hr.steps_done = step - 1
-        elif state in (ev.CHECKING, ev.DONE):
-            hr.steps_done = hr.steps
-        if revision:
-            hr.revision = revision
-        if state in ev.FINAL:
-            hr.finished = time.monotonic()
+    def _set(self, hr: HostRun, state: str, *, step: int = 0, reason: str = "", revision: str | None = None,
+             steps_done: int | None = None) -> None:
+        """Move a host to a new state: the journal commits it first; memory changes only once it has."""
+        if steps_done is None:
+            steps_done = hr.steps_done
+            if state == ev.RUNNING:
+                steps_done = step - 1
+            elif state in (ev.CHECKING, ev.DONE):
+                steps_done = hr.steps
+        now = time.monotonic()
+        finished = now if state in ev.FINAL else hr.finished
+        seconds = 0.0 if hr.started is None else (finished or now) - hr.started
         self._emit(
             ev.HostStateChanged(
                 self.id,
@@ -146,10 +135,13 @@ class Rollout:
                 reason=reason,
                 revision=revision,
                 previous=hr.previous,
-                seconds=round(hr.seconds, 3),
-                steps_done=hr.steps_done,
+                seconds=round(seconds, 3),
+                steps_done=steps_done,
             )
         )
+        hr.state, hr.step, hr.reason, hr.steps_done, hr.finished = state, step, reason, steps_done, finished
+        if revision:
+            hr.revision = revision
 
     # ------------------------------------------------------------------------------------------ intents
     def _poke(self) -> None:
@@ -219,14 +211,33 @@ class Rollout:
         self._set(hr, ev.PENDING)
 
     def skip(self, host: str, user: str) -> None:
-        """Give up on one host in this rollout; it counts against the failure budget and is logged."""
+        """Give up on one host in this rollout; it counts against the failure budget and is logged.
+
+        A host in flight is stopped first (its command ends on the host); it is then recorded as skipped.
+        """
         hr = self.hosts.get(host)
-        if hr is None or hr.state not in (ev.PENDING, ev.FAILED):
-            raise ControlroomError(f"{host}: only a pending or failed host can be skipped")
+        running = hr is not None and hr.state in (ev.CONNECTING, ev.RUNNING, ev.CHECKING) and host in self._tasks
+        if hr is None or not (running or hr.state in (ev.PENDING, ev.FAILED)):
+            raise ControlroomError(f"{host}: only a pending, running or failed host can be skipped")
         self._emit(ev.OperatorAction(self.id, user=user, action="skip", host=host, detail=hr.reason))
-        self._log("SKIP", f"{host}" + (f" ({hr.reason})" if hr.reason else ""), user)
+        self._log("SKIP", f"{host}" + (f" ({hr.reason})" if hr.reason else "")
+                  + (f" while {hr.state}" if running else ""), user)
+        if running:
+            hr.skip_requested = user
+            self._tasks[host].cancel()
+            return
         hr.skipped_by_operator = True
         self._set(hr, ev.SKIPPED, reason=f"skipped by {user}" + (f" after {hr.reason}" if hr.reason else ""))
+        self._poke()
+
+    def interrupt(self, user: str) -> None:
+        """Stop now (Ctrl+C): in-flight hosts' commands end and they are recorded as interrupted; pending hosts
+        stay pending; run() raises Interrupted with the rollout halted, resumable, and its lock parked."""
+        if self.status in ev.ROLLOUT_FINAL or self._interrupted or not self._running:
+            return
+        self._interrupted = user
+        for t in self._tasks.values():
+            t.cancel()
         self._poke()
 
     # ------------------------------------------------------------------------------------------ running
@@ -237,11 +248,39 @@ class Rollout:
         """How much of phase i's failure budget is spent: failed hosts and hosts the operator skipped."""
         return sum(1 for h in self._phase_hosts(i) if h.state == ev.FAILED or h.skipped_by_operator)
 
+    def _hold_fleet(self, doing: str) -> None:
+        """Take the fleet's OS lock for this operation, or raise LockedError naming who holds it."""
+        if self._fleet_lock.held:
+            return
+        try:
+            self._fleet_lock.acquire(f"{self.user}'s {doing}")
+        except LockedError:
+            # the holder may be an instant from writing who it is: give it a moment to say so, then name it
+            deadline = time.monotonic() + 5
+            while (lock := self.journal.lock()) is None or not lock.live:
+                if time.monotonic() > deadline:
+                    raise LockedError(f"the fleet is locked by {self._fleet_lock.holder() or 'another operation'}"
+                                      ) from None
+                time.sleep(0.05)
+            raise LockedError(f"the fleet is locked by {lock.describe()}") from None
+
+    def _let_go(self) -> None:
+        self._fleet_lock.release()
+
     async def _begin(self) -> None:
         hosts = tuple((ph.name, ph.hosts) for ph in self.phases)
+        self._hold_fleet("deploy")
+        try:
+            await self._begin_held(hosts)
+        except BaseException:
+            self._let_go()
+            raise
+
+    async def _begin_held(self, hosts) -> None:
         if not self._resumed:
             self.previous = await self._fleet_revision()
             self.id = self.journal.new_rollout(self.revision, self.previous, self.user, hosts)
+        self.uuid = self.journal.rollout_uuid(self.id)
         try:
             self.journal.take_lock(self.user, f"deploying {self.revision}", rollout_id=self.id,
                                    force_reason=self.force_reason)
@@ -269,13 +308,30 @@ class Rollout:
         return _live_from(res) if res.ok else None
 
     async def run(self) -> ev.RolloutFinished:
-        """Run every phase to the end (or abort). Holds the fleet lock while it runs."""
+        """Run every phase to the end (or abort). Holds the fleet lock while it runs.
+
+        Raises LockedError when another operation holds the fleet (nothing ran), Interrupted after interrupt(),
+        JournalError when the journal cannot record (everything in flight is stopped first).
+        """
         self._running = True
         try:
             await self._begin()
         except BaseException:
             self._running = False
             raise
+        try:
+            return await self._run_phases()
+        finally:
+            self._running = False
+            try:
+                if self._finished is not None:
+                    await self._release_leases()
+                    self.journal.release_lock(self.user, rollout_id=self.id, manual=False)
+            finally:
+                self._let_go()
+                self._done.set()
+
+    async def _run_phases(self) -> ev.RolloutFinished:
         try:
             start = self.phase_index
             for i in range(start, len(self.phases)):
@@ -284,27 +340,68 @@ class Rollout:
                 self.phase_index = i
                 if i > 0 and not (self._resumed and (i <= self._entered or self._phase_started(i))):
                     await self._boundary(i)
-                if self._aborted:
+                if self._stopping:
                     break
                 await self._run_phase(i)
-                if self._aborted:
+                if self._stopping:
                     break
+            if self._held and not self._fatal:
+                self._aborted = True
+                for hr in self.hosts.values():
+                    if hr.state == ev.PENDING:
+                        self._set(hr, ev.SKIPPED, reason=f"not started: the fleet is held by {self._held}")
+                self._log("DEPLOY ABORTED", f"the hosts are held by {self._held}")
+                self._finish()
+            self._stop_if_told()
             if self._aborted:
                 for hr in self.hosts.values():
                     if hr.state == ev.PENDING:
                         self._set(hr, ev.SKIPPED, reason="aborted")
             return self._finish()
-        except BaseException:
+        except BaseException as e:
             if self._finished is None:
-                # cancelled or crashed in-process: leave the rollout resumable, never half-recorded
-                for t in self._tasks.values():
+                # cancelled, interrupted or crashed in-process: stop what runs on the hosts (their commands end
+                # there too), leave the rollout resumable, never half-recorded
+                tasks = list(self._tasks.values())
+                for t in tasks:
                     t.cancel()
+                await asyncio.shield(asyncio.gather(*tasks, return_exceptions=True))
+                self._tasks.clear()
+                if isinstance(e, Interrupted) and self._fatal is None:
+                    self.journal.park_lock(self.id, f"{self.revision} interrupted by {self._interrupted}: "
+                                           "`controlroom deploy --resume` or `controlroom rollback`")
             raise
-        finally:
-            self._running = False
-            if self._finished is not None:
-                self.journal.release_lock(self.user, rollout_id=self.id, manual=False)
-            self._done.set()
+
+    def _stop_if_told(self) -> None:
+        """Raise what stops the rollout now: a journal that cannot record, another operation's lease, Ctrl+C."""
+        if self._fatal is not None:
+            raise self._fatal
+        if self._held is not None:
+            raise LockedError(f"the fleet is held by {self._held} (found on the hosts; nothing else was started)")
+        if self._interrupted:
+            flying = tuple(sorted(h.name for h in self.hosts.values()
+                                  if h.reason.startswith("interrupted")and h.state == ev.FAILED))
+            self.status = ev.R_HALTED
+            self._emit(ev.RolloutInterrupted(self.id, user=self._interrupted, hosts=flying))
+            self._log("INTERRUPTED", f"{len(flying)} hosts in flight stopped"
+                      + (f" ({', '.join(flying[:10])}{', ...' if len(flying) > 10 else ''})" if flying else "")
+                      + "; the deploy is halted", self._interrupted)
+            raise Interrupted(f"deploy #{self.id} of {self.revision} interrupted: {len(flying)} hosts in flight "
+                              "stopped and recorded as interrupted; the fleet stays locked for this deploy. "
+                              "`controlroom deploy --resume` carries on, `controlroom rollback` undoes it")
+
+    async def _release_leases(self) -> None:
+        """Give back the lease on every host this operation may have touched (bounded; best effort)."""
+        hosts = [h.name for h in self.hosts.values() if h.state not in (ev.PENDING, ev.SKIPPED)
+                 or h.steps_done or h.skipped_by_operator]
+        if not hosts or not self.uuid:
+            return
+        cmd = hostside.release_command(self.op)
+        try:
+            async with asyncio.timeout(RELEASE_TIMEOUT):
+                await asyncio.gather(*(self.pool.run(h, cmd, timeout=RELEASE_TIMEOUT) for h in hosts))
+        except TimeoutError:
+            pass  # a lease left behind names a finished deploy of this journal: the next operation breaks it
 
     def _phase_started(self, i: int) -> bool:
         return any(h.state != ev.PENDING for h in self._phase_hosts(i))
@@ -317,10 +414,10 @@ class Rollout:
             self.status = ev.R_WAITING
             self._emit(ev.GateWaiting(self.id, phase=i, name=nxt.name, reason=f"baking {prev.bake:g} s"))
             try:
-                await asyncio.wait_for(self._until(lambda: self._aborted), prev.bake)
+                await asyncio.wait_for(self._until(lambda: self._stopping), prev.bake)
             except TimeoutError:
                 pass
-            if self._aborted:
+            if self._stopping:
                 return
         reasons = []
         if prev.gate:
@@ -333,8 +430,8 @@ class Rollout:
             self._proceed = False
             self.status = ev.R_WAITING
             self._emit(ev.GateWaiting(self.id, phase=i, name=nxt.name, reason="; ".join(reasons)))
-            await self._until(lambda: self._proceed or self._aborted)
-            if self._aborted:
+            await self._until(lambda: self._proceed or self._stopping)
+            if self._stopping:
                 return
             by = self._proceed_user or self.user
             self._emit(ev.GatePassed(self.id, phase=i, name=nxt.name, by=by))
@@ -358,7 +455,7 @@ class Rollout:
         pending = deque(h.name for h in self._phase_hosts(i) if h.state == ev.PENDING)
         self._retry_queue.clear()
         while True:
-            if self._aborted:
+            if self._stopping:
                 await self._abort_phase(i, pending)
                 break
             while self._retry_queue:
@@ -395,6 +492,8 @@ class Rollout:
             for name, t in list(self._tasks.items()):
                 if t.done():
                     del self._tasks[name]
+                    if not t.cancelled():
+                        t.exception()  # seen: a JournalError is in self._fatal, nothing else escapes a host
         hosts = self._phase_hosts(i)
         self._emit(ev.PhaseCompleted(
             self.id, phase=i, name=phase.name,
@@ -414,76 +513,16 @@ class Rollout:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
 
-    async def _deploy_host(self, hr: HostRun) -> None:
-        """pending -> connecting -> running k/n -> checking -> done, or failed(reason). Never raises."""
-        steps = self.cfg.deploy.steps
-        hr.started = time.monotonic()
-        hr.finished = None
-        timeout = self.cfg.deploy.step_timeout
-
-        def on_line(stream: str, line: str) -> None:
-            if stream == "out" and line.startswith(LIVE_MARK) and hr.previous is None:
-                hr.previous = line[len(LIVE_MARK):].strip() or None
-                if hr.previous == "none":
-                    hr.previous = None
-                return
-            hr.output.append(line)
-            for fn in self._subscribers:
-                fn(ev.HostOutput(self.id, host=hr.name, stream=stream, line=line))
-
-        try:
-            self._set(hr, ev.CONNECTING)
-            reach = await self.pool.connect(hr.name)
-            if not reach.ok:
-                return self._fail(hr, reach, "connecting")
-            for k in range(hr.steps_done + 1, len(steps) + 1):
-                self._set(hr, ev.RUNNING, step=k)
-                cmd = render(steps[k - 1], revision=self.revision, previous=hr.previous or "", host=hr.name)
-                hr.output.append(f"$ {cmd}")
-                # the receipt is written by the same shell the moment the step succeeds, so a resume after a
-                # crash knows this step finished even if we died before the journal heard of it
-                # (a brace group, not a subshell: no extra process on the host for every step)
-                wrapped = f"{{ {cmd}\n}} && echo {shlex.quote(f'{self.id}:{k}')} > {STEP_RECEIPT}"
-                if hr.previous is None and k == 1:
-                    # the host's live revision (what a rollback goes back to), read in the same round trip
-                    live = self.cfg.release.live_command
-                    wrapped = f'echo "{LIVE_MARK}$({{ {live}\n}} 2>/dev/null)"\n{wrapped}'
-                res = await self.pool.run(hr.name, wrapped, timeout=timeout, on_line=on_line)
-                hr.result = res
-                if not res.ok:
-                    return self._fail(hr, res, f"step {k}/{len(steps)}")
-            if self.cfg.deploy.health:
-                self._set(hr, ev.CHECKING)
-                res = await self.pool.run(hr.name, render(self.cfg.deploy.health, revision=self.revision,
-                                                          previous=hr.previous or "", host=hr.name),
-                                          timeout=timeout, on_line=on_line)
-                if not res.ok:
-                    return self._fail(hr, res, "health check")
-            self._set(hr, ev.DONE, revision=self.revision)
-        except asyncio.CancelledError:
-            if hr.state in ev.IN_FLIGHT:
-                # never leave a host in an unknown state: ask it what it now runs
-                live = None
-                try:
-                    res = await asyncio.shield(self.pool.run(hr.name, self.cfg.release.live_command, timeout=5))
-                    live = _live_from(res) if res.ok else None
-                except BaseException:  # noqa: BLE001 - best effort while aborting
-                    pass
-                where = f"step {hr.step}/{hr.steps}" if hr.state == ev.RUNNING else hr.state
-                self._set(hr, ev.FAILED, step=hr.step, reason=f"aborted during {where}; live revision "
-                          f"{live or 'unknown'}", revision=live)
-            raise
-
-    def _fail(self, hr: HostRun, res: CommandResult, where: str) -> None:
-        detail = res.reason if res.status != "exit" else (res.stderr.rsplit("\n", 1)[-1] or res.reason)
-        reason = f"{res.label}" if detail == res.label else f"{res.label}: {detail}"
-        self._set(hr, ev.FAILED, step=hr.step, reason=f"{reason} ({where})")
-
     def _finish(self) -> ev.RolloutFinished:
-        hosts = list(self.hosts.values())
+        # the verdict comes from the journal's record, not from memory: DEPLOY OK only if every host of the plan
+        # is done or skipped there; a host left pending or in flight is a failure, named
+        hosts = list(self.journal.host_runs(self.id).values())
         done = sum(h.state == ev.DONE for h in hosts)
-        failed = [(h.name, h.reason) for h in hosts if h.state == ev.FAILED]
+        failed = [(h.host, h.reason if h.state == ev.FAILED else f"left {h.state} ({h.reason or 'never finished'})")
+                  for h in hosts if h.state not in (ev.DONE, ev.SKIPPED)]
+        failed += [(name, "not on the record") for name in self.hosts if name not in {h.host for h in hosts}]
         skipped = sum(h.state == ev.SKIPPED for h in hosts)
+        hosts = list(self.hosts.values())
         if self._aborted:
             status = ev.R_ABORTED
         elif failed:
@@ -502,163 +541,3 @@ class Rollout:
         self._emit(fin)
         return fin
 
-    async def rerun(self, hosts: list[str], user: str) -> ev.RolloutFinished:
-        """After the rollout ended with failed hosts (within their budgets): run those hosts again.
-
-        The same rollout goes on, as a resume: the journal, the log and the lock see it as such.
-        """
-        if self._running or self.status != ev.R_FAILED:
-            raise ControlroomError("only a rollout that ended with failed hosts can run them again")
-        for host in hosts:
-            hr = self.hosts.get(host)
-            if hr is None or hr.state != ev.FAILED:
-                raise ControlroomError(f"{host}: only a failed host can be run again")
-        self._finished = None
-        self._done.clear()
-        self._resumed = True
-        self._t0 = time.monotonic()
-        for host in hosts:
-            self._requeue(self.hosts[host], user)
-        self.phase_index = min(self.hosts[h].phase for h in hosts)
-        return await self.run()
-
-    # ------------------------------------------------------------------------------------------ rollback
-    async def rollback(self, user: str) -> ev.RolloutFinished:
-        """Run the rollback steps on every done host, latest phase first; record each host's revision."""
-        if not self.cfg.deploy.rollback:
-            raise ControlroomError(f"{self.cfg.path}: deploy.rollback: no rollback steps are configured")
-        if self._running:
-            self.abort(user)
-            await self._done.wait()
-        elif any(h.state in ev.IN_FLIGHT for h in self.hosts.values()):
-            await self.reconcile()  # a deploy that died: learn what the in-flight hosts really run
-        lock = self.journal.lock()
-        if lock is None or lock.rollout_id != self.id or lock.pid != os.getpid():
-            self.journal.take_lock(user, f"rolling back {self.revision}", rollout_id=self.id,
-                                   force_reason=self.force_reason)
-        t0 = time.monotonic()
-        try:
-            self._emit(ev.OperatorAction(self.id, user=user, action="rollback",
-                                         detail=f"{sum(h.state == ev.DONE for h in self.hosts.values())} hosts"))
-            self._log("ROLLBACK START", f"{self.revision} -> previous revision on every done host")
-            for i in reversed(range(len(self.phases))):
-                targets = [h for h in self._phase_hosts(i) if h.state == ev.DONE]
-                if not targets:
-                    continue
-                limit = asyncio.Semaphore(self.phases[i].parallel)
-
-                async def one(hr: HostRun, limit: asyncio.Semaphore = limit) -> None:
-                    async with limit:
-                        await self._rollback_host(hr)
-
-                await asyncio.gather(*(one(h) for h in targets))
-            hosts = list(self.hosts.values())
-            back = sum(h.state == ev.ROLLED_BACK for h in hosts)
-            failed = [(h.name, h.reason) for h in hosts if h.state == ev.FAILED and h.reason.startswith("rollback")]
-            seconds = round(time.monotonic() - t0, 3)
-            self.status = ev.R_ROLLED_BACK
-            fin = ev.RolloutFinished(self.id, status=ev.R_ROLLED_BACK, revision=self.revision, done=back,
-                                     failed=len(failed), skipped=0, seconds=seconds, failed_hosts=tuple(failed))
-            self._log("ROLLBACK OK" if not failed else "ROLLBACK FAILED",
-                      f"{back} hosts back on their previous revision" + (f", {len(failed)} failed" if failed else "")
-                      + f" ({seconds:.1f} s)")
-            self._emit(fin)
-            self._finished = fin
-            return fin
-        finally:
-            self.journal.release_lock(user, rollout_id=self.id, manual=False)
-
-    async def _rollback_host(self, hr: HostRun) -> None:
-        self._set(hr, ev.ROLLING_BACK)
-        hr.started = time.monotonic()
-        for k, step in enumerate(self.cfg.deploy.rollback, start=1):
-            if not hr.previous:
-                self._set(hr, ev.FAILED, reason="rollback: the previous revision of this host is unknown")
-                return
-            cmd = render(step, revision=self.revision, previous=hr.previous, host=hr.name)
-            hr.output.append(f"$ {cmd}")
-            res = await self.pool.run(hr.name, cmd, timeout=self.cfg.deploy.step_timeout,
-                                      on_line=lambda s, line: hr.output.append(line))
-            if not res.ok:
-                self._set(hr, ev.FAILED, reason=f"rollback step {k}: {res.label} {res.reason}".strip())
-                return
-        prev_live = hr.revision
-        hr.revision = hr.previous
-        hr.previous = prev_live
-        self._set(hr, ev.ROLLED_BACK, revision=hr.revision)
-
-    # ------------------------------------------------------------------------------------------ resume
-    @classmethod
-    def load(cls, cfg: Config, pool: SSHPool, journal: Journal, *, user: str, confirm: str = "config",
-             rollout_id: int | None = None) -> Rollout:
-        """The last (or given) rollout from the journal, with every host as the journal knows it."""
-        rec = journal.rollout(rollout_id)
-        if rec is None:
-            raise ControlroomError("there is no deploy in the journal yet")
-        r = cls(cfg, pool, journal, revision=rec.revision, user=user, confirm=confirm)
-        r.id = rec.id
-        r.previous = rec.previous
-        r.status = rec.status
-        r.phase_index = rec.phase
-        names = [n for n, _ in rec.phases]
-        if names != [p.name for p in cfg.phases] or any(
-            tuple(hosts) != p.hosts for (_, hosts), p in zip(rec.phases, cfg.phases, strict=False)
-        ):
-            raise ControlroomError(
-                f"deploy #{rec.id} was planned with other phases or hosts than {cfg.path} now gives; "
-                "resume it with the config it started with"
-            )
-        for name, run in journal.host_runs(rec.id).items():
-            hr = r.hosts.get(name)
-            if hr is None:
-                continue
-            hr.state, hr.step, hr.steps_done, hr.reason = run.state, run.step, run.steps_done, run.reason
-            hr.revision, hr.previous = run.revision, run.previous
-            hr.skipped_by_operator = run.state == ev.SKIPPED and run.reason.startswith("skipped by")
-        r._resumed = True
-        return r
-
-    async def reconcile(self) -> list[str]:
-        """After a crash: ask every host that was in flight for its live revision, and settle its state.
-
-        A host already on the new revision is done; any other goes back to pending and carries on from the
-        first step the journal does not have as finished. Returns the hosts that were asked.
-        """
-        inflight = [h for h in self.hosts.values() if h.state in ev.IN_FLIGHT]
-
-        async def ask(hr: HostRun) -> None:
-            timeout = self.cfg.deploy.step_timeout
-            receipt = await self.pool.run(hr.name, f"cat {STEP_RECEIPT} 2>/dev/null || true", timeout=timeout)
-            res = await self.pool.run(hr.name, self.cfg.release.live_command, timeout=timeout)
-            live = _live_from(res) if res.ok else None
-            rollout, _, step = receipt.stdout.strip().partition(":")
-            if receipt.ok and rollout == str(self.id) and step.isdigit():
-                hr.steps_done = max(hr.steps_done, min(int(step), hr.steps))
-            hr.state = ev.PENDING  # carries on from the first step not finished (the health check if all are)
-            hr.revision = live
-            hr.reason = f"reconciled after resume: live {live or 'unknown'}, {hr.steps_done}/{hr.steps} steps done"
-
-        await asyncio.gather(*(ask(h) for h in inflight))
-        return [h.name for h in inflight]
-
-    async def resume_run(self, *, retry_failed: bool = False) -> ev.RolloutFinished:
-        """Take over a rollout whose process died (or stopped at a halt): claim it, reconcile in-flight hosts, and
-        carry on; with retry_failed, the failed hosts of the current phase run again."""
-        rec = self.journal.rollout(self.id)
-        if rec and rec.status in ev.ROLLOUT_FINAL and rec.status != ev.R_FAILED:
-            raise ControlroomError(f"deploy #{rec.id} of {rec.revision} already ended ({rec.status}); nothing to resume")
-        lock = self.journal.lock()
-        if lock and lock.rollout_id == self.id and lock.live:
-            raise LockedError(f"deploy #{self.id} is still running: {lock.describe()}")
-        self.journal.claim_rollout(self.id)
-        if retry_failed:
-            for name in self.phases[self.phase_index].hosts:
-                if self.hosts[name].state == ev.FAILED:
-                    self._requeue(self.hosts[name], self.user, " on resume")
-        asked = await self.reconcile()
-        for name in asked:
-            hr = self.hosts[name]
-            self._emit(ev.HostStateChanged(self.id, host=name, phase=hr.phase, state=hr.state,
-                                           step=0, steps=hr.steps, reason=hr.reason, revision=hr.revision,
-                                           previous=hr.previous, steps_done=hr.steps_done))
-        return await self.run()

@@ -1,0 +1,159 @@
+"""What the engine leaves on each host so that a step runs exactly once, whoever asks.
+
+Two small files in the deploy user's home, written by the same shell that runs the step (no extra round trip):
+
+- ``~/.controlroom-lease``: "OPERATION JOURNAL WHO". An operation (a deploy, its resumes and its rollback share the
+  deploy's globally unique id) takes it before its first step on the host and keeps it until the operation ends.
+  A command of another operation finds it and refuses (exit 75, "controlroom-held: ..."), so two deploys from two
+  journals never run on one host at once. A lease left by a dead operation of the same journal may be broken: the
+  journal's fleet lock (an OS lock) proves that operation is gone.
+- ``~/.controlroom-step``: "DEPLOY STEP PREVIOUS", the receipt. Written as "DEPLOY 0 PREVIOUS" before the first
+  step runs (so the host's previous revision is on the host's own record before any step can finish), then
+  "DEPLOY K PREVIOUS" the moment step K succeeds. Each step's wrapper reads it first and does not run a step the
+  receipt says is done, so a retry, a resume or a second journal's confusion can never run a step twice. A receipt
+  of another deploy is never trusted: the deploy id is a uuid, not a journal's local number.
+
+Every value that reaches the shell here is shell-quoted; the wrappers use only shell builtins (no extra process on
+the host) except in ``release_command``.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+
+LEASE = ".controlroom-lease"
+RECEIPT = ".controlroom-step"
+RUNNING = ".controlroom-running"  # the pid of the shell running a step now; emptied when the step ends
+HELD_EXIT = 75  # EX_TEMPFAIL: another operation holds this host
+HELD_MARK = "controlroom-held:"
+SKIP_MARK = "controlroom-done:"  # a step the receipt says is finished; not run again
+LIVE_MARK = "controlroom-live:"  # the host's live revision, reported before the first step
+_TOKEN = re.compile(r"^[A-Za-z0-9._@:/+-]{1,200}$")
+
+
+def _tok(value: str) -> str:
+    """A lease/receipt field: one shell word with no spaces; anything else is replaced (it is only a label)."""
+    value = re.sub(r"[^A-Za-z0-9._@:/+-]", "_", value or "-")[:200]
+    return value or "-"
+
+
+@dataclass(frozen=True)
+class Operation:
+    """Who is acting on the fleet: the deploy's uuid, the journal's id, and the person (for the holder's name)."""
+
+    uuid: str
+    journal: str
+    who: str
+    force: bool = False  # --force --reason: break any lease, even another journal's
+
+    def lease_check(self) -> str:
+        """Shell text that takes (or confirms) this operation's lease, or exits 75 naming the holder."""
+        mine = f"{_tok(self.uuid)} {_tok(self.journal)} {_tok(self.who)}"
+        ours = "*" if self.force else f'*" {_tok(self.journal)} "*'
+        # noclobber makes the first write an atomic create; when the file exists, read who holds it
+        return (
+            f'cr_l="$HOME/{LEASE}"; set -C\n'
+            f"if ! {{ printf '%s\\n' {shlex.quote(mine)} > \"$cr_l\"; }} 2>/dev/null; then\n"
+            f'  set +C; cr_h=; [ -f "$cr_l" ] && read -r cr_h < "$cr_l" || :\n'
+            f'  case "$cr_h " in\n'
+            f"    {_tok(self.uuid)}\" \"*) ;;\n"
+            f"    \" \"|{ours}) printf '%s\\n' {shlex.quote(mine)} > \"$cr_l\" ;;\n"
+            f'    *) echo "{HELD_MARK}$cr_h"; exit {HELD_EXIT} ;;\n'
+            f"  esac\n"
+            f"fi\n"
+            f"set +C\n"
+        )
+
+
+def step_command(op: Operation, k: int, cmd: str, *, live_command: str | None = None) -> str:
+    """Step k of the deploy ``op.uuid``, run once: skipped when the receipt says it is done.
+
+    With live_command (the host's first step of this deploy), the host first reports its live revision and the
+    receipt records it as the previous revision before the step runs, unless a receipt of this deploy has it.
+    The step runs in a subshell, so a ``cd`` or an ``exit 0`` in it cannot lose the receipt.
+    """
+    uid = _tok(op.uuid)
+    lines = [op.lease_check(), "cr_nl='\n'", f'cr_r="$HOME/{RECEIPT}"; cr_d=; cr_k=; cr_p=; [ -f "$cr_r" ] && read -r cr_d cr_k cr_p < "$cr_r" || :',
+             f'[ "$cr_d" = {uid} ] || {{ cr_k=-1; cr_p=; }}']
+    if live_command is not None:
+        # the last line of the live command's output; anything but a plain revision name is "none"
+        lines.append(
+            f'if [ "$cr_k" = -1 ]; then cr_p="$({{ {live_command}\n}} 2>/dev/null)"; cr_p="${{cr_p##*"$cr_nl"}}"\n'
+            f'  case "$cr_p" in ""|-*|*[!A-Za-z0-9._/-]*) cr_p=none ;; esac\n'
+            f"  printf '%s 0 %s\\n' {uid} \"$cr_p\" > \"$cr_r\"; cr_k=0; fi"
+        )
+        lines.append(f'echo "{LIVE_MARK}$cr_p"')
+    lines.append(
+        f'if [ "$cr_k" -ge {k} ] 2>/dev/null; then echo "{SKIP_MARK}{k}"; else\n'
+        f'echo "$$" > "$HOME/{RUNNING}"\n'
+        f"( {cmd}\n) && printf '%s {k} %s\\n' {uid} \"$cr_p\" > \"$cr_r\"\n"
+        f'cr_s=$?; : > "$HOME/{RUNNING}"; exit $cr_s; fi'
+    )
+    return "\n".join(lines)
+
+
+def guarded(op: Operation, cmd: str) -> str:
+    """Any other command of the operation (health check, rollback step): under the lease, in a subshell."""
+    return f"{op.lease_check()}( {cmd}\n)"
+
+
+def receipt_command(wait: float = 60) -> str:
+    """Print the receipt and the lease, for reconciling after a crash.
+
+    A step started by a process that died goes on running on the host (sshd does not stop it): first wait, up to
+    ``wait`` seconds, for that step's shell to end, so its receipt says whether it finished and nothing runs beside
+    it. Prints "controlroom-running:PID" instead of waiting longer.
+    """
+    rounds = max(1, int(wait * 10))
+    return (
+        f'cr_x=; [ -f "$HOME/{RUNNING}" ] && read -r cr_x < "$HOME/{RUNNING}" || :; cr_n=0\n'
+        f'while [ -n "$cr_x" ] && [ "$cr_x" != "$$" ] && kill -0 "$cr_x" 2>/dev/null; do\n'
+        f'  [ "$cr_n" -ge {rounds} ] && {{ echo "controlroom-running:$cr_x"; break; }}\n'
+        f"  sleep 0.1; cr_n=$((cr_n + 1)); done\n"
+        f'cat "$HOME/{RECEIPT}" 2>/dev/null; echo; cat "$HOME/{LEASE}" 2>/dev/null; :'
+    )
+
+
+def release_command(op: Operation) -> str:
+    """Give the host's lease back, only if this operation holds it."""
+    return (f'cr_l="$HOME/{LEASE}"; cr_h=; [ -f "$cr_l" ] && read -r cr_h < "$cr_l" || :; '
+            f'case "$cr_h " in {_tok(op.uuid)}" "*) rm -f "$cr_l" ;; esac')
+
+
+@dataclass(frozen=True)
+class Receipt:
+    deploy: str
+    step: int
+    previous: str | None
+
+
+def parse_receipt(text: str) -> Receipt | None:
+    """The first line of ``receipt_command``'s output, or None when there is no readable receipt."""
+    lines = [line for line in text.split("\n") if not line.startswith("controlroom-running:")]
+    first = (lines[0] if lines else "").split()
+    if len(first) < 2 or not first[1].lstrip("-").isdigit():
+        return None
+    prev = first[2] if len(first) > 2 and first[2] not in ("none", "-") else None
+    return Receipt(first[0], int(first[1]), prev)
+
+
+def still_running(stdout: str) -> str | None:
+    """'pid N' when receipt_command gave up waiting for a step still running on the host."""
+    for line in stdout.splitlines():
+        if line.startswith("controlroom-running:"):
+            return f"pid {line.split(':', 1)[1].strip()}"
+    return None
+
+
+def held_by(stdout: str) -> str | None:
+    """The holder's lease line when a command refused because another operation holds the host."""
+    for line in stdout.splitlines():
+        if line.startswith(HELD_MARK):
+            parts = line[len(HELD_MARK):].split()
+            if not parts:
+                return "another operation"
+            who = parts[2] if len(parts) > 2 else "?"
+            return f"operation {parts[0]} of {who} (journal {parts[1] if len(parts) > 1 else '?'})"
+    return None
