@@ -172,7 +172,6 @@ def find_config(explicit: str | os.PathLike[str] | None = None) -> Path:
     return p
 
 
-
 # --------------------------------------------------------------------------------------------- loading
 
 _TOP = ["inventory", "phase", "release", "deploy", "flags", "metrics", "notify", "state"]
@@ -391,7 +390,12 @@ def _ssh(r: Reader, inv: Any, base: Path, require_known_hosts: bool) -> SSHSetti
         max_startups=r.integer(s, d, "max_startups", 50),
         jump_max_startups=r.integer(s, d, "jump_max_startups", 10),
         channels_per_connection=r.integer(
-            s, d, "channels_per_connection", 8, maximum=10, why="must be at most 10 (sshd's default MaxSessions), got {v}"
+            s,
+            d,
+            "channels_per_connection",
+            8,
+            maximum=10,
+            why="must be at most 10 (sshd's default MaxSessions), got {v}",
         ),
         keepalive_interval=r.seconds(s, d, "keepalive_interval", 5.0),
         keepalive_count=r.integer(s, d, "keepalive_count", 3),
@@ -411,7 +415,7 @@ def _phase_specs(r: Reader, data: dict) -> list[PhaseSpec]:
             r.table(ph, d, _PHASE)
             name = r.string(ph, d, "name", f"stage {i + 1}")
             if not name.strip():
-                r.bad(f"{d}.name", "must not be empty (leave name out for \"stage N\")")
+                r.bad(f"{d}.name", 'must not be empty (leave name out for "stage N")')
             elif not name.isprintable():
                 r.bad(f"{d}.name", f"must be one line of printable text, got {name!r}")
             elif name in seen_names:
@@ -420,7 +424,10 @@ def _phase_specs(r: Reader, data: dict) -> list[PhaseSpec]:
             gates = r.strings(ph, d, "gate")
             for g in gates:
                 if not _GATE.match(g):
-                    r.bad(f"{d}.gate", f"cannot read gate {g!r}: write it as 'SERIES < NUMBER' (<, <=, >, >=, ==, !=)")
+                    r.bad(
+                        f"{d}.gate",
+                        f"cannot read gate {g!r}: write it as 'SERIES < NUMBER' (<, <=, >, >=, ==, !=)",
+                    )
             specs.append(
                 PhaseSpec(
                     name=name,
@@ -442,8 +449,16 @@ def _release(r: Reader, data: dict, base: Path) -> ReleaseSettings:
     rel = r.table(data.get("release", {}), "release", _RELEASE)
     repo = r.string(rel, "release", "repo")
     staged = r.string(rel, "release", "staged", "HEAD")
-    if not staged.strip() or staged.startswith("-") or not staged.isprintable() or any(c.isspace() for c in staged):
-        r.bad("release.staged", f"must be a git ref like \"refs/heads/staging\" (no spaces, no leading '-'), got {staged!r}")
+    if (
+        not staged.strip()
+        or staged.startswith("-")
+        or not staged.isprintable()
+        or any(c.isspace() for c in staged)
+    ):
+        r.bad(
+            "release.staged",
+            f"must be a git ref like \"refs/heads/staging\" (no spaces, no leading '-'), got {staged!r}",
+        )
     live = r.string(rel, "release", "live_command", "cat REVISION")
     if not live.strip():
         r.bad("release.live_command", "must not be empty: it is how a host says which revision it runs")
@@ -501,7 +516,7 @@ def _flags(r: Reader, data: dict) -> FlagsSettings:
         r.table(val, d, _FLAG)
         kind = r.string(val, d, "kind", "feature")
         if kind not in ("feature", "kill_switch"):
-            r.bad(f"{d}.kind", f"must be \"feature\" or \"kill_switch\", got {kind!r}")
+            r.bad(f"{d}.kind", f'must be "feature" or "kill_switch", got {kind!r}')
         flag_specs.append(
             FlagSpec(
                 name=key,

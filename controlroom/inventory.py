@@ -76,7 +76,9 @@ def expand(pattern: str, key: str = "inventory.hosts") -> list[str]:
     for start, end in zip(parts[1::3], parts[2::3], strict=True):
         a, b = int(start), int(end)
         if a > b:
-            raise PatternError(key, f"range [{start}:{end}] in {pattern!r} runs backwards; write [{end}:{start}]")
+            raise PatternError(
+                key, f"range [{start}:{end}] in {pattern!r} runs backwards; write [{end}:{start}]"
+            )
         width = len(start) if start.startswith("0") and len(start) > 1 else 0
         ranges.append((a, b, width))
     # the cap holds for the whole pattern: web[1:999]x[1:999] names 998,001 hosts though each range is small
@@ -108,8 +110,9 @@ def build_hosts(
         names = expand(pattern, key)
         if len(hosts) + len(names) > MAX_PATTERN_HOSTS:
             raise PatternError(
-                key, f"the inventory names more than {MAX_PATTERN_HOSTS} hosts (at {pattern!r}); at most "
-                f"{MAX_PATTERN_HOSTS} in all"
+                key,
+                f"the inventory names more than {MAX_PATTERN_HOSTS} hosts (at {pattern!r}); at most "
+                f"{MAX_PATTERN_HOSTS} in all",
             )
         for name in names:
             if name in where:
@@ -133,7 +136,9 @@ def select(selector: str, names: tuple[str, ...], groups: dict[str, tuple[str, .
     """
     parts = [p.strip() for p in selector.split(",")]
     if not any(parts):
-        raise ValueError(f"{selector!r} names no host: give a group, a pattern like web[001:010] or names a,b")
+        raise ValueError(
+            f"{selector!r} names no host: give a group, a pattern like web[001:010] or names a,b"
+        )
     known = set(names)
     by_short: dict[str, list[str]] = {}
     for n in names:
@@ -191,7 +196,9 @@ def plan_phases(specs: tuple[PhaseSpec, ...] | list[PhaseSpec], hosts: list[Host
                 raise PatternError(f"phase[{i}].hosts", str(e)) from None
             for n in found:
                 if n in taken:
-                    raise PatternError(f"phase[{i}].hosts", f"host {n!r} is already named by an earlier phase")
+                    raise PatternError(
+                        f"phase[{i}].hosts", f"host {n!r} is already named by an earlier phase"
+                    )
                 taken.add(n)
                 chosen.append(n)
         named_by_phase.append(chosen)
@@ -207,7 +214,7 @@ def plan_phases(specs: tuple[PhaseSpec, ...] | list[PhaseSpec], hosts: list[Host
         if want is None and not last:
             raise PatternError(
                 f"phase[{i}]",
-                f"phase {spec.name!r} needs a size (a count or \"N%\") or hosts; only the last phase may leave "
+                f'phase {spec.name!r} needs a size (a count or "N%") or hosts; only the last phase may leave '
                 "size out to take the rest",
             )
         if last:
@@ -223,7 +230,7 @@ def plan_phases(specs: tuple[PhaseSpec, ...] | list[PhaseSpec], hosts: list[Host
                 raise PatternError(
                     f"phase[{i}].size",
                     f"the last phase ({spec.name!r}) gets {want} of the {len(named) + rest} remaining hosts and "
-                    f"would leave {left} out; give it size = \"100%\" or leave size out to take the rest",
+                    f'would leave {left} out; give it size = "100%" or leave size out to take the rest',
                 )
             members = named + pool
             pool = []
