@@ -158,7 +158,8 @@ class SSHPool:
         self._jumps: dict[str, asyncssh.SSHClientConnection] = {}
         self._jump_locks: dict[str, asyncio.Lock] = {}
         self._jump_gates: dict[str, asyncio.Semaphore] = {}
-        self._jump_failed: dict[str, tuple[float, _Failure]] = {}
+        self._jump_failed: dict[str, tuple[float, _Failure]] = {}  # spec -> (when it failed, why)
+        self.jump_retry_after = JUMP_RETRY_AFTER
         self.jump_attempts = 0  # connects to jump hosts tried (tests read it)
         self._stopping: set[asyncio.Future] = set()  # stops of given-up commands still running on their hosts
         self._mark = f"controlroom-pgid-{secrets.token_hex(6)}:"
@@ -211,13 +212,13 @@ class SSHPool:
     async def _jump_conn(self, spec: str) -> asyncssh.SSHClientConnection:
         """The shared connection to the jump host ``[user@]host[:port]``, with the pool's strict known_hosts.
 
-        A failure to reach it is remembered for JUMP_RETRY_AFTER seconds and raised at once for every host behind
+        A failure to reach it is remembered for ``jump_retry_after`` seconds and raised at once for every host behind
         it (as a _Failure), instead of each host trying, and timing out, in turn.
         """
         async with self._jump_locks.setdefault(spec, asyncio.Lock()):
             failed = self._jump_failed.get(spec)
             if failed is not None:
-                if time.monotonic() < failed[0]:
+                if time.monotonic() - failed[0] < self.jump_retry_after:
                     raise _Failure(failed[1].status, failed[1].reason)
                 del self._jump_failed[spec]
             conn = self._jumps.get(spec)
@@ -235,7 +236,7 @@ class SSHPool:
                     conn = await asyncssh.connect(host, options=self._options, config=self._config, **kwargs)
                 except Exception as e:  # noqa: BLE001 - remembered, then said as each host's result
                     f = _classify(e, self.settings.connect_timeout)
-                    self._jump_failed[spec] = (time.monotonic() + JUMP_RETRY_AFTER, f)
+                    self._jump_failed[spec] = (time.monotonic(), f)
                     raise f from None
                 self._jumps[spec] = conn
             return conn

@@ -344,3 +344,39 @@ async def test_a_host_that_goes_silent_mid_command_is_noticed_by_keepalives_as_d
     assert ok.label == "ok"
     # dropped, not timeout: the keepalives gave up long before the 60 s command timeout
     assert silent.label == "dropped", silent
+
+
+# ------------------------------------------------------------------------------------------- jump hosts
+
+
+@pytest.mark.parametrize("fault, label, reason", [
+    ("hang", "timeout", "connect timed out after 1 s"),
+    ("refuse", "refused", "connection refused"),
+])
+async def test_a_dead_jump_host_fails_every_host_behind_it_at_once_naming_the_jump_host(make_fleet, fault, label,
+                                                                                       reason):
+    fleet = make_fleet(21, f"web001={fault}")
+    jump = f"127.0.0.1:{fleet.by_name['web001'].port}"
+    behind = [h.name for h in fleet.hosts[1:]]
+    async with pool_for(fleet, jump=jump, connect_timeout=1.0) as pool:
+        results = await pool.run_many(behind, "touch reached")
+        # one try for all 20 hosts, not one after another (150 hosts at 10 s each would take 25 minutes)
+        assert pool.jump_attempts == 1
+    assert [r.label for r in results] == [label] * 20
+    assert {r.reason for r in results} == {f"via jump host {jump}: {reason}"}
+    if fault == "hang":
+        assert fleet.by_name["web001"].accepted == 1  # what the jump host itself saw
+    assert not any(on_host(fleet, name, "reached").exists() for name in behind)
+
+
+async def test_a_jump_host_that_failed_is_tried_again_once_its_failure_is_forgotten(make_fleet):
+    fleet = make_fleet(3, "web001=hang")
+    jump = f"127.0.0.1:{fleet.by_name['web001'].port}"
+    async with pool_for(fleet, jump=jump, connect_timeout=0.5) as pool:
+        first = await pool.run("web002", "true")
+        pool.jump_retry_after = 0.0  # as if the remembered time had passed
+        second = await pool.run("web003", "true")
+        second_attempts = pool.jump_attempts
+    assert (first.label, second.label) == ("timeout", "timeout")
+    assert second_attempts == 2
+    assert fleet.by_name["web001"].accepted == 2
