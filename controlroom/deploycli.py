@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 
 from controlroom import events as ev
 from controlroom.config import Config
-from controlroom.errors import ControlroomError, JournalError, LockedError, UsageError
+from controlroom.errors import JournalError, UsageError
 from controlroom.journal import Journal, current_user
 from controlroom.text import LINE_LIMIT, clean
 
@@ -164,189 +163,13 @@ class Printer:
             self.steps_printed[phase] = k
 
 
-# --------------------------------------------------------------------------------------------- deploy
-
-
-def _ask(question: str) -> str:
-    try:
-        return input(question).strip().lower()
-    except EOFError:
-        return ""
-
-
-async def _park(rollout, task: asyncio.Task, reason: str) -> None:
-    """Stop driving a rollout that waits for a decision: it stays resumable and keeps the fleet locked for it."""
-    task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        pass
-    rollout.journal.park_lock(rollout.id, reason)
-
-
-async def _drive(rollout, start, *, interactive: bool, assume_yes: bool, auto: bool) -> int:
-    """Run the rollout and answer its questions: from the terminal, or by --yes/--auto."""
-    loop = asyncio.get_running_loop()
-    decisions: asyncio.Queue = asyncio.Queue()
-    moved = asyncio.Event()
-
-    def watch(e: ev.Event) -> None:
-        if isinstance(e, (ev.GateWaiting, ev.PhaseHalted)):
-            decisions.put_nowait(e)
-        elif isinstance(e, ev.HostStateChanged):
-            moved.set()
-
-    rollout.subscribe(watch)
-    task = asyncio.ensure_future(start())
-    user = rollout.user
-    while not task.done():
-        getter = asyncio.ensure_future(decisions.get())
-        await asyncio.wait([task, getter], return_when=asyncio.FIRST_COMPLETED)
-        if not getter.done():
-            getter.cancel()
-            break
-        e = getter.result()
-        if isinstance(e, ev.GateWaiting):
-            if e.reason.startswith("baking"):
-                continue
-            if assume_yes or (auto and "gate " not in e.reason):
-                rollout.proceed(user)
-                continue
-            if not interactive:
-                print(f"stopped at a gate: {e.reason}; the deploy stays resumable with "
-                      "`controlroom deploy --resume`", flush=True)
-                await _park(rollout, task, f"{rollout.revision} waits at a gate before {e.name}: "
-                            "`controlroom deploy --resume` or `controlroom rollback`")
-                break
-            answer = await loop.run_in_executor(None, _ask, f"Start {e.name}? [y]es / [a]bort: ")
-            if answer in ("y", "yes"):
-                rollout.proceed(user)
-            else:
-                rollout.abort(user)
-        elif isinstance(e, ev.PhaseHalted):
-            if not interactive:
-                # a halt lets in-flight hosts finish; stopping now would cut healthy hosts off mid-step
-                while not task.done() and any(h.state in ev.IN_FLIGHT for h in rollout.hosts.values()):
-                    moved.clear()
-                    waiter = asyncio.ensure_future(moved.wait())
-                    await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
-                    waiter.cancel()
-                print(f"halted in {e.name}; retry the failed hosts with `controlroom deploy --resume`, "
-                      "or `controlroom rollback`", flush=True)
-                await _park(rollout, task, f"{rollout.revision} halted in {e.name} ({', '.join(e.failed)} failed): "
-                            "`controlroom deploy --resume` or `controlroom rollback`")
-                break
-            while True:
-                answer = await loop.run_in_executor(
-                    None, _ask, "[r]etry failed hosts, [s]kip them, [p]roceed anyway, [a]bort, roll[b]ack? ")
-                failed = [h for h in rollout.phases[e.phase].hosts if rollout.hosts[h].state == ev.FAILED]
-                if answer in ("r", "retry"):
-                    for h in failed:
-                        rollout.retry(h, user)
-                elif answer in ("s", "skip"):
-                    for h in failed:
-                        rollout.skip(h, user)
-                elif answer in ("p", "proceed"):
-                    rollout.proceed(user)
-                elif answer in ("a", "abort"):
-                    rollout.abort(user)
-                elif answer in ("b", "rollback"):
-                    await rollout.rollback(user)
-                else:
-                    continue
-                break
-    try:
-        fin = await task
-    except asyncio.CancelledError:
-        return 1
-    if rollout.status == ev.R_ROLLED_BACK:
-        return 1
-    return 0 if fin.status == ev.R_DONE else 1
-
-
 def cmd_deploy(cfg: Config, args: argparse.Namespace) -> int:
-    from controlroom import release
-    from controlroom.rollout import Rollout
-    from controlroom.ssh import SSHPool, raise_nofile_limit
+    from controlroom.deployrun import deploy
 
-    if args.force and not (args.reason and args.reason.strip()):
-        raise UsageError("--force needs --reason TEXT: say why, it goes into the deploy log")
-    if args.reason and not args.force:
-        raise UsageError("--reason goes with --force")
-    interactive = sys.stdin.isatty()
-    if not interactive and not (args.auto or args.yes):
-        raise UsageError("no terminal to ask at the gates: pass --auto (go on by itself) or --yes (answer yes)")
-    if args.revision is not None and (not args.revision.strip() or any(c in args.revision for c in "\n\r\0")):
-        raise UsageError("--revision must be a revision name, e.g. r2307 or a git hash")
-    user = current_user()
-    warning = raise_nofile_limit(len(cfg.hosts))
-    if warning:
-        print(warning, file=sys.stderr)
-    journal = _journal(cfg)
-
-    async def go() -> int:
-        async with SSHPool(cfg.ssh, cfg.hosts) as pool:
-            confirm = "none" if args.auto or args.yes else "all"
-            if args.resume:
-                rollout = Rollout.load(cfg, pool, journal, user=user, confirm=confirm)
-                rollout.subscribe(Printer(rollout))
-
-                def run():  # a resume retries the failed hosts of the current phase, once it holds the deploy
-                    return rollout.resume_run(retry_failed=True)
-            else:
-                revision = args.revision or release.staged_revision(cfg)
-                rollout = Rollout(cfg, pool, journal, revision=revision, user=user, confirm=confirm,
-                                  force_reason=args.reason if args.force else None)
-                lock = journal.lock()
-                if lock and (lock.live or (not lock.stale and not args.force)):
-                    # say so before asking anything; run() checks again, atomically, when it takes the lock
-                    hint = "; to deploy anyway use --force --reason TEXT" if not lock.live else ""
-                    # the same words as take_lock's, whichever check the second of two deploys runs into
-                    what = f" by {lock.describe()}" if lock.live else f": {lock.describe()}{hint}"
-                    raise LockedError(f"the fleet is locked{what}")
-                if interactive and not args.yes:
-                    plan = ", ".join(f"{p.name} {len(p.hosts)}" for p in rollout.phases)
-                    answer = await asyncio.get_running_loop().run_in_executor(
-                        None, _ask, f"Deploy {revision} to {len(rollout.hosts)} hosts ({plan})? [y/N] ")
-                    if answer not in ("y", "yes"):
-                        print("not deploying")
-                        return 1
-                rollout.subscribe(Printer(rollout))
-                run = rollout.run
-            return await _drive(rollout, run, interactive=interactive, assume_yes=args.yes, auto=args.auto)
-
-    return asyncio.run(go())
+    return deploy(cfg, args)
 
 
 def cmd_rollback(cfg: Config, args: argparse.Namespace) -> int:
-    from controlroom.rollout import Rollout
-    from controlroom.ssh import SSHPool
+    from controlroom.deployrun import rollback
 
-    interactive = sys.stdin.isatty()
-    if not interactive and not args.yes:
-        raise UsageError("no terminal to confirm the rollback: pass --yes")
-    user = current_user()
-    journal = _journal(cfg)
-
-    async def go() -> int:
-        async with SSHPool(cfg.ssh, cfg.hosts) as pool:
-            rollout = Rollout.load(cfg, pool, journal, user=user)
-            lock = journal.lock()
-            if lock and lock.rollout_id == rollout.id and lock.live:
-                raise ControlroomError(f"deploy #{rollout.id} is still running ({lock.describe()}); "
-                                       "abort it there first")
-            done = [h for h in rollout.hosts.values() if h.state in (ev.DONE, *ev.IN_FLIGHT)]
-            if not done:
-                print(f"deploy #{rollout.id} of {rollout.revision}: no host to roll back")
-                return 0
-            if not args.yes:
-                answer = await asyncio.get_running_loop().run_in_executor(
-                    None, _ask, f"Roll back {rollout.revision} on {len(done)} hosts to their previous revision? [y/N] ")
-                if answer not in ("y", "yes"):
-                    print("not rolling back")
-                    return 1
-            rollout.subscribe(Printer(rollout))
-            fin = await rollout.rollback(user)
-            return 0 if fin.failed == 0 else 1
-
-    return asyncio.run(go())
+    return rollback(cfg, args)

@@ -274,15 +274,16 @@ def test_a_note_in_the_deploy_log_names_the_login_name_without_sudo(fleet, monke
 # --------------------------------------------------------------------------------------------- quoting
 
 
-def test_a_revision_with_shell_metacharacters_reaches_hosts_as_a_literal_string(fleet):
-    revision = "r1; touch pwned"
-    res = cr(fleet, "deploy", "--yes", "--revision", revision)
-    assert res.returncode == 0, res.stdout + res.stderr
+def test_a_revision_with_shell_metacharacters_is_refused_before_any_host_is_touched(fleet):
+    before = revisions(fleet)
+    for revision in ("r1; touch pwned", "-rf", "r1/../../etc", "$(id)"):
+        res = cr(fleet, "deploy", "--yes", "--revision", revision)
+        assert res.returncode == 2, res.stdout + res.stderr
+        assert res.stderr.startswith("controlroom: ") and res.stderr.count("\n") == 1, res.stderr
+        assert "Traceback" not in res.stderr
     assert not list(fleet.dir.rglob("pwned"))
-    assert set(revisions(fleet).values()) == {revision}
-    assert all(
-        (fleet.dir / "hosts" / h.name / "releases" / revision / "REVISION").exists() for h in fleet.hosts
-    )
+    assert revisions(fleet) == before
+    assert not (fleet.dir / "state" / "journal.db").exists() or "DEPLOY START" not in cr(fleet, "log").stdout
 
 
 def test_the_journal_is_created_for_the_team_and_nobody_else_whatever_the_umask(fleet):
