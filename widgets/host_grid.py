@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from rich.segment import Segment
 from rich.style import Style
+from rich.text import Text
 from textual import events
 from textual.binding import Binding
 from textual.cache import LRUCache
@@ -73,6 +74,13 @@ class HostGrid(ScrollView, can_focus=True):
             super().__init__()
             self.host = host
 
+    class LaidOut(Message):
+        """The hosts were laid out again, with names or as glyphs."""
+
+        def __init__(self, glyphs: bool) -> None:
+            super().__init__()
+            self.glyphs = glyphs
+
     class CursorMoved(Message):
         """The cursor is on another host."""
 
@@ -90,26 +98,41 @@ class HostGrid(ScrollView, can_focus=True):
         self._cell = 8
         self._name_w = 5
         self._names: list[str] = []
-        self._laid_out_for: tuple[int, int] = (-1, -1)
+        self._laid_out_for: tuple[int, int, int] = (-1, -1, -1)
+        self._tip_for: int | None = None
+        self.glyphs = False  # each host drawn as its state glyph only (names do not fit)
         self._cache: LRUCache[int, Strip] = LRUCache(1024)
         self._styles: dict[str, Style] = {}
         self.renders = 0  # rows rendered (not served from the cache): tests and the bench read it
 
     # ------------------------------------------------------------------------------------------- layout
     def relayout(self) -> None:
-        """Lay the hosts out in rows for the current width (called on resize and when the plan changes)."""
+        """Lay the hosts out in rows for the current size (called on resize and when the plan changes).
+
+        Names are shown when every host fits on screen with its name; otherwise each host is one state glyph
+        (with a space between glyphs, or none when even that does not fit), so the whole fleet stays in view.
+        The selected host's name is then under the grid (RolloutPane) and in the tooltip.
+        """
         board = self.board
         width = max(self.scrollable_content_region.width, 1)
+        height = max(self.scrollable_content_region.height, 1)
         short = [clean(n.split(".", 1)[0], 64) for n in board.order]
         self._names = short if len(set(short)) == len(short) else [clean(n, 64) for n in board.order]
         self._name_w = max((len(n) for n in self._names), default=5)
-        self._cell = self._name_w + 4  # symbol, space, name, two spaces
-        self._per_row = max(1, (width + 2) // self._cell)
+        counts = [sum(1 for h in phase.hosts if h in board.index) for phase in board.phases]
+
+        def rows_for(per_row: int) -> int:
+            return sum(1 + -(-n // per_row) for n in counts)  # a title row per phase, then its hosts
+
+        # (cell width, the space the last cell of a row may leave out, glyphs only)
+        layouts = ((self._name_w + 4, 2, False), (2, 1, True), (1, 0, True))
+        fits = [lay for lay in layouts if rows_for(max(1, (width + lay[1]) // lay[0])) <= height]
+        cell, spare, self.glyphs = fits[0] if fits else layouts[-1]
+        self._cell, self._per_row = cell, max(1, (width + spare) // cell)
         rows: list[tuple[int, int, int]] = []
         row_of = [0] * len(board.order)
         start = 0
-        for p, phase in enumerate(board.phases):
-            n = sum(1 for h in phase.hosts if h in board.index)
+        for p, n in enumerate(counts):
             rows.append((_HEADER, p, 0))
             for first in range(start, start + n, self._per_row):
                 end = min(first + self._per_row, start + n)
@@ -118,16 +141,31 @@ class HostGrid(ScrollView, can_focus=True):
                 rows.append((p, first, end))
             start += n
         self._rows, self._row_of = rows, row_of
-        self._laid_out_for = (width, len(board.order))
+        self._laid_out_for = (width, height, len(board.order))
         self._cache.clear()
         self.cursor = min(self.cursor, max(len(board.order) - 1, 0))
         self.virtual_size = Size(width, len(rows))
         board.replanned = False
         self.refresh()
+        self.post_message(self.LaidOut(self.glyphs))
 
     def on_resize(self, event: events.Resize) -> None:
-        if self._laid_out_for[0] != max(self.scrollable_content_region.width, 1):
+        region = self.scrollable_content_region
+        if self._laid_out_for[:2] != (max(region.width, 1), max(region.height, 1)):
             self.relayout()
+
+    @property
+    def visible_hosts(self) -> list[str]:
+        """The hosts whose cells are on screen now (what the operator can see without scrolling)."""
+        top = self.scroll_offset.y
+        bottom = top + self.scrollable_content_region.height
+        order = self.board.order
+        return [order[i] for kind, a, b in self._rows[top:bottom] if kind != _HEADER for i in range(a, b)]
+
+    def name_of(self, host: str) -> str:
+        """The host's name as the grid shows it (cleaned; short when short names are unique)."""
+        i = self.board.index.get(host)
+        return self._names[i] if i is not None and i < len(self._names) else clean(host, 64)
 
     def on_mount(self) -> None:
         if self.scrollable_content_region.width:  # else the first Resize lays it out, once
@@ -196,15 +234,17 @@ class HostGrid(ScrollView, can_focus=True):
         order = self.board.order
         w = self._name_w
         cursor_style = self._style("cursor")
+        glyphs, gap = self.glyphs, " " * (self._cell - 1 if self.glyphs else 2)
         for i in range(a, b):
             state = hosts[order[i]].state
             style = base + self._style(state)
-            cell = f"{SYMBOL.get(state, '?')} {names[i]:<{w}}"
+            cell = SYMBOL.get(state, "?") if glyphs else f"{SYMBOL.get(state, '?')} {names[i]:<{w}}"
             if i == self.cursor:
                 segments.append(Segment(cell, style + cursor_style))
             else:
                 segments.append(Segment(cell, style))
-            segments.append(Segment("  ", base))
+            if gap:
+                segments.append(Segment(gap, base))
         return Strip(segments).crop_extend(0, width, base)
 
     # ------------------------------------------------------------------------------------------- cursor
@@ -263,16 +303,27 @@ class HostGrid(ScrollView, can_focus=True):
         if host is not None:
             self.post_message(self.Opened(host))
 
-    def on_click(self, event: events.Click) -> None:
+    def _host_at(self, event: events.MouseEvent) -> int | None:
         offset = event.get_content_offset(self)
         if offset is None:
-            return
+            return None
         row = self.scroll_offset.y + offset.y
         if not 0 <= row < len(self._rows) or self._rows[row][0] == _HEADER:
-            return
+            return None
         _, first, end = self._rows[row]
         i = first + offset.x // self._cell
-        if first <= i < end:
+        return i if first <= i < end else None
+
+    def on_mouse_move(self, event: events.MouseMove) -> None:
+        i = self._host_at(event)
+        if i != self._tip_for:
+            self._tip_for = i
+            # the full name, in glyph mode too; a Text, since a str tooltip would be read as markup
+            self.tooltip = None if i is None else Text(clean(self.board.order[i], 200))
+
+    def on_click(self, event: events.Click) -> None:
+        i = self._host_at(event)
+        if i is not None:
             self.move_cursor_to(i)
             if event.chain >= 2:
                 self.post_message(self.Opened(self.board.order[i]))

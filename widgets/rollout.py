@@ -204,6 +204,26 @@ def summary(board: Board, limit: int = 8) -> Text:
     return t
 
 
+def selected_line(board: Board, host: str | None, focused: bool = True) -> Text:
+    """`▸ web042.example.com  ✗ failed · exit 1 · stage 2 · enter opens it`."""
+    t = Text(no_wrap=True, overflow="ellipsis")
+    hv = board.hosts.get(host) if host else None
+    if hv is None:
+        return t
+    t.append("▸ " if focused else "  ")
+    t.append(clean(host, 200), style="bold")
+    t.append("  ")
+    t.append(f"{SYMBOL[hv.state]} {LABEL[hv.state]}", style=COLOR[hv.state])
+    if hv.state == ev.RUNNING and hv.steps:
+        t.append(f" step {hv.step}/{hv.steps}")
+    if hv.reason:
+        t.append(f" · {clean(hv.reason, 200)}")
+    if 0 <= hv.phase < len(board.phases):
+        t.append(f" · {board.phases[hv.phase].name}", style="dim")
+    t.append(" · enter opens it", style="dim")
+    return t
+
+
 def legend() -> Text:
     t = Text()
     for i, s in enumerate(ev.HOST_STATES):
@@ -229,6 +249,7 @@ class RolloutPane(Vertical):
         yield Static(id="phase-bars")
         yield Static(id="summary")
         yield HostGrid(self.board, id="host-grid")
+        yield Static(id="grid-caption")
         yield Static(legend(), id="legend")
 
     def on_mount(self) -> None:
@@ -275,6 +296,18 @@ class RolloutPane(Vertical):
         if board.finished is not None:
             self._set("#summary", summary(board))
             summ.set_class(board.finished.status != ev.R_DONE, "-bad")
+        self.show_selected()
+
+    def on_host_grid_cursor_moved(self, message: HostGrid.CursorMoved) -> None:
+        self.show_selected()  # the message goes on up to the app, which re-offers retry and skip
+
+    def on_host_grid_laid_out(self, message: HostGrid.LaidOut) -> None:
+        self.show_selected()
+
+    def show_selected(self) -> None:
+        """Under the grid: the selected host's full name, state and reason (the grid may show glyphs only)."""
+        grid = self.grid
+        self._set("#grid-caption", selected_line(self.board, grid.cursor_host, grid.has_focus))
 
     def tick(self, now: float | None = None) -> None:
         """Once a second: the elapsed time moves."""
