@@ -7,7 +7,7 @@ import sys
 
 from controlroom import events as ev
 from controlroom.config import Config
-from controlroom.errors import JournalError, UsageError
+from controlroom.errors import JournalError, LockedError, UsageError
 from controlroom.journal import Journal, current_user
 from controlroom.text import LINE_LIMIT, clean
 
@@ -30,7 +30,9 @@ def add_parsers(sub, common) -> None:
 
     lk = sub.add_parser("lock", parents=[common], help="lock the fleet: NO DEPLOY PLEASE")
     lk.add_argument("message", nargs="+", metavar="MSG")
-    sub.add_parser("unlock", parents=[common], help="release the lock")
+    ul = sub.add_parser("unlock", parents=[common], help="release the lock")
+    ul.add_argument("--force", action="store_true",
+                    help="release another person's lock, or the lock a halted deploy keeps (goes into the log)")
 
 
 def _journal(cfg: Config) -> Journal:
@@ -73,7 +75,26 @@ def cmd_lock(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_unlock(cfg: Config, args: argparse.Namespace) -> int:
-    old = _journal(cfg).release_lock(current_user())
+    from controlroom.locks import abandons
+
+    j = _journal(cfg)
+    user = current_user()
+    cur = j.lock()
+    force = args.force
+    if cur is not None and not force and not cur.live and (cur.rollout_id or cur.user != user):
+        if not sys.stdin.isatty():
+            raise LockedError(clean(f"the lock is {cur.describe()}; unlocking {abandons(cur)}: pass --force "
+                                    "to do it", LINE_LIMIT))
+        print(clean(f"The lock is {cur.describe()}.", LINE_LIMIT))
+        try:
+            answer = input(clean(f"Unlocking {abandons(cur)}. Unlock? [y/N] ", LINE_LIMIT)).strip().lower()
+        except (EOFError, KeyboardInterrupt):
+            answer = ""
+        if answer not in ("y", "yes"):
+            print("not unlocking")
+            return 1
+        force = True
+    old = j.release_lock(user, force=force)
     print(clean(f"unlocked (was: {old.describe()})", LINE_LIMIT) if old else "the fleet was not locked")
     return 0
 
