@@ -24,18 +24,11 @@ import asyncssh
 from controlroom.config import SSHSettings
 from controlroom.errors import ConfigError
 from controlroom.inventory import Host
+from controlroom.sshstop import STOP_BOUND, stop_command, wrap
 
 RESULT_CLASSES = ("ok", "exit", "timeout", "refused", "auth", "hostkey", "dropped")
 TAIL_LINES = 40
-STOP_BOUND = 5.0  # seconds a stop of a timed-out or cancelled command may take, at most
 JUMP_RETRY_AFTER = 15.0  # seconds a jump host's connect failure fails every host behind it without a new try
-# TERM to the command's process group now, KILL 2 s later from the background (so the stop does not wait for it:
-# the group lingers as zombies until reaped, so waiting for it to vanish would cost the whole grace anyway). POSIX sh
-# and bash alike: dash's kill has no `--`, and takes -N after the signal as a group.
-_KILL_GROUP = (
-    "kill -TERM -{pgid} 2>/dev/null || exit 0\n"
-    "(sleep 2; kill -KILL -{pgid} 2>/dev/null) </dev/null >/dev/null 2>&1 &\n"
-)
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 LineCallback = Callable[[str, str], None]  # (stream "out"|"err", line without newline)
@@ -319,7 +312,7 @@ class SSHPool:
         """Run one shell command; never raises for host trouble, the result says what happened.
 
         A command given up on (its timeout) or whose task is cancelled is ended on the host as well: its process
-        group gets TERM, and KILL 2 s later (see _stop_remote); the stop takes at most STOP_BOUND seconds. On
+        group gets TERM, and KILL 2 s later (controlroom.sshstop); the stop takes at most STOP_BOUND seconds. On
         cancellation the channel is closed and CancelledError propagates once that is done.
         """
         h = self.host(host)
@@ -361,8 +354,7 @@ class SSHPool:
             async with self._channels[h.name]:
                 try:
                     async with asyncio.timeout(timeout):
-                        proc = await conn.create_process(f"echo {mark}$$\n{command}", encoding="utf-8",
-                                                         errors="replace")
+                        proc = await conn.create_process(wrap(command, mark), encoding="utf-8", errors="replace")
                         proc.stdin.write_eof()  # like `ssh host cmd </dev/null`: nothing waits on our input
                         # the readers outlive a timeout: the stop needs the process group from the first line
                         io = asyncio.ensure_future(
@@ -400,35 +392,12 @@ class SSHPool:
         return self._result(h, "ok", 0, "ok", out, err, t0, t1, started)
 
     async def _stop_remote(self, conn, proc, pgid: asyncio.Future[int], io: asyncio.Future | None) -> None:
-        """End a command we gave up on, on the host, then close its channel; at most STOP_BOUND seconds.
-
-        Two ways, both tried: the channel's "signal" request (OpenSSH 7.9 and later killpg() the session at once),
-        and, for any sshd, a kill of the command's process group over a second channel: TERM, then KILL if the
-        group is still there after a grace. A second cancellation leaves the stop running in the background
-        (close() waits for it). Never raises.
-        """
-        task = asyncio.ensure_future(self._stop_group(conn, proc, pgid, io))
+        """sshstop.stop_command, as a task of the pool's: a second cancellation of the caller leaves the stop
+        running in the background (close() waits for it). Never raises."""
+        task = asyncio.ensure_future(stop_command(conn, proc, pgid, io))
         self._stopping.add(task)
         task.add_done_callback(self._stopping.discard)
         await asyncio.shield(task)
-
-    async def _stop_group(self, conn, proc, pgid: asyncio.Future[int], io: asyncio.Future | None) -> None:
-        try:
-            try:
-                proc.send_signal("TERM")
-            except Exception:  # noqa: BLE001 - a channel already closed: the group may still need the kill below
-                pass
-            async with asyncio.timeout(STOP_BOUND):
-                if io is not None and not pgid.done():
-                    # the host has not yet started the shell (or said its group): wait for it, reading on
-                    await asyncio.wait({pgid, io}, return_when=asyncio.FIRST_COMPLETED)
-                group = pgid.result() if pgid.done() else 0
-                if group > 1:
-                    await conn.run(_KILL_GROUP.format(pgid=group), check=False)
-        except Exception:  # noqa: BLE001 - best effort: the host or the connection may be gone
-            pass
-        finally:
-            proc.close()
 
     @staticmethod
     def _result(h, status, code, reason, out, err, t0, t1, started) -> CommandResult:

@@ -25,13 +25,8 @@ from pathlib import Path
 
 import asyncssh
 
-from controlroom.demo.fleet import (
-    LIVE_REVISION,
-    STAGED_REVISION,
-    _seed_host,
-    write_fleet_config,
-    write_ssh_config,
-)
+from controlroom.demo.fleet import LIVE_REVISION, STAGED_REVISION, _seed_host
+from controlroom.demo.fleetconfig import write_fleet_config, write_ssh_config
 from controlroom.demo.repo import make_demo_repo
 
 SSHD = "/usr/sbin/sshd"

@@ -4,6 +4,25 @@ Each host has a directory under DIR/hosts/NAME where commands really run with /b
 so deploy steps really change that host's state; SFTP is chrooted to it. Faults make hosts misbehave the way real
 ones do. The fleet writes into DIR a known_hosts with its host keys, a client key, an ssh_config that maps each host
 name to its port, and a controlroom.toml that targets it.
+
+Like OpenSSH's sshd (tests/realsshd.py runs the same tests on real sshd hosts):
+- a command runs in a new session (setsid), its shell leading its own process group;
+- closing a channel does not end its command unless a pty was requested (then it gets SIGHUP); the command goes on
+  with nowhere to write (EPIPE), and a 'slow' host starts the command even if the client left meanwhile;
+- a command killed by a signal ends in exit-signal, not a made-up exit status.
+Where it still differs from sshd (measured against OpenSSH 9.2):
+- the "signal" channel request is ignored (as by sshd before 7.9); sshd kills the session's process group;
+- no MaxSessions: sshd refuses an 11th channel on one connection, counting sessions whose command still runs
+  after their channel closed; no MaxStartups either;
+- any user name logs in with the client key; sshd needs the account to exist;
+- commands run in /bin/sh, not the account's login shell ($0 is "/bin/sh", not "sh"); stdin is /dev/null, not a
+  pipe from the channel; the environment is HOSTNAME, HOME, the fleet's own PATH and LANG=C.UTF-8, where sshd gives
+  USER, LOGNAME, HOME, SHELL, MAIL, its compiled-in PATH, SSH_CLIENT/SSH_CONNECTION and no LANG (the real-sshd test
+  bed sets HOSTNAME with SetEnv to match);
+- SFTP is chrooted to the host's directory, so an absolute upload path lands inside it; sshd's sftp sees the whole
+  file system (relative paths resolve against the home directory in both);
+- a session without a command prints one line and exits instead of starting a shell;
+- any host forwards TCP (a jump host) to 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -19,8 +38,11 @@ from pathlib import Path
 
 import asyncssh
 
+from controlroom.demo.fleetconfig import demo_phases, write_fleet_config, write_ssh_config
 from controlroom.demo.repo import make_demo_repo
 from controlroom.errors import UsageError
+
+__all__ = ["Fleet", "Fault", "parse_faults", "demo_phases", "write_fleet_config", "write_ssh_config", "serve"]
 
 LIVE_REVISION = "r2306"
 STAGED_REVISION = "r2307"
@@ -383,91 +405,6 @@ async def _relay(proc: asyncio.subprocess.Process, process: asyncssh.SSHServerPr
 
     await asyncio.gather(pump(proc.stdout, process.stdout), pump(proc.stderr, process.stderr))
     return await proc.wait()
-
-
-def write_ssh_config(directory: Path, hosts: list[tuple[str, int, str | None]]) -> None:
-    """DIR/ssh_config mapping each (name, port, user) host to 127.0.0.1:port, for `ssh -F`."""
-    lines = ["# written by `controlroom fleet`: each simulated host's address and port", ""]
-    for name, port, user in hosts:
-        lines += [f"Host {name}", "    HostName 127.0.0.1", f"    Port {port}"]
-        lines += [f"    User {user}"] if user else []
-        lines.append("")
-    (directory / "ssh_config").write_text("\n".join(lines))
-
-
-def write_fleet_config(path: Path, hosts: list[tuple[str, int, str | None]], prefix: str, width: int) -> None:
-    """The controlroom.toml that targets a fleet of (name, port, user) hosts on 127.0.0.1, named prefix001...
-
-    One writer for the simulated fleet and the real-sshd test bed (tests/realsshd.py), so both run the same
-    steps, health check, rollback and phases. A host's user, when given, overrides [inventory.ssh] user.
-    """
-    n = len(hosts)
-    first, last = hosts[0][0], hosts[-1][0]
-    pattern = f"{prefix}[{1:0{width}d}:{n:0{width}d}]" if n > 1 else first
-    phases = demo_phases(n)
-    # each host's port, given here rather than through ssh_config: asyncssh re-reads an ssh_config on every
-    # connection, which for 150 Host blocks costs more CPU than the handshakes (bench/fanout.py)
-    hosts_table = "[inventory.host]                   # where each simulated host listens\n" + "".join(
-        f'{name} = {{ address = "127.0.0.1", port = {port}{f", user = {json.dumps(user)}" if user else ""} }}\n'
-        for name, port, user in hosts
-    )
-    text = f'''# Written by `controlroom fleet` for a simulated fleet of {n} hosts ({first} .. {last}) on 127.0.0.1.
-[inventory]
-hosts = ["{pattern}"]
-
-[inventory.ssh]
-user = "deploy"
-known_hosts = "known_hosts"        # the fleet's own host keys; checking is always strict
-identity_file = "client_key"
-connect_timeout = 5
-command_timeout = 30
-keepalive_interval = 2
-keepalive_count = 3
-
-{hosts_table}
-[release]
-repo = "repo"
-staged = "refs/heads/staging"
-live_command = "cat REVISION 2>/dev/null || echo none"
-
-[deploy]
-steps = [
-    "mkdir -p releases/{{revision}} && echo {{revision}} > releases/{{revision}}/REVISION",
-    "ln -sfn releases/{{revision}} current && cp current/REVISION REVISION",
-]
-health = "test -s REVISION"
-rollback = ["ln -sfn releases/{{previous}} current && echo {{previous}} > REVISION"]
-step_timeout = 20
-{phases}
-[state]
-dir = "state"
-'''
-    path.write_text(text)
-
-
-def demo_phases(n: int) -> str:
-    """Three phases in the Flickr spirit: a canary of 2, 10% of the fleet, then the rest."""
-    if n >= 4:
-        return '''
-[[phase]]
-name = "canary"
-size = 2
-auto = false                       # wait for the operator after the canary
-
-[[phase]]
-name = "stage 1"
-size = "10%"
-max_failed = 1
-
-[[phase]]
-name = "stage 2"
-size = "100%"
-max_failed = "2%"
-'''
-    return '''
-[[phase]]
-name = "all"
-'''
 
 
 async def serve(directory: str, hosts: int, faults: str | None) -> None:

@@ -1,0 +1,92 @@
+"""The controlroom.toml and ssh_config that target a fleet on 127.0.0.1: the simulated one (demo/fleet.py) and
+the real-sshd test bed (tests/realsshd.py) write theirs with the same functions, so both run the same deploy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def write_ssh_config(directory: Path, hosts: list[tuple[str, int, str | None]]) -> None:
+    """DIR/ssh_config mapping each (name, port, user) host to 127.0.0.1:port, for `ssh -F`."""
+    lines = ["# written by `controlroom fleet`: each simulated host's address and port", ""]
+    for name, port, user in hosts:
+        lines += [f"Host {name}", "    HostName 127.0.0.1", f"    Port {port}"]
+        lines += [f"    User {user}"] if user else []
+        lines.append("")
+    (directory / "ssh_config").write_text("\n".join(lines))
+
+
+def write_fleet_config(path: Path, hosts: list[tuple[str, int, str | None]], prefix: str, width: int) -> None:
+    """The controlroom.toml that targets a fleet of (name, port, user) hosts on 127.0.0.1, named prefix001...
+
+    One writer for the simulated fleet and the real-sshd test bed (tests/realsshd.py), so both run the same
+    steps, health check, rollback and phases. A host's user, when given, overrides [inventory.ssh] user.
+    """
+    n = len(hosts)
+    first, last = hosts[0][0], hosts[-1][0]
+    pattern = f"{prefix}[{1:0{width}d}:{n:0{width}d}]" if n > 1 else first
+    phases = demo_phases(n)
+    # each host's port, given here rather than through ssh_config: asyncssh re-reads an ssh_config on every
+    # connection, which for 150 Host blocks costs more CPU than the handshakes (bench/fanout.py)
+    hosts_table = "[inventory.host]                   # where each simulated host listens\n" + "".join(
+        f'{name} = {{ address = "127.0.0.1", port = {port}{f", user = {json.dumps(user)}" if user else ""} }}\n'
+        for name, port, user in hosts
+    )
+    text = f'''# Written by `controlroom fleet` for a simulated fleet of {n} hosts ({first} .. {last}) on 127.0.0.1.
+[inventory]
+hosts = ["{pattern}"]
+
+[inventory.ssh]
+user = "deploy"
+known_hosts = "known_hosts"        # the fleet's own host keys; checking is always strict
+identity_file = "client_key"
+connect_timeout = 5
+command_timeout = 30
+keepalive_interval = 2
+keepalive_count = 3
+
+{hosts_table}
+[release]
+repo = "repo"
+staged = "refs/heads/staging"
+live_command = "cat REVISION 2>/dev/null || echo none"
+
+[deploy]
+steps = [
+    "mkdir -p releases/{{revision}} && echo {{revision}} > releases/{{revision}}/REVISION",
+    "ln -sfn releases/{{revision}} current && cp current/REVISION REVISION",
+]
+health = "test -s REVISION"
+rollback = ["ln -sfn releases/{{previous}} current && echo {{previous}} > REVISION"]
+step_timeout = 20
+{phases}
+[state]
+dir = "state"
+'''
+    path.write_text(text)
+
+
+def demo_phases(n: int) -> str:
+    """Three phases in the Flickr spirit: a canary of 2, 10% of the fleet, then the rest."""
+    if n >= 4:
+        return '''
+[[phase]]
+name = "canary"
+size = 2
+auto = false                       # wait for the operator after the canary
+
+[[phase]]
+name = "stage 1"
+size = "10%"
+max_failed = 1
+
+[[phase]]
+name = "stage 2"
+size = "100%"
+max_failed = "2%"
+'''
+    return '''
+[[phase]]
+name = "all"
+'''
