@@ -1,0 +1,66 @@
+"""The app acts once: a key pressed twice in a hurry does what one press does, never the action twice."""
+
+from __future__ import annotations
+
+from textual import events
+
+from controlroom import events as ev
+from tests.test_app_actions import deploy_to_gate, make_app, start, until
+
+
+async def test_two_quick_d_presses_start_one_deploy(make_fleet):
+    fleet = make_fleet(4)
+    app = make_app(fleet)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await start(pilot)
+        # two presses in one read from the terminal: queued back to back, the second before the first has acted
+        for _ in range(2):
+            app.post_message(events.Key("d", "d"))
+        app.action_deploy()  # and once more from the palette, in the same tick
+        await until(pilot, lambda: app.board.gate is not None, "the canary to finish and the gate to wait")
+        starts = [line for line in app.log_lines if "DEPLOY START" in line]
+        assert len(starts) == 1, app.log_lines
+        assert app.journal.rollout().id == app.rollout.id == 1  # one Rollout ever made it to the journal
+        assert not any("locked" in str(n.message).lower() for n in app._notifications)
+
+
+async def test_pressing_p_repeatedly_writes_no_entry_twice_in_a_row(make_fleet):
+    app = make_app(make_fleet(4))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await start(pilot)
+        await deploy_to_gate(pilot)
+        await pilot.press("p", "p", "p", "p", "p")
+        await until(pilot, lambda: app.status == ev.R_PAUSED, "the rollout to be paused")
+        kinds = [k for line in app.log_lines for k in ("PAUSE", "RESUME") if f"] {k}" in line]
+        assert kinds and kinds[0] == "PAUSE"
+        assert all(a != b for a, b in zip(kinds, kinds[1:], strict=False)), kinds  # pause, resume, pause ...
+        assert len(kinds) <= 5
+
+
+async def test_two_quick_g_presses_pass_one_gate_only(make_fleet):
+    fleet = make_fleet(10)
+    app = make_app(fleet)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await start(pilot)
+        await deploy_to_gate(pilot)
+        gate = app.board.gate
+        await pilot.press("g", "g")
+        await until(pilot, lambda: app.board.gate is not gate or app.status == ev.R_DONE, "the gate to pass")
+        await until(pilot, lambda: app.status == ev.R_DONE, "the rollout to finish")
+        proceeds = [line for line in app.log_lines if "PROCEED" in line]
+        assert len(proceeds) <= 1, app.log_lines
+
+
+async def test_a_second_press_while_a_dialog_asks_opens_no_second_dialog(make_fleet):
+    app = make_app(make_fleet(4))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await start(pilot)
+        await deploy_to_gate(pilot)
+        app.action_abort()
+        app.action_abort()  # the palette or a quick hand: the same flow is still asking
+        await until(pilot, lambda: type(app.screen).__name__ == "ConfirmDialog", "the abort confirmation")
+        await pilot.pause()
+        assert sum(type(s).__name__ == "ConfirmDialog" for s in app.screen_stack) == 1
+        await pilot.press("y")
+        await until(pilot, lambda: app.status == ev.R_ABORTED, "the abort")
+        assert sum("] ABORT " in line for line in app.log_lines) == 1, app.log_lines
