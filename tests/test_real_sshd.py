@@ -49,6 +49,24 @@ async def until(condition, seconds: float = 10) -> None:
 # ------------------------------------------------------------------------------------------- stopped commands
 
 
+async def test_closing_a_channel_leaves_its_command_running_unless_it_has_a_pty(any_make_fleet):
+    # what any client that merely closes its channel gets: the reason SSHPool.run has to kill the command itself
+    fleet = any_make_fleet(hosts=1)
+    root = fleet.by_name["web001"].root
+    cfg = config.load(fleet.config_path)
+    host = cfg.hosts[0]
+    async with asyncssh.connect(host.address, port=host.port, username=host.user or cfg.ssh.user,
+                                known_hosts=str(fleet.known_hosts), client_keys=[str(fleet.dir / "client_key")]) as conn:
+        started = time.monotonic()
+        plain = await conn.create_process("echo up; sleep 1; touch plain")
+        tty = await conn.create_process("echo up; sleep 1; touch tty", term_type="xterm")
+        for proc in (plain, tty):
+            assert (await proc.stdout.readline()).strip() == "up"
+            proc.close()
+        await until(lambda: (root / "plain").exists())
+    assert never_appears(root / "tty", 3 - (time.monotonic() - started))
+
+
 async def test_a_timed_out_step_never_finishes_on_the_host(any_make_fleet):
     fleet = any_make_fleet(hosts=1)
     marker = fleet.by_name["web001"].root / "marker"
