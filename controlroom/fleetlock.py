@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import time
 from pathlib import Path
 
@@ -65,6 +66,11 @@ class FleetLock:
         except OSError:
             pass
         return self
+
+    def holder_pid(self) -> int | None:
+        """The pid the holder wrote into the lock file."""
+        m = re.search(r"\(pid (\d+),", self.holder())
+        return int(m.group(1)) if m else None
 
     def holder(self) -> str:
         """What the holder wrote into the lock file (who and since when), or ''."""

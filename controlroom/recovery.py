@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from controlroom import events as ev
 from controlroom import hostside
-from controlroom.errors import ControlroomError, LockedError
+from controlroom.errors import ControlroomError
 from controlroom.ssh import render
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ class RecoveryMixin:
         touched = self.journal.touched(self.id) if self.id else set()
         out = []
         for hr in self.hosts.values():
-            if hr.state == ev.ROLLED_BACK:
+            if hr.state == ev.ROLLED_BACK or (hr.state == ev.SKIPPED and hr.name not in touched):
                 continue
             if hr.state in (ev.DONE, *ev.IN_FLIGHT) or hr.name in touched or hr.steps_done:
                 out.append(hr)
@@ -87,6 +87,7 @@ class RecoveryMixin:
             self._log("ROLLBACK START", f"{self.revision} -> previous revision on {len(targets)} hosts "
                       "(done, failed after a step, or in flight)", user)
             await self._learn_previous([h for h in targets if not h.previous or h.state in ev.IN_FLIGHT])
+            targets = [h for h in targets if h.state != ev.SKIPPED]
             for i in reversed(range(len(self.phases))):
                 mine = [h for h in targets if h.phase == i]
                 if not mine:
@@ -129,6 +130,10 @@ class RecoveryMixin:
             rec = hostside.parse_receipt(res.stdout) if res.ok else None
             if rec is not None and rec.deploy == self.uuid and rec.previous:
                 hr.previous = rec.previous
+            elif res.ok and not hostside.still_running(res.stdout) and hr.state in ev.IN_FLIGHT and not (
+                    rec is not None and rec.deploy == self.uuid):
+                # no receipt of this deploy: it never began a step here (the receipt comes before step 1)
+                self._set(hr, ev.SKIPPED, reason="never began a step of this deploy: nothing to roll back")
 
         await asyncio.gather(*(ask(h) for h in hosts))
 
@@ -218,9 +223,6 @@ class RecoveryMixin:
         rec = self.journal.rollout(self.id)
         if rec and rec.status in ev.ROLLOUT_FINAL and rec.status != ev.R_FAILED:
             raise ControlroomError(f"deploy #{rec.id} of {rec.revision} already ended ({rec.status}); nothing to resume")
-        lock = self.journal.lock()
-        if lock and lock.rollout_id == self.id and lock.live:
-            raise LockedError(f"deploy #{self.id} is still running: {lock.describe()}")
         self._hold_fleet("resume")  # held through run(), which lets go at its end
         try:
             self.journal.claim_rollout(self.id)

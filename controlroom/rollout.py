@@ -257,7 +257,7 @@ class Rollout(HostWorkMixin, RecoveryMixin):
         except LockedError:
             # the holder may be an instant from writing who it is: give it a moment to say so, then name it
             deadline = time.monotonic() + 5
-            while (lock := self.journal.lock()) is None or not lock.live:
+            while (lock := self.journal.lock()) is None or not lock.live or lock.pid != self._fleet_lock.holder_pid():
                 if time.monotonic() > deadline:
                     raise LockedError(f"the fleet is locked by {self._fleet_lock.holder() or 'another operation'}"
                                       ) from None
