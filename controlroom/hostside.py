@@ -49,21 +49,27 @@ class Operation:
     force: bool = False  # --force --reason: break any lease, even another journal's
 
     def lease_check(self) -> str:
-        """Shell text that takes (or confirms) this operation's lease, or exits 75 naming the holder."""
-        mine = f"{_tok(self.uuid)} {_tok(self.journal)} {_tok(self.who)}"
+        """Shell text that takes (or confirms) this operation's lease, or exits 75 naming the holder.
+
+        noclobber makes the write an atomic create. When the file exists, its holder decides: this operation goes
+        on, a dead operation of the same journal (or any, with force) is replaced, anyone else refuses. A file
+        that vanished (its holder let go) or is still empty (its holder is writing it) is looked at again.
+        """
+        mine = shlex.quote(f"{_tok(self.uuid)} {_tok(self.journal)} {_tok(self.who)}")
         ours = "*" if self.force else f'*" {_tok(self.journal)} "*'
-        # noclobber makes the first write an atomic create; when the file exists, read who holds it
         return (
-            f'cr_l="$HOME/{LEASE}"; set -C\n'
-            f"if ! {{ printf '%s\\n' {shlex.quote(mine)} > \"$cr_l\"; }} 2>/dev/null; then\n"
-            f'  set +C; cr_h=; [ -f "$cr_l" ] && read -r cr_h < "$cr_l" || :\n'
+            f'cr_l="$HOME/{LEASE}"; cr_i=0\n'
+            f"while :; do\n"
+            f"  set -C; if {{ printf '%s\\n' {mine} > \"$cr_l\"; }} 2>/dev/null; then set +C; break; fi\n"
+            f'  set +C; cr_h=; {{ read -r cr_h < "$cr_l"; }} 2>/dev/null || :\n'
             f'  case "$cr_h " in\n'
-            f"    {_tok(self.uuid)}\" \"*) ;;\n"
-            f"    \" \"|{ours}) printf '%s\\n' {shlex.quote(mine)} > \"$cr_l\" ;;\n"
+            f"    {_tok(self.uuid)}\" \"*) break ;;\n"
+            f'    " ") cr_i=$((cr_i + 1)); [ "$cr_i" -lt 100 ] && continue ;;\n'
+            f"    {ours}) ;;\n"
             f'    *) echo "{HELD_MARK}$cr_h"; exit {HELD_EXIT} ;;\n'
             f"  esac\n"
-            f"fi\n"
-            f"set +C\n"
+            f"  printf '%s\\n' {mine} > \"$cr_l\"; break\n"
+            f"done\n"
         )
 
 

@@ -134,9 +134,10 @@ def test_a_second_journal_cannot_deploy_while_the_first_one_runs_and_names_the_h
     cfg_a = config(fleet, sleep=1.5, parallel=3, state="state-a", name="a.toml")
     cfg_b = config(fleet, sleep=0, parallel=3, state="state-b", name="b.toml")
     a = spawn(cfg_a, "deploy", "--yes", user="alice")
-    wait_for(lambda: running(Path(fleet.dir) / "state-a") > 0, 60, "alice's deploy to be running")
+    # alice's deploy holds every host (its lease is there) before bob starts
+    wait_for(lambda: all((Path(h.root) / ".controlroom-lease").exists() for h in fleet.hosts), 60, "alice's leases")
     b = cli(cfg_b, "deploy", "--yes", "--revision", "r2308", user="bob")
-    assert a.wait(120) == 0, a.communicate()
+    assert a.wait(120) == 0, (a.communicate(), db_rows(Path(fleet.dir) / "state-a", "SELECT host, reason FROM host_runs"))
     assert b.returncode == 3, b.stdout + b.stderr
     assert "held by operation" in b.stderr and "alice" in b.stderr, b.stderr
     assert set(revision_on(fleet).values()) == {"r2307"}  # bob changed nothing anywhere
