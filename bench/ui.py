@@ -7,7 +7,8 @@ tenth of the hosts move a step every second (HostStateChanged). This process is 
 the app writes and measures
 
   first frame    from starting the process to the first frame showing the host grid
-  key -> screen  from writing an arrow key to the pty to the first bytes that show the moved cursor (p50, p95)
+  key -> screen  from writing an arrow key to the pty to the first bytes that show the moved cursor, i.e. the
+                 selected host's name under the grid (the grid itself may show glyphs only) (p50, p95)
   CPU            the app's share of one core over 10 s of watching (utime + stime from /proc)
   RSS            resident memory at the end (and the peak)
 

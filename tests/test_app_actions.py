@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from textual.command import CommandList, CommandPalette
 
 from controlroom import config
 from controlroom import events as ev
@@ -96,7 +97,7 @@ async def test_failing_canary_host_halts_the_phase_and_retry_heals_it(make_fleet
         await start(pilot)
         await pilot.press("d")
         await until(pilot, lambda: app.status == ev.R_HALTED, "the canary to halt")
-        await pilot.pause(0.2)
+        await until(pilot, lambda: app.host_grid.cursor_host == "web002", "the cursor on the failed host")
         assert app.board.hosts["web002"].state == ev.FAILED
         assert "simulated failure" in app.board.hosts["web002"].reason
         # the cursor jumps to the failed host, so r acts on it right away
@@ -267,7 +268,7 @@ async def test_enter_opens_a_host_with_its_output_result_and_timings(make_fleet)
         await until(pilot, lambda: isinstance(app.screen, HostScreen), "the host view")
         screen = app.screen
         assert screen.host == "web002"
-        await pilot.pause(0.2)
+        await until(pilot, lambda: "last command: ok" in screen.summary_text, "the host's result")
         text = screen.summary_text
         assert "✓ done" in text and "phase canary" in text and "live revision r2307" in text
         assert "before: r2306" in text and "s on the host" in text and "last command: ok" in text
@@ -290,9 +291,15 @@ async def test_every_action_is_in_the_palette_and_follows_the_rollout_state(make
         assert "Deploy (d)" not in titles
         # run one through the palette, as a person would
         await pilot.press("ctrl+p")
-        await pilot.pause(0.2)
+        await until(pilot, lambda: isinstance(app.screen, CommandPalette), "the command palette")
         await pilot.press(*"Pause")
-        await pilot.pause(0.3)
+
+        def pause_highlighted() -> bool:  # the palette searches in a worker: under load it takes its time
+            found = app.screen.query(CommandList)
+            option = found.first().highlighted_option if found else None
+            return option is not None and "Pause (p)" in str(option.prompt)
+
+        await until(pilot, pause_highlighted, "Pause (p) highlighted in the palette")
         await pilot.press("enter")
         await until(pilot, lambda: app.status == ev.R_PAUSED, "the pause from the palette")
         footer_keys = {

@@ -103,13 +103,11 @@ async def test_resizing_switches_between_tabs_and_the_full_layout(make_fleet):
         await ready(pilot)
         assert not app.main.query_one("#metrics").parent.display
         await pilot.resize_terminal(160, 48)
-        await pilot.pause(0.2)
-        assert app.main.has_class("-wide")
+        await until(pilot, lambda: app.main.has_class("-wide"), "the wide layout")
         for sel in PANES:
             assert_inside(app, app.main.query_one(sel))
         await pilot.resize_terminal(80, 24)
-        await pilot.pause(0.2)
-        assert not app.main.has_class("-wide")
+        await until(pilot, lambda: not app.main.has_class("-wide"), "the tabs")
         assert app.main.query_one("#rollout").parent.display
         assert not app.main.query_one("#metrics").parent.display
 
