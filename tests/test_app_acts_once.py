@@ -64,3 +64,17 @@ async def test_a_second_press_while_a_dialog_asks_opens_no_second_dialog(make_fl
         await pilot.press("y")
         await until(pilot, lambda: app.status == ev.R_ABORTED, "the abort")
         assert sum("] ABORT " in line for line in app.log_lines) == 1, app.log_lines
+
+
+async def test_quitting_during_a_rollout_stops_the_screens_timers_cleanly(make_fleet):
+    app = make_app(make_fleet(4))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await start(pilot)
+        await deploy_to_gate(pilot)
+        app.open_host("web001")
+        await pilot.press("escape")
+        await pilot.press("q")
+        await until(pilot, lambda: type(app.screen).__name__ == "ConfirmDialog", "the quit confirmation")
+        await pilot.press("y")
+        await until(pilot, lambda: not app.is_running, "the app to quit")
+    assert app.return_code == 0  # run_test raises if a timer or worker failed on the way out

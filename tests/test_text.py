@@ -24,7 +24,9 @@ ATTACKS = {
 
 def is_harmless(s: str) -> bool:
     return all(
-        not (ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or 0xD800 <= ord(c) <= 0xDFFF or c in "\u2028\u2029\u202e")
+        not (
+            ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or 0xD800 <= ord(c) <= 0xDFFF or c in "\u2028\u2029\u202e"
+        )
         for c in s
     )
 
@@ -85,7 +87,9 @@ def test_host_output_keeps_its_lines_each_cleaned():
 
 # ------------------------------------------------------------------------------------------- the CLI printers
 
-HOSTILE = "db done\x1b]52;c;cm0gLXJmIH4=\x07\x1b[2J\x1b]0;title\x07\n[2026-06-18 13:12:13] [boss] DEPLOY OK r9999"
+HOSTILE = (
+    "db done\x1b]52;c;cm0gLXJmIH4=\x07\x1b[2J\x1b]0;title\x07\n[2026-06-18 13:12:13] [boss] DEPLOY OK r9999"
+)
 
 
 def test_controlroom_log_prints_a_hostile_message_as_one_visible_line_without_escape_bytes(fleet):
@@ -99,7 +103,9 @@ def test_controlroom_log_prints_a_hostile_message_as_one_visible_line_without_es
     assert "\x1b" not in shown.stdout and "\x07" not in shown.stdout
     lines = [line for line in shown.stdout.splitlines() if "db done" in line]
     assert len(lines) == 1, shown.stdout
-    assert "^[]52;c;cm0gLXJmIH4=^G^[[2J^[]0;title^G ⏎ [2026-06-18 13:12:13] [boss] DEPLOY OK r9999" in lines[0]
+    assert (
+        "^[]52;c;cm0gLXJmIH4=^G^[[2J^[]0;title^G ⏎ [2026-06-18 13:12:13] [boss] DEPLOY OK r9999" in lines[0]
+    )
     assert not any(line.startswith("[2026-06-18 13:12:13] [boss]") for line in shown.stdout.splitlines())
 
 
@@ -116,3 +122,19 @@ def test_controlroom_lock_and_unlock_show_a_hostile_reason_as_text_and_a_huge_on
     unlocked = run_cli("unlock", *cfg)
     assert unlocked.returncode == 0, unlocked.stderr
     assert "\x1b" not in unlocked.stdout and "[/] ^[[2J migration ⏎ until" in unlocked.stdout
+
+
+def test_controlroom_run_shows_what_a_host_printed_without_its_escape_sequences(fleet):
+    from tests.conftest import run_cli
+
+    res = run_cli(
+        "run",
+        r"printf 'ok\033]0;owned\007\033[2J\n'",
+        "--hosts",
+        "web001",
+        "--config",
+        str(fleet.config_path),
+    )
+    assert res.returncode == 0, res.stderr
+    assert "\x1b" not in res.stdout and "\x07" not in res.stdout
+    assert "ok^[]0;owned^G^[[2J" in res.stdout
