@@ -75,12 +75,15 @@ def db_rows(state: Path, sql: str, *params) -> list[tuple]:
         con.close()
 
 
-def wait_for(cond, seconds: float, what: str):
+def wait_for(cond, seconds: float, what: str, proc: subprocess.Popen | None = None):
+    """Poll cond until it holds; fail at the deadline, or at once (with its output) if proc ended first."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         value = cond()
         if value:
             return value
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the process ended before {what}: {proc.communicate()}")
         time.sleep(0.02)
     raise AssertionError(f"timed out waiting for {what}")
 
@@ -98,7 +101,7 @@ def test_two_resumes_started_together_one_runs_the_other_exits_3_and_no_step_run
     cfg = config(fleet, sleep=0.5, parallel=2)
     state = Path(fleet.dir) / "state"
     first = spawn(cfg, "deploy", "--yes")
-    wait_for(lambda: running(state) > 0, 60, "the deploy to be running")
+    wait_for(lambda: running(state) > 0, 60, "the deploy to be running", first)
     first.send_signal(signal.SIGKILL)
     first.wait(10)
 
@@ -212,7 +215,7 @@ def test_rollback_after_kill_9_reaches_the_hosts_that_were_in_flight(any_make_fl
     state = Path(fleet.dir) / "state"
     p = spawn(cfg, "deploy", "--yes")
     wait_for(lambda: running(state) > 0 and db_rows(state, "SELECT 1 FROM host_runs WHERE state = 'done'"),
-             60, "one host done and others in flight")
+             60, "one host done and others in flight", p)
     p.send_signal(signal.SIGKILL)
     p.wait(10)
     res = cli(cfg, "rollback", "--yes")
@@ -234,7 +237,7 @@ def test_ctrl_c_stops_in_flight_commands_records_them_interrupted_and_parks_the_
     state = Path(fleet.dir) / "state"
     p = spawn(cfg, "deploy", "--yes")
     wait_for(lambda: db_rows(state, "SELECT count(*) FROM host_runs WHERE state = 'running'") == [(3,)], 60,
-             "every host running step 1")
+             "every host running step 1", p)
     p.send_signal(signal.SIGINT)
     rc = p.wait(60)
     out, err = p.communicate()
@@ -300,7 +303,7 @@ def test_a_journal_replaced_under_a_running_deploy_stops_it_and_no_second_deploy
     cfg = config(fleet, sleep=1.0, parallel=1)
     state = Path(fleet.dir) / "state"
     p = spawn(cfg, "deploy", "--yes", user="alice")
-    wait_for(lambda: running(state) > 0, 60, "the deploy to be running")
+    wait_for(lambda: running(state) > 0, 60, "the deploy to be running", p)
     for suffix in ("", "-wal", "-shm"):
         (state / f"journal.db{suffix}").unlink(missing_ok=True)
     rc = p.wait(60)
