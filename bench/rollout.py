@@ -291,15 +291,14 @@ class Bench:
         return [self.render(s, revision=revision) for s in self.step_templates]
 
     def same_commands(self, revision: str) -> list[str]:
-        """What the engine sends each host: each step wrapped to leave a receipt, the first one also reporting
-        the host's live revision (see Rollout._deploy_host)."""
-        from controlroom.rollout import LIVE_MARK, STEP_RECEIPT
+        """What the engine sends each host: each step under the deploy's lease, skipped when its receipt says it
+        is done, leaving a receipt when it succeeds; the first one also reports (and records) the host's live
+        revision (see hostrun.HostWorkMixin._deploy_steps and hostside.step_command)."""
+        from controlroom.hostside import Operation, step_command
 
-        wrapped = [
-            f"{{ {s}\n}} && echo 0:{k} > {STEP_RECEIPT}" for k, s in enumerate(self.steps(revision), start=1)
-        ]
-        wrapped[0] = f'echo "{LIVE_MARK}$({{ {self.live_command}\n}} 2>/dev/null)"\n{wrapped[0]}'
-        return wrapped
+        op = Operation("bench" + revision, "bench-floor", "bench")
+        return [step_command(op, k, s, live_command=self.live_command if k == 1 else None)
+                for k, s in enumerate(self.steps(revision), start=1)]
 
     def write_config(self, tag: str, text: str):
         state = self.tmp / "state" / tag
