@@ -29,7 +29,7 @@ from controlroom.sshstop import STOP_BOUND, stop_command, wrap
 RESULT_CLASSES = ("ok", "exit", "timeout", "refused", "auth", "hostkey", "dropped")
 TAIL_LINES = 40
 JUMP_RETRY_AFTER = 15.0  # seconds a jump host's connect failure fails every host behind it without a new try
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_PLACEHOLDER = re.compile(r"(?<!\$)\{([A-Za-z_][A-Za-z0-9_]*)\}")  # ${VAR} is the shell's
 
 LineCallback = Callable[[str, str], None]  # (stream "out"|"err", line without newline)
 
@@ -173,7 +173,7 @@ class SSHPool:
             keepalive_interval=settings.keepalive_interval,
             keepalive_count_max=settings.keepalive_count,
             # an explicit False also overrides ForwardAgent in an ssh_config: only our config can turn it on
-            agent_forwarding=getattr(settings, "agent_forwarding", False),
+            agent_forwarding=settings.agent_forwarding,
         )
         if settings.identity_files:
             kwargs["client_keys"] = [str(p) for p in settings.identity_files]
@@ -360,6 +360,8 @@ class SSHPool:
                         io = asyncio.ensure_future(
                             asyncio.gather(pump(proc.stdout, "out", out), pump(proc.stderr, "err", err))
                         )
+                        # cancelled on the way out when we give up: its outcome is ours to take, not the loop's
+                        io.add_done_callback(lambda f: f.cancelled() or f.exception())
                         await asyncio.shield(io)
                         done = await proc.wait()
                 except BaseException as e:
