@@ -76,6 +76,7 @@ class ControlRoom(Controller, App[int]):
         self._lock: Lock | None = None
         self._offered: tuple[bool, ...] = ()
         self.startup_warning: str | None = None
+        self.halted_elsewhere: int | None = None  # the id of a deploy that stopped without finishing, shown halted
 
     # ------------------------------------------------------------------------------------------- queries
     @property
@@ -160,10 +161,47 @@ class ControlRoom(Controller, App[int]):
             self.live = await self._fleet_revision()
         except ControlroomError as e:
             self._say(str(e), title="Live revision unknown", severity="warning")
+        self._adopt_halted()
         if self.board.status is None:
             self.board.revision, self.board.previous = self.staged, self.live
             self.board.dirty = True
         self.revisions_loaded.set()
+
+    def _adopt_halted(self) -> None:
+        """The last deploy stopped without finishing (halted, interrupted, its process gone): show it as it is,
+        halted, and offer resume (R) and rollback (b). One that runs in another process is only named."""
+        try:
+            rec = self.journal.rollout()
+            if rec is None or rec.status in ev.ROLLOUT_FINAL or self.rollout is not None:
+                return
+            lock = self.journal.lock()
+            if lock is not None and lock.rollout_id == rec.id and lock.live:
+                self._say(f"deploy #{rec.id} of {rec.revision} runs in another process: {lock.describe()}",
+                          title="Deploy running elsewhere", severity="warning", timeout=15)
+                return
+            r = Rollout.load(self.cfg, self.pool, self.journal, user=self.user, confirm="config")
+        except ControlroomError as e:
+            self._say(str(e), title="The last deploy cannot be shown", severity="warning", timeout=15)
+            return
+        r.subscribe(self._on_engine_event)
+        self.rollout = r
+        self.halted_elsewhere = rec.id
+        board = self.board
+        phases = tuple((ph.name, ph.hosts) for ph in r.phases)
+        board.apply(ev.RolloutStarted(rec.id, revision=rec.revision, previous=rec.previous, user=rec.user,
+                                      phases=phases, at=rec.started_at))
+        for hr in r.hosts.values():
+            board.apply(ev.HostStateChanged(rec.id, host=hr.name, phase=hr.phase, state=hr.state, step=hr.step,
+                                            steps=hr.steps, reason=hr.reason, revision=hr.revision,
+                                            previous=hr.previous, steps_done=hr.steps_done))
+        i = min(r.phase_index, len(r.phases) - 1)
+        failed = tuple(h.name for h in r.hosts.values() if h.state == ev.FAILED)
+        board.apply(ev.PhaseHalted(rec.id, phase=i, name=r.phases[i].name, failed=failed,
+                                   max_failed=r.phases[i].max_failed))
+        board.phase_index = i
+        self._say(f"deploy #{rec.id} of {rec.revision} by {rec.user} stopped in {r.phases[i].name} "
+                  f"({rec.status}): R resumes it, b rolls it back",
+                  title="A deploy is halted", severity="warning", timeout=20)
 
     async def _fleet_revision(self) -> str | None:
         """What the fleet runs: the journal's record, else the answer of the first host."""

@@ -77,6 +77,14 @@ class Controller:
             return bool(board.order)
         if r is None:
             return False
+        if self.halted_elsewhere is not None:
+            # nothing drives this deploy in this process: resume it or roll it back, nothing else
+            if action == "resume_deploy":
+                return not self.engine_busy
+            if action != "rollback":
+                return False
+        elif action == "resume_deploy":
+            return False
         if action == "proceed":
             # a gate stays open while paused (proceeding then starts the phase with no host running)
             return board.active and (board.gate is not None or status == ev.R_HALTED)
@@ -87,7 +95,8 @@ class Controller:
         if action == "abort":
             return board.active
         if action == "rollback":
-            return bool(self.cfg.deploy.rollback) and not self.rolling_back and board.count(ev.DONE) > 0
+            return (bool(self.cfg.deploy.rollback) and not self.rolling_back and not self.engine_busy
+                    and board.count(ev.DONE, ev.FAILED, *ev.IN_FLIGHT) > 0)
         host = self.selected_host
         hv = board.hosts.get(host) if host else None
         if action == "retry":
@@ -313,6 +322,15 @@ class Controller:
             if self.board.active and r is self.rollout:
                 r.abort(self.user)
 
+    def action_resume_deploy(self) -> None:
+        r = self.rollout
+        if r is None or not self._offered_now("resume_deploy"):
+            return
+        self.halted_elsewhere = None
+        self._proceeded = None
+        self._run_engine(r.resume_run(retry_failed=True), "rollout")
+        self._refresh_bindings_if_changed()
+
     def action_rollback(self) -> None:
         if self._offered_now("rollback"):
             self._once("rollback", self._rollback_flow)
@@ -322,9 +340,14 @@ class Controller:
         r = self.rollout
         if r is None:
             return
-        done = self.board.count(ev.DONE)
+        targets = r.rollback_targets()
+        n = len(targets)
+        others = sum(h.state != ev.DONE for h in targets)
+        which = f"{n} done host{_plural(n, '', 's')}" if not others else (
+            f"{n} host{_plural(n, '', 's')} that may run it ({n - others} done, {others} failed after a step "
+            "or in flight)")
         body = (
-            f"Roll back {r.revision} on {done} done host{_plural(done, '', 's')}, latest phase first: each "
+            f"Roll back {r.revision} on {which}, latest phase first: each "
             f"runs the rollback steps and goes back to its previous revision ({r.previous or 'as recorded'})."
         )
         if self.board.active:
@@ -337,6 +360,7 @@ class Controller:
             return
         if self.rolling_back or r is not self.rollout:
             return
+        self.halted_elsewhere = None
         self.rolling_back = True
         self.refresh_bindings()
         self._run_engine(r.rollback(self.user), "rollback")

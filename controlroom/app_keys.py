@@ -27,6 +27,8 @@ ACTIONS = (
     ),
     Action("p", "pause", "Pause", "Start no new host; hosts in flight finish"),
     Action("p", "resume", "Resume", "Resume the paused rollout"),
+    Action("R", "resume_deploy", "Resume deploy",
+           "Carry on a deploy that stopped without finishing (halted, interrupted, its process gone)"),
     Action("a", "abort", "Abort", "Cancel the hosts in flight and skip the pending ones"),
     Action(
         "b", "rollback", "Roll back", "Put the previous revision back on every done host, latest phase first"

@@ -86,7 +86,7 @@ class RecoveryMixin:
             self._emit(ev.OperatorAction(self.id, user=user, action="rollback", detail=f"{len(targets)} hosts"))
             self._log("ROLLBACK START", f"{self.revision} -> previous revision on {len(targets)} hosts "
                       "(done, failed after a step, or in flight)", user)
-            await self._learn_previous([h for h in targets if not h.previous or h.state in ev.IN_FLIGHT])
+            await self._learn_previous([h for h in targets if not h.previous or h.state != ev.DONE])
             targets = [h for h in targets if h.state != ev.SKIPPED]
             for i in reversed(range(len(self.phases))):
                 mine = [h for h in targets if h.phase == i]
@@ -130,7 +130,7 @@ class RecoveryMixin:
             rec = hostside.parse_receipt(res.stdout) if res.ok else None
             if rec is not None and rec.deploy == self.uuid and rec.previous:
                 hr.previous = rec.previous
-            elif res.ok and not hostside.still_running(res.stdout) and hr.state in ev.IN_FLIGHT and not (
+            elif res.ok and not hostside.still_running(res.stdout) and not (
                     rec is not None and rec.deploy == self.uuid):
                 # no receipt of this deploy: it never began a step here (the receipt comes before step 1)
                 self._set(hr, ev.SKIPPED, reason="never began a step of this deploy: nothing to roll back")
