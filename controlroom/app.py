@@ -22,13 +22,13 @@ from controlroom import release
 from controlroom.app_actions import Controller
 from controlroom.app_keys import ACTIONS, bindings
 from controlroom.app_screens import TABS, MainScreen
+from controlroom.board import Board
 from controlroom.config import Config
 from controlroom.errors import ControlroomError
 from controlroom.journal import Journal, Lock, current_user
 from controlroom.rollout import Rollout
 from controlroom.ssh import SSHPool, raise_nofile_limit
 from controlroom.text import clean
-from widgets.board import Board
 from widgets.deploy_log import DeployLogPane, LockView, entry_line
 from widgets.host_detail import HostScreen
 from widgets.host_grid import HostGrid

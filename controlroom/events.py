@@ -7,7 +7,7 @@ it, so nothing on a screen was ever unknown to the journal. Operator intents are
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 
 # host states (design.md): pending -> connecting -> running (step k of n) -> checking -> done
 #                          \-> failed(reason); done -> rolling_back -> rolled_back | failed; pending -> skipped
@@ -202,3 +202,69 @@ EVENT_TYPES = {
         LockChanged,
     )
 }
+
+
+# --------------------------------------------------------------------------------------------- over the wire
+# An event crosses the server's socket as a JSON object: its fields plus "type". JSON has no tuples, so the fields
+# annotated as tuples come back as lists and are turned into tuples again; keys a class does not know are ignored,
+# so an older client survives a newer server's extra fields (and the "seq" a stream adds).
+
+_WIRE_FIELDS: dict[type, tuple[tuple[str, ...], tuple[str, ...]]] = {}  # class -> (all fields, tuple fields)
+
+
+def _is_tuple(hint: object) -> bool:
+    import types
+    import typing
+
+    origin = typing.get_origin(hint)
+    if hint is tuple or origin is tuple:
+        return True
+    return origin in (typing.Union, types.UnionType) and any(_is_tuple(a) for a in typing.get_args(hint))
+
+
+def _wire_fields(cls: type) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    known = _WIRE_FIELDS.get(cls)
+    if known is None:  # once per class: the annotations are strings (postponed evaluation) until resolved
+        import typing
+
+        hints = typing.get_type_hints(cls)
+        names = tuple(f.name for f in fields(cls))
+        known = _WIRE_FIELDS[cls] = (names, tuple(n for n in names if _is_tuple(hints[n])))
+    return known
+
+
+def _listed(v: object) -> object:
+    return [_listed(x) for x in v] if isinstance(v, (tuple, list)) else v
+
+
+def _tupled(v: object) -> object:
+    return tuple(_tupled(x) for x in v) if isinstance(v, (list, tuple)) else v
+
+
+def to_wire(e: Event) -> dict:
+    """The event as a JSON-able dict: its fields (tuples as lists) and "type", its class name."""
+    d = e.to_dict()
+    for name in _wire_fields(type(e))[1]:
+        d[name] = _listed(d[name])
+    d["type"] = e.event_type
+    return d
+
+
+def from_wire(d: dict) -> Event:
+    """The event a to_wire dict (or its JSON round trip) describes; unknown keys are ignored.
+
+    Raises ValueError, one line, for an unknown type or a missing field."""
+    kind = d.get("type") if isinstance(d, dict) else None
+    cls = EVENT_TYPES.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise ValueError(f"unknown event type {kind!r}" if isinstance(d, dict) else f"not an event: {d!r:.80}")
+    names, tuples = _wire_fields(cls)
+    kw = {n: d[n] for n in names if n in d}
+    for n in tuples:
+        if n in kw and kw[n] is not None:
+            kw[n] = _tupled(kw[n])
+    try:
+        return cls(**kw)
+    except TypeError as err:
+        missing = [f.name for f in fields(cls) if f.name not in d and f.default is MISSING and f.default_factory is MISSING]
+        raise ValueError(f"{kind} event: {', '.join(missing) + ' missing' if missing else err}") from None

@@ -7,7 +7,7 @@ import time
 from textual.app import App, ComposeResult
 
 from controlroom import events as ev
-from widgets.board import Board
+from controlroom.board import Board
 from widgets.host_grid import HostGrid
 
 

@@ -18,8 +18,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Log, Static
 
 from controlroom import events as ev
+from controlroom.board import Board
 from controlroom.text import clean, clean_lines
-from widgets.board import Board
 from widgets.states import COLOR, LABEL, SYMBOL
 
 

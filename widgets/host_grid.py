@@ -19,8 +19,8 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from controlroom import events as ev
+from controlroom.board import Board
 from controlroom.text import clean
-from widgets.board import Board
 from widgets.states import SYMBOL
 
 _HEADER = -1  # a row holding a phase title rather than cells

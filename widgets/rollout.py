@@ -10,8 +10,8 @@ from textual.containers import Vertical
 from textual.widgets import Static
 
 from controlroom import events as ev
+from controlroom.board import Board, PhaseView
 from controlroom.text import clean
-from widgets.board import Board, PhaseView
 from widgets.deploy_log import LockView, clock
 from widgets.host_grid import HostGrid
 from widgets.states import (
