@@ -80,8 +80,15 @@ class PhaseView:
 
     @classmethod
     def from_dict(cls, d: dict) -> PhaseView:
-        return cls(d["name"], tuple(d["hosts"]), d["max_failed"], d["auto"], dict(d["counts"]), d["started"],
-                   d["seconds"])
+        return cls(
+            d["name"],
+            tuple(d["hosts"]),
+            d["max_failed"],
+            d["auto"],
+            dict(d["counts"]),
+            d["started"],
+            d["seconds"],
+        )
 
     @property
     def final(self) -> int:

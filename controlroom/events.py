@@ -7,7 +7,7 @@ it, so nothing on a screen was ever unknown to the journal. Operator intents are
 from __future__ import annotations
 
 import time
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 
 # host states (design.md): pending -> connecting -> running (step k of n) -> checking -> done
 #                          \-> failed(reason); done -> rolling_back -> rolled_back | failed; pending -> skipped
@@ -266,5 +266,7 @@ def from_wire(d: dict) -> Event:
     try:
         return cls(**kw)
     except TypeError as err:
+        from dataclasses import MISSING
+
         missing = [f.name for f in fields(cls) if f.name not in d and f.default is MISSING and f.default_factory is MISSING]
         raise ValueError(f"{kind} event: {', '.join(missing) + ' missing' if missing else err}") from None

@@ -42,6 +42,7 @@ def test_the_core_modules_are_found_on_disk():
         "controlroom.cli",
         "controlroom.demo",
         "controlroom.demo.fleet",
+        "controlroom.board",
     ):
         assert expected in found
     assert "controlroom.app" not in found
