@@ -18,8 +18,19 @@ from typing import Any
 
 from controlroom.config_reader import PLACEHOLDERS, Reader, kind_of, parse_duration, template_problem
 from controlroom.errors import ConfigError
-from controlroom.inventory import Host, HostOverride, PatternError, Phase, build_hosts, plan_phases
+from controlroom.inventory import Host, HostOverride, PatternError, Phase, PhaseSpec, build_hosts, plan_phases
 from controlroom.release import revision_problem
+from controlroom.settings import (
+    DeploySettings,
+    FlagSpec,
+    FlagsSettings,
+    MetricsSettings,
+    NotifySettings,
+    ReleaseSettings,
+    SeriesSpec,
+    SSHSettings,
+    StateSettings,
+)
 
 __all__ = ["Config", "load", "find_config", "parse_duration", "template_problem", "PLACEHOLDERS"]
 
@@ -28,98 +39,6 @@ DEFAULT_NAME = "controlroom.toml"
 
 
 # --------------------------------------------------------------------------------------------- dataclasses
-
-
-@dataclass(frozen=True)
-class SSHSettings:
-    """Connection settings gathered once and shared by every connection."""
-
-    known_hosts: Path
-    user: str | None = None
-    port: int | None = None
-    identity_files: tuple[Path, ...] = ()
-    config_files: tuple[Path, ...] = ()
-    jump: str | None = None
-    connect_timeout: float = 10.0
-    command_timeout: float = 60.0
-    max_parallel: int = 150
-    max_startups: int = 50
-    jump_max_startups: int = 10
-    channels_per_connection: int = 8
-    keepalive_interval: float = 5.0
-    keepalive_count: int = 3
-    agent_forwarding: bool = False  # hosts may use the operator's ssh-agent only when the config says so
-
-
-@dataclass(frozen=True)
-class PhaseSpec:
-    """One [[phase]] as written; inventory.plan_phases turns it into hosts."""
-
-    name: str
-    size: int | str | None  # a count, "N%", or None for "the rest"
-    hosts: tuple[str, ...] = ()  # named hosts (a canary), patterns or groups
-    parallel: int | None = None
-    max_failed: int | str = 0  # a count or "N%" of the phase
-    bake: float = 0.0
-    gate: tuple[str, ...] = ()
-    auto: bool = True  # start by itself once the previous phase is done and its gate holds
-
-
-@dataclass(frozen=True)
-class ReleaseSettings:
-    repo: Path | None = None
-    staged: str = "HEAD"
-    live_command: str = "cat REVISION"
-
-
-@dataclass(frozen=True)
-class DeploySettings:
-    steps: tuple[str, ...] = ()
-    health: str | None = None
-    rollback: tuple[str, ...] = ()
-    step_timeout: float = 60.0
-    revision: str | None = None
-
-
-@dataclass(frozen=True)
-class FlagSpec:
-    name: str
-    kind: str = "feature"  # "feature" or "kill_switch"
-    description: str = ""
-    default: bool = False
-
-
-@dataclass(frozen=True)
-class FlagsSettings:
-    file: str | None = None
-    reload: str | None = None
-    flags: tuple[FlagSpec, ...] = ()
-
-
-@dataclass(frozen=True)
-class SeriesSpec:
-    name: str
-    query: str
-    max: float | None = None
-    min: float | None = None
-
-
-@dataclass(frozen=True)
-class MetricsSettings:
-    source: str | None = None
-    url: str | None = None
-    interval: float = 5.0
-    series: tuple[SeriesSpec, ...] = ()
-
-
-@dataclass(frozen=True)
-class NotifySettings:
-    webhook: str | None = field(default=None, repr=False)  # a secret: never printed
-
-
-@dataclass(frozen=True)
-class StateSettings:
-    dir: Path
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,6 @@ import itertools
 import math
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from controlroom.config import PhaseSpec
 
 
 class PatternError(ValueError):
@@ -43,6 +39,20 @@ class Host:
     user: str | None = None
     group: str = "default"
     colo: str | None = None
+
+
+@dataclass(frozen=True)
+class PhaseSpec:
+    """One [[phase]] as written in the config; plan_phases turns it into hosts."""
+
+    name: str
+    size: int | str | None  # a count, "N%", or None for "the rest"
+    hosts: tuple[str, ...] = ()  # named hosts (a canary), patterns or groups
+    parallel: int | None = None
+    max_failed: int | str = 0  # a count or "N%" of the phase
+    bake: float = 0.0
+    gate: tuple[str, ...] = ()
+    auto: bool = True  # start by itself once the previous phase is done and its gate holds
 
 
 @dataclass(frozen=True)

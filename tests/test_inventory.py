@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 
 from controlroom import config, inventory
-from controlroom.config import PhaseSpec
 from controlroom.errors import ConfigError
-from controlroom.inventory import PatternError, expand, plan_phases, select
+from controlroom.inventory import PatternError, PhaseSpec, expand, plan_phases, select
 from tests.conftest import run_cli
 
 

@@ -1,0 +1,88 @@
+"""The settings a controlroom.toml gives, one frozen dataclass per section; config.load reads and checks them.
+
+Plain data with no imports of our own, so any module may use them (ssh.py takes SSHSettings) without pulling in
+the config reader.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class SSHSettings:
+    """Connection settings gathered once and shared by every connection."""
+
+    known_hosts: Path
+    user: str | None = None
+    port: int | None = None
+    identity_files: tuple[Path, ...] = ()
+    config_files: tuple[Path, ...] = ()
+    jump: str | None = None
+    connect_timeout: float = 10.0
+    command_timeout: float = 60.0
+    max_parallel: int = 150
+    max_startups: int = 50
+    jump_max_startups: int = 10
+    channels_per_connection: int = 8
+    keepalive_interval: float = 5.0
+    keepalive_count: int = 3
+    agent_forwarding: bool = False  # hosts may use the operator's ssh-agent only when the config says so
+
+
+@dataclass(frozen=True)
+class ReleaseSettings:
+    repo: Path | None = None
+    staged: str = "HEAD"
+    live_command: str = "cat REVISION"
+
+
+@dataclass(frozen=True)
+class DeploySettings:
+    steps: tuple[str, ...] = ()
+    health: str | None = None
+    rollback: tuple[str, ...] = ()
+    step_timeout: float = 60.0
+    revision: str | None = None
+
+
+@dataclass(frozen=True)
+class FlagSpec:
+    name: str
+    kind: str = "feature"  # "feature" or "kill_switch"
+    description: str = ""
+    default: bool = False
+
+
+@dataclass(frozen=True)
+class FlagsSettings:
+    file: str | None = None
+    reload: str | None = None
+    flags: tuple[FlagSpec, ...] = ()
+
+
+@dataclass(frozen=True)
+class SeriesSpec:
+    name: str
+    query: str
+    max: float | None = None
+    min: float | None = None
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    source: str | None = None
+    url: str | None = None
+    interval: float = 5.0
+    series: tuple[SeriesSpec, ...] = ()
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    webhook: str | None = field(default=None, repr=False)  # a secret: never printed
+
+
+@dataclass(frozen=True)
+class StateSettings:
+    dir: Path
