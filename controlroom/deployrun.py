@@ -128,15 +128,16 @@ async def _drive(rollout, start, stop: _Stop, *, interactive: bool, assume_yes: 
             break
         e = getter.result()
         if isinstance(e, ev.GateWaiting):
-            if e.reason.startswith("baking"):
-                continue
-            if assume_yes or (auto and "gate " not in e.reason):
+            if e.kind == ev.GATE_BAKE:
+                continue  # the engine goes on by itself once the bake time is out
+            if assume_yes or (auto and e.kind == ev.GATE_OPERATOR):
                 rollout.proceed(user)
                 continue
-            if not interactive:
-                print(f"stopped at a gate: {e.reason}; the deploy stays resumable with "
-                      "`controlroom deploy --resume`", flush=True)
-                await _park(rollout, task, f"{rollout.revision} waits at a gate before {e.name}: "
+            if not interactive:  # --auto at a gate that failed or could not be checked
+                gates = " and ".join(e.failed) or "?"
+                print(f"stopped at a gate before {e.name}: {e.reason}; --auto does not pass a gate that does not "
+                      "hold (--yes does); the deploy stays resumable with `controlroom deploy --resume`", flush=True)
+                await _park(rollout, task, f"{rollout.revision} waits at gate {gates} before {e.name}: "
                             "`controlroom deploy --resume` or `controlroom rollback`")
                 break
             answer = await ask(stop, f"Start {e.name}? [y]es / [a]bort: ")

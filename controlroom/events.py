@@ -35,6 +35,11 @@ R_ABORTED = "aborted"
 R_ROLLED_BACK = "rolled_back"
 ROLLOUT_FINAL = (R_DONE, R_FAILED, R_ABORTED, R_ROLLED_BACK)
 
+# what a GateWaiting waits for (its kind)
+GATE_BAKE = "bake"
+GATE_FAILED = "gate"
+GATE_OPERATOR = "operator"
+
 
 @dataclass(frozen=True)
 class Event:
@@ -111,11 +116,16 @@ class PhaseCompleted(Event):
 
 @dataclass(frozen=True)
 class GateWaiting(Event):
-    """Between phases: the next phase waits for the operator (or for a gate to hold)."""
+    """Between phases: the next phase waits. kind says for what (never read it out of reason, which is for people):
+    GATE_BAKE waits out the previous phase's bake time and goes on by itself; GATE_FAILED is a gate that failed or
+    could not be checked (failed names its expressions; the operator may be asked too); GATE_OPERATOR waits for the
+    operator only."""
 
     phase: int  # the phase that would start next
     name: str
     reason: str
+    kind: str = "operator"  # GATE_BAKE, GATE_FAILED or GATE_OPERATOR
+    failed: tuple[str, ...] = ()  # kind GATE_FAILED: the gate expressions that did not hold
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ class HostRun:
     started: float | None = None
     finished: float | None = None
     skipped_by_operator: bool = False
+    interrupted: bool = False  # its command was stopped by interrupt() (Ctrl+C) in this run: recorded as failed
     result: CommandResult | None = None
     skip_requested: str | None = None  # the operator skipped it while it ran: stopped, then recorded as skipped
 
@@ -149,6 +150,7 @@ class HostWorkMixin:
             self._poke()
             return
         why = "interrupted" if self._interrupted else "aborted" if self._aborted else "stopped"
+        hr.interrupted = bool(self._interrupted)
         self._set(hr, ev.FAILED, step=hr.step, reason=f"{why} during {where}; live revision {live or 'unknown'}",
                   revision=live)
 

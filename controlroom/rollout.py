@@ -380,7 +380,7 @@ class Rollout(HostWorkMixin, RecoveryMixin):
             raise LockedError(f"the fleet is held by {self._held} (found on the hosts; nothing else was started)")
         if self._interrupted:
             flying = tuple(sorted(h.name for h in self.hosts.values()
-                                  if h.reason.startswith("interrupted")and h.state == ev.FAILED))
+                                  if h.interrupted and h.state == ev.FAILED))
             self.status = ev.R_HALTED
             self._emit(ev.RolloutInterrupted(self.id, user=self._interrupted, hosts=flying))
             self._log("INTERRUPTED", f"{len(flying)} hosts in flight stopped"
@@ -412,7 +412,8 @@ class Rollout(HostWorkMixin, RecoveryMixin):
         nxt = self.phases[i]
         if prev.bake:
             self.status = ev.R_WAITING
-            self._emit(ev.GateWaiting(self.id, phase=i, name=nxt.name, reason=f"baking {prev.bake:g} s"))
+            self._emit(ev.GateWaiting(self.id, phase=i, name=nxt.name, reason=f"baking {prev.bake:g} s",
+                                      kind=ev.GATE_BAKE))
             try:
                 await asyncio.wait_for(self._until(lambda: self._stopping), prev.bake)
             except TimeoutError:
@@ -420,16 +421,19 @@ class Rollout(HostWorkMixin, RecoveryMixin):
             if self._stopping:
                 return
         reasons = []
+        failed: tuple[str, ...] = ()  # the gates that did not hold (or could not be checked)
         if prev.gate:
             ok, why = self.gate_check(prev) if self.gate_check else (False, "no metrics source to check the gate")
             if not ok:
+                failed = prev.gate
                 reasons.append(f"gate {' and '.join(prev.gate)}: {why}")
         if self.confirm == "all" or (self.confirm == "config" and not prev.auto):
             reasons.append(f"{prev.name} done; waiting for the operator to start {nxt.name}")
         if reasons:
             self._proceed = False
             self.status = ev.R_WAITING
-            self._emit(ev.GateWaiting(self.id, phase=i, name=nxt.name, reason="; ".join(reasons)))
+            self._emit(ev.GateWaiting(self.id, phase=i, name=nxt.name, reason="; ".join(reasons),
+                                      kind=ev.GATE_FAILED if failed else ev.GATE_OPERATOR, failed=failed))
             await self._until(lambda: self._proceed or self._stopping)
             if self._stopping:
                 return

@@ -7,6 +7,8 @@ from __future__ import annotations
 import getpass
 import os
 import re
+import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -248,6 +250,92 @@ def test_deploy_with_no_terminal_and_neither_auto_nor_yes_refuses_with_one_line(
     assert "--auto" in res.stderr and "--yes" in res.stderr
     assert set(revisions(fleet).values()) == {OLD}
     assert not any((fleet.dir / "hosts" / h.name / "releases" / NEW).exists() for h in fleet.hosts)
+
+
+# a canary that waits for the operator, then a stage whose gate cannot be checked: there is no metrics source
+GATED_PHASES = """
+[[phase]]
+name = "canary"
+size = 2
+auto = false
+
+[[phase]]
+name = "stage 1"
+size = 2
+gate = ["x < 1"]
+
+[[phase]]
+name = "stage 2"
+
+[metrics.series.x]
+query = "x"
+"""
+
+
+def test_deploy_auto_goes_on_past_an_operator_wait_but_stops_at_a_gate_it_cannot_check(make_fleet):
+    fleet = make_fleet(6)
+    cfg = str(config_with_phases(fleet, GATED_PHASES))
+    res = cr(fleet, "deploy", "--auto", "-c", cfg)
+    assert res.returncode == 1, res.stdout + res.stderr
+    stopped = [line for line in res.stdout.splitlines() if line.startswith("stopped at a gate")]
+    assert len(stopped) == 1 and "before stage 2" in stopped[0] and "x < 1" in stopped[0], res.stdout
+    assert "--resume" in stopped[0]
+    # past the canary's operator wait on its own; stage 2, behind the gate, never started
+    now = revisions(fleet)
+    assert [h for h, rev in now.items() if rev == NEW] == ["web001", "web002", "web003", "web004"]
+    log = log_lines(fleet, "-c", cfg)
+    assert re.match(r"^deploy #1 by mygrant, .*: r2307 waits at gate x < 1 before stage 2", log[0])
+
+    res = cr(fleet, "deploy", "--resume", "--yes", "-c", cfg)  # --yes answers yes at the gate too
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.splitlines()[-1].startswith("DEPLOY OK r2307: 6 of 6 hosts")
+    assert set(revisions(fleet).values()) == {NEW}
+
+
+def test_deploy_yes_passes_an_operator_wait_and_a_gate_it_cannot_check(make_fleet):
+    fleet = make_fleet(6)
+    cfg = str(config_with_phases(fleet, GATED_PHASES))
+    res = cr(fleet, "deploy", "--yes", "-c", cfg)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.splitlines()[-1].startswith("DEPLOY OK r2307: 6 of 6 hosts")
+    assert set(revisions(fleet).values()) == {NEW}
+
+
+def test_ctrl_c_in_a_phase_names_exactly_the_hosts_it_stopped_in_flight(make_fleet):
+    fleet = make_fleet(4)
+    cfg = config_with_phases(fleet, '[[phase]]\nname = "all"\nparallel = 3\n')
+    cfg.write_text(cfg.read_text().replace('"mkdir -p releases/', '"sleep 5 && mkdir -p releases/'))
+    p = subprocess.Popen([sys.executable, "-m", "controlroom.cli", "deploy", "--yes", "-c", str(cfg)],
+                         cwd=fleet.dir, env={**os.environ, "SUDO_USER": "mygrant"}, stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while running_hosts(fleet) < 3:
+            assert p.poll() is None, p.communicate()
+            assert time.monotonic() < deadline, "three hosts never ran their first step"
+            time.sleep(0.02)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 130, out + err
+    assert "3 hosts in flight stopped" in err, err
+    stopped = [line for line in log_lines(fleet, "-c", str(cfg)) if "] INTERRUPTED " in line]
+    assert len(stopped) == 1 and "3 hosts in flight stopped (web001, web002, web003);" in stopped[0], stopped
+
+
+def running_hosts(fleet: Fleet) -> int:
+    db = fleet.dir / "state" / "journal.db"
+    if not db.exists():
+        return 0
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        return con.execute("SELECT count(*) FROM host_runs WHERE state = 'running'").fetchone()[0]
+    except sqlite3.OperationalError:  # the journal is being created
+        return 0
+    finally:
+        con.close()
 
 
 # --------------------------------------------------------------------------------------------- the deploy log
