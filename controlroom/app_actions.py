@@ -95,7 +95,7 @@ class Controller:
         if action == "abort":
             return board.active
         if action == "rollback":
-            return (bool(self.cfg.deploy.rollback) and not self.rolling_back and not self.engine_busy
+            return (bool(self.cfg.deploy.rollback) and not self.rolling_back
                     and board.count(ev.DONE, ev.FAILED, *ev.IN_FLIGHT) > 0)
         host = self.selected_host
         hv = board.hosts.get(host) if host else None

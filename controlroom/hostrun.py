@@ -44,7 +44,8 @@ class HostRun:
     skipped_by_operator: bool = False
     interrupted: bool = False  # its command was stopped by interrupt() (Ctrl+C) in this run: recorded as failed
     result: CommandResult | None = None
-    skip_requested: str | None = None  # the operator skipped it while it ran: stopped, then recorded as skipped
+    skip_requested: str | None = None
+    released: bool = False  # its last command gave its lease back (a first-phase host keeps it to the end)  # the operator skipped it while it ran: stopped, then recorded as skipped
 
     @property
     def seconds(self) -> float:
@@ -108,6 +109,12 @@ class HostWorkMixin:
         if not reach.ok:
             return self._fail(hr, reach, "connecting")
         first = True
+        health = self.cfg.deploy.health
+        # the hosts of the first phase keep the lease until the operation ends: a deploy from another journal
+        # meets it at its canary and stops before changing anything. Every other host gives its lease back
+        # with its last command, in the same round trip.
+        keep = hr.phase == 0
+        hr.released = False
         for k in range(hr.steps_done + 1, len(steps) + 1):
             self._set(hr, ev.RUNNING, step=k)
             cmd = render(steps[k - 1], revision=self.revision, previous=hr.previous or "", host=hr.name)
@@ -117,17 +124,20 @@ class HostWorkMixin:
             # process also reports (and records on the host) its live revision: what a rollback goes back to.
             live = self.cfg.release.live_command if first and hr.previous is None else None
             first = False
-            res = await self.pool.run(hr.name, hostside.step_command(self.op, k, cmd, live_command=live),
+            last = k == len(steps) and not health and not keep
+            res = await self.pool.run(hr.name, hostside.step_command(self.op, k, cmd, live_command=live,
+                                                                     release=last),
                                       timeout=timeout, on_line=on_line)
             hr.result = res
+            hr.released = last and res.status in ("ok", "exit")
             if not res.ok:
                 return self._fail(hr, res, f"step {k}/{len(steps)}")
-        if self.cfg.deploy.health:
+        if health:
             self._set(hr, ev.CHECKING)
-            health = render(self.cfg.deploy.health, revision=self.revision, previous=hr.previous or "",
-                            host=hr.name)
-            res = await self.pool.run(hr.name, hostside.guarded(self.op, health), timeout=timeout,
-                                      on_line=on_line)
+            health = render(health, revision=self.revision, previous=hr.previous or "", host=hr.name)
+            res = await self.pool.run(hr.name, hostside.guarded(self.op, health, release=not keep),
+                                      timeout=timeout, on_line=on_line)
+            hr.released = not keep and res.status in ("ok", "exit")
             if not res.ok:
                 return self._fail(hr, res, "health check")
         self._set(hr, ev.DONE, revision=self.revision)

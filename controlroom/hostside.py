@@ -73,12 +73,13 @@ class Operation:
         )
 
 
-def step_command(op: Operation, k: int, cmd: str, *, live_command: str | None = None) -> str:
+def step_command(op: Operation, k: int, cmd: str, *, live_command: str | None = None, release: bool = False) -> str:
     """Step k of the deploy ``op.uuid``, run once: skipped when the receipt says it is done.
 
     With live_command (the host's first step of this deploy), the host first reports its live revision and the
     receipt records it as the previous revision before the step runs, unless a receipt of this deploy has it.
-    The step runs in a subshell, so a ``cd`` or an ``exit 0`` in it cannot lose the receipt.
+    The step runs in a subshell, so a ``cd`` or an ``exit 0`` in it cannot lose the receipt. With release (the
+    host's last command of the deploy), the lease is given back in the same round trip, whatever the step did.
     """
     uid = _tok(op.uuid)
     lines = [op.lease_check(), "cr_nl='\n'", f'cr_r="$HOME/{RECEIPT}"; cr_d=; cr_k=; cr_p=; [ -f "$cr_r" ] && read -r cr_d cr_k cr_p < "$cr_r" || :',
@@ -92,17 +93,28 @@ def step_command(op: Operation, k: int, cmd: str, *, live_command: str | None = 
         )
         lines.append(f'echo "{LIVE_MARK}$cr_p"')
     lines.append(
-        f'if [ "$cr_k" -ge {k} ] 2>/dev/null; then echo "{SKIP_MARK}{k}"; else\n'
+        f'if [ "$cr_k" -ge {k} ] 2>/dev/null; then echo "{SKIP_MARK}{k}"; cr_s=0; else\n'
         f'echo "$$" > "$HOME/{RUNNING}"\n'
         f"( {cmd}\n) && printf '%s {k} %s\\n' {uid} \"$cr_p\" > \"$cr_r\"\n"
-        f'cr_s=$?; : > "$HOME/{RUNNING}"; exit $cr_s; fi'
+        f'cr_s=$?; : > "$HOME/{RUNNING}"; fi'
     )
+    if release:
+        lines.append(_release(op))
+    lines.append("exit $cr_s")
     return "\n".join(lines)
 
 
-def guarded(op: Operation, cmd: str) -> str:
-    """Any other command of the operation (health check, rollback step): under the lease, in a subshell."""
-    return f"{op.lease_check()}( {cmd}\n)"
+def guarded(op: Operation, cmd: str, *, release: bool = False) -> str:
+    """Any other command of the operation (health check, rollback step): under the lease, in a subshell; with
+    release, the lease is given back when it ends."""
+    if not release:
+        return f"{op.lease_check()}( {cmd}\n)"
+    return f"{op.lease_check()}( {cmd}\n)\ncr_s=$?; {_release(op)}; exit $cr_s"
+
+
+def _release(op: Operation) -> str:
+    return (f'cr_l="$HOME/{LEASE}"; cr_h=; [ -f "$cr_l" ] && read -r cr_h < "$cr_l" || :; '
+            f'case "$cr_h " in {_tok(op.uuid)}" "*) rm -f "$cr_l" ;; esac')
 
 
 def receipt_command(wait: float = 60) -> str:
@@ -124,8 +136,7 @@ def receipt_command(wait: float = 60) -> str:
 
 def release_command(op: Operation) -> str:
     """Give the host's lease back, only if this operation holds it."""
-    return (f'cr_l="$HOME/{LEASE}"; cr_h=; [ -f "$cr_l" ] && read -r cr_h < "$cr_l" || :; '
-            f'case "$cr_h " in {_tok(op.uuid)}" "*) rm -f "$cr_l" ;; esac')
+    return _release(op)
 
 
 @dataclass(frozen=True)

@@ -139,6 +139,7 @@ class RecoveryMixin:
 
     async def _rollback_host(self: Rollout, hr: HostRun) -> None:
         hr.started = time.monotonic()
+        hr.released = False
         if not hr.previous:
             self._set(hr, ev.FAILED, step=hr.step, reason="rollback: the previous revision of this host is unknown")
             return

@@ -392,8 +392,8 @@ class Rollout(HostWorkMixin, RecoveryMixin):
 
     async def _release_leases(self) -> None:
         """Give back the lease on every host this operation may have touched (bounded; best effort)."""
-        hosts = [h.name for h in self.hosts.values() if h.state not in (ev.PENDING, ev.SKIPPED)
-                 or h.steps_done or h.skipped_by_operator]
+        hosts = [h.name for h in self.hosts.values() if not h.released and (
+                 h.state not in (ev.PENDING, ev.SKIPPED) or h.steps_done or h.skipped_by_operator)]
         if not hosts or not self.uuid:
             return
         cmd = hostside.release_command(self.op)

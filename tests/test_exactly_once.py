@@ -88,6 +88,13 @@ def wait_for(cond, seconds: float, what: str, proc: subprocess.Popen | None = No
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def host_logs(fleet) -> str:
+    """What real sshd said (for an assertion message); nothing for the simulated fleet."""
+    if not hasattr(fleet, "sshd_log"):
+        return ""
+    return "\n".join(f"--- {h.name}\n{fleet.sshd_log(h.name)[-1500:]}" for h in fleet.hosts)
+
+
 def running(state: Path) -> int:
     return sum(n for s, n in db_rows(state, "SELECT state, count(*) FROM host_runs GROUP BY state")
                if s in ("running", "connecting", "checking"))
@@ -108,7 +115,8 @@ def test_two_resumes_started_together_one_runs_the_other_exits_3_and_no_step_run
     both = [spawn(cfg, "deploy", "--resume", "--yes", user=u) for u in ("alice", "bob")]
     results = [(p.wait(120), *p.communicate()) for p in both]
     codes = sorted(rc for rc, _, _ in results)
-    assert codes == [0, 3], results
+    if codes != [0, 3]:
+        pytest.fail(f"{results}\n{host_logs(fleet)}")
     loser = next(err for rc, _, err in results if rc == 3)
     assert re.fullmatch(r"controlroom: the fleet is locked by deploy #1 by (alice|bob) .*\n", loser), loser
     assert set(revision_on(fleet).values()) == {"r2307"}
