@@ -40,8 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--faults", metavar="SPEC", help="e.g. web003=refuse,web010=hang,web020=fail,web040=slow:5")
 
     from controlroom.deploycli import add_parsers
+    from controlroom.servercli import add_parsers as add_server_parsers
 
     add_parsers(sub, common)
+    add_server_parsers(sub, common)
 
     d = sub.add_parser("demo", help="start a simulated fleet and open the control room on it")
     d.add_argument("--hosts", type=int, default=150, metavar="N")
@@ -83,6 +85,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from controlroom import deploycli
 
         return getattr(deploycli, f"cmd_{cmd}")(_load(args), args)
+    if cmd in ("serve", "server"):
+        from controlroom import servercli
+
+        return getattr(servercli, f"cmd_{cmd}")(_load(args), args)
     if cmd == "demo":
         from controlroom.demo.launch import cmd_demo  # starts the fleet, then the app
 

@@ -20,6 +20,9 @@ def add_parsers(sub, common) -> None:
     d.add_argument("--resume", action="store_true", help="carry on the last deploy (after a crash or a halt)")
     d.add_argument("--force", action="store_true", help="deploy although a person locked the fleet")
     d.add_argument("--reason", metavar="TEXT", help="why --force (required with it; goes into the log)")
+    d.add_argument("--detach", action="store_true",
+                   help="start the deploy in the control-room server and return at once with its id")
+    d.add_argument("--follow", action="store_true", help="follow the deploy the server runs (re-attach)")
 
     r = sub.add_parser("rollback", parents=[common], help="put the previous revision back on every done host")
     r.add_argument("--yes", "-y", action="store_true", help="do not ask")
@@ -185,6 +188,16 @@ class Printer:
 
 
 def cmd_deploy(cfg: Config, args: argparse.Namespace) -> int:
+    if args.follow:
+        from controlroom.servercli import follow
+
+        return follow(cfg, args)
+    if args.detach:
+        from controlroom.servercli import deploy_detached
+
+        if args.force and not (args.reason and args.reason.strip()):
+            raise UsageError("--force needs --reason TEXT: say why, it goes into the deploy log")
+        return deploy_detached(cfg, args)
     from controlroom.deployrun import deploy
 
     return deploy(cfg, args)

@@ -1,0 +1,162 @@
+"""A client of the control-room server (server.py): connect (starting the server when none answers), say hello,
+send requests and read the numbered events.
+
+The server is started detached from this terminal (its own session, stdin from /dev/null, output to
+STATE/server.log), so it outlives the operator's SSH session; two clients starting it at once get one server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from controlroom import protocol as pr
+from controlroom.config import Config
+from controlroom.errors import ControlroomError, UsageError
+
+START_WAIT = 15.0
+
+
+class NoServer(ControlroomError):
+    """No server answers for this state directory (and none was to be started)."""
+
+
+class Client:
+    """One connection. ``request`` sends and waits for its reply; ``messages`` is everything else, in order."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, hello: dict) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.hello = hello
+        self.messages: asyncio.Queue = asyncio.Queue()
+        self._pending: dict[int, asyncio.Future] = {}
+        self._next = 0
+        self._reader_task = asyncio.ensure_future(self._read())
+        self.closed = asyncio.Event()
+
+    @property
+    def may_act(self) -> bool:
+        return bool(self.hello.get("may_act"))
+
+    async def _read(self) -> None:
+        try:
+            while (msg := await pr.read_msg(self.reader)) is not None:
+                rid = msg.get("id")
+                if rid is not None and rid in self._pending:
+                    fut = self._pending.pop(rid)
+                    if not fut.done():
+                        fut.set_result(msg)
+                else:
+                    self.messages.put_nowait(msg)
+        except (pr.ProtocolError, ConnectionError, OSError):
+            pass
+        finally:
+            self.closed.set()
+            for fut in self._pending.values():
+                if not fut.done():
+                    fut.set_exception(ControlroomError("the server went away before it answered"))
+            self.messages.put_nowait({"op": "closed"})
+
+    async def request(self, op: str, **args) -> dict:
+        """Send one request; return the reply, or raise ControlroomError with the server's line and exit code."""
+        self._next += 1
+        rid = self._next
+        fut = asyncio.get_running_loop().create_future()
+        self._pending[rid] = fut
+        self.writer.write(pr.encode({"id": rid, "op": op, **args}))
+        try:
+            await self.writer.drain()
+        except (ConnectionError, OSError):
+            raise ControlroomError("the server went away") from None
+        reply = await fut
+        if not reply.get("ok"):
+            err = ControlroomError(reply.get("error") or "the server refused")
+            err.exit_code = int(reply.get("exit", 1))
+            raise err
+        return reply
+
+    async def close(self) -> None:
+        self._reader_task.cancel()
+        self.writer.close()
+        with contextlib.suppress(Exception):
+            await self.writer.wait_closed()
+
+
+async def _open(path: Path, read_only: bool) -> Client:
+    reader, writer = await asyncio.open_unix_connection(str(path), limit=pr.MAX_LINE)
+    writer.write(pr.encode({"op": "hello", "version": pr.VERSION, "read_only": read_only}))
+    await writer.drain()
+    hello = await pr.read_msg(reader)
+    if hello is None:
+        writer.close()
+        raise ConnectionRefusedError("the server closed the connection at hello")
+    if not hello.get("ok"):
+        writer.close()
+        raise pr.VersionMismatch(hello.get("error") or "the server refused the hello")
+    return Client(reader, writer, hello)
+
+
+def spawn_server(cfg: Config) -> subprocess.Popen:
+    """Start `controlroom serve` in the background, detached from this terminal and session."""
+    from controlroom.server import rotate_log
+
+    state = Path(cfg.state.dir)
+    state.mkdir(parents=True, exist_ok=True, mode=0o770)
+    log = rotate_log(state)
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o660)
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "controlroom.cli", "serve", "--quiet", "--config", str(cfg.path)],
+            stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, start_new_session=True, close_fds=True,
+            cwd=str(Path(cfg.path).resolve().parent),
+        )
+    finally:
+        os.close(fd)
+
+
+async def connect(cfg: Config, *, start: bool = True, read_only: bool = False) -> Client:
+    """A connection to the server of cfg's state directory, starting one when none answers (and start)."""
+    path = pr.socket_path(Path(cfg.state.dir))
+    try:
+        return await _open(path, read_only)
+    except (FileNotFoundError, ConnectionRefusedError):
+        if not start:
+            raise NoServer(f"no server runs for {cfg.state.dir}") from None
+    # one starter at a time: the second waits, then finds the first one's server
+    state = Path(cfg.state.dir)
+    try:
+        state.mkdir(parents=True, exist_ok=True, mode=0o770)
+        fd = os.open(state / "server.start", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o660)
+    except OSError as e:
+        raise UsageError(f"{state}: cannot start the server here: {e.strerror}") from None
+    try:
+        await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
+        with contextlib.suppress(FileNotFoundError, ConnectionRefusedError):
+            return await _open(path, read_only)
+        proc = spawn_server(cfg)
+        deadline = time.monotonic() + START_WAIT
+        while True:
+            with contextlib.suppress(FileNotFoundError, ConnectionRefusedError):
+                return await _open(path, read_only)
+            if proc.poll() is not None and proc.returncode != 0:
+                raise UsageError(f"the server could not start: {last_line(state / 'server.log')}")
+            if time.monotonic() > deadline:
+                raise ControlroomError(f"the server did not answer within {START_WAIT:g} s; see "
+                                       f"{state / 'server.log'}")
+            await asyncio.sleep(0.05)
+    finally:
+        os.close(fd)
+
+
+def last_line(path: Path) -> str:
+    try:
+        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return "(no log)"
+    return lines[-1].removeprefix("controlroom: ") if lines else "(empty log)"

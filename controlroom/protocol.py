@@ -1,0 +1,105 @@
+"""The control-room socket's protocol: newline-delimited JSON, one object a line.
+
+A client says ``{"op": "hello", "version": VERSION, "read_only": false}`` first; the server answers with its own
+hello (``ok`` false and an ``error`` line when the versions differ). Then the client sends requests, each with an
+``id``; the server answers each with ``{"id": N, "ok": true, ...}`` or ``{"id": N, "ok": false, "error": "...",
+"exit": CODE}``. After ``{"op": "attach", "since": SEQ}`` the server sends ``{"op": "snapshot", "seq": N, ...}``
+(or only the events after SEQ when it still has them), then ``{"op": "event", "seq": N, "event": {...}}`` for
+every event, numbered without gaps. A client that fell behind gets a fresh snapshot instead of the events it missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import pwd
+import socket
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from controlroom.errors import ControlroomError, UsageError
+
+VERSION = 1
+MAX_LINE = 4 << 20  # a snapshot of 5,000 hosts fits with room to spare
+SOCKET = "control.sock"
+SOCKET_PATH_MAX = 107  # sun_path is 108 bytes with its NUL
+
+
+class ProtocolError(ControlroomError):
+    """The other side sent something that is not our protocol."""
+
+
+class VersionMismatch(UsageError):
+    """A client and a server of different versions: one line, exit 2."""
+
+
+def encode(msg: dict) -> bytes:
+    return json.dumps(msg, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+
+
+async def read_msg(reader: asyncio.StreamReader) -> dict | None:
+    """The next message, or None at end of stream."""
+    try:
+        line = await reader.readuntil(b"\n")
+    except asyncio.IncompleteReadError as e:
+        if not e.partial:
+            return None
+        raise ProtocolError("the connection ended in the middle of a message") from None
+    except asyncio.LimitOverrunError:
+        raise ProtocolError(f"a message longer than {MAX_LINE} bytes") from None
+    try:
+        msg = json.loads(line)
+    except ValueError:
+        raise ProtocolError("a line that is not JSON") from None
+    if not isinstance(msg, dict):
+        raise ProtocolError("a message that is not a JSON object")
+    return msg
+
+
+def socket_path(state_dir: Path) -> Path:
+    """STATE/control.sock, or UsageError when the path is too long for a Unix socket."""
+    path = Path(state_dir) / SOCKET
+    if len(os.fsencode(str(path))) > SOCKET_PATH_MAX:
+        raise UsageError(f"{path}: the socket path is {len(os.fsencode(str(path)))} bytes, longer than a Unix "
+                         f"socket allows ({SOCKET_PATH_MAX}); set a shorter [state] dir")
+    return path
+
+
+@dataclass(frozen=True)
+class Peer:
+    """Who is at the other end of a Unix socket, from the kernel (SO_PEERCRED), not from what it says."""
+
+    pid: int
+    uid: int
+    user: str
+
+
+def peer_of(sock: socket.socket) -> Peer:
+    pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                          struct.calcsize("3i")))
+    try:
+        user = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        user = str(uid)
+    if uid == 0:
+        # root acting for a person (sudo): the person is SUDO_USER of that process, as identity.current_user
+        # believes it for uid 0 only; read from the kernel's copy of its environment, not from its messages
+        sudo = _environ_of(pid).get("SUDO_USER")
+        if sudo:
+            user = sudo
+    return Peer(pid, uid, user)
+
+
+def _environ_of(pid: int) -> dict[str, str]:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return {}
+    out = {}
+    for item in raw.split(b"\0"):
+        key, sep, value = item.partition(b"=")
+        if sep:
+            out[key.decode(errors="replace")] = value.decode(errors="replace")
+    return out

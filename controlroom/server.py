@@ -1,0 +1,489 @@
+"""The control-room server: one per state directory. It owns the engine, the SSH pool (warm between operations) and
+the journal writer; the app and the CLI are its clients over STATE/control.sock (protocol.py).
+
+Every event the journal commits (and each host's output) gets the next number and goes to every attached client;
+the board (board.py) kept here gives a snapshot to anyone who attaches or falls behind. A slow client never slows
+the engine: its queue is bounded and, when full, it gets a fresh snapshot instead. Who asks comes from the socket's
+peer credentials. The server exits after ``idle`` seconds with no operation running and no client attached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import signal
+import sys
+import time
+from collections import deque
+from pathlib import Path
+
+from controlroom import events as ev
+from controlroom import protocol as pr
+from controlroom.board import Board
+from controlroom.config import Config
+from controlroom.errors import ControlroomError, LockedError, UsageError
+from controlroom.journal import Journal
+from controlroom.text import clean
+
+QUEUE = 2000  # events buffered per client before it is given a snapshot instead
+RING = 5000  # events kept for clients that reconnect with the number they have
+IDLE = 600.0
+LOG_MAX = 1 << 20  # server.log is rotated (one old copy) when it passes this at start
+POLICIES = ("operator", "auto", "yes")
+
+
+class ServerRunning(ControlroomError):
+    """Another server already answers for this state directory."""
+
+    exit_code = 0
+
+
+class _Client:
+    def __init__(self, peer: pr.Peer, writer: asyncio.StreamWriter, read_only: bool) -> None:
+        self.peer = peer
+        self.writer = writer
+        self.read_only = read_only
+        self.queue: asyncio.Queue = asyncio.Queue(QUEUE)
+        self.attached = False
+        self.resync = False
+        self.task: asyncio.Task | None = None
+
+    def put(self, msg: dict) -> None:
+        if self.resync:
+            return
+        try:
+            self.queue.put_nowait(msg)
+        except asyncio.QueueFull:
+            # fallen behind: drop what it has not read; it gets a snapshot (and the events after it) instead
+            self.resync = True
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.queue.put_nowait({"op": "resync"})
+
+
+class Server:
+    def __init__(self, cfg: Config, *, idle: float = IDLE) -> None:
+        self.cfg = cfg
+        self.idle = idle
+        self.state = Path(cfg.state.dir)
+        self.path = pr.socket_path(self.state)
+        self.seq = 0
+        self.ring: deque[dict] = deque(maxlen=RING)
+        self.board = Board()
+        self.board.plan([(p.name, p.hosts, p.max_failed, p.auto) for p in cfg.phases])
+        self.clients: set[_Client] = set()
+        self.rollout = None
+        self.op: asyncio.Task | None = None
+        self.op_name = ""
+        self.journal: Journal | None = None
+        self.pool = None
+        self.started = time.time()
+        self._last_busy = time.monotonic()
+        self._stop = asyncio.Event()
+        self._lock_fd: int | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self.warning: str | None = None
+
+    # ------------------------------------------------------------------------------------------ life
+    async def start(self) -> None:
+        """Listen, or raise: ServerRunning when another server holds this state directory, UsageError (exit 2)
+        when this one cannot start (state directory not writable, socket path too long)."""
+        from controlroom.ssh import SSHPool
+
+        try:
+            self.state.mkdir(parents=True, exist_ok=True, mode=0o770)
+            fd = os.open(self.state / "server.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o660)
+        except OSError as e:
+            raise UsageError(f"{self.state}: cannot start the server here: {e.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ServerRunning(f"a server already runs for {self.state}") from None
+        self._lock_fd = fd
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self.journal = Journal.open(self.state)
+        self.journal.subscribe(self._committed)
+        self.pool = SSHPool(self.cfg.ssh, self.cfg.hosts)
+        if os.environ.get("SSH_AUTH_SOCK") and not self.cfg.ssh.identity_files:
+            self.warning = ("warning: the server's only key source is the ssh-agent of this session "
+                            f"({os.environ['SSH_AUTH_SOCK']}); when that session ends, new connections fail")
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()  # we hold server.lock: any socket file here is a dead server's
+        old = os.umask(0o117)  # the socket is 0660: the team's group attaches, nobody else
+        try:
+            self._server = await asyncio.start_unix_server(self._serve_client, path=str(self.path), limit=pr.MAX_LINE)
+        finally:
+            os.umask(old)
+        os.chmod(self.path, 0o660)
+
+    async def serve(self) -> None:
+        """Run until stop() or idle."""
+        assert self._server is not None
+        watcher = asyncio.ensure_future(self._idle_watch())
+        try:
+            await self._stop.wait()
+        finally:
+            watcher.cancel()
+            await self.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+        if self.op is not None and not self.op.done():
+            if self.rollout is not None:
+                self.rollout.interrupt("server stop")
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(asyncio.shield(self.op), 30)
+        for c in list(self.clients):
+            c.writer.close()
+        if self.pool is not None:
+            await self.pool.close()
+        if self.journal is not None:
+            self.journal.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    @property
+    def busy(self) -> bool:
+        return self.op is not None and not self.op.done()
+
+    async def _idle_watch(self) -> None:
+        while True:
+            await asyncio.sleep(min(5.0, max(0.05, self.idle / 4)))
+            if self.busy or self.clients:
+                self._last_busy = time.monotonic()
+            elif time.monotonic() - self._last_busy >= self.idle:
+                self.stop()
+                return
+
+    # ------------------------------------------------------------------------------------------ events
+    def _committed(self, e: ev.Event) -> None:
+        """Every event the journal committed (and host output, which is not journaled), in order."""
+        self.seq += 1
+        self.board.apply(e)
+        msg = {"op": "event", "seq": self.seq, "event": ev.to_wire(e)}
+        if type(e) is not ev.HostOutput:
+            self.ring.append(msg)
+        for c in self.clients:
+            if c.attached:
+                c.put(msg)
+
+    def snapshot(self) -> dict:
+        j = self.journal
+        lock = j.lock() if j else None
+        return {
+            "op": "snapshot",
+            "seq": self.seq,
+            "board": self.board.snapshot(),
+            "lock": None if lock is None else {
+                "user": lock.user, "at": lock.at, "reason": lock.reason, "rollout_id": lock.rollout_id,
+                "live": lock.live, "stale": lock.stale, "describe": lock.describe()},
+            "log": [e.line() for e in j.log(200)] if j else [],
+            "busy": self.op_name if self.busy else "",
+        }
+
+    # ------------------------------------------------------------------------------------------ clients
+    async def _serve_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = pr.peer_of(writer.get_extra_info("socket"))
+        client: _Client | None = None
+        try:
+            hello = await pr.read_msg(reader)
+            if not hello or hello.get("op") != "hello":
+                return
+            if hello.get("version") != pr.VERSION:
+                writer.write(pr.encode({"op": "hello", "ok": False, "version": pr.VERSION,
+                                        "error": f"this server speaks version {pr.VERSION} of the protocol and the "
+                                                 f"client {hello.get('version')}: use the same controlroom for both "
+                                                 "(`controlroom server stop` ends an old server)"}))
+                await writer.drain()
+                return
+            client = _Client(peer, writer, bool(hello.get("read_only")) or not self._may_act(peer))
+            self.clients.add(client)
+            writer.write(pr.encode({"op": "hello", "ok": True, "version": pr.VERSION, "pid": os.getpid(),
+                                    "user": peer.user, "may_act": not client.read_only,
+                                    "warning": self.warning}))
+            await writer.drain()
+            client.task = asyncio.ensure_future(self._pump(client))
+            while (msg := await pr.read_msg(reader)) is not None:
+                await self._request(client, msg)
+        except (pr.ProtocolError, ConnectionError, OSError):
+            pass  # a client that left in the middle leaves nothing half-done: each intent is whole or not at all
+        finally:
+            if client is not None:
+                self.clients.discard(client)
+                if client.task is not None:
+                    client.task.cancel()
+            writer.close()
+
+    async def _pump(self, c: _Client) -> None:
+        """Write what the client is owed, in order, as fast as it reads."""
+        try:
+            while True:
+                msg = await c.queue.get()
+                if msg.get("op") == "resync":
+                    c.resync = False
+                    msg = self.snapshot()
+                c.writer.write(pr.encode(msg))
+                await c.writer.drain()
+        except (ConnectionError, OSError):
+            pass
+
+    def _may_act(self, peer: pr.Peer) -> bool:
+        operators = getattr(getattr(self.cfg, "access", None), "operators", None)
+        return not operators or peer.user in operators
+
+    async def _request(self, c: _Client, msg: dict) -> None:
+        rid = msg.get("id")
+        op = msg.get("op")
+        try:
+            if op == "attach":
+                self._attach(c, msg.get("since"))
+                reply = {}
+            elif op in READS:
+                reply = await getattr(self, f"_op_{op}")(c, msg)
+            elif op in INTENTS:
+                if c.read_only:
+                    why = ("this client attached read-only" if msg.get("read_only") or c.read_only and
+                           self._may_act(c.peer) else f"{c.peer.user} is not among [access] operators")
+                    raise UsageError(f"refused: {why}; you may watch, not act")
+                reply = await getattr(self, f"_op_{op}")(c, msg)
+                self._last_busy = time.monotonic()
+            else:
+                raise UsageError(f"unknown request {clean(str(op), 40)!r}")
+            out = {"id": rid, "ok": True, **(reply or {})}
+        except ControlroomError as e:
+            out = {"id": rid, "ok": False, "error": str(e), "exit": e.exit_code}
+        c.writer.write(pr.encode(out))  # a reply is never dropped, even for a client that fell behind
+        with contextlib.suppress(ConnectionError, OSError):
+            await c.writer.drain()
+
+    def _attach(self, c: _Client, since) -> None:
+        if isinstance(since, int) and self.ring and since >= self.ring[0]["seq"] - 1 and since <= self.seq:
+            for m in self.ring:
+                if m["seq"] > since:
+                    c.put(m)
+        else:
+            c.put(self.snapshot())
+        c.attached = True
+
+    # ------------------------------------------------------------------------------------------ reads
+    async def _op_status(self, c: _Client, msg: dict) -> dict:
+        return {"pid": os.getpid(), "clients": len(self.clients), "busy": self.op_name if self.busy else "",
+                "seq": self.seq, "since": self.started, "status": self.board.status,
+                "rollout_id": self.board.rollout_id}
+
+    async def _op_output(self, c: _Client, msg: dict) -> dict:
+        host = str(msg.get("host", ""))
+        hr = self.rollout.hosts.get(host) if self.rollout is not None else None
+        return {"host": host, "lines": list(hr.output) if hr is not None else []}
+
+    # ------------------------------------------------------------------------------------------ intents
+    def _engine(self, **kw):
+        from controlroom.rollout import Rollout
+
+        r = Rollout(self.cfg, self.pool, self.journal, **kw)
+        r.subscribe(self._output)
+        return r
+
+    def _output(self, e: ev.Event) -> None:
+        if type(e) is ev.HostOutput:
+            self._committed(e)
+
+    def _run(self, name: str, coro) -> asyncio.Task:
+        async def go():
+            try:
+                return await coro
+            except ControlroomError as e:
+                print(f"controlroom server: {name}: {e}", file=sys.stderr, flush=True)
+                raise
+
+        self.op_name = name
+        self.op = asyncio.ensure_future(go())
+        self.op.add_done_callback(lambda t: t.cancelled() or t.exception())
+        return self.op
+
+    def _refuse_if_busy(self) -> None:
+        if self.busy:
+            r = self.rollout
+            raise LockedError(f"the fleet is busy: {self.op_name} of deploy #{r.id if r else '?'} runs in the "
+                                    "server")
+
+    def _apply_policy(self, r, policy: str) -> None:
+        """Answer the engine's waits as the deploy was asked to: an operator decides, or --auto, or --yes."""
+        if policy == "operator":
+            return
+        loop = asyncio.get_running_loop()
+
+        def on(e: ev.Event) -> None:
+            if isinstance(e, ev.GateWaiting):
+                kind = getattr(e, "kind", None) or ("bake" if e.reason.startswith("baking")
+                                                    else "gate" if "gate " in e.reason else "operator")
+                if kind == "bake":
+                    return
+                if policy == "yes" or kind == "operator":
+                    loop.call_soon(r.proceed, r.user)
+
+        r.subscribe(on)
+
+    async def _started(self, r, task: asyncio.Task) -> dict:
+        """Wait until the operation took the fleet (or failed to): the reply says which."""
+        while not task.done() and not r.id:
+            await asyncio.sleep(0.01)
+        if task.done() and task.exception() is not None:
+            raise task.exception()
+        return {"rollout_id": r.id, "revision": r.revision}
+
+    async def _op_deploy(self, c: _Client, msg: dict) -> dict:
+        from controlroom import release
+
+        self._refuse_if_busy()
+        policy = msg.get("policy", "operator")
+        if policy not in POLICIES:
+            raise UsageError(f"policy must be one of {', '.join(POLICIES)}")
+        revision = msg.get("revision")
+        if revision is not None:
+            release.validate_revision(str(revision))
+        else:
+            revision = await asyncio.to_thread(release.staged_revision, self.cfg)
+        r = self._engine(revision=revision, user=c.peer.user, confirm="config" if policy == "operator" else "none",
+                         force_reason=msg.get("force_reason") or None)
+        self._apply_policy(r, policy)
+        self.rollout = r
+        return await self._started(r, self._run("deploy", r.run()))
+
+    def _loaded(self, user: str, policy: str = "operator"):
+        from controlroom.rollout import Rollout
+
+        r = Rollout.load(self.cfg, self.pool, self.journal, user=user,
+                         confirm="config" if policy == "operator" else "none")
+        r.subscribe(self._output)
+        self._apply_policy(r, policy)
+        return r
+
+    async def _op_resume(self, c: _Client, msg: dict) -> dict:
+        r = self.rollout
+        if self.busy and r is not None and r.status == ev.R_HALTED:
+            # halted here, waiting for a decision: retry the failed hosts of its phase and go on
+            failed = [h.name for h in r.hosts.values() if h.state == ev.FAILED and h.phase == r.phase_index]
+            for h in failed:
+                r.retry(h, c.peer.user)
+            return {"rollout_id": r.id, "retried": failed}
+        self._refuse_if_busy()
+        r = self._loaded(c.peer.user, msg.get("policy", "operator"))
+        self.rollout = r
+        r.user = c.peer.user
+        return await self._started(r, self._run("resume", r.resume_run(retry_failed=True)))
+
+    async def _op_rollback(self, c: _Client, msg: dict) -> dict:
+        r = self.rollout
+        if self.busy and r is not None:
+            r.abort(c.peer.user)
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(self.op)
+        self._refuse_if_busy()
+        if r is None or r.status not in ev.ROLLOUT_FINAL:
+            r = self._loaded(c.peer.user)
+            self.rollout = r
+        targets = len(r.rollback_targets())
+        if not targets:
+            raise ControlroomError(f"deploy #{r.id} of {r.revision}: no host to roll back")
+        self._run("rollback", r.rollback(c.peer.user))
+        return {"rollout_id": r.id, "hosts": targets}
+
+    def _current(self):
+        if self.rollout is None or not self.busy:
+            raise ControlroomError("no deploy runs in the server")
+        return self.rollout
+
+    async def _op_pause(self, c, msg):
+        self._current().pause(c.peer.user)
+
+    async def _op_unpause(self, c, msg):
+        self._current().resume(c.peer.user)
+
+    async def _op_abort(self, c, msg):
+        self._current().abort(c.peer.user)
+
+    async def _op_interrupt(self, c, msg):
+        self._current().interrupt(c.peer.user)
+
+    async def _op_proceed(self, c, msg):
+        self._current().proceed(c.peer.user)
+
+    async def _op_retry(self, c, msg):
+        r = self.rollout
+        if r is not None and not self.busy and r.status == ev.R_FAILED:
+            self._run("rerun", r.rerun([str(msg.get("host"))], c.peer.user))
+            return
+        self._current().retry(str(msg.get("host")), c.peer.user)
+
+    async def _op_skip(self, c, msg):
+        self._current().skip(str(msg.get("host")), c.peer.user)
+
+    async def _op_lock(self, c, msg):
+        text = str(msg.get("message", "")).strip()
+        if not text:
+            raise UsageError("lock needs a message: say why (it is what the team reads)")
+        return {"describe": self.journal.take_lock(c.peer.user, text).describe()}
+
+    async def _op_unlock(self, c, msg):
+        old = self.journal.release_lock(c.peer.user, force=bool(msg.get("force")))
+        return {"was": old.describe() if old else None}
+
+    async def _op_log_add(self, c, msg):
+        text = str(msg.get("message", "")).strip()
+        if not text:
+            raise UsageError("log add needs a message")
+        return {"line": self.journal.add_log(c.peer.user, "NOTE", text).line()}
+
+    async def _op_stop(self, c, msg):
+        if self.busy and not msg.get("force"):
+            raise ControlroomError(f"a {self.op_name} runs in the server; `controlroom server stop --force` "
+                                   "interrupts it (it stays resumable)")
+        asyncio.get_running_loop().call_soon(self.stop)
+
+
+READS = ("status", "output")
+INTENTS = ("deploy", "resume", "rollback", "pause", "unpause", "abort", "interrupt", "proceed", "retry", "skip",
+           "lock", "unlock", "log_add", "stop")
+
+
+def rotate_log(state: Path) -> Path:
+    """STATE/server.log, with one old copy kept when it has grown past LOG_MAX."""
+    log = Path(state) / "server.log"
+    with contextlib.suppress(OSError):
+        if log.stat().st_size > LOG_MAX:
+            os.replace(log, log.with_suffix(".log.1"))
+    return log
+
+
+async def serve(cfg: Config, *, idle: float = IDLE, quiet: bool = False) -> int:
+    """`controlroom serve`: run the server in the foreground until SIGTERM/SIGINT or idle."""
+    server = Server(cfg, idle=idle)
+    try:
+        await server.start()
+    except ServerRunning as e:
+        if not quiet:
+            print(f"controlroom: {e}", flush=True)
+        return 0
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, server.stop)
+    with contextlib.suppress(Exception):
+        loop.add_signal_handler(signal.SIGHUP, lambda: None)  # losing a terminal changes nothing here
+    if server.warning:
+        print(server.warning, file=sys.stderr, flush=True)
+    print(f"controlroom server: pid {os.getpid()} listening on {server.path}", flush=True)
+    await server.serve()
+    print("controlroom server: stopped", flush=True)
+    return 0
