@@ -100,10 +100,12 @@ def phases() -> str:
 LEGEND = """\
 Wall time from spawn to exit of a fresh process (interpreter start included), median and best of the rounds;
 client CPU = user+sys of that process tree (RUSAGE_CHILDREN; Ansible's daemonised ControlPersist masters are not in
-it); the fleet's CPU is in no row. controlroom sends the 2 steps per host, each wrapped so the host writes a step
-receipt (what a resume after a crash reads), the first also reporting the host's live revision (what a rollback goes
-back to), plus one command to the first host for the fleet's live revision; the floor and Ansible send only the 2
-steps. Host keys: all check them strictly against
+it); the fleet's CPU is in no row. controlroom sends the 2 steps per host, each under the deploy's lease on the host
+and wrapped so the host writes a step receipt (what a resume after a crash reads) and skips a step it already did,
+the first also reporting the host's live revision (what a rollback goes back to), the last giving the lease back
+(the canary's hosts keep it to the end: one more command each), plus one command to the first host for the fleet's
+live revision; the floor and Ansible send only
+the 2 steps; "floor, controlroom's commands" sends what controlroom sends. Host keys: all check them strictly against
 the fleet's known_hosts. Each host's address and port come from the config's [inventory.host] table (controlroom),
 the fleet's fleet.json (the floor) or the inventory file (Ansible): none reads an ssh_config. Ansible uses its
 default ssh arguments (ControlMaster=auto, ControlPersist=60s) with a fresh ControlPath directory per round, so
@@ -297,8 +299,10 @@ class Bench:
         from controlroom.hostside import Operation, step_command
 
         op = Operation("bench" + revision, "bench-floor", "bench")
-        return [step_command(op, k, s, live_command=self.live_command if k == 1 else None)
-                for k, s in enumerate(self.steps(revision), start=1)]
+        steps = self.steps(revision)
+        # ... the last one also giving the host's lease back, as the engine does for every host past the canary
+        return [step_command(op, k, s, live_command=self.live_command if k == 1 else None, release=k == len(steps))
+                for k, s in enumerate(steps, start=1)]
 
     def write_config(self, tag: str, text: str):
         state = self.tmp / "state" / tag
