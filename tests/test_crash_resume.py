@@ -68,8 +68,10 @@ def _wait(cond, deadline_s: float, what: str):
 
 
 @pytest.mark.slow
-def test_kill_9_mid_phase_then_resume_ends_every_host_on_new_revision_with_each_step_run_once(make_fleet):
-    fleet = make_fleet(30)
+@pytest.mark.parametrize("kind,hosts", [("sim", 30), pytest.param("sshd", 14, marks=pytest.mark.sshd)],
+                         ids=["sim", "sshd"])
+def test_kill_9_mid_phase_then_resume_ends_every_host_on_new_revision_with_each_step_run_once(request, kind, hosts):
+    fleet = request.getfixturevalue("make_fleet" if kind == "sim" else "make_real_fleet")(hosts=hosts)
     config = _crash_config(fleet)
     db = fleet.dir / "state" / "journal.db"
     deploy = subprocess.Popen(
@@ -80,7 +82,7 @@ def test_kill_9_mid_phase_then_resume_ends_every_host_on_new_revision_with_each_
         # wait until stage 2 is under way: some hosts done there, others in flight
         def mid_phase():
             s = _states(db)
-            return s.get("done", 0) >= 12 and (s.get("running", 0) + s.get("connecting", 0)) >= 2
+            return s.get("done", 0) >= 8 + 4 * (kind == "sim") and s.get("running", 0) + s.get("connecting", 0) >= 2
         _wait(mid_phase, 60, "the deploy to be in the middle of stage 2")
         os.kill(deploy.pid, signal.SIGKILL)
         deploy.wait(10)
@@ -94,12 +96,12 @@ def test_kill_9_mid_phase_then_resume_ends_every_host_on_new_revision_with_each_
 
     res = run_cli("deploy", "--resume", "--yes", "--config", config, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "DEPLOY OK r2307: 30 of 30 hosts" in res.stdout
+    assert f"DEPLOY OK r2307: {hosts} of {hosts} hosts" in res.stdout
 
     for h in fleet.hosts:
         assert (h.root / "REVISION").read_text().strip() == "r2307", h.name
         assert (h.root / "steps.log").read_text().split() == ["1", "2"], f"{h.name} ran a step twice or not at all"
-    assert _states(db) == {"done": 30}
+    assert _states(db) == {"done": hosts}
 
     log = run_cli("log", "--config", config).stdout
     assert "DEPLOY RESUMED" in log and "DEPLOY OK" in log

@@ -4,6 +4,7 @@ simulated fleet and on real OpenSSH sshd (the `any_make_fleet` fixture)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -320,3 +321,101 @@ def test_a_journal_replaced_under_a_running_deploy_stops_it_and_no_second_deploy
     second = cli(cfg, "deploy", "--yes", user="bob")
     assert second.returncode == 3, second.stdout + second.stderr
     assert "held by operation" in second.stderr and "alice" in second.stderr
+
+
+# ------------------------------------------------------------------------------------------------ abort and skip
+
+
+async def _engine_until_running(fleet, n: int):
+    from controlroom import config as config_mod
+    from controlroom.journal import Journal
+    from controlroom.rollout import Rollout
+    from controlroom.ssh import SSHPool
+
+    cfg_path = config(fleet, parallel=n)
+    text = Path(cfg_path).read_text().replace('"sleep 0.0 && echo 1 >> steps.log"',
+                                              '"sleep 3 && touch marker && echo 1 >> steps.log"')
+    Path(cfg_path).write_text(text)
+    cfg = config_mod.load(cfg_path)
+    pool = SSHPool(cfg.ssh, cfg.hosts)
+    journal = Journal.open(cfg.state.dir)
+    r = Rollout(cfg, pool, journal, revision="r2307", user="tester", confirm="none")
+    task = asyncio.ensure_future(r.run())
+    deadline = time.monotonic() + 60
+    while sum(h.state == "running" for h in r.hosts.values()) < n:
+        assert time.monotonic() < deadline and not task.done(), "every host running step 1"
+        await asyncio.sleep(0.02)
+    return r, task, pool, journal
+
+
+async def test_abort_stops_the_step_on_every_host_and_records_where_each_was(any_make_fleet):
+    fleet = any_make_fleet(hosts=3)
+    r, task, pool, journal = await _engine_until_running(fleet, 3)
+    try:
+        r.abort("tester")
+        fin = await asyncio.wait_for(task, 30)
+        assert fin.status == "aborted"
+        assert all(h.state == "failed" and h.reason.startswith("aborted during step 1/2; live revision r2306")
+                   for h in r.hosts.values()), [h.reason for h in r.hosts.values()]
+        await asyncio.sleep(3.5)  # waiting for something NOT to happen: a bounded wait is the only way to see it
+        assert not any((Path(h.root) / "marker").exists() for h in fleet.hosts)
+    finally:
+        await pool.close()
+        journal.close()
+
+
+async def test_skipping_a_running_host_stops_its_step_and_the_others_go_on(any_make_fleet):
+    fleet = any_make_fleet(hosts=3)
+    r, task, pool, journal = await _engine_until_running(fleet, 3)
+    try:
+        r.skip("web002", "tester")
+        fin = await asyncio.wait_for(task, 60)
+        assert r.hosts["web002"].state == "skipped"
+        assert r.hosts["web002"].reason.startswith("skipped by tester during step 1/2")
+        assert fin.done == 2 and fin.skipped == 1, fin
+        assert not (Path(fleet.by_name["web002"].root) / "marker").exists()
+        assert all((Path(fleet.by_name[n].root) / "marker").exists() for n in ("web001", "web003"))
+    finally:
+        await pool.close()
+        journal.close()
+
+
+def test_ctrl_c_at_the_deploy_question_answers_at_once_and_touches_nothing(make_fleet):
+    """On a real terminal (a pty): the question waits; Ctrl+C ends it at once, exit 130, nothing started."""
+    import fcntl
+    import pty
+    import termios
+
+    fleet = make_fleet(3)
+    cfg = config(fleet, parallel=3)
+    master, slave = pty.openpty()
+
+    def own_terminal() -> None:  # the pty becomes the child's controlling terminal, as a login shell's is
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    env = dict(os.environ, SUDO_USER="mygrant")
+    p = subprocess.Popen([sys.executable, "-m", "controlroom.cli", "deploy", "--config", cfg], cwd=REPO, env=env,
+                         stdin=slave, stdout=slave, stderr=slave, preexec_fn=own_terminal, close_fds=True)
+    os.close(slave)
+    seen = b""
+    try:
+        deadline = time.monotonic() + 60
+        while b"[y/N]" not in seen:
+            assert time.monotonic() < deadline and p.poll() is None, seen
+            seen += os.read(master, 4096)
+        os.write(master, b"\x03")  # the terminal's Ctrl+C: SIGINT to the foreground process group
+        rc = p.wait(10)
+    finally:
+        if p.poll() is None:
+            p.kill()
+        try:
+            while chunk := os.read(master, 4096):
+                seen += chunk
+        except OSError:
+            pass
+        os.close(master)
+    assert rc == 130, seen
+    assert b"not deploying" in seen and b"Traceback" not in seen, seen
+    assert set(revision_on(fleet).values()) == {"r2306"}
+    assert not (Path(fleet.dir) / "state" / "journal.db").exists() or "DEPLOY START" not in cli(cfg, "log").stdout
