@@ -265,3 +265,48 @@ def test_the_wire_speaks_json_lines_with_a_version_handshake(served):
     s.close()
     assert hello["ok"] and hello["version"] == pr.VERSION
     assert reply["id"] == 7 and reply["ok"] and reply["pid"] == server_pid(served)
+
+
+async def test_a_watcher_that_falls_behind_gets_a_snapshot_and_the_engine_never_waits_for_it(make_fleet,
+                                                                                          monkeypatch):
+    from controlroom import server as server_mod
+
+    fleet = make_fleet(2)
+    cfg = config.load(fleet.config_path)
+    monkeypatch.setattr(server_mod, "QUEUE", 4)
+    srv = server_mod.Server(cfg, idle=3600)
+    await srv.start()
+    serving = asyncio.ensure_future(srv.serve())
+    try:
+        slow = socket.socket(socket.AF_UNIX)  # a watcher that reads nothing while the events pour out
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        slow.connect(str(srv.path))
+        slow.sendall(pr.encode({"op": "hello", "version": pr.VERSION}) + pr.encode({"id": 1, "op": "attach"}))
+        writer = await connect(cfg, start=False)
+        big = "x" * 32000
+        for i in range(200):  # ~6 MB of events: far more than the slow watcher's socket buffers hold
+            await writer.request("log_add", message=f"{i} {big}")
+        # the writer was never held up by the watcher that does not read: it got all its replies
+        final = srv.seq
+        assert final >= 200
+
+        def read_all() -> list[dict]:
+            f = slow.makefile("rb")
+            out = []
+            while True:
+                msg = json.loads(f.readline())
+                out.append(msg)
+                if msg.get("seq") == final:
+                    return out
+
+        got = await asyncio.wait_for(asyncio.to_thread(read_all), 60)
+        ops = [m.get("op") for m in got]
+        assert ops.count("snapshot") >= 2, ops[:10]  # the first one, and the one it got instead of what it missed
+        assert ops.count("event") < 200  # it was not sent what it had no room for
+        seqs = [m["seq"] for m in got if m.get("op") in ("event", "snapshot")]
+        assert seqs == sorted(seqs) and seqs[-1] == final  # in order, ending at the newest state
+        slow.close()
+        await writer.close()
+    finally:
+        srv.stop()
+        await serving
