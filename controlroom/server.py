@@ -325,12 +325,8 @@ class Server:
         loop = asyncio.get_running_loop()
 
         def on(e: ev.Event) -> None:
-            if isinstance(e, ev.GateWaiting):
-                kind = getattr(e, "kind", None) or ("bake" if e.reason.startswith("baking")
-                                                    else "gate" if "gate " in e.reason else "operator")
-                if kind == "bake":
-                    return
-                if policy == "yes" or kind == "operator":
+            if isinstance(e, ev.GateWaiting) and e.kind != ev.GATE_BAKE:
+                if policy == "yes" or e.kind == ev.GATE_OPERATOR:
                     loop.call_soon(r.proceed, r.user)
 
         r.subscribe(on)
