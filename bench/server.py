@@ -44,7 +44,7 @@ WATCHERS = (1, 10)
 
 def worker_watch(config_path: str, revision: str, timeout: str) -> int:
     """Attach, print `ready`, then record each event's latency until `revision`'s RolloutFinished (or the
-    deadline); print {"status", "latencies" (s), "snapshots"} as one JSON line."""
+    deadline); print {"status", "latencies" (s), "kinds" (each event's type), "snapshots"} as one JSON line."""
     import asyncio
     import json
     import time
@@ -58,6 +58,7 @@ def worker_watch(config_path: str, revision: str, timeout: str) -> int:
     async def main() -> dict:
         c = await connect(cfg, start=False, read_only=True)
         lat: list[float] = []
+        kinds: list[str] = []
         status, snapshots = "timed out", 0
         try:
             await c.request("attach")
@@ -73,6 +74,7 @@ def worker_watch(config_path: str, revision: str, timeout: str) -> int:
                 if op == "event":
                     e = msg["event"]
                     lat.append(now - e["at"])
+                    kinds.append(e["type"])
                     if e["type"] == "RolloutFinished" and e.get("revision") == revision:
                         status = e["status"]
                         break
@@ -83,7 +85,7 @@ def worker_watch(config_path: str, revision: str, timeout: str) -> int:
                     break
         finally:
             await c.close()
-        return {"status": status, "latencies": lat, "snapshots": snapshots}
+        return {"status": status, "latencies": lat, "kinds": kinds, "snapshots": snapshots}
 
     print(json.dumps(asyncio.run(main())), flush=True)
     return 0
@@ -169,6 +171,7 @@ class Bench:
         self.events: dict[int, list[int]] = {n: [] for n in WATCHERS}  # events one watcher saw, per deploy
         self.snapshots: dict[int, int] = {n: 0 for n in WATCHERS}  # beyond the attach's own
         self.server_cpu: dict[int, list[float]] = {n: [] for n in WATCHERS}
+        self.by_kind: dict[int, dict[str, list[float]]] = {n: {} for n in WATCHERS}  # event type -> latencies
         self.walls: dict[str, list[float]] = {name: [] for name in self.CONTENDERS}
         self.failures: dict[str, list[str]] = {}
         self.notes: list[str] = []
@@ -341,7 +344,7 @@ class Bench:
         name = f"{n} watchers"
         rev = self.revision()
         if self.server_pid("server") is None:  # started here, not by the watchers (they only attach)
-            self.call_start("server")
+            self.start_server("server")
         me = [
             sys.executable,
             os.path.abspath(__file__),
@@ -400,6 +403,8 @@ class Bench:
             return
         for r in results:
             self.latency[n].extend(r["latencies"])
+            for kind, x in zip(r["kinds"], r["latencies"], strict=True):
+                self.by_kind[n].setdefault(kind, []).append(x)
             self.events[n].append(len(r["latencies"]))
             self.snapshots[n] += max(0, r["snapshots"] - 1)
         if cpu0 is not None and cpu1 is not None:
@@ -407,12 +412,11 @@ class Bench:
         else:
             self.fail(name, "the server's pid was not found: no CPU figure")
 
-    def call_start(self, tag: str) -> None:
-        """Start the server of ``tag`` (a client that connects starts it) and wait for its pid."""
-        import time
-
-        sys.path.insert(0, ROOT)
+    def start_server(self, tag: str) -> None:
+        """Start the server of ``tag`` (a client that connects starts it, as `controlroom` does) and wait for
+        its pid."""
         import asyncio
+        import time
 
         from controlroom import config
         from controlroom.client import connect
@@ -523,6 +527,22 @@ class Bench:
             )
         return rows
 
+    def kind_lines(self) -> list[str]:
+        """p95 per event type: which events wait (host output lines, state changes, the rest)."""
+        out = []
+        for n in WATCHERS:
+            kinds = self.by_kind[n]
+            if not kinds:
+                continue
+            main = ("HostStateChanged", "HostOutput")
+            groups = {k: kinds[k] for k in main if k in kinds}
+            rest = [x for k, xs in kinds.items() if k not in main for x in xs]
+            if rest:
+                groups["other events"] = rest
+            parts = [f"{k} {self.c.percentile(xs, 95) * 1000:.1f} ms ({len(xs)})" for k, xs in groups.items()]
+            out.append(f"p95 by event type, {n} watcher{'s' * (n > 1)} (events seen): " + ", ".join(parts))
+        return out
+
     def verdicts(self) -> list[str]:
         out = []
         for n in WATCHERS:
@@ -566,7 +586,7 @@ class Bench:
         plan = " / ".join(str(b) for b in getattr(self, "batches", [])) or "?"
         title = (
             f"the control-room server, {self.n} simulated hosts on 127.0.0.1 in 3 phases ({plan}), "
-            f"{self.rounds_done} rounds, rotating order"
+            f"{self.rounds_done} round{'s' * (self.rounds_done != 1)}, rotating order"
         )
         lat_head = (
             "watchers",
@@ -589,6 +609,8 @@ class Bench:
         )
         print()
         self.table(lat_head, lat)
+        for line in self.kind_lines():
+            print(line)
         print()
         self.table(wall_head, walls)
         print()
@@ -612,7 +634,7 @@ class Bench:
                 for r in rows:
                     print("| " + " | ".join(r) + " |")
                 print()
-            for v in self.verdicts():
+            for v in self.kind_lines() + self.verdicts():
                 print(f"- {v}")
             print()
             print(" ".join(LEGEND.split()))
