@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_parsers(sub, common)
     add_server_parsers(sub, common)
+    from controlroom.flagcli import add_parsers as add_flag_parsers
+
+    add_flag_parsers(sub, common)
 
     d = sub.add_parser("demo", help="start a simulated fleet and open the control room on it")
     d.add_argument("--hosts", type=int, default=150, metavar="N")
@@ -85,6 +88,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from controlroom import deploycli
 
         return getattr(deploycli, f"cmd_{cmd}")(_load(args), args)
+    if cmd in ("flag", "flags"):
+        from controlroom import flagcli
+
+        return getattr(flagcli, f"cmd_{cmd}")(_load(args), args)
     if cmd in ("serve", "server"):
         from controlroom import servercli
 

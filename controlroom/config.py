@@ -42,6 +42,13 @@ DEFAULT_NAME = "controlroom.toml"
 
 
 @dataclass(frozen=True)
+class AccessSettings:
+    """[access]: who may act through the server; everyone else may watch. Empty: everyone who reaches the socket."""
+
+    operators: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     hosts: tuple[Host, ...]
@@ -55,6 +62,7 @@ class Config:
     metrics: MetricsSettings
     notify: NotifySettings
     state: StateSettings
+    access: AccessSettings = field(default_factory=AccessSettings)
     _by_name: dict[str, Host] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -93,7 +101,7 @@ def find_config(explicit: str | os.PathLike[str] | None = None) -> Path:
 
 # --------------------------------------------------------------------------------------------- loading
 
-_TOP = ["inventory", "phase", "release", "deploy", "flags", "metrics", "notify", "state"]
+_TOP = ["inventory", "phase", "release", "deploy", "flags", "metrics", "notify", "state", "access"]
 _INVENTORY = ["hosts", "groups", "host", "ssh"]
 _GROUP = ["hosts", "colo"]
 _OVERRIDE = ["address", "port", "user", "colo"]
@@ -118,7 +126,7 @@ _PHASE = ["name", "size", "hosts", "parallel", "max_failed", "bake", "gate", "au
 _RELEASE = ["repo", "staged", "live_command"]
 _DEPLOY = ["steps", "health", "rollback", "step_timeout", "revision"]
 _FLAGS = ["file", "reload"]
-_FLAG = ["kind", "description", "default"]
+_FLAG = ["kind", "description", "default", "users", "groups"]
 _METRICS = ["source", "url", "interval", "series"]
 _SERIES = ["query", "max", "min"]
 _NOTIFY = ["webhook"]
@@ -206,6 +214,10 @@ def _build(p: Path, text: str, data: dict, *, require_known_hosts: bool) -> Conf
         st = r.table(data.get("state", {}), "state", _STATE)
         sdir = r.string(st, "state", "dir")
         state = StateSettings(dir=r.resolve(base, sdir) if sdir else default_state_dir())
+    access = AccessSettings()
+    with r.section():
+        acc = r.table(data.get("access", {}), "access", ["operators"])
+        access = AccessSettings(operators=r.strings(acc, "access", "operators"))
     r.raise_errors()
     assert hosts is not None  # no error noted means the inventory was read
     return Config(
@@ -221,6 +233,7 @@ def _build(p: Path, text: str, data: dict, *, require_known_hosts: bool) -> Conf
         metrics=metrics,
         notify=NotifySettings(webhook=webhook),
         state=state,
+        access=access,
     )
 
 
@@ -419,6 +432,8 @@ def _deploy(r: Reader, data: dict) -> DeploySettings:
 
 
 def _flags(r: Reader, data: dict) -> FlagsSettings:
+    from controlroom.flags import NAME_RULE, flag_value, valid_name
+
     fl = data.get("flags", {})
     if not isinstance(fl, dict):
         raise r.fail("flags", f"must be a table, got {kind_of(fl)}")
@@ -432,22 +447,37 @@ def _flags(r: Reader, data: dict) -> FlagsSettings:
             hint = f"; did you mean '{close[0]}'?" if close else ""
             r.bad(d, f"unknown key{hint} (allowed: {', '.join(_FLAGS)}, or a [flags.NAME] table)")
             continue
+        if not valid_name(key):
+            r.bad(d, f"flag name {key!r} must match {NAME_RULE} (lower case, digits, _)")
         r.table(val, d, _FLAG)
         kind = r.string(val, d, "kind", "feature")
         if kind not in ("feature", "kill_switch"):
             r.bad(f"{d}.kind", f'must be "feature" or "kill_switch", got {kind!r}')
+        default = val.get("default", "off")
+        if isinstance(default, bool):  # true/false read as on/off
+            default = "on" if default else "off"
+        try:
+            default = flag_value(default)
+        except ValueError as e:
+            r.bad(f"{d}.default", str(e))
+            default = "off"
         flag_specs.append(
             FlagSpec(
                 name=key,
                 kind=kind,
                 description=r.string(val, d, "description", ""),
-                default=r.boolean(val, d, "default", False),
+                default=default,
+                users=r.strings(val, d, "users"),
+                groups=r.strings(val, d, "groups"),
             )
         )
+    file = r.string(fl, "flags", "file", "flags.toml")
+    if not file.strip() or file.endswith("/") or "\n" in file or "\0" in file:
+        r.bad("flags.file", f"must be a file path on the hosts (relative means the login directory), got {file!r}")
     reload = r.string(fl, "flags", "reload")
     if reload is not None:
         r.template("flags.reload", reload, ())
-    return FlagsSettings(file=r.string(fl, "flags", "file"), reload=reload, flags=tuple(flag_specs))
+    return FlagsSettings(file=file, reload=reload, flags=tuple(flag_specs))
 
 
 def _metrics(r: Reader, data: dict) -> MetricsSettings:

@@ -48,10 +48,21 @@ SCHEMA_V2 = """
 ALTER TABLE rollouts ADD COLUMN uuid TEXT;
 """
 
+# Version 3: flag history (every change: who, when, from, to, why, its receipt) and each host's latest flags
+# receipt (the version it was sent, that file's sha256, confirmed or why not), so stragglers outlive a server.
+SCHEMA_V3 = """
+CREATE TABLE IF NOT EXISTS flag_changes (
+    version INTEGER PRIMARY KEY, at REAL, user TEXT, flag TEXT, old TEXT, new TEXT, reason TEXT, hosts INTEGER,
+    confirmed INTEGER, failed TEXT, state TEXT);
+CREATE INDEX IF NOT EXISTS flag_changes_flag ON flag_changes (flag, version);
+CREATE TABLE IF NOT EXISTS flag_receipts (
+    host TEXT PRIMARY KEY, version INTEGER, sha256 TEXT, status TEXT, class TEXT, reason TEXT, at REAL);
+"""
+
 # A migration is SQL (statements separated by ';', none containing one) or a function of the connection; it runs
 # inside the open transaction and must not COMMIT.
 Migration = str | Callable[[sqlite3.Connection], None]
-MIGRATIONS: Sequence[Migration] = (SCHEMA_V1, SCHEMA_V2)
+MIGRATIONS: Sequence[Migration] = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3)
 VERSION = len(MIGRATIONS)
 
 # How long a statement waits for a lock another connection holds, in seconds.

@@ -79,6 +79,7 @@ class Server:
         self.op_name = ""
         self.journal: Journal | None = None
         self.pool = None
+        self.flags = None  # flagpush.FlagService: flag changes, receipts, stragglers (never behind the fleet lock)
         self.started = time.time()
         self._last_busy = time.monotonic()
         self._stop = asyncio.Event()
@@ -108,6 +109,10 @@ class Server:
         self.journal = Journal.open(self.state)
         self.journal.subscribe(self._committed)
         self.pool = SSHPool(self.cfg.ssh, self.cfg.hosts)
+        from controlroom.flagpush import FlagService
+
+        self.flags = FlagService(self.cfg, self.pool, self.journal)
+        self.flags.start()
         if os.environ.get("SSH_AUTH_SOCK") and not self.cfg.ssh.identity_files:
             self.warning = ("warning: the server's only key source is the ssh-agent of this session "
                             f"({os.environ['SSH_AUTH_SOCK']}); when that session ends, new connections fail")
@@ -145,6 +150,8 @@ class Server:
                 await asyncio.wait_for(asyncio.shield(self.op), 30)
         for c in list(self.clients):
             c.writer.close()
+        if self.flags is not None:
+            await self.flags.close()
         if self.pool is not None:
             await self.pool.close()
         if self.journal is not None:
@@ -160,7 +167,7 @@ class Server:
     async def _idle_watch(self) -> None:
         while True:
             await asyncio.sleep(min(5.0, max(0.05, self.idle / 4)))
-            if self.busy or self.clients:
+            if self.busy or self.clients or (self.flags is not None and self.flags.retrying):
                 self._last_busy = time.monotonic()
             elif time.monotonic() - self._last_busy >= self.idle:
                 self.stop()
@@ -442,6 +449,25 @@ class Server:
             raise UsageError("log add needs a message")
         return {"line": self.journal.add_log(c.peer.user, "NOTE", text).line()}
 
+    # flags: none of these takes the fleet lock or waits for a running deploy (flagpush.py)
+    async def _op_flags(self, c, msg):
+        return self.flags.state()
+
+    async def _op_flag_history(self, c, msg):
+        return {"changes": self.flags.history.changes(msg.get("flag") or None, int(msg.get("limit") or 50))}
+
+    async def _op_flags_verify(self, c, msg):
+        return {"hosts": await self.flags.verify(msg.get("hosts"))}
+
+    async def _op_flag_set(self, c, msg):
+        expect = msg.get("expect")
+        return await self.flags.change(str(msg.get("flag", "")), str(msg.get("value", "")), c.peer.user,
+                                       reason=str(msg.get("reason") or ""), hosts=msg.get("hosts"),
+                                       expect=expect if isinstance(expect, int) else None)
+
+    async def _op_flag_dismiss(self, c, msg):
+        return {"dismissed": self.flags.dismiss(list(msg.get("hosts") or []))}
+
     async def _op_stop(self, c, msg):
         if self.busy and not msg.get("force"):
             raise ControlroomError(f"a {self.op_name} runs in the server; `controlroom server stop --force` "
@@ -449,9 +475,9 @@ class Server:
         asyncio.get_running_loop().call_soon(self.stop)
 
 
-READS = ("status", "output")
+READS = ("status", "output", "flags", "flag_history", "flags_verify")
 INTENTS = ("deploy", "resume", "rollback", "pause", "unpause", "abort", "interrupt", "proceed", "retry", "skip",
-           "lock", "unlock", "log_add", "stop")
+           "lock", "unlock", "log_add", "stop", "flag_set", "flag_dismiss")
 
 
 def rotate_log(state: Path) -> Path:

@@ -49,17 +49,28 @@ class DeploySettings:
 
 @dataclass(frozen=True)
 class FlagSpec:
+    """One [flags.NAME] table: what the flag is and its value before anyone changes it."""
+
     name: str
     kind: str = "feature"  # "feature" or "kill_switch"
     description: str = ""
-    default: bool = False
+    default: str = "off"  # "on", "off" or "N%" (a percentage of users, bucketed by the application)
+    users: tuple[str, ...] = ()  # named users who always get it (Etsy's `feature` allow-lists)
+    groups: tuple[str, ...] = ()
+
+    @property
+    def kill_switch(self) -> bool:
+        return self.kind == "kill_switch"
 
 
 @dataclass(frozen=True)
 class FlagsSettings:
-    file: str | None = None
-    reload: str | None = None
+    file: str = "flags.toml"  # the flags file on every host; relative means the login (home) directory
+    reload: str | None = None  # run on the host after the file is in place
     flags: tuple[FlagSpec, ...] = ()
+
+    def flag(self, name: str) -> FlagSpec | None:
+        return next((f for f in self.flags if f.name == name), None)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from controlroom.sshstop import STOP_BOUND, stop_command, wrap
 
 RESULT_CLASSES = ("ok", "exit", "timeout", "refused", "auth", "hostkey", "dropped")
 TAIL_LINES = 40
+PRIORITY_CHANNELS = 1  # per host, beside channels_per_connection: flag pushes never queue behind a deploy's commands
 JUMP_RETRY_AFTER = 15.0  # seconds a jump host's connect failure fails every host behind it without a new try
 _PLACEHOLDER = re.compile(r"(?<!\$)\{([A-Za-z_][A-Za-z0-9_]*)\}")  # ${VAR} is the shell's
 
@@ -145,6 +146,7 @@ class SSHPool:
         self._conns: dict[str, asyncssh.SSHClientConnection] = {}
         self._connecting: dict[str, asyncio.Lock] = {}
         self._channels: dict[str, asyncio.Semaphore] = {}
+        self._priority: dict[str, asyncio.Semaphore] = {}  # the priority lane (run(..., priority=True))
         self._handshakes = asyncio.Semaphore(settings.max_startups)
         # jump hosts ([inventory.ssh] jump, or ProxyJump in an ssh_config): one connection each, shared by every
         # host behind it, with its own bound on handshakes in flight through it
@@ -308,8 +310,12 @@ class SSHPool:
         *,
         timeout: float | None = None,
         on_line: LineCallback | None = None,
+        priority: bool = False,
     ) -> CommandResult:
         """Run one shell command; never raises for host trouble, the result says what happened.
+
+        priority: take a channel of the host's priority lane (PRIORITY_CHANNELS of its own) instead of one of the
+        channels_per_connection that other commands share, so it never waits behind them (flag pushes).
 
         A command given up on (its timeout) or whose task is cancelled is ended on the host as well: its process
         group gets TERM, and KILL 2 s later (controlroom.sshstop); the stop takes at most STOP_BOUND seconds. On
@@ -351,7 +357,9 @@ class SSHPool:
         proc = None
         io = None
         try:
-            async with self._channels[h.name]:
+            lane = (self._priority.setdefault(h.name, asyncio.Semaphore(PRIORITY_CHANNELS)) if priority
+                    else self._channels[h.name])
+            async with lane:
                 try:
                     async with asyncio.timeout(timeout):
                         proc = await conn.create_process(wrap(command, mark), encoding="utf-8", errors="replace")

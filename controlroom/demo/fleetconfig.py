@@ -61,6 +61,28 @@ health = "test -s REVISION"
 rollback = ["ln -sfn releases/{{previous}} current && echo {{previous}} > REVISION"]
 step_timeout = 20
 {phases}
+[flags]
+file = "flags.toml"                # in each host's home directory, as on a real fleet
+
+[flags.new_search]
+kind = "kill_switch"
+description = "the new search backend; off sends searches to the old one"
+default = "on"
+
+[flags.beehive]
+kind = "kill_switch"
+description = "the Beehive backend; off sheds its load"
+default = "on"
+
+[flags.enable_feature_video]
+description = "video uploads"
+default = "off"
+
+[flags.photo_page_v2]
+description = "the new photo page, for a share of the members"
+default = "10%"
+groups = ["staff"]
+
 [state]
 dir = "state"
 '''

@@ -1,0 +1,347 @@
+"""The server's side of flags: a change pushed to every host over the warm pool, a receipt from each, stragglers
+retried in the background, the fleet verified by hash, and the history in the journal.
+
+A flag change never waits for the fleet lock or a running deploy: it takes neither, and its commands run on the
+pool's priority lane (a channel per host of their own, so a deploy's commands never queue it). Two operators
+changing one flag: each change names the version of the flag it was decided on (compare-and-set), and a change
+decided on an older one is refused naming who changed it since.
+
+Per host, pushes are ordered (a lock each) and always write the newest version meant for that host, so a slow
+older push can never land after a newer one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import difflib
+import hashlib
+import json
+import secrets
+import time
+from dataclasses import dataclass, replace
+
+from controlroom import flags as fl
+from controlroom.errors import ControlroomError, UsageError
+from controlroom.text import clean
+
+BACKOFF = (0.5, 30.0)  # first retry after, longest wait between retries (seconds)
+CONFIRMED, FAILED, PENDING, DISMISSED = "confirmed", "failed", "pending", "dismissed"
+
+
+class FlagConflict(ControlroomError):
+    """The flag changed after the operator looked at it: look again and confirm."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What one host holds, or was last meant to hold: the version, its sha256, and whether it confirmed."""
+
+    host: str
+    version: int
+    sha256: str
+    status: str  # confirmed | failed | pending | dismissed
+    cls: str = ""  # the failure's class: refused, auth, timeout, exit 1, hash, ...
+    reason: str = ""
+    at: float = 0.0
+
+    def wire(self) -> dict:
+        return {"host": self.host, "version": self.version, "status": self.status, "class": self.cls,
+                "reason": self.reason, "at": self.at}
+
+
+class FlagHistory:
+    """The flag tables of the journal (schema version 3): every change, and each host's latest receipt."""
+
+    def __init__(self, journal) -> None:
+        self.j = journal
+
+    def changes(self, name: str | None = None, limit: int = 50, version: int | None = None) -> list[dict]:
+        """The latest changes first (of one flag, or the one of that version)."""
+        where, args = ("WHERE flag = ?", (name,)) if name else ("WHERE version = ?", (version,)) \
+            if version is not None else ("", ())
+        q = ("SELECT version, at, user, flag, old, new, reason, hosts, confirmed, failed, state FROM flag_changes "
+             f"{where} ORDER BY version DESC LIMIT ?")
+        rows = self.j.db.execute(q, (*args, limit)).fetchall()
+        keys = ("version", "at", "user", "flag", "old", "new", "reason", "hosts", "confirmed", "failed", "state")
+        out = [dict(zip(keys, r, strict=True)) for r in rows]
+        for d in out:
+            d["failed"] = json.loads(d["failed"] or "[]")
+            d["state"] = json.loads(d["state"] or "{}")
+        return out
+
+    def record(self, f: fl.FlagsFile, flag: str, old: str, reason: str, hosts: int) -> None:
+        self.j.check_same_file()
+        with self.j._tx():
+            self.j.db.execute(
+                "INSERT INTO flag_changes (version, at, user, flag, old, new, reason, hosts, confirmed, failed, state)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, '[]', ?)",
+                (f.version, f.changed_at, f.changed_by, flag, old, f.flags[flag].enabled, reason, hosts,
+                 json.dumps(f.values())))
+
+    def finished(self, version: int, confirmed: int, failed: list) -> None:
+        with self.j._tx():
+            self.j.db.execute("UPDATE flag_changes SET confirmed = ?, failed = ? WHERE version = ?",
+                              (confirmed, json.dumps(failed), version))
+
+    def save(self, r: Receipt) -> None:
+        with self.j._tx():
+            self.j.db.execute(
+                "INSERT OR REPLACE INTO flag_receipts (host, version, sha256, status, class, reason, at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)", (r.host, r.version, r.sha256, r.status, r.cls, r.reason, r.at))
+
+    def receipts(self) -> dict[str, Receipt]:
+        rows = self.j.db.execute("SELECT host, version, sha256, status, class, reason, at FROM flag_receipts")
+        return {r[0]: Receipt(*r) for r in rows}
+
+
+class FlagService:
+    """Owned by the server; every method runs on its event loop."""
+
+    def __init__(self, cfg, pool, journal, *, backoff: tuple[float, float] = BACKOFF) -> None:
+        self.cfg = cfg
+        self.specs = cfg.flags.flags
+        self.path = cfg.flags.file
+        self.pool = pool
+        self.journal = journal
+        self.history = FlagHistory(journal)
+        self.backoff = backoff
+        self.hosts = tuple(h.name for h in cfg.hosts)
+        self.lane = asyncio.Semaphore(max(1, cfg.ssh.max_parallel))
+        self._host_locks: dict[str, asyncio.Lock] = {}
+        self._retries: dict[str, asyncio.Task] = {}
+        self._files: dict[int, fl.FlagsFile] = {}
+        self.current = fl.initial(self.specs)
+        self.flag_versions: dict[str, dict] = {}  # flag -> its last change (version, user, at, reason, old)
+        for s in self.specs:
+            last_of = self.history.changes(s.name, limit=1)
+            if last_of:
+                self.flag_versions[s.name] = last_of[0]
+        last = self.history.changes(limit=1)
+        if last:
+            self.current = self._file_of(last[0])
+        self.receipts = self.history.receipts()
+
+    # ------------------------------------------------------------------------------------------ life
+    def start(self) -> None:
+        """Go on retrying the stragglers a previous server left (their receipts are in the journal)."""
+        for h, r in self.receipts.items():
+            if r.status in (FAILED, PENDING) and h in self.hosts:
+                self._retry_later(h)
+
+    async def close(self) -> None:
+        for t in self._retries.values():
+            t.cancel()
+        await asyncio.gather(*self._retries.values(), return_exceptions=True)
+        self._retries.clear()
+
+    @property
+    def retrying(self) -> list[str]:
+        return sorted(h for h, t in self._retries.items() if not t.done())
+
+    # ------------------------------------------------------------------------------------------ reads
+    def _file_of(self, change: dict) -> fl.FlagsFile:
+        return fl.with_values(self.specs, change["state"], version=change["version"], by=change["user"],
+                              at=change["at"])
+
+    def file(self, version: int) -> fl.FlagsFile:
+        if version == self.current.version:
+            return self.current
+        if version not in self._files:
+            ch = self.j_change(version)
+            self._files[version] = self._file_of(ch) if ch else fl.initial(self.specs)
+        return self._files[version]
+
+    def j_change(self, version: int) -> dict | None:
+        found = self.history.changes(version=version, limit=1)
+        return found[0] if found else None
+
+    def spec(self, name: str):
+        """The flag of that name; UsageError (exit 2) with a did-you-mean when there is none."""
+        s = self.cfg.flags.flag(name)
+        if s is None:
+            raise UsageError(unknown_flag(name, [x.name for x in self.specs]))
+        return s
+
+    def _hosts(self, hosts: list[str] | None) -> list[str]:
+        if hosts is None:
+            return list(self.hosts)
+        known = set(self.hosts)
+        names = [str(h) for h in hosts]
+        bad = [h for h in names if h not in known]
+        if bad or not names:
+            raise UsageError(f"not hosts of the inventory: {clean(', '.join(bad[:5]), 200)}" if bad else "no hosts")
+        return names
+
+    def fleet_receipt(self, version: int) -> dict:
+        """Of the hosts a change of this version (or a later one) went to: how many confirmed, and who did not."""
+        rs = [r for r in self.receipts.values() if r.version >= version and r.host in self.hosts]
+        bad = sorted((r for r in rs if r.status != CONFIRMED), key=lambda r: r.host)
+        return {"confirmed": len(rs) - len(bad), "total": len(rs),
+                "failed": [[r.host, r.cls or r.status, r.reason] for r in bad]}
+
+    def state(self) -> dict:
+        """Everything a flags pane or `controlroom flags` shows, as plain data."""
+        out = []
+        for s in self.specs:
+            ch = self.flag_versions.get(s.name)
+            v = ch["version"] if ch else 0
+            out.append({
+                "name": s.name, "kind": s.kind, "description": s.description, "default": s.default,
+                "value": self.current.flags[s.name].enabled, "users": list(s.users), "groups": list(s.groups),
+                "version": v, "changed_by": ch["user"] if ch else "", "changed_at": ch["at"] if ch else 0.0,
+                "reason": ch["reason"] if ch else "", "receipt": self.fleet_receipt(v) if ch else None,
+            })
+        return {"version": self.current.version, "file": self.path, "flags": out, "retrying": self.retrying,
+                "hosts": len(self.hosts)}
+
+    # ------------------------------------------------------------------------------------------ change
+    async def change(self, name: str, value: str, user: str, *, reason: str = "", expect: int | None = None,
+                     hosts: list[str] | None = None) -> dict:
+        """Set one flag and push the new file to ``hosts`` (default: all); return the receipt once every host
+        confirmed or failed. ``expect``: the flag's version the operator decided on (compare-and-set)."""
+        spec = self.spec(name)
+        try:
+            value = fl.flag_value(value)
+        except ValueError as e:
+            raise UsageError(f"{name}: {e}") from None
+        last = self.flag_versions.get(name)
+        now_v = last["version"] if last else 0
+        if expect is not None and int(expect) != now_v:
+            when = time.strftime("%H:%M:%S", time.localtime(last["at"])) if last else "?"
+            raise FlagConflict(f"{name} was changed by {last['user'] if last else '?'} at {when} (now "
+                               f"{self.current.flags[name].enabled}, version {now_v}) after you looked at "
+                               f"version {expect}; look again and confirm")
+        targets = self._hosts(hosts)
+        old = self.current.flags[name].enabled
+        reason = clean(reason.strip(), 300)
+        new = fl.with_values(self.specs, {**self.current.values(), name: value},
+                             version=self.current.version + 1, by=user, at=time.time())
+        self.history.record(new, name, old, reason, len(targets))  # the journal knows before any host does
+        self.current = new
+        self.flag_versions[name] = {"version": new.version, "user": user, "at": new.changed_at, "reason": reason,
+                                    "old": old, "new": value, "flag": name}
+        t0 = time.monotonic()
+        sha = new.sha256()
+        for h in targets:
+            self._set(Receipt(h, new.version, sha, PENDING, at=time.time()))
+        done = await asyncio.gather(*(self.push(h) for h in targets))
+        seconds = time.monotonic() - t0
+        failed = [[r.host, r.cls, r.reason] for r in done if r.status != CONFIRMED]
+        confirmed = len(done) - len(failed)
+        self.history.finished(new.version, confirmed, failed)
+        for h, *_ in failed:
+            self._retry_later(h)
+        text = f"{name} {old} -> {value}" + (f" ({reason})" if reason else "") + f" {confirmed}/{len(targets)}"
+        self.journal.add_log(user, "FLAG", text)
+        return {"flag": name, "kind": spec.kind, "old": old, "new": value, "version": new.version,
+                "confirmed": confirmed, "total": len(targets), "failed": failed, "seconds": seconds}
+
+    def _set(self, r: Receipt) -> None:
+        self.receipts[r.host] = r
+        self.history.save(r)
+
+    async def push(self, host: str) -> Receipt:
+        """Write the newest version meant for ``host`` there; its receipt (also kept and journaled)."""
+        async with self._host_locks.setdefault(host, asyncio.Lock()):
+            target = self.receipts[host]
+            if target.status == CONFIRMED:
+                return target  # a newer push already landed it while this one waited
+            f = self.file(target.version)
+            data = f.render()
+            sha = hashlib.sha256(data).hexdigest()
+            cmd = fl.push_command(self.path, data, secrets.token_hex(4), self.cfg.flags.reload)
+            async with self.lane:
+                res = await self.pool.run(host, cmd, timeout=self.cfg.ssh.command_timeout, priority=True)
+            got = fl.reported_hash(res.stdout)
+            if res.ok and got == sha:
+                r = Receipt(host, target.version, sha, CONFIRMED, at=time.time())
+            elif got == sha:
+                last = res.stderr.rsplit("\n", 1)[-1] if res.stderr else ""
+                r = Receipt(host, target.version, sha, FAILED, "reload", clean(f"reload {res.label}: {last}", 200),
+                            time.time())
+            elif res.ok:
+                r = Receipt(host, target.version, sha, FAILED, "hash", f"the file there hashes to {got}",
+                            time.time())
+            else:
+                why = res.reason if res.status != "exit" else (res.stderr.rsplit("\n", 1)[-1] or res.reason)
+                r = Receipt(host, target.version, sha, FAILED, res.label, clean(why, 200), time.time())
+            if self.receipts.get(host) == target:  # not superseded while it ran
+                self._set(r)
+            return r
+
+    # ------------------------------------------------------------------------------------------ stragglers
+    def _retry_later(self, host: str) -> None:
+        t = self._retries.get(host)
+        if t is None or t.done():
+            self._retries[host] = asyncio.ensure_future(self._retry(host))
+
+    async def _retry(self, host: str) -> None:
+        """Retry with backoff until the host confirms or the operator dismisses it."""
+        delay = self.backoff[0]
+        while True:
+            await asyncio.sleep(delay)
+            r = self.receipts.get(host)
+            if r is None or r.status in (CONFIRMED, DISMISSED):
+                return
+            got = await self.push(host)
+            if got.status == CONFIRMED:
+                self._count_late(got)
+                return
+            delay = min(delay * 2, self.backoff[1])
+
+    def _count_late(self, r: Receipt) -> None:
+        with contextlib.suppress(ControlroomError):
+            ch = self.j_change(r.version)
+            if ch:
+                failed = [f for f in ch["failed"] if f[0] != r.host]
+                self.history.finished(r.version, ch["confirmed"] + (len(failed) != len(ch["failed"])), failed)
+
+    def dismiss(self, hosts: list[str]) -> list[str]:
+        """Stop retrying these hosts (all stragglers when empty); the hosts dismissed."""
+        out = []
+        for h in hosts or self.retrying:
+            r = self.receipts.get(h)
+            if r is not None and r.status in (FAILED, PENDING):
+                self._set(replace(r, status=DISMISSED))
+                out.append(h)
+            t = self._retries.pop(h, None)
+            if t is not None:
+                t.cancel()
+        return out
+
+    # ------------------------------------------------------------------------------------------ verify
+    async def verify(self, hosts: list[str] | None = None) -> list[dict]:
+        """Read every host's flags file hash back; one row a host: ok, drifted, missing, unpushed or why it could
+        not be read. A host is compared with what it was last sent (or the current file, never sent)."""
+        names = self._hosts(hosts)
+        cmd = fl.verify_command(self.path)
+
+        async def one(h: str) -> dict:
+            async with self.lane:
+                res = await self.pool.run(h, cmd, timeout=self.cfg.ssh.command_timeout, priority=True)
+            r = self.receipts.get(h)
+            want = r.sha256 if r is not None else None
+            got = fl.reported_hash(res.stdout) if res.ok else None
+            if not res.ok or got is None:
+                return {"host": h, "status": res.label if not res.ok else "unreadable", "reason": res.reason}
+            if want is None:
+                return {"host": h, "status": "unpushed" if got == "missing" else "drifted",
+                        "reason": "no flags file yet" if got == "missing" else "a flags file this server never sent"}
+            if got == want:
+                return {"host": h, "status": "ok", "version": r.version, "reason": ""}
+            if got == "missing":
+                return {"host": h, "status": "missing", "reason": f"no {self.path} (version {r.version} was sent)"}
+            return {"host": h, "status": "drifted", "reason": f"{self.path} differs from version {r.version} "
+                                                              f"(sha256 {got[:12]})"}
+
+        return list(await asyncio.gather(*(one(h) for h in names)))
+
+
+def unknown_flag(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    listed = ", ".join(known) if known else "none: add [flags.NAME] tables to the config"
+    return f"no flag {clean(name, 60)!r}{hint} (flags: {listed})"
