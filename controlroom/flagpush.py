@@ -126,7 +126,9 @@ class FlagService:
 
     # ------------------------------------------------------------------------------------------ life
     def start(self) -> None:
-        """Go on retrying the stragglers a previous server left (their receipts are in the journal)."""
+        """Go on retrying the stragglers a previous server left (their receipts are in the journal), and give a
+        straggler that comes back (a new connection to it) the current flags before anything else runs there."""
+        self.pool.on_connect = self._came_back
         for h, r in self.receipts.items():
             if r.status in (FAILED, PENDING) and h in self.hosts:
                 self._retry_later(h)
@@ -273,6 +275,15 @@ class FlagService:
             return r
 
     # ------------------------------------------------------------------------------------------ stragglers
+    async def _came_back(self, host: str) -> None:
+        r = self.receipts.get(host)
+        lock = self._host_locks.get(host)
+        if r is None or r.status not in (FAILED, PENDING) or (lock is not None and lock.locked()):
+            return  # nothing owed, or this connection is a push's own
+        with contextlib.suppress(Exception):
+            if (await self.push(host)).status == CONFIRMED:
+                self._count_late(self.receipts[host])
+
     def _retry_later(self, host: str) -> None:
         t = self._retries.get(host)
         if t is None or t.done():
@@ -326,7 +337,8 @@ class FlagService:
             want = r.sha256 if r is not None else None
             got = fl.reported_hash(res.stdout) if res.ok else None
             if not res.ok or got is None:
-                return {"host": h, "status": res.label if not res.ok else "unreadable", "reason": res.reason}
+                why = res.stderr.rsplit("\n", 1)[-1] if res.status == "exit" and res.stderr else res.reason
+                return {"host": h, "status": res.label if not res.ok else "unreadable", "reason": clean(why, 200)}
             if want is None:
                 return {"host": h, "status": "unpushed" if got == "missing" else "drifted",
                         "reason": "no flags file yet" if got == "missing" else "a flags file this server never sent"}

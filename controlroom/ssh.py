@@ -16,7 +16,7 @@ import shlex
 import socket
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 import asyncssh
@@ -147,6 +147,9 @@ class SSHPool:
         self._connecting: dict[str, asyncio.Lock] = {}
         self._channels: dict[str, asyncio.Semaphore] = {}
         self._priority: dict[str, asyncio.Semaphore] = {}  # the priority lane (run(..., priority=True))
+        # awaited with the host's name once a new connection to it is up, before any command uses it (the server
+        # gives a host that comes back its current flags first); its errors are its own
+        self.on_connect: Callable[[str], Awaitable[None]] | None = None
         self._handshakes = asyncio.Semaphore(settings.max_startups)
         # jump hosts ([inventory.ssh] jump, or ProxyJump in an ssh_config): one connection each, shared by every
         # host behind it, with its own bound on handshakes in flight through it
@@ -284,6 +287,8 @@ class SSHPool:
                 )
             self._conns[host.name] = conn
             self._channels[host.name] = asyncio.Semaphore(self.settings.channels_per_connection)
+            if self.on_connect is not None:
+                await self.on_connect(host.name)
             return conn
 
     async def _reach(self, h: Host, started: float, t0: float):

@@ -245,3 +245,29 @@ def test_the_reference_reader_buckets_users_stably_and_honours_users_and_groups(
     path.write_bytes(fl.FlagsFile(4, "alice", time.time(), {"quarter": fl.FlagValue("50%")}).render())
     assert inside < {u for u in range(4000) if fl.enabled("quarter", u, path=p)}  # growing keeps them in
     assert not fl.enabled("quarter", None, path=p)
+
+
+async def test_a_straggler_that_comes_back_gets_the_current_flags_before_anything_else_runs_on_it(make_fleet):
+    from controlroom.flagpush import FlagService
+    from controlroom.journal import Journal
+    from controlroom.ssh import SSHPool
+
+    fleet = make_fleet(3, faults="web002=fail")
+    cfg = config.load(fleet.config_path)
+    journal = Journal.open(cfg.state.dir)
+    pool = SSHPool(cfg.ssh, cfg.hosts)
+    service = FlagService(cfg, pool, journal, backoff=(3600.0, 3600.0))  # no retry of its own in this story
+    service.start()
+    try:
+        done = await service.change("new_search", "off", "alice", reason="slow")
+        assert done["failed"] == [["web002", "exit 1", "web002: simulated failure"]]
+        fleet.set_fault("web002", None)
+        await pool.close()  # the host went away and comes back: the next command needs a new connection
+        res = await pool.run("web002", "cat flags.toml")
+        assert res.ok and tomllib.loads(res.stdout)["flags"]["new_search"] == {"enabled": "off"}
+        assert service.state()["flags"][0]["receipt"] == {"confirmed": 3, "total": 3, "failed": []}
+        assert service.history.changes("new_search")[0]["confirmed"] == 3
+    finally:
+        await service.close()
+        await pool.close()
+        journal.close()
