@@ -31,6 +31,18 @@ HELD_MARK = "controlroom-held:"
 SKIP_MARK = "controlroom-done:"  # a step the receipt says is finished; not run again
 LIVE_MARK = "controlroom-live:"  # the host's live revision, reported before the first step
 _TOKEN = re.compile(r"^[A-Za-z0-9._@:/+-]{1,200}$")
+# what in a step's own text could end or change the shell that writes the receipt after it: such a step runs in a
+# subshell (one more process on the host); any other runs in a brace group (none). `cd` and `HOME=` are harmless:
+# the receipt's path is taken before the step runs.
+_SHELL_CHANGING = re.compile(r"(?<![\w.-])(exit|exec|set|trap|return|source|eval|shopt|ulimit|umask|readonly|unset)"
+                             r"(?![\w.-])|(^|[\s;&|(){}])\.(\s|$)")
+
+
+def isolated(cmd: str) -> str:
+    """The step as a compound command that hands its exit status back to our shell, whatever it does."""
+    if _SHELL_CHANGING.search(cmd):
+        return f"( {cmd}\n)"
+    return f"{{ {cmd}\n}}"
 
 
 def _tok(value: str) -> str:
@@ -78,7 +90,8 @@ def step_command(op: Operation, k: int, cmd: str, *, live_command: str | None = 
 
     With live_command (the host's first step of this deploy), the host first reports its live revision and the
     receipt records it as the previous revision before the step runs, unless a receipt of this deploy has it.
-    The step runs in a subshell, so a ``cd`` or an ``exit 0`` in it cannot lose the receipt. With release (the
+    A step that could end or change our shell (``exit 0``, ``exec``, ``set -e``, ...) runs in a subshell, so it
+    cannot lose the receipt; a ``cd`` cannot either (the receipt's path is absolute). With release (the
     host's last command of the deploy), the lease is given back in the same round trip, whatever the step did.
     """
     uid = _tok(op.uuid)
@@ -95,7 +108,7 @@ def step_command(op: Operation, k: int, cmd: str, *, live_command: str | None = 
     lines.append(
         f'if [ "$cr_k" -ge {k} ] 2>/dev/null; then echo "{SKIP_MARK}{k}"; cr_s=0; else\n'
         f'echo "$$" > "$HOME/{RUNNING}"\n'
-        f"( {cmd}\n) && printf '%s {k} %s\\n' {uid} \"$cr_p\" > \"$cr_r\"\n"
+        f"{isolated(cmd)} && printf '%s {k} %s\\n' {uid} \"$cr_p\" > \"$cr_r\"\n"
         f'cr_s=$?; : > "$HOME/{RUNNING}"; fi'
     )
     if release:
@@ -108,8 +121,8 @@ def guarded(op: Operation, cmd: str, *, release: bool = False) -> str:
     """Any other command of the operation (health check, rollback step): under the lease, in a subshell; with
     release, the lease is given back when it ends."""
     if not release:
-        return f"{op.lease_check()}( {cmd}\n)"
-    return f"{op.lease_check()}( {cmd}\n)\ncr_s=$?; {_release(op)}; exit $cr_s"
+        return f"{op.lease_check()}{isolated(cmd)}"
+    return f"{op.lease_check()}{isolated(cmd)}\ncr_s=$?; {_release(op)}; exit $cr_s"
 
 
 def _release(op: Operation) -> str:
