@@ -159,19 +159,20 @@ def push_command(path: str, data: bytes, token: str, reload: str | None = None) 
     """Shell text: write data to a temp file beside path, sync it, rename it over path, print the sha256 of the
     file now at path (``controlroom-sha256:HASH``), then run reload. Any failure before the rename leaves the
     old file whole; the temp file is removed on every way out, as are temp files a killed earlier push left."""
-    directory, tmp = _temp(path, token)
+    _, tmp = _temp(path, token)
     _, pattern = _temp(path, "")
     q, t = shlex.quote(path), shlex.quote(tmp)
     lines = [
         "umask 022",
-        f"cr_t={t}; trap 'rm -f -- \"$cr_t\"' EXIT; trap 'exit 143' TERM HUP INT",
-        f"rm -f -- {shlex.quote(pattern)}????????* 2>/dev/null",  # what an earlier push killed mid-way left
-        f'if [ -d {q} ]; then echo "{path}: is a directory" >&2; exit 1; fi',
+        # only shell builtins but for sync, mv and the hash: a process less per host is time saved on 150 of them
+        f"cr_t={t}; trap '[ ! -e \"$cr_t\" ] || rm -f -- \"$cr_t\"' EXIT; trap 'exit 143' TERM HUP INT",
+        # temp files an earlier push left when it was killed mid-way
+        f'for cr_o in {shlex.quote(pattern)}????????*; do [ ! -e "$cr_o" ] || rm -f -- "$cr_o"; done',
+        f"if [ -d {q} ]; then echo {shlex.quote(path + ': is a directory')} >&2; exit 1; fi",
         f"printf '%s' {shlex.quote(data.decode())} > \"$cr_t\" || exit 1",
         # sync FILE (fsync) where coreutils has it, a whole sync elsewhere
         'sync -- "$cr_t" 2>/dev/null || sync || exit 1',
         f'mv -f -- "$cr_t" {q} || exit 1',
-        f"sync -- {shlex.quote(directory)} 2>/dev/null || :",  # the rename itself, on disk
         f'cr_s=$({HASH_CMD} -- {q}) || exit 1; echo "{SUM}${{cr_s%% *}}"',
     ]
     if reload:
