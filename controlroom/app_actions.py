@@ -1,32 +1,28 @@
 """The operator's intents: what each key does, when it is offered, and the dialogs that ask before it happens.
 
-Every action acts once. A dialog flow runs as a worker of its own group (`@work(exclusive=True, group=...)`) behind a
-synchronous guard (`_once`): a second press while the first is still asking, or still starting, does nothing. The
-engine runs in the "engine" worker group, and nothing starts a second run while one is under way, so two quick `d`
-presses make one Rollout. Text that people or hosts wrote (lock reasons, host names, errors) is cleaned and never
-read as markup.
+Every action is an intent sent to the control-room server (`Link.send`); a refusal shows as the server's one line.
+Every action acts once: a dialog flow, or an intent on its way, runs as a worker of its own group behind a
+synchronous guard (`_once`), so a second press while the first is still asking, or still being answered, does
+nothing. Text that people or hosts wrote (lock reasons, host names, errors) is cleaned and never read as markup.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from textual import work
+from textual import events, work
 from textual.app import SystemCommand
 from textual.screen import Screen
 from textual.worker import Worker
 
 from controlroom import events as ev
-from controlroom.app_keys import _KEY_NAMES, ACTIONS, SECONDARY
-from controlroom.errors import ControlroomError, LockedError
+from controlroom.app_keys import _KEY_NAMES, ACTIONS, INTENT_OF, SECONDARY
 from controlroom.journal import abandons
-from controlroom.rollout import Rollout
 from controlroom.text import clean
 from widgets.deploy_log import clock
-from widgets.dialogs import ConfirmDialog, HelpScreen, PromptDialog
+from widgets.dialogs import ConfirmDialog, HelpScreen, PromptDialog, QuitDialog
 from widgets.host_detail import HostScreen
 from widgets.host_grid import HostGrid
-
 
 def _plural(n: int, one: str, many: str) -> str:
     return one if n == 1 else many
@@ -37,20 +33,32 @@ class Controller:
 
     # ------------------------------------------------------------------------------------------- guards
     def _once(self, flow: str, start: Callable[[], Worker]) -> Worker | None:
-        """Start the worker of ``flow`` unless one is still under way (a dialog open, a rollout starting)."""
+        """Start the worker of ``flow`` unless one is still under way (a dialog open, an intent unanswered)."""
         w = self._flows.get(flow)
         if w is not None and not w.is_finished:
             return None
         self._flows[flow] = w = start()
         return w
 
+    def _intent(self, flow: str, op: str, **args) -> Worker | None:
+        """Send one intent, once: a second press while the server has not answered the first does nothing."""
+
+        async def go() -> None:
+            if await self.send(op, **args) is not None:
+                self._refresh_bindings_if_changed()
+
+        return self._once(flow, lambda: self.run_worker(go(), group=flow, exit_on_error=False))
+
     @property
     def engine_busy(self) -> bool:
-        """A rollout, rerun or rollback is running on this loop (or was just started and has not said so yet)."""
-        return any(w.group == "engine" and not w.is_finished for w in self.workers)
+        """The server runs an operation (deploy, resume, rerun, rollback), or one of ours is on its way there."""
+        starting = any(not w.is_finished for f, w in self._flows.items() if f in ("start", "resume_deploy"))
+        return bool(self.busy) or starting
 
-    def _run_engine(self, coro, name: str) -> Worker:
-        return self.run_worker(self._drive(coro), name=name, group="engine", exit_on_error=False)
+    @property
+    def driven(self) -> bool:
+        """The rollout on the board is run by the server now (a halted one may be waiting with nothing driving)."""
+        return bool(self.busy)
 
     def _say(self, message: str, **kw) -> None:
         """A notification whose text may hold what people or hosts wrote: cleaned, never markup."""
@@ -64,39 +72,38 @@ class Controller:
         board = self.board
         if action in SECONDARY and parameters == (0,) and board.active:
             return False
-        if action in ("quit", "help", "command_palette", "show_tab", "log_entry", "lock"):
+        if action in ("quit", "help", "command_palette", "show_tab"):
             return True
-        r = self.rollout
+        if action == "open_host":
+            return bool(board.order)
+        if not self.may_act:
+            return False  # read-only: nothing that acts is offered (a key pressed anyway says why)
+        if action in ("log_entry", "lock"):
+            return True
         status = board.status
         if action == "deploy":
             return not board.active and not self.rolling_back and not self.engine_busy
         if action == "unlock":
-            lock = self._lock  # as of the last LockChanged: check_action runs often, SQLite need not
+            lock = self._lock  # as of the last answer: check_action runs often, the server need not
             return lock is not None and not lock.live
-        if action == "open_host":
-            return bool(board.order)
-        if r is None:
+        if status is None:
             return False
-        if self.halted_elsewhere is not None:
-            # nothing drives this deploy in this process: resume it or roll it back, nothing else
-            if action == "resume_deploy":
-                return not self.engine_busy
-            if action != "rollback":
-                return False
-        elif action == "resume_deploy":
-            return False
+        if action == "resume_deploy":
+            return status == ev.R_HALTED and not self.rolling_back
+        if action == "rollback":
+            return (bool(self.cfg.deploy.rollback) and not self.rolling_back
+                    and board.count(ev.DONE, ev.FAILED, *ev.IN_FLIGHT) > 0)
+        if not self.driven and action != "retry":
+            return False  # nothing runs this deploy: resume it or roll it back, nothing else
         if action == "proceed":
             # a gate stays open while paused (proceeding then starts the phase with no host running)
             return board.active and (board.gate is not None or status == ev.R_HALTED)
         if action == "pause":
-            return status in (ev.R_RUNNING, ev.R_WAITING, ev.R_HALTED) and not r.status == ev.R_PAUSED
+            return status in (ev.R_RUNNING, ev.R_WAITING, ev.R_HALTED) and not self.paused
         if action == "resume":
             return status == ev.R_PAUSED
         if action == "abort":
             return board.active
-        if action == "rollback":
-            return (bool(self.cfg.deploy.rollback) and not self.rolling_back
-                    and board.count(ev.DONE, ev.FAILED, *ev.IN_FLIGHT) > 0)
         host = self.selected_host
         hv = board.hosts.get(host) if host else None
         if action == "retry":
@@ -104,7 +111,8 @@ class Controller:
                 # the rollout ended: run this host again
                 return hv.state == ev.FAILED and not self.engine_busy
             return (
-                board.active
+                self.driven
+                and board.active
                 and hv is not None
                 and hv.state in (ev.FAILED, ev.SKIPPED)
                 and hv.phase == board.phase_index
@@ -116,6 +124,14 @@ class Controller:
     def _offered_now(self, action: str) -> bool:
         # the palette runs its command later than it listed it: ask again
         return bool(self.check_action(action, ()))
+
+    def on_key(self, event: events.Key) -> None:
+        """Read-only: a key that would act is sent anyway, so the server's refusal says why."""
+        op = INTENT_OF.get(event.character or "")
+        if op is None or self.may_act or self.client is None or not isinstance(self.screen, type(self.main)):
+            return
+        event.stop()
+        self.run_worker(self.send(op), group="refused", exit_on_error=False)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         for a in ACTIONS:
@@ -131,7 +147,7 @@ class Controller:
             ("tab", "Move between panes"),
             ("1-5", "Show a pane when the panes are tabs (small terminals)"),
             ("ctrl+p", "Command palette: every action by name"),
-            ("q", "Quit"),
+            ("q", "Quit (a deploy keeps running in the server; `controlroom` re-attaches)"),
         ]
         return keys
 
@@ -146,15 +162,13 @@ class Controller:
 
     # ------------------------------------------------------------------------------------------- hosts
     def open_host(self, host: str) -> HostScreen:
-        """Show one host's live output, result and timings."""
+        """Show one host's live output, result and timings (asked of the server, then followed)."""
         if isinstance(self.screen, HostScreen) and self.screen.host == host:
             return self.screen
         screen = HostScreen(self.board, host, self._engine_host)
-        self.push_screen(screen)
+        self.follow_host(host)
+        self.push_screen(screen, callback=lambda _r, host=host: self.unfollow_host(host))
         return screen
-
-    def _engine_host(self, host: str):
-        return self.rollout.hosts.get(host) if self.rollout is not None else None
 
     # handlers by name, not @on: the decorator registers only in classes built by Textual's metaclass
     def on_host_grid_opened(self, message: HostGrid.Opened) -> None:
@@ -173,7 +187,8 @@ class Controller:
         if self.board.active or self.engine_busy:
             self._say("a rollout is already running", severity="warning")
             return
-        self._once("deploy", self._deploy_flow)
+        if self._offered_now("deploy"):
+            self._once("deploy", self._deploy_flow)
 
     @work(exclusive=True, group="deploy", exit_on_error=False)
     async def _deploy_flow(self) -> None:
@@ -182,7 +197,7 @@ class Controller:
         if self.staged is None:
             self._say("there is no staged revision to deploy (see [release] in the config)", severity="error")
             return
-        lock = self.journal.lock()
+        lock = await self.fresh_lock()
         force_reason = None
         if lock is not None and not lock.stale:
             if lock.live:
@@ -205,53 +220,17 @@ class Controller:
                 return
         if self.board.active or self.engine_busy:  # something started while we asked
             return
-        self.start_rollout(force_reason=force_reason)
+        await self.start_rollout(force_reason=force_reason)
 
-    def start_rollout(self, *, force_reason: str | None = None) -> Rollout:
-        """Ship the staged revision: the engine runs as a worker on this loop."""
-        r = Rollout(
-            self.cfg,
-            self.pool,
-            self.journal,
-            revision=self.staged or "",
-            user=self.user,
-            confirm="config",
-            force_reason=force_reason,
-        )
-        r.subscribe(self._on_engine_event)
-        self.rollout = r
+    async def start_rollout(self, *, force_reason: str | None = None) -> dict | None:
+        """Ask the server to ship the staged revision; the reply names the deploy it started."""
         self.rolling_back = False
         self._proceeded = None
-        self._run_engine(r.run(), "rollout")
+        reply = await self.send("deploy", revision=self.staged, force_reason=force_reason)
+        if reply is not None:
+            self.busy = self.busy or "deploy"
         self._refresh_bindings_if_changed()
-        return r
-
-    async def _drive(self, coro) -> None:
-        try:
-            fin = await coro
-        except LockedError as e:
-            self._say(str(e), title="Locked", severity="error", timeout=10)
-            return
-        except ControlroomError as e:
-            self._say(str(e), title="Rollout stopped", severity="error", timeout=10)
-            return
-        except Exception as e:  # noqa: BLE001 - shown, not swallowed: the journal has what happened
-            self._say(
-                f"{type(e).__name__}: {e}",
-                title="Rollout stopped: internal error",
-                severity="error",
-                timeout=30,
-            )
-            raise
-        finally:
-            self.rolling_back = False
-            self.board.dirty = True
-        sev = "information" if fin.status in (ev.R_DONE, ev.R_ROLLED_BACK) else "warning"
-        self._say(
-            f"{fin.done} done, {fin.failed} failed, {fin.skipped} skipped",
-            severity=sev,
-            title=f"Rollout of {fin.revision}: {fin.status.replace('_', ' ')}",
-        )
+        return reply
 
     # ------------------------------------------------------------------------------------------- gates, pause
     def action_proceed(self) -> None:
@@ -264,9 +243,7 @@ class Controller:
 
     @work(exclusive=True, group="proceed", exit_on_error=False)
     async def _proceed_flow(self) -> None:
-        r, board = self.rollout, self.board
-        if r is None:
-            return
+        board = self.board
         target = board.halted if board.status == ev.R_HALTED else board.gate
         if board.status == ev.R_HALTED and board.halted is not None:
             h = board.halted
@@ -284,23 +261,29 @@ class Controller:
             if board.halted is not target:  # the halt was resolved while we asked
                 return
         self._proceeded = target
-        r.proceed(self.user)
+        await self.send("proceed")
 
     def action_pause(self) -> None:
-        r = self.rollout
-        if r is not None and r.status != ev.R_PAUSED and self._offered_now("pause"):
-            r.pause(self.user)
-            self._refresh_bindings_if_changed()
+        if not self.paused and self._offered_now("pause"):
+            self._intent("pause", "pause")
 
     def action_resume(self) -> None:
-        r = self.rollout
-        if r is not None and r.status == ev.R_PAUSED and self._offered_now("resume"):
-            r.resume(self.user)
-            self._refresh_bindings_if_changed()
+        if self.board.status == ev.R_PAUSED and self._offered_now("resume"):
+            self._intent("pause", "unpause")  # the same flow as pause: p pressed twice acts on one answer
 
     # ------------------------------------------------------------------------------------------- destructive
     def _in_flight_and_pending(self) -> tuple[int, int]:
         return self.board.count(*ev.IN_FLIGHT), self.board.count(ev.PENDING)
+
+    def _abort_body(self) -> str:
+        flying, pending = self._in_flight_and_pending()
+        revision = self.board.revision
+        return (
+            f"Abort the rollout of {revision}: {flying} host{_plural(flying, '', 's')} in flight "
+            f"{_plural(flying, 'is', 'are')} cancelled and {pending} pending host{_plural(pending, '', 's')} "
+            f"{_plural(pending, 'is', 'are')} skipped. The {self.board.count(ev.DONE)} done hosts stay on "
+            f"{revision} (b rolls them back)."
+        )
 
     def action_abort(self) -> None:
         if self._offered_now("abort"):
@@ -308,28 +291,24 @@ class Controller:
 
     @work(exclusive=True, group="abort", exit_on_error=False)
     async def _abort_flow(self) -> None:
-        r = self.rollout
-        if r is None or not self.board.active:
+        if not self.board.active:
             return
-        flying, pending = self._in_flight_and_pending()
-        body = (
-            f"Abort the rollout of {r.revision}: {flying} host{_plural(flying, '', 's')} in flight "
-            f"{_plural(flying, 'is', 'are')} cancelled and {pending} pending host{_plural(pending, '', 's')} "
-            f"{_plural(pending, 'is', 'are')} skipped. The {self.board.count(ev.DONE)} done hosts stay on "
-            f"{r.revision} (b rolls them back)."
-        )
-        if await self.push_screen_wait(ConfirmDialog("Abort the rollout?", body, "Abort rollout")):
-            if self.board.active and r is self.rollout:
-                r.abort(self.user)
+        rollout = self.board.rollout_id
+        if await self.push_screen_wait(ConfirmDialog("Abort the rollout?", self._abort_body(), "Abort rollout")):
+            if self.board.active and rollout == self.board.rollout_id:
+                await self.send("abort")
 
     def action_resume_deploy(self) -> None:
-        r = self.rollout
-        if r is None or not self._offered_now("resume_deploy"):
+        if not self._offered_now("resume_deploy"):
             return
-        self.halted_elsewhere = None
-        self._proceeded = None
-        self._run_engine(r.resume_run(retry_failed=True), "rollout")
-        self._refresh_bindings_if_changed()
+
+        async def go() -> None:
+            self._proceeded = None
+            if await self.send("resume") is not None:
+                self.busy = self.busy or "resume"
+            self._refresh_bindings_if_changed()
+
+        self._once("resume_deploy", lambda: self.run_worker(go(), group="resume_deploy", exit_on_error=False))
 
     def action_rollback(self) -> None:
         if self._offered_now("rollback"):
@@ -337,20 +316,21 @@ class Controller:
 
     @work(exclusive=True, group="rollback", exit_on_error=False)
     async def _rollback_flow(self) -> None:
-        r = self.rollout
-        if r is None:
+        plan = await self.send("rollback_plan")
+        if plan is None:
             return
-        targets = r.rollback_targets()
-        n = len(targets)
-        others = sum(h.state != ev.DONE for h in targets)
+        n, others = int(plan["hosts"]), int(plan["others"])
+        if not n:
+            self._say(f"deploy #{plan['rollout_id']} of {plan['revision']}: no host to roll back", severity="warning")
+            return
         which = f"{n} done host{_plural(n, '', 's')}" if not others else (
             f"{n} host{_plural(n, '', 's')} that may run it ({n - others} done, {others} failed after a step "
             "or in flight)")
         body = (
-            f"Roll back {r.revision} on {which}, latest phase first: each "
-            f"runs the rollback steps and goes back to its previous revision ({r.previous or 'as recorded'})."
+            f"Roll back {plan['revision']} on {which}, latest phase first: each "
+            f"runs the rollback steps and goes back to its previous revision ({plan['previous'] or 'as recorded'})."
         )
-        if self.board.active:
+        if self.board.active and self.driven:
             flying, pending = self._in_flight_and_pending()
             body += (
                 f"\n\nThe rollout is aborted first: {flying} hosts in flight are cancelled and {pending} "
@@ -358,28 +338,19 @@ class Controller:
             )
         if not await self.push_screen_wait(ConfirmDialog("Roll back?", body, "Roll back")):
             return
-        if self.rolling_back or r is not self.rollout:
+        if self.rolling_back:
             return
-        self.halted_elsewhere = None
         self.rolling_back = True
         self.refresh_bindings()
-        self._run_engine(r.rollback(self.user), "rollback")
+        if await self.send("rollback") is None:
+            self.rolling_back = False
+        self._refresh_bindings_if_changed()
 
     def action_retry(self) -> None:
         host = self.selected_host
-        r = self.rollout
-        if r is None or host is None or not self._offered_now("retry"):
+        if host is None or not self._offered_now("retry"):
             return
-        if not self.board.active and r.status == ev.R_FAILED:
-            # the rollout is over, within budget, with this host failed: the same rollout runs it again
-            if not self.engine_busy:
-                self._run_engine(r.rerun([host], self.user), "rollout")
-                self._refresh_bindings_if_changed()
-            return
-        try:
-            r.retry(host, self.user)
-        except ControlroomError as e:
-            self._say(str(e), severity="warning")
+        self._intent("retry", "retry", host=host)
 
     def action_skip(self) -> None:
         if self._offered_now("skip"):
@@ -387,36 +358,35 @@ class Controller:
 
     @work(exclusive=True, group="skip", exit_on_error=False)
     async def _skip_flow(self) -> None:
-        r, board = self.rollout, self.board
+        board = self.board
         host = self.selected_host
-        if r is None or host is None or host not in board.hosts:
+        if host is None or host not in board.hosts:
             return
         hv = board.hosts[host]
         phase = board.phases[hv.phase]
-        used = r.budget_used(hv.phase)
+        # the budget counts failed hosts and the ones the operator skipped
+        used = sum(1 for n in phase.hosts if board.hosts[n].state in (ev.FAILED, ev.SKIPPED))
         if hv.state == ev.PENDING:
             used += 1
         body = (
             f"Skip {host} in {phase.name}: it is not deployed in this rollout and stays on "
-            f"{hv.revision or r.previous or 'its current revision'}. It counts against {phase.name}'s failure "
+            f"{hv.revision or board.previous or 'its current revision'}. It counts against {phase.name}'s failure "
             f"budget ({used} used of {phase.max_failed} allowed) and the skip goes into the deploy log."
         )
         if not await self.push_screen_wait(ConfirmDialog(f"Skip {host}?", body, "Skip host")):
             return
         if board.hosts[host].state not in (ev.PENDING, ev.FAILED):  # it moved on while we asked
             return
-        try:
-            r.skip(host, self.user)
-        except ControlroomError as e:
-            self._say(str(e), severity="warning")
+        await self.send("skip", host=host)
 
     # ------------------------------------------------------------------------------------------- lock and log
     def action_lock(self, _twin: int = 0) -> None:
-        self._once("lock", self._lock_flow)
+        if self._offered_now("lock"):
+            self._once("lock", self._lock_flow)
 
     @work(exclusive=True, group="lock", exit_on_error=False)
     async def _lock_flow(self) -> None:
-        lock = self.journal.lock()
+        lock = await self.fresh_lock()
         takeover = False
         if lock is not None and lock.live:
             self._say(f"a running deploy holds the lock: {lock.describe()}", severity="warning")
@@ -437,19 +407,16 @@ class Controller:
                 value=clean(lock.reason) if lock is not None and lock.user == self.user else "",
             )
         )
-        if not text:
-            return
-        try:
-            self.journal.take_lock(self.user, text, takeover=takeover)
-        except LockedError as e:
-            self._say(str(e), severity="error")
+        if text:
+            await self.send("lock", message=text, takeover=takeover)
 
     def action_unlock(self, _twin: int = 0) -> None:
-        self._once("unlock", self._unlock_flow)
+        if self._offered_now("unlock"):
+            self._once("unlock", self._unlock_flow)
 
     @work(exclusive=True, group="unlock", exit_on_error=False)
     async def _unlock_flow(self) -> None:
-        lock = self.journal.lock()
+        lock = await self.fresh_lock()
         if lock is None:
             self._say("the fleet is not locked")
             return
@@ -462,13 +429,11 @@ class Controller:
             body = f"The lock is {lock.describe()}.\n\nUnlocking {abandons(lock)}. The deploy log records it."
             if not await self.push_screen_wait(ConfirmDialog(f"Release {whose} lock?", body, "Unlock")):
                 return
-        try:
-            self.journal.release_lock(self.user, force=force)
-        except LockedError as e:
-            self._say(str(e), severity="error")
+        await self.send("unlock", force=force)
 
     def action_log_entry(self, _twin: int = 0) -> None:
-        self._once("log_entry", self._log_entry_flow)
+        if self._offered_now("log_entry"):
+            self._once("log_entry", self._log_entry_flow)
 
     @work(exclusive=True, group="log_entry", exit_on_error=False)
     async def _log_entry_flow(self) -> None:
@@ -480,19 +445,23 @@ class Controller:
             )
         )
         if text:
-            self.journal.add_log(self.user, "NOTE", text, self.board.revision if self.board.active else None)
+            await self.send("log_add", message=text)
 
     def action_quit(self, _twin: int = 0) -> None:
         self._once("quit", self._quit_flow)
 
     @work(exclusive=True, group="quit", exit_on_error=False)
     async def _quit_flow(self) -> None:
-        if self.board.active:
-            flying, _ = self._in_flight_and_pending()
+        if self.board.active and self.driven:
             body = (
-                f"Quit while the rollout of {self.board.revision} runs: it stops where it is and "
-                f"{flying} hosts in flight are cancelled. `controlroom deploy --resume` carries on later."
+                f"If you quit, the deploy keeps running; `controlroom` re-attaches (the deploy of "
+                f"{self.board.revision} runs in the control-room server, not in this terminal)."
             )
-            if not await self.push_screen_wait(ConfirmDialog("Quit during a rollout?", body, "Quit")):
+            if self.may_act:
+                body += "\n\nOr abort it first (a): " + self._abort_body()
+            choice = await self.push_screen_wait(QuitDialog(body, may_abort=self.may_act))
+            if choice is None:
                 return
+            if choice == "abort" and self.board.active:
+                await self.send("abort")
         self.exit(0)

@@ -59,3 +59,7 @@ def bindings(tabs: Iterable[str]) -> list[Binding]:
         Binding(str(i + 1), f"show_tab('{t}')", f"Show pane {i + 1}", show=False) for i, t in enumerate(tabs)
     ]
     return out
+
+# The intent each acting key sends: a read-only app sends it anyway when pressed, so the server's refusal says why.
+INTENT_OF = {"d": "deploy", "g": "proceed", "p": "pause", "R": "resume", "a": "abort", "b": "rollback",
+             "r": "retry", "s": "skip", "l": "lock", "u": "unlock", "m": "log_add"}

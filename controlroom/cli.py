@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="controlroom.toml to use (default: $CONTROLROOM_CONFIG, then ./controlroom.toml)")
     p = _Parser(prog="controlroom", parents=[common],
                 description="A terminal release control room. With no command, opens the full-screen app.")
+    p.add_argument("--read-only", action="store_true", help="watch the control room without acting")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     sub.add_parser("check", parents=[common], help="validate the config and print a summary")
@@ -103,7 +104,7 @@ def dispatch(args: argparse.Namespace) -> int:
     if cmd is None:
         from controlroom.app import run_app  # the only place the CLI reaches Textual
 
-        return run_app(_load(args))
+        return run_app(_load(args), read_only=args.read_only)
     raise UsageError(f"`controlroom {cmd or ''}` is not available yet")
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from controlroom import events as ev
 from controlroom import protocol as pr
+from controlroom import serverviews as views
 from controlroom.board import Board
 from controlroom.config import Config
 from controlroom.errors import ControlroomError, LockedError, UsageError
@@ -108,6 +109,7 @@ class Server:
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self.journal = Journal.open(self.state)
         self.journal.subscribe(self._committed)
+        views.adopt_last(self.board, self.journal)  # a server that starts after a deploy shows how it stands
         self.pool = SSHPool(self.cfg.ssh, self.cfg.hosts)
         from controlroom.flagpush import FlagService
 
@@ -188,7 +190,7 @@ class Server:
     def snapshot(self) -> dict:
         j = self.journal
         lock = j.lock() if j else None
-        return {
+        snap = {
             "op": "snapshot",
             "seq": self.seq,
             "board": self.board.snapshot(),
@@ -197,7 +199,11 @@ class Server:
                 "live": lock.live, "stale": lock.stale, "describe": lock.describe()},
             "log": [e.line() for e in j.log(200)] if j else [],
             "busy": self.op_name if self.busy else "",
+            "engine_status": self.rollout.status if self.busy and self.rollout is not None else None,
         }
+        if not self.busy and snap["board"]["status"] not in (None, *ev.ROLLOUT_FINAL):
+            snap["board"]["status"] = ev.R_HALTED  # a deploy that nothing here drives waits for a decision
+        return snap
 
     # ------------------------------------------------------------------------------------------ clients
     async def _serve_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -290,9 +296,23 @@ class Server:
                 "rollout_id": self.board.rollout_id}
 
     async def _op_output(self, c: _Client, msg: dict) -> dict:
-        host = str(msg.get("host", ""))
-        hr = self.rollout.hosts.get(host) if self.rollout is not None else None
-        return {"host": host, "lines": list(hr.output) if hr is not None else []}
+        # seq: the events up to this number are in the reply; a client follows with the HostOutput after it
+        return {**views.host_output(self.rollout, str(msg.get("host", ""))), "seq": self.seq}
+
+    async def _op_journal(self, c: _Client, msg: dict) -> dict:
+        since = msg.get("since")
+        return views.journal_reply(self.journal, since if isinstance(since, int) else 0)
+
+    async def _op_revisions(self, c: _Client, msg: dict) -> dict:
+        return await views.revisions(self.cfg, self.journal, self.pool)
+
+    async def _op_rollback_plan(self, c: _Client, msg: dict) -> dict:
+        from controlroom.rollout import Rollout
+
+        r = self.rollout  # the one a rollback would reach, as _op_rollback picks it
+        if r is None or (not self.busy and r.status not in ev.ROLLOUT_FINAL):
+            r = Rollout.load(self.cfg, self.pool, self.journal, user=c.peer.user)
+        return views.rollback_plan(r)
 
     # ------------------------------------------------------------------------------------------ intents
     def _engine(self, **kw):
@@ -437,7 +457,8 @@ class Server:
         text = str(msg.get("message", "")).strip()
         if not text:
             raise UsageError("lock needs a message: say why (it is what the team reads)")
-        return {"describe": self.journal.take_lock(c.peer.user, text).describe()}
+        lock = self.journal.take_lock(c.peer.user, text, takeover=bool(msg.get("takeover")))
+        return {"describe": lock.describe()}
 
     async def _op_unlock(self, c, msg):
         old = self.journal.release_lock(c.peer.user, force=bool(msg.get("force")))
@@ -475,7 +496,7 @@ class Server:
         asyncio.get_running_loop().call_soon(self.stop)
 
 
-READS = ("status", "output", "flags", "flag_history", "flags_verify")
+READS = ("status", "output", "journal", "revisions", "rollback_plan", "flags", "flag_history", "flags_verify")
 INTENTS = ("deploy", "resume", "rollback", "pause", "unpause", "abort", "interrupt", "proceed", "retry", "skip",
            "lock", "unlock", "log_add", "stop", "flag_set", "flag_dismiss")
 

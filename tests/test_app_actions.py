@@ -1,11 +1,14 @@
 """The operator's actions in the control room, driven with Textual's Pilot against the simulated fleet.
 
-Every test builds the app with `build_app` (what `controlroom` runs), presses the keys a person would press, and
-checks what the person would see and what the hosts now hold.
+Every test builds the app with `build_app` (what `controlroom` runs): it starts the control-room server of the
+fleet's state directory and sends every intent there. The test presses the keys a person would press, and checks
+what the person would see and what the hosts now hold. Every server a test started is stopped after it.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -15,7 +18,7 @@ from textual.command import CommandList, CommandPalette
 from controlroom import config
 from controlroom import events as ev
 from controlroom.app import ControlRoom, build_app
-from widgets.dialogs import ConfirmDialog, HelpScreen, PromptDialog
+from widgets.dialogs import ConfirmDialog, HelpScreen, PromptDialog, QuitDialog
 from widgets.host_detail import HostScreen
 
 SIZE = (160, 48)
@@ -36,8 +39,75 @@ async def until(pilot, cond, what: str, timeout: float = 30.0) -> None:
     await pilot.pause()
 
 
-def make_app(fleet) -> ControlRoom:
-    return build_app(config.load(fleet.config_path), user="tester")
+_SERVED: list[Path] = []  # state directories whose server the apps of this test may have started
+
+
+def make_app(fleet, *, read_only: bool = False, config_path: Path | None = None) -> ControlRoom:
+    """The app on the fleet, as `controlroom` builds it; its server is stopped when the test ends."""
+    cfg = config.load(config_path or fleet.config_path)
+    _SERVED.append(Path(cfg.state.dir))
+    return build_app(cfg, read_only=read_only)
+
+
+def server_pid(state_dir: Path) -> int | None:
+    """The pid of the server that serves state_dir, when one runs."""
+    try:
+        pid = int((Path(state_dir) / "server.lock").read_text().split()[0])
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if b"serve" in cmdline else None
+
+
+def stop_server(state_dir: Path, timeout: float = 60.0) -> None:
+    """SIGTERM (a deploy in it is interrupted, resumable), then SIGKILL; reaped when it is our child."""
+    pid = server_pid(state_dir)
+    if pid is None:
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while server_pid(state_dir) == pid:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return
+        except ChildProcessError:
+            pass
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + timeout
+        time.sleep(0.05)
+
+
+@pytest.fixture(autouse=True)
+def servers_stopped():
+    """No server outlives its test (modules that import make_app import this fixture too)."""
+    yield
+    while _SERVED:
+        stop_server(_SERVED.pop())
+
+
+def journal_of(app):
+    """The journal as another process on the bastion reads it (the app itself holds none)."""
+    from controlroom.journal import Journal
+
+    return Journal.open(app.cfg.state.dir)
+
+
+def wait_for_log(fleet, text: str, timeout: float = 30.0) -> str:
+    """The deploy log once it holds text (polled with a deadline)."""
+    deadline = time.monotonic() + timeout
+    while text not in (log := log_of(fleet)):
+        if time.monotonic() > deadline:
+            pytest.fail(f"not in the deploy log after {timeout:g} s: {text!r}\n{log}")
+        time.sleep(0.1)
+    return log
+
+
+def log_of(fleet) -> str:
+    """The deploy log as `controlroom log` prints it."""
+    from tests.conftest import run_cli
+
+    return run_cli("log", "--config", str(fleet.config_path)).stdout
 
 
 def revision_on(fleet, host: str) -> str:
@@ -84,7 +154,7 @@ async def test_deploy_runs_the_canary_waits_at_the_gate_and_proceed_finishes_wit
         summary = app.rollout_pane.query_one("#summary").render().plain
         assert "DONE: r2306 -> r2307" in summary and "10 done · 0 failed · 0 skipped" in summary
         await until(pilot, lambda: any("DEPLOY OK" in line for line in app.log_lines), "DEPLOY OK in the log")
-        assert any("DEPLOY START r2306 -> r2307" in line and "[tester]" in line for line in app.log_lines)
+        assert any("DEPLOY START r2306 -> r2307" in line and f"[{app.user}]" in line for line in app.log_lines)
         assert all(revision_on(fleet, f"web{i:03d}") == "r2307" for i in range(1, 11))
         bars = app.rollout_pane.query_one("#phase-bars").render().plain
         assert "✓ canary" in bars and "2/2" in bars and "7/7" in bars
@@ -212,13 +282,13 @@ async def test_lock_with_a_message_shows_the_banner_and_unlock_clears_it(make_fl
         await pilot.press("enter")
         await until(pilot, lambda: banner.display, "the lock banner")
         text = banner.render().plain
-        assert "NO DEPLOY PLEASE — tester" in text and "db migration until 14:00" in text
+        assert f"NO DEPLOY PLEASE — {app.user}" in text and "db migration until 14:00" in text
         assert "LOCKED" in app.rollout_pane.query_one("#lock-line").render().plain
         assert any("LOCK" in line and "db migration" in line for line in app.log_lines)
         await pilot.press("u")
         await until(pilot, lambda: not banner.display, "the banner to go")
         await until(pilot, lambda: any("UNLOCK" in line for line in app.log_lines), "UNLOCK in the log")
-        assert app.journal.lock() is None
+        assert journal_of(app).lock() is None
 
 
 async def test_deploying_past_someone_elses_lock_asks_for_a_reason_and_logs_it(make_fleet):
@@ -226,7 +296,7 @@ async def test_deploying_past_someone_elses_lock_asks_for_a_reason_and_logs_it(m
     app = make_app(fleet)
     async with app.run_test(size=SIZE) as pilot:
         await start(pilot)
-        app.journal.take_lock("mygrant", "NO DEPLOY PLEASE")
+        journal_of(app).take_lock("mygrant", "NO DEPLOY PLEASE")  # a teammate, from another shell
         await until(pilot, lambda: app.deploy_log.query_one("#lock-banner").display, "the lock banner")
         assert "NO DEPLOY PLEASE — mygrant" in app.deploy_log.query_one("#lock-banner").render().plain
         await pilot.press("d")
@@ -253,8 +323,8 @@ async def test_log_entry_goes_into_the_journal_and_shows_at_the_bottom(make_flee
         await until(pilot, lambda: isinstance(app.screen, PromptDialog), "the log prompt")
         await pilot.press(*"watching 5xx after lunch", "enter")
         await until(pilot, lambda: app.log_lines, "the entry")
-        assert app.log_lines[-1].endswith("[tester] NOTE watching 5xx after lunch")
-        assert app.journal.log()[-1].text == "watching 5xx after lunch"
+        assert app.log_lines[-1].endswith(f"[{app.user}] NOTE watching 5xx after lunch")
+        assert journal_of(app).log()[-1].text == "watching 5xx after lunch"
 
 
 async def test_enter_opens_a_host_with_its_output_result_and_timings(make_fleet):
@@ -322,18 +392,53 @@ async def test_question_mark_shows_help_with_every_key(make_fleet):
         await until(pilot, lambda: not isinstance(app.screen, HelpScreen), "the help to close")
 
 
-async def test_quit_during_a_rollout_asks_first(make_fleet):
+async def test_quit_during_a_deploy_leaves_it_running_and_a_second_app_sees_it_finish(make_fleet):
     fleet = make_fleet(4)
     app = make_app(fleet)
     async with app.run_test(size=SIZE) as pilot:
         await start(pilot)
         await deploy_to_gate(pilot)
         await pilot.press("q")
-        await until(pilot, lambda: isinstance(app.screen, ConfirmDialog), "the quit confirmation")
-        assert "controlroom deploy --resume" in dialog_text(app)
-        await pilot.press("escape")
-        await until(pilot, lambda: not isinstance(app.screen, ConfirmDialog), "the dialog to close")
+        await until(pilot, lambda: isinstance(app.screen, QuitDialog), "the quit question")
+        text = f"{app.screen.title_text}\n{app.screen.body}"
+        assert "the deploy keeps running; `controlroom` re-attaches" in text, text
+        assert "Or abort it first (a): Abort the rollout of r2307" in text, text
+        await pilot.press("escape")  # stay after all
+        await until(pilot, lambda: not isinstance(app.screen, QuitDialog), "the question to close")
         assert app.is_running
+        await pilot.press("q")
+        await until(pilot, lambda: isinstance(app.screen, QuitDialog), "the quit question")
+        await pilot.press("y")
+        await until(pilot, lambda: not app.is_running, "the app to quit")
+    assert app.return_code == 0
+
+    again = make_app(fleet)  # `controlroom` again: it attaches to the server, where the deploy still waits
+    async with again.run_test(size=SIZE) as pilot:
+        await start(pilot)
+        await until(pilot, lambda: again.board.gate is not None, "the deploy waiting at its gate, as it was left")
+        assert again.board.rollout_id == 1 and again.board.hosts["web001"].state == ev.DONE
+        await pilot.press("g")
+        await until(pilot, lambda: again.status == ev.R_DONE, "the deploy to finish")
+        summary = again.rollout_pane.query_one("#summary")
+        await until(pilot, lambda: summary.display, "the summary")
+        assert "4 done · 0 failed · 0 skipped" in summary.render().plain
+    assert {revision_on(fleet, f"web{i:03d}") for i in range(1, 5)} == {"r2307"}
+    assert "LOCK TAKEN OVER" not in log_of(fleet) and "INTERRUPTED" not in log_of(fleet)
+
+
+async def test_abort_from_the_quit_question_stops_the_deploy_then_quits(make_fleet):
+    fleet = make_fleet(4)
+    app = make_app(fleet)
+    async with app.run_test(size=SIZE) as pilot:
+        await start(pilot)
+        await deploy_to_gate(pilot)
+        await pilot.press("q")
+        await until(pilot, lambda: isinstance(app.screen, QuitDialog), "the quit question")
+        await pilot.press("a")
+        await until(pilot, lambda: not app.is_running, "the app to quit")
+    log = wait_for_log(fleet, "DEPLOY ABORTED")  # the server carries the abort out after the app has gone
+    assert f"[{app.user}] ABORT r2307 0 in flight cancelled, 2 pending skipped" in log, log
+    assert revision_on(fleet, "web004") == "r2306"
 
 
 async def test_a_teammates_lock_and_log_entry_from_another_process_show_up(make_fleet):
@@ -384,6 +489,6 @@ async def test_a_host_that_failed_within_budget_is_run_again_after_the_rollout_e
         assert app.board.hosts["web003"].state == ev.DONE
         assert revision_on(fleet, "web003") == "r2307"
         assert app.board.finished.done == 10 and app.board.finished.failed == 0
-        kinds = [e.kind for e in app.journal.log()]
+        kinds = [e.kind for e in journal_of(app).log()]
         assert kinds[-3:] == ["RETRY", "DEPLOY RESUMED", "DEPLOY OK"]
-        assert app.journal.lock() is None
+        assert journal_of(app).lock() is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from textual import events
 
 from controlroom import events as ev
-from tests.test_app_actions import deploy_to_gate, make_app, start, until
+from tests.test_app_actions import deploy_to_gate, journal_of, make_app, servers_stopped, start, until  # noqa: F401
 
 
 async def test_two_quick_d_presses_start_one_deploy(make_fleet):
@@ -20,7 +20,7 @@ async def test_two_quick_d_presses_start_one_deploy(make_fleet):
         await until(pilot, lambda: app.board.gate is not None, "the canary to finish and the gate to wait")
         starts = [line for line in app.log_lines if "DEPLOY START" in line]
         assert len(starts) == 1, app.log_lines
-        assert app.journal.rollout().id == app.rollout.id == 1  # one Rollout ever made it to the journal
+        assert journal_of(app).rollout().id == app.board.rollout_id == 1  # one deploy made it to the journal
         assert not any("locked" in str(n.message).lower() for n in app._notifications)
 
 
@@ -74,7 +74,7 @@ async def test_quitting_during_a_rollout_stops_the_screens_timers_cleanly(make_f
         app.open_host("web001")
         await pilot.press("escape")
         await pilot.press("q")
-        await until(pilot, lambda: type(app.screen).__name__ == "ConfirmDialog", "the quit confirmation")
+        await until(pilot, lambda: type(app.screen).__name__ == "QuitDialog", "the quit question")
         await pilot.press("y")
         await until(pilot, lambda: not app.is_running, "the app to quit")
     assert app.return_code == 0  # run_test raises if a timer or worker failed on the way out

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from controlroom import config
-from controlroom.app import build_app
-from tests.test_app_actions import start
+from tests.test_app_actions import make_app, servers_stopped, start  # noqa: F401
 from widgets.states import SYMBOL
 
 GLYPHS = set(SYMBOL.values())
@@ -26,7 +24,7 @@ def grid_glyphs(app) -> int:
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40), (160, 48)])
 async def test_all_150_hosts_are_on_screen_at_once(big_fleet, size):
-    app = build_app(config.load(big_fleet.config_path), user="tester")
+    app = make_app(big_fleet)
     async with app.run_test(size=size) as pilot:
         await start(pilot)
         grid = app.host_grid
@@ -38,7 +36,7 @@ async def test_all_150_hosts_are_on_screen_at_once(big_fleet, size):
 
 
 async def test_in_glyph_mode_arrows_move_the_selection_and_its_name_is_shown(big_fleet):
-    app = build_app(config.load(big_fleet.config_path), user="tester")
+    app = make_app(big_fleet)
     async with app.run_test(size=(80, 24)) as pilot:
         await start(pilot)
         grid = app.host_grid

@@ -10,7 +10,8 @@ from textual.widgets import Footer, TabbedContent
 
 from controlroom import config
 from controlroom import events as ev
-from controlroom.app import ControlRoom, build_app
+from controlroom.app import ControlRoom
+from tests.test_app_actions import make_app, servers_stopped  # noqa: F401
 
 PANES = ("#rollout", "#deploy-log", "#flags", "#staging-diff", "#metrics")
 
@@ -25,8 +26,6 @@ async def until(pilot, cond, what: str, timeout: float = 30.0) -> None:
     await pilot.pause()
 
 
-def make_app(fleet) -> ControlRoom:
-    return build_app(config.load(fleet.config_path), user="tester")
 
 
 async def ready(pilot) -> None:

@@ -9,9 +9,8 @@ from textual.widgets import Log
 
 from controlroom import config
 from controlroom import events as ev
-from controlroom.app import build_app
 from controlroom.journal import Journal
-from tests.test_app_actions import deploy_to_gate, make_app, start, until
+from tests.test_app_actions import deploy_to_gate, make_app, servers_stopped, start, until  # noqa: F401
 from widgets.dialogs import ConfirmDialog
 from widgets.host_detail import HostScreen
 
@@ -70,7 +69,7 @@ def hostile_config(fleet, step: str) -> Path:
 async def test_host_output_with_escape_sequences_shows_them_as_text_in_the_host_view(make_fleet):
     fleet = make_fleet(4)
     cfg = hostile_config(fleet, r"printf '\033[2J\033]0;owned\007\033]52;c;aGk=\007visible\233m\r\n'")
-    app = build_app(config.load(cfg), user="tester")
+    app = make_app(fleet, config_path=cfg)
     async with app.run_test(size=(160, 48)) as pilot:
         await start(pilot)
         await deploy_to_gate(pilot)
@@ -87,7 +86,7 @@ async def test_host_output_with_escape_sequences_shows_them_as_text_in_the_host_
 async def test_the_host_view_keeps_the_readers_place_while_output_streams(make_fleet):
     fleet = make_fleet(4)
     cfg = hostile_config(fleet, "i=0; while [ $i -lt 1000 ]; do i=$((i+1)); echo line $i; sleep 0.01; done")
-    app = build_app(config.load(cfg), user="tester")
+    app = make_app(fleet, config_path=cfg)
     async with app.run_test(size=(160, 48)) as pilot:
         await start(pilot)
         await pilot.press("d")

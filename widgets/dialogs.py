@@ -99,6 +99,67 @@ class ConfirmDialog(ModalScreen[str | None]):
         self.dismiss(None)
 
 
+class QuitDialog(ModalScreen[str | None]):
+    """Quit while a deploy runs in the server: it keeps running (quit), or abort it first. Dismisses with "quit",
+    "abort", or None (stay)."""
+
+    DEFAULT_CSS = """
+    QuitDialog { align: center middle; }
+    QuitDialog > Vertical {
+        width: 76; max-width: 100%; height: auto; max-height: 100%;
+        border: thick $warning; background: $surface; padding: 1 2;
+    }
+    QuitDialog #quit-title { text-style: bold; width: 100%; }
+    QuitDialog #quit-body { width: 100%; margin: 1 0; }
+    QuitDialog #quit-keys { color: $text-muted; width: 100%; }
+    QuitDialog Horizontal { height: auto; align: right middle; margin-top: 1; }
+    QuitDialog Button { margin-left: 2; }
+    """
+
+    BINDINGS = [
+        Binding("escape", "stay", "Stay"),
+        Binding("n", "stay", "Stay", show=False),
+        Binding("y", "quit", "Quit", show=False),
+        Binding("q", "quit", "Quit", show=False),
+        Binding("a", "abort", "Abort", show=False),
+    ]
+
+    def __init__(self, body: str, *, may_abort: bool = True) -> None:
+        super().__init__()
+        self.title_text = "Quit? The deploy keeps running"
+        self.body = body
+        self.may_abort = may_abort
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self.title_text, id="quit-title", markup=False)
+            yield Static(clean_body(self.body), id="quit-body", markup=False)
+            keys = "y or q: quit, the deploy keeps running · " + ("a: abort it, then quit · " if self.may_abort else "")
+            yield Static(keys + "n or esc: stay", id="quit-keys", markup=False)
+            with Horizontal():
+                yield Button("Stay", id="stay")
+                if self.may_abort:
+                    yield Button("Abort the deploy and quit", variant="error", id="abort")
+                yield Button("Quit, keep it running", variant="primary", id="quit")
+
+    def on_mount(self) -> None:
+        self.query_one("#stay", Button).focus()
+
+    def action_stay(self) -> None:
+        self.dismiss(None)
+
+    def action_quit(self) -> None:
+        self.dismiss("quit")
+
+    def action_abort(self) -> None:
+        if self.may_abort:
+            self.dismiss("abort")
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(None if event.button.id == "stay" else event.button.id)
+
+
 class PromptDialog(ModalScreen[str | None]):
     """One line of text (a lock message, a log entry). Dismisses with the text, or None when cancelled."""
 
