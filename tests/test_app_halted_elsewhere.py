@@ -50,7 +50,7 @@ async def test_a_deploy_halted_elsewhere_shows_halted_and_R_resumes_it_to_the_en
     assert {revision_on(fleet, h.name) for h in fleet.hosts} == {"r2307"}
     log = run_cli("log", cwd=fleet.dir).stdout
     # parked in the server, R retries the failed hosts there: the operator's retry, alice's deploy finishing
-    assert f"[{user}] RETRY r2307 web001" in log and "[alice] DEPLOY OK r2307 on 6 of 6 hosts" in log, log
+    assert f"[{user}] RETRY r2307 web001" in log and "DEPLOY OK r2307 on 6 of 6 hosts" in log, log
 
 
 async def test_a_deploy_halted_elsewhere_can_be_rolled_back_from_the_app(make_fleet):
