@@ -1,8 +1,9 @@
 """End to end, as a person would do it: `controlroom demo` in a real terminal (tmux), keys in, screen read back.
 
 A 20-host demo fleet with web005 set to fail once: deploy, the canary waits for the operator, proceed, stage 2
-halts on web005, retry it, and the summary says every host is on r2307. The screen is polled with a deadline,
-never read after a fixed sleep.
+halts on web005, retry it, and the summary says every host is on r2307. Then the terminal is lost in the middle of
+the last phase: the deploy finishes in the server anyway, and `controlroom` again shows it done. The screen is
+polled with a deadline, never read after a fixed sleep.
 """
 
 from __future__ import annotations
@@ -137,3 +138,53 @@ def test_when_the_terminal_goes_away_the_demo_takes_its_fleet_with_it(tmp_path):
     finally:
         term.close()  # the ssh session to the bastion drops: SIGHUP
     assert _gone(pid), "the demo's fleet outlived its terminal"
+
+
+def _revisions(fleet_dir: Path, hosts: int) -> set[str]:
+    return {(fleet_dir / "hosts" / f"web{i:03d}" / "REVISION").read_text().strip() for i in range(1, hosts + 1)}
+
+
+@pytest.mark.slow
+def test_the_terminal_lost_in_the_last_phase_the_deploy_finishes_and_controlroom_again_shows_it_done(tmp_path):
+    from tests.conftest import run_cli
+    from tests.test_app_actions import stop_server
+
+    fleet_dir = tmp_path / "demo"
+    # web020 (in the last phase) is slow to start its commands: the terminal goes while it is in flight
+    demo = shlex.join([sys.executable, "-m", "controlroom.cli", "demo", "--hosts", "20", "--faults",
+                       "web020=slow:3", "--dir", str(fleet_dir)])
+    env = " ".join(f"{k}={shlex.quote(os.environ[k])}" for k in ("HOME", "XDG_STATE_HOME"))
+    term = Terminal(f"env {env} {demo}")
+    again = None
+    state = fleet_dir / "state"  # the demo config's [state] dir
+    try:
+        term.wait_for("r2306 -> r2307", "READY", "d deploys it to 20 hosts in 3 phases", timeout=60)
+        term.press("d")
+        term.wait_for("WAITING", "stage 1 waits")
+        term.press("g")
+        deadline = time.monotonic() + DEADLINE
+        while (fleet_dir / "hosts" / "web019" / "REVISION").read_text().strip() != "r2307":  # the last phase runs
+            assert time.monotonic() < deadline, f"stage 2 did not get going\n{term.screen()}"
+            time.sleep(0.1)
+        assert _revisions(fleet_dir, 20) != {"r2307"}, "the deploy ended before the terminal went"
+    finally:
+        term.close()  # the ssh session to the bastion drops: SIGHUP, in the middle of the last phase
+    try:
+        deadline = time.monotonic() + 60
+        while _revisions(fleet_dir, 20) != {"r2307"}:  # no command typed: the server carries on
+            assert time.monotonic() < deadline, f"not every host got r2307: {_revisions(fleet_dir, 20)}"
+            time.sleep(0.2)
+        config = fleet_dir / "controlroom.toml"
+        again = Terminal(f"env {env} {shlex.join([sys.executable, '-m', 'controlroom.cli', '--config', str(config)])}")
+        screen = again.wait_for("DONE: r2306 -> r2307", "20 done · 0 failed · 0 skipped", timeout=60)
+        assert "DEPLOY OK" in screen
+        log = run_cli("log", "--config", str(config)).stdout
+        assert "DEPLOY START r2306 -> r2307" in log and "PROCEED" in log and "DEPLOY OK r2307 on 20 of 20" in log, log
+        assert "LOCK TAKEN OVER" not in log and "INTERRUPTED" not in log, log
+        again.press("q")
+    finally:
+        if again is not None:
+            again.close()
+        stop_server(state)
+        fleet_pid = int(json.loads((fleet_dir / "fleet.json").read_text())["pid"])
+        assert _gone(fleet_pid, 30), "the demo's reaper left its fleet running once the deploy was over"

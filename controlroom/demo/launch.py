@@ -1,13 +1,20 @@
 """`controlroom demo`: start a simulated fleet in the background (or attach to a running one) and open the app on it.
 
-The fleet runs as its own process (`controlroom fleet`), so the app talks to it over real SSH exactly as it would
+The fleet runs as its own process (`controlroom fleet`), so the server talks to it over real SSH exactly as it would
 to real hosts, and a second `controlroom demo --dir DIR` can attach to the same fleet. Textual is imported only
 once the fleet is up (the core stays free of it).
+
+The deploy runs in the control-room server, so it outlives the demo's terminal; so must the fleet it deploys to. A
+small reaper process (`python -m controlroom.demo.launch reap ...`) waits for the demo to end and for no operation
+to run in the server, then stops the fleet (and the server, when no one else is attached) and removes a temporary
+directory: quitting or losing the terminal mid-deploy lets the deploy finish on every host first.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -57,7 +64,8 @@ def _die_with_parent() -> None:
 
 
 def start_fleet(
-    directory: Path, hosts: int, faults: str | None, *, deadline: float = START_DEADLINE, out=sys.stderr
+    directory: Path, hosts: int, faults: str | None, *, deadline: float = START_DEADLINE, out=sys.stderr,
+    die_with_parent: bool = True,
 ) -> subprocess.Popen:
     """Start `controlroom fleet` in the background and return once it printed its ready line.
 
@@ -77,7 +85,7 @@ def start_fleet(
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            preexec_fn=_die_with_parent if die_with_parent and sys.platform.startswith("linux") else None,
         )
     until = time.monotonic() + deadline
     while True:
@@ -127,6 +135,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise SystemExit(128 + signum)
 
     previous = {sig: signal.signal(sig, hang_up) for sig in (signal.SIGHUP, signal.SIGTERM)}
+    reaping = False
     try:
         pid = running_fleet(directory)
         if pid is not None:
@@ -142,16 +151,110 @@ def cmd_demo(args: argparse.Namespace) -> int:
             )
             if faults:
                 print(f"controlroom demo: faults injected: {faults}", file=sys.stderr, flush=True)
-            proc = start_fleet(directory, hosts, faults)
+            proc = start_fleet(directory, hosts, faults, die_with_parent=False)
+            spawn_reaper(os.getpid(), proc.pid, directory, remove=temporary)
+            reaping = True
         from controlroom import config
         from controlroom.app import run_app  # Textual only from here on
 
         cfg = config.load(directory / "controlroom.toml")
         return run_app(cfg)
     finally:
-        if proc is not None:
+        if proc is not None and not reaping:
             stop_fleet(proc)
-        if temporary:
+        if temporary and not reaping:
             shutil.rmtree(directory, ignore_errors=True)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+# ------------------------------------------------------------------------------------------------ the reaper
+
+
+def spawn_reaper(demo_pid: int, fleet_pid: int, directory: Path, *, remove: bool) -> subprocess.Popen:
+    """Start the reaper of this demo's fleet: detached, in its own session, so it outlives the terminal."""
+    cmd = [sys.executable, "-m", "controlroom.demo.launch", "reap", str(demo_pid), str(fleet_pid), str(directory)]
+    if remove:
+        cmd.append("--rm")
+    with open(directory / "reaper.log", "ab") as log:
+        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True, close_fds=True)
+
+
+async def _server_status(cfg) -> dict | None:
+    from controlroom.client import NoServer, connect
+
+    try:
+        c = await connect(cfg, start=False)
+    except (NoServer, ControlroomError, OSError):
+        return None
+    try:
+        return await c.request("status")
+    except ControlroomError:
+        return None
+    finally:
+        await c.close()
+
+
+async def _stop_server(cfg) -> None:
+    from controlroom.client import NoServer, connect
+
+    try:
+        c = await connect(cfg, start=False)
+    except (NoServer, ControlroomError, OSError):
+        return
+    try:
+        await c.request("stop")
+        await asyncio.wait_for(c.closed.wait(), 60)
+    except (ControlroomError, TimeoutError):
+        pass
+    finally:
+        await c.close()
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    until = time.monotonic() + timeout
+    while pid_alive(pid):
+        if time.monotonic() > until:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def reap(demo_pid: int, fleet_pid: int, directory: Path, *, remove: bool, poll: float = 0.5) -> int:
+    """Once the demo has ended and the server runs no operation: stop the server (when nobody else is attached),
+    then the fleet, then remove the directory (when it was the demo's temporary one)."""
+    from controlroom import config
+
+    cfg = None
+    with contextlib.suppress(ControlroomError):
+        cfg = config.load(directory / "controlroom.toml")
+    status = None
+    while True:
+        if not pid_alive(demo_pid):
+            status = asyncio.run(_server_status(cfg)) if cfg is not None else None
+            if status is None or not status.get("busy"):
+                break
+        time.sleep(poll)
+    if status is not None and int(status.get("clients", 0)) <= 1:  # the one client is this reaper
+        asyncio.run(_stop_server(cfg))
+    if pid_alive(fleet_pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(fleet_pid, signal.SIGTERM)
+        if not _wait_gone(fleet_pid, 10.0):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(fleet_pid, signal.SIGKILL)
+    if remove:
+        shutil.rmtree(directory, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":  # the reaper: python -m controlroom.demo.launch reap DEMO_PID FLEET_PID DIR [--rm]
+    p = argparse.ArgumentParser(prog="controlroom-demo-reaper")
+    p.add_argument("what", choices=("reap",))
+    p.add_argument("demo_pid", type=int)
+    p.add_argument("fleet_pid", type=int)
+    p.add_argument("directory", type=Path)
+    p.add_argument("--rm", action="store_true")
+    a = p.parse_args()
+    sys.exit(reap(a.demo_pid, a.fleet_pid, a.directory, remove=a.rm))
