@@ -7,6 +7,7 @@ process) and measures, in rounds with the order rotated so machine noise spreads
               second `controlroom flag` costs): request sent to the reply, which comes once every host confirmed
   cold        a fresh `controlroom flag new_search on|off --yes` process with no server running yet (it starts one,
               which connects to every host): spawn to exit
+  floor warm  the same command on connections a bare asyncssh script holds open (what warm can at best be)
   floor cold  a bare asyncssh script in a fresh process doing the same on every host: connect, the same one command
               (write a temp file, sync, rename, sha256sum), check the hash
   ansible     `ansible all -m copy` of the same file, when ansible is installed (a reference, not a goal)
@@ -80,7 +81,8 @@ def main() -> int:
     cfg_path = tmp / "fleet" / "controlroom.toml"
     print(machine_line())
     print(f"load before: {loadavg()}")
-    results: dict[str, list[float]] = {"warm": [], "cold": [], "floor cold": [], "ansible copy": []}
+    results: dict[str, list[float]] = {"warm": [], "floor warm": [], "cold": [], "floor cold": [],
+                                       "ansible copy": []}
     notes: list[str] = []
 
     def cr(*a: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -168,7 +170,31 @@ def main() -> int:
             finally:
                 await c.close()
 
+        async def floor_warm() -> None:
+            import asyncssh
+
+            ports = __import__("json").loads((tmp / "fleet" / "fleet.json").read_text())["hosts"]
+            options = asyncssh.SSHClientConnectionOptions(
+                known_hosts=asyncssh.read_known_hosts(str(tmp / "fleet" / "known_hosts")),
+                client_keys=asyncssh.load_keypairs([str(tmp / "fleet" / "client_key")]), username="deploy")
+            conns = await asyncio.gather(*(asyncssh.connect("127.0.0.1", p, options=options, config=None)
+                                           for p in ports.values()))
+            try:
+                for _ in range(args.warm_rounds):
+                    f = flags.with_values(cfg.flags.flags, {"new_search": flip()}, version=10_000, by="bench",
+                                          at=time.time())
+                    cmd = flags.push_command(cfg.flags.file, f.render(), secrets.token_hex(4))
+                    t0 = time.perf_counter()
+                    outs = await asyncio.gather(*(c.run(cmd) for c in conns))
+                    results["floor warm"].append(time.perf_counter() - t0)
+                    if not all(f.sha256() in str(o.stdout) for o in outs):
+                        raise RuntimeError("floor warm: a hash did not match")
+            finally:
+                for c in conns:
+                    c.close()
+
         asyncio.run(warm())
+        asyncio.run(floor_warm())
     finally:
         cr("server", "stop", "--force")
         fleet.stop()

@@ -86,11 +86,13 @@ class FlagHistory:
             self.j.db.execute("UPDATE flag_changes SET confirmed = ?, failed = ? WHERE version = ?",
                               (confirmed, json.dumps(failed), version))
 
-    def save(self, r: Receipt) -> None:
+    def save(self, *receipts: Receipt) -> None:
+        """Keep each host's latest receipt, all in one transaction."""
         with self.j._tx():
-            self.j.db.execute(
+            self.j.db.executemany(
                 "INSERT OR REPLACE INTO flag_receipts (host, version, sha256, status, class, reason, at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)", (r.host, r.version, r.sha256, r.status, r.cls, r.reason, r.at))
+                " VALUES (?, ?, ?, ?, ?, ?, ?)", [(r.host, r.version, r.sha256, r.status, r.cls, r.reason, r.at)
+                                                   for r in receipts])
 
     def receipts(self) -> dict[str, Receipt]:
         rows = self.j.db.execute("SELECT host, version, sha256, status, class, reason, at FROM flag_receipts")
@@ -170,6 +172,8 @@ class FlagService:
     def _hosts(self, hosts: list[str] | None) -> list[str]:
         if hosts is None:
             return list(self.hosts)
+        if not isinstance(hosts, list | tuple):
+            raise UsageError("hosts must be a list of host names")
         known = set(self.hosts)
         names = [str(h) for h in hosts]
         bad = [h for h in names if h not in known]
@@ -227,9 +231,11 @@ class FlagService:
                                     "old": old, "new": value, "flag": name}
         t0 = time.monotonic()
         sha = new.sha256()
-        for h in targets:
-            self._set(Receipt(h, new.version, sha, PENDING, at=time.time()))
-        done = await asyncio.gather(*(self.push(h) for h in targets))
+        pending = [Receipt(h, new.version, sha, PENDING, at=time.time()) for h in targets]
+        self.receipts.update((r.host, r) for r in pending)
+        self.history.save(*pending)  # one transaction for the fleet, not one a host
+        done = await asyncio.gather(*(self.push(h, save=False) for h in targets))
+        self.history.save(*(self.receipts[h] for h in targets))
         seconds = time.monotonic() - t0
         failed = [[r.host, r.cls, r.reason] for r in done if r.status != CONFIRMED]
         confirmed = len(done) - len(failed)
@@ -245,8 +251,9 @@ class FlagService:
         self.receipts[r.host] = r
         self.history.save(r)
 
-    async def push(self, host: str) -> Receipt:
-        """Write the newest version meant for ``host`` there; its receipt (also kept and journaled)."""
+    async def push(self, host: str, save: bool = True) -> Receipt:
+        """Write the newest version meant for ``host`` there; its receipt (kept, and journaled unless not save:
+        the caller saves a whole fleet's at once)."""
         async with self._host_locks.setdefault(host, asyncio.Lock()):
             target = self.receipts[host]
             if target.status == CONFIRMED:
@@ -271,7 +278,9 @@ class FlagService:
                 why = res.reason if res.status != "exit" else (res.stderr.rsplit("\n", 1)[-1] or res.reason)
                 r = Receipt(host, target.version, sha, FAILED, res.label, clean(why, 200), time.time())
             if self.receipts.get(host) == target:  # not superseded while it ran
-                self._set(r)
+                self.receipts[host] = r
+                if save:
+                    self.history.save(r)
             return r
 
     # ------------------------------------------------------------------------------------------ stragglers
