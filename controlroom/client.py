@@ -107,7 +107,7 @@ def spawn_server(cfg: Config) -> subprocess.Popen:
     from controlroom.server import rotate_log
 
     state = Path(cfg.state.dir)
-    state.mkdir(parents=True, exist_ok=True, mode=0o770)
+    make_state_dir(state)
     log = rotate_log(state)
     fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o660)
     try:
@@ -131,7 +131,7 @@ async def connect(cfg: Config, *, start: bool = True, read_only: bool = False) -
     # one starter at a time: the second waits, then finds the first one's server
     state = Path(cfg.state.dir)
     try:
-        state.mkdir(parents=True, exist_ok=True, mode=0o770)
+        make_state_dir(state)
         fd = os.open(state / "server.start", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o660)
     except OSError as e:
         raise UsageError(f"{state}: cannot start the server here: {e.strerror}") from None
@@ -152,6 +152,16 @@ async def connect(cfg: Config, *, start: bool = True, read_only: bool = False) -
             await asyncio.sleep(0.05)
     finally:
         os.close(fd)
+
+
+def make_state_dir(state: Path) -> None:
+    """The state directory, created for the team (0770 whatever the umask, a setgid bit kept) when missing."""
+    state.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        state.mkdir(mode=0o770)
+    except FileExistsError:
+        return
+    os.chmod(state, 0o770 | (state.stat().st_mode & 0o2000))
 
 
 def last_line(path: Path) -> str:

@@ -8,7 +8,7 @@ import sys
 from controlroom import events as ev
 from controlroom.config import Config
 from controlroom.errors import JournalError, LockedError, UsageError
-from controlroom.journal import Journal, current_user
+from controlroom.journal import Journal
 from controlroom.text import LINE_LIMIT, clean
 
 
@@ -45,19 +45,35 @@ def _journal(cfg: Config) -> Journal:
 # --------------------------------------------------------------------------------------------- log and lock
 
 
+def _ask_server(cfg: Config, op: str, **args) -> dict:
+    """One intent to the server of this state directory (started when none answers); its reply."""
+    import asyncio
+
+    from controlroom.client import connect
+
+    async def go() -> dict:
+        c = await connect(cfg)
+        try:
+            return await c.request(op, **args)
+        finally:
+            await c.close()
+
+    return asyncio.run(go())
+
+
 def cmd_log(cfg: Config, args: argparse.Namespace) -> int:
+    if args.words:  # `log add` is an intent: the server writes it, naming who asked
+        if args.words[0] != "add" or len(args.words) < 2:
+            raise UsageError("usage: controlroom log [-n N] | controlroom log add MSG")
+        text = " ".join(args.words[1:]).strip()
+        if not text:
+            raise UsageError("log add needs a message")
+        print(clean(_ask_server(cfg, "log_add", message=text)["line"], LINE_LIMIT))
+        return 0
     try:
         j = _journal(cfg)
     except JournalError:
-        if args.words:  # `log add` writes: the error says why it cannot
-            raise
         j = Journal.open(cfg.state.dir, readonly=True)  # a journal read-only for this user can still be read
-    if args.words:
-        if args.words[0] != "add" or len(args.words) < 2:
-            raise UsageError("usage: controlroom log [-n N] | controlroom log add MSG")
-        entry = j.add_log(current_user(), "NOTE", " ".join(args.words[1:]))
-        print(clean(entry.line(), LINE_LIMIT))
-        return 0
     if args.n < 1:
         raise UsageError("-n must be at least 1")
     lock = j.lock()
@@ -72,33 +88,28 @@ def cmd_lock(cfg: Config, args: argparse.Namespace) -> int:
     msg = " ".join(args.message).strip()
     if not msg:
         raise UsageError("lock needs a message: say why (it is what the team reads)")
-    lock = _journal(cfg).take_lock(current_user(), msg)
-    print(clean(f"locked: {lock.describe()}", LINE_LIMIT))
+    print(clean(f"locked: {_ask_server(cfg, 'lock', message=msg)['describe']}", LINE_LIMIT))
     return 0
 
 
 def cmd_unlock(cfg: Config, args: argparse.Namespace) -> int:
-    from controlroom.locks import abandons
-
-    j = _journal(cfg)
-    user = current_user()
-    cur = j.lock()
-    force = args.force
-    if cur is not None and not force and not cur.live and (cur.rollout_id or cur.user != user):
-        if not sys.stdin.isatty():
-            raise LockedError(clean(f"the lock is {cur.describe()}; unlocking {abandons(cur)}: pass --force "
-                                    "to do it", LINE_LIMIT))
-        print(clean(f"The lock is {cur.describe()}.", LINE_LIMIT))
+    try:
+        reply = _ask_server(cfg, "unlock", force=args.force)
+    except LockedError as e:
+        # another person's lock, or the one a halted deploy keeps: the server said what unlocking abandons
+        if args.force or not sys.stdin.isatty():
+            raise
+        print(clean(str(e), LINE_LIMIT))
         try:
-            answer = input(clean(f"Unlocking {abandons(cur)}. Unlock? [y/N] ", LINE_LIMIT)).strip().lower()
+            answer = input("Unlock anyway? [y/N] ").strip().lower()
         except (EOFError, KeyboardInterrupt):
             answer = ""
         if answer not in ("y", "yes"):
             print("not unlocking")
             return 1
-        force = True
-    old = j.release_lock(user, force=force)
-    print(clean(f"unlocked (was: {old.describe()})", LINE_LIMIT) if old else "the fleet was not locked")
+        reply = _ask_server(cfg, "unlock", force=True)
+    was = reply.get("was")
+    print(clean(f"unlocked (was: {was})", LINE_LIMIT) if was else "the fleet was not locked")
     return 0
 
 

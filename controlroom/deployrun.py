@@ -1,65 +1,53 @@
-"""Headless `controlroom deploy` and `rollback`: drive the engine and answer its questions, from the terminal or by
---yes/--auto.
+"""Headless `controlroom deploy` and `rollback`: clients of the control-room server (server.py). The server runs the
+operation; this process starts it, prints it as it goes (deploycli.Printer), answers its questions from the terminal
+(or leaves them to the server by --yes/--auto), and exits with its result.
 
-Ctrl+C (and SIGTERM, SIGHUP) stops a running deploy at once: the in-flight hosts' commands end on the hosts, those
-hosts are recorded as interrupted, and the deploy is left halted with the fleet locked for it, as for any halt. At
-a question, Ctrl+C answers it at once: the prompt is read on the event loop, never from a thread that would block.
+Stopping: Ctrl+C on a terminal asks "[a]bort, or [d]etach"; Ctrl+C or SIGTERM without one interrupts the deploy
+(in-flight hosts stopped and recorded as interrupted, the deploy halted with its lock parked, exit 130). SIGHUP or a
+closed stdout detaches: the deploy goes on in the server. With no terminal to ask, a halt (or a gate --auto does not
+pass) is parked in the server: the fleet stays locked for the deploy until `deploy --resume` or `rollback`.
+Prompts are read on the event loop, so Ctrl+C at a question answers it at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
+from pathlib import Path
+from types import SimpleNamespace
 
 from controlroom import events as ev
+from controlroom.board import Board
 from controlroom.config import Config
-from controlroom.deploycli import Printer, _journal
-from controlroom.errors import ControlroomError, LockedError, UsageError  # noqa: F401
-from controlroom.journal import current_user
+from controlroom.deploycli import Printer
+from controlroom.errors import ControlroomError, LockedError, UsageError
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-class _Stop:
-    """What a stop signal does now: cancel the question being asked, interrupt the rollout being driven."""
-
-    def __init__(self) -> None:
-        self.signalled: str | None = None
-        self.asking: asyncio.Future | None = None
-        self.rollout = None
-        self.main: asyncio.Task | None = None  # cancelled by a stop signal when there is no rollout to interrupt
-        self.user = ""
-
-    def __call__(self, sig: signal.Signals) -> None:
-        first = self.signalled is None
-        self.signalled = sig.name
-        if self.asking is not None and not self.asking.done():
-            self.asking.cancel()
-        if self.rollout is not None:
-            if first:
-                print(f"\n{sig.name}: stopping the hosts in flight; the deploy stays halted and resumable",
-                      file=sys.stderr, flush=True)
-            self.rollout.interrupt(self.user)
-        elif self.main is not None:
-            self.main.cancel()
-
-    def install(self) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in STOP_SIGNALS:
-            loop.add_signal_handler(sig, self, sig)
-
-    def remove(self) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in STOP_SIGNALS:
-            loop.remove_signal_handler(sig)
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+RESUME_HINT = "`controlroom deploy --resume`"
 
 
-async def ask(stop: _Stop, question: str) -> str | None:
-    """One answer from the terminal, lower-cased; "" at end of input; None when a stop signal came first."""
+class Detached(Exception):
+    """The operator left (SIGHUP, a closed pipe, [d]etach): the operation goes on in the server."""
+
+
+def plan_view(cfg: Config, hosts: dict | None = None):
+    """What the Printer reads of a rollout, from the config and the hosts as the server reported them."""
+    known = hosts or {}
+    view = {}
+    for i, ph in enumerate(cfg.phases):
+        for h in ph.hosts:
+            phase, steps_done, state = known.get(h, (i, 0, ev.PENDING))
+            view[h] = SimpleNamespace(name=h, phase=phase, steps_done=steps_done, state=state)
+    return SimpleNamespace(cfg=cfg, phases=cfg.phases, hosts=view)
+
+
+async def ask(session: Session, question: str) -> str | None:
+    """One answer from the terminal, lower-cased; "" at end of input; None when a signal came first."""
     loop = asyncio.get_running_loop()
-    print(question, end="", flush=True)
+    session.out(question, end="")
     fut: asyncio.Future = loop.create_future()
     fd = sys.stdin.fileno()
 
@@ -70,125 +58,249 @@ async def ask(stop: _Stop, question: str) -> str | None:
     try:
         loop.add_reader(fd, readable)
     except (PermissionError, ValueError, OSError):  # not pollable (a regular file): read it directly
-        line = sys.stdin.readline()
-        return line.strip().lower()
-    stop.asking = fut
+        return sys.stdin.readline().strip().lower()
+    session.asking = fut
     try:
         line = await fut
     except asyncio.CancelledError:
-        if stop.signalled:
-            print(file=sys.stdout, flush=True)
+        if session.signals:
+            session.out("")
             return None
         raise
     finally:
-        stop.asking = None
+        session.asking = None
         loop.remove_reader(fd)
     return line.strip().lower()
 
 
-async def _park(rollout, task: asyncio.Task, reason: str) -> None:
-    """Stop driving a rollout that waits for a decision: it stays resumable and keeps the fleet locked for it."""
-    task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        pass
-    rollout.journal.park_lock(rollout.id, reason)
+class Session:
+    """One connection to the server, following one operation: prints its events, asks its questions, and knows
+    how it ended (its RolloutFinished, and the server's `ended` for its number)."""
 
+    def __init__(self, cfg: Config, client, *, interactive: bool, policy: str = "operator") -> None:
+        self.cfg = cfg
+        self.c = client
+        self.interactive = interactive
+        self.policy = policy
+        self.board = Board()
+        self.lock: dict | None = None
+        self.printer: Printer | None = None
+        self.skip_seq = 0
+        self.op = 0
+        self.kind = "deploy"
+        self.finished: ev.RolloutFinished | None = None
+        self.ended: dict | None = None
+        self.closed = False
+        self.decisions: list[ev.Event] = []
+        self.signals: list[signal.Signals] = []
+        self.asking: asyncio.Future | None = None
+        self.changed = asyncio.Event()
+        self.interrupting = False
 
-async def _settle(rollout, task: asyncio.Task, moved: asyncio.Event) -> None:
-    """Wait until no host is in flight (a halt lets them finish; cutting them off mid-step helps nobody)."""
-    while not task.done() and any(h.state in ev.IN_FLIGHT for h in rollout.hosts.values()):
-        moved.clear()
-        waiter = asyncio.ensure_future(moved.wait())
-        await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
-        waiter.cancel()
+    # ------------------------------------------------------------------------------------------ output
+    def out(self, text: str, end: str = "\n", err: bool = False) -> None:
+        try:
+            print(text, end=end, file=sys.stderr if err else sys.stdout, flush=True)
+        except BrokenPipeError:  # the reader of our output left: so do we; the deploy goes on
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise Detached() from None
 
+    # ------------------------------------------------------------------------------------------ signals
+    def _signal(self, sig: signal.Signals) -> None:
+        self.signals.append(sig)
+        if self.asking is not None and not self.asking.done():
+            self.asking.cancel()
+        self.changed.set()
 
-async def _drive(rollout, start, stop: _Stop, *, interactive: bool, assume_yes: bool, auto: bool) -> int:
-    """Run the rollout and answer its questions. Returns the exit code (raises what run() raises)."""
-    decisions: asyncio.Queue = asyncio.Queue()
-    moved = asyncio.Event()
+    def install(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in SIGNALS:
+            loop.add_signal_handler(sig, self._signal, sig)
 
-    def watch(e: ev.Event) -> None:
-        if isinstance(e, (ev.GateWaiting, ev.PhaseHalted)):
-            decisions.put_nowait(e)
-        elif isinstance(e, ev.HostStateChanged):
-            moved.set()
+    # ------------------------------------------------------------------------------------------ messages
+    async def attach(self) -> None:
+        """Attach and read the snapshot: the board and the lock as the server sees them now."""
+        await self.c.request("attach")
+        while True:
+            msg = await self.c.messages.get()
+            if msg.get("op") == "snapshot":
+                self.board = Board.from_snapshot(msg["board"])
+                self.lock = msg.get("lock")
+                return
+            if msg.get("op") == "closed":
+                raise ControlroomError("the server went away")
 
-    rollout.subscribe(watch)
-    stop.rollout = rollout
-    task = asyncio.ensure_future(start())
-    user = rollout.user
-    while not task.done():
-        getter = asyncio.ensure_future(decisions.get())
-        await asyncio.wait([task, getter], return_when=asyncio.FIRST_COMPLETED)
-        if not getter.done():
-            getter.cancel()
-            break
-        e = getter.result()
+    def following(self, reply: dict, kind: str) -> None:
+        """Follow the operation the server just started (or the one it goes on with)."""
+        self.op = reply["op"]
+        self.kind = kind
+        self.skip_seq = reply.get("seq", 0)
+        self.printer = Printer(plan_view(self.cfg, reply.get("hosts")), out=SafeOut(self))
+
+    def consume(self, msg: dict) -> None:
+        op = msg.get("op")
+        if op == "event":
+            e = ev.from_wire(msg["event"])
+            self.board.apply(e)
+            stale = type(e) is ev.HostStateChanged and msg["seq"] <= self.skip_seq  # the reply counted it
+            if self.printer is not None and not stale and type(e) is not ev.HostOutput:
+                self.printer(e)
+            if isinstance(e, (ev.GateWaiting, ev.PhaseHalted)) and msg["seq"] > self.skip_seq:
+                self.decisions.append(e)
+            elif isinstance(e, ev.RolloutFinished):
+                self.finished = e
+        elif op == "snapshot":
+            self.board = Board.from_snapshot(msg["board"])
+        elif op == "ended" and msg.get("no") == self.op:
+            self.ended = msg
+        elif op == "closed":
+            self.closed = True
+        self.changed.set()
+
+    async def pump(self) -> None:
+        while not self.closed:
+            self.consume(await self.c.messages.get())
+
+    async def request(self, op: str, **args) -> dict:
+        return await self.c.request(op, **args)
+
+    # ------------------------------------------------------------------------------------------ the loop
+    async def run(self) -> int:
+        """Follow to the end; returns the exit code (raises the operation's error as the server said it)."""
+        pump = asyncio.ensure_future(self.pump())
+        try:
+            while True:
+                if self.signals:
+                    await self._on_signal(self.signals.pop(0))
+                    continue
+                if self.ended is not None:
+                    return self._result()
+                if self.closed:
+                    raise ControlroomError(f"the server went away before the {self.kind} ended; "
+                                           f"{RESUME_HINT} picks the deploy up (see {self.cfg.state.dir}/server.log)")
+                if self.decisions:
+                    code = await self._decide(self.decisions.pop(0))
+                    if code is not None:
+                        return code
+                    continue
+                self.changed.clear()
+                await self.changed.wait()
+        finally:
+            pump.cancel()
+
+    def _result(self) -> int:
+        end = self.ended
+        if end.get("error"):
+            err = ControlroomError(end["error"])
+            err.exit_code = int(end.get("exit") or 1)
+            raise err
+        fin = self.finished
+        if fin is None:
+            return 1
+        if self.kind == "rollback":
+            return 0 if fin.failed == 0 else 1
+        return 0 if fin.status == ev.R_DONE else 1
+
+    async def _on_signal(self, sig: signal.Signals) -> None:
+        if sig == signal.SIGHUP:
+            raise Detached()
+        if sig == signal.SIGINT and self.interactive and not self.interrupting:
+            answer = await ask(self, "[a]bort, or [d]etach (the deploy goes on)? ")
+            if answer in ("d", "detach"):
+                self.out(f"detached: the {self.kind} goes on in the server; `controlroom deploy --follow` follows "
+                         "it, `controlroom` shows it", err=True)
+                raise Detached()
+            if answer in ("a", "abort"):
+                await self._intent("interrupt" if self.kind == "rollback" else "abort")
+                return
+            if answer is not None:
+                return  # anything else: go on following
+        # SIGTERM, Ctrl+C with no terminal, or Ctrl+C again at the question: stop the hosts in flight, now
+        if not self.interrupting:
+            self.interrupting = True
+            self.out(f"\n{sig.name}: stopping the hosts in flight; the deploy stays halted and resumable", err=True)
+            await self._intent("interrupt")
+
+    async def _intent(self, op: str, **args) -> dict | None:
+        try:
+            return await self.request(op, **args)
+        except ControlroomError as e:
+            if self.ended is None and not self.closed:
+                self.out(f"controlroom: {e}", err=True)
+            return None
+
+    # ------------------------------------------------------------------------------------------ questions
+    async def _decide(self, e: ev.Event) -> int | None:
+        b = self.board
         if isinstance(e, ev.GateWaiting):
-            if e.kind == ev.GATE_BAKE:
-                continue  # the engine goes on by itself once the bake time is out
-            if assume_yes or (auto and e.kind == ev.GATE_OPERATOR):
-                rollout.proceed(user)
-                continue
-            if not interactive:  # --auto at a gate that failed or could not be checked
-                gates = " and ".join(e.failed) or "?"
-                print(f"stopped at a gate before {e.name}: {e.reason}; --auto does not pass a gate that does not "
-                      "hold (--yes does); the deploy stays resumable with `controlroom deploy --resume`", flush=True)
-                await _park(rollout, task, f"{rollout.revision} waits at gate {gates} before {e.name}: "
-                            "`controlroom deploy --resume` or `controlroom rollback`")
-                break
-            answer = await ask(stop, f"Start {e.name}? [y]es / [a]bort: ")
+            if e.kind == ev.GATE_BAKE or b.status != ev.R_WAITING or b.gate is None or b.gate.phase != e.phase:
+                return None  # the engine goes on by itself, or someone answered already
+            if self.policy == "yes" or (self.policy == "auto" and e.kind == ev.GATE_OPERATOR):
+                return None  # the server answers it, by the deploy's policy
+            if not self.interactive:  # --auto at a gate that failed or could not be checked
+                self.out(f"stopped at a gate before {e.name}: {e.reason}; --auto does not pass a gate that does not "
+                         f"hold (--yes does); the deploy stays resumable with {RESUME_HINT}")
+                return await self._park()
+            answer = await ask(self, f"Start {e.name}? [y]es / [a]bort: ")
+            if answer is not None:
+                await self._intent("proceed" if answer in ("y", "yes") else "abort")
+            return None
+        if isinstance(e, ev.PhaseHalted):
+            if b.status != ev.R_HALTED:
+                return None
+            if not self.interactive:
+                code = await self._park()
+                if code is not None:
+                    self.out(f"halted in {e.name}; retry the failed hosts with {RESUME_HINT}, "
+                             "or `controlroom rollback`")
+                return code
+            await self._answer_halt(e)
+        return None
+
+    async def _park(self) -> int | None:
+        """No one here can answer: the server keeps the deploy waiting, the fleet locked for it."""
+        reply = await self._intent("park")
+        return 1 if reply and reply.get("parked") else None
+
+    async def _answer_halt(self, e: ev.PhaseHalted) -> None:
+        while True:
+            answer = await ask(self, "[r]etry failed hosts, [s]kip them, [p]roceed anyway, [a]bort, roll[b]ack? ")
             if answer is None:
-                continue  # a stop signal: the rollout was interrupted, run() ends with it
-            if answer in ("y", "yes"):
-                rollout.proceed(user)
+                return
+            failed = [n for n in self.board.hosts_in(ev.FAILED) if self.board.hosts[n].phase == e.phase]
+            if answer in ("r", "retry", "s", "skip"):
+                for h in failed:
+                    await self._intent("retry" if answer.startswith("r") else "skip", host=h)
+            elif answer in ("p", "proceed"):
+                await self._intent("proceed")
+            elif answer in ("a", "abort"):
+                await self._intent("abort")
+            elif answer in ("b", "rollback"):
+                reply = await self._intent("rollback")
+                if reply:
+                    self.following(reply, "deploy")  # the deploy ends rolled back: exit 1, as a deploy that failed
             else:
-                rollout.abort(user)
-        elif isinstance(e, ev.PhaseHalted):
-            if not interactive:
-                await _settle(rollout, task, moved)
-                if task.done():
-                    break
-                print(f"halted in {e.name}; retry the failed hosts with `controlroom deploy --resume`, "
-                      "or `controlroom rollback`", flush=True)
-                await _park(rollout, task, f"{rollout.revision} halted in {e.name} ({', '.join(e.failed)} failed): "
-                            "`controlroom deploy --resume` or `controlroom rollback`")
-                break
-            await _answer_halt(rollout, e, stop)
-    try:
-        fin = await task
-    except asyncio.CancelledError:
-        return 1
-    if rollout.status == ev.R_ROLLED_BACK:
-        return 1
-    return 0 if fin.status == ev.R_DONE else 1
-
-
-async def _answer_halt(rollout, e: ev.PhaseHalted, stop: _Stop) -> None:
-    user = rollout.user
-    while True:
-        answer = await ask(stop, "[r]etry failed hosts, [s]kip them, [p]roceed anyway, [a]bort, roll[b]ack? ")
-        if answer is None:
+                continue
             return
-        failed = [h for h in rollout.phases[e.phase].hosts if rollout.hosts[h].state == ev.FAILED]
-        if answer in ("r", "retry"):
-            for h in failed:
-                rollout.retry(h, user)
-        elif answer in ("s", "skip"):
-            for h in failed:
-                rollout.skip(h, user)
-        elif answer in ("p", "proceed"):
-            rollout.proceed(user)
-        elif answer in ("a", "abort"):
-            rollout.abort(user)
-        elif answer in ("b", "rollback"):
-            await rollout.rollback(user)
-        else:
-            continue
-        return
+
+
+class SafeOut:
+    """The Printer's stream: a closed pipe detaches instead of raising in the middle of an event."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.buf = ""
+
+    def write(self, text: str) -> None:
+        self.buf += text
+
+    def flush(self) -> None:
+        text, self.buf = self.buf, ""
+        if text:
+            self.session.out(text, end="")
+
+
+# --------------------------------------------------------------------------------------------- the commands
 
 
 def _check_args(args: argparse.Namespace, interactive: bool) -> None:
@@ -204,92 +316,92 @@ def _check_args(args: argparse.Namespace, interactive: bool) -> None:
         release.validate_revision(args.revision)
 
 
+def _refuse_if_locked(lock: dict | None, force: bool) -> None:
+    """Say so before asking anything; the server checks again, atomically, when the deploy takes the lock."""
+    if lock and (lock.get("live") or (not lock.get("stale") and not force)):
+        hint = "; to deploy anyway use --force --reason TEXT" if not lock.get("live") else ""
+        # the same words as the journal's, whichever check the second of two deploys runs into
+        what = f" by {lock['describe']}" if lock.get("live") else f": {lock['describe']}{hint}"
+        raise LockedError(f"the fleet is locked{what}")
+
+
+def _session(cfg: Config, body, *, policy: str = "operator") -> int:
+    """Connect (starting the server if none answers), attach, run body(session); SIGHUP and a closed pipe
+    detach, leaving the operation to the server."""
+    from controlroom.client import connect
+
+    interactive = sys.stdin.isatty()
+
+    async def go() -> int:
+        s = None
+        c = await connect(cfg)
+        try:
+            s = Session(cfg, c, interactive=interactive, policy=policy)
+            s.install()
+            await s.attach()
+            return await body(s)
+        except Detached:
+            return 0
+        finally:
+            await c.close()
+
+    return asyncio.run(go())
+
+
 def deploy(cfg: Config, args: argparse.Namespace) -> int:
     from controlroom import release
-    from controlroom.rollout import Rollout
-    from controlroom.ssh import SSHPool, raise_nofile_limit
+    from controlroom.servercli import policy_of
 
     interactive = sys.stdin.isatty()
     _check_args(args, interactive)
-    user = current_user()
-    warning = raise_nofile_limit(len(cfg.hosts))
-    if warning:
-        print(warning, file=sys.stderr)
-    journal = _journal(cfg)
-    stop = _Stop()
-    stop.user = user
+    policy = policy_of(args)
 
-    async def go() -> int:
-        stop.install()
-        async with SSHPool(cfg.ssh, cfg.hosts) as pool:
-            confirm = "none" if args.auto or args.yes else "all"
-            if args.resume:
-                rollout = Rollout.load(cfg, pool, journal, user=user, confirm=confirm)
-                rollout.subscribe(Printer(rollout))
+    async def body(s: Session) -> int:
+        if args.resume:
+            reply = await s.request("resume", policy=policy, config=str(Path(cfg.path).resolve()))
+            s.following(reply, "deploy")
+            if reply.get("retried") is not None:  # it waited in the server: it goes on from where it stood
+                s.out(f"resuming deploy #{reply['rollout_id']} of {reply['revision']} in the server"
+                      + (f": retrying {', '.join(reply['retried'])}" if reply["retried"] else ""))
+                if reply.get("waiting"):
+                    s.decisions.append(ev.from_wire(reply["waiting"]))
+            return await s.run()
+        _refuse_if_locked(s.lock, args.force)
+        revision = args.revision or await asyncio.to_thread(release.staged_revision, cfg)
+        if interactive and not args.yes:
+            plan = ", ".join(f"{p.name} {len(p.hosts)}" for p in cfg.phases)
+            answer = await ask(s, f"Deploy {revision} to {len(cfg.hosts)} hosts ({plan})? [y/N] ")
+            if answer not in ("y", "yes"):
+                s.out("not deploying")
+                return 130 if answer is None else 1
+            s.signals.clear()
+        reply = await s.request("deploy", revision=revision, policy=policy, confirm="all", config=str(Path(cfg.path).resolve()),
+                                force_reason=args.reason if args.force else None)
+        s.following(reply, "deploy")
+        return await s.run()
 
-                def run():  # a resume retries the failed hosts of this and earlier phases, once it holds the deploy
-                    return rollout.resume_run(retry_failed=True)
-            else:
-                revision = args.revision or release.staged_revision(cfg)
-                rollout = Rollout(cfg, pool, journal, revision=revision, user=user, confirm=confirm,
-                                  force_reason=args.reason if args.force else None)
-                lock = journal.lock()
-                if lock and (lock.live or (not lock.stale and not args.force)):
-                    # say so before asking anything; run() checks again, atomically, when it takes the lock
-                    hint = "; to deploy anyway use --force --reason TEXT" if not lock.live else ""
-                    # the same words as take_lock's, whichever check the second of two deploys runs into
-                    what = f" by {lock.describe()}" if lock.live else f": {lock.describe()}{hint}"
-                    raise LockedError(f"the fleet is locked{what}")
-                if interactive and not args.yes:
-                    plan = ", ".join(f"{p.name} {len(p.hosts)}" for p in rollout.phases)
-                    answer = await ask(stop, f"Deploy {revision} to {len(rollout.hosts)} hosts ({plan})? [y/N] ")
-                    if answer not in ("y", "yes"):
-                        print("not deploying")
-                        return 130 if answer is None else 1
-                rollout.subscribe(Printer(rollout))
-                run = rollout.run
-            return await _drive(rollout, run, stop, interactive=interactive, assume_yes=args.yes, auto=args.auto)
-
-    return asyncio.run(go())
+    return _session(cfg, body, policy=policy)
 
 
 def rollback(cfg: Config, args: argparse.Namespace) -> int:
-    from controlroom.rollout import Rollout
-    from controlroom.ssh import SSHPool
-
     interactive = sys.stdin.isatty()
     if not interactive and not args.yes:
         raise UsageError("no terminal to confirm the rollback: pass --yes")
-    user = current_user()
-    journal = _journal(cfg)
-    stop = _Stop()
 
-    async def go() -> int:
-        stop.install()
-        async with SSHPool(cfg.ssh, cfg.hosts) as pool:
-            rollout = Rollout.load(cfg, pool, journal, user=user)
-            lock = journal.lock()
-            if lock and lock.rollout_id == rollout.id and lock.live:
-                raise LockedError(f"deploy #{rollout.id} is still running ({lock.describe()}); abort it there first")
-            targets = rollout.rollback_targets()
-            if not targets:
-                print(f"deploy #{rollout.id} of {rollout.revision}: no host to roll back")
-                return 0
-            if not args.yes:
-                answer = await ask(stop, f"Roll back {rollout.revision} on {len(targets)} hosts (done, failed after "
-                                   "a step, or in flight) to their previous revision? [y/N] ")
-                if answer not in ("y", "yes"):
-                    print("not rolling back")
-                    return 130 if answer is None else 1
-            rollout.subscribe(Printer(rollout))
-            stop.main = asyncio.current_task()
-            try:
-                fin = await rollout.rollback(user)
-            except asyncio.CancelledError:
-                if not stop.signalled:
-                    raise
-                raise ControlroomError(f"rollback of deploy #{rollout.id} interrupted ({stop.signalled}): the hosts "
-                                       "in flight were stopped; `controlroom rollback` again finishes it") from None
-            return 0 if fin.failed == 0 else 1
+    async def body(s: Session) -> int:
+        plan = await s.request("rollback_plan")
+        if not plan["hosts"]:
+            s.out(f"deploy #{plan['rollout_id']} of {plan['revision']}: no host to roll back")
+            return 0
+        if not args.yes:
+            answer = await ask(s, f"Roll back {plan['revision']} on {plan['hosts']} hosts (done, failed after a "
+                               "step, or in flight) to their previous revision? [y/N] ")
+            if answer not in ("y", "yes"):
+                s.out("not rolling back")
+                return 130 if answer is None else 1
+            s.signals.clear()
+        reply = await s.request("rollback", config=str(Path(cfg.path).resolve()))
+        s.following(reply, "rollback")
+        return await s.run()
 
-    return asyncio.run(go())
+    return _session(cfg, body)

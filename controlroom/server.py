@@ -24,15 +24,15 @@ from controlroom import protocol as pr
 from controlroom import serverviews as views
 from controlroom.board import Board
 from controlroom.config import Config
-from controlroom.errors import ControlroomError, LockedError, UsageError
+from controlroom.errors import ControlroomError, UsageError
 from controlroom.journal import Journal
+from controlroom.serverops import POLICIES, OpsMixin  # noqa: F401 - POLICIES for callers of this module
 from controlroom.text import clean
 
 QUEUE = 2000  # events buffered per client before it is given a snapshot instead
 RING = 5000  # events kept for clients that reconnect with the number they have
 IDLE = 600.0
 LOG_MAX = 1 << 20  # server.log is rotated (one old copy) when it passes this at start
-POLICIES = ("operator", "auto", "yes")
 
 
 class ServerRunning(ControlroomError):
@@ -64,7 +64,7 @@ class _Client:
             self.queue.put_nowait({"op": "resync"})
 
 
-class Server:
+class Server(OpsMixin):
     def __init__(self, cfg: Config, *, idle: float = IDLE) -> None:
         self.cfg = cfg
         self.idle = idle
@@ -92,10 +92,11 @@ class Server:
     async def start(self) -> None:
         """Listen, or raise: ServerRunning when another server holds this state directory, UsageError (exit 2)
         when this one cannot start (state directory not writable, socket path too long)."""
+        from controlroom.client import make_state_dir
         from controlroom.ssh import SSHPool
 
         try:
-            self.state.mkdir(parents=True, exist_ok=True, mode=0o770)
+            make_state_dir(self.state)
             fd = os.open(self.state / "server.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o660)
         except OSError as e:
             raise UsageError(f"{self.state}: cannot start the server here: {e.strerror}") from None
@@ -150,6 +151,9 @@ class Server:
                 self.rollout.interrupt("server stop")
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(asyncio.shield(self.op), 30)
+        deadline = time.monotonic() + 2  # let attached clients read what they are owed (how the operation ended)
+        while any(not c.queue.empty() for c in self.clients) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
         for c in list(self.clients):
             c.writer.close()
         if self.flags is not None:
@@ -269,7 +273,12 @@ class Server:
                     why = ("this client attached read-only" if msg.get("read_only") or c.read_only and
                            self._may_act(c.peer) else f"{c.peer.user} is not among [access] operators")
                     raise UsageError(f"refused: {why}; you may watch, not act")
-                reply = await getattr(self, f"_op_{op}")(c, msg)
+                if msg.get("config") and op in ("deploy", "resume", "rollback") and not self.busy:
+                    self.use_config(str(msg["config"]))  # the operation runs with the config its client named
+                with self.acting(c.peer):  # the log names who asked, from where
+                    if op in ("proceed", "retry", "skip", "unpause") and self.busy and self.rollout is not None:
+                        self._unpark(self.rollout, c.peer.user)  # a parked deploy goes on: its lock is live again
+                    reply = await getattr(self, f"_op_{op}")(c, msg)
                 self._last_busy = time.monotonic()
             else:
                 raise UsageError(f"unknown request {clean(str(op), 40)!r}")
@@ -326,103 +335,6 @@ class Server:
         if type(e) is ev.HostOutput:
             self._committed(e)
 
-    def _run(self, name: str, coro) -> asyncio.Task:
-        async def go():
-            try:
-                return await coro
-            except ControlroomError as e:
-                print(f"controlroom server: {name}: {e}", file=sys.stderr, flush=True)
-                raise
-
-        self.op_name = name
-        self.op = asyncio.ensure_future(go())
-        self.op.add_done_callback(lambda t: t.cancelled() or t.exception())
-        return self.op
-
-    def _refuse_if_busy(self) -> None:
-        if self.busy:
-            r = self.rollout
-            raise LockedError(f"the fleet is busy: {self.op_name} of deploy #{r.id if r else '?'} runs in the "
-                                    "server")
-
-    def _apply_policy(self, r, policy: str) -> None:
-        """Answer the engine's waits as the deploy was asked to: an operator decides, or --auto, or --yes."""
-        if policy == "operator":
-            return
-        loop = asyncio.get_running_loop()
-
-        def on(e: ev.Event) -> None:
-            if isinstance(e, ev.GateWaiting) and e.kind != ev.GATE_BAKE:
-                if policy == "yes" or e.kind == ev.GATE_OPERATOR:
-                    loop.call_soon(r.proceed, r.user)
-
-        r.subscribe(on)
-
-    async def _started(self, r, task: asyncio.Task) -> dict:
-        """Wait until the operation took the fleet (or failed to): the reply says which."""
-        while not task.done() and not r.id:
-            await asyncio.sleep(0.01)
-        if task.done() and task.exception() is not None:
-            raise task.exception()
-        return {"rollout_id": r.id, "revision": r.revision}
-
-    async def _op_deploy(self, c: _Client, msg: dict) -> dict:
-        from controlroom import release
-
-        self._refuse_if_busy()
-        policy = msg.get("policy", "operator")
-        if policy not in POLICIES:
-            raise UsageError(f"policy must be one of {', '.join(POLICIES)}")
-        revision = msg.get("revision")
-        if revision is not None:
-            release.validate_revision(str(revision))
-        else:
-            revision = await asyncio.to_thread(release.staged_revision, self.cfg)
-        r = self._engine(revision=revision, user=c.peer.user, confirm="config" if policy == "operator" else "none",
-                         force_reason=msg.get("force_reason") or None)
-        self._apply_policy(r, policy)
-        self.rollout = r
-        return await self._started(r, self._run("deploy", r.run()))
-
-    def _loaded(self, user: str, policy: str = "operator"):
-        from controlroom.rollout import Rollout
-
-        r = Rollout.load(self.cfg, self.pool, self.journal, user=user,
-                         confirm="config" if policy == "operator" else "none")
-        r.subscribe(self._output)
-        self._apply_policy(r, policy)
-        return r
-
-    async def _op_resume(self, c: _Client, msg: dict) -> dict:
-        r = self.rollout
-        if self.busy and r is not None and r.status == ev.R_HALTED:
-            # halted here, waiting for a decision: retry the failed hosts of its phase and go on
-            failed = [h.name for h in r.hosts.values() if h.state == ev.FAILED and h.phase == r.phase_index]
-            for h in failed:
-                r.retry(h, c.peer.user)
-            return {"rollout_id": r.id, "retried": failed}
-        self._refuse_if_busy()
-        r = self._loaded(c.peer.user, msg.get("policy", "operator"))
-        self.rollout = r
-        r.user = c.peer.user
-        return await self._started(r, self._run("resume", r.resume_run(retry_failed=True)))
-
-    async def _op_rollback(self, c: _Client, msg: dict) -> dict:
-        r = self.rollout
-        if self.busy and r is not None:
-            r.abort(c.peer.user)
-            with contextlib.suppress(BaseException):
-                await asyncio.shield(self.op)
-        self._refuse_if_busy()
-        if r is None or r.status not in ev.ROLLOUT_FINAL:
-            r = self._loaded(c.peer.user)
-            self.rollout = r
-        targets = len(r.rollback_targets())
-        if not targets:
-            raise ControlroomError(f"deploy #{r.id} of {r.revision}: no host to roll back")
-        self._run("rollback", r.rollback(c.peer.user))
-        return {"rollout_id": r.id, "hosts": targets}
-
     def _current(self):
         if self.rollout is None or not self.busy:
             raise ControlroomError("no deploy runs in the server")
@@ -436,9 +348,6 @@ class Server:
 
     async def _op_abort(self, c, msg):
         self._current().abort(c.peer.user)
-
-    async def _op_interrupt(self, c, msg):
-        self._current().interrupt(c.peer.user)
 
     async def _op_proceed(self, c, msg):
         self._current().proceed(c.peer.user)
@@ -459,10 +368,6 @@ class Server:
             raise UsageError("lock needs a message: say why (it is what the team reads)")
         lock = self.journal.take_lock(c.peer.user, text, takeover=bool(msg.get("takeover")))
         return {"describe": lock.describe()}
-
-    async def _op_unlock(self, c, msg):
-        old = self.journal.release_lock(c.peer.user, force=bool(msg.get("force")))
-        return {"was": old.describe() if old else None}
 
     async def _op_log_add(self, c, msg):
         text = str(msg.get("message", "")).strip()
@@ -498,7 +403,7 @@ class Server:
 
 READS = ("status", "output", "journal", "revisions", "rollback_plan", "flags", "flag_history", "flags_verify")
 INTENTS = ("deploy", "resume", "rollback", "pause", "unpause", "abort", "interrupt", "proceed", "retry", "skip",
-           "lock", "unlock", "log_add", "stop", "flag_set", "flag_dismiss")
+           "lock", "unlock", "log_add", "stop", "flag_set", "flag_dismiss", "park")
 
 
 def rotate_log(state: Path) -> Path:

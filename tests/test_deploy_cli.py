@@ -17,6 +17,7 @@ from controlroom import events as ev
 from controlroom.demo.fleet import Fleet
 from controlroom.journal import Journal
 from tests.conftest import run_cli
+from tests.servers import servers_stopped  # noqa: F401 - every server a test starts stops with it
 from tests.test_rollout import BUDGET_PHASES, NEW, OLD, config_with_phases, revision_of
 
 STAMP = r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\]"

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, run_cli
+from tests.servers import kill_server, servers_stopped  # noqa: F401 - every server a test starts stops with it
 
 STEPS = '''steps = [
     "sleep {sleep} && echo 1 >> steps.log",
@@ -112,8 +113,8 @@ def test_two_resumes_started_together_one_runs_the_other_exits_3_and_no_step_run
     state = Path(fleet.dir) / "state"
     first = spawn(cfg, "deploy", "--yes")
     wait_for(lambda: running(state) > 0, 60, "the deploy to be running", first)
-    first.send_signal(signal.SIGKILL)
-    first.wait(10)
+    kill_server(state)  # the process that runs the deploy dies: its follower says so and ends
+    first.wait(30)
 
     both = [spawn(cfg, "deploy", "--resume", "--yes", user=u) for u in ("alice", "bob")]
     results = [(p.wait(120), *p.communicate()) for p in both]
@@ -227,8 +228,8 @@ def test_rollback_after_kill_9_reaches_the_hosts_that_were_in_flight(any_make_fl
     p = spawn(cfg, "deploy", "--yes")
     wait_for(lambda: running(state) > 0 and db_rows(state, "SELECT 1 FROM host_runs WHERE state = 'done'"),
              60, "one host done and others in flight", p)
-    p.send_signal(signal.SIGKILL)
-    p.wait(10)
+    kill_server(state)
+    p.wait(30)
     res = cli(cfg, "rollback", "--yes")
     assert res.returncode == 0, res.stdout + res.stderr
     assert set(revision_on(fleet).values()) == {"r2306"}, revision_on(fleet)

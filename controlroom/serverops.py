@@ -1,0 +1,314 @@
+"""The operations the server runs on the fleet (deploy, resume, rollback) and the intents that start, park, drop
+or interrupt them: a mixin of Server (server.py).
+
+Every operation gets a number; when it ends, every attached client is sent ``{"op": "ended", "no": N, "name":
+..., "rollout_id": ..., "error": line or None, "exit": code}`` after the events it caused, so a headless client
+following it knows how it ended even when no RolloutFinished came (interrupted, refused by the hosts' leases, a
+journal that cannot record). A server whose journal fails exits: it cannot write anything any more.
+
+A deploy waiting for a decision that no one will give (a halt, or a gate --auto does not pass, with no terminal to
+ask) is *parked*: it stays in the server, halted or waiting, and the fleet's lock row says why; `deploy --resume`
+goes on with it, `rollback` undoes it, `unlock --force` or a forced deploy abandons it (the server stops driving
+it; it stays resumable from the journal).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+import time
+
+from controlroom import events as ev
+from controlroom import protocol as pr
+from controlroom.errors import ControlroomError, JournalError, LockedError, UsageError
+from controlroom.identity import current_origin
+
+POLICIES = ("operator", "auto", "yes")
+BUSY_WAIT = 5.0  # how long a refused request waits for the running operation to say who it is
+
+
+class OpsMixin:
+    """Needs from Server: cfg, journal, pool, board, clients, rollout, op, op_name, busy, seq, stop()."""
+
+    op_no = 0
+    policy = "operator"
+    _cancel_why = ""
+    _owner_origin: str | None = None
+
+    # ------------------------------------------------------------------------------------------ who and where
+    @staticmethod
+    def _set_origin(origin: str | None) -> None:
+        """The journal names the SSH client address of whoever acts (identity.current_origin reads it from the
+        environment): the server sets it to the requesting client's for the request, the operation owner's
+        between requests. Single-threaded: nothing else runs while a journal write reads it."""
+        os.environ.pop("SSH_CONNECTION", None)
+        if origin:
+            os.environ["SSH_CLIENT"] = f"{origin} 0 0"
+        else:
+            os.environ.pop("SSH_CLIENT", None)
+
+    @staticmethod
+    def origin_of(peer: pr.Peer) -> str | None:
+        return current_origin(pr._environ_of(peer.pid))
+
+    @contextlib.contextmanager
+    def acting(self, peer: pr.Peer):
+        self._set_origin(self.origin_of(peer))
+        try:
+            yield
+        finally:
+            self._set_origin(self._owner_origin)
+
+    # ------------------------------------------------------------------------------------------ the config
+    _cfg_seen: tuple | None = None
+
+    def use_config(self, path) -> None:
+        """An operation runs with the config its client named (read again when it changed on disk), as long as it
+        is for this state directory and keeps the hosts and ssh settings the server's pool was made with."""
+        from pathlib import Path
+
+        from controlroom import config as config_mod
+
+        try:
+            st = os.stat(path)
+        except OSError as e:
+            raise UsageError(f"{path}: {e.strerror}") from None
+        seen = (str(Path(path).resolve()), st.st_mtime_ns, st.st_size)
+        if seen == self._cfg_seen:
+            return
+        cfg = config_mod.load(path)
+        if Path(cfg.state.dir).resolve() != Path(self.state).resolve():
+            raise UsageError(f"{path}: its state directory is {cfg.state.dir}, not this server's {self.state}")
+        if cfg.ssh != self.cfg.ssh or cfg.hosts != self.cfg.hosts:
+            raise UsageError(f"{path} names other hosts or ssh settings than the server of {self.state} started "
+                             "with: `controlroom server stop`, then try again")
+        self.cfg = cfg
+        self._cfg_seen = seen
+
+    # ------------------------------------------------------------------------------------------ operations
+    def _run(self, name: str, coro, r=None, peer: pr.Peer | None = None) -> asyncio.Task:
+        async def go():
+            try:
+                return await coro
+            except ControlroomError as e:
+                print(f"controlroom server: {name}: {e}", file=sys.stderr, flush=True)
+                raise
+
+        self.op_no += 1
+        no = self.op_no
+        self._cancel_why = ""
+        if peer is not None:
+            self._owner_origin = self.origin_of(peer)
+        self.op_name = name
+        self.op = asyncio.ensure_future(go())
+        rid = r.id if r is not None else 0
+        self.op.add_done_callback(lambda t: self._ended(t, no, name, r.id if r is not None else rid))
+        return self.op
+
+    def _ended(self, t: asyncio.Task, no: int, name: str, rid: int) -> None:
+        error, code = None, 0
+        if t.cancelled():
+            error, code = self._cancel_why or f"the {name} was stopped in the server", 1
+        elif (e := t.exception()) is not None:
+            error = str(e) if isinstance(e, ControlroomError) else f"internal error: {type(e).__name__}: {e}"
+            code = getattr(e, "exit_code", 1)
+            if isinstance(e, JournalError):
+                # nothing can be recorded any more: this server goes; the next client starts one on the new journal
+                print(f"controlroom server: exiting: {e}", file=sys.stderr, flush=True)
+                asyncio.get_running_loop().call_soon(self.stop)
+        msg = {"op": "ended", "no": no, "name": name, "rollout_id": rid, "error": error, "exit": code}
+        for c in self.clients:
+            if c.attached:
+                c.put(msg)
+
+    def _parked_here(self) -> bool:
+        """The operation running here is a deploy waiting for a decision, its lock parked (nobody drives it)."""
+        lock = self.journal.lock() if self.journal else None
+        r = self.rollout
+        return bool(self.busy and r is not None and lock is not None and lock.parked and lock.rollout_id == r.id)
+
+    async def _drop(self, why: str) -> None:
+        """Stop driving the operation here; what the journal and the lock row say stays (it stays resumable)."""
+        if self.op is not None and not self.op.done():
+            self._cancel_why = why
+            self.op.cancel()
+            with contextlib.suppress(BaseException):
+                await self.op
+
+    async def _claim(self, *, force: bool = False) -> None:
+        """Return once no operation runs here (a forced deploy abandons a parked one), or raise LockedError
+        naming the holder, in the words the journal's lock uses. Nothing may await between this and _run."""
+        deadline = time.monotonic() + BUSY_WAIT
+        while self.busy:
+            r = self.rollout
+            lock = self.journal.lock()
+            if self._parked_here():
+                if force:
+                    await self._drop(f"deploy #{r.id} abandoned by a forced deploy")
+                    continue
+                raise LockedError(f"the fleet is locked: {lock.describe()}; to deploy anyway use --force --reason TEXT")
+            if lock is not None and lock.live and r is not None and lock.rollout_id == r.id:
+                raise LockedError(f"the fleet is locked by {lock.describe()}")
+            if time.monotonic() > deadline:
+                raise LockedError(f"the fleet is busy: {self.op_name} of deploy #{r.id if r else '?'} runs in "
+                                  "the server")
+            await asyncio.sleep(0.02)  # the operation is an instant from saying who it is
+
+    def _passes(self, e: ev.GateWaiting) -> bool:
+        return e.kind != ev.GATE_BAKE and (self.policy == "yes" or (self.policy == "auto"
+                                                                    and e.kind == ev.GATE_OPERATOR))
+
+    def _apply_policy(self, r, policy: str) -> None:
+        """Answer the engine's waits as the deploy was asked to (an operator, --auto or --yes), even with no
+        client attached. A resume may change the policy of the deploy it goes on with."""
+        self.policy = policy
+        loop = asyncio.get_running_loop()
+
+        def on(e: ev.Event) -> None:
+            if isinstance(e, ev.GateWaiting) and r is self.rollout and self._passes(e):
+                loop.call_soon(r.proceed, r.user)
+
+        r.subscribe(on)
+
+    def _reply(self, r) -> dict:
+        """What a follower needs: the operation's number, and every host as it stands at event number seq."""
+        return {"rollout_id": r.id, "revision": r.revision, "op": self.op_no, "seq": self.seq,
+                "hosts": {n: [h.phase, h.steps_done, h.state] for n, h in r.hosts.items()}}
+
+    async def _started(self, r, task: asyncio.Task, first=ev.RolloutStarted) -> dict:
+        """Wait until the operation took the fleet (its first event) or failed to: the reply says which."""
+        seen = asyncio.Event()
+        r.subscribe(lambda e: isinstance(e, first) and seen.set())
+        waiter = asyncio.ensure_future(seen.wait())
+        try:
+            await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+        if not seen.is_set() and task.done() and not task.cancelled() and task.exception() is not None:
+            raise task.exception()
+        return self._reply(r)
+
+    @staticmethod
+    def _policy_of(msg: dict) -> str:
+        policy = msg.get("policy", "operator")
+        if policy not in POLICIES:
+            raise UsageError(f"policy must be one of {', '.join(POLICIES)}")
+        return policy
+
+    def _loaded(self, user: str, policy: str = "operator"):
+        from controlroom.rollout import Rollout
+
+        r = Rollout.load(self.cfg, self.pool, self.journal, user=user,
+                         confirm="config" if policy == "operator" else "none")
+        r.subscribe(self._output)
+        self._apply_policy(r, policy)
+        return r
+
+    def _unpark(self, r, user: str) -> None:
+        """The deploy goes on: its lock is live again, held by this server."""
+        lock = self.journal.lock()
+        if lock is not None and lock.parked and lock.rollout_id == r.id:
+            self.journal.take_lock(user, f"deploying {r.revision}", rollout_id=r.id)
+
+    # ------------------------------------------------------------------------------------------ intents
+    async def _op_deploy(self, c, msg: dict) -> dict:
+        from controlroom import release
+
+        policy = self._policy_of(msg)
+        confirm = str(msg.get("confirm") or "config")
+        if confirm not in ("config", "all"):
+            raise UsageError("confirm must be config or all")
+        revision = msg.get("revision")
+        if revision is not None:
+            release.validate_revision(str(revision))
+        else:
+            revision = await asyncio.to_thread(release.staged_revision, self.cfg)
+        force = str(msg.get("force_reason") or "").strip() or None
+        await self._claim(force=bool(force))
+        r = self._engine(revision=str(revision), user=c.peer.user,
+                         confirm=confirm if policy == "operator" else "none", force_reason=force)
+        self._apply_policy(r, policy)
+        self.rollout = r
+        return await self._started(r, self._run("deploy", r.run(), r, c.peer))
+
+    async def _op_resume(self, c, msg: dict) -> dict:
+        policy = self._policy_of(msg)
+        user = c.peer.user
+        r = self.rollout
+        if self.busy and r is not None and self.op_name in ("deploy", "resume") and r.status in (ev.R_HALTED,
+                                                                                                ev.R_WAITING):
+            # it waits here for a decision: retry the failed hosts of its phase, or pass the gate as now asked
+            self.policy = policy
+            self._unpark(r, user)
+            retried = []
+            if r.status == ev.R_HALTED:
+                retried = [h.name for h in r.hosts.values() if h.state == ev.FAILED and h.phase == r.phase_index]
+                for h in retried:
+                    r.retry(h, user)
+            gate = self.board.gate if r.status == ev.R_WAITING else None
+            if gate is not None and self._passes(gate):
+                r.proceed(user)
+                gate = None
+            return {**self._reply(r), "retried": retried, "waiting": ev.to_wire(gate) if gate else None}
+        await self._claim()
+        r = self._loaded(user, policy)
+        self.rollout = r
+        return await self._started(r, self._run("resume", r.resume_run(retry_failed=True), r, c.peer))
+
+    async def _op_rollback(self, c, msg: dict) -> dict:
+        user = c.peer.user
+        r = self.rollout
+        if self.busy and self.op_name == "rollback":
+            await self._claim()  # one rollback at a time: the second is told who runs the first
+        if self.busy and r is not None:
+            if self._parked_here():
+                await self._drop(f"deploy #{r.id} halted; {user} rolls it back")
+            else:
+                r.abort(user)
+                with contextlib.suppress(BaseException):
+                    await asyncio.shield(self.op)
+        await self._claim()
+        if r is None or r.status not in ev.ROLLOUT_FINAL or r.cfg is not self.cfg:
+            r = self._loaded(user)  # as the journal has it, with the config the client named
+            self.rollout = r
+        targets = len(r.rollback_targets())
+        if not targets:
+            raise ControlroomError(f"deploy #{r.id} of {r.revision}: no host to roll back")
+        task = self._run("rollback", r.rollback(user), r, c.peer)
+        return {**await self._started(r, task, first=ev.OperatorAction), "targets": targets}
+
+    async def _op_park(self, c, msg: dict) -> dict:
+        """Nobody will answer this deploy's question (no terminal): once no host is in flight, keep the fleet
+        locked for it with the reason in the lock row. It stays halted (or waiting) in the server."""
+        r = self._current()
+        while self.busy and any(h.state in ev.IN_FLIGHT for h in r.hosts.values()):
+            await asyncio.sleep(0.02)  # a halt lets the hosts in flight finish
+        b = self.board
+        if not self.busy or r is not self.rollout:
+            return {"parked": None}
+        after = "`controlroom deploy --resume` or `controlroom rollback`"
+        if r.status == ev.R_HALTED and b.halted is not None:
+            reason = f"{r.revision} halted in {b.halted.name} ({', '.join(b.halted.failed)} failed): {after}"
+        elif r.status == ev.R_WAITING and b.gate is not None:
+            reason = f"{r.revision} waits at gate {' and '.join(b.gate.failed) or '?'} before {b.gate.name}: {after}"
+        else:
+            return {"parked": None}  # it went on meanwhile
+        self.journal.park_lock(r.id, reason)
+        return {"parked": reason}
+
+    async def _op_interrupt(self, c, msg):
+        if self.busy and self.op_name == "rollback":
+            r = self.rollout
+            await self._drop(f"rollback of deploy #{r.id if r else '?'} interrupted: the hosts in flight were "
+                             "stopped; `controlroom rollback` again finishes it")
+            return
+        self._current().interrupt(c.peer.user)
+
+    async def _op_unlock(self, c, msg):
+        force = bool(msg.get("force"))
+        if force and self._parked_here():
+            await self._drop(f"deploy #{self.rollout.id} abandoned: {c.peer.user} unlocked the fleet")
+        old = self.journal.release_lock(c.peer.user, force=force)
+        return {"was": old.describe() if old else None}
