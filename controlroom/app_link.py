@@ -32,7 +32,7 @@ class Link:
         while not self.closing:
             try:
                 client = await connect(self.cfg, read_only=self.read_only_asked)
-            except ControlroomError as e:
+            except (ControlroomError, OSError) as e:  # OSError: a server dying as we knocked (reset)
                 if not said:
                     self._say(str(e), title="Cannot reach the control-room server", severity="error", timeout=15)
                     said = True

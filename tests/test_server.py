@@ -387,3 +387,89 @@ async def test_taking_over_a_teammates_lock_needs_takeover_and_goes_on_the_recor
         assert [e["kind"] for e in log][-2:] == ["LOCK TAKEN OVER", "LOCK"], log
     finally:
         await c.close()
+
+
+# ---------------------------------------------------------------------------------------- what the app asks for
+
+
+def _dead(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _stop(fleet) -> None:
+    run_cli("server", "stop", "--force", "--config", str(fleet.config_path))
+    pid = server_pid(fleet)
+    wait_for(lambda: pid is None or _dead(pid), 60, "the server to stop")
+
+
+async def test_a_server_started_after_a_deploy_shows_its_result_revisions_log_and_host_output(served):
+    assert cr(served, "deploy", "--detach", "--yes").returncode == 0
+    assert cr(served, "deploy", "--follow", timeout=120).returncode == 0
+    cfg = config.load(served.config_path)
+    c = await connect(cfg)
+    try:  # the server that ran it: one host's commands as it ran them, and its last result
+        out = await c.request("output", host="web001")
+        assert any(line.startswith("$ ") and "r2307" in line for line in out["lines"]), out["lines"]
+        assert out["result"]["label"] == "ok" and out["revision"] == "r2307" and isinstance(out["seq"], int)
+        plan = await c.request("rollback_plan")
+        assert (plan["rollout_id"], plan["hosts"], plan["others"], plan["previous"]) == (1, 10, 0, "r2306")
+    finally:
+        await c.close()
+    _stop(served)
+    c = await connect(cfg)  # a new server: it knows the deploy from the journal only
+    try:
+        await c.request("attach")
+        snap = await asyncio.wait_for(c.messages.get(), 10)
+        board = snap["board"]
+        assert (board["status"], board["rollout_id"], board["finished"]["done"]) == ("done", 1, 10)
+        assert {h["state"] for h in board["hosts"]} == {"done"} and snap["busy"] == ""
+        revs = await c.request("revisions")
+        assert (revs["staged"], revs["live"], revs["staged_error"], revs["live_error"]) == ("r2307", "r2307", None,
+                                                                                            None)
+        j = await c.request("journal", since=0)
+        kinds = [e["kind"] for e in j["log"]]
+        assert kinds[0] == "DEPLOY START" and kinds[-1] == "DEPLOY OK" and j["lock"] is None
+        assert (await c.request("journal", since=j["log"][-1]["id"]))["log"] == []  # only what is new
+    finally:
+        await c.close()
+
+
+async def test_a_deploy_whose_server_died_is_shown_halted_by_the_next_server(served):
+    text = served.config_path.read_text().replace('steps = [\n', 'steps = [\n    "sleep 0.5",\n', 1)
+    served.config_path.write_text(text)
+    assert cr(served, "deploy", "--detach", "--yes").returncode == 0
+    wait_for(lambda: any((Path(h.root) / "REVISION").read_text().strip() == "r2307" for h in served.hosts), 60,
+             "a first host on the new revision")
+    pid = server_pid(served)
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: _dead(pid), 30, "the killed server to be gone")
+    c = await connect(config.load(served.config_path))
+    try:
+        await c.request("attach")
+        snap = await asyncio.wait_for(c.messages.get(), 10)
+        assert snap["board"]["status"] == "halted" and snap["busy"] == "" and snap["engine_status"] is None
+        assert snap["board"]["rollout_id"] == 1
+    finally:
+        await c.close()
+
+
+async def test_taking_over_a_teammates_lock_needs_takeover_and_goes_on_the_record(served):
+    from controlroom.journal import Journal
+
+    cfg = config.load(served.config_path)
+    j = Journal.open(cfg.state.dir)
+    j.take_lock("mygrant", "db migration")
+    j.close()
+    c = await connect(cfg)
+    try:
+        with pytest.raises(Exception, match="locked: NO DEPLOY PLEASE — mygrant"):
+            await c.request("lock", message="mine now")
+        reply = await c.request("lock", message="mine now", takeover=True)
+        assert "mine now" in reply["describe"]
+        log = (await c.request("journal", since=0))["log"]
+        assert [e["kind"] for e in log][-2:] == ["LOCK TAKEN OVER", "LOCK"], log
+    finally:
+        await c.close()
