@@ -298,7 +298,7 @@ def test_eight_processes_opening_a_fresh_state_dir_at_once_all_succeed_with_one_
         assert j.db.execute("PRAGMA user_version").fetchone()[0] == schema.VERSION
         assert j.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         tables = [r[0] for r in j.db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
-        assert tables == ["events", "host_runs", "hosts", "lock", "log", "rollouts"]
+        assert tables == ["events", "flag_changes", "flag_receipts", "host_runs", "hosts", "lock", "log", "rollouts"]
         j.close()
 
 
