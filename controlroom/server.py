@@ -417,6 +417,11 @@ def rotate_log(state: Path) -> Path:
 
 async def serve(cfg: Config, *, idle: float = IDLE, quiet: bool = False) -> int:
     """`controlroom serve`: run the server in the foreground until SIGTERM/SIGINT or idle."""
+    from controlroom.ssh import raise_nofile_limit
+
+    nofile = raise_nofile_limit(len(cfg.hosts))  # the pool holds a connection per host (the app used to)
+    if nofile:
+        print(nofile, file=sys.stderr, flush=True)
     server = Server(cfg, idle=idle)
     try:
         await server.start()
