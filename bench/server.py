@@ -13,10 +13,12 @@ with three phases that all go on by themselves (`auto = true`): a canary of 2, 1
   server CPU      utime + stime of the server process (/proc/PID/stat, PID from STATE/server.lock) from just before
                   the deploy starts (watchers attached) to the moment every watcher has its RolloutFinished, with 1
                   and with 10 watchers: the ratio.
-  headless wall   `controlroom deploy --yes` in process, against `deploy --detach --yes` then `deploy --follow`
-                  timed together from spawn to the follower's exit, through the server that runs all along (warm:
-                  its SSH connections stay open between deploys) and through a server started for the deploy
-                  (cold: stopped before, so the detach starts it).
+  headless wall   spawn to exit, against the engine in process: a fresh process running the engine with its own
+                  SSH pool and journal, as `controlroom deploy --yes` did before it became a client of the server
+                  (bench/server.py --worker inproc). Through the server: `controlroom deploy --yes` (a client of the
+                  server now), and `deploy --detach --yes` then `deploy --follow` timed together, both to the
+                  server that runs all along (its SSH connections stay open between deploys); and `deploy --yes`
+                  to a server stopped before, so the deploy starts it (cold).
 
 Each round runs every measurement once, in an order that rotates from round to round, so the noise of a shared
 machine spreads over all of them; one untimed round comes first.
@@ -91,6 +93,42 @@ def worker_watch(config_path: str, revision: str, timeout: str) -> int:
     return 0
 
 
+def worker_inproc(config_path: str, revision: str) -> int:
+    """The engine in this fresh process, as `controlroom deploy --yes` ran it before it became a client of the
+    server (commit 772172c): its own SSH pool and journal, deploycli's Printer, waits answered yes. Exit 0 on DEPLOY OK."""
+    import asyncio
+
+    sys.path.insert(0, ROOT)
+    from controlroom import config
+    from controlroom import events as ev
+    from controlroom.deploycli import Printer
+    from controlroom.journal import Journal, current_user
+    from controlroom.rollout import Rollout
+    from controlroom.ssh import SSHPool, raise_nofile_limit
+
+    cfg = config.load(config_path)
+    raise_nofile_limit(len(cfg.hosts))
+
+    async def main() -> str:
+        journal = Journal.open(cfg.state.dir)
+        try:
+            async with SSHPool(cfg.ssh, cfg.hosts) as pool:
+                r = Rollout(cfg, pool, journal, revision=revision, user=current_user(), confirm="none")
+                r.subscribe(Printer(r))
+                loop = asyncio.get_running_loop()
+
+                def yes(e: ev.Event) -> None:
+                    if isinstance(e, ev.GateWaiting) and e.kind != ev.GATE_BAKE:
+                        loop.call_soon(r.proceed, r.user)
+
+                r.subscribe(yes)
+                return (await r.run()).status
+        finally:
+            journal.close()
+
+    return 0 if asyncio.run(main()) == ev.R_DONE else 1
+
+
 # ------------------------------------------------------------------------------------------------ the bench
 
 
@@ -122,10 +160,11 @@ Unix socket, decoded the JSON line and took it off its client's queue) minus the
 engine when it made the event; so it includes the journal's commit, the server's fan-out and the socket. Every
 event counts (host state changes, host output lines, phases, the finish). Server CPU: the server process only, from
 just before the deploy (watchers attached) until every watcher has the deploy's RolloutFinished; it includes the
-deploy's own SSH work, which is the same with 1 or 10 watchers. Headless wall: spawn to exit; "in process" is one
-`controlroom deploy --yes` process; "through the server" is `deploy --detach --yes` and then `deploy --follow`,
-timed together, to a server that stays up all run (warm: SSH connections kept open between deploys) or to one
-stopped before each deploy, so the detach starts it (cold). Each contender has its own state directory (journal);
+deploy's own SSH work, which is the same with 1 or 10 watchers. Headless wall: spawn to exit (for --detach +
+--follow, from the first spawn to the follower's exit); "in process" is a fresh process running the engine with
+its own SSH pool and journal, as `controlroom deploy --yes` did before it became a client of the server; "server
+up" goes to the server that runs all run (SSH connections kept open between deploys), "server cold" to one stopped
+before each deploy, so `deploy --yes` starts it. Each state directory (journal) has its own contender or server;
 all ship to the same fleet. The fleet's CPU is on the same machine and in no figure."""
 
 
@@ -150,7 +189,13 @@ def main(argv: list[str] | None = None) -> int:
 
 class Bench:
     TIMEOUT = 180.0  # any one deploy, watcher or client
-    CONTENDERS = ("in process", "through the server (warm)", "through the server (cold)")
+    # name: (state directory, how); the first is the baseline
+    CONTENDERS = {
+        "in process": ("inproc", "inproc"),
+        "deploy --yes, server up": ("server", "yes"),
+        "--detach + --follow, server up": ("server", "detach"),
+        "deploy --yes, server cold": ("cold", "yes"),
+    }
 
     def __init__(self, args) -> None:
         import tempfile
@@ -197,9 +242,9 @@ class Bench:
             status = 1
         finally:
             self.load_after = self.c.loadavg()
-            for tag in ("server", "cold"):
-                if hasattr(self, "cfg"):
-                    self.stop_server(tag)
+            # any server a client started in any of our state directories
+            for tag in getattr(self, "cfg", {}):
+                self.stop_server(tag)
             self.fleet.stop()
             if self.args.keep:
                 print(f"bench: kept {self.tmp}", file=sys.stderr)
@@ -431,42 +476,37 @@ class Bench:
             time.sleep(0.05)
 
     def headless(self, name: str, record: bool) -> None:
+        import subprocess
         import time
 
         rev = self.revision()
-        if name == "in process":
-            done, took = self.call("inproc", "deploy", "--yes", "--revision", rev)
-            if done is None:
-                return self.fail(name, took)
-            last = done.stdout.strip().rsplit("\n", 1)[-1] if done.stdout.strip() else ""
-            if done.returncode != 0 or not last.startswith(f"DEPLOY OK {rev}"):
-                return self.fail(name, f"exit {done.returncode}: {last or done.stderr.strip()[-200:]}")
+        tag, how = self.CONTENDERS[name]
+        if tag == "cold":
+            self.stop_server(tag)
+            if self.server_pid(tag) is not None:
+                return self.fail(name, "the cold contender's server did not stop")
+        t0 = time.perf_counter()
+        if how == "inproc":
+            cmd = [sys.executable, os.path.abspath(__file__), "--worker", "inproc", str(self.cfg[tag]), rev]
+            try:
+                done = subprocess.run(
+                    cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=self.TIMEOUT
+                )
+            except subprocess.TimeoutExpired:
+                return self.fail(name, f"timed out after {self.TIMEOUT:g} s")
+        elif how == "yes":
+            done, why = self.call(tag, "deploy", "--yes", "--revision", rev)
         else:
-            tag = "server" if "warm" in name else "cold"
-            if tag == "cold":
-                self.stop_server(tag)
-                if self.server_pid(tag) is not None:
-                    return self.fail(name, "the cold contender's server did not stop")
-            t0 = time.perf_counter()
             done, why = self.call(tag, "deploy", "--detach", "--yes", "--revision", rev)
-            if done is None or done.returncode != 0:
-                return self.fail(
-                    name,
-                    why
-                    if done is None
-                    else f"detach: exit {done.returncode}: {(done.stdout + done.stderr).strip()[-200:]}",
-                )
-            follow, why = self.call(tag, "deploy", "--follow")
-            took = time.perf_counter() - t0
-            if follow is None:
-                return self.fail(name, why)
-            if follow.returncode != 0 or f"DEPLOY OK {rev}" not in follow.stdout:
-                return self.fail(
-                    name,
-                    f"follow: exit {follow.returncode}: {(follow.stdout + follow.stderr).strip()[-200:]}",
-                )
-            if tag == "cold":
-                self.stop_server(tag)  # untimed; an idle server's keepalives would load the others' rounds
+            if done is not None and done.returncode == 0:
+                done, why = self.call(tag, "deploy", "--follow")
+        took = time.perf_counter() - t0
+        if tag == "cold":
+            self.stop_server(tag)  # untimed; an idle server's keepalives would load the others' rounds
+        if done is None:
+            return self.fail(name, why)
+        if done.returncode != 0 or f"DEPLOY OK {rev}" not in done.stdout:
+            return self.fail(name, f"exit {done.returncode}: {(done.stdout + done.stderr).strip()[-200:]}")
         on = self.hosts_on(rev)
         if on != self.n:
             return self.fail(name, f"only {on} of {self.n} hosts hold {rev}")
@@ -562,7 +602,7 @@ class Bench:
                 "watcher per deploy"
             )
         base = self.walls["in process"]
-        for name in self.CONTENDERS[1:]:
+        for name in list(self.CONTENDERS)[1:]:
             if base and self.walls[name]:
                 r = self.c.median(self.walls[name]) / self.c.median(base)
                 out.append(
@@ -643,4 +683,6 @@ class Bench:
 if __name__ == "__main__":
     if len(sys.argv) == 6 and sys.argv[1] == "--worker" and sys.argv[2] == "watch":
         sys.exit(worker_watch(*sys.argv[3:]))
+    if len(sys.argv) == 5 and sys.argv[1] == "--worker" and sys.argv[2] == "inproc":
+        sys.exit(worker_inproc(*sys.argv[3:]))
     sys.exit(main())
