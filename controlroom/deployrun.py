@@ -96,6 +96,7 @@ class Session:
         self.asking: asyncio.Future | None = None
         self.changed = asyncio.Event()
         self.interrupting = False
+        self.detached = False
 
     # ------------------------------------------------------------------------------------------ output
     def out(self, text: str, end: str = "\n", err: bool = False) -> None:
@@ -158,8 +159,12 @@ class Session:
         self.changed.set()
 
     async def pump(self) -> None:
-        while not self.closed:
-            self.consume(await self.c.messages.get())
+        try:
+            while not self.closed:
+                self.consume(await self.c.messages.get())
+        except Detached:  # the reader of our output left while an event was printed
+            self.detached = True
+            self.changed.set()
 
     async def request(self, op: str, **args) -> dict:
         return await self.c.request(op, **args)
@@ -170,6 +175,8 @@ class Session:
         pump = asyncio.ensure_future(self.pump())
         try:
             while True:
+                if self.detached:
+                    raise Detached()
                 if self.signals:
                     await self._on_signal(self.signals.pop(0))
                     continue
@@ -235,11 +242,11 @@ class Session:
         if isinstance(e, ev.GateWaiting):
             if e.kind == ev.GATE_BAKE or b.status != ev.R_WAITING or b.gate is None or b.gate.phase != e.phase:
                 return None  # the engine goes on by itself, or someone answered already
-            if self.policy == "yes" or (self.policy == "auto" and e.kind == ev.GATE_OPERATOR):
+            if self.policy in ("yes", "auto") and e.kind == ev.GATE_OPERATOR:
                 return None  # the server answers it, by the deploy's policy
-            if not self.interactive:  # --auto at a gate that failed or could not be checked
-                self.out(f"stopped at a gate before {e.name}: {e.reason}; --auto does not pass a gate that does not "
-                         f"hold (--yes does); the deploy stays resumable with {RESUME_HINT}")
+            if not self.interactive:  # a gate that failed or could not be checked: neither --auto nor --yes passes it
+                self.out(f"stopped at a gate before {e.name}: {e.reason}; --auto and --yes never pass a gate that "
+                         f"does not hold; the deploy stays resumable with {RESUME_HINT}")
                 return await self._park()
             answer = await ask(self, f"Start {e.name}? [y]es / [a]bort: ")
             if answer is not None:

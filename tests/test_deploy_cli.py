@@ -174,8 +174,11 @@ def test_a_headless_halt_keeps_the_fleet_locked_for_that_deploy_until_resumed(ma
 
     for name in ("web004", "web005"):
         fleet.call(fleet.set_fault, name, None)
+    waiting = cr(fleet, "server", "status", "-c", cfg)  # it waits for a decision in the server, not on disk only
+    assert re.search(r"deploy of deploy #1 \(halted\)", waiting.stdout), waiting.stdout + waiting.stderr
     res = cr(fleet, "deploy", "--resume", "--yes", "-c", cfg)
     assert res.returncode == 0, res.stdout + res.stderr
+    assert "resuming deploy #1 of r2307 in the server: retrying web004, web005" in res.stdout, res.stdout
     log = log_lines(fleet, "-c", cfg)
     assert not any("LOCK TAKEN OVER" in line for line in log)  # its own parked lock, not a stale one
     assert not log[0].startswith("deploy #")  # released at the end
@@ -287,19 +290,20 @@ def test_deploy_auto_goes_on_past_an_operator_wait_but_stops_at_a_gate_it_cannot
     log = log_lines(fleet, "-c", cfg)
     assert re.match(r"^deploy #1 by mygrant, .*: r2307 waits at gate x < 1 before stage 2", log[0])
 
-    res = cr(fleet, "deploy", "--resume", "--yes", "-c", cfg)  # --yes answers yes at the gate too
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert res.stdout.splitlines()[-1].startswith("DEPLOY OK r2307: 6 of 6 hosts")
-    assert set(revisions(fleet).values()) == {NEW}
+    res = cr(fleet, "deploy", "--resume", "--yes", "-c", cfg)  # the gate is checked again: it still cannot be
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "UNKNOWN (no metrics source: set [metrics] url)" in res.stdout, res.stdout
+    assert [h for h, rev in revisions(fleet).items() if rev == NEW] == ["web001", "web002", "web003", "web004"]
 
 
-def test_deploy_yes_passes_an_operator_wait_and_a_gate_it_cannot_check(make_fleet):
+def test_deploy_yes_passes_an_operator_wait_but_never_a_gate_it_cannot_check(make_fleet):
     fleet = make_fleet(6)
     cfg = str(config_with_phases(fleet, GATED_PHASES))
     res = cr(fleet, "deploy", "--yes", "-c", cfg)
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert res.stdout.splitlines()[-1].startswith("DEPLOY OK r2307: 6 of 6 hosts")
-    assert set(revisions(fleet).values()) == {NEW}
+    assert res.returncode == 1, res.stdout + res.stderr
+    stopped = [line for line in res.stdout.splitlines() if line.startswith("stopped at a gate")]
+    assert len(stopped) == 1 and "GATE stage 1: x < 1: UNKNOWN (no metrics source: set [metrics] url)" in stopped[0]
+    assert [h for h, rev in revisions(fleet).items() if rev == NEW] == ["web001", "web002", "web003", "web004"]
 
 
 def test_ctrl_c_in_a_phase_names_exactly_the_hosts_it_stopped_in_flight(make_fleet):
@@ -392,3 +396,49 @@ def test_a_log_entry_from_an_ssh_session_names_the_client_address(fleet):
     res = cr(fleet, "log", "add", "from the bastion", env={"SSH_CLIENT": "10.1.2.3 51234 22"})
     assert res.returncode == 0
     assert re.search(STAMP + r" \[mygrant@10\.1\.2\.3\] NOTE from the bastion$", log_lines(fleet)[-1])
+
+
+# --------------------------------------------------------------------------------------------- detaching
+
+
+def _deploy_in_background(fleet: Fleet, **kw) -> subprocess.Popen:
+    cfg = config_with_phases(fleet, '[[phase]]\nname = "all"\nparallel = 2\n')
+    cfg.write_text(cfg.read_text().replace('"mkdir -p releases/', '"sleep 0.5 && mkdir -p releases/'))
+    return subprocess.Popen([sys.executable, "-m", "controlroom.cli", "deploy", "--yes", "-c", str(cfg)],
+                            cwd=fleet.dir, env={**os.environ, "SUDO_USER": "mygrant"}, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+
+
+def _wait_deployed(fleet: Fleet) -> None:
+    deadline = time.monotonic() + 90
+    while set(revisions(fleet).values()) != {NEW} or "DEPLOY OK" not in log_lines(fleet)[-1]:
+        assert time.monotonic() < deadline, revisions(fleet)
+        time.sleep(0.1)
+
+
+def test_a_deploy_whose_terminal_hangs_up_goes_on_in_the_server_to_the_end(make_fleet):
+    fleet = make_fleet(6)
+    p = _deploy_in_background(fleet, text=True)
+    deadline = time.monotonic() + 60
+    while running_hosts(fleet) < 1:
+        assert p.poll() is None and time.monotonic() < deadline, p.communicate()
+        time.sleep(0.02)
+    p.send_signal(signal.SIGHUP)
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 0 and "Traceback" not in err, out + err
+    _wait_deployed(fleet)  # nobody typed anything: the server finished it
+    log = log_lines(fleet)
+    assert not any("LOCK TAKEN OVER" in line or "INTERRUPTED" in line for line in log), log
+    assert "[mygrant] DEPLOY OK r2307 on 6 of 6 hosts" in log[-1]
+
+
+def test_a_deploy_whose_output_pipe_closes_goes_on_in_the_server_to_the_end(make_fleet):
+    fleet = make_fleet(6)
+    p = _deploy_in_background(fleet)
+    first = p.stdout.readline()  # the reader takes one line, then goes away (`controlroom deploy | head -1`)
+    assert first.startswith(b"deploying r2306 -> r2307"), first
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait(30) == 0 and "Traceback" not in err, err
+    _wait_deployed(fleet)
+    assert not any("INTERRUPTED" in line for line in log_lines(fleet))

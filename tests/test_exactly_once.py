@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, run_cli
-from tests.servers import kill_server, servers_stopped  # noqa: F401 - every server a test starts stops with it
+from tests.servers import kill_server, server_pid, servers_stopped  # noqa: F401 - every server a test starts stops with it
 
 STEPS = '''steps = [
     "sleep {sleep} && echo 1 >> steps.log",
@@ -316,11 +316,14 @@ def test_a_journal_replaced_under_a_running_deploy_stops_it_and_no_second_deploy
     state = Path(fleet.dir) / "state"
     p = spawn(cfg, "deploy", "--yes", user="alice")
     wait_for(lambda: running(state) > 0, 60, "the deploy to be running", p)
+    server = server_pid(state)
     for suffix in ("", "-wal", "-shm"):
         (state / f"journal.db{suffix}").unlink(missing_ok=True)
     rc = p.wait(60)
     out, err = p.communicate()
     assert rc != 0 and "deleted or replaced" in err and "Traceback" not in err, out + err
+    assert err.count("\n") == 1, err  # one line
+    wait_for(lambda: server_pid(state) != server, 30, "the server that cannot write any more to exit")
     second = cli(cfg, "deploy", "--yes", user="bob")
     assert second.returncode == 3, second.stdout + second.stderr
     assert "held by operation" in second.stderr and "alice" in second.stderr
@@ -422,3 +425,47 @@ def test_ctrl_c_at_the_deploy_question_answers_at_once_and_touches_nothing(make_
     assert b"not deploying" in seen and b"Traceback" not in seen, seen
     assert set(revision_on(fleet).values()) == {"r2306"}
     assert not (Path(fleet.dir) / "state" / "journal.db").exists() or "DEPLOY START" not in cli(cfg, "log").stdout
+
+
+def test_ctrl_c_on_a_terminal_during_a_deploy_asks_and_detach_leaves_it_running_to_the_end(make_fleet):
+    """On a real terminal (a pty): Ctrl+C asks abort or detach; [d] returns at once, the server finishes the job."""
+    import fcntl
+    import pty
+    import termios
+
+    fleet = make_fleet(4)
+    cfg = config(fleet, sleep=1.0, parallel=2)
+    state = Path(fleet.dir) / "state"
+    master, slave = pty.openpty()
+
+    def own_terminal() -> None:
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    env = dict(os.environ, SUDO_USER="mygrant")
+    p = subprocess.Popen([sys.executable, "-m", "controlroom.cli", "deploy", "--yes", "--config", cfg], cwd=REPO,
+                         env=env, stdin=slave, stdout=slave, stderr=slave, preexec_fn=own_terminal, close_fds=True)
+    os.close(slave)
+    seen = b""
+    try:
+        wait_for(lambda: running(state) > 0, 60, "the deploy to be running", p)
+        os.write(master, b"\x03")
+        deadline = time.monotonic() + 30
+        while b"[d]etach" not in seen:
+            assert time.monotonic() < deadline and p.poll() is None, seen
+            seen += os.read(master, 4096)
+        os.write(master, b"d\n")
+        rc = p.wait(30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+        try:
+            while chunk := os.read(master, 4096):
+                seen += chunk
+        except OSError:
+            pass
+        os.close(master)
+    assert rc == 0 and b"detached" in seen and b"Traceback" not in seen, seen
+    wait_for(lambda: "DEPLOY OK r2307 on 4 of 4 hosts" in cli(cfg, "log").stdout, 60, "the deploy to end")
+    assert set(revision_on(fleet).values()) == {"r2307"}
+    assert all(s == ["1", "2"] for s in steps_of(fleet).values()), steps_of(fleet)
