@@ -280,3 +280,22 @@ def from_wire(d: dict) -> Event:
 
         missing = [f.name for f in fields(cls) if f.name not in d and f.default is MISSING and f.default_factory is MISSING]
         raise ValueError(f"{kind} event: {', '.join(missing) + ' missing' if missing else err}") from None
+
+
+@dataclass(frozen=True)
+class FlagChanged(Event):
+    """A flag change was journaled (confirmed 0 while its push runs), or its fleet receipt changed since (the push
+    ended, a straggler confirmed late, stragglers were dismissed). rollout_id is 0: a flag belongs to no rollout."""
+
+    flag: str
+    old: str
+    new: str
+    user: str
+    reason: str
+    version: int
+    confirmed: int
+    total: int
+    failed: tuple[tuple[str, str, str], ...] = ()  # (host, class, reason) of the hosts that did not confirm
+
+
+EVENT_TYPES[FlagChanged.__name__] = FlagChanged

@@ -21,6 +21,7 @@ import secrets
 import time
 from dataclasses import dataclass, replace
 
+from controlroom import events as ev
 from controlroom import flags as fl
 from controlroom.errors import ControlroomError, UsageError
 from controlroom.text import clean
@@ -226,6 +227,8 @@ class FlagService:
         new = fl.with_values(self.specs, {**self.current.values(), name: value},
                              version=self.current.version + 1, by=user, at=time.time())
         self.history.record(new, name, old, reason, len(targets))  # the journal knows before any host does
+        self.journal.record(ev.FlagChanged(0, flag=name, old=old, new=value, user=user, reason=reason,
+                                           version=new.version, confirmed=0, total=len(targets)))
         self.current = new
         self.flag_versions[name] = {"version": new.version, "user": user, "at": new.changed_at, "reason": reason,
                                     "old": old, "new": value, "flag": name}
@@ -240,6 +243,7 @@ class FlagService:
         failed = [[r.host, r.cls, r.reason] for r in done if r.status != CONFIRMED]
         confirmed = len(done) - len(failed)
         self.history.finished(new.version, confirmed, failed)
+        self._announce(new.version)
         for h, *_ in failed:
             self._retry_later(h)
         text = f"{name} {old} -> {value}" + (f" ({reason})" if reason else "") + f" {confirmed}/{len(targets)}"
@@ -318,6 +322,17 @@ class FlagService:
             if ch:
                 failed = [f for f in ch["failed"] if f[0] != r.host]
                 self.history.finished(r.version, ch["confirmed"] + (len(failed) != len(ch["failed"])), failed)
+                self._announce(r.version)
+
+    def _announce(self, version: int) -> None:
+        """Tell every client (numbered, through the journal) how the change of this version stands now."""
+        with contextlib.suppress(ControlroomError):
+            ch = self.j_change(version)
+            if ch:
+                self.journal.record(ev.FlagChanged(
+                    0, flag=ch["flag"], old=ch["old"], new=ch["new"], user=ch["user"], reason=ch["reason"],
+                    version=version, confirmed=ch["confirmed"], total=ch["hosts"],
+                    failed=tuple(tuple(f) for f in ch["failed"])))
 
     def dismiss(self, hosts: list[str]) -> list[str]:
         """Stop retrying these hosts (all stragglers when empty); the hosts dismissed."""
@@ -330,6 +345,8 @@ class FlagService:
             t = self._retries.pop(h, None)
             if t is not None:
                 t.cancel()
+        for v in sorted({self.receipts[h].version for h in out}):
+            self._announce(v)
         return out
 
     # ------------------------------------------------------------------------------------------ verify
