@@ -20,6 +20,7 @@ from textual.worker import Worker
 
 from controlroom import events as ev
 from controlroom.app_actions import Controller
+from controlroom.app_flags import FlagActions
 from controlroom.app_keys import ACTIONS, bindings
 from controlroom.app_link import Link
 from controlroom.app_screens import TABS, MainScreen
@@ -35,7 +36,7 @@ from widgets.host_grid import HostGrid
 from widgets.rollout import RolloutPane
 
 
-class ControlRoom(Link, Controller, App[int]):
+class ControlRoom(FlagActions, Link, Controller, App[int]):
     """The control room on one fleet, as a client of its server. Build it with `build_app`."""
 
     CSS_PATH = "app.tcss"

@@ -16,7 +16,7 @@ from textual.screen import Screen
 from textual.worker import Worker
 
 from controlroom import events as ev
-from controlroom.app_keys import _KEY_NAMES, ACTIONS, INTENT_OF, SECONDARY
+from controlroom.app_keys import _KEY_NAMES, ACTIONS, INTENT_OF, SECONDARY, WIDE_ONLY
 from controlroom.journal import abandons
 from controlroom.text import clean
 from widgets.deploy_log import clock
@@ -72,14 +72,16 @@ class Controller:
         board = self.board
         if action in SECONDARY and parameters == (0,) and board.active:
             return False
+        if action in WIDE_ONLY and parameters == (0,) and not (self._main and self._main.has_class("-wide")):
+            return False
         if action in ("quit", "help", "command_palette", "show_tab"):
             return True
         if action == "open_host":
             return bool(board.order)
         if not self.may_act:
             return False  # read-only: nothing that acts is offered (a key pressed anyway says why)
-        if action in ("log_entry", "lock"):
-            return True
+        if action in ("log_entry", "lock", "kill_switch"):
+            return True  # a flag change never waits for the lock or a deploy
         status = board.status
         if action == "deploy":
             return not board.active and not self.rolling_back and not self.engine_busy
@@ -144,6 +146,7 @@ class Controller:
         keys = [(_KEY_NAMES.get(a.key, a.key), f"{a.label}: {a.help}") for a in ACTIONS]
         keys += [
             ("arrows", "Move the cursor in the host grid"),
+            ("space, %", "In the flags pane: turn the selected flag on/off, or to a percentage (enter: its history)"),
             ("tab", "Move between panes"),
             ("1-5", "Show a pane when the panes are tabs (small terminals)"),
             ("ctrl+p", "Command palette: every action by name"),

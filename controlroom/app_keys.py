@@ -39,18 +39,23 @@ ACTIONS = (
     Action("l", "lock", "Lock", "Lock the fleet with a message: NO DEPLOY PLEASE"),
     Action("u", "unlock", "Unlock", "Release the fleet lock"),
     Action("m", "log_entry", "Log entry", "Add an entry to the deploy log"),
+    Action("k", "kill_switch", "Kill switch",
+           "Turn a kill switch off (or on) on every host, never blocked: type part of its name, enter, confirm"),
     Action("question_mark", "help", "Help", "Keys, host symbols and what each pane is for"),
 )
 _KEY_NAMES = {"question_mark": "?", "enter": "enter"}
 # In the footer only while no rollout runs (an 80-column footer has room for the rollout's own actions only);
 # their keys work all the time through a hidden twin binding with the argument 1.
 SECONDARY = ("lock", "unlock", "log_entry", "quit")
+# In the footer only when every pane is on screen (a wide terminal: an 80-column footer is full); the key works
+# everywhere, and help and the palette always list it.
+WIDE_ONLY = ("kill_switch",)
 
 
 def bindings(tabs: Iterable[str]) -> list[Binding]:
     out = []
     for a in (*ACTIONS, Action("q", "quit", "Quit", "Quit the control room")):
-        if a.action in SECONDARY:
+        if a.action in SECONDARY or a.action in WIDE_ONLY:
             out.append(Binding(a.key, f"{a.action}(0)", a.label, tooltip=a.help))
             out.append(Binding(a.key, f"{a.action}(1)", a.label, show=False))
         else:

@@ -12,6 +12,7 @@ from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 
+from controlroom.app_flags import FLAGS_POLL
 from widgets.deploy_log import DeployLogPane
 from widgets.flags import FlagsPane
 from widgets.host_grid import HostGrid
@@ -39,7 +40,7 @@ class MainScreen(Screen):
             with TabPane("Deploy log", id="tab-log"):
                 yield DeployLogPane(id="deploy-log", classes="pane")
             with TabPane("Flags", id="tab-flags"):
-                yield FlagsPane(id="flags", classes="pane placeholder")
+                yield FlagsPane(id="flags", classes="pane")
             with TabPane("Staging diff", id="tab-diff"):
                 yield StagingDiffPane(id="staging-diff", classes="pane placeholder")
             with TabPane("Metrics", id="tab-metrics"):
@@ -54,6 +55,7 @@ class MainScreen(Screen):
         self.set_interval(1 / FLUSH_HZ, app.flush, name="flush")
         self.set_interval(1.0, self._tick, name="tick")
         self.set_interval(JOURNAL_POLL, app.poll_journal, name="journal")
+        self.set_interval(FLAGS_POLL, app.poll_flags, name="flags")
 
     def _tick(self) -> None:
         app: ControlRoom = self.app  # type: ignore[assignment]
@@ -68,6 +70,8 @@ class MainScreen(Screen):
         w, h = self.size
         wide = w >= WIDE[0] and h >= WIDE[1]
         tabs = self.query_one(TabbedContent)
+        if wide != self.has_class("-wide"):
+            self.app.refresh_bindings()  # the footer has room for more keys when wide (app_keys.WIDE_ONLY)
         self.set_class(wide, "-wide")
         self.set_class(not wide, "-narrow")
         for pane in tabs.query(TabPane):

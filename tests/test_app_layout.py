@@ -31,6 +31,7 @@ async def until(pilot, cond, what: str, timeout: float = 30.0) -> None:
 async def ready(pilot) -> None:
     app: ControlRoom = pilot.app
     await until(pilot, app.revisions_loaded.is_set, "the revisions")
+    await until(pilot, lambda: app.flags_pane.rows, "the flags")
     app.flush()
     await pilot.pause()
 
@@ -63,7 +64,7 @@ async def test_at_160x48_every_pane_is_on_screen_at_once(make_fleet):
         titles = {app.main.query_one(sel).border_title for sel in PANES}
         assert titles == {"Rollout", "Deploy log", "Flags", "Staging diff", "Metrics"}
         # the placeholders say what will be there, and show no made-up data
-        assert "will be shown here" in app.main.query_one("#flags").render().plain
+        assert "will be shown here" in app.main.query_one("#metrics").render().plain
         assert_footer_fits(app)
 
 

@@ -1,0 +1,180 @@
+"""The app's flag actions (mixed into ControlRoom): the flags pane kept current, a flag flipped from the pane, a
+kill switch from anywhere in three keys plus the confirm, and a flag's history.
+
+A flag change never waits for the fleet lock or a running deploy (the server pushes it on its priority lane), so
+nothing here asks the rollout's state. Each change names the flag's version the operator saw (compare-and-set): a
+change someone else made meanwhile is refused naming them, and the operator is asked again with what is now true.
+"""
+
+from __future__ import annotations
+
+from controlroom import events as ev
+from controlroom import flags as fl
+from controlroom.errors import ControlroomError
+from controlroom.text import clean
+from widgets.dialogs import PromptDialog
+from widgets.flag_dialogs import FlagConfirmDialog, FlagHistoryScreen, KillSwitchPicker
+from widgets.flags import FlagsPane
+
+FLAGS_POLL = 5.0  # seconds between looks at the receipts (stragglers confirm late; verify is the CLI's)
+
+
+def _what(value: str) -> str:
+    return value.upper() if value in ("on", "off") else f"to {value}"
+
+
+class FlagActions:
+    """Flags in the ControlRoom app. Needs the app's client, send, _once, _say and may_act."""
+
+    flags_state: dict | None = None
+    _flags_fetching = False
+    _flags_again = False
+
+    # ------------------------------------------------------------------------------------------- reading
+    @property
+    def flags_pane(self) -> FlagsPane:
+        return self.main.query_one(FlagsPane)
+
+    def poll_flags(self) -> None:
+        """The slow timer: receipts change when stragglers confirm."""
+        if self.client is not None:
+            self.want_flags()
+
+    def want_flags(self) -> None:
+        """Read `flags` from the server and show it (one request at a time; a wish meanwhile asks again)."""
+        if self._flags_fetching:
+            self._flags_again = True
+            return
+        self._flags_fetching = True
+        self.run_worker(self._fetch_flags(), name="flags", group="flags", exit_on_error=False)
+
+    async def _fetch_flags(self) -> None:
+        try:
+            while self.client is not None and not self.closing:
+                self._flags_again = False
+                state = await self.client.request("flags")
+                self.flags_state = state
+                if self._main is not None and self._main.is_mounted:
+                    self.flags_pane.show(state)
+                if not self._flags_again:
+                    break
+        except (ControlroomError, TypeError, KeyError):
+            pass
+        finally:
+            self._flags_fetching = False
+
+    async def fresh_flags(self) -> dict | None:
+        client = self.client
+        if client is None:
+            return self.flags_state
+        try:
+            self.flags_state = await client.request("flags")
+            self.flags_pane.show(self.flags_state)
+        except ControlroomError as e:
+            self._say(str(e), title="Flags", severity="error")
+        return self.flags_state
+
+    def _on_engine_event(self, e: ev.Event, seq: int = 0) -> None:
+        if type(e) is ev.FlagChanged:
+            self.want_flags()
+            return
+        super()._on_engine_event(e, seq)  # type: ignore[misc]
+
+    def _on_snapshot(self, msg: dict) -> None:
+        super()._on_snapshot(msg)  # type: ignore[misc]
+        self.want_flags()
+
+    # ------------------------------------------------------------------------------------------- acting
+    def action_kill_switch(self, _twin: int = 0) -> None:
+        """`k`, from anywhere: pick a kill switch (filtered as you type), then confirm."""
+        if self.may_act:
+            self._once("flag", lambda: self.run_worker(self._kill_flow(), group="flag", exit_on_error=False))
+
+    async def _kill_flow(self) -> None:
+        state = await self.fresh_flags()
+        if state is None:
+            return
+        name = await self.push_screen_wait(KillSwitchPicker(state["flags"]))
+        if name:
+            await self.change_flag(name)
+
+    def on_flags_pane_flip(self, message: FlagsPane.Flip) -> None:
+        if not self.may_act:
+            self._say(self.read_only_why or "read-only: you may watch, not act", severity="warning")
+            return
+        if type(message) is FlagsPane.Flip:
+            self._once("flag", lambda: self.run_worker(self.change_flag(message.flag), group="flag",
+                                                       exit_on_error=False))
+
+    def on_flags_pane_percent(self, message: FlagsPane.Percent) -> None:
+        if self.may_act:
+            self._once("flag", lambda: self.run_worker(self._percent_flow(message.flag), group="flag",
+                                                       exit_on_error=False))
+
+    async def _percent_flow(self, name: str) -> None:
+        while True:
+            text = await self.push_screen_wait(PromptDialog(
+                f"Set {name} to a percentage", "The application lets in that share of users (bucketed by user id).",
+                placeholder="e.g. 25%"))
+            if not text:
+                return
+            try:
+                value = fl.flag_value(text if text.strip().endswith("%") else f"{text.strip()}%")
+            except ValueError as e:
+                self._say(f"{name}: {e}", severity="error")
+                continue
+            await self.change_flag(name, value)
+            return
+
+    async def change_flag(self, name: str, value: str | None = None) -> dict | None:
+        """Confirm, then set the flag on every host (value None: on <-> off). A compare-and-set refusal says who
+        changed it and asks again with the flag as it is now. Returns the server's receipt, or None."""
+        note = ""
+        while True:
+            state = self.flags_state if note == "" and self.flags_state else await self.fresh_flags()
+            if state is None or self.client is None:
+                return None
+            row = next((r for r in state["flags"] if r["name"] == name), None)
+            if row is None:
+                self._say(f"no flag {name!r} in the server's config", severity="error")
+                return None
+            new = value or ("on" if row["value"] == "off" else "off")
+            n = int(state["hosts"])
+            kind = "kill switch" if row["kind"] == "kill_switch" else "flag"
+            body = (note + "\n\n" if note else "") + (
+                f"Turn {name} {_what(new)} on {n} hosts (now {row['value']}). The flags file is replaced on every "
+                "host; the receipt shows each host that confirmed. The deploy log records who and why.")
+            reason = await self.push_screen_wait(FlagConfirmDialog(
+                f"Turn the {kind} {name} {_what(new)}?", body, f"Turn {_what(new)}"))
+            if reason is None:
+                return None
+            try:
+                done = await self.client.request("flag_set", flag=name, value=new, reason=reason,
+                                                 expect=row["version"])
+            except ControlroomError as e:
+                now = await self.fresh_flags()
+                now_row = next((r for r in (now or {}).get("flags", ()) if r["name"] == name), None)
+                if now_row is not None and now_row["version"] != row["version"]:
+                    note = clean(str(e))  # who changed it, when, to what: confirm again on what is true now
+                    continue
+                self._say(str(e), title="Not done", severity="error", timeout=10)
+                return None
+            self._receipt(done)
+            self.want_flags()
+            return done
+
+    def _receipt(self, done: dict) -> None:
+        line = (f"{done['flag']} {done['old']} -> {done['new']} on {done['confirmed']}/{done['total']} hosts "
+                f"in {done['seconds']:.1f} s")
+        for host, cls, why in done["failed"][:5]:
+            line += f" · {host} {cls}: {why}"
+        self._say(line, title="Flag", severity="warning" if done["failed"] else "information", timeout=10)
+
+    def on_flags_pane_history(self, message: FlagsPane.History) -> None:
+        self._once("flag_history", lambda: self.run_worker(self._history_flow(message.flag), group="flag_history",
+                                                           exit_on_error=False))
+
+    async def _history_flow(self, name: str) -> None:
+        reply = await self.send("flag_history", flag=name)
+        if reply is not None:
+            await self.push_screen_wait(FlagHistoryScreen(name, list(reply.get("changes") or ())))

@@ -1,0 +1,206 @@
+"""The flags pane and the kill switch, driven with Textual's Pilot against a real server on the simulated fleet.
+
+The operator presses the keys; the test reads what the pane, the dialogs and the deploy log show, and what every
+host's flags.toml now holds. Every server a test started is stopped after it (servers_stopped).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from controlroom import events as ev
+from tests.test_app_actions import SIZE, log_of, make_app, servers_stopped, start, until  # noqa: F401
+from widgets.flag_dialogs import FlagConfirmDialog, FlagHistoryScreen, KillSwitchPicker
+from widgets.flags import KILL_MARK, FlagsPane
+
+
+def flags_on(fleet, host: str) -> dict:
+    return tomllib.loads((Path(fleet.dir) / "hosts" / host / "flags.toml").read_text())["flags"]
+
+
+def slow_steps(fleet) -> None:
+    """Each host sleeps a second first: the deploy is still running when the operator reaches for a switch."""
+    text = fleet.config_path.read_text().replace("steps = [\n", 'steps = [\n    "sleep 1",\n', 1)
+    fleet.config_path.write_text(text)
+
+
+async def flags_shown(pilot) -> FlagsPane:
+    app = pilot.app
+    await until(pilot, lambda: app.flags_pane.rows, "the flags pane to show the server's flags")
+    return app.flags_pane
+
+
+async def test_during_a_deploy_k_a_few_letters_enter_and_enter_kill_beehive_on_every_host(make_fleet):
+    fleet = make_fleet(10)
+    slow_steps(fleet)
+    app = make_app(fleet)
+    async with app.run_test(size=SIZE) as pilot:
+        await start(pilot)
+        pane = await flags_shown(pilot)
+        assert KILL_MARK in pane.line_of("beehive") and "kill switch" in pane.line_of("beehive")
+        assert KILL_MARK not in pane.line_of("enable_feature_video")
+        assert "never changed" in pane.line_of("beehive") and "ON" in pane.line_of("beehive")
+
+        await pilot.press("d")
+        await until(pilot, lambda: app.board.status == ev.R_RUNNING and app.busy, "the deploy to run")
+
+        await pilot.press("k")  # 1
+        await until(pilot, lambda: isinstance(app.screen, KillSwitchPicker), "the kill switch picker")
+        await pilot.press("b", "e")  # 2, 3: only beehive matches
+        assert app.screen.shown == ["beehive"]
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, FlagConfirmDialog), "the confirmation")
+        dialog = app.screen
+        assert "Turn beehive OFF on 10 hosts (now on)" in dialog.body
+        await pilot.press(*"sheds load")
+        await pilot.press("enter")
+
+        await until(pilot, lambda: "10/10" in pane.line_of("beehive"), "beehive's receipt 10/10 in the pane")
+        line = pane.line_of("beehive")
+        assert "OFF" in line and app.user in line and "(sheds load)" in line, line
+        assert app.board.active, "the deploy was still running when the switch landed"
+        assert {flags_on(fleet, h.name)["beehive"]["enabled"] for h in fleet.hosts} == {"off"}
+        await until(pilot, lambda: any("FLAG beehive on -> off (sheds load) 10/10" in x for x in app.log_lines),
+                    "the deploy log line")
+        assert any(f"[{app.user}] FLAG beehive" in x for x in app.log_lines)
+    assert "FLAG beehive on -> off (sheds load) 10/10" in log_of(fleet)
+
+
+async def test_the_kill_switch_works_with_the_fleet_locked_and_the_picker_lists_only_kill_switches(make_fleet):
+    fleet = make_fleet(4)
+    app = make_app(fleet)
+    async with app.run_test(size=SIZE) as pilot:
+        await start(pilot)
+        await flags_shown(pilot)
+        assert await app.send("lock", message="NO DEPLOY PLEASE: db migration") is not None
+        await pilot.press("k")
+        await until(pilot, lambda: isinstance(app.screen, KillSwitchPicker), "the kill switch picker")
+        assert app.screen.shown == ["new_search", "beehive"] or sorted(app.screen.shown) == ["beehive", "new_search"]
+        await pilot.press(*"search", "enter")
+        await until(pilot, lambda: isinstance(app.screen, FlagConfirmDialog), "the confirmation")
+        await pilot.press("enter")  # no reason typed: it goes anyway
+        await until(pilot, lambda: "4/4" in app.flags_pane.line_of("new_search"), "new_search's receipt")
+        assert {flags_on(fleet, h.name)["new_search"]["enabled"] for h in fleet.hosts} == {"off"}
+
+
+async def test_space_and_confirm_toggle_a_feature_flag_a_refusing_host_shows_in_its_receipt_and_history_opens(
+        make_fleet):
+    fleet = make_fleet(10, faults="web003=refuse")
+    app = make_app(fleet)
+    async with app.run_test(size=SIZE) as pilot:
+        await start(pilot)
+        pane = await flags_shown(pilot)
+        table = pane.table
+        table.focus()
+        table.move_cursor(row=[r["name"] for r in pane.rows].index("enable_feature_video"))
+        await pilot.pause()
+        await pilot.press("space")
+        await until(pilot, lambda: isinstance(app.screen, FlagConfirmDialog), "the confirmation")
+        assert "Turn enable_feature_video ON on 10 hosts (now off)" in app.screen.body
+        await pilot.press(*"video for all", "enter")
+
+        await until(pilot, lambda: "9/10 · web003 refused" in pane.line_of("enable_feature_video"),
+                    "the receipt naming the refusing host")
+        assert "ON" in pane.line_of("enable_feature_video")
+        for h in fleet.hosts:
+            if h.name != "web003":
+                assert flags_on(fleet, h.name)["enable_feature_video"]["enabled"] == "on"
+        assert "retrying web003" in pane.summary
+
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, FlagHistoryScreen), "the flag's history")
+        rows = app.screen.lines()
+        assert len(rows) == 1
+        _when, who, old, new, why, receipt = rows[0]
+        assert (who, old, new, why) == (app.user, "off", "on", "video for all")
+        assert receipt.startswith("9/10 · web003 refused")
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, FlagHistoryScreen), "the history to close")
+
+
+async def test_a_flag_changed_by_someone_else_meanwhile_is_named_and_confirmed_again(make_fleet):
+    from controlroom.client import connect
+
+    fleet = make_fleet(3)
+    app = make_app(fleet)
+    async with app.run_test(size=SIZE) as pilot:
+        await start(pilot)
+        await flags_shown(pilot)
+        await pilot.press("k")
+        await until(pilot, lambda: isinstance(app.screen, KillSwitchPicker), "the kill switch picker")
+        await pilot.press(*"new_s", "enter")
+        await until(pilot, lambda: isinstance(app.screen, FlagConfirmDialog), "the confirmation")
+        first = app.screen
+        c = await connect(app.cfg)  # a teammate, from another terminal, turns it off and on again
+        try:
+            await c.request("flag_set", flag="new_search", value="off", reason="teammate")
+            await c.request("flag_set", flag="new_search", value="on", reason="teammate again")
+        finally:
+            await c.close()
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, FlagConfirmDialog) and app.screen is not first,
+                    "the confirmation again, saying who changed it")
+        assert "was changed by" in app.screen.body and "Turn new_search OFF on 3 hosts (now on)" in app.screen.body
+        await pilot.press("enter")
+        await until(pilot, lambda: "OFF" in app.flags_pane.line_of("new_search")
+                    and "3/3" in app.flags_pane.line_of("new_search"), "new_search off on 3/3")
+        assert {flags_on(fleet, h.name)["new_search"]["enabled"] for h in fleet.hosts} == {"off"}
+
+
+@pytest.mark.slow
+def test_in_the_demo_during_a_deploy_a_kill_switch_takes_three_keys_and_the_confirm_and_shows_20_of_20(tmp_path):
+    """The Done-when story, in a real terminal: `controlroom demo`, a deploy under way, k + two letters + enter,
+    a reason and enter; the pane shows the switch off on every host, the log says who and why."""
+    if shutil.which("tmux") is None:
+        pytest.fail("tmux is needed for the end-to-end test (.ci/run installs it)")
+    from tests.conftest import run_cli
+    from tests.test_app_actions import stop_server
+    from tests.test_e2e_tmux import DEADLINE, Terminal
+
+    def beehive_row(screen: str) -> str:
+        return next((line for line in screen.splitlines() if f"{KILL_MARK} beehive" in line), "")
+
+    fleet_dir = tmp_path / "demo"
+    demo = shlex.join([sys.executable, "-m", "controlroom.cli", "demo", "--hosts", "20", "--faults",
+                         "none", "--dir", str(fleet_dir)])
+    env = " ".join(f"{k}={shlex.quote(os.environ[k])}" for k in ("HOME", "XDG_STATE_HOME"))
+    term = Terminal(f'env {env} {demo}; echo "demo exited $?"; sleep 60')
+    try:
+        screen = term.wait_for("r2306 -> r2307", "READY", "beehive", timeout=60)
+        assert f"{KILL_MARK} beehive" in screen and "never changed" in screen
+        term.press("d")
+        term.wait_for("WAITING", "stage 1 waits")  # the deploy is under way: the canary is done, stage 1 waits
+
+        term.press("k")
+        term.wait_for("Kill switch: type part of its name")
+        term.press("b", "e")
+        term.press("Enter")
+        term.wait_for("Turn beehive OFF on 20 hosts (now on)", "Reason:")
+        term.press("-l", "sheds load")
+        term.press("Enter")
+
+        deadline = time.monotonic() + DEADLINE
+        while not ("OFF" in (row := beehive_row(term.screen())) and "20/20" in row):
+            assert time.monotonic() < deadline, f"beehive not OFF 20/20 in the pane\n{term.screen()}"
+            time.sleep(0.1)
+        term.wait_for("FLAG beehive on -> off (sheds")  # the deploy log pane (its line wraps)
+        log = run_cli("log", "--config", str(fleet_dir / "controlroom.toml")).stdout
+        assert "FLAG beehive on -> off (sheds load) 20/20" in log, log
+        for i in range(1, 21):
+            held = tomllib.loads((fleet_dir / "hosts" / f"web{i:03d}" / "flags.toml").read_text())
+            assert held["flags"]["beehive"]["enabled"] == "off"
+        term.press("q")
+        term.wait_for("Quit? The deploy keeps running")
+        term.press("a")  # abort it, then quit
+        term.wait_for("demo exited 0")
+    finally:
+        term.close()
+        stop_server(fleet_dir / "state")
