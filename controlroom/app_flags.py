@@ -98,16 +98,21 @@ class FlagActions:
         if name:
             await self.change_flag(name)
 
+    def _refused(self) -> None:
+        """Read-only: the intent is sent anyway, so the server's refusal says why."""
+        self.run_worker(self.send("flag_set"), group="refused", exit_on_error=False)
+
     def on_flags_pane_flip(self, message: FlagsPane.Flip) -> None:
         if not self.may_act:
-            self._say(self.read_only_why or "read-only: you may watch, not act", severity="warning")
-            return
-        if type(message) is FlagsPane.Flip:
+            self._refused()
+        elif type(message) is FlagsPane.Flip:
             self._once("flag", lambda: self.run_worker(self.change_flag(message.flag), group="flag",
                                                        exit_on_error=False))
 
     def on_flags_pane_percent(self, message: FlagsPane.Percent) -> None:
-        if self.may_act:
+        if not self.may_act:
+            self._refused()
+        else:
             self._once("flag", lambda: self.run_worker(self._percent_flow(message.flag), group="flag",
                                                        exit_on_error=False))
 

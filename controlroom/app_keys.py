@@ -67,4 +67,4 @@ def bindings(tabs: Iterable[str]) -> list[Binding]:
 
 # The intent each acting key sends: a read-only app sends it anyway when pressed, so the server's refusal says why.
 INTENT_OF = {"d": "deploy", "g": "proceed", "p": "pause", "R": "resume", "a": "abort", "b": "rollback",
-             "r": "retry", "s": "skip", "l": "lock", "u": "unlock", "m": "log_add"}
+             "r": "retry", "s": "skip", "l": "lock", "u": "unlock", "m": "log_add", "k": "flag_set"}

@@ -18,6 +18,7 @@ import pytest
 
 from controlroom import events as ev
 from tests.test_app_actions import SIZE, log_of, make_app, servers_stopped, start, until  # noqa: F401
+from widgets.dialogs import PromptDialog
 from widgets.flag_dialogs import FlagConfirmDialog, FlagHistoryScreen, KillSwitchPicker
 from widgets.flags import KILL_MARK, FlagsPane
 
@@ -204,3 +205,59 @@ def test_in_the_demo_during_a_deploy_a_kill_switch_takes_three_keys_and_the_conf
     finally:
         term.close()
         stop_server(fleet_dir / "state")
+
+
+async def test_percent_sets_a_flag_to_a_share_of_users_on_every_host(make_fleet):
+    fleet = make_fleet(4)
+    app = make_app(fleet)
+    async with app.run_test(size=SIZE) as pilot:
+        await start(pilot)
+        pane = await flags_shown(pilot)
+        pane.table.focus()
+        pane.table.move_cursor(row=[r["name"] for r in pane.rows].index("photo_page_v2"))
+        await pilot.pause()
+        await pilot.press("percent_sign")
+        await until(pilot, lambda: isinstance(app.screen, PromptDialog), "the percentage prompt")
+        await pilot.press("2", "5", "enter")
+        await until(pilot, lambda: isinstance(app.screen, FlagConfirmDialog), "the confirmation")
+        assert "Turn photo_page_v2 to 25% on 4 hosts (now 10%)" in app.screen.body
+        await pilot.press("enter")
+        await until(pilot, lambda: "4/4" in pane.line_of("photo_page_v2"), "photo_page_v2's receipt")
+        assert "25%" in pane.line_of("photo_page_v2")
+        for h in fleet.hosts:
+            assert flags_on(fleet, h.name)["photo_page_v2"] == {"enabled": "25%", "groups": ["staff"]}
+
+
+async def test_a_reason_with_markup_and_escapes_shows_as_plain_visible_text(make_fleet):
+    from controlroom.client import connect
+
+    fleet = make_fleet(2)
+    app = make_app(fleet)
+    async with app.run_test(size=SIZE) as pilot:
+        await start(pilot)
+        pane = await flags_shown(pilot)
+        c = await connect(app.cfg)  # a teammate's reason, typed anywhere
+        try:
+            await c.request("flag_set", flag="new_search", value="off", reason="[bold red]boom[/] \x1b[2J\x07")
+        finally:
+            await c.close()
+        await until(pilot, lambda: "2/2" in pane.line_of("new_search"), "the change in the pane (its event)")
+        line = pane.line_of("new_search")
+        assert "[bold red]boom[/]" in line and "^[[2J^G" in line and "\x1b" not in line, line
+
+
+async def test_a_read_only_app_offers_no_kill_switch_and_k_shows_the_servers_refusal(make_fleet):
+    from tests.test_app_watchers import notes
+
+    fleet = make_fleet(2)
+    app = make_app(fleet, read_only=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await start(pilot)
+        await flags_shown(pilot)
+        assert not app.check_action("kill_switch", ())
+        await pilot.press("k")
+        await until(pilot, lambda: any("refused" in n for n in notes(app)), "the server's refusal")
+        assert not isinstance(app.screen, KillSwitchPicker)
+        assert "attached read-only" in next(n for n in notes(app) if "refused" in n)
+        state = await app.fresh_flags()
+        assert state["version"] == 0  # nothing changed

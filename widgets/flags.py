@@ -16,7 +16,6 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
-from controlroom.flagcli import receipt_text
 from controlroom.text import clean
 
 KILL_MARK = "⚠"  # a kill switch, on a monochrome screen too
@@ -40,6 +39,20 @@ def when(at: float) -> str:
     lt = time.localtime(at)
     same_day = time.strftime("%Y-%m-%d", lt) == time.strftime("%Y-%m-%d")
     return time.strftime("%H:%M" if same_day else "%Y-%m-%d %H:%M", lt)
+
+
+def receipt_line(rc: dict | None) -> str:
+    """'150/150', '148/150 · web020 refused · web030 exit 1', or while a push runs '37/150 · 113 pushing'."""
+    if not rc:
+        return "never changed"
+    bad = [f for f in rc["failed"] if f[1] != "pending"]
+    pending = len(rc["failed"]) - len(bad)
+    text = f"{rc['confirmed']}/{rc['total']}" + (f" · {pending} pushing" if pending else "")
+    for host, cls, _why in bad[:5]:
+        text += f" · {host} {cls}"
+    if len(bad) > 5:
+        text += f" · {len(bad) - 5} more"
+    return clean(text, 200)
 
 
 def changed_text(row: dict) -> str:
@@ -138,7 +151,7 @@ class FlagsPane(Vertical):
         return (
             name,
             Text(value.upper() if value in ("on", "off") else value, style=value_style(value)),
-            Text(clean(receipt_text(r.get("receipt")), 200),
+            Text(receipt_line(r.get("receipt")),
                  style="yellow" if (r.get("receipt") or {}).get("failed") else ""),
             Text(kind_label(r["kind"]), style="bold red" if kill else "dim"),
             Text(changed_text(r)),
