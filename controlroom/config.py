@@ -127,8 +127,8 @@ _RELEASE = ["repo", "staged", "live_command"]
 _DEPLOY = ["steps", "health", "rollback", "step_timeout", "revision"]
 _FLAGS = ["file", "reload"]
 _FLAG = ["kind", "description", "default", "users", "groups"]
-_METRICS = ["source", "url", "interval", "series"]
-_SERIES = ["query", "max", "min"]
+_METRICS = ["source", "url", "interval", "window", "token_env", "series"]
+_SERIES = ["query", "unit", "max", "min", "split"]
 _NOTIFY = ["webhook"]
 _STATE = ["dir"]
 
@@ -483,8 +483,8 @@ def _flags(r: Reader, data: dict) -> FlagsSettings:
 def _metrics(r: Reader, data: dict) -> MetricsSettings:
     me = r.table(data.get("metrics", {}), "metrics", _METRICS)
     source = r.string(me, "metrics", "source")
-    if source is not None and source not in ("prometheus", "graphite", "json"):
-        r.bad("metrics.source", f'must be "prometheus", "graphite" or "json", got {source!r}')
+    if source is not None and source not in ("prometheus", "graphite"):
+        r.bad("metrics.source", f'must be "prometheus" or "graphite", got {source!r}')
     url = r.string(me, "metrics", "url")
     if url is not None and not re.match(r"^https?://", url):
         r.bad("metrics.url", f"must start with http:// or https://, got {url!r}")
@@ -501,10 +501,17 @@ def _metrics(r: Reader, data: dict) -> MetricsSettings:
                     query=r.string(sv, d, "query", "", required=True),
                     max=r.number(sv, d, "max"),
                     min=r.number(sv, d, "min"),
+                    unit=r.string(sv, d, "unit", ""),
+                    split=r.string(sv, d, "split"),
                 )
             )
+    token_env = r.string(me, "metrics", "token_env")
+    if token_env is not None and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", token_env):
+        r.bad("metrics.token_env", f"must name an environment variable (the token itself never goes in the file), "
+              f"got {token_env[:3]!r}...")
     return MetricsSettings(
-        source=source, url=url, interval=r.seconds(me, "metrics", "interval", 5.0), series=tuple(series)
+        source=source or "prometheus", url=url, interval=r.seconds(me, "metrics", "interval", 5.0),
+        window=r.seconds(me, "metrics", "window", 900.0), token_env=token_env, series=tuple(series),
     )
 
 

@@ -8,9 +8,10 @@ plain methods, called from the engine's own event loop.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from controlroom import events as ev
 from controlroom import hostside
@@ -50,7 +51,7 @@ class Rollout(HostWorkMixin, RecoveryMixin):
         user: str,
         confirm: str = "config",
         force_reason: str | None = None,
-        gate_check: Callable[[Phase], tuple[bool, str]] | None = None,
+        gate_check: Callable[[Phase], tuple[bool, str] | Awaitable[tuple[bool, str]]] | None = None,
     ) -> None:
         self.cfg = cfg
         self.pool = pool
@@ -423,7 +424,10 @@ class Rollout(HostWorkMixin, RecoveryMixin):
         reasons = []
         failed: tuple[str, ...] = ()  # the gates that did not hold (or could not be checked)
         if prev.gate:
-            ok, why = self.gate_check(prev) if self.gate_check else (False, "no metrics source to check the gate")
+            res = self.gate_check(prev) if self.gate_check else (False, "no metrics source to check the gate")
+            if inspect.isawaitable(res):  # gates.GateKeeper.check is a coroutine function (it asks the source)
+                res = await res
+            ok, why = res
             if not ok:
                 failed = prev.gate
                 reasons.append(f"gate {' and '.join(prev.gate)}: {why}")

@@ -20,6 +20,7 @@ from collections import deque
 from pathlib import Path
 
 from controlroom import events as ev
+from controlroom import gates
 from controlroom import protocol as pr
 from controlroom import serverviews as views
 from controlroom.board import Board
@@ -329,6 +330,7 @@ class Server(OpsMixin):
 
         r = Rollout(self.cfg, self.pool, self.journal, **kw)
         r.subscribe(self._output)
+        gates.install(r, self.cfg, self.journal)  # gates are checked against [metrics] during the bake
         return r
 
     def _output(self, e: ev.Event) -> None:

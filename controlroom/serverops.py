@@ -21,6 +21,7 @@ import sys
 import time
 
 from controlroom import events as ev
+from controlroom import gates
 from controlroom import protocol as pr
 from controlroom.errors import ControlroomError, JournalError, LockedError, UsageError
 from controlroom.identity import current_origin
@@ -157,8 +158,8 @@ class OpsMixin:
             await asyncio.sleep(0.02)  # the operation is an instant from saying who it is
 
     def _passes(self, e: ev.GateWaiting) -> bool:
-        return e.kind != ev.GATE_BAKE and (self.policy == "yes" or (self.policy == "auto"
-                                                                    and e.kind == ev.GATE_OPERATOR))
+        # only a wait for the operator: a gate that failed or could not be checked is never passed by --yes
+        return e.kind == ev.GATE_OPERATOR and self.policy in ("yes", "auto")
 
     def _apply_policy(self, r, policy: str) -> None:
         """Answer the engine's waits as the deploy was asked to (an operator, --auto or --yes), even with no
@@ -203,6 +204,7 @@ class OpsMixin:
         r = Rollout.load(self.cfg, self.pool, self.journal, user=user,
                          confirm="config" if policy == "operator" else "none")
         r.subscribe(self._output)
+        gates.install(r, self.cfg, self.journal)
         self._apply_policy(r, policy)
         return r
 
@@ -248,7 +250,7 @@ class OpsMixin:
                 for h in retried:
                     r.retry(h, user)
             gate = self.board.gate if r.status == ev.R_WAITING else None
-            if gate is not None and self._passes(gate):
+            if gate is not None and (self._passes(gate) or await gates.recheck(r, gate)):
                 r.proceed(user)
                 gate = None
             return {**self._reply(r), "retried": retried, "waiting": ev.to_wire(gate) if gate else None}

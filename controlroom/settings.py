@@ -79,6 +79,8 @@ class SeriesSpec:
     query: str
     max: float | None = None
     min: float | None = None
+    unit: str = ""
+    split: str | None = None  # a label: one line per value of it (e.g. the revision)
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,12 @@ class MetricsSettings:
     source: str | None = None
     url: str | None = None
     interval: float = 5.0
+    window: float = 900.0  # what a sparkline shows
+    token_env: str | None = None  # the environment variable holding the bearer token (never the token itself)
     series: tuple[SeriesSpec, ...] = ()
+
+    def spec(self, name: str) -> SeriesSpec | None:
+        return next((x for x in self.series if x.name == name), None)
 
 
 @dataclass(frozen=True)

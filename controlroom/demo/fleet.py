@@ -39,6 +39,7 @@ from pathlib import Path
 import asyncssh
 
 from controlroom.demo.fleetconfig import demo_phases, write_fleet_config, write_ssh_config
+from controlroom.demo.metrics_sim import SimMetrics
 from controlroom.demo.repo import make_demo_repo
 from controlroom.errors import UsageError
 
@@ -156,7 +157,7 @@ class Fleet:
     """Start with ``await fleet.start()`` (or ``start_in_thread()``); stop with ``stop()``."""
 
     def __init__(self, directory: str | os.PathLike[str], hosts: int = 150, faults: dict[str, Fault] | None = None,
-                 prefix: str = "web") -> None:
+                 prefix: str = "web", metrics: bool = False) -> None:
         self.dir = Path(directory).resolve()
         width = max(3, len(str(hosts)))
         self.hosts = [SimHost(f"{prefix}{i:0{width}d}", self.dir / "hosts" / f"{prefix}{i:0{width}d}")
@@ -175,6 +176,8 @@ class Fleet:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stopped = asyncio.Event()
+        # metrics: each host serves /metrics, the fleet answers its config's queries and gates its canary on them
+        self.metrics = SimMetrics([(h.name, h.root) for h in self.hosts]) if metrics else None
 
     # paths
     @property
@@ -238,6 +241,9 @@ class Fleet:
             pub = h.key.export_public_key().decode().strip()
             known_lines.append(f"[{h.name}]:{h.port},[127.0.0.1]:{h.port} {pub}")
         self.known_hosts.write_text("\n".join(known_lines) + "\n")
+        if self.metrics is not None:
+            await self.metrics.start()
+            self.metrics.write_prometheus_yml(self.dir / "prometheus.yml")
         self._write_ssh_config()
         self._write_config()
         (self.dir / "fleet.json").write_text(json.dumps({
@@ -250,7 +256,8 @@ class Fleet:
         write_ssh_config(self.dir, [(h.name, h.port, None) for h in self.hosts])
 
     def _write_config(self) -> None:
-        write_fleet_config(self.config_path, [(h.name, h.port, None) for h in self.hosts], self.prefix, self.width)
+        write_fleet_config(self.config_path, [(h.name, h.port, None) for h in self.hosts], self.prefix, self.width,
+                           metrics_url=self.metrics.url if self.metrics else None)
 
     async def _hang(self, h: SimHost, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # accept the TCP connection and never say a word
@@ -335,6 +342,8 @@ class Fleet:
 
     # ------------------------------------------------------------------------------------- stop
     async def stop(self) -> None:
+        if self.metrics is not None:
+            await self.metrics.stop()
         for srv in self._servers:
             srv.close()
         for c in list(self._conns):

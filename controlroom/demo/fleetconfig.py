@@ -17,16 +17,18 @@ def write_ssh_config(directory: Path, hosts: list[tuple[str, int, str | None]]) 
     (directory / "ssh_config").write_text("\n".join(lines))
 
 
-def write_fleet_config(path: Path, hosts: list[tuple[str, int, str | None]], prefix: str, width: int) -> None:
+def write_fleet_config(path: Path, hosts: list[tuple[str, int, str | None]], prefix: str, width: int,
+                       metrics_url: str | None = None) -> None:
     """The controlroom.toml that targets a fleet of (name, port, user) hosts on 127.0.0.1, named prefix001...
 
     One writer for the simulated fleet and the real-sshd test bed (tests/realsshd.py), so both run the same
     steps, health check, rollback and phases. A host's user, when given, overrides [inventory.ssh] user.
+    With metrics_url (the simulated fleet's own Prometheus API), the config has [metrics] and a gate on the canary.
     """
     n = len(hosts)
     first, last = hosts[0][0], hosts[-1][0]
     pattern = f"{prefix}[{1:0{width}d}:{n:0{width}d}]" if n > 1 else first
-    phases = demo_phases(n)
+    phases = demo_phases(n, gate=metrics_url is not None)
     # each host's port, given here rather than through ssh_config: asyncssh re-reads an ssh_config on every
     # connection, which for 150 Host blocks costs more CPU than the handshakes (bench/fanout.py)
     hosts_table = "[inventory.host]                   # where each simulated host listens\n" + "".join(
@@ -86,17 +88,24 @@ groups = ["staff"]
 [state]
 dir = "state"
 '''
+    if metrics_url:
+        from controlroom.demo.metrics_sim import metrics_config
+
+        text += metrics_config(metrics_url)
     path.write_text(text)
 
 
-def demo_phases(n: int) -> str:
-    """Three phases in the Flickr spirit: a canary of 2, 10% of the fleet, then the rest."""
+def demo_phases(n: int, gate: bool = False) -> str:
+    """Three phases in the Flickr spirit: a canary of 2, 10% of the fleet, then the rest. With gate, the canary
+    bakes 10 s and must hold errors_5xx under 5% before stage 1."""
+    gated = 'bake = "10s"\ngate = ["errors_5xx < 5"]         # checked every interval while it bakes\n' if gate else ""
     if n >= 4:
         return '''
 [[phase]]
 name = "canary"
 size = 2
 auto = false                       # wait for the operator after the canary
+''' + gated + '''
 
 [[phase]]
 name = "stage 1"

@@ -1,0 +1,213 @@
+"""Gates: what must hold between phases, checked against the metrics source.
+
+``errors_5xx < 5`` on a phase is checked every [metrics] interval while the phase bakes, and once more when the
+bake ends. Each gate's verdict is the worst of its checks: a check that failed fails it; otherwise one that could not
+be made (the source down, NaN, no data) leaves it unknown: the deploy waits for the operator, it never passes a gate
+silently and never aborts by itself. A split series (one line per revision) is judged by its worst line.
+
+Every check is journaled (a GateEvaluated row in the journal's events; not published to clients) and every verdict
+goes to the deploy log as a GATE line: "GATE canary: errors_5xx = 7.9 (max 5): FAILED".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import operator
+import re
+from dataclasses import dataclass
+
+from controlroom import events as ev
+from controlroom.metrics import MetricsError, make_source
+from controlroom.settings import MetricsSettings
+
+PASSED, FAILED, UNKNOWN = "passed", "failed", "unknown"
+_RANK = {PASSED: 0, UNKNOWN: 1, FAILED: 2}
+_GATE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|<|>|==|!=)\s*(-?\d+(?:\.\d+)?)\s*$")
+_OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq,
+        "!=": operator.ne}
+
+
+@dataclass(frozen=True)
+class GateEvaluated(ev.Event):
+    """One check of one gate (journaled only: the journal keeps every evaluation)."""
+
+    phase: int
+    name: str
+    gate: str
+    verdict: str
+    value: float | None
+    line: str  # the series' line judged (a revision for a split series), "" for a single line
+    why: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    gate: str  # the expression, as written
+    series: str
+    state: str  # PASSED, FAILED or UNKNOWN
+    value: float | None = None
+    line: str = ""
+    why: str = ""  # UNKNOWN: why it could not be checked
+
+    def text(self, phase: str) -> str:
+        """The deploy-log line: 'GATE canary: errors_5xx = 7.9 (max 5): FAILED'."""
+        m = _GATE.match(self.gate)
+        limit = _limit(m.group(2), m.group(3)) if m else self.gate
+        who = f"{self.series}{{{self.line}}}" if self.line else self.series
+        if self.state == UNKNOWN:
+            return f"GATE {phase}: {self.gate}: UNKNOWN ({self.why})"
+        return f"GATE {phase}: {who} = {self.value:.3g} ({limit}): {self.state.upper()}"
+
+
+def _limit(op: str, number: str) -> str:
+    if op in ("<", "<="):
+        return f"max {number}"
+    if op in (">", ">="):
+        return f"min {number}"
+    return f"{op} {number}"
+
+
+def parse(expr: str) -> tuple[str, str, float]:
+    m = _GATE.match(expr)
+    if not m:
+        raise ValueError(f"cannot read gate {expr!r}")
+    return m.group(1), m.group(2), float(m.group(3))
+
+
+def judge(expr: str, lines: dict[str, float]) -> Verdict:
+    """The verdict of one gate on the current values of its series (line -> value)."""
+    series, op, limit = parse(expr)
+    if not lines:
+        return Verdict(expr, series, UNKNOWN, why="no data")
+    worst: tuple[str, float] | None = None
+    for line, value in lines.items():
+        if math.isnan(value):
+            return Verdict(expr, series, UNKNOWN, line=line, why=f"{series} is NaN")
+        if not _OPS[op](value, limit):
+            return Verdict(expr, series, FAILED, value, line)
+        # the line nearest the limit stands for the series when every line holds
+        if worst is None or abs(limit - value) < abs(limit - worst[1]):
+            worst = (line, value)
+    assert worst is not None
+    return Verdict(expr, series, PASSED, worst[1], worst[0])
+
+
+async def evaluate(settings: MetricsSettings, exprs: tuple[str, ...], **source_kw) -> list[Verdict]:
+    """Check each gate once against the source; a source that cannot answer leaves its gates UNKNOWN."""
+    out: list[Verdict] = []
+    try:
+        source = make_source(settings, **source_kw)
+    except MetricsError as e:
+        return [Verdict(x, parse(x)[0], UNKNOWN, why=str(e)) for x in exprs]
+    async with source:
+        for expr in exprs:
+            name = parse(expr)[0]
+            spec = settings.spec(name)
+            if spec is None:
+                out.append(Verdict(expr, name, UNKNOWN, why=f"no series {name!r} in [metrics.series]"))
+                continue
+            try:
+                out.append(judge(expr, await source.current(spec)))
+            except MetricsError as e:
+                out.append(Verdict(expr, name, UNKNOWN, why=str(e)))
+    return out
+
+
+def worst(verdicts: list[Verdict]) -> Verdict:
+    """The worst of a gate's checks (the latest among equals: its value is the freshest)."""
+    best = verdicts[0]
+    for v in verdicts[1:]:
+        if _RANK[v.state] >= _RANK[best.state]:
+            best = v
+    return best
+
+
+class GateKeeper:
+    """The engine's gate_check: checks a phase's gates every interval during its bake and once at its end."""
+
+    def __init__(self, metrics: MetricsSettings, journal, **source_kw) -> None:
+        self.metrics = metrics
+        self.journal = journal
+        self.source_kw = source_kw
+        self.rollout = None
+        self._checks: dict[int, list[Verdict]] = {}  # phase index -> this bake's checks
+        self._task: asyncio.Task | None = None
+
+    def attach(self, rollout) -> None:
+        self.rollout = rollout
+        rollout.gate_check = self.check
+        rollout.subscribe(self._on_event)
+
+    def _on_event(self, e: ev.Event) -> None:
+        if isinstance(e, ev.GateWaiting) and e.kind == ev.GATE_BAKE:
+            i = e.phase - 1
+            if 0 <= i < len(self.rollout.phases) and self.rollout.phases[i].gate:
+                self._stop_bake()
+                self._checks[i] = []
+                self._task = asyncio.get_running_loop().create_task(self._bake(i))
+        elif isinstance(e, ev.RolloutFinished):
+            self._stop_bake()
+
+    def _stop_bake(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def _bake(self, i: int) -> None:
+        while True:
+            await self._round(i)
+            await asyncio.sleep(self.metrics.interval)
+
+    async def _round(self, i: int) -> list[Verdict]:
+        phase = self.rollout.phases[i]
+        verdicts = await evaluate(self.metrics, phase.gate, **self.source_kw)
+        for v in verdicts:
+            _journal_quietly(self.journal, self.rollout.id, i, phase.name, v)
+        self._checks.setdefault(i, []).extend(verdicts)
+        return verdicts
+
+    async def check(self, phase) -> tuple[bool, str]:
+        """The phase's gates: (True, lines) when every check held, else (False, the lines of what did not)."""
+        i = self.rollout.phases.index(phase)
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._round(i)
+        checks = self._checks.pop(i, [])
+        verdicts = [worst([v for v in checks if v.gate == g]) for g in phase.gate]
+        lines = [v.text(phase.name) for v in verdicts]
+        for line in lines:
+            self.rollout._log("GATE", line)
+        bad = [line for v, line in zip(verdicts, lines, strict=True) if v.state != PASSED]
+        return (not bad), "; ".join(bad or lines)
+
+
+def _journal_quietly(journal, rollout_id: int, i: int, name: str, v: Verdict) -> None:
+    """Into the journal's events, unpublished: clients need the verdict (the deploy log), not every check."""
+    e = GateEvaluated(rollout_id, phase=i, name=name, gate=v.gate, verdict=v.state,
+                      value=None if v.value is None or math.isnan(v.value) else v.value, line=v.line, why=v.why)
+    with journal._tx():
+        journal._apply(e)
+
+
+def install(rollout, cfg, journal) -> GateKeeper | None:
+    """Give the engine its gate check when any phase has a gate."""
+    if not any(p.gate for p in rollout.phases):
+        return None
+    keeper = GateKeeper(cfg.metrics, journal)
+    keeper.attach(rollout)
+    return keeper
+
+
+async def recheck(rollout, waiting: ev.GateWaiting) -> bool:
+    """Check again the gates a deploy waits at (a resume does this): True when they hold now."""
+    if waiting.kind != ev.GATE_FAILED or rollout.gate_check is None or not 0 < waiting.phase <= len(rollout.phases):
+        return False
+    res = rollout.gate_check(rollout.phases[waiting.phase - 1])
+    if asyncio.iscoroutine(res):
+        res = await res
+    return bool(res[0])
