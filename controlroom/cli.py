@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     from controlroom.flagcli import add_parsers as add_flag_parsers
 
     add_flag_parsers(sub, common)
+    from controlroom.metricscli import add_parsers as add_metrics_parsers
+
+    add_metrics_parsers(sub, common)
 
     d = sub.add_parser("demo", help="start a simulated fleet and open the control room on it")
     d.add_argument("--hosts", type=int, default=150, metavar="N")
@@ -93,6 +96,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from controlroom import flagcli
 
         return getattr(flagcli, f"cmd_{cmd}")(_load(args), args)
+    if cmd == "metrics":
+        from controlroom import metricscli
+
+        return metricscli.cmd_metrics(_load(args), args)
     if cmd in ("serve", "server"):
         from controlroom import servercli
 

@@ -296,3 +296,33 @@ def test_a_canary_whose_errors_exceed_the_gate_halts_with_the_value(metrics_flee
     assert re.search(r"GATE canary: errors_5xx\{r2307\} = [\d.]+ \(max 5\): FAILED", res.stdout), res.stdout
     now = {h.name: revision_of(fleet, h.name) for h in fleet.hosts}
     assert [h for h, rev in now.items() if rev == NEW] == ["web001", "web002"]
+
+
+# ----------------------------------------------------------------------------------------------- the CLI
+
+
+def test_controlroom_metrics_prints_every_series_with_a_sparkline_value_threshold_and_status(metrics_fleet):
+    home = metrics_fleet.dir / "hosts"
+    (home / "web001" / "REVISION").write_text(f"{BAD_REVISION}\n")
+    deadline = time.monotonic() + 30
+    while True:
+        res = run_cli("metrics", cwd=metrics_fleet.dir)
+        assert res.returncode == 0, res.stdout + res.stderr
+        rows = {line.split()[0]: line for line in res.stdout.splitlines()}
+        if "errors_5xx{r2307}" in rows and "BREACH" in rows["errors_5xx{r2307}"]:
+            break
+        assert time.monotonic() < deadline, res.stdout
+        time.sleep(0.5)
+    assert re.search(r"^errors_5xx\{r2307\}\s+[▁▂▃▄▅▆▇█ ]+\s+[\d.]+%\s+max 5\s+BREACH$", rows["errors_5xx{r2307}"])
+    assert re.search(r"\s[\d.]+%\s+max 5\s+ok$", rows["errors_5xx{r2306}"])
+    assert re.search(r"[▁▂▃▄▅▆▇█]+\s+[\d.]+ms\s+max 400\s+ok$", rows["latency_ms"])
+
+
+def test_controlroom_metrics_with_the_source_down_says_unknown_and_why(metrics_fleet):
+    text = metrics_fleet.config_path.read_text()
+    metrics_fleet.config_path.write_text(re.sub(r'url = "http://127\.0\.0\.1:\d+"',
+                                                f'url = "http://127.0.0.1:{closed_port()}"', text))
+    res = run_cli("metrics", cwd=metrics_fleet.dir)
+    assert res.returncode == 0, res.stderr
+    assert all(line.endswith("unknown: connection refused, 3rd try") for line in res.stdout.splitlines())
+    assert len(res.stdout.splitlines()) == 2
