@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     from controlroom.flagcli import add_parsers as add_flag_parsers
 
     add_flag_parsers(sub, common)
+    from controlroom.diffcli import add_parsers as add_diff_parsers
+
+    add_diff_parsers(sub, common)
     from controlroom.metricscli import add_parsers as add_metrics_parsers
 
     add_metrics_parsers(sub, common)
@@ -100,6 +103,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from controlroom import metricscli
 
         return metricscli.cmd_metrics(_load(args), args)
+    if cmd in ("diff", "stage"):
+        from controlroom import diffcli
+
+        return getattr(diffcli, f"cmd_{cmd}")(_load(args), args)
     if cmd in ("serve", "server"):
         from controlroom import servercli
 

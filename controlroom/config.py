@@ -123,13 +123,13 @@ _SSH = [
     "agent_forwarding",
 ]
 _PHASE = ["name", "size", "hosts", "parallel", "max_failed", "bake", "gate", "auto"]
-_RELEASE = ["repo", "staged", "live_command"]
+_RELEASE = ["repo", "staged", "live_command", "stage", "stage_host"]
 _DEPLOY = ["steps", "health", "rollback", "step_timeout", "revision"]
 _FLAGS = ["file", "reload"]
 _FLAG = ["kind", "description", "default", "users", "groups"]
 _METRICS = ["source", "url", "interval", "window", "token_env", "series"]
 _SERIES = ["query", "unit", "max", "min", "split"]
-_NOTIFY = ["webhook"]
+_NOTIFY = ["webhook", "webhook_env", "irker", "command"]
 _STATE = ["dir"]
 
 _GATE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|<|>|==|!=)\s*(-?\d+(\.\d+)?)\s*$")
@@ -203,12 +203,20 @@ def _build(p: Path, text: str, data: dict, *, require_known_hosts: bool) -> Conf
         metrics = _metrics(r, data)
         if r.count() == before:  # gates can name only series that were read
             _gates(r, specs, metrics)
-    webhook = None
+    notify = NotifySettings()
     with r.section():
         no = r.table(data.get("notify", {}), "notify", _NOTIFY)
         webhook = r.string(no, "notify", "webhook")
         if webhook is not None and not re.match(r"^https?://", webhook):
             r.bad("notify.webhook", "must start with http:// or https:// (value not shown: it is a secret)")
+        webhook_env = r.string(no, "notify", "webhook_env")
+        if webhook_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", webhook_env):
+            r.bad("notify.webhook_env", f"must be an environment variable's name, got {webhook_env!r}")
+        irker = r.string(no, "notify", "irker")
+        if irker is not None and not re.fullmatch(r"ircs?://[A-Za-z0-9.\-\[\]:]+(:\d+)?/[^\s]+", irker):
+            r.bad("notify.irker", f"must look like irc://host/#channel, got {irker!r}")
+        command = r.string(no, "notify", "command")
+        notify = NotifySettings(webhook=webhook, webhook_env=webhook_env, irker=irker, command=command)
     state = StateSettings(dir=default_state_dir())
     with r.section():
         st = r.table(data.get("state", {}), "state", _STATE)
@@ -231,7 +239,7 @@ def _build(p: Path, text: str, data: dict, *, require_known_hosts: bool) -> Conf
         deploy=deploy,
         flags=flags,
         metrics=metrics,
-        notify=NotifySettings(webhook=webhook),
+        notify=notify,
         state=state,
         access=access,
     )
@@ -396,7 +404,14 @@ def _release(r: Reader, data: dict, base: Path) -> ReleaseSettings:
         r.bad("release.live_command", "must not be empty: it is how a host says which revision it runs")
     # the engine runs live_command as written: it is not a template, so {revision} there would stay as text
     r.template("release.live_command", live, ())
-    return ReleaseSettings(repo=r.resolve(base, repo) if repo else None, staged=staged, live_command=live)
+    stage = r.string(rel, "release", "stage")
+    if stage is not None:
+        if not stage.strip():
+            r.bad("release.stage", "must not be empty: leave it out when there is nothing to stage")
+        r.template("release.stage", stage, ("revision",))
+    stage_host = r.string(rel, "release", "stage_host")
+    return ReleaseSettings(repo=r.resolve(base, repo) if repo else None, staged=staged, live_command=live,
+                           stage=stage, stage_host=stage_host)
 
 
 def _deploy(r: Reader, data: dict) -> DeploySettings:

@@ -59,10 +59,20 @@ CREATE TABLE IF NOT EXISTS flag_receipts (
     host TEXT PRIMARY KEY, version INTEGER, sha256 TEXT, status TEXT, class TEXT, reason TEXT, at REAL);
 """
 
+# Version 4: the commit a deploy pinned at its start; each stage run (who, which revision and commit, how it ended);
+# how far each chat channel has sent the deploy log (its last sent log id), so nothing is sent twice or lost.
+SCHEMA_V4 = """
+ALTER TABLE rollouts ADD COLUMN commit_hash TEXT;
+CREATE TABLE IF NOT EXISTS stages (
+    id INTEGER PRIMARY KEY, at REAL, user TEXT, revision TEXT, commit_hash TEXT, ok INTEGER, seconds REAL,
+    reason TEXT);
+CREATE TABLE IF NOT EXISTS notify_sent (channel TEXT PRIMARY KEY, log_id INTEGER, at REAL);
+"""
+
 # A migration is SQL (statements separated by ';', none containing one) or a function of the connection; it runs
 # inside the open transaction and must not COMMIT.
 Migration = str | Callable[[sqlite3.Connection], None]
-MIGRATIONS: Sequence[Migration] = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3)
+MIGRATIONS: Sequence[Migration] = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4)
 VERSION = len(MIGRATIONS)
 
 # How long a statement waits for a lock another connection holds, in seconds.

@@ -82,6 +82,7 @@ class Server(OpsMixin):
         self.journal: Journal | None = None
         self.pool = None
         self.flags = None  # flagpush.FlagService: flag changes, receipts, stragglers (never behind the fleet lock)
+        self.notifier = None  # notify.Notifier: the deploy log to chat, from the journal (a deploy never waits)
         self.started = time.time()
         self._last_busy = time.monotonic()
         self._stop = asyncio.Event()
@@ -117,6 +118,10 @@ class Server(OpsMixin):
 
         self.flags = FlagService(self.cfg, self.pool, self.journal)
         self.flags.start()
+        from controlroom.notify import Notifier, channels_of
+
+        self.notifier = Notifier(self.journal.path, channels_of(self.cfg.notify))  # chat: tails the deploy log
+        self.notifier.start()
         if os.environ.get("SSH_AUTH_SOCK") and not self.cfg.ssh.identity_files:
             self.warning = ("warning: the server's only key source is the ssh-agent of this session "
                             f"({os.environ['SSH_AUTH_SOCK']}); when that session ends, new connections fail")
@@ -159,6 +164,8 @@ class Server(OpsMixin):
             c.writer.close()
         if self.flags is not None:
             await self.flags.close()
+        if self.notifier is not None:
+            await self.notifier.close()
         if self.pool is not None:
             await self.pool.close()
         if self.journal is not None:
@@ -405,7 +412,7 @@ class Server(OpsMixin):
 
 READS = ("status", "output", "journal", "revisions", "rollback_plan", "flags", "flag_history", "flags_verify")
 INTENTS = ("deploy", "resume", "rollback", "pause", "unpause", "abort", "interrupt", "proceed", "retry", "skip",
-           "lock", "unlock", "log_add", "stop", "flag_set", "flag_dismiss", "park")
+           "lock", "unlock", "log_add", "stop", "flag_set", "flag_dismiss", "park", "stage")
 
 
 def rotate_log(state: Path) -> Path:

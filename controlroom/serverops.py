@@ -216,7 +216,7 @@ class OpsMixin:
 
     # ------------------------------------------------------------------------------------------ intents
     async def _op_deploy(self, c, msg: dict) -> dict:
-        from controlroom import release
+        from controlroom import release, stage
 
         policy = self._policy_of(msg)
         confirm = str(msg.get("confirm") or "config")
@@ -227,13 +227,50 @@ class OpsMixin:
             release.validate_revision(str(revision))
         else:
             revision = await asyncio.to_thread(release.staged_revision, self.cfg)
+        # resolved once, here: an unknown revision is refused before any host is touched, and a tag moved during
+        # the deploy changes nothing
+        commit = await asyncio.to_thread(release.pin, self.cfg, str(revision))
         force = str(msg.get("force_reason") or "").strip() or None
+        stage.require_staged(self.cfg, self.journal, str(revision), commit, c.peer.user, force)
         await self._claim(force=bool(force))
         r = self._engine(revision=str(revision), user=c.peer.user,
                          confirm=confirm if policy == "operator" else "none", force_reason=force)
         self._apply_policy(r, policy)
         self.rollout = r
-        return await self._started(r, self._run("deploy", r.run(), r, c.peer))
+        reply = await self._started(r, self._run("deploy", r.run(), r, c.peer))
+        if commit and r.id:
+            self.journal.db.execute("UPDATE rollouts SET commit_hash = ? WHERE id = ?", (commit, r.id))
+        return reply
+
+    _staging = False
+
+    async def _op_stage(self, c, msg: dict) -> dict:
+        """Run [release] stage for a revision (default: the staged one), its output streamed to the asker as
+        ``{"op": "stage_output", "line": ...}`` before the reply. One stage at a time; beside any deploy."""
+        from controlroom import release, stage
+
+        if msg.get("config") and not self.busy and not self._staging:
+            self.use_config(str(msg["config"]))
+        revision = msg.get("revision")
+        if revision is not None:
+            release.validate_revision(str(revision))
+        else:
+            revision = await asyncio.to_thread(release.staged_revision, self.cfg)
+        commit = await asyncio.to_thread(release.pin, self.cfg, str(revision))
+        stage.command_for(self.cfg, str(revision))  # one is configured
+        if self._staging:
+            raise LockedError("a stage already runs in the server; wait for it to end")
+        self._staging = True
+        try:
+            res = await stage.run_stage(self.cfg, self.journal, str(revision), commit, c.peer.user,
+                                        lambda line: c.put({"op": "stage_output", "line": line}), pool=self.pool)
+        finally:
+            self._staging = False
+        deadline = time.monotonic() + 5  # the output goes out before the reply (which is written directly)
+        while not c.queue.empty() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        return {"revision": res.revision, "commit": res.commit, "staged": res.ok, "seconds": res.seconds,
+                "reason": res.reason}
 
     async def _op_resume(self, c, msg: dict) -> dict:
         policy = self._policy_of(msg)

@@ -36,6 +36,8 @@ class ReleaseSettings:
     repo: Path | None = None
     staged: str = "HEAD"
     live_command: str = "cat REVISION"
+    stage: str | None = None  # run on the bastion (or stage_host over SSH) to stage {revision}
+    stage_host: str | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,17 @@ class MetricsSettings:
 @dataclass(frozen=True)
 class NotifySettings:
     webhook: str | None = field(default=None, repr=False)  # a secret: never printed
+    webhook_env: str | None = None  # the name of the environment variable holding the webhook URL
+    irker: str | None = None  # irc://host[:port]/#channel, sent through irkerd (JSON over TCP, port 6659)
+    command: str | None = None  # a local command, each message on its stdin
+
+    def webhook_url(self) -> str | None:
+        """The webhook URL: [notify] webhook, else the variable webhook_env names (None when unset)."""
+        import os
+
+        if self.webhook:
+            return self.webhook
+        return os.environ.get(self.webhook_env) or None if self.webhook_env else None
 
 
 @dataclass(frozen=True)

@@ -298,7 +298,8 @@ def test_eight_processes_opening_a_fresh_state_dir_at_once_all_succeed_with_one_
         assert j.db.execute("PRAGMA user_version").fetchone()[0] == schema.VERSION
         assert j.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         tables = [r[0] for r in j.db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
-        assert tables == ["events", "flag_changes", "flag_receipts", "host_runs", "hosts", "lock", "log", "rollouts"]
+        assert tables == ["events", "flag_changes", "flag_receipts", "host_runs", "hosts", "lock", "log",
+                          "notify_sent", "rollouts", "stages"]
         j.close()
 
 
@@ -352,9 +353,9 @@ def test_a_journal_from_before_versions_is_migrated_and_keeps_its_history(site):
     make_v1_journal(site / "state")
     assert log_texts(cr(site, "log")) == ["NOTE from the old days"]  # `log` opens it for writing: migrated
     j = Journal.open(site / "state")
-    assert j.db.execute("PRAGMA user_version").fetchone()[0] == schema.VERSION == 3
+    assert j.db.execute("PRAGMA user_version").fetchone()[0] == schema.VERSION == 4
     columns = [r[1] for r in j.db.execute("PRAGMA table_info(rollouts)")]
-    assert columns[-1] == "uuid"
+    assert columns[-2:] == ["uuid", "commit_hash"]
     assert j.db.execute("SELECT revision, uuid FROM rollouts").fetchall() == [("r2", None)]
     assert [e.text for e in j.log()] == ["from the old days"]
     j.close()

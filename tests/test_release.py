@@ -120,3 +120,49 @@ def test_a_config_revision_or_staged_ref_shaped_like_an_option_is_refused_with_f
         f"controlroom: {path}:9: deploy.revision: revision 'r1..r2' must not contain '..' (a tag, branch or "
         "commit name like r2307)",
     ]
+
+
+# --------------------------------------------------------------------------------------------- resolved in the repo
+
+
+def test_a_tag_branch_or_hash_is_pinned_to_its_commit(tmp_path, repo):
+    cfg = load_with_repo(tmp_path, repo)
+    head = git(repo, "rev-parse", "r2307")
+    assert release.pin(cfg, "r2307") == head
+    assert release.pin(cfg, "staging") == head
+    assert release.pin(cfg, head[:10]) == head
+
+
+def test_an_unknown_revision_is_a_usage_error_naming_the_nearest_tags(tmp_path, repo):
+    cfg = load_with_repo(tmp_path, repo)
+    with pytest.raises(UsageError) as e:
+        release.pin(cfg, "r2370")
+    assert e.value.exit_code == 2
+    assert "unknown revision 'r2370'" in str(e.value) and "nearest tags: r2307, r2306" in str(e.value)
+
+
+def test_a_deploy_of_an_unknown_revision_exits_2_and_touches_no_host(fleet):
+    from tests.test_deploy_cli import cr, revisions
+
+    before = revisions(fleet)
+    res = cr(fleet, "deploy", "--revision", "nosuch", "--yes")
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "unknown revision 'nosuch'" in res.stderr and "nearest tags:" in res.stderr
+    assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
+    assert revisions(fleet) == before
+    assert not list(fleet.dir.glob("hosts/*/.controlroom-lease"))
+    assert "DEPLOY START" not in cr(fleet, "log").stdout
+
+
+def test_a_deploy_pins_the_commit_so_a_tag_moved_afterwards_changes_nothing(fleet):
+    import sqlite3
+
+    from tests.test_deploy_cli import cr
+
+    repo = fleet.dir / "repo"
+    pinned = git(repo, "rev-parse", "r2307")
+    res = cr(fleet, "deploy", "--yes")
+    assert res.returncode == 0, res.stdout + res.stderr
+    git(repo, "tag", "-f", "r2307", "r2308")  # moved after the deploy began
+    db = sqlite3.connect(fleet.dir / "state" / "journal.db")
+    assert db.execute("SELECT revision, commit_hash FROM rollouts").fetchall() == [("r2307", pinned)]

@@ -1,4 +1,4 @@
-"""The demo's git repository: a live revision r2306 and a staged one, r2307, on the staging branch."""
+"""The demo's git repository: a live revision r2306, a staged one, r2307, on the staging branch, and r2308 after it."""
 
 from __future__ import annotations
 
@@ -40,3 +40,11 @@ def make_demo_repo(path: Path, live: str = "r2306", staged: str = "r2307") -> No
         if rev == live:
             git("branch", "production")
     git("branch", "staging")
+    # one revision past the staged one, off to the side (the staging branch stays on r2307): the tests that
+    # deploy another revision name it
+    git("checkout", "-q", "-b", "next")
+    (path / "NEXT").write_text("r2308\n")
+    git("add", "-A")
+    git("commit", "-q", "-m", "r2308: next release")
+    git("tag", "r2308")
+    git("checkout", "-q", "main")

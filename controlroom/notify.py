@@ -1,0 +1,295 @@
+"""Chat announcements: the deploy log, as it is written by every client, sent to a webhook, an irkerd, a command.
+
+The notifier runs in the control-room server and tails the journal's ``log`` table, so what any client wrote
+(and what was written while no server ran, or before a crash) is announced, each entry once: every channel
+remembers the id of the last entry it sent (``notify_sent``), written right after the message went out.
+
+A channel sends at most one message a second; entries that arrive meanwhile go out together, in order, as one
+message. A webhook answering 429 is waited for as long as its ``Retry-After`` says (bounded); a 5xx, a timeout or
+a refused connection is retried with backoff, and given up after ``attempts`` tries, which the server log says.
+Nothing here is awaited by a deploy: the deploy writes the journal, the notifier reads it. The webhook URL is a
+secret: it is never printed, and is cut out of any error text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sqlite3
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from controlroom import schema
+from controlroom.settings import NotifySettings
+from controlroom.text import clean
+
+INTERVAL = 1.0  # at most one message a second per channel
+ATTEMPTS = 5  # tries of one message before it is given up
+BACKOFF = 1.0  # seconds before the second try; doubled each time
+MAX_RETRY_AFTER = 120.0  # a 429's Retry-After is honoured up to this
+TIMEOUT = 10.0  # one send
+POLL = 0.25  # how often the journal is read for new entries
+GATHER = 0.2  # after the first new entry, how long to wait for the rest of its burst
+BATCH = 100  # entries in one message at most
+IRKER_PORT = 6659
+
+
+class SendFailed(Exception):
+    """One try failed; the message says why (never the webhook URL). ``final``: trying again cannot help."""
+
+    def __init__(self, why: str, *, final: bool = False, retry_after: float | None = None) -> None:
+        super().__init__(why)
+        self.final = final
+        self.retry_after = retry_after
+
+
+# --------------------------------------------------------------------------------------------- channels
+
+
+class Webhook:
+    """Slack-compatible incoming webhook: POST {"text": ...} (Mattermost, Rocket.Chat, Discord's /slack take it)."""
+
+    name = "webhook"
+
+    def __init__(self, url: str, timeout: float = TIMEOUT) -> None:
+        self._url = url
+        self.timeout = timeout
+        self._client = None
+
+    def __repr__(self) -> str:
+        return "Webhook(<secret>)"
+
+    def _scrub(self, text: str) -> str:
+        parts = urlsplit(self._url)
+        for secret in (self._url, parts.path, parts.query):
+            if secret and len(secret) > 1:
+                text = text.replace(secret, "<webhook>")
+        return clean(text, 200)
+
+    async def send(self, text: str) -> None:
+        import httpx
+
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=self.timeout, follow_redirects=False)
+        try:
+            resp = await self._client.post(self._url, json={"text": text})
+        except httpx.TimeoutException:
+            raise SendFailed(f"no answer in {self.timeout:g} s") from None
+        except httpx.HTTPError as e:
+            raise SendFailed(self._scrub(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)) from None
+        if resp.status_code < 300:
+            return
+        if resp.status_code == 429:
+            raise SendFailed("HTTP 429 (rate limited)", retry_after=_retry_after(resp.headers.get("retry-after")))
+        raise SendFailed(f"HTTP {resp.status_code}", final=400 <= resp.status_code < 500)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
+def _retry_after(value: str | None) -> float:
+    try:
+        return min(max(float(value or 1), 0.0), MAX_RETRY_AFTER)
+    except ValueError:
+        return 1.0  # an HTTP date or junk: a second, then we see
+
+
+class Irker:
+    """An irkerd: one JSON object a line, {"to": "irc://host/#channel", "privmsg": line}, over TCP.
+
+    The irkerd is reached at the URL's host, on the URL's port or 6659; "to" is the URL as configured.
+    """
+
+    name = "irker"
+
+    def __init__(self, url: str, timeout: float = TIMEOUT) -> None:
+        parts = urlsplit(url)
+        self.to = url
+        self.host = parts.hostname or "localhost"
+        self.port = parts.port or IRKER_PORT
+        self.timeout = timeout
+
+    async def send(self, text: str) -> None:
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), self.timeout)
+        except (TimeoutError, asyncio.TimeoutError):
+            raise SendFailed(f"irkerd at {self.host}:{self.port}: no answer in {self.timeout:g} s") from None
+        except OSError as e:
+            raise SendFailed(f"irkerd at {self.host}:{self.port}: {e.strerror or e}") from None
+        try:
+            for line in text.splitlines():
+                writer.write((json.dumps({"to": self.to, "privmsg": line}) + "\n").encode())
+            await asyncio.wait_for(writer.drain(), self.timeout)
+        except (OSError, TimeoutError, asyncio.TimeoutError) as e:
+            raise SendFailed(f"irkerd at {self.host}:{self.port}: {getattr(e, 'strerror', None) or 'write failed'}") from None
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def close(self) -> None:
+        pass
+
+
+class Command:
+    """A local command, run by the shell with the message on its stdin; exit 0 means sent."""
+
+    name = "command"
+
+    def __init__(self, command: str, timeout: float = 30.0) -> None:
+        self.command = command
+        self.timeout = timeout
+
+    async def send(self, text: str) -> None:
+        try:
+            proc = await asyncio.create_subprocess_shell(
+                self.command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE)
+        except OSError as e:
+            raise SendFailed(f"cannot run the command: {e.strerror or e}") from None
+        try:
+            _, err = await asyncio.wait_for(proc.communicate((text + "\n").encode()), self.timeout)
+        except (TimeoutError, asyncio.TimeoutError):
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+            raise SendFailed(f"the command did not finish in {self.timeout:g} s") from None
+        if proc.returncode != 0:
+            last = err.decode(errors="replace").strip().splitlines()[-1:] or [""]
+            raise SendFailed(f"the command exited {proc.returncode}" + (f": {clean(last[0], 160)}" if last[0] else ""))
+
+    async def close(self) -> None:
+        pass
+
+
+def channels_of(settings: NotifySettings) -> list:
+    """The channels [notify] configures (a webhook_env whose variable is unset configures none)."""
+    out: list = []
+    url = settings.webhook_url()
+    if url:
+        out.append(Webhook(url))
+    if settings.irker:
+        out.append(Irker(settings.irker))
+    if settings.command:
+        out.append(Command(settings.command))
+    return out
+
+
+# --------------------------------------------------------------------------------------------- the notifier
+
+
+def line_of(user: str, kind: str, text: str, revision: str | None) -> str:
+    """One announcement line: who, what, the rest (clean: one line of harmless text)."""
+    rev = f" {revision}" if revision and revision not in (text or "") else ""
+    return clean(f"[{user}] {kind}{rev}" + (f" {text}" if text else ""), 400)
+
+
+def _stderr(msg: str) -> None:
+    print(f"controlroom server: {msg}", file=sys.stderr, flush=True)
+
+
+class Notifier:
+    """Tails the deploy log of the journal at ``path`` and sends it to every channel. ``await run()`` until
+    cancelled; ``close()`` stops it. Failures go to ``say`` (the server log), one line each."""
+
+    def __init__(self, path: Path, channels: list, *, say: Callable[[str], None] = _stderr,
+                 interval: float = INTERVAL, attempts: int = ATTEMPTS, backoff: float = BACKOFF,
+                 poll: float = POLL, gather: float = GATHER) -> None:
+        self.path = Path(path)
+        self.channels = channels
+        self.say = say
+        self.interval, self.attempts, self.backoff, self.poll, self.gather = interval, attempts, backoff, poll, gather
+        self._db: sqlite3.Connection | None = None
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        if self.channels and self._task is None:
+            self._task = asyncio.ensure_future(self.run())
+
+    async def run(self) -> None:
+        self._db = schema.connect(self.path)
+        try:
+            await asyncio.gather(*(self._tail(ch) for ch in self.channels))
+        finally:
+            self._db.close()
+            self._db = None
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+            self._task = None
+        for ch in self.channels:
+            with contextlib.suppress(Exception):
+                await ch.close()
+
+    # ------------------------------------------------------------------------------------------ journal
+    def _last(self, channel: str) -> int:
+        assert self._db is not None
+        row = self._db.execute("SELECT log_id FROM notify_sent WHERE channel = ?", (channel,)).fetchone()
+        if row is not None:
+            return int(row[0])
+        # a channel new to this journal starts at the present: the history before it is not announced
+        last = int(self._db.execute("SELECT coalesce(max(id), 0) FROM log").fetchone()[0])
+        self._sent(channel, last)
+        return last
+
+    def _sent(self, channel: str, log_id: int) -> None:
+        assert self._db is not None
+        self._db.execute("INSERT INTO notify_sent (channel, log_id, at) VALUES (?, ?, ?) ON CONFLICT (channel) "
+                         "DO UPDATE SET log_id = excluded.log_id, at = excluded.at", (channel, log_id, time.time()))
+
+    def _after(self, log_id: int) -> list[tuple]:
+        assert self._db is not None
+        return self._db.execute("SELECT id, user, kind, text, revision FROM log WHERE id > ? ORDER BY id LIMIT ?",
+                                (log_id, BATCH)).fetchall()
+
+    # ------------------------------------------------------------------------------------------ sending
+    async def _tail(self, ch) -> None:
+        last = self._last(ch.name)
+        next_at = 0.0
+        while True:
+            try:
+                rows = self._after(last)
+            except sqlite3.Error as e:
+                self.say(f"notify {ch.name}: cannot read the journal: {clean(str(e), 200)}")
+                await asyncio.sleep(max(self.poll, 1.0))
+                continue
+            if not rows:
+                await asyncio.sleep(self.poll)
+                continue
+            # the rest of a burst comes with its first entry: wait the gather time, or until a message may go
+            await asyncio.sleep(max(self.gather, next_at - time.monotonic()))
+            rows = self._after(last)
+            text = "\n".join(line_of(u, k, t, r) for _, u, k, t, r in rows)
+            await self._deliver(ch, text, len(rows))
+            last = rows[-1][0]
+            self._sent(ch.name, last)
+            next_at = time.monotonic() + self.interval
+
+    async def _deliver(self, ch, text: str, entries: int) -> bool:
+        """Send with retries; False when given up (said in the server log)."""
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                await ch.send(text)
+                return True
+            except SendFailed as e:
+                if e.final or tries >= self.attempts:
+                    self.say(f"notify {ch.name}: gave up on {entries} log entr{'y' if entries == 1 else 'ies'} "
+                             f"after {tries} tr{'y' if tries == 1 else 'ies'}: {e}")
+                    return False
+                wait = e.retry_after if e.retry_after is not None else self.backoff * 2 ** (tries - 1)
+                self.say(f"notify {ch.name}: {e}; trying again in {wait:g} s")
+                await asyncio.sleep(wait)
+            except Exception as e:  # a bug of a channel must not stop the others, nor show a traceback
+                self.say(f"notify {ch.name}: gave up on {entries} log entries: {type(e).__name__}: {clean(str(e), 160)}")
+                return False
