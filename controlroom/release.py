@@ -7,6 +7,7 @@ call that takes a revision puts it after ``--end-of-options`` and resolves it wi
 
 from __future__ import annotations
 
+import difflib
 import re
 import subprocess
 from pathlib import Path
@@ -66,6 +67,39 @@ def resolve(repo: Path, ref: str) -> str:
     if not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", sha):
         raise ControlroomError(f"{repo}: {ref!r} does not name a commit")
     return sha
+
+
+def tags(repo: Path) -> list[str]:
+    """The repository's tags that are safe revision names, newest first."""
+    try:
+        out = _git(repo, "tag", "--list", "--sort=-creatordate")
+    except ControlroomError:
+        return []
+    return [t for t in out.splitlines() if revision_problem(t) is None]
+
+
+def nearest_tags(repo: Path, rev: str, n: int = 3) -> list[str]:
+    """Up to n tags whose names are closest to rev (difflib), else the newest ones, for a 'did you mean'."""
+    known = tags(repo)
+    return difflib.get_close_matches(rev, known, n=n, cutoff=0.5) or known[:n]
+
+
+def pin(cfg: Config, rev: str) -> str | None:
+    """The commit hash rev names in [release] repo, resolved once (a deploy keeps it, so a tag moved afterwards
+    changes nothing); None when no repo is configured. An unknown revision is a UsageError (exit 2) that names the
+    nearest tags, raised before any host is touched."""
+    validate_revision(rev)
+    repo = cfg.release.repo
+    if repo is None:
+        return None
+    if not repo.exists():
+        raise UsageError(f"{cfg.path}: release.repo: {repo} does not exist")
+    try:
+        return resolve(repo, rev)
+    except ControlroomError:
+        near = nearest_tags(repo, rev)
+        hint = f"; nearest tags: {', '.join(near)}" if near else ""
+        raise UsageError(f"unknown revision {rev!r}: {repo} has no tag, branch or commit of that name{hint}") from None
 
 
 def name_of(repo: Path, ref: str) -> str:
