@@ -8,6 +8,11 @@ change someone else made meanwhile is refused naming them, and the operator is a
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from textual.app import SystemCommand
+from textual.screen import Screen
+
 from controlroom import events as ev
 from controlroom import flags as fl
 from controlroom.errors import ControlroomError
@@ -89,6 +94,22 @@ class FlagActions:
         """`k`, from anywhere: pick a kill switch (filtered as you type), then confirm."""
         if self.may_act:
             self._once("flag", lambda: self.run_worker(self._kill_flow(), group="flag", exit_on_error=False))
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """The palette from context: one command a kill switch ("Kill switch beehive (now on)")."""
+        yield from super().get_system_commands(screen)  # type: ignore[misc]
+        if not self.may_act or not self.flags_state:
+            return
+        for r in self.flags_state.get("flags", ()):
+            if r["kind"] == "kill_switch":
+                name = clean(r["name"], 40)
+                to = "OFF" if r["value"] != "off" else "ON"
+                yield SystemCommand(f"Kill switch {name} (now {clean(str(r['value']), 8)})",
+                                    f"Turn {name} {to} on every host (a confirmation follows)",
+                                    lambda name=r["name"]: self._palette_flag(name))
+
+    def _palette_flag(self, name: str) -> None:
+        self._once("flag", lambda: self.run_worker(self.change_flag(name), group="flag", exit_on_error=False))
 
     async def _kill_flow(self) -> None:
         state = await self.fresh_flags()

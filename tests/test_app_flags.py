@@ -261,3 +261,32 @@ async def test_a_read_only_app_offers_no_kill_switch_and_k_shows_the_servers_ref
         assert "attached read-only" in next(n for n in notes(app) if "refused" in n)
         state = await app.fresh_flags()
         assert state["version"] == 0  # nothing changed
+
+
+async def test_the_palette_offers_each_kill_switch_by_name(make_fleet):
+    from textual.command import CommandList, CommandPalette
+
+    fleet = make_fleet(2)
+    app = make_app(fleet)
+    async with app.run_test(size=SIZE) as pilot:
+        await start(pilot)
+        await flags_shown(pilot)
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert "Kill switch (k)" in titles and "Kill switch beehive (now on)" in titles
+        assert not any("enable_feature_video" in t for t in titles)  # a feature flag is not a kill switch
+        await pilot.press("ctrl+p")
+        await until(pilot, lambda: isinstance(app.screen, CommandPalette), "the command palette")
+        await pilot.press(*"beehive")
+
+        def beehive_highlighted() -> bool:  # the palette searches in a worker
+            found = app.screen.query(CommandList)
+            option = found.first().highlighted_option if found else None
+            return option is not None and "Kill switch beehive" in str(option.prompt)
+
+        await until(pilot, beehive_highlighted, "the beehive kill switch highlighted in the palette")
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, FlagConfirmDialog), "the confirmation")
+        assert "Turn beehive OFF on 2 hosts (now on)" in app.screen.body
+        await pilot.press("enter")
+        await until(pilot, lambda: "2/2" in app.flags_pane.line_of("beehive"), "beehive off on 2/2")
+        assert {flags_on(fleet, h.name)["beehive"]["enabled"] for h in fleet.hosts} == {"off"}
