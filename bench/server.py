@@ -344,8 +344,18 @@ class Bench:
         return n
 
     def revision(self) -> str:
+        """A new revision for each deploy: a tag in the fleet's repository (the server ships only what it names)."""
+        import subprocess
+
         self.serial += 1
-        return f"b{self.serial}"
+        rev = f"b{self.serial}"
+        subprocess.run(
+            ["git", "-C", str(self.fleet_dir / "repo"), "tag", "-f", rev, "refs/heads/staging"],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+        return rev
 
     def fail(self, name: str, why: str) -> None:
         self.failures.setdefault(name, []).append(why)
@@ -399,7 +409,7 @@ class Bench:
             rev,
             str(self.TIMEOUT),
         ]
-        procs, lines = [], []
+        procs, lines, results = [], [], []
         try:
             for _ in range(n):
                 p = subprocess.Popen(
@@ -422,7 +432,6 @@ class Bench:
                     if done is None
                     else f"detach: exit {done.returncode}: {(done.stdout + done.stderr).strip()[-200:]}",
                 )
-            results = []
             deadline = time.monotonic() + self.TIMEOUT
             for out, err in lines:
                 line = out.get(deadline - time.monotonic())
@@ -433,6 +442,8 @@ class Bench:
             cpu1 = self.c.proc_cpu(pid) if pid else None
         finally:
             for p in procs:
+                if len(results) < n:
+                    p.terminate()  # the deploy did not happen or a watcher failed: the rest would wait it out
                 try:
                     p.wait(10)
                 except subprocess.TimeoutExpired:
@@ -505,7 +516,10 @@ class Bench:
             self.stop_server(tag)  # untimed; an idle server's keepalives would load the others' rounds
         if done is None:
             return self.fail(name, why)
-        if done.returncode != 0 or f"DEPLOY OK {rev}" not in done.stdout:
+        # a follower that attaches after the end says so from the snapshot: "deploy #N of REV: done (...)"
+        if done.returncode != 0 or (
+            f"DEPLOY OK {rev}" not in done.stdout and f" of {rev}: done" not in done.stdout
+        ):
             return self.fail(name, f"exit {done.returncode}: {(done.stdout + done.stderr).strip()[-200:]}")
         on = self.hosts_on(rev)
         if on != self.n:
