@@ -190,6 +190,18 @@ def line_of(user: str, kind: str, text: str, revision: str | None) -> str:
     return clean(f"[{user}] {kind}{rev}" + (f" {text}" if text else ""), 400)
 
 
+def phase_line(user: str | None, revision: str | None, data: str) -> str:
+    """'[mygrant] PHASE DONE canary r2307: 2 done (1.2 s)' from a PhaseCompleted event's journaled data."""
+    try:
+        d = json.loads(data)
+    except ValueError:
+        d = {}
+    counts = f"{d.get('done', '?')} done" + "".join(f", {d[k]} {k}" for k in ("failed", "skipped") if d.get(k))
+    seconds = d.get("seconds")
+    took = f" ({seconds:.1f} s)" if isinstance(seconds, (int, float)) else ""
+    return line_of(user or "?", "PHASE DONE", f"{d.get('name', '?')}: {counts}{took}", revision)
+
+
 def _stderr(msg: str) -> None:
     print(f"controlroom server: {msg}", file=sys.stderr, flush=True)
 
@@ -231,47 +243,64 @@ class Notifier:
                 await ch.close()
 
     # ------------------------------------------------------------------------------------------ journal
-    def _last(self, channel: str) -> int:
+    # Two cursors a channel: the deploy log, and the events table for what the log does not say (a phase done).
+    def _last(self, key: str, table: str) -> int:
         assert self._db is not None
-        row = self._db.execute("SELECT log_id FROM notify_sent WHERE channel = ?", (channel,)).fetchone()
+        row = self._db.execute("SELECT log_id FROM notify_sent WHERE channel = ?", (key,)).fetchone()
         if row is not None:
             return int(row[0])
         # a channel new to this journal starts at the present: the history before it is not announced
-        last = int(self._db.execute("SELECT coalesce(max(id), 0) FROM log").fetchone()[0])
-        self._sent(channel, last)
+        last = int(self._db.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()[0])
+        self._sent(key, last)
         return last
 
-    def _sent(self, channel: str, log_id: int) -> None:
+    def _sent(self, key: str, log_id: int) -> None:
         assert self._db is not None
         self._db.execute("INSERT INTO notify_sent (channel, log_id, at) VALUES (?, ?, ?) ON CONFLICT (channel) "
-                         "DO UPDATE SET log_id = excluded.log_id, at = excluded.at", (channel, log_id, time.time()))
+                         "DO UPDATE SET log_id = excluded.log_id, at = excluded.at", (key, log_id, time.time()))
 
-    def _after(self, log_id: int) -> list[tuple]:
+    def _after(self, log_id: int, event_id: int) -> tuple[list[tuple[float, str]], int, int]:
+        """(at, line) of the log entries and phase completions after the cursors, oldest first, and the new
+        cursors; at most BATCH of each."""
         assert self._db is not None
-        return self._db.execute("SELECT id, user, kind, text, revision FROM log WHERE id > ? ORDER BY id LIMIT ?",
-                                (log_id, BATCH)).fetchall()
+        rows = self._db.execute("SELECT id, at, user, kind, text, revision FROM log WHERE id > ? ORDER BY id "
+                                "LIMIT ?", (log_id, BATCH)).fetchall()
+        items = [(at, line_of(u, k, t, r)) for _, at, u, k, t, r in rows]
+        if rows:
+            log_id = rows[-1][0]
+        evs = self._db.execute(
+            "SELECT e.id, e.at, e.data, r.user, r.revision FROM events e LEFT JOIN rollouts r ON r.id = e.rollout_id"
+            " WHERE e.id > ? AND e.type = 'PhaseCompleted' ORDER BY e.id LIMIT ?", (event_id, BATCH)).fetchall()
+        for _, at, data, user, revision in evs:
+            items.append((at, phase_line(user, revision, data)))
+        if evs:
+            event_id = evs[-1][0]
+        items.sort(key=lambda item: item[0])  # stable: entries of one table keep their order
+        return items, log_id, event_id
 
     # ------------------------------------------------------------------------------------------ sending
     async def _tail(self, ch) -> None:
-        last = self._last(ch.name)
+        log_key, ev_key = ch.name, f"{ch.name}.events"
+        last, last_ev = self._last(log_key, "log"), self._last(ev_key, "events")
         next_at = 0.0
         while True:
             try:
-                rows = self._after(last)
+                items, _, _ = self._after(last, last_ev)
+                if items:
+                    # the rest of a burst comes with its first entry: wait the gather time, or until one may go
+                    await asyncio.sleep(max(self.gather, next_at - time.monotonic()))
+                    items, new_last, new_ev = self._after(last, last_ev)
             except sqlite3.Error as e:
                 self.say(f"notify {ch.name}: cannot read the journal: {clean(str(e), 200)}")
                 await asyncio.sleep(max(self.poll, 1.0))
                 continue
-            if not rows:
+            if not items:
                 await asyncio.sleep(self.poll)
                 continue
-            # the rest of a burst comes with its first entry: wait the gather time, or until a message may go
-            await asyncio.sleep(max(self.gather, next_at - time.monotonic()))
-            rows = self._after(last)
-            text = "\n".join(line_of(u, k, t, r) for _, u, k, t, r in rows)
-            await self._deliver(ch, text, len(rows))
-            last = rows[-1][0]
-            self._sent(ch.name, last)
+            await self._deliver(ch, "\n".join(line for _, line in items), len(items))
+            last, last_ev = new_last, new_ev
+            self._sent(log_key, last)
+            self._sent(ev_key, last_ev)
             next_at = time.monotonic() + self.interval
 
     async def _deliver(self, ch, text: str, entries: int) -> bool:

@@ -283,5 +283,10 @@ def test_a_deploy_with_a_webhook_answering_429_finishes_and_the_announcements_ar
     got = lines(hook.texts)
     kinds = [line.split("] ", 1)[1].split(" ")[0] for line in got]
     assert kinds.index("DEPLOY") < len(kinds) - 1 and got[-1].startswith("[mygrant] DEPLOY OK r2307")
-    assert any(line.startswith("[mygrant] DEPLOY START r2306 -> r2307") for line in got)
+    start = next(i for i, line in enumerate(got) if line.startswith("[mygrant] DEPLOY START r2306 -> r2307"))
+    phases = [line for line in got if " PHASE DONE " in line]
+    assert [line.split(":")[0] for line in phases] == [f"[mygrant] PHASE DONE r2307 {p}" for p in
+                                                       ("canary", "stage 1", "stage 2")], got
+    assert got.index(phases[0]) > start and got.index(phases[-1]) < len(got) - 1
+    assert got[:2] == ["[mygrant] LOCK warming up", "[mygrant] UNLOCK"] or got[0].startswith("[mygrant] LOCK")
     assert len(got) == len(set(got)) and said == [] and os.environ.get("CR_TEST_HOOK") is None

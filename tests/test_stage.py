@@ -41,6 +41,15 @@ def test_stage_streams_its_output_records_it_and_then_deploy_goes(fleet):
     assert set(revisions(fleet).values()) == {NEW}
 
 
+def test_the_demo_repos_make_build_stages_in_a_second_or_two(fleet):
+    cfg = with_stage(fleet, "make build REV={revision}")
+    res = cr(fleet, "stage", "-c", cfg)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.splitlines()[:3] == ["  building r2307", "  bundling assets", "  built r2307"]
+    assert (fleet.dir / "repo" / "build" / "REVISION").read_text() == "r2307\n"
+    assert re.fullmatch(r"STAGE OK r2307 in \d+ s", res.stdout.splitlines()[-1])
+
+
 def test_with_a_stage_command_an_unstaged_revision_is_refused_and_force_goes_past_on_the_record(fleet):
     cfg = with_stage(fleet)
     before = revisions(fleet)

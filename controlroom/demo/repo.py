@@ -9,6 +9,9 @@ from pathlib import Path
 FILES_LIVE = {
     "index.php": "<?php echo 'Hello from Flickr-ish'; ?>\n",
     "upload.php": "<?php // photo uploads\nrequire 'lib/upload.php';\n",
+    # the demo's stage command: `[release] stage = "make build REV={revision}"` takes a second or two
+    "Makefile": "build:\n\t@echo building $(REV)\n\t@sleep 0.7\n\t@echo bundling assets\n\t@sleep 0.7\n"
+    "\t@mkdir -p build && echo $(REV) > build/REVISION\n\t@echo built $(REV)\n",
 }
 FILES_STAGED = {
     "upload.php": "<?php // photo and video uploads\nrequire 'lib/upload.php';\nif (flag('enable_feature_video')) {\n"
