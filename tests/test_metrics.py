@@ -6,6 +6,7 @@ import asyncio
 import json
 import math
 import re
+import sqlite3
 import time
 from pathlib import Path
 
@@ -259,7 +260,7 @@ def test_r2307_with_new_search_on_answers_8_percent_5xx_and_off_it_heals(metrics
         time.sleep(0.2)
     assert errors()["r2306"] < 1
     for h in ("web001", "web002"):
-        (home / h / "flags.toml").write_text("version = 2\n[flags.new_search]\nenabled = false\n")
+        (home / h / "flags.toml").write_text('version = 2\n[flags.new_search]\nenabled = "off"\n')
     deadline = time.monotonic() + 40
     while errors().get(BAD_REVISION, 100) > 1:
         assert time.monotonic() < deadline, errors()
@@ -286,6 +287,10 @@ def test_deploy_yes_auto_with_the_metrics_source_down_stops_at_the_first_gate_na
     assert [h for h, rev in now.items() if rev == NEW] == ["web001", "web002"]
     log = run_cli("log", "-n", "50", cwd=fleet.dir, env={"SUDO_USER": "mygrant"}).stdout
     assert "GATE canary: errors_5xx < 5: UNKNOWN (connection refused, 3rd try)" in log
+    # every check is in the journal, not only the verdict
+    with sqlite3.connect(fleet.dir / "state" / "journal.db") as db:
+        checks = [json.loads(d) for (d,) in db.execute("SELECT data FROM events WHERE type = 'GateEvaluated'")]
+    assert len(checks) >= 2 and {c["verdict"] for c in checks} == {"unknown"}
 
 
 def test_a_canary_whose_errors_exceed_the_gate_halts_with_the_value(metrics_fleet):
@@ -326,3 +331,29 @@ def test_controlroom_metrics_with_the_source_down_says_unknown_and_why(metrics_f
     assert res.returncode == 0, res.stderr
     assert all(line.endswith("unknown: connection refused, 3rd try") for line in res.stdout.splitlines())
     assert len(res.stdout.splitlines()) == 2
+
+
+def test_a_failed_canary_gate_holds_until_the_kill_switch_is_off_then_resume_passes_it(metrics_fleet):
+    fleet = metrics_fleet
+    fleet.config_path.write_text(fleet.config_path.read_text().replace('bake = "10s"', 'bake = "4s"'))
+    me = {"SUDO_USER": "mygrant"}
+    res = run_cli("deploy", "--yes", "--auto", cwd=fleet.dir, env=me)
+    assert res.returncode == 1 and "FAILED" in res.stdout, res.stdout + res.stderr
+    res = run_cli("deploy", "--resume", "--yes", cwd=fleet.dir, env=me)  # checked again: still failing
+    assert res.returncode == 1 and "FAILED" in res.stdout, res.stdout + res.stderr
+    assert [h.name for h in fleet.hosts if revision_of(fleet, h.name) == NEW] == ["web001", "web002"]
+    flip = run_cli("flag", "new_search", "off", "--yes", "--reason", "5xx on the canary", cwd=fleet.dir, env=me)
+    assert flip.returncode == 0, flip.stdout + flip.stderr
+    query = DEMO_SERIES["errors_5xx"][0]
+    deadline = time.monotonic() + 60
+    while True:  # the fleet's error rate turns once the rate window has only requests served with the flag off
+        _, doc = fleet_api(fleet, query)
+        if all(float(r["value"][1]) < 1 for r in doc["data"]["result"]):
+            break
+        assert time.monotonic() < deadline, doc
+        time.sleep(0.5)
+    res = run_cli("deploy", "--resume", "--yes", cwd=fleet.dir, env=me)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert {revision_of(fleet, h.name) for h in fleet.hosts} == {NEW}
+    log = run_cli("log", "-n", "50", cwd=fleet.dir, env=me).stdout
+    assert re.search(r"GATE canary: errors_5xx\{r2307\} = [\d.]+ \(max 5\): PASSED", log), log

@@ -63,7 +63,9 @@ class _HostMetrics:
         on = default_on
         try:
             doc = tomllib.loads((self.root / "flags.toml").read_text())
-            on = bool(doc.get("flags", {}).get(KILL_SWITCH, {}).get("enabled", default_on))
+            value = doc.get("flags", {}).get(KILL_SWITCH, {}).get("enabled", default_on)
+            # "on", "off" or "N%" as flags.py writes it (a share of the members counts as on)
+            on = value is True or value == "on" or (isinstance(value, str) and value.endswith("%") and value != "0%")
         except (OSError, tomllib.TOMLDecodeError, AttributeError):
             pass
         return rev, on
