@@ -21,7 +21,8 @@ from widgets.dialogs import PromptDialog
 from widgets.flag_dialogs import FlagConfirmDialog, FlagHistoryScreen, KillSwitchPicker
 from widgets.flags import FlagsPane
 
-FLAGS_POLL = 5.0  # seconds between looks at the receipts (stragglers confirm late; verify is the CLI's)
+FLAGS_POLL = 5.0  # seconds between looks at the receipts (stragglers confirm late)
+VERIFY_EVERY = 60.0  # seconds between read-backs of every host's flags file (an operator's app only)
 
 
 def _what(value: str) -> str:
@@ -32,6 +33,7 @@ class FlagActions:
     """Flags in the ControlRoom app. Needs the app's client, send, _once, _say and may_act."""
 
     flags_state: dict | None = None
+    flags_verified: list[dict] | None = None
     _flags_fetching = False
     _flags_again = False
 
@@ -68,6 +70,31 @@ class FlagActions:
         finally:
             self._flags_fetching = False
 
+    def poll_verify(self) -> None:
+        """The slow timer: read every host's file back and name the drifted (operators' apps only: a room of
+        watchers does not multiply the fleet's load)."""
+        if self.client is not None and self.may_act:
+            self.verify_flags()
+
+    def verify_flags(self) -> None:
+        self.run_worker(self._verify(), name="flags verify", group="flags-verify", exclusive=True,
+                        exit_on_error=False)
+
+    async def _verify(self) -> None:
+        client = self.client
+        if client is None:
+            return
+        try:
+            rows = (await client.request("flags_verify"))["hosts"]
+        except (ControlroomError, KeyError, TypeError):
+            return
+        self.flags_verified = rows
+        if self._main is not None and self._main.is_mounted:
+            self.flags_pane.show_verified(rows)
+
+    def on_flags_pane_verify(self, message: FlagsPane.Verify) -> None:
+        self.verify_flags()
+
     async def fresh_flags(self) -> dict | None:
         client = self.client
         if client is None:
@@ -88,6 +115,14 @@ class FlagActions:
     def _on_snapshot(self, msg: dict) -> None:
         super()._on_snapshot(msg)  # type: ignore[misc]
         self.want_flags()
+
+    def action_show_tab(self, tab: str) -> None:
+        """Narrow terminals: showing the flags pane puts the keys on its table (space, %, enter act there)."""
+        super().action_show_tab(tab)  # type: ignore[misc]
+        if not self.main.has_class("-wide"):
+            target = self.flags_pane.table if tab == "tab-flags" else self.host_grid if tab == "tab-rollout" else None
+            if target is not None:
+                self.call_after_refresh(target.focus)
 
     # ------------------------------------------------------------------------------------------- acting
     def action_kill_switch(self, _twin: int = 0) -> None:

@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 
-from controlroom.app_flags import FLAGS_POLL
+from controlroom.app_flags import FLAGS_POLL, VERIFY_EVERY
 from widgets.deploy_log import DeployLogPane
 from widgets.flags import FlagsPane
 from widgets.host_grid import HostGrid
@@ -56,6 +56,7 @@ class MainScreen(Screen):
         self.set_interval(1.0, self._tick, name="tick")
         self.set_interval(JOURNAL_POLL, app.poll_journal, name="journal")
         self.set_interval(FLAGS_POLL, app.poll_flags, name="flags")
+        self.set_interval(VERIFY_EVERY, app.poll_verify, name="flags-verify")
 
     def _tick(self) -> None:
         app: ControlRoom = self.app  # type: ignore[assignment]

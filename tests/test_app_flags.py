@@ -290,3 +290,36 @@ async def test_the_palette_offers_each_kill_switch_by_name(make_fleet):
         await pilot.press("enter")
         await until(pilot, lambda: "2/2" in app.flags_pane.line_of("beehive"), "beehive off on 2/2")
         assert {flags_on(fleet, h.name)["beehive"]["enabled"] for h in fleet.hosts} == {"off"}
+
+
+async def test_v_reads_every_hosts_file_back_and_names_the_one_edited_by_hand(make_fleet):
+    fleet = make_fleet(3)
+    app = make_app(fleet)
+    async with app.run_test(size=SIZE) as pilot:
+        await start(pilot)
+        pane = await flags_shown(pilot)
+        assert (await app.send("flag_set", flag="new_search", value="off"))["confirmed"] == 3
+        (Path(fleet.dir) / "hosts" / "web002" / "flags.toml").write_text('version = 99\n')  # by hand
+        pane.table.focus()
+        await pilot.pause()
+        await pilot.press("v")
+        await until(pilot, lambda: "verified" in pane.verified, "the read-back")
+        assert "2/3 hold what they were sent · web002 drifted" in pane.verified, pane.verified
+
+
+async def test_on_a_small_terminal_3_shows_the_flags_and_space_acts_on_them(make_fleet):
+    fleet = make_fleet(2)
+    app = make_app(fleet)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await start(pilot)
+        pane = await flags_shown(pilot)
+        await pilot.press("3")
+        await until(pilot, lambda: pane.table.has_focus, "the flags table to take the keys")
+        await pilot.press("space")  # the first row: new_search
+        await until(pilot, lambda: isinstance(app.screen, FlagConfirmDialog), "the confirmation")
+        assert "Turn new_search OFF on 2 hosts (now on)" in app.screen.body
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, FlagConfirmDialog), "the dialog to close")
+        assert (await app.fresh_flags())["version"] == 0  # esc changed nothing
+        await pilot.press("1")
+        await until(pilot, lambda: app.host_grid.has_focus, "the host grid to take the keys again")

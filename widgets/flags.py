@@ -69,6 +69,7 @@ class FlagTable(DataTable):
         Binding("space", "flip", "On/off", tooltip="Turn the selected flag on or off on every host"),
         Binding("percent_sign", "percent", "Percentage", tooltip="Set the selected flag to a percentage"),
         Binding("enter", "history", "History", tooltip="Who changed the selected flag, when, from, to and why"),
+        Binding("v", "verify", "Verify", tooltip="Read every host's flags file back (sha256) and name the drifted"),
     ]
 
     def __init__(self, **kwargs) -> None:
@@ -99,6 +100,9 @@ class FlagTable(DataTable):
     def action_history(self) -> None:
         self._post(FlagsPane.History)
 
+    def action_verify(self) -> None:
+        self.post_message(FlagsPane.Verify())
+
 
 class FlagsPane(Vertical):
     """The flags as the server last said (`show`)."""
@@ -116,10 +120,14 @@ class FlagsPane(Vertical):
     class History(Flip):
         """enter on a flag: its history."""
 
+    class Verify(Message):
+        """v: read every host's flags file back now."""
+
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.rows: list[dict] = []
         self.summary = "asking the server for the flags…"
+        self.verified = ""  # what the last read-back of every host's file found
 
     def compose(self) -> ComposeResult:
         yield Static(self.summary, id="flags-summary", markup=False)
@@ -157,6 +165,21 @@ class FlagsPane(Vertical):
             Text(changed_text(r)),
         )
 
+    def show_verified(self, rows: list[dict]) -> None:
+        """What `flags_verify` found: every host holds what it was sent, or the hosts that do not and why."""
+        bad = [r for r in rows if r["status"] not in ("ok", "unpushed")]
+        text = f"verified {time.strftime('%H:%M:%S')}: {len(rows) - len(bad)}/{len(rows)} hold what they were sent"
+        for r in bad[:5]:
+            text += f" · {r['host']} {r['status']}"
+        if len(bad) > 5:
+            text += f" · {len(bad) - 5} more"
+        self.verified = clean(text, 300)
+        self._show_summary()
+
+    def _show_summary(self) -> None:
+        text = self.summary + (f"\n{self.verified}" if self.verified else "")
+        self.query_one("#flags-summary", Static).update(Text(text))
+
     def show(self, state: dict) -> None:
         """Show the server's `flags` answer, keeping the cursor on the flag it was on."""
         self.rows = list(state.get("flags") or ())
@@ -167,7 +190,7 @@ class FlagsPane(Vertical):
         if not self.rows:
             summary += " · no flags: add [flags.NAME] tables to the config"
         self.summary = summary
-        self.query_one("#flags-summary", Static).update(Text(summary))
+        self._show_summary()
         table = self.table
         keep = table.selected_flag
         table.clear()
