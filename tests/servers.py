@@ -59,6 +59,11 @@ def kill_server(state: Path) -> int:
 
 
 @pytest.fixture(autouse=True)
-def servers_stopped(tmp_path):
+def servers_stopped(request, tmp_path):
+    # set up after the test's fleets, so torn down before them: a server lets go of its SSH sessions while the
+    # hosts are still there (a real sshd host's user is then removed with no session of it left running)
+    for name in ("make_fleet", "make_real_fleet", "any_make_fleet"):
+        if name in request.fixturenames:
+            request.getfixturevalue(name)
     yield
     stop_servers(tmp_path)

@@ -217,7 +217,7 @@ def test_rollback_reaches_the_host_whose_health_check_failed(any_make_fleet):
     assert res.returncode == 1 and f"{sick.name}  failed" in res.stdout, res.stdout
     assert revision_on(fleet)[sick.name] == "r2307"  # the new code is there, and unhealthy
     back = cli(cfg, "rollback", "--yes")
-    assert back.returncode == 0, back.stdout + back.stderr
+    assert back.returncode == 0, back.stdout + back.stderr + host_logs(fleet)
     assert set(revision_on(fleet).values()) == {"r2306"}
 
 
