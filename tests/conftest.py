@@ -29,6 +29,38 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest.fixture(autouse=True)
+def _no_server_left(request, tmp_path):
+    """Every control-room server a test started (under its tmp_path) is stopped after it, whatever the test did;
+    torn down before the test's fleets, so a server lets go of its SSH sessions while the hosts are still there."""
+    for name in ("make_fleet", "make_real_fleet", "any_make_fleet"):
+        if name in request.fixturenames:
+            request.getfixturevalue(name)
+    yield
+    from tests.servers import stop_servers
+
+    stop_servers(tmp_path)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The net under the net: no `controlroom serve` of this session's temporary directories outlives it."""
+    import signal
+
+    base = str(session.config._tmp_path_factory.getbasetemp())  # noqa: SLF001 - pytest's own temp root
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"controlroom.cli" in argv and b"serve" in argv and any(base.encode() in a for a in argv):
+            try:
+                os.kill(int(proc.name), signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+@pytest.fixture(autouse=True)
 def _isolated_home(tmp_path_factory, monkeypatch):
     """No test reads the developer's ~/.ssh/config, agent or state dir."""
     home = tmp_path_factory.mktemp("home")
