@@ -253,3 +253,39 @@ def sparkline(values: list[float], width: int = 30, top: float | None = None) ->
         else:
             out.append(SPARK[min(len(SPARK) - 1, int((v - lo) / span * (len(SPARK) - 1) + 0.5))])
     return "".join(out)
+
+
+def _num(v: float) -> float | None:
+    return None if math.isnan(v) or math.isinf(v) else v  # JSON has no NaN: a gap is null
+
+
+async def snapshot(settings: MetricsSettings, points: int = 60) -> dict:
+    """Every series now and over the window, JSON-able (the server's `metrics` read, for the metrics pane):
+    {"interval", "window", "series": [{"name", "unit", "max", "min", "split", "error", "lines": {label:
+    {"value", "points": [[t, v|null], ...]}}}]}. A series the source cannot answer has "error" (one line) and no
+    lines: never stale numbers shown as live."""
+    out: list[dict] = []
+    step = max(settings.window / max(points, 1), 1.0)
+    try:
+        source = make_source(settings)
+    except MetricsError as e:
+        source, why = None, str(e)
+    for spec in settings.series:
+        row = {"name": spec.name, "unit": spec.unit, "max": spec.max, "min": spec.min, "split": spec.split,
+               "error": None, "lines": {}}
+        out.append(row)
+        if source is None:
+            row["error"] = why
+            continue
+        try:
+            now = await source.current(spec)
+            hist = await source.history(spec, step=step)
+        except MetricsError as e:
+            row["error"] = str(e)
+            continue
+        for label in sorted(set(now) | set(hist)):
+            row["lines"][label] = {"value": _num(now[label]) if label in now else None,
+                                   "points": [[t, _num(v)] for t, v in hist.get(label, [])]}
+    if source is not None:
+        await source.aclose()
+    return {"interval": settings.interval, "window": settings.window, "series": out}

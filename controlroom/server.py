@@ -410,7 +410,8 @@ class Server(OpsMixin):
         asyncio.get_running_loop().call_soon(self.stop)
 
 
-READS = ("status", "output", "journal", "revisions", "rollback_plan", "flags", "flag_history", "flags_verify")
+READS = ("status", "output", "journal", "revisions", "rollback_plan", "flags", "flag_history", "flags_verify",
+         "metrics")
 INTENTS = ("deploy", "resume", "rollback", "pause", "unpause", "abort", "interrupt", "proceed", "retry", "skip",
            "lock", "unlock", "log_add", "stop", "flag_set", "flag_dismiss", "park", "stage")
 

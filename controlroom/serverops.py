@@ -157,6 +157,13 @@ class OpsMixin:
                                   "the server")
             await asyncio.sleep(0.02)  # the operation is an instant from saying who it is
 
+    async def _op_metrics(self, c, msg: dict) -> dict:
+        """Every series now and over the window (metrics.snapshot), read from the source as asked."""
+        from controlroom.metrics import snapshot
+
+        points = msg.get("points")
+        return await snapshot(self.cfg.metrics, points if isinstance(points, int) and 0 < points <= 1000 else 60)
+
     def _passes(self, e: ev.GateWaiting) -> bool:
         # only a wait for the operator: a gate that failed or could not be checked is never passed by --yes
         return e.kind == ev.GATE_OPERATOR and self.policy in ("yes", "auto")

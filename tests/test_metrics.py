@@ -357,3 +357,35 @@ def test_a_failed_canary_gate_holds_until_the_kill_switch_is_off_then_resume_pas
     assert {revision_of(fleet, h.name) for h in fleet.hosts} == {NEW}
     log = run_cli("log", "-n", "50", cwd=fleet.dir, env=me).stdout
     assert re.search(r"GATE canary: errors_5xx\{r2307\} = [\d.]+ \(max 5\): PASSED", log), log
+
+
+def test_the_server_answers_every_series_now_and_over_the_window_for_the_pane(metrics_fleet):
+    from controlroom.client import connect
+
+    cfg = config_mod.load(metrics_fleet.config_path)
+
+    async def ask() -> dict:
+        c = await connect(cfg)
+        try:
+            return await c.request("metrics", points=30)
+        finally:
+            await c.close()
+
+    deadline = time.monotonic() + 30
+    while not (reply := asyncio.run(ask()))["series"][0]["lines"].get("r2306", {}).get("points"):
+        assert time.monotonic() < deadline, reply
+        time.sleep(0.5)
+    errors, latency = reply["series"]
+    assert (errors["name"], errors["unit"], errors["max"], errors["split"], errors["error"]) == (
+        "errors_5xx", "%", 5, "revision", None)
+    assert errors["lines"]["r2306"]["value"] < 1 and latency["lines"][""]["value"] > 0
+    assert reply["window"] == 300 and reply["interval"] == 2
+
+
+def test_a_snapshot_with_the_source_down_says_why_for_every_series_and_shows_no_numbers():
+    from controlroom.metrics import snapshot
+
+    m = settings(f"http://127.0.0.1:{closed_port()}", series=(ERRORS, SeriesSpec("p95_ms", "q", max=400)))
+    reply = asyncio.run(snapshot(m))
+    assert [(r["name"], r["error"], r["lines"]) for r in reply["series"]] == [
+        ("errors_5xx", "connection refused, 3rd try", {}), ("p95_ms", "connection refused, 3rd try", {})]
