@@ -76,6 +76,9 @@ SAMPLES = [
     ev.RolloutInterrupted(7, user="alice", hosts=("web003",), at=4.5),
     ev.LogEntryAdded(0, user="carol", kind="NOTE", text="lunch", revision=None, at=6.0),
     ev.LockChanged(0, held=True, user="carol", reason="NO DEPLOY PLEASE [/]", at=7.0),
+    ev.FlagChanged(0, flag="beehive", old="on", new="off", user="alice", reason="sheds load", version=3,
+                   confirmed=148, total=150, failed=(("web020", "refused", "connection refused"),
+                                                     ("web030", "exit 1", "no space")), at=8.0),
 ]
 
 
