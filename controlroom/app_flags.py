@@ -188,8 +188,9 @@ class FlagActions:
             return
 
     async def change_flag(self, name: str, value: str | None = None) -> dict | None:
-        """Confirm, then set the flag on every host (value None: on <-> off). A compare-and-set refusal says who
-        changed it and asks again with the flag as it is now. Returns the server's receipt, or None."""
+        """Confirm, then set the flag on every host (value None: on <-> off, as the operator saw it). A
+        compare-and-set refusal says who changed it and asks again, for the same value, with the flag as it is now.
+        Returns the server's receipt, or None."""
         note = ""
         while True:
             state = self.flags_state if note == "" and self.flags_state else await self.fresh_flags()
@@ -199,7 +200,7 @@ class FlagActions:
             if row is None:
                 self._say(f"no flag {name!r} in the server's config", severity="error")
                 return None
-            new = value or ("on" if row["value"] == "off" else "off")
+            new = value = value or ("on" if row["value"] == "off" else "off")  # kept if asked again
             n = int(state["hosts"])
             kind = "kill switch" if row["kind"] == "kill_switch" else "flag"
             body = (note + "\n\n" if note else "") + (

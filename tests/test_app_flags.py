@@ -140,19 +140,20 @@ async def test_a_flag_changed_by_someone_else_meanwhile_is_named_and_confirmed_a
         await pilot.press(*"new_s", "enter")
         await until(pilot, lambda: isinstance(app.screen, FlagConfirmDialog), "the confirmation")
         first = app.screen
-        c = await connect(app.cfg)  # a teammate, from another terminal, turns it off and on again
+        c = await connect(app.cfg)  # a teammate, from another terminal, turns it off first
         try:
             await c.request("flag_set", flag="new_search", value="off", reason="teammate")
-            await c.request("flag_set", flag="new_search", value="on", reason="teammate again")
         finally:
             await c.close()
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, FlagConfirmDialog) and app.screen is not first,
                     "the confirmation again, saying who changed it")
-        assert "was changed by" in app.screen.body and "Turn new_search OFF on 3 hosts (now on)" in app.screen.body
-        await pilot.press("enter")
-        await until(pilot, lambda: "OFF" in app.flags_pane.line_of("new_search")
-                    and "3/3" in app.flags_pane.line_of("new_search"), "new_search off on 3/3")
+        # asked again for what the operator meant (OFF), not flipped back on
+        assert "was changed by" in app.screen.body and "Turn new_search OFF on 3 hosts (now off)" in app.screen.body
+        await pilot.press(*"mine", "enter")
+        await until(pilot, lambda: "(mine)" in app.flags_pane.line_of("new_search"), "our change in the pane")
+        await until(pilot, lambda: "3/3" in app.flags_pane.line_of("new_search"), "its receipt, 3/3")
+        assert "OFF" in app.flags_pane.line_of("new_search")
         assert {flags_on(fleet, h.name)["new_search"]["enabled"] for h in fleet.hosts} == {"off"}
 
 
