@@ -416,9 +416,9 @@ async def _relay(proc: asyncio.subprocess.Process, process: asyncssh.SSHServerPr
     return await proc.wait()
 
 
-async def serve(directory: str, hosts: int, faults: str | None) -> None:
+async def serve(directory: str, hosts: int, faults: str | None, metrics: bool = False) -> None:
     """`controlroom fleet`: start, print where things are, run until SIGINT/SIGTERM."""
-    fleet = Fleet(directory, hosts, parse_faults(faults))
+    fleet = Fleet(directory, hosts, parse_faults(faults), metrics=metrics)
     await fleet.start()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -430,6 +430,8 @@ async def serve(directory: str, hosts: int, faults: str | None) -> None:
     if bad:
         print(f"fleet: faults {', '.join(bad)}", flush=True)
     print(f"fleet: config {fleet.config_path}", flush=True)
+    if fleet.metrics is not None:
+        print(f"fleet: metrics {fleet.metrics.url} (Prometheus API); {fleet.dir / 'prometheus.yml'}", flush=True)
     print("fleet: ready; Ctrl+C stops it", flush=True)
     await stop.wait()
     await fleet.stop()
