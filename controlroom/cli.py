@@ -184,7 +184,11 @@ def cmd_check(args: argparse.Namespace) -> int:
         print("metrics: none")
     print(f"deploy: {len(cfg.deploy.steps)} steps" + (", health check" if cfg.deploy.health else "")
           + (f", {len(cfg.deploy.rollback)} rollback steps" if cfg.deploy.rollback else ""))
-    print(f"notify: {'webhook set' if cfg.notify.webhook else 'none'}")
+    n = cfg.notify  # never the webhook URL: it is a secret
+    chat = (["webhook set"] if n.webhook else []) + ([f"webhook from ${n.webhook_env}"] if n.webhook_env and not
+                                                     n.webhook else [])
+    chat += (["irker"] if n.irker else []) + (["command"] if n.command else [])
+    print(f"notify: {', '.join(chat) or 'none'}")
     print(f"state: {cfg.state.dir}")
     return 0
 

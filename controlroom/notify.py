@@ -118,7 +118,7 @@ class Irker:
     async def send(self, text: str) -> None:
         try:
             _, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), self.timeout)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             raise SendFailed(f"irkerd at {self.host}:{self.port}: no answer in {self.timeout:g} s") from None
         except OSError as e:
             raise SendFailed(f"irkerd at {self.host}:{self.port}: {e.strerror or e}") from None
@@ -126,7 +126,7 @@ class Irker:
             for line in text.splitlines():
                 writer.write((json.dumps({"to": self.to, "privmsg": line}) + "\n").encode())
             await asyncio.wait_for(writer.drain(), self.timeout)
-        except (OSError, TimeoutError, asyncio.TimeoutError) as e:
+        except (OSError, TimeoutError) as e:
             raise SendFailed(f"irkerd at {self.host}:{self.port}: {getattr(e, 'strerror', None) or 'write failed'}") from None
         finally:
             writer.close()
@@ -155,7 +155,7 @@ class Command:
             raise SendFailed(f"cannot run the command: {e.strerror or e}") from None
         try:
             _, err = await asyncio.wait_for(proc.communicate((text + "\n").encode()), self.timeout)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
@@ -225,9 +225,15 @@ class Notifier:
             self._task = asyncio.ensure_future(self.run())
 
     async def run(self) -> None:
-        self._db = schema.connect(self.path)
+        try:
+            self._db = schema.connect(self.path)
+        except Exception as e:  # said once, in one line; the server goes on without chat
+            self.say(f"notify: cannot read the journal, nothing will be announced: {clean(str(e), 300)}")
+            return
         try:
             await asyncio.gather(*(self._tail(ch) for ch in self.channels))
+        except Exception as e:
+            self.say(f"notify: stopped: {type(e).__name__}: {clean(str(e), 200)}")
         finally:
             self._db.close()
             self._db = None
@@ -299,8 +305,11 @@ class Notifier:
                 continue
             await self._deliver(ch, "\n".join(line for _, line in items), len(items))
             last, last_ev = new_last, new_ev
-            self._sent(log_key, last)
-            self._sent(ev_key, last_ev)
+            try:
+                self._sent(log_key, last)
+                self._sent(ev_key, last_ev)
+            except sqlite3.Error as e:  # it was sent: go on; after a restart it may be sent again
+                self.say(f"notify {ch.name}: cannot record what was sent: {clean(str(e), 200)}")
             next_at = time.monotonic() + self.interval
 
     async def _deliver(self, ch, text: str, entries: int) -> bool:

@@ -89,7 +89,7 @@ async def _run_here(cfg: Config, command: str, out: Callable[[str], None], timeo
 
     try:
         await asyncio.wait_for(asyncio.gather(pump(), proc.wait()), timeout)
-    except (TimeoutError, asyncio.TimeoutError):
+    except TimeoutError:
         _kill(proc)
         await proc.wait()
         return False, f"timeout after {timeout:g} s"

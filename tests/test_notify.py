@@ -290,3 +290,35 @@ def test_a_deploy_with_a_webhook_answering_429_finishes_and_the_announcements_ar
     assert got.index(phases[0]) > start and got.index(phases[-1]) < len(got) - 1
     assert got[:2] == ["[mygrant] LOCK warming up", "[mygrant] UNLOCK"] or got[0].startswith("[mygrant] LOCK")
     assert len(got) == len(set(got)) and said == [] and os.environ.get("CR_TEST_HOOK") is None
+
+
+def test_notify_settings_that_cannot_work_are_config_errors_naming_the_key(tmp_path):
+    from controlroom import config
+    from controlroom.errors import ConfigError
+
+    (tmp_path / "known_hosts").touch()
+    base = '[inventory]\nhosts = ["web01"]\n[inventory.ssh]\nknown_hosts = "known_hosts"\n'
+    for notify_toml, says in (('webhook_env = "NOT A NAME"', "notify.webhook_env"),
+                              ('irker = "http://irc.example/#ops"', "notify.irker"),
+                              ('webhook = "ftp://x"', "notify.webhook")):
+        path = tmp_path / "c.toml"
+        path.write_text(base + f"[notify]\n{notify_toml}\n")
+        with pytest.raises(ConfigError) as e:
+            config.load(path)
+        assert says in str(e.value) and e.value.exit_code == 2
+    path.write_text(base + '[notify]\nwebhook_env = "CR_HOOK"\nirker = "irc://127.0.0.1/#ops"\ncommand = "cat"\n')
+    n = config.load(path).notify
+    assert (n.webhook_env, n.irker, n.command) == ("CR_HOOK", "irc://127.0.0.1/#ops", "cat")
+
+
+def test_check_names_the_chat_channels_and_never_the_webhook_url(tmp_path):
+    from tests.conftest import run_cli
+
+    (tmp_path / "known_hosts").touch()
+    (tmp_path / "controlroom.toml").write_text(
+        '[inventory]\nhosts = ["web01"]\n[inventory.ssh]\nknown_hosts = "known_hosts"\n'
+        '[notify]\nwebhook_env = "CR_HOOK"\nirker = "irc://127.0.0.1/#ops"\n')
+    res = run_cli("check", cwd=tmp_path, env={"CR_HOOK": "https://hooks.example/s3cr3t"})
+    assert res.returncode == 0, res.stderr
+    assert "notify: webhook from $CR_HOOK, irker" in res.stdout.splitlines()
+    assert "s3cr3t" not in res.stdout + res.stderr

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from controlroom.demo.fleet import Fleet
 from tests.servers import servers_stopped  # noqa: F401 - every server a test starts stops with it
 from tests.test_deploy_cli import cr, log_lines, revisions
@@ -131,3 +133,16 @@ def test_diff_stat_leaves_out_the_diff_and_a_mixed_fleet_says_so(make_fleet):
     assert re.fullmatch(r"staged: r2307 \([0-9a-f]{10}\)", out[1])
     assert "  +4 -1  upload.php" in out
     assert not any(line.startswith("+    require") for line in out)
+
+
+def test_a_stage_command_with_its_placeholder_in_quotes_is_a_config_error(tmp_path):
+    from controlroom import config
+    from controlroom.errors import ConfigError
+
+    (tmp_path / "known_hosts").touch()
+    path = tmp_path / "c.toml"
+    path.write_text('[inventory]\nhosts = ["web01"]\n[inventory.ssh]\nknown_hosts = "known_hosts"\n'
+                    '[release]\nstage = "make build REV=\'{revision}\'"\n')
+    with pytest.raises(ConfigError) as e:
+        config.load(path)
+    assert "release.stage" in str(e.value) and "inside quotes" in str(e.value)
