@@ -31,6 +31,7 @@ from controlroom.serverops import POLICIES, OpsMixin  # noqa: F401 - POLICIES fo
 from controlroom.text import clean
 
 QUEUE = 2000  # events buffered per client before it is given a snapshot instead
+WRITE_BUFFER = 1 << 20  # bytes a client has not read yet before it is given a snapshot instead
 RING = 5000  # events kept for clients that reconnect with the number they have
 IDLE = 600.0
 LOG_MAX = 1 << 20  # server.log is rotated (one old copy) when it passes this at start
@@ -52,17 +53,33 @@ class _Client:
         self.resync = False
         self.task: asyncio.Task | None = None
 
-    def put(self, msg: dict) -> None:
+    def put(self, msg: dict, data: bytes | None = None) -> None:
+        """Send msg (data: its encoding, made once for every client) now when nothing waits before it, else queue
+        it; a client whose socket holds WRITE_BUFFER unread bytes or whose queue is full has fallen behind."""
         if self.resync:
             return
+        transport = self.writer.transport
+        if self.queue.empty():
+            # nothing queued means everything taken from the queue is already in the transport: order holds.
+            # Writing now instead of waking the pump is what keeps an event's latency under a millisecond while
+            # the engine finishes a batch of hosts (bench/server.py).
+            if transport.is_closing():
+                return
+            if transport.get_write_buffer_size() < WRITE_BUFFER:
+                self.writer.write(data if data is not None else pr.encode(msg))
+                return
+            return self._fall_behind()
         try:
             self.queue.put_nowait(msg)
         except asyncio.QueueFull:
-            # fallen behind: drop what it has not read; it gets a snapshot (and the events after it) instead
-            self.resync = True
-            while not self.queue.empty():
-                self.queue.get_nowait()
-            self.queue.put_nowait({"op": "resync"})
+            self._fall_behind()
+
+    def _fall_behind(self) -> None:
+        # drop what it has not read; it gets a snapshot (and the events after it) instead
+        self.resync = True
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait({"op": "resync"})
 
 
 class Server(OpsMixin):
@@ -195,9 +212,10 @@ class Server(OpsMixin):
         msg = {"op": "event", "seq": self.seq, "event": ev.to_wire(e)}
         if type(e) is not ev.HostOutput:
             self.ring.append(msg)
+        data = pr.encode(msg) if self.clients else None
         for c in self.clients:
             if c.attached:
-                c.put(msg)
+                c.put(msg, data)
 
     def snapshot(self) -> dict:
         j = self.journal
@@ -256,6 +274,7 @@ class Server(OpsMixin):
             while True:
                 msg = await c.queue.get()
                 if msg.get("op") == "resync":
+                    await c.writer.drain()  # what it had before falling behind goes first, then the snapshot
                     c.resync = False
                     msg = self.snapshot()
                 c.writer.write(pr.encode(msg))
