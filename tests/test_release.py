@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -154,15 +156,26 @@ def test_a_deploy_of_an_unknown_revision_exits_2_and_touches_no_host(fleet):
     assert "DEPLOY START" not in cr(fleet, "log").stdout
 
 
-def test_a_deploy_pins_the_commit_so_a_tag_moved_afterwards_changes_nothing(fleet):
+def test_a_deploy_pins_the_commit_so_a_tag_moved_mid_deploy_changes_nothing(make_fleet):
     import sqlite3
+    import time
 
     from tests.test_deploy_cli import cr
+    from tests.test_rollout import config_with_phases
 
+    fleet = make_fleet(4, "web004=slow:2")
+    cfg = config_with_phases(fleet, '\n[[phase]]\nname = "all"\nparallel = 4\n')
     repo = fleet.dir / "repo"
     pinned = git(repo, "rev-parse", "r2307")
-    res = cr(fleet, "deploy", "--yes")
-    assert res.returncode == 0, res.stdout + res.stderr
-    git(repo, "tag", "-f", "r2307", "r2308")  # moved after the deploy began
+    env = dict(os.environ, SUDO_USER="mygrant")
+    deploy = subprocess.Popen([sys.executable, "-m", "controlroom.cli", "deploy", "--yes", "-c", str(cfg)],
+                              cwd=fleet.dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while "DEPLOY START" not in cr(fleet, "log", "-c", str(cfg)).stdout:
+        assert time.monotonic() < deadline and deploy.poll() is None, deploy.communicate()
+        time.sleep(0.05)
+    git(repo, "tag", "-f", "r2307", "r2308")  # moved while web004 is still on its slow step
+    out, err = deploy.communicate(timeout=120)
+    assert deploy.returncode == 0, out + err
     db = sqlite3.connect(fleet.dir / "state" / "journal.db")
     assert db.execute("SELECT revision, commit_hash FROM rollouts").fetchall() == [("r2307", pinned)]

@@ -146,3 +146,11 @@ def test_a_stage_command_with_its_placeholder_in_quotes_is_a_config_error(tmp_pa
     with pytest.raises(ConfigError) as e:
         config.load(path)
     assert "release.stage" in str(e.value) and "inside quotes" in str(e.value)
+
+
+def test_diff_before_any_deploy_asks_a_host_what_runs(fleet):
+    res = cr(fleet, "diff", "--stat")
+    assert res.returncode == 0, res.stdout + res.stderr
+    out = res.stdout.splitlines()
+    assert out[0] == "live: r2306 (asked web001)"
+    assert "1 commit" in out and "2 files changed, +6 -1" in out
