@@ -154,3 +154,45 @@ def test_diff_before_any_deploy_asks_a_host_what_runs(fleet):
     out = res.stdout.splitlines()
     assert out[0] == "live: r2306 (asked web001)"
     assert "1 commit" in out and "2 files changed, +6 -1" in out
+
+
+def test_diff_colours_only_on_a_terminal_and_a_commits_escape_sequences_stay_text(fleet):
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    repo = fleet.dir / "repo"
+    env = dict(os.environ, GIT_AUTHOR_NAME="eve\x1b]0;owned\x07", GIT_AUTHOR_EMAIL="e@x",
+               GIT_COMMITTER_NAME="eve", GIT_COMMITTER_EMAIL="e@x")
+    subprocess.run(["git", "-C", str(repo), "checkout", "-q", "staging"], check=True)
+    (repo / "evil.txt").write_text("line\x1b[2J\n")
+    subprocess.run(["git", "-C", str(repo), "add", "evil.txt"], check=True)
+    subprocess.run(["git", "-C", str(repo), "commit", "-q", "-m", "wipe\x1b[2Jscreen"], check=True, env=env)
+    subprocess.run(["git", "-C", str(repo), "checkout", "-q", "main"], check=True)
+    assert cr(fleet, "deploy", "--yes", "--revision", OLD).returncode == 0
+
+    plain = cr(fleet, "diff")
+    assert plain.returncode == 0, plain.stdout + plain.stderr
+    assert "\x1b" not in plain.stdout and "wipe^[[2Jscreen" in plain.stdout and "+line^[[2J" in plain.stdout
+
+    main, tty = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    env["SUDO_USER"] = "mygrant"
+    p = subprocess.Popen([sys.executable, "-m", "controlroom.cli", "diff"], cwd=fleet.dir, env=env,
+                         stdin=subprocess.DEVNULL, stdout=tty, stderr=subprocess.PIPE)
+    os.close(tty)
+    chunks = []
+    while True:
+        try:
+            data = os.read(main, 65536)
+        except OSError:  # the terminal's other end closed: all was read
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(main)
+    assert p.wait(60) == 0, p.stderr.read()
+    shown = b"".join(chunks).decode()
+    assert "\x1b[32m+line^[[2J\x1b[0m" in shown  # coloured by us; the commit's own escape is text
+    assert "\x1b[2J" not in shown.replace("^[[2J", "") and "\x1b]0;" not in shown
