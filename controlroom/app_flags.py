@@ -17,9 +17,10 @@ from controlroom import events as ev
 from controlroom import flags as fl
 from controlroom.errors import ControlroomError
 from controlroom.text import clean
-from widgets.dialogs import PromptDialog
+from widgets.dialogs import HelpScreen, PromptDialog
 from widgets.flag_dialogs import FlagConfirmDialog, FlagHistoryScreen, KillSwitchPicker
 from widgets.flags import FlagsPane
+from widgets.host_detail import HostScreen
 
 FLAGS_POLL = 5.0  # seconds between looks at the receipts (stragglers confirm late)
 VERIFY_EVERY = 60.0  # seconds between read-backs of every host's flags file (an operator's app only)
@@ -125,6 +126,15 @@ class FlagActions:
                 self.call_after_refresh(target.focus)
 
     # ------------------------------------------------------------------------------------------- acting
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # k is a priority key (heard over a host's view and help too): on a dialog or the palette, where people
+        # type, it is a letter. Asked with no parameters (the palette, help), it is offered wherever it is asked.
+        if action == "kill_switch" and parameters:
+            screen = self.screen
+            if screen is not self._main and not isinstance(screen, (HostScreen, HelpScreen)):
+                return False
+        return super().check_action(action, parameters)  # type: ignore[misc]
+
     def action_kill_switch(self, _twin: int = 0) -> None:
         """`k`, from anywhere: pick a kill switch (filtered as you type), then confirm."""
         if self.may_act:

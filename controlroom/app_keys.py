@@ -56,8 +56,10 @@ def bindings(tabs: Iterable[str]) -> list[Binding]:
     out = []
     for a in (*ACTIONS, Action("q", "quit", "Quit", "Quit the control room")):
         if a.action in SECONDARY or a.action in WIDE_ONLY:
-            out.append(Binding(a.key, f"{a.action}(0)", a.label, tooltip=a.help))
-            out.append(Binding(a.key, f"{a.action}(1)", a.label, show=False))
+            # the kill switch goes first (priority), so a host's view, a modal screen, still hears it
+            first = a.action in WIDE_ONLY
+            out.append(Binding(a.key, f"{a.action}(0)", a.label, tooltip=a.help, priority=first))
+            out.append(Binding(a.key, f"{a.action}(1)", a.label, show=False, priority=first))
         else:
             out.append(Binding(a.key, a.action, a.label, tooltip=a.help, show=a.action != "open_host"))
     out += [

@@ -21,6 +21,7 @@ from tests.test_app_actions import SIZE, log_of, make_app, servers_stopped, star
 from widgets.dialogs import PromptDialog
 from widgets.flag_dialogs import FlagConfirmDialog, FlagHistoryScreen, KillSwitchPicker
 from widgets.flags import KILL_MARK, FlagsPane
+from widgets.host_detail import HostScreen
 
 
 def flags_on(fleet, host: str) -> dict:
@@ -82,13 +83,16 @@ async def test_the_kill_switch_works_with_the_fleet_locked_and_the_picker_lists_
         await start(pilot)
         await flags_shown(pilot)
         assert await app.send("lock", message="NO DEPLOY PLEASE: db migration") is not None
+        app.open_host("web001")  # from anywhere: here, a host's own view
+        await until(pilot, lambda: isinstance(app.screen, HostScreen), "web001's view")
         await pilot.press("k")
         await until(pilot, lambda: isinstance(app.screen, KillSwitchPicker), "the kill switch picker")
         assert app.screen.shown == ["new_search", "beehive"] or sorted(app.screen.shown) == ["beehive", "new_search"]
         await pilot.press(*"search", "enter")
         await until(pilot, lambda: isinstance(app.screen, FlagConfirmDialog), "the confirmation")
-        await pilot.press("enter")  # no reason typed: it goes anyway
+        await pilot.press(*"kick it", "enter")  # a k typed in a dialog is a letter, not the kill switch key
         await until(pilot, lambda: "4/4" in app.flags_pane.line_of("new_search"), "new_search's receipt")
+        assert "(kick it)" in app.flags_pane.line_of("new_search")
         assert {flags_on(fleet, h.name)["new_search"]["enabled"] for h in fleet.hosts} == {"off"}
 
 
@@ -277,6 +281,7 @@ async def test_the_palette_offers_each_kill_switch_by_name(make_fleet):
         assert not any("enable_feature_video" in t for t in titles)  # a feature flag is not a kill switch
         await pilot.press("ctrl+p")
         await until(pilot, lambda: isinstance(app.screen, CommandPalette), "the command palette")
+        assert any(c.title == "Kill switch (k)" for c in app.get_system_commands(app.screen))  # asked from there
         await pilot.press(*"beehive")
 
         def beehive_highlighted() -> bool:  # the palette searches in a worker
