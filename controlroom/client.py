@@ -109,15 +109,14 @@ def spawn_server(cfg: Config) -> subprocess.Popen:
     state = Path(cfg.state.dir)
     make_state_dir(state)
     log = rotate_log(state)
-    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o660)
-    try:
-        return subprocess.Popen(
-            [sys.executable, "-m", "controlroom.cli", "serve", "--quiet", "--config", str(cfg.path)],
-            stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, start_new_session=True, close_fds=True,
-            cwd=str(Path(cfg.path).resolve().parent),
-        )
-    finally:
-        os.close(fd)
+    # until it listens, the server's output comes to us through a pipe (so a server that cannot start tells the
+    # operator why, even when it cannot write its log: a full disk); once it listens it moves its output to the log
+    return subprocess.Popen(
+        [sys.executable, "-m", "controlroom.cli", "serve", "--quiet", "--config", str(cfg.path)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        close_fds=True, cwd=str(Path(cfg.path).resolve().parent),
+        env={**os.environ, "CONTROLROOM_SERVER_LOG": str(log)},
+    )
 
 
 async def connect(cfg: Config, *, start: bool = True, read_only: bool = False) -> Client:
@@ -130,6 +129,11 @@ async def connect(cfg: Config, *, start: bool = True, read_only: bool = False) -
             raise NoServer(f"no server runs for {cfg.state.dir}") from None
     # one starter at a time: the second waits, then finds the first one's server
     state = Path(cfg.state.dir)
+    # the server could only say in its log what is wrong with the journal (read-only for this user, corrupted,
+    # a full disk): open it here first, so the operator reads that one line, and nothing is created when it fails
+    from controlroom.journal import Journal
+
+    Journal.open(state).close()
     try:
         make_state_dir(state)
         fd = os.open(state / "server.start", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o660)
@@ -140,18 +144,30 @@ async def connect(cfg: Config, *, start: bool = True, read_only: bool = False) -
         with contextlib.suppress(FileNotFoundError, ConnectionRefusedError):
             return await _open(path, read_only)
         proc = spawn_server(cfg)
-        deadline = time.monotonic() + START_WAIT
-        while True:
-            with contextlib.suppress(FileNotFoundError, ConnectionRefusedError):
-                return await _open(path, read_only)
-            if proc.poll() is not None and proc.returncode != 0:
-                raise UsageError(f"the server could not start: {last_line(state / 'server.log')}")
-            if time.monotonic() > deadline:
-                raise ControlroomError(f"the server did not answer within {START_WAIT:g} s; see "
-                                       f"{state / 'server.log'}")
-            await asyncio.sleep(0.05)
+        try:
+            return await _await_server(proc, path, state, read_only)
+        finally:
+            proc.stdout.close()  # the server's output goes to its log from now on
     finally:
         os.close(fd)
+
+
+async def _await_server(proc: subprocess.Popen, path: Path, state: Path, read_only: bool) -> Client:
+    """Connect once the server listens; if it exits first, raise what it said (its exit code, one line)."""
+    deadline = time.monotonic() + START_WAIT
+    while True:
+        with contextlib.suppress(FileNotFoundError, ConnectionRefusedError):
+            return await _open(path, read_only)
+        if proc.poll() is not None and proc.returncode != 0:
+            said = [line for line in proc.stdout.read().decode(errors="replace").splitlines() if line.strip()]
+            why = said[-1].removeprefix("controlroom: ") if said else last_line(state / "server.log")
+            err = ControlroomError(f"the server could not start: {why}")
+            err.exit_code = proc.returncode if proc.returncode in (1, 2, 3) else 1
+            raise err
+        if time.monotonic() > deadline:
+            raise ControlroomError(f"the server did not answer within {START_WAIT:g} s; see "
+                                   f"{state / 'server.log'}")
+        await asyncio.sleep(0.05)
 
 
 def make_state_dir(state: Path) -> None:

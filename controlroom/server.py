@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import os
 import signal
@@ -125,8 +126,13 @@ class Server(OpsMixin):
             os.close(fd)
             raise ServerRunning(f"a server already runs for {self.state}") from None
         self._lock_fd = fd
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError as e:
+            why = "the disk is full: free space there, then try again" if e.errno == errno.ENOSPC else e.strerror
+            raise ControlroomError(f"cannot start the server in {self.state} (journal {self.state / 'journal.db'}): "
+                                   f"{why}") from None
         self.journal = Journal.open(self.state)
         self.journal.subscribe(self._committed)
         views.adopt_last(self.board, self.journal)  # a server that starts after a deploy shows how it stands
@@ -444,6 +450,22 @@ def rotate_log(state: Path) -> Path:
     return log
 
 
+def _output_to_log() -> None:
+    """A server its client started: until now its output went to that client (a pipe); from now on to its log."""
+    log = os.environ.pop("CONTROLROOM_SERVER_LOG", None)
+    if not log:
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o660)
+    except OSError:
+        fd = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
 async def serve(cfg: Config, *, idle: float = IDLE, quiet: bool = False) -> int:
     """`controlroom serve`: run the server in the foreground until SIGTERM/SIGINT or idle."""
     from controlroom.ssh import raise_nofile_limit
@@ -466,6 +488,7 @@ async def serve(cfg: Config, *, idle: float = IDLE, quiet: bool = False) -> int:
     if server.warning:
         print(server.warning, file=sys.stderr, flush=True)
     print(f"controlroom server: pid {os.getpid()} listening on {server.path}", flush=True)
+    _output_to_log()
     await server.serve()
     print("controlroom server: stopped", flush=True)
     return 0

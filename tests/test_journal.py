@@ -21,6 +21,7 @@ import pytest
 from controlroom import schema
 from controlroom.errors import JournalError
 from controlroom.journal import Journal
+from tests.servers import stop_servers
 
 CONFIG = """\
 [inventory]
@@ -46,6 +47,7 @@ def site() -> Path:
     for f in ("controlroom.toml", "known_hosts"):
         os.chmod(d / f, 0o644)
     yield d
+    stop_servers(d)  # `log add` and `lock` start the control-room server: it ends with the test
     subprocess.run(["umount", str(d / "state")], capture_output=True)  # a test's small tmpfs, if any
     for sub in (d, *d.rglob("*")):
         if sub.is_dir():
@@ -146,6 +148,7 @@ def test_log_reads_a_journal_that_is_read_only_for_the_user_and_log_add_says_why
     assert cr(site, "log", "add", "first").returncode == 0
     assert cr(site, "log", "add", "second").returncode == 0
     state = site / "state"
+    stop_servers(site)  # the control-room server wrote them: it is the last writer, and it closes
     assert not (state / "journal.db-wal").exists()  # the last writer closed: everything is in journal.db
     files = make_read_only(state)
 
@@ -192,6 +195,7 @@ def test_journal_open_readonly_never_creates_or_migrates(tmp_path):
 
 def test_a_journal_overwritten_with_garbage_is_named_with_what_to_do(site):
     assert cr(site, "log", "add", "hello").returncode == 0
+    stop_servers(site)  # the file is damaged with nobody holding it open (a server would keep its own view)
     db = site / "state" / "journal.db"
     db.write_bytes(os.urandom(8192))
     for args in (["log"], ["log", "add", "again"]):
