@@ -219,16 +219,29 @@ class Notifier:
         self.interval, self.attempts, self.backoff, self.poll, self.gather = interval, attempts, backoff, poll, gather
         self._db: sqlite3.Connection | None = None
         self._task: asyncio.Task | None = None
+        self._cursors: dict[str, tuple[int, int]] = {}
 
     def start(self) -> None:
-        if self.channels and self._task is None:
+        """Take each channel's place in the journal now (what is written from here on is announced), then tail
+        it in a task."""
+        if self.channels and self._task is None and self._open():
             self._task = asyncio.ensure_future(self.run())
 
-    async def run(self) -> None:
+    def _open(self) -> bool:
         try:
             self._db = schema.connect(self.path)
+            self._cursors = {ch.name: (self._last(ch.name, "log"), self._last(f"{ch.name}.events", "events"))
+                             for ch in self.channels}
+            return True
         except Exception as e:  # said once, in one line; the server goes on without chat
             self.say(f"notify: cannot read the journal, nothing will be announced: {clean(str(e), 300)}")
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+            return False
+
+    async def run(self) -> None:
+        if self._db is None and not self._open():
             return
         try:
             await asyncio.gather(*(self._tail(ch) for ch in self.channels))
@@ -287,7 +300,7 @@ class Notifier:
     # ------------------------------------------------------------------------------------------ sending
     async def _tail(self, ch) -> None:
         log_key, ev_key = ch.name, f"{ch.name}.events"
-        last, last_ev = self._last(log_key, "log"), self._last(ev_key, "events")
+        last, last_ev = self._cursors[ch.name]
         next_at = 0.0
         while True:
             try:
