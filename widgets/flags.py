@@ -2,7 +2,8 @@
 
 A kill switch is marked with a symbol as well as a colour (NO_COLOR still shows it). What people and hosts wrote
 (names, reasons, failure classes) is cleaned and shown as text, never as markup. The pane only shows and asks:
-`space` (on/off), `%` (a percentage) and `enter` (the flag's history) post a message the app acts on.
+`space` (on/off), `%` (a percentage), `enter` (the flag's history) and `v` (read every host's file back) post a
+message the app acts on.
 """
 
 from __future__ import annotations
