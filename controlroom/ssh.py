@@ -8,6 +8,7 @@ config or the operator (revisions, host names, flag values) goes through ``rende
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import resource
@@ -367,14 +368,21 @@ class SSHPool:
             async with lane:
                 try:
                     async with asyncio.timeout(timeout):
-                        proc = await conn.create_process(wrap(command, mark), encoding="utf-8", errors="replace")
+                        # once asked for, the command may start on the host whatever happens to us: a stop that
+                        # comes while the channel opens waits for it (bounded), so it can end what it started
+                        opening = asyncio.ensure_future(
+                            conn.create_process(wrap(command, mark), encoding="utf-8", errors="replace"))
+                        opening.add_done_callback(lambda f: f.cancelled() or f.exception())
+                        try:
+                            proc = await asyncio.shield(opening)
+                        except BaseException:
+                            with contextlib.suppress(BaseException):
+                                proc = await asyncio.wait_for(asyncio.shield(opening), STOP_BOUND)
+                                proc.stdin.write_eof()
+                                io = self._reading(proc, pump, out, err)
+                            raise
                         proc.stdin.write_eof()  # like `ssh host cmd </dev/null`: nothing waits on our input
-                        # the readers outlive a timeout: the stop needs the process group from the first line
-                        io = asyncio.ensure_future(
-                            asyncio.gather(pump(proc.stdout, "out", out), pump(proc.stderr, "err", err))
-                        )
-                        # cancelled on the way out when we give up: its outcome is ours to take, not the loop's
-                        io.add_done_callback(lambda f: f.cancelled() or f.exception())
+                        io = self._reading(proc, pump, out, err)
                         await asyncio.shield(io)
                         done = await proc.wait()
                 except BaseException as e:
@@ -405,6 +413,14 @@ class SSHPool:
         if done.exit_status != 0:
             return self._result(h, "exit", done.exit_status, f"exit {done.exit_status}", out, err, t0, t1, started)
         return self._result(h, "ok", 0, "ok", out, err, t0, t1, started)
+
+    @staticmethod
+    def _reading(proc, pump, out, err) -> asyncio.Future:
+        # the readers outlive a timeout: the stop needs the process group from the first line
+        io = asyncio.ensure_future(asyncio.gather(pump(proc.stdout, "out", out), pump(proc.stderr, "err", err)))
+        # cancelled on the way out when we give up: its outcome is ours to take, not the loop's
+        io.add_done_callback(lambda f: f.cancelled() or f.exception())
+        return io
 
     async def _stop_remote(self, conn, proc, pgid: asyncio.Future[int], io: asyncio.Future | None) -> None:
         """sshstop.stop_command, as a task of the pool's: a second cancellation of the caller leaves the stop
