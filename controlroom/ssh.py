@@ -113,13 +113,23 @@ class _Failure(Exception):
         self.reason = reason
 
 
+def _agent_gone() -> str:
+    """When the ssh-agent this process was given has gone away (a forwarded agent leaves with the operator's session:
+    the server outlives it), say so: that is why a new connection fails, not the host."""
+    sock = os.environ.get("SSH_AUTH_SOCK")
+    if not sock or os.path.exists(sock):
+        return ""
+    whose = os.environ.get("SUDO_USER") or os.environ.get("USER") or "the starting"
+    return f"the ssh-agent of {whose}'s session is gone ({sock} no longer exists); "
+
+
 def _classify(exc: BaseException, timeout: float) -> _Failure:
     if isinstance(exc, _Failure):
         return exc
     if isinstance(exc, asyncssh.HostKeyNotVerifiable):
         return _Failure("hostkey", f"host key not verifiable (unknown or changed): {exc.reason}")
     if isinstance(exc, asyncssh.PermissionDenied):
-        return _Failure("auth", f"authentication refused: {exc.reason}")
+        return _Failure("auth", f"{_agent_gone()}authentication refused: {exc.reason}")
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
         return _Failure("timeout", f"connect timed out after {timeout:g} s")
     if isinstance(exc, ConnectionRefusedError):

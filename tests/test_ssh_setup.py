@@ -112,9 +112,20 @@ def test_a_key_held_by_ssh_agent_logs_in_and_without_the_agent_the_host_says_aut
         without = run_cli("run", "true", "--config", str(cfg))
         assert without.returncode == 1
         assert without.stdout.splitlines()[-1].startswith("3 hosts: 3 auth")
-    finally:
+
+        # the agent goes away with the operator's session while a process that was given it (the server) lives on
         agent.terminate()
         agent.wait(5)
+        sock.unlink(missing_ok=True)
+        gone = run_cli("run", "true", "--config", str(cfg), env={**env, "USER": "alice"}, timeout=60)
+        assert gone.returncode == 1, gone.stdout + gone.stderr
+        assert gone.stdout.splitlines()[-1].startswith("3 hosts: 3 auth")
+        assert all(f"the ssh-agent of alice's session is gone ({sock} no longer exists)" in line
+                   for line in gone.stdout.splitlines()[:-1]), gone.stdout
+    finally:
+        if agent.poll() is None:
+            agent.terminate()
+            agent.wait(5)
 
 
 def test_a_dead_jump_host_is_named_in_every_result_behind_it(make_fleet, tmp_path):
