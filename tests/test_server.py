@@ -473,3 +473,26 @@ async def test_taking_over_a_teammates_lock_needs_takeover_and_goes_on_the_recor
         assert [e["kind"] for e in log][-2:] == ["LOCK TAKEN OVER", "LOCK"], log
     finally:
         await c.close()
+
+
+def test_a_client_gone_in_the_middle_of_its_requests_leaves_nothing_half_done(served):
+    assert cr(served, "log", "add", "the server runs").returncode == 0
+    for op in ('{"id":1,"op":"lock","message":"half"}', '{"id":2,"op":"deploy","policy":"yes"}'):
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(str(Path(served.dir) / "state" / "control.sock"))
+        s.sendall(b'{"op":"hello","version":1}\n')
+        s.makefile("rb").readline()  # the server has said hello: the request is in the middle of being done
+        s.sendall(op.encode() + b"\n")
+        s.close()  # gone before its answer
+        wait_for(lambda: cr(served, "server", "status").returncode == 0, 30, "the server to answer")
+    log = cr(served, "log").stdout
+    lines = log.splitlines()
+    locked = any(" LOCK half" in line for line in lines)
+    # each request was done whole or not at all: a lock entry goes with the lock, a deploy that started ended
+    assert locked == ("NO DEPLOY PLEASE" in lines[0] and "half" in lines[0]), log
+    if any("DEPLOY START" in line for line in lines):
+        follow = cr(served, "deploy", "--follow", timeout=120)
+        assert follow.returncode == 0 and revisions(served) == {"r2307"}, follow.stdout + follow.stderr
+    else:
+        assert revisions(served) == {"r2306"}
+    assert locked, log  # the lock request was read before the client went: it is done, and the deploy was refused
