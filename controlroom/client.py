@@ -124,7 +124,8 @@ async def connect(cfg: Config, *, start: bool = True, read_only: bool = False) -
     path = pr.socket_path(Path(cfg.state.dir))
     try:
         return await _open(path, read_only)
-    except (FileNotFoundError, ConnectionRefusedError):
+    except (FileNotFoundError, ConnectionRefusedError, ConnectionResetError, BrokenPipeError):
+        # no server, or one still dying (it reset us at hello): start (or find) a live one
         if not start:
             raise NoServer(f"no server runs for {cfg.state.dir}") from None
     # one starter at a time: the second waits, then finds the first one's server
@@ -141,7 +142,7 @@ async def connect(cfg: Config, *, start: bool = True, read_only: bool = False) -
         raise UsageError(f"{state}: cannot start the server here: {e.strerror}") from None
     try:
         await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
-        with contextlib.suppress(FileNotFoundError, ConnectionRefusedError):
+        with contextlib.suppress(FileNotFoundError, ConnectionRefusedError, ConnectionResetError, BrokenPipeError):
             return await _open(path, read_only)
         proc = spawn_server(cfg)
         try:
@@ -156,7 +157,7 @@ async def _await_server(proc: subprocess.Popen, path: Path, state: Path, read_on
     """Connect once the server listens; if it exits first, raise what it said (its exit code, one line)."""
     deadline = time.monotonic() + START_WAIT
     while True:
-        with contextlib.suppress(FileNotFoundError, ConnectionRefusedError):
+        with contextlib.suppress(FileNotFoundError, ConnectionRefusedError, ConnectionResetError, BrokenPipeError):
             return await _open(path, read_only)
         if proc.poll() is not None and proc.returncode != 0:
             said = [line for line in proc.stdout.read().decode(errors="replace").splitlines() if line.strip()]

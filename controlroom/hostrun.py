@@ -59,6 +59,15 @@ def _live_from(res: CommandResult) -> str | None:
     return last if last and last != "none" else None
 
 
+def _stop_if_cancelled() -> None:
+    """Python before 3.12 can lose a cancellation in asyncio.wait_for (which asyncssh uses) when the awaited thing
+    finishes at the same moment: an aborted host would carry on to its next step. The task still counts the
+    request, so honour it here."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class HostWorkMixin:
     def _on_line(self: Rollout, hr: HostRun):
         """The host's output as it streams: our own marker lines are taken, the rest is shown."""
@@ -106,6 +115,7 @@ class HostWorkMixin:
         on_line = self._on_line(hr)
         self._set(hr, ev.CONNECTING)
         reach = await self.pool.connect(hr.name)
+        _stop_if_cancelled()
         if not reach.ok:
             return self._fail(hr, reach, "connecting")
         first = True
@@ -130,6 +140,7 @@ class HostWorkMixin:
                                       timeout=timeout, on_line=on_line)
             hr.result = res
             hr.released = last and res.status in ("ok", "exit")
+            _stop_if_cancelled()
             if not res.ok:
                 return self._fail(hr, res, f"step {k}/{len(steps)}")
         if health:
@@ -138,6 +149,7 @@ class HostWorkMixin:
             res = await self.pool.run(hr.name, hostside.guarded(self.op, health, release=not keep),
                                       timeout=timeout, on_line=on_line)
             hr.released = not keep and res.status in ("ok", "exit")
+            _stop_if_cancelled()
             if not res.ok:
                 return self._fail(hr, res, "health check")
         self._set(hr, ev.DONE, revision=self.revision)
