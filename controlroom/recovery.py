@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from controlroom import events as ev
 from controlroom import hostside
 from controlroom.errors import ControlroomError
+from controlroom.hostrun import _live_from
 from controlroom.ssh import render
 
 if TYPE_CHECKING:
@@ -205,7 +206,7 @@ class RecoveryMixin:
                           f"the host after {timeout:g} s ({hostside.still_running(receipt.stdout)}); look, then retry")
                 return
             res = await self.pool.run(hr.name, self.cfg.release.live_command, timeout=timeout)
-            live = _last_line(res.stdout) if res.ok else None
+            live = _live_from(res) if res.ok else None
             rec = hostside.parse_receipt(receipt.stdout) if receipt.ok else None
             steps_done = hr.steps_done
             if rec is not None and rec.deploy == self.uuid:
@@ -238,8 +239,3 @@ class RecoveryMixin:
             self._let_go()
             raise
         return await self.run()
-
-
-def _last_line(text: str) -> str | None:
-    last = text.strip().rsplit("\n", 1)[-1].strip() if text.strip() else ""
-    return last if last and last != "none" else None

@@ -360,7 +360,10 @@ class Server(OpsMixin):
     def _engine(self, **kw):
         from controlroom.rollout import Rollout
 
-        r = Rollout(self.cfg, self.pool, self.journal, **kw)
+        return self._wired(Rollout(self.cfg, self.pool, self.journal, **kw))
+
+    def _wired(self, r):
+        """An engine the server drives: its host output joins the numbered stream, its gates are checked."""
         r.subscribe(self._output)
         gates.install(r, self.cfg, self.journal)  # gates are checked against [metrics] during the bake
         return r

@@ -208,10 +208,8 @@ class OpsMixin:
     def _loaded(self, user: str, policy: str = "operator"):
         from controlroom.rollout import Rollout
 
-        r = Rollout.load(self.cfg, self.pool, self.journal, user=user,
-                         confirm="config" if policy == "operator" else "none")
-        r.subscribe(self._output)
-        gates.install(r, self.cfg, self.journal)
+        r = self._wired(Rollout.load(self.cfg, self.pool, self.journal, user=user,
+                                     confirm="config" if policy == "operator" else "none"))
         self._apply_policy(r, policy)
         return r
 
