@@ -24,6 +24,7 @@ from widgets.dialogs import ConfirmDialog, HelpScreen, PromptDialog, QuitDialog
 from widgets.host_detail import HostScreen
 from widgets.host_grid import HostGrid
 
+
 def _plural(n: int, one: str, many: str) -> str:
     return one if n == 1 else many
 

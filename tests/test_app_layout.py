@@ -8,7 +8,6 @@ import time
 import pytest
 from textual.widgets import Footer, TabbedContent
 
-from controlroom import config
 from controlroom import events as ev
 from controlroom.app import ControlRoom
 from tests.test_app_actions import make_app, servers_stopped  # noqa: F401
