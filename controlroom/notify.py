@@ -130,8 +130,8 @@ class Irker:
             raise SendFailed(f"irkerd at {self.host}:{self.port}: {getattr(e, 'strerror', None) or 'write failed'}") from None
         finally:
             writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+            with contextlib.suppress(Exception):  # an irkerd that never closes its side must not hold the queue
+                await asyncio.wait_for(writer.wait_closed(), self.timeout)
 
     async def close(self) -> None:
         pass
