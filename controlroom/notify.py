@@ -220,6 +220,7 @@ class Notifier:
         self._db: sqlite3.Connection | None = None
         self._task: asyncio.Task | None = None
         self._cursors: dict[str, tuple[int, int]] = {}
+        self._closing = False
 
     def start(self) -> None:
         """Take each channel's place in the journal now (what is written from here on is announced), then tail
@@ -252,11 +253,16 @@ class Notifier:
             self._db = None
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        self._closing = True
+        task, self._task = self._task, None
+        # On Python 3.11 asyncio.wait_for can swallow a cancellation that lands as its inner await finishes (an
+        # irkerd closing its side as we cancel): cancel again until the task has really ended, never wait on it blind.
+        while task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=1.0)
+        if task is not None and not task.cancelled():
             with contextlib.suppress(BaseException):
-                await self._task
-            self._task = None
+                task.result()
         for ch in self.channels:
             with contextlib.suppress(Exception):
                 await ch.close()
@@ -302,7 +308,7 @@ class Notifier:
         log_key, ev_key = ch.name, f"{ch.name}.events"
         last, last_ev = self._cursors[ch.name]
         next_at = 0.0
-        while True:
+        while not self._closing:
             try:
                 items, _, _ = self._after(last, last_ev)
                 if items:

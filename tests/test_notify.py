@@ -316,3 +316,30 @@ def test_check_names_the_chat_channels_and_never_the_webhook_url(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "notify: webhook from $CR_HOOK, irker" in res.stdout.splitlines()
     assert "s3cr3t" not in res.stdout + res.stderr
+
+
+async def test_closing_the_notifier_ends_it_even_when_a_send_swallows_the_cancellation(journal):
+    """Python 3.11's asyncio.wait_for loses a cancellation that lands as its inner await finishes (an irkerd closing
+    its side just then); the server's shutdown must not wait for that channel forever (a CI run hung 300 s here)."""
+    sent: list[str] = []
+    entered = asyncio.Event()
+
+    class Stubborn:
+        name = "stubborn"
+
+        async def send(self, text: str) -> None:
+            entered.set()
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:  # what the lost cancellation looks like from here
+                sent.append(text)
+
+        async def close(self) -> None:
+            pass
+
+    n = notifier(journal, [Stubborn()], [])
+    n.start()
+    journal.add_log("mygrant", "LOCK", "db migration")
+    await asyncio.wait_for(entered.wait(), 20)
+    await asyncio.wait_for(n.close(), 20)
+    assert sent == ["[mygrant] LOCK db migration"]
