@@ -341,5 +341,7 @@ async def test_closing_the_notifier_ends_it_even_when_a_send_swallows_the_cancel
     n.start()
     journal.add_log("mygrant", "LOCK", "db migration")
     await asyncio.wait_for(entered.wait(), 20)
-    await asyncio.wait_for(n.close(), 20)
+    closing = asyncio.ensure_future(n.close())
+    done, _ = await asyncio.wait({closing}, timeout=20)  # not wait_for: it has the very bug under test
+    assert closing in done, "the notifier did not end when closed"
     assert sent == ["[mygrant] LOCK db migration"]
