@@ -137,13 +137,19 @@ class HostScreen(ModalScreen[None]):
         log = self.output
         if run is not None:
             lines = run.output
+            reading = None  # where the reader was, when the server's record replaces what the view showed
             if self._source is not lines:
+                if log.line_count and not log.is_vertical_scroll_end:
+                    reading = log.scroll_y
                 self._source, self._written = lines, []
                 log.clear()
             new = _appended(self._written, lines)
             if new:
-                log.write_lines([c for line in new for c in clean_lines(line) or [""]])
+                log.write_lines([c for line in new for c in clean_lines(line) or [""]],
+                                scroll_end=False if reading is not None else None)
                 self._written = list(lines)
+            if reading is not None:
+                log.scroll_to(y=reading, animate=False, immediate=True)
             empty = not lines
         else:
             hv = self.board.hosts.get(self.host)
