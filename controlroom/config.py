@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from controlroom.config_reader import PLACEHOLDERS, Reader, kind_of, parse_duration, template_problem
+from controlroom.config_flags import check_guards, read_flags
+from controlroom.config_reader import PLACEHOLDERS, Reader, parse_duration, template_problem
 from controlroom.errors import ConfigError
 from controlroom.inventory import Host, HostOverride, PatternError, Phase, PhaseSpec, build_hosts, plan_phases
 from controlroom.release import revision_problem
 from controlroom.settings import (
     DeploySettings,
-    FlagSpec,
     FlagsSettings,
     MetricsSettings,
     NotifySettings,
@@ -125,8 +125,6 @@ _SSH = [
 _PHASE = ["name", "size", "hosts", "parallel", "max_failed", "bake", "gate", "auto"]
 _RELEASE = ["repo", "staged", "live_command", "stage", "stage_host"]
 _DEPLOY = ["steps", "health", "rollback", "step_timeout", "revision"]
-_FLAGS = ["file", "reload"]
-_FLAG = ["kind", "description", "default", "users", "groups"]
 _METRICS = ["source", "url", "interval", "window", "token_env", "series"]
 _SERIES = ["query", "unit", "max", "min", "split"]
 _NOTIFY = ["webhook", "webhook_env", "irker", "command"]
@@ -196,13 +194,14 @@ def _build(p: Path, text: str, data: dict, *, require_known_hosts: bool) -> Conf
         deploy = _deploy(r, data)
     flags = FlagsSettings()
     with r.section():
-        flags = _flags(r, data)
+        flags = read_flags(r, data)
     metrics = MetricsSettings()
     with r.section():
         before = r.count()
         metrics = _metrics(r, data)
-        if r.count() == before:  # gates can name only series that were read
+        if r.count() == before:  # gates and guards can name only series that were read
             _gates(r, specs, metrics)
+            check_guards(r, flags, metrics)
     notify = NotifySettings()
     with r.section():
         no = r.table(data.get("notify", {}), "notify", _NOTIFY)
@@ -444,55 +443,6 @@ def _deploy(r: Reader, data: dict) -> DeploySettings:
         step_timeout=r.seconds(dep, "deploy", "step_timeout", 60.0),
         revision=revision,
     )
-
-
-def _flags(r: Reader, data: dict) -> FlagsSettings:
-    from controlroom.flags import NAME_RULE, flag_value, valid_name
-
-    fl = data.get("flags", {})
-    if not isinstance(fl, dict):
-        raise r.fail("flags", f"must be a table, got {kind_of(fl)}")
-    flag_specs: list[FlagSpec] = []
-    for key, val in fl.items():
-        if key in _FLAGS:
-            continue
-        d = f"flags.{key}"
-        if not isinstance(val, dict):
-            close = difflib.get_close_matches(key, _FLAGS, n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            r.bad(d, f"unknown key{hint} (allowed: {', '.join(_FLAGS)}, or a [flags.NAME] table)")
-            continue
-        if not valid_name(key):
-            r.bad(d, f"flag name {key!r} must match {NAME_RULE} (lower case, digits, _)")
-        r.table(val, d, _FLAG)
-        kind = r.string(val, d, "kind", "feature")
-        if kind not in ("feature", "kill_switch"):
-            r.bad(f"{d}.kind", f'must be "feature" or "kill_switch", got {kind!r}')
-        default = val.get("default", "off")
-        if isinstance(default, bool):  # true/false read as on/off
-            default = "on" if default else "off"
-        try:
-            default = flag_value(default)
-        except ValueError as e:
-            r.bad(f"{d}.default", str(e))
-            default = "off"
-        flag_specs.append(
-            FlagSpec(
-                name=key,
-                kind=kind,
-                description=r.string(val, d, "description", ""),
-                default=default,
-                users=r.strings(val, d, "users"),
-                groups=r.strings(val, d, "groups"),
-            )
-        )
-    file = r.string(fl, "flags", "file", "flags.toml")
-    if not file.strip() or file.endswith("/") or "\n" in file or "\0" in file:
-        r.bad("flags.file", f"must be a file path on the hosts (relative means the login directory), got {file!r}")
-    reload = r.string(fl, "flags", "reload")
-    if reload is not None:
-        r.template("flags.reload", reload, ())
-    return FlagsSettings(file=file, reload=reload, flags=tuple(flag_specs))
 
 
 def _metrics(r: Reader, data: dict) -> MetricsSettings:

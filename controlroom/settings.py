@@ -59,6 +59,7 @@ class FlagSpec:
     default: str = "off"  # "on", "off" or "N%" (a percentage of users, bucketed by the application)
     users: tuple[str, ...] = ()  # named users who always get it (Etsy's `feature` allow-lists)
     groups: tuple[str, ...] = ()
+    guards: tuple[str, ...] = ()  # a kill switch: the series it guards (a failed gate on one offers it first)
 
     @property
     def kill_switch(self) -> bool:
@@ -73,6 +74,10 @@ class FlagsSettings:
 
     def flag(self, name: str) -> FlagSpec | None:
         return next((f for f in self.flags if f.name == name), None)
+
+    def guarding(self, series: tuple[str, ...] | list[str]) -> tuple[FlagSpec, ...]:
+        """The kill switches that guard any of these series, in the config's order."""
+        return tuple(f for f in self.flags if f.kill_switch and any(s in f.guards for s in series))
 
 
 @dataclass(frozen=True)

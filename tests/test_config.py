@@ -331,6 +331,38 @@ def test_bad_flag_kind_lists_the_kinds(tmp_path):
     check_fails(path, line=8, key="flags.beehive.kind", says=['"feature" or "kill_switch"', "'killswitch'"])
 
 
+GUARDED = """
+[metrics]
+url = "http://prometheus:9090"
+[metrics.series.errors_5xx]
+query = "q"
+max = 5
+
+[flags.new_search]
+kind = "kill_switch"
+"""
+
+
+def test_a_kill_switch_names_the_series_it_guards(tmp_path):
+    path = write(tmp_path, INVENTORY + GUARDED + 'guards = ["errors_5xx"]\n')
+    cfg = config.load(path)
+    assert cfg.flags.flag("new_search").guards == ("errors_5xx",)
+    assert [f.name for f in cfg.flags.guarding(["errors_5xx"])] == ["new_search"]
+    assert cfg.flags.guarding(["p95_ms"]) == ()
+
+
+def test_a_kill_switch_guarding_an_unknown_series_is_one_line_naming_file_line_and_key(tmp_path):
+    path = write(tmp_path, INVENTORY + GUARDED + 'guards = ["errors_5x"]\n')
+    check_fails(path, line=15, key="flags.new_search.guards",
+                says=["unknown series 'errors_5x'", "did you mean 'errors_5xx'?", "[metrics.series]"])
+
+
+def test_only_a_kill_switch_may_guard_a_series(tmp_path):
+    body = GUARDED.replace('kind = "kill_switch"', 'description = "search"')
+    path = write(tmp_path, INVENTORY + body + 'guards = ["errors_5xx"]\n')
+    check_fails(path, line=15, key="flags.new_search.guards", says=['kind = "kill_switch"'])
+
+
 def test_metrics_url_without_http_is_refused(tmp_path):
     path = write(tmp_path, INVENTORY + '\n[metrics]\nurl = "prometheus:9090"\n')
     check_fails(path, line=8, key="metrics.url", says=["must start with http:// or https://"])
