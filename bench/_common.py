@@ -237,3 +237,62 @@ def proc_cpu(pid: int) -> float | None:
         return None
     fields = stat[stat.rfind(")") + 2 :].split()  # the name in parentheses may hold spaces
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class FleetBench:
+    """What every fleet bench does around its measuring: a short temporary directory (ssh ControlPath sockets and
+    server sockets live under it), the simulated fleet in its own process, and a run that always stops the fleet,
+    reports what was measured even when interrupted, and says in one line what broke. A bench defines ``work()``
+    (what it measures), ``cleanup()`` (what it started besides the fleet) and ``report()``."""
+
+    PREFIX = "crbench-"
+
+    def __init__(self, args) -> None:
+        import tempfile
+
+        self.c = sys.modules[__name__]
+        self.args = args
+        self.n = args.hosts
+        self.tmp = Path(tempfile.mkdtemp(prefix=self.PREFIX))
+        self.fleet = FleetProcess(self.tmp / "fleet", self.n)
+        self.fleet_dir = self.fleet.dir
+        self.bin = Path(sys.executable).parent
+        self.failures: dict[str, list[str]] = {}
+        self.notes: list[str] = []
+
+    def work(self) -> None:
+        raise NotImplementedError
+
+    def cleanup(self) -> None:
+        """Stop what the bench started besides the fleet (runs before the fleet stops, even after an error)."""
+
+    def report(self) -> None:
+        raise NotImplementedError
+
+    def run(self) -> int:
+        # a SIGTERM to the bench must still stop the fleet: make it a SystemExit so `finally` runs
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+        raise_nofile(8 * self.n + 256)
+        self.load_before = loadavg()
+        status = 0
+        try:
+            self.ports = self.fleet.start()
+            self.work()
+        except KeyboardInterrupt:
+            print("bench: interrupted; reporting what was measured", file=sys.stderr)
+            status = 130
+        except Exception as e:  # noqa: BLE001 - report what we have, then say what broke
+            print(f"bench: error: {type(e).__name__}: {e}", file=sys.stderr)
+            status = 1
+        finally:
+            self.load_after = loadavg()
+            self.cleanup()
+            self.fleet.stop()
+            if self.args.keep:
+                print(f"bench: kept {self.tmp}", file=sys.stderr)
+            else:
+                import shutil
+
+                shutil.rmtree(self.tmp, ignore_errors=True)
+        self.report()
+        return status

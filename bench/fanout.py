@@ -25,6 +25,9 @@ from __future__ import annotations
 import os
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common  # noqa: E402 - beside this file
+
 # ------------------------------------------------------------------------------------------------ workers
 
 
@@ -237,67 +240,28 @@ def main(argv: list[str] | None = None) -> int:
     return Bench(args).run()
 
 
-class Bench:
+class Bench(_common.FleetBench):
     COLD_TIMEOUT = 90.0
     ANSIBLE_TIMEOUT = 180.0
     WARM_TIMEOUT = 60.0
 
     def __init__(self, args) -> None:
-        import tempfile
-        from pathlib import Path
-
-        import _common
-
-        self.c = _common
-        self.args = args
-        self.n = args.hosts
-        self.tmp = Path(tempfile.mkdtemp(prefix="crbench-"))  # short: ssh ControlPath sockets live under it
-        self.fleet = _common.FleetProcess(self.tmp / "fleet", self.n)
-        self.fleet_dir = self.fleet.dir
-        self.bin = Path(sys.executable).parent
+        super().__init__(args)
         self.workers: dict[str, _common.Worker] = {}
         self.contenders: list[Contender] = []
         self.samples: dict[str, list[tuple[float, float | None]]] = {}
-        self.failures: dict[str, list[str]] = {}
-        self.notes: list[str] = []
         self.recording = True
         self.ansible_version = ""
 
     # -------------------------------------------------------------------------------------- lifecycle
-    def run(self) -> int:
-        import signal
+    def work(self) -> None:
+        self.plan()
+        self.measure()
 
-        # a SIGTERM to the bench must still stop the fleet: make it a SystemExit so `finally` runs
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-        self.c.raise_nofile(8 * self.n + 256)
-        self.load_before = self.c.loadavg()
-        status = 0
-        try:
-            self.ports = self.fleet.start()
-            self.plan()
-            self.measure()
-        except KeyboardInterrupt:
-            print("bench: interrupted; reporting what was measured", file=sys.stderr)
-            status = 130
-        except Exception as e:  # noqa: BLE001 - report what we have, then say what broke
-            print(f"bench: error: {type(e).__name__}: {e}", file=sys.stderr)
-            status = 1
-        finally:
-            self.stop_all()
-        self.report()
-        return status
-
-    def stop_all(self) -> None:
+    def cleanup(self) -> None:
         for w in self.workers.values():
             w.stop()
         self.stop_ssh_masters()
-        self.fleet.stop()
-        if self.args.keep:
-            print(f"bench: kept {self.tmp}", file=sys.stderr)
-        else:
-            import shutil
-
-            shutil.rmtree(self.tmp, ignore_errors=True)
 
     # -------------------------------------------------------------------------------------- contenders
     def plan(self) -> None:

@@ -30,6 +30,9 @@ from __future__ import annotations
 import os
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common  # noqa: E402 - beside this file
+
 # ------------------------------------------------------------------------------------------------ the floor
 
 
@@ -135,62 +138,28 @@ class Contender:
         self.name, self.run, self.check = name, run, check
 
 
-class Bench:
+class Bench(_common.FleetBench):
     TIMEOUT = 120.0
     ANSIBLE_TIMEOUT = 300.0
+    PREFIX = "crroll-"
 
     def __init__(self, args) -> None:
-        import tempfile
-        from pathlib import Path
-
-        import _common
-
-        self.c = _common
-        self.args = args
-        self.n = args.hosts
-        self.tmp = Path(tempfile.mkdtemp(prefix="crroll-"))  # short: ssh ControlPath sockets live under it
-        self.fleet = _common.FleetProcess(self.tmp / "fleet", self.n)
-        self.fleet_dir = self.fleet.dir
-        self.bin = Path(sys.executable).parent
+        super().__init__(args)
         self.contenders: list[Contender] = []
         self.configs: list = []  # the configs of controlroom rounds whose servers are still to stop
         self.samples: dict[str, list[tuple[float, float | None]]] = {}
-        self.failures: dict[str, list[str]] = {}
-        self.notes: list[str] = []
         self.cpu: dict[str, str] = {}
         self.ansible_version = ""
         self.serial = 0  # each run ships a new revision
 
     # -------------------------------------------------------------------------------------- lifecycle
-    def run(self) -> int:
-        import signal
+    def work(self) -> None:
+        self.plan()
+        self.measure()
+        self.measure_cpu()
 
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `finally` still stops the fleet
-        self.c.raise_nofile(8 * self.n + 256)
-        self.load_before = self.c.loadavg()
-        status = 0
-        try:
-            self.ports = self.fleet.start()
-            self.plan()
-            self.measure()
-            self.measure_cpu()
-        except KeyboardInterrupt:
-            print("bench: interrupted; reporting what was measured", file=sys.stderr)
-            status = 130
-        except Exception as e:  # noqa: BLE001 - report what we have, then say what broke
-            print(f"bench: error: {type(e).__name__}: {e}", file=sys.stderr)
-            status = 1
-        finally:
-            self.stop_ssh_masters()
-            self.fleet.stop()
-            if self.args.keep:
-                print(f"bench: kept {self.tmp}", file=sys.stderr)
-            else:
-                import shutil
-
-                shutil.rmtree(self.tmp, ignore_errors=True)
-        self.report()
-        return status
+    def cleanup(self) -> None:
+        self.stop_ssh_masters()
 
     # -------------------------------------------------------------------------------------- what runs
     def plan(self) -> None:

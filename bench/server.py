@@ -37,6 +37,9 @@ from __future__ import annotations
 import os
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common  # noqa: E402 - beside this file
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WATCHERS = (1, 10)
 
@@ -187,8 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     return Bench(args).run()
 
 
-class Bench:
+class Bench(_common.FleetBench):
     TIMEOUT = 180.0  # any one deploy, watcher or client
+    PREFIX = "crsrv-"  # short: the servers' sockets live under it
     # name: (state directory, how); the first is the baseline
     CONTENDERS = {
         "in process": ("inproc", "inproc"),
@@ -198,18 +202,7 @@ class Bench:
     }
 
     def __init__(self, args) -> None:
-        import tempfile
-        from pathlib import Path
-
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        import _common
-
-        self.c = _common
-        self.args = args
-        self.n = args.hosts
-        self.tmp = Path(tempfile.mkdtemp(prefix="crsrv-"))  # short: the servers' sockets live under it
-        self.fleet = _common.FleetProcess(self.tmp / "fleet", self.n)
-        self.fleet_dir = self.fleet.dir
+        super().__init__(args)
         self.cr = _common.controlroom_cmd()
         self.serial = 0
         self.latency: dict[int, list[float]] = {n: [] for n in WATCHERS}
@@ -218,42 +211,16 @@ class Bench:
         self.server_cpu: dict[int, list[float]] = {n: [] for n in WATCHERS}
         self.by_kind: dict[int, dict[str, list[float]]] = {n: {} for n in WATCHERS}  # event type -> latencies
         self.walls: dict[str, list[float]] = {name: [] for name in self.CONTENDERS}
-        self.failures: dict[str, list[str]] = {}
-        self.notes: list[str] = []
         self.rounds_done = 0
 
     # -------------------------------------------------------------------------------------- lifecycle
-    def run(self) -> int:
-        import signal
+    def work(self) -> None:
+        self.configs()
+        self.measure()
 
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `finally` still stops servers and fleet
-        self.c.raise_nofile(8 * self.n + 256)
-        self.load_before = self.c.loadavg()
-        status = 0
-        try:
-            self.ports = self.fleet.start()
-            self.configs()
-            self.measure()
-        except KeyboardInterrupt:
-            print("bench: interrupted; reporting what was measured", file=sys.stderr)
-            status = 130
-        except Exception as e:  # noqa: BLE001 - report what we have, then say what broke
-            print(f"bench: error: {type(e).__name__}: {e}", file=sys.stderr)
-            status = 1
-        finally:
-            self.load_after = self.c.loadavg()
-            # any server a client started in any of our state directories
-            for tag in getattr(self, "cfg", {}):
-                self.stop_server(tag)
-            self.fleet.stop()
-            if self.args.keep:
-                print(f"bench: kept {self.tmp}", file=sys.stderr)
-            else:
-                import shutil
-
-                shutil.rmtree(self.tmp, ignore_errors=True)
-        self.report()
-        return status
+    def cleanup(self) -> None:
+        for tag in getattr(self, "cfg", {}):  # any server a client started in any of our state directories
+            self.stop_server(tag)
 
     def configs(self) -> None:
         """One config per state directory: the fleet's controlroom.toml with our phases and [state]."""
