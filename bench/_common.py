@@ -296,3 +296,51 @@ class FleetBench:
                 shutil.rmtree(self.tmp, ignore_errors=True)
         self.report()
         return status
+
+    def print_notes(self) -> None:
+        for n in self.notes:
+            print(f"note: {n}")
+        for name, errs in self.failures.items():
+            for e in dict.fromkeys(errs):
+                print(f"failure: {name}: {e}")
+
+
+def versions(packages: tuple[str, ...], ansible_version: str = "") -> str:
+    """The installed versions of ``packages`` (those present), and Ansible's and OpenSSH's when Ansible ran."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for pkg in packages:
+        try:
+            out.append(f"{pkg} {version(pkg)}")
+        except PackageNotFoundError:
+            pass
+    if ansible_version:
+        out.append(ansible_version)
+        try:
+            v = subprocess.run(["ssh", "-V"], capture_output=True, text=True, timeout=10)
+            out.append(v.stderr.strip().split(",")[0])
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    return "; ".join(out)
+
+
+def bench_args(doc: str, rounds: int, budget: float, argv: list[str] | None, *, ansible: bool = True,
+               keep_help: str = "keep the temporary fleet directory", min_hosts: int = 1):
+    """The options every fleet bench takes: --hosts, --rounds, --budget, --markdown, --keep (and --no-ansible)."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    p.add_argument("--hosts", type=int, default=150, help="simulated hosts (default 150)")
+    p.add_argument("--rounds", type=int, default=rounds, help=f"measured rounds (default {rounds})")
+    p.add_argument("--budget", type=float, default=budget,
+                   help=f"start no new round after this many seconds (default {budget:g})")
+    p.add_argument("--markdown", action="store_true", help="also print the result as markdown for the README")
+    if ansible:
+        p.add_argument("--no-ansible", action="store_true", help="skip Ansible even when it is installed")
+    p.add_argument("--keep", action="store_true", help=keep_help)
+    args = p.parse_args(argv)
+    if args.hosts < min_hosts or args.rounds < 1:
+        p.error(f"--hosts must be at least {min_hosts}" + (" (three phases)" if min_hosts > 1 else "")
+                + " and --rounds at least 1")
+    return args

@@ -224,20 +224,7 @@ class Contender:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--hosts", type=int, default=150, help="simulated hosts (default 150)")
-    p.add_argument("--rounds", type=int, default=7, help="measured rounds per contender (default 7)")
-    p.add_argument("--budget", type=float, default=240,
-                   help="start no new round after this many seconds (default 240)")
-    p.add_argument("--markdown", action="store_true", help="also print the result as markdown for the README")
-    p.add_argument("--no-ansible", action="store_true", help="skip Ansible even when it is installed")
-    p.add_argument("--keep", action="store_true", help="keep the temporary fleet directory")
-    args = p.parse_args(argv)
-    if args.hosts < 1 or args.rounds < 1:
-        p.error("--hosts and --rounds must be at least 1")
-    return Bench(args).run()
+    return Bench(_common.bench_args(__doc__, 7, 240, argv)).run()
 
 
 class Bench(_common.FleetBench):
@@ -439,23 +426,7 @@ class Bench(_common.FleetBench):
 
     # -------------------------------------------------------------------------------------- report
     def versions(self) -> str:
-        import subprocess
-        from importlib.metadata import PackageNotFoundError, version
-
-        out = []
-        for pkg in ("controlroom", "parallel-ssh", "ssh2-python"):
-            try:
-                out.append(f"{pkg} {version(pkg)}")
-            except PackageNotFoundError:
-                pass
-        if self.ansible_version:
-            out.append(self.ansible_version)
-            try:
-                v = subprocess.run(["ssh", "-V"], capture_output=True, text=True, timeout=10)
-                out.append(v.stderr.strip().split(",")[0])
-            except (OSError, subprocess.TimeoutExpired):
-                pass
-        return "; ".join(out)
+        return self.c.versions(("controlroom", "parallel-ssh", "ssh2-python"), self.ansible_version)
 
     def stats(self, name: str) -> tuple[float, float, float | None] | None:
         s = self.samples.get(name)
@@ -534,11 +505,7 @@ class Bench(_common.FleetBench):
         print()
         for v in self.verdicts():
             print(v)
-        for n in self.notes:
-            print(f"note: {n}")
-        for name, errs in self.failures.items():
-            for e in dict.fromkeys(errs):
-                print(f"failure: {name}: {e}")
+        self.print_notes()
         print(LEGEND)
         if self.args.markdown and rows:
             print("\n----- markdown -----\n")

@@ -116,21 +116,7 @@ every round starts cold like the others."""
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--hosts", type=int, default=150, help="simulated hosts (default 150)")
-    p.add_argument("--rounds", type=int, default=5, help="measured rounds per contender (default 5)")
-    p.add_argument(
-        "--budget", type=float, default=600, help="start no new round after this many seconds (default 600)"
-    )
-    p.add_argument("--markdown", action="store_true", help="also print the result as markdown for the README")
-    p.add_argument("--no-ansible", action="store_true", help="skip Ansible even when it is installed")
-    p.add_argument("--keep", action="store_true", help="keep the temporary fleet directory")
-    args = p.parse_args(argv)
-    if args.hosts < 4 or args.rounds < 1:
-        p.error("--hosts must be at least 4 (three phases) and --rounds at least 1")
-    return Bench(args).run()
+    return Bench(_common.bench_args(__doc__, 5, 600, argv, min_hosts=4)).run()
 
 
 class Contender:
@@ -622,22 +608,7 @@ class Bench(_common.FleetBench):
         return out
 
     def versions(self) -> str:
-        import subprocess
-        from importlib.metadata import PackageNotFoundError, version
-
-        out = []
-        try:
-            out.append(f"controlroom {version('controlroom')}")
-        except PackageNotFoundError:
-            pass
-        if self.ansible_version:
-            out.append(self.ansible_version)
-            try:
-                v = subprocess.run(["ssh", "-V"], capture_output=True, text=True, timeout=10)
-                out.append(v.stderr.strip().split(",")[0])
-            except (OSError, subprocess.TimeoutExpired):
-                pass
-        return "; ".join(out)
+        return self.c.versions(("controlroom",), self.ansible_version)
 
     def report(self) -> None:
         head = ("contender", "median s", "min s", "client CPU s", "vs floor", "runs", "notes")
@@ -672,11 +643,7 @@ class Bench(_common.FleetBench):
         print()
         for v in self.verdicts():
             print(v)
-        for n in self.notes:
-            print(f"note: {n}")
-        for name, errs in self.failures.items():
-            for e in dict.fromkeys(errs):
-                print(f"failure: {name}: {e}")
+        self.print_notes()
         print(LEGEND)
         if self.args.markdown and rows:
             print("\n----- markdown -----\n")

@@ -172,22 +172,8 @@ all ship to the same fleet. The fleet's CPU is on the same machine and in no fig
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--hosts", type=int, default=150, help="simulated hosts (default 150)")
-    p.add_argument("--rounds", type=int, default=5, help="measured rounds (default 5)")
-    p.add_argument(
-        "--budget", type=float, default=900, help="start no new round after this many seconds (default 900)"
-    )
-    p.add_argument("--markdown", action="store_true", help="also print the result as markdown for the README")
-    p.add_argument(
-        "--keep", action="store_true", help="keep the temporary directory (fleet, configs, journals)"
-    )
-    args = p.parse_args(argv)
-    if args.hosts < 4 or args.rounds < 1:
-        p.error("--hosts must be at least 4 (three phases) and --rounds at least 1")
-    return Bench(args).run()
+    return Bench(_common.bench_args(__doc__, 5, 900, argv, ansible=False, min_hosts=4,
+                                    keep_help="keep the temporary directory (fleet, configs, journals)")).run()
 
 
 class Bench(_common.FleetBench):
@@ -637,11 +623,7 @@ class Bench(_common.FleetBench):
         print()
         for v in self.verdicts():
             print(v)
-        for n in self.notes:
-            print(f"note: {n}")
-        for name, errs in self.failures.items():
-            for e in dict.fromkeys(errs):
-                print(f"failure: {name}: {e}")
+        self.print_notes()
         print(LEGEND)
         if self.args.markdown:
             print("\n----- markdown -----\n")
