@@ -18,6 +18,7 @@ from textual.command import CommandList, CommandPalette
 from controlroom import config
 from controlroom import events as ev
 from controlroom.app import ControlRoom, build_app
+from tests.waiting import until_shown
 from widgets.dialogs import ConfirmDialog, HelpScreen, PromptDialog, QuitDialog
 from widgets.host_detail import HostScreen
 
@@ -26,17 +27,9 @@ SIZE = (160, 48)
 
 async def until(pilot, cond, what: str, timeout: float = 30.0) -> None:
     """Poll the app until cond() holds (never a fixed sleep); fail saying what we waited for and where it is."""
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            app: ControlRoom = pilot.app
-            pytest.fail(
-                f"waited {timeout:g} s for {what}; status={app.status!r} screen={type(app.screen).__name__} "
-                f"log={app.log_lines[-5:]!r}"
-            )
-        await pilot.pause(0.05)
-    pilot.app.flush()  # paint what the condition saw now, rather than at the next 15 Hz tick
-    await pilot.pause()
+    app: ControlRoom = pilot.app
+    await until_shown(pilot, cond, what, timeout,
+                      lambda: f"status={app.status!r} screen={type(app.screen).__name__} log={app.log_lines[-5:]!r}")
 
 
 _SERVED: list[Path] = []  # state directories whose server the apps of this test may have started

@@ -3,28 +3,14 @@
 from __future__ import annotations
 
 import re
-import time
 
-import pytest
 from textual.widgets import Footer, TabbedContent
 
 from controlroom import events as ev
 from controlroom.app import ControlRoom
-from tests.test_app_actions import make_app, servers_stopped  # noqa: F401
+from tests.test_app_actions import make_app, servers_stopped, until  # noqa: F401
 
 PANES = ("#rollout", "#deploy-log", "#flags", "#staging-diff", "#metrics")
-
-
-async def until(pilot, cond, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            pytest.fail(f"waited {timeout:g} s for {what}; status={pilot.app.status!r}")
-        await pilot.pause(0.05)
-    pilot.app.flush()
-    await pilot.pause()
-
-
 
 
 async def ready(pilot) -> None:

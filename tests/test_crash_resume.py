@@ -6,12 +6,12 @@ import re
 import sqlite3
 import subprocess
 import sys
-import time
 
 import pytest
 
 from tests.conftest import run_cli
 from tests.servers import kill_server, servers_stopped  # noqa: F401 - every server a test starts stops with it
+from tests.waiting import wait_for
 
 STEPS = '''steps = [
     "sleep 0.3 && echo 1 >> steps.log",
@@ -56,16 +56,6 @@ def _states(db) -> dict[str, int]:
     return dict(rows)
 
 
-def _wait(cond, deadline_s: float, what: str):
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("kind,hosts", [("sim", 30), pytest.param("sshd", 14, marks=pytest.mark.sshd)],
                          ids=["sim", "sshd"])
@@ -82,7 +72,7 @@ def test_kill_9_mid_phase_then_resume_ends_every_host_on_new_revision_with_each_
         def mid_phase():
             s = _states(db)
             return s.get("done", 0) >= 8 + 4 * (kind == "sim") and s.get("running", 0) + s.get("connecting", 0) >= 2
-        _wait(mid_phase, 60, "the deploy to be in the middle of stage 2")
+        wait_for(mid_phase, 60, "the deploy to be in the middle of stage 2")
         kill_server(fleet.dir / "state")  # the server runs the deploy: it is the process that crashes
         out = deploy.communicate(timeout=30)[0]
     finally:

@@ -18,6 +18,7 @@ import pytest
 
 from tests.conftest import REPO, run_cli
 from tests.servers import kill_server, server_pid, servers_stopped  # noqa: F401 - every server a test starts stops with it
+from tests.waiting import wait_for
 
 STEPS = '''steps = [
     "sleep {sleep} && echo 1 >> steps.log",
@@ -77,19 +78,6 @@ def db_rows(state: Path, sql: str, *params) -> list[tuple]:
         return []
     finally:
         con.close()
-
-
-def wait_for(cond, seconds: float, what: str, proc: subprocess.Popen | None = None):
-    """Poll cond until it holds; fail at the deadline, or at once (with its output) if proc ended first."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"the process ended before {what}: {proc.communicate()}")
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def host_logs(fleet) -> str:

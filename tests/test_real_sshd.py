@@ -17,6 +17,7 @@ from controlroom import config
 from controlroom.inventory import Host
 from controlroom.ssh import SSHPool
 from tests.conftest import run_cli
+from tests.waiting import until
 
 
 def pool_for(fleet, **settings) -> SSHPool:
@@ -37,13 +38,6 @@ def never_appears(path, seconds: float) -> bool:
             return False
         time.sleep(0.1)
     return not path.exists()
-
-
-async def until(condition, seconds: float = 10) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
 
 
 # ------------------------------------------------------------------------------------------- stopped commands

@@ -7,11 +7,7 @@ events, and then reads what the hosts hold and what the journal recorded.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 from controlroom import config
 from controlroom import events as ev
@@ -19,6 +15,7 @@ from controlroom.demo.fleet import Fleet
 from controlroom.journal import Journal
 from controlroom.rollout import Rollout
 from controlroom.ssh import SSHPool
+from tests.waiting import until
 
 NEW, OLD = "r2307", "r2306"
 
@@ -63,15 +60,6 @@ name = "stage 2"
 
 def revision_of(fleet: Fleet, host: str) -> str:
     return (fleet.dir / "hosts" / host / "REVISION").read_text().strip()
-
-
-async def until(cond: Callable[[], bool], timeout: float = 20, what: str = "") -> None:
-    """Poll cond until it holds; fail the test at the deadline."""
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what or cond}")
-        await asyncio.sleep(0.01)
 
 
 class Recorder:

@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ from controlroom import protocol as pr
 from controlroom.client import connect
 from tests.conftest import REPO, run_cli
 from tests.servers import servers_stopped  # noqa: F401 - every server a test starts stops with it
+from tests.waiting import wait_for
 
 
 def cr(fleet, *args: str, user: str = "alice", **kw) -> subprocess.CompletedProcess:
@@ -31,16 +31,6 @@ def server_pid(fleet) -> int | None:
         return int((Path(fleet.dir) / "state" / "server.lock").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return None
-
-
-def wait_for(cond, seconds: float, what: str):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture

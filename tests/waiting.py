@@ -1,0 +1,57 @@
+"""Waiting in tests: poll a condition until it holds, with a deadline; never a fixed sleep as synchronisation.
+
+- ``wait_for(cond, seconds, what, proc=None)``: from a plain (thread) test; returns cond's truthy value.
+- ``until(cond, seconds, what)``: the same from a coroutine (the event loop keeps running meanwhile).
+- ``until_shown(pilot, cond, what, seconds)``: from a Pilot test; paints what the condition saw before returning.
+
+Each fails saying what it waited for, so a timeout reads as the operator's story.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+def wait_for(cond: Callable[[], Any], seconds: float, what: str, proc: subprocess.Popen | None = None) -> Any:
+    """Poll cond until it is truthy and return its value; fail at the deadline, or at once (with its output) when
+    proc, the process that should bring it about, ended first."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = cond()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the process ended before {what}: {proc.communicate()}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {seconds:g} s waiting for {what}")
+        time.sleep(0.02)
+
+
+async def until(cond: Callable[[], Any], seconds: float = 20, what: str = "") -> Any:
+    """Poll cond from a coroutine until it is truthy and return its value; fail at the deadline."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {seconds:g} s waiting for {what or cond}")
+        await asyncio.sleep(0.01)
+
+
+async def until_shown(pilot, cond: Callable[[], Any], what: str, seconds: float = 30.0,
+                      detail: Callable[[], str] | None = None) -> None:
+    """Poll cond while the app runs until it holds, then paint what it saw (rather than at the next refresh tick).
+
+    At the deadline, fail naming what we waited for and, when given, detail() (where the app is)."""
+    deadline = time.monotonic() + seconds
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {seconds:g} s for {what}" + (f"; {detail()}" if detail else ""))
+        await pilot.pause(0.05)
+    pilot.app.flush()
+    await pilot.pause()
