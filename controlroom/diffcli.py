@@ -12,16 +12,17 @@ import asyncio
 import os
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
-from controlroom import release
+from controlroom import release, stagediff
 from controlroom.config import Config
 from controlroom.errors import ControlroomError, UsageError
 from controlroom.text import clean
 
 GREEN, RED, CYAN, BOLD, DIM, RESET = "\x1b[32m", "\x1b[31m", "\x1b[36m", "\x1b[1m", "\x1b[2m", "\x1b[0m"
-MAX_COMMITS = 500
+# the data functions live in the core module stagediff (the app's pane uses them too); kept here by their old names
+live_counts, live_line, commits, files, _age = (stagediff.live_counts, stagediff.live_line, stagediff.commits,
+                                                stagediff.files, stagediff.age)
 
 
 def add_parsers(sub, common) -> None:
@@ -33,26 +34,6 @@ def add_parsers(sub, common) -> None:
 
 
 # --------------------------------------------------------------------------------------------- diff
-
-
-def live_counts(cfg: Config) -> Counter:
-    """revision -> how many hosts run it, by the journal's record (empty when nothing is recorded)."""
-    from controlroom.journal import Journal
-
-    if not (Path(cfg.state.dir) / "journal.db").exists():
-        return Counter()
-    j = Journal.open(Path(cfg.state.dir), readonly=True)
-    try:
-        return Counter(live for live, _ in j.live_revisions().values() if live)
-    finally:
-        j.close()
-
-
-def live_line(counts: Counter) -> str:
-    """'live: r2306 on 150 hosts' or, for a mixed fleet, 'live: r2306 on 148 hosts, r2305 on 2'."""
-    parts = [f"{clean(rev, 80)} on {n}" + (" hosts" if i == 0 else "") for i, (rev, n) in
-             enumerate(counts.most_common())]
-    return "live: " + ", ".join(parts)
 
 
 def _live_from_server(cfg: Config) -> str | None:
@@ -71,104 +52,41 @@ def _live_from_server(cfg: Config) -> str | None:
     return asyncio.run(go())
 
 
-def _age(seconds: float) -> str:
-    for unit, size in (("year", 365 * 86400), ("month", 30 * 86400), ("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds >= size:
-            n = int(seconds // size)
-            return f"{n} {unit}{'s' if n != 1 else ''} ago"
-    return "just now"
-
-
-def commits(repo: Path, a: str, b: str) -> list[tuple[str, str, float, str]]:
-    """(short hash, author, commit time, subject) of the commits in b and not in a, newest first."""
-    out = release._git(repo, "log", f"--max-count={MAX_COMMITS}", "--format=%h%x1f%an%x1f%ct%x1f%s",
-                       "--end-of-options", f"{a}..{b}")
-    rows = []
-    for line in out.splitlines():
-        h, author, ct, subject = (line.split("\x1f") + ["", "", "0", ""])[:4]
-        rows.append((h, author, float(ct or 0), subject))
-    return rows
-
-
-def files(repo: Path, a: str, b: str) -> list[tuple[str, str, str]]:
-    """(added, removed, path) for each file changed from a to b ('-' for a binary file's counts)."""
-    out = release._git(repo, "diff", "--numstat", "-z", "--end-of-options", a, b)
-    rows, parts = [], out.split("\0")
-    i = 0
-    while i < len(parts):
-        if not parts[i].strip():
-            i += 1
-            continue
-        fields = parts[i].split("\t")
-        if len(fields) == 3 and fields[2] == "" and i + 2 < len(parts):  # a rename: old and new path follow
-            rows.append((fields[0], fields[1], f"{parts[i + 1]} -> {parts[i + 2]}"))
-            i += 3
-            continue
-        if len(fields) >= 3:
-            rows.append((fields[0], fields[1], "\t".join(fields[2:])))
-        i += 1
-    return rows
-
-
 def cmd_diff(cfg: Config, args: argparse.Namespace) -> int:
-    repo = cfg.release.repo
-    if repo is None:
+    if cfg.release.repo is None:
         raise UsageError(f"{cfg.path}: nothing to compare: set [release] repo")
     staged = args.revision or release.staged_revision(cfg)
-    b = release.pin(cfg, staged)
+    release.pin(cfg, staged)  # an unknown staged revision is refused before the server is asked anything
     counts = live_counts(cfg)
-    if counts:
-        live = counts.most_common(1)[0][0]
-        head = live_line(counts)
-    else:
-        live = _live_from_server(cfg)
-        if not live:
-            raise ControlroomError("the live revision is unknown: no host answered with one")
-        head = f"live: {clean(live, 80)} (asked {cfg.phases[0].hosts[0] if cfg.phases else 'a host'})"
-    if release.revision_problem(live):
-        raise ControlroomError(f"the live revision {clean(live, 80)!r} is not a revision name git can be asked about")
-    a = release.pin(cfg, live)
-    assert b is not None and a is not None
+    live = None if counts else _live_from_server(cfg)
+    asked = f"asked {cfg.phases[0].hosts[0] if cfg.phases else 'a host'}"
+    d = stagediff.load(cfg, staged=staged, counts=counts, live=live, live_note=asked, stat=args.stat)
     tty = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
 
     def paint(text: str, colour: str) -> str:
         return f"{colour}{text}{RESET}" if tty else text
 
-    out: list[str] = [head, f"staged: {clean(staged, 80)} ({b[:10]})"]
-    if a == b:
+    out: list[str] = [d.live_line, d.staged_line]
+    if d.same:
         out.append("nothing to show: the fleet runs the staged commit")
         print("\n".join(out))
         return 0
-    rows = commits(repo, a, b)
     out.append("")
-    out.append(paint(f"{len(rows)} commit{'s' if len(rows) != 1 else ''}", BOLD))
+    out.append(paint(f"{len(d.commits)} commit{'s' if len(d.commits) != 1 else ''}", BOLD))
     now = time.time()
-    for h, author, ct, subject in rows:
-        out.append(f"  {paint(h, CYAN)}  {clean(author, 40)}  {paint(_age(now - ct), DIM)}  {clean(subject, 200)}")
-    fs = files(repo, a, b)
-    added = sum(int(x) for x, _, _ in fs if x.isdigit())
-    removed = sum(int(y) for _, y, _ in fs if y.isdigit())
+    for c in d.commits:
+        out.append(f"  {paint(c.hash, CYAN)}  {c.author}  {paint(stagediff.age(now - c.at), DIM)}  {c.subject}")
+    added, removed = d.totals
     out.append("")
-    out.append(paint(f"{len(fs)} file{'s' if len(fs) != 1 else ''} changed, +{added} -{removed}", BOLD))
-    for x, y, path in fs:
-        out.append(f"  {paint('+' + x, GREEN)} {paint('-' + y, RED)}  {clean(path, 300)}")
+    out.append(paint(f"{len(d.files)} file{'s' if len(d.files) != 1 else ''} changed, +{added} -{removed}", BOLD))
+    for f in d.files:
+        out.append(f"  {paint('+' + f.added, GREEN)} {paint('-' + f.removed, RED)}  {f.path}")
     print("\n".join(out))
     if args.stat:
         return 0
     print()
-    patch = release._git(repo, "diff", "--no-color", "--no-ext-diff", "--end-of-options", a, b)
-    lines = []
-    for raw in patch.splitlines():
-        line = clean(raw, 2000)
-        if raw.startswith(("+++", "---", "diff ", "index ")):
-            line = paint(line, BOLD)
-        elif raw.startswith("+"):
-            line = paint(line, GREEN)
-        elif raw.startswith("-"):
-            line = paint(line, RED)
-        elif raw.startswith("@@"):
-            line = paint(line, CYAN)
-        lines.append(line)
+    colour = {stagediff.META: BOLD, stagediff.ADDED: GREEN, stagediff.REMOVED: RED, stagediff.HUNK: CYAN}
+    lines = [paint(line, colour[k]) if k in colour else line for line, k in zip(d.lines, d.kinds, strict=True)]
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
 

@@ -1,0 +1,210 @@
+"""The staging diff as data: live -> staged, read from git where the caller runs (the bastion holds the repo).
+
+`controlroom diff` prints it, the app's staging diff pane draws it; neither reads git itself. Everything git prints
+that a person wrote (subjects, authors, paths, the diff's lines) is cleaned here, so a caller only shows text.
+The live side is the revision most hosts run by the journal's record (a mixed fleet says so: "live: r2306 on 148
+hosts, r2305 on 2"); with nothing recorded yet the caller says what the server was told by a host.
+No Textual, no Rich: plain data for a terminal printer or a line-API widget.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from controlroom import release
+from controlroom.errors import ControlroomError, UsageError
+from controlroom.text import clean
+
+if TYPE_CHECKING:
+    from controlroom.config import Config
+
+MAX_COMMITS = 500
+LINE_LIMIT = 2000  # characters of one diff line as shown
+
+# what a line of the diff is, for colouring (a printer or a widget picks the colour; NO_COLOR reads the text)
+META, ADDED, REMOVED, HUNK, CONTEXT = "meta", "added", "removed", "hunk", "context"
+
+
+def line_kind(raw: str) -> str:
+    """How a line of `git diff` output reads: META (diff/index/---/+++ headers), ADDED, REMOVED, HUNK, CONTEXT."""
+    if raw.startswith(("+++", "---", "diff ", "index ", "new file", "deleted file", "rename ", "similarity ",
+                       "old mode", "new mode", "Binary files")):
+        return META
+    if raw.startswith("+"):
+        return ADDED
+    if raw.startswith("-"):
+        return REMOVED
+    if raw.startswith("@@"):
+        return HUNK
+    return CONTEXT
+
+
+@dataclass(frozen=True)
+class Commit:
+    hash: str
+    author: str
+    at: float  # commit time (epoch seconds)
+    subject: str
+
+
+@dataclass(frozen=True)
+class FileChange:
+    added: str  # a count, or '-' for a binary file
+    removed: str
+    path: str
+
+
+@dataclass(frozen=True)
+class StagingDiff:
+    """live -> staged, ready to show: every string in it is cleaned."""
+
+    live_line: str  # 'live: r2306 on 148 hosts, r2305 on 2' (or how the live revision is known)
+    live: str  # the revision the diff starts from (the one most hosts run)
+    staged: str  # the staged revision's name (r2307)
+    live_commit: str
+    staged_commit: str
+    commits: list[Commit] = field(default_factory=list)
+    files: list[FileChange] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)  # the diff itself, one cleaned line each ([] for --stat)
+    kinds: list[str] = field(default_factory=list)  # line_kind of each line
+
+    @property
+    def mixed(self) -> bool:
+        return ", " in self.live_line
+
+    @property
+    def same(self) -> bool:
+        """The fleet runs the staged commit: nothing to show."""
+        return self.live_commit == self.staged_commit
+
+    @property
+    def totals(self) -> tuple[int, int]:
+        """(lines added, lines removed) over every file (binary files count 0)."""
+        return (sum(int(f.added) for f in self.files if f.added.isdigit()),
+                sum(int(f.removed) for f in self.files if f.removed.isdigit()))
+
+    @property
+    def staged_line(self) -> str:
+        return f"staged: {self.staged} ({self.staged_commit[:10]})"
+
+
+def live_counts(cfg: Config) -> Counter:
+    """revision -> how many hosts run it, by the journal's record (empty when nothing is recorded or the journal
+    cannot be read)."""
+    from controlroom.journal import Journal
+
+    if not (Path(cfg.state.dir) / "journal.db").exists():
+        return Counter()
+    try:
+        j = Journal.open(Path(cfg.state.dir), readonly=True)
+    except Exception:  # noqa: BLE001 - unreadable journal: the caller asks the server instead
+        return Counter()
+    try:
+        return Counter(live for live, _ in j.live_revisions().values() if live)
+    finally:
+        j.close()
+
+
+def live_line(counts: Counter) -> str:
+    """'live: r2306 on 150 hosts' or, for a mixed fleet, 'live: r2306 on 148 hosts, r2305 on 2'."""
+    parts = [f"{clean(rev, 80)} on {n}" + (" hosts" if i == 0 else "") for i, (rev, n) in
+             enumerate(counts.most_common())]
+    return "live: " + ", ".join(parts)
+
+
+def age(seconds: float) -> str:
+    """'3 days ago', '1 hour ago', 'just now'."""
+    for unit, size in (("year", 365 * 86400), ("month", 30 * 86400), ("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            n = int(seconds // size)
+            return f"{n} {unit}{'s' if n != 1 else ''} ago"
+    return "just now"
+
+
+def commits(repo: Path, a: str, b: str) -> list[Commit]:
+    """The commits in b and not in a, newest first (at most MAX_COMMITS), their text cleaned."""
+    out = release._git(repo, "log", f"--max-count={MAX_COMMITS}", "--format=%h%x1f%an%x1f%ct%x1f%s",
+                       "--end-of-options", f"{a}..{b}")
+    rows = []
+    for line in out.splitlines():
+        h, author, ct, subject = (line.split("\x1f") + ["", "", "0", ""])[:4]
+        try:
+            at = float(ct or 0)
+        except ValueError:
+            at = 0.0
+        rows.append(Commit(clean(h, 40), clean(author, 40), at, clean(subject, 200)))
+    return rows
+
+
+def files(repo: Path, a: str, b: str) -> list[FileChange]:
+    """Each file changed from a to b with its +/- counts ('-' for a binary file's), paths cleaned."""
+    out = release._git(repo, "diff", "--numstat", "-z", "--end-of-options", a, b)
+    rows, parts = [], out.split("\0")
+    i = 0
+    while i < len(parts):
+        if not parts[i].strip():
+            i += 1
+            continue
+        fields = parts[i].split("\t")
+        if len(fields) == 3 and fields[2] == "" and i + 2 < len(parts):  # a rename: old and new path follow
+            rows.append(FileChange(fields[0], fields[1], clean(f"{parts[i + 1]} -> {parts[i + 2]}", 300)))
+            i += 3
+            continue
+        if len(fields) >= 3:
+            rows.append(FileChange(fields[0], fields[1], clean("\t".join(fields[2:]), 300)))
+        i += 1
+    return rows
+
+
+def patch_lines(repo: Path, a: str, b: str) -> tuple[list[str], list[str]]:
+    """The diff from a to b: (cleaned lines, their line_kind)."""
+    patch = release._git(repo, "diff", "--no-color", "--no-ext-diff", "--end-of-options", a, b)
+    raw = patch.split("\n") if patch else []
+    return [clean(r, LINE_LIMIT) for r in raw], [line_kind(r) for r in raw]
+
+
+def load(cfg: Config, *, staged: str | None = None, counts: Counter | None = None, live: str | None = None,
+         live_note: str = "", stat: bool = False) -> StagingDiff:
+    """live -> staged from [release] repo. ``staged`` defaults to the staged revision; the live side is the
+    revision most hosts run by ``counts`` (default: the journal's record), else ``live`` (what a host said,
+    ``live_note`` saying how it is known). Raises ControlroomError (one line) when either side is unknown.
+    Blocking (git runs): call it off an event loop."""
+    repo = cfg.release.repo
+    if repo is None:
+        raise UsageError(f"{cfg.path}: nothing to compare: set [release] repo")
+    staged = staged or release.staged_revision(cfg)
+    b = release.pin(cfg, staged)
+    counts = live_counts(cfg) if counts is None else counts
+    if counts:
+        live = counts.most_common(1)[0][0]
+        head = live_line(counts)
+    elif live:
+        head = f"live: {clean(live, 80)}" + (f" ({live_note})" if live_note else "")
+    else:
+        raise ControlroomError("the live revision is unknown: no host answered with one")
+    if release.revision_problem(live):
+        raise ControlroomError(f"the live revision {clean(live, 80)!r} is not a revision name git can be asked about")
+    a = release.pin(cfg, live)
+    assert a is not None and b is not None
+    d = StagingDiff(head, clean(live, 80), clean(staged, 80), a, b)
+    if a == b:
+        return d
+    d.commits.extend(commits(repo, a, b))
+    d.files.extend(files(repo, a, b))
+    if not stat:
+        lines, kinds = patch_lines(repo, a, b)
+        d.lines.extend(lines)
+        d.kinds.extend(kinds)
+    return d
+
+
+def staged_commit(cfg: Config) -> tuple[str, str]:
+    """(name, commit) of the staged revision now: cheap enough to ask every few seconds (it follows the ref)."""
+    name = release.staged_revision(cfg)
+    commit = release.pin(cfg, name)
+    if commit is None:
+        raise ControlroomError(f"{cfg.path}: nothing to compare: set [release] repo")
+    return name, commit
