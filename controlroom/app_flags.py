@@ -1,5 +1,6 @@
 """The app's flag actions (mixed into ControlRoom): the flags pane kept current, a flag flipped from the pane, a
-kill switch from anywhere in three keys plus the confirm, and a flag's history.
+kill switch from anywhere in three keys plus the confirm, a flag's history, and the kill switch offered first when a
+gate on the series it guards fails.
 
 A flag change never waits for the fleet lock or a running deploy (the server pushes it on its priority lane), so
 nothing here asks the rollout's state. Each change names the flag's version the operator saw (compare-and-set): a
@@ -8,6 +9,8 @@ change someone else made meanwhile is refused naming them, and the operator is a
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterable
 
 from textual.app import SystemCommand
@@ -15,15 +18,17 @@ from textual.screen import Screen
 
 from controlroom import events as ev
 from controlroom import flags as fl
+from controlroom import gates
 from controlroom.errors import ControlroomError
 from controlroom.text import clean
-from widgets.dialogs import HelpScreen, PromptDialog
+from widgets.dialogs import GateHaltDialog, HelpScreen, PromptDialog
 from widgets.flag_dialogs import FlagConfirmDialog, FlagHistoryScreen, KillSwitchPicker
 from widgets.flags import FlagsPane
 from widgets.host_detail import HostScreen
 
 FLAGS_POLL = 5.0  # seconds between looks at the receipts (stragglers confirm late)
 VERIFY_EVERY = 60.0  # seconds between read-backs of every host's flags file (an operator's app only)
+RECHECK_PATIENCE = 45.0  # seconds a gate is checked again after its kill switch flipped (a rate window must turn)
 
 
 def _what(value: str) -> str:
@@ -112,6 +117,8 @@ class FlagActions:
             self.want_flags()
             return
         super()._on_engine_event(e, seq)  # type: ignore[misc]
+        if type(e) is ev.GateWaiting and e.kind == ev.GATE_FAILED and self.may_act:
+            self.call_later(self._offer_gate_halt)
 
     def _on_snapshot(self, msg: dict) -> None:
         super()._on_snapshot(msg)  # type: ignore[misc]
@@ -197,7 +204,7 @@ class FlagActions:
             await self.change_flag(name, value)
             return
 
-    async def change_flag(self, name: str, value: str | None = None) -> dict | None:
+    async def change_flag(self, name: str, value: str | None = None, *, reason: str = "") -> dict | None:
         """Confirm, then set the flag on every host (value None: on <-> off, as the operator saw it). A
         compare-and-set refusal says who changed it and asks again, for the same value, with the flag as it is now.
         Returns the server's receipt, or None."""
@@ -216,10 +223,11 @@ class FlagActions:
             body = (note + "\n\n" if note else "") + (
                 f"Turn {name} {_what(new)} on {n} hosts (now {row['value']}). The flags file is replaced on every "
                 "host; the receipt shows each host that confirmed. The deploy log records who and why.")
-            reason = await self.push_screen_wait(FlagConfirmDialog(
-                f"Turn the {kind} {name} {_what(new)}?", body, f"Turn {_what(new)}"))
-            if reason is None:
+            said = await self.push_screen_wait(FlagConfirmDialog(
+                f"Turn the {kind} {name} {_what(new)}?", body, f"Turn {_what(new)}", reason=reason))
+            if said is None:
                 return None
+            reason = said
             try:
                 done = await self.client.request("flag_set", flag=name, value=new, reason=reason,
                                                  expect=row["version"])
@@ -234,6 +242,78 @@ class FlagActions:
             self._receipt(done)
             self.want_flags()
             return done
+
+    # ------------------------------------------------------------------------------------------- a failed gate
+    def _failed_gate(self) -> ev.GateWaiting | None:
+        board = self.board
+        gate = board.gate
+        return gate if board.status == ev.R_WAITING and gate is not None and gate.kind == ev.GATE_FAILED else None
+
+    def _offer_gate_halt(self) -> None:
+        """A gate just failed: offer what to do, unless the operator is busy elsewhere (g offers it again)."""
+        if self.screen is self._main and self._failed_gate() is not None:
+            self.action_proceed()
+
+    def action_proceed(self) -> None:
+        """g at a failed gate: the choices, the guarding kill switch first; anywhere else, as before."""
+        gate = self._failed_gate()
+        if gate is None or not self.may_act or gate is self._proceeded or not self._offered_now("proceed"):
+            super().action_proceed()  # type: ignore[misc]
+            return
+        self._once("proceed", lambda: self.run_worker(self._gate_halt_flow(gate), group="proceed",
+                                                      exit_on_error=False))
+
+    def guarding_switches(self, gate: ev.GateWaiting) -> list[tuple[str, str]]:
+        """(kill switch, the failed series it guards) for each guarding one that is not off yet."""
+        failed = [gates.parse(x)[0] for x in gate.failed]
+        values = {r["name"]: r["value"] for r in (self.flags_state or {}).get("flags", ())}
+        return [(f.name, ", ".join(s for s in failed if s in f.guards)) for f in self.cfg.flags.guarding(failed)
+                if values.get(f.name, f.default) != "off"]
+
+    async def _gate_halt_flow(self, gate: ev.GateWaiting) -> None:
+        await self.fresh_flags()
+        switches = self.guarding_switches(gate)
+        name, guards = switches[0] if switches else (None, "")
+        verdicts = [part for part in gate.reason.split("; ") if part]
+        choice = await self.push_screen_wait(GateHaltDialog(
+            f"The gate before {gate.name} failed: {' and '.join(gate.failed)}", "\n".join(verdicts),
+            kill_switch=name, guards=guards, may_rollback=bool(self.cfg.deploy.rollback)))
+        if self.board.gate is not gate:  # answered meanwhile, elsewhere
+            return
+        if choice == "kill" and name:
+            done = await self.change_flag(name, "off", reason=f"{' and '.join(gate.failed)} failed before {gate.name}")
+            if done is not None and done["confirmed"]:  # on at least some hosts: their metrics turn
+                await self._recheck(gate, RECHECK_PATIENCE)
+        elif choice == "recheck":
+            await self._recheck(gate, 0.0)
+        elif choice == "rollback":
+            self.action_rollback()  # type: ignore[attr-defined]
+        elif choice == "proceed":
+            self._proceeded = gate
+            await self.send("proceed")
+
+    async def _recheck(self, gate: ev.GateWaiting, patience: float) -> None:
+        """Ask the server to check the gate again, every metrics interval for up to ``patience`` seconds (the
+        metrics take a rate window to show a flipped flag); only the last try of a failing gate is logged."""
+        what = " and ".join(gate.failed)
+        if patience:
+            self._say(f"checking {what} again while the metrics turn (up to {patience:g} s)", title="Gate")
+        until = time.monotonic() + patience
+        interval = max(0.5, self.cfg.metrics.interval)
+        while True:
+            last = time.monotonic() + interval > until
+            reply = await self.send("gate_check", quiet=not last)
+            if reply is None or self.board.gate is not gate and not reply.get("passed"):
+                return
+            if reply.get("passed") or last:
+                break
+            await asyncio.sleep(interval)  # the next look at the metrics
+        lines = "; ".join(str(x) for x in reply.get("lines", ()))
+        if reply.get("passed"):
+            self._say(f"{lines} · g starts {gate.name}", title="Gate holds", timeout=15)
+        else:
+            self._say(f"{lines} · g opens the choices again", title="Gate still fails", severity="warning",
+                      timeout=15)
 
     def _receipt(self, done: dict) -> None:
         line = (f"{done['flag']} {done['old']} -> {done['new']} on {done['confirmed']}/{done['total']} hosts "

@@ -7,6 +7,10 @@ silently and never aborts by itself. A split series (one line per revision) is j
 
 Every check is journaled (a GateEvaluated row in the journal's events; not published to clients) and every verdict
 goes to the deploy log as a GATE line: "GATE canary: errors_5xx = 7.9 (max 5): FAILED".
+
+A check that fails ends the bake at once (the verdict cannot get better). When the failed series is guarded by a kill
+switch ([flags.NAME] guards), the halt's reason names it ("kill switch: controlroom flag new_search off"), and the
+operator can flip it and check the gate again (``GateKeeper.recheck``) before going on.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from dataclasses import dataclass
 
 from controlroom import events as ev
 from controlroom.metrics import MetricsError, make_source
-from controlroom.settings import MetricsSettings
+from controlroom.settings import FlagsSettings, MetricsSettings
 
 PASSED, FAILED, UNKNOWN = "passed", "failed", "unknown"
 _RANK = {PASSED: 0, UNKNOWN: 1, FAILED: 2}
@@ -127,9 +131,10 @@ def worst(verdicts: list[Verdict]) -> Verdict:
 class GateKeeper:
     """The engine's gate_check: checks a phase's gates every interval during its bake and once at its end."""
 
-    def __init__(self, metrics: MetricsSettings, journal, **source_kw) -> None:
+    def __init__(self, metrics: MetricsSettings, journal, *, flags: FlagsSettings | None = None, **source_kw) -> None:
         self.metrics = metrics
         self.journal = journal
+        self.flags = flags or FlagsSettings()
         self.source_kw = source_kw
         self.rollout = None
         self._checks: dict[int, list[Verdict]] = {}  # phase index -> this bake's checks
@@ -138,6 +143,7 @@ class GateKeeper:
     def attach(self, rollout) -> None:
         self.rollout = rollout
         rollout.gate_check = self.check
+        rollout.gate_keeper = self  # the server's gate_check intent finds it here
         rollout.subscribe(self._on_event)
 
     def _on_event(self, e: ev.Event) -> None:
@@ -157,7 +163,12 @@ class GateKeeper:
 
     async def _bake(self, i: int) -> None:
         while True:
-            await self._round(i)
+            verdicts = await self._round(i)
+            if any(v.state == FAILED for v in verdicts):
+                # the verdict is the worst check: it cannot get better, so the bake need not go on
+                self.rollout.bake_over = True
+                self.rollout._poke()
+                return
             await asyncio.sleep(self.metrics.interval)
 
     async def _round(self, i: int) -> list[Verdict]:
@@ -183,7 +194,45 @@ class GateKeeper:
         for line in lines:
             self.rollout._log("GATE", line)
         bad = [line for v, line in zip(verdicts, lines, strict=True) if v.state != PASSED]
-        return (not bad), "; ".join(bad or lines)
+        return (not bad), "; ".join(bad + self.hints(verdicts) if bad else lines)
+
+    def hints(self, verdicts: list[Verdict]) -> list[str]:
+        """'kill switch: controlroom flag new_search off' for each kill switch guarding a failed series."""
+        failed = [v.series for v in verdicts if v.state == FAILED]
+        return [f"kill switch: controlroom flag {name} off" for name in kill_switches(self.flags, self.journal, failed)]
+
+    async def recheck(self, phase, user: str, *, log: bool = True) -> tuple[bool, list[str]]:
+        """Check the phase's gates once more (journaled). Their verdicts go to the deploy log, by ``user``, when
+        they all hold or ``log`` (a client polling while a flipped flag's rate window turns logs only its last
+        try). Returns (every gate holds, their lines, then the kill switches to flip when a guarded one failed)."""
+        i = self.rollout.phases.index(phase)
+        verdicts = await self._round(i)
+        self._checks.pop(i, None)
+        ok = all(v.state == PASSED for v in verdicts)
+        lines = [v.text(phase.name) for v in verdicts]
+        if ok or log:
+            for line in lines:
+                self.rollout._log("GATE", line, user)
+        return ok, lines + ([] if ok else self.hints(verdicts))
+
+
+def kill_switches(flags: FlagsSettings, journal, series: list[str]) -> list[str]:
+    """The kill switches guarding any of these series that are not off yet (as the journal's flag history has
+    them), in the config's order."""
+    from controlroom.flagpush import FlagHistory
+
+    history = FlagHistory(journal) if journal is not None else None
+    out = []
+    for spec in flags.guarding(series):
+        last = history.changes(spec.name, limit=1) if history is not None else []
+        if (last[0]["new"] if last else spec.default) != "off":
+            out.append(spec.name)
+    return out
+
+
+def keeper_of(rollout) -> GateKeeper | None:
+    """The GateKeeper checking this engine's gates, if any."""
+    return getattr(rollout, "gate_keeper", None)
 
 
 def _journal_quietly(journal, rollout_id: int, i: int, name: str, v: Verdict) -> None:
@@ -198,7 +247,7 @@ def install(rollout, cfg, journal) -> GateKeeper | None:
     """Give the engine its gate check when any phase has a gate."""
     if not any(p.gate for p in rollout.phases):
         return None
-    keeper = GateKeeper(cfg.metrics, journal)
+    keeper = GateKeeper(cfg.metrics, journal, flags=cfg.flags)
     keeper.attach(rollout)
     return keeper
 

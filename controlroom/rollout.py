@@ -413,10 +413,11 @@ class Rollout(HostWorkMixin, RecoveryMixin):
         nxt = self.phases[i]
         if prev.bake:
             self.status = ev.R_WAITING
+            self.bake_over = False  # gates.GateKeeper ends the bake early once a check of its gates failed
             self._emit(ev.GateWaiting(self.id, phase=i, name=nxt.name, reason=f"baking {prev.bake:g} s",
                                       kind=ev.GATE_BAKE))
             try:
-                await asyncio.wait_for(self._until(lambda: self._stopping), prev.bake)
+                await asyncio.wait_for(self._until(lambda: self._stopping or self.bake_over), prev.bake)
             except TimeoutError:
                 pass
             if self._stopping:

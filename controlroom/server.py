@@ -441,7 +441,8 @@ class Server(OpsMixin):
 READS = ("status", "output", "journal", "revisions", "rollback_plan", "flags", "flag_history", "flags_verify",
          "metrics")
 INTENTS = ("deploy", "resume", "rollback", "pause", "unpause", "abort", "interrupt", "proceed", "retry", "skip",
-           "lock", "unlock", "log_add", "stop", "flag_set", "flag_dismiss", "park", "stage")
+           "lock", "unlock", "log_add", "stop", "flag_set", "flag_dismiss", "park", "stage",
+           "gate_check")
 
 
 def rotate_log(state: Path) -> Path:

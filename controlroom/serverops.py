@@ -301,6 +301,27 @@ class OpsMixin:
         self.rollout = r
         return await self._started(r, self._run("resume", r.resume_run(retry_failed=True), r, c.peer))
 
+    async def _op_gate_check(self, c, msg: dict) -> dict:
+        """Check once more the gate a deploy waits at, having failed (after a kill switch was flipped, say). When
+        it holds, the deploy waits for the operator only (a new GateWaiting everyone sees; `g` goes on), or goes on
+        by itself when its policy passes such waits. ``quiet``: the verdict goes to the deploy log only when it
+        holds (a client polling while the metrics turn). Replies ``{"passed": bool, "lines": [...]}``."""
+        r = self._current()
+        gate = self.board.gate
+        keeper = gates.keeper_of(r)
+        if r.status != ev.R_WAITING or gate is None or gate.kind != ev.GATE_FAILED or keeper is None \
+                or not 0 < gate.phase <= len(r.phases):
+            raise ControlroomError("no deploy waits at a failed gate: there is nothing to check again")
+        ok, lines = await keeper.recheck(r.phases[gate.phase - 1], c.peer.user, log=not msg.get("quiet"))
+        if ok and self.board.gate is gate and r.status == ev.R_WAITING:
+            held = ev.GateWaiting(r.id, phase=gate.phase, name=gate.name, kind=ev.GATE_OPERATOR,
+                                  reason=f"gate {' and '.join(gate.failed)} holds now ({'; '.join(lines)}); "
+                                         f"waiting for the operator to start {gate.name}")
+            if self._passes(held):
+                self._unpark(r, c.peer.user)
+            r._emit(held)  # the engine still waits for proceed; this says why, now (a policy may answer it)
+        return {"passed": ok, "lines": lines}
+
     async def _op_rollback(self, c, msg: dict) -> dict:
         user = c.peer.user
         r = self.rollout

@@ -1,4 +1,5 @@
-"""Dialogs: a confirmation that says exactly what will happen, a one-line prompt, and the help screen."""
+"""Dialogs: a confirmation that says exactly what will happen, a failed gate's choices, a one-line prompt, and the
+help screen."""
 
 from __future__ import annotations
 
@@ -158,6 +159,73 @@ class QuitDialog(ModalScreen[str | None]):
     @on(Button.Pressed)
     def _pressed(self, event: Button.Pressed) -> None:
         self.dismiss(None if event.button.id == "stay" else event.button.id)
+
+
+class GateHaltDialog(ModalScreen[str | None]):
+    """A gate failed and the next phase waits: what the operator can do, the kill switch first. Dismisses with
+    "kill" (turn the guarding kill switch off; its confirmation follows), "recheck", "rollback", "proceed" (past
+    the failed gate), or None (decide later: g opens this again)."""
+
+    DEFAULT_CSS = """
+    GateHaltDialog { align: center middle; }
+    GateHaltDialog > Vertical {
+        width: 96; max-width: 100%; height: auto; max-height: 100%;
+        border: thick $error; background: $surface; padding: 1 2;
+    }
+    GateHaltDialog #gate-title { text-style: bold; width: 100%; }
+    GateHaltDialog #gate-body { width: 100%; margin: 1 0; }
+    GateHaltDialog #gate-choices { width: 100%; }
+    GateHaltDialog #gate-keys { color: $text-muted; width: 100%; margin-top: 1; }
+    """
+
+    BINDINGS = [
+        Binding("k", "choose('kill')", "Kill switch"),
+        Binding("c", "choose('recheck')", "Check again"),
+        Binding("b", "choose('rollback')", "Roll back"),
+        Binding("g", "choose('proceed')", "Proceed anyway", show=False),
+        Binding("escape", "choose('')", "Later"),
+    ]
+
+    def __init__(self, title: str, verdicts: str, *, kill_switch: str | None, guards: str = "",
+                 may_rollback: bool = True) -> None:
+        super().__init__()
+        self.title_text = title
+        self.verdicts = verdicts
+        self.kill_switch = kill_switch
+        self.guards = guards
+        self.may_rollback = may_rollback
+
+    def choices(self) -> list[tuple[str, str, str]]:
+        """(key, choice, what it does), in the order offered: the kill switch, checking again, rolling back."""
+        out = []
+        if self.kill_switch:
+            out.append(("k", "kill", f"turn the kill switch {self.kill_switch} OFF on every host"
+                        + (f" (it guards {self.guards})" if self.guards else "") + ", then check the gate again"))
+        out.append(("c", "recheck", "check the gate again now"))
+        if self.may_rollback:
+            out.append(("b", "rollback", "roll back the hosts that took the new revision"))
+        out.append(("g", "proceed", "go on past the failed gate anyway"))
+        return out
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(clean(self.title_text), id="gate-title", markup=False)
+            yield Static(clean_body(self.verdicts), id="gate-body", markup=False)
+            t = Text()
+            for i, (key, _, what) in enumerate(self.choices()):
+                if i:
+                    t.append("\n")
+                t.append(f" {key} ", style="bold reverse")
+                t.append(f"  {clean(what)}")
+            yield Static(t, id="gate-choices")
+            yield Static("esc: decide later (g opens this again)", id="gate-keys", markup=False)
+
+    def action_choose(self, choice: str) -> None:
+        offered = {c for _, c, _ in self.choices()}
+        if not choice:
+            self.dismiss(None)
+        elif choice in offered:
+            self.dismiss(choice)
 
 
 class PromptDialog(ModalScreen[str | None]):

@@ -39,18 +39,20 @@ class FlagConfirmDialog(ModalScreen[str | None]):
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, title: str, body: str, confirm: str) -> None:
+    def __init__(self, title: str, body: str, confirm: str, *, reason: str = "") -> None:
         super().__init__()
         self.title_text = title
         self.body = body
         self.confirm_label = confirm
+        self.reason = reason  # offered, editable (a gate's halt says why already)
 
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label(clean(self.title_text), id="flag-confirm-title", markup=False)
             yield Static(clean_body(self.body), id="flag-confirm-body", markup=False)
             yield Label("Reason:", markup=False)
-            yield Input(placeholder="why (optional: the deploy log and the history show it)", id="flag-reason")
+            yield Input(value=clean(self.reason, 300), id="flag-reason",
+                        placeholder="why (optional: the deploy log and the history show it)")
             yield Static("enter does it · esc cancels", id="flag-confirm-keys", markup=False)
             with Horizontal():
                 yield Button("Cancel", id="cancel")

@@ -1,0 +1,96 @@
+"""A canary whose gate fails on a series a kill switch guards: the halt offers that kill switch first.
+
+The simulated fleet with metrics (hosts on r2307 with new_search on answer ~8% 5xx) and the real server: the app
+under Pilot shows the choices, k and enter flip new_search off on every host, the gate is checked again until it
+holds, g finishes the deploy. Headless, the halt names the kill switch's command.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from controlroom import events as ev
+from controlroom.demo.fleet import Fleet
+from tests.conftest import run_cli
+from tests.test_app_actions import SIZE, log_of, make_app, servers_stopped, start, until  # noqa: F401
+from widgets.dialogs import GateHaltDialog
+from widgets.flag_dialogs import FlagConfirmDialog
+
+NEW = "r2307"
+
+
+@pytest.fixture
+def metrics_fleet(tmp_path):
+    fleet = Fleet(tmp_path / "fleet", 6, metrics=True).start_in_thread()
+    yield fleet
+    fleet.stop_thread()
+
+
+def revision_of(fleet: Fleet, host: str) -> str:
+    return (Path(fleet.dir) / "hosts" / host / "REVISION").read_text().strip()
+
+
+def flag_on(fleet: Fleet, host: str, name: str) -> str | None:
+    path = Path(fleet.dir) / "hosts" / host / "flags.toml"
+    if not path.exists():
+        return None
+    return tomllib.loads(path.read_text())["flags"][name]["enabled"]
+
+
+def long_bake(fleet: Fleet) -> None:
+    """A bake far longer than any test waits: only a failed check ending it early lets the halt come."""
+    text = fleet.config_path.read_text()
+    assert re.search(r'^bake = "\d+s"$', text, re.M)
+    fleet.config_path.write_text(re.sub(r'^bake = "\d+s"$', 'bake = "20m"', text, flags=re.M))
+
+
+async def test_a_failed_canary_gate_offers_the_kill_switch_first_and_flipping_it_lets_the_deploy_finish(
+        metrics_fleet):
+    fleet = metrics_fleet
+    long_bake(fleet)
+    app = make_app(fleet)
+    async with app.run_test(size=SIZE) as pilot:
+        await start(pilot)
+        await pilot.press("d")
+        await until(pilot, lambda: isinstance(app.screen, GateHaltDialog), "the failed gate's choices", timeout=60)
+        dialog = app.screen
+        assert dialog.title_text == "The gate before stage 1 failed: errors_5xx < 5"
+        assert re.search(r"GATE canary: errors_5xx\{r2307\} = [\d.]+ \(max 5\): FAILED", dialog.verdicts)
+        keys = [(key, what) for key, _, what in dialog.choices()]
+        assert [k for k, _ in keys] == ["k", "c", "b", "g"]  # the kill switch first, then checking again, rollback
+        assert keys[0][1].startswith("turn the kill switch new_search OFF on every host (it guards errors_5xx)")
+        assert [h.name for h in fleet.hosts if revision_of(fleet, h.name) == NEW] == ["web001", "web002"]
+
+        await pilot.press("k")
+        await until(pilot, lambda: isinstance(app.screen, FlagConfirmDialog), "the kill switch's confirmation")
+        assert "Turn new_search OFF on 6 hosts (now on)" in app.screen.body
+        await pilot.press("enter")
+        await until(pilot, lambda: {flag_on(fleet, h.name, "new_search") for h in fleet.hosts} == {"off"},
+                    "new_search off on every host")
+        await until(pilot, lambda: app.board.gate is not None and app.board.gate.kind == ev.GATE_OPERATOR,
+                    "the gate checked again until it holds", timeout=60)
+        assert "holds now" in app.board.gate.reason
+        assert [h.name for h in fleet.hosts if revision_of(fleet, h.name) == NEW] == ["web001", "web002"]
+
+        await pilot.press("g")
+        await until(pilot, lambda: app.board.status == ev.R_DONE, "the deploy to finish", timeout=60)
+    assert {revision_of(fleet, h.name) for h in fleet.hosts} == {NEW}
+    log = log_of(fleet)
+    assert "FLAG new_search on -> off (errors_5xx < 5 failed before stage 1) 6/6" in log, log
+    assert re.search(r"GATE canary: errors_5xx\{r2307\} = [\d.]+ \(max 5\): PASSED", log), log
+
+
+def test_headless_a_failed_gate_ends_the_bake_and_names_the_kill_switch_to_flip(metrics_fleet):
+    fleet = metrics_fleet
+    long_bake(fleet)
+    res = run_cli("deploy", "--yes", "--auto", cwd=fleet.dir, env={"SUDO_USER": "mygrant"})
+    assert res.returncode == 1, res.stdout + res.stderr
+    stopped = [line for line in res.stdout.splitlines() if line.startswith("stopped at a gate")]
+    assert len(stopped) == 1, res.stdout
+    assert re.search(r"GATE canary: errors_5xx\{r2307\} = [\d.]+ \(max 5\): FAILED; "
+                     r"kill switch: controlroom flag new_search off;", stopped[0]), stopped[0]
+    assert [h.name for h in fleet.hosts if revision_of(fleet, h.name) == NEW] == ["web001", "web002"]
