@@ -53,13 +53,14 @@ def controlroom_cmd() -> list[str]:
 class FleetProcess:
     """`controlroom fleet --hosts N --dir DIR` as a child in its own session; start() returns once it says ready."""
 
-    def __init__(self, directory: Path, hosts: int) -> None:
+    def __init__(self, directory: Path, hosts: int, extra: tuple[str, ...] = ()) -> None:
         self.dir = directory
         self.hosts = hosts
+        self.extra = extra  # more `controlroom fleet` options, e.g. ("--metrics",)
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 120) -> dict[str, int]:
-        cmd = controlroom_cmd() + ["fleet", "--hosts", str(self.hosts), "--dir", str(self.dir)]
+        cmd = controlroom_cmd() + ["fleet", "--hosts", str(self.hosts), "--dir", str(self.dir), *self.extra]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
         lines = LineReader(self.proc.stdout)

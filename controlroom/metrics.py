@@ -259,17 +259,20 @@ def _num(v: float) -> float | None:
     return None if math.isnan(v) or math.isinf(v) else v  # JSON has no NaN: a gap is null
 
 
-async def snapshot(settings: MetricsSettings, points: int = 60) -> dict:
+async def snapshot(settings: MetricsSettings, points: int = 60, source: Source | None = None) -> dict:
     """Every series now and over the window, JSON-able (the server's `metrics` read, for the metrics pane):
     {"interval", "window", "series": [{"name", "unit", "max", "min", "split", "error", "lines": {label:
     {"value", "points": [[t, v|null], ...]}}}]}. A series the source cannot answer has "error" (one line) and no
-    lines: never stale numbers shown as live."""
+    lines: never stale numbers shown as live. With ``source`` (kept open by the caller, e.g. the server between
+    polls) its connections are reused and it is left open; else one is made and closed."""
     out: list[dict] = []
     step = max(settings.window / max(points, 1), 1.0)
-    try:
-        source = make_source(settings)
-    except MetricsError as e:
-        source, why = None, str(e)
+    own, why = source is None, ""
+    if own:
+        try:
+            source = make_source(settings)
+        except MetricsError as e:
+            source, why = None, str(e)
     for spec in settings.series:
         row = {"name": spec.name, "unit": spec.unit, "max": spec.max, "min": spec.min, "split": spec.split,
                "error": None, "lines": {}}
@@ -286,6 +289,6 @@ async def snapshot(settings: MetricsSettings, points: int = 60) -> dict:
         for label in sorted(set(now) | set(hist)):
             row["lines"][label] = {"value": _num(now[label]) if label in now else None,
                                    "points": [[t, _num(v)] for t, v in hist.get(label, [])]}
-    if source is not None:
+    if own and source is not None:
         await source.aclose()
     return {"interval": settings.interval, "window": settings.window, "series": out}
