@@ -263,12 +263,14 @@ def draw(reply: dict | None, markers: Sequence[Marker], width: int, now: float, 
         if s.get("error") or not lines:
             why = f"unknown: {s['error']}" if s.get("error") else "unknown: no data"
             head = [(SYMBOL[UNKNOWN] + " ", UNKNOWN), (_fit(name, label_w).ljust(label_w) + " ", "name")]
-            if narrow:
+            room = width - 2 - len(head[1][0])
+            if not narrow and len(why) + (1 + len(thr) if thr else 0) <= room:
+                rows.append(_pad([*head, (why, UNKNOWN), ((" " + thr) if thr else "", "dim")], width))
+            elif not narrow and len(why) <= room:
+                rows.append(_pad([*head, (why, UNKNOWN)], width))
+            else:  # the reason matters more than the threshold: a row of its own
                 rows.append(_pad([*head, (thr, "dim")], width))
                 rows.append(_pad([("  ", ""), (_fit(why, width - 2), UNKNOWN)], width))
-            else:
-                rows.append(_pad([*head, (_fit(why, width - len(head[1][0]) - 2 - len(thr) - 1), UNKNOWN),
-                                  ((" " + thr) if thr else "", "dim")], width))
             continue
         worst = min if s.get("max") is None and s.get("min") is not None else max
         cols = {k: columns(line.get("points") or (), start, window, spark_w, worst) for k, line in lines.items()}
