@@ -21,6 +21,7 @@ import httpx
 
 from controlroom.errors import ControlroomError
 from controlroom.settings import MetricsSettings, SeriesSpec
+from controlroom.text import clean
 
 MAX_POINTS = 11_000  # Prometheus refuses a query_range of more points than this
 RETRIES = 3
@@ -262,7 +263,7 @@ def _num(v: float) -> float | None:
 async def snapshot(settings: MetricsSettings, points: int = 60, source: Source | None = None) -> dict:
     """Every series now and over the window, JSON-able (the server's `metrics` read, for the metrics pane):
     {"interval", "window", "series": [{"name", "unit", "max", "min", "split", "error", "lines": {label:
-    {"value", "points": [[t, v|null], ...]}}}]}. A series the source cannot answer has "error" (one line) and no
+    {"value", "points": [[t, v|null], ...]}}, "warnings": [one line, ...]}]}. A series the source cannot answer has "error" (one line) and no
     lines: never stale numbers shown as live. With ``source`` (kept open by the caller, e.g. the server between
     polls) its connections are reused and it is left open; else one is made and closed."""
     out: list[dict] = []
@@ -275,17 +276,20 @@ async def snapshot(settings: MetricsSettings, points: int = 60, source: Source |
             source, why = None, str(e)
     for spec in settings.series:
         row = {"name": spec.name, "unit": spec.unit, "max": spec.max, "min": spec.min, "split": spec.split,
-               "error": None, "lines": {}}
+               "error": None, "warnings": [], "lines": {}}
         out.append(row)
         if source is None:
             row["error"] = why
             continue
         try:
             now = await source.current(spec)
+            warned = list(source.warnings)
             hist = await source.history(spec, step=step)
         except MetricsError as e:
             row["error"] = str(e)
             continue
+        # the source's own warnings (Prometheus: a partial answer, a query too costly) go with the values
+        row["warnings"] = list(dict.fromkeys(clean(w, 200) for w in warned + source.warnings))
         for label in sorted(set(now) | set(hist)):
             row["lines"][label] = {"value": _num(now[label]) if label in now else None,
                                    "points": [[t, _num(v)] for t, v in hist.get(label, [])]}

@@ -46,7 +46,9 @@ async def _series_rows(source, spec: SeriesSpec, step: float, width: int) -> lis
     limit = threshold_text(spec)
     try:
         now = await source.current(spec)
+        warned = list(source.warnings)
         hist = await source.history(spec, step=step)
+        warned = list(dict.fromkeys(clean(w, 120) for w in warned + source.warnings))
     except MetricsError as e:
         return [(spec.name, " " * width, "-", limit, f"unknown: {e}")]
     if not now:
@@ -58,6 +60,8 @@ async def _series_rows(source, spec: SeriesSpec, step: float, width: int) -> lis
         name = f"{spec.name}{{{clean(line, 40)}}}" if line else spec.name
         spark = sparkline([v for _, v in hist.get(line, [])], width, top).rjust(width)  # now at the right
         status = "unknown: NaN" if math.isnan(value) else ("BREACH" if breaches(spec, value) else "ok")
+        if warned:  # the source said its answer may be partial: say so beside the value
+            status += f" (source warning: {'; '.join(warned)})"
         out.append((name, spark, f"{_fmt(value)}{clean(spec.unit, 10)}", limit, status))
     return out
 

@@ -9,15 +9,17 @@ import re
 import sqlite3
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
 
 from controlroom import config as config_mod
+from controlroom import metricscli
 from controlroom.demo.fleet import Fleet
 from controlroom.demo.metrics_sim import BAD_REVISION, DEMO_SERIES
 from controlroom.errors import ConfigError
-from controlroom.metrics import GraphiteSource, MetricsError, PrometheusSource, sparkline
+from controlroom.metrics import GraphiteSource, MetricsError, PrometheusSource, snapshot, sparkline
 from controlroom.settings import MetricsSettings, SeriesSpec
 from tests.conftest import run_cli
 from tests.servers import servers_stopped  # noqa: F401 - every server a test starts stops with it
@@ -84,6 +86,25 @@ def test_prometheus_values_by_revision_with_nan_inf_and_warnings():
         assert lines["r2306"] == 0.1 and math.isnan(lines["r2307"]) and lines["x"] == math.inf
 
     asyncio.run(go())
+
+
+def test_the_sources_warnings_reach_the_pane_and_the_cli_beside_the_values(tmp_path):
+    """A Prometheus answer with warnings (a partial response) is shown with its values, cleaned, not dropped."""
+    matrix = json.dumps({"status": "success", "warnings": ["shard 3 down\x1b[2J"], "data": {
+        "resultType": "matrix", "result": [{"metric": {"revision": "r2307"}, "values": [[1, "1"], [2, "2"]]}]}})
+    now = vector(({"revision": "r2307"}, "7.9"), warnings=["partial response"])
+
+    async def go():
+        async with Answers({"/api/v1/query": [(200, now)] * 2, "/api/v1/query_range": [(200, matrix)] * 2}) as srv:
+            s = settings(f"http://127.0.0.1:{srv.port}", series=(ERRORS,))
+            snap = await snapshot(s, 10)
+            table = await metricscli.rows(SimpleNamespace(metrics=s), 10)
+        return snap, table
+
+    snap, table = asyncio.run(go())
+    assert snap["series"][0]["warnings"] == ["partial response", "shard 3 down^[[2J"]  # the escape made visible text
+    assert snap["series"][0]["lines"]["r2307"]["value"] == 7.9
+    assert table[0][4] == "BREACH (source warning: partial response; shard 3 down^[[2J)"
 
 
 def test_an_empty_result_is_no_lines_and_a_range_stays_within_11000_points():
