@@ -32,10 +32,34 @@ def test_a_bad_fault_spec_fails_in_one_line_before_anything_starts(tmp_path):
     assert not (tmp_path / "d" / "fleet.json").exists()
 
 
-def test_the_default_demo_has_one_canary_host_that_fails_once():
-    assert default_faults(150) == "web002=flaky:1"
-    assert default_faults(5000) == "web0002=flaky:1"
-    assert default_faults(1) is None
+def test_the_default_demo_injects_no_host_failure_its_story_is_the_canary_gate():
+    assert default_faults(150) is None and default_faults(1) is None
+
+
+def test_the_demo_fleet_gates_its_canary_on_errors_5xx_with_new_search_on_guarding_it(tmp_path, monkeypatch):
+    from controlroom import config
+
+    monkeypatch.setenv("CONTROLROOM_DEMO_BAKE", "3s")
+    directory = tmp_path / "fleet"
+    proc = start_fleet(directory, 4, None, deadline=60)
+    try:
+        cfg = config.load(directory / "controlroom.toml")
+    finally:
+        stop_fleet(proc)
+    canary = cfg.phases[0]
+    assert canary.gate == ("errors_5xx < 5",) and canary.bake == 3
+    assert cfg.metrics.url and [s.name for s in cfg.metrics.series] == ["errors_5xx", "latency_ms"]
+    new_search = cfg.flags.flag("new_search")
+    assert (new_search.kind, new_search.default, new_search.guards) == ("kill_switch", "on", ("errors_5xx",))
+
+
+def test_a_demo_bake_over_20_s_is_not_taken(monkeypatch):
+    from controlroom.demo.fleetconfig import demo_bake
+
+    monkeypatch.setenv("CONTROLROOM_DEMO_BAKE", "2m")
+    assert demo_bake() == "10s"
+    monkeypatch.setenv("CONTROLROOM_DEMO_BAKE", "5s")
+    assert demo_bake() == "5s"
 
 
 def test_zero_hosts_is_a_usage_error():

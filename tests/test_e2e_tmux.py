@@ -1,7 +1,8 @@
 """End to end, as a person would do it: `controlroom demo` in a real terminal (tmux), keys in, screen read back.
 
-A 20-host demo fleet with web005 set to fail once: deploy, the canary waits for the operator, proceed, stage 2
-halts on web005, retry it, and the summary says every host is on r2307. Then the terminal is lost in the middle of
+A 20-host demo fleet (its metrics on): deploy, the canary's gate fails on errors_5xx (r2307 with new_search on
+answers ~8% 5xx), the halt offers the new_search kill switch first, k and enter flip it on every host, the gate is
+checked again and holds, g, and the summary says every host is on r2307. Then the terminal is lost in the middle of
 the last phase: the deploy finishes in the server anyway, and `controlroom` again shows it done. The screen is
 polled with a deadline, never read after a fixed sleep.
 """
@@ -61,24 +62,11 @@ class Terminal:
 
 
 @pytest.mark.slow
-def test_a_person_ships_r2307_to_20_hosts_through_three_phases_with_one_failing_host(tmp_path):
+def test_a_person_ships_r2307_the_canary_gate_fails_they_flip_the_kill_switch_it_offers_and_finish(tmp_path):
     if shutil.which("tmux") is None:
         pytest.fail("tmux is needed for the end-to-end test (.ci/run installs it)")
     fleet_dir = tmp_path / "demo"
-    demo = shlex.join(
-        [
-            sys.executable,
-            "-m",
-            "controlroom.cli",
-            "demo",
-            "--hosts",
-            "20",
-            "--faults",
-            "web005=flaky:1",
-            "--dir",
-            str(fleet_dir),
-        ]
-    )
+    demo = shlex.join([sys.executable, "-m", "controlroom.cli", "demo", "--hosts", "20", "--dir", str(fleet_dir)])
     env = " ".join(
         f"{k}={shlex.quote(v)}"
         for k, v in (("HOME", os.environ["HOME"]), ("XDG_STATE_HOME", os.environ["XDG_STATE_HOME"]))
@@ -91,30 +79,37 @@ def test_a_person_ships_r2307_to_20_hosts_through_three_phases_with_one_failing_
         )
 
         term.press("d")
-        screen = term.wait_for("WAITING", "stage 1 waits", "✓ web001", "✓ web002")
-        assert "· web005" in screen  # still pending
-        assert "DEPLOY START r2306 -> r2307" in screen
+        screen = term.wait_for("The gate before stage 1 failed: errors_5xx < 5", "kill switch new_search OFF")
+        assert "GATE canary: errors_5xx{r2307} = " in screen and "FAILED" in screen
+        offered = [line for line in screen.splitlines() if "kill switch new_search OFF" in line or
+                   "check the gate again" in line or "roll back the hosts" in line]
+        assert ["kill switch" in offered[0], "check the gate" in offered[1], "roll back" in offered[2]] == [True] * 3
+        assert revisions_of(fleet_dir, 20).count("r2307") == 2  # the canary only
+
+        term.press("k")
+        term.wait_for("Turn new_search OFF on 20 hosts (now on)")
+        term.press("Enter")
+        screen = term.wait_for("holds now", "stage 1 waits", timeout=60)
+        assert revisions_of(fleet_dir, 20).count("r2307") == 2
 
         term.press("g")
-        screen = term.wait_for("HALTED", "stage 2 HALTED: web005 failed", "✗ web005")
-        assert "simulated failure" in screen or "HALT" in screen
-
-        term.press("r")  # the cursor went to the failed host
         screen = term.wait_for("DONE: r2306 -> r2307", "20 done · 0 failed · 0 skipped")
-        assert "RETRY" in screen and "DEPLOY OK" in screen
-        assert "✗ web005" not in screen and "✓ web005" in screen
+        assert "DEPLOY OK" in screen and "FLAG new_search on -> off" in screen
 
         term.press("q")
         term.wait_for("demo exited 0")
-        revisions = {
-            (fleet_dir / "hosts" / f"web{i:03d}" / "REVISION").read_text().strip() for i in range(1, 21)
-        }
-        assert revisions == {"r2307"}
+        assert set(revisions_of(fleet_dir, 20)) == {"r2307"}
+        flags = {(fleet_dir / "hosts" / f"web{i:03d}" / "flags.toml").read_text() for i in range(1, 21)}
+        assert len(flags) == 1 and 'enabled = "off"' in flags.pop().split("[flags.new_search]")[1].split("[")[0]
         # the fleet the demo started is gone with it
         pid = int(json.loads((fleet_dir / "fleet.json").read_text())["pid"])
         assert _gone(pid), "the demo left its fleet running"
     finally:
         term.close()
+
+
+def revisions_of(fleet_dir: Path, hosts: int) -> list[str]:
+    return [(fleet_dir / "hosts" / f"web{i:03d}" / "REVISION").read_text().strip() for i in range(1, hosts + 1)]
 
 
 def _gone(pid: int, timeout: float = 10.0) -> bool:
@@ -160,8 +155,8 @@ def test_the_terminal_lost_in_the_last_phase_the_deploy_finishes_and_controlroom
     try:
         term.wait_for("r2306 -> r2307", "READY", "d deploys it to 20 hosts in 3 phases", timeout=60)
         term.press("d")
-        term.wait_for("WAITING", "stage 1 waits")
-        term.press("g")
+        term.wait_for("The gate before stage 1 failed")  # the demo's canary gate fails on errors_5xx
+        term.press("g")  # go on past it anyway
         deadline = time.monotonic() + DEADLINE
         while (fleet_dir / "hosts" / "web019" / "REVISION").read_text().strip() != "r2307":  # the last phase runs
             assert time.monotonic() < deadline, f"stage 2 did not get going\n{term.screen()}"

@@ -4,7 +4,10 @@ the real-sshd test bed (tests/realsshd.py) write theirs with the same functions,
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+
+BAKE_ENV = "CONTROLROOM_DEMO_BAKE"  # the canary's bake in a fleet with metrics ("10s" unless set; at most 20 s)
 
 
 def write_ssh_config(directory: Path, hosts: list[tuple[str, int, str | None]]) -> None:
@@ -35,6 +38,8 @@ def write_fleet_config(path: Path, hosts: list[tuple[str, int, str | None]], pre
         f'{name} = {{ address = "127.0.0.1", port = {port}{f", user = {json.dumps(user)}" if user else ""} }}\n'
         for name, port, user in hosts
     )
+    guards = 'guards = ["errors_5xx"]          # a failed gate on errors_5xx offers this kill switch first\n' \
+        if metrics_url else ""
     text = f'''# Written by `controlroom fleet` for a simulated fleet of {n} hosts ({first} .. {last}) on 127.0.0.1.
 [inventory]
 hosts = ["{pattern}"]
@@ -70,7 +75,7 @@ file = "flags.toml"                # in each host's home directory, as on a real
 kind = "kill_switch"
 description = "the new search backend; off sends searches to the old one"
 default = "on"
-
+{guards}
 [flags.beehive]
 kind = "kill_switch"
 description = "the Beehive backend; off sheds its load"
@@ -95,10 +100,20 @@ dir = "state"
     path.write_text(text)
 
 
+def demo_bake() -> str:
+    """The canary's bake: $CONTROLROOM_DEMO_BAKE when it is a duration of at most 20 s, else "10s"."""
+    from controlroom.config_reader import parse_duration
+
+    value = os.environ.get(BAKE_ENV, "").strip()
+    seconds = parse_duration(value) if value else None
+    return value if seconds is not None and 0 < seconds <= 20 else "10s"
+
+
 def demo_phases(n: int, gate: bool = False) -> str:
     """Three phases in the Flickr spirit: a canary of 2, 10% of the fleet, then the rest. With gate, the canary
-    bakes 10 s and must hold errors_5xx under 5% before stage 1."""
-    gated = 'bake = "10s"\ngate = ["errors_5xx < 5"]         # checked every interval while it bakes\n' if gate else ""
+    bakes (demo_bake) and must hold errors_5xx under 5% before stage 1; a failed check ends the bake at once."""
+    gated = (f'bake = "{demo_bake()}"\ngate = ["errors_5xx < 5"]         # checked every interval while it bakes\n'
+             if gate else "")
     if n >= 4:
         return '''
 [[phase]]

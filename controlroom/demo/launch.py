@@ -33,11 +33,10 @@ START_DEADLINE = 120.0  # seconds; 150 hosts start in a few, a slow machine with
 
 
 def default_faults(hosts: int) -> str | None:
-    """The demo's story needs one failure: a canary host fails its first command once, halts the canary, and
-    a retry heals it. `--faults none` turns it off."""
-    if hosts < 2:
-        return None
-    return f"web{2:0{max(3, len(str(hosts)))}d}=flaky:1"
+    """No injected host failure: the demo's story is the canary's gate failing on errors_5xx (r2307 with the
+    new_search flag on answers ~8% 5xx), the new_search kill switch offered first, flipped, the gate passing.
+    `--faults web002=flaky:1` (any spec) adds a host failure to it."""
+    return None
 
 
 def running_fleet(directory: Path) -> int | None:
@@ -65,9 +64,10 @@ def _die_with_parent() -> None:
 
 def start_fleet(
     directory: Path, hosts: int, faults: str | None, *, deadline: float = START_DEADLINE, out=sys.stderr,
-    die_with_parent: bool = True,
+    die_with_parent: bool = True, metrics: bool = True,
 ) -> subprocess.Popen:
-    """Start `controlroom fleet` in the background and return once it printed its ready line.
+    """Start `controlroom fleet` in the background and return once it printed its ready line. With metrics (the
+    demo's story), the hosts serve /metrics, the fleet answers its config's queries and gates the canary on them.
 
     Its output goes to DIR/fleet.log (no pipe to fill up while the app runs). Raises ControlroomError with the
     log's last lines when the fleet exits or is not ready in time.
@@ -77,6 +77,8 @@ def start_fleet(
     cmd = [sys.executable, "-m", "controlroom.cli", "fleet", "--hosts", str(hosts), "--dir", str(directory)]
     if faults:
         cmd += ["--faults", faults]
+    if metrics:
+        cmd.append("--metrics")
     with open(log_path, "wb") as log:
         # its own session: the terminal's Ctrl+C goes to the app, and the fleet is stopped by us, in order
         proc = subprocess.Popen(
