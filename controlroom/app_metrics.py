@@ -92,7 +92,8 @@ def cleaned(reply: dict) -> dict:
                 lines[clean(str(label), 40)] = {"value": _num(line.get("value")), "points": pts}
         out["series"].append({"name": clean(str(s.get("name", "?")), 40), "unit": clean(str(s.get("unit") or ""), 12),
                               "max": _num(s.get("max")), "min": _num(s.get("min")),
-                              "error": clean(str(s["error"]), 200) if s.get("error") else None, "lines": lines})
+                              "error": clean(str(s["error"]), 200) if s.get("error") else None, "lines": lines,
+                              "warnings": [clean(str(w), 200) for w in s.get("warnings") or ()][:3]})
     return out
 
 

@@ -159,7 +159,7 @@ def test_a_line_under_its_threshold_is_drawn_under_it():
     rows = plain(draw(reply(series(lines={"": {"value": 1.0, "points": points([1.0] * 40)}})), [], 80, NOW))
     line = spark(rows[0])
     assert set(line) == {"▂"}, rows  # 1 of a 0..5 scale: low, not the full height Textual's Sparkline would draw
-    assert rows[0].startswith("✓ errors_5xx") and rows[0].rstrip().endswith("1% max 5")
+    assert rows[0].startswith("✓ errors_5xx") and rows[0].rstrip().endswith(" 1.0% max 5")
 
 
 def test_all_equal_values_draw_a_flat_line_and_zero_sits_on_the_floor():
@@ -203,7 +203,22 @@ def test_markers_fall_in_their_columns_and_the_worst_wins_a_shared_one():
 def test_a_narrow_pane_puts_the_figures_above_a_full_width_sparkline():
     rows = plain(draw(reply(series(lines={"": {"value": 1.0, "points": points([1.0] * 40)}}),
                           series("p95_ms", "ms", 400, error="timed out, 3rd try")), [], 34, NOW))
-    assert rows[0].startswith("✓ errors_5xx") and rows[0].rstrip().endswith("1% max 5"), rows
+    assert rows[0].startswith("✓ errors_5xx") and rows[0].rstrip().endswith(" 1.0% max 5"), rows
     assert len(spark(rows[1])) == 32
     assert rows[2].startswith("? p95_ms") and rows[3].strip() == "unknown: timed out, 3rd try"
     assert all(len(r) <= 34 for r in rows)
+
+
+def test_text_from_the_source_is_cleaned_and_its_warnings_are_shown():
+    from controlroom.app_metrics import cleaned
+
+    raw = {"window": 300, "interval": 2, "series": [
+        {"name": "errors\x1b[2J_5xx", "unit": "%", "max": 5, "min": None, "error": None,
+         "warnings": ["partial\x1b]0;pwned\x07 response"],
+         "lines": {"r23\x1b[31m07": {"value": 1.0, "points": [[NOW - 1, 1.0], [NOW, "x"]]}}},
+        {"name": "p95", "unit": "ms", "max": 400, "min": None, "error": "refused\x1b[2J\nnow", "lines": {}}]}
+    rows = plain(draw(cleaned(raw), [], 100, NOW))
+    assert not any("\x1b" in r or "\x07" in r or "\n" in r for r in rows), rows
+    assert rows[0].startswith("✓ errors") and "r23" in rows[0], rows
+    assert rows[1].strip().startswith("! partial") and "response" in rows[1]
+    assert rows[2].startswith("? p95") and "unknown: refused" in rows[2]

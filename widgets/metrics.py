@@ -16,6 +16,7 @@ import time
 from rich.segment import Segment
 from rich.style import Style
 from textual.geometry import Size
+from textual.screen import ModalScreen
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.timer import Timer
@@ -71,6 +72,7 @@ class MetricsPane(ScrollView):
     # ------------------------------------------------------------------------------------------- polling
     def on_mount(self) -> None:
         self.border_title = "Metrics"
+        self.remove_class("placeholder")  # the layout composes it as one until it is filled in: it is now
         if not getattr(self.app, "metrics_configured", False):
             self.note = NOT_CONFIGURED
             self._redraw()
@@ -85,8 +87,13 @@ class MetricsPane(ScrollView):
 
     @property
     def shown(self) -> bool:
-        """On the screen the operator looks at: not on a hidden tab, not under another screen."""
-        if not self.is_attached or self.app.screen is not self.screen:
+        """On the screen the operator looks at: not on a hidden tab, not under a full screen (a dialog over it
+        leaves it in sight)."""
+        if not self.is_attached:
+            return False
+        stack = self.app.screen_stack
+        if self.screen not in stack or not all(isinstance(s, ModalScreen)
+                                               for s in stack[stack.index(self.screen) + 1:]):
             return False
         node = self
         while node is not None and node is not self.screen:

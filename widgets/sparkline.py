@@ -58,6 +58,8 @@ def figure(value: float | None, unit: str = "") -> str:
         text = f"{value:.0f}"
     elif a >= 10:
         text = f"{value:.1f}"
+    elif a >= 1:
+        text = f"{value:.1f}"
     elif a == 0:
         text = "0"
     elif a >= 0.01:
@@ -227,7 +229,8 @@ def draw(reply: dict | None, markers: Sequence[Marker], width: int, now: float, 
     """The pane's rows for the server's `metrics` answer at `now` (when it was answered), `width` cells wide.
 
     reply None: nothing answered yet (`note` says why, e.g. "reading the metrics source"). A series with "error"
-    is one row "? name  unknown: <error>", never a line. Text in the reply is expected clean already."""
+    is one row "? name  unknown: <error>", never a line; a source's warnings follow its series as "! <warning>".
+    Text in the reply is expected clean already."""
     width = max(width, 1)
     if reply is None:
         return [[(_fit(note or "reading the metrics source…", width), "dim")]]
@@ -288,6 +291,8 @@ def draw(reply: dict | None, markers: Sequence[Marker], width: int, now: float, 
                 rows.append(_pad([("  ", ""), *spark], width))
             else:
                 rows.append(_pad([*head, *spark, (" ", ""), *tail], width))
+        for w in s.get("warnings") or ():  # the source answered, but said the answer may be partial
+            rows.append(_pad([("  ", ""), (_fit(f"! {w}", width - 2), UNKNOWN)], width))
     gutter = 2 if narrow else 2 + label_w + 1
     axis = _fit("deploys", gutter - 1).ljust(gutter) if not narrow else "  "
     rows.append(_pad([(axis, "dim"), *marker_runs(markers, start, window, spark_w)], width))
