@@ -25,6 +25,7 @@ from controlroom.app_keys import ACTIONS, bindings
 from controlroom.app_link import Link
 from controlroom.app_metrics import MetricsLink
 from controlroom.app_screens import TABS, MainScreen
+from controlroom.app_stage import StageActions
 from controlroom.board import Board
 from controlroom.client import Client
 from controlroom.config import Config
@@ -37,7 +38,7 @@ from widgets.host_grid import HostGrid
 from widgets.rollout import RolloutPane
 
 
-class ControlRoom(MetricsLink, FlagActions, Link, Controller, App[int]):
+class ControlRoom(StageActions, MetricsLink, FlagActions, Link, Controller, App[int]):
     """The control room on one fleet, as a client of its server. Build it with `build_app`."""
 
     CSS_PATH = "app.tcss"

@@ -41,15 +41,21 @@ ACTIONS = (
     Action("m", "log_entry", "Log entry", "Add an entry to the deploy log"),
     Action("k", "kill_switch", "Kill switch",
            "Turn a kill switch off (or on) on every host, never blocked: type part of its name, enter, confirm"),
+    Action("S", "stage", "Stage",
+           "Run [release] stage for the staged revision in the server; its output streams, the diff pane follows"),
+    Action("slash", "search_diff", "Search diff",
+           "Search the staging diff: enter goes to the next match, n/N next/previous, escape closes"),
     Action("question_mark", "help", "Help", "Keys, host symbols and what each pane is for"),
 )
-_KEY_NAMES = {"question_mark": "?", "enter": "enter"}
+_KEY_NAMES = {"question_mark": "?", "enter": "enter", "slash": "/"}
 # In the footer only while no rollout runs (an 80-column footer has room for the rollout's own actions only);
 # their keys work all the time through a hidden twin binding with the argument 1.
-SECONDARY = ("lock", "unlock", "log_entry", "quit")
+SECONDARY = ("lock", "unlock", "log_entry", "stage", "quit")
 # In the footer only when every pane is on screen (a wide terminal: an 80-column footer is full); the key works
 # everywhere, and help and the palette always list it.
 WIDE_ONLY = ("kill_switch",)
+# Never in the footer (help and the palette list them): enter on the grid, `/` in the diff.
+HIDDEN = ("open_host", "search_diff")
 
 
 def bindings(tabs: Iterable[str]) -> list[Binding]:
@@ -61,7 +67,7 @@ def bindings(tabs: Iterable[str]) -> list[Binding]:
             out.append(Binding(a.key, f"{a.action}(0)", a.label, tooltip=a.help, priority=first))
             out.append(Binding(a.key, f"{a.action}(1)", a.label, show=False, priority=first))
         else:
-            out.append(Binding(a.key, a.action, a.label, tooltip=a.help, show=a.action != "open_host"))
+            out.append(Binding(a.key, a.action, a.label, tooltip=a.help, show=a.action not in HIDDEN))
     out += [
         Binding(str(i + 1), f"show_tab('{t}')", f"Show pane {i + 1}", show=False) for i, t in enumerate(tabs)
     ]
@@ -69,4 +75,5 @@ def bindings(tabs: Iterable[str]) -> list[Binding]:
 
 # The intent each acting key sends: a read-only app sends it anyway when pressed, so the server's refusal says why.
 INTENT_OF = {"d": "deploy", "g": "proceed", "p": "pause", "R": "resume", "a": "abort", "b": "rollback",
-             "r": "retry", "s": "skip", "l": "lock", "u": "unlock", "m": "log_add", "k": "flag_set"}
+             "r": "retry", "s": "skip", "l": "lock", "u": "unlock", "m": "log_add", "k": "flag_set",
+             "S": "stage"}

@@ -19,6 +19,7 @@ from widgets.host_grid import HostGrid
 from widgets.metrics import MetricsPane
 from widgets.rollout import RolloutPane
 from widgets.staging_diff import StagingDiffPane
+from widgets.status_line import StatusLine
 
 if TYPE_CHECKING:
     from controlroom.app import ControlRoom
@@ -45,6 +46,7 @@ class MainScreen(Screen):
                 yield StagingDiffPane(id="staging-diff", classes="pane placeholder")
             with TabPane("Metrics", id="tab-metrics"):
                 yield MetricsPane(id="metrics", classes="pane placeholder")
+        yield StatusLine(id="status-line")  # hidden until something failed out of sight (chat)
         yield Footer(compact=True)
 
     def on_mount(self) -> None:

@@ -299,3 +299,20 @@ class FlagChanged(Event):
 
 
 EVENT_TYPES[FlagChanged.__name__] = FlagChanged
+
+
+@dataclass(frozen=True)
+class AnnouncementFailed(Event):
+    """A chat channel (webhook, irker, command) could not send an announcement: it tries again in ``retry_in``
+    seconds, or gave up after ``tries``. Not journaled (the server log has it); every attached client hears it.
+    rollout_id is 0: chat belongs to no rollout. ``reason`` is one line that never holds the webhook URL."""
+
+    channel: str
+    reason: str
+    tries: int
+    gave_up: bool
+    retry_in: float = 0.0
+    entries: int = 0  # deploy-log entries in the message
+
+
+EVENT_TYPES[AnnouncementFailed.__name__] = AnnouncementFailed

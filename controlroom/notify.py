@@ -24,6 +24,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from controlroom import schema
+from controlroom.events import AnnouncementFailed
 from controlroom.settings import NotifySettings
 from controlroom.text import clean
 
@@ -80,6 +81,8 @@ class Webhook:
         except httpx.TimeoutException:
             raise SendFailed(f"no answer in {self.timeout:g} s") from None
         except httpx.HTTPError as e:
+            if isinstance(e, httpx.ConnectError) and _refused(e):
+                raise SendFailed("ConnectError: connection refused") from None
             raise SendFailed(self._scrub(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)) from None
         if resp.status_code < 300:
             return
@@ -91,6 +94,18 @@ class Webhook:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+
+
+def _refused(e: BaseException) -> bool:
+    """Whether a connect error came from a refused connection (httpx says only "All connection attempts failed")."""
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, ConnectionRefusedError):
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return "connection refused" in str(e).lower() or "errno 111" in str(e).lower()
 
 
 def _retry_after(value: str | None) -> float:
@@ -211,11 +226,13 @@ class Notifier:
     cancelled; ``close()`` stops it. Failures go to ``say`` (the server log), one line each."""
 
     def __init__(self, path: Path, channels: list, *, say: Callable[[str], None] = _stderr,
+                 on_failure: Callable[[AnnouncementFailed], None] | None = None,
                  interval: float = INTERVAL, attempts: int = ATTEMPTS, backoff: float = BACKOFF,
                  poll: float = POLL, gather: float = GATHER) -> None:
         self.path = Path(path)
         self.channels = channels
         self.say = say
+        self.on_failure = on_failure  # the server publishes it to every client (the app's status line)
         self.interval, self.attempts, self.backoff, self.poll, self.gather = interval, attempts, backoff, poll, gather
         self._db: sqlite3.Connection | None = None
         self._task: asyncio.Task | None = None
@@ -343,10 +360,32 @@ class Notifier:
                 if e.final or tries >= self.attempts:
                     self.say(f"notify {ch.name}: gave up on {entries} log entr{'y' if entries == 1 else 'ies'} "
                              f"after {tries} tr{'y' if tries == 1 else 'ies'}: {e}")
+                    self._failed(ch.name, str(e), tries, True, 0.0, entries)
                     return False
                 wait = e.retry_after if e.retry_after is not None else self.backoff * 2 ** (tries - 1)
                 self.say(f"notify {ch.name}: {e}; trying again in {wait:g} s")
+                self._failed(ch.name, str(e), tries, False, wait, entries)
                 await asyncio.sleep(wait)
             except Exception as e:  # a bug of a channel must not stop the others, nor show a traceback
-                self.say(f"notify {ch.name}: gave up on {entries} log entries: {type(e).__name__}: {clean(str(e), 160)}")
+                why = f"{type(e).__name__}: {clean(str(e), 160)}"
+                self.say(f"notify {ch.name}: gave up on {entries} log entries: {why}")
+                self._failed(ch.name, why, tries, True, 0.0, entries)
                 return False
+
+    def _failed(self, channel: str, reason: str, tries: int, gave_up: bool, retry_in: float, entries: int) -> None:
+        if self.on_failure is None:
+            return
+        try:
+            self.on_failure(AnnouncementFailed(0, channel=channel, reason=clean(reason, 200), tries=tries,
+                                               gave_up=gave_up, retry_in=retry_in, entries=entries))
+        except Exception as e:  # noqa: BLE001 - whoever listens must not stop the announcements
+            self.say(f"notify {channel}: could not tell the clients: {type(e).__name__}: {clean(str(e), 160)}")
+
+
+def failure_line(e: AnnouncementFailed) -> str:
+    """What a client shows: 'chat: webhook gave up after 5 tries (HTTP 500)', or 'chat: webhook failed (connection
+    refused); trying again in 2 s'."""
+    reason = clean(e.reason, 200)
+    if e.gave_up:
+        return f"chat: {clean(e.channel, 20)} gave up after {e.tries} tr{'y' if e.tries == 1 else 'ies'} ({reason})"
+    return f"chat: {clean(e.channel, 20)} failed ({reason}); trying again in {e.retry_in:g} s"

@@ -143,7 +143,8 @@ class Server(OpsMixin):
         self.flags.start()
         from controlroom.notify import Notifier, channels_of
 
-        self.notifier = Notifier(self.journal.path, channels_of(self.cfg.notify))  # chat: tails the deploy log
+        # chat: tails the deploy log; a channel's failure goes to every attached client (the app's status line)
+        self.notifier = Notifier(self.journal.path, channels_of(self.cfg.notify), on_failure=self._committed)
         self.notifier.start()
         if os.environ.get("SSH_AUTH_SOCK") and not self.cfg.ssh.identity_files:
             self.warning = ("warning: the server's only key source is the ssh-agent of this session "
@@ -212,7 +213,7 @@ class Server(OpsMixin):
 
     # ------------------------------------------------------------------------------------------ events
     def _committed(self, e: ev.Event) -> None:
-        """Every event the journal committed (and host output, which is not journaled), in order."""
+        """Every event the journal committed (and host output and chat failures, which are not journaled), in order."""
         self.seq += 1
         self.board.apply(e)
         msg = {"op": "event", "seq": self.seq, "event": ev.to_wire(e)}
