@@ -222,3 +222,19 @@ def test_text_from_the_source_is_cleaned_and_its_warnings_are_shown():
     assert rows[0].startswith("✓ errors") and "r23" in rows[0], rows
     assert rows[1].strip().startswith("! partial") and "response" in rows[1]
     assert rows[2].startswith("? p95") and "unknown: refused" in rows[2]
+
+
+def test_markers_come_from_phase_starts_and_the_deploy_log_each_once():
+    from controlroom.app_metrics import Markers
+
+    m = Markers()
+    m.see(ev.PhaseStarted(1, phase=0, name="canary", hosts=2, at=100.0))
+    m.see(ev.LogEntryAdded(1, user="mygrant", kind="DEPLOY START", text="r2306 -> r2307", at=100.2))  # same start
+    m.see(ev.LogEntryAdded(1, user="mygrant", kind="GATE", text="GATE canary: errors_5xx = 7.9 (max 5): FAILED",
+                           at=112.0))
+    m.see(ev.LogEntryAdded(0, user="mygrant", kind="FLAG", text="new_search on -> off", at=130.0))
+    m.see(ev.LogEntryAdded(0, user="mygrant", kind="NOTE", text="lunch", at=131.0))
+    m.see_log(140.0, "GATE", "GATE canary: errors_5xx = 0.1 (max 5): PASSED")
+    m.see_log(130.0, "FLAG", "new_search on -> off")  # the journal's copy of what the event already said
+    assert [(x.at, x.kind, x.bad) for x in m.items] == [
+        (100.0, PHASE, False), (112.0, GATE, True), (130.0, "flag", False), (140.0, GATE, False)]
