@@ -94,3 +94,28 @@ def test_headless_a_failed_gate_ends_the_bake_and_names_the_kill_switch_to_flip(
     assert re.search(r"GATE canary: errors_5xx\{r2307\} = [\d.]+ \(max 5\): FAILED; "
                      r"kill switch: controlroom flag new_search off;", stopped[0]), stopped[0]
     assert [h.name for h in fleet.hosts if revision_of(fleet, h.name) == NEW] == ["web001", "web002"]
+
+
+async def test_checking_a_failed_gate_again_says_it_still_fails_and_g_offers_the_choices_again(metrics_fleet):
+    fleet = metrics_fleet
+    long_bake(fleet)
+    app = make_app(fleet)
+    async with app.run_test(size=SIZE) as pilot:
+        await start(pilot)
+        await pilot.press("d")
+        await until(pilot, lambda: isinstance(app.screen, GateHaltDialog), "the failed gate's choices", timeout=60)
+        await pilot.press("c")
+        await until(pilot, lambda: any(n.title == "Gate still fails" for n in app._notifications),
+                    "the verdict of checking again")
+        said = next(n.message for n in app._notifications if n.title == "Gate still fails")
+        assert re.search(r"GATE canary: errors_5xx\{r2307\} = [\d.]+ \(max 5\): FAILED", said), said
+        assert "kill switch: controlroom flag new_search off" in said
+        assert app.board.gate.kind == ev.GATE_FAILED and app.screen is app.main
+
+        await pilot.press("g")  # at a failed gate, g offers the choices again rather than passing it
+        await until(pilot, lambda: isinstance(app.screen, GateHaltDialog), "the choices again")
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is app.main, "the dialog closed")
+        assert app.board.gate.kind == ev.GATE_FAILED
+    assert [h.name for h in fleet.hosts if revision_of(fleet, h.name) == NEW] == ["web001", "web002"]
+    assert len(re.findall(r"GATE canary: errors_5xx\{r2307\} = [\d.]+ \(max 5\): FAILED", log_of(fleet))) == 2
