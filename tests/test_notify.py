@@ -345,3 +345,40 @@ async def test_closing_the_notifier_ends_it_even_when_a_send_swallows_the_cancel
     done, _ = await asyncio.wait({closing}, timeout=20)  # not wait_for: it has the very bug under test
     assert closing in done, "the notifier did not end when closed"
     assert sent == ["[mygrant] LOCK db migration"]
+
+
+async def test_a_failing_channel_tells_its_listener_each_retry_and_the_give_up_in_one_line(journal):
+    """What the server publishes to the app's status line: 'chat: webhook gave up after 2 tries (HTTP 500)'."""
+    said: list[str] = []
+    heard: list = []
+    async with Hook([(500, {})] * 5) as hook:
+        n = notifier(journal, [notify.Webhook(hook.url)], said, attempts=2, on_failure=heard.append)
+        n.start()
+        journal.add_log("mygrant", "LOCK", "x")
+        try:
+            await until(lambda: any(e.gave_up for e in heard), what="giving up")
+        finally:
+            await n.close()
+    assert [notify.failure_line(e) for e in heard] == ["chat: webhook failed (HTTP 500); trying again in 0.05 s",
+                                                        "chat: webhook gave up after 2 tries (HTTP 500)"]
+    from controlroom import events as ev
+
+    assert ev.from_wire(json.loads(json.dumps(ev.to_wire(heard[-1])))) == heard[-1]  # it crosses the socket
+
+
+async def test_a_listener_that_raises_never_stops_the_announcements(journal):
+    said: list[str] = []
+
+    def deaf(_e) -> None:
+        raise RuntimeError("boom")
+
+    async with Hook([(500, {})]) as hook:
+        n = notifier(journal, [notify.Webhook(hook.url)], said, on_failure=deaf)
+        n.start()
+        journal.add_log("mygrant", "LOCK", "still announced")
+        try:
+            await until(lambda: hook.texts, what="the message after the 500")
+        finally:
+            await n.close()
+    assert hook.texts == ["[mygrant] LOCK still announced"]
+    assert "notify webhook: could not tell the clients: RuntimeError: boom" in said
