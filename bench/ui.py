@@ -12,6 +12,13 @@ the app writes and measures
   CPU            the app's share of one core over 10 s of watching (utime + stime from /proc)
   RSS            resident memory at the end (and the peak)
 
+With the metrics pane live (--metrics on, the default measures both), a simulated fleet with metrics (`controlroom
+fleet --metrics`, 4 hosts, two of them on r2307 so errors_5xx breaches) runs in its own process as the source, and
+the pane polls it every 2 s as the app polls its server: the app reads the source itself (metrics.snapshot with a
+source kept open), so the figures include the HTTP reads that the real app leaves to its server. The feeder also
+puts a flag change or a gate verdict on the time axis every 3 s, and a tenth of the hosts change state every second
+(running <-> checking), so grid cells really repaint.
+
 The figures include Python's start-up and the feeder's own work; a real rollout adds SSH on top.
 """
 
@@ -42,7 +49,7 @@ TICK = 0.05  # the feeder's period: events arrive in small bursts, as they do fr
 # ------------------------------------------------------------------------------------------------ the app side
 
 
-def write_config(directory: Path, hosts: int) -> Path:
+def write_config(directory: Path, hosts: int, metrics_url: str | None = None) -> Path:
     width = max(4, len(str(hosts)))
     (directory / "known_hosts").write_text("")
     cfg = directory / "controlroom.toml"
@@ -69,6 +76,10 @@ size = "100%"
 [state]
 dir = "state"
 """)
+    if metrics_url:
+        from controlroom.demo.metrics_sim import metrics_config
+
+        cfg.write_text(cfg.read_text() + metrics_config(metrics_url))
     return cfg
 
 
@@ -83,6 +94,7 @@ async def feed(app, hosts: int) -> None:
     app._on_engine_event(
         ev.RolloutStarted(1, revision="r2307", previous="r2306", user="bench", phases=phases)
     )
+    app._on_engine_event(ev.PhaseStarted(1, phase=0, name=phases[0][0], hosts=len(phases[0][1])))
     app._on_engine_event(ev.PhaseStarted(1, phase=2, name=phases[2][0], hosts=len(phases[2][1])))
     names = list(board.order)
     step = {}
@@ -95,10 +107,15 @@ async def feed(app, hosts: int) -> None:
     per_tick = hosts * LINES_PER_SECOND * TICK  # lines to emit each tick
     movers_per_tick = max(1, int(hosts * 0.1 * TICK))
     carry = 0.0
-    i = j = line = 0
+    i = j = line = ticks = 0
+    marks = ("FLAG", "new_search on -> off"), ("GATE", "GATE canary: errors_5xx = 7.9 (max 5): FAILED")
     next_at = time.perf_counter()
     while True:
         next_at += TICK
+        ticks += 1
+        if ticks % int(3 / TICK) == 0:  # a marker on the metrics pane's time axis
+            kind, text = marks[(ticks // int(3 / TICK)) % 2]
+            app._on_engine_event(ev.LogEntryAdded(1, user="bench", kind=kind, text=text))
         carry += per_tick
         count = int(carry)
         carry -= count
@@ -109,22 +126,23 @@ async def feed(app, hosts: int) -> None:
             app._on_engine_event(
                 ev.HostOutput(1, host=n, stream="out", line=f"line {line} of the build output")
             )
-        for _ in range(movers_per_tick):
+        for _ in range(movers_per_tick):  # a state the grid shows changes: its cell repaints
             n = names[j]
             j = (j + 1) % hosts
             step[n] = step[n] % 3 + 1
+            state = ev.CHECKING if board.hosts[n].state == ev.RUNNING else ev.RUNNING
             app._on_engine_event(
-                ev.HostStateChanged(
-                    1, host=n, phase=board.hosts[n].phase, state=ev.RUNNING, step=step[n], steps=3
-                )
+                ev.HostStateChanged(1, host=n, phase=board.hosts[n].phase, state=state, step=step[n], steps=3)
             )
         await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
 
 
-def child(hosts: int, directory: Path) -> None:
+def child(hosts: int, directory: Path, metrics_url: str | None) -> None:
     sys.path.insert(0, str(ROOT))
     from controlroom import config
     from controlroom.app import ControlRoom
+    from controlroom.app_metrics import cleaned
+    from controlroom.metrics import make_source, snapshot
 
     class Unlinked(ControlRoom):
         """The app as build_app makes it, with the feeder in place of the server: what is measured is the UI's
@@ -132,11 +150,19 @@ def child(hosts: int, directory: Path) -> None:
 
         CSS_PATH = str(ROOT / "controlroom" / "app.tcss")  # relative paths are read beside the subclass
 
+        source = None
+
         async def _link(self) -> None:
             self.may_act = True
             self.revisions_loaded.set()
 
-    cfg = config.load(write_config(directory, hosts))
+        async def fetch_metrics(self, points: int) -> dict:
+            # what the server's `metrics` op answers, read here (one source kept open, as the server keeps one)
+            if self.source is None:
+                self.source = make_source(self.cfg.metrics)
+            return cleaned(await snapshot(self.cfg.metrics, points, source=self.source))
+
+    cfg = config.load(write_config(directory, hosts, metrics_url))
     app = Unlinked(cfg)
 
     async def main() -> None:
@@ -222,14 +248,34 @@ class Terminal:
         os.close(self.master)
 
 
-def measure(hosts: int, presses: int, watch: float) -> dict:
+def metrics_source(directory: Path):
+    """A 4-host simulated fleet with metrics in its own process, two hosts on r2307 (errors_5xx over max 5):
+    (its FleetProcess, the metrics URL)."""
+    sys.path.insert(0, str(ROOT))
+    from _common import FleetProcess  # beside this file (bench/ is not a package)
+
+    from controlroom.demo.metrics_sim import BAD_REVISION
+
+    fleet = FleetProcess(directory, 4, ("--metrics",))
+    fleet.start()
+    for host in ("web001", "web002"):
+        (directory / "hosts" / host / "REVISION").write_text(f"{BAD_REVISION}\n")
+    url = re.search(r'^url = "(http://127\.0\.0\.1:\d+)"', (directory / "controlroom.toml").read_text(), re.M)
+    return fleet, url.group(1)
+
+
+def measure(hosts: int, presses: int, watch: float, metrics: bool = False) -> dict:
     width = max(4, len(str(hosts)))
     with tempfile.TemporaryDirectory(prefix="controlroom-bench-ui-") as tmp:
-        term = Terminal([sys.executable, str(Path(__file__).resolve()), "--child", str(hosts), "--dir", tmp])
+        source, url = metrics_source(Path(tmp) / "metrics-fleet") if metrics else (None, None)
+        argv = [sys.executable, str(Path(__file__).resolve()), "--child", str(hosts), "--dir", tmp]
+        term = Terminal(argv + (["--metrics-url", url] if url else []))
         try:
             first_frame = term.wait_for(b"Rollout", term.started) - term.started
             first_grid = term.wait_for(f"web{1:0{width}d}".encode(), term.started) - term.started
             term.wait_for(b"running for", term.started)  # the feeder is playing
+            if metrics:  # the pane is live: it has drawn the source's answer (only the pane names latency_ms)
+                term.wait_for(b"latency_ms", term.started, timeout=60)
             time.sleep(2.0)  # let the stream settle
             cpu0, t0 = term.cpu_seconds(), time.perf_counter()
             time.sleep(watch)
@@ -243,9 +289,12 @@ def measure(hosts: int, presses: int, watch: float) -> dict:
             rss, peak = term.memory()
         finally:
             term.close()
+            if source is not None:
+                source.stop()
     latencies.sort()
     return {
         "hosts": hosts,
+        "metrics": metrics,
         "first_frame_s": first_frame,
         "first_grid_s": first_grid,
         "p50_ms": statistics.median(latencies),
@@ -263,24 +312,28 @@ def main() -> int:
     ap.add_argument("--hosts", type=int, nargs="+", default=[150, 5000])
     ap.add_argument("--presses", type=int, default=40)
     ap.add_argument("--watch", type=float, default=10.0, help="seconds of watching for the CPU share")
+    ap.add_argument("--metrics", choices=("on", "off", "both"), default="both",
+                    help="the metrics pane live against a simulated source (default: measure both)")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--dir", help=argparse.SUPPRESS)
+    ap.add_argument("--metrics-url", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        child(args.child, Path(args.dir))
+        child(args.child, Path(args.dir), args.metrics_url)
         return 0
     print(
         f"controlroom UI bench: {SIZE[0]}x{SIZE[1]} pty, every host streaming {LINES_PER_SECOND} lines/s, "
         f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}"
     )
     print(
-        f"{'hosts':>6} {'events/s':>9} {'first frame':>12} {'grid shown':>11} {'key p50':>8} {'key p95':>8} "
+        f"{'hosts':>6} {'metrics':>8} {'events/s':>9} {'first frame':>12} {'grid shown':>11} {'key p50':>8} {'key p95':>8} "
         f"{'key max':>8} {'CPU':>6} {'RSS':>8} {'peak RSS':>9}"
     )
-    for n in args.hosts:
-        r = measure(n, args.presses, args.watch)
+    modes = {"on": (True,), "off": (False,), "both": (False, True)}[args.metrics]
+    for n, live in ((n, live) for n in args.hosts for live in modes):
+        r = measure(n, args.presses, args.watch, live)
         print(
-            f"{r['hosts']:>6} {r['events_per_s']:>9.0f} {r['first_frame_s']:>10.2f} s {r['first_grid_s']:>9.2f} s "
+            f"{r['hosts']:>6} {'live' if live else 'off':>8} {r['events_per_s']:>9.0f} {r['first_frame_s']:>10.2f} s {r['first_grid_s']:>9.2f} s "
             f"{r['p50_ms']:>5.1f} ms {r['p95_ms']:>5.1f} ms {r['max_ms']:>5.1f} ms {r['cpu_pct']:>5.1f}% "
             f"{r['rss_mb']:>5.0f} MB {r['peak_mb']:>6.0f} MB",
             flush=True,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import bisect
 
 from controlroom import events as ev
-from controlroom.errors import ControlroomError
 from controlroom.text import clean
 from widgets.sparkline import FLAG, GATE, HALT, PHASE, Marker
 
@@ -120,11 +119,12 @@ class MetricsLink:
         m = self.cfg.metrics
         return bool(m.url or m.series)
 
-    async def fetch_metrics(self, points: int) -> dict:
-        """Every series now and over the window, from the server (cleaned); raises ControlroomError (one line)."""
+    async def fetch_metrics(self, points: int) -> dict | None:
+        """Every series now and over the window, from the server (cleaned); None while no server is connected;
+        raises ControlroomError (one line) when the server could not answer."""
         client = self.client
         if client is None:
-            raise ControlroomError("not connected to the control-room server")
+            return None
         if not self._log_marks_read:  # what happened before this app attached, once
             log = await client.request("journal", since=0)
             for d in log.get("log") or ():

@@ -114,16 +114,14 @@ class MetricsPane(ScrollView):
     async def _poll(self) -> None:
         app = self.app
         interval = 5.0
-        if getattr(app, "client", True) is None:  # (re)connecting: look again soon, nothing drawn as live meanwhile
-            self.reply, self.note, self._polling = None, "waiting for the control-room server…", False
-            self._redraw()
-            self._schedule(HIDDEN_CHECK)
-            return
         try:
             width = self.scrollable_content_region.width or 60
             reply = await app.fetch_metrics(max(POINTS[0], min(POINTS[1], width)))
-            self.reply, self.answered_at, self.note = reply, time.time(), ""
-            interval = float(reply.get("interval") or interval)
+            if reply is None:  # (re)connecting: look again soon, nothing drawn as live meanwhile
+                self.reply, self.note, interval = None, "waiting for the control-room server…", HIDDEN_CHECK
+            else:
+                self.reply, self.answered_at, self.note = reply, time.time(), ""
+                interval = float(reply.get("interval") or interval)
         except ControlroomError as e:  # never the last answer drawn as if it were live
             self.reply, self.note = None, f"metrics unknown: {clean(str(e), 200)}"
         finally:
