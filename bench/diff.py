@@ -3,8 +3,8 @@
 A real git repository in a temporary directory gets a commit that adds LINES lines (plus a small change, so the
 diff has several files and hunks). For each round this measures
 
-  git read      stagediff.load: git log, git diff --numstat, git diff, every line cleaned (the app runs this in
-                a thread, off its event loop)
+  git read      stagediff.load: git log, git diff --numstat, git diff, every line cleaned, and the files' lexers
+                found (the app does this in a thread, off its event loop)
   first screen  from handing the loaded diff to the pane (StagingDiffPane.show) to the first frame drawn with it,
                 in a headless Textual app at 160x48 with the pane alone (the line API builds only the visible lines)
   page down     one page of scrolling (no animation), to its frame (median of 50 pages), and the lines built
@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 from textual.app import App, ComposeResult  # noqa: E402
 
 from controlroom import config, stagediff  # noqa: E402
+from widgets.diff_view import prepare_lexers  # noqa: E402
 from widgets.staging_diff import StagingDiffPane  # noqa: E402
 
 SIZE = (160, 48)
@@ -125,6 +126,7 @@ def main() -> int:
         for _ in range(args.rounds):
             t = time.perf_counter()
             d = stagediff.load(cfg, counts=Counter({"base": 1}))
+            prepare_lexers(d.lines)  # as the app does, in the same thread
             loads.append(time.perf_counter() - t)
             first, page, built = asyncio.run(one_round(d))
             firsts.append(first)

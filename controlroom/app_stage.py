@@ -22,6 +22,7 @@ from controlroom.app_keys import SECONDARY
 from controlroom.errors import ControlroomError
 from controlroom.notify import failure_line
 from controlroom.text import clean
+from widgets.diff_view import prepare_lexers
 from widgets.stage_view import MAX_LINES, StageScreen
 from widgets.staging_diff import StagingDiffPane
 from widgets.status_line import StatusLine
@@ -120,7 +121,9 @@ class StageActions:
                 key = (commit, tuple(sorted(counts.items())) or live)
                 if key == self._diff_key and not force:
                     return key, None, ""
-                return key, stagediff.load(cfg, staged=name, counts=counts, live=live, live_note=note), ""
+                d = stagediff.load(cfg, staged=name, counts=counts, live=live, live_note=note)
+                prepare_lexers(d.lines)  # Pygments' first lookup is slow: here, not while drawing
+                return key, d, ""
             except ControlroomError as err:
                 return None, None, str(err)
 
@@ -141,6 +144,8 @@ class StageActions:
     # ------------------------------------------------------------------------------------------- search
     def action_search_diff(self) -> None:
         """`/`: search the staging diff (its tab first, on a small terminal)."""
+        if self.screen is not self.main:
+            return  # a dialog or a host's view is on top: `/` belongs to it
         if not self.main.has_class("-wide"):
             self.tabs.active = "tab-diff"
         self.staging_diff.action_search()

@@ -4,6 +4,10 @@ One widget, however long the text: `render_line` builds a Strip only for the lin
 cache), so a 20,000-line diff opens as fast as a 20-line one and scrolling draws a screenful. Each line has a kind
 (added, removed, hunk, ...) that picks its colour from the component classes; the text itself always carries the
 meaning (+, -, @@), so a monochrome screen (NO_COLOR) reads the same. The lines come cleaned from the core.
+
+The code on the diff's lines is highlighted too (Pygments, by each file's name), line by line as it is drawn: a
+line is lexed on its own, so a string or comment that spans lines may be coloured as code. Finding a file's lexer
+costs Pygments' plugin scan the first time: `prepare_lexers` does it off the event loop, before the lines are shown.
 """
 
 from __future__ import annotations
@@ -19,6 +23,53 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 KINDS = ("added", "removed", "hunk", "meta", "title", "hash", "dim", "context")
+SYNTAX = ("keyword", "string", "comment", "number", "name")
+_LEXERS: dict[str, object] = {}  # file name -> its Pygments lexer, or None (no highlighting)
+_CODE_KINDS = ("added", "removed", "context")
+
+
+def _path_of(header: str) -> str | None:
+    """The new side's path from a '+++ b/path' line (None for /dev/null)."""
+    return header[6:] if header.startswith("+++ b/") else None
+
+
+def lexer_for(path: str):
+    """The lexer for a file name (cached), or None when Pygments knows none."""
+    if path not in _LEXERS:
+        try:
+            from pygments.lexers import get_lexer_for_filename
+            from pygments.util import ClassNotFound
+
+            try:
+                _LEXERS[path] = get_lexer_for_filename(path, startinline=True, stripnl=False, ensurenl=False)
+            except ClassNotFound:
+                _LEXERS[path] = None
+        except Exception:  # noqa: BLE001 - no Pygments, or a broken plugin: plain diff colours
+            _LEXERS[path] = None
+    return _LEXERS[path]
+
+
+def prepare_lexers(lines: list[str]) -> None:
+    """Find the lexer of every file in these diff lines now (blocking: call it in a thread)."""
+    for line in lines:
+        if line.startswith("+++ b/"):
+            lexer_for(line[6:])
+
+
+def _syntax_kind(ttype) -> str | None:
+    from pygments import token as t
+
+    if ttype in t.Comment:
+        return "comment"
+    if ttype in t.String:
+        return "string"
+    if ttype in t.Keyword or ttype in t.Name.Builtin or ttype in t.Name.Tag:
+        return "keyword"
+    if ttype in t.Number:
+        return "number"
+    if ttype in t.Name.Function or ttype in t.Name.Class or ttype in t.Name.Variable:
+        return "name"
+    return None
 
 
 class DiffView(ScrollView, can_focus=True):
@@ -26,7 +77,8 @@ class DiffView(ScrollView, can_focus=True):
 
     ``matches`` and ``match`` say what the search found: tests and the pane's subtitle read them."""
 
-    COMPONENT_CLASSES = {f"diff-view--{k}" for k in KINDS} | {"diff-view--match", "diff-view--current"}
+    COMPONENT_CLASSES = ({f"diff-view--{k}" for k in KINDS} | {f"diff-view--syn-{k}" for k in SYNTAX}
+                         | {"diff-view--match", "diff-view--current"})
     DEFAULT_CSS = """
     DiffView { height: 1fr; }
     DiffView > .diff-view--added { color: $text-success; }
@@ -38,6 +90,11 @@ class DiffView(ScrollView, can_focus=True):
     DiffView > .diff-view--dim { text-style: dim; }
     DiffView > .diff-view--match { text-style: reverse; }
     DiffView > .diff-view--current { text-style: reverse bold underline; }
+    DiffView > .diff-view--syn-keyword { color: $text-primary; }
+    DiffView > .diff-view--syn-string { color: $text-warning; }
+    DiffView > .diff-view--syn-comment { color: $text-muted; }
+    DiffView > .diff-view--syn-number { color: $text-accent; }
+    DiffView > .diff-view--syn-name { color: $text-secondary; }
     """
     BINDINGS = [
         Binding("n", "next_match", "Next match", show=False),
@@ -49,6 +106,8 @@ class DiffView(ScrollView, can_focus=True):
         self.lines: list[str] = []
         self.kinds: list[str] = []
         self.spans: dict[int, list[tuple[int, int, str]]] = {}  # line -> (start, end, kind) drawn over its kind
+        self.files: list[tuple[int, str | None]] = []  # (the line of a file's '+++' header, its path), in order
+        self._starts: list[int] = []
         self.term = ""
         self.matches: list[int] = []  # the lines holding the term
         self.match: int | None = None  # the index in matches the view is on
@@ -63,6 +122,9 @@ class DiffView(ScrollView, can_focus=True):
         """Show these lines (cleaned text) with their kinds; the search, if any, runs again on them."""
         y = self.scroll_offset.y if keep_place else 0
         self.lines, self.kinds, self.spans = lines, kinds, spans or {}
+        self.files = [(i, _path_of(line)) for i, (line, k) in enumerate(zip(lines, kinds, strict=True))
+                      if k == "meta" and line.startswith("+++ ")]
+        self._starts = [i for i, _ in self.files]
         self._lower = None
         self._cache.clear()
         width = max(map(len, lines), default=0)
@@ -173,6 +235,8 @@ class DiffView(ScrollView, can_focus=True):
                 at = end
             if at < len(text):
                 segments.append(Segment(text[at:], style))
+        elif kind in _CODE_KINDS and text and self.files and index > self.files[0][0]:
+            segments = self._code(index, text, style)
         else:
             segments = [Segment(text, style)]
         strip = Strip(segments)
@@ -180,11 +244,33 @@ class DiffView(ScrollView, can_focus=True):
             strip = self._mark(strip, index)
         return strip
 
+    def _code(self, index: int, text: str, style: Style) -> list[Segment]:
+        """A diff line's marker in the line's colour, its code coloured by the file's lexer."""
+        at = bisect_left(self._starts, index) - 1
+        path = self.files[at][1] if at >= 0 else None
+        lexer = lexer_for(path) if path else None
+        if lexer is None:
+            return [Segment(text, style)]
+        segments = [Segment(text[0], style)]
+        try:
+            tokens = list(lexer.get_tokens(text[1:]))
+        except Exception:  # noqa: BLE001 - a lexer that chokes on a line: the line plain
+            return [Segment(text, style)]
+        for ttype, value in tokens:
+            if not value:
+                continue
+            k = _syntax_kind(ttype)
+            segments.append(Segment(value, style + self._style(f"syn-{k}") if k else style))
+        if sum(len(seg.text) for seg in segments) != len(text):  # a lexer that changed the text: show it as it is
+            return [Segment(text, style)]
+        return segments
+
     def _mark(self, strip: Strip, index: int) -> Strip:
         """The term's every place on this line in reverse (the current match's line also underlined)."""
         t, low = self.term.lower(), self._lower[index] if self._lower else ""
         current = self.match is not None and self.matches and self.matches[self.match] == index
-        mark = self._style("current" if current else "match")
+        full = self._style("current" if current else "match")
+        mark = Style(reverse=full.reverse, bold=full.bold, underline=full.underline)  # keeps the line's colours
         cuts, at = [], low.find(t)
         while at >= 0:
             cuts.append((at, at + len(t)))
