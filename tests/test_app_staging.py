@@ -98,13 +98,15 @@ async def test_the_pane_shows_r2306_to_r2307_commits_files_and_diff_and_slash_fi
         view = pane.view
         first = view.matches[view.match]
         assert "video.php" in lines[first].lower() and len(view.matches) >= 3
-        assert str(pane.border_subtitle).startswith(f"/VIDEO.php: 1 of {len(view.matches)}")
+        await until(pilot, lambda: str(pane.border_subtitle) == f"/VIDEO.php: 1 of {len(view.matches)}",
+                    "where the search is")
         await pilot.press("enter")
         assert view.matches[view.match] > first  # enter again: the next match
         await pilot.press("escape")
         assert app.focused is view
         await pilot.press("N")
         assert view.matches[view.match] == first  # N: back to the previous one
+        await until(pilot, lambda: str(pane.border_subtitle).startswith("/VIDEO.php: 1 of"), "where the search is")
         assert any("video.php" in line.lower() for line in drawn(pane))
 
         await pilot.press("S")  # no [release] stage in this config: the key says so

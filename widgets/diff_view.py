@@ -19,6 +19,7 @@ from rich.style import Style
 from textual.binding import Binding
 from textual.cache import LRUCache
 from textual.geometry import Size
+from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
@@ -96,6 +97,9 @@ class DiffView(ScrollView, can_focus=True):
     DiffView > .diff-view--syn-number { color: $text-accent; }
     DiffView > .diff-view--syn-name { color: $text-secondary; }
     """
+    class Searched(Message):
+        """The view moved to a match (or found none): the pane says where it is."""
+
     BINDINGS = [
         Binding("n", "next_match", "Next match", show=False),
         Binding("N", "previous_match", "Previous match", show=False),
@@ -151,6 +155,7 @@ class DiffView(ScrollView, can_focus=True):
             self._find(term)
             if not self.matches:
                 self.refresh()
+                self.post_message(self.Searched())
                 return None
             first = bisect_left(self.matches, self.scroll_offset.y)  # the first match from the top of the screen on
             self.match = (first - 1 if backwards else first) % len(self.matches)
@@ -164,6 +169,7 @@ class DiffView(ScrollView, can_focus=True):
         self._cache.clear()
         self._show_line(line)
         self.refresh()
+        self.post_message(self.Searched())
         return line
 
     def _find(self, term: str) -> None:

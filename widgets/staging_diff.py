@@ -167,11 +167,10 @@ class StagingDiffPane(Vertical):
         if not term:
             view.clear_search()
             return
-        line = view.search(term)
-        if line is None:
+        if view.search(term) is None:
             self.notify(f"not in the diff: {clean(term, 80)}", markup=False, severity="warning", timeout=3)
-        self._search_subtitle()
 
+    @on(DiffView.Searched)
     def _search_subtitle(self) -> None:
         view = self.view
         if view.term and view.match is not None:
@@ -185,5 +184,3 @@ class StagingDiffPane(Vertical):
             event.stop()
             box.remove_class("-open")
             self.view.focus()
-        elif event.key in ("n", "N") and self.view.has_focus and self.view.term:
-            self.call_after_refresh(self._search_subtitle)
