@@ -80,7 +80,7 @@ class StageActions:
     def _stage_logged(self, e: ev.LogEntryAdded) -> None:
         with contextlib.suppress(Exception):
             self.staging_diff.show_stage(f"{e.kind} {e.text}")
-        self.want_diff(force=True)
+        self.want_diff()
 
     # ------------------------------------------------------------------------------------------- the diff
     def on_staging_diff_pane_stale(self, message: StagingDiffPane.Stale) -> None:
@@ -140,6 +140,11 @@ class StageActions:
         elif diff is not None:
             self._diff_key = key
             pane.show(diff)
+            if diff.staged != self.staged and self.revisions_loaded.is_set():
+                self.staged = diff.staged  # the staged ref moved: what a deploy would ship now
+                if self.board.status is None:
+                    self.board.revision = diff.staged
+                    self.board.dirty = True
 
     # ------------------------------------------------------------------------------------------- search
     def action_search_diff(self) -> None:
@@ -173,7 +178,8 @@ class StageActions:
     async def _stage_flow(self) -> None:
         from controlroom.client import connect
 
-        rev = clean(self.staged or "the staged revision", 80)
+        shown = self.staging_diff.diff if self._main is not None else None
+        rev = clean((shown.staged if shown else None) or self.staged or "the staged revision", 80)
         self._stage_running, self._stage_result = True, ""
         self._stage_title, self._stage_lines = f"STAGE {rev}", deque(maxlen=MAX_LINES)
         self._open_stage_view()
@@ -190,7 +196,7 @@ class StageActions:
         with contextlib.suppress(Exception):
             self.staging_diff.show_stage(result)
         self._say(result, title="Stage", severity="information" if ok else "error", timeout=10)
-        self.want_diff(force=True)  # the pane follows what the stage left staged
+        self.want_diff()  # the pane follows what the stage left staged
 
     async def _stage_request(self, connect) -> tuple[str, bool]:
         try:

@@ -185,6 +185,8 @@ async def test_the_stage_key_streams_the_output_says_stage_ok_and_the_pane_follo
         assert any(line.endswith("r2308: next release") for line in pane.view.lines)
         assert re.search(r"STAGE OK r2307 in \d+ s", pane.head_text)
         assert any(re.search(r"STAGE OK r2307 in \d+ s", line) for line in app.log_lines)
+        await until(pilot, lambda: "r2308" in str(app.rollout_pane.query_one("#revision-line").render()),
+                    "the rollout pane naming r2308 as what a deploy ships now")
 
 
 # --------------------------------------------------------------------------------------------- chat
