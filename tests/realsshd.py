@@ -2,7 +2,8 @@
 
 Each host is one ``sshd -D -e -f CONFIG`` process on its own free port, with its own host key, and its own system
 user (``crh-<hash>-NAME``, created with useradd, removed at stop) whose home directory is DIR/hosts/NAME, seeded as
-the simulated fleet seeds it (REVISION reads r2306). The hash is taken from the fleet directory and this process's
+the simulated fleet seeds it (REVISION reads r2306). While the fleet runs, DIR/hosts is a link to a directory in
+/tmp outside pytest's temp root (which any pytest starting makes 0700 again); stop() moves the homes back there. The hash is taken from the fleet directory and this process's
 id, so two pytest runs at the same time never share a user, a port or a file. Needs root (useradd, sshd).
 
 RealFleet offers the surface of controlroom.demo.fleet.Fleet that tests use: ``dir``, ``config_path`` (written by
@@ -19,6 +20,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,15 +64,20 @@ class RealHost:
 
 
 def _pids_of_uid(uid: int) -> list[int]:
+    """The live processes of uid. Zombies are left out: they are dead already, and where the init of a container
+    reaps orphans late, waiting for them to go took 5 s a host."""
     pids = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/status") as f:
+                state = ""
                 for line in f:
-                    if line.startswith("Uid:"):
-                        if int(line.split()[1]) == uid:
+                    if line.startswith("State:"):
+                        state = line.split()[1]
+                    elif line.startswith("Uid:"):
+                        if int(line.split()[1]) == uid and state not in ("Z", "X"):
                             pids.append(int(entry))
                         break
         except OSError:
@@ -126,7 +133,10 @@ class RealFleet:
         self.width = max(3, len(str(hosts)))
         tag = hashlib.sha1(f"{os.getpid()}:{self.dir}".encode()).hexdigest()[:6]
         names = [f"{prefix}{i:0{self.width}d}" for i in range(1, hosts + 1)]
-        self.hosts = [RealHost(n, self.dir / "hosts" / n, f"crh-{tag}-{n}"[:32]) for n in names]
+        # the homes live outside pytest's temp root, reached through the link DIR/hosts while the fleet runs:
+        # every pytest that starts makes that root 0700 again, which cut running hosts off their homes
+        self._homes = Path(tempfile.gettempdir()).resolve() / f"controlroom-sshd-{tag}"
+        self.hosts = [RealHost(n, self._homes / n, f"crh-{tag}-{n}"[:32]) for n in names]
         self.by_name = {h.name: h for h in self.hosts}
         self._users: list[RealHost] = []
 
@@ -151,14 +161,10 @@ class RealFleet:
         return self
 
     def _start(self) -> None:
-        (self.dir / "hosts").mkdir(parents=True, exist_ok=True)
-        (self.dir / "sshd").mkdir(exist_ok=True)
-        # the host users must be able to walk down to their homes (pytest makes its temp dirs 0700)
-        for p in [*reversed(self.dir.parents), self.dir, self.dir / "hosts"]:
-            st = p.stat()
-            if st.st_uid == os.geteuid() and not st.st_mode & 0o001:
-                os.chmod(p, (st.st_mode & 0o7777) | 0o001)
-        os.chmod(self.dir, 0o711)
+        (self.dir / "sshd").mkdir(parents=True, exist_ok=True)
+        self._homes.mkdir(mode=0o711)
+        os.chmod(self._homes, 0o711)  # the host users walk through it to their homes (whatever the umask)
+        (self.dir / "hosts").symlink_to(self._homes, target_is_directory=True)
         os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd's privilege separation directory
         client_key = asyncssh.generate_private_key("ssh-ed25519", comment="controlroom-test")
         client_key.write_private_key(str(self.dir / "client_key"))
@@ -274,5 +280,12 @@ class RealFleet:
                     except ProcessLookupError:
                         pass
                 time.sleep(0.02)
-            _account("userdel", h.user)
+            # a zombie of the user's still counts for userdel ("currently used by process"): only those are left
+            if _account("userdel", h.user).returncode == 8:
+                _account("userdel", "--force", h.user)
         self._users.clear()
+        # the homes go back under DIR/hosts, where the test left its other files (same file system: a rename)
+        link = self.dir / "hosts"
+        if self._homes.exists() and link.is_symlink():
+            link.unlink()
+            shutil.move(self._homes, link)
