@@ -114,7 +114,8 @@ async def test_the_pane_shows_r2306_to_r2307_commits_files_and_diff_and_slash_fi
                     "the stage key saying there is no stage command")
 
 
-async def test_a_mixed_fleet_says_so_and_diffs_from_the_revision_most_hosts_run(make_fleet):
+async def test_a_mixed_fleet_says_so_and_diffs_from_the_revision_most_hosts_run_and_slash_finds_it_at_80x24(
+        make_fleet):
     fleet = make_fleet(3)
     cfg = config.load(fleet.config_path)
     j = Journal.open(Path(cfg.state.dir))  # the record of an earlier deploy that left two hosts behind
@@ -125,11 +126,15 @@ async def test_a_mixed_fleet_says_so_and_diffs_from_the_revision_most_hosts_run(
     finally:
         j.close()
     app = make_app(fleet.config_path)
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=(80, 24)) as pilot:
         pane = pane_of(app)
         await until(pilot, lambda: pane.diff is not None, "the staging diff")
         assert pane.head_text.splitlines()[0] == "live: r2306 on 8 hosts, r2308 on 2 · diff from r2306"
         assert "1 commit" in pane.view.lines and "  +4 -1  upload.php" in pane.view.lines
+        assert app.tabs.active == "tab-rollout"
+        await pilot.press("slash", *"flag(", "enter")  # from the rollout tab: the diff's tab, its search
+        assert app.tabs.active == "tab-diff"
+        assert "+if (flag('enable_feature_video')) {" in drawn(pane)
 
 
 async def test_a_20000_line_diff_opens_draws_only_what_is_on_screen_and_scrolls_to_its_end(make_fleet):
