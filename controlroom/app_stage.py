@@ -86,6 +86,10 @@ class StageActions:
     def on_staging_diff_pane_stale(self, message: StagingDiffPane.Stale) -> None:
         self.want_diff()
 
+    async def _load_revisions(self) -> None:
+        await super()._load_revisions()  # type: ignore[misc]
+        self.want_diff()  # the server said what the fleet runs: the diff at once, not at the pane's next look
+
     def want_diff(self, *, force: bool = False) -> None:
         """Look whether the staged ref or the live side moved, and show the diff again if so (force: load it
         anyway). One look at a time; a wish meanwhile looks again after it."""

@@ -73,6 +73,7 @@ class StagingDiffPane(Vertical):
     StagingDiffPane #diff-search.-open { display: block; }
     """
     BINDINGS = [Binding("slash", "search", "Search", show=False)]
+    clock = staticmethod(time.time)  # what a commit's age is counted from (a snapshot test may fix it)
 
     class Stale(Message):
         """Time to look whether the staged ref (or the live side) moved: the app checks, off its loop."""
@@ -114,7 +115,7 @@ class StagingDiffPane(Vertical):
         """Show this diff (the view keeps its place when only the live or staged side is the same)."""
         same_target = self.diff is not None and self.diff.staged_commit == d.staged_commit
         self.diff, self.problem, self.shown = d, "", True
-        lines, kinds, spans = diff_rows(d)
+        lines, kinds, spans = diff_rows(d, self.clock())
         self.view.set_lines(lines, kinds, spans, keep_place=same_target)
         self._head()
 
