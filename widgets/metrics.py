@@ -113,7 +113,8 @@ class MetricsPane(ScrollView):
 
     async def _poll(self) -> None:
         app = self.app
-        interval = 5.0
+        cfg = getattr(app, "cfg", None)
+        interval = cfg.metrics.interval if cfg is not None else 5.0
         try:
             width = self.scrollable_content_region.width or 60
             reply = await app.fetch_metrics(max(POINTS[0], min(POINTS[1], width)))
@@ -122,8 +123,10 @@ class MetricsPane(ScrollView):
             else:
                 self.reply, self.answered_at, self.note = reply, time.time(), ""
                 interval = float(reply.get("interval") or interval)
-        except ControlroomError as e:  # never the last answer drawn as if it were live
-            self.reply, self.note = None, f"metrics unknown: {clean(str(e), 200)}"
+        except (ControlroomError, OSError, ValueError, TypeError, KeyError, AttributeError) as e:
+            # the server could not answer, or answered nonsense: never the last answer drawn as if it were live
+            why = str(e) if isinstance(e, ControlroomError | OSError) else f"a bad answer ({type(e).__name__})"
+            self.reply, self.note = None, f"metrics unknown: {clean(why, 200)}"
         finally:
             self.polls += 1
             self._polling = False
