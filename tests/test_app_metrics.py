@@ -18,7 +18,7 @@ from controlroom.app import ControlRoom
 from controlroom.demo.fleet import Fleet
 from controlroom.demo.metrics_sim import BAD_REVISION
 from tests.test_app_actions import make_app, servers_stopped  # noqa: F401 - every server a test starts stops
-from widgets.metrics import MetricsPane
+from widgets.metrics import HIDDEN_CHECK, MetricsPane
 from widgets.sparkline import GATE, HALT, MARKS, PHASE, Marker, columns, draw, plain, scale
 
 WIDE = (160, 48)
@@ -129,10 +129,12 @@ async def test_on_a_small_terminal_the_pane_polls_only_while_its_tab_is_shown(me
         await until(pilot, lambda: row_of(app, r"^✓ latency_ms"), "the pane's first answer once shown")
         assert p.shown
         app.action_show_tab("tab-rollout")
-        await pilot.pause()
-        seen = p.polls
-        await until(pilot, lambda: p._timer is not None and not p._polling, "the poller to go idle")
-        assert p.polls == seen  # no poll ran while the tab was hidden
+        await until(pilot, lambda: not p._polling, "the poll under way to end")
+        seen, skipped = p.polls, p.skipped
+        interval = app.cfg.metrics.interval
+        # longer than an interval out of sight: every poll that fell due was skipped
+        await until(pilot, lambda: p.skipped >= skipped + 2 * interval / HIDDEN_CHECK, "polls to fall due")
+        assert p.polls == seen
 
 
 # ----------------------------------------------------------------------------------------------- the drawing

@@ -61,7 +61,8 @@ class MetricsPane(ScrollView):
         self.reply: dict | None = None  # the last answer (cleaned), None when there is none to show as live
         self.answered_at = 0.0
         self.note = ""  # why there is nothing to show (not connected, not configured)
-        self.polls = 0
+        self.polls = 0  # polls made (answered or not)
+        self.skipped = 0  # times a poll was due while the pane was out of sight
         self._polling = False
         self._timer: Timer | None = None
         self._rows: list[Row] = []
@@ -106,6 +107,7 @@ class MetricsPane(ScrollView):
         if getattr(self.app, "closing", False) or self._polling:
             return
         if not self.shown:
+            self.skipped += 1
             self._schedule(HIDDEN_CHECK)
             return
         self._polling = True
