@@ -206,7 +206,7 @@ async def test_healed_hosts_retried_after_a_halt_end_done_and_the_phase_goes_on(
 async def test_hung_slow_and_dropped_hosts_fail_with_their_reason_and_every_host_ends_once(
     make_fleet, tmp_path
 ):
-    fleet = make_fleet(8, "web004=hang,web005=drop,web006=slow:10")
+    fleet = make_fleet(8, "web004=hang,web005=drop,web006=slow:3")
     phases = '[[phase]]\nname = "canary"\nsize = 2\n\n[[phase]]\nname = "rest"\nmax_failed = 3\n'
     cfg = config.load(config_with_phases(fleet, phases, connect_timeout=1, step_timeout=2))
     journal = Journal.open(tmp_path / "state")
