@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import REPO, run_cli
 from tests.servers import kill_server, server_pid, servers_stopped  # noqa: F401 - every server a test starts stops with it
-from tests.waiting import wait_for
+from tests.waiting import commands_in, never_appears, wait_for
 
 STEPS = '''steps = [
     "sleep {sleep} && echo 1 >> steps.log",
@@ -247,8 +247,8 @@ def test_ctrl_c_stops_in_flight_commands_records_them_interrupted_and_parks_the_
     assert len(reasons) == 3 and all(r.startswith("interrupted during step 1/2") for r in reasons), reasons
     assert db_rows(state, "SELECT status FROM rollouts") == [("halted",)]
     assert db_rows(state, "SELECT pid, rollout_id FROM lock") == [(None, 1)]  # parked for the deploy
-    # the commands ended on the hosts: 3 s later, no marker
-    time.sleep(3.5)  # waiting for something NOT to happen: a bounded wait is the only way to see it
+    # the commands ended on the hosts: none left running there, and no marker
+    wait_for(lambda: not any(commands_in(h.root) for h in fleet.hosts), 30, "every command on the hosts to end")
     assert not any((Path(h.root) / "marker").exists() for h in fleet.hosts)
     locked = cli(cfg, "deploy", "--yes")
     assert locked.returncode == 3, locked.stderr
@@ -351,8 +351,7 @@ async def test_abort_stops_the_step_on_every_host_and_records_where_each_was(any
         assert fin.status == "aborted"
         assert all(h.state == "failed" and h.reason.startswith("aborted during step 1/2; live revision r2306")
                    for h in r.hosts.values()), [h.reason for h in r.hosts.values()]
-        await asyncio.sleep(3.5)  # waiting for something NOT to happen: a bounded wait is the only way to see it
-        assert not any((Path(h.root) / "marker").exists() for h in fleet.hosts)
+        assert all([await never_appears(Path(h.root) / "marker", h.root) for h in fleet.hosts])
     finally:
         await pool.close()
         journal.close()

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import socket
-from pathlib import Path
 
 import asyncssh
 import pytest
@@ -18,38 +16,12 @@ from controlroom import config
 from controlroom.inventory import Host
 from controlroom.ssh import SSHPool
 from tests.conftest import run_cli
-from tests.waiting import until
+from tests.waiting import never_appears, until
 
 
 def pool_for(fleet, **settings) -> SSHPool:
     cfg = config.load(fleet.config_path)
     return SSHPool(dataclasses.replace(cfg.ssh, **settings), cfg.hosts)
-
-
-def commands_in(root) -> list[int]:
-    """The live processes whose working directory is in ``root``: a host's commands (both fleets start them
-    in the host's directory; a zombie has none)."""
-    root = str(Path(root).resolve())
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                cwd = os.readlink(f"/proc/{entry}/cwd")
-            except OSError:
-                continue
-            if cwd == root or cwd.startswith(root + "/"):
-                pids.append(int(entry))
-    return pids
-
-
-async def never_appears(path, root) -> bool:
-    """True if ``path`` is not there once no command is left running on the host (``root``) that could make it.
-
-    The wait for an absence, made an event: a command left running would still be a process in the host's
-    directory; once none is, nothing can create the file any more, and we look once.
-    """
-    await until(lambda: not commands_in(root), 30, f"every command in {root} to end")
-    return not Path(path).exists()
 
 
 # ------------------------------------------------------------------------------------------- stopped commands

@@ -3,6 +3,8 @@
 - ``wait_for(cond, seconds, what, proc=None)``: from a plain (thread) test; returns cond's truthy value.
 - ``until(cond, seconds, what)``: the same from a coroutine (the event loop keeps running meanwhile).
 - ``until_shown(pilot, cond, what, seconds)``: from a Pilot test; paints what the condition saw before returning.
+- ``commands_in(root)``, ``never_appears(path, root)``: an absence made an event: once no process is left in a
+  host's directory, nothing there can still write a file.
 
 Each fails saying what it waited for, so a timeout reads as the operator's story.
 """
@@ -10,9 +12,11 @@ Each fails saying what it waited for, so a timeout reads as the operator's story
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 
@@ -55,3 +59,29 @@ async def until_shown(pilot, cond: Callable[[], Any], what: str, seconds: float 
         await pilot.pause(0.05)
     pilot.app.flush()
     await pilot.pause()
+
+
+def commands_in(root) -> list[int]:
+    """The live processes whose working directory is in ``root``: a host's commands (both fleets start them
+    in the host's directory; a zombie has none)."""
+    root = str(Path(root).resolve())
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cwd = os.readlink(f"/proc/{entry}/cwd")
+            except OSError:
+                continue
+            if cwd == root or cwd.startswith(root + "/"):
+                pids.append(int(entry))
+    return pids
+
+
+async def never_appears(path, root) -> bool:
+    """True if ``path`` is not there once no command is left running on the host (``root``) that could make it.
+
+    The wait for an absence, made an event: a command left running would still be a process in the host's
+    directory; once none is, nothing can create the file any more, and we look once.
+    """
+    await until(lambda: not commands_in(root), 30, f"every command in {root} to end")
+    return not Path(path).exists()
