@@ -8,7 +8,8 @@ A channel sends at most one message a second; entries that arrive meanwhile go o
 message. A webhook answering 429 is waited for as long as its ``Retry-After`` says (bounded); a 5xx, a timeout or
 a refused connection is retried with backoff, and given up after ``attempts`` tries, which the server log says.
 Nothing here is awaited by a deploy: the deploy writes the journal, the notifier reads it. The webhook URL is a
-secret: it is never printed, and is cut out of any error text.
+secret: it is never printed, and is cut out of any error text. Each failed try (and each give-up) also goes to
+``on_failure`` as an AnnouncementFailed event, which the server publishes to the app's status line.
 """
 
 from __future__ import annotations

@@ -114,8 +114,7 @@ async def test_the_pane_shows_r2306_to_r2307_commits_files_and_diff_and_slash_fi
                     "the stage key saying there is no stage command")
 
 
-async def test_a_mixed_fleet_says_so_and_diffs_from_the_revision_most_hosts_run_and_slash_finds_it_at_80x24(
-        make_fleet):
+async def test_a_mixed_fleet_says_so_slash_finds_a_line_at_80x24_and_a_moved_staging_branch_is_followed(make_fleet):
     fleet = make_fleet(3)
     cfg = config.load(fleet.config_path)
     j = Journal.open(Path(cfg.state.dir))  # the record of an earlier deploy that left two hosts behind
@@ -135,6 +134,9 @@ async def test_a_mixed_fleet_says_so_and_diffs_from_the_revision_most_hosts_run_
         await pilot.press("slash", *"flag(", "enter")  # from the rollout tab: the diff's tab, its search
         assert app.tabs.active == "tab-diff"
         assert "+if (flag('enable_feature_video')) {" in drawn(pane)
+        git(fleet.dir / "repo", "update-ref", "refs/heads/staging", "r2308")  # someone moves the staging branch
+        await until(pilot, lambda: pane.diff.staged == "r2308", "the pane following the moved ref")
+        assert "2 commits" in pane.view.lines
 
 
 async def test_a_20000_line_diff_opens_draws_only_what_is_on_screen_and_scrolls_to_its_end(make_fleet):
