@@ -130,6 +130,8 @@ class StageActions:
                 return key, d, ""
             except ControlroomError as err:
                 return None, None, str(err)
+            except Exception as err:  # noqa: BLE001 - git hung past its timeout, a journal it cannot read: one line
+                return None, None, f"cannot read the staging diff: {type(err).__name__}: {clean(str(err), 200)}"
 
         key, diff, problem = await asyncio.to_thread(read)  # git and the journal, off the event loop
         if self.closing:
