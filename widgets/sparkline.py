@@ -26,7 +26,7 @@ MARKS = {PHASE: "▲", FLAG: "⚑", GATE: "◆", HALT: "■"}
 LEGEND = {PHASE: "phase start", FLAG: "flag", GATE: "gate", HALT: "halt"}
 _RANK = {k: i for i, k in enumerate(MARKS)}
 
-MIN_SPARK = 16  # narrower than this, a line's figures go on a row of their own above its sparkline
+MIN_SPARK = 12  # narrower than this, a line's figures go on a row of their own above its sparkline
 
 Run = tuple[str, str]  # (text, style name): "", "name", "dim", OK, BREACH, UNKNOWN, or "mark-<kind>"
 Row = list[Run]
@@ -248,7 +248,7 @@ def draw(reply: dict | None, markers: Sequence[Marker], width: int, now: float, 
         unit = str(s.get("unit") or "")
         for line in (s.get("lines") or {}).values():
             figs.append(figure(_real(line.get("value")), unit))
-    fig_w = max([len(f) for f in figs] + [1])
+    fig_w = max([len(f) for f in figs] + [6])  # room for "7.9%" to become "110ms" without the layout moving
     thr_w = max(len(threshold(s)) for s in series)
     figures_w = 1 + fig_w + (1 + thr_w if thr_w else 0)
     spark_w = width - 2 - min(label_w, max(8, width // 3)) - 1 - figures_w
