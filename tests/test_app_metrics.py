@@ -82,7 +82,7 @@ async def test_after_the_canary_ships_r2307_the_pane_shows_errors_5xx_over_its_t
         # the deploy's marks on the time axis, under the sparklines (the canary's start; its gate's verdict may
         # share the column and wins it), and the legend saying what they are
         assert any(m.kind == PHASE for m in app.markers.items), app.markers.items
-        await until(pilot, lambda: re.search(f"^deploys +·*[{MARKS[PHASE]}{MARKS[GATE]}]", row_of(app, "^deploys")),
+        await until(pilot, lambda: re.search(f"^deploys +·*[{MARKS[PHASE]}{MARKS[GATE]}]", row_of(app, "^deploys") or ""),
                     "the canary's start marked")
         assert row_of(app, rf"{MARKS[PHASE]} phase start .*{MARKS[HALT]} halt")
         # what the terminal gets is what the pane says
