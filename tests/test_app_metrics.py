@@ -82,8 +82,8 @@ async def test_after_the_canary_ships_r2307_the_pane_shows_errors_5xx_over_its_t
         # the deploy's marks on the time axis, under the sparklines (the canary's start; its gate's verdict may
         # share the column and wins it), and the legend saying what they are
         assert any(m.kind == PHASE for m in app.markers.items), app.markers.items
-        await until(pilot, lambda: re.search(f"^deploys +·*[{MARKS[PHASE]}{MARKS[GATE]}]", row_of(app, "^deploys") or ""),
-                    "the canary's start marked")
+        axis = rf"^deploys +·*[{MARKS[PHASE]}{MARKS[GATE]}]"
+        await until(pilot, lambda: row_of(app, axis), "the canary's start marked")
         assert row_of(app, rf"{MARKS[PHASE]} phase start .*{MARKS[HALT]} halt")
         # what the terminal gets is what the pane says
         painted = screen_rows(app)
@@ -91,7 +91,7 @@ async def test_after_the_canary_ships_r2307_the_pane_shows_errors_5xx_over_its_t
         # the gate fails on it, and the verdict is marked too
         await until(pilot, lambda: any(m.kind == GATE and m.bad for m in app.markers.items), "the gate's verdict",
                     timeout=40)
-        await until(pilot, lambda: MARKS[GATE] in row_of(app, "^deploys"), "the gate's verdict marked")
+        await until(pilot, lambda: MARKS[GATE] in (row_of(app, "^deploys") or ""), "the gate's verdict marked")
 
 
 async def test_a_closed_metrics_port_shows_unknown_and_why_never_a_line(metrics_fleet):
