@@ -13,9 +13,9 @@ the app writes and measures
   RSS            resident memory at the end (and the peak)
 
 With the metrics pane live (--metrics on, the default measures both), a simulated fleet with metrics (`controlroom
-fleet --metrics`, 4 hosts, two of them on r2307 so errors_5xx breaches) runs in its own process as the source, and
-the pane polls it every 2 s as the app polls its server: the app reads the source itself (metrics.snapshot with a
-source kept open), so the figures include the HTTP reads that the real app leaves to its server. The feeder also
+fleet --metrics`, 4 hosts, two of them on r2307 so errors_5xx breaches) runs in its own process as the source, with
+its control-room server (`controlroom serve`) in another, and the pane polls that server's `metrics` op every 2 s
+over its socket, as the app does (the server reads the source; the app decodes and draws the answer). The feeder also
 puts a flag change or a gate verdict on the time axis every 3 s, and a tenth of the hosts change state every second
 (running <-> checking), so grid cells really repaint.
 
@@ -137,12 +137,14 @@ async def feed(app, hosts: int) -> None:
         await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
 
 
-def child(hosts: int, directory: Path, metrics_url: str | None) -> None:
+def child(hosts: int, directory: Path, metrics_config: str | None) -> None:
     sys.path.insert(0, str(ROOT))
     from controlroom import config
     from controlroom.app import ControlRoom
     from controlroom.app_metrics import cleaned
-    from controlroom.metrics import make_source, snapshot
+    from controlroom.client import connect
+
+    metrics_cfg = config.load(Path(metrics_config)) if metrics_config else None
 
     class Unlinked(ControlRoom):
         """The app as build_app makes it, with the feeder in place of the server: what is measured is the UI's
@@ -150,19 +152,19 @@ def child(hosts: int, directory: Path, metrics_url: str | None) -> None:
 
         CSS_PATH = str(ROOT / "controlroom" / "app.tcss")  # relative paths are read beside the subclass
 
-        source = None
+        metrics_client = None
 
         async def _link(self) -> None:
             self.may_act = True
             self.revisions_loaded.set()
 
         async def fetch_metrics(self, points: int) -> dict:
-            # what the server's `metrics` op answers, read here (one source kept open, as the server keeps one)
-            if self.source is None:
-                self.source = make_source(self.cfg.metrics)
-            return cleaned(await snapshot(self.cfg.metrics, points, source=self.source))
+            # the metrics fleet's server answers, over its socket, as the app's own server would
+            if self.metrics_client is None:
+                self.metrics_client = await connect(metrics_cfg, start=False, read_only=True)
+            return cleaned(await self.metrics_client.request("metrics", points=points))
 
-    cfg = config.load(write_config(directory, hosts, metrics_url))
+    cfg = config.load(write_config(directory, hosts, metrics_cfg.metrics.url if metrics_cfg else None))
     app = Unlinked(cfg)
 
     async def main() -> None:
@@ -248,28 +250,51 @@ class Terminal:
         os.close(self.master)
 
 
-def metrics_source(directory: Path):
-    """A 4-host simulated fleet with metrics in its own process, two hosts on r2307 (errors_5xx over max 5):
-    (its FleetProcess, the metrics URL)."""
-    sys.path.insert(0, str(ROOT))
-    from _common import FleetProcess  # beside this file (bench/ is not a package)
+class MetricsSource:
+    """A 4-host simulated fleet with metrics, two hosts on r2307 (errors_5xx over max 5), and its control-room
+    server, each in a process (and session) of its own; stop() ends both."""
 
-    from controlroom.demo.metrics_sim import BAD_REVISION
+    def __init__(self, directory: Path) -> None:
+        sys.path.insert(0, str(ROOT))
+        from _common import FleetProcess, controlroom_cmd  # beside this file (bench/ is not a package)
 
-    fleet = FleetProcess(directory, 4, ("--metrics",))
-    fleet.start()
-    for host in ("web001", "web002"):
-        (directory / "hosts" / host / "REVISION").write_text(f"{BAD_REVISION}\n")
-    url = re.search(r'^url = "(http://127\.0\.0\.1:\d+)"', (directory / "controlroom.toml").read_text(), re.M)
-    return fleet, url.group(1)
+        from controlroom.demo.metrics_sim import BAD_REVISION
+        from controlroom.protocol import socket_path
+
+        self.fleet = FleetProcess(directory, 4, ("--metrics",))
+        self.server: subprocess.Popen | None = None
+        self.fleet.start()
+        for host in ("web001", "web002"):
+            (directory / "hosts" / host / "REVISION").write_text(f"{BAD_REVISION}\n")
+        self.config = directory / "controlroom.toml"
+        self.server = subprocess.Popen(controlroom_cmd() + ["serve", "--config", str(self.config), "--quiet"],
+                                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL, start_new_session=True)
+        sock = socket_path(directory / "state")
+        deadline = time.monotonic() + 60
+        while not sock.exists():
+            if self.server.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("the metrics fleet's server did not start")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.server is not None and self.server.poll() is None:
+            self.server.terminate()
+            try:
+                self.server.wait(15)
+            except subprocess.TimeoutExpired:
+                self.server.kill()
+                self.server.wait(5)
+        self.fleet.stop()
 
 
 def measure(hosts: int, presses: int, watch: float, metrics: bool = False) -> dict:
     width = max(4, len(str(hosts)))
     with tempfile.TemporaryDirectory(prefix="controlroom-bench-ui-") as tmp:
-        source, url = metrics_source(Path(tmp) / "metrics-fleet") if metrics else (None, None)
+        source = MetricsSource(Path(tmp) / "metrics-fleet") if metrics else None
         argv = [sys.executable, str(Path(__file__).resolve()), "--child", str(hosts), "--dir", tmp]
-        term = Terminal(argv + (["--metrics-url", url] if url else []))
+        term = Terminal(argv + (["--metrics-config", str(source.config)] if source else []))
         try:
             first_frame = term.wait_for(b"Rollout", term.started) - term.started
             first_grid = term.wait_for(f"web{1:0{width}d}".encode(), term.started) - term.started
@@ -316,10 +341,10 @@ def main() -> int:
                     help="the metrics pane live against a simulated source (default: measure both)")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--dir", help=argparse.SUPPRESS)
-    ap.add_argument("--metrics-url", help=argparse.SUPPRESS)
+    ap.add_argument("--metrics-config", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        child(args.child, Path(args.dir), args.metrics_url)
+        child(args.child, Path(args.dir), args.metrics_config)
         return 0
     print(
         f"controlroom UI bench: {SIZE[0]}x{SIZE[1]} pty, every host streaming {LINES_PER_SECOND} lines/s, "
