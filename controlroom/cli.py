@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--faults", metavar="SPEC", help="e.g. web003=refuse,web010=hang,web020=fail,web040=slow:5")
     f.add_argument("--metrics", action="store_true",
                    help="hosts serve /metrics, the fleet answers its queries and gates the canary; DIR/prometheus.yml")
+    f.add_argument("--stage", action="store_true",
+                   help='the config gets [release] stage = "make build REV={revision}" (the demo repo\'s Makefile)')
 
     from controlroom.deploycli import add_parsers
     from controlroom.servercli import add_parsers as add_server_parsers
@@ -299,7 +301,7 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     if args.hosts < 1:
         raise UsageError("--hosts must be at least 1")
     Path(args.dir).mkdir(parents=True, exist_ok=True)
-    asyncio.run(serve(args.dir, args.hosts, args.faults, metrics=args.metrics))
+    asyncio.run(serve(args.dir, args.hosts, args.faults, metrics=args.metrics, stage=args.stage))
     return 0
 
 

@@ -67,3 +67,33 @@ def test_zero_hosts_is_a_usage_error():
 
     with pytest.raises(UsageError):
         cmd_demo(argparse.Namespace(hosts=0, faults=None, dir=None))
+
+
+def test_in_the_demo_stage_then_deploy_yes_ships_the_staged_revision(tmp_path, monkeypatch):
+    """Issue 11 as a new user tries it on the demo's fleet: a deploy before the stage is refused with the command
+    to run; `controlroom stage` builds r2307 (the repo's Makefile); with the kill switch off the gate holds and
+    `controlroom deploy --yes` ships it to every host."""
+    from controlroom import config
+    from controlroom.demo.fleet import STAGED_REVISION
+    from tests.servers import stop_servers
+
+    monkeypatch.setenv("CONTROLROOM_DEMO_BAKE", "1s")
+    directory = tmp_path / "fleet"
+    proc = start_fleet(directory, 4, None, deadline=60)
+    cfg_path = str(directory / "controlroom.toml")
+    try:
+        assert config.load(cfg_path).release.stage == "make build REV={revision}"
+        before = run_cli("deploy", "--yes", "--config", cfg_path)
+        assert before.returncode != 0 and "controlroom stage" in before.stderr
+        staged = run_cli("stage", "--config", cfg_path)
+        assert staged.returncode == 0, staged.stderr
+        assert f"building {STAGED_REVISION}" in staged.stdout and f"STAGE OK {STAGED_REVISION}" in staged.stdout
+        off = run_cli("flag", "new_search", "off", "--yes", "--reason", "5xx on r2307", "--config", cfg_path)
+        assert off.returncode == 0, off.stderr
+        done = run_cli("deploy", "--yes", "--config", cfg_path)
+        assert done.returncode == 0, done.stdout + done.stderr
+        revisions = {(h / "REVISION").read_text().strip() for h in (directory / "hosts").iterdir()}
+        assert revisions == {STAGED_REVISION}
+    finally:
+        stop_servers(tmp_path)
+        stop_fleet(proc)

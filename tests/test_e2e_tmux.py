@@ -77,6 +77,7 @@ def test_a_person_ships_r2307_the_canary_gate_fails_they_flip_the_kill_switch_it
         assert (
             "Deploy log" in screen and "Staging diff" in screen and "Flags" in screen and "Metrics" in screen
         )
+        assert "STAGE OK r2307" in screen  # the demo built the staged revision (make build) before the app opened
 
         term.press("d")
         screen = term.wait_for("The gate before stage 1 failed: errors_5xx < 5", "kill switch new_search OFF")

@@ -21,12 +21,13 @@ def write_ssh_config(directory: Path, hosts: list[tuple[str, int, str | None]]) 
 
 
 def write_fleet_config(path: Path, hosts: list[tuple[str, int, str | None]], prefix: str, width: int,
-                       metrics_url: str | None = None) -> None:
+                       metrics_url: str | None = None, stage: bool = False) -> None:
     """The controlroom.toml that targets a fleet of (name, port, user) hosts on 127.0.0.1, named prefix001...
 
     One writer for the simulated fleet and the real-sshd test bed (tests/realsshd.py), so both run the same
     steps, health check, rollback and phases. A host's user, when given, overrides [inventory.ssh] user.
     With metrics_url (the simulated fleet's own Prometheus API), the config has [metrics] and a gate on the canary.
+    With stage, [release] stage runs the demo repo's `make build` (a second or two), and a deploy needs it first.
     """
     n = len(hosts)
     first, last = hosts[0][0], hosts[-1][0]
@@ -40,6 +41,7 @@ def write_fleet_config(path: Path, hosts: list[tuple[str, int, str | None]], pre
     )
     guards = 'guards = ["errors_5xx"]          # a failed gate on errors_5xx offers this kill switch first\n' \
         if metrics_url else ""
+    stage_line = 'stage = "make build REV={revision}"      # `controlroom stage`, or S in the app\n' if stage else ""
     text = f'''# Written by `controlroom fleet` for a simulated fleet of {n} hosts ({first} .. {last}) on 127.0.0.1.
 [inventory]
 hosts = ["{pattern}"]
@@ -57,7 +59,7 @@ keepalive_count = 3
 [release]
 repo = "repo"
 staged = "refs/heads/staging"
-live_command = "cat REVISION 2>/dev/null || echo none"
+{stage_line}live_command = "cat REVISION 2>/dev/null || echo none"
 
 [deploy]
 steps = [

@@ -64,7 +64,7 @@ def _die_with_parent() -> None:
 
 def start_fleet(
     directory: Path, hosts: int, faults: str | None, *, deadline: float = START_DEADLINE, out=sys.stderr,
-    die_with_parent: bool = True, metrics: bool = True,
+    die_with_parent: bool = True, metrics: bool = True, stage: bool = True,
 ) -> subprocess.Popen:
     """Start `controlroom fleet` in the background and return once it printed its ready line. With metrics (the
     demo's story), the hosts serve /metrics, the fleet answers its config's queries and gates the canary on them.
@@ -79,6 +79,8 @@ def start_fleet(
         cmd += ["--faults", faults]
     if metrics:
         cmd.append("--metrics")
+    if stage:
+        cmd.append("--stage")
     with open(log_path, "wb") as log:
         # its own session: the terminal's Ctrl+C goes to the app, and the fleet is stopped by us, in order
         proc = subprocess.Popen(
@@ -157,9 +159,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
             spawn_reaper(os.getpid(), proc.pid, directory, remove=temporary)
             reaping = True
         from controlroom import config
-        from controlroom.app import run_app  # Textual only from here on
 
         cfg = config.load(directory / "controlroom.toml")
+        if pid is None and cfg.release.stage:
+            stage_first(cfg)
+        from controlroom.app import run_app  # Textual only from here on
+
         return run_app(cfg)
     finally:
         if proc is not None and not reaping:
@@ -168,6 +173,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
             shutil.rmtree(directory, ignore_errors=True)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def stage_first(cfg) -> None:
+    """A new demo fleet's staged revision is built before the app opens (the repo's `make build`, a second or
+    two, through the server, on the record), so `d` deploys at once; `S` in the app stages again. A failure is said
+    and the app opens anyway: the operator sees why in the deploy log."""
+    from controlroom.diffcli import cmd_stage
+
+    print("controlroom demo: staging the staged revision (make build) ...", file=sys.stderr, flush=True)
+    with contextlib.redirect_stdout(sys.stderr):
+        try:
+            cmd_stage(cfg, argparse.Namespace(revision=None))
+        except ControlroomError as e:
+            print(f"controlroom demo: staging failed: {e}", file=sys.stderr, flush=True)
 
 
 # ------------------------------------------------------------------------------------------------ the reaper
