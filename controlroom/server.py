@@ -190,6 +190,8 @@ class Server(OpsMixin):
             await self.flags.close()
         if self.notifier is not None:
             await self.notifier.close()
+        if self._metrics_source is not None:
+            await self._metrics_source.aclose()
         if self.pool is not None:
             await self.pool.close()
         if self.journal is not None:
