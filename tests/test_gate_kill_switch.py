@@ -111,6 +111,8 @@ async def test_checking_a_failed_gate_again_says_it_still_fails_and_g_offers_the
         assert re.search(r"GATE canary: errors_5xx\{r2307\} = [\d.]+ \(max 5\): FAILED", said), said
         assert "kill switch: controlroom flag new_search off" in said
         assert app.board.gate.kind == ev.GATE_FAILED and app.screen is app.main
+        context = app.rollout_pane.query_one("#context-line").render().plain
+        assert "g decides: kill switch, check again, roll back" in context and "proceeds" not in context
 
         await pilot.press("g")  # at a failed gate, g offers the choices again rather than passing it
         await until(pilot, lambda: isinstance(app.screen, GateHaltDialog), "the choices again")

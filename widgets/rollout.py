@@ -92,7 +92,8 @@ def context_line(board: Board, now: float | None = None) -> Text:
             t.append(f": {clean(g.reason)}")
         t.append(" · ")
         t.append("g", style="bold reverse")
-        t.append(" proceeds")
+        # a gate that failed or could not be checked: g offers the choices (kill switch first), not a pass
+        t.append(" decides: kill switch, check again, roll back" if g.kind == ev.GATE_FAILED else " proceeds")
     elif status == ev.R_PAUSED:
         t.append(f"paused in {where}", style="bold yellow")
         t.append(": no new host starts; ")
