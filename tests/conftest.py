@@ -45,7 +45,8 @@ def pytest_sessionfinish(session, exitstatus):
     """The net under the net: no `controlroom serve` of this session's temporary directories outlives it."""
     import signal
 
-    base = str(session.config._tmp_path_factory.getbasetemp())  # noqa: SLF001 - pytest's own temp root
+    # pytest's own temp root; with xdist, this worker's (its end is "/", so popen-gw1 is not taken for gw10)
+    base = os.path.join(str(session.config._tmp_path_factory.getbasetemp()), "")  # noqa: SLF001
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue

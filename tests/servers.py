@@ -1,6 +1,6 @@
-"""Servers the tests start stop with the test: `controlroom server stop --force` for every state directory under
-the test's tmp_path, then SIGKILL of a pid in STATE/server.lock that is still alive. Import the fixture into a test
-module (`from tests.servers import servers_stopped  # noqa: F401`) and every test there is covered."""
+"""Servers the tests start stop with the test: SIGTERM (what `controlroom server stop --force` asks) for every
+state directory under the test's tmp_path, then SIGKILL of a pid in STATE/server.lock that is still alive.
+conftest's autouse fixture does it for every test; importing ``servers_stopped`` into a module says so there too."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-
-from tests.conftest import run_cli
 
 
 def server_pid(state: Path) -> int | None:
@@ -24,26 +22,37 @@ def server_pid(state: Path) -> int | None:
     return pid if b"serve" in cmdline and b"controlroom.cli" in cmdline else None
 
 
-def stop_servers(root: Path) -> None:
-    for lock in Path(root).rglob("server.lock"):
-        pid = server_pid(lock.parent)
-        if pid is None:
-            continue
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        config = cmdline[cmdline.index(b"--config") + 1].decode() if b"--config" in cmdline else None
-        if config:
-            try:
-                run_cli("server", "stop", "--force", "--config", config, timeout=60)
-            except Exception:  # noqa: BLE001 - whatever went wrong, the kill below ends it
-                pass
-        deadline = time.monotonic() + 10
-        while server_pid(lock.parent) == pid and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if server_pid(lock.parent) == pid:
+def stop_server(state: Path, timeout: float = 30.0) -> None:
+    """SIGTERM to the server of this state directory, as `controlroom server stop --force` would ask (a deploy
+    in it is interrupted, resumable; it lets go of its SSH sessions), then SIGKILL if it outlives timeout.
+    Reaped when it is our child. A signal rather than that command: no interpreter to start at every teardown."""
+    pid = server_pid(state)
+    if pid is None:
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while server_pid(state) == pid:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return
+        except ChildProcessError:
+            pass
+        if time.monotonic() > deadline:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
-                pass
+                return
+            deadline = time.monotonic() + timeout
+        time.sleep(0.02)
+
+
+def stop_servers(root: Path) -> None:
+    """Stop every server of a state directory under root."""
+    for lock in Path(root).rglob("server.lock"):
+        stop_server(lock.parent)
 
 
 def kill_server(state: Path) -> int:

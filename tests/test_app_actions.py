@@ -7,8 +7,6 @@ what the person would see and what the hosts now hold. Every server a test start
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from textual.command import CommandList, CommandPalette
 from controlroom import config
 from controlroom import events as ev
 from controlroom.app import ControlRoom, build_app
+from tests.servers import server_pid, stop_server  # noqa: F401 - server_pid: for the modules that import it here
 from tests.waiting import until_shown
 from widgets.dialogs import ConfirmDialog, HelpScreen, PromptDialog, QuitDialog
 from widgets.host_detail import HostScreen
@@ -40,35 +39,6 @@ def make_app(fleet, *, read_only: bool = False, config_path: Path | None = None)
     cfg = config.load(config_path or fleet.config_path)
     _SERVED.append(Path(cfg.state.dir))
     return build_app(cfg, read_only=read_only)
-
-
-def server_pid(state_dir: Path) -> int | None:
-    """The pid of the server that serves state_dir, when one runs."""
-    try:
-        pid = int((Path(state_dir) / "server.lock").read_text().split()[0])
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (OSError, ValueError, IndexError):
-        return None
-    return pid if b"serve" in cmdline else None
-
-
-def stop_server(state_dir: Path, timeout: float = 60.0) -> None:
-    """SIGTERM (a deploy in it is interrupted, resumable), then SIGKILL; reaped when it is our child."""
-    pid = server_pid(state_dir)
-    if pid is None:
-        return
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while server_pid(state_dir) == pid:
-        try:
-            if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                return
-        except ChildProcessError:
-            pass
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            deadline = time.monotonic() + timeout
-        time.sleep(0.05)
 
 
 @pytest.fixture(autouse=True)

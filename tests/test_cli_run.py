@@ -96,7 +96,7 @@ def test_run_on_a_fleet_with_one_broken_host_of_each_kind_names_each_failure(mak
 
 
 def test_run_with_a_timeout_shorter_than_a_slow_host_reports_timeout(make_fleet):
-    fleet = make_fleet(3, "web002=slow:3")
+    fleet = make_fleet(3, "web002=slow:2")  # slow enough to miss the timeout by a second; each command waits it
     res = run_cli("run", "echo hi", "--timeout", "1", "--config", str(fleet.config_path))
     assert res.returncode == 1
     lines = host_lines(res.stdout)

@@ -35,16 +35,8 @@ def server_pid(fleet) -> int | None:
 
 @pytest.fixture
 def served(make_fleet):
-    """A 10-host fleet; whatever server its tests start is stopped afterwards."""
-    fleet = make_fleet(10)
-    yield fleet
-    run_cli("server", "stop", "--force", "--config", str(fleet.config_path))
-    pid = server_pid(fleet)
-    if pid:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    """A 10-host fleet; whatever server its tests start is stopped afterwards (servers_stopped)."""
+    return make_fleet(10)
 
 
 def revisions(fleet) -> set[str]:
