@@ -373,41 +373,61 @@ async def test_skipping_a_running_host_stops_its_step_and_the_others_go_on(any_m
         journal.close()
 
 
-def test_ctrl_c_at_the_deploy_question_answers_at_once_and_touches_nothing(make_fleet):
-    """On a real terminal (a pty): the question waits; Ctrl+C ends it at once, exit 130, nothing started."""
-    import fcntl
-    import pty
-    import termios
+class Terminal:
+    """`controlroom ARGS` on a real terminal (a pty that is its controlling terminal, as a login shell's is)."""
 
-    fleet = make_fleet(3)
-    cfg = config(fleet, parallel=3)
-    master, slave = pty.openpty()
+    def __init__(self, cfg: str, *args: str) -> None:
+        import fcntl
+        import pty
+        import termios
 
-    def own_terminal() -> None:  # the pty becomes the child's controlling terminal, as a login shell's is
-        os.setsid()
-        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+        self.master, slave = pty.openpty()
 
-    env = dict(os.environ, SUDO_USER="mygrant")
-    p = subprocess.Popen([sys.executable, "-m", "controlroom.cli", "deploy", "--config", cfg], cwd=REPO, env=env,
-                         stdin=slave, stdout=slave, stderr=slave, preexec_fn=own_terminal, close_fds=True)
-    os.close(slave)
-    seen = b""
-    try:
-        deadline = time.monotonic() + 60
-        while b"[y/N]" not in seen:
-            assert time.monotonic() < deadline and p.poll() is None, seen
-            seen += os.read(master, 4096)
-        os.write(master, b"\x03")  # the terminal's Ctrl+C: SIGINT to the foreground process group
-        rc = p.wait(10)
-    finally:
-        if p.poll() is None:
-            p.kill()
+        def own_terminal() -> None:
+            os.setsid()
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+        env = dict(os.environ, SUDO_USER="mygrant")
+        self.proc = subprocess.Popen([sys.executable, "-m", "controlroom.cli", *args, "--config", cfg], cwd=REPO,
+                                     env=env, stdin=slave, stdout=slave, stderr=slave, preexec_fn=own_terminal,
+                                     close_fds=True)
+        os.close(slave)
+        self.seen = b""
+
+    def read_until(self, text: bytes, seconds: float) -> None:
+        """Read the screen until it shows text; fail if the process ends first or at the deadline."""
+        deadline = time.monotonic() + seconds
+        while text not in self.seen:
+            assert time.monotonic() < deadline and self.proc.poll() is None, self.seen
+            self.seen += os.read(self.master, 4096)
+
+    def type(self, data: bytes) -> None:
+        os.write(self.master, data)
+
+    def close(self) -> bytes:
+        """Kill the process if it still runs; everything it wrote."""
+        if self.proc.poll() is None:
+            self.proc.kill()
         try:
-            while chunk := os.read(master, 4096):
-                seen += chunk
+            while chunk := os.read(self.master, 4096):
+                self.seen += chunk
         except OSError:
             pass
-        os.close(master)
+        os.close(self.master)
+        return self.seen
+
+
+def test_ctrl_c_at_the_deploy_question_answers_at_once_and_touches_nothing(make_fleet):
+    """On a real terminal (a pty): the question waits; Ctrl+C ends it at once, exit 130, nothing started."""
+    fleet = make_fleet(3)
+    cfg = config(fleet, parallel=3)
+    term = Terminal(cfg, "deploy")
+    try:
+        term.read_until(b"[y/N]", 60)
+        term.type(b"\x03")  # the terminal's Ctrl+C: SIGINT to the foreground process group
+        rc = term.proc.wait(10)
+    finally:
+        seen = term.close()
     assert rc == 130, seen
     assert b"not deploying" in seen and b"Traceback" not in seen, seen
     assert set(revision_on(fleet).values()) == {"r2306"}
@@ -416,42 +436,18 @@ def test_ctrl_c_at_the_deploy_question_answers_at_once_and_touches_nothing(make_
 
 def test_ctrl_c_on_a_terminal_during_a_deploy_asks_and_detach_leaves_it_running_to_the_end(make_fleet):
     """On a real terminal (a pty): Ctrl+C asks abort or detach; [d] returns at once, the server finishes the job."""
-    import fcntl
-    import pty
-    import termios
-
     fleet = make_fleet(4)
     cfg = config(fleet, sleep=1.0, parallel=2)
     state = Path(fleet.dir) / "state"
-    master, slave = pty.openpty()
-
-    def own_terminal() -> None:
-        os.setsid()
-        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-    env = dict(os.environ, SUDO_USER="mygrant")
-    p = subprocess.Popen([sys.executable, "-m", "controlroom.cli", "deploy", "--yes", "--config", cfg], cwd=REPO,
-                         env=env, stdin=slave, stdout=slave, stderr=slave, preexec_fn=own_terminal, close_fds=True)
-    os.close(slave)
-    seen = b""
+    term = Terminal(cfg, "deploy", "--yes")
     try:
-        wait_for(lambda: running(state) > 0, 60, "the deploy to be running", p)
-        os.write(master, b"\x03")
-        deadline = time.monotonic() + 30
-        while b"[d]etach" not in seen:
-            assert time.monotonic() < deadline and p.poll() is None, seen
-            seen += os.read(master, 4096)
-        os.write(master, b"d\n")
-        rc = p.wait(30)
+        wait_for(lambda: running(state) > 0, 60, "the deploy to be running", term.proc)
+        term.type(b"\x03")
+        term.read_until(b"[d]etach", 30)
+        term.type(b"d\n")
+        rc = term.proc.wait(30)
     finally:
-        if p.poll() is None:
-            p.kill()
-        try:
-            while chunk := os.read(master, 4096):
-                seen += chunk
-        except OSError:
-            pass
-        os.close(master)
+        seen = term.close()
     assert rc == 0 and b"detached" in seen and b"Traceback" not in seen, seen
     wait_for(lambda: "DEPLOY OK r2307 on 4 of 4 hosts" in cli(cfg, "log").stdout, 60, "the deploy to end")
     assert set(revision_on(fleet).values()) == {"r2307"}
