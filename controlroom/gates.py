@@ -192,7 +192,7 @@ class GateKeeper:
         verdicts = [worst([v for v in checks if v.gate == g]) for g in phase.gate]
         lines = [v.text(phase.name) for v in verdicts]
         for line in lines:
-            self.rollout._log("GATE", line)
+            self.rollout._log("GATE", line.removeprefix("GATE "))  # the entry's kind says GATE once
         bad = [line for v, line in zip(verdicts, lines, strict=True) if v.state != PASSED]
         return (not bad), "; ".join(bad + self.hints(verdicts) if bad else lines)
 
@@ -212,7 +212,7 @@ class GateKeeper:
         lines = [v.text(phase.name) for v in verdicts]
         if ok or log:
             for line in lines:
-                self.rollout._log("GATE", line, user)
+                self.rollout._log("GATE", line.removeprefix("GATE "), user)
         return ok, lines + ([] if ok else self.hints(verdicts))
 
 

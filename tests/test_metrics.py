@@ -307,7 +307,7 @@ def test_deploy_yes_auto_with_the_metrics_source_down_stops_at_the_first_gate_na
     now = {h.name: revision_of(fleet, h.name) for h in fleet.hosts}
     assert [h for h, rev in now.items() if rev == NEW] == ["web001", "web002"]
     log = run_cli("log", "-n", "50", cwd=fleet.dir, env={"SUDO_USER": "mygrant"}).stdout
-    assert "GATE canary: errors_5xx < 5: UNKNOWN (connection refused, 3rd try)" in log
+    assert "GATE r2307 canary: errors_5xx < 5: UNKNOWN (connection refused, 3rd try)" in log  # kind, revision, text
     # every check is in the journal, not only the verdict
     with sqlite3.connect(fleet.dir / "state" / "journal.db") as db:
         checks = [json.loads(d) for (d,) in db.execute("SELECT data FROM events WHERE type = 'GateEvaluated'")]

@@ -223,6 +223,9 @@ async def test_a_command_gets_each_message_on_stdin_and_its_failure_is_one_line(
     journal.add_log("mygrant", "LOCK", "why\x1b[2J not")
     try:
         await until(lambda: out.exists() and out.read_text(), what="the command's file")
+        # and the notifier has recorded it as sent, so the next one (same channel) starts after it
+        await until(lambda: journal.db.execute("SELECT log_id FROM notify_sent WHERE channel = 'command'").fetchone()
+                    == journal.db.execute("SELECT max(id) FROM log").fetchone(), what="the entry recorded as sent")
     finally:
         await n.close()
     assert out.read_text() == "[mygrant] LOCK why^[[2J not\n" or "\x1b" not in out.read_text()
