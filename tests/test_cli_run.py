@@ -15,8 +15,8 @@ import pytest
 
 from controlroom.demo.fleet import Fleet
 from tests.conftest import REPO, run_cli
+from tests.test_ssh import ONE_OF_EACH, ONE_OF_EACH_LABELS
 
-ONE_OF_EACH = "web001=refuse,web002=hang,web003=fail,web004=drop,web005=slow:1,web006=hostkey,web007=auth"
 HOST_LINE = re.compile(
     r"^(?P<host>\S+)  (?P<label>exit -?\d+|\S+) +(?P<secs>\d+\.\d\d) s(?:  (?P<detail>.*))?$"
 )
@@ -75,16 +75,7 @@ def test_run_on_a_fleet_with_one_broken_host_of_each_kind_names_each_failure(mak
     res = run_cli("run", "echo $HOSTNAME", "--config", str(fast_config(fleet)))
     assert res.returncode == 1, res.stderr
     lines = host_lines(res.stdout)
-    assert {host: m["label"] for host, m in lines.items()} == {
-        "web001": "refused",
-        "web002": "timeout",
-        "web003": "exit 1",
-        "web004": "dropped",
-        "web005": "ok",
-        "web006": "hostkey",
-        "web007": "auth",
-        "web008": "ok",
-    }
+    assert {host: m["label"] for host, m in lines.items()} == ONE_OF_EACH_LABELS
     assert lines["web001"]["detail"] == "connection refused"
     assert lines["web002"]["detail"] == "connect timed out after 1 s"
     assert lines["web003"]["detail"] == "web003: simulated failure"

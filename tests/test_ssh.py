@@ -18,6 +18,16 @@ from controlroom.demo.fleet import Fleet
 from controlroom.ssh import RESULT_CLASSES, TAIL_LINES, SSHPool, raise_nofile_limit, render
 
 ONE_OF_EACH = "web001=refuse,web002=hang,web003=fail,web004=drop,web005=slow:1,web006=hostkey,web007=auth"
+ONE_OF_EACH_LABELS = {  # what each host of ONE_OF_EACH (and a healthy web008) ends in
+    "web001": "refused",
+    "web002": "timeout",
+    "web003": "exit 1",
+    "web004": "dropped",
+    "web005": "ok",
+    "web006": "hostkey",
+    "web007": "auth",
+    "web008": "ok",
+}
 
 
 def pool_for(fleet: Fleet, **settings) -> SSHPool:
@@ -38,16 +48,7 @@ async def test_each_broken_host_ends_in_its_own_result_class(make_fleet):
     async with pool_for(fleet, connect_timeout=1.0) as pool:
         results = await pool.run_many([h.name for h in fleet.hosts], "echo $HOSTNAME")
     by_host = {r.host: r for r in results}
-    assert {name: r.label for name, r in by_host.items()} == {
-        "web001": "refused",
-        "web002": "timeout",
-        "web003": "exit 1",
-        "web004": "dropped",
-        "web005": "ok",
-        "web006": "hostkey",
-        "web007": "auth",
-        "web008": "ok",
-    }
+    assert {name: r.label for name, r in by_host.items()} == ONE_OF_EACH_LABELS
     assert all(r.status in RESULT_CLASSES for r in results)
     assert by_host["web001"].reason == "connection refused"
     assert by_host["web003"].stderr == "web003: simulated failure"
