@@ -79,6 +79,7 @@ SAMPLES = [
     ev.FlagChanged(0, flag="beehive", old="on", new="off", user="alice", reason="sheds load", version=3,
                    confirmed=148, total=150, failed=(("web020", "refused", "connection refused"),
                                                      ("web030", "exit 1", "no space")), at=8.0),
+    ev.AnnouncementFailed(0, channel="webhook", reason="HTTP 500", tries=5, gave_up=True, entries=2, at=9.0),
 ]
 
 
