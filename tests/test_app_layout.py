@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from textual.widgets import Footer, TabbedContent
 
 from controlroom import events as ev
@@ -123,7 +124,16 @@ def _chroma(hex_colour: str) -> int:
 
 
 # --------------------------------------------------------------------------------------------- snapshots
-# Taken before any rollout, so nothing on screen depends on the clock. Regenerate with --snapshot-update.
+# Taken before any rollout, with the staged diff shown and its commit ages counted from a fixed time (the demo
+# repo's commit times are fixed), so nothing on screen depends on the clock. Regenerate with --snapshot-update.
+SNAP_NOW = 1_795_608_000.0  # 2026-11-25 12:00 UTC: a fixed time after the demo repo's commits
+
+
+@pytest.fixture
+def _fixed_clock(monkeypatch):
+    from widgets.staging_diff import StagingDiffPane
+
+    monkeypatch.setattr(StagingDiffPane, "clock", staticmethod(lambda: SNAP_NOW))
 
 
 def _snap_app(fleet) -> ControlRoom:
@@ -131,23 +141,28 @@ def _snap_app(fleet) -> ControlRoom:
 
 
 async def _before_snapshot(pilot) -> None:
+    from widgets.staging_diff import StagingDiffPane
+
     await ready(pilot)
+    await until(pilot, lambda: pilot.app.query_one(StagingDiffPane).shown, "the staged diff")
+    pilot.app.flush()
+    await pilot.pause()
 
 
-def test_snapshot_160x48_monochrome(make_fleet, snap_compare):
+def test_snapshot_160x48_monochrome(make_fleet, snap_compare, _fixed_clock):
     assert snap_compare(_snap_app(make_fleet(10)), terminal_size=(160, 48), run_before=_before_snapshot)
 
 
-def test_snapshot_80x24_monochrome(make_fleet, snap_compare):
+def test_snapshot_80x24_monochrome(make_fleet, snap_compare, _fixed_clock):
     assert snap_compare(_snap_app(make_fleet(10)), terminal_size=(80, 24), run_before=_before_snapshot)
 
 
-def test_snapshot_160x48_colour(make_fleet, snap_compare, monkeypatch):
+def test_snapshot_160x48_colour(make_fleet, snap_compare, monkeypatch, _fixed_clock):
     monkeypatch.delenv("NO_COLOR", raising=False)
     assert snap_compare(_snap_app(make_fleet(10)), terminal_size=(160, 48), run_before=_before_snapshot)
 
 
-def test_snapshot_80x24_colour_help(make_fleet, snap_compare, monkeypatch):
+def test_snapshot_80x24_colour_help(make_fleet, snap_compare, monkeypatch, _fixed_clock):
     monkeypatch.delenv("NO_COLOR", raising=False)
     assert snap_compare(
         _snap_app(make_fleet(10)),

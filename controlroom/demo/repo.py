@@ -19,6 +19,8 @@ FILES_STAGED = {
     "lib/video.php": "<?php // video transcoding queue\nfunction enqueue_video($id) { return queue('video', $id); }\n",
 }
 
+LIVE_AT, STAGED_AT, NEXT_AT = "2026-11-20T10:00:00+0000", "2026-11-24T15:00:00+0000", "2026-11-25T09:00:00+0000"
+
 
 def make_demo_repo(path: Path, live: str = "r2306", staged: str = "r2307") -> None:
     """Create (once) a small real git repository with two tagged revisions."""
@@ -31,8 +33,12 @@ def make_demo_repo(path: Path, live: str = "r2306", staged: str = "r2307") -> No
     def git(*args: str) -> None:
         subprocess.run(["git", "-C", str(path), *args], check=True, capture_output=True, env=env, timeout=30)
 
+    def at(when: str) -> None:  # fixed commit times: the same hashes in every demo (and in the layout snapshots)
+        env["GIT_AUTHOR_DATE"] = env["GIT_COMMITTER_DATE"] = when
+
     git("init", "-q", "-b", "main")
-    for rev, files in ((live, FILES_LIVE), (staged, FILES_STAGED)):
+    for rev, files, when in ((live, FILES_LIVE, LIVE_AT), (staged, FILES_STAGED, STAGED_AT)):
+        at(when)
         for name, text in files.items():
             f = path / name
             f.parent.mkdir(parents=True, exist_ok=True)
@@ -47,6 +53,7 @@ def make_demo_repo(path: Path, live: str = "r2306", staged: str = "r2307") -> No
     # deploy another revision name it
     git("checkout", "-q", "-b", "next")
     (path / "NEXT").write_text("r2308\n")
+    at(NEXT_AT)
     git("add", "-A")
     git("commit", "-q", "-m", "r2308: next release")
     git("tag", "r2308")
