@@ -49,6 +49,17 @@ def stop_server(state: Path, timeout: float = 30.0) -> None:
         time.sleep(0.02)
 
 
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound, then released): a source or a hook that is down."""
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
 def stop_servers(root: Path) -> None:
     """Stop every server of a state directory under root."""
     for lock in Path(root).rglob("server.lock"):

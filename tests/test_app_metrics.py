@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import re
-import socket
 import time
 
 import pytest
@@ -17,6 +16,7 @@ from controlroom import events as ev
 from controlroom.app import ControlRoom
 from controlroom.demo.fleet import Fleet
 from controlroom.demo.metrics_sim import BAD_REVISION
+from tests.servers import closed_port
 from tests.test_app_actions import make_app, servers_stopped  # noqa: F401 - every server a test starts stops
 from widgets.metrics import HIDDEN_CHECK, MetricsPane
 from widgets.sparkline import GATE, HALT, MARKS, PHASE, Marker, columns, draw, plain, scale
@@ -31,14 +31,6 @@ def metrics_fleet(tmp_path):
     fleet = Fleet(tmp_path / "fleet", 4, metrics=True).start_in_thread()
     yield fleet
     fleet.stop_thread()
-
-
-def closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def pane(app: ControlRoom) -> MetricsPane:

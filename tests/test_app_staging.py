@@ -73,7 +73,10 @@ def git(repo: Path, *args: str) -> str:
 # --------------------------------------------------------------------------------------------- the pane
 
 
-async def test_the_pane_shows_r2306_to_r2307_commits_files_and_diff_and_slash_finds_each_match(make_fleet):
+async def test_the_pane_shows_r2306_to_r2307_commits_files_and_diff_and_slash_finds_each_match(make_fleet,
+                                                                                             monkeypatch):
+    # the demo repo's r2307 is committed at 2026-11-24 15:00 UTC; ages are counted from a day later
+    monkeypatch.setattr(StagingDiffPane, "clock", staticmethod(lambda: 1_795_618_800.0))  # 2026-11-25 15:00 UTC
     fleet = make_fleet(3)
     app = make_app(fleet.config_path)
     async with app.run_test(size=SIZE) as pilot:
@@ -84,8 +87,7 @@ async def test_the_pane_shows_r2306_to_r2307_commits_files_and_diff_and_slash_fi
         assert re.fullmatch(r"staged: r2307 \([0-9a-f]{10}\) · 1 commit, 2 files, \+6 -1", head[1]), head
         lines = pane.view.lines
         assert lines[0] == "1 commit"
-        assert re.fullmatch(r"  [0-9a-f]{7,}  demo  (just now|\d+ minutes? ago)  r2307: video uploads behind a flag",
-                            lines[1])
+        assert re.fullmatch(r"  [0-9a-f]{7,}  demo  1 day ago  r2307: video uploads behind a flag", lines[1])
         assert "2 files changed, +6 -1" in lines
         assert "  +2 -0  lib/video.php" in lines and "  +4 -1  upload.php" in lines
         assert "+    require 'lib/video.php';" in lines and "-<?php // photo uploads" in lines

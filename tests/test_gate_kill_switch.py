@@ -48,15 +48,20 @@ def long_bake(fleet: Fleet) -> None:
     fleet.config_path.write_text(re.sub(r'^bake = "\d+s"$', 'bake = "20m"', text, flags=re.M))
 
 
+async def to_the_failed_gate(pilot) -> None:
+    """Start the app, press d, and wait for the canary's failed gate to offer its choices."""
+    await start(pilot)
+    await pilot.press("d")
+    await until(pilot, lambda: isinstance(pilot.app.screen, GateHaltDialog), "the failed gate's choices", timeout=60)
+
+
 async def test_a_failed_canary_gate_offers_the_kill_switch_first_and_flipping_it_lets_the_deploy_finish(
         metrics_fleet):
     fleet = metrics_fleet
     long_bake(fleet)
     app = make_app(fleet)
     async with app.run_test(size=SIZE) as pilot:
-        await start(pilot)
-        await pilot.press("d")
-        await until(pilot, lambda: isinstance(app.screen, GateHaltDialog), "the failed gate's choices", timeout=60)
+        await to_the_failed_gate(pilot)
         dialog = app.screen
         assert dialog.title_text == "The gate before stage 1 failed: errors_5xx < 5"
         assert re.search(r"GATE canary: errors_5xx\{r2307\} = [\d.]+ \(max 5\): FAILED", dialog.verdicts)
@@ -101,9 +106,7 @@ async def test_checking_a_failed_gate_again_says_it_still_fails_and_g_offers_the
     long_bake(fleet)
     app = make_app(fleet)
     async with app.run_test(size=SIZE) as pilot:
-        await start(pilot)
-        await pilot.press("d")
-        await until(pilot, lambda: isinstance(app.screen, GateHaltDialog), "the failed gate's choices", timeout=60)
+        await to_the_failed_gate(pilot)
         await pilot.press("c")
         await until(pilot, lambda: any(n.title == "Gate still fails" for n in app._notifications),
                     "the verdict of checking again")

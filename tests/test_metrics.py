@@ -22,7 +22,7 @@ from controlroom.errors import ConfigError
 from controlroom.metrics import GraphiteSource, MetricsError, PrometheusSource, snapshot, sparkline
 from controlroom.settings import MetricsSettings, SeriesSpec
 from tests.conftest import run_cli
-from tests.servers import servers_stopped  # noqa: F401 - every server a test starts stops with it
+from tests.servers import closed_port, servers_stopped  # noqa: F401 - every server a test starts stops with it
 from tests.test_rollout import NEW, revision_of
 
 
@@ -146,16 +146,6 @@ def test_a_query_the_source_refuses_says_why_at_once():
         assert len(srv.asked) == 1
 
     asyncio.run(go())
-
-
-def closed_port() -> int:
-    import socket
-
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def test_a_source_that_is_down_names_the_cause_never_the_url_or_token():
