@@ -149,7 +149,7 @@ class Controller:
             ("arrows", "Move the cursor in the host grid"),
             ("space, %", "In the flags pane: turn the selected flag on/off, or to a percentage (enter: its history)"),
             ("tab", "Move between panes"),
-            ("1-5", "Show a pane when the panes are tabs (small terminals)"),
+            ("1-5", "Show that pane: its tab on small terminals; else it fills the screen (again or escape: back)"),
             ("ctrl+p", "Command palette: every action by name"),
             ("q", "Quit (a deploy keeps running in the server; `controlroom` re-attaches)"),
         ]
@@ -161,8 +161,13 @@ class Controller:
             self.push_screen(HelpScreen(self.help_keys()))
 
     def action_show_tab(self, tab: str) -> None:
+        """Narrow: show that tab. Wide: that pane fills the screen (a 20,000-line diff wants more than its corner);
+        the same key again, or escape, puts it back."""
         if not self.main.has_class("-wide"):
             self.tabs.active = tab
+            return
+        pane = self.main.query_one(f"#{tab} .pane")
+        self.main.maximized = None if self.main.maximized is pane else pane
 
     # ------------------------------------------------------------------------------------------- hosts
     def open_host(self, host: str) -> HostScreen:

@@ -54,6 +54,24 @@ async def test_at_160x48_every_pane_is_on_screen_at_once(make_fleet):
         assert_footer_fits(app)
 
 
+async def test_at_160x48_a_pane_number_fills_the_screen_with_that_pane_and_again_puts_it_back(make_fleet):
+    app = make_app(make_fleet(10))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot)
+        diff = app.main.query_one("#staging-diff")
+        small = diff.region
+        await pilot.press("4")
+        await until(pilot, lambda: diff.region.height >= 40 and diff.region.width >= 150, "the diff filling the screen")
+        assert not app.main.query_one("#rollout").region.height, "the other panes stay out of the way"
+        await pilot.press("4")
+        await until(pilot, lambda: diff.region == small, "the diff back in its corner")
+        await pilot.press("5")
+        await until(pilot, lambda: app.main.query_one("#metrics").region.height >= 40, "the metrics filling the screen")
+        await pilot.press("escape")
+        await until(pilot, lambda: app.main.maximized is None and app.main.query_one("#rollout").region.height > 40,
+                    "escape putting it back")
+
+
 async def test_at_80x24_the_panes_are_tabs_and_nothing_is_cut_off(make_fleet):
     app = make_app(make_fleet(10, faults="web002=flaky:1"))
     async with app.run_test(size=(80, 24)) as pilot:
