@@ -497,7 +497,7 @@ class Bench(_common.FleetBench):
         for _ in range(self.args.rounds):
             self.serial += 1
             cpu, transitions, status = asyncio.run(rollout_once(f"c{self.serial}"))
-            if status != ev.R_DONE or transitions != 4 * self.n:
+            if status != ev.R_DONE or transitions < 4 * self.n:  # at least pending, running, checking, done a host
                 self.fail("in-process rollout (CPU)", f"{status}, {transitions} transitions")
                 continue
             engine.append(cpu)
