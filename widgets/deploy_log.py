@@ -84,16 +84,23 @@ class DeployLogPane(Vertical):
         super().__init__(**kwargs)
         self.entries: list[str] = []
         self._wrap_width = 0
+        # the newest entry stays in sight until the reader scrolls up to read older ones (and again once they
+        # scroll back to the end); decided by what the reader did, not by where the log happens to be while it is
+        # still being laid out (an attach to a long log wrote its entries before the log had a height)
+        self.reader_scrolled = False
+        self._rewriting = False
 
     def compose(self) -> ComposeResult:
         yield Static(id="lock-banner")
-        yield Log(max_lines=MAX_LINES, id="log-lines")
+        yield Log(max_lines=MAX_LINES, id="log-lines", auto_scroll=False)
         yield Static("the deploy log is empty: m adds an entry, l locks the fleet", id="log-empty")
 
     def on_mount(self) -> None:
         self.border_title = "Deploy log"
         self.log_widget.display = False
         self.show_lock(None)
+        self.watch(self.log_widget, "scroll_y", self._on_log_scroll, init=False)
+        self.set_interval(0.5, self._keep_following)  # a scroll_end made before the log had its height
 
     @property
     def log_widget(self) -> Log:
@@ -127,6 +134,24 @@ class DeployLogPane(Vertical):
         log = self.log_widget
         log.display = True
         log.write_lines(self._wrap(lines))
+        self._follow()
+
+    def _follow(self) -> None:
+        if not self.reader_scrolled:
+            log = self.log_widget
+            self.call_after_refresh(log.scroll_end, animate=False, immediate=True, x_axis=False)
+
+    def _on_log_scroll(self, old: float, new: float) -> None:
+        """The reader scrolled (keys, wheel, scrollbar): away from the end they read; back at it, follow again."""
+        log = self.log_widget
+        if self._rewriting or log.max_scroll_y <= 0 or not log.display:
+            return
+        self.reader_scrolled = new < log.max_scroll_y
+
+    def _keep_following(self) -> None:
+        log = self.log_widget
+        if not self.reader_scrolled and log.display and log.max_scroll_y > 0 and not log.is_vertical_scroll_end:
+            log.scroll_end(animate=False, immediate=True, x_axis=False)
 
     def on_resize(self, event: events.Resize) -> None:
         width = self.content_region.width - 1  # the log's scrollbar takes one column
@@ -134,8 +159,14 @@ class DeployLogPane(Vertical):
             self._wrap_width = width
             if self.entries:
                 log = self.log_widget
-                log.clear()
-                log.write_lines(self._wrap(self.entries))
+                self._rewriting = True  # the clear's scroll to the top is not the reader's
+                try:
+                    log.clear()
+                    log.write_lines(self._wrap(self.entries))
+                finally:
+                    self._rewriting = False
+        if self.entries:
+            self._follow()
 
     @property
     def lines(self) -> list[str]:
