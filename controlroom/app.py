@@ -61,6 +61,7 @@ class ControlRoom(StageActions, MetricsLink, FlagActions, Link, Controller, App[
         self.paused = False
         self.staged: str | None = None  # the revision a deploy ships
         self.live: str | None = None  # what the fleet runs now
+        self.unreached_live: str | None = None  # what the hosts no deploy has reached run (asked of one of them)
         self.revisions_loaded = asyncio.Event()
         self.rolling_back = False
         self.last_finished: ev.RolloutFinished | None = None

@@ -201,6 +201,7 @@ class Link:
         reply = await self.send("revisions")
         if reply is not None:
             self.staged, self.live = reply.get("staged"), reply.get("live")
+            self.unreached_live = reply.get("unreached")  # what the hosts no deploy reached run
             if reply.get("staged_error"):
                 self._say(reply["staged_error"], title="No staged revision", severity="error", timeout=10)
             if reply.get("live_error"):

@@ -112,13 +112,13 @@ class StageActions:
 
     async def _look(self, force: bool) -> None:
         cfg = self.cfg
-        live = self.live
+        live, unreached = self.live, self.unreached_live
         hosts_known = self.revisions_loaded.is_set()
         note = f"asked {cfg.phases[0].hosts[0]}" if cfg.phases and cfg.phases[0].hosts else "asked a host"
 
         def read() -> tuple[tuple | None, stagediff.StagingDiff | None, str]:
             try:
-                counts = stagediff.live_counts(cfg)
+                counts = stagediff.live_counts(cfg, unrecorded=unreached)
                 if not counts and live is None and not hosts_known:
                     return None, None, ""  # the server has not said what the fleet runs yet
                 name, commit = stagediff.staged_commit(cfg)

@@ -64,26 +64,35 @@ def journal_reply(journal: Journal, since: int) -> dict:
 
 
 async def revisions(cfg, journal: Journal, pool) -> dict:
-    """The staged revision (git) and what the fleet runs (the journal's record, else the first host's answer);
-    what cannot be known comes back as a one-line reason instead."""
-    out: dict = {"staged": None, "live": None, "staged_error": None, "live_error": None}
+    """The staged revision (git) and what the fleet runs: the revision most of the inventory's hosts run, by the
+    journal's record for the hosts a deploy reached and by asking one host for those none has reached yet (the
+    middle of a first deploy: its 2 canary hosts are not the fleet). ``unreached`` is that answer, what the hosts
+    without a record count as. What cannot be known comes back as a one-line reason instead."""
+    out: dict = {"staged": None, "live": None, "unreached": None, "staged_error": None, "live_error": None}
     try:
         out["staged"] = await asyncio.to_thread(release.staged_revision, cfg)
     except ControlroomError as e:
         out["staged_error"] = str(e)
-    values = [live for live, _ in journal.live_revisions().values() if live]
-    if values:
-        out["live"] = max(set(values), key=values.count)
-    elif cfg.phases and cfg.phases[0].hosts and pool is not None:
+    recorded = journal.live_revisions()
+    values = [recorded[h.name][0] for h in cfg.hosts if recorded.get(h.name, (None, None))[0]]
+    unreached = [h.name for h in cfg.hosts if not recorded.get(h.name, (None, None))[0]]
+    if unreached and pool is not None:
+        first = [h for phase in cfg.phases for h in phase.hosts if h in set(unreached)][:1] or unreached[:1]
         try:
-            res = await pool.run(cfg.phases[0].hosts[0], cfg.release.live_command, timeout=cfg.deploy.step_timeout)
+            res = await pool.run(first[0], cfg.release.live_command, timeout=cfg.deploy.step_timeout)
         except ControlroomError as e:
             out["live_error"] = str(e)
         else:
             last = res.stdout.strip().rsplit("\n", 1)[-1].strip() if res.ok and res.stdout.strip() else ""
-            out["live"] = last if last and last != "none" else None
+            if last and last != "none":
+                out["unreached"] = last
+                values += [last] * len(unreached)
             if not res.ok:
-                out["live_error"] = f"{cfg.phases[0].hosts[0]}: {res.label} {res.reason}".strip()
+                out["live_error"] = f"{first[0]}: {res.label} {res.reason}".strip()
+    if values:
+        out["live"] = max(set(values), key=values.count)
+        if not unreached or out["unreached"]:
+            out["live_error"] = None  # every host is accounted for
     return out
 
 

@@ -91,9 +91,11 @@ class StagingDiff:
         return f"staged: {self.staged} ({self.staged_commit[:10]})"
 
 
-def live_counts(cfg: Config) -> Counter:
+def live_counts(cfg: Config, unrecorded: str | None = None) -> Counter:
     """revision -> how many hosts run it, by the journal's record (empty when nothing is recorded or the journal
-    cannot be read)."""
+    cannot be read). With ``unrecorded`` (what the fleet ran when a host was asked), the inventory's hosts that no
+    deploy has reached yet count as running it: in the middle of a first deploy, the 2 canary hosts on r2307 are
+    not the whole fleet."""
     from controlroom.journal import Journal
 
     if not (Path(cfg.state.dir) / "journal.db").exists():
@@ -103,9 +105,15 @@ def live_counts(cfg: Config) -> Counter:
     except Exception:  # noqa: BLE001 - unreadable journal: the caller asks the server instead
         return Counter()
     try:
-        return Counter(live for live, _ in j.live_revisions().values() if live)
+        recorded = j.live_revisions()
     finally:
         j.close()
+    counts = Counter(live for live, _ in recorded.values() if live)
+    if counts and unrecorded:
+        missing = sum(1 for h in cfg.hosts if not recorded.get(h.name, (None, None))[0])
+        if missing:
+            counts[unrecorded] += missing
+    return counts
 
 
 def live_line(counts: Counter) -> str:

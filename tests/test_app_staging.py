@@ -141,6 +141,24 @@ async def test_a_mixed_fleet_says_so_slash_finds_a_line_at_80x24_and_a_moved_sta
         assert "2 commits" in pane.view.lines
 
 
+async def test_in_the_middle_of_a_first_deploy_the_hosts_not_yet_reached_count_as_live(make_fleet):
+    """The journal knows only the hosts a deploy reached: 2 canary hosts on r2307 of 6 are not the live fleet."""
+    fleet = make_fleet(6)
+    cfg = config.load(fleet.config_path)
+    j = Journal.open(Path(cfg.state.dir))
+    try:
+        for host in ("web001", "web002"):
+            j.record(ev.HostStateChanged(0, host=host, phase=0, state=ev.DONE, revision="r2307"))
+    finally:
+        j.close()
+    app = make_app(fleet.config_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        pane = pane_of(app)
+        await until(pilot, lambda: pane.diff is not None and "r2306 on 4" in pane.head_text, "the staging diff")
+        assert pane.head_text.splitlines()[0] == "live: r2306 on 4 hosts, r2307 on 2 · diff from r2306"
+        assert "1 commit" in pane.view.lines
+
+
 async def test_a_20000_line_diff_opens_draws_only_what_is_on_screen_and_scrolls_to_its_end(make_fleet):
     fleet = make_fleet(3)
     repo = fleet.dir / "repo"
