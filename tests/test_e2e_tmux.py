@@ -113,11 +113,21 @@ def revisions_of(fleet_dir: Path, hosts: int) -> list[str]:
     return [(fleet_dir / "hosts" / f"web{i:03d}" / "REVISION").read_text().strip() for i in range(1, hosts + 1)]
 
 
+def _running(pid: int) -> bool:
+    """Alive and not a zombie: a process that exited stays in /proc until its parent (here often the container's
+    init, which reaps late) collects it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
 def _gone(pid: int, timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+    while _running(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    return not Path(f"/proc/{pid}").exists()
+    return not _running(pid)
 
 
 @pytest.mark.slow
