@@ -137,9 +137,7 @@ class DeployLogPane(Vertical):
         self._follow()
 
     def _follow(self) -> None:
-        if not self.reader_scrolled:
-            log = self.log_widget
-            self.call_after_refresh(log.scroll_end, animate=False, immediate=True, x_axis=False)
+        self.call_after_refresh(self._keep_following)
 
     def _on_log_scroll(self, old: float, new: float) -> None:
         """The reader scrolled (keys, wheel, scrollbar): away from the end they read; back at it, follow again."""
@@ -149,6 +147,8 @@ class DeployLogPane(Vertical):
         self.reader_scrolled = new < log.max_scroll_y
 
     def _keep_following(self) -> None:
+        """To the newest entry, unless the reader scrolled up (after a write, and on a timer for a write made
+        before the log had its height)."""
         log = self.log_widget
         if not self.reader_scrolled and log.display and log.max_scroll_y > 0 and not log.is_vertical_scroll_end:
             log.scroll_end(animate=False, immediate=True, x_axis=False)
