@@ -310,6 +310,12 @@ class Journal(LockMixin):
         return [d for d in out if host is None or d["host"] == host]
 
 
+def unreached(recorded: dict[str, tuple[str | None, str | None]], hosts) -> list[str]:
+    """The names of ``hosts`` (the inventory) with no live revision in ``recorded`` (Journal.live_revisions):
+    the hosts no deploy has reached yet, whose revision only asking one of them tells."""
+    return [h.name for h in hosts if not recorded.get(h.name, (None, None))[0]]
+
+
 class _Tx:
     """BEGIN IMMEDIATE .. COMMIT, ROLLBACK on error; a write the file or the disk refuses raises JournalError.
 

@@ -11,7 +11,7 @@ from controlroom import events as ev
 from controlroom import release
 from controlroom.board import Board
 from controlroom.errors import ControlroomError
-from controlroom.journal import Journal
+from controlroom.journal import Journal, unreached
 
 LOG_REPLY = 500  # deploy-log entries in one reply at most (the newest)
 
@@ -64,8 +64,8 @@ def journal_reply(journal: Journal, since: int) -> dict:
 
 
 async def revisions(cfg, journal: Journal, pool) -> dict:
-    """The staged revision (git) and what the fleet runs: the revision most of the inventory's hosts run, by the
-    journal's record for the hosts a deploy reached and by asking one host for those none has reached yet (the
+    """The staged revision (git) and what the fleet runs: the revision most hosts run, by the journal's record
+    for the hosts a deploy reached and by asking one host for the inventory's hosts none has reached yet (the
     middle of a first deploy: its 2 canary hosts are not the fleet). ``unreached`` is that answer, what the hosts
     without a record count as. What cannot be known comes back as a one-line reason instead."""
     out: dict = {"staged": None, "live": None, "unreached": None, "staged_error": None, "live_error": None}
@@ -74,10 +74,11 @@ async def revisions(cfg, journal: Journal, pool) -> dict:
     except ControlroomError as e:
         out["staged_error"] = str(e)
     recorded = journal.live_revisions()
-    values = [recorded[h.name][0] for h in cfg.hosts if recorded.get(h.name, (None, None))[0]]
-    unreached = [h.name for h in cfg.hosts if not recorded.get(h.name, (None, None))[0]]
-    if unreached and pool is not None:
-        first = [h for phase in cfg.phases for h in phase.hosts if h in set(unreached)][:1] or unreached[:1]
+    values = [live for live, _ in recorded.values() if live]
+    missing = unreached(recorded, cfg.hosts)
+    if missing and pool is not None:
+        todo = set(missing)
+        first = [h for phase in cfg.phases for h in phase.hosts if h in todo][:1] or missing[:1]  # canary first
         try:
             res = await pool.run(first[0], cfg.release.live_command, timeout=cfg.deploy.step_timeout)
         except ControlroomError as e:
@@ -86,13 +87,11 @@ async def revisions(cfg, journal: Journal, pool) -> dict:
             last = res.stdout.strip().rsplit("\n", 1)[-1].strip() if res.ok and res.stdout.strip() else ""
             if last and last != "none":
                 out["unreached"] = last
-                values += [last] * len(unreached)
+                values += [last] * len(missing)
             if not res.ok:
                 out["live_error"] = f"{first[0]}: {res.label} {res.reason}".strip()
     if values:
         out["live"] = max(set(values), key=values.count)
-        if not unreached or out["unreached"]:
-            out["live_error"] = None  # every host is accounted for
     return out
 
 

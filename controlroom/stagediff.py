@@ -96,7 +96,7 @@ def live_counts(cfg: Config, unrecorded: str | None = None) -> Counter:
     cannot be read). With ``unrecorded`` (what the fleet ran when a host was asked), the inventory's hosts that no
     deploy has reached yet count as running it: in the middle of a first deploy, the 2 canary hosts on r2307 are
     not the whole fleet."""
-    from controlroom.journal import Journal
+    from controlroom.journal import Journal, unreached
 
     if not (Path(cfg.state.dir) / "journal.db").exists():
         return Counter()
@@ -109,10 +109,9 @@ def live_counts(cfg: Config, unrecorded: str | None = None) -> Counter:
     finally:
         j.close()
     counts = Counter(live for live, _ in recorded.values() if live)
-    if counts and unrecorded:
-        missing = sum(1 for h in cfg.hosts if not recorded.get(h.name, (None, None))[0])
-        if missing:
-            counts[unrecorded] += missing
+    missing = unreached(recorded, cfg.hosts) if counts and unrecorded else []
+    if missing:
+        counts[unrecorded] += len(missing)
     return counts
 
 
