@@ -21,7 +21,7 @@ from tests.servers import kill_server, server_pid, servers_stopped  # noqa: F401
 from tests.waiting import commands_in, never_appears, wait_for
 
 STEPS = '''steps = [
-    "sleep {sleep} && echo 1 >> steps.log",
+    "{first} && echo 1 >> steps.log",
     "echo 2 >> steps.log && echo {{revision}} > REVISION",
 ]
 '''
@@ -32,11 +32,19 @@ parallel = {parallel}
 '''
 
 
+# a first step that holds until the test lets it go (a file named `go` in the host's directory)
+HOLD = "until [ -e go ]; do sleep 0.05; done"
+
+
 def config(fleet, *, sleep: float = 0.0, parallel: int = 10, state: str = "state", health: str | None = None,
-           name: str = "once.toml") -> str:
-    """The fleet's config with counting steps, one phase, and the given state directory."""
+           name: str = "once.toml", hold: bool = False) -> str:
+    """The fleet's config with counting steps, one phase, and the given state directory; with hold, the first step
+    waits for the test's `go` file on its host (step_timeout 120 s)."""
     text = fleet.config_path.read_text()
-    text = re.sub(r"steps = \[.*?\]\n", STEPS.format(sleep=sleep), text, count=1, flags=re.S)
+    first = HOLD if hold else f"sleep {sleep}"
+    text = re.sub(r"steps = \[.*?\]\n", STEPS.format(first=first), text, count=1, flags=re.S)
+    if hold:
+        text = re.sub(r"step_timeout = \d+", "step_timeout = 120", text, count=1)
     if health is not None:
         text = re.sub(r'health = ".*"\n', f"health = {health!r}\n".replace("'", '"'), text, count=1)
     text = text[: text.index("[[phase]]")] + ONE_PHASE.format(parallel=parallel) + f'\n[state]\ndir = "{state}"\n'
@@ -134,12 +142,15 @@ def test_two_rollbacks_started_together_one_runs_the_other_exits_3(make_fleet):
 
 def test_a_second_journal_cannot_deploy_while_the_first_one_runs_and_names_the_holder(any_make_fleet):
     fleet = any_make_fleet(hosts=3)
-    cfg_a = config(fleet, sleep=1.5, parallel=3, state="state-a", name="a.toml")
+    cfg_a = config(fleet, hold=True, parallel=3, state="state-a", name="a.toml")
     cfg_b = config(fleet, sleep=0, parallel=3, state="state-b", name="b.toml")
     a = spawn(cfg_a, "deploy", "--yes", user="alice")
-    # alice's deploy holds every host (its lease is there) before bob starts
-    wait_for(lambda: all((Path(h.root) / ".controlroom-lease").exists() for h in fleet.hosts), 60, "alice's leases")
+    # alice's deploy holds every host (its lease is there) before bob starts, and its first step waits on each host
+    # until bob has had his answer, however slow the machine
+    wait_for(lambda: all((Path(h.root) / ".controlroom-lease").exists() for h in fleet.hosts), 60, "alice's leases", a)
     b = cli(cfg_b, "deploy", "--yes", "--revision", "r2308", user="bob")
+    for h in fleet.hosts:
+        (Path(h.root) / "go").write_text("")
     assert a.wait(120) == 0, (a.communicate(), db_rows(Path(fleet.dir) / "state-a", "SELECT host, reason FROM host_runs"))
     assert b.returncode == 3, b.stdout + b.stderr
     assert "held by operation" in b.stderr and "alice" in b.stderr, b.stderr
