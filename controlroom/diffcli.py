@@ -67,10 +67,16 @@ def cmd_diff(cfg: Config, args: argparse.Namespace) -> int:
         return f"{colour}{text}{RESET}" if tty else text
 
     out: list[str] = [d.live_line, d.staged_line]
+    if d.problem:
+        out.append(d.problem)
+        print("\n".join(out))
+        return 1
     if d.same:
         out.append("nothing to show: the fleet runs the staged commit")
         print("\n".join(out))
         return 0
+    if d.cut:
+        out.append(paint(f"shown in part: {', '.join(d.cut)}", DIM))
     out.append("")
     out.append(paint(f"{len(d.commits)} commit{'s' if len(d.commits) != 1 else ''}", BOLD))
     now = time.time()
@@ -85,7 +91,8 @@ def cmd_diff(cfg: Config, args: argparse.Namespace) -> int:
     if args.stat:
         return 0
     print()
-    colour = {stagediff.META: BOLD, stagediff.ADDED: GREEN, stagediff.REMOVED: RED, stagediff.HUNK: CYAN}
+    colour = {stagediff.META: BOLD, stagediff.ADDED: GREEN, stagediff.REMOVED: RED, stagediff.HUNK: CYAN,
+              stagediff.NOTE: DIM}
     lines = [paint(line, colour[k]) if k in colour else line for line, k in zip(d.lines, d.kinds, strict=True)]
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
