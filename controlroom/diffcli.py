@@ -3,6 +3,7 @@
 The live revision is the one most hosts run by the journal's record (a mixed fleet says so: "live: r2306 on 148
 hosts, r2305 on 2"); with nothing recorded yet, the server asks the first host. Everything git prints that a person
 wrote (subjects, authors, paths, the diff's lines) is cleaned before it reaches the terminal; colour only on a TTY.
+A live revision git no longer has is named as the journal or the host has it, with why there is no diff (exit 1).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def _live_from_server(cfg: Config) -> str | None:
         finally:
             await c.close()
         if reply.get("live_error") and not reply.get("live"):
-            raise ControlroomError(f"the live revision is unknown: {reply['live_error']}")
+            raise ControlroomError(f"the live revision is unknown: {clean(reply['live_error'], 300)}")
         return reply.get("live")
 
     return asyncio.run(go())

@@ -3,6 +3,7 @@
 A revision is a name people and shells read (r2307, 4f1c2ab, release/2024-06-01): ``validate_revision`` keeps it to
 ``[A-Za-z0-9._/-]+`` with no leading '-' and no '..', so it can never be read as an option or a range. Every git
 call that takes a revision puts it after ``--end-of-options`` and resolves it with ``rev-parse --verify`` first.
+What git prints is bytes (``run_git``): read up to a cap, within a deadline, decoded only where it is shown.
 """
 
 from __future__ import annotations

@@ -5,11 +5,12 @@ through `controlroom diff`, `diff --stat` and the app's staging diff pane, and r
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 from pathlib import Path
 
-from controlroom import config, release, stagediff
+from controlroom import config, diffcli, release, stagediff
 from controlroom import events as ev
 from controlroom.errors import ControlroomError
 from controlroom.journal import Journal
@@ -120,7 +121,7 @@ def test_a_live_revision_a_host_names_that_git_lacks_is_shown_by_its_name(fleet)
 # --------------------------------------------------------------------------------------------- bounds
 
 
-def test_a_diff_longer_than_the_cap_is_cut_and_says_so(fleet, monkeypatch):
+def test_a_diff_longer_than_the_cap_is_cut_and_says_so(fleet, monkeypatch, capsys):
     repo = fleet.dir / "repo"
     commit_on_staging(repo, {b"big.txt": b"".join(b"line %d\n" % i for i in range(20000))}, b"big\n")
     monkeypatch.setattr(stagediff, "MAX_PATCH_BYTES", 50_000)
@@ -130,6 +131,11 @@ def test_a_diff_longer_than_the_cap_is_cut_and_says_so(fleet, monkeypatch):
     assert d.kinds[-1] == stagediff.NOTE and d.lines[-1].startswith("… the diff is cut here, after ")
     assert "`git diff r2306 " in d.lines[-1] and d.cut == [f"diff cut after {len(d.lines) - 1} lines"]
     assert "  +20000 -0  big.txt" in [f"  +{f.added} -{f.removed}  {f.path}" for f in d.files]  # numstat: whole
+    # and `controlroom diff` says so, above the commits and where the diff ends
+    assert diffcli.cmd_diff(config.load(fleet.config_path), argparse.Namespace(revision=None, stat=False)) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[2] == f"shown in part: {d.cut[0]}", out[:3]
+    assert out[-1] == d.lines[-1]
 
 
 def test_a_git_that_hangs_is_stopped_at_its_deadline_with_what_it_started(fleet, monkeypatch, tmp_path):
@@ -189,3 +195,17 @@ async def test_the_pane_names_a_live_revision_git_no_longer_has(make_fleet):
         assert head[1].startswith("staged: r2307 (") and "commit" not in head[1]
         assert str(pane.border_subtitle) == "r2299 → r2307"
         assert pane.view.lines[0].startswith("git has no r2299 any more") and "?" not in pane.head_text
+
+
+async def test_the_pane_says_a_diff_longer_than_the_cap_is_shown_in_part(make_fleet, monkeypatch):
+    fleet = make_fleet(3)
+    commit_on_staging(fleet.dir / "repo", {b"big.txt": b"".join(b"line %d\n" % i for i in range(20000))}, b"big\n")
+    monkeypatch.setattr(stagediff, "MAX_PATCH_BYTES", 50_000)
+    app = make_app(fleet.config_path)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = pane_of(app)
+        await until(pilot, lambda: pane.diff is not None, "the staging diff")
+        assert "· shown in part: diff cut after " in pane.head_text.splitlines()[1]
+        pane.view.focus()
+        await pilot.press("end")
+        await until(pilot, lambda: drawn(pane)[-1].startswith("… the diff is cut here, after "), "the cut's line")
