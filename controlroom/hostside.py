@@ -38,6 +38,13 @@ RUNNING_MARK = "controlroom-running:"
 UNKNOWN_EXIT = 76  # this deploy's receipt is in a shape controlroom never writes: no step runs on it
 SHOWN = 300  # characters of a lease or receipt line a host prints back (the shell cuts it: printf %.300s)
 _TOKEN = re.compile(r"^[A-Za-z0-9._@:/+-]{1,200}$")
+
+
+def is_token(text: str) -> bool:
+    """A revision, user or id as controlroom writes them on a host: no spaces, no control characters, bounded."""
+    return bool(_TOKEN.match(text))
+
+
 # what in a step's own text could end or change the shell that writes the receipt after it: such a step runs in a
 # subshell (one more process on the host); any other runs in a brace group (none). `cd` and `HOME=` are harmless:
 # the receipt's path is taken before the step runs.
