@@ -129,7 +129,11 @@ class RecoveryMixin:
             timeout = self.cfg.deploy.step_timeout
             res = await self.pool.run(hr.name, hostside.receipt_command(timeout), timeout=timeout + 10)
             rec = hostside.parse_receipt(res.stdout) if res.ok else None
-            if rec is not None and rec.deploy == self.uuid and rec.previous:
+            if rec is not None and rec.problem:
+                # a receipt in a shape controlroom never writes proves nothing either way: the host may run the
+                # new code, so it is not skipped, and its previous revision is not taken from it
+                self._set(hr, ev.FAILED, step=hr.step, reason=f"rollback: {rec.problem}")
+            elif rec is not None and rec.deploy == self.uuid and rec.previous:
                 hr.previous = rec.previous
             elif res.ok and not hostside.still_running(res.stdout) and not (
                     rec is not None and rec.deploy == self.uuid):

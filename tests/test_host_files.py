@@ -11,7 +11,7 @@ import sqlite3
 from pathlib import Path
 
 from controlroom import hostside
-from tests.servers import servers_stopped  # noqa: F401 - every server a test starts stops with it
+from tests.servers import kill_server, servers_stopped  # noqa: F401 - every server a test starts stops with it
 from tests.test_exactly_once import cli, config, revision_on, steps_of
 
 ESC_TITLE = "\x1b]0;owned\x07"
@@ -85,3 +85,27 @@ def test_what_a_host_prints_back_is_checked_for_shape_and_never_forges_another_a
     assert held == f"operation {'f' * 32} of alice (journal j1)"
     assert hostside.held_by(f"{hostside.HELD_MARK}alice\n").startswith("unknown: ~/.controlroom-lease holds no "
                                                                        "lease controlroom wrote (1 field, not 3)")
+
+
+def test_a_rollback_never_skips_a_host_whose_receipt_is_in_a_shape_never_written(make_fleet):
+    fleet = make_fleet(3)
+    cfg = config(fleet, parallel=3)
+    assert cli(cfg, "deploy", "--yes").returncode == 0
+    # the journal lost where the hosts were (a crash in flight), and one host's receipt names no deploy id
+    # controlroom writes: before, the rollback read it as "never began a step" and skipped the host, which
+    # runs the new code
+    kill_server(Path(fleet.dir) / "state")
+    db = sqlite3.connect(Path(fleet.dir) / "state" / "journal.db")
+    with db:
+        db.execute("UPDATE host_runs SET state = 'running', step = 1, steps_done = 0, previous = NULL")
+        db.execute("UPDATE rollouts SET status = 'running'")
+    db.close()
+    sick = fleet.hosts[1]
+    put(sick, hostside.RECEIPT, f"dep{ESC_TITLE}loy 2 r2306\n".encode())
+    res = cli(cfg, "rollback", "--yes")
+    assert res.returncode != 0, res.stdout + res.stderr
+    assert "never began a step" not in res.stdout, res.stdout
+    assert f"{sick.name}" in res.stdout and "is not one controlroom writes" in res.stdout, res.stdout
+    assert "\x1b" not in res.stdout + res.stderr and "Traceback" not in res.stderr
+    on = revision_on(fleet)
+    assert on[sick.name] == "r2307" and {on[h.name] for h in fleet.hosts if h is not sick} == {"r2306"}, on
