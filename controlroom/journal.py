@@ -309,6 +309,88 @@ class Journal(LockMixin):
         out = [json.loads(r[0]) for r in rows]
         return [d for d in out if host is None or d["host"] == host]
 
+    # ------------------------------------------------------------------------------------------ flags
+    # flag_changes.failed is NULL from the moment a change is recorded (before its first host is written) until its
+    # push ended and the deploy log says so, in one transaction: a row still NULL at a server's start is a change
+    # whose server died mid-push, to be settled by asking the hosts (flagpush.FlagService.start).
+    _FLAG_KEYS = ("version", "at", "user", "flag", "old", "new", "reason", "hosts", "confirmed", "failed", "state")
+
+    def flag_changes(self, flag: str | None = None, limit: int = 50, version: int | None = None,
+                     pending: bool = False) -> list[dict]:
+        """Flag changes, the latest first: of one flag, the one of that version, or (pending) those whose push
+        never ended; ``failed`` is a list ([] while pending), ``state`` the flag values of that version."""
+        where, args = [], []
+        if flag:
+            where, args = ["flag = ?"], [flag]
+        elif version is not None:
+            where, args = ["version = ?"], [version]
+        if pending:
+            where.append("failed IS NULL")
+        q = (f"SELECT {', '.join(self._FLAG_KEYS)} FROM flag_changes {'WHERE ' + ' AND '.join(where) if where else ''}"
+             " ORDER BY version DESC LIMIT ?")
+        try:
+            rows = self.db.execute(q, (*args, limit)).fetchall()
+        except sqlite3.Error as e:
+            raise schema.explain(e, self.db) from None
+        out = [dict(zip(self._FLAG_KEYS, r, strict=True)) for r in rows]
+        for d in out:
+            d["pending"] = d["failed"] is None
+            d["failed"] = json.loads(d["failed"] or "[]")
+            d["state"] = json.loads(d["state"] or "{}")
+        return out
+
+    def flag_change_begun(self, change: dict, receipts: list[tuple], event: ev.Event) -> None:
+        """Record a change as pending, each target's receipt as pending and the event, in one transaction, before
+        any host is written. receipts: (host, version, sha256, status, class, reason, at)."""
+        self.check_same_file()
+        with self._tx():
+            self.db.execute(
+                "INSERT INTO flag_changes (version, at, user, flag, old, new, reason, hosts, confirmed, failed, state)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, ?)",
+                tuple(change[k] for k in ("version", "at", "user", "flag", "old", "new", "reason", "hosts"))
+                + (json.dumps(change["state"]),))
+            self._save_receipts(receipts)
+            self._apply(event)
+        self._publish(event)
+
+    def flag_change_ended(self, version: int, confirmed: int, failed: list, receipts: list[tuple],
+                          *events: ev.Event) -> None:
+        """A change's push ended (or was settled after a crash): its receipts, its count and its events (its
+        FlagChanged and the deploy log's FLAG line) in one transaction, so the log says it exactly when the
+        journal knows it."""
+        self.check_same_file()
+        with self._tx():
+            self._save_receipts(receipts)
+            self.db.execute("UPDATE flag_changes SET confirmed = ?, failed = ? WHERE version = ?",
+                            (confirmed, json.dumps(failed), version))
+            for e in events:
+                self._apply(e)
+        for e in events:
+            self._publish(e)
+
+    def flag_change_counted(self, version: int, confirmed: int, failed: list) -> None:
+        """A change's count after the fact (a straggler confirmed late)."""
+        with self._tx():
+            self.db.execute("UPDATE flag_changes SET confirmed = ?, failed = ? WHERE version = ? AND failed IS NOT"
+                            " NULL", (confirmed, json.dumps(failed), version))
+
+    def save_flag_receipts(self, receipts: list[tuple]) -> None:
+        """Keep each host's latest flags receipt, all in one transaction."""
+        with self._tx():
+            self._save_receipts(receipts)
+
+    def _save_receipts(self, receipts: list[tuple]) -> None:
+        self.db.executemany("INSERT OR REPLACE INTO flag_receipts (host, version, sha256, status, class, reason, at)"
+                            " VALUES (?, ?, ?, ?, ?, ?, ?)", receipts)
+
+    def flag_receipts(self) -> list[tuple]:
+        """(host, version, sha256, status, class, reason, at) of every host's latest flags receipt."""
+        try:
+            return self.db.execute("SELECT host, version, sha256, status, class, reason, at FROM flag_receipts"
+                                   ).fetchall()
+        except sqlite3.Error as e:
+            raise schema.explain(e, self.db) from None
+
 
 def unreached(recorded: dict[str, tuple[str | None, str | None]], hosts) -> list[str]:
     """The names of ``hosts`` (the inventory) with no live revision in ``recorded`` (Journal.live_revisions):
