@@ -143,8 +143,11 @@ class Journal(LockMixin):
         if now != first:
             from controlroom.errors import JournalError
 
+            then = self.next_step()  # as the file this process used says (it still reads that one)
             raise JournalError(f"{self.path}: the journal was deleted or replaced while this process used it; "
-                               "stopping here. Look at who did it, then `controlroom deploy --resume`")
+                               "stopping here. Look at who did it; " + (
+                                   f"with the old file back in its place, {then}" if then else
+                                   "`controlroom log` shows what the journal now there holds"))
 
     def _tx(self, immediate: bool = False) -> _Tx:
         return _Tx(self.db, immediate)
@@ -299,6 +302,34 @@ class Journal(LockMixin):
         ).fetchall()
         return {r[0]: HostRunRecord(*r) for r in rows}
 
+    def rollback_underway(self, rollout_id: int) -> bool:
+        """Whether a rollback of this rollout began and never ended (its server stopped in the middle)."""
+        began = self.db.execute(
+            "SELECT max(id) FROM events WHERE rollout_id = ? AND type = 'OperatorAction' AND"
+            " json_extract(data, '$.action') = 'rollback'", (rollout_id,)).fetchone()[0]
+        return bool(began) and not self.db.execute(
+            "SELECT 1 FROM events WHERE rollout_id = ? AND id > ? AND type IN ('RolloutFinished', 'RolloutStarted')"
+            " LIMIT 1", (rollout_id, began)).fetchone()
+
+    def next_step(self, rollout_id: int | None = None) -> str:
+        """The command that carries the latest (or given) deploy on from where the journal says it stands, with
+        what it does: finish a rollback its server left, resume a deploy that never ended, run a failed deploy's
+        failed hosts again; "" when it ended and there is nothing to carry on."""
+        try:
+            rec = self.rollout(rollout_id)
+            if rec is None:
+                return ""
+            if self.rollback_underway(rec.id):
+                return f"`controlroom rollback` finishes the rollback of deploy #{rec.id}"
+        except sqlite3.Error:
+            return ""
+        if rec.status == ev.R_FAILED:
+            return (f"`controlroom deploy --resume` runs the failed hosts of deploy #{rec.id} again, "
+                    "`controlroom rollback` undoes it")
+        if rec.status in (ev.R_RUNNING, ev.R_PAUSED, ev.R_HALTED, ev.R_WAITING):
+            return f"`controlroom deploy --resume` picks deploy #{rec.id} up, `controlroom rollback` undoes it"
+        return ""
+
     def live_revisions(self) -> dict[str, tuple[str | None, str | None]]:
         """host -> (live, previous) as last recorded."""
         return {h: (live, prev) for h, live, prev in self.db.execute("SELECT host, live, previous FROM hosts")}
@@ -390,6 +421,21 @@ class Journal(LockMixin):
                                    ).fetchall()
         except sqlite3.Error as e:
             raise schema.explain(e, self.db) from None
+
+
+def next_step(state_dir: Path, rollout_id: int | None = None, *, or_log: bool = True) -> str:
+    """Journal.next_step as the journal of state_dir says, read-only (it works on a full disk and for a user who
+    may not write there): what a command prints after a failure. When it says nothing: `controlroom log`, or ""
+    when not or_log."""
+    log = "`controlroom log` shows where it stands" if or_log else ""
+    try:
+        j = Journal.open(Path(state_dir), readonly=True)
+    except Exception:  # noqa: BLE001 - a hint never hides the failure it follows
+        return log
+    try:
+        return j.next_step(rollout_id) or log
+    finally:
+        j.close()
 
 
 def unreached(recorded: dict[str, tuple[str | None, str | None]], hosts) -> list[str]:

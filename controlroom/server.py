@@ -471,6 +471,28 @@ def _output_to_log() -> None:
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
+    sys.stdout, sys.stderr = _LogStream(sys.stdout), _LogStream(sys.stderr)
+
+
+class _LogStream:
+    """The server's output once it goes to its log: a line the disk refuses (full, read-only, an I/O error) is
+    lost, never raised into the operation that said it (a deploy stopped by a full disk would end as
+    ``internal error: OSError`` instead of saying why)."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        with contextlib.suppress(OSError, ValueError):
+            return self._stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self._stream.flush()
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
 
 
 async def serve(cfg: Config, *, idle: float = IDLE, quiet: bool = False) -> int:
