@@ -201,7 +201,7 @@ class Session:
             # an operation that failed (a full disk, say) and left its deploy unfinished: what carries it on
             then = "" if "`controlroom " in end["error"] or int(end.get("exit") or 1) != 1 else \
                 self._next_step(end.get("rollout_id") or None, False)
-            err = ControlroomError(end["error"] + (f"; then {then}" if then else ""))
+            err = ControlroomError(end["error"] + (f"; {then}" if then else ""))
             err.exit_code = int(end.get("exit") or 1)
             raise err
         fin = self.finished

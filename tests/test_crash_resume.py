@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sqlite3
 import subprocess
@@ -10,7 +11,7 @@ import sys
 import pytest
 
 from tests.conftest import run_cli
-from tests.servers import kill_server, servers_stopped  # noqa: F401 - every server a test starts stops with it
+from tests.servers import kill_server, servers_stopped, stop_servers  # noqa: F401 - every server a test starts stops with it
 from tests.waiting import wait_for
 
 STEPS = '''steps = [
@@ -148,3 +149,52 @@ def test_kill_9_mid_rollback_the_hint_printed_is_the_command_that_finishes_it(ma
     assert again.returncode == 0, again.stdout + again.stderr
     assert {(h.root / "REVISION").read_text().strip() for h in fleet.hosts} == {"r2306"}
     assert "ROLLBACK OK r2307 2 hosts back on their previous revision" in run_cli("log", "--config", str(config)).stdout
+
+
+HOLD = "until [ -e go ]; do sleep 0.05; done"  # a step that holds on a host until the test writes `go` there
+
+
+@pytest.mark.slow
+def test_a_disk_that_fills_mid_deploy_ends_it_in_one_line_naming_the_journal_and_the_resume_finishes_it(make_fleet):
+    fleet = make_fleet(hosts=4)
+    text = fleet.config_path.read_text().replace("steps = [\n", f'steps = [\n    "{HOLD}",\n', 1)
+    text = text[: text.index("[[phase]]")] + '[[phase]]\nname = "all"\nparallel = 4\n\n[state]\ndir = "state"\n'
+    config = fleet.dir / "disk.toml"
+    config.write_text(text)
+    state = fleet.dir / "state"
+    state.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0770", "tmpfs", str(state)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs to fill: {mounted.stderr.strip()}")
+    try:
+        deploy = subprocess.Popen([sys.executable, "-m", "controlroom.cli", "deploy", "--yes", "--config",
+                                   str(config)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        try:
+            wait_for(lambda: _states(state / "journal.db").get("running") == 4, 60, "every host in step 1", deploy)
+            with open(state / "filler", "wb") as f:  # the disk fills while the hosts work
+                with contextlib.suppress(OSError):
+                    while True:
+                        f.write(b"\0" * 65536)
+                        f.flush()
+            for h in fleet.hosts:
+                (h.root / "go").write_text("")
+            out, err = deploy.communicate(timeout=60)
+        finally:
+            if deploy.poll() is None:
+                deploy.kill()
+        assert deploy.returncode == 1, out + err
+        db = state / "journal.db"
+        assert err.strip().splitlines() == [
+            f"controlroom: cannot write the journal {db}: the disk is full; free space on it (`df -h {state}`), then "
+            "try again; `controlroom deploy --resume` picks deploy #1 up, `controlroom rollback` undoes it"], err
+        (state / "filler").unlink()
+        res = run_cli("deploy", "--resume", "--yes", "--config", str(config))  # what it said to run
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert "DEPLOY OK r2307: 4 of 4 hosts" in res.stdout
+        assert {(h.root / "REVISION").read_text().strip() for h in fleet.hosts} == {"r2307"}
+    finally:
+        stop_servers(fleet.dir)
+        wait_for(lambda: subprocess.run(["umount", str(state)], capture_output=True).returncode == 0, 30,
+                 "the small tmpfs to be unmounted (its server gone)")
