@@ -335,7 +335,11 @@ class FlagService:
             r = self.receipts.get(host)
             if r is None or r.status in (CONFIRMED, DISMISSED):
                 return
-            got = await self.push(host)
+            try:
+                got = await self.push(host)
+            except ControlroomError:  # the journal could not keep its receipt (a full disk): try again later
+                delay = min(delay * 2, self.backoff[1])
+                continue
             if got.status == CONFIRMED:
                 self._count_late(got)
                 return
