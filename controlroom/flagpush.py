@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from controlroom import events as ev
 from controlroom import flags as fl
 from controlroom.errors import ControlroomError, UsageError
+from controlroom.identity import current_origin
 from controlroom.text import clean
 
 BACKOFF = (0.5, 30.0)  # first retry after, longest wait between retries (seconds)
@@ -73,7 +74,7 @@ class FlagHistory:
             [_row(r) for r in receipts], event)
 
     def ended(self, change: dict, confirmed: int, failed: list, receipts: list[Receipt], *,
-              settled: bool = False) -> None:
+              settled: bool = False, origin: str | None = None) -> None:
         """The push ended (or was settled): receipts, count, how it stands for every client and the FLAG line."""
         text = flag_line(change, confirmed, failed, settled=settled)
         self.j.flag_change_ended(
@@ -81,7 +82,7 @@ class FlagHistory:
             ev.FlagChanged(0, flag=change["flag"], old=change["old"], new=change["new"], user=change["user"],
                            reason=change["reason"], version=change["version"], confirmed=confirmed,
                            total=change["hosts"], failed=tuple(tuple(f) for f in failed)),
-            ev.LogEntryAdded(0, user=change["user"], kind="FLAG", text=text))
+            ev.LogEntryAdded(0, user=change["user"], kind="FLAG", text=text), origin=origin)
 
     def finished(self, version: int, confirmed: int, failed: list) -> None:
         self.j.flag_change_counted(version, confirmed, failed)
@@ -232,6 +233,7 @@ class FlagService:
                      hosts: list[str] | None = None) -> dict:
         """Set one flag and push the new file to ``hosts`` (default: all); return the receipt once every host
         confirmed or failed. ``expect``: the flag's version the operator decided on (compare-and-set)."""
+        origin = current_origin()  # of whoever asks, read before anything awaits (other requests set their own)
         spec = self.spec(name)
         await self.settled()
         try:
@@ -266,7 +268,7 @@ class FlagService:
         seconds = time.monotonic() - t0
         failed = [[r.host, r.cls, r.reason] for r in done if r.status != CONFIRMED]
         confirmed = len(done) - len(failed)
-        self.history.ended(change, confirmed, failed, [self.receipts[h] for h in targets])
+        self.history.ended(change, confirmed, failed, [self.receipts[h] for h in targets], origin=origin)
         for h, *_ in failed:
             self._retry_later(h)
         return {"flag": name, "kind": spec.kind, "old": old, "new": value, "version": new.version,

@@ -152,7 +152,8 @@ class Journal(LockMixin):
     def _tx(self, immediate: bool = False) -> _Tx:
         return _Tx(self.db, immediate)
 
-    def _apply(self, e: ev.Event) -> None:
+    def _apply(self, e: ev.Event, origin: str | None | bool = True) -> None:
+        """origin: the log entry's, or True for this process's current one (identity.current_origin)."""
         db = self.db
         data = e.to_dict()
         db.execute(
@@ -200,7 +201,8 @@ class Journal(LockMixin):
         elif isinstance(e, ev.LogEntryAdded):
             db.execute(
                 "INSERT INTO log (at, user, origin, kind, text, revision, rollout_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (e.at, e.user, current_origin(), e.kind, e.text, e.revision, e.rollout_id or None),
+                (e.at, e.user, current_origin() if origin is True else origin, e.kind, e.text, e.revision,
+                 e.rollout_id or None),
             )
 
     # ------------------------------------------------------------------------------------------ log
@@ -385,17 +387,17 @@ class Journal(LockMixin):
         self._publish(event)
 
     def flag_change_ended(self, version: int, confirmed: int, failed: list, receipts: list[tuple],
-                          *events: ev.Event) -> None:
+                          *events: ev.Event, origin: str | None = None) -> None:
         """A change's push ended (or was settled after a crash): its receipts, its count and its events (its
-        FlagChanged and the deploy log's FLAG line) in one transaction, so the log says it exactly when the
-        journal knows it."""
+        FlagChanged and the deploy log's FLAG line, with the origin of whoever changed it, None when unknown) in one
+        transaction, so the log says it exactly when the journal knows it."""
         self.check_same_file()
         with self._tx():
             self._save_receipts(receipts)
             self.db.execute("UPDATE flag_changes SET confirmed = ?, failed = ? WHERE version = ?",
                             (confirmed, json.dumps(failed), version))
             for e in events:
-                self._apply(e)
+                self._apply(e, origin)
         for e in events:
             self._publish(e)
 

@@ -328,14 +328,16 @@ def test_kill_9_mid_push_is_settled_at_the_next_start_the_log_and_chat_say_what_
     assert not any(holds_version(fleet.by_name[f"web{n:03d}"], 1) for n in range(6, 11))
 
     fleet.config_path.write_text(base.replace("= T\n", "= 2\n"))  # the hung hosts are given up sooner this time
-    shown = cr(fleet, "flags")  # starts the server: it settles the change before anything else is pushed
+    # bob, from elsewhere, starts the next server: it settles alice's change before anything else is pushed
+    shown = run_cli("flags", "--config", str(fleet.config_path), env={"SUDO_USER": "bob",
+                                                                      "SSH_CLIENT": "10.9.9.9 50000 22"})
     assert shown.returncode == 0, shown.stdout + shown.stderr
-    line = waiting.wait_for(lambda: db_rows(fleet, "SELECT user, text FROM log WHERE kind = 'FLAG'"), 60,
+    line = waiting.wait_for(lambda: db_rows(fleet, "SELECT user, origin, text FROM log WHERE kind = 'FLAG'"), 60,
                             "the FLAG line of the settled change")
-    assert line == [("alice", "new_search on -> off (search is slow) 3/10, 5 not written: web006, web007, "
-                              "web008, web009, web010, 2 unknown: web004, web005 (settled after a restart)")]
+    assert line == [("alice", None, "new_search on -> off (search is slow) 3/10, 5 not written: web006, web007, "
+                                    "web008, web009, web010, 2 unknown: web004, web005 (settled after a restart)")]
     waiting.wait_for(lambda: chat.exists() and "FLAG new_search" in chat.read_text(), 30, "the chat line")
-    assert chat.read_text().splitlines() == [f"[alice] FLAG {line[0][1]}"]
+    assert chat.read_text().splitlines() == [f"[alice] FLAG {line[0][2]}"]
     # the hosts the dead server never wrote are retried and confirm; the two that never answer stay named
     waiting.wait_for(lambda: db_rows(fleet, "SELECT confirmed FROM flag_changes") == [(8,)], 60,
                      "web006-web010 to confirm on a retry")
