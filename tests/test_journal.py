@@ -432,3 +432,37 @@ def test_a_journal_from_a_newer_controlroom_is_refused_and_left_untouched(site):
         assert f"{state / 'journal.db'} was written by a newer controlroom" in line and "upgrade controlroom" in line
     assert (state / "journal.db").read_bytes() == before
     assert not (state / "journal.db-wal").exists()
+
+
+# --------------------------------------------------------------------------------------------- what to run next
+
+
+def test_the_next_step_a_failure_names_follows_the_journal_and_a_rollback_cut_short(tmp_path):
+    from controlroom import events as ev
+    from controlroom.journal import next_step
+
+    state = tmp_path / "state"
+    assert next_step(state) == "`controlroom log` shows where it stands"  # no journal: still a command
+    j = Journal.open(state)
+    try:
+        assert j.next_step() == ""
+        rid = j.new_rollout("r2", "r1", "alice", [["all", ["web001"]]])
+        j.record(ev.RolloutStarted(rid, revision="r2", previous="r1", user="alice", phases=(("all", ("web001",)),)))
+        assert j.next_step() == f"`controlroom deploy --resume` picks deploy #{rid} up, `controlroom rollback` undoes it"
+        j.record(ev.PhaseHalted(rid, phase=0, name="all", failed=("web001",), max_failed=0))
+        assert "`controlroom deploy --resume` picks deploy" in j.next_step()
+        finished = dict(revision="r2", done=1, failed=0, skipped=0, seconds=1.0)
+        j.record(ev.RolloutFinished(rid, status=ev.R_DONE, **finished))
+        assert j.next_step() == "" and next_step(state) == "`controlroom log` shows where it stands"
+        j.record(ev.OperatorAction(rid, user="bob", action="rollback", detail="1 hosts"))  # then its server died
+        assert j.rollback_underway(rid)
+        assert j.next_step() == next_step(state) == f"`controlroom rollback` finishes the rollback of deploy #{rid}"
+        j.record(ev.RolloutFinished(rid, status=ev.R_ROLLED_BACK, **finished))
+        assert not j.rollback_underway(rid) and j.next_step() == ""
+        rid2 = j.new_rollout("r3", "r1", "alice", [["all", ["web001"]]])
+        j.record(ev.RolloutStarted(rid2, revision="r3", previous="r1", user="alice", phases=(("all", ("web001",)),)))
+        j.record(ev.RolloutFinished(rid2, status=ev.R_FAILED, **{**finished, "done": 0, "failed": 1}))
+        assert j.next_step() == (f"`controlroom deploy --resume` runs the failed hosts of deploy #{rid2} again, "
+                                 "`controlroom rollback` undoes it")
+    finally:
+        j.close()
