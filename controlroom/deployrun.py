@@ -199,8 +199,9 @@ class Session:
         end = self.ended
         if end.get("error"):
             # an operation that failed (a full disk, say) and left its deploy unfinished: what carries it on
-            then = "" if "`controlroom " in end["error"] or int(end.get("exit") or 1) != 1 else \
-                self._next_step(end.get("rollout_id") or None, False)
+            rid = end.get("rollout_id")
+            then = "" if "`controlroom " in end["error"] or int(end.get("exit") or 1) != 1 or not rid else \
+                self._next_step(rid, False)
             err = ControlroomError(end["error"] + (f"; {then}" if then else ""))
             err.exit_code = int(end.get("exit") or 1)
             raise err
