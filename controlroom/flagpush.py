@@ -168,7 +168,16 @@ class FlagService:
 
     @property
     def retrying(self) -> list[str]:
+        """The stragglers retried in the background; none while a settlement asks the hosts what they hold (its
+        answer decides which hosts are stragglers; if this server stops meanwhile, the next one settles)."""
+        if self.settling:
+            return []
         return sorted(h for h, t in self._retries.items() if not t.done())
+
+    @property
+    def settling(self) -> bool:
+        """Whether changes a dead server left pending are being settled now."""
+        return self._settling is not None and not self._settling.done()
 
     # ------------------------------------------------------------------------------------------ reads
     def _file_of(self, change: dict) -> fl.FlagsFile:
@@ -226,7 +235,7 @@ class FlagService:
                 "reason": ch["reason"] if ch else "", "receipt": self.fleet_receipt(v) if ch else None,
             })
         return {"version": self.current.version, "file": self.path, "flags": out, "retrying": self.retrying,
-                "hosts": len(self.hosts)}
+                "hosts": len(self.hosts), "settling": self.settling}
 
     # ------------------------------------------------------------------------------------------ change
     async def change(self, name: str, value: str, user: str, *, reason: str = "", expect: int | None = None,
@@ -383,7 +392,7 @@ class FlagService:
     # ------------------------------------------------------------------------------------------ after a crash
     async def settled(self) -> None:
         """Return once the changes a dead server left pending are settled (at once when there are none)."""
-        if self._settling is not None and not self._settling.done():
+        if self.settling:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._settling)
 

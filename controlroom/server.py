@@ -206,7 +206,7 @@ class Server(OpsMixin):
     async def _idle_watch(self) -> None:
         while True:
             await asyncio.sleep(min(5.0, max(0.05, self.idle / 4)))
-            if self.busy or self.clients or (self.flags is not None and self.flags.retrying):
+            if self.busy or self.clients or (self.flags is not None and (self.flags.retrying or self.flags.settling)):
                 self._last_busy = time.monotonic()
             elif time.monotonic() - self._last_busy >= self.idle:
                 self.stop()
