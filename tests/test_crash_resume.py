@@ -173,11 +173,10 @@ def test_a_disk_that_fills_mid_deploy_ends_it_in_one_line_naming_the_journal_and
                                   stderr=subprocess.PIPE, text=True)
         try:
             wait_for(lambda: _states(state / "journal.db").get("running") == 4, 60, "every host in step 1", deploy)
-            with open(state / "filler", "wb") as f:  # the disk fills while the hosts work
+            with open(state / "filler", "wb", buffering=0) as f:  # the disk fills while the hosts work
                 with contextlib.suppress(OSError):
                     while True:
-                        f.write(b"\0" * 65536)
-                        f.flush()
+                        f.write(b"\0" * 4096)
             for h in fleet.hosts:
                 (h.root / "go").write_text("")
             out, err = deploy.communicate(timeout=60)

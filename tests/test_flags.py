@@ -4,6 +4,7 @@ history, and the reference reader an application uses."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -23,6 +24,7 @@ from controlroom.errors import ConfigError, ControlroomError
 from tests import waiting
 from tests.conftest import REPO, run_cli
 from tests.servers import kill_server
+from tests.servers import stop_servers as stop_servers_under
 
 OLD = b'version = 0\nchanged_by = "by hand"\n\n[flags.new_search]\nenabled = "on"\n'
 
@@ -346,3 +348,34 @@ def test_kill_9_mid_push_is_settled_at_the_next_start_the_log_and_chat_say_what_
     assert all(holds_version(fleet.by_name[f"web{n:03d}"], 1) for n in (1, 2, 3, 6, 7, 8, 9, 10))
     row = next(r for r in cr(fleet, "flags").stdout.splitlines() if "new_search" in r)
     assert "8/10 · web004 timeout · web005 timeout" in row, row  # as their latest retry found them
+
+
+def test_a_flag_change_the_journal_cannot_record_is_one_line_and_no_host_is_written(make_fleet):
+    fleet = make_fleet(3)
+    state = Path(fleet.dir) / "state"
+    state.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0770", "tmpfs", str(state)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs to fill: {mounted.stderr.strip()}")
+    try:
+        assert cr(fleet, "flags").returncode == 0  # the server runs, its journal made
+        with open(state / "filler", "wb", buffering=0) as f:  # then the disk under the journal fills
+            with contextlib.suppress(OSError):
+                while True:
+                    f.write(b"\0" * 4096)
+        try:
+            res = cr(fleet, "flag", "new_search", "off", "--yes")
+        finally:
+            (state / "filler").unlink()
+        assert res.returncode == 1, res.stdout + res.stderr
+        assert res.stderr.strip().splitlines() == [
+            f"controlroom: cannot write the journal {state / 'journal.db'}: the disk is full; free space on it "
+            f"(`df -h {state}`), then try again"], res.stderr
+        assert not any(holds_version(h, 1) for h in fleet.hosts)  # not on the record, so not pushed
+        done = cr(fleet, "flag", "new_search", "off", "--yes")  # trying again works
+        assert done.returncode == 0 and "new_search on -> off on 3/3 hosts" in done.stdout, done.stdout + done.stderr
+    finally:
+        stop_servers_under(fleet.dir)
+        waiting.wait_for(lambda: subprocess.run(["umount", str(state)], capture_output=True).returncode == 0, 30,
+                         "the small tmpfs to be unmounted (its server gone)")
