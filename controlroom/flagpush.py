@@ -338,10 +338,8 @@ class FlagService:
         """Retry with backoff until the host confirms or the operator dismisses it."""
         await self.settled()
         delay = self.backoff[0]
-        while True:
-            r = self.receipts.get(host)
-            if r is None or r.status in (CONFIRMED, DISMISSED):
-                return  # settled as confirmed, or dismissed meanwhile
+        r = self.receipts.get(host)
+        while r is not None and r.status not in (CONFIRMED, DISMISSED):  # settled as confirmed, or dismissed
             await asyncio.sleep(delay)
             r = self.receipts.get(host)
             if r is None or r.status in (CONFIRMED, DISMISSED):
@@ -439,6 +437,7 @@ class FlagService:
             self.history.ended(change, on, failed, [answers[h][1] for h in answers if answers[h][1].version == v],
                                settled=True)
 
+    # ------------------------------------------------------------------------------------------ verify
     async def verify(self, hosts: list[str] | None = None) -> list[dict]:
         """Read every host's flags file hash back; one row a host: ok, drifted, missing, unpushed or why it could
         not be read. A host is compared with what it was last sent (or the current file, never sent)."""
