@@ -184,7 +184,7 @@ class Session:
                     return self._result()
                 if self.closed:
                     raise ControlroomError(f"the server went away before the {self.kind} ended; "
-                                           f"{RESUME_HINT} picks the deploy up (see {self.cfg.state.dir}/server.log)")
+                                           f"{self._next_step()} (see {self.cfg.state.dir}/server.log)")
                 if self.decisions:
                     code = await self._decide(self.decisions.pop(0))
                     if code is not None:
@@ -198,7 +198,11 @@ class Session:
     def _result(self) -> int:
         end = self.ended
         if end.get("error"):
-            err = ControlroomError(end["error"])
+            # an operation that failed (a full disk, say) and left its deploy unfinished: what carries it on
+            rid = end.get("rollout_id")
+            then = "" if "`controlroom " in end["error"] or int(end.get("exit") or 1) != 1 or not rid else \
+                self._next_step(rid, False)
+            err = ControlroomError(end["error"] + (f"; {then}" if then else ""))
             err.exit_code = int(end.get("exit") or 1)
             raise err
         fin = self.finished
@@ -207,6 +211,12 @@ class Session:
         if self.kind == "rollback":
             return 0 if fin.failed == 0 else 1
         return 0 if fin.status == ev.R_DONE else 1
+
+    def _next_step(self, rollout_id: int | None = None, or_log: bool = True) -> str:
+        """What to run now, as the journal says (the server may be gone)."""
+        from controlroom.journal import next_step
+
+        return next_step(self.cfg.state.dir, rollout_id, or_log=or_log)
 
     async def _on_signal(self, sig: signal.Signals) -> None:
         if sig == signal.SIGHUP:

@@ -144,6 +144,11 @@ def cmd_flag(cfg: Config, args: argparse.Namespace) -> int:
                                            hosts=hosts, expect=row["version"])
                     break
                 except ControlroomError:
+                    if c.closed.is_set():  # the server died mid-push: its next start settles the change
+                        raise ControlroomError(
+                            f"the server went away while it pushed {args.name}; the change is on the record, and "
+                            "the next server start asks the hosts and logs what happened: `controlroom flags` "
+                            "starts it and shows how the change stands") from None
                     # changed by someone else since we looked (compare-and-set): they are named; on a terminal,
                     # look again and confirm again
                     now = next(r for r in (await c.request("flags"))["flags"] if r["name"] == args.name)

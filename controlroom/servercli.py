@@ -200,7 +200,9 @@ def follow(cfg: Config, args: argparse.Namespace) -> int:
                 elif op == "event":
                     f.event(msg)
                 elif op == "closed":
-                    raise ControlroomError("the server went away; `controlroom deploy --resume` picks the deploy up")
+                    from controlroom.journal import next_step
+
+                    raise ControlroomError(f"the server went away; {next_step(cfg.state.dir)}")
             if f.finished is None:
                 print("halted: `controlroom deploy --resume` retries the failed hosts, `controlroom rollback` undoes "
                       "it", file=sys.stderr)
