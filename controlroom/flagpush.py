@@ -308,8 +308,9 @@ class FlagService:
                 r = Receipt(host, target.version, sha, FAILED, "reload", clean(f"reload {res.label}: {last}", 200),
                             time.time())
             elif res.ok:
-                r = Receipt(host, target.version, sha, FAILED, "hash", f"the file there hashes to {got}",
-                            time.time())
+                r = Receipt(host, target.version, sha, FAILED, "hash",
+                            f"the file there hashes to {got}" if got else
+                            "its answer holds no hash in the shape controlroom prints", time.time())
             else:
                 why = res.reason if res.status != "exit" else (res.stderr.rsplit("\n", 1)[-1] or res.reason)
                 r = Receipt(host, target.version, sha, FAILED, res.label, clean(why, 200), time.time())

@@ -379,3 +379,13 @@ def test_a_flag_change_the_journal_cannot_record_is_one_line_and_no_host_is_writ
         stop_servers_under(fleet.dir)
         waiting.wait_for(lambda: subprocess.run(["umount", str(state)], capture_output=True).returncode == 0, 30,
                          "the small tmpfs to be unmounted (its server gone)")
+
+
+def test_a_hosts_hash_line_is_believed_only_in_the_shape_controlroom_prints():
+    from controlroom import flags as fl
+
+    good = "a" * 64
+    assert fl.reported_hash(f"{fl.SUM}{good}\n") == good
+    assert fl.reported_hash(f"noise\n{fl.SUM}missing\n") == "missing"
+    for hostile in (f"{fl.SUM}\x1b]0;owned\x07{good}", f"{fl.SUM}{good}x", f"{fl.SUM}" + "f" * 100_000, fl.SUM):
+        assert fl.reported_hash(hostile + "\n") is None, hostile[:80]
