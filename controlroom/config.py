@@ -125,7 +125,7 @@ _SSH = [
 _PHASE = ["name", "size", "hosts", "parallel", "max_failed", "bake", "gate", "auto"]
 _RELEASE = ["repo", "staged", "live_command", "stage", "stage_host"]
 _DEPLOY = ["steps", "health", "rollback", "step_timeout", "revision"]
-_METRICS = ["source", "url", "interval", "window", "token_env", "series"]
+_METRICS = ["source", "url", "interval", "window", "token_env", "series", "timeout"]
 _SERIES = ["query", "unit", "max", "min", "split"]
 _NOTIFY = ["webhook", "webhook_env", "irker", "command"]
 _STATE = ["dir"]
@@ -477,6 +477,7 @@ def _metrics(r: Reader, data: dict) -> MetricsSettings:
     return MetricsSettings(
         source=source or "prometheus", url=url, interval=r.seconds(me, "metrics", "interval", 5.0),
         window=r.seconds(me, "metrics", "window", 900.0), token_env=token_env, series=tuple(series),
+        timeout=r.seconds(me, "metrics", "timeout", 5.0),
     )
 
 
