@@ -6,14 +6,26 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
 import time
 
 import pytest
 
+from controlroom import config as config_mod
 from controlroom import gates, metricscli
+from controlroom.demo.fleet import Fleet
+from controlroom.journal import Journal
 from controlroom.metrics import GraphiteSource, MetricsError, PrometheusSource
 from controlroom.settings import MetricsSettings, SeriesSpec
+from tests.conftest import run_cli
 from tests.hostile_source import HostileSource
+from tests.servers import servers_stopped  # noqa: F401 - every server a test starts stops with it
+from tests.test_rollout import NEW, revision_of
+from tests.waiting import wait_for
 
 ERRORS = SeriesSpec("errors_5xx", "sum(rate(x[1m]))", max=5, unit="%", split="revision")
 
@@ -150,3 +162,108 @@ def test_a_redirect_is_not_followed_and_its_body_is_not_the_answer():
         [v] = gate(settings(src.url), "errors_5xx < 5")
         assert len(src.asked) == 2 and not any("elsewhere" in a for a in src.asked)
     assert v.state == gates.UNKNOWN and v.why.startswith("HTTP 302")
+
+
+# ----------------------------------------------------------------------------------------------- a deploy
+
+
+@pytest.fixture
+def metrics_fleet(tmp_path):
+    fleet = Fleet(tmp_path / "fleet", 6, metrics=True).start_in_thread()
+    yield fleet
+    fleet.stop_thread()
+
+
+ME = {"SUDO_USER": "mygrant"}
+
+
+def gate_source(fleet: Fleet, url: str, *, bake: str | None = '"2s"', timeout: str | None = None) -> None:
+    """The fleet's config with its gate's source at url (the canary's bake as given, none when None)."""
+    text = re.sub(r'url = "http://127\.0\.0\.1:\d+"', f'url = "{url}"', fleet.config_path.read_text())
+    text = re.sub(r'^bake = "\d+s"\n', f"bake = {bake}\n" if bake else "", text, flags=re.M)
+    if timeout:
+        text = text.replace('interval = "2s"', f'interval = "2s"\ntimeout = "{timeout}"')
+    fleet.config_path.write_text(text)
+
+
+def ask_server(fleet: Fleet, op: str) -> dict:
+    from controlroom.client import connect
+
+    async def go():
+        c = await connect(config_mod.load(fleet.config_path))
+        try:
+            return await c.request(op)
+        finally:
+            await c.close()
+
+    return asyncio.run(go())
+
+
+def lock_released(fleet: Fleet) -> bool:
+    journal = Journal.open(fleet.dir / "state")
+    try:
+        return journal.lock() is None
+    finally:
+        journal.close()
+
+
+@pytest.mark.slow
+def test_a_deploy_whose_gate_source_answers_the_wrong_shape_waits_at_the_gate_saying_why_and_abort_ends_it(
+        metrics_fleet):
+    fleet = metrics_fleet
+    with HostileSource(WRONG_SHAPES["a sample without its value"]) as src:
+        gate_source(fleet, src.url)
+        res = run_cli("deploy", "--yes", "--auto", cwd=fleet.dir, env=ME)
+        assert "internal error" not in res.stdout + res.stderr, res.stdout + res.stderr
+        assert res.returncode == 1, res.stdout + res.stderr
+        why = "the answer is not a Prometheus answer: result[0].value is not a [time, value] pair"
+        stopped = [line for line in res.stdout.splitlines() if line.startswith("stopped at a gate")]
+        assert len(stopped) == 1 and f"GATE canary: errors_5xx < 5: UNKNOWN ({why})" in stopped[0], res.stdout
+        assert f"GATE r2307 canary: errors_5xx < 5: UNKNOWN ({why})" in run_cli("log", cwd=fleet.dir, env=ME).stdout
+        assert [h.name for h in fleet.hosts if revision_of(fleet, h.name) == NEW] == ["web001", "web002"]
+        assert not lock_released(fleet)  # the deploy waits at the gate, the fleet locked for it
+
+        ask_server(fleet, "abort")
+        wait_for(lambda: lock_released(fleet), 30, "the fleet lock released after the abort")
+    log = run_cli("log", cwd=fleet.dir, env=ME).stdout
+    assert "ABORT" in log and "stale" not in log, log
+    assert [h.name for h in fleet.hosts if revision_of(fleet, h.name) == NEW] == ["web001", "web002"]
+
+
+@pytest.mark.slow
+def test_abort_ends_a_gate_check_while_the_source_drips_its_answer(metrics_fleet):
+    fleet = metrics_fleet
+    with HostileSource(vector(), drip=True) as src:
+        gate_source(fleet, src.url, bake=None)  # no bake: the first question the source gets is the gate's check
+        deploy = subprocess.Popen([sys.executable, "-m", "controlroom.cli", "deploy", "--yes", "--auto"],
+                                  cwd=fleet.dir, env={**os.environ, **ME}, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        try:
+            wait_for(src.asked_event.is_set, 60, "the gate's check asking the source", proc=deploy)
+            ask_server(fleet, "abort")
+            out, err = deploy.communicate(timeout=60)
+        finally:
+            deploy.kill()
+        wait_for(lambda: lock_released(fleet), 30, "the fleet lock released after the abort")
+    assert deploy.returncode == 1, out + err
+    assert "internal error" not in out + err
+    assert "ABORT" in run_cli("log", cwd=fleet.dir, env=ME).stdout
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_deploy_client_during_a_gate_check_on_a_dripping_source_ends_it_at_once(metrics_fleet):
+    fleet = metrics_fleet
+    with HostileSource(vector(), drip=True) as src:
+        gate_source(fleet, src.url, bake=None, timeout="10m")  # the source's deadline far away: SIGTERM ends it
+        deploy = subprocess.Popen([sys.executable, "-m", "controlroom.cli", "deploy", "--yes", "--auto"],
+                                  cwd=fleet.dir, env={**os.environ, **ME}, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        try:
+            wait_for(src.asked_event.is_set, 60, "the gate's check asking the source", proc=deploy)
+            deploy.send_signal(signal.SIGTERM)
+            out, err = deploy.communicate(timeout=60)
+        finally:
+            deploy.kill()
+    assert deploy.returncode == 130, out + err
+    assert "SIGTERM: stopping the hosts in flight" in err
+    assert [h.name for h in fleet.hosts if revision_of(fleet, h.name) == NEW] == ["web001", "web002"]
