@@ -131,8 +131,9 @@ class Source:
             except httpx.HTTPError as e:
                 why = f"{_cause(e)}, {_nth(attempt)} try"
                 continue
-            except TimeoutError:
-                why = f"no whole answer in {self.timeout:g} s, {_nth(attempt)} try"
+            except TimeoutError as e:  # no answer at all is "timed out", as httpx says it
+                late = f"no whole answer in {self.timeout:g} s" if e.args else "timed out"
+                why = f"{late}, {_nth(attempt)} try"
                 continue
             try:
                 body = json.loads(data)
@@ -153,18 +154,25 @@ class Source:
     async def _fetch(self, path: str, params: dict) -> tuple[int, bytes]:
         """One answer, whole within the deadline, read as a stream and given up at max_bytes; a redirect is an
         error (its body is not the answer). Raises TimeoutError, httpx.HTTPError or MetricsError."""
-        async with asyncio.timeout(self.timeout):  # the whole answer, not each read: a slow drip ends here too
-            async with self._client.stream("GET", path, params=params) as resp:
-                if 300 <= resp.status_code < 400:
-                    raise MetricsError(f"HTTP {resp.status_code}: the source redirects, and redirects are not "
-                                       "followed (set [metrics] url to where it points)")
-                chunks, size = [], 0
-                async for chunk in resp.aiter_raw():
-                    size += len(chunk)
-                    if size > self.max_bytes:
-                        raise MetricsError(f"the answer is larger than {_size(self.max_bytes)}: not read on")
-                    chunks.append(chunk)
-                return resp.status_code, b"".join(chunks)
+        status = None
+        try:
+            async with asyncio.timeout(self.timeout):  # the whole answer, not each read: a slow drip ends here
+                async with self._client.stream("GET", path, params=params) as resp:
+                    status = resp.status_code
+                    if 300 <= status < 400:
+                        raise MetricsError(f"HTTP {status}: the source redirects, and redirects are not "
+                                           "followed (set [metrics] url to where it points)")
+                    chunks, size = [], 0
+                    async for chunk in resp.aiter_raw():
+                        size += len(chunk)
+                        if size > self.max_bytes:
+                            raise MetricsError(f"the answer is larger than {_size(self.max_bytes)}: not read on")
+                        chunks.append(chunk)
+                    return status, b"".join(chunks)
+        except TimeoutError:
+            if status is None:
+                raise TimeoutError() from None  # no answer at all
+            raise TimeoutError("the body") from None  # an answer begun and not ended in time
 
     async def samples(self, spec: SeriesSpec) -> Samples:
         """Every line of the series now, as (label, value): a label two series share comes twice."""

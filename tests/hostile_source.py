@@ -61,7 +61,13 @@ class HostileSource:
     def _serve(self, conn: socket.socket) -> None:
         with conn:
             try:
-                request = conn.makefile("rb").readline().decode("latin-1")
+                rfile = conn.makefile("rb")
+                request = rfile.readline().decode("latin-1")
+                length = 0
+                while (line := rfile.readline()) not in (b"\r\n", b""):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                rfile.read(length)  # a POST's body (a webhook's message): read, so closing is not a reset
                 self.asked.append(request.split(" ")[1] if " " in request else request)
                 self.asked_event.set()
                 length = max(self.size, len(self.body)) if not self.drip else 10**9
