@@ -247,6 +247,7 @@ def test_abort_ends_a_gate_check_while_the_source_drips_its_answer(metrics_fleet
         wait_for(lambda: lock_released(fleet), 30, "the fleet lock released after the abort")
     assert deploy.returncode == 1, out + err
     assert "internal error" not in out + err
+    assert "stopped at a gate" not in out and "waiting: gate" not in out, out  # aborted: no gate waits
     assert "ABORT" in run_cli("log", cwd=fleet.dir, env=ME).stdout
 
 
@@ -265,5 +266,26 @@ def test_sigterm_to_the_deploy_client_during_a_gate_check_on_a_dripping_source_e
         finally:
             deploy.kill()
     assert deploy.returncode == 130, out + err
-    assert "SIGTERM: stopping the hosts in flight" in err
+    assert "SIGTERM: stopping the hosts in flight" in err and "stopped at a gate" not in out, out + err
     assert [h.name for h in fleet.hosts if revision_of(fleet, h.name) == NEW] == ["web001", "web002"]
+
+
+def test_the_servers_metrics_answer_says_why_for_a_wrong_shape_and_keeps_the_apps_connection(metrics_fleet):
+    from controlroom.client import connect
+
+    fleet = metrics_fleet
+    with HostileSource(WRONG_SHAPES["a value that is not a pair"]) as src:
+        gate_source(fleet, src.url)
+
+        async def poll_twice() -> list[dict]:
+            c = await connect(config_mod.load(fleet.config_path))
+            try:
+                return [await c.request("metrics", points=10) for _ in range(2)]
+            finally:
+                await c.close()
+
+        replies = asyncio.run(asyncio.wait_for(poll_twice(), 60))
+    for reply in replies:  # the same connection answered both polls
+        assert [(s["name"], s["error"], s["lines"]) for s in reply["series"]] == [
+            ("errors_5xx", "the answer is not a Prometheus answer: result[0].value is not a [time, value] pair", {}),
+            ("latency_ms", "the answer is not a Prometheus answer: result[0].value is not a [time, value] pair", {})]
