@@ -100,9 +100,10 @@ def judge(expr: str, lines: dict[str, float] | list[tuple[str, float]]) -> Verdi
         if worst is None or abs(limit - value) < abs(limit - worst[1]):
             worst = (line, value)
     if odd is not None:
-        shown = "NaN" if math.isnan(odd[1]) else f"{odd[1]:+}".replace("inf", "Inf")
-        return Verdict(expr, series, UNKNOWN, line=odd[0],
-                       why=f"{series} is NaN" if shown == "NaN" else f"{series} is {shown}, not a finite number")
+        line, value = odd
+        why = f"{series} is NaN" if math.isnan(value) else f"{series} is {'+' if value > 0 else '-'}Inf, not a " \
+            "finite number"
+        return Verdict(expr, series, UNKNOWN, line=line, why=why)
     assert worst is not None
     return Verdict(expr, series, PASSED, worst[1], worst[0])
 
