@@ -24,6 +24,7 @@ from controlroom.board import Board
 from controlroom.config import Config
 from controlroom.deploycli import Printer
 from controlroom.errors import ControlroomError, LockedError, UsageError
+from controlroom.text import clean
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 RESUME_HINT = "`controlroom deploy --resume`"
@@ -100,6 +101,9 @@ class Session:
 
     # ------------------------------------------------------------------------------------------ output
     def out(self, text: str, end: str = "\n", err: bool = False) -> None:
+        """Every line this client prints: each through the neutraliser (a gate's reason, a lock's, an error the
+        server relays carry outside text), the line breaks as asked."""
+        text = "\n".join(clean(line, None) for line in text.split("\n"))
         try:
             print(text, end=end, file=sys.stderr if err else sys.stdout, flush=True)
         except BrokenPipeError:  # the reader of our output left: so do we; the deploy goes on
