@@ -90,6 +90,7 @@ def _waiting_at(s: Session, e: ev.GateWaiting):
 async def answer_gate(s: Session, e: ev.GateWaiting) -> None:
     still = _waiting_at(s, e)
     failed = e.kind == ev.GATE_FAILED
+    s.asked = True
     if failed:
         s.out(f"The gate before {e.name} does not hold: {' and '.join(e.failed)} (the waiting line says why)")
     while still():
@@ -130,6 +131,7 @@ async def answer_halt(s: Session, e: ev.PhaseHalted) -> None:
     def still() -> bool:
         return s.board.status == ev.R_HALTED
 
+    s.asked = True
     while still():
         answer = await ask(s, "[r]etry failed hosts, [s]kip them, [p]roceed anyway, [a]bort, roll[b]ack, "
                               "[d]etach? ", still=still)

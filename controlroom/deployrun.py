@@ -151,6 +151,7 @@ class Session:
         self.interrupting = False
         self.detached = False
         self.hung_up = False
+        self.asked = False  # a question of the deploy's was put to this terminal
 
     # ------------------------------------------------------------------------------------------ output
     def out(self, text: str, end: str = "\n", err: bool = False) -> None:
@@ -323,8 +324,8 @@ class Session:
         fleet locked for it with the reason in the lock row, exactly as for a deploy with no terminal."""
         if self.kind != "deploy" or self.closed or not (self.op or self.watching) or not self.waits_for_a_person():
             return
-        if self.watching and not self.c.may_act:
-            return
+        if self.watching and not (self.asked and self.c.may_act):
+            return  # a follower that was not asked leaves the deploy as it found it
         try:
             await asyncio.wait_for(self.request("park"), PARK_PATIENCE)
         except (ControlroomError, TimeoutError):
@@ -339,7 +340,7 @@ class Session:
                 return None  # the engine goes on by itself, or someone answered already
             if self.policy in ("yes", "auto") and e.kind == ev.GATE_OPERATOR:
                 return None  # the server answers it, by the deploy's policy
-            if e.kind == ev.GATE_FAILED and self.override and not self.watching:
+            if e.kind == ev.GATE_FAILED and self.override and self.c.may_act:
                 self.out(f"overriding the gate before {e.name} (--override-gate): {self.override}")
                 await self._intent("proceed", reason=self.override)
                 return None
@@ -415,7 +416,8 @@ def _refuse_if_locked(lock: dict | None, force: bool) -> None:
         hint = "; to deploy anyway use --force --reason TEXT" if not lock.get("live") else ""
         # the same words as the journal's, whichever check the second of two deploys runs into
         what = f" by {lock['describe']}" if lock.get("live") else f": {lock['describe']}{hint}"
-        raise LockedError(f"the fleet is locked{what}")
+        follow = "; `controlroom deploy --follow` attaches to it" if lock.get("live") and lock.get("rollout_id") else ""
+        raise LockedError(f"the fleet is locked{what}{follow}")
 
 
 def _session(cfg: Config, body, *, policy: str = "operator", override: str | None = None,
@@ -428,7 +430,7 @@ def _session(cfg: Config, body, *, policy: str = "operator", override: str | Non
 
     async def go() -> int:
         s = None
-        c = await connect(cfg, start=not watching, read_only=watching and not interactive)
+        c = await connect(cfg, start=not watching, read_only=watching and not interactive and override is None)
         try:
             s = Session(cfg, c, interactive=interactive and c.may_act, policy=policy, override=override,
                         watching=watching)

@@ -83,6 +83,16 @@ def test_a_terminal_closed_at_a_failed_gate_of_deploy_and_of_resume_never_aborts
     assert on(fleet, OLD) == []
 
 
+def test_a_follower_whose_terminal_closes_at_the_gate_question_leaves_the_deploy_parked(make_fleet):
+    fleet = make_fleet(6)
+    cfg = str(config_with_phases(fleet, GATED_PHASES))
+    assert cr(fleet, "deploy", "--auto", "-c", cfg).returncode == 1  # parked at stage 1's gate
+    term = Terminal(cfg, "deploy", "--follow", cwd=fleet.dir)
+    assert hang_up_at(term, b"[c]heck again") == 0
+    assert on(fleet, OLD) == ["web005", "web006"]
+    assert_parked(fleet, cfg, "waits at gate x < 1 before stage 2")
+
+
 def test_a_terminal_closed_at_the_halt_question_keeps_the_halt_for_a_resume(make_fleet):
     fleet = make_fleet(12, "web004=fail,web005=fail")
     cfg = str(config_with_phases(fleet, BUDGET_PHASES))
@@ -189,3 +199,43 @@ def test_follow_says_what_a_parked_deploy_waits_for_and_who_answers_and_answers_
         seen = term.close()
     assert rc == 0 and b"Traceback" not in seen, seen
     assert on(fleet, OLD) == []
+
+
+@pytest.mark.slow
+def test_at_the_canarys_failed_gate_the_kill_switch_answer_flips_it_checks_again_and_the_deploy_goes_on(
+        tmp_path, monkeypatch):
+    """The demo's story on a terminal, headless: errors_5xx fails the canary's gate with new_search on; [k] turns
+    the kill switch off (asked again), the gate is checked again while the metrics turn, holds, and --yes goes on."""
+    from controlroom.demo.launch import start_fleet, stop_fleet
+    from tests.servers import stop_servers
+
+    monkeypatch.setenv("CONTROLROOM_DEMO_BAKE", "1s")
+    directory = tmp_path / "fleet"
+    proc = start_fleet(directory, 4, None, deadline=60)
+    cfg = str(directory / "controlroom.toml")
+    try:
+        assert cr_in(cfg, "stage").returncode == 0
+        term = Terminal(cfg, "deploy", "--yes")
+        try:
+            term.read_until(b"[k]ill switch new_search, [c]heck again", 90)
+            term.type(b"k\n")
+            term.read_until(b"Turn the kill switch new_search OFF on 4 hosts (now on)? [y/N]", 30)
+            term.type(b"y\n")
+            term.read_until(b"new_search on -> off on 4/4 hosts", 60)
+            term.read_until(b"DEPLOY OK", 120)
+            rc = term.proc.wait(30)
+        finally:
+            seen = term.close()
+        assert rc == 0 and b"Traceback" not in seen, seen
+        assert b"errors_5xx" in seen and b"PASSED" in seen.upper(), seen
+        log = cr_in(cfg, "log").stdout
+        assert "[mygrant] FLAG new_search on -> off (errors_5xx < 5 failed before stage 1)" in log, log
+    finally:
+        stop_servers(tmp_path)
+        stop_fleet(proc)
+
+
+def cr_in(cfg: str, *args: str) -> subprocess.CompletedProcess:
+    from tests.conftest import run_cli
+
+    return run_cli(*args, "--config", cfg, env={"SUDO_USER": "mygrant"})
