@@ -224,9 +224,7 @@ async def _recheck(s: Session, e: ev.GateWaiting, patience: float, still) -> Non
         reply = await s._intent("gate_check", quiet=not last)
         if reply is None:
             return
-        if reply.get("passed") or last:
-            for line in reply.get("lines", ()):
-                s.out(f"  {line}")
+        if reply.get("passed") or last:  # its verdict is in the deploy log now: the Printer shows it
             if not reply.get("passed"):
                 s.out("  the gate still does not hold")
             return

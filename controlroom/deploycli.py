@@ -182,6 +182,8 @@ class Printer:
             self.say(self.dots(e.name, f"{res} {e.done}/{total}{extra} ({e.seconds:.1f} s)"))
         elif isinstance(e, ev.GateWaiting):
             self.say(f"  waiting: {e.reason}")
+        elif isinstance(e, ev.LogEntryAdded) and e.kind == "GATE":  # each verdict as the deploy log has it
+            self.say(f"  GATE {e.revision + ' ' if e.revision else ''}{e.text}")
         elif isinstance(e, ev.RolloutInterrupted):
             self.say(f"INTERRUPTED by {e.user}: {len(e.hosts)} hosts in flight stopped")
         elif isinstance(e, ev.OperatorAction):
