@@ -117,10 +117,10 @@ def cmd_unlock(cfg: Config, args: argparse.Namespace) -> int:
 
 def typed_answer(prompt: str) -> str | None:
     """A line the person typed, stripped and lower-cased; None when no one typed it: the end of input, a terminal
-    that went away (EIO), Ctrl+C. A lost stdin is never an answer."""
+    that went away (EIO). A lost stdin is never an answer; Ctrl+C interrupts as anywhere (exit 130)."""
     try:
         line = input(prompt)
-    except (EOFError, KeyboardInterrupt, OSError):
+    except (EOFError, OSError):
         return None
     return line.strip().lower()
 
