@@ -238,6 +238,7 @@ class Server(OpsMixin):
             "log": [e.line() for e in j.log(200)] if j else [],
             "busy": self.op_name if self.busy else "",
             "engine_status": self.rollout.status if self.busy and self.rollout is not None else None,
+            "policy": self.policy if self.busy else None,  # who answers an operator's wait: a follower asks not
         }
         if not self.busy and snap["board"]["status"] not in (None, *ev.ROLLOUT_FINAL):
             snap["board"]["status"] = ev.R_HALTED  # a deploy that nothing here drives waits for a decision
