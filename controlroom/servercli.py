@@ -149,10 +149,8 @@ class Follower:
         elif isinstance(e, ev.RolloutFinished):
             self.status = e.status
             self.finished = msg["event"]
-            word = {ev.R_DONE: "DEPLOY OK", ev.R_FAILED: "DEPLOY FAILED", ev.R_ABORTED: "DEPLOY ABORTED",
-                    ev.R_ROLLED_BACK: "ROLLBACK DONE"}.get(e.status, e.status)
             extra = (f", {e.failed} failed" if e.failed else "") + (f", {e.skipped} skipped" if e.skipped else "")
-            self.say(f"{word} {e.revision}: {e.done} hosts{extra} in {e.seconds:.1f} s")
+            self.say(f"{ev.outcome(e)}: {e.done} hosts{extra} in {e.seconds:.1f} s")  # marked: '... ⚠ past a ...'
             for host, reason in e.failed_hosts:
                 self.say(f"  {host}  {reason}")
 

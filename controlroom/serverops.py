@@ -326,11 +326,9 @@ class OpsMixin:
         if r.status != ev.R_WAITING or gate is None or gate.kind != ev.GATE_FAILED or keeper is None \
                 or not 0 < gate.phase <= len(r.phases):
             raise ControlroomError("no deploy waits at a failed gate: there is nothing to check again")
-        ok, lines = await keeper.recheck(r.phases[gate.phase - 1], c.peer.user, log=not msg.get("quiet"))
+        ok, lines, verdicts = await keeper.recheck(r.phases[gate.phase - 1], c.peer.user, log=not msg.get("quiet"))
         if ok and self.board.gate is gate and r.status == ev.R_WAITING:
-            held = ev.GateWaiting(r.id, phase=gate.phase, name=gate.name, kind=ev.GATE_OPERATOR,
-                                  reason=f"gate {' and '.join(gate.failed)} holds now ({'; '.join(lines)}); "
-                                         f"waiting for the operator to start {gate.name}")
+            held = gates.held(r, gate, lines, verdicts)
             if self._passes(held):
                 self._unpark(r, c.peer.user)
             r._emit(held)  # the engine still waits for proceed; this says why, now (a policy may answer it)
