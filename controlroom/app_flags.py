@@ -21,7 +21,7 @@ from controlroom import flags as fl
 from controlroom import gates
 from controlroom.errors import ControlroomError
 from controlroom.text import clean
-from widgets.dialogs import GateHaltDialog, HelpScreen, PromptDialog
+from widgets.dialogs import GateHaltDialog, HelpScreen, OverrideDialog, PromptDialog
 from widgets.flag_dialogs import FlagConfirmDialog, FlagHistoryScreen, KillSwitchPicker
 from widgets.flags import FlagsPane
 from widgets.host_detail import HostScreen
@@ -289,8 +289,22 @@ class FlagActions:
         elif choice == "rollback":
             self.action_rollback()  # type: ignore[attr-defined]
         elif choice == "proceed":
-            self._proceeded = gate
-            await self.send("proceed")
+            await self.pass_failed_gate(gate)
+
+    async def pass_failed_gate(self, gate: ev.GateWaiting) -> None:
+        """Past a gate that does not hold only with a typed reason: the dialog names what failed and asks why."""
+        failing = [v.failing() for v in gate.verdict_list() if v.state != gates.PASSED] or list(gate.failed)
+        board = self.board
+        phase = board.phases[gate.phase - 1].name if 0 < gate.phase <= len(board.phases) else "the previous phase"
+        reason = await self.push_screen_wait(OverrideDialog(
+            f"Pass the failed {phase} gate and start {gate.name}?", failing,
+            f"{gate.name} starts on {board.revision} anyway. The deploy log says GATE OVERRIDDEN with your name and "
+            "your reason, and the deploy's result stays marked: DEPLOY OK past a failed gate.", "Pass the gate"))
+        if not reason or self.board.gate is not gate:  # cancelled, or answered meanwhile elsewhere
+            return
+        self._proceeded = gate
+        if await self.send("proceed", reason=reason) is None:
+            self._proceeded = None  # refused: g asks again
 
     async def _recheck(self, gate: ev.GateWaiting, patience: float) -> None:
         """Ask the server to check the gate again, every metrics interval for up to ``patience`` seconds (the

@@ -1,0 +1,147 @@
+"""Past a failed gate or an exceeded failure budget only on purpose: a typed reason, on the record, and the deploy's
+result marked for good.
+
+The simulated fleet with metrics (r2307 with new_search on answers ~8% 5xx, so the canary's gate errors_5xx < 5
+fails) and the real server: a proceed without a reason is refused naming the failing values and the next phase
+does not start; with one the log says GATE OVERRIDDEN (who, what failed, why) and DEPLOY OK is marked, also for a
+server started afterwards. In the app, g at the failed gate asks for that reason in a dialog; a canary host
+skipped past a budget of 0 leaves the canary without a ✓ and the DONE box marked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pwd
+import re
+
+import pytest
+
+from controlroom import config
+from controlroom import events as ev
+from controlroom.client import connect
+from controlroom.demo.fleet import Fleet
+from controlroom.errors import ControlroomError
+from tests.servers import stop_server
+from tests.test_app_actions import SIZE, log_of, make_app, servers_stopped, start, until  # noqa: F401
+from tests.test_gate_kill_switch import long_bake, revision_of, to_the_failed_gate
+from widgets.dialogs import GateHaltDialog, OverrideDialog
+
+OLD, NEW = "r2306", "r2307"
+FAILING = r"(?:[\d.]+ > 5|5, not < 5)"  # the failing value as said: '7.5 > 5' (or at the limit: '5, not < 5')
+
+
+@pytest.fixture
+def gated_fleet(tmp_path):
+    """Six hosts with metrics; the canary bakes far longer than a test waits, so its failed check ends the bake."""
+    fleet = Fleet(tmp_path / "fleet", 6, metrics=True).start_in_thread()
+    long_bake(fleet)
+    yield fleet
+    fleet.stop_thread()
+
+
+def me() -> str:
+    """Who the server says a client of this test is (its peer credentials; SUDO_USER first)."""
+    return os.environ.get("SUDO_USER") or pwd.getpwuid(os.getuid())[0]
+
+
+async def next_event(c, kind: type, cond=lambda e: True, timeout: float = 60.0) -> ev.Event:
+    """The next event of this kind the server sends (after the ones already read)."""
+
+    async def look() -> ev.Event:
+        while True:
+            msg = await c.messages.get()
+            if msg.get("op") == "event":
+                e = ev.from_wire(msg["event"])
+                if isinstance(e, kind) and cond(e):
+                    return e
+
+    return await asyncio.wait_for(look(), timeout)
+
+
+async def test_proceed_at_a_failed_gate_needs_a_typed_reason_and_the_result_stays_marked(gated_fleet):
+    fleet = gated_fleet
+    cfg = config.load(fleet.config_path)
+    c = await connect(cfg)
+    try:
+        await c.request("attach")
+        await c.request("deploy")
+        gate = await next_event(c, ev.GateWaiting, lambda e: e.kind == ev.GATE_FAILED)
+        # what a client shows: every gate's verdict as data, naming the revision being deployed
+        [v] = gate.verdict_list()
+        assert (v.gate, v.series, v.revision, v.op, v.threshold, v.state) == (
+            "errors_5xx < 5", "errors_5xx", NEW, "<", 5.0, "failed")
+        assert v.value >= 5 and gate.failed == ("errors_5xx < 5",)  # kept for older readers
+
+        for reason in (None, "", "   "):
+            with pytest.raises(ControlroomError) as refused:
+                await c.request("proceed", reason=reason)
+            assert refused.value.exit_code == 2
+            assert re.fullmatch(rf"the canary gate does not hold \(errors_5xx\{{r2307\}} {FAILING}\): passing it "
+                                r"needs a typed reason", str(refused.value)), str(refused.value)
+        status = await c.request("status")
+        assert status["status"] == ev.R_WAITING
+        assert [h.name for h in fleet.hosts if revision_of(fleet, h.name) == NEW] == ["web001", "web002"]
+        assert "GATE OVERRIDDEN" not in log_of(fleet) and "PROCEED" not in log_of(fleet)
+
+        await c.request("proceed", reason='known noise from the search\x1b[2J backend\n"ok"')
+        fin = await next_event(c, ev.RolloutFinished)
+        assert fin.status == ev.R_DONE and fin.marks == (ev.MARK_GATE,)
+    finally:
+        await c.close()
+    assert {revision_of(fleet, h.name) for h in fleet.hosts} == {NEW}
+    log = log_of(fleet)
+    overridden = [line for line in log.splitlines() if "GATE OVERRIDDEN" in line]
+    assert len(overridden) == 1, log
+    assert re.search(rf"\[{me()}\] GATE OVERRIDDEN r2307 canary by {me()}: errors_5xx\{{r2307\}} {FAILING}: "
+                     r'"known noise from the search\^\[\[2J backend ⏎ "ok""$', overridden[0]), overridden[0]
+    last = log.splitlines()[-1]
+    assert re.search(r"DEPLOY OK r2307 ⚠ past a failed gate: on 6 of 6 hosts \(", last), last
+
+    stop_server(cfg.state.dir)  # a server started afterwards knows the mark from the journal alone
+    c = await connect(cfg)
+    try:
+        await c.request("attach")
+        snap = await asyncio.wait_for(c.messages.get(), 30)
+        assert snap["board"]["finished"]["marks"] == [ev.MARK_GATE]
+    finally:
+        await c.close()
+
+
+@pytest.mark.slow
+async def test_g_at_the_failed_gate_asks_for_a_reason_in_a_dialog_and_done_is_marked_not_a_green_tick(
+        gated_fleet):
+    fleet = gated_fleet
+    app = make_app(fleet)
+    async with app.run_test(size=SIZE) as pilot:
+        await to_the_failed_gate(pilot)
+        await pilot.press("g")  # go on past it: not yet, a reason first
+        await until(pilot, lambda: isinstance(app.screen, OverrideDialog), "the reason dialog")
+        dialog = app.screen
+        assert re.fullmatch(rf"errors_5xx\{{r2307\}} {FAILING}", dialog.failing[0]), dialog.failing
+        assert dialog.failing[0] in dialog.body and "GATE OVERRIDDEN" in dialog.body
+        await pilot.press("enter")  # an empty reason passes nothing
+        await pilot.pause(0.2)
+        assert app.screen is dialog and app.board.gate is not None and app.board.gate.kind == ev.GATE_FAILED
+        await pilot.press("escape")  # changed my mind
+        await until(pilot, lambda: app.screen is app.main, "the dialog closed")
+        assert [h.name for h in fleet.hosts if revision_of(fleet, h.name) == NEW] == ["web001", "web002"]
+
+        await pilot.press("g")
+        await until(pilot, lambda: isinstance(app.screen, GateHaltDialog), "the choices again")
+        await pilot.press("g")
+        await until(pilot, lambda: isinstance(app.screen, OverrideDialog), "the reason dialog again")
+        await pilot.press(*"search noise, watched", "enter")
+        await until(pilot, lambda: app.board.status == ev.R_DONE, "the deploy to finish", timeout=90)
+        await until(pilot, lambda: app.rollout_pane.query_one("#summary").display, "the DONE box")
+        summary = app.rollout_pane.query_one("#summary")
+        text = summary.render().plain
+        assert text.startswith("⚠ DONE past a failed gate: r2306 -> r2307"), text
+        assert "✓" not in text and summary.has_class("-marked") and not summary.has_class("-bad")
+        header = app.rollout_pane.query_one("#revision-line").render().plain
+        assert "⚠ DONE past a failed gate" in header and "✓" not in header
+    assert {revision_of(fleet, h.name) for h in fleet.hosts} == {NEW}
+    log = log_of(fleet)
+    assert re.search(rf'GATE OVERRIDDEN r2307 canary by \S+: errors_5xx\{{r2307\}} {FAILING}: "search noise, '
+                     r'watched"', log), log
+    assert "DEPLOY OK r2307 ⚠ past a failed gate: on 6 of 6 hosts" in log, log
