@@ -117,6 +117,11 @@ class FlagActions:
             self.want_flags()
             return
         super()._on_engine_event(e, seq)  # type: ignore[misc]
+        if type(e) in (ev.GateWaiting, ev.GatePassed, ev.RolloutFinished, ev.PhaseStarted):
+            screen = self.screen  # a dialog about a gate that is no longer the one waiting says what is not so
+            about = getattr(screen, "about", None)
+            if about is not None and about is not self.board.gate:
+                screen.dismiss(None)
         if type(e) is ev.GateWaiting and e.kind == ev.GATE_FAILED and self.may_act:
             self.call_later(self._offer_gate_halt)
 
@@ -275,9 +280,11 @@ class FlagActions:
         switches = self.guarding_switches(gate)
         name, guards = switches[0] if switches else (None, "")
         verdicts = [part for part in gate.reason.split("; ") if part]
-        choice = await self.push_screen_wait(GateHaltDialog(
+        dialog = GateHaltDialog(
             f"The gate before {gate.name} failed: {' and '.join(gate.failed)}", "\n".join(verdicts),
-            kill_switch=name, guards=guards, may_rollback=bool(self.cfg.deploy.rollback)))
+            kill_switch=name, guards=guards, may_rollback=bool(self.cfg.deploy.rollback))
+        dialog.about = gate  # it closes once this is no longer the wait (the gate holds now, or was passed)
+        choice = await self.push_screen_wait(dialog)
         if self.board.gate is not gate:  # answered meanwhile, elsewhere
             return
         if choice == "kill" and name:
@@ -296,10 +303,12 @@ class FlagActions:
         failing = [v.failing() for v in gate.verdict_list() if v.state != gates.PASSED] or list(gate.failed)
         board = self.board
         phase = board.phases[gate.phase - 1].name if 0 < gate.phase <= len(board.phases) else "the previous phase"
-        reason = await self.push_screen_wait(OverrideDialog(
+        dialog = OverrideDialog(
             f"Pass the failed {phase} gate and start {gate.name}?", failing,
             f"{gate.name} starts on {board.revision} anyway. The deploy log says GATE OVERRIDDEN with your name and "
-            "your reason, and the deploy's result stays marked: DEPLOY OK past a failed gate.", "Pass the gate"))
+            "your reason, and the deploy's result stays marked: DEPLOY OK past a failed gate.", "Pass the gate")
+        dialog.about = gate
+        reason = await self.push_screen_wait(dialog)
         if not reason or self.board.gate is not gate:  # cancelled, or answered meanwhile elsewhere
             return
         self._proceeded = gate
@@ -315,6 +324,8 @@ class FlagActions:
         until = time.monotonic() + patience
         interval = max(0.5, self.cfg.metrics.interval)
         while True:
+            if self.board.gate is not gate:
+                return  # it holds now (the server checks it too), or was answered: the header says which
             last = time.monotonic() + interval > until
             reply = await self.send("gate_check", quiet=not last)
             if reply is None or self.board.gate is not gate and not reply.get("passed"):

@@ -190,8 +190,38 @@ class OpsMixin:
         def on(e: ev.Event) -> None:
             if isinstance(e, ev.GateWaiting) and r is self.rollout and self._passes(e):
                 loop.call_soon(r.proceed, r.user)
+            elif isinstance(e, ev.GateWaiting) and e.kind == ev.GATE_FAILED and gates.keeper_of(r) is not None \
+                    and (self._gate_watch is None or self._gate_watch.done()):
+                self._gate_watch = loop.create_task(self._watch_gate(r, e))
 
         r.subscribe(on)
+
+    _gate_watch: asyncio.Task | None = None
+
+    async def _watch_gate(self, r, failed: ev.GateWaiting) -> None:
+        """While a deploy an operator drives waits at a gate that did not hold, check it again every interval so
+        that what every client shows is what holds now: once it holds, the wait is for the operator only (g goes
+        on, the PASSED verdict in the log); should it fail again, it is a failed gate again (a reason to pass it).
+        Headless policies keep their wait as it is (a parked deploy goes on only with `deploy --resume`)."""
+        keeper, phase = gates.keeper_of(r), r.phases[failed.phase - 1]
+        while True:
+            await asyncio.sleep(max(0.5, self.cfg.metrics.interval))
+            w = r.waiting
+            if w is None or w.phase != failed.phase or r is not self.rollout or not self.busy:
+                return  # it went on, or ended
+            if self.policy != "operator":
+                continue
+            ok, lines, verdicts = await keeper.recheck(phase, r.user, log=False)  # logs the lines when they hold
+            if r.waiting is not w:
+                continue  # answered or checked by someone meanwhile
+            if ok and w.kind == ev.GATE_FAILED:
+                r._emit(gates.held(r, failed, lines, verdicts))
+            elif not ok and w.kind == ev.GATE_OPERATOR:
+                for line in lines[:len(phase.gate)]:
+                    r._log("GATE", line.removeprefix("GATE "))
+                r._emit(ev.GateWaiting(r.id, phase=failed.phase, name=failed.name, kind=ev.GATE_FAILED,
+                                       failed=failed.failed, verdicts=verdicts,
+                                       reason=f"gate {' and '.join(failed.failed)} fails again: {'; '.join(lines)}"))
 
     def _reply(self, r) -> dict:
         """What a follower needs: the operation's number, and every host as it stands at event number seq."""

@@ -22,6 +22,7 @@ from controlroom import events as ev
 from controlroom.client import connect
 from controlroom.demo.fleet import Fleet
 from controlroom.errors import ControlroomError
+from tests.conftest import run_cli
 from tests.servers import stop_server
 from tests.test_app_actions import SIZE, log_of, make_app, servers_stopped, start, until  # noqa: F401
 from tests.test_gate_kill_switch import long_bake, revision_of, to_the_failed_gate
@@ -145,3 +146,47 @@ async def test_g_at_the_failed_gate_asks_for_a_reason_in_a_dialog_and_done_is_ma
     assert re.search(rf'GATE OVERRIDDEN r2307 canary by \S+: errors_5xx\{{r2307\}} {FAILING}: "search noise, '
                      r'watched"', log), log
     assert "DEPLOY OK r2307 ⚠ past a failed gate: on 6 of 6 hosts" in log, log
+
+
+@pytest.mark.slow
+async def test_a_failed_gate_that_holds_again_is_shown_holding_without_asking_and_its_stale_dialog_closes(
+        gated_fleet):
+    fleet = gated_fleet
+    app = make_app(fleet)
+    async with app.run_test(size=SIZE) as pilot:
+        await to_the_failed_gate(pilot)
+        context = app.rollout_pane.query_one("#context-line").render().plain
+        assert "FAILED" in context and "g decides" in context
+        # a teammate flips the kill switch from another shell: nobody here presses c to check the gate again
+        res = await asyncio.to_thread(run_cli, "flag", "new_search", "off", "--yes", "--reason", "errors",
+                                      "--config", str(fleet.config_path))
+        assert res.returncode == 0, res.stdout + res.stderr
+        await until(pilot, lambda: app.board.gate is not None and app.board.gate.kind == ev.GATE_OPERATOR,
+                    "the server to find the gate holding", timeout=90)
+        await until(pilot, lambda: app.screen is app.main, "the failed gate's choices to close (no longer so)")
+        await until(pilot, lambda: "holds now" in app.rollout_pane.query_one("#context-line").render().plain,
+                    "the header to say so")
+        context = app.rollout_pane.query_one("#context-line").render().plain
+        assert "FAILED" not in context and "g decides" not in context and "g proceeds" in context, context
+        assert re.search(r"errors_5xx\{r2307\} = [\d.]+ \(max 5\): PASSED", context), context
+        assert [h.name for h in fleet.hosts if revision_of(fleet, h.name) == NEW] == ["web001", "web002"]
+        await pilot.press("g")  # it holds: a plain g goes on, no reason asked
+        await until(pilot, lambda: app.board.status == ev.R_DONE, "the deploy to finish", timeout=90)
+        summary = app.rollout_pane.query_one("#summary").render().plain
+        assert summary.startswith("✓ DONE: r2306 -> r2307"), summary  # nothing was passed that did not hold
+    log = log_of(fleet)
+    assert re.search(r"GATE canary: errors_5xx\{r2307\} = [\d.]+ \(max 5\): PASSED", log), log
+    assert "GATE OVERRIDDEN" not in log and "⚠" not in log
+
+
+def test_a_split_gate_is_judged_and_named_on_the_revision_being_deployed():
+    from controlroom import gates
+
+    near_old = gates.judge("errors_5xx < 5", {"r2306": 4.9, "r2307": 1.2}, "r2307")
+    assert near_old.text("canary") == "GATE canary: errors_5xx{r2307} = 1.2 (max 5): PASSED"  # not {r2306}
+    old_bad = gates.judge("errors_5xx < 5", {"r2306": 9.0, "r2307": 1.2}, "r2307")
+    assert (old_bad.state, old_bad.line) == (gates.PASSED, "r2307")  # the old revision's errors are not r2307's
+    new_bad = gates.judge("errors_5xx < 5", {"r2306": 1.0, "r2307": 7.5}, "r2307")
+    assert new_bad.wire().failing() == "errors_5xx{r2307} 7.5 > 5"
+    unsplit = gates.judge("errors_5xx < 5", {"": 6.0}, "r2307")  # a series with no line per revision: its worst
+    assert (unsplit.state, unsplit.wire().failing()) == (gates.FAILED, "errors_5xx 6 > 5")
