@@ -54,16 +54,14 @@ A_FORCE = "force"
 
 def marks_of(actions, status: str, skipped: int) -> tuple[str, ...]:
     """The marks of a deploy's result from the operator actions the journal has for it and how it ended."""
-    out: list[str] = []
     if status not in (R_DONE, R_FAILED, R_ABORTED):
         return ()  # a rollback's result is the rollback's
-    if A_OVERRIDE in actions:
-        out.append(MARK_GATE)
-    if A_FORCE in actions:
-        out.append(MARK_BUDGET)
-    if status == R_DONE and skipped:
-        out.append(MARK_SKIPPED)
-    return tuple(out)
+    return action_marks(actions) + ((MARK_SKIPPED,) if status == R_DONE and skipped else ())
+
+
+def action_marks(actions) -> tuple[str, ...]:
+    """The marks the operator's actions give a deploy from the moment they were taken (it has not ended yet)."""
+    return tuple(m for a, m in ((A_OVERRIDE, MARK_GATE), (A_FORCE, MARK_BUDGET)) if a in actions)
 
 
 def marks_text(marks, skipped: int = 0) -> str:

@@ -42,6 +42,7 @@ def adopt_last(board: Board, journal: Journal) -> None:
             # marked for good: read back from the operator actions the journal has for it, as the engine does
             marks=ev.marks_of(journal.actions(rec.id), rec.status, skipped)))
         return
+    board.marks = ev.action_marks(journal.actions(rec.id))  # what it went past so far stays said
     i = min(max(rec.phase, 0), max(len(rec.phases) - 1, 0))
     name = rec.phases[i][0] if rec.phases else "?"
     failed_names = tuple(r.host for r in runs.values() if r.state == ev.FAILED)

@@ -190,3 +190,61 @@ def test_a_split_gate_is_judged_and_named_on_the_revision_being_deployed():
     assert new_bad.wire().failing() == "errors_5xx{r2307} 7.5 > 5"
     unsplit = gates.judge("errors_5xx < 5", {"": 6.0}, "r2307")  # a series with no line per revision: its worst
     assert (unsplit.state, unsplit.wire().failing()) == (gates.FAILED, "errors_5xx 6 > 5")
+
+
+def test_the_header_says_past_a_failed_gate_from_the_override_on_and_a_snapshot_keeps_it():
+    import json
+
+    from controlroom.board import Board
+    from widgets.rollout import phase_marker, revision_line
+
+    board = Board()
+    board.plan([("canary", ("web001", "web002"), 0, False), ("stage 1", ("web003",), 0, True)])
+    board.apply(ev.RolloutStarted(1, revision=NEW, previous=OLD, user="alice",
+                                  phases=(("canary", ("web001", "web002")), ("stage 1", ("web003",)))))
+    board.apply(ev.OperatorAction(1, user="alice", action=ev.A_OVERRIDE, detail="canary: errors_5xx 7.5 > 5: why"))
+    assert "▶ RUNNING  ⚠ past a failed gate" in revision_line(board).plain
+    restored = Board.from_snapshot(json.loads(json.dumps(board.snapshot())))  # a client attaching now
+    assert restored.marks == (ev.MARK_GATE,) and "⚠ past a failed gate" in revision_line(restored).plain
+    for host, state in (("web001", ev.DONE), ("web002", ev.SKIPPED), ("web003", ev.DONE)):
+        board.apply(ev.HostStateChanged(1, host=host, phase=0 if host != "web003" else 1, state=state))
+    board.apply(ev.RolloutFinished(1, status=ev.R_DONE, revision=NEW, done=2, failed=0, skipped=1, seconds=3.0,
+                                   marks=(ev.MARK_GATE, ev.MARK_SKIPPED)))
+    assert revision_line(board).plain.startswith(f"{OLD} -> {NEW}   ⚠ DONE past a failed gate, with 1 host skipped")
+    assert phase_marker(board, 0)[0] == "⊘" and phase_marker(board, 1)[0] == "✓"
+
+
+async def test_past_an_exceeded_budget_proceed_and_skip_need_a_typed_reason_and_the_result_stays_marked(make_fleet):
+    fleet = make_fleet(6, faults="web002=fail,web005=fail")  # a canary host (budget 0) and a stage 2 host
+    cfg = config.load(fleet.config_path)
+    c = await connect(cfg)
+    try:
+        await c.request("attach")
+        await c.request("deploy")
+        halted = await next_event(c, ev.PhaseHalted)
+        assert halted.name == "canary" and halted.failed == ("web002",)
+        with pytest.raises(ControlroomError) as refused:
+            await c.request("proceed")
+        assert refused.value.exit_code == 2 and str(refused.value) == (
+            "canary is past its failure budget (1 failed: web002; max_failed 0): going on needs a typed reason")
+        with pytest.raises(ControlroomError) as refused:
+            await c.request("skip", host="web002", reason=" ")
+        assert refused.value.exit_code == 2 and str(refused.value) == (
+            "skipping web002 takes canary past its failure budget (1 of max_failed 0): it needs a typed reason")
+        assert (await c.request("status"))["status"] == ev.R_HALTED
+        await c.request("proceed", reason="web002 is being replaced")
+        await next_event(c, ev.GateWaiting, lambda e: e.kind == ev.GATE_OPERATOR)  # canary has auto = false
+        await c.request("proceed")  # an operator wait: no reason needed
+        halted = await next_event(c, ev.PhaseHalted)
+        assert halted.failed == ("web005",)
+        await c.request("skip", host="web005", reason="known bad disk")
+        fin = await next_event(c, ev.RolloutFinished)
+    finally:
+        await c.close()
+    assert fin.status == ev.R_FAILED and fin.marks == (ev.MARK_BUDGET,)  # web002 stays failed
+    log = log_of(fleet)
+    assert re.search(r'FORCE r2307 canary past its failure budget by \S+ \(1 failed: web002; max_failed 0\): '
+                     r'"web002 is being replaced"', log), log
+    assert re.search(r'FORCE r2307 web005 skipped past the failure budget of stage 2 by \S+ \(1 of max_failed 0\): '
+                     r'"known bad disk"', log), log
+    assert "DEPLOY FAILED r2307 ⚠ past a failure budget: on 4 of 6 hosts, 1 failed, 1 skipped" in log, log

@@ -17,6 +17,8 @@ from widgets.host_grid import HostGrid
 from widgets.states import (
     COLOR,
     LABEL,
+    MARKED_COLOR,
+    MARKED_SYMBOL,
     ORDER,
     STATUS_LABEL,
     SYMBOL,
@@ -48,6 +50,8 @@ def revision_line(board: Board) -> Text:
     t.append("   ")
     symbol, label, color = status_look(board.status, board.finished)  # a marked result: ⚠, never a plain ✓
     t.append(f"{symbol} {label}", style=color)
+    if board.active and board.marks:  # went past a failed gate or a budget: said for the rest of the deploy
+        t.append(f"  {MARKED_SYMBOL} {ev.marks_text(board.marks)}", style=MARKED_COLOR)
     if board.user and board.status is not None:
         t.append(f"  by {clean(board.user, 64)}", style="dim")
     return t
