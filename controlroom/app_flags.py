@@ -290,9 +290,9 @@ class FlagActions:
         if choice == "kill" and name:
             done = await self.change_flag(name, "off", reason=f"{' and '.join(gate.failed)} failed before {gate.name}")
             if done is not None and done["confirmed"]:  # on at least some hosts: their metrics turn
-                await self._recheck(gate, RECHECK_PATIENCE)
+                self._start_recheck(gate, RECHECK_PATIENCE)
         elif choice == "recheck":
-            await self._recheck(gate, 0.0)
+            self._start_recheck(gate, 0.0)
         elif choice == "rollback":
             self.action_rollback()  # type: ignore[attr-defined]
         elif choice == "proceed":
@@ -315,6 +315,11 @@ class FlagActions:
         if await self.send("proceed", reason=reason) is None:
             self._proceeded = None  # refused: g asks again
 
+    def _start_recheck(self, gate: ev.GateWaiting, patience: float) -> None:
+        """Checking again is not a decision: it runs beside the proceed flow, so g acts the moment the gate holds
+        (the server may find it holding first)."""
+        self.run_worker(self._recheck(gate, patience), group="gate-recheck", exclusive=True, exit_on_error=False)
+
     async def _recheck(self, gate: ev.GateWaiting, patience: float) -> None:
         """Ask the server to check the gate again, every metrics interval for up to ``patience`` seconds (the
         metrics take a rate window to show a flipped flag); only the last try of a failing gate is logged."""
@@ -327,7 +332,12 @@ class FlagActions:
             if self.board.gate is not gate:
                 return  # it holds now (the server checks it too), or was answered: the header says which
             last = time.monotonic() + interval > until
-            reply = await self.send("gate_check", quiet=not last)
+            try:
+                reply = await self.client.request("gate_check", quiet=not last) if self.client else None
+            except ControlroomError as e:
+                if self.board.gate is gate:  # not merely the server having found it holding a moment earlier
+                    self._say(str(e), title="Not done", severity="error", timeout=10)
+                return
             if reply is None or self.board.gate is not gate and not reply.get("passed"):
                 return
             if reply.get("passed") or last:

@@ -215,17 +215,18 @@ class GateKeeper:
         failed = [v.series for v in verdicts if v.state == FAILED]
         return [f"kill switch: controlroom flag {name} off" for name in kill_switches(self.flags, self.journal, failed)]
 
-    async def recheck(self, phase, user: str, *, log: bool = True) -> tuple[bool, list[str], tuple]:
+    async def recheck(self, phase, user: str, *, log: bool = True, log_ok: bool = True) -> tuple[bool, list[str],
+                                                                                                  tuple]:
         """Check the phase's gates once more (journaled). Their verdicts go to the deploy log, by ``user``, when
-        they all hold or ``log`` (a client polling while a flipped flag's rate window turns logs only its last
-        try). Returns (every gate holds, their lines, then the kill switches to flip when a guarded one failed,
-        every gate's verdict)."""
+        they all hold (and ``log_ok``) or ``log`` (a client polling while a flipped flag's rate window turns logs
+        only its last try). Returns (every gate holds, their lines, then the kill switches to flip when a guarded
+        one failed, every gate's verdict)."""
         i = self.rollout.phases.index(phase)
         verdicts = await self._round(i)
         self._checks.pop(i, None)
         ok = all(v.state == PASSED for v in verdicts)
         lines = [v.text(phase.name) for v in verdicts]
-        if ok or log:
+        if (ok and log_ok) or log:
             for line in lines:
                 self.rollout._log("GATE", line.removeprefix("GATE "), user)
         return ok, lines + ([] if ok else self.hints(verdicts)), tuple(v.wire() for v in verdicts)

@@ -211,7 +211,8 @@ class OpsMixin:
                 return  # it went on, or ended
             if self.policy != "operator":
                 continue
-            ok, lines, verdicts = await keeper.recheck(phase, r.user, log=False)  # logs the lines when they hold
+            # the log gets the verdicts when they change: PASSED once it holds, FAILED should it fail again
+            ok, lines, verdicts = await keeper.recheck(phase, r.user, log=False, log_ok=w.kind == ev.GATE_FAILED)
             if r.waiting is not w:
                 continue  # answered or checked by someone meanwhile
             if ok and w.kind == ev.GATE_FAILED:
