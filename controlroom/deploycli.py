@@ -79,8 +79,13 @@ def cmd_log(cfg: Config, args: argparse.Namespace) -> int:
     lock = j.lock()
     if lock:
         print(clean(lock.describe(), LINE_LIMIT))
+    import os
+
+    warn = sys.stdout.isatty() and not os.environ.get("NO_COLOR")  # a marked result in the warning colour
     for e in j.log(args.n):
-        print(clean(e.line(), LINE_LIMIT))  # a message is one line on the terminal, whatever it holds
+        line = clean(e.line(), LINE_LIMIT)  # a message is one line on the terminal, whatever it holds
+        marked = warn and e.kind.startswith("DEPLOY ") and ev.MARK_SYMBOL in e.text
+        print(f"\x1b[1;33m{line}\x1b[0m" if marked else line)
     return 0
 
 
