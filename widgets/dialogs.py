@@ -180,7 +180,7 @@ class QuitDialog(ModalScreen[str | None]):
 class GateHaltDialog(ModalScreen[str | None]):
     """A gate failed and the next phase waits: what the operator can do, the kill switch first. Dismisses with
     "kill" (turn the guarding kill switch off; its confirmation follows), "recheck", "rollback", "proceed" (past
-    the failed gate), or None (decide later: g opens this again)."""
+    the failed gate: OverrideDialog asks for the typed reason next), or None (decide later: g opens this again)."""
 
     DEFAULT_CSS = """
     GateHaltDialog { align: center middle; }
