@@ -20,7 +20,7 @@ from collections import deque
 from pathlib import Path
 
 from controlroom import events as ev
-from controlroom import gates
+from controlroom import gates, overrides
 from controlroom import protocol as pr
 from controlroom import serverviews as views
 from controlroom.board import Board
@@ -313,6 +313,7 @@ class Server(OpsMixin):
                     self.use_config(str(msg["config"]))  # the operation runs with the config its client named
                 with self.acting(c.peer):  # the log names who asked, from where
                     if op in ("proceed", "retry", "skip", "unpause") and self.busy and self.rollout is not None:
+                        overrides.refusal(self.rollout, op, msg.get("host"), msg.get("reason"))  # before the lock
                         self._unpark(self.rollout, c.peer.user)  # a parked deploy goes on: its lock is live again
                     reply = await getattr(self, f"_op_{op}")(c, msg)
                 self._last_busy = time.monotonic()
@@ -390,7 +391,8 @@ class Server(OpsMixin):
         self._current().abort(c.peer.user)
 
     async def _op_proceed(self, c, msg):
-        self._current().proceed(c.peer.user)
+        # past a gate that does not hold or an exceeded failure budget only with a typed reason (the engine says)
+        self._current().proceed(c.peer.user, reason=_reason(msg))
 
     async def _op_retry(self, c, msg):
         r = self.rollout
@@ -400,7 +402,7 @@ class Server(OpsMixin):
         self._current().retry(str(msg.get("host")), c.peer.user)
 
     async def _op_skip(self, c, msg):
-        self._current().skip(str(msg.get("host")), c.peer.user)
+        self._current().skip(str(msg.get("host")), c.peer.user, reason=_reason(msg))
 
     async def _op_lock(self, c, msg):
         text = str(msg.get("message", "")).strip()
@@ -439,6 +441,12 @@ class Server(OpsMixin):
             raise ControlroomError(f"a {self.op_name} runs in the server; `controlroom server stop --force` "
                                    "interrupts it (it stays resumable)")
         asyncio.get_running_loop().call_soon(self.stop)
+
+
+def _reason(msg: dict) -> str | None:
+    """The optional typed reason of an intent (proceed, skip), as sent; the engine cleans and bounds it."""
+    reason = msg.get("reason")
+    return reason if isinstance(reason, str) else None
 
 
 READS = ("status", "output", "journal", "revisions", "rollback_plan", "flags", "flag_history", "flags_verify",
