@@ -19,7 +19,7 @@ from controlroom.journal import Lock
 from widgets.deploy_log import entry_line
 
 RECONNECT = 1.0  # seconds between attempts to reach the server again
-HOST_LINES = 2000  # lines of one host's output kept while its view is open
+HOST_LINES = 200  # lines of one host's output kept while its view is open (the view shows the last 200)
 
 
 class Link:
