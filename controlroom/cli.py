@@ -92,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def dispatch(args: argparse.Namespace) -> int:
     cmd = args.command
+    from controlroom.client import cli_answers
+
+    cli_answers(getattr(args, "yes", False))  # --yes acts on a deploy another person drives without asking
     if cmd == "check":
         return cmd_check(args)
     if cmd == "run":
