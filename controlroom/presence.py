@@ -3,8 +3,8 @@
 Each client says in its hello what it is (app, cli, web); the server knows the rest: the user from the socket's
 peer credentials and the origin as it derives it (OpsMixin.origin_of). The driver is the client that sent the intent
 that started the operation, or the latest decision on it. A second person's decision on an operation another person
-drives is refused with DrivenElsewhere ("alice is driving r2307 from 10.0.0.5; act anyway?") unless the request
-says ``anyway``: the app and the CLI ask their person first, and send it again on a yes.
+drives, while that person is attached, is refused with DrivenElsewhere ("alice is driving r2307 from 10.0.0.5; act
+anyway?") unless the request says ``anyway``: the app and the CLI ask their person first, and send it again on a yes.
 
 On the wire: the snapshot and ``{"op": "presence", "presence": [...], "driver": {...} | None}`` carry the list,
 each ``{"no", "user", "origin", "client", "role": "driving" | "watching"}``; the hello's ``client_no`` says which
@@ -55,11 +55,10 @@ class Presence:
     def check(self, c, clients: Iterable, busy: bool, revision: str | None) -> None:
         """Raise DrivenElsewhere when another person drives the operation running now."""
         d = self.driver if busy else None
-        if d is None or d["user"] == c.peer.user:
-            return
-        verb = "is driving" if any(o.no == d["no"] for o in clients) else "drove"
+        if d is None or d["user"] == c.peer.user or not any(o.no == d["no"] and o.attached for o in clients):
+            return  # nobody else, or they left (a parked or detached deploy is nobody's to watch): just act
         where = f" from {d['origin']}" if d.get("origin") else ""
-        raise DrivenElsewhere(clean(f"{d['user']} {verb} {revision or 'the deploy'}{where}; act anyway?", 300))
+        raise DrivenElsewhere(clean(f"{d['user']} is driving {revision or 'the deploy'}{where}; act anyway?", 300))
 
     def message(self, clients: Iterable, busy: bool) -> dict:
         """The attached clients, in the order they came, and who drives what runs now."""
