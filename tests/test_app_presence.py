@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 from controlroom import events as ev
+from tests.conftest import run_cli
 from tests.test_app_actions import (  # noqa: F401 - servers_stopped: an autouse fixture
     SIZE,
     deploy_to_gate,
@@ -113,3 +114,17 @@ async def test_two_clients_see_each_other_and_a_second_person_is_told_whose_depl
         await until(pilot, lambda: presence(app) == "", "bob gone from the presence line")
         log = log_of(fleet)
         assert "[bob" in log and "PAUSE" in log  # the log names who drove each decision
+
+
+async def test_the_cli_acts_on_a_deploy_the_app_drives_only_with_yes_and_the_log_names_who(make_fleet):
+    fleet = make_fleet(6)
+    app = make_app(fleet)
+    async with app.run_test(size=SIZE) as pilot:
+        await start(pilot)
+        await deploy_to_gate(pilot)
+        env = {"SUDO_USER": "bob", "SSH_CLIENT": "10.0.0.5 51000 22"}
+        res = await asyncio.to_thread(run_cli, "rollback", "--yes", cwd=fleet.dir, env=env)
+        assert res.returncode == 0, res.stdout + res.stderr  # --yes: bob acts on the app's deploy anyway
+        await until(pilot, lambda: app.status == ev.R_ROLLED_BACK and not app.busy, "the rollback to finish")
+        log = log_of(fleet)
+        assert "[bob@10.0.0.5] ROLLBACK" in log or "[bob] ROLLBACK" in log, log
