@@ -57,6 +57,7 @@ class Link:
             if self.closing:
                 return
             self.busy = ""
+            self._on_presence({"presence": [], "driver": None})  # nobody is known to be attached any more
             self._say("the control-room server went away: connecting again (a deploy it ran shows halted)",
                       severity="warning", timeout=10)
             await asyncio.sleep(RECONNECT)
