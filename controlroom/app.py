@@ -35,6 +35,7 @@ from controlroom.text import clean
 from widgets.deploy_log import DeployLogPane, LockView
 from widgets.host_detail import HostScreen
 from widgets.host_grid import HostGrid
+from widgets.presence import PresenceLine
 from widgets.rollout import RolloutPane
 
 
@@ -81,6 +82,11 @@ class ControlRoom(StageActions, MetricsLink, FlagActions, Link, Controller, App[
         self._lock: Lock | None = None
         self._offered: tuple[bool, ...] = ()
         self.startup_warning: str | None = None
+        self.presence: list[dict] = []  # the server's attached clients: user, origin, client, role (app_link)
+        self.driver: dict | None = None  # who drives the server's operation now
+        self.client_no = 0  # our number in the presence list
+        self._presence_dirty = False
+        self._accepted_driver: tuple | None = None  # the operator said "act anyway" over this driver
 
     # ------------------------------------------------------------------------------------------- queries
     @property
@@ -174,6 +180,10 @@ class ControlRoom(StageActions, MetricsLink, FlagActions, Link, Controller, App[
             self._log_dirty = False
             new, self._new_entries = self._new_entries, []
             main.query_one(DeployLogPane).write_entries(new)
+        self.follow_live()  # the staging diff's live side, from the host events (app_stage)
+        if self._presence_dirty:
+            self._presence_dirty = False
+            main.query_one(PresenceLine).show(self.presence, self.client_no)
         if self._lock_dirty:
             self._lock_dirty = False
             lock = self._lock_view()

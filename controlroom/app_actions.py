@@ -8,6 +8,7 @@ nothing. Text that people or hosts wrote (lock reasons, host names, errors) is c
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable
 
 from textual import events, work
@@ -16,6 +17,7 @@ from textual.screen import Screen
 from textual.worker import Worker
 
 from controlroom import events as ev
+from controlroom.app_confirm import deploy_plan, plural, why_no_resume
 from controlroom.app_keys import _KEY_NAMES, ACTIONS, INTENT_OF, SECONDARY, WIDE_ONLY
 from controlroom.journal import abandons
 from controlroom.text import clean
@@ -24,9 +26,8 @@ from widgets.dialogs import ConfirmDialog, HelpScreen, OverrideDialog, PromptDia
 from widgets.host_detail import HostScreen
 from widgets.host_grid import HostGrid
 
-
-def _plural(n: int, one: str, many: str) -> str:
-    return one if n == 1 else many
+# the flows that decide on the deploy the server runs: a second person is asked whose it is first
+DECISION_FLOWS = ("proceed", "pause", "abort", "rollback", "retry", "skip", "resume_deploy")
 
 
 class Controller:
@@ -34,11 +35,32 @@ class Controller:
 
     # ------------------------------------------------------------------------------------------- guards
     def _once(self, flow: str, start: Callable[[], Worker]) -> Worker | None:
-        """Start the worker of ``flow`` unless one is still under way (a dialog open, an intent unanswered)."""
+        """Start the worker of ``flow`` unless one is still under way (a dialog open, an intent unanswered).
+
+        A decision on a deploy another person drives asks first whose it is ("alice is driving r2307 from
+        10.0.0.5; act anyway?"); only a yes starts the flow."""
         w = self._flows.get(flow)
         if w is not None and not w.is_finished:
             return None
-        self._flows[flow] = w = start()
+        question = self.driven_elsewhere() if flow in DECISION_FLOWS else None
+        if question is None:
+            self._flows[flow] = w = start()
+            return w
+        driver = self.driver or {}
+
+        async def ask_first() -> None:
+            answer = await self.push_screen_wait(
+                ConfirmDialog("Another person drives this deploy", question, "Act anyway"))
+            if not answer:
+                return
+            self._accepted_driver = (driver.get("user"), driver.get("no"))  # the server asks the same: yes
+            try:
+                with contextlib.suppress(Exception):  # the flow says its own failure
+                    await start().wait()
+            finally:
+                self._accepted_driver = None
+
+        self._flows[flow] = w = self.run_worker(ask_first(), group=f"ask-{flow}", exit_on_error=False)
         return w
 
     def _intent(self, flow: str, op: str, **args) -> Worker | None:
@@ -129,7 +151,13 @@ class Controller:
         return bool(self.check_action(action, ()))
 
     def on_key(self, event: events.Key) -> None:
-        """Read-only: a key that would act is sent anyway, so the server's refusal says why."""
+        """Read-only: a key that would act is sent anyway, so the server's refusal says why. R with nothing to
+        resume says so (its binding is not offered, so it would do nothing and say nothing)."""
+        if (event.character == "R" and self.may_act and isinstance(self.screen, type(self.main))
+                and not self._offered_now("resume_deploy")):
+            event.stop()
+            self._say(why_no_resume(self), title="Nothing to resume", severity="warning", timeout=4)
+            return
         op = INTENT_OF.get(event.character or "")
         if op is None or self.may_act or self.client is None or not isinstance(self.screen, type(self.main)):
             return
@@ -206,20 +234,28 @@ class Controller:
         if self.staged is None:
             self._say("there is no staged revision to deploy (see [release] in the config)", severity="error")
             return
+        revision = self.staged
         lock = await self.fresh_lock()
+        live = self.fleet_live()
+        if list(live) == [revision]:
+            total = sum(live.values())
+            self._say(f"the whole fleet ({total} host{plural(total, '', 's')}) already runs {revision}: nothing "
+                      "to deploy (stage another revision first)", title="Nothing to deploy", severity="warning")
+            return
         force_reason = None
+        plan = deploy_plan(self.cfg, revision, live, self._lock)
+        if lock is not None and not lock.stale and lock.live:
+            self._say(f"the fleet is locked by {lock.describe()}", title="Locked", severity="error")
+            return
         if lock is not None and not lock.stale:
-            if lock.live:
-                self._say(f"the fleet is locked by {lock.describe()}", title="Locked", severity="error")
-                return
             body = (
-                f"The fleet is locked: NO DEPLOY PLEASE — {lock.user}, {clock(lock.at)}: {clean(lock.reason)}\n\n"
-                f"Deploying {self.staged} anyway goes past their lock. Your name and your reason go into the "
-                "deploy log."
+                f"{plan}\n\nThe fleet is locked: NO DEPLOY PLEASE — {lock.user}, {clock(lock.at)}: "
+                f"{clean(lock.reason)}\n\nDeploying {revision} anyway goes past their lock. Your name and your "
+                "reason go into the deploy log."
             )
             force_reason = await self.push_screen_wait(
                 ConfirmDialog(
-                    "Deploy past the lock?",
+                    f"Deploy {revision} past the lock?",
                     body,
                     "Deploy anyway",
                     reason="why deploy past the lock (goes into the deploy log)",
@@ -227,15 +263,19 @@ class Controller:
             )
             if not force_reason:
                 return
-        if self.board.active or self.engine_busy:  # something started while we asked
+        elif not await self.push_screen_wait(ConfirmDialog(f"Deploy {revision}?", plan, "Deploy")):
             return
-        await self.start_rollout(force_reason=force_reason)
+        if self.board.active or self.engine_busy:  # something started while we asked
+            self._say("a rollout started while you were asked: nothing deployed", severity="warning")
+            return
+        await self.start_rollout(force_reason=force_reason, revision=revision)
 
-    async def start_rollout(self, *, force_reason: str | None = None) -> dict | None:
-        """Ask the server to ship the staged revision; the reply names the deploy it started."""
+    async def start_rollout(self, *, force_reason: str | None = None, revision: str | None = None) -> dict | None:
+        """Ask the server to ship the staged revision (the one the operator was shown); the reply names the deploy
+        it started."""
         self.rolling_back = False
         self._proceeded = None
-        reply = await self.send("deploy", revision=self.staged, force_reason=force_reason)
+        reply = await self.send("deploy", revision=revision or self.staged, force_reason=force_reason)
         if reply is not None:
             self.busy = self.busy or "deploy"
         self._refresh_bindings_if_changed()
@@ -291,9 +331,9 @@ class Controller:
         flying, pending = self._in_flight_and_pending()
         revision = self.board.revision
         return (
-            f"Abort the rollout of {revision}: {flying} host{_plural(flying, '', 's')} in flight "
-            f"{_plural(flying, 'is', 'are')} cancelled and {pending} pending host{_plural(pending, '', 's')} "
-            f"{_plural(pending, 'is', 'are')} skipped. The {self.board.count(ev.DONE)} done hosts stay on "
+            f"Abort the rollout of {revision}: {flying} host{plural(flying, '', 's')} in flight "
+            f"{plural(flying, 'is', 'are')} cancelled and {pending} pending host{plural(pending, '', 's')} "
+            f"{plural(pending, 'is', 'are')} skipped. The {self.board.count(ev.DONE)} done hosts stay on "
             f"{revision} (b rolls them back)."
         )
 
@@ -312,6 +352,7 @@ class Controller:
 
     def action_resume_deploy(self) -> None:
         if not self._offered_now("resume_deploy"):
+            self._say(why_no_resume(self), title="Nothing to resume", severity="warning")
             return
 
         async def go() -> None:
@@ -335,8 +376,8 @@ class Controller:
         if not n:
             self._say(f"deploy #{plan['rollout_id']} of {plan['revision']}: no host to roll back", severity="warning")
             return
-        which = f"{n} done host{_plural(n, '', 's')}" if not others else (
-            f"{n} host{_plural(n, '', 's')} that may run it ({n - others} done, {others} failed after a step "
+        which = f"{n} done host{plural(n, '', 's')}" if not others else (
+            f"{n} host{plural(n, '', 's')} that may run it ({n - others} done, {others} failed after a step "
             "or in flight)")
         body = (
             f"Roll back {plan['revision']} on {which}, latest phase first: each "
@@ -420,10 +461,12 @@ class Controller:
             if not await self.push_screen_wait(ConfirmDialog("Take over the lock?", body, "Take over")):
                 return
             takeover = True
+        own = lock is not None and not lock.stale and not takeover and not lock.rollout_id
         text = await self.push_screen_wait(
             PromptDialog(
-                "Lock the fleet",
-                "No deploy starts while the fleet is locked. Say why:",
+                "Lock the fleet" if not own else "Replace your lock?",
+                "No deploy starts while the fleet is locked. Say why:" if not own else
+                f"You hold the lock: {lock.describe()}\nWhat you type replaces its message (esc keeps it):",
                 placeholder="NO DEPLOY PLEASE: db migration until 14:00",
                 value=clean(lock.reason) if lock is not None and lock.user == self.user else "",
             )
@@ -471,18 +514,27 @@ class Controller:
     def action_quit(self, _twin: int = 0) -> None:
         self._once("quit", self._quit_flow)
 
+    def _quit_body(self) -> str | None:
+        """What the quit dialog says now, or None once no deploy runs (the dialog closes: it would not be so)."""
+        if not (self.board.active and self.driven):
+            return None
+        body = (
+            f"If you quit, the deploy keeps running; `controlroom` re-attaches (the deploy of "
+            f"{self.board.revision} runs in the control-room server, not in this terminal)."
+        )
+        if self.may_act:
+            body += "\n\nOr abort it first (a): " + self._abort_body()
+        return body
+
     @work(exclusive=True, group="quit", exit_on_error=False)
     async def _quit_flow(self) -> None:
-        if self.board.active and self.driven:
-            body = (
-                f"If you quit, the deploy keeps running; `controlroom` re-attaches (the deploy of "
-                f"{self.board.revision} runs in the control-room server, not in this terminal)."
-            )
-            if self.may_act:
-                body += "\n\nOr abort it first (a): " + self._abort_body()
-            choice = await self.push_screen_wait(QuitDialog(body, may_abort=self.may_act))
+        if self._quit_body() is not None:
+            rollout = self.board.rollout_id
+            choice = await self.push_screen_wait(QuitDialog(self._quit_body, may_abort=self.may_act))
             if choice is None:
+                if self._quit_body() is None:
+                    self._say(f"deploy #{rollout} ended while you were asked: q quits now", timeout=4)
                 return
-            if choice == "abort" and self.board.active:
+            if choice == "abort" and self.board.active and self.board.rollout_id == rollout:
                 await self.send("abort")
         self.exit(0)

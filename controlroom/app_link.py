@@ -19,7 +19,7 @@ from controlroom.journal import Lock
 from widgets.deploy_log import entry_line
 
 RECONNECT = 1.0  # seconds between attempts to reach the server again
-HOST_LINES = 2000  # lines of one host's output kept while its view is open
+HOST_LINES = 200  # lines of one host's output kept while its view is open (the view shows the last 200)
 
 
 class Link:
@@ -31,7 +31,7 @@ class Link:
         said = False
         while not self.closing:
             try:
-                client = await connect(self.cfg, read_only=self.read_only_asked)
+                client = await connect(self.cfg, read_only=self.read_only_asked, kind="app")
             except (ControlroomError, OSError) as e:  # OSError: a server dying as we knocked (reset)
                 if not said:
                     self._say(str(e), title="Cannot reach the control-room server", severity="error", timeout=15)
@@ -57,6 +57,7 @@ class Link:
             if self.closing:
                 return
             self.busy = ""
+            self._on_presence({"presence": [], "driver": None})  # nobody is known to be attached any more
             self._say("the control-room server went away: connecting again (a deploy it ran shows halted)",
                       severity="warning", timeout=10)
             await asyncio.sleep(RECONNECT)
@@ -65,6 +66,8 @@ class Link:
         hello = client.hello
         self.user = str(hello.get("user") or self.user)
         self.may_act = client.may_act
+        self.client_no = int(hello.get("client_no") or 0)
+        client.ask_anyway = self.ask_anyway  # another person drives the deploy: the operator is asked first
         if hello.get("warning"):
             self._say(str(hello["warning"]), severity="warning", timeout=15)
         if not self.may_act:
@@ -84,6 +87,9 @@ class Link:
                 self._on_wire_event(msg)
             elif op == "snapshot":
                 self._on_snapshot(msg)
+                self._on_presence(msg)
+            elif op == "presence":
+                self._on_presence(msg)
             elif op == "closed":
                 return
 
@@ -212,6 +218,38 @@ class Link:
                 self.board.revision, self.board.previous = self.staged, self.live
                 self.board.dirty = True
         self.revisions_loaded.set()
+
+    # ------------------------------------------------------------------------------------------- presence
+    def _on_presence(self, msg: dict) -> None:
+        """Who is attached to the server and who drives its operation (the server's word, from peer creds)."""
+        clients = msg.get("presence")
+        if not isinstance(clients, list):
+            return
+        self.presence = [c for c in clients if isinstance(c, dict)]
+        driver = msg.get("driver")
+        self.driver = driver if isinstance(driver, dict) else None
+        self._presence_dirty = True
+
+    def driven_elsewhere(self) -> str | None:
+        """The question to ask before acting on a deploy another person drives, or None (nobody else does)."""
+        d = self.driver
+        if d is None or not self.busy or str(d.get("user")) == self.user:
+            return None
+        if not any(c.get("no") == d.get("no") for c in self.presence):
+            return None  # they left: nobody is at it (the server does not ask either)
+        where = f" from {d['origin']}" if d.get("origin") else ""
+        return f"{d.get('user')} is driving {self.board.revision or 'the deploy'}{where}; act anyway?"
+
+    async def ask_anyway(self, question: str) -> bool:
+        """The server says another person drives what an intent acts on: ask (once per driver and decision)."""
+        d = self.driver or {}
+        if self._accepted_driver is not None and self._accepted_driver == (d.get("user"), d.get("no")):
+            return True  # asked just now, before the flow's own dialog
+        from widgets.dialogs import ConfirmDialog
+
+        answer = await self.push_screen_wait(
+            ConfirmDialog("Another person drives this deploy", question, "Act anyway"))
+        return bool(answer)
 
     # ------------------------------------------------------------------------------------------- journal
     def poll_journal(self) -> None:

@@ -17,6 +17,7 @@ from widgets.deploy_log import DeployLogPane
 from widgets.flags import FlagsPane
 from widgets.host_grid import HostGrid
 from widgets.metrics import MetricsPane
+from widgets.presence import PresenceLine
 from widgets.rollout import RolloutPane
 from widgets.staging_diff import StagingDiffPane
 from widgets.status_line import StatusLine
@@ -46,6 +47,7 @@ class MainScreen(Screen):
                 yield StagingDiffPane(id="staging-diff", classes="pane placeholder")
             with TabPane("Metrics", id="tab-metrics"):
                 yield MetricsPane(id="metrics", classes="pane placeholder")
+        yield PresenceLine(id="presence-line")  # hidden while no one else is attached
         yield StatusLine(id="status-line")  # hidden until something failed out of sight (chat)
         yield Footer(compact=True)
 

@@ -21,7 +21,7 @@ from controlroom import stagediff
 from controlroom.app_keys import SECONDARY
 from controlroom.errors import ControlroomError
 from controlroom.notify import failure_line
-from controlroom.text import clean
+from controlroom.text import clean, took
 from widgets.diff_view import prepare_lexers
 from widgets.stage_view import MAX_LINES, StageScreen
 from widgets.staging_diff import StagingDiffPane
@@ -40,6 +40,8 @@ class StageActions:
     _stage_title = ""
     _stage_result = ""
     _stage_lines: deque | None = None
+    _live_base: dict | None = None  # host -> revision, by the journal at the pane's last look
+    _live_dirty = False  # a host took (or gave back) a revision since the pane's live line was drawn
 
     # ------------------------------------------------------------------------------------------- queries
     @property
@@ -68,7 +70,58 @@ class StageActions:
             return
         if kind is ev.LogEntryAdded and e.kind in STAGE_KINDS:
             self._stage_logged(e)
+        if kind is ev.HostStateChanged and e.state in (ev.DONE, ev.ROLLED_BACK) or kind is ev.RolloutStarted:
+            self._live_dirty = True
         super()._on_engine_event(e, seq)  # type: ignore[misc]
+
+    # ------------------------------------------------------------------------------------------- live side
+    def _board_live(self) -> dict[str, str]:
+        """host -> the revision it runs by the board's host events (done: the deploy's; rolled back: its own)."""
+        return {n: hv.revision for n, hv in self.board.hosts.items()
+                if hv.state in (ev.DONE, ev.ROLLED_BACK) and hv.revision}
+
+    def _live_now(self, base: dict[str, str], over: dict[str, str]):
+        """revision -> hosts: the journal's record at the last look, then what the host events said since."""
+        m = dict(base)
+        fill = self.unreached_live or self.live
+        if over and not m and fill:  # nothing recorded yet: the hosts the events did not name run what one said
+            m = {h.name: fill for h in self.cfg.hosts}
+        m.update(over)
+        return stagediff.counts_of(m)
+
+    def fleet_live(self):
+        """revision -> hosts of the inventory running it now, as the events say (what `d` tells the operator)."""
+        m = dict(self._live_base or {})
+        fill = self.unreached_live or self.live
+        if fill:
+            for h in self.cfg.hosts:
+                m.setdefault(h.name, fill)
+        m.update(self._board_live())
+        return stagediff.counts_of(m)
+
+    def follow_live(self) -> None:
+        """The staging diff's live side follows the host events, not its poll: the line is drawn again, and the
+        diff is loaded from the new side once most hosts run another revision."""
+        if not self._live_dirty:
+            return
+        self._live_dirty = False
+        try:
+            pane = self.staging_diff
+        except Exception:  # noqa: BLE001 - not composed yet
+            return
+        d = pane.diff
+        if d is None or self._live_base is None:
+            return
+        counts = self._live_now(self._live_base, self._board_live())
+        if not counts:
+            return
+        line = stagediff.live_line(counts)
+        if line == d.live_line:
+            return
+        if counts.most_common(1)[0][0] != d.live:
+            self.want_diff(force=True)
+        else:
+            pane.show_live(line)
 
     def _chat_failed(self, e: ev.AnnouncementFailed) -> None:
         line = failure_line(e)
@@ -114,15 +167,18 @@ class StageActions:
         cfg = self.cfg
         live, unreached = self.live, self.unreached_live
         hosts_known = self.revisions_loaded.is_set()
+        over = self._board_live()  # read here, on the loop: the thread reads no board
         note = f"asked {cfg.phases[0].hosts[0]}" if cfg.phases and cfg.phases[0].hosts else "asked a host"
 
         def read() -> tuple[tuple | None, stagediff.StagingDiff | None, str]:
             try:
-                counts = stagediff.live_counts(cfg, unrecorded=unreached)
+                base = stagediff.live_by_host(cfg, unrecorded=unreached)
+                counts = self._live_now(base, over)
                 if not counts and live is None and not hosts_known:
                     return None, None, ""  # the server has not said what the fleet runs yet
                 name, commit = stagediff.staged_commit(cfg)
                 key = (commit, tuple(sorted(counts.items())) or live)
+                self._live_base = base
                 if key == self._diff_key and not force:
                     return key, None, ""
                 d = stagediff.load(cfg, staged=name, counts=counts, live=live, live_note=note)
@@ -231,8 +287,8 @@ class StageActions:
             await c.close()
         rev = clean(reply.get("revision"), 80)
         if reply.get("staged"):
-            return f"STAGE OK {rev} in {reply.get('seconds', 0):.0f} s", True
-        return f"STAGE FAILED {rev}: {clean(reply.get('reason'), 200)} after {reply.get('seconds', 0):.0f} s", False
+            return f"STAGE OK {rev} in {took(reply.get('seconds', 0))}", True
+        return f"STAGE FAILED {rev}: {clean(reply.get('reason'), 200)} after {took(reply.get('seconds', 0))}", False
 
     def _stage_output(self, msg: dict) -> None:
         if msg.get("op") != "stage_output":

@@ -29,8 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("check", parents=[common], help="validate the config and print a summary")
 
-    r = sub.add_parser("run", parents=[common], help="run a shell command on hosts, one line per host")
+    r = sub.add_parser("run", parents=[common],
+                       help="run a shell command on hosts; hosts with identical output are shown as one block")
     r.add_argument("cmd", metavar="CMD", help="the command (quote it as one argument)")
+    r.add_argument("--each", action="store_true",
+                   help="one block per host, as each one finishes (default: hosts with identical output together)")
     r.add_argument("--hosts", metavar="PATTERN|GROUP", help="which hosts: a group, web[001:010], web0*, a,b")
     r.add_argument("--parallel", type=int, metavar="N", help="hosts at a time (default: [inventory.ssh] max_parallel)")
     r.add_argument("--timeout", type=float, metavar="SECONDS", help="per-command timeout (default: command_timeout)")
@@ -100,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def dispatch(args: argparse.Namespace) -> int:
     cmd = args.command
+    from controlroom.client import cli_answers
+
+    cli_answers(getattr(args, "yes", False))  # --yes acts on a deploy another person drives without asking
     if cmd == "check":
         return cmd_check(args)
     if cmd == "run":
@@ -239,35 +245,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     warning = raise_nofile_limit(len(selected))
     if warning:
         print(warning, file=sys.stderr)
-    from controlroom.text import clean
+    from controlroom import runout
 
     width = max(len(n) for n in selected)
     tty = sys.stdout.isatty()
 
-    def show(res) -> None:
-        detail = ""
-        if res.ok:
-            last = res.stdout.rsplit("\n", 1)[-1] if res.stdout else ""
-            detail = f"  {last}" if last else ""
-        else:
-            why = res.reason if res.status != "exit" else (res.stderr.rsplit("\n", 1)[-1] if res.stderr else "")
-            detail = f"  {why}" if why else ""
-        detail = clean(detail)  # what the host printed: no escape sequence reaches this terminal
+    def show(res) -> None:  # --each: a block per host as it finishes; what hosts print is cleaned (runout)
         label = res.label
         if tty and not os.environ.get("NO_COLOR"):
             label = f"\033[{'32' if res.ok else '31'}m{label:<9}\033[0m"
         else:
             label = f"{label:<9}"
-        print(f"{clean(res.host):<{width}}  {label} {res.connect_s + res.run_s:6.2f} s{detail}", flush=True)
+        print("\n".join(runout.each(res, width, label)), flush=True)
 
     async def go():
         async with SSHPool(cfg.ssh, (cfg.host(n) for n in selected)) as pool:
             return await pool.run_many(selected, args.cmd, parallel=args.parallel, timeout=args.timeout,
-                                       on_result=show)
+                                       on_result=show if args.each else None)
 
     t0 = time.monotonic()
     results = asyncio.run(go())
     took = time.monotonic() - t0
+    if not args.each:
+        print("\n".join(runout.grouped(results, selected)), flush=True)
     counts = Counter(r.label for r in results)
     order = sorted(counts, key=lambda k: (k != "ok", k))
     summary = ", ".join(f"{counts[k]} {k}" for k in order)

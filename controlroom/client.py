@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from controlroom import protocol as pr
@@ -39,6 +40,9 @@ class Client:
         self._next = 0
         self._reader_task = asyncio.ensure_future(self._read())
         self.closed = asyncio.Event()
+        # asked when the server says another person drives what an intent acts on ("alice is driving r2307 from
+        # 10.0.0.5; act anyway?"): True sends the intent again with "anyway"; None (the default) refuses
+        self.ask_anyway: Callable[[str], Awaitable[bool]] | None = None
 
     @property
     def may_act(self) -> bool:
@@ -64,7 +68,20 @@ class Client:
             self.messages.put_nowait({"op": "closed"})
 
     async def request(self, op: str, **args) -> dict:
-        """Send one request; return the reply, or raise ControlroomError with the server's line and exit code."""
+        """Send one request; return the reply, or raise ControlroomError with the server's line and exit code.
+
+        When the server answers that another person drives the deploy, ``ask_anyway`` (if set) is asked the
+        server's question; a yes sends the request again, acting anyway."""
+        try:
+            return await self._request(op, **args)
+        except ControlroomError as e:
+            if not getattr(e, "driven", False) or self.ask_anyway is None or args.get("anyway"):
+                raise
+            if not await self.ask_anyway(str(e)):
+                raise
+        return await self._request(op, **args, anyway=True)
+
+    async def _request(self, op: str, **args) -> dict:
         self._next += 1
         rid = self._next
         fut = asyncio.get_running_loop().create_future()
@@ -78,6 +95,7 @@ class Client:
         if not reply.get("ok"):
             err = ControlroomError(reply.get("error") or "the server refused")
             err.exit_code = int(reply.get("exit", 1))
+            err.driven = bool(reply.get("driven"))  # another person drives it: ask_anyway may be asked
             raise err
         return reply
 
@@ -88,9 +106,10 @@ class Client:
             await self.writer.wait_closed()
 
 
-async def _open(path: Path, read_only: bool) -> Client:
+async def _open(path: Path, read_only: bool, kind: str = "cli") -> Client:
     reader, writer = await asyncio.open_unix_connection(str(path), limit=pr.MAX_LINE)
-    writer.write(pr.encode({"op": "hello", "version": pr.VERSION, "read_only": read_only}))
+    # kind: what this client is (app, cli, web), for the presence list the server keeps
+    writer.write(pr.encode({"op": "hello", "version": pr.VERSION, "read_only": read_only, "client": kind}))
     await writer.drain()
     hello = await pr.read_msg(reader)
     if hello is None:
@@ -119,11 +138,48 @@ def spawn_server(cfg: Config) -> subprocess.Popen:
     )
 
 
-async def connect(cfg: Config, *, start: bool = True, read_only: bool = False) -> Client:
-    """A connection to the server of cfg's state directory, starting one when none answers (and start)."""
+async def connect(cfg: Config, *, start: bool = True, read_only: bool = False, kind: str = "cli") -> Client:
+    """A connection to the server of cfg's state directory, starting one when none answers (and start).
+
+    ``kind`` says what this client is (app, cli, web). A CLI client asks its person on a terminal before acting
+    on a deploy another person drives (`cli_answers`)."""
+    client = await _connect(cfg, start=start, read_only=read_only, kind=kind)
+    if kind == "cli":
+        client.ask_anyway = _terminal_anyway
+    return client
+
+
+_YES = False  # the command line said --yes: act on another person's deploy without asking
+
+
+def cli_answers(yes: bool) -> None:
+    """The CLI's --yes for this process: acting on a deploy another person drives without asking."""
+    global _YES
+    _YES = bool(yes)
+
+
+async def _terminal_anyway(question: str) -> bool:
+    """"alice is driving r2307 from 10.0.0.5; act anyway?" on the terminal; without one (or at its end), no,
+    unless --yes. A terminal that goes away never says yes."""
+    if _YES:
+        return True
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        return False
+    from controlroom.text import clean
+
+    def ask() -> bool:
+        try:
+            return input(f"{clean(question, 300)} [y/N] ").strip().lower() in ("y", "yes")
+        except (EOFError, KeyboardInterrupt, OSError):
+            return False
+
+    return await asyncio.to_thread(ask)
+
+
+async def _connect(cfg: Config, *, start: bool, read_only: bool, kind: str) -> Client:
     path = pr.socket_path(Path(cfg.state.dir))
     try:
-        return await _open(path, read_only)
+        return await _open(path, read_only, kind)
     except (FileNotFoundError, ConnectionRefusedError, ConnectionResetError, BrokenPipeError):
         # no server, or one still dying (it reset us at hello): start (or find) a live one
         if not start:
@@ -143,22 +199,22 @@ async def connect(cfg: Config, *, start: bool = True, read_only: bool = False) -
     try:
         await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
         with contextlib.suppress(FileNotFoundError, ConnectionRefusedError, ConnectionResetError, BrokenPipeError):
-            return await _open(path, read_only)
+            return await _open(path, read_only, kind)
         proc = spawn_server(cfg)
         try:
-            return await _await_server(proc, path, state, read_only)
+            return await _await_server(proc, path, state, read_only, kind)
         finally:
             proc.stdout.close()  # the server's output goes to its log from now on
     finally:
         os.close(fd)
 
 
-async def _await_server(proc: subprocess.Popen, path: Path, state: Path, read_only: bool) -> Client:
+async def _await_server(proc: subprocess.Popen, path: Path, state: Path, read_only: bool, kind: str) -> Client:
     """Connect once the server listens; if it exits first, raise what it said (its exit code, one line)."""
     deadline = time.monotonic() + START_WAIT
     while True:
         with contextlib.suppress(FileNotFoundError, ConnectionRefusedError, ConnectionResetError, BrokenPipeError):
-            return await _open(path, read_only)
+            return await _open(path, read_only, kind)
         if proc.poll() is not None and proc.returncode != 0:
             said = [line for line in proc.stdout.read().decode(errors="replace").splitlines() if line.strip()]
             why = said[-1].removeprefix("controlroom: ") if said else last_line(state / "server.log")

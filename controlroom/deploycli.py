@@ -8,7 +8,7 @@ import sys
 from controlroom import events as ev
 from controlroom.config import Config
 from controlroom.errors import ControlroomError, JournalError, LockedError, UsageError
-from controlroom.journal import Journal
+from controlroom.journal import Journal, Lock
 from controlroom.text import LINE_LIMIT, clean
 
 
@@ -37,6 +37,8 @@ def add_parsers(sub, common) -> None:
 
     lk = sub.add_parser("lock", parents=[common], help="lock the fleet: NO DEPLOY PLEASE")
     lk.add_argument("message", nargs="+", metavar="MSG")
+    lk.add_argument("--takeover", "--yes", "-y", dest="takeover", action="store_true",
+                    help="replace the lock someone holds without asking (goes into the log)")
     ul = sub.add_parser("unlock", parents=[common], help="release the lock")
     ul.add_argument("--force", action="store_true",
                     help="release another person's lock, or the lock a halted deploy keeps (goes into the log)")
@@ -94,11 +96,36 @@ def cmd_log(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_lock(cfg: Config, args: argparse.Namespace) -> int:
+    """Lock the fleet. A lock someone holds already is named first and replaced only on a yes typed at a
+    terminal (or --takeover); without a terminal the command is refused (exit 3) naming the holder."""
     msg = " ".join(args.message).strip()
     if not msg:
         raise UsageError("lock needs a message: say why (it is what the team reads)")
-    print(clean(f"locked: {_ask_server(cfg, 'lock', message=msg)['describe']}", LINE_LIMIT))
+    d = _ask_server(cfg, "journal", since=2**62).get("lock")
+    held = Lock(**d) if d else None
+    takeover = False
+    if held is not None and not held.stale and not held.rollout_id:  # a deploy's lock: the server refuses
+        described = clean(held.describe(), LINE_LIMIT)
+        if not args.takeover:
+            if not (sys.stdin.isatty() and sys.stdout.isatty()):
+                raise LockedError(f"the fleet is locked: {described}; `controlroom lock --takeover MSG` "
+                                  "replaces it")
+            print(f"the fleet is locked: {described}")
+            if not _yes("Replace it with your lock? [y/N] "):
+                print("not locking: the lock stays as it is")
+                return 1
+        takeover = True
+    print(clean(f"locked: {_ask_server(cfg, 'lock', message=msg, takeover=takeover)['describe']}", LINE_LIMIT))
     return 0
+
+
+def _yes(question: str) -> bool:
+    """A yes typed at the terminal; the end of input (a terminal that went away) is a no."""
+    try:
+        return input(question).strip().lower() in ("y", "yes")
+    except (EOFError, KeyboardInterrupt, OSError):
+        print()
+        return False
 
 
 def cmd_unlock(cfg: Config, args: argparse.Namespace) -> int:

@@ -18,7 +18,7 @@ from pathlib import Path
 from controlroom import release, stagediff
 from controlroom.config import Config
 from controlroom.errors import ControlroomError, UsageError
-from controlroom.text import clean
+from controlroom.text import clean, took
 
 GREEN, RED, CYAN, BOLD, DIM, RESET = "\x1b[32m", "\x1b[31m", "\x1b[36m", "\x1b[1m", "\x1b[2m", "\x1b[0m"
 # the data functions live in the core module stagediff (the app's pane uses them too); kept here by their old names
@@ -132,9 +132,9 @@ def cmd_stage(cfg: Config, args: argparse.Namespace) -> int:
             await c.close()
         rev = clean(reply["revision"], 80)
         if reply["staged"]:
-            print(f"STAGE OK {rev} in {reply['seconds']:.0f} s", flush=True)
+            print(f"STAGE OK {rev} in {took(reply['seconds'])}", flush=True)
             return 0
-        print(f"STAGE FAILED {rev}: {clean(reply['reason'], 200)} after {reply['seconds']:.0f} s", flush=True)
+        print(f"STAGE FAILED {rev}: {clean(reply['reason'], 200)} after {took(reply['seconds'])}", flush=True)
         return 1
 
     return asyncio.run(go())

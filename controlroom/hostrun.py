@@ -87,7 +87,7 @@ class HostWorkMixin:
                 return
             if stream == "out" and line.startswith(SKIP_MARK):
                 line = f"(step {line[len(SKIP_MARK):]} already done on this host for this deploy: not run again)"
-            hr.output.append(line)
+            hr.output.append(line if stream == "out" else f"[{stream}] {line}")  # as the board keeps it
             publish(self._subscribers, ev.HostOutput(self.id, host=hr.name, stream=stream, line=line))
 
         return on_line

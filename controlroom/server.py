@@ -27,6 +27,7 @@ from controlroom.board import Board
 from controlroom.config import Config
 from controlroom.errors import ControlroomError, UsageError
 from controlroom.journal import Journal
+from controlroom.presence import DECISIONS, DRIVES, Presence, kind_of
 from controlroom.schema import journal_error
 from controlroom.serverops import POLICIES, OpsMixin  # noqa: F401 - POLICIES for callers of this module
 from controlroom.text import clean
@@ -45,10 +46,14 @@ class ServerRunning(ControlroomError):
 
 
 class _Client:
-    def __init__(self, peer: pr.Peer, writer: asyncio.StreamWriter, read_only: bool) -> None:
+    def __init__(self, peer: pr.Peer, writer: asyncio.StreamWriter, read_only: bool, kind: str = "cli",
+                 origin: str | None = None, no: int = 0) -> None:
         self.peer = peer
         self.writer = writer
         self.read_only = read_only
+        self.kind = kind  # what it said it is in its hello: app, cli or web (presence)
+        self.origin = origin  # where its person is, as the server derives it (OpsMixin.origin_of)
+        self.no = no  # its number on this server, for the presence list
         self.queue: asyncio.Queue = asyncio.Queue(QUEUE)
         self.attached = False
         self.resync = False
@@ -107,6 +112,7 @@ class Server(OpsMixin):
         self._lock_fd: int | None = None
         self._server: asyncio.AbstractServer | None = None
         self.warning: str | None = None
+        self.presence = Presence()  # who is attached, who drives (presence.py)
 
     # ------------------------------------------------------------------------------------------ life
     async def start(self) -> None:
@@ -239,6 +245,7 @@ class Server(OpsMixin):
             "busy": self.op_name if self.busy else "",
             "engine_status": self.rollout.status if self.busy and self.rollout is not None else None,
             "policy": self.policy if self.busy else None,  # who answers an operator's wait: a follower asks not
+            **self.presence.message(self.clients, self.busy),
         }
         if not self.busy and snap["board"]["status"] not in (None, *ev.ROLLOUT_FINAL):
             snap["board"]["status"] = ev.R_HALTED  # a deploy that nothing here drives waits for a decision
@@ -259,11 +266,12 @@ class Server(OpsMixin):
                                                  "(`controlroom server stop` ends an old server)"}))
                 await writer.drain()
                 return
-            client = _Client(peer, writer, bool(hello.get("read_only")) or not self._may_act(peer))
+            client = _Client(peer, writer, bool(hello.get("read_only")) or not self._may_act(peer),
+                             kind_of(hello), self.origin_of(peer), self.presence.next_no())
             self.clients.add(client)
             writer.write(pr.encode({"op": "hello", "ok": True, "version": pr.VERSION, "pid": os.getpid(),
                                     "user": peer.user, "may_act": not client.read_only,
-                                    "warning": self.warning}))
+                                    "warning": self.warning, "client_no": client.no}))
             await writer.drain()
             client.task = asyncio.ensure_future(self._pump(client))
             while (msg := await pr.read_msg(reader)) is not None:
@@ -275,6 +283,7 @@ class Server(OpsMixin):
                 self.clients.discard(client)
                 if client.task is not None:
                     client.task.cancel()
+                self._presence_changed()
             writer.close()
 
     async def _pump(self, c: _Client) -> None:
@@ -301,6 +310,7 @@ class Server(OpsMixin):
         try:
             if op == "attach":
                 self._attach(c, msg.get("since"))
+                self._presence_changed()
                 reply = {}
             elif op in READS:
                 reply = await getattr(self, f"_op_{op}")(c, msg)
@@ -311,20 +321,44 @@ class Server(OpsMixin):
                     raise UsageError(f"refused: {why}; you may watch, not act")
                 if msg.get("config") and op in ("deploy", "resume", "rollback") and not self.busy:
                     self.use_config(str(msg["config"]))  # the operation runs with the config its client named
+                if op in DECISIONS and not msg.get("anyway"):  # another person drives it: their client asks
+                    self.presence.check(c, self.clients, self.busy, getattr(self.rollout, "revision", None))
+                before = self.op
                 with self.acting(c.peer):  # the log names who asked, from where
                     if op in ("proceed", "retry", "skip", "unpause") and self.busy and self.rollout is not None:
                         overrides.refusal(self.rollout, op, msg.get("host"), msg.get("reason"))  # before the lock
                         self._unpark(self.rollout, c.peer.user)  # a parked deploy goes on: its lock is live again
                     reply = await getattr(self, f"_op_{op}")(c, msg)
                 self._last_busy = time.monotonic()
+                if op in DRIVES:
+                    self._drove(c, before)
             else:
                 raise UsageError(f"unknown request {clean(str(op), 40)!r}")
             out = {"id": rid, "ok": True, **(reply or {})}
         except ControlroomError as e:
             out = {"id": rid, "ok": False, "error": str(e), "exit": e.exit_code}
+            if getattr(e, "driven", False):
+                out["driven"] = True  # the client may ask its person and send it again with "anyway"
         c.writer.write(pr.encode(out))  # a reply is never dropped, even for a client that fell behind
         with contextlib.suppress(ConnectionError, OSError):
             await c.writer.drain()
+
+    # ------------------------------------------------------------------------------------------ presence
+    def _drove(self, c: _Client, before: asyncio.Task | None) -> None:
+        """c started the operation or decided on it: it drives it now, until the operation ends."""
+        self.presence.drove(c)
+        if self.op is not None and self.op is not before:
+            self.op.add_done_callback(lambda _t: self._presence_changed())  # nobody drives what ended
+        self._presence_changed()
+
+    def _presence_changed(self) -> None:
+        """Every attached client is told who is attached when that, or who drives, changed."""
+        msg = self.presence.changed(self.clients, self.busy)
+        if msg is not None:
+            data = pr.encode(msg)
+            for c in self.clients:
+                if c.attached:
+                    c.put(msg, data)
 
     def _attach(self, c: _Client, since) -> None:
         if isinstance(since, int) and self.ring and since >= self.ring[0]["seq"] - 1 and since <= self.seq:

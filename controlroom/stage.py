@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from controlroom.errors import ControlroomError, UsageError
-from controlroom.text import clean
+from controlroom.text import clean, took
 
 if TYPE_CHECKING:
     from controlroom.config import Config
@@ -135,9 +135,9 @@ def record(journal: Journal, user: str, r: StageResult) -> None:
         "INSERT INTO stages (at, user, revision, commit_hash, ok, seconds, reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
         (time.time(), user, r.revision, r.commit, int(r.ok), r.seconds, r.reason))
     if r.ok:
-        journal.add_log(user, "STAGE OK", f"{r.revision} in {r.seconds:.0f} s", r.revision)
+        journal.add_log(user, "STAGE OK", f"{r.revision} in {took(r.seconds)}", r.revision)
     else:
-        journal.add_log(user, "STAGE FAILED", f"{r.revision}: {r.reason} after {r.seconds:.0f} s", r.revision)
+        journal.add_log(user, "STAGE FAILED", f"{r.revision}: {r.reason} after {took(r.seconds)}", r.revision)
 
 
 def staged_ok(journal: Journal, revision: str, commit: str | None) -> bool:

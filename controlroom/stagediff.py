@@ -103,23 +103,32 @@ def live_counts(cfg: Config, unrecorded: str | None = None) -> Counter:
     cannot be read). With ``unrecorded`` (what the fleet ran when a host was asked), the inventory's hosts that no
     deploy has reached yet count as running it: in the middle of a first deploy, the 2 canary hosts on r2307 are
     not the whole fleet."""
+    return Counter(live_by_host(cfg, unrecorded).values())
+
+
+def live_by_host(cfg: Config, unrecorded: str | None = None) -> dict[str, str]:
+    """host -> the revision it runs, as live_counts counts them (a client then follows the host events)."""
     from controlroom.journal import Journal, unreached
 
     if not (Path(cfg.state.dir) / "journal.db").exists():
-        return Counter()
+        return {}
     try:
         j = Journal.open(Path(cfg.state.dir), readonly=True)
     except Exception:  # noqa: BLE001 - unreadable journal: the caller asks the server instead
-        return Counter()
+        return {}
     try:
         recorded = j.live_revisions()
     finally:
         j.close()
-    counts = Counter(live for live, _ in recorded.values() if live)
-    missing = unreached(recorded, cfg.hosts) if counts and unrecorded else []
-    if missing:
-        counts[unrecorded] += len(missing)
-    return counts
+    out = {h: live for h, (live, _) in recorded.items() if live}
+    if out and unrecorded:
+        out.update(dict.fromkeys(unreached(recorded, cfg.hosts), unrecorded))
+    return out
+
+
+def counts_of(by_host: dict[str, str]) -> Counter:
+    """revision -> hosts, in the order live_line shows them (most hosts first, then by name)."""
+    return Counter(dict(sorted(Counter(by_host.values()).items(), key=lambda kv: (-kv[1], kv[0]))))
 
 
 def live_line(counts: Counter) -> str:

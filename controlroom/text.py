@@ -90,3 +90,11 @@ def clean_lines(text: object, limit: int | None = LINE_LIMIT) -> list[str]:
     if parts and parts[-1] == "":
         parts.pop()
     return [clean(p, limit) for p in parts]
+
+
+def took(seconds: float) -> str:
+    """How long work that ran took: '340 ms' under a second (never '0 s'), else whole seconds ('12 s')."""
+    s = max(float(seconds or 0.0), 0.0)
+    if s < 1:
+        return f"{max(round(s * 1000), 1) if s > 0 else 0} ms"
+    return f"{s:.0f} s"

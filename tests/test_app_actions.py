@@ -83,10 +83,19 @@ async def start(pilot) -> None:
     await pilot.pause()
 
 
+async def press_deploy(pilot) -> None:
+    """d, then y in the confirmation that says what the deploy will do."""
+    app: ControlRoom = pilot.app
+    await pilot.press("d")
+    await until(pilot, lambda: isinstance(app.screen, ConfirmDialog) and app.screen.title_text.startswith("Deploy"),
+                "the deploy's confirmation")
+    await pilot.press("y")
+
+
 async def deploy_to_gate(pilot) -> None:
     """d, then the canary runs and the next phase waits for the operator (canary has auto = false)."""
     app: ControlRoom = pilot.app
-    await pilot.press("d")
+    await press_deploy(pilot)
     await until(pilot, lambda: app.board.gate is not None, "the canary to finish and the gate to wait")
 
 
@@ -128,7 +137,7 @@ async def test_failing_canary_host_halts_the_phase_and_retry_heals_it(make_fleet
     app = make_app(fleet)
     async with app.run_test(size=SIZE) as pilot:
         await start(pilot)
-        await pilot.press("d")
+        await press_deploy(pilot)
         await until(pilot, lambda: app.status == ev.R_HALTED, "the canary to halt")
         await until(pilot, lambda: app.host_grid.cursor_host == "web002", "the cursor on the failed host")
         assert app.board.hosts["web002"].state == ev.FAILED
@@ -150,7 +159,7 @@ async def test_skip_past_the_budget_asks_for_a_reason_and_the_canary_and_done_st
     app = make_app(fleet)
     async with app.run_test(size=SIZE) as pilot:
         await start(pilot)
-        await pilot.press("d")
+        await press_deploy(pilot)
         await until(pilot, lambda: app.status == ev.R_HALTED, "the canary to halt")
         await pilot.pause(0.1)
         await pilot.press("s")
@@ -310,7 +319,7 @@ async def test_enter_opens_a_host_with_its_output_result_and_timings(make_fleet)
     app = make_app(fleet)
     async with app.run_test(size=SIZE) as pilot:
         await start(pilot)
-        await pilot.press("d")
+        await press_deploy(pilot)
         await until(pilot, lambda: app.board.gate is not None or app.status == ev.R_DONE, "the canary")
         await pilot.press("right", "enter")  # web002
         await until(pilot, lambda: isinstance(app.screen, HostScreen), "the host view")

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from controlroom import events as ev
-from tests.test_app_actions import SIZE, log_of, make_app, servers_stopped, start, until  # noqa: F401
+from tests.test_app_actions import SIZE, log_of, make_app, press_deploy, servers_stopped, start, until  # noqa: F401
 from widgets.dialogs import PromptDialog
 from widgets.flag_dialogs import FlagConfirmDialog, FlagHistoryScreen, KillSwitchPicker
 from widgets.flags import KILL_MARK, FlagsPane
@@ -51,7 +51,7 @@ async def test_during_a_deploy_k_a_few_letters_enter_and_enter_kill_beehive_on_e
         assert KILL_MARK not in pane.line_of("enable_feature_video")
         assert "never changed" in pane.line_of("beehive") and "ON" in pane.line_of("beehive")
 
-        await pilot.press("d")
+        await press_deploy(pilot)
         await until(pilot, lambda: app.board.status == ev.R_RUNNING and app.busy, "the deploy to run")
 
         await pilot.press("k")  # 1
@@ -183,6 +183,8 @@ def test_in_the_demo_during_a_deploy_a_kill_switch_takes_three_keys_and_the_conf
         screen = term.wait_for("r2306 -> r2307", "READY", "beehive", timeout=60)
         assert f"{KILL_MARK} beehive" in screen and "never changed" in screen
         term.press("d")
+        term.wait_for("Deploy r2307?", "y: deploy")  # the confirmation says what will happen
+        term.press("y")
         # the deploy is under way: the canary is done and its gate failed (the demo's story); decide later
         term.wait_for("The gate before stage 1 failed")
         term.press("Escape")

@@ -13,6 +13,7 @@ from tests.test_app_actions import (  # noqa: F401 - servers_stopped: an autouse
     SIZE,
     dialog_text,
     make_app,
+    press_deploy,
     revision_on,
     server_pid,
     servers_stopped,
@@ -75,7 +76,7 @@ async def test_a_server_killed_mid_deploy_comes_back_with_the_deploy_halted_and_
     app = make_app(fleet)
     async with app.run_test(size=SIZE) as pilot:
         await start(pilot)
-        await pilot.press("d")
+        await press_deploy(pilot)
         await until(pilot, lambda: app.board.gate is not None, "the canary to finish and the gate to wait")
         pid = server_pid(app.cfg.state.dir)
         os.kill(pid, signal.SIGKILL)  # the server dies with the deploy in it

@@ -9,7 +9,7 @@ from textual.widgets import Footer, TabbedContent
 
 from controlroom import events as ev
 from controlroom.app import ControlRoom
-from tests.test_app_actions import make_app, servers_stopped, until  # noqa: F401
+from tests.test_app_actions import make_app, press_deploy, servers_stopped, until  # noqa: F401
 
 PANES = ("#rollout", "#deploy-log", "#flags", "#staging-diff", "#metrics")
 
@@ -86,7 +86,7 @@ async def test_at_80x24_the_panes_are_tabs_and_nothing_is_cut_off(make_fleet):
             assert_inside(app, rollout.query_one(child))
         assert_footer_fits(app)
         # the busiest footer: a halted phase with a failed host under the cursor
-        await pilot.press("d")
+        await press_deploy(pilot)
         await until(pilot, lambda: app.status == ev.R_HALTED, "the halt")
         for child in ("#revision-line", "#context-line", "#waiting-line", "#phase-bars", "#host-grid"):
             assert_inside(app, rollout.query_one(child))
@@ -122,7 +122,7 @@ async def test_no_color_gives_a_monochrome_screen_where_symbols_carry_the_state(
     async with app.run_test(size=(160, 48)) as pilot:
         await ready(pilot)
         assert app.no_color
-        await pilot.press("d")
+        await press_deploy(pilot)
         await until(pilot, lambda: app.status == ev.R_HALTED, "the halt")
         grid = app.host_grid
         row = "".join(s.text for s in grid.render_line(grid._row_of[0] - grid.scroll_offset.y))

@@ -17,7 +17,7 @@ from controlroom.app import ControlRoom
 from controlroom.demo.fleet import Fleet
 from controlroom.demo.metrics_sim import BAD_REVISION
 from tests.servers import closed_port
-from tests.test_app_actions import make_app, servers_stopped  # noqa: F401 - every server a test starts stops
+from tests.test_app_actions import make_app, press_deploy, servers_stopped  # noqa: F401 - every server a test starts stops
 from widgets.metrics import HIDDEN_CHECK, MetricsPane
 from widgets.sparkline import GATE, HALT, MARKS, PHASE, Marker, columns, draw, plain, scale
 
@@ -67,7 +67,7 @@ async def test_after_the_canary_ships_r2307_the_pane_shows_errors_5xx_over_its_t
         await until(pilot, lambda: row_of(app, r"latency_ms .*ms +max 400"), "the first answer")
         await until(pilot, lambda: row_of(app, r"^✓ errors_5xx +r2306\b.*%.*max 5"), "r2306 under its threshold")
         await until(pilot, app.revisions_loaded.is_set, "the revisions")
-        await pilot.press("d")  # the canary (web001, web002) takes r2307, where new_search answers 8% with a 5xx
+        await press_deploy(pilot)  # the canary (web001, web002) takes r2307, where new_search answers 8% with a 5xx
         breach = rf"^✗ +(errors_5xx )?{BAD_REVISION} .*\d%\s+max 5"
         await until(pilot, lambda: row_of(app, breach), f"errors_5xx on {BAD_REVISION} shown over max 5")
         assert row_of(app, r"^✓ +(errors_5xx )?r2306 .*max 5"), "r2306 is drawn beside it, under the threshold"

@@ -205,13 +205,13 @@ async def test_the_stage_key_streams_the_output_says_stage_ok_and_the_pane_follo
                     "the stage's result")
         view = app.screen
         assert view.lines[:3] == ["building r2307", "step 1", "moved staging"]
-        assert re.fullmatch(r"STAGE OK r2307 in \d+ s", view.result), view.result
+        assert re.fullmatch(r"STAGE OK r2307 in \d+ m?s", view.result), view.result
         await pilot.press("escape")
         await until(pilot, lambda: pane.diff.staged == "r2308", "the pane following the staging branch to r2308")
         assert re.match(r"staged: r2308 \([0-9a-f]{10}\) · 2 commits", pane.head_text.splitlines()[1])
         assert any(line.endswith("r2308: next release") for line in pane.view.lines)
-        assert re.search(r"STAGE OK r2307 in \d+ s", pane.head_text)
-        assert any(re.search(r"STAGE OK r2307 in \d+ s", line) for line in app.log_lines)
+        assert re.search(r"STAGE OK r2307 in \d+ m?s", pane.head_text)
+        assert any(re.search(r"STAGE OK r2307 in \d+ m?s", line) for line in app.log_lines)
         await until(pilot, lambda: "r2308" in str(app.rollout_pane.query_one("#revision-line").render()),
                     "the rollout pane naming r2308 as what a deploy ships now")
 

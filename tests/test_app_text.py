@@ -10,7 +10,7 @@ from textual.widgets import Log
 from controlroom import config
 from controlroom import events as ev
 from controlroom.journal import Journal
-from tests.test_app_actions import deploy_to_gate, make_app, servers_stopped, start, until  # noqa: F401
+from tests.test_app_actions import deploy_to_gate, make_app, press_deploy, servers_stopped, start, until  # noqa: F401
 from widgets.dialogs import ConfirmDialog
 from widgets.host_detail import HostScreen
 
@@ -91,7 +91,7 @@ async def test_the_host_view_keeps_the_readers_place_while_output_streams(make_f
     app = make_app(fleet, config_path=cfg)
     async with app.run_test(size=(160, 48)) as pilot:
         await start(pilot)
-        await pilot.press("d")
+        await press_deploy(pilot)
         await until(pilot, lambda: app.board.hosts["web001"].state == ev.RUNNING, "web001 to run")
         app.open_host("web001")
         await until(pilot, lambda: isinstance(app.screen, HostScreen), "the host view")

@@ -62,7 +62,7 @@ def one_line_error(res: subprocess.CompletedProcess) -> str:
 
 
 def test_run_true_on_150_hosts_reports_every_host_ok(big_fleet):
-    res = run_cli("run", "true", "--config", str(big_fleet.config_path))
+    res = run_cli("run", "--each", "true", "--config", str(big_fleet.config_path))
     assert res.returncode == 0, res.stderr
     lines = host_lines(res.stdout)
     assert sorted(lines) == [h.name for h in big_fleet.hosts]
@@ -72,7 +72,7 @@ def test_run_true_on_150_hosts_reports_every_host_ok(big_fleet):
 
 def test_run_on_a_fleet_with_one_broken_host_of_each_kind_names_each_failure(make_fleet):
     fleet = make_fleet(8, ONE_OF_EACH)
-    res = run_cli("run", "echo $HOSTNAME", "--config", str(fast_config(fleet)))
+    res = run_cli("run", "--each", "echo $HOSTNAME", "--config", str(fast_config(fleet)))
     assert res.returncode == 1, res.stderr
     lines = host_lines(res.stdout)
     assert {host: m["label"] for host, m in lines.items()} == ONE_OF_EACH_LABELS
@@ -88,7 +88,7 @@ def test_run_on_a_fleet_with_one_broken_host_of_each_kind_names_each_failure(mak
 
 def test_run_with_a_timeout_shorter_than_a_slow_host_reports_timeout(make_fleet):
     fleet = make_fleet(3, "web002=slow:2")  # slow enough to miss the timeout by a second; each command waits it
-    res = run_cli("run", "echo hi", "--timeout", "1", "--config", str(fleet.config_path))
+    res = run_cli("run", "--each", "echo hi", "--timeout", "1", "--config", str(fleet.config_path))
     assert res.returncode == 1
     lines = host_lines(res.stdout)
     assert lines["web002"]["label"] == "timeout"
@@ -129,7 +129,7 @@ def grouped_config(fleet: Fleet) -> Path:
     ],
 )
 def test_run_on_some_hosts_touches_only_those(fleet, hosts, expected):
-    res = run_cli("run", "touch picked", "--hosts", hosts, "--config", str(grouped_config(fleet)))
+    res = run_cli("run", "--each", "touch picked", "--hosts", hosts, "--config", str(grouped_config(fleet)))
     assert res.returncode == 0, res.stderr
     assert sorted(host_lines(res.stdout)) == expected
     noun = "host" if len(expected) == 1 else "hosts"
@@ -274,10 +274,10 @@ def test_fleet_started_by_hand_serves_each_host_under_its_own_name(tmp_path):
             "run", "cat /etc/hostname; echo $HOSTNAME", "--config", str(directory / "controlroom.toml")
         )
         assert res.returncode == 0, res.stderr
-        lines = host_lines(res.stdout)
-        assert sorted(lines) == ["web001", "web002", "web003", "web004", "web005"]
-        for host, m in lines.items():
-            assert m["label"] == "ok" and m["detail"] == host
+        lines = res.stdout.splitlines()
+        for host in ["web001", "web002", "web003", "web004", "web005"]:  # each its own block: its own name
+            i = lines.index(f"{host} (1): ok")
+            assert lines[i + 1:i + 3] == ["    vm", f"    {host}"], res.stdout
         assert summary(res.stdout) == "5 hosts: 5 ok"
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -288,3 +288,57 @@ def test_fleet_started_by_hand_serves_each_host_under_its_own_name(tmp_path):
             raise
     assert proc.returncode == 0
     assert err == b""
+
+
+# ------------------------------------------------------------------------------------------- grouped output
+
+
+def test_run_on_150_hosts_with_identical_output_prints_one_group_line(big_fleet):
+    res = run_cli("run", "echo vm", "--config", str(big_fleet.config_path))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines()[:-1] == ["web[001:150] (150): vm"]
+    assert summary(res.stdout) == "150 hosts: 150 ok"
+
+
+def test_run_groups_hosts_by_their_output_and_shows_every_line_of_it(fleet):
+    cmd = "echo first; echo second; case $HOSTNAME in web00[1-3]|web007) echo a;; *) echo b >&2;; esac"
+    res = run_cli("run", cmd, "--config", str(fleet.config_path))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines()[:-1] == [
+        "web[004:006],web[008:010] (6): ok", "    first", "    second", "    [err] b",
+        "web[001:003],web007 (4): ok", "    first", "    second", "    a",
+    ]
+
+
+def test_run_each_prints_one_block_per_host_with_all_its_lines(fleet):
+    res = run_cli("run", "--each", "--hosts", "web[001:002]", "echo first; echo $HOSTNAME",
+                  "--config", str(fleet.config_path))
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()[:-1]
+    assert len(lines) == 6, res.stdout
+    for host in ("web001", "web002"):
+        i = next(k for k, line in enumerate(lines) if line.startswith(f"{host}  ok "))
+        assert HOST_LINE.match(lines[i])["detail"] is None
+        assert lines[i + 1:i + 3] == ["    first", f"    {host}"]
+
+
+def test_failed_hosts_are_grouped_by_their_reason_after_the_hosts_that_went_well(make_fleet):
+    fleet = make_fleet(8, ONE_OF_EACH)
+    res = run_cli("run", "echo same", "--config", str(fast_config(fleet)))
+    assert res.returncode == 1
+    lines = res.stdout.splitlines()[:-1]
+    assert lines[0] == "web005,web008 (2): same", res.stdout
+    assert "web001 (1): refused: connection refused" in lines
+    assert "web002 (1): timeout: connect timed out after 1 s" in lines
+    assert "web003 (1): exit 1: web003: simulated failure" in lines
+
+
+def test_host_names_compress_into_patterns_that_hosts_accepts():
+    from controlroom import inventory
+    from controlroom.runout import compress
+
+    names = ["web001", "web002", "web003", "web005", "db1", "web9", "web10", "cache-a"]
+    assert compress(names) == "web[001:003],web005,db1,web9,web10,cache-a"
+    assert compress(f"web{i:03d}" for i in range(1, 151)) == "web[001:150]"
+    assert inventory.select("web[001:003],web005", tuple(f"web{i:03d}" for i in range(1, 8)), {}) == [
+        "web001", "web002", "web003", "web005"]

@@ -80,6 +80,8 @@ def test_a_person_ships_r2307_the_canary_gate_fails_they_flip_the_kill_switch_it
         assert "STAGE OK r2307" in screen  # the demo built the staged revision (make build) before the app opened
 
         term.press("d")
+        term.wait_for("Deploy r2307?", "y: deploy")  # the confirmation says what will happen
+        term.press("y")
         screen = term.wait_for("The gate before stage 1 failed: errors_5xx < 5", "kill switch new_search OFF")
         assert "GATE canary: errors_5xx{r2307} = " in screen and "FAILED" in screen
         offered = [line for line in screen.splitlines() if "kill switch new_search OFF" in line or
@@ -166,6 +168,8 @@ def test_the_terminal_lost_in_the_last_phase_the_deploy_finishes_and_controlroom
     try:
         term.wait_for("r2306 -> r2307", "READY", "d deploys it to 20 hosts in 3 phases", timeout=60)
         term.press("d")
+        term.wait_for("Deploy r2307?", "y: deploy")  # the confirmation says what will happen
+        term.press("y")
         term.wait_for("The gate before stage 1 failed")  # the demo's canary gate fails on errors_5xx
         term.press("g")  # go on past it anyway: only with a typed reason
         term.wait_for("Pass the failed canary gate and start stage 1?")

@@ -16,7 +16,7 @@ import pytest
 from controlroom import events as ev
 from controlroom.demo.fleet import Fleet
 from tests.conftest import run_cli
-from tests.test_app_actions import SIZE, log_of, make_app, servers_stopped, start, until  # noqa: F401
+from tests.test_app_actions import SIZE, log_of, make_app, press_deploy, servers_stopped, start, until  # noqa: F401
 from widgets.dialogs import GateHaltDialog
 from widgets.flag_dialogs import FlagConfirmDialog
 
@@ -51,7 +51,7 @@ def long_bake(fleet: Fleet) -> None:
 async def to_the_failed_gate(pilot) -> None:
     """Start the app, press d, and wait for the canary's failed gate to offer its choices."""
     await start(pilot)
-    await pilot.press("d")
+    await press_deploy(pilot)
     await until(pilot, lambda: isinstance(pilot.app.screen, GateHaltDialog), "the failed gate's choices", timeout=60)
 
 

@@ -3,6 +3,8 @@ help screen."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -141,10 +143,13 @@ class QuitDialog(ModalScreen[str | None]):
         Binding("a", "abort", "Abort", show=False),
     ]
 
-    def __init__(self, body: str, *, may_abort: bool = True) -> None:
+    def __init__(self, body: str | Callable[[], str | None], *, may_abort: bool = True) -> None:
+        """``body``: the text, or a function giving it now (a count of hosts in flight): the dialog follows it
+        and closes (as "stay") once it gives None, when what it said is no longer so."""
         super().__init__()
         self.title_text = "Quit? The deploy keeps running"
-        self.body = body
+        self._body_of = body if callable(body) else None
+        self.body = (body() if callable(body) else body) or ""
         self.may_abort = may_abort
 
     def compose(self) -> ComposeResult:
@@ -161,6 +166,19 @@ class QuitDialog(ModalScreen[str | None]):
 
     def on_mount(self) -> None:
         self.query_one("#stay", Button).focus()
+        if self._body_of is not None:
+            self.set_interval(1 / 4, self._follow, name="quit-body")  # the screen's: stops when it closes
+
+    def _follow(self) -> None:
+        if not self.is_current:
+            return  # another dialog is on top, or this one is closing
+        body = self._body_of() if self._body_of is not None else self.body
+        if body is None:
+            self._body_of = None
+            self.dismiss(None)
+        elif body != self.body:
+            self.body = body
+            self.query_one("#quit-body", Static).update(clean_body(body))
 
     def action_stay(self) -> None:
         self.dismiss(None)
@@ -290,13 +308,15 @@ class PromptDialog(ModalScreen[str | None]):
 
 HELP_INTRO = (
     "controlroom ships the staged revision to the fleet in phases and shows every host on the way.\n\n"
-    "A deploy starts with d. The canary phase runs first; the next phase waits for you (g proceeds) when the "
+    "A deploy starts with d, which first says what it will ship, to how many hosts in which phases, past which gates "
+    "(y goes, n does not). The canary phase runs first; the next phase waits for you (g proceeds) when the "
     "phase says so. When more hosts fail than a phase allows, the rollout halts by itself: the cursor goes to "
     "the failed host; retry it (r) or skip it (s), or abort (a). enter opens a host's live output, result and "
     "timings. Every action is also in the command palette (ctrl+p) and in the footer. Destructive actions "
-    "(abort, roll back, skip, deploying past a lock) ask first and say what will happen. A gate that fails (or "
-    "cannot be checked) offers its kill switch first, checking again and rolling back; going past it, past a "
-    "failure budget, or skipping a host past one needs a typed reason, and the deploy's result stays marked ⚠."
+    "(abort, roll back, skip, deploying past a lock) ask first and say what will happen; acting on a deploy another "
+    "person drives asks whose it is first. A gate that fails (or cannot be checked) offers its kill switch first, "
+    "checking again and rolling back; going past it, past a failure budget, or skipping a host past one needs a "
+    "typed reason, and the deploy's result stays marked ⚠."
 )
 
 

@@ -1,7 +1,8 @@
 """One host of the rollout: its live output, its result and its timings (enter on the grid opens it).
 
-The output comes from the engine's own record of the host (the commands it ran and what they printed) when the
-engine knows the host; otherwise from the HostOutput events the board kept.
+The output comes from the engine's own record of the host (each step's "$ command" and what it printed, stderr
+marked [err], the last 200 lines) when the engine knows the host; otherwise from the HostOutput events the board
+kept. Retry and skip are offered only where they apply (never on a done host).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from controlroom import events as ev
 from controlroom.board import Board
 from controlroom.text import clean, clean_lines
 from widgets.states import COLOR, LABEL, SYMBOL
+
+OUTPUT_SHOWN = 200  # the last lines of the host's output: each step's "$ command", what it printed ([err]: stderr)
 
 
 def _clock(at: float | None) -> str:
@@ -108,13 +111,12 @@ class HostScreen(ModalScreen[None]):
         with Vertical():
             yield Static(id="host-summary")
             yield Static("no output yet", id="host-empty")
-            yield Log(max_lines=2000, id="host-output")
+            yield Log(max_lines=OUTPUT_SHOWN, id="host-output")
         yield Footer()
 
     def on_mount(self) -> None:
         box = self.query_one(Vertical)
         box.border_title = Text(clean(self.host, 64))  # a Text: a str border title would be read as markup
-        box.border_subtitle = "r retry · s skip · esc close"
         self.refresh_host()
         self.set_interval(1 / 10, self.refresh_host, name="host output")  # the screen's: stops when it closes
 
@@ -134,6 +136,11 @@ class HostScreen(ModalScreen[None]):
         """
         run = self._engine_host(self.host)
         self.query_one("#host-summary", Static).update(host_summary(self.board, self.host, run))
+        keys = self.keys_offered()
+        box = self.query_one(Vertical)
+        if box.border_subtitle != keys:
+            box.border_subtitle = keys
+            self.refresh_bindings()
         log = self.output
         if run is not None:
             lines = run.output
@@ -162,6 +169,13 @@ class HostScreen(ModalScreen[None]):
                 self._board_lines = hv.lines
             empty = hv is None or not hv.lines
         self.query_one("#host-empty").display = empty
+
+    def keys_offered(self) -> str:
+        """'r retry · s skip · esc close', with only the keys that apply to the host now (a done host: esc)."""
+        check = getattr(self.app, "check_action", None)
+        keys = [f"{k} {what}" for k, what in (("r", "retry"), ("s", "skip"))
+                if check is not None and check(what, ())]
+        return " · ".join([*keys, "esc close"])
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -64,8 +64,10 @@ def figure(value: float | None, unit: str = "") -> str:
         text = "0"
     elif a >= 0.01:
         text = f"{value:.2f}".rstrip("0").rstrip(".")
+    elif a >= 0.0001:  # two significant digits, never scientific: 0.0035%, not 3.5e-03%
+        text = f"{value:.{1 - math.floor(math.log10(a))}f}"
     else:
-        text = f"{value:.1e}"
+        text = ("-" if value < 0 else "") + "<0.0001"
     return text + unit
 
 

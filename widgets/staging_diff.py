@@ -9,6 +9,7 @@ goes to the next match, n/N next/previous from the view, escape closes it. The p
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from rich.text import Text
@@ -120,6 +121,12 @@ class StagingDiffPane(Vertical):
         lines, kinds, spans = diff_rows(d, self.clock())
         self.view.set_lines(lines, kinds, spans, keep_place=same_target)
         self._head()
+
+    def show_live(self, line: str) -> None:
+        """The live side as the host events say it now ('live: r2307 on 150 hosts'); the diff stays."""
+        if self.diff is not None:
+            self.diff = dataclasses.replace(self.diff, live_line=clean(line))
+            self._head()
 
     def show_problem(self, why: str) -> None:
         """No diff to show, and why (one line): no repo, an unknown revision, the live revision unknown."""

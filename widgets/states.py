@@ -7,6 +7,7 @@ component classes in the widgets' CSS so a theme can change them.
 from __future__ import annotations
 
 from controlroom import events as ev
+from controlroom.text import took
 
 SYMBOL = {
     ev.PENDING: "·",
@@ -113,7 +114,9 @@ def status_look(status: str | None, finished: ev.RolloutFinished | None = None) 
 
 
 def duration(seconds: float) -> str:
-    """12 s, 2 min 58 s, 1 h 04 min: how a person says it."""
+    """340 ms, 12 s, 2 min 58 s, 1 h 04 min: how a person says it (work that ran never took "0 s")."""
+    if 0 < seconds < 1:
+        return took(seconds)
     s = int(max(seconds, 0))
     if s < 60:
         return f"{s} s"
