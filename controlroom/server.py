@@ -17,11 +17,12 @@ import os
 import signal
 import sys
 import time
+import traceback
 from collections import deque
 from pathlib import Path
 
 from controlroom import events as ev
-from controlroom import gates
+from controlroom import gates, serverdoor
 from controlroom import protocol as pr
 from controlroom import serverviews as views
 from controlroom.board import Board
@@ -94,6 +95,7 @@ class Server(OpsMixin):
         self.board = Board()
         self.board.plan([(p.name, p.hosts, p.max_failed, p.auto) for p in cfg.phases])
         self.clients: set[_Client] = set()
+        self.door = serverdoor.Door()  # the caps on connections, by peer credentials
         self.rollout = None
         self.op: asyncio.Task | None = None
         self.op_name = ""
@@ -153,10 +155,12 @@ class Server(OpsMixin):
             self.path.unlink()  # we hold server.lock: any socket file here is a dead server's
         old = os.umask(0o117)  # the socket is 0660: the team's group attaches, nobody else
         try:
-            self._server = await asyncio.start_unix_server(self._serve_client, path=str(self.path), limit=pr.MAX_LINE)
+            self._server = await asyncio.start_unix_server(self._serve_client, path=str(self.path),
+                                                           limit=pr.REQUEST_MAX)
         finally:
             os.umask(old)
         os.chmod(self.path, 0o660)
+        self.door.fit_open_files(len(self.cfg.hosts))
 
     async def serve(self) -> None:
         """Run until stop() or idle."""
@@ -246,18 +250,20 @@ class Server(OpsMixin):
 
     # ------------------------------------------------------------------------------------------ clients
     async def _serve_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = pr.peer_of(writer.get_extra_info("socket"))
+        try:
+            peer = pr.peer_of(writer.get_extra_info("socket"))
+        except OSError:
+            writer.close()
+            return
+        if (why := self.door.refusal(peer)) is not None:
+            return await self.door.refuse(writer, peer, why)
+        with self.door.holding(peer):
+            await self._converse(peer, reader, writer)
+
+    async def _converse(self, peer: pr.Peer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         client: _Client | None = None
         try:
-            hello = await pr.read_msg(reader)
-            if not hello or hello.get("op") != "hello":
-                return
-            if hello.get("version") != pr.VERSION:
-                writer.write(pr.encode({"op": "hello", "ok": False, "version": pr.VERSION,
-                                        "error": f"this server speaks version {pr.VERSION} of the protocol and the "
-                                                 f"client {hello.get('version')}: use the same controlroom for both "
-                                                 "(`controlroom server stop` ends an old server)"}))
-                await writer.drain()
+            if (hello := await serverdoor.read_hello(reader, writer)) is None:
                 return
             client = _Client(peer, writer, bool(hello.get("read_only")) or not self._may_act(peer))
             self.clients.add(client)
@@ -266,9 +272,13 @@ class Server(OpsMixin):
                                     "warning": self.warning}))
             await writer.drain()
             client.task = asyncio.ensure_future(self._pump(client))
-            while (msg := await pr.read_msg(reader)) is not None:
+            while (msg := await pr.read_msg(reader, pr.REQUEST_MAX)) is not None:
                 await self._request(client, msg)
-        except (pr.ProtocolError, ConnectionError, OSError):
+        except pr.ProtocolError as e:
+            # a line too long or not a JSON object: say so, then close (what follows it cannot be trusted)
+            await serverdoor.say_and_close(writer, {"id": None, "ok": False, "exit": 2,
+                                                    "error": f"refused: {e}; the connection is closed"})
+        except (ConnectionError, OSError):
             pass  # a client that left in the middle leaves nothing half-done: each intent is whole or not at all
         finally:
             if client is not None:
@@ -299,16 +309,19 @@ class Server(OpsMixin):
         rid = msg.get("id")
         op = msg.get("op")
         try:
+            if rid is not None and (type(rid) is bool or not isinstance(rid, (int, str))):
+                rid = None  # the answer cannot carry it
+            if op in INTENTS and c.read_only:  # whatever its fields: there is nothing it may ask of this kind
+                why = ("this client attached read-only" if msg.get("read_only") or c.read_only and
+                       self._may_act(c.peer) else f"{c.peer.user} is not among [access] operators")
+                raise UsageError(f"refused: {why}; you may watch, not act")
+            pr.check_request(msg)
             if op == "attach":
                 self._attach(c, msg.get("since"))
                 reply = {}
             elif op in READS:
                 reply = await getattr(self, f"_op_{op}")(c, msg)
             elif op in INTENTS:
-                if c.read_only:
-                    why = ("this client attached read-only" if msg.get("read_only") or c.read_only and
-                           self._may_act(c.peer) else f"{c.peer.user} is not among [access] operators")
-                    raise UsageError(f"refused: {why}; you may watch, not act")
                 if msg.get("config") and op in ("deploy", "resume", "rollback") and not self.busy:
                     self.use_config(str(msg["config"]))  # the operation runs with the config its client named
                 with self.acting(c.peer):  # the log names who asked, from where
@@ -321,6 +334,10 @@ class Server(OpsMixin):
             out = {"id": rid, "ok": True, **(reply or {})}
         except ControlroomError as e:
             out = {"id": rid, "ok": False, "error": str(e), "exit": e.exit_code}
+        except Exception as e:  # a bug of ours: the server keeps serving, the log has the traceback
+            traceback.print_exc()
+            out = {"id": rid, "ok": False, "error": f"internal error: {type(e).__name__}: {clean(str(e), 200)}",
+                   "exit": 70}
         c.writer.write(pr.encode(out))  # a reply is never dropped, even for a client that fell behind
         with contextlib.suppress(ConnectionError, OSError):
             await c.writer.drain()
@@ -336,7 +353,8 @@ class Server(OpsMixin):
 
     # ------------------------------------------------------------------------------------------ reads
     async def _op_status(self, c: _Client, msg: dict) -> dict:
-        return {"pid": os.getpid(), "clients": len(self.clients), "busy": self.op_name if self.busy else "",
+        return {"pid": os.getpid(), "clients": len(self.clients), "connections": len(self.door.conns),
+                "max_connections": self.door.max_connections, "busy": self.op_name if self.busy else "",
                 "seq": self.seq, "since": self.started, "status": self.board.status,
                 "rollout_id": self.board.rollout_id}
 
@@ -477,7 +495,8 @@ async def serve(cfg: Config, *, idle: float = IDLE, quiet: bool = False) -> int:
     """`controlroom serve`: run the server in the foreground until SIGTERM/SIGINT or idle."""
     from controlroom.ssh import raise_nofile_limit
 
-    nofile = raise_nofile_limit(len(cfg.hosts))  # the pool holds a connection per host (the app used to)
+    # the pool holds a connection per host (4 files counted a host), the socket up to MAX_CONNECTIONS clients
+    nofile = raise_nofile_limit(len(cfg.hosts) + serverdoor.MAX_CONNECTIONS // 4)
     if nofile:
         print(nofile, file=sys.stderr, flush=True)
     server = Server(cfg, idle=idle)

@@ -47,7 +47,9 @@ def cmd_server(cfg: Config, args: argparse.Namespace) -> int:
                 st = await c.request("status")
                 since = time.strftime("%Y-%m-%d %H:%M", time.localtime(st["since"]))
                 what = f"; {st['busy']} of deploy #{st['rollout_id']} ({st['status']})" if st["busy"] else ""
-                print(f"server pid {st['pid']} since {since}, {st['clients']} clients{what}")
+                conns = f" ({st['connections']} connections of at most {st['max_connections']})" \
+                    if "connections" in st else ""
+                print(f"server pid {st['pid']} since {since}, {st['clients']} clients{conns}{what}")
                 return 0
             await c.request("stop", force=args.force)
             await asyncio.wait_for(c.closed.wait(), 60)

@@ -1,0 +1,250 @@
+"""The server's doors: what a client may do to it and what a local user may do beside it.
+
+A swarm of idle and malformed clients (a second local user's real processes, beyond the caps) while a deploy runs:
+the operators are still answered, the deploy never notices, the idle ones are closed at the hello deadline, and each
+malformed request gets an error answer naming its field instead of a traceback in the server log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from controlroom import config, serverdoor
+from controlroom import protocol as pr
+from controlroom import server as server_mod
+from controlroom.client import connect
+from tests.conftest import run_cli
+from tests.servers import stop_server
+from tests.waiting import until
+
+SYSTEM_PYTHON = "/usr/bin/python3"  # readable by every user, unlike a venv under /root; the scripts are stdlib only
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("useradd") is None
+                                or not os.path.exists(SYSTEM_PYTHON), reason="needs root and useradd")
+
+
+class Stranger:
+    """A second local user (useradd; removed after the test) who is in the state directory's group."""
+
+    def __init__(self, tag: str) -> None:
+        self.name = f"crd-{hashlib.sha1(f'{tag}{os.getpid()}'.encode()).hexdigest()[:8]}"
+        res = subprocess.run(["useradd", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/bin/sh",
+                              "--user-group", self.name], capture_output=True, text=True, timeout=30)
+        assert res.returncode == 0, res.stderr
+        entry = pwd.getpwnam(self.name)
+        self.uid, self.gid = entry.pw_uid, entry.pw_gid
+
+    def run(self, code: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        """Python (stdlib only) as this user, in a real process of its own."""
+        return subprocess.run([SYSTEM_PYTHON, "-c", code, *args], user=self.uid, group=self.gid, extra_groups=[],
+                              env={"PATH": "/usr/bin:/bin"}, cwd="/", capture_output=True, text=True,
+                              timeout=timeout)
+
+    def remove(self) -> None:
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    if os.stat(f"/proc/{entry}").st_uid == self.uid:
+                        os.kill(int(entry), signal.SIGKILL)
+                except (OSError, ProcessLookupError):
+                    pass
+        for args in (["userdel", self.name], ["userdel", "--force", self.name]):
+            if subprocess.run(args, capture_output=True, timeout=30).returncode in (0, 6):
+                break
+
+
+@pytest.fixture
+def doors(make_fleet, request):
+    """A 10-host fleet whose state directory a stranger can reach (outside pytest's 0700 temp root, in the
+    stranger's group, as a team's bastion has it); [access] operators is alice alone. Yields (fleet, state,
+    stranger); the server and the stranger are gone afterwards."""
+    fleet = make_fleet(10)
+    stranger = Stranger(request.node.name)
+    top = Path(tempfile.mkdtemp(prefix="crdoors-"))
+    os.chmod(top, 0o755)
+    state = top / "state"
+    state.mkdir()
+    os.chown(state, 0, stranger.gid)
+    os.chmod(state, 0o2710)  # the team may enter (to reach the socket), not list, not write
+    text = fleet.config_path.read_text().replace('dir = "state"', f'dir = "{state}"')
+    text += '\n[access]\noperators = ["alice"]\n'
+    fleet.config_path.write_text(text)
+    try:
+        yield fleet, state, stranger
+    finally:
+        stop_server(state)
+        stranger.remove()
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def cr(fleet, *args: str, **kw) -> subprocess.CompletedProcess:
+    return run_cli(*args, "--config", str(fleet.config_path), env={"SUDO_USER": "alice"}, **kw)
+
+
+SWARM = r"""
+import json, socket, sys
+path, idle, big = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+
+def answer(s):
+    s.settimeout(60)
+    f = s.makefile("rb")
+    first = f.readline()
+    try:
+        rest = f.read()  # the server closes the connection after it: this ends
+    except ConnectionResetError:  # closed with what we sent still unread
+        rest = b""
+    return {"line": first.decode(errors="replace").strip(), "closed": rest == b""}
+
+out = {"malformed": [], "idle": []}
+# malformed, one after another: each is answered and closed before the next one
+for junk in [b"not json\n", b"[1, 2]\n", b'{"op": "hello", "version": "one"}\n', b"x" * big + b"\n"]:
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(path)
+    try:
+        s.sendall(junk)
+    except OSError:  # the server stopped reading a line too long, and closed
+        pass
+    out["malformed"].append(answer(s))
+    s.close()
+# then the idle ones, all at once, beyond one person's cap: none says anything
+socks = []
+for _ in range(idle):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(path)
+    socks.append(s)
+print("open", flush=True)
+sys.stdin.readline()  # the test has done what it does while they are open
+out["idle"] = [answer(s) for s in socks]
+print(json.dumps(out), flush=True)
+"""
+
+
+@needs_root
+@pytest.mark.slow
+def test_a_swarm_of_idle_and_malformed_clients_locks_out_no_operator_and_the_deploy_never_notices(doors):
+    fleet, state, stranger = doors
+    go = Path(fleet.dir) / "go"  # every host's first step waits for it: the deploy runs through the whole swarm
+    hold = f'"while [ ! -e {go} ]; do sleep 0.05; done",'
+    fleet.config_path.write_text(fleet.config_path.read_text().replace('steps = [\n', f'steps = [\n    {hold}\n', 1))
+    res = cr(fleet, "deploy", "--detach", "--yes")
+    assert res.returncode == 0, res.stdout + res.stderr
+    sock = str(pr.socket_path(state))
+    idle = serverdoor.MAX_PER_USER + 8
+    swarm = subprocess.Popen([SYSTEM_PYTHON, "-c", SWARM, sock, str(idle), str(pr.REQUEST_MAX + 1000)],
+                             user=stranger.uid, group=stranger.gid, extra_groups=[], env={"PATH": "/usr/bin:/bin"},
+                             cwd="/", stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    try:
+        assert swarm.stdout.readline().strip() == "open", swarm.stderr.read()
+        # while the stranger holds as many connections as one person may: the operators are answered
+        status = cr(fleet, "server", "status")
+        assert status.returncode == 0 and "deploy of deploy #1 (running)" in status.stdout, status.stdout + status.stderr
+        log = cr(fleet, "log")
+        assert log.returncode == 0 and "DEPLOY START" in log.stdout, log.stdout + log.stderr
+        swarm.stdin.write("\n")
+        swarm.stdin.flush()
+        out, err = swarm.communicate(timeout=90)
+    finally:
+        if swarm.poll() is None:
+            swarm.kill()
+    got = json.loads(out.splitlines()[-1])
+    junk, array, typed, huge = got["malformed"]
+    assert "refused: a line that is not JSON; the connection is closed" in junk["line"] and junk["closed"], junk
+    assert "a message that is not a JSON object" in array["line"] and array["closed"], array
+    assert "hello: field 'version' must be a whole number" in typed["line"] and typed["closed"], typed
+    assert f"longer than {pr.REQUEST_MAX} bytes" in huge["line"] and huge["closed"], huge
+    lines = [a["line"] for a in got["idle"]]
+    assert all(a["closed"] for a in got["idle"]), got["idle"]
+    deadline = [x for x in lines if f"no hello within {serverdoor.HELLO_WAIT:g} s: closed" in x]
+    refused = [x for x in lines if "connections to the server, the limit for one person" in x]
+    assert (len(deadline), len(refused)) == (serverdoor.MAX_PER_USER, 8), lines
+    go.touch()
+    follow = cr(fleet, "deploy", "--follow", timeout=120)
+    assert follow.returncode == 0 and "DEPLOY OK r2307" in follow.stdout, follow.stdout + follow.stderr
+    assert {(Path(h.root) / "REVISION").read_text().strip() for h in fleet.hosts} == {"r2307"}
+    assert "Traceback" not in (state / "server.log").read_text()
+
+
+async def _raw(path: Path, *lines: bytes) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_unix_connection(str(path))
+    for line in lines:
+        writer.write(line)
+    await writer.drain()
+    return reader, writer
+
+
+async def _answer(reader: asyncio.StreamReader) -> dict:
+    return json.loads(await asyncio.wait_for(reader.readline(), 10))
+
+
+async def test_each_wrongly_typed_field_gets_an_answer_naming_it_and_the_connection_goes_on(make_fleet, capfd):
+    fleet = make_fleet(2)
+    cfg = config.load(fleet.config_path)
+    srv = server_mod.Server(cfg, idle=3600)
+    await srv.start()
+    serving = asyncio.ensure_future(srv.serve())
+    try:
+        reader, writer = await _raw(srv.path, pr.encode({"op": "hello", "version": pr.VERSION}))
+        assert (await _answer(reader))["ok"]
+        bad = [({"id": 1, "op": "retry", "host": ["web001"]}, "retry: field 'host' must be a string, not list"),
+               ({"id": 2, "op": "lock", "message": {"a": 1}}, "lock: field 'message' must be a string, not dict"),
+               ({"id": 3, "op": "lock"}, "lock: field 'message' is missing"),
+               ({"id": 4, "op": "journal", "since": "0"}, "journal: field 'since' must be a whole number, not str"),
+               ({"id": 5, "op": "flags_verify", "hosts": [1, 2]}, "flags_verify: field 'hosts' must be a list"),
+               ({"id": 6, "op": "metrics", "points": True}, "metrics: field 'points' must be a whole number"),
+               ({"id": [7], "op": "status"}, "field 'id' must be a number or a string"),
+               ({"id": 8, "op": "flag_set", "flag": "x", "value": None}, "flag_set: field 'value' is missing"),
+               ({"id": 9, "op": 12}, "unknown request '12'")]
+        for msg, said in bad:
+            writer.write(pr.encode(msg))
+            await writer.drain()
+            reply = await _answer(reader)
+            assert reply["ok"] is False and said in reply["error"] and reply["exit"] == 2, (msg, reply)
+            assert reply["id"] == (msg["id"] if isinstance(msg["id"], int) else None)
+        writer.write(pr.encode({"id": 10, "op": "status"}))  # the connection went on through all of them
+        await writer.drain()
+        assert (await _answer(reader))["ok"]
+        writer.close()
+    finally:
+        srv.stop()
+        await serving
+    assert "Traceback" not in capfd.readouterr().err
+
+
+async def test_past_the_servers_connection_limit_a_client_is_refused_in_one_line(make_fleet):
+    fleet = make_fleet(2)
+    cfg = config.load(fleet.config_path)
+    srv = server_mod.Server(cfg, idle=3600)
+    await srv.start()
+    srv.door.max_connections = 3
+    serving = asyncio.ensure_future(srv.serve())
+    held = []
+    try:
+        for _ in range(3):
+            held.append(await _raw(srv.path))
+        await until(lambda: len(srv.door.conns) == 3, 10, "three connections in")
+        reader, writer = await _raw(srv.path)
+        hello = await _answer(reader)
+        assert hello["ok"] is False and hello["error"].startswith("refused: the server has 3 connections, its limit")
+        assert await reader.read() == b""  # and closed
+        writer.close()
+        for _, w in held:
+            w.close()
+        await until(lambda: not srv.door.conns, 10, "the held connections to close")
+        c = await connect(cfg, start=False)  # room again
+        assert (await c.request("status"))["connections"] == 1
+        await c.close()
+    finally:
+        srv.stop()
+        await serving
