@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from controlroom.errors import ControlroomError, UsageError
+from controlroom.identity import environ_of
 
 VERSION = 1
 MAX_LINE = 4 << 20  # a snapshot of 5,000 hosts fits with room to spare
@@ -150,20 +151,7 @@ def peer_of(sock: socket.socket) -> Peer:
     if uid == 0:
         # root acting for a person (sudo): the person is SUDO_USER of that process, as identity.current_user
         # believes it for uid 0 only; read from the kernel's copy of its environment, not from its messages
-        sudo = _environ_of(pid).get("SUDO_USER")
+        sudo = environ_of(pid).get("SUDO_USER")
         if sudo:
             user = sudo
     return Peer(pid, uid, user)
-
-
-def _environ_of(pid: int) -> dict[str, str]:
-    try:
-        raw = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return {}
-    out = {}
-    for item in raw.split(b"\0"):
-        key, sep, value = item.partition(b"=")
-        if sep:
-            out[key.decode(errors="replace")] = value.decode(errors="replace")
-    return out

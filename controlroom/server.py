@@ -119,7 +119,8 @@ class Server(OpsMixin):
 
         try:
             make_state_dir(self.state)
-            fd = os.open(self.state / "server.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o660)
+            serverdoor.claim_state(self.state)  # or one line naming what is not the server's alone
+            fd = os.open(self.state / "server.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as e:
             raise UsageError(f"{self.state}: cannot start the server here: {e.strerror}") from None
         try:
@@ -135,6 +136,7 @@ class Server(OpsMixin):
             why = "the disk is full: free space there, then try again" if e.errno == errno.ENOSPC else e.strerror
             raise ControlroomError(f"cannot start the server in {self.state} (journal {self.state / 'journal.db'}): "
                                    f"{why}") from None
+        self._set_origin(None)  # not the address of whoever started this server: nobody acts yet
         self.journal = Journal.open(self.state)
         self.journal.subscribe(self._committed)
         views.adopt_last(self.board, self.journal)  # a server that starts after a deploy shows how it stands
@@ -265,6 +267,9 @@ class Server(OpsMixin):
         try:
             if (hello := await serverdoor.read_hello(reader, writer)) is None:
                 return
+            if not self._may_watch(peer):
+                return await self.door.refuse(writer, peer, f"refused: {clean(peer.user, 40)} is not among [access] "
+                                                            "watchers or operators of this server")
             client = _Client(peer, writer, bool(hello.get("read_only")) or not self._may_act(peer))
             self.clients.add(client)
             writer.write(pr.encode({"op": "hello", "ok": True, "version": pr.VERSION, "pid": os.getpid(),
@@ -300,6 +305,10 @@ class Server(OpsMixin):
                 await c.writer.drain()
         except (ConnectionError, OSError):
             pass
+
+    def _may_watch(self, peer: pr.Peer) -> bool:
+        access = self.cfg.access
+        return not access.watchers or peer.user in access.watchers or peer.user in access.operators
 
     def _may_act(self, peer: pr.Peer) -> bool:
         operators = getattr(getattr(self.cfg, "access", None), "operators", None)
@@ -483,7 +492,7 @@ def _output_to_log() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     try:
-        fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o660)
+        fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     except OSError:
         fd = os.open(os.devnull, os.O_WRONLY)
     os.dup2(fd, 1)

@@ -11,18 +11,58 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import pwd
 import resource
+import stat
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 from controlroom import protocol as pr
+from controlroom.errors import UsageError
 from controlroom.text import clean
 
 HELLO_WAIT = 5.0  # a connection that has not said hello by then is closed
 MAX_CONNECTIONS = 256  # connections at once, all people together (each is an open file of the server)
 MAX_PER_USER = 32  # connections at once from one person: one cannot lock the others out
 SAY_EVERY = 5.0  # a flood of refusals is one line in the log this often
+DIR_MODE = 0o710  # the state directory: its owner's; the team's group may only pass through it to the socket
+FILE_MODE = 0o600  # everything in it: the journal, the locks, the log
+
+
+def _name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def claim_state(state: Path) -> None:
+    """Raise UsageError, one line naming the path, unless the state directory is this user's alone: owned by it
+    and writable by nobody else, every file in it owned by it. Files of ours that others may read or write are
+    made FILE_MODE (left so by an older controlroom, which shared them with the team's group)."""
+    me = os.geteuid()
+    st = state.stat()
+    if st.st_uid != me:
+        raise UsageError(f"{state}: the state directory belongs to {_name(st.st_uid)}, not to {_name(me)} who runs "
+                         f"the server; run the server as {_name(st.st_uid)}, or `chown -R {_name(me)} {state}`")
+    if st.st_mode & 0o022:
+        who = "others" if st.st_mode & 0o002 else "its group"
+        raise UsageError(f"{state}: the state directory is writable by {who} (mode {stat.S_IMODE(st.st_mode):04o}); "
+                         f"it must be the server's alone: `chmod {DIR_MODE:04o} {state}` (the team's group still "
+                         "reaches the socket)")
+    with os.scandir(state) as entries:
+        for e in entries:
+            if not e.is_file(follow_symlinks=False):
+                continue
+            fst = e.stat(follow_symlinks=False)
+            if fst.st_uid != me:
+                raise UsageError(f"{e.path}: owned by {_name(fst.st_uid)}, not by {_name(me)} who runs the server; "
+                                 f"`chown {_name(me)} {e.path}`, or move it away")
+            if fst.st_mode & 0o077:
+                os.chmod(e.path, FILE_MODE)
 
 
 class Door:

@@ -24,7 +24,7 @@ from controlroom import events as ev
 from controlroom import gates
 from controlroom import protocol as pr
 from controlroom.errors import ControlroomError, JournalError, LockedError, UsageError
-from controlroom.identity import current_origin
+from controlroom.identity import session_origin
 
 POLICIES = ("operator", "auto", "yes")
 BUSY_WAIT = 5.0  # how long a refused request waits for the running operation to say who it is
@@ -42,8 +42,9 @@ class OpsMixin:
     @staticmethod
     def _set_origin(origin: str | None) -> None:
         """The journal names the SSH client address of whoever acts (identity.current_origin reads it from the
-        environment): the server sets it to the requesting client's for the request, the operation owner's
-        between requests. Single-threaded: nothing else runs while a journal write reads it."""
+        environment): the server sets it to the requesting client's session's for the request, the operation
+        owner's between requests, none at start (not the environment of whoever started it). Single-threaded:
+        nothing else runs while a journal write reads it."""
         os.environ.pop("SSH_CONNECTION", None)
         if origin:
             os.environ["SSH_CLIENT"] = f"{origin} 0 0"
@@ -52,7 +53,8 @@ class OpsMixin:
 
     @staticmethod
     def origin_of(peer: pr.Peer) -> str | None:
-        return current_origin(pr._environ_of(peer.pid))
+        """From the peer's SSH session as sshd set it up, never from the client's own environment."""
+        return session_origin(peer.pid)
 
     @contextlib.contextmanager
     def acting(self, peer: pr.Peer):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import getpass
 import os
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -379,22 +380,27 @@ def test_a_revision_with_shell_metacharacters_is_refused_before_any_host_is_touc
     assert not (fleet.dir / "state" / "journal.db").exists() or "DEPLOY START" not in cr(fleet, "log").stdout
 
 
-def test_the_journal_is_created_for_the_team_and_nobody_else_whatever_the_umask(fleet):
+def test_the_journal_is_created_for_the_server_alone_whatever_the_umask(fleet):
     old = os.umask(0o022)
     try:
         assert cr(fleet, "log", "add", "hello").returncode == 0
     finally:
         os.umask(old)
     state = fleet.dir / "state"
-    assert state.stat().st_mode & 0o777 == 0o770
+    assert state.stat().st_mode & 0o777 == 0o710  # the team's group passes through to the socket, no further
     for name in ("journal.db", "journal.db-wal"):
         if (state / name).exists():
-            assert (state / name).stat().st_mode & 0o777 == 0o660, name
+            assert (state / name).stat().st_mode & 0o777 == 0o600, name
 
 
-def test_a_log_entry_from_an_ssh_session_names_the_client_address(fleet):
-    res = cr(fleet, "log", "add", "from the bastion", env={"SSH_CLIENT": "10.1.2.3 51234 22"})
-    assert res.returncode == 0
+def test_a_log_entry_from_an_ssh_session_names_the_client_address(fleet, tmp_path):
+    assert cr(fleet, "log", "add", "the server runs").returncode == 0
+    sshd = tmp_path / "sshd"  # a stand-in for sshd: the process it starts has SSH_CLIENT, as sshd sets it
+    shutil.copy("/bin/sh", sshd)
+    res = subprocess.run([str(sshd), "-c", f"{sys.executable} -m controlroom.cli log add from the bastion; true"],
+                         cwd=fleet.dir, env={**os.environ, "SUDO_USER": "mygrant", "SSH_CLIENT": "10.1.2.3 51234 22"},
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
     assert re.search(STAMP + r" \[mygrant@10\.1\.2\.3\] NOTE from the bastion$", log_lines(fleet)[-1])
 
 

@@ -13,7 +13,7 @@ import subprocess
 import pytest
 
 from controlroom import journal
-from controlroom.identity import current_origin, current_user
+from controlroom.identity import current_origin, current_user, session_origin
 from tests.conftest import REPO
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # readable by every user, unlike a venv under /root
@@ -50,6 +50,29 @@ def test_the_origin_is_the_ssh_client_address():
     assert current_origin({"SSH_CONNECTION": "198.51.100.1 40000 10.0.0.1 22"}) == "198.51.100.1"
     assert current_origin({}) is None
     assert current_origin({"SSH_CLIENT": "  "}) is None
+    assert current_origin({"SSH_CLIENT": "alice@[bold]evil 1 22"}) is None  # only an address, never text
+
+
+def _proc(root, pid: int, ppid: int, comm: str, environ: dict[str, str] | None = None) -> None:
+    d = root / str(pid)
+    d.mkdir()
+    (d / "stat").write_text(f"{pid} ({comm}) S {ppid} {pid} {pid} 0 -1\n")
+    (d / "comm").write_text(comm + "\n")
+    (d / "environ").write_bytes(b"".join(f"{k}={v}".encode() + b"\0" for k, v in (environ or {}).items()))
+
+
+def test_the_origin_of_a_peer_is_read_from_the_process_sshd_started_not_from_the_peer(tmp_path):
+    _proc(tmp_path, 1, 0, "systemd")
+    _proc(tmp_path, 100, 1, "sshd")
+    _proc(tmp_path, 200, 100, "sshd-session")  # OpenSSH 9.8: the session's own process
+    _proc(tmp_path, 300, 200, "bash", {"SSH_CLIENT": "192.0.2.7 50022 22"})  # what sshd gave the login shell
+    _proc(tmp_path, 400, 300, "tmux: ) S 1 (x", {"SSH_CLIENT": "203.0.113.9 1 22"})  # a name that tries to lie
+    _proc(tmp_path, 500, 400, "controlroom", {"SSH_CLIENT": "203.0.113.9 1 22"})  # the client forges its own
+    assert session_origin(500, tmp_path) == "192.0.2.7"
+    _proc(tmp_path, 600, 1, "cron", {"SSH_CLIENT": "203.0.113.9 1 22"})
+    _proc(tmp_path, 700, 600, "controlroom", {"SSH_CLIENT": "203.0.113.9 1 22"})
+    assert session_origin(700, tmp_path) is None  # no SSH session: none, whatever it says
+    assert session_origin(999, tmp_path) is None  # gone
 
 
 def _whoami(env: dict[str, str], uid: int | None = None) -> str:

@@ -12,9 +12,11 @@ import hashlib
 import json
 import os
 import pwd
+import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -24,7 +26,7 @@ from controlroom import config, serverdoor
 from controlroom import protocol as pr
 from controlroom import server as server_mod
 from controlroom.client import connect
-from tests.conftest import run_cli
+from tests.conftest import REPO, run_cli
 from tests.servers import stop_server
 from tests.waiting import until
 
@@ -248,3 +250,122 @@ async def test_past_the_servers_connection_limit_a_client_is_refused_in_one_line
     finally:
         srv.stop()
         await serving
+
+
+# ---------------------------------------------------------------------------------------- the state directory
+
+STRANGER = r"""
+import errno, fcntl, json, os, socket, sqlite3, sys
+state, sock = sys.argv[1], sys.argv[2]
+out = {}
+s = socket.socket(socket.AF_UNIX)
+s.connect(sock)
+f = s.makefile("rb")
+s.sendall(b'{"op": "hello", "version": 1}\n')
+out["hello"] = json.loads(f.readline())
+if out["hello"].get("ok"):
+    s.sendall(b'{"id": 1, "op": "lock", "message": "mine now"}\n{"id": 2, "op": "log_add", "message": "DEPLOY OK"}\n')
+    out["replies"] = [json.loads(f.readline()), json.loads(f.readline())]
+s.close()
+
+def tried(what):
+    try:
+        what()
+        return "done"
+    except OSError as e:
+        return errno.errorcode.get(e.errno, str(e.errno))
+    except sqlite3.Error as e:
+        return f"sqlite: {e}"
+
+def write_journal():
+    db = sqlite3.connect(f"file:{state}/journal.db?mode=rw", uri=True)
+    db.execute("INSERT INTO log (at, user, kind, text) VALUES (0, 'alice', 'DEPLOY OK', 'forged')")
+    db.commit()
+
+out["journal"] = tried(lambda: os.open(f"{state}/journal.db", os.O_RDWR))
+out["sqlite"] = tried(write_journal)
+out["fleet.lock"] = tried(lambda: fcntl.flock(os.open(f"{state}/fleet.lock", os.O_RDONLY), fcntl.LOCK_EX))
+out["list"] = tried(lambda: os.listdir(state))
+out["create"] = tried(lambda: os.open(f"{state}/mine", os.O_CREAT | os.O_WRONLY, 0o600))
+print(json.dumps(out))
+"""
+
+
+@needs_root
+def test_a_local_user_outside_the_operators_is_refused_by_the_socket_and_cannot_touch_journal_or_fleet_lock(doors):
+    fleet, state, stranger = doors
+    res = cr(fleet, "deploy", "--detach", "--yes")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert cr(fleet, "deploy", "--follow", timeout=120).returncode == 0
+    for name in ("journal.db", "fleet.lock", "server.lock", "server.log"):
+        assert (state / name).stat().st_mode & 0o777 == 0o600, name
+    assert state.stat().st_mode & 0o7777 == 0o2710
+    run = stranger.run(STRANGER, str(state), str(pr.socket_path(state)))
+    assert run.returncode == 0, run.stderr
+    got = json.loads(run.stdout)
+    assert got["hello"]["ok"] and got["hello"]["may_act"] is False  # the socket is the door: watch, not act
+    for reply in got["replies"]:
+        assert not reply["ok"] and f"{stranger.name} is not among [access] operators" in reply["error"], reply
+    assert got["journal"] == "EACCES" and got["sqlite"].startswith("sqlite: unable to open"), got
+    assert (got["fleet.lock"], got["list"], got["create"]) == ("EACCES", "EACCES", "EACCES"), got
+    log = cr(fleet, "log").stdout
+    assert "forged" not in log and "mine now" not in log and "NO DEPLOY PLEASE" not in log, log
+    again = cr(fleet, "deploy", "--detach", "--yes", "--revision", "r2308")  # the fleet lock is still the server's
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert cr(fleet, "deploy", "--follow", timeout=120).returncode == 0
+
+
+@needs_root
+def test_a_person_in_neither_access_list_is_refused_at_hello_in_one_line(doors):
+    fleet, state, stranger = doors
+    fleet.config_path.write_text(fleet.config_path.read_text().replace(
+        'operators = ["alice"]', 'operators = ["alice"]\nwatchers = ["bob"]'))
+    assert cr(fleet, "log", "add", "the server runs").returncode == 0
+    run = stranger.run(STRANGER, str(state), str(pr.socket_path(state)))
+    hello = json.loads(run.stdout)["hello"]
+    assert not hello["ok"] and hello["error"] == (f"refused: {stranger.name} is not among [access] watchers or "
+                                                  "operators of this server"), hello
+
+
+def test_a_state_dir_writable_by_its_group_is_refused_and_old_team_files_are_made_private(make_fleet):
+    fleet = make_fleet(2)
+    state = Path(fleet.dir) / "state"
+    assert run_cli("log", "add", "x", "--config", str(fleet.config_path)).returncode == 0
+    run_cli("server", "stop", "--config", str(fleet.config_path))
+    stop_server(state)
+    os.chmod(state / "journal.db", 0o660)  # as an older controlroom left them, for the team's group
+    os.chmod(state, 0o770)
+    res = run_cli("serve", "--config", str(fleet.config_path))
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert f"{state}: the state directory is writable by its group (mode 0770)" in res.stderr
+    assert f"`chmod 0710 {state}`" in res.stderr
+    os.chmod(state, 0o710)
+    assert run_cli("log", "add", "y", "--config", str(fleet.config_path)).returncode == 0
+    assert (state / "journal.db").stat().st_mode & 0o777 == 0o600
+
+
+# ---------------------------------------------------------------------------------------- where from
+
+
+def test_the_origin_is_the_ssh_session_as_sshd_set_it_never_what_the_client_says(make_fleet, tmp_path):
+    from controlroom.identity import session_origin
+
+    fleet = make_fleet(2)
+    forged = {"SUDO_USER": "alice", "SSH_CLIENT": "203.0.113.9 4000 22", "SSH_CONNECTION": "203.0.113.9 4000 ::1 22"}
+    # the client that starts the server says it comes from 203.0.113.9: neither its line nor the server believes it
+    assert run_cli("log", "add", "forged", "--config", str(fleet.config_path), env=forged).returncode == 0
+    # a session that sshd started (a stand-in named sshd gives its child SSH_CLIENT, as sshd does), in which the
+    # client then claims another address in its own environment
+    sshd = tmp_path / "sshd"
+    shutil.copy("/bin/sh", sshd)
+    client = (f"env SSH_CLIENT='203.0.113.9 4000 22' {sys.executable} -m controlroom.cli log add from-ssh "
+              f"--config {fleet.config_path}")
+    res = subprocess.run([str(sshd), "-c", f"/bin/sh -c {shlex.quote(client + '; true')}; true"], cwd=REPO,
+                         env={**os.environ, "SUDO_USER": "alice", "SSH_CLIENT": "198.51.100.4 50000 22"},
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+    log = run_cli("log", "--config", str(fleet.config_path)).stdout
+    assert "203.0.113.9" not in log, log
+    here = session_origin(os.getpid())  # what the server can see of this test's own session (none outside ssh)
+    assert f"[alice{'@' + here if here else ''}] NOTE forged" in log, log
+    assert "[alice@198.51.100.4] NOTE from-ssh" in log, log
