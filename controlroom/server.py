@@ -22,7 +22,7 @@ from collections import deque
 from pathlib import Path
 
 from controlroom import events as ev
-from controlroom import gates, serverdoor
+from controlroom import gates, serverconfig, serverdoor
 from controlroom import protocol as pr
 from controlroom import serverviews as views
 from controlroom.board import Board
@@ -109,6 +109,9 @@ class Server(OpsMixin):
         self._lock_fd: int | None = None
         self._server: asyncio.AbstractServer | None = None
         self.warning: str | None = None
+        self.config_file = serverconfig.ConfigFile(cfg, dict(os.environ))  # the one config; secrets as at start
+        self.config_notes: deque[str] = deque(maxlen=5)  # what was last said about it (`server status`)
+        self.channels: list[serverconfig.Watched] = []
 
     # ------------------------------------------------------------------------------------------ life
     async def start(self) -> None:
@@ -145,11 +148,7 @@ class Server(OpsMixin):
 
         self.flags = FlagService(self.cfg, self.pool, self.journal)
         self.flags.start()
-        from controlroom.notify import Notifier, channels_of
-
-        # chat: tails the deploy log; a channel's failure goes to every attached client (the app's status line)
-        self.notifier = Notifier(self.journal.path, channels_of(self.cfg.notify), on_failure=self._committed)
-        self.notifier.start()
+        self.notifier = self._make_notifier(self.cfg)
         if os.environ.get("SSH_AUTH_SOCK") and not self.cfg.ssh.identity_files:
             self.warning = ("warning: the server's only key source is the ssh-agent of this session "
                             f"({os.environ['SSH_AUTH_SOCK']}); when that session ends, new connections fail")
@@ -167,11 +166,12 @@ class Server(OpsMixin):
     async def serve(self) -> None:
         """Run until stop() or idle."""
         assert self._server is not None
-        watcher = asyncio.ensure_future(self._idle_watch())
+        watchers = [asyncio.ensure_future(self._idle_watch()), asyncio.ensure_future(self._config_watch())]
         try:
             await self._stop.wait()
         finally:
-            watcher.cancel()
+            for w in watchers:
+                w.cancel()
             await self.close()
 
     def stop(self) -> None:
@@ -267,6 +267,7 @@ class Server(OpsMixin):
         try:
             if (hello := await serverdoor.read_hello(reader, writer)) is None:
                 return
+            await self.reload_config()  # [access] as the file says now
             if not self._may_watch(peer):
                 return await self.door.refuse(writer, peer, f"refused: {clean(peer.user, 40)} is not among [access] "
                                                             "watchers or operators of this server")
@@ -320,9 +321,12 @@ class Server(OpsMixin):
         try:
             if rid is not None and (type(rid) is bool or not isinstance(rid, (int, str))):
                 rid = None  # the answer cannot carry it
-            if op in INTENTS and c.read_only:  # whatever its fields: there is nothing it may ask of this kind
-                why = ("this client attached read-only" if msg.get("read_only") or c.read_only and
-                       self._may_act(c.peer) else f"{c.peer.user} is not among [access] operators")
+            notes = await self.reload_config()  # a change to the file applies before this request
+            if not self._may_watch(c.peer):  # [access] as it stands now, not as it stood at hello
+                raise UsageError(f"refused: {c.peer.user} is not among [access] watchers or operators")
+            if op in INTENTS and (c.read_only or not self._may_act(c.peer)):  # whatever its fields
+                why = (f"{c.peer.user} is not among [access] operators" if not self._may_act(c.peer) else
+                       "this client attached read-only")
                 raise UsageError(f"refused: {why}; you may watch, not act")
             pr.check_request(msg)
             if op == "attach":
@@ -331,8 +335,8 @@ class Server(OpsMixin):
             elif op in READS:
                 reply = await getattr(self, f"_op_{op}")(c, msg)
             elif op in INTENTS:
-                if msg.get("config") and op in ("deploy", "resume", "rollback") and not self.busy:
-                    self.use_config(str(msg["config"]))  # the operation runs with the config its client named
+                if msg.get("config"):
+                    self.check_config(msg["config"])  # the server runs its own config, never a client's
                 with self.acting(c.peer):  # the log names who asked, from where
                     if op in ("proceed", "retry", "skip", "unpause") and self.busy and self.rollout is not None:
                         self._unpark(self.rollout, c.peer.user)  # a parked deploy goes on: its lock is live again
@@ -340,7 +344,7 @@ class Server(OpsMixin):
                 self._last_busy = time.monotonic()
             else:
                 raise UsageError(f"unknown request {clean(str(op), 40)!r}")
-            out = {"id": rid, "ok": True, **(reply or {})}
+            out = {"id": rid, "ok": True, **(reply or {}), **({"notice": notes} if notes else {})}
         except ControlroomError as e:
             out = {"id": rid, "ok": False, "error": str(e), "exit": e.exit_code}
         except Exception as e:  # a bug of ours: the server keeps serving, the log has the traceback
@@ -365,7 +369,9 @@ class Server(OpsMixin):
         return {"pid": os.getpid(), "clients": len(self.clients), "connections": len(self.door.conns),
                 "max_connections": self.door.max_connections, "busy": self.op_name if self.busy else "",
                 "seq": self.seq, "since": self.started, "status": self.board.status,
-                "rollout_id": self.board.rollout_id}
+                "rollout_id": self.board.rollout_id, "config": str(self.config_file.path),
+                "channels": serverconfig.channel_lines(self.cfg, self.config_file, self.channels),
+                "notes": list(self.config_notes)}
 
     async def _op_output(self, c: _Client, msg: dict) -> dict:
         # seq: the events up to this number are in the reply; a client follows with the HostOutput after it

@@ -50,6 +50,15 @@ def cmd_server(cfg: Config, args: argparse.Namespace) -> int:
                 conns = f" ({st['connections']} connections of at most {st['max_connections']})" \
                     if "connections" in st else ""
                 print(f"server pid {st['pid']} since {since}, {st['clients']} clients{conns}{what}")
+                if st.get("config"):
+                    print(clean(f"config: {st['config']}", LINE_LIMIT))
+                channels = st.get("channels")
+                if channels is not None:
+                    print("chat: none configured ([notify])" if not channels else "chat:")
+                    for line in channels:
+                        print(clean(f"  {line}", LINE_LIMIT))
+                for line in st.get("notes") or []:
+                    print(clean(line, LINE_LIMIT))
                 return 0
             await c.request("stop", force=args.force)
             await asyncio.wait_for(c.closed.wait(), 60)

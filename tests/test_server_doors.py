@@ -28,7 +28,7 @@ from controlroom import server as server_mod
 from controlroom.client import connect
 from tests.conftest import REPO, run_cli
 from tests.servers import stop_server
-from tests.waiting import until
+from tests.waiting import until, wait_for
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # readable by every user, unlike a venv under /root; the scripts are stdlib only
 
@@ -369,3 +369,129 @@ def test_the_origin_is_the_ssh_session_as_sshd_set_it_never_what_the_client_says
     here = session_origin(os.getpid())  # what the server can see of this test's own session (none outside ssh)
     assert f"[alice{'@' + here if here else ''}] NOTE forged" in log, log
     assert "[alice@198.51.100.4] NOTE from-ssh" in log, log
+
+
+# ---------------------------------------------------------------------------------------- one config per server
+
+
+def _start(fleet, **env) -> None:
+    res = run_cli("log", "add", "the server runs", "--config", str(fleet.config_path), env={"SUDO_USER": "alice",
+                                                                                            **env})
+    assert res.returncode == 0, res.stderr
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, old
+    path.write_text(text.replace(old, new, 1))
+
+
+def test_a_client_naming_another_config_is_refused_with_the_one_in_use_unless_it_is_the_same_file(make_fleet):
+    fleet = make_fleet(2)
+    _start(fleet)
+    pwned = Path(fleet.dir) / "pwned"
+    other = Path(fleet.dir) / "other.toml"  # the same state directory, a stage command of its own
+    other.write_text(fleet.config_path.read_text().replace('staged = "refs/heads/staging"\n',
+                                                           f'staged = "refs/heads/staging"\nstage = "touch {pwned}"\n'))
+    res = run_cli("stage", "--config", str(other), env={"SUDO_USER": "alice"})
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stdout + res.stderr
+    assert (f"refused: this server runs with {fleet.config_path.resolve()}, not {other.resolve()}: use that file, "
+            "or `controlroom server stop`") in res.stderr
+    assert not pwned.exists()
+    link = Path(fleet.dir) / "same.toml"  # the server's own file under another name is the same config
+    link.symlink_to(fleet.config_path)
+    res = run_cli("deploy", "--yes", "--config", str(link), env={"SUDO_USER": "alice"}, timeout=120)
+    assert res.returncode == 0 and "DEPLOY OK" in res.stdout, res.stdout + res.stderr
+
+
+def test_when_its_config_changes_the_server_reloads_it_and_every_section_takes_effect(make_fleet):
+    fleet = make_fleet(4)
+    cfgp = fleet.config_path
+    _start(fleet)
+    chat = Path(fleet.dir) / "chat.txt"
+    cfgp.write_text(cfgp.read_text() + f'\n[notify]\ncommand = "cat >> {chat}"\n')  # a channel added
+    _edit(cfgp, 'name = "stage 2"', 'name = "the rest at once"')
+    _edit(cfgp, "[flags.beehive]", '[flags.brand_new]\ndescription = "added while the server ran"\n\n[flags.beehive]')
+    assert run_cli("log", "add", "hello chat", "--config", str(cfgp), env={"SUDO_USER": "alice"}).returncode == 0
+    wait_for(lambda: chat.exists() and "hello chat" in chat.read_text(), 30, "the new channel to announce")
+    status = run_cli("server", "status", "--config", str(cfgp))
+    assert "[phase], [flags], [notify] took effect" in status.stdout, status.stdout
+    wait_for(lambda: "command: working" in run_cli("server", "status", "--config", str(cfgp)).stdout, 30,
+             "status to say the channel works")
+    assert "brand_new" in run_cli("flags", "--config", str(cfgp)).stdout
+    dep = run_cli("deploy", "--yes", "--config", str(cfgp), env={"SUDO_USER": "alice"}, timeout=120)
+    assert dep.returncode == 0 and "the rest at once" in dep.stdout, dep.stdout + dep.stderr
+    cfgp.write_text(cfgp.read_text() + '\n[access]\noperators = ["bob"]\n')
+    lock = run_cli("lock", "mine", "--config", str(cfgp), env={"SUDO_USER": "alice"})
+    assert lock.returncode == 2 and "alice is not among [access] operators" in lock.stderr, lock.stderr
+    cfgp.write_text(cfgp.read_text() + "\n[inventory.oops]\n")  # a file that no longer reads: said, nothing changes
+    server_log = Path(fleet.dir) / "state" / "server.log"
+    wait_for(lambda: "not reloaded; the server goes on with the config it had" in server_log.read_text(), 30,
+             "the server to say the config no longer reads")
+    assert "inventory.oops" in server_log.read_text()
+
+
+@pytest.mark.slow
+def test_hosts_changed_while_a_deploy_runs_are_said_and_apply_when_it_ends(make_fleet):
+    fleet = make_fleet(10)
+    cfgp = fleet.config_path
+    go = Path(fleet.dir) / "go"
+    _edit(cfgp, "steps = [\n", f'steps = [\n    "while [ ! -e {go} ]; do sleep 0.05; done",\n')
+    res = run_cli("deploy", "--detach", "--yes", "--config", str(cfgp), env={"SUDO_USER": "alice"})
+    assert res.returncode == 0, res.stdout + res.stderr
+    text = cfgp.read_text().replace('hosts = ["web[001:010]"]', 'hosts = ["web[001:008]"]')
+    cfgp.write_text("".join(line for line in text.splitlines(keepends=True)
+                            if not line.startswith(("web009 =", "web010 ="))))
+    status = run_cli("server", "status", "--config", str(cfgp))
+    said = "[inventory], [phase] changed while a deploy runs: they apply when it ends"
+    assert said in status.stdout, status.stdout
+    assert said in (Path(fleet.dir) / "state" / "server.log").read_text()
+    go.touch()
+    follow = run_cli("deploy", "--follow", "--config", str(cfgp), timeout=120)
+    assert follow.returncode == 0 and "DEPLOY OK r2307: 10 hosts" in follow.stdout, follow.stdout + follow.stderr
+    wait_for(lambda: "the operation ended" in run_cli("server", "status", "--config", str(cfgp)).stdout, 30,
+             "the new inventory to take effect")
+    again = run_cli("deploy", "--yes", "--revision", "r2308", "--config", str(cfgp), env={"SUDO_USER": "alice"},
+                    timeout=120)
+    assert again.returncode == 0, again.stdout + again.stderr
+    revs = [(Path(h.root) / "REVISION").read_text().strip() for h in sorted(fleet.hosts, key=lambda h: h.name)]
+    assert revs == ["r2308"] * 8 + ["r2307"] * 2, revs  # the new inventory: web009 and web010 are no longer in it
+
+
+def test_a_webhook_named_by_a_variable_is_read_from_the_servers_environment_at_start(make_fleet):
+    import http.server
+    import threading
+
+    got: list[bytes] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - the stdlib's name
+            got.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    hook = http.server.HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{hook.server_port}/hook"
+    try:
+        fleet = make_fleet(2)
+        cfgp = fleet.config_path
+        cfgp.write_text(cfgp.read_text() + '\n[notify]\nwebhook_env = "CR_TEST_HOOK"\n')
+        _start(fleet)  # started without the variable
+        status = run_cli("server", "status", "--config", str(cfgp))
+        assert "webhook: not configured: [notify] webhook_env names CR_TEST_HOOK, which is not set in the " \
+               "server's environment" in status.stdout, status.stdout
+        # a client that has it does not change what the server reads
+        assert run_cli("log", "add", "from a client with the hook", "--config", str(cfgp),
+                       env={"CR_TEST_HOOK": url}).returncode == 0
+        run_cli("server", "stop", "--config", str(cfgp))
+        stop_server(Path(fleet.dir) / "state")
+        _start(fleet, CR_TEST_HOOK=url)  # a server whose own environment has it (a unit's EnvironmentFile)
+        wait_for(lambda: any(b"the server runs" in b for b in got), 30, "the webhook to be called")
+        wait_for(lambda: "webhook: working" in run_cli("server", "status", "--config", str(cfgp)).stdout, 30,
+                 "status to say the webhook works")
+    finally:
+        hook.shutdown()
