@@ -495,3 +495,25 @@ def test_a_webhook_named_by_a_variable_is_read_from_the_servers_environment_at_s
                  "status to say the webhook works")
     finally:
         hook.shutdown()
+
+
+@needs_root
+def test_a_teammate_reads_the_deploy_log_through_the_socket_since_the_journal_is_the_servers_alone(doors):
+    fleet, state, stranger = doors
+    assert cr(fleet, "log", "add", "shipping r2307 after lunch").returncode == 0
+    top = state.parent  # the teammate's own copy of the config, beside the state directory (pytest's is 0700)
+    for name in ("known_hosts", "client_key"):
+        shutil.copy(Path(fleet.dir) / name, top / name)
+        os.chmod(top / name, 0o644)
+    (top / "repo").mkdir()
+    mine = top / "controlroom.toml"
+    mine.write_text(fleet.config_path.read_text())
+    os.chmod(mine, 0o644)
+    site = next((REPO / ".venv" / "lib").glob("python3*/site-packages"), None)
+    if site is None:
+        pytest.skip("no venv to lend the teammate")
+    res = subprocess.run([SYSTEM_PYTHON, "-m", "controlroom.cli", "log", "--config", str(mine)], user=stranger.uid,
+                         group=stranger.gid, extra_groups=[], cwd="/", capture_output=True, text=True, timeout=60,
+                         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{REPO}:{site}", "HOME": "/nonexistent"})
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "[alice] NOTE shipping r2307 after lunch" in res.stdout, res.stdout
