@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import pwd
-import shlex
 import shutil
 import signal
 import subprocess
@@ -20,6 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import asyncssh
 import pytest
 
 from controlroom import config, serverdoor
@@ -347,28 +347,62 @@ def test_a_state_dir_writable_by_its_group_is_refused_and_old_team_files_are_mad
 # ---------------------------------------------------------------------------------------- where from
 
 
-def test_the_origin_is_the_ssh_session_as_sshd_set_it_never_what_the_client_says(make_fleet, tmp_path):
+def test_an_origin_a_client_claims_is_not_recorded_nor_one_a_program_named_sshd_gives(make_fleet, tmp_path):
     from controlroom.identity import session_origin
 
     fleet = make_fleet(2)
     forged = {"SUDO_USER": "alice", "SSH_CLIENT": "203.0.113.9 4000 22", "SSH_CONNECTION": "203.0.113.9 4000 ::1 22"}
     # the client that starts the server says it comes from 203.0.113.9: neither its line nor the server believes it
     assert run_cli("log", "add", "forged", "--config", str(fleet.config_path), env=forged).returncode == 0
-    # a session that sshd started (a stand-in named sshd gives its child SSH_CLIENT, as sshd does), in which the
-    # client then claims another address in its own environment
-    sshd = tmp_path / "sshd"
+    sshd = tmp_path / "sshd"  # a program named sshd that gives its child an SSH_CLIENT, as sshd would
     shutil.copy("/bin/sh", sshd)
-    client = (f"env SSH_CLIENT='203.0.113.9 4000 22' {sys.executable} -m controlroom.cli log add from-ssh "
-              f"--config {fleet.config_path}")
-    res = subprocess.run([str(sshd), "-c", f"/bin/sh -c {shlex.quote(client + '; true')}; true"], cwd=REPO,
-                         env={**os.environ, "SUDO_USER": "alice", "SSH_CLIENT": "198.51.100.4 50000 22"},
-                         capture_output=True, text=True, timeout=60)
+    client = f"{sys.executable} -m controlroom.cli log add from-a-fake --config {fleet.config_path}; true"
+    res = subprocess.run([str(sshd), "-c", client], cwd=REPO, env={**os.environ, **forged}, capture_output=True,
+                         text=True, timeout=60)
     assert res.returncode == 0, res.stdout + res.stderr
     log = run_cli("log", "--config", str(fleet.config_path)).stdout
     assert "203.0.113.9" not in log, log
     here = session_origin(os.getpid())  # what the server can see of this test's own session (none outside ssh)
-    assert f"[alice{'@' + here if here else ''}] NOTE forged" in log, log
-    assert "[alice@198.51.100.4] NOTE from-ssh" in log, log
+    for text in ("forged", "from-a-fake"):
+        assert f"[alice{'@' + here if here else ''}] NOTE {text}" in log, log
+
+
+@needs_root
+def test_the_origin_is_the_real_ssh_connections_address_whatever_the_session_sets(make_real_fleet):
+    fleet = make_real_fleet(1)
+    h = fleet.hosts[0]
+    top = Path(tempfile.mkdtemp(prefix="crdoors-"))
+    try:
+        os.chmod(top, 0o755)
+        state = top / "state"
+        state.mkdir()
+        os.chown(state, 0, h.gid)  # the host's user is in the state directory's group: it reaches the socket
+        os.chmod(state, 0o2710)
+        for name in ("known_hosts", "client_key"):
+            shutil.copy(Path(fleet.dir) / name, top / name)
+            os.chmod(top / name, 0o644)
+        (top / "repo").mkdir()
+        cfgp = top / "controlroom.toml"
+        cfgp.write_text(fleet.config_path.read_text().replace('dir = "state"', f'dir = "{state}"'))
+        os.chmod(cfgp, 0o644)
+        assert run_cli("log", "add", "the server runs", "--config", str(cfgp)).returncode == 0
+        site = next((REPO / ".venv" / "lib").glob("python3*/site-packages"))
+        # the session's first process execs the client with an address of its own choosing in its environment
+        cmd = (f"SSH_CLIENT='203.0.113.9 4000 22' SSH_CONNECTION='203.0.113.9 4000 ::1 22' PYTHONPATH={REPO}:{site} "
+               f"exec {SYSTEM_PYTHON} -m controlroom.cli log add from-real-ssh --config {cfgp}")
+
+        async def over_ssh() -> asyncssh.SSHCompletedProcess:
+            async with asyncssh.connect("127.0.0.1", port=h.port, username=h.user, known_hosts=str(fleet.known_hosts),
+                                        client_keys=[str(Path(fleet.dir) / "client_key")]) as conn:
+                return await conn.run(cmd, timeout=60)
+
+        res = asyncio.run(over_ssh())
+        assert res.exit_status == 0, (res.stdout, res.stderr)
+        log = run_cli("log", "--config", str(cfgp)).stdout
+        assert f"[{h.user}@127.0.0.1] NOTE from-real-ssh" in log and "203.0.113.9" not in log, log
+    finally:
+        stop_server(top / "state")
+        shutil.rmtree(top, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------- one config per server
