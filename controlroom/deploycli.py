@@ -80,7 +80,8 @@ def cmd_log(cfg: Config, args: argparse.Namespace) -> int:
         try:
             j = Journal.open(cfg.state.dir, readonly=True)  # a journal read-only for this user can still be read
         except JournalError:
-            if os.access(Path(cfg.state.dir) / "journal.db", os.F_OK) or not os.access(cfg.state.dir, os.R_OK):
+            db = Path(cfg.state.dir) / "journal.db"
+            if not os.access(cfg.state.dir, os.X_OK) or db.exists() and not os.access(db, os.R_OK):
                 return _log_from_server(cfg, args.n)  # the server's alone (its own user): ask it
             raise
     lock = j.lock()

@@ -207,7 +207,7 @@ def test_a_journal_overwritten_with_garbage_is_named_with_what_to_do(site):
 
 def mount_small_tmpfs(where: Path) -> None:
     where.mkdir()
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k,mode=0770", "tmpfs", str(where)],
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k,mode=0710", "tmpfs", str(where)],
                          capture_output=True, text=True)
     if res.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs to fill: {res.stderr.strip()}")
