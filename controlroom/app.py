@@ -213,5 +213,8 @@ def run_app(cfg: Config, *, read_only: bool = False) -> int:
     os.environ.pop("COLUMNS", None)
     os.environ.pop("LINES", None)
     app = build_app(cfg, read_only=read_only)
+    from controlroom.app_hangup import end_on_hangup
+
+    end_on_hangup(app)  # the terminal going away ends the app, writing nothing to it and never hanging
     app.run()
     return app.return_code or 0

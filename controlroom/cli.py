@@ -66,24 +66,35 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def error_line(text: object) -> None:
+    """The one error line on stderr: ``controlroom: ...``. What it says may carry outside text (a lock's reason,
+    the holder a host's lease names, a metrics source's error), so it goes through the neutraliser as every line
+    the app shows does: no escape sequence reaches the terminal, one line, bounded."""
+    from controlroom.text import LINE_LIMIT, clean
+
+    try:
+        print(f"controlroom: {clean(text, LINE_LIMIT)}", file=sys.stderr, flush=True)
+    except BrokenPipeError:  # nobody reads our errors either
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return dispatch(args)
     except ControlroomError as e:
-        print(f"controlroom: {e}", file=sys.stderr)
+        error_line(e)
         return e.exit_code
     except BrokenPipeError:  # `controlroom run ... | head`: the reader left, so do we, quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except KeyboardInterrupt:
-        print("controlroom: interrupted", file=sys.stderr)
+        error_line("interrupted")
         return 130
     except Exception as e:  # the last resort: one line, the details only when asked for
         if os.environ.get("CONTROLROOM_DEBUG"):
             raise
-        print(f"controlroom: internal error: {type(e).__name__}: {e} (set CONTROLROOM_DEBUG=1 for details)",
-              file=sys.stderr)
+        error_line(f"internal error: {type(e).__name__}: {e} (set CONTROLROOM_DEBUG=1 for details)")
         return 70
 
 

@@ -9,6 +9,7 @@ Nothing here touches a host; a config that fails to load never gets that far.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 import tomllib
@@ -128,7 +129,7 @@ _SSH = [
 _PHASE = ["name", "size", "hosts", "parallel", "max_failed", "bake", "gate", "auto"]
 _RELEASE = ["repo", "staged", "live_command", "stage", "stage_host"]
 _DEPLOY = ["steps", "health", "rollback", "step_timeout", "revision"]
-_METRICS = ["source", "url", "interval", "window", "token_env", "series"]
+_METRICS = ["source", "url", "interval", "window", "token_env", "series", "timeout"]
 _SERIES = ["query", "unit", "max", "min", "split"]
 _NOTIFY = ["webhook", "webhook_env", "irker", "command"]
 _STATE = ["dir"]
@@ -340,7 +341,7 @@ def _ssh(r: Reader, inv: Any, base: Path, require_known_hosts: bool) -> SSHSetti
             maximum=10,
             why="must be at most 10 (sshd's default MaxSessions), got {v}",
         ),
-        keepalive_interval=r.seconds(s, d, "keepalive_interval", 5.0),
+        keepalive_interval=r.seconds(s, d, "keepalive_interval", 5.0, minimum=0.1),
         keepalive_count=r.integer(s, d, "keepalive_count", 3),
         agent_forwarding=r.boolean(s, d, "agent_forwarding", False),
     )
@@ -464,12 +465,15 @@ def _metrics(r: Reader, data: dict) -> MetricsSettings:
         d = f"metrics.series.{sname}"
         with r.section():
             r.table(sv, d, _SERIES)
+            top, bottom = r.number(sv, d, "max"), r.number(sv, d, "min")
+            if top is not None and bottom is not None and bottom > top:
+                r.bad(f"{d}.min", f"must not be above max ({bottom:g} > {top:g}): every value would breach")
             series.append(
                 SeriesSpec(
                     name=sname,
                     query=r.string(sv, d, "query", "", required=True),
-                    max=r.number(sv, d, "max"),
-                    min=r.number(sv, d, "min"),
+                    max=top,
+                    min=bottom,
                     unit=r.string(sv, d, "unit", ""),
                     split=r.string(sv, d, "split"),
                 )
@@ -478,9 +482,14 @@ def _metrics(r: Reader, data: dict) -> MetricsSettings:
     if token_env is not None and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", token_env):
         r.bad("metrics.token_env", f"must name an environment variable (the token itself never goes in the file), "
               f"got {token_env[:3]!r}...")
+    # the source is asked every interval (at most hourly, at least every half second), each answer has timeout
+    interval = r.seconds(me, "metrics", "interval", 5.0, minimum=0.5, maximum=3600)
+    window = r.seconds(me, "metrics", "window", 900.0)
+    if window < interval:
+        r.bad("metrics.window", f"must be at least the interval ({interval:g} s), got {window:g} s")
     return MetricsSettings(
-        source=source or "prometheus", url=url, interval=r.seconds(me, "metrics", "interval", 5.0),
-        window=r.seconds(me, "metrics", "window", 900.0), token_env=token_env, series=tuple(series),
+        source=source or "prometheus", url=url, interval=interval, window=window, token_env=token_env,
+        series=tuple(series), timeout=r.seconds(me, "metrics", "timeout", 5.0, maximum=600),
     )
 
 
@@ -489,7 +498,9 @@ def _gates(r: Reader, specs: list[PhaseSpec], metrics: MetricsSettings) -> None:
     for i, sp in enumerate(specs):
         for g in sp.gate:
             m = _GATE.match(g)
-            if m and m.group(1) not in known_series:
+            if m and not math.isfinite(float(m.group(3))):
+                r.bad(f"phase[{i}].gate", f"gate {g[:60]!r}: its limit is not a finite number")
+            elif m and m.group(1) not in known_series:
                 close = difflib.get_close_matches(m.group(1), sorted(known_series), n=1)
                 hint = f"; did you mean '{close[0]}'?" if close else ""
                 r.bad(

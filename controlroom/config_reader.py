@@ -105,6 +105,17 @@ def _unquote(s: str) -> str:
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s)?$")
 
 
+MAX_SECONDS = 30 * 86400  # no duration of the config is longer than this
+
+
+def _duration(seconds: float) -> str:
+    """0.5 -> "0.5 s", 3600 -> "1 h (3600 s)", 2592000 -> "30 days (2592000 s)"."""
+    for unit, size in (("days", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g} {unit} ({seconds:.0f} s)"
+    return f"{seconds:g} s"
+
+
 def parse_duration(value: str) -> float | None:
     """'90s', '2m', '1h', '1m30s' -> seconds; None if not a duration."""
     m = _DURATION.match(value.strip())
@@ -226,7 +237,10 @@ class Reader:
             )
         return v
 
-    def seconds(self, t: dict, dotted: str, key: str, default: float, allow_zero: bool = False) -> float:
+    def seconds(self, t: dict, dotted: str, key: str, default: float, allow_zero: bool = False,
+                minimum: float | None = None, maximum: float = MAX_SECONDS) -> float:
+        """A duration: a number of seconds or "90s", "2m", "1h"; finite, never negative, and in range (an
+        interval of a nanosecond is a busy loop, a bake of 1e300 s a gate that never decides)."""
         if key not in t:
             return default
         v = t[key]
@@ -234,27 +248,43 @@ class Reader:
         if isinstance(v, str):
             parsed = parse_duration(v)
             if parsed is None:
+                never = " (a duration is never negative)" if v.strip().startswith("-") else ""
                 return self.bad(
-                    d, f'must be seconds or a duration like "90s", "2m", "1h", got {v!r}', default
+                    d, f'must be seconds or a duration like "90s", "2m", "1h", got {v!r}{never}', default
                 )
             v = parsed
         elif isinstance(v, bool) or not isinstance(v, (int, float)):
             return self.bad(d, f"must be a number of seconds, got {kind_of(v)}", default)
+        try:
+            v = float(v)
+        except OverflowError:  # an integer too large for a float
+            return self.bad(d, f"must be at most {_duration(maximum)}, got {t[key]}", default)
         if not math.isfinite(v):
             return self.bad(d, f"must be a finite number of seconds, got {v}", default)
         if v < 0 or (v == 0 and not allow_zero):
             return self.bad(
-                d, f"must be {'zero or more' if allow_zero else 'more than zero'} seconds, got {v}", default
+                d, f"must be {'zero or more' if allow_zero else 'more than zero'} seconds, got {v:g}", default
             )
-        return float(v)
+        if minimum is not None and v < minimum and not (v == 0 and allow_zero):
+            return self.bad(d, f"must be at least {_duration(minimum)}, got {v:g} s", default)
+        if v > maximum:
+            return self.bad(d, f"must be at most {_duration(maximum)}, got {v:g} s", default)
+        return v
 
     def number(self, t: dict, dotted: str, key: str) -> float | None:
+        """A threshold: a finite number (NaN is never crossed, nor is infinity)."""
         if key not in t:
             return None
         v = t[key]
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             return self.bad(f"{dotted}.{key}", f"must be a number, got {kind_of(v)}")
-        return float(v)
+        try:
+            v = float(v)
+        except OverflowError:
+            v = math.inf
+        if not math.isfinite(v):
+            return self.bad(f"{dotted}.{key}", f"must be a finite number, got {t[key]}")
+        return v
 
     def boolean(self, t: dict, dotted: str, key: str, default: bool) -> bool:
         if key not in t:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from controlroom import events as ev
 from controlroom.config import Config
-from controlroom.errors import JournalError, LockedError, UsageError
+from controlroom.errors import ControlroomError, JournalError, LockedError, UsageError
 from controlroom.journal import Journal
 from controlroom.text import LINE_LIMIT, clean
 
@@ -22,9 +22,13 @@ def add_parsers(sub, common) -> None:
     d.add_argument("--resume", action="store_true", help="carry on the last deploy (after a crash or a halt)")
     d.add_argument("--force", action="store_true", help="deploy although a person locked the fleet")
     d.add_argument("--reason", metavar="TEXT", help="why --force (required with it; goes into the log)")
+    d.add_argument("--override-gate", metavar="REASON",
+                   help="pass a gate that does not hold (failed or could not be checked), saying why (in the log)")
     d.add_argument("--detach", action="store_true",
-                   help="start the deploy in the control-room server and return at once with its id")
-    d.add_argument("--follow", action="store_true", help="follow the deploy the server runs (re-attach)")
+                   help="start the deploy in the control-room server and return at once with its id (needs --auto "
+                        "or --yes)")
+    d.add_argument("--follow", action="store_true",
+                   help="follow the deploy the server runs (re-attach); on a terminal, answer its questions")
 
     r = sub.add_parser("rollback", parents=[common], help="put the previous revision back on every done host")
     r.add_argument("--yes", "-y", action="store_true", help="do not ask")
@@ -126,22 +130,38 @@ def cmd_lock(cfg: Config, args: argparse.Namespace) -> int:
 def cmd_unlock(cfg: Config, args: argparse.Namespace) -> int:
     try:
         reply = _ask_server(cfg, "unlock", force=args.force)
-    except LockedError as e:
-        # another person's lock, or the one a halted deploy keeps: the server said what unlocking abandons
-        if args.force or not sys.stdin.isatty():
+    except ControlroomError as e:
+        # another person's lock, or the one a halted deploy keeps: the server said what unlocking abandons (the
+        # client's error carries the server's exit code, 3 for a lock)
+        if args.force or not sys.stdin.isatty() or e.exit_code != LockedError.exit_code:
             raise
         print(clean(str(e), LINE_LIMIT))
-        try:
-            answer = input("Unlock anyway? [y/N] ").strip().lower()
-        except (EOFError, KeyboardInterrupt):
-            answer = ""
+        answer = typed_answer("Unlock anyway? [y/N] ")
         if answer not in ("y", "yes"):
-            print("not unlocking")
-            return 1
+            quietly_say("not unlocking")
+            return 1 if answer is not None else 129
         reply = _ask_server(cfg, "unlock", force=True)
     was = reply.get("was")
     print(clean(f"unlocked (was: {was})", LINE_LIMIT) if was else "the fleet was not locked")
     return 0
+
+
+def typed_answer(prompt: str) -> str | None:
+    """A line the person typed, stripped and lower-cased; None when no one typed it: the end of input, a terminal
+    that went away (EIO). A lost stdin is never an answer; Ctrl+C interrupts as anywhere (exit 130)."""
+    try:
+        line = input(prompt)
+    except (EOFError, OSError):
+        return None
+    return line.strip().lower()
+
+
+def quietly_say(text: str) -> None:
+    """A last line for a terminal that may be gone: never an error of its own."""
+    try:
+        print(text, flush=True)
+    except OSError:
+        pass
 
 
 # --------------------------------------------------------------------------------------------- the printer
@@ -193,6 +213,10 @@ class Printer:
             self.say(self.dots(e.name, f"{res} {e.done}/{total}{extra} ({e.seconds:.1f} s)"))
         elif isinstance(e, ev.GateWaiting):
             self.say(f"  waiting: {e.reason}")
+        elif isinstance(e, ev.LogEntryAdded) and e.kind == "GATE":  # each verdict as the deploy log has it
+            self.say(f"  GATE {e.revision + ' ' if e.revision else ''}{e.text}")
+        elif isinstance(e, ev.RolloutInterrupted):
+            self.say(f"INTERRUPTED by {e.user}: {len(e.hosts)} hosts in flight stopped")
         elif isinstance(e, ev.OperatorAction):
             detail = f" ({clean(e.detail)})" if e.detail else ""
             self.say(f"  {e.user}: {e.action}{' ' + e.host if e.host else ''}{detail}")
@@ -231,7 +255,7 @@ class Printer:
 
 def cmd_deploy(cfg: Config, args: argparse.Namespace) -> int:
     if args.follow:
-        from controlroom.servercli import follow
+        from controlroom.deployrun import follow
 
         return follow(cfg, args)
     if args.detach:
@@ -239,6 +263,12 @@ def cmd_deploy(cfg: Config, args: argparse.Namespace) -> int:
 
         if args.force and not (args.reason and args.reason.strip()):
             raise UsageError("--force needs --reason TEXT: say why, it goes into the deploy log")
+        if not (args.auto or args.yes):
+            raise UsageError("--detach leaves nobody to answer at the phase boundaries: add --auto or --yes (a gate "
+                             "that does not hold still waits, for `controlroom deploy --follow` or the app)")
+        if args.override_gate is not None:
+            raise UsageError("--override-gate needs a client to pass the gate: use it with `deploy` or "
+                             "`deploy --follow`, not --detach")
         return deploy_detached(cfg, args)
     from controlroom.deployrun import deploy
 

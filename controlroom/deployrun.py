@@ -1,12 +1,16 @@
-"""Headless `controlroom deploy` and `rollback`: clients of the control-room server (server.py). The server runs the
-operation; this process starts it, prints it as it goes (deploycli.Printer), answers its questions from the terminal
-(or leaves them to the server by --yes/--auto), and exits with its result.
+"""Headless `controlroom deploy`, `deploy --follow` and `rollback`: clients of the control-room server (server.py).
+The server runs the operation; this process starts it (or attaches to it), prints it as it goes (deploycli.Printer),
+answers its questions from the terminal (deployask.py; or leaves them to the server by --yes/--auto), and exits
+with its result.
 
-Stopping: Ctrl+C on a terminal asks "[a]bort, or [d]etach"; Ctrl+C or SIGTERM without one interrupts the deploy
-(in-flight hosts stopped and recorded as interrupted, the deploy halted with its lock parked, exit 130). SIGHUP or a
-closed stdout detaches: the deploy goes on in the server. With no terminal to ask, a halt (or a gate --auto does not
-pass) is parked in the server: the fleet stays locked for the deploy until `deploy --resume` or `rollback`.
-Prompts are read on the event loop, so Ctrl+C at a question answers it at once.
+A dropped session never decides. Only a key the person typed answers a question: SIGHUP, a closed terminal (EOF or
+EIO on it) or a lost stdin at any prompt detaches, as [d]etach does: the deploy waits in the server, the fleet
+locked for it (parked, the lock row says why), until `deploy --resume`, `deploy --follow`, the app or `rollback`.
+Ctrl+C on a terminal asks "[a]bort, or [d]etach"; Ctrl+C or SIGTERM without one interrupts the deploy (in-flight
+hosts stopped and recorded as interrupted, the deploy halted with its lock parked, exit 130); a follower (--follow)
+only detaches. SIGHUP or a closed stdout detaches. With no terminal to ask, a halt (or a gate that does not hold,
+unless --override-gate) is parked in the server. Prompts are read on the event loop, so Ctrl+C at a question answers
+it at once.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import asyncio
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -24,13 +29,20 @@ from controlroom.board import Board
 from controlroom.config import Config
 from controlroom.deploycli import Printer
 from controlroom.errors import ControlroomError, LockedError, UsageError
+from controlroom.text import clean
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 RESUME_HINT = "`controlroom deploy --resume`"
+HUNG_UP = 129  # a question the terminal went away from: nothing was decided (128 + SIGHUP)
+PARK_PATIENCE = 60.0  # seconds a detaching client waits for the server to say the deploy is parked
 
 
 class Detached(Exception):
-    """The operator left (SIGHUP, a closed pipe, [d]etach): the operation goes on in the server."""
+    """The operator left (SIGHUP, a closed terminal or pipe, [d]etach): the operation goes on in the server."""
+
+
+class HungUp(Detached):
+    """The terminal went away (SIGHUP, EOF or EIO on it): nobody is there to answer, or to read."""
 
 
 def plan_view(cfg: Config, hosts: dict | None = None):
@@ -44,25 +56,57 @@ def plan_view(cfg: Config, hosts: dict | None = None):
     return SimpleNamespace(cfg=cfg, phases=cfg.phases, hosts=view)
 
 
-async def ask(session: Session, question: str) -> str | None:
-    """One answer from the terminal, lower-cased; "" at end of input; None when a signal came first."""
+def _read_line() -> str:
+    """A line from stdin; "" at its end or when the terminal is gone (EIO)."""
+    try:
+        return sys.stdin.readline()
+    except (OSError, ValueError):
+        return ""
+
+
+async def ask(session: Session, question: str, *, raw: bool = False, still: Callable[[], bool] | None = None
+              ) -> str | None:
+    """One typed answer from the terminal, stripped (lower-cased unless raw). None when a signal came first (Ctrl+C,
+    SIGTERM) or when still() stopped holding (answered elsewhere). Raises HungUp at the end of input, on a terminal
+    that went away, or on SIGHUP: a lost stdin is never an answer."""
     loop = asyncio.get_running_loop()
+    if signal.SIGHUP in session.signals:
+        raise HungUp()
+    if session.signals:
+        return None
     session.out(question, end="")
     fut: asyncio.Future = loop.create_future()
     fd = sys.stdin.fileno()
 
     def readable() -> None:
         if not fut.done():
-            fut.set_result(sys.stdin.readline())
+            fut.set_result(_read_line())
 
     try:
         loop.add_reader(fd, readable)
     except (PermissionError, ValueError, OSError):  # not pollable (a regular file): read it directly
-        return sys.stdin.readline().strip().lower()
+        line = _read_line()
+        if not line:
+            raise HungUp() from None
+        return line.strip() if raw else line.strip().lower()
     session.asking = fut
     try:
-        line = await fut
+        while not fut.done():
+            session.changed.clear()
+            waiter = asyncio.ensure_future(session.changed.wait())
+            try:
+                await asyncio.wait([fut, waiter], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+            if session.detached:
+                raise Detached()
+            if not fut.done() and still is not None and not still():
+                session.out("\n(answered elsewhere)")
+                return None
+        line = fut.result()
     except asyncio.CancelledError:
+        if signal.SIGHUP in session.signals:
+            raise HungUp() from None
         if session.signals:
             session.out("")
             return None
@@ -70,18 +114,28 @@ async def ask(session: Session, question: str) -> str | None:
     finally:
         session.asking = None
         loop.remove_reader(fd)
-    return line.strip().lower()
+    if not line:  # end of input: the terminal or the pipe is gone, nobody typed this
+        raise HungUp()
+    return line.strip() if raw else line.strip().lower()
+
+
+async def confirm(session: Session, question: str, still: Callable[[], bool] | None = None) -> bool:
+    """[y/N]: True only for a typed yes."""
+    return await ask(session, f"{question} [y/N] ", still=still) in ("y", "yes")
 
 
 class Session:
     """One connection to the server, following one operation: prints its events, asks its questions, and knows
     how it ended (its RolloutFinished, and the server's `ended` for its number)."""
 
-    def __init__(self, cfg: Config, client, *, interactive: bool, policy: str = "operator") -> None:
+    def __init__(self, cfg: Config, client, *, interactive: bool, policy: str = "operator",
+                 override: str | None = None, watching: bool = False) -> None:
         self.cfg = cfg
         self.c = client
         self.interactive = interactive
         self.policy = policy
+        self.override = override  # --override-gate: the reason sent with proceed at a gate that does not hold
+        self.watching = watching  # --follow: a signal only detaches
         self.board = Board()
         self.lock: dict | None = None
         self.printer: Printer | None = None
@@ -97,18 +151,33 @@ class Session:
         self.changed = asyncio.Event()
         self.interrupting = False
         self.detached = False
+        self.hung_up = False
+        self.asked = False  # a question of the deploy's was put to this terminal
 
     # ------------------------------------------------------------------------------------------ output
     def out(self, text: str, end: str = "\n", err: bool = False) -> None:
+        """Every line this client prints: each through the neutraliser (a gate's reason, a lock's, an error the
+        server relays carry outside text), the line breaks as asked."""
+        if self.hung_up:
+            return  # nobody reads any more: nothing is written to a terminal that went away
+        text = "\n".join(clean(line, None) for line in text.split("\n"))
         try:
             print(text, end=end, file=sys.stderr if err else sys.stdout, flush=True)
-        except BrokenPipeError:  # the reader of our output left: so do we; the deploy goes on
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            raise Detached() from None
+        except OSError:  # a closed pipe, or EIO from a terminal that went away: the deploy goes on
+            self.hung_up = True
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    os.dup2(devnull, stream.fileno())
+                except (OSError, ValueError):
+                    pass
+            raise HungUp() from None
 
     # ------------------------------------------------------------------------------------------ signals
     def _signal(self, sig: signal.Signals) -> None:
         self.signals.append(sig)
+        if sig == signal.SIGHUP:
+            self.hung_up = True  # its terminal is gone: write nothing more to it
         if self.asking is not None and not self.asking.done():
             self.asking.cancel()
         self.changed.set()
@@ -127,9 +196,12 @@ class Session:
             if msg.get("op") == "snapshot":
                 self.board = Board.from_snapshot(msg["board"])
                 self.lock = msg.get("lock")
+                self.skip_seq = msg.get("seq", 0)
+                if self.watching and msg.get("policy"):
+                    self.policy = msg["policy"]  # what the server answers by itself is not asked here
                 return
             if msg.get("op") == "closed":
-                raise ControlroomError("the server went away")
+                raise ControlroomError(f"the server went away; {self._next_step()}")
 
     def following(self, reply: dict, kind: str) -> None:
         """Follow the operation the server just started (or the one it goes on with)."""
@@ -152,7 +224,7 @@ class Session:
                 self.finished = e
         elif op == "snapshot":
             self.board = Board.from_snapshot(msg["board"])
-        elif op == "ended" and msg.get("no") == self.op:
+        elif op == "ended" and (msg.get("no") == self.op or self.watching and not self.op):
             self.ended = msg
         elif op == "closed":
             self.closed = True
@@ -176,15 +248,15 @@ class Session:
         try:
             while True:
                 if self.detached:
-                    raise Detached()
+                    raise HungUp()
                 if self.signals:
                     await self._on_signal(self.signals.pop(0))
                     continue
-                if self.ended is not None:
+                if self.ended is not None or (self.watching and self.finished is not None):
                     return self._result()
                 if self.closed:
                     raise ControlroomError(f"the server went away before the {self.kind} ended; "
-                                           f"{RESUME_HINT} picks the deploy up (see {self.cfg.state.dir}/server.log)")
+                                           f"{self._next_step()} (see {self.cfg.state.dir}/server.log)")
                 if self.decisions:
                     code = await self._decide(self.decisions.pop(0))
                     if code is not None:
@@ -197,8 +269,12 @@ class Session:
 
     def _result(self) -> int:
         end = self.ended
-        if end.get("error"):
-            err = ControlroomError(end["error"])
+        if end is not None and end.get("error"):
+            # an operation that failed (a full disk, say) and left its deploy unfinished: what carries it on
+            rid = end.get("rollout_id")
+            then = "" if "`controlroom " in end["error"] or int(end.get("exit") or 1) != 1 or not rid else \
+                self._next_step(rid, False)
+            err = ControlroomError(end["error"] + (f"; {then}" if then else ""))
             err.exit_code = int(end.get("exit") or 1)
             raise err
         fin = self.finished
@@ -208,8 +284,18 @@ class Session:
             return 0 if fin.failed == 0 else 1
         return 0 if fin.status == ev.R_DONE else 1
 
+    def _next_step(self, rollout_id: int | None = None, or_log: bool = True) -> str:
+        """What to run now, as the journal says (the server may be gone)."""
+        from controlroom.journal import next_step
+
+        return next_step(self.cfg.state.dir, rollout_id, or_log=or_log)
+
     async def _on_signal(self, sig: signal.Signals) -> None:
         if sig == signal.SIGHUP:
+            raise HungUp()
+        if self.watching:  # a follower only watches unless it answered a question: leaving changes nothing
+            self.out("detached: the deploy goes on in the server; `controlroom deploy --follow` follows it again",
+                     err=True)
             raise Detached()
         if sig == signal.SIGINT and self.interactive and not self.interrupting:
             answer = await ask(self, "[a]bort, or [d]etach (the deploy goes on)? ")
@@ -237,58 +323,71 @@ class Session:
             return None
 
     # ------------------------------------------------------------------------------------------ questions
+    def waits_for_a_person(self) -> bool:
+        """The deploy stands at a question nobody here will answer by policy: a halt, a gate that does not hold,
+        or an operator's wait its policy does not pass."""
+        b = self.board
+        if b.status == ev.R_HALTED and b.halted is not None:
+            return True
+        if b.status != ev.R_WAITING or b.gate is None or b.gate.kind == ev.GATE_BAKE:
+            return False
+        return b.gate.kind == ev.GATE_FAILED or self.policy == "operator"
+
+    async def leave(self) -> None:
+        """Detaching (a key, or the terminal gone): a deploy waiting for a decision is parked in the server, the
+        fleet locked for it with the reason in the lock row, exactly as for a deploy with no terminal."""
+        if self.kind != "deploy" or self.closed or not (self.op or self.watching) or not self.waits_for_a_person():
+            return
+        if self.watching and not (self.asked and self.c.may_act):
+            return  # a follower that was not asked leaves the deploy as it found it
+        try:
+            await asyncio.wait_for(self.request("park"), PARK_PATIENCE)
+        except (ControlroomError, TimeoutError):
+            pass  # the server goes on with it either way; a resume finds it
+
     async def _decide(self, e: ev.Event) -> int | None:
+        from controlroom import deployask
+
         b = self.board
         if isinstance(e, ev.GateWaiting):
             if e.kind == ev.GATE_BAKE or b.status != ev.R_WAITING or b.gate is None or b.gate.phase != e.phase:
                 return None  # the engine goes on by itself, or someone answered already
             if self.policy in ("yes", "auto") and e.kind == ev.GATE_OPERATOR:
                 return None  # the server answers it, by the deploy's policy
-            if not self.interactive:  # a gate that failed or could not be checked: neither --auto nor --yes passes it
+            if e.kind == ev.GATE_FAILED and self.override and self.c.may_act:
+                self.out(f"overriding the gate before {e.name} (--override-gate): {self.override}")
+                await self._intent("proceed", reason=self.override)
+                return None
+            if not self.interactive:
+                if self.watching:
+                    self.out(deployask.who_answers(self, e))
+                    return None
+                # a gate that failed or could not be checked: neither --auto nor --yes passes it
                 self.out(f"stopped at a gate before {e.name}: {e.reason}; --auto and --yes never pass a gate that "
-                         f"does not hold; the deploy stays resumable with {RESUME_HINT}")
+                         f"does not hold (--override-gate REASON does, on the record); the deploy stays resumable "
+                         f"with {RESUME_HINT}")
                 return await self._park()
-            answer = await ask(self, f"Start {e.name}? [y]es / [a]bort: ")
-            if answer is not None:
-                await self._intent("proceed" if answer in ("y", "yes") else "abort")
+            await deployask.answer_gate(self, e)
             return None
         if isinstance(e, ev.PhaseHalted):
             if b.status != ev.R_HALTED:
                 return None
             if not self.interactive:
+                if self.watching:
+                    self.out(deployask.who_answers(self, e))
+                    return 1
                 code = await self._park()
                 if code is not None:
                     self.out(f"halted in {e.name}; retry the failed hosts with {RESUME_HINT}, "
                              "or `controlroom rollback`")
                 return code
-            await self._answer_halt(e)
+            await deployask.answer_halt(self, e)
         return None
 
     async def _park(self) -> int | None:
         """No one here can answer: the server keeps the deploy waiting, the fleet locked for it."""
         reply = await self._intent("park")
         return 1 if reply and reply.get("parked") else None
-
-    async def _answer_halt(self, e: ev.PhaseHalted) -> None:
-        while True:
-            answer = await ask(self, "[r]etry failed hosts, [s]kip them, [p]roceed anyway, [a]bort, roll[b]ack? ")
-            if answer is None:
-                return
-            failed = [n for n in self.board.hosts_in(ev.FAILED) if self.board.hosts[n].phase == e.phase]
-            if answer in ("r", "retry", "s", "skip"):
-                for h in failed:
-                    await self._intent("retry" if answer.startswith("r") else "skip", host=h)
-            elif answer in ("p", "proceed"):
-                await self._intent("proceed")
-            elif answer in ("a", "abort"):
-                await self._intent("abort")
-            elif answer in ("b", "rollback"):
-                reply = await self._intent("rollback")
-                if reply:
-                    self.following(reply, "deploy")  # the deploy ends rolled back: exit 1, as a deploy that failed
-            else:
-                continue
-            return
 
 
 class SafeOut:
@@ -317,6 +416,8 @@ def _check_args(args: argparse.Namespace, interactive: bool) -> None:
         raise UsageError("--force needs --reason TEXT: say why, it goes into the deploy log")
     if args.reason and not args.force:
         raise UsageError("--reason goes with --force")
+    if args.override_gate is not None and not args.override_gate.strip():
+        raise UsageError("--override-gate needs a reason: say why the deploy may pass a gate that does not hold")
     if not interactive and not (args.auto or args.yes):
         raise UsageError("no terminal to ask at the gates: pass --auto (go on by itself) or --yes (answer yes)")
     if args.revision is not None:
@@ -329,25 +430,31 @@ def _refuse_if_locked(lock: dict | None, force: bool) -> None:
         hint = "; to deploy anyway use --force --reason TEXT" if not lock.get("live") else ""
         # the same words as the journal's, whichever check the second of two deploys runs into
         what = f" by {lock['describe']}" if lock.get("live") else f": {lock['describe']}{hint}"
-        raise LockedError(f"the fleet is locked{what}")
+        follow = "; `controlroom deploy --follow` attaches to it" if lock.get("live") and lock.get("rollout_id") else ""
+        raise LockedError(f"the fleet is locked{what}{follow}")
 
 
-def _session(cfg: Config, body, *, policy: str = "operator") -> int:
-    """Connect (starting the server if none answers), attach, run body(session); SIGHUP and a closed pipe
-    detach, leaving the operation to the server."""
+def _session(cfg: Config, body, *, policy: str = "operator", override: str | None = None,
+             watching: bool = False) -> int:
+    """Connect (starting the server if none answers, unless watching), attach, run body(session). SIGHUP, a closed
+    terminal or pipe, and [d]etach leave the operation to the server (a deploy at a question parked there)."""
     from controlroom.client import connect
 
     interactive = sys.stdin.isatty()
 
     async def go() -> int:
         s = None
-        c = await connect(cfg)
+        c = await connect(cfg, start=not watching, read_only=watching and not interactive and override is None)
         try:
-            s = Session(cfg, c, interactive=interactive, policy=policy)
+            s = Session(cfg, c, interactive=interactive and c.may_act, policy=policy, override=override,
+                        watching=watching)
             s.install()
             await s.attach()
             return await body(s)
         except Detached:
+            if not (s.op or s.watching):
+                return HUNG_UP  # at the question before anything started: nothing was decided
+            await s.leave()
             return 0
         finally:
             await c.close()
@@ -387,7 +494,21 @@ def deploy(cfg: Config, args: argparse.Namespace) -> int:
         s.following(reply, "deploy")
         return await s.run()
 
-    return _session(cfg, body, policy=policy)
+    return _session(cfg, body, policy=policy, override=args.override_gate)
+
+
+def follow(cfg: Config, args: argparse.Namespace) -> int:
+    """`deploy --follow`: attach to the deploy the server runs and follow it as `deploy` does; on a terminal, answer
+    its questions. Ctrl+C, a closed terminal or a closed pipe detaches: the deploy goes on in the server."""
+    if args.override_gate is not None and not args.override_gate.strip():
+        raise UsageError("--override-gate needs a reason: say why the deploy may pass a gate that does not hold")
+
+    async def body(s: Session) -> int:
+        from controlroom.deployask import follow_current
+
+        return await follow_current(s)
+
+    return _session(cfg, body, override=args.override_gate, watching=True)
 
 
 def rollback(cfg: Config, args: argparse.Namespace) -> int:

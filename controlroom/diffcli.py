@@ -3,6 +3,7 @@
 The live revision is the one most hosts run by the journal's record (a mixed fleet says so: "live: r2306 on 148
 hosts, r2305 on 2"); with nothing recorded yet, the server asks the first host. Everything git prints that a person
 wrote (subjects, authors, paths, the diff's lines) is cleaned before it reaches the terminal; colour only on a TTY.
+A live revision git no longer has is named as the journal or the host has it, with why there is no diff (exit 1).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def _live_from_server(cfg: Config) -> str | None:
         finally:
             await c.close()
         if reply.get("live_error") and not reply.get("live"):
-            raise ControlroomError(f"the live revision is unknown: {reply['live_error']}")
+            raise ControlroomError(f"the live revision is unknown: {clean(reply['live_error'], 300)}")
         return reply.get("live")
 
     return asyncio.run(go())
@@ -67,10 +68,16 @@ def cmd_diff(cfg: Config, args: argparse.Namespace) -> int:
         return f"{colour}{text}{RESET}" if tty else text
 
     out: list[str] = [d.live_line, d.staged_line]
+    if d.problem:
+        out.append(d.problem)
+        print("\n".join(out))
+        return 1
     if d.same:
         out.append("nothing to show: the fleet runs the staged commit")
         print("\n".join(out))
         return 0
+    if d.cut:
+        out.append(paint(f"shown in part: {', '.join(d.cut)}", DIM))
     out.append("")
     out.append(paint(f"{len(d.commits)} commit{'s' if len(d.commits) != 1 else ''}", BOLD))
     now = time.time()
@@ -85,7 +92,8 @@ def cmd_diff(cfg: Config, args: argparse.Namespace) -> int:
     if args.stat:
         return 0
     print()
-    colour = {stagediff.META: BOLD, stagediff.ADDED: GREEN, stagediff.REMOVED: RED, stagediff.HUNK: CYAN}
+    colour = {stagediff.META: BOLD, stagediff.ADDED: GREEN, stagediff.REMOVED: RED, stagediff.HUNK: CYAN,
+              stagediff.NOTE: DIM}
     lines = [paint(line, colour[k]) if k in colour else line for line, k in zip(d.lines, d.kinds, strict=True)]
     sys.stdout.write("\n".join(lines) + "\n")
     return 0

@@ -104,15 +104,17 @@ def cmd_flags(cfg: Config, args: argparse.Namespace) -> int:
     return asyncio.run(go())
 
 
-def _confirm(prompt: str) -> bool:
-    try:
-        return input(prompt).strip().lower() in ("y", "yes")
-    except EOFError:
-        return False
+def _confirm(prompt: str) -> bool | None:
+    """True for a typed yes; None when nobody typed (the input ended, the terminal went away)."""
+    from controlroom.deploycli import typed_answer
+
+    answer = typed_answer(prompt)
+    return None if answer is None else answer in ("y", "yes")
 
 
 def cmd_flag(cfg: Config, args: argparse.Namespace) -> int:
     from controlroom.client import connect
+    from controlroom.deploycli import quietly_say
     from controlroom.flagpush import unknown_flag
 
     if not fl.valid_name(args.name) or cfg.flags.flag(args.name) is None:
@@ -135,15 +137,21 @@ def cmd_flag(cfg: Config, args: argparse.Namespace) -> int:
                 if not args.yes:
                     what = value.upper() if value in ("on", "off") else f"to {value}"
                     reason = f" Reason: {args.reason}." if args.reason else ""
-                    if not _confirm(clean(f"Turn {args.name} {what} on {n} hosts (now {row['value']}).{reason} "
-                                          "Go? [y/N] ", LINE_LIMIT)):
-                        say("nothing changed")
-                        return 1
+                    yes = _confirm(clean(f"Turn {args.name} {what} on {n} hosts (now {row['value']}).{reason} "
+                                         "Go? [y/N] ", LINE_LIMIT))
+                    if not yes:
+                        quietly_say("nothing changed")
+                        return 1 if yes is not None else 129
                 try:
                     done = await c.request("flag_set", flag=args.name, value=value, reason=args.reason,
                                            hosts=hosts, expect=row["version"])
                     break
                 except ControlroomError:
+                    if c.closed.is_set():  # the server died mid-push: its next start settles the change
+                        raise ControlroomError(
+                            f"the server went away while it pushed {args.name}; the change is on the record, and "
+                            "the next server start asks the hosts and logs what happened: `controlroom flags` "
+                            "starts it and shows how the change stands") from None
                     # changed by someone else since we looked (compare-and-set): they are named; on a terminal,
                     # look again and confirm again
                     now = next(r for r in (await c.request("flags"))["flags"] if r["name"] == args.name)

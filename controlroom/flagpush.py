@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import difflib
 import hashlib
-import json
 import secrets
 import time
 from dataclasses import dataclass, replace
@@ -24,6 +23,7 @@ from dataclasses import dataclass, replace
 from controlroom import events as ev
 from controlroom import flags as fl
 from controlroom.errors import ControlroomError, UsageError
+from controlroom.identity import current_origin
 from controlroom.text import clean
 
 BACKOFF = (0.5, 30.0)  # first retry after, longest wait between retries (seconds)
@@ -54,50 +54,67 @@ class Receipt:
 
 
 class FlagHistory:
-    """The flag tables of the journal (schema version 3): every change, and each host's latest receipt."""
+    """The flag tables of the journal (journal.py holds their SQL): every change, and each host's latest receipt."""
 
     def __init__(self, journal) -> None:
         self.j = journal
 
     def changes(self, name: str | None = None, limit: int = 50, version: int | None = None) -> list[dict]:
         """The latest changes first (of one flag, or the one of that version)."""
-        where, args = ("WHERE flag = ?", (name,)) if name else ("WHERE version = ?", (version,)) \
-            if version is not None else ("", ())
-        q = ("SELECT version, at, user, flag, old, new, reason, hosts, confirmed, failed, state FROM flag_changes "
-             f"{where} ORDER BY version DESC LIMIT ?")
-        rows = self.j.db.execute(q, (*args, limit)).fetchall()
-        keys = ("version", "at", "user", "flag", "old", "new", "reason", "hosts", "confirmed", "failed", "state")
-        out = [dict(zip(keys, r, strict=True)) for r in rows]
-        for d in out:
-            d["failed"] = json.loads(d["failed"] or "[]")
-            d["state"] = json.loads(d["state"] or "{}")
-        return out
+        return self.j.flag_changes(name, limit, version)
 
-    def record(self, f: fl.FlagsFile, flag: str, old: str, reason: str, hosts: int) -> None:
-        self.j.check_same_file()
-        with self.j._tx():
-            self.j.db.execute(
-                "INSERT INTO flag_changes (version, at, user, flag, old, new, reason, hosts, confirmed, failed, state)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, '[]', ?)",
-                (f.version, f.changed_at, f.changed_by, flag, old, f.flags[flag].enabled, reason, hosts,
-                 json.dumps(f.values())))
+    def pending(self) -> list[dict]:
+        """The changes whose push never ended (their server died mid-way), the oldest first."""
+        return list(reversed(self.j.flag_changes(limit=1000, pending=True)))
+
+    def begun(self, f: fl.FlagsFile, flag: str, old: str, reason: str, receipts: list[Receipt], event) -> None:
+        self.j.flag_change_begun(
+            {"version": f.version, "at": f.changed_at, "user": f.changed_by, "flag": flag, "old": old,
+             "new": f.flags[flag].enabled, "reason": reason, "hosts": len(receipts), "state": f.values()},
+            [_row(r) for r in receipts], event)
+
+    def ended(self, change: dict, confirmed: int, failed: list, receipts: list[Receipt], *,
+              settled: bool = False, origin: str | None = None) -> None:
+        """The push ended (or was settled): receipts, count, how it stands for every client and the FLAG line."""
+        text = flag_line(change, confirmed, failed, settled=settled)
+        self.j.flag_change_ended(
+            change["version"], confirmed, failed, [_row(r) for r in receipts],
+            ev.FlagChanged(0, flag=change["flag"], old=change["old"], new=change["new"], user=change["user"],
+                           reason=change["reason"], version=change["version"], confirmed=confirmed,
+                           total=change["hosts"], failed=tuple(tuple(f) for f in failed)),
+            ev.LogEntryAdded(0, user=change["user"], kind="FLAG", text=text), origin=origin)
 
     def finished(self, version: int, confirmed: int, failed: list) -> None:
-        with self.j._tx():
-            self.j.db.execute("UPDATE flag_changes SET confirmed = ?, failed = ? WHERE version = ?",
-                              (confirmed, json.dumps(failed), version))
+        self.j.flag_change_counted(version, confirmed, failed)
 
     def save(self, *receipts: Receipt) -> None:
         """Keep each host's latest receipt, all in one transaction."""
-        with self.j._tx():
-            self.j.db.executemany(
-                "INSERT OR REPLACE INTO flag_receipts (host, version, sha256, status, class, reason, at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)", [(r.host, r.version, r.sha256, r.status, r.cls, r.reason, r.at)
-                                                   for r in receipts])
+        self.j.save_flag_receipts([_row(r) for r in receipts])
 
     def receipts(self) -> dict[str, Receipt]:
-        rows = self.j.db.execute("SELECT host, version, sha256, status, class, reason, at FROM flag_receipts")
-        return {r[0]: Receipt(*r) for r in rows}
+        return {r[0]: Receipt(*r) for r in self.j.flag_receipts()}
+
+
+def _row(r: Receipt) -> tuple:
+    return (r.host, r.version, r.sha256, r.status, r.cls, r.reason, r.at)
+
+
+UNKNOWN, NOT_WRITTEN = "unknown", "not written"  # the classes a settlement after a crash gives
+
+
+def flag_line(change: dict, confirmed: int, failed: list, *, settled: bool = False) -> str:
+    """The deploy log's FLAG line of a change: ``new_search on -> off (why) 148/150``; settled after a crash, it
+    names the hosts that could not be asked (unknown) and those the dead server never wrote."""
+    text = f"{change['flag']} {change['old']} -> {change['new']}" + (
+        f" ({change['reason']})" if change["reason"] else "") + f" {confirmed}/{change['hosts']}"
+    if not settled:
+        return text
+    for cls in (NOT_WRITTEN, UNKNOWN):
+        names = [f[0] for f in failed if f[1] == cls]
+        if names:
+            text += f", {len(names)} {cls}: " + ", ".join(names[:10]) + (
+                f" and {len(names) - 10} more" if len(names) > 10 else "")
+    return text + " (settled after a restart)"
 
 
 class FlagService:
@@ -116,6 +133,7 @@ class FlagService:
         self._host_locks: dict[str, asyncio.Lock] = {}
         self._retries: dict[str, asyncio.Task] = {}
         self._files: dict[int, fl.FlagsFile] = {}
+        self._settling: asyncio.Task | None = None
         self.current = fl.initial(self.specs)
         self.flag_versions: dict[str, dict] = {}  # flag -> its last change (version, user, at, reason, old)
         for s in self.specs:
@@ -132,11 +150,17 @@ class FlagService:
         """Go on retrying the stragglers a previous server left (their receipts are in the journal), and give a
         straggler that comes back (a new connection to it) the current flags before anything else runs there."""
         self.pool.on_connect = self._came_back
+        pending = self.history.pending()
+        if pending:  # a previous server died mid-push: first ask the hosts what happened (the retries wait for it)
+            self._settling = asyncio.ensure_future(self._settle(pending))
         for h, r in self.receipts.items():
             if r.status in (FAILED, PENDING) and h in self.hosts:
                 self._retry_later(h)
 
     async def close(self) -> None:
+        if self._settling is not None:
+            self._settling.cancel()
+            await asyncio.gather(self._settling, return_exceptions=True)
         for t in self._retries.values():
             t.cancel()
         await asyncio.gather(*self._retries.values(), return_exceptions=True)
@@ -144,7 +168,16 @@ class FlagService:
 
     @property
     def retrying(self) -> list[str]:
+        """The stragglers retried in the background; none while a settlement asks the hosts what they hold (its
+        answer decides which hosts are stragglers; if this server stops meanwhile, the next one settles)."""
+        if self.settling:
+            return []
         return sorted(h for h, t in self._retries.items() if not t.done())
+
+    @property
+    def settling(self) -> bool:
+        """Whether changes a dead server left pending are being settled now."""
+        return self._settling is not None and not self._settling.done()
 
     # ------------------------------------------------------------------------------------------ reads
     def _file_of(self, change: dict) -> fl.FlagsFile:
@@ -202,14 +235,16 @@ class FlagService:
                 "reason": ch["reason"] if ch else "", "receipt": self.fleet_receipt(v) if ch else None,
             })
         return {"version": self.current.version, "file": self.path, "flags": out, "retrying": self.retrying,
-                "hosts": len(self.hosts)}
+                "hosts": len(self.hosts), "settling": self.settling}
 
     # ------------------------------------------------------------------------------------------ change
     async def change(self, name: str, value: str, user: str, *, reason: str = "", expect: int | None = None,
                      hosts: list[str] | None = None) -> dict:
         """Set one flag and push the new file to ``hosts`` (default: all); return the receipt once every host
         confirmed or failed. ``expect``: the flag's version the operator decided on (compare-and-set)."""
+        origin = current_origin()  # of whoever asks, read before anything awaits (other requests set their own)
         spec = self.spec(name)
+        await self.settled()
         try:
             value = fl.flag_value(value)
         except ValueError as e:
@@ -226,28 +261,25 @@ class FlagService:
         reason = clean(reason.strip(), 300)
         new = fl.with_values(self.specs, {**self.current.values(), name: value},
                              version=self.current.version + 1, by=user, at=time.time())
-        self.history.record(new, name, old, reason, len(targets))  # the journal knows before any host does
-        self.journal.record(ev.FlagChanged(0, flag=name, old=old, new=value, user=user, reason=reason,
-                                           version=new.version, confirmed=0, total=len(targets)))
-        self.current = new
-        self.flag_versions[name] = {"version": new.version, "user": user, "at": new.changed_at, "reason": reason,
-                                    "old": old, "new": value, "flag": name}
-        t0 = time.monotonic()
+        change = {"version": new.version, "user": user, "at": new.changed_at, "reason": reason, "old": old,
+                  "new": value, "flag": name, "hosts": len(targets)}
         sha = new.sha256()
         pending = [Receipt(h, new.version, sha, PENDING, at=time.time()) for h in targets]
+        # on the record before any host is written: the change as pending, each target's receipt as pending
+        self.history.begun(new, name, old, reason, pending, ev.FlagChanged(
+            0, flag=name, old=old, new=value, user=user, reason=reason, version=new.version, confirmed=0,
+            total=len(targets)))
+        self.current = new
+        self.flag_versions[name] = change
         self.receipts.update((r.host, r) for r in pending)
-        self.history.save(*pending)  # one transaction for the fleet, not one a host
+        t0 = time.monotonic()
         done = await asyncio.gather(*(self.push(h, save=False) for h in targets))
-        self.history.save(*(self.receipts[h] for h in targets))
         seconds = time.monotonic() - t0
         failed = [[r.host, r.cls, r.reason] for r in done if r.status != CONFIRMED]
         confirmed = len(done) - len(failed)
-        self.history.finished(new.version, confirmed, failed)
-        self._announce(new.version)
+        self.history.ended(change, confirmed, failed, [self.receipts[h] for h in targets], origin=origin)
         for h, *_ in failed:
             self._retry_later(h)
-        text = f"{name} {old} -> {value}" + (f" ({reason})" if reason else "") + f" {confirmed}/{len(targets)}"
-        self.journal.add_log(user, "FLAG", text)
         return {"flag": name, "kind": spec.kind, "old": old, "new": value, "version": new.version,
                 "confirmed": confirmed, "total": len(targets), "failed": failed, "seconds": seconds}
 
@@ -276,8 +308,9 @@ class FlagService:
                 r = Receipt(host, target.version, sha, FAILED, "reload", clean(f"reload {res.label}: {last}", 200),
                             time.time())
             elif res.ok:
-                r = Receipt(host, target.version, sha, FAILED, "hash", f"the file there hashes to {got}",
-                            time.time())
+                r = Receipt(host, target.version, sha, FAILED, "hash",
+                            f"the file there hashes to {got}" if got else
+                            "its answer holds no hash in the shape controlroom prints", time.time())
             else:
                 why = res.reason if res.status != "exit" else (res.stderr.rsplit("\n", 1)[-1] or res.reason)
                 r = Receipt(host, target.version, sha, FAILED, res.label, clean(why, 200), time.time())
@@ -304,13 +337,19 @@ class FlagService:
 
     async def _retry(self, host: str) -> None:
         """Retry with backoff until the host confirms or the operator dismisses it."""
+        await self.settled()
         delay = self.backoff[0]
-        while True:
+        r = self.receipts.get(host)
+        while r is not None and r.status not in (CONFIRMED, DISMISSED):  # settled as confirmed, or dismissed
             await asyncio.sleep(delay)
             r = self.receipts.get(host)
             if r is None or r.status in (CONFIRMED, DISMISSED):
                 return
-            got = await self.push(host)
+            try:
+                got = await self.push(host)
+            except ControlroomError:  # the journal could not keep its receipt (a full disk): try again later
+                delay = min(delay * 2, self.backoff[1])
+                continue
             if got.status == CONFIRMED:
                 self._count_late(got)
                 return
@@ -348,6 +387,56 @@ class FlagService:
         for v in sorted({self.receipts[h].version for h in out}):
             self._announce(v)
         return out
+
+    # ------------------------------------------------------------------------------------------ after a crash
+    async def settled(self) -> None:
+        """Return once the changes a dead server left pending are settled (at once when there are none)."""
+        if self.settling:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._settling)
+
+    async def _settle(self, pending: list[dict]) -> None:
+        """A previous server died while pushing these changes: ask each host they went to for its flags file's
+        hash (over the pool, with the usual timeouts), then record and log what happened; a host that cannot be
+        asked stays unknown, named, and like one the dead server never wrote it is retried in the background."""
+        low = min(c["version"] for c in pending)
+        asked = sorted(h for h, r in self.receipts.items()
+                       if r.version >= low and r.status == PENDING and h in self.hosts)
+        version_of = {r.sha256: r.version for r in self.receipts.values()}
+        cmd = fl.verify_command(self.path)
+
+        async def ask(h: str) -> tuple[str, Receipt]:
+            async with self._host_locks.setdefault(h, asyncio.Lock()):  # no push there meanwhile (_came_back)
+                r = self.receipts[h]
+                async with self.lane:
+                    res = await self.pool.run(h, cmd, timeout=self.cfg.ssh.command_timeout, priority=True)
+                got = fl.reported_hash(res.stdout) if res.ok else None
+                if got == r.sha256:
+                    return got, replace(r, status=CONFIRMED, at=time.time())
+                if got is None:
+                    why = res.stderr.rsplit("\n", 1)[-1] if res.status == "exit" and res.stderr else res.reason
+                    return "", replace(r, status=FAILED, cls=UNKNOWN, at=time.time(),
+                                       reason=clean(f"could not be asked after a restart: {res.label} {why}", 200))
+                held = version_of.get(got)
+                return got, replace(r, status=FAILED, cls=NOT_WRITTEN, at=time.time(), reason=(
+                    f"the server stopped before writing it; the host holds version {held}" if held is not None
+                    else "the server stopped before writing it; the host holds another flags file"))
+
+        answers = dict(zip(asked, await asyncio.gather(*(ask(h) for h in asked)), strict=True))
+        for h, (_, r) in answers.items():
+            self.receipts[h] = r
+        for change in pending:
+            v = change["version"]
+            on, failed = 0, []
+            for h in sorted(h for h, r in self.receipts.items() if r.version >= v and h in self.hosts):
+                # a host asked holds this change if it holds this version or a later one (each is built on the last)
+                got, r = answers.get(h, ("", self.receipts[h]))
+                if (version_of.get(got, -1) >= v) if h in answers else r.status == CONFIRMED:
+                    on += 1
+                else:
+                    failed.append([h, r.cls or r.status, r.reason])
+            self.history.ended(change, on, failed, [answers[h][1] for h in answers if answers[h][1].version == v],
+                               settled=True)
 
     # ------------------------------------------------------------------------------------------ verify
     async def verify(self, hosts: list[str] | None = None) -> list[dict]:

@@ -42,6 +42,7 @@ _NAME = re.compile(rf"^{NAME_RULE}$")
 _PCT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 VALUES = 'on, off or a percentage like "25%"'
 SUM = "controlroom-sha256:"  # the line of push/verify output that carries the hash
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 HASH_CMD = "sha256sum"
 
 
@@ -187,9 +188,12 @@ def verify_command(path: str) -> str:
 
 
 def reported_hash(stdout: str) -> str | None:
+    """The flags file's hash as the host reports it: 64 hex digits, or "missing" when it has no file; None for
+    anything else (no such line, or one in a shape push_command never prints: a host's answer is not trusted)."""
     for line in stdout.splitlines():
         if line.startswith(SUM):
-            return line[len(SUM):].strip()
+            got = line[len(SUM):].strip()
+            return got if got == "missing" or _SHA256.fullmatch(got) else None
     return None
 
 

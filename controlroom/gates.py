@@ -80,20 +80,30 @@ def parse(expr: str) -> tuple[str, str, float]:
     return m.group(1), m.group(2), float(m.group(3))
 
 
-def judge(expr: str, lines: dict[str, float]) -> Verdict:
-    """The verdict of one gate on the current values of its series (line -> value)."""
+def judge(expr: str, lines: dict[str, float] | list[tuple[str, float]]) -> Verdict:
+    """The verdict of one gate on the current values of its series (line -> value, or (line, value) pairs: lines
+    that share a label are each judged, so the worse one counts). Only a finite number counts: NaN and the
+    infinities leave the gate unknown, unless another line fails it."""
     series, op, limit = parse(expr)
-    if not lines:
+    pairs = list(lines.items() if isinstance(lines, dict) else lines)
+    if not pairs:
         return Verdict(expr, series, UNKNOWN, why="no data")
     worst: tuple[str, float] | None = None
-    for line, value in lines.items():
-        if math.isnan(value):
-            return Verdict(expr, series, UNKNOWN, line=line, why=f"{series} is NaN")
+    odd: tuple[str, float] | None = None
+    for line, value in pairs:
+        if not math.isfinite(value):
+            odd = odd or (line, value)
+            continue
         if not _OPS[op](value, limit):
             return Verdict(expr, series, FAILED, value, line)
         # the line nearest the limit stands for the series when every line holds
         if worst is None or abs(limit - value) < abs(limit - worst[1]):
             worst = (line, value)
+    if odd is not None:
+        line, value = odd
+        why = f"{series} is NaN" if math.isnan(value) else f"{series} is {'+' if value > 0 else '-'}Inf, not a " \
+            "finite number"
+        return Verdict(expr, series, UNKNOWN, line=line, why=why)
     assert worst is not None
     return Verdict(expr, series, PASSED, worst[1], worst[0])
 
@@ -113,7 +123,7 @@ async def evaluate(settings: MetricsSettings, exprs: tuple[str, ...], **source_k
                 out.append(Verdict(expr, name, UNKNOWN, why=f"no series {name!r} in [metrics.series]"))
                 continue
             try:
-                out.append(judge(expr, await source.current(spec)))
+                out.append(judge(expr, await source.samples(spec)))
             except MetricsError as e:
                 out.append(Verdict(expr, name, UNKNOWN, why=str(e)))
     return out
@@ -187,7 +197,9 @@ class GateKeeper:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self._round(i)
+        if not await self._unless_stopped(self._round(i)):
+            self._checks.pop(i, None)
+            return False, "not checked: the deploy was stopped while the source answered"
         checks = self._checks.pop(i, [])
         verdicts = [worst([v for v in checks if v.gate == g]) for g in phase.gate]
         lines = [v.text(phase.name) for v in verdicts]
@@ -195,6 +207,27 @@ class GateKeeper:
             self.rollout._log("GATE", line.removeprefix("GATE "))  # the entry's kind says GATE once
         bad = [line for v, line in zip(verdicts, lines, strict=True) if v.state != PASSED]
         return (not bad), "; ".join(bad + self.hints(verdicts) if bad else lines)
+
+    async def _unless_stopped(self, work) -> bool:
+        """Await ``work`` unless the deploy is told to stop first (abort, Ctrl+C, SIGTERM): a source that is slow
+        to answer never holds the deploy, its lock or its client. True when the work finished."""
+        r = self.rollout
+        task = asyncio.ensure_future(work)
+        stop = asyncio.ensure_future(r._until(lambda: r._stopping))
+        try:
+            await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        finally:
+            stop.cancel()
+        if task.done():
+            task.result()
+            return True
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return False
 
     def hints(self, verdicts: list[Verdict]) -> list[str]:
         """'kill switch: controlroom flag new_search off' for each kill switch guarding a failed series."""

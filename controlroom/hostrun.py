@@ -72,10 +72,15 @@ class HostWorkMixin:
     def _on_line(self: Rollout, hr: HostRun):
         """The host's output as it streams: our own marker lines are taken, the rest is shown."""
 
+        live_taken = False  # the host reports its live revision once, before its first step; a step's own
+        # output that prints the marker later is shown as output and never names the rollback's target
+
         def on_line(stream: str, line: str) -> None:
-            if stream == "out" and line.startswith(LIVE_MARK):
+            nonlocal live_taken
+            if stream == "out" and line.startswith(LIVE_MARK) and not live_taken and hr.previous is None:
+                live_taken = True
                 previous = line[len(LIVE_MARK):].strip()
-                if hr.previous is None and previous and previous != "none":
+                if previous and previous != "none" and hostside.is_token(previous):
                     hr.previous = previous
                     # on the journal's record at once (the host's receipt has it too), before the step can end
                     self._set(hr, hr.state, step=hr.step, reason=hr.reason)

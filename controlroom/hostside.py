@@ -23,6 +23,8 @@ import re
 import shlex
 from dataclasses import dataclass
 
+from controlroom.text import clean
+
 LEASE = ".controlroom-lease"
 RECEIPT = ".controlroom-step"
 RUNNING = ".controlroom-running"  # the pid of the shell running a step now; emptied when the step ends
@@ -30,7 +32,19 @@ HELD_EXIT = 75  # EX_TEMPFAIL: another operation holds this host
 HELD_MARK = "controlroom-held:"
 SKIP_MARK = "controlroom-done:"  # a step the receipt says is finished; not run again
 LIVE_MARK = "controlroom-live:"  # the host's live revision, reported before the first step
+RECEIPT_MARK = "controlroom-receipt:"  # receipt_command's line of the receipt (the file's first line, bounded)
+LEASE_MARK = "controlroom-lease:"  # and of the lease
+RUNNING_MARK = "controlroom-running:"
+UNKNOWN_EXIT = 76  # this deploy's receipt is in a shape controlroom never writes: no step runs on it
+SHOWN = 300  # characters of a lease or receipt line a host prints back (the shell cuts it: printf %.300s)
 _TOKEN = re.compile(r"^[A-Za-z0-9._@:/+-]{1,200}$")
+
+
+def is_token(text: str) -> bool:
+    """A revision, user or id as controlroom writes them on a host: no spaces, no control characters, bounded."""
+    return bool(_TOKEN.match(text))
+
+
 # what in a step's own text could end or change the shell that writes the receipt after it: such a step runs in a
 # subshell (one more process on the host); any other runs in a brace group (none). `cd` and `HOME=` are harmless:
 # the receipt's path is taken before the step runs.
@@ -78,7 +92,7 @@ class Operation:
             f"    {_tok(self.uuid)}\" \"*) break ;;\n"
             f'    " ") cr_i=$((cr_i + 1)); [ "$cr_i" -lt 100 ] && continue ;;\n'
             f"    {ours}) ;;\n"
-            f'    *) echo "{HELD_MARK}$cr_h"; exit {HELD_EXIT} ;;\n'
+            f'    *) printf \'%s%.{SHOWN}s\\n\' {HELD_MARK} "$cr_h"; exit {HELD_EXIT} ;;\n'
             f"  esac\n"
             f"  printf '%s\\n' {mine} > \"$cr_l\"; break\n"
             f"done\n"
@@ -96,17 +110,24 @@ def step_command(op: Operation, k: int, cmd: str, *, live_command: str | None = 
     """
     uid = _tok(op.uuid)
     lines = [op.lease_check(), "cr_nl='\n'", f'cr_r="$HOME/{RECEIPT}"; cr_d=; cr_k=; cr_p=; [ -f "$cr_r" ] && read -r cr_d cr_k cr_p < "$cr_r" || :',
-             f'[ "$cr_d" = {uid} ] || {{ cr_k=-1; cr_p=; }}']
+             f'[ "$cr_d" = {uid} ] || {{ cr_k=-1; cr_p=; }}',
+             # a receipt of this deploy that is not "DEPLOY K PREVIOUS" as written here: whether a step ran is
+             # unknown, so none runs (and the receipt is left as it is, for a person to look at)
+             f'cr_u=; if [ "$cr_d" = {uid} ]; then case "$cr_k" in ""|*[!0-9]*|??????????*) cr_u=1 ;; esac\n'
+             f'  case "$cr_p" in -*|*[!A-Za-z0-9._/-]*) cr_u=1; cr_p=none ;; esac; fi']
     if live_command is not None:
         # the last line of the live command's output; anything but a plain revision name is "none"
         lines.append(
-            f'if [ "$cr_k" = -1 ]; then cr_p="$({{ {live_command}\n}} 2>/dev/null)"; cr_p="${{cr_p##*"$cr_nl"}}"\n'
+            f'if [ "$cr_k" = -1 ] && [ -z "$cr_u" ]; then cr_p="$({{ {live_command}\n}} 2>/dev/null)"; cr_p="${{cr_p##*"$cr_nl"}}"\n'
             f'  case "$cr_p" in ""|-*|*[!A-Za-z0-9._/-]*) cr_p=none ;; esac\n'
             f"  printf '%s 0 %s\\n' {uid} \"$cr_p\" > \"$cr_r\"; cr_k=0; fi"
         )
         lines.append(f'echo "{LIVE_MARK}$cr_p"')
     lines.append(
-        f'if [ "$cr_k" -ge {k} ] 2>/dev/null; then echo "{SKIP_MARK}{k}"; cr_s=0; else\n'
+        f'if [ -n "$cr_u" ]; then echo "unknown: ~/{RECEIPT} holds a receipt of this deploy in a shape controlroom '
+        f'never writes, so whether step {k} ran is unknown and it does not run: look at the host" >&2\n'
+        f'  cr_s={UNKNOWN_EXIT}\n'
+        f'elif [ "$cr_k" -ge {k} ] 2>/dev/null; then echo "{SKIP_MARK}{k}"; cr_s=0; else\n'
         f'echo "$$" > "$HOME/{RUNNING}"\n'
         f"{isolated(cmd)} && printf '%s {k} %s\\n' {uid} \"$cr_p\" > \"$cr_r\"\n"
         f'cr_s=$?; : > "$HOME/{RUNNING}"; fi'
@@ -131,7 +152,8 @@ def _release(op: Operation) -> str:
 
 
 def receipt_command(wait: float = 60) -> str:
-    """Print the receipt and the lease, for reconciling after a crash.
+    """Print the receipt and the lease (the first line of each, at most SHOWN characters, after RECEIPT_MARK and
+    LEASE_MARK: nothing in either file can pass for another line), for reconciling after a crash.
 
     A step started by a process that died goes on running on the host (sshd does not stop it): first wait, up to
     ``wait`` seconds, for that step's shell to end, so its receipt says whether it finished and nothing runs beside
@@ -140,10 +162,13 @@ def receipt_command(wait: float = 60) -> str:
     rounds = max(1, int(wait * 10))
     return (
         f'cr_x=; [ -f "$HOME/{RUNNING}" ] && read -r cr_x < "$HOME/{RUNNING}" || :; cr_n=0\n'
+        f'case "$cr_x" in *[!0-9]*|0*) cr_x= ;; esac\n'
         f'while [ -n "$cr_x" ] && [ "$cr_x" != "$$" ] && kill -0 "$cr_x" 2>/dev/null; do\n'
-        f'  [ "$cr_n" -ge {rounds} ] && {{ echo "controlroom-running:$cr_x"; break; }}\n'
+        f'  [ "$cr_n" -ge {rounds} ] && {{ echo "{RUNNING_MARK}$cr_x"; break; }}\n'
         f"  sleep 0.1; cr_n=$((cr_n + 1)); done\n"
-        f'cat "$HOME/{RECEIPT}" 2>/dev/null; echo; cat "$HOME/{LEASE}" 2>/dev/null; :'
+        f'cr_a=; [ -f "$HOME/{RECEIPT}" ] && {{ read -r cr_a < "$HOME/{RECEIPT}" || :; }}\n'
+        f'cr_b=; [ -f "$HOME/{LEASE}" ] && {{ read -r cr_b < "$HOME/{LEASE}" || :; }}\n'
+        f"printf '%s%.{SHOWN}s\\n%s%.{SHOWN}s\\n' {RECEIPT_MARK} \"$cr_a\" {LEASE_MARK} \"$cr_b\""
     )
 
 
@@ -154,36 +179,69 @@ def release_command(op: Operation) -> str:
 
 @dataclass(frozen=True)
 class Receipt:
+    """A host's receipt as read back. ``problem`` says why it is not in the shape controlroom writes (then
+    ``step`` is -1 and ``previous`` None: it proves no step done and names no revision, whoever's it is)."""
+
     deploy: str
     step: int
     previous: str | None
+    problem: str | None = None
+
+
+def _marked(text: str, mark: str) -> str | None:
+    for line in text.split("\n"):
+        if line.startswith(mark):
+            return line[len(mark):][:SHOWN]
+    return None
 
 
 def parse_receipt(text: str) -> Receipt | None:
-    """The first line of ``receipt_command``'s output, or None when there is no readable receipt."""
-    lines = [line for line in text.split("\n") if not line.startswith("controlroom-running:")]
-    first = (lines[0] if lines else "").split()
-    if len(first) < 2 or not first[1].lstrip("-").isdigit():
+    """The receipt in ``receipt_command``'s output, or None when the host has none. Checked for shape: a deploy
+    id, a step number, a previous revision that is a plain name (or none); each field bounded. Whatever else a
+    host holds there is a Receipt with a ``problem`` that counts no step as done; nothing in it raises."""
+    from controlroom.release import revision_problem
+
+    line = _marked(text, RECEIPT_MARK)
+    if line is None or not line.strip():
         return None
-    prev = first[2] if len(first) > 2 and first[2] not in ("none", "-") else None
-    return Receipt(first[0], int(first[1]), prev)
+    fields = line.split()
+    deploy = fields[0] if _TOKEN.fullmatch(fields[0]) else clean(fields[0], 40)
+    step = fields[1] if len(fields) > 1 else ""
+    prev = fields[2] if len(fields) > 2 else "none"
+    problem = None
+    if not _TOKEN.fullmatch(fields[0]):
+        problem = f"its deploy id {deploy!r} is not one controlroom writes"
+    elif not (step.isdigit() and len(step) <= 9):
+        problem = f"its step {clean(step, 20)!r} is not a number"
+    elif len(fields) > 3:
+        problem = f"it has {len(fields)} fields, not 3"
+    elif prev not in ("none", "-") and revision_problem(prev):
+        problem = f"its previous revision {clean(prev, 40)!r} is not a revision name"
+    if problem:
+        return Receipt(deploy, -1, None, f"unknown: ~/{RECEIPT}: {problem}")
+    return Receipt(deploy, int(step), None if prev in ("none", "-") else prev)
 
 
 def still_running(stdout: str) -> str | None:
     """'pid N' when receipt_command gave up waiting for a step still running on the host."""
-    for line in stdout.splitlines():
-        if line.startswith("controlroom-running:"):
-            return f"pid {line.split(':', 1)[1].strip()}"
+    for line in stdout.split("\n"):
+        m = re.fullmatch(re.escape(RUNNING_MARK) + r"(\d{1,10})", line.strip())
+        if m:
+            return f"pid {m.group(1)}"
     return None
 
 
 def held_by(stdout: str) -> str | None:
-    """The holder's lease line when a command refused because another operation holds the host."""
-    for line in stdout.splitlines():
-        if line.startswith(HELD_MARK):
-            parts = line[len(HELD_MARK):].split()
-            if not parts:
-                return "another operation"
-            who = parts[2] if len(parts) > 2 else "?"
-            return f"operation {parts[0]} of {who} (journal {parts[1] if len(parts) > 1 else '?'})"
-    return None
+    """Who holds the host when a command refused because another operation holds it: "operation U of WHO
+    (journal J)" from a lease in the shape controlroom writes, else "unknown: ..." saying what is wrong with it
+    (bounded, control characters shown as text). None when the output holds no refusal."""
+    line = _marked(stdout, HELD_MARK)
+    if line is None:
+        return None
+    parts = line.split()
+    if len(parts) == 3 and all(_TOKEN.fullmatch(p) for p in parts):
+        return f"operation {parts[0]} of {parts[2]} (journal {parts[1]})"
+    why = (f"{len(parts)} field{'' if len(parts) == 1 else 's'}, not 3" if len(parts) != 3 else
+           "a field holds characters controlroom never writes there")
+    shown = clean(line, 80)
+    return f"unknown: ~/{LEASE} holds no lease controlroom wrote ({why}): '{shown}'"

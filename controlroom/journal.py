@@ -143,13 +143,17 @@ class Journal(LockMixin):
         if now != first:
             from controlroom.errors import JournalError
 
+            then = self.next_step()  # as the file this process used says (it still reads that one)
             raise JournalError(f"{self.path}: the journal was deleted or replaced while this process used it; "
-                               "stopping here. Look at who did it, then `controlroom deploy --resume`")
+                               "stopping here. Look at who did it; " + (
+                                   f"with the old file back in its place, {then}" if then else
+                                   "`controlroom log` shows what the journal now there holds"))
 
     def _tx(self, immediate: bool = False) -> _Tx:
         return _Tx(self.db, immediate)
 
-    def _apply(self, e: ev.Event) -> None:
+    def _apply(self, e: ev.Event, origin: str | None | bool = True) -> None:
+        """origin: the log entry's, or True for this process's current one (identity.current_origin)."""
         db = self.db
         data = e.to_dict()
         db.execute(
@@ -197,7 +201,8 @@ class Journal(LockMixin):
         elif isinstance(e, ev.LogEntryAdded):
             db.execute(
                 "INSERT INTO log (at, user, origin, kind, text, revision, rollout_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (e.at, e.user, current_origin(), e.kind, e.text, e.revision, e.rollout_id or None),
+                (e.at, e.user, current_origin() if origin is True else origin, e.kind, e.text, e.revision,
+                 e.rollout_id or None),
             )
 
     # ------------------------------------------------------------------------------------------ log
@@ -299,6 +304,34 @@ class Journal(LockMixin):
         ).fetchall()
         return {r[0]: HostRunRecord(*r) for r in rows}
 
+    def rollback_underway(self, rollout_id: int) -> bool:
+        """Whether a rollback of this rollout began and never ended (its server stopped in the middle)."""
+        began = self.db.execute(
+            "SELECT max(id) FROM events WHERE rollout_id = ? AND type = 'OperatorAction' AND"
+            " json_extract(data, '$.action') = 'rollback'", (rollout_id,)).fetchone()[0]
+        return bool(began) and not self.db.execute(
+            "SELECT 1 FROM events WHERE rollout_id = ? AND id > ? AND type IN ('RolloutFinished', 'RolloutStarted')"
+            " LIMIT 1", (rollout_id, began)).fetchone()
+
+    def next_step(self, rollout_id: int | None = None) -> str:
+        """The command that carries the latest (or given) deploy on from where the journal says it stands, with
+        what it does: finish a rollback its server left, resume a deploy that never ended, run a failed deploy's
+        failed hosts again; "" when it ended and there is nothing to carry on."""
+        try:
+            rec = self.rollout(rollout_id)
+            if rec is None:
+                return ""
+            if self.rollback_underway(rec.id):
+                return f"`controlroom rollback` finishes the rollback of deploy #{rec.id}"
+        except sqlite3.Error:
+            return ""
+        if rec.status == ev.R_FAILED:
+            return (f"`controlroom deploy --resume` runs the failed hosts of deploy #{rec.id} again, "
+                    "`controlroom rollback` undoes it")
+        if rec.status in (ev.R_RUNNING, ev.R_PAUSED, ev.R_HALTED, ev.R_WAITING):
+            return f"`controlroom deploy --resume` picks deploy #{rec.id} up, `controlroom rollback` undoes it"
+        return ""
+
     def live_revisions(self) -> dict[str, tuple[str | None, str | None]]:
         """host -> (live, previous) as last recorded."""
         return {h: (live, prev) for h, live, prev in self.db.execute("SELECT host, live, previous FROM hosts")}
@@ -308,6 +341,103 @@ class Journal(LockMixin):
         rows = self.db.execute(q + " ORDER BY id", (rollout_id,)).fetchall()
         out = [json.loads(r[0]) for r in rows]
         return [d for d in out if host is None or d["host"] == host]
+
+    # ------------------------------------------------------------------------------------------ flags
+    # flag_changes.failed is NULL from the moment a change is recorded (before its first host is written) until its
+    # push ended and the deploy log says so, in one transaction: a row still NULL at a server's start is a change
+    # whose server died mid-push, to be settled by asking the hosts (flagpush.FlagService.start).
+    _FLAG_KEYS = ("version", "at", "user", "flag", "old", "new", "reason", "hosts", "confirmed", "failed", "state")
+
+    def flag_changes(self, flag: str | None = None, limit: int = 50, version: int | None = None,
+                     pending: bool = False) -> list[dict]:
+        """Flag changes, the latest first: of one flag, the one of that version, or (pending) those whose push
+        never ended; ``failed`` is a list ([] while pending), ``state`` the flag values of that version."""
+        where, args = [], []
+        if flag:
+            where, args = ["flag = ?"], [flag]
+        elif version is not None:
+            where, args = ["version = ?"], [version]
+        if pending:
+            where.append("failed IS NULL")
+        q = (f"SELECT {', '.join(self._FLAG_KEYS)} FROM flag_changes {'WHERE ' + ' AND '.join(where) if where else ''}"
+             " ORDER BY version DESC LIMIT ?")
+        try:
+            rows = self.db.execute(q, (*args, limit)).fetchall()
+        except sqlite3.Error as e:
+            raise schema.explain(e, self.db) from None
+        out = [dict(zip(self._FLAG_KEYS, r, strict=True)) for r in rows]
+        for d in out:
+            d["pending"] = d["failed"] is None
+            d["failed"] = json.loads(d["failed"] or "[]")
+            d["state"] = json.loads(d["state"] or "{}")
+        return out
+
+    def flag_change_begun(self, change: dict, receipts: list[tuple], event: ev.Event) -> None:
+        """Record a change as pending, each target's receipt as pending and the event, in one transaction, before
+        any host is written. receipts: (host, version, sha256, status, class, reason, at)."""
+        self.check_same_file()
+        with self._tx():
+            self.db.execute(
+                "INSERT INTO flag_changes (version, at, user, flag, old, new, reason, hosts, confirmed, failed, state)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, ?)",
+                tuple(change[k] for k in ("version", "at", "user", "flag", "old", "new", "reason", "hosts"))
+                + (json.dumps(change["state"]),))
+            self._save_receipts(receipts)
+            self._apply(event)
+        self._publish(event)
+
+    def flag_change_ended(self, version: int, confirmed: int, failed: list, receipts: list[tuple],
+                          *events: ev.Event, origin: str | None = None) -> None:
+        """A change's push ended (or was settled after a crash): its receipts, its count and its events (its
+        FlagChanged and the deploy log's FLAG line, with the origin of whoever changed it, None when unknown) in one
+        transaction, so the log says it exactly when the journal knows it."""
+        self.check_same_file()
+        with self._tx():
+            self._save_receipts(receipts)
+            self.db.execute("UPDATE flag_changes SET confirmed = ?, failed = ? WHERE version = ?",
+                            (confirmed, json.dumps(failed), version))
+            for e in events:
+                self._apply(e, origin)
+        for e in events:
+            self._publish(e)
+
+    def flag_change_counted(self, version: int, confirmed: int, failed: list) -> None:
+        """A change's count after the fact (a straggler confirmed late)."""
+        with self._tx():
+            self.db.execute("UPDATE flag_changes SET confirmed = ?, failed = ? WHERE version = ? AND failed IS NOT"
+                            " NULL", (confirmed, json.dumps(failed), version))
+
+    def save_flag_receipts(self, receipts: list[tuple]) -> None:
+        """Keep each host's latest flags receipt, all in one transaction."""
+        with self._tx():
+            self._save_receipts(receipts)
+
+    def _save_receipts(self, receipts: list[tuple]) -> None:
+        self.db.executemany("INSERT OR REPLACE INTO flag_receipts (host, version, sha256, status, class, reason, at)"
+                            " VALUES (?, ?, ?, ?, ?, ?, ?)", receipts)
+
+    def flag_receipts(self) -> list[tuple]:
+        """(host, version, sha256, status, class, reason, at) of every host's latest flags receipt."""
+        try:
+            return self.db.execute("SELECT host, version, sha256, status, class, reason, at FROM flag_receipts"
+                                   ).fetchall()
+        except sqlite3.Error as e:
+            raise schema.explain(e, self.db) from None
+
+
+def next_step(state_dir: Path, rollout_id: int | None = None, *, or_log: bool = True) -> str:
+    """Journal.next_step as the journal of state_dir says, read-only (it works on a full disk and for a user who
+    may not write there): what a command prints after a failure. When it says nothing: `controlroom log`, or ""
+    when not or_log."""
+    log = "`controlroom log` shows where it stands" if or_log else ""
+    try:
+        j = Journal.open(Path(state_dir), readonly=True)
+    except Exception:  # noqa: BLE001 - a hint never hides the failure it follows
+        return log
+    try:
+        return j.next_step(rollout_id) or log
+    finally:
+        j.close()
 
 
 def unreached(recorded: dict[str, tuple[str | None, str | None]], hosts) -> list[str]:

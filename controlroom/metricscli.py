@@ -25,7 +25,16 @@ def add_parsers(sub, common) -> None:
 def _fmt(v: float) -> str:
     if math.isnan(v):
         return "NaN"
+    if math.isinf(v):
+        return "+Inf" if v > 0 else "-Inf"
     return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
+
+
+def _status(spec: SeriesSpec, value: float) -> str:
+    """A value counts only when it is a finite number (as for a gate): NaN and the infinities are unknown."""
+    if not math.isfinite(value):
+        return f"unknown: {_fmt(value)}" + ("" if math.isnan(value) else ", not a finite number")
+    return "BREACH" if breaches(spec, value) else "ok"
 
 
 async def rows(cfg: Config, width: int) -> list[tuple[str, str, str, str, str]]:
@@ -59,7 +68,7 @@ async def _series_rows(source, spec: SeriesSpec, step: float, width: int) -> lis
         value = now[line]
         name = f"{spec.name}{{{clean(line, 40)}}}" if line else spec.name
         spark = sparkline([v for _, v in hist.get(line, [])], width, top).rjust(width)  # now at the right
-        status = "unknown: NaN" if math.isnan(value) else ("BREACH" if breaches(spec, value) else "ok")
+        status = _status(spec, value)
         if warned:  # the source said its answer may be partial: say so beside the value
             status += f" (source warning: {'; '.join(warned)})"
         out.append((name, spark, f"{_fmt(value)}{clean(spec.unit, 10)}", limit, status))
@@ -76,5 +85,6 @@ def cmd_metrics(cfg: Config, args: argparse.Namespace) -> int:
     w_val = max(len(r[2]) for r in table)
     w_lim = max(len(r[3]) for r in table)
     for name, spark, value, limit, status in table:
-        print(f"{name:<{w_name}}  {spark}  {value:>{w_val}}  {limit:<{w_lim}}  {status}".rstrip())
+        # a source's error, its warnings, a label: outside text, shown as text
+        print(clean(f"{name:<{w_name}}  {spark}  {value:>{w_val}}  {limit:<{w_lim}}  {status}".rstrip(), None))
     return 0

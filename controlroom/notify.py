@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import sqlite3
 import sys
 import time
@@ -33,7 +34,8 @@ INTERVAL = 1.0  # at most one message a second per channel
 ATTEMPTS = 5  # tries of one message before it is given up
 BACKOFF = 1.0  # seconds before the second try; doubled each time
 MAX_RETRY_AFTER = 120.0  # a 429's Retry-After is honoured up to this
-TIMEOUT = 10.0  # one send
+TIMEOUT = 10.0  # one send, its whole answer included
+ANSWER_BYTES = 64 * 1024  # of a webhook's answer, at most this much is read
 POLL = 0.25  # how often the journal is read for new entries
 GATHER = 0.2  # after the first new entry, how long to wait for the rest of its burst
 BATCH = 100  # entries in one message at most
@@ -73,23 +75,39 @@ class Webhook:
         return clean(text, 200)
 
     async def send(self, text: str) -> None:
+        """POST the message. The answer is outside text too: it has a deadline for the whole of it (not each
+        read), at most ANSWER_BYTES of its body are read (only the status counts), and a redirect is not
+        followed (a final failure: the URL is wrong)."""
         import httpx
 
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=self.timeout, follow_redirects=False)
+        status = None
         try:
-            resp = await self._client.post(self._url, json={"text": text})
+            async with asyncio.timeout(self.timeout):
+                async with self._client.stream("POST", self._url, json={"text": text}) as resp:
+                    status, retry_after = resp.status_code, resp.headers.get("retry-after")
+                    read = 0
+                    async for chunk in resp.aiter_raw():  # read a short body to its end: the connection is kept
+                        read += len(chunk)
+                        if read > ANSWER_BYTES:
+                            break  # the rest is never read: the connection is closed instead
+        except TimeoutError:
+            raise SendFailed(f"no {'whole ' if status is not None else ''}answer in {self.timeout:g} s") from None
         except httpx.TimeoutException:
             raise SendFailed(f"no answer in {self.timeout:g} s") from None
         except httpx.HTTPError as e:
             if isinstance(e, httpx.ConnectError) and _refused(e):
                 raise SendFailed("ConnectError: connection refused") from None
             raise SendFailed(self._scrub(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)) from None
-        if resp.status_code < 300:
+        if status < 300:
             return
-        if resp.status_code == 429:
-            raise SendFailed("HTTP 429 (rate limited)", retry_after=_retry_after(resp.headers.get("retry-after")))
-        raise SendFailed(f"HTTP {resp.status_code}", final=400 <= resp.status_code < 500)
+        if status < 400:
+            raise SendFailed(f"HTTP {status}: the webhook redirects, and redirects are not followed (set the "
+                             "webhook to where it points)", final=True)
+        if status == 429:
+            raise SendFailed("HTTP 429 (rate limited)", retry_after=_retry_after(retry_after))
+        raise SendFailed(f"HTTP {status}", final=400 <= status < 500)
 
     async def close(self) -> None:
         if self._client is not None:
@@ -111,9 +129,12 @@ def _refused(e: BaseException) -> bool:
 
 def _retry_after(value: str | None) -> float:
     try:
-        return min(max(float(value or 1), 0.0), MAX_RETRY_AFTER)
+        seconds = float(value or 1)
     except ValueError:
         return 1.0  # an HTTP date or junk: a second, then we see
+    if math.isnan(seconds):
+        return 1.0
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 class Irker:

@@ -129,7 +129,11 @@ class RecoveryMixin:
             timeout = self.cfg.deploy.step_timeout
             res = await self.pool.run(hr.name, hostside.receipt_command(timeout), timeout=timeout + 10)
             rec = hostside.parse_receipt(res.stdout) if res.ok else None
-            if rec is not None and rec.deploy == self.uuid and rec.previous:
+            if rec is not None and rec.problem:
+                # a receipt in a shape controlroom never writes proves nothing either way: the host may run the
+                # new code, so it is not skipped, and its previous revision is not taken from it
+                self._set(hr, ev.FAILED, step=hr.step, reason=f"rollback: {rec.problem}")
+            elif rec is not None and rec.deploy == self.uuid and rec.previous:
                 hr.previous = rec.previous
             elif res.ok and not hostside.still_running(res.stdout) and not (
                     rec is not None and rec.deploy == self.uuid):
@@ -223,8 +227,12 @@ class RecoveryMixin:
         """Take over a rollout whose process died (or stopped at a halt): claim it, reconcile in-flight hosts, and
         carry on; with retry_failed, the failed hosts of this and earlier phases run again."""
         rec = self.journal.rollout(self.id)
+        if rec and self.journal.rollback_underway(rec.id):
+            raise ControlroomError(f"deploy #{rec.id} of {rec.revision} was being rolled back when its server "
+                                   f"stopped; {self.journal.next_step(rec.id)}")
         if rec and rec.status in ev.ROLLOUT_FINAL and rec.status != ev.R_FAILED:
-            raise ControlroomError(f"deploy #{rec.id} of {rec.revision} already ended ({rec.status}); nothing to resume")
+            raise ControlroomError(f"deploy #{rec.id} of {rec.revision} already ended ({rec.status}); nothing to "
+                                   "resume (`controlroom log` says how it ended)")
         self._hold_fleet("resume")  # held through run(), which lets go at its end
         try:
             self.journal.claim_rollout(self.id)

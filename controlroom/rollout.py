@@ -428,6 +428,8 @@ class Rollout(HostWorkMixin, RecoveryMixin):
             res = self.gate_check(prev) if self.gate_check else (False, "no metrics source to check the gate")
             if inspect.isawaitable(res):  # gates.GateKeeper.check is a coroutine function (it asks the source)
                 res = await res
+            if self._stopping:  # aborted or interrupted while the source answered: there is no gate to wait at
+                return
             ok, why = res
             if not ok:
                 failed = prev.gate

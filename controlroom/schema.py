@@ -50,6 +50,8 @@ ALTER TABLE rollouts ADD COLUMN uuid TEXT;
 
 # Version 3: flag history (every change: who, when, from, to, why, its receipt) and each host's latest flags
 # receipt (the version it was sent, that file's sha256, confirmed or why not), so stragglers outlive a server.
+# flag_changes.failed is NULL while a change's push runs (journal.py, flag_change_begun): one still NULL when a server
+# starts is a change whose server died mid-push, settled then by asking the hosts.
 SCHEMA_V3 = """
 CREATE TABLE IF NOT EXISTS flag_changes (
     version INTEGER PRIMARY KEY, at REAL, user TEXT, flag TEXT, old TEXT, new TEXT, reason TEXT, hosts INTEGER,
@@ -313,7 +315,11 @@ def journal_error(e: BaseException, path: Path) -> JournalError:
                 errno.EPERM: sqlite3.SQLITE_PERM, errno.EROFS: sqlite3.SQLITE_READONLY}.get(e.errno or 0)
     where = path.parent
     if code == sqlite3.SQLITE_FULL:
-        return JournalError(f"cannot write the journal {path}: the disk is full; free space on it, then try again")
+        return JournalError(f"cannot write the journal {path}: the disk is full; free space on it (`df -h {where}`),"
+                            " then try again")
+    if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_CANTOPEN) and (
+            why := _unwritable(path)):
+        return JournalError(f"cannot write the journal {path}: {why}; `controlroom log` can still read it")
     if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM) or (
         code == sqlite3.SQLITE_CANTOPEN and where.exists() and not os.access(where, os.W_OK)
     ):
@@ -323,8 +329,9 @@ def journal_error(e: BaseException, path: Path) -> JournalError:
         )
     if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
         return JournalError(
-            f"{path} is corrupted or not a controlroom journal ({e}): move it aside (mv {path} {path}.bad) and"
-            " restore a backup, or let controlroom start a new one"
+            f"{path} is corrupted or not a controlroom journal ({e}): stop its server (`controlroom server stop"
+            f" --force`), move it aside with its -wal and -shm files (`mkdir {where}/bad && mv {path}* {where}/bad/`)"
+            ", then restore a backup there or let the next command start a new journal"
         )
     if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
         return JournalError(
@@ -338,6 +345,46 @@ def journal_error(e: BaseException, path: Path) -> JournalError:
         )
     detail = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
     return JournalError(f"cannot open the journal {path}: {detail}")
+
+
+FS_IOC_GETFLAGS, FS_IMMUTABLE_FL, FS_APPEND_FL = 0x80086601, 0x10, 0x20  # linux/fs.h
+
+
+def _unwritable(path: Path) -> str | None:
+    """Why nobody, root included, may write the journal here, when it is the filesystem's doing: mounted read-only,
+    or the file or its directory made immutable (chattr); None otherwise (then it is a matter of permissions)."""
+    where = path.parent
+    there = where
+    while not there.exists() and there.parent != there:
+        there = there.parent  # a state directory not made yet: the filesystem it would be made on
+    try:
+        if os.statvfs(there).f_flag & os.ST_RDONLY:
+            return (f"the filesystem holding {where} is mounted read-only; remount it read-write (`mount -o"
+                    f" remount,rw {_mount_point(there)}`) or give [state] dir a writable place")
+    except OSError:
+        return None
+    for p in (path, where):
+        try:
+            fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            flags = int.from_bytes(fcntl.ioctl(fd, FS_IOC_GETFLAGS, bytes(8))[:4], "little")
+        except OSError:
+            flags = 0  # a filesystem without attributes
+        finally:
+            os.close(fd)
+        if flags & (FS_IMMUTABLE_FL | FS_APPEND_FL):
+            return f"{p} is immutable or append-only (chattr); `chattr -i -a {p}` lets it be written"
+    return None
+
+
+def _mount_point(path: Path) -> Path:
+    path = path.resolve()
+    dev = path.stat().st_dev
+    while path.parent != path and path.parent.stat().st_dev == dev:
+        path = path.parent
+    return path
 
 
 def _me() -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import fcntl
 import os
 import signal
@@ -29,6 +28,7 @@ from controlroom.board import Board
 from controlroom.config import Config
 from controlroom.errors import ControlroomError, UsageError
 from controlroom.journal import Journal
+from controlroom.schema import journal_error
 from controlroom.serverops import POLICIES, OpsMixin  # noqa: F401 - POLICIES for callers of this module
 from controlroom.text import clean
 
@@ -115,8 +115,9 @@ class Server(OpsMixin):
 
     # ------------------------------------------------------------------------------------------ life
     async def start(self) -> None:
-        """Listen, or raise: ServerRunning when another server holds this state directory, UsageError (exit 2)
-        when this one cannot start (state directory not writable, socket path too long)."""
+        """Listen, or raise: ServerRunning when another server holds this state directory, JournalError (exit 1)
+        naming the path and what to do when its files cannot be made (read-only, full), UsageError (exit 2) when
+        this one cannot start (socket path too long)."""
         from controlroom.client import make_state_dir
         from controlroom.ssh import SSHPool
 
@@ -124,8 +125,8 @@ class Server(OpsMixin):
             make_state_dir(self.state)
             serverdoor.claim_state(self.state)  # or one line naming what is not the server's alone
             fd = os.open(self.state / "server.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except OSError as e:
-            raise UsageError(f"{self.state}: cannot start the server here: {e.strerror}") from None
+        except OSError as e:  # the state directory's files cannot be made: which, why and what to do
+            raise journal_error(e, self.state / "journal.db") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -136,9 +137,7 @@ class Server(OpsMixin):
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         except OSError as e:
-            why = "the disk is full: free space there, then try again" if e.errno == errno.ENOSPC else e.strerror
-            raise ControlroomError(f"cannot start the server in {self.state} (journal {self.state / 'journal.db'}): "
-                                   f"{why}") from None
+            raise journal_error(e, self.state / "journal.db") from None
         self._set_origin(None)  # not the address of whoever started this server: nobody acts yet
         self.journal = Journal.open(self.state)
         self.journal.subscribe(self._committed)
@@ -213,7 +212,7 @@ class Server(OpsMixin):
     async def _idle_watch(self) -> None:
         while True:
             await asyncio.sleep(min(5.0, max(0.05, self.idle / 4)))
-            if self.busy or self.clients or (self.flags is not None and self.flags.retrying):
+            if self.busy or self.clients or (self.flags is not None and (self.flags.retrying or self.flags.settling)):
                 self._last_busy = time.monotonic()
             elif time.monotonic() - self._last_busy >= self.idle:
                 self.stop()
@@ -245,6 +244,7 @@ class Server(OpsMixin):
             "log": [e.line() for e in j.log(200)] if j else [],
             "busy": self.op_name if self.busy else "",
             "engine_status": self.rollout.status if self.busy and self.rollout is not None else None,
+            "policy": self.policy if self.busy else None,  # who answers an operator's wait: a follower asks not
         }
         if not self.busy and snap["board"]["status"] not in (None, *ev.ROLLOUT_FINAL):
             snap["board"]["status"] = ev.R_HALTED  # a deploy that nothing here drives waits for a decision
@@ -504,6 +504,28 @@ def _output_to_log() -> None:
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
+    sys.stdout, sys.stderr = _LogStream(sys.stdout), _LogStream(sys.stderr)
+
+
+class _LogStream:
+    """The server's output once it goes to its log: a line the disk refuses (full, read-only, an I/O error) is
+    lost, never raised into the operation that said it (a deploy stopped by a full disk would end as
+    ``internal error: OSError`` instead of saying why)."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        with contextlib.suppress(OSError, ValueError):
+            return self._stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self._stream.flush()
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
 
 
 async def serve(cfg: Config, *, idle: float = IDLE, quiet: bool = False) -> int:

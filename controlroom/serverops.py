@@ -448,7 +448,8 @@ class OpsMixin:
         if r.status == ev.R_HALTED and b.halted is not None:
             reason = f"{r.revision} halted in {b.halted.name} ({', '.join(b.halted.failed)} failed): {after}"
         elif r.status == ev.R_WAITING and b.gate is not None:
-            reason = f"{r.revision} waits at gate {' and '.join(b.gate.failed) or '?'} before {b.gate.name}: {after}"
+            what = f"at gate {' and '.join(b.gate.failed)}" if b.gate.failed else "for the operator"
+            reason = f"{r.revision} waits {what} before {b.gate.name}: {after}"
         else:
             return {"parked": None}  # it went on meanwhile
         self.journal.park_lock(r.id, reason)

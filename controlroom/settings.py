@@ -98,6 +98,7 @@ class MetricsSettings:
     window: float = 900.0  # what a sparkline shows
     token_env: str | None = None  # the environment variable holding the bearer token (never the token itself)
     series: tuple[SeriesSpec, ...] = ()
+    timeout: float = 5.0  # seconds for one whole answer of the source (connect, headers, body)
 
     def spec(self, name: str) -> SeriesSpec | None:
         return next((x for x in self.series if x.name == name), None)

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from controlroom.journal import Journal
 
 STAGE_TIMEOUT = 3600.0  # a build may take long; it is not a deploy step
+LINE_BYTES = 4096  # of one output line read; the rest of a longer line is dropped
+LINE_LIMIT = 1000  # characters of one output line as sent on (cleaned: one line, control characters visible)
 
 
 class NotStaged(UsageError):
@@ -61,7 +63,7 @@ async def run_stage(cfg: Config, journal: Journal, revision: str, commit: str | 
         if pool is None:
             raise ControlroomError("staging on [release] stage_host needs the server's connections")
         res = await pool.run(cfg.release.stage_host, command, timeout=timeout,
-                             on_line=lambda _stream, line: out(clean(line)))
+                             on_line=lambda _stream, line: out(clean(line, LINE_LIMIT)))
         ok, reason = res.ok, res.label if not res.ok else "ok"
         if not res.ok and res.reason and res.reason != "ok":
             reason = f"{res.label} {clean(res.reason, 120)}".strip()
@@ -84,8 +86,8 @@ async def _run_here(cfg: Config, command: str, out: Callable[[str], None], timeo
 
     async def pump() -> None:
         assert proc.stdout is not None
-        while line := await proc.stdout.readline():
-            out(clean(line.rstrip(b"\n")))
+        async for line in lines_of(proc.stdout):
+            out(clean(line, LINE_LIMIT))
 
     try:
         await asyncio.wait_for(asyncio.gather(pump(), proc.wait()), timeout)
@@ -97,6 +99,26 @@ async def _run_here(cfg: Config, command: str, out: Callable[[str], None], timeo
         _kill(proc)
         raise
     return (proc.returncode == 0), ("ok" if proc.returncode == 0 else f"exit {proc.returncode}")
+
+
+async def lines_of(stream: asyncio.StreamReader, cut: int = LINE_BYTES):
+    """The lines of a command's output as bytes (split at LF only: a CR stays in its line, where `clean` shows
+    it as ``^M``), each at most ``cut`` bytes: the rest of a longer line is read and dropped, never kept whole
+    (a build that prints a megabyte without a newline costs no more than a short line)."""
+    buf, dropping = b"", False
+    while chunk := await stream.read(65536):
+        buf += chunk
+        while (i := buf.find(b"\n")) >= 0:
+            line, buf = buf[:i], buf[i + 1:]
+            if not dropping:
+                yield line[:cut]
+            dropping = False
+        if len(buf) > cut:
+            if not dropping:
+                yield buf[:cut] + b"\xe2\x80\xa6"  # '…': the line goes on past what is shown
+            buf, dropping = b"", True
+    if buf and not dropping:
+        yield buf
 
 
 def _kill(proc) -> None:

@@ -18,6 +18,7 @@ import pytest
 
 from tests.conftest import REPO, run_cli
 from tests.servers import kill_server, server_pid, servers_stopped  # noqa: F401 - every server a test starts stops with it
+from tests.terminal import Terminal
 from tests.waiting import commands_in, never_appears, wait_for
 
 STEPS = '''steps = [
@@ -382,50 +383,6 @@ async def test_skipping_a_running_host_stops_its_step_and_the_others_go_on(any_m
     finally:
         await pool.close()
         journal.close()
-
-
-class Terminal:
-    """`controlroom ARGS` on a real terminal (a pty that is its controlling terminal, as a login shell's is)."""
-
-    def __init__(self, cfg: str, *args: str) -> None:
-        import fcntl
-        import pty
-        import termios
-
-        self.master, slave = pty.openpty()
-
-        def own_terminal() -> None:
-            os.setsid()
-            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-        env = dict(os.environ, SUDO_USER="mygrant")
-        self.proc = subprocess.Popen([sys.executable, "-m", "controlroom.cli", *args, "--config", cfg], cwd=REPO,
-                                     env=env, stdin=slave, stdout=slave, stderr=slave, preexec_fn=own_terminal,
-                                     close_fds=True)
-        os.close(slave)
-        self.seen = b""
-
-    def read_until(self, text: bytes, seconds: float) -> None:
-        """Read the screen until it shows text; fail if the process ends first or at the deadline."""
-        deadline = time.monotonic() + seconds
-        while text not in self.seen:
-            assert time.monotonic() < deadline and self.proc.poll() is None, self.seen
-            self.seen += os.read(self.master, 4096)
-
-    def type(self, data: bytes) -> None:
-        os.write(self.master, data)
-
-    def close(self) -> bytes:
-        """Kill the process if it still runs; everything it wrote."""
-        if self.proc.poll() is None:
-            self.proc.kill()
-        try:
-            while chunk := os.read(self.master, 4096):
-                self.seen += chunk
-        except OSError:
-            pass
-        os.close(self.master)
-        return self.seen
 
 
 def test_ctrl_c_at_the_deploy_question_answers_at_once_and_touches_nothing(make_fleet):

@@ -4,9 +4,13 @@ history, and the reference reader an application uses."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
+import sqlite3
 import subprocess
+import sys
 import time
 import tomllib
 from pathlib import Path
@@ -17,7 +21,10 @@ from controlroom import config
 from controlroom import flags as fl
 from controlroom.client import connect
 from controlroom.errors import ConfigError, ControlroomError
-from tests.conftest import run_cli
+from tests import waiting
+from tests.conftest import REPO, run_cli
+from tests.servers import kill_server
+from tests.servers import stop_servers as stop_servers_under
 
 OLD = b'version = 0\nchanged_by = "by hand"\n\n[flags.new_search]\nenabled = "on"\n'
 
@@ -271,3 +278,114 @@ async def test_a_straggler_that_comes_back_gets_the_current_flags_before_anythin
         await service.close()
         await pool.close()
         journal.close()
+
+
+# ------------------------------------------------------------------------------------------------ a crash mid-push
+
+
+def db_rows(fleet, sql: str, *params) -> list[tuple]:
+    db = Path(fleet.dir) / "state" / "journal.db"
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        return con.execute(sql, params).fetchall()
+    finally:
+        con.close()
+
+
+def holds_version(host, version: int) -> bool:
+    path = Path(host.root) / "flags.toml"
+    return path.exists() and flags_file(host)["version"] == version
+
+
+@pytest.mark.slow
+def test_kill_9_mid_push_is_settled_at_the_next_start_the_log_and_chat_say_what_happened(make_fleet):
+    # two hosts that never answer hold the push's two lanes: web001-web003 are written, web006-web010 wait
+    fleet = make_fleet(10, faults="web004=hang,web005=hang")
+    chat = Path(fleet.dir) / "chat.txt"
+    base = fleet.config_path.read_text().replace("connect_timeout = 5\n", "connect_timeout = T\nmax_parallel = 2\n")
+    base += f'\n[notify]\ncommand = "cat >> {chat}"\n'
+    fleet.config_path.write_text(base.replace("= T\n", "= 60\n"))
+    push = subprocess.Popen([sys.executable, "-m", "controlroom.cli", "flag", "new_search", "off", "--yes",
+                             "--reason", "search is slow", "--config", str(fleet.config_path)], cwd=REPO,
+                            env=dict(os.environ, SUDO_USER="alice"), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        waiting.wait_for(lambda: all(holds_version(fleet.by_name[h], 1) for h in ("web001", "web002", "web003")),
+                         60, "the push to reach web001-web003", push)
+        kill_server(Path(fleet.dir) / "state")
+        out, err = push.communicate(timeout=30)
+    finally:
+        if push.poll() is None:
+            push.kill()
+    assert push.returncode == 1, out + err
+    assert err.strip().splitlines() == [
+        "controlroom: the server went away while it pushed new_search; the change is on the record, and the next "
+        "server start asks the hosts and logs what happened: `controlroom flags` starts it and shows how the "
+        "change stands"], err
+    # on the record before the hosts: the change pending, each host's receipt pending, no FLAG line yet
+    assert db_rows(fleet, "SELECT version, user, flag, old, new, hosts, failed FROM flag_changes") == [
+        (1, "alice", "new_search", "on", "off", 10, None)]
+    assert db_rows(fleet, "SELECT DISTINCT version, status FROM flag_receipts") == [(1, "pending")]
+    assert not db_rows(fleet, "SELECT 1 FROM log WHERE kind = 'FLAG'")
+    assert not any(holds_version(fleet.by_name[f"web{n:03d}"], 1) for n in range(6, 11))
+
+    fleet.config_path.write_text(base.replace("= T\n", "= 2\n"))  # the hung hosts are given up sooner this time
+    # bob, from elsewhere, starts the next server: it settles alice's change before anything else is pushed
+    shown = run_cli("flags", "--config", str(fleet.config_path), env={"SUDO_USER": "bob",
+                                                                      "SSH_CLIENT": "10.9.9.9 50000 22"})
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    line = waiting.wait_for(lambda: db_rows(fleet, "SELECT user, origin, text FROM log WHERE kind = 'FLAG'"), 60,
+                            "the FLAG line of the settled change")
+    assert line == [("alice", None, "new_search on -> off (search is slow) 3/10, 5 not written: web006, web007, "
+                                    "web008, web009, web010, 2 unknown: web004, web005 (settled after a restart)")]
+    waiting.wait_for(lambda: chat.exists() and "FLAG new_search" in chat.read_text(), 30, "the chat line")
+    assert chat.read_text().splitlines() == [f"[alice] FLAG {line[0][2]}"]
+    # the hosts the dead server never wrote are retried and confirm; the two that never answer stay named
+    waiting.wait_for(lambda: db_rows(fleet, "SELECT confirmed FROM flag_changes") == [(8,)], 60,
+                     "web006-web010 to confirm on a retry")
+    failed = json.loads(db_rows(fleet, "SELECT failed FROM flag_changes")[0][0])
+    assert [(h, cls) for h, cls, _ in failed] == [("web004", "unknown"), ("web005", "unknown")]
+    assert all(holds_version(fleet.by_name[f"web{n:03d}"], 1) for n in (1, 2, 3, 6, 7, 8, 9, 10))
+    row = next(r for r in cr(fleet, "flags").stdout.splitlines() if "new_search" in r)
+    assert "8/10 · web004 timeout · web005 timeout" in row, row  # as their latest retry found them
+
+
+def test_a_flag_change_the_journal_cannot_record_is_one_line_and_no_host_is_written(make_fleet):
+    fleet = make_fleet(3)
+    state = Path(fleet.dir) / "state"
+    state.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0770", "tmpfs", str(state)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs to fill: {mounted.stderr.strip()}")
+    try:
+        assert cr(fleet, "flags").returncode == 0  # the server runs, its journal made
+        with open(state / "filler", "wb", buffering=0) as f:  # then the disk under the journal fills
+            with contextlib.suppress(OSError):
+                while True:
+                    f.write(b"\0" * 4096)
+        try:
+            res = cr(fleet, "flag", "new_search", "off", "--yes")
+        finally:
+            (state / "filler").unlink()
+        assert res.returncode == 1, res.stdout + res.stderr
+        assert res.stderr.strip().splitlines() == [
+            f"controlroom: cannot write the journal {state / 'journal.db'}: the disk is full; free space on it "
+            f"(`df -h {state}`), then try again"], res.stderr
+        assert not any(holds_version(h, 1) for h in fleet.hosts)  # not on the record, so not pushed
+        done = cr(fleet, "flag", "new_search", "off", "--yes")  # trying again works
+        assert done.returncode == 0 and "new_search on -> off on 3/3 hosts" in done.stdout, done.stdout + done.stderr
+    finally:
+        stop_servers_under(fleet.dir)
+        waiting.wait_for(lambda: subprocess.run(["umount", str(state)], capture_output=True).returncode == 0, 30,
+                         "the small tmpfs to be unmounted (its server gone)")
+
+
+def test_a_hosts_hash_line_is_believed_only_in_the_shape_controlroom_prints():
+    from controlroom import flags as fl
+
+    good = "a" * 64
+    assert fl.reported_hash(f"{fl.SUM}{good}\n") == good
+    assert fl.reported_hash(f"noise\n{fl.SUM}missing\n") == "missing"
+    for hostile in (f"{fl.SUM}\x1b]0;owned\x07{good}", f"{fl.SUM}{good}x", f"{fl.SUM}" + "f" * 100_000, fl.SUM):
+        assert fl.reported_hash(hostile + "\n") is None, hostile[:80]

@@ -22,6 +22,7 @@ from controlroom import schema
 from controlroom.errors import JournalError
 from controlroom.journal import Journal
 from tests.servers import stop_servers
+from tests.waiting import wait_for
 
 CONFIG = """\
 [inventory]
@@ -193,16 +194,65 @@ def test_journal_open_readonly_never_creates_or_migrates(tmp_path):
 # --------------------------------------------------------------------------------------------- broken files and disks
 
 
+# every command that opens the journal, and the server started by hand: each says the same one line, exit 1
+COMMANDS = (["log"], ["log", "add", "again"], ["lock", "NO DEPLOY PLEASE"], ["flags"], ["deploy", "--yes"],
+            ["serve", "--idle", "1"])
+
+
 def test_a_journal_overwritten_with_garbage_is_named_with_what_to_do(site):
     assert cr(site, "log", "add", "hello").returncode == 0
     stop_servers(site)  # the file is damaged with nobody holding it open (a server would keep its own view)
     db = site / "state" / "journal.db"
     db.write_bytes(os.urandom(8192))
-    for args in (["log"], ["log", "add", "again"]):
+    for args in COMMANDS:
         res = cr(site, *args)
-        assert res.returncode == 1
+        assert res.returncode == 1, (args, res.stdout, res.stderr)
         line = one_line_error(res)
-        assert f"{db} is corrupted or not a controlroom journal" in line and f"mv {db} {db}.bad" in line
+        assert f"{db} is corrupted or not a controlroom journal" in line, line
+        assert f"move it aside with its -wal and -shm files (`mkdir {db.parent}/bad && mv {db}* {db.parent}/bad/`)" \
+            in line
+    # what it says to do works: moved aside, the next command starts a new journal
+    (db.parent / "bad").mkdir()
+    for f in db.parent.glob("journal.db*"):
+        f.rename(db.parent / "bad" / f.name)
+    assert cr(site, "log", "add", "anew").returncode == 0
+    assert log_texts(cr(site, "log")) == ["NOTE anew"]
+
+
+def test_a_read_only_filesystem_under_the_journal_is_one_line_naming_it_and_how_to_remount(site):
+    state = site / "state"
+    mount_small_tmpfs(state)
+    assert cr(site, "log", "add", "before").returncode == 0
+    stop_servers(site)
+    # once the stopped server's last file is closed (it may still be exiting), the filesystem can be made read-only
+    wait_for(lambda: subprocess.run(["mount", "-o", "remount,ro", str(state)], capture_output=True).returncode == 0,
+             30, "the filesystem to be remounted read-only")
+    assert log_texts(cr(site, "log")) == ["NOTE before"]  # reading still works
+    for args in COMMANDS[1:]:
+        res = cr(site, *args)
+        assert res.returncode == 1, (args, res.stdout, res.stderr)
+        assert one_line_error(res) == (
+            f"controlroom: cannot write the journal {state / 'journal.db'}: the filesystem holding {state} is "
+            f"mounted read-only; remount it read-write (`mount -o remount,rw {state}`) or give [state] dir a "
+            "writable place; `controlroom log` can still read it"), args
+
+
+def test_an_immutable_journal_is_one_line_naming_it_even_for_root(site):
+    assert cr(site, "log", "add", "before").returncode == 0
+    stop_servers(site)
+    db = site / "state" / "journal.db"
+    if subprocess.run(["chattr", "+i", str(db)], capture_output=True).returncode != 0:
+        pytest.skip("no chattr here")
+    try:
+        for args in (["log", "add", "again"], ["lock", "NO DEPLOY PLEASE"]):
+            res = cr(site, *args)
+            assert res.returncode == 1, (args, res.stdout, res.stderr)
+            assert f"cannot write the journal {db}: {db} is immutable or append-only (chattr); `chattr -i -a {db}`" \
+                in one_line_error(res)
+    finally:
+        stop_servers(site)
+        subprocess.run(["chattr", "-i", str(db)], check=True)
+    assert log_texts(cr(site, "log")) == ["NOTE before"]
 
 
 def mount_small_tmpfs(where: Path) -> None:
@@ -238,9 +288,12 @@ def test_a_full_disk_fails_the_write_in_one_line_naming_the_journal_and_reading_
     assert "before" in [e.text for e in j.log()]  # the connection is usable: the failed write was rolled back
     j.close()
 
-    res = cr(site, "log", "add", "during")
-    assert res.returncode == 1
-    assert str(state / "journal.db") in one_line_error(res)
+    for args in COMMANDS[1:]:
+        res = cr(site, *args)
+        assert res.returncode == 1, (args, res.stdout, res.stderr)
+        line = one_line_error(res)
+        assert str(state / "journal.db") in line and "the disk is full" in line, line
+        assert f"free space on it (`df -h {state}`)" in line, line
     assert "NOTE before" in log_texts(cr(site, "log"))
 
 
@@ -379,3 +432,37 @@ def test_a_journal_from_a_newer_controlroom_is_refused_and_left_untouched(site):
         assert f"{state / 'journal.db'} was written by a newer controlroom" in line and "upgrade controlroom" in line
     assert (state / "journal.db").read_bytes() == before
     assert not (state / "journal.db-wal").exists()
+
+
+# --------------------------------------------------------------------------------------------- what to run next
+
+
+def test_the_next_step_a_failure_names_follows_the_journal_and_a_rollback_cut_short(tmp_path):
+    from controlroom import events as ev
+    from controlroom.journal import next_step
+
+    state = tmp_path / "state"
+    assert next_step(state) == "`controlroom log` shows where it stands"  # no journal: still a command
+    j = Journal.open(state)
+    try:
+        assert j.next_step() == ""
+        rid = j.new_rollout("r2", "r1", "alice", [["all", ["web001"]]])
+        j.record(ev.RolloutStarted(rid, revision="r2", previous="r1", user="alice", phases=(("all", ("web001",)),)))
+        assert j.next_step() == f"`controlroom deploy --resume` picks deploy #{rid} up, `controlroom rollback` undoes it"
+        j.record(ev.PhaseHalted(rid, phase=0, name="all", failed=("web001",), max_failed=0))
+        assert "`controlroom deploy --resume` picks deploy" in j.next_step()
+        finished = dict(revision="r2", done=1, failed=0, skipped=0, seconds=1.0)
+        j.record(ev.RolloutFinished(rid, status=ev.R_DONE, **finished))
+        assert j.next_step() == "" and next_step(state) == "`controlroom log` shows where it stands"
+        j.record(ev.OperatorAction(rid, user="bob", action="rollback", detail="1 hosts"))  # then its server died
+        assert j.rollback_underway(rid)
+        assert j.next_step() == next_step(state) == f"`controlroom rollback` finishes the rollback of deploy #{rid}"
+        j.record(ev.RolloutFinished(rid, status=ev.R_ROLLED_BACK, **finished))
+        assert not j.rollback_underway(rid) and j.next_step() == ""
+        rid2 = j.new_rollout("r3", "r1", "alice", [["all", ["web001"]]])
+        j.record(ev.RolloutStarted(rid2, revision="r3", previous="r1", user="alice", phases=(("all", ("web001",)),)))
+        j.record(ev.RolloutFinished(rid2, status=ev.R_FAILED, **{**finished, "done": 0, "failed": 1}))
+        assert j.next_step() == (f"`controlroom deploy --resume` runs the failed hosts of deploy #{rid2} again, "
+                                 "`controlroom rollback` undoes it")
+    finally:
+        j.close()

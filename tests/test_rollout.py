@@ -343,3 +343,27 @@ async def test_rollback_after_a_deploy_restores_previous_revision_latest_phase_f
     assert all(live[h] == (OLD, NEW) for h in rollout.hosts)  # each host's revision is recorded
     kinds = [e.kind for e in journal.log()]
     assert kinds[-2:] == ["ROLLBACK START", "ROLLBACK OK"]
+
+
+async def test_a_step_that_prints_the_live_marker_never_names_the_rollback_target(make_fleet, tmp_path):
+    # the host has no live revision (no REVISION file: it reports "none"); its first step then prints the marker the
+    # host's own report uses. Before the fix that line became the host's previous revision: a rollback would switch
+    # it to a revision the step chose.
+    fleet = make_fleet(2)
+    (fleet.dir / "hosts" / "web001" / "REVISION").unlink()
+    text = fleet.config_path.read_text().replace('steps = [\n    "', 'steps = [\n    "echo controlroom-live:r1999; ', 1)
+    assert text != fleet.config_path.read_text()
+    path = fleet.dir / "marker.toml"
+    path.write_text(text)
+    cfg = config.load(path)
+    journal = Journal.open(tmp_path / "state")
+    async with SSHPool(cfg.ssh, cfg.hosts) as pool:
+        rollout = make_rollout(cfg, pool, journal)
+        rec = Recorder(rollout)
+        lines: list[str] = []
+        rollout.subscribe(lambda e: lines.append(e.line) if isinstance(e, ev.HostOutput) and e.host == "web001" else None)
+        fin = await asyncio.wait_for(rollout.run(), 30)
+    assert fin.status == ev.R_DONE, rec.events
+    assert rollout.hosts["web001"].previous is None
+    assert rollout.hosts["web002"].previous == OLD
+    assert "controlroom-live:r1999" in lines  # shown as the step's output, as it is

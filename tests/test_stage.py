@@ -196,3 +196,16 @@ def test_diff_colours_only_on_a_terminal_and_a_commits_escape_sequences_stay_tex
     shown = b"".join(chunks).decode()
     assert "\x1b[32m+line^[[2J\x1b[0m" in shown  # coloured by us; the commit's own escape is text
     assert "\x1b[2J" not in shown.replace("^[[2J", "") and "\x1b]0;" not in shown
+
+
+def test_stage_output_that_is_not_utf8_has_a_cr_an_escape_or_a_megabyte_line_is_shown_as_text_bounded(fleet):
+    # bytes that are not UTF-8, a lone CR inside a line, an escape sequence, then a megabyte without a newline
+    command = (r"printf 'caf\351 ok\rFAILED \033[2J\n'; head -c 1000000 /dev/zero | tr '\0' x; echo; "
+               "echo after")
+    res = cr(fleet, "stage", "-c", with_stage(fleet, command))
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    out = res.stdout.splitlines()
+    assert out[0] == "  caf\\xe9 ok^MFAILED ^[[2J"
+    assert out[1].startswith("  xxxx") and out[1].endswith("…") and len(out[1]) <= 1002
+    assert out[2] == "  after" and re.fullmatch(r"STAGE OK r2307 in \d+ s", out[3]), out[2:]
+    assert "\x1b" not in res.stdout and "\r" not in res.stdout

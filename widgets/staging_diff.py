@@ -38,6 +38,8 @@ def diff_rows(d: StagingDiff, now: float | None = None) -> tuple[list[str], list
     lines: list[str] = []
     kinds: list[str] = []
     spans: dict[int, list[tuple[int, int, str]]] = {}
+    if d.problem:
+        return [d.problem], ["dim"], {}  # git no longer has the live revision: its name is in the header
     if d.same:
         return ["nothing to show: the fleet runs the staged commit"], ["dim"], {}
     lines.append(_plural(len(d.commits), "commit"))
@@ -140,10 +142,12 @@ class StagingDiffPane(Vertical):
                 t.append(f" · diff from {d.live}", style="bold")
             t.append("\n")
             t.append(d.staged_line, style="bold")
-            if not d.same:
+            if not d.same and not d.problem:
                 added, removed = d.totals
                 t.append(f" · {_plural(len(d.commits), 'commit')}, {_plural(len(d.files), 'file')}, "
                          f"+{added} -{removed}")
+                if d.cut:
+                    t.append(f" · shown in part: {', '.join(d.cut)}", style="bold")
         if self.problem:
             t.append(("\n" if d is not None else "") + self.problem, style="bold")
         if self.stage_line:
