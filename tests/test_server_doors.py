@@ -473,6 +473,15 @@ def test_hosts_changed_while_a_deploy_runs_are_said_and_apply_when_it_ends(make_
     _edit(cfgp, "steps = [\n", f'steps = [\n    "while [ ! -e {go} ]; do sleep 0.05; done",\n')
     res = run_cli("deploy", "--detach", "--yes", "--config", str(cfgp), env={"SUDO_USER": "alice"})
     assert res.returncode == 0, res.stdout + res.stderr
+    follower = subprocess.Popen([sys.executable, "-m", "controlroom.cli", "deploy", "--follow", "--config", str(cfgp)],
+                                cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+
+    def clients() -> int:
+        out = run_cli("server", "status", "--config", str(cfgp)).stdout
+        return int(out.split(" clients", 1)[0].rsplit(" ", 1)[1]) if " clients" in out else 0
+
+    wait_for(lambda: clients() >= 2, 60, "the follower to attach (it and the status asking)", proc=follower)
     text = cfgp.read_text().replace('hosts = ["web[001:010]"]', 'hosts = ["web[001:008]"]')
     cfgp.write_text("".join(line for line in text.splitlines(keepends=True)
                             if not line.startswith(("web009 =", "web010 ="))))
@@ -481,8 +490,9 @@ def test_hosts_changed_while_a_deploy_runs_are_said_and_apply_when_it_ends(make_
     assert said in status.stdout, status.stdout
     assert said in (Path(fleet.dir) / "state" / "server.log").read_text()
     go.touch()
-    follow = run_cli("deploy", "--follow", "--config", str(cfgp), timeout=120)
-    assert follow.returncode == 0 and "DEPLOY OK r2307" in follow.stdout, follow.stdout + follow.stderr
+    out, err = follower.communicate(timeout=120)
+    assert follower.returncode == 0 and "DEPLOY OK r2307" in out, out + err
+    assert f"controlroom server: {cfgp.resolve()}: {said}" in err, err  # the follower was told, in one line
     # the running deploy kept the hosts it started with: all ten
     assert {(Path(h.root) / "REVISION").read_text().strip() for h in fleet.hosts} == {"r2307"}
     wait_for(lambda: "the operation ended" in run_cli("server", "status", "--config", str(cfgp)).stdout, 30,
