@@ -20,7 +20,7 @@ from controlroom.app_keys import _KEY_NAMES, ACTIONS, INTENT_OF, SECONDARY, WIDE
 from controlroom.journal import abandons
 from controlroom.text import clean
 from widgets.deploy_log import clock
-from widgets.dialogs import ConfirmDialog, HelpScreen, PromptDialog, QuitDialog
+from widgets.dialogs import ConfirmDialog, HelpScreen, OverrideDialog, PromptDialog, QuitDialog
 from widgets.host_detail import HostScreen
 from widgets.host_grid import HostGrid
 
@@ -254,23 +254,26 @@ class Controller:
     async def _proceed_flow(self) -> None:
         board = self.board
         target = board.halted if board.status == ev.R_HALTED else board.gate
+        reason = None
+        if isinstance(target, ev.GateWaiting) and target.kind == ev.GATE_FAILED:
+            await self.pass_failed_gate(target)  # a gate that does not hold: only with a typed reason
+            return
         if board.status == ev.R_HALTED and board.halted is not None:
             h = board.halted
             phase = board.phases[h.phase]
-            names = ", ".join(n for n in board.hosts_in(ev.FAILED) if board.hosts[n].phase == h.phase)
-            body = (
-                f"Go on with {h.name} past its failure budget: {len(h.failed)} hosts failed ({names}) and the "
-                f"budget is {phase.max_failed}. The failed hosts stay failed; the phase's pending hosts start "
-                "and the next phases follow."
-            )
-            if not await self.push_screen_wait(
-                ConfirmDialog("Proceed past the failure budget?", body, "Proceed")
-            ):
-                return
-            if board.halted is not target:  # the halt was resolved while we asked
+            failed = [f"{n} failed: {board.hosts[n].reason}" for n in board.hosts_in(ev.FAILED)
+                      if board.hosts[n].phase == h.phase]
+            reason = await self.push_screen_wait(OverrideDialog(
+                f"Go on with {h.name} past its failure budget?",
+                failed + [f"{len(failed)} failed, more than max_failed {phase.max_failed}"],
+                "The failed hosts stay failed; the phase's pending hosts start and the next phases follow. The "
+                "deploy log says FORCE with your name and your reason, and the deploy's result stays marked: "
+                "DEPLOY OK past a failure budget.", "Go on"))
+            if not reason or board.halted is not target:  # cancelled, or the halt was resolved while we asked
                 return
         self._proceeded = target
-        await self.send("proceed")
+        if await self.send("proceed", reason=reason) is None:
+            self._proceeded = None  # refused: g asks again
 
     def action_pause(self) -> None:
         if not self.paused and self._offered_now("pause"):
@@ -382,11 +385,20 @@ class Controller:
             f"{hv.revision or board.previous or 'its current revision'}. It counts against {phase.name}'s failure "
             f"budget ({used} used of {phase.max_failed} allowed) and the skip goes into the deploy log."
         )
-        if not await self.push_screen_wait(ConfirmDialog(f"Skip {host}?", body, "Skip host")):
+        reason = None
+        if used > phase.max_failed:  # past the budget: only with a typed reason, and the result stays marked
+            reason = await self.push_screen_wait(OverrideDialog(
+                f"Skip {host} past {phase.name}'s failure budget?",
+                [f"{phase.name}: {used} failed or skipped with {host}, more than max_failed {phase.max_failed}"],
+                body + " The deploy log says FORCE with your name and your reason, and the deploy's result stays "
+                "marked: DEPLOY OK with hosts skipped.", "Skip host"))
+            if not reason:
+                return
+        elif not await self.push_screen_wait(ConfirmDialog(f"Skip {host}?", body, "Skip host")):
             return
         if board.hosts[host].state not in (ev.PENDING, ev.FAILED):  # it moved on while we asked
             return
-        await self.send("skip", host=host)
+        await self.send("skip", host=host, reason=reason)
 
     # ------------------------------------------------------------------------------------------- lock and log
     def action_lock(self, _twin: int = 0) -> None:

@@ -21,7 +21,7 @@ from controlroom import flags as fl
 from controlroom import gates
 from controlroom.errors import ControlroomError
 from controlroom.text import clean
-from widgets.dialogs import GateHaltDialog, HelpScreen, PromptDialog
+from widgets.dialogs import GateHaltDialog, HelpScreen, OverrideDialog, PromptDialog
 from widgets.flag_dialogs import FlagConfirmDialog, FlagHistoryScreen, KillSwitchPicker
 from widgets.flags import FlagsPane
 from widgets.host_detail import HostScreen
@@ -117,6 +117,11 @@ class FlagActions:
             self.want_flags()
             return
         super()._on_engine_event(e, seq)  # type: ignore[misc]
+        if type(e) in (ev.GateWaiting, ev.GatePassed, ev.RolloutFinished, ev.PhaseStarted):
+            screen = self.screen  # a dialog about a gate that is no longer the one waiting says what is not so
+            about = getattr(screen, "about", None)
+            if about is not None and about is not self.board.gate:
+                screen.dismiss(None)
         if type(e) is ev.GateWaiting and e.kind == ev.GATE_FAILED and self.may_act:
             self.call_later(self._offer_gate_halt)
 
@@ -275,22 +280,45 @@ class FlagActions:
         switches = self.guarding_switches(gate)
         name, guards = switches[0] if switches else (None, "")
         verdicts = [part for part in gate.reason.split("; ") if part]
-        choice = await self.push_screen_wait(GateHaltDialog(
+        dialog = GateHaltDialog(
             f"The gate before {gate.name} failed: {' and '.join(gate.failed)}", "\n".join(verdicts),
-            kill_switch=name, guards=guards, may_rollback=bool(self.cfg.deploy.rollback)))
+            kill_switch=name, guards=guards, may_rollback=bool(self.cfg.deploy.rollback))
+        dialog.about = gate  # it closes once this is no longer the wait (the gate holds now, or was passed)
+        choice = await self.push_screen_wait(dialog)
         if self.board.gate is not gate:  # answered meanwhile, elsewhere
             return
         if choice == "kill" and name:
             done = await self.change_flag(name, "off", reason=f"{' and '.join(gate.failed)} failed before {gate.name}")
             if done is not None and done["confirmed"]:  # on at least some hosts: their metrics turn
-                await self._recheck(gate, RECHECK_PATIENCE)
+                self._start_recheck(gate, RECHECK_PATIENCE)
         elif choice == "recheck":
-            await self._recheck(gate, 0.0)
+            self._start_recheck(gate, 0.0)
         elif choice == "rollback":
             self.action_rollback()  # type: ignore[attr-defined]
         elif choice == "proceed":
-            self._proceeded = gate
-            await self.send("proceed")
+            await self.pass_failed_gate(gate)
+
+    async def pass_failed_gate(self, gate: ev.GateWaiting) -> None:
+        """Past a gate that does not hold only with a typed reason: the dialog names what failed and asks why."""
+        failing = [v.failing() for v in gate.verdict_list() if v.state != gates.PASSED] or list(gate.failed)
+        board = self.board
+        phase = board.phases[gate.phase - 1].name if 0 < gate.phase <= len(board.phases) else "the previous phase"
+        dialog = OverrideDialog(
+            f"Pass the failed {phase} gate and start {gate.name}?", failing,
+            f"{gate.name} starts on {board.revision} anyway. The deploy log says GATE OVERRIDDEN with your name and "
+            "your reason, and the deploy's result stays marked: DEPLOY OK past a failed gate.", "Pass the gate")
+        dialog.about = gate
+        reason = await self.push_screen_wait(dialog)
+        if not reason or self.board.gate is not gate:  # cancelled, or answered meanwhile elsewhere
+            return
+        self._proceeded = gate
+        if await self.send("proceed", reason=reason) is None:
+            self._proceeded = None  # refused: g asks again
+
+    def _start_recheck(self, gate: ev.GateWaiting, patience: float) -> None:
+        """Checking again is not a decision: it runs beside the proceed flow, so g acts the moment the gate holds
+        (the server may find it holding first)."""
+        self.run_worker(self._recheck(gate, patience), group="gate-recheck", exclusive=True, exit_on_error=False)
 
     async def _recheck(self, gate: ev.GateWaiting, patience: float) -> None:
         """Ask the server to check the gate again, every metrics interval for up to ``patience`` seconds (the
@@ -301,8 +329,15 @@ class FlagActions:
         until = time.monotonic() + patience
         interval = max(0.5, self.cfg.metrics.interval)
         while True:
+            if self.board.gate is not gate:
+                return  # it holds now (the server checks it too), or was answered: the header says which
             last = time.monotonic() + interval > until
-            reply = await self.send("gate_check", quiet=not last)
+            try:
+                reply = await self.client.request("gate_check", quiet=not last) if self.client else None
+            except ControlroomError as e:
+                if self.board.gate is gate:  # not merely the server having found it holding a moment earlier
+                    self._say(str(e), title="Not done", severity="error", timeout=10)
+                return
             if reply is None or self.board.gate is not gate and not reply.get("passed"):
                 return
             if reply.get("passed") or last:

@@ -193,9 +193,11 @@ class Link:
         self.paused = False
         if fin.status == ev.R_DONE:
             self.live = fin.revision
-        sev = "information" if fin.status in (ev.R_DONE, ev.R_ROLLED_BACK) else "warning"
+        mark = ev.marks_text(fin.marks, fin.skipped)  # a marked result is never told as plain good news
+        sev = "information" if fin.status in (ev.R_DONE, ev.R_ROLLED_BACK) and not mark else "warning"
         self._say(f"{fin.done} done, {fin.failed} failed, {fin.skipped} skipped", severity=sev,
-                  title=f"Rollout of {fin.revision}: {fin.status.replace('_', ' ')}")
+                  title=f"Rollout of {fin.revision}: {fin.status.replace('_', ' ')}"
+                        + (f" {ev.MARK_SYMBOL} {mark}" if mark else ""))
 
     async def _load_revisions(self) -> None:
         reply = await self.send("revisions")

@@ -109,6 +109,7 @@ class Board:
         self.halted: ev.PhaseHalted | None = None
         self.gate: ev.GateWaiting | None = None
         self.finished: ev.RolloutFinished | None = None
+        self.marks: tuple[str, ...] = ()  # what marks this deploy already (past a failed gate, a budget): ev.MARK_*
         self.phases: list[PhaseView] = []
         self.hosts: dict[str, HostView] = {}
         self.order: list[str] = []
@@ -165,6 +166,8 @@ class Board:
             self.started_at = e.at
             self.halted = self.gate = self.finished = None
             self.phase_index = 0
+            if not e.resumed:
+                self.marks = ()
         elif isinstance(e, ev.PhaseStarted):
             self.phase_index = e.phase
             self.status = ev.R_RUNNING
@@ -193,6 +196,12 @@ class Board:
             self.status = e.status
             self.finished = e
             self.halted = self.gate = None
+            self.marks = e.marks
+        elif isinstance(e, ev.OperatorAction):
+            marks = ev.action_marks({e.action})
+            if not marks or set(marks) <= set(self.marks):
+                return
+            self.marks = (*self.marks, *marks)
         else:
             return
         self.dirty = True
@@ -248,6 +257,7 @@ class Board:
             "halted": ev.to_wire(self.halted) if self.halted is not None else None,
             "gate": ev.to_wire(self.gate) if self.gate is not None else None,
             "finished": ev.to_wire(self.finished) if self.finished is not None else None,
+            "marks": list(self.marks),
             "phases": [p.to_dict() for p in self.phases],
             "hosts": [self.hosts[n].to_dict() for n in self.order],  # in the board's order
             "events": self.events,
@@ -266,6 +276,7 @@ class Board:
             board.halted = ev.from_wire(d["halted"]) if d["halted"] is not None else None
             board.gate = ev.from_wire(d["gate"]) if d["gate"] is not None else None
             board.finished = ev.from_wire(d["finished"]) if d["finished"] is not None else None
+            board.marks = tuple(d.get("marks") or ())  # a snapshot of an older server has none
             board.phases = [PhaseView.from_dict(p) for p in d["phases"]]
             hosts = [HostView.from_dict(h) for h in d["hosts"]]
             board.events = d["events"]

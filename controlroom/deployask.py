@@ -140,12 +140,22 @@ async def answer_halt(s: Session, e: ev.PhaseHalted) -> None:
         failed = [n for n in s.board.hosts_in(ev.FAILED) if s.board.hosts[n].phase == e.phase]
         if answer in ("d", "detach"):
             _say_detached(s)
-        elif answer in ("r", "retry", "s", "skip"):
+        elif answer in ("r", "retry"):
             for h in failed:
-                await s._intent("retry" if answer.startswith("r") else "skip", host=h)
+                await s._intent("retry", host=h)
             return
-        elif answer in ("p", "proceed"):
-            await s._intent("proceed")
+        elif answer in ("s", "skip", "p", "proceed"):
+            # skipping the failed hosts or going on with them failed leaves the phase past its budget: only on
+            # purpose, with a typed reason the deploy log records (the server refuses it without one)
+            what = "skip the failed hosts" if answer.startswith("s") else "go on past the failure budget"
+            reason = await ask(s, f"Why {what}? (the deploy log records it; empty: no) ", raw=True, still=still)
+            if not reason:
+                continue
+            if answer.startswith("s"):
+                for h in failed:
+                    await s._intent("skip", host=h, reason=reason)
+            else:
+                await s._intent("proceed", reason=reason)
             return
         elif answer in ("a", "abort"):
             if await _abort(s, still):

@@ -91,8 +91,11 @@ def cmd_log(cfg: Config, args: argparse.Namespace) -> int:
     lock = j.lock()
     if lock:
         print(clean(lock.describe(), LINE_LIMIT))
+    warn = sys.stdout.isatty() and not os.environ.get("NO_COLOR")  # a marked result in the warning colour
     for e in j.log(args.n):
-        print(clean(e.line(), LINE_LIMIT))  # a message is one line on the terminal, whatever it holds
+        line = clean(e.line(), LINE_LIMIT)  # a message is one line on the terminal, whatever it holds
+        marked = warn and e.kind.startswith("DEPLOY ") and ev.MARK_SYMBOL in e.text
+        print(f"\x1b[1;33m{line}\x1b[0m" if marked else line)
     return 0
 
 
@@ -221,10 +224,9 @@ class Printer:
             detail = f" ({clean(e.detail)})" if e.detail else ""
             self.say(f"  {e.user}: {e.action}{' ' + e.host if e.host else ''}{detail}")
         elif isinstance(e, ev.RolloutFinished):
-            word = {ev.R_DONE: "DEPLOY OK", ev.R_FAILED: "DEPLOY FAILED", ev.R_ABORTED: "DEPLOY ABORTED",
-                    ev.R_ROLLED_BACK: "ROLLBACK DONE"}[e.status]
             extra = (f", {e.failed} failed" if e.failed else "") + (f", {e.skipped} skipped" if e.skipped else "")
-            self.say(f"{word} {e.revision}: {e.done} of {len(r.hosts)} hosts{extra} in {e.seconds:.1f} s")
+            # 'DEPLOY OK r2307 ⚠ past a failed gate: ...' for a marked result (events.outcome)
+            self.say(f"{ev.outcome(e)}: {e.done} of {len(r.hosts)} hosts{extra} in {e.seconds:.1f} s")
             for host, reason in e.failed_hosts:
                 self.say(f"  {host}  {clean(reason)}")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, fields
+from typing import NamedTuple
 
 # host states (design.md): pending -> connecting -> running (step k of n) -> checking -> done
 #                          \-> failed(reason); done -> rolling_back -> rolled_back | failed; pending -> skipped
@@ -39,6 +40,66 @@ ROLLOUT_FINAL = (R_DONE, R_FAILED, R_ABORTED, R_ROLLED_BACK)
 GATE_BAKE = "bake"
 GATE_FAILED = "gate"
 GATE_OPERATOR = "operator"
+
+# what marks a deploy's result for good (RolloutFinished.marks): it went past a gate that did not hold, past an
+# exceeded failure budget (forced, or a host skipped past it), or it ended with hosts skipped
+MARK_GATE = "gate"
+MARK_BUDGET = "budget"
+MARK_SKIPPED = "skipped"
+MARK_SYMBOL = "⚠"  # a marked result is shown with it (and the warning colour), never as a plain ✓
+# the OperatorAction actions that mark the result: passing a gate that did not hold, going past a failure budget
+A_OVERRIDE = "override"
+A_FORCE = "force"
+
+
+def marks_of(actions, status: str, skipped: int) -> tuple[str, ...]:
+    """The marks of a deploy's result from the operator actions the journal has for it and how it ended."""
+    if status not in (R_DONE, R_FAILED, R_ABORTED):
+        return ()  # a rollback's result is the rollback's
+    return action_marks(actions) + ((MARK_SKIPPED,) if status == R_DONE and skipped else ())
+
+
+def action_marks(actions) -> tuple[str, ...]:
+    """The marks the operator's actions give a deploy from the moment they were taken (it has not ended yet)."""
+    return tuple(m for a, m in ((A_OVERRIDE, MARK_GATE), (A_FORCE, MARK_BUDGET)) if a in actions)
+
+
+def marks_text(marks, skipped: int = 0) -> str:
+    """'past a failed gate, past a failure budget, with 2 hosts skipped' ('' for an unmarked result)."""
+    words = {MARK_GATE: "past a failed gate", MARK_BUDGET: "past a failure budget",
+             MARK_SKIPPED: f"with {skipped} host{'' if skipped == 1 else 's'} skipped"}
+    return ", ".join(words[m] for m in marks if m in words)
+
+
+def outcome(e: RolloutFinished) -> str:
+    """'DEPLOY OK r2307', or 'DEPLOY OK r2307 ⚠ past a failed gate' for a marked result: how every printer says it."""
+    word = {R_DONE: "DEPLOY OK", R_FAILED: "DEPLOY FAILED", R_ABORTED: "DEPLOY ABORTED",
+            R_ROLLED_BACK: "ROLLBACK DONE"}.get(e.status, e.status)
+    mark = marks_text(e.marks, e.skipped)
+    return f"{word} {e.revision}" + (f" {MARK_SYMBOL} {mark}" if mark else "")
+
+
+class GateVerdict(NamedTuple):
+    """One gate's verdict as a GateWaiting carries it (a tuple on the wire, in this order)."""
+
+    gate: str  # the expression, as written: "errors_5xx < 5"
+    series: str
+    revision: str  # the line judged: the revision of a series split by it, "" for a single line
+    value: float | None
+    op: str  # "<", "<=", ">", ">=", "==", "!="
+    threshold: float
+    state: str  # "passed", "failed" or "unknown"
+    why: str = ""  # unknown: why it could not be checked
+
+    def failing(self) -> str:
+        """'errors_5xx{r2307} 7.5 > 5', or 'errors_5xx unknown (no data)': what did not hold, in a few words."""
+        who = f"{self.series}{{{self.revision}}}" if self.revision else self.series
+        if self.state == "unknown" or self.value is None:
+            return f"{who} unknown ({self.why or 'no value'})"
+        if self.value == self.threshold:
+            return f"{who} {self.value:.3g}, not {self.op} {self.threshold:g}"
+        rel = ">" if self.value > self.threshold else "<"
+        return f"{who} {self.value:.3g} {rel} {self.threshold:g}"
 
 
 @dataclass(frozen=True)
@@ -126,6 +187,15 @@ class GateWaiting(Event):
     reason: str
     kind: str = "operator"  # GATE_BAKE, GATE_FAILED or GATE_OPERATOR
     failed: tuple[str, ...] = ()  # kind GATE_FAILED: the gate expressions that did not hold
+    verdicts: tuple[tuple, ...] = ()  # every gate's latest verdict, GateVerdict tuples (old events: none)
+
+    def verdict_list(self) -> list[GateVerdict]:
+        return [GateVerdict(*v) for v in self.verdicts]
+
+    def failing(self) -> str:
+        """What does not hold: 'errors_5xx{r2307} 7.5 > 5' (the expressions when no verdict came with it)."""
+        bad = [v.failing() for v in self.verdict_list() if v.state != "passed"]
+        return "; ".join(bad) or " and ".join(self.failed) or self.reason
 
 
 @dataclass(frozen=True)
@@ -164,6 +234,7 @@ class RolloutFinished(Event):
     skipped: int
     seconds: float
     failed_hosts: tuple[tuple[str, str], ...] = ()  # (host, reason)
+    marks: tuple[str, ...] = ()  # MARK_GATE, MARK_BUDGET, MARK_SKIPPED: what the result is marked with, for good
 
 
 @dataclass(frozen=True)

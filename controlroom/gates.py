@@ -3,7 +3,8 @@
 ``errors_5xx < 5`` on a phase is checked every [metrics] interval while the phase bakes, and once more when the
 bake ends. Each gate's verdict is the worst of its checks: a check that failed fails it; otherwise one that could not
 be made (the source down, NaN, no data) leaves it unknown: the deploy waits for the operator, it never passes a gate
-silently and never aborts by itself. A split series (one line per revision) is judged by its worst line.
+silently and never aborts by itself. A split series is judged by the line of the revision being deployed when it has
+one (the gate asks about that revision, and its verdict names it: errors_5xx{r2307}); otherwise by its worst line.
 
 Every check is journaled (a GateEvaluated row in the journal's events; not published to clients) and every verdict
 goes to the deploy log as a GATE line: "GATE canary: errors_5xx = 7.9 (max 5): FAILED".
@@ -64,6 +65,13 @@ class Verdict:
             return f"GATE {phase}: {self.gate}: UNKNOWN ({self.why})"
         return f"GATE {phase}: {who} = {self.value:.3g} ({limit}): {self.state.upper()}"
 
+    def wire(self) -> ev.GateVerdict:
+        """The verdict as a GateWaiting carries it."""
+        m = _GATE.match(self.gate)
+        op, threshold = (m.group(2), float(m.group(3))) if m else ("", 0.0)
+        value = None if self.value is None or math.isnan(self.value) else self.value
+        return ev.GateVerdict(self.gate, self.series, self.line, value, op, threshold, self.state, self.why)
+
 
 def _limit(op: str, number: str) -> str:
     if op in ("<", "<="):
@@ -80,14 +88,17 @@ def parse(expr: str) -> tuple[str, str, float]:
     return m.group(1), m.group(2), float(m.group(3))
 
 
-def judge(expr: str, lines: dict[str, float] | list[tuple[str, float]]) -> Verdict:
+def judge(expr: str, lines: dict[str, float] | list[tuple[str, float]], revision: str | None = None) -> Verdict:
     """The verdict of one gate on the current values of its series (line -> value, or (line, value) pairs: lines
-    that share a label are each judged, so the worse one counts). Only a finite number counts: NaN and the
-    infinities leave the gate unknown, unless another line fails it."""
+    that share a label are each judged, so the worse one counts). When lines are the revision being deployed,
+    those are judged (and named); otherwise every line. Only a finite number counts: NaN and the infinities
+    leave the gate unknown, unless another line fails it."""
     series, op, limit = parse(expr)
     pairs = list(lines.items() if isinstance(lines, dict) else lines)
     if not pairs:
         return Verdict(expr, series, UNKNOWN, why="no data")
+    if revision and any(line == revision for line, _ in pairs):
+        pairs = [(line, value) for line, value in pairs if line == revision]
     worst: tuple[str, float] | None = None
     odd: tuple[str, float] | None = None
     for line, value in pairs:
@@ -108,8 +119,10 @@ def judge(expr: str, lines: dict[str, float] | list[tuple[str, float]]) -> Verdi
     return Verdict(expr, series, PASSED, worst[1], worst[0])
 
 
-async def evaluate(settings: MetricsSettings, exprs: tuple[str, ...], **source_kw) -> list[Verdict]:
-    """Check each gate once against the source; a source that cannot answer leaves its gates UNKNOWN."""
+async def evaluate(settings: MetricsSettings, exprs: tuple[str, ...], revision: str | None = None,
+                   **source_kw) -> list[Verdict]:
+    """Check each gate once against the source (a split series on the line of ``revision`` when it has one); a
+    source that cannot answer leaves its gates UNKNOWN."""
     out: list[Verdict] = []
     try:
         source = make_source(settings, **source_kw)
@@ -123,7 +136,7 @@ async def evaluate(settings: MetricsSettings, exprs: tuple[str, ...], **source_k
                 out.append(Verdict(expr, name, UNKNOWN, why=f"no series {name!r} in [metrics.series]"))
                 continue
             try:
-                out.append(judge(expr, await source.samples(spec)))
+                out.append(judge(expr, await source.samples(spec), revision))
             except MetricsError as e:
                 out.append(Verdict(expr, name, UNKNOWN, why=str(e)))
     return out
@@ -183,14 +196,15 @@ class GateKeeper:
 
     async def _round(self, i: int) -> list[Verdict]:
         phase = self.rollout.phases[i]
-        verdicts = await evaluate(self.metrics, phase.gate, **self.source_kw)
+        verdicts = await evaluate(self.metrics, phase.gate, self.rollout.revision, **self.source_kw)
         for v in verdicts:
             _journal_quietly(self.journal, self.rollout.id, i, phase.name, v)
         self._checks.setdefault(i, []).extend(verdicts)
         return verdicts
 
-    async def check(self, phase) -> tuple[bool, str]:
-        """The phase's gates: (True, lines) when every check held, else (False, the lines of what did not)."""
+    async def check(self, phase) -> tuple[bool, str, tuple[ev.GateVerdict, ...]]:
+        """The phase's gates: (True, lines) when every check held, else (False, the lines of what did not); then
+        every gate's verdict."""
         i = self.rollout.phases.index(phase)
         task, self._task = self._task, None
         if task is not None:
@@ -199,14 +213,14 @@ class GateKeeper:
                 await task
         if not await self._unless_stopped(self._round(i)):
             self._checks.pop(i, None)
-            return False, "not checked: the deploy was stopped while the source answered"
+            return False, "not checked: the deploy was stopped while the source answered", ()
         checks = self._checks.pop(i, [])
         verdicts = [worst([v for v in checks if v.gate == g]) for g in phase.gate]
         lines = [v.text(phase.name) for v in verdicts]
         for line in lines:
             self.rollout._log("GATE", line.removeprefix("GATE "))  # the entry's kind says GATE once
         bad = [line for v, line in zip(verdicts, lines, strict=True) if v.state != PASSED]
-        return (not bad), "; ".join(bad + self.hints(verdicts) if bad else lines)
+        return (not bad), "; ".join(bad + self.hints(verdicts) if bad else lines), tuple(v.wire() for v in verdicts)
 
     async def _unless_stopped(self, work) -> bool:
         """Await ``work`` unless the deploy is told to stop first (abort, Ctrl+C, SIGTERM): a source that is slow
@@ -234,19 +248,21 @@ class GateKeeper:
         failed = [v.series for v in verdicts if v.state == FAILED]
         return [f"kill switch: controlroom flag {name} off" for name in kill_switches(self.flags, self.journal, failed)]
 
-    async def recheck(self, phase, user: str, *, log: bool = True) -> tuple[bool, list[str]]:
+    async def recheck(self, phase, user: str, *, log: bool = True, log_ok: bool = True) -> tuple[bool, list[str],
+                                                                                                  tuple]:
         """Check the phase's gates once more (journaled). Their verdicts go to the deploy log, by ``user``, when
-        they all hold or ``log`` (a client polling while a flipped flag's rate window turns logs only its last
-        try). Returns (every gate holds, their lines, then the kill switches to flip when a guarded one failed)."""
+        they all hold (and ``log_ok``) or ``log`` (a client polling while a flipped flag's rate window turns logs
+        only its last try). Returns (every gate holds, their lines, then the kill switches to flip when a guarded
+        one failed, every gate's verdict)."""
         i = self.rollout.phases.index(phase)
         verdicts = await self._round(i)
         self._checks.pop(i, None)
         ok = all(v.state == PASSED for v in verdicts)
         lines = [v.text(phase.name) for v in verdicts]
-        if ok or log:
+        if (ok and log_ok) or log:
             for line in lines:
                 self.rollout._log("GATE", line.removeprefix("GATE "), user)
-        return ok, lines + ([] if ok else self.hints(verdicts))
+        return ok, lines + ([] if ok else self.hints(verdicts)), tuple(v.wire() for v in verdicts)
 
 
 def kill_switches(flags: FlagsSettings, journal, series: list[str]) -> list[str]:
@@ -286,10 +302,21 @@ def install(rollout, cfg, journal) -> GateKeeper | None:
 
 
 async def recheck(rollout, waiting: ev.GateWaiting) -> bool:
-    """Check again the gates a deploy waits at (a resume does this): True when they hold now."""
+    """Check again the gates a deploy waits at (a resume does this): True when they hold now, and the deploy then
+    waits for the operator only (held: a plain proceed goes on)."""
     if waiting.kind != ev.GATE_FAILED or rollout.gate_check is None or not 0 < waiting.phase <= len(rollout.phases):
         return False
     res = rollout.gate_check(rollout.phases[waiting.phase - 1])
     if asyncio.iscoroutine(res):
         res = await res
-    return bool(res[0])
+    if not res[0]:
+        return False
+    rollout._emit(held(rollout, waiting, [res[1]], res[2] if len(res) > 2 else ()))
+    return True
+
+
+def held(rollout, waiting: ev.GateWaiting, lines: list[str], verdicts: tuple = ()) -> ev.GateWaiting:
+    """The wait once a failed gate holds when checked again: for the operator only, saying why, its verdicts."""
+    return ev.GateWaiting(rollout.id, phase=waiting.phase, name=waiting.name, kind=ev.GATE_OPERATOR,
+                          reason=f"gate {' and '.join(waiting.failed)} holds now ({'; '.join(lines)}); "
+                                 f"waiting for the operator to start {waiting.name}", verdicts=tuple(verdicts))

@@ -270,6 +270,13 @@ class Journal(LockMixin):
         ).fetchall()
         return {r[0] for r in rows}
 
+    def actions(self, rollout_id: int) -> set[str]:
+        """The operator actions (OperatorAction events) recorded for a rollout, by name: what marks its result."""
+        rows = self.db.execute(
+            "SELECT DISTINCT json_extract(data, '$.action') FROM events WHERE rollout_id = ? AND type = "
+            "'OperatorAction'", (rollout_id,)).fetchall()
+        return {r[0] for r in rows if r[0]}
+
     def discard_rollout(self, rollout_id: int) -> None:
         """Forget a rollout that never started (it lost the race for the lock)."""
         with self._tx():

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 
 from controlroom import events as ev
-from controlroom import hostside
+from controlroom import hostside, overrides
 from controlroom.config import Config
 from controlroom.errors import ControlroomError, LockedError
 from controlroom.fleetlock import FleetLock
@@ -78,6 +78,7 @@ class Rollout(HostWorkMixin, RecoveryMixin):
         self._aborted = False
         self._proceed = False
         self._proceed_user: str | None = None
+        self.waiting: ev.GateWaiting | None = None  # the wait at a phase boundary the engine is in, as last said
         self._forced = False  # the operator chose to go on past the failure budget of this phase
         self._paused = False
         self._halted = False
@@ -108,6 +109,8 @@ class Rollout(HostWorkMixin, RecoveryMixin):
 
     def _emit(self, event: ev.Event) -> None:
         self.journal.record(event)  # committed before anyone sees it; raises JournalError if it cannot be
+        if (kind := type(event)) is ev.GateWaiting or kind in (ev.GatePassed, ev.PhaseStarted, ev.RolloutFinished):
+            self.waiting = event if kind is ev.GateWaiting else None  # what a proceed now passes
         publish(self._subscribers, event)  # a subscriber's error never changes what happens on the fleet
 
     def _log(self, kind: str, text: str, user: str | None = None) -> None:
@@ -181,15 +184,16 @@ class Rollout(HostWorkMixin, RecoveryMixin):
             t.cancel()
         self._poke()
 
-    def proceed(self, user: str) -> None:
-        """Go on: past a gate or a phase boundary, or past an exceeded failure budget."""
+    def proceed(self, user: str, reason: str | None = None) -> None:
+        """Go on: past a gate or a phase boundary, or past an exceeded failure budget. Past a gate that does not
+        hold (failed or unknown) or an exceeded budget only with a typed ``reason`` (else UsageError naming what
+        does not hold, and nothing changes); that goes on the record and marks the deploy's result."""
+        why = overrides.typed(reason)
         if self._halted:
+            overrides.force_budget(self, self.phase_index, user, why)
             self._forced = True
-            failed = [h.name for h in self._phase_hosts(self.phase_index) if h.state == ev.FAILED]
-            self._emit(ev.OperatorAction(self.id, user=user, action="proceed",
-                                         detail=f"past the failure budget with {len(failed)} failed"))
-            self._log("FORCE", f"proceeded past the failure budget of {self.phases[self.phase_index].name}: "
-                      f"{', '.join(failed)} failed", user)
+        elif (waiting := overrides.failed_gate(self)) is not None:
+            overrides.pass_gate(self, waiting, user, why)
         self._proceed = True
         self._proceed_user = user
         self._poke()
@@ -211,8 +215,9 @@ class Rollout(HostWorkMixin, RecoveryMixin):
         hr.finished = None
         self._set(hr, ev.PENDING)
 
-    def skip(self, host: str, user: str) -> None:
-        """Give up on one host in this rollout; it counts against the failure budget and is logged.
+    def skip(self, host: str, user: str, reason: str | None = None) -> None:
+        """Give up on one host in this rollout; it counts against the failure budget and is logged. Past the
+        phase's budget only with a typed ``reason`` (else UsageError), on the record, marking the result.
 
         A host in flight is stopped first (its command ends on the host); it is then recorded as skipped.
         """
@@ -220,9 +225,12 @@ class Rollout(HostWorkMixin, RecoveryMixin):
         running = hr is not None and hr.state in (ev.CONNECTING, ev.RUNNING, ev.CHECKING) and host in self._tasks
         if hr is None or not (running or hr.state in (ev.PENDING, ev.FAILED)):
             raise ControlroomError(f"{host}: only a pending, running or failed host can be skipped")
+        why = overrides.typed(reason)
+        if (used := overrides.skip_over_budget(self, hr)) is not None:
+            overrides.skip_past_budget(self, hr, used, user, why)
         self._emit(ev.OperatorAction(self.id, user=user, action="skip", host=host, detail=hr.reason))
         self._log("SKIP", f"{host}" + (f" ({hr.reason})" if hr.reason else "")
-                  + (f" while {hr.state}" if running else ""), user)
+                  + (f" while {hr.state}" if running else "") + (f': "{why}"' if why else ""), user)
         if running:
             hr.skip_requested = user
             self._tasks[host].cancel()
@@ -423,14 +431,15 @@ class Rollout(HostWorkMixin, RecoveryMixin):
             if self._stopping:
                 return
         reasons = []
-        failed: tuple[str, ...] = ()  # the gates that did not hold (or could not be checked)
+        failed, verdicts = (), ()  # the gates that did not hold (or could not be checked), every gate's verdict
         if prev.gate:
             res = self.gate_check(prev) if self.gate_check else (False, "no metrics source to check the gate")
             if inspect.isawaitable(res):  # gates.GateKeeper.check is a coroutine function (it asks the source)
                 res = await res
             if self._stopping:  # aborted or interrupted while the source answered: there is no gate to wait at
                 return
-            ok, why = res
+            ok, why = res[:2]
+            verdicts = tuple(res[2]) if len(res) > 2 else ()
             if not ok:
                 failed = prev.gate
                 reasons.append(f"gate {' and '.join(prev.gate)}: {why}")
@@ -440,7 +449,8 @@ class Rollout(HostWorkMixin, RecoveryMixin):
             self._proceed = False
             self.status = ev.R_WAITING
             self._emit(ev.GateWaiting(self.id, phase=i, name=nxt.name, reason="; ".join(reasons),
-                                      kind=ev.GATE_FAILED if failed else ev.GATE_OPERATOR, failed=failed))
+                                      kind=ev.GATE_FAILED if failed else ev.GATE_OPERATOR, failed=failed,
+                                      verdicts=verdicts))
             await self._until(lambda: self._proceed or self._stopping)
             if self._stopping:
                 return
@@ -533,7 +543,6 @@ class Rollout(HostWorkMixin, RecoveryMixin):
                   for h in hosts if h.state not in (ev.DONE, ev.SKIPPED)]
         failed += [(name, "not on the record") for name in self.hosts if name not in {h.host for h in hosts}]
         skipped = sum(h.state == ev.SKIPPED for h in hosts)
-        hosts = list(self.hosts.values())
         if self._aborted:
             status = ev.R_ABORTED
         elif failed:
@@ -542,13 +551,11 @@ class Rollout(HostWorkMixin, RecoveryMixin):
             status = ev.R_DONE
         self.status = status
         seconds = round(time.monotonic() - self._t0, 3)
+        marks = ev.marks_of(self.journal.actions(self.id), status, skipped)  # for good: read from the journal
         fin = ev.RolloutFinished(self.id, status=status, revision=self.revision, done=done, failed=len(failed),
-                                 skipped=skipped, seconds=seconds, failed_hosts=tuple(failed))
+                                 skipped=skipped, seconds=seconds, failed_hosts=tuple(failed), marks=marks)
         self._finished = fin
-        kind = {ev.R_DONE: "DEPLOY OK", ev.R_FAILED: "DEPLOY FAILED", ev.R_ABORTED: "DEPLOY ABORTED"}[status]
-        extra = f", {len(failed)} failed" if failed else ""
-        extra += f", {skipped} skipped" if skipped else ""
-        self._log(kind, f"{self.revision} on {done} of {len(hosts)} hosts{extra} ({seconds:.1f} s)")
+        self._log(*overrides.finished_entry(self, fin))
         self._emit(fin)
         return fin
 

@@ -21,7 +21,7 @@ from collections import deque
 from pathlib import Path
 
 from controlroom import events as ev
-from controlroom import gates, serverconfig, serverdoor
+from controlroom import gates, overrides, serverconfig, serverdoor
 from controlroom import protocol as pr
 from controlroom import serverviews as views
 from controlroom.board import Board
@@ -268,10 +268,11 @@ class Server(OpsMixin):
             if (hello := await serverdoor.read_hello(reader, writer)) is None:
                 return
             await self.reload_config()  # [access] as the file says now
-            if not self._may_watch(peer):
+            if not serverdoor.may_watch(self.cfg.access, peer.user):
                 return await self.door.refuse(writer, peer, f"refused: {clean(peer.user, 40)} is not among [access] "
                                                             "watchers or operators of this server")
-            client = _Client(peer, writer, bool(hello.get("read_only")) or not self._may_act(peer))
+            client = _Client(peer, writer, bool(hello.get("read_only")) or
+                             not serverdoor.may_act(self.cfg.access, peer.user))
             self.clients.add(client)
             writer.write(pr.encode({"op": "hello", "ok": True, "version": pr.VERSION, "pid": os.getpid(),
                                     "user": peer.user, "may_act": not client.read_only,
@@ -307,14 +308,6 @@ class Server(OpsMixin):
         except (ConnectionError, OSError):
             pass
 
-    def _may_watch(self, peer: pr.Peer) -> bool:
-        access = self.cfg.access
-        return not access.watchers or peer.user in access.watchers or peer.user in access.operators
-
-    def _may_act(self, peer: pr.Peer) -> bool:
-        operators = getattr(getattr(self.cfg, "access", None), "operators", None)
-        return not operators or peer.user in operators
-
     async def _request(self, c: _Client, msg: dict) -> None:
         rid = msg.get("id")
         op = msg.get("op")
@@ -322,12 +315,7 @@ class Server(OpsMixin):
             if rid is not None and (type(rid) is bool or not isinstance(rid, (int, str))):
                 rid = None  # the answer cannot carry it
             notes = await self.reload_config()  # a change to the file applies before this request
-            if not self._may_watch(c.peer):  # [access] as it stands now, not as it stood at hello
-                raise UsageError(f"refused: {c.peer.user} is not among [access] watchers or operators")
-            if op in INTENTS and (c.read_only or not self._may_act(c.peer)):  # whatever its fields
-                why = (f"{c.peer.user} is not among [access] operators" if not self._may_act(c.peer) else
-                       "this client attached read-only")
-                raise UsageError(f"refused: {why}; you may watch, not act")
+            serverdoor.check_access(self.cfg.access, c.peer, op in INTENTS, c.read_only)  # [access] as it is now
             pr.check_request(msg)
             if op == "attach":
                 self._attach(c, msg.get("since"))
@@ -339,6 +327,7 @@ class Server(OpsMixin):
                     self.check_config(msg["config"])  # the server runs its own config, never a client's
                 with self.acting(c.peer):  # the log names who asked, from where
                     if op in ("proceed", "retry", "skip", "unpause") and self.busy and self.rollout is not None:
+                        overrides.refusal(self.rollout, op, msg.get("host"), msg.get("reason"))  # before the lock
                         self._unpark(self.rollout, c.peer.user)  # a parked deploy goes on: its lock is live again
                     reply = await getattr(self, f"_op_{op}")(c, msg)
                 self._last_busy = time.monotonic()
@@ -423,7 +412,8 @@ class Server(OpsMixin):
         self._current().abort(c.peer.user)
 
     async def _op_proceed(self, c, msg):
-        self._current().proceed(c.peer.user)
+        # past a gate that does not hold or an exceeded failure budget only with a typed reason (the engine says)
+        self._current().proceed(c.peer.user, reason=_reason(msg))
 
     async def _op_retry(self, c, msg):
         r = self.rollout
@@ -433,7 +423,7 @@ class Server(OpsMixin):
         self._current().retry(str(msg.get("host")), c.peer.user)
 
     async def _op_skip(self, c, msg):
-        self._current().skip(str(msg.get("host")), c.peer.user)
+        self._current().skip(str(msg.get("host")), c.peer.user, reason=_reason(msg))
 
     async def _op_lock(self, c, msg):
         text = str(msg.get("message", "")).strip()
@@ -472,6 +462,12 @@ class Server(OpsMixin):
             raise ControlroomError(f"a {self.op_name} runs in the server; `controlroom server stop --force` "
                                    "interrupts it (it stays resumable)")
         asyncio.get_running_loop().call_soon(self.stop)
+
+
+def _reason(msg: dict) -> str | None:
+    """The optional typed reason of an intent (proceed, skip), as sent; the engine cleans and bounds it."""
+    reason = msg.get("reason")
+    return reason if isinstance(reason, str) else None
 
 
 READS = ("status", "output", "journal", "revisions", "rollback_plan", "flags", "flag_history", "flags_verify",

@@ -32,6 +32,26 @@ DIR_MODE = 0o710  # the state directory: its owner's; the team's group may only 
 FILE_MODE = 0o600  # everything in it: the journal, the locks, the log
 
 
+def may_watch(access, user: str) -> bool:
+    """[access]: watchers (and operators) when watchers are named, else everyone who reaches the socket."""
+    return not access.watchers or user in access.watchers or user in access.operators
+
+
+def may_act(access, user: str) -> bool:
+    """[access]: operators when named, else everyone who may watch."""
+    return not access.operators or user in access.operators
+
+
+def check_access(access, peer: pr.Peer, acting: bool, read_only: bool) -> None:
+    """UsageError (exit 2) when this request is not peer's to make, by [access] as it stands now."""
+    if not may_watch(access, peer.user):
+        raise UsageError(f"refused: {clean(peer.user, 40)} is not among [access] watchers or operators")
+    if acting and (read_only or not may_act(access, peer.user)):  # whatever its fields
+        why = (f"{clean(peer.user, 40)} is not among [access] operators" if not may_act(access, peer.user) else
+               "this client attached read-only")
+        raise UsageError(f"refused: {why}; you may watch, not act")
+
+
 def _name(uid: int) -> str:
     try:
         return pwd.getpwuid(uid).pw_name

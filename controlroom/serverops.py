@@ -267,8 +267,39 @@ class OpsMixin:
         def on(e: ev.Event) -> None:
             if isinstance(e, ev.GateWaiting) and r is self.rollout and self._passes(e):
                 loop.call_soon(r.proceed, r.user)
+            elif isinstance(e, ev.GateWaiting) and e.kind == ev.GATE_FAILED and gates.keeper_of(r) is not None \
+                    and (self._gate_watch is None or self._gate_watch.done()):
+                self._gate_watch = loop.create_task(self._watch_gate(r, e))
 
         r.subscribe(on)
+
+    _gate_watch: asyncio.Task | None = None
+
+    async def _watch_gate(self, r, failed: ev.GateWaiting) -> None:
+        """While a deploy an operator drives waits at a gate that did not hold, check it again every interval so
+        that what every client shows is what holds now: once it holds, the wait is for the operator only (g goes
+        on, the PASSED verdict in the log); should it fail again, it is a failed gate again (a reason to pass it).
+        Headless policies keep their wait as it is (a parked deploy goes on only with `deploy --resume`)."""
+        keeper, phase = gates.keeper_of(r), r.phases[failed.phase - 1]
+        while True:
+            await asyncio.sleep(max(0.5, self.cfg.metrics.interval))
+            w = r.waiting
+            if w is None or w.phase != failed.phase or r is not self.rollout or not self.busy:
+                return  # it went on, or ended
+            if self.policy != "operator":
+                continue
+            # the log gets the verdicts when they change: PASSED once it holds, FAILED should it fail again
+            ok, lines, verdicts = await keeper.recheck(phase, r.user, log=False, log_ok=w.kind == ev.GATE_FAILED)
+            if r.waiting is not w:
+                continue  # answered or checked by someone meanwhile
+            if ok and w.kind == ev.GATE_FAILED:
+                r._emit(gates.held(r, failed, lines, verdicts))
+            elif not ok and w.kind == ev.GATE_OPERATOR:
+                for line in lines[:len(phase.gate)]:
+                    r._log("GATE", line.removeprefix("GATE "))
+                r._emit(ev.GateWaiting(r.id, phase=failed.phase, name=failed.name, kind=ev.GATE_FAILED,
+                                       failed=failed.failed, verdicts=verdicts,
+                                       reason=f"gate {' and '.join(failed.failed)} fails again: {'; '.join(lines)}"))
 
     def _reply(self, r) -> dict:
         """What a follower needs: the operation's number, and every host as it stands at event number seq."""
@@ -403,11 +434,9 @@ class OpsMixin:
         if r.status != ev.R_WAITING or gate is None or gate.kind != ev.GATE_FAILED or keeper is None \
                 or not 0 < gate.phase <= len(r.phases):
             raise ControlroomError("no deploy waits at a failed gate: there is nothing to check again")
-        ok, lines = await keeper.recheck(r.phases[gate.phase - 1], c.peer.user, log=not msg.get("quiet"))
+        ok, lines, verdicts = await keeper.recheck(r.phases[gate.phase - 1], c.peer.user, log=not msg.get("quiet"))
         if ok and self.board.gate is gate and r.status == ev.R_WAITING:
-            held = ev.GateWaiting(r.id, phase=gate.phase, name=gate.name, kind=ev.GATE_OPERATOR,
-                                  reason=f"gate {' and '.join(gate.failed)} holds now ({'; '.join(lines)}); "
-                                         f"waiting for the operator to start {gate.name}")
+            held = gates.held(r, gate, lines, verdicts)
             if self._passes(held):
                 self._unpark(r, c.peer.user)
             r._emit(held)  # the engine still waits for proceed; this says why, now (a policy may answer it)

@@ -32,13 +32,17 @@ def adopt_last(board: Board, journal: Journal) -> None:
     if rec.status in ev.ROLLOUT_FINAL:
         states = [r.state for r in runs.values()]
         failed = tuple((r.host, r.reason) for r in runs.values() if r.state == ev.FAILED)
+        skipped = states.count(ev.SKIPPED)
         board.apply(ev.RolloutFinished(
             rec.id, status=rec.status, revision=rec.revision,
             done=states.count(ev.ROLLED_BACK if rec.status == ev.R_ROLLED_BACK else ev.DONE),
-            failed=len(failed), skipped=states.count(ev.SKIPPED),
+            failed=len(failed), skipped=skipped,
             seconds=round((rec.finished_at or rec.started_at) - rec.started_at, 3), failed_hosts=failed,
-            at=rec.finished_at or rec.started_at))
+            at=rec.finished_at or rec.started_at,
+            # marked for good: read back from the operator actions the journal has for it, as the engine does
+            marks=ev.marks_of(journal.actions(rec.id), rec.status, skipped)))
         return
+    board.marks = ev.action_marks(journal.actions(rec.id))  # what it went past so far stays said
     i = min(max(rec.phase, 0), max(len(rec.phases) - 1, 0))
     name = rec.phases[i][0] if rec.phases else "?"
     failed_names = tuple(r.host for r in runs.values() if r.state == ev.FAILED)

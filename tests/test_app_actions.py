@@ -18,7 +18,7 @@ from controlroom import events as ev
 from controlroom.app import ControlRoom, build_app
 from tests.servers import server_pid, stop_server  # noqa: F401 - server_pid: for the modules that import it here
 from tests.waiting import until_shown
-from widgets.dialogs import ConfirmDialog, HelpScreen, PromptDialog, QuitDialog
+from widgets.dialogs import ConfirmDialog, HelpScreen, OverrideDialog, PromptDialog, QuitDialog
 from widgets.host_detail import HostScreen
 
 SIZE = (160, 48)
@@ -145,7 +145,7 @@ async def test_failing_canary_host_halts_the_phase_and_retry_heals_it(make_fleet
         assert any("RETRY" in line and "web002" in line for line in app.log_lines)
 
 
-async def test_skip_asks_first_and_says_what_happens_then_the_rollout_moves_on(make_fleet):
+async def test_skip_past_the_budget_asks_for_a_reason_and_the_canary_and_done_stay_marked(make_fleet):
     fleet = make_fleet(10, faults="web002=fail")
     app = make_app(fleet)
     async with app.run_test(size=SIZE) as pilot:
@@ -154,19 +154,34 @@ async def test_skip_asks_first_and_says_what_happens_then_the_rollout_moves_on(m
         await until(pilot, lambda: app.status == ev.R_HALTED, "the canary to halt")
         await pilot.pause(0.1)
         await pilot.press("s")
-        await until(pilot, lambda: isinstance(app.screen, ConfirmDialog), "the skip confirmation")
+        # the canary's budget is 0: skipping its failed host goes past it, so a reason must be typed
+        await until(pilot, lambda: isinstance(app.screen, OverrideDialog), "the skip's reason dialog")
         text = dialog_text(app)
-        assert "Skip web002 in canary" in text and "stays on r2306" in text and "failure budget" in text
-        await pilot.press("n")  # changed my mind: nothing happens
+        assert "Skip web002 in canary" in text and "stays on r2306" in text and "more than max_failed 0" in text
+        await pilot.press("y", "escape")  # y is a letter of the reason here, not a yes; escape: nothing happens
         await until(pilot, lambda: not isinstance(app.screen, ConfirmDialog), "the dialog to close")
         assert app.board.hosts["web002"].state == ev.FAILED
         await pilot.press("s")
-        await until(pilot, lambda: isinstance(app.screen, ConfirmDialog), "the skip confirmation")
-        await pilot.press("y")
+        await until(pilot, lambda: isinstance(app.screen, OverrideDialog), "the skip's reason dialog")
+        await pilot.press("enter")  # an empty reason skips nothing
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, OverrideDialog) and app.board.hosts["web002"].state == ev.FAILED
+        await pilot.press(*"disk replaced tomorrow", "enter")
         await until(pilot, lambda: app.board.hosts["web002"].state == ev.SKIPPED, "web002 to be skipped")
         await until(pilot, lambda: app.board.gate is not None, "the gate after the canary")
-        assert any("SKIP" in line and "web002" in line for line in app.log_lines)
+        bars = app.rollout_pane.query_one("#phase-bars").render().plain.splitlines()
+        assert bars[0].startswith("⊘ canary"), bars  # a phase whose host was skipped is never drawn ✓
+        assert any("FORCE" in line and "web002 skipped past the failure budget of canary" in line
+                   and '"disk replaced tomorrow"' in line for line in app.log_lines), app.log_lines
+        await pilot.press("g")
+        await until(pilot, lambda: app.status == ev.R_DONE, "the rollout to finish")
+        await until(pilot, lambda: app.rollout_pane.query_one("#summary").display, "the DONE box")
+        summary = app.rollout_pane.query_one("#summary").render().plain
+        assert summary.startswith("⚠ DONE past a failure budget, with 1 host skipped: r2306 -> r2307"), summary
+        assert app.rollout_pane.query_one("#phase-bars").render().plain.startswith("⊘ canary")
         assert revision_on(fleet, "web002") == "r2306"
+    assert "DEPLOY OK r2307 ⚠ past a failure budget, with 1 host skipped: on 9 of 10 hosts, 1 skipped" in \
+        log_of(fleet)
 
 
 async def test_pause_at_the_gate_holds_new_hosts_and_resume_carries_on(make_fleet):

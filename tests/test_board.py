@@ -80,6 +80,10 @@ SAMPLES = [
                    confirmed=148, total=150, failed=(("web020", "refused", "connection refused"),
                                                      ("web030", "exit 1", "no space")), at=8.0),
     ev.AnnouncementFailed(0, channel="webhook", reason="HTTP 500", tries=5, gave_up=True, entries=2, at=9.0),
+    # a failed gate carries every gate's verdict as data (a tuple of tuples on the wire)
+    ev.GateWaiting(7, phase=1, name="stage 1", reason="gate errors_5xx < 5: FAILED", kind=ev.GATE_FAILED,
+                   failed=("errors_5xx < 5",), at=9.5,
+                   verdicts=(ev.GateVerdict("errors_5xx < 5", "errors_5xx", "r2307", 7.5, "<", 5.0, "failed"),)),
 ]
 
 
@@ -260,8 +264,8 @@ async def test_a_watcher_attaching_at_any_moment_of_a_rollout_ends_with_the_boar
                         rollout.resume("tester")
                     rollout.proceed("tester")
                 elif isinstance(e, ev.PhaseHalted):
-                    for host in e.failed:
-                        rollout.skip(host, "tester")
+                    for host in e.failed:  # past the budget of 0: with a typed reason
+                        rollout.skip(host, "tester", reason="a known bad disk")
         fin = task.result()
 
     assert not errors, errors

@@ -167,7 +167,10 @@ def test_the_terminal_lost_in_the_last_phase_the_deploy_finishes_and_controlroom
         term.wait_for("r2306 -> r2307", "READY", "d deploys it to 20 hosts in 3 phases", timeout=60)
         term.press("d")
         term.wait_for("The gate before stage 1 failed")  # the demo's canary gate fails on errors_5xx
-        term.press("g")  # go on past it anyway
+        term.press("g")  # go on past it anyway: only with a typed reason
+        term.wait_for("Pass the failed canary gate and start stage 1?")
+        term.press("-l", "testing a lost terminal")
+        term.press("Enter")
         deadline = time.monotonic() + DEADLINE
         while (fleet_dir / "hosts" / "web019" / "REVISION").read_text().strip() != "r2307":  # the last phase runs
             assert time.monotonic() < deadline, f"stage 2 did not get going\n{term.screen()}"
@@ -182,9 +185,12 @@ def test_the_terminal_lost_in_the_last_phase_the_deploy_finishes_and_controlroom
             time.sleep(0.2)
         config = fleet_dir / "controlroom.toml"
         again = Terminal(f"env {env} {shlex.join([sys.executable, '-m', 'controlroom.cli', '--config', str(config)])}")
-        again.wait_for("DONE: r2306 -> r2307", "20 done · 0 failed · 0 skipped", "DEPLOY OK", timeout=60)
+        # the result stays marked: it went past a failed gate
+        again.wait_for("⚠ DONE past a failed gate: r2306 -> r2307", "20 done · 0 failed · 0 skipped", "DEPLOY OK",
+                       timeout=60)
         log = run_cli("log", "--config", str(config)).stdout
-        assert "DEPLOY START r2306 -> r2307" in log and "PROCEED" in log and "DEPLOY OK r2307 on 20 of 20" in log, log
+        assert "DEPLOY START r2306 -> r2307" in log and "PROCEED" in log and "GATE OVERRIDDEN r2307 canary" in log
+        assert "DEPLOY OK r2307 ⚠ past a failed gate: on 20 of 20" in log, log
         assert "LOCK TAKEN OVER" not in log and "INTERRUPTED" not in log, log
         again.press("q")
     finally:

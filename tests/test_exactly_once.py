@@ -373,7 +373,7 @@ async def test_skipping_a_running_host_stops_its_step_and_the_others_go_on(any_m
     fleet = any_make_fleet(hosts=3)
     r, task, pool, journal = await _engine_until_running(fleet, 3)
     try:
-        r.skip("web002", "tester")
+        r.skip("web002", "tester", reason="stuck disk")  # past the phase's budget of 0: with a typed reason
         fin = await asyncio.wait_for(task, 60)
         assert r.hosts["web002"].state == "skipped"
         assert r.hosts["web002"].reason.startswith("skipped by tester during step 1/2")

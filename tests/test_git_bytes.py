@@ -154,8 +154,14 @@ def test_a_git_that_hangs_is_stopped_at_its_deadline_with_what_it_started(fleet,
     else:
         raise AssertionError("a hanging git was waited for")
     sleeper = int(pid.read_text())
-    wait_for(lambda: not Path(f"/proc/{sleeper}").exists() or "Z" in Path(f"/proc/{sleeper}/stat").read_text()
-             .split(")")[-1].split()[:1], 10, "the textconv that git started stopped too")
+
+    def gone() -> bool:
+        try:  # gone, or a zombie nobody reaped yet; it may go between any two reads of /proc
+            return Path(f"/proc/{sleeper}/stat").read_text().split(")")[-1].split()[:1] == ["Z"]
+        except OSError:
+            return True
+
+    wait_for(gone, 10, "the textconv that git started stopped too")
 
 
 # --------------------------------------------------------------------------------------------- the pane

@@ -152,15 +152,15 @@ async def test_budget_exceeded_halts_phase_and_names_failed_hosts_then_skips_cou
         ]
         assert not task.done() and rollout.status == ev.R_HALTED
 
-        # the operator skips both failed hosts: the phase goes on
+        # the operator skips both failed hosts, past the budget, so with a reason: the phase goes on
         mark = len(rec.events)
-        rollout.skip("web004", "tester")
-        rollout.skip("web005", "tester")
+        rollout.skip("web004", "tester", reason="known bad disks")
+        rollout.skip("web005", "tester", reason="known bad disks")
         await rec.next(ev.RolloutResumed, after=mark)
         # two skips and one more failure make three against a budget of one: halted again, naming only web008
         again = await rec.next(ev.PhaseHalted, after=mark)
         assert again.failed == ("web008",)
-        rollout.skip("web008", "tester")
+        rollout.skip("web008", "tester", reason="known bad disks")
         fin = await asyncio.wait_for(task, 30)
 
     assert fin.status == ev.R_DONE and fin.done == 9 and fin.skipped == 3

@@ -10,13 +10,16 @@ import textwrap
 import time
 from dataclasses import dataclass
 
+from rich.highlighter import Highlighter
 from rich.text import Text
 from textual import events
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Log, Static
 
+from controlroom import events as ev
 from controlroom.text import clean
+from widgets.states import MARKED_COLOR
 
 MAX_LINES = 2000
 
@@ -53,6 +56,16 @@ def entry_line(at: float, user: str, kind: str, text: str, revision: str | None 
     rev = f" {revision}" if revision and revision not in text else ""
     body = f" {text}" if text else ""
     return f"[{stamp}] [{user}] {kind}{rev}{body}"
+
+
+class MarkHighlighter(Highlighter):
+    """A marked result ('DEPLOY OK r2307 ⚠ past a failed gate: ...') in the warning colour, up to its colon."""
+
+    def highlight(self, text: Text) -> None:
+        at = text.plain.find(ev.MARK_SYMBOL)
+        if at >= 0:
+            end = text.plain.find(":", at)
+            text.stylize(MARKED_COLOR, at, end if end > 0 else len(text.plain))
 
 
 def lock_banner(lock: LockView) -> Text:
@@ -92,7 +105,9 @@ class DeployLogPane(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static(id="lock-banner")
-        yield Log(max_lines=MAX_LINES, id="log-lines", auto_scroll=False)
+        log = Log(max_lines=MAX_LINES, id="log-lines", auto_scroll=False, highlight=True)
+        log.highlighter = MarkHighlighter()  # only a marked result is coloured; the rest stays plain text
+        yield log
         yield Static("the deploy log is empty: m adds an entry, l locks the fleet", id="log-empty")
 
     def on_mount(self) -> None:

@@ -100,6 +100,22 @@ class ConfirmDialog(ModalScreen[str | None]):
         self.dismiss(None)
 
 
+class OverrideDialog(ConfirmDialog):
+    """Going on past what does not hold: a gate that failed or could not be checked, an exceeded failure budget, a
+    skip past it. Names the failing values and asks for a typed reason (one key never passes: enter on an empty
+    reason refuses, escape cancels). Dismisses with the reason, or None."""
+
+    DEFAULT_CSS = """
+    OverrideDialog > Vertical { border: thick $warning; }
+    """
+
+    def __init__(self, title: str, failing: list[str], consequence: str, confirm: str) -> None:
+        lines = "\n".join(f"  ✗ {line}" for line in failing)
+        body = f"What does not hold:\n{lines}\n\n{consequence}"
+        super().__init__(title, body, confirm, reason="why go on anyway (the deploy log keeps it, with your name)")
+        self.failing = failing
+
+
 class QuitDialog(ModalScreen[str | None]):
     """Quit while a deploy runs in the server: it keeps running (quit), or abort it first. Dismisses with "quit",
     "abort", or None (stay)."""
@@ -164,7 +180,7 @@ class QuitDialog(ModalScreen[str | None]):
 class GateHaltDialog(ModalScreen[str | None]):
     """A gate failed and the next phase waits: what the operator can do, the kill switch first. Dismisses with
     "kill" (turn the guarding kill switch off; its confirmation follows), "recheck", "rollback", "proceed" (past
-    the failed gate), or None (decide later: g opens this again)."""
+    the failed gate: OverrideDialog asks for the typed reason next), or None (decide later: g opens this again)."""
 
     DEFAULT_CSS = """
     GateHaltDialog { align: center middle; }
@@ -204,7 +220,8 @@ class GateHaltDialog(ModalScreen[str | None]):
         out.append(("c", "recheck", "check the gate again now"))
         if self.may_rollback:
             out.append(("b", "rollback", "roll back the hosts that took the new revision"))
-        out.append(("g", "proceed", "go on past the failed gate anyway"))
+        out.append(("g", "proceed", "go on past the failed gate anyway: asks for a typed reason; the deploy's "
+                    "result stays marked"))
         return out
 
     def compose(self) -> ComposeResult:
@@ -277,7 +294,9 @@ HELP_INTRO = (
     "phase says so. When more hosts fail than a phase allows, the rollout halts by itself: the cursor goes to "
     "the failed host; retry it (r) or skip it (s), or abort (a). enter opens a host's live output, result and "
     "timings. Every action is also in the command palette (ctrl+p) and in the footer. Destructive actions "
-    "(abort, roll back, skip, deploying past a lock) ask first and say what will happen."
+    "(abort, roll back, skip, deploying past a lock) ask first and say what will happen. A gate that fails (or "
+    "cannot be checked) offers its kill switch first, checking again and rolling back; going past it, past a "
+    "failure budget, or skipping a host past one needs a typed reason, and the deploy's result stays marked ⚠."
 )
 
 

@@ -17,12 +17,13 @@ from widgets.host_grid import HostGrid
 from widgets.states import (
     COLOR,
     LABEL,
+    MARKED_COLOR,
+    MARKED_SYMBOL,
     ORDER,
-    STATUS_COLOR,
     STATUS_LABEL,
-    STATUS_SYMBOL,
     SYMBOL,
     duration,
+    status_look,
 )
 
 BAR_WIDTH = 16
@@ -47,8 +48,10 @@ def revision_line(board: Board) -> Text:
     t.append(" -> ")
     t.append(clean(board.revision or "?", 64), style="bold")
     t.append("   ")
-    status = board.status
-    t.append(f"{STATUS_SYMBOL[status]} {STATUS_LABEL[status]}", style=STATUS_COLOR[status])
+    symbol, label, color = status_look(board.status, board.finished)  # a marked result: ⚠, never a plain ✓
+    t.append(f"{symbol} {label}", style=color)
+    if board.active and board.marks:  # went past a failed gate or a budget: said for the rest of the deploy
+        t.append(f"  {MARKED_SYMBOL} {ev.marks_text(board.marks)}", style=MARKED_COLOR)
     if board.user and board.status is not None:
         t.append(f"  by {clean(board.user, 64)}", style="dim")
     return t
@@ -68,7 +71,8 @@ def context_line(board: Board, now: float | None = None) -> Text:
         return t
     elapsed = duration(board.elapsed(now))
     if status in ev.ROLLOUT_FINAL:
-        t.append(f"{STATUS_LABEL[status].lower()} after {elapsed}")
+        _, label, color = status_look(status, board.finished)
+        t.append(f"{label.lower()} after {elapsed}", style="" if label == STATUS_LABEL[status] else color)
         return t
     i = board.phase_index
     name = phases[i].name if 0 <= i < len(phases) else "?"  # phase names are cleaned by the board
@@ -150,7 +154,10 @@ def phase_marker(board: Board, i: int) -> tuple[str, str]:
     if board.gate is not None and board.gate.phase == i:
         return "⏸", "yellow"
     if phase.seconds is not None or (phase.total and phase.final == phase.total and board.status is not None):
-        return ("✗", "red") if phase.counts.get(ev.FAILED) else ("✓", "green")
+        if phase.counts.get(ev.FAILED):
+            return "✗", "red"
+        # a phase whose hosts were skipped did not ship everywhere: never a ✓
+        return (SYMBOL[ev.SKIPPED], COLOR[ev.SKIPPED]) if phase.counts.get(ev.SKIPPED) else ("✓", "green")
     if board.active and i == board.phase_index:
         return "▶", "bright_blue"
     return "·", "grey62"
@@ -183,7 +190,8 @@ def summary(board: Board, limit: int = 8) -> Text:
     t = Text()
     if f is None:
         return t
-    t.append(f"{STATUS_SYMBOL[f.status]} {STATUS_LABEL[f.status]}", style=STATUS_COLOR[f.status])
+    symbol, label, color = status_look(f.status, f)  # 'DONE past a failed gate' in the warning colour
+    t.append(f"{symbol} {label}", style=color)
     t.append(
         f": {clean(board.previous or '?', 64)} -> {clean(f.revision, 64)} in {duration(f.seconds)}\n",
         style="bold",
@@ -297,6 +305,7 @@ class RolloutPane(Vertical):
         if board.finished is not None:
             self._set("#summary", summary(board))
             summ.set_class(board.finished.status != ev.R_DONE, "-bad")
+            summ.set_class(board.finished.status == ev.R_DONE and bool(board.finished.marks), "-marked")
         self.show_selected()
 
     def on_host_grid_cursor_moved(self, message: HostGrid.CursorMoved) -> None:

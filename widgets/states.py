@@ -95,6 +95,23 @@ STATUS_COLOR = {
 }
 
 
+# a result marked for good (past a failed gate, past a failure budget, hosts skipped): the warning symbol and
+# colour, never a plain green ✓
+MARKED_SYMBOL = ev.MARK_SYMBOL
+MARKED_COLOR = "bold yellow"
+
+
+def status_look(status: str | None, finished: ev.RolloutFinished | None = None) -> tuple[str, str, str]:
+    """(symbol, label, colour) of a rollout status; a finished deploy whose result is marked says so, a DONE one in
+    the warning symbol and colour: ('⚠', 'DONE past a failed gate', 'bold yellow')."""
+    mark = ev.marks_text(finished.marks, finished.skipped) if finished is not None else ""
+    if not mark or status != finished.status:
+        return STATUS_SYMBOL[status], STATUS_LABEL[status], STATUS_COLOR[status]
+    if status == ev.R_DONE:
+        return MARKED_SYMBOL, f"{STATUS_LABEL[status]} {mark}", MARKED_COLOR
+    return STATUS_SYMBOL[status], f"{STATUS_LABEL[status]} {mark}", STATUS_COLOR[status]  # already no ✓
+
+
 def duration(seconds: float) -> str:
     """12 s, 2 min 58 s, 1 h 04 min: how a person says it."""
     s = int(max(seconds, 0))
