@@ -193,7 +193,7 @@ async def _connect(cfg: Config, *, start: bool, read_only: bool, kind: str) -> C
     Journal.open(state).close()
     try:
         make_state_dir(state)
-        fd = os.open(state / "server.start", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o660)
+        fd = os.open(state / "server.start", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError as e:
         raise UsageError(f"{state}: cannot start the server here: {e.strerror}") from None
     try:
@@ -228,13 +228,15 @@ async def _await_server(proc: subprocess.Popen, path: Path, state: Path, read_on
 
 
 def make_state_dir(state: Path) -> None:
-    """The state directory, created for the team (0770 whatever the umask, a setgid bit kept) when missing."""
+    """The state directory, created the server's (0710 whatever the umask: the team's group may only pass through
+    it to the socket; a setgid bit of a team parent kept, so the socket gets the team's group) when missing. An
+    existing one is left as it is: the server checks it at start (serverdoor.claim_state)."""
     state.parent.mkdir(parents=True, exist_ok=True)
     try:
-        state.mkdir(mode=0o770)
+        state.mkdir(mode=0o710)
     except FileExistsError:
         return
-    os.chmod(state, 0o770 | (state.stat().st_mode & 0o2000))
+    os.chmod(state, 0o710 | (state.stat().st_mode & 0o2000))
 
 
 def last_line(path: Path) -> str:

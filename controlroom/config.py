@@ -44,9 +44,12 @@ DEFAULT_NAME = "controlroom.toml"
 
 @dataclass(frozen=True)
 class AccessSettings:
-    """[access]: who may act through the server; everyone else may watch. Empty: everyone who reaches the socket."""
+    """[access]: who may act through the server (operators) and who may watch (watchers, and the operators); a
+    person in neither is refused at the socket. Empty operators: everyone who may watch acts; empty watchers:
+    everyone who reaches the socket watches."""
 
     operators: tuple[str, ...] = ()
+    watchers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -224,8 +227,9 @@ def _build(p: Path, text: str, data: dict, *, require_known_hosts: bool) -> Conf
         state = StateSettings(dir=r.resolve(base, sdir) if sdir else default_state_dir())
     access = AccessSettings()
     with r.section():
-        acc = r.table(data.get("access", {}), "access", ["operators"])
-        access = AccessSettings(operators=r.strings(acc, "access", "operators"))
+        acc = r.table(data.get("access", {}), "access", ["operators", "watchers"])
+        access = AccessSettings(operators=r.strings(acc, "access", "operators"),
+                                watchers=r.strings(acc, "access", "watchers"))
     r.raise_errors()
     assert hosts is not None  # no error noted means the inventory was read
     return Config(

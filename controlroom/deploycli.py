@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
 from controlroom import events as ev
 from controlroom.config import Config
@@ -76,22 +78,49 @@ def cmd_log(cfg: Config, args: argparse.Namespace) -> int:
             raise UsageError("log add needs a message")
         print(clean(_ask_server(cfg, "log_add", message=text)["line"], LINE_LIMIT))
         return 0
+    if args.n < 1:
+        raise UsageError("-n must be at least 1")
     try:
         j = _journal(cfg)
     except JournalError:
-        j = Journal.open(cfg.state.dir, readonly=True)  # a journal read-only for this user can still be read
-    if args.n < 1:
-        raise UsageError("-n must be at least 1")
+        try:
+            j = Journal.open(cfg.state.dir, readonly=True)  # a journal read-only for this user can still be read
+        except JournalError:
+            db = Path(cfg.state.dir) / "journal.db"
+            if not os.access(cfg.state.dir, os.X_OK) or db.exists() and not os.access(db, os.R_OK):
+                return _log_from_server(cfg, args.n)  # the server's alone (its own user): ask it
+            raise
     lock = j.lock()
     if lock:
         print(clean(lock.describe(), LINE_LIMIT))
-    import os
-
     warn = sys.stdout.isatty() and not os.environ.get("NO_COLOR")  # a marked result in the warning colour
     for e in j.log(args.n):
         line = clean(e.line(), LINE_LIMIT)  # a message is one line on the terminal, whatever it holds
         marked = warn and e.kind.startswith("DEPLOY ") and ev.MARK_SYMBOL in e.text
         print(f"\x1b[1;33m{line}\x1b[0m" if marked else line)
+    return 0
+
+
+def _log_from_server(cfg: Config, n: int) -> int:
+    """`controlroom log` for a teammate: the journal is the server's user's alone, the socket is the way in."""
+    import asyncio
+
+    from controlroom.client import connect
+    from controlroom.journal import LogEntry
+    from controlroom.locks import Lock
+
+    async def go() -> dict:
+        c = await connect(cfg, start=False)
+        try:
+            return await c.request("journal", since=0)
+        finally:
+            await c.close()
+
+    reply = asyncio.run(go())
+    if reply.get("lock"):
+        print(clean(Lock(**reply["lock"]).describe(), LINE_LIMIT))
+    for e in reply.get("log", [])[-n:]:  # oldest first, as the journal gives them
+        print(clean(LogEntry(**e).line(), LINE_LIMIT))
     return 0
 
 

@@ -226,6 +226,8 @@ class Session:
             self.board = Board.from_snapshot(msg["board"])
         elif op == "ended" and (msg.get("no") == self.op or self.watching and not self.op):
             self.ended = msg
+        elif op == "notice":  # what the server says about its config (a change that waits for this deploy)
+            self.out(f"controlroom server: {msg.get('line', '')}", err=True)
         elif op == "closed":
             self.closed = True
         self.changed.set()

@@ -42,11 +42,8 @@ class FleetLock:
         other = _HELD.get(self.path)
         if other is not None:
             raise LockedError(f"the fleet is busy: {holder} runs in this process")
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o660)
-        try:
-            os.fchmod(fd, 0o660)
-        except OSError:
-            pass  # a teammate's file: its mode is theirs to keep
+        # the server's alone: whoever may open it, even read-only, may flock it and stop every deploy
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         deadline = time.monotonic() + wait
         while True:
             try:

@@ -6,6 +6,10 @@ hello (``ok`` false and an ``error`` line when the versions differ). Then the cl
 "exit": CODE}``. After ``{"op": "attach", "since": SEQ}`` the server sends ``{"op": "snapshot", "seq": N, ...}``
 (or only the events after SEQ when it still has them), then ``{"op": "event", "seq": N, "event": {...}}`` for
 every event, numbered without gaps. A client that fell behind gets a fresh snapshot instead of the events it missed.
+
+Every request's fields have a type (FIELDS): a field of another type, a missing required one or an ``id`` that is
+neither a number nor a string gets an error answer naming the field (exit 2), and the connection goes on. A line
+longer than REQUEST_MAX, or one that is not a JSON object, gets an error answer and the connection is closed.
 """
 
 from __future__ import annotations
@@ -20,9 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from controlroom.errors import ControlroomError, UsageError
+from controlroom.identity import environ_of
 
 VERSION = 1
 MAX_LINE = 4 << 20  # a snapshot of 5,000 hosts fits with room to spare
+REQUEST_MAX = 256 << 10  # what the server reads in one line from a client: a flag push to 5,000 named hosts fits
 SOCKET = "control.sock"
 SOCKET_PATH_MAX = 107  # sun_path is 108 bytes with its NUL
 
@@ -35,12 +41,17 @@ class VersionMismatch(UsageError):
     """A client and a server of different versions: one line, exit 2."""
 
 
+class BadRequest(UsageError):
+    """A request whose fields are not what its op takes: the answer names the field."""
+
+
 def encode(msg: dict) -> bytes:
     return json.dumps(msg, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
 
 
-async def read_msg(reader: asyncio.StreamReader) -> dict | None:
-    """The next message, or None at end of stream."""
+async def read_msg(reader: asyncio.StreamReader, limit: int = MAX_LINE) -> dict | None:
+    """The next message, or None at end of stream; ProtocolError for a line over ``limit`` (the reader's own
+    limit), one that is not JSON, or one that is not an object."""
     try:
         line = await reader.readuntil(b"\n")
     except asyncio.IncompleteReadError as e:
@@ -48,7 +59,7 @@ async def read_msg(reader: asyncio.StreamReader) -> dict | None:
             return None
         raise ProtocolError("the connection ended in the middle of a message") from None
     except asyncio.LimitOverrunError:
-        raise ProtocolError(f"a message longer than {MAX_LINE} bytes") from None
+        raise ProtocolError(f"a message longer than {limit} bytes") from None
     try:
         msg = json.loads(line)
     except ValueError:
@@ -56,6 +67,60 @@ async def read_msg(reader: asyncio.StreamReader) -> dict | None:
     if not isinstance(msg, dict):
         raise ProtocolError("a message that is not a JSON object")
     return msg
+
+
+_STR, _INT, _BOOL, _STRS = (str,), (int,), (bool,), (list,)
+_NAMES = {str: "a string", int: "a whole number", bool: "true or false", list: "a list of strings"}
+# op -> {field: (types, required)}; None is always allowed for a field that is not required
+FIELDS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
+    "hello": {"version": (_INT, True), "read_only": (_BOOL, False)},
+    "attach": {"since": (_INT, False)},
+    "status": {}, "revisions": {}, "rollback_plan": {}, "flags": {}, "park": {},
+    "pause": {}, "unpause": {}, "abort": {}, "interrupt": {}, "proceed": {"reason": (_STR, False)},
+    "output": {"host": (_STR, True)},
+    "journal": {"since": (_INT, False)},
+    "flag_history": {"flag": (_STR, False), "limit": (_INT, False)},
+    "flags_verify": {"hosts": (_STRS, False)},
+    "metrics": {"points": (_INT, False)},
+    "deploy": {"revision": (_STR, False), "policy": (_STR, False), "confirm": (_STR, False),
+               "force_reason": (_STR, False), "config": (_STR, False)},
+    "resume": {"policy": (_STR, False), "config": (_STR, False)},
+    "rollback": {"config": (_STR, False)},
+    "stage": {"revision": (_STR, False), "config": (_STR, False)},
+    "retry": {"host": (_STR, True)},
+    "skip": {"host": (_STR, True), "reason": (_STR, False)},
+    "lock": {"message": (_STR, True), "takeover": (_BOOL, False)},
+    "unlock": {"force": (_BOOL, False)},
+    "log_add": {"message": (_STR, True)},
+    "stop": {"force": (_BOOL, False)},
+    "flag_set": {"flag": (_STR, True), "value": ((str, bool, int), True), "reason": (_STR, False),
+                 "hosts": (_STRS, False), "expect": (_INT, False)},
+    "flag_dismiss": {"hosts": (_STRS, False)},
+    "gate_check": {"quiet": (_BOOL, False)},
+}
+
+
+def check_request(msg: dict) -> None:
+    """Raise BadRequest naming the first field of msg that its op does not take as it is. Fields the op does not
+    know are left alone (a newer client may send more); an op not in FIELDS is the caller's to refuse."""
+    op = msg.get("op")
+    rid = msg.get("id")
+    if rid is not None and (type(rid) is bool or not isinstance(rid, (int, str))):
+        raise BadRequest("field 'id' must be a number or a string")
+    if not isinstance(op, str) or op not in FIELDS:
+        return
+    for name, (types, required) in FIELDS[op].items():
+        value = msg.get(name)
+        if value is None:
+            if required:
+                raise BadRequest(f"{op}: field {name!r} is missing")
+            continue
+        ok = isinstance(value, types) and not (type(value) is bool and bool not in types)
+        if ok and types is _STRS:
+            ok = all(isinstance(v, str) for v in value)
+        if not ok:
+            want = " or ".join(_NAMES[t] for t in types)
+            raise BadRequest(f"{op}: field {name!r} must be {want}, not {type(value).__name__}")
 
 
 def socket_path(state_dir: Path) -> Path:
@@ -86,20 +151,7 @@ def peer_of(sock: socket.socket) -> Peer:
     if uid == 0:
         # root acting for a person (sudo): the person is SUDO_USER of that process, as identity.current_user
         # believes it for uid 0 only; read from the kernel's copy of its environment, not from its messages
-        sudo = _environ_of(pid).get("SUDO_USER")
+        sudo = environ_of(pid).get("SUDO_USER")
         if sudo:
             user = sudo
     return Peer(pid, uid, user)
-
-
-def _environ_of(pid: int) -> dict[str, str]:
-    try:
-        raw = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return {}
-    out = {}
-    for item in raw.split(b"\0"):
-        key, sep, value = item.partition(b"=")
-        if sep:
-            out[key.decode(errors="replace")] = value.decode(errors="replace")
-    return out

@@ -95,9 +95,10 @@ SETUP_LOCK = "journal.db-setup"  # flock()ed by whoever sets the file up (WAL mo
 def prepare(state_dir: Path, *, readonly: bool = False) -> Path:
     """state_dir/journal.db, the directory and the (empty) file created for the team unless readonly.
 
-    The directory is 0770 and the file 0660 whatever the umask; a setgid bit (a team directory, or inherited from
-    a team parent) is kept, so what is created inside keeps the team's group. A world-writable directory or file
-    is refused (JournalSetupError). Safe when several processes do it at once.
+    The directory is 0710 and the file 0600 whatever the umask: the server's user alone writes it (the team's
+    group may pass through the directory to the server's socket); a setgid bit (inherited from a team parent) is
+    kept. A world-writable directory or file is refused (JournalSetupError). Safe when several processes do it at
+    once.
     """
     path = state_dir / "journal.db"
     missing = JournalError(f"no journal at {path} yet: nothing was logged or deployed with this state directory")
@@ -107,8 +108,8 @@ def prepare(state_dir: Path, *, readonly: bool = False) -> Path:
         if not readonly:
             try:
                 state_dir.parent.mkdir(parents=True, exist_ok=True)
-                state_dir.mkdir(mode=0o770)
-                os.chmod(state_dir, 0o770 | (state_dir.stat().st_mode & stat.S_ISGID))
+                state_dir.mkdir(mode=0o710)
+                os.chmod(state_dir, 0o710 | (state_dir.stat().st_mode & stat.S_ISGID))
             except FileExistsError:
                 pass  # ours from before, the team's, or another process's that got here first: left as it is
         _refuse_world_writable(state_dir, "state directory")
@@ -116,9 +117,9 @@ def prepare(state_dir: Path, *, readonly: bool = False) -> Path:
             raise missing
         if not readonly:
             try:
-                fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o660)
+                fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o600)
                 try:
-                    os.fchmod(fd, 0o660)  # SQLite gives the -wal and -shm files the same mode
+                    os.fchmod(fd, 0o600)  # SQLite gives the -wal and -shm files the same mode
                 finally:
                     os.close(fd)
             except FileExistsError:
@@ -260,10 +261,10 @@ def _refuse_newer(version: int, path: Path, db: sqlite3.Connection | None = None
 @contextlib.contextmanager
 def _setup_lock(path: Path) -> Iterator[None]:
     lock_path = path.with_name(SETUP_LOCK)
-    fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o660)
+    fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o600)
     try:
         with contextlib.suppress(OSError):
-            os.fchmod(fd, 0o660)  # whatever the umask; only its owner may, and needs to
+            os.fchmod(fd, 0o600)  # whatever the umask; only its owner may, and needs to
         deadline = time.monotonic() + OPEN_TIMEOUT
         while True:
             try:

@@ -16,11 +16,12 @@ import os
 import signal
 import sys
 import time
+import traceback
 from collections import deque
 from pathlib import Path
 
 from controlroom import events as ev
-from controlroom import gates, overrides
+from controlroom import gates, overrides, serverconfig, serverdoor
 from controlroom import protocol as pr
 from controlroom import serverviews as views
 from controlroom.board import Board
@@ -99,6 +100,7 @@ class Server(OpsMixin):
         self.board = Board()
         self.board.plan([(p.name, p.hosts, p.max_failed, p.auto) for p in cfg.phases])
         self.clients: set[_Client] = set()
+        self.door = serverdoor.Door()  # the caps on connections, by peer credentials
         self.rollout = None
         self.op: asyncio.Task | None = None
         self.op_name = ""
@@ -113,6 +115,9 @@ class Server(OpsMixin):
         self._server: asyncio.AbstractServer | None = None
         self.warning: str | None = None
         self.presence = Presence()  # who is attached, who drives (presence.py)
+        self.config_file = serverconfig.ConfigFile(cfg, dict(os.environ))  # the one config; secrets as at start
+        self.config_notes: deque[str] = deque(maxlen=5)  # what was last said about it (`server status`)
+        self.channels: list[serverconfig.Watched] = []
 
     # ------------------------------------------------------------------------------------------ life
     async def start(self) -> None:
@@ -124,7 +129,8 @@ class Server(OpsMixin):
 
         try:
             make_state_dir(self.state)
-            fd = os.open(self.state / "server.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o660)
+            serverdoor.claim_state(self.state)  # or one line naming what is not the server's alone
+            fd = os.open(self.state / "server.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as e:  # the state directory's files cannot be made: which, why and what to do
             raise journal_error(e, self.state / "journal.db") from None
         try:
@@ -138,6 +144,7 @@ class Server(OpsMixin):
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         except OSError as e:
             raise journal_error(e, self.state / "journal.db") from None
+        self._set_origin(None)  # not the address of whoever started this server: nobody acts yet
         self.journal = Journal.open(self.state)
         self.journal.subscribe(self._committed)
         views.adopt_last(self.board, self.journal)  # a server that starts after a deploy shows how it stands
@@ -146,11 +153,7 @@ class Server(OpsMixin):
 
         self.flags = FlagService(self.cfg, self.pool, self.journal)
         self.flags.start()
-        from controlroom.notify import Notifier, channels_of
-
-        # chat: tails the deploy log; a channel's failure goes to every attached client (the app's status line)
-        self.notifier = Notifier(self.journal.path, channels_of(self.cfg.notify), on_failure=self._committed)
-        self.notifier.start()
+        self.notifier = self._make_notifier(self.cfg)
         if os.environ.get("SSH_AUTH_SOCK") and not self.cfg.ssh.identity_files:
             self.warning = ("warning: the server's only key source is the ssh-agent of this session "
                             f"({os.environ['SSH_AUTH_SOCK']}); when that session ends, new connections fail")
@@ -158,19 +161,22 @@ class Server(OpsMixin):
             self.path.unlink()  # we hold server.lock: any socket file here is a dead server's
         old = os.umask(0o117)  # the socket is 0660: the team's group attaches, nobody else
         try:
-            self._server = await asyncio.start_unix_server(self._serve_client, path=str(self.path), limit=pr.MAX_LINE)
+            self._server = await asyncio.start_unix_server(self._serve_client, path=str(self.path),
+                                                           limit=pr.REQUEST_MAX)
         finally:
             os.umask(old)
         os.chmod(self.path, 0o660)
+        self.door.fit_open_files(len(self.cfg.hosts))
 
     async def serve(self) -> None:
         """Run until stop() or idle."""
         assert self._server is not None
-        watcher = asyncio.ensure_future(self._idle_watch())
+        watchers = [asyncio.ensure_future(self._idle_watch()), asyncio.ensure_future(self._config_watch())]
         try:
             await self._stop.wait()
         finally:
-            watcher.cancel()
+            for w in watchers:
+                w.cancel()
             await self.close()
 
     def stop(self) -> None:
@@ -253,20 +259,27 @@ class Server(OpsMixin):
 
     # ------------------------------------------------------------------------------------------ clients
     async def _serve_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = pr.peer_of(writer.get_extra_info("socket"))
+        try:
+            peer = pr.peer_of(writer.get_extra_info("socket"))
+        except OSError:
+            writer.close()
+            return
+        if (why := self.door.refusal(peer)) is not None:
+            return await self.door.refuse(writer, peer, why)
+        with self.door.holding(peer):
+            await self._converse(peer, reader, writer)
+
+    async def _converse(self, peer: pr.Peer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         client: _Client | None = None
         try:
-            hello = await pr.read_msg(reader)
-            if not hello or hello.get("op") != "hello":
+            if (hello := await serverdoor.read_hello(reader, writer)) is None:
                 return
-            if hello.get("version") != pr.VERSION:
-                writer.write(pr.encode({"op": "hello", "ok": False, "version": pr.VERSION,
-                                        "error": f"this server speaks version {pr.VERSION} of the protocol and the "
-                                                 f"client {hello.get('version')}: use the same controlroom for both "
-                                                 "(`controlroom server stop` ends an old server)"}))
-                await writer.drain()
-                return
-            client = _Client(peer, writer, bool(hello.get("read_only")) or not self._may_act(peer),
+            await self.reload_config()  # [access] as the file says now
+            if not serverdoor.may_watch(self.cfg.access, peer.user):
+                return await self.door.refuse(writer, peer, f"refused: {clean(peer.user, 40)} is not among [access] "
+                                                            "watchers or operators of this server")
+            client = _Client(peer, writer, bool(hello.get("read_only")) or
+                             not serverdoor.may_act(self.cfg.access, peer.user),
                              kind_of(hello), self.origin_of(peer), self.presence.next_no())
             self.clients.add(client)
             writer.write(pr.encode({"op": "hello", "ok": True, "version": pr.VERSION, "pid": os.getpid(),
@@ -274,9 +287,13 @@ class Server(OpsMixin):
                                     "warning": self.warning, "client_no": client.no}))
             await writer.drain()
             client.task = asyncio.ensure_future(self._pump(client))
-            while (msg := await pr.read_msg(reader)) is not None:
+            while (msg := await pr.read_msg(reader, pr.REQUEST_MAX)) is not None:
                 await self._request(client, msg)
-        except (pr.ProtocolError, ConnectionError, OSError):
+        except pr.ProtocolError as e:
+            # a line too long or not a JSON object: say so, then close (what follows it cannot be trusted)
+            await serverdoor.say_and_close(writer, {"id": None, "ok": False, "exit": 2,
+                                                    "error": f"refused: {e}; the connection is closed"})
+        except (ConnectionError, OSError):
             pass  # a client that left in the middle leaves nothing half-done: each intent is whole or not at all
         finally:
             if client is not None:
@@ -300,14 +317,15 @@ class Server(OpsMixin):
         except (ConnectionError, OSError):
             pass
 
-    def _may_act(self, peer: pr.Peer) -> bool:
-        operators = getattr(getattr(self.cfg, "access", None), "operators", None)
-        return not operators or peer.user in operators
-
     async def _request(self, c: _Client, msg: dict) -> None:
         rid = msg.get("id")
         op = msg.get("op")
         try:
+            if rid is not None and (type(rid) is bool or not isinstance(rid, (int, str))):
+                rid = None  # the answer cannot carry it
+            notes = await self.reload_config()  # a change to the file applies before this request
+            serverdoor.check_access(self.cfg.access, c.peer, op in INTENTS, c.read_only)  # [access] as it is now
+            pr.check_request(msg)
             if op == "attach":
                 self._attach(c, msg.get("since"))
                 self._presence_changed()
@@ -315,12 +333,8 @@ class Server(OpsMixin):
             elif op in READS:
                 reply = await getattr(self, f"_op_{op}")(c, msg)
             elif op in INTENTS:
-                if c.read_only:
-                    why = ("this client attached read-only" if msg.get("read_only") or c.read_only and
-                           self._may_act(c.peer) else f"{c.peer.user} is not among [access] operators")
-                    raise UsageError(f"refused: {why}; you may watch, not act")
-                if msg.get("config") and op in ("deploy", "resume", "rollback") and not self.busy:
-                    self.use_config(str(msg["config"]))  # the operation runs with the config its client named
+                if msg.get("config"):
+                    self.check_config(msg["config"])  # the server runs its own config, never a client's
                 if op in DECISIONS and not msg.get("anyway"):  # another person drives it: their client asks
                     self.presence.check(c, self.clients, self.busy, getattr(self.rollout, "revision", None))
                 before = self.op
@@ -334,11 +348,15 @@ class Server(OpsMixin):
                     self._drove(c, before)
             else:
                 raise UsageError(f"unknown request {clean(str(op), 40)!r}")
-            out = {"id": rid, "ok": True, **(reply or {})}
+            out = {"id": rid, "ok": True, **(reply or {}), **({"notice": notes} if notes else {})}
         except ControlroomError as e:
             out = {"id": rid, "ok": False, "error": str(e), "exit": e.exit_code}
             if getattr(e, "driven", False):
                 out["driven"] = True  # the client may ask its person and send it again with "anyway"
+        except Exception as e:  # a bug of ours: the server keeps serving, the log has the traceback
+            traceback.print_exc()
+            out = {"id": rid, "ok": False, "error": f"internal error: {type(e).__name__}: {clean(str(e), 200)}",
+                   "exit": 70}
         c.writer.write(pr.encode(out))  # a reply is never dropped, even for a client that fell behind
         with contextlib.suppress(ConnectionError, OSError):
             await c.writer.drain()
@@ -371,9 +389,12 @@ class Server(OpsMixin):
 
     # ------------------------------------------------------------------------------------------ reads
     async def _op_status(self, c: _Client, msg: dict) -> dict:
-        return {"pid": os.getpid(), "clients": len(self.clients), "busy": self.op_name if self.busy else "",
+        return {"pid": os.getpid(), "clients": len(self.clients), "connections": len(self.door.conns),
+                "max_connections": self.door.max_connections, "busy": self.op_name if self.busy else "",
                 "seq": self.seq, "since": self.started, "status": self.board.status,
-                "rollout_id": self.board.rollout_id}
+                "rollout_id": self.board.rollout_id, "config": str(self.config_file.path),
+                "channels": serverconfig.channel_lines(self.cfg, self.config_file, self.channels),
+                "notes": list(self.config_notes)}
 
     async def _op_output(self, c: _Client, msg: dict) -> dict:
         # seq: the events up to this number are in the reply; a client follows with the HostOutput after it
@@ -507,7 +528,7 @@ def _output_to_log() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     try:
-        fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o660)
+        fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     except OSError:
         fd = os.open(os.devnull, os.O_WRONLY)
     os.dup2(fd, 1)
@@ -541,7 +562,8 @@ async def serve(cfg: Config, *, idle: float = IDLE, quiet: bool = False) -> int:
     """`controlroom serve`: run the server in the foreground until SIGTERM/SIGINT or idle."""
     from controlroom.ssh import raise_nofile_limit
 
-    nofile = raise_nofile_limit(len(cfg.hosts))  # the pool holds a connection per host (the app used to)
+    # the pool holds a connection per host (4 files counted a host), the socket up to MAX_CONNECTIONS clients
+    nofile = raise_nofile_limit(len(cfg.hosts) + serverdoor.MAX_CONNECTIONS // 4)
     if nofile:
         print(nofile, file=sys.stderr, flush=True)
     server = Server(cfg, idle=idle)

@@ -9,6 +9,7 @@ import time
 
 from controlroom.config import Config
 from controlroom.errors import UsageError
+from controlroom.text import LINE_LIMIT, clean
 
 
 def add_parsers(sub, common) -> None:
@@ -43,7 +44,18 @@ def cmd_server(cfg: Config, args: argparse.Namespace) -> int:
                 st = await c.request("status")
                 since = time.strftime("%Y-%m-%d %H:%M", time.localtime(st["since"]))
                 what = f"; {st['busy']} of deploy #{st['rollout_id']} ({st['status']})" if st["busy"] else ""
-                print(f"server pid {st['pid']} since {since}, {st['clients']} clients{what}")
+                conns = f" ({st['connections']} connections of at most {st['max_connections']})" \
+                    if "connections" in st else ""
+                print(f"server pid {st['pid']} since {since}, {st['clients']} clients{conns}{what}")
+                if st.get("config"):
+                    print(clean(f"config: {st['config']}", LINE_LIMIT))
+                channels = st.get("channels")
+                if channels is not None:
+                    print("chat: none configured ([notify])" if not channels else "chat:")
+                    for line in channels:
+                        print(clean(f"  {line}", LINE_LIMIT))
+                for line in st.get("notes") or []:
+                    print(clean(line, LINE_LIMIT))
                 return 0
             await c.request("stop", force=args.force)
             await asyncio.wait_for(c.closed.wait(), 60)

@@ -19,19 +19,21 @@ import contextlib
 import os
 import sys
 import time
+import traceback
 
 from controlroom import events as ev
-from controlroom import gates
+from controlroom import gates, serverconfig
 from controlroom import protocol as pr
 from controlroom.errors import ControlroomError, JournalError, LockedError, UsageError
-from controlroom.identity import current_origin
+from controlroom.identity import session_origin
 
 POLICIES = ("operator", "auto", "yes")
 BUSY_WAIT = 5.0  # how long a refused request waits for the running operation to say who it is
 
 
 class OpsMixin:
-    """Needs from Server: cfg, journal, pool, board, clients, rollout, op, op_name, busy, seq, stop()."""
+    """Needs from Server: cfg, config_file, config_notes, journal, pool, flags, notifier, channels, board, clients,
+    rollout, op, op_name, busy, seq, stop()."""
 
     op_no = 0
     policy = "operator"
@@ -42,8 +44,9 @@ class OpsMixin:
     @staticmethod
     def _set_origin(origin: str | None) -> None:
         """The journal names the SSH client address of whoever acts (identity.current_origin reads it from the
-        environment): the server sets it to the requesting client's for the request, the operation owner's
-        between requests. Single-threaded: nothing else runs while a journal write reads it."""
+        environment): the server sets it to the requesting client's session's for the request, the operation
+        owner's between requests, none at start (not the environment of whoever started it). Single-threaded:
+        nothing else runs while a journal write reads it."""
         os.environ.pop("SSH_CONNECTION", None)
         if origin:
             os.environ["SSH_CLIENT"] = f"{origin} 0 0"
@@ -52,7 +55,8 @@ class OpsMixin:
 
     @staticmethod
     def origin_of(peer: pr.Peer) -> str | None:
-        return current_origin(pr._environ_of(peer.pid))
+        """From the peer's SSH session as sshd set it up, never from the client's own environment."""
+        return session_origin(peer.pid)
 
     @contextlib.contextmanager
     def acting(self, peer: pr.Peer):
@@ -63,30 +67,102 @@ class OpsMixin:
             self._set_origin(self._owner_origin)
 
     # ------------------------------------------------------------------------------------------ the config
-    _cfg_seen: tuple | None = None
+    _pending_cfg = None  # a config read while an operation ran, whose fleet sections wait for its end
 
-    def use_config(self, path) -> None:
-        """An operation runs with the config its client named (read again when it changed on disk), as long as it
-        is for this state directory and keeps the hosts and ssh settings the server's pool was made with."""
-        from pathlib import Path
+    def check_config(self, named: str) -> None:
+        """The client names the config it was given: refused unless it is the server's own file."""
+        self.config_file.require_same(named)
 
-        from controlroom import config as config_mod
+    async def reload_config(self) -> list[str]:
+        """When the config file changed, read it and apply it (serverconfig.py); the lines said about it."""
+        from controlroom.errors import ConfigError
 
+        cf = self.config_file
+        if not cf.changed():
+            return []
         try:
-            st = os.stat(path)
-        except OSError as e:
-            raise UsageError(f"{path}: {e.strerror}") from None
-        seen = (str(Path(path).resolve()), st.st_mtime_ns, st.st_size)
-        if seen == self._cfg_seen:
+            new = cf.load()
+        except ConfigError as e:
+            return self._say_config([f"{e}: not reloaded; the server goes on with the config it had"])
+        old = self.cfg
+        sections = serverconfig.changed_sections(old, new)
+        notes = []
+        if "state" in sections:
+            new = serverconfig.keep(new, old, ["state"])
+            notes.append(f"{cf.path}: [state] dir changed: this server stays with {old.state.dir}; "
+                         "`controlroom server stop`, and the next command starts one for the new one")
+        waiting = [s for s in sections if s in serverconfig.FLEET]
+        if waiting and self.busy:
+            self._pending_cfg = new
+            new = serverconfig.keep(new, old, serverconfig.FLEET)
+            notes.append(f"{cf.path}: {', '.join(f'[{s}]' for s in waiting)} changed while a {self.op_name} runs: "
+                         f"{'they apply' if len(waiting) > 1 else 'it applies'} when it ends (or `controlroom "
+                         "server stop --force` now, it stays resumable)")
+        else:
+            self._pending_cfg = None
+        now = [s for s in sections if s != "state" and not (self.busy and s in serverconfig.FLEET)]
+        await self._apply_config(old, new)
+        if now:
+            notes.append(f"{cf.path}: reloaded; {', '.join(f'[{s}]' for s in now)} took effect")
+        return self._say_config(notes)
+
+    async def _apply_config(self, old, new) -> None:
+        from controlroom.flagpush import FlagService
+        from controlroom.ssh import SSHPool
+
+        self.cfg = new
+        fleet = new.hosts != old.hosts or new.ssh != old.ssh
+        if fleet:  # never while an operation runs (reload_config kept them)
+            pool, self.pool = self.pool, SSHPool(new.ssh, new.hosts)
+            await pool.close()
+            self.board.plan([(p.name, p.hosts, p.max_failed, p.auto) for p in new.phases])
+        if fleet or new.flags != old.flags:
+            await self.flags.close()
+            self.flags = FlagService(new, self.pool, self.journal)
+            self.flags.start()
+        if new.notify != old.notify:
+            await self.notifier.close()
+            self.notifier = self._make_notifier(new)
+
+    def _apply_pending(self) -> None:
+        """An operation ended: the fleet sections that waited for it take effect."""
+        new, self._pending_cfg = self._pending_cfg, None
+        if new is None:
             return
-        cfg = config_mod.load(path)
-        if Path(cfg.state.dir).resolve() != Path(self.state).resolve():
-            raise UsageError(f"{path}: its state directory is {cfg.state.dir}, not this server's {self.state}")
-        if cfg.ssh != self.cfg.ssh or cfg.hosts != self.cfg.hosts:
-            raise UsageError(f"{path} names other hosts or ssh settings than the server of {self.state} started "
-                             "with: `controlroom server stop`, then try again")
-        self.cfg = cfg
-        self._cfg_seen = seen
+
+        async def go():
+            await self._apply_config(self.cfg, new)
+            self._say_config([f"{self.config_file.path}: reloaded; the operation ended, "
+                              f"{', '.join(f'[{s}]' for s in serverconfig.FLEET)} took effect"])
+
+        asyncio.ensure_future(go())
+
+    def _make_notifier(self, cfg):
+        """Chat: tails the deploy log; a channel's failure goes to every attached client (the app's status line)."""
+        from controlroom.notify import Notifier, channels_of
+
+        self.channels = [serverconfig.Watched(c) for c in channels_of(self.config_file.notify_settings(cfg))]
+        notifier = Notifier(self.journal.path, self.channels, on_failure=self._committed)
+        notifier.start()
+        return notifier
+
+    async def _config_watch(self) -> None:
+        while True:
+            await asyncio.sleep(serverconfig.POLL)
+            try:
+                await self.reload_config()
+            except Exception:  # a bug of ours: said in the log, and the server goes on with what it has
+                traceback.print_exc()
+
+    def _say_config(self, lines: list[str]) -> list[str]:
+        """Into the log and to every attached client (``{"op": "notice", "line": ...}``); kept for `server status`."""
+        for line in lines:
+            print(f"controlroom server: {line}", file=sys.stderr, flush=True)
+            self.config_notes.append(line)
+            for c in self.clients:
+                if c.attached:
+                    c.put({"op": "notice", "line": line})
+        return lines
 
     # ------------------------------------------------------------------------------------------ operations
     def _run(self, name: str, coro, r=None, peer: pr.Peer | None = None) -> asyncio.Task:
@@ -123,6 +199,7 @@ class OpsMixin:
         for c in self.clients:
             if c.attached:
                 c.put(msg)
+        self._apply_pending()
 
     def _parked_here(self) -> bool:
         """The operation running here is a deploy waiting for a decision, its lock parked (nobody drives it)."""
@@ -299,8 +376,8 @@ class OpsMixin:
         ``{"op": "stage_output", "line": ...}`` before the reply. One stage at a time; beside any deploy."""
         from controlroom import release, stage
 
-        if msg.get("config") and not self.busy and not self._staging:
-            self.use_config(str(msg["config"]))
+        if msg.get("config"):
+            self.check_config(msg["config"])  # the stage command is the server's config's, never a client's
         revision = msg.get("revision")
         if revision is not None:
             release.validate_revision(str(revision))
@@ -379,7 +456,7 @@ class OpsMixin:
                     await asyncio.shield(self.op)
         await self._claim()
         if r is None or r.status not in ev.ROLLOUT_FINAL or r.cfg is not self.cfg:
-            r = self._loaded(user)  # as the journal has it, with the config the client named
+            r = self._loaded(user)  # as the journal has it, with the server's config as it stands
             self.rollout = r
         targets = len(r.rollback_targets())
         if not targets:

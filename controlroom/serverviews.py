@@ -64,7 +64,7 @@ def journal_reply(journal: Journal, since: int) -> dict:
     entries = [e for e in journal.log(LOG_REPLY) if e.id > since]
     return {"lock": lock_dict(journal),
             "log": [{"id": e.id, "at": e.at, "user": e.user, "kind": e.kind, "text": e.text,
-                     "revision": e.revision} for e in entries]}
+                     "revision": e.revision, "origin": e.origin} for e in entries]}
 
 
 async def revisions(cfg, journal: Journal, pool) -> dict:

@@ -163,7 +163,7 @@ def test_a_disk_that_fills_mid_deploy_ends_it_in_one_line_naming_the_journal_and
     config.write_text(text)
     state = fleet.dir / "state"
     state.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0770", "tmpfs", str(state)],
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0710", "tmpfs", str(state)],
                              capture_output=True, text=True)
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs to fill: {mounted.stderr.strip()}")

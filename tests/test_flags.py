@@ -354,7 +354,7 @@ def test_a_flag_change_the_journal_cannot_record_is_one_line_and_no_host_is_writ
     fleet = make_fleet(3)
     state = Path(fleet.dir) / "state"
     state.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0770", "tmpfs", str(state)],
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0710", "tmpfs", str(state)],
                              capture_output=True, text=True)
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs to fill: {mounted.stderr.strip()}")

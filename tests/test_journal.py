@@ -87,7 +87,7 @@ def log_texts(res: subprocess.CompletedProcess) -> list[str]:
 # --------------------------------------------------------------------------------------------- the state directory
 
 
-def test_a_new_state_dir_is_the_teams_and_keeps_the_setgid_bit_of_its_team_parent(tmp_path):
+def test_a_new_state_dir_is_the_servers_alone_and_keeps_the_setgid_bit_of_its_team_parent(tmp_path):
     team = tmp_path / "team"
     team.mkdir()
     os.chmod(team, 0o2770)
@@ -97,9 +97,9 @@ def test_a_new_state_dir_is_the_teams_and_keeps_the_setgid_bit_of_its_team_paren
     finally:
         os.umask(old)
     mode = (team / "state").stat().st_mode
-    assert mode & stat.S_ISGID, oct(mode)  # what is created inside keeps the team's group
-    assert mode & 0o777 == 0o770
-    assert (team / "state" / "journal.db").stat().st_mode & 0o777 == 0o660
+    assert mode & stat.S_ISGID, oct(mode)  # what is created inside keeps the team's group (the socket's)
+    assert mode & 0o777 == 0o710  # the group may pass through to the socket, open nothing
+    assert (team / "state" / "journal.db").stat().st_mode & 0o777 == 0o600
 
 
 def test_an_existing_team_state_dir_keeps_its_mode_and_setgid_bit(tmp_path):
@@ -257,7 +257,7 @@ def test_an_immutable_journal_is_one_line_naming_it_even_for_root(site):
 
 def mount_small_tmpfs(where: Path) -> None:
     where.mkdir()
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k,mode=0770", "tmpfs", str(where)],
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k,mode=0710", "tmpfs", str(where)],
                          capture_output=True, text=True)
     if res.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs to fill: {res.stderr.strip()}")
