@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 
+from rich.text import Text
 from textual.app import App
 from textual.screen import Screen
 from textual.widgets import TabbedContent
@@ -36,6 +37,10 @@ from widgets.deploy_log import DeployLogPane, LockView
 from widgets.host_detail import HostScreen
 from widgets.host_grid import HostGrid
 from widgets.rollout import RolloutPane
+from widgets.status_line import StatusLine
+
+TOAST_SECONDS = 4.0  # a notification is gone after this at most; an error stays in the status line
+TOAST_CHARS = 76  # a notification is short: two lines of its box (the whole of an error is in the status line)
 
 
 class ControlRoom(StageActions, MetricsLink, FlagActions, Link, Controller, App[int]):
@@ -44,6 +49,7 @@ class ControlRoom(StageActions, MetricsLink, FlagActions, Link, Controller, App[
     CSS_PATH = "app.tcss"
     TITLE = "controlroom"
     BINDINGS = bindings(TABS)
+    NOTIFICATION_TIMEOUT = TOAST_SECONDS
 
     def __init__(self, cfg: Config, *, read_only: bool = False) -> None:
         super().__init__()
@@ -146,6 +152,23 @@ class ControlRoom(StageActions, MetricsLink, FlagActions, Link, Controller, App[
         client, self.client = self.client, None
         if client is not None:
             await client.close()  # the server and its deploy go on
+
+    def notify(self, message: str, *, title: str = "", severity="information", timeout: float | None = None,
+               markup: bool = True) -> None:
+        """Every notification: short, gone in TOAST_SECONDS at most (the corner it takes is the app.tcss's); an
+        error also stays, whole, in the status line until escape dismisses it."""
+        if severity == "error" and self._main is not None and self._main.is_mounted:
+            text = f"{title}: {message}" if title else message
+            if markup:
+                try:
+                    text = Text.from_markup(text).plain
+                except Exception:  # noqa: BLE001 - not markup after all: shown as it is
+                    pass
+            self._main.query_one(StatusLine).say(text, error=True)
+        if len(message) > TOAST_CHARS:
+            message = message[: TOAST_CHARS - 1] + "…"
+        super().notify(message, title=title, severity=severity, markup=markup,
+                       timeout=min(timeout or TOAST_SECONDS, TOAST_SECONDS))
 
     # ------------------------------------------------------------------------------------------- painting
     def flush(self) -> None:

@@ -8,8 +8,13 @@ import pytest
 from textual.widgets import Footer, TabbedContent
 
 from controlroom import events as ev
-from controlroom.app import ControlRoom
+from controlroom.app import TOAST_SECONDS, ControlRoom
+from controlroom.app_screens import FOCUS_MARK
+from controlroom.demo.fleet import Fleet
 from tests.test_app_actions import make_app, servers_stopped, until  # noqa: F401
+from widgets.dialogs import GateHaltDialog
+from widgets.host_grid import HostGrid
+from widgets.status_line import StatusLine
 
 PANES = ("#rollout", "#deploy-log", "#flags", "#staging-diff", "#metrics")
 
@@ -30,11 +35,15 @@ def assert_inside(app: ControlRoom, widget) -> None:
 
 
 def assert_footer_fits(app: ControlRoom) -> None:
+    """Every key in the footer is whole and left of the palette's key (docked right: a key under it reads as
+    "palettee")."""
     footer = app.screen.query_one(Footer)
-    keys = [k for k in footer.query("FooterKey") if k.display]
+    keys = [k for k in footer.query("FooterKey") if k.display and "-command-palette" not in k.classes]
+    palette = [k for k in footer.query("FooterKey") if "-command-palette" in k.classes]
     assert keys, "the footer shows no keys"
+    end = palette[0].region.x if palette else app.size.width
     for k in keys:
-        assert k.region.right <= app.size.width, f"footer key {k.region} is cut off at width {app.size.width}"
+        assert k.region.right <= end, f"footer key {k.key_display} {k.region} runs under the palette at {end}"
 
 
 async def test_at_160x48_every_pane_is_on_screen_at_once(make_fleet):
@@ -47,25 +56,25 @@ async def test_at_160x48_every_pane_is_on_screen_at_once(make_fleet):
             assert pane.display and pane.parent.display, sel
             assert_inside(app, pane)
             assert pane.region.width >= 30, f"{sel} is too narrow to read: {pane.region}"
-        titles = {app.main.query_one(sel).border_title for sel in PANES}
-        assert titles == {"Rollout", "Deploy log", "Flags", "Staging diff", "Metrics"}
+        titles = {str(app.main.query_one(sel).border_title).removeprefix(FOCUS_MARK) for sel in PANES}
+        assert titles == {"1 Rollout", "2 Deploy log", "3 Flags", "4 Staging diff", "5 Metrics"}
         # the placeholders say what will be there, and show no made-up data
         assert " ".join(app.main.query_one("#metrics").lines).startswith("No [metrics] in controlroom.toml")
         assert_footer_fits(app)
 
 
-async def test_at_160x48_a_pane_number_fills_the_screen_with_that_pane_and_again_puts_it_back(make_fleet):
+async def test_at_160x48_a_pane_number_twice_fills_the_screen_with_that_pane_and_again_puts_it_back(make_fleet):
     app = make_app(make_fleet(10))
     async with app.run_test(size=(160, 48)) as pilot:
         await ready(pilot)
         diff = app.main.query_one("#staging-diff")
         small = diff.region
-        await pilot.press("4")
+        await pilot.press("4", "4")
         await until(pilot, lambda: diff.region.height >= 40 and diff.region.width >= 150, "the diff filling the screen")
         assert not app.main.query_one("#rollout").region.height, "the other panes stay out of the way"
         await pilot.press("4")
         await until(pilot, lambda: diff.region == small, "the diff back in its corner")
-        await pilot.press("5")
+        await pilot.press("5", "5")
         await until(pilot, lambda: app.main.query_one("#metrics").region.height >= 40, "the metrics filling the screen")
         await pilot.press("escape")
         await until(pilot, lambda: app.main.maximized is None and app.main.query_one("#rollout").region.height > 40,
@@ -82,8 +91,9 @@ async def test_at_80x24_the_panes_are_tabs_and_nothing_is_cut_off(make_fleet):
         rollout = app.main.query_one("#rollout")
         assert_inside(app, rollout)
         assert not app.main.query_one("#deploy-log").parent.display
-        for child in ("#revision-line", "#context-line", "#phase-bars", "#host-grid", "#legend"):
+        for child in ("#revision-line", "#context-line", "#phase-bars", "#host-grid", "#grid-caption"):
             assert_inside(app, rollout.query_one(child))
+        assert not rollout.query_one("#legend").region.height, "24 rows leave the legend to help (?)"
         assert_footer_fits(app)
         # the busiest footer: a halted phase with a failed host under the cursor
         await pilot.press("d")
@@ -99,6 +109,113 @@ async def test_at_80x24_the_panes_are_tabs_and_nothing_is_cut_off(make_fleet):
         await pilot.press("1")
         await pilot.pause()
         assert rollout.parent.display
+
+
+def row_text(widget, y: int) -> str:
+    return "".join(seg.text for seg in widget.render_line(y))
+
+
+async def test_at_160x48_the_flags_table_shows_name_value_receipt_and_kind_whole_and_the_diff_its_body(make_fleet):
+    app = make_app(make_fleet(10))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot)
+        table = app.flags_pane.table
+        header = row_text(table, 0)
+        for column in ("flag", "value", "receipt", "kind"):
+            assert f" {column} " in header, f"the flags table's {column!r} header is cut: {header!r}"
+        row = row_text(table, 1 + next(i for i, r in enumerate(app.flags_pane.rows) if r["kind"] == "kill_switch"))
+        assert "kill switch" in row, f"a kill switch's kind is cut: {row!r}"
+        # the staging diff shows the diff itself under its header, commits and files
+        from widgets.staging_diff import StagingDiffPane
+
+        diff = app.query_one(StagingDiffPane)
+        await until(pilot, lambda: diff.shown, "the staged diff")
+        view = diff.view
+        painted = [row_text(view, y) for y in range(view.scrollable_content_region.height)]
+        assert any(r.startswith("diff --git") for r in painted), painted
+        assert any(r.startswith(("+", "-", "@@")) and not r.startswith(("+++", "---")) for r in painted), painted
+
+
+async def test_at_220x60_the_side_panes_are_wider_and_taller_than_at_160x48(make_fleet):
+    app = make_app(make_fleet(10))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await ready(pilot)
+        at_160 = {sel: app.main.query_one(sel).region for sel in PANES}
+        await pilot.resize_terminal(220, 60)
+        await until(pilot, lambda: app.main.query_one("#rollout").region.height >= 58, "the 220x60 layout")
+        for sel in PANES:
+            pane = app.main.query_one(sel)
+            assert_inside(app, pane)
+            if sel != "#rollout":
+                r = pane.region
+                assert r.width >= 60 and r.height >= at_160[sel].height, f"{sel}: {r} (at 160x48: {at_160[sel]})"
+        assert app.main.query_one("#staging-diff").region.height >= 30, "the diff gets half the height and more"
+        # the host grid still shows every host with its name
+        assert not app.host_grid.glyphs
+
+
+@pytest.fixture
+def metrics_fleet(tmp_path):
+    """Simulated hosts serving metrics; the canary's gate fails on errors_5xx (the demo's story)."""
+    fleet = Fleet(tmp_path / "fleet", 6, metrics=True).start_in_thread()
+    yield fleet
+    fleet.stop_thread()
+
+
+async def test_at_160x48_each_sparkline_gets_at_least_30_cells(metrics_fleet):
+    from widgets.metrics import MetricsPane
+
+    app = make_app(metrics_fleet)
+    async with app.run_test(size=(160, 48)) as pilot:
+        pane = app.main.query_one(MetricsPane)
+        await until(pilot, lambda: pane.reply is not None and len(pane.lines) > 2, "the metrics' first answer")
+        painted = [row_text(pane, y) for y in range(pane.scrollable_content_region.height)]
+        axis = next((r for r in painted if r.startswith("deploys")), "")
+        cells = re.match(r"deploys +(\S+)", axis)
+        assert cells and len(cells.group(1)) >= 30, f"the time axis (as wide as each sparkline): {axis!r}"
+
+
+@pytest.mark.slow
+async def test_at_80x24_a_failed_gates_long_header_leaves_the_last_phase_on_screen_and_the_footer_fits(
+        metrics_fleet):
+    app = make_app(metrics_fleet)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, app.revisions_loaded.is_set, "the revisions")
+        await pilot.press("d")
+        await until(pilot, lambda: isinstance(app.screen, GateHaltDialog), "the failed gate's choices", timeout=60)
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is app.main, "the gate's dialog closed")
+        rollout = app.rollout_pane
+        context = rollout.query_one("#context-line")
+        assert "FAILED" in str(context.render()) and context.region.height >= 3, "the gate's header is long"
+        for child in ("#revision-line", "#context-line", "#phase-bars", "#host-grid", "#grid-caption"):
+            assert_inside(app, rollout.query_one(child))
+        grid = rollout.query_one(HostGrid)
+        assert grid.virtual_size.height <= grid.scrollable_content_region.height, (
+            f"the grid needs {grid.virtual_size.height} rows and has {grid.scrollable_content_region.height}: "
+            "the last phase is scrolled off")
+        painted = [row_text(grid, y) for y in range(grid.scrollable_content_region.height)]
+        assert any(r.startswith("stage 2") for r in painted), painted
+        assert_footer_fits(app)
+
+
+async def test_notifications_are_short_gone_in_4_s_and_an_error_stays_in_the_status_line(make_fleet):
+    app = make_app(make_fleet(4), read_only=True)
+    async with app.run_test(size=(160, 48), notifications=True) as pilot:
+        await ready(pilot)
+        await pilot.press("d")  # read-only: the server's refusal is an error
+        await until(pilot, lambda: app.main.query_one(StatusLine).shown, "the refusal in the status line")
+        status = app.main.query_one(StatusLine)
+        assert "refused" in status.text and "read-only" in status.text, status.text
+        notes = list(app._notifications)
+        assert notes and all(n.timeout <= TOAST_SECONDS for n in notes), [(n.message, n.timeout) for n in notes]
+        assert all(len(n.message) <= 76 for n in notes)
+        await until(pilot, lambda: app.screen.query("Toast"), "the toast on screen")
+        live = [app.main.query_one(sel).region for sel in ("#metrics", "#flags", "#rollout", "#staging-diff")]
+        for toast in app.screen.query("Toast"):
+            assert not any(toast.region.overlaps(r) for r in live), f"a toast {toast.region} covers a live pane"
+        await pilot.press("escape")
+        await until(pilot, lambda: not status.shown, "escape dismissing the error")
 
 
 async def test_resizing_switches_between_tabs_and_the_full_layout(make_fleet):
@@ -167,12 +284,9 @@ async def _before_snapshot(pilot) -> None:
     await pilot.pause()
 
 
-def test_snapshot_160x48_monochrome(make_fleet, snap_compare, _fixed_clock):
-    assert snap_compare(_snap_app(make_fleet(10)), terminal_size=(160, 48), run_before=_before_snapshot)
-
-
-def test_snapshot_80x24_monochrome(make_fleet, snap_compare, _fixed_clock):
-    assert snap_compare(_snap_app(make_fleet(10)), terminal_size=(80, 24), run_before=_before_snapshot)
+@pytest.mark.parametrize("size", [(80, 24), (120, 40), (160, 48), (220, 60)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_snapshot_idle_monochrome(make_fleet, snap_compare, _fixed_clock, size):
+    assert snap_compare(_snap_app(make_fleet(10)), terminal_size=size, run_before=_before_snapshot)
 
 
 def test_snapshot_160x48_colour(make_fleet, snap_compare, monkeypatch, _fixed_clock):
