@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from textual.widgets import Footer, TabbedContent
@@ -259,46 +264,168 @@ def _chroma(hex_colour: str) -> int:
 
 
 # --------------------------------------------------------------------------------------------- snapshots
-# Taken before any rollout, with the staged diff shown and its commit ages counted from a fixed time (the demo
-# repo's commit times are fixed), so nothing on screen depends on the clock. Regenerate with --snapshot-update.
+# Idle, mid-deploy (the canary done, stage 1 waiting for the operator), the canary's failed gate and DONE, at each
+# size. Nothing on screen may depend on the clock: commit ages count from a fixed time (the demo repo's commit
+# times are fixed), log lines, lock times and durations show fixed values, and the failed gate's metrics come from
+# a source that always answers the same (errors_5xx of r2307 at 7.5%, over a window an hour wide, so the deploy's
+# marks fall in its last column). Regenerate with --snapshot-update.
 SNAP_NOW = 1_795_608_000.0  # 2026-11-25 12:00 UTC: a fixed time after the demo repo's commits
+SIZES = [(80, 24), (120, 40), (160, 48), (220, 60)]
+
+
+def _size_id(size: tuple[int, int]) -> str:
+    return f"{size[0]}x{size[1]}"
 
 
 @pytest.fixture
 def _fixed_clock(monkeypatch):
+    from controlroom import app_link
+    from widgets import deploy_log, rollout
     from widgets.staging_diff import StagingDiffPane
 
     monkeypatch.setattr(StagingDiffPane, "clock", staticmethod(lambda: SNAP_NOW))
+    line = deploy_log.entry_line
+
+    def fixed_line(at, *args, **kw) -> str:
+        return re.sub(r"\b\d+(\.\d+)? (ms|s|min)\b", "1 s", line(SNAP_NOW, *args, **kw))
+
+    monkeypatch.setattr(app_link, "entry_line", fixed_line)
+    for module in (deploy_log, rollout):
+        monkeypatch.setattr(module, "clock", lambda at, now=None: "12:00")
+    monkeypatch.setattr(rollout, "duration", lambda seconds: "1 s")
+    monkeypatch.setattr(rollout, "phase_seconds", lambda seconds: "1.0 s")
 
 
-def _snap_app(fleet) -> ControlRoom:
-    return make_app(fleet)
+class SteadyMetrics(ThreadingHTTPServer):
+    """A Prometheus API on 127.0.0.1 that always answers the same: errors_5xx 0.1% on r2306 and 7.5% on r2307,
+    latency 40 ms, each range a flat line from its start to its end."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _SteadyHandler)
+        self.daemon_threads = True
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
 
 
-async def _before_snapshot(pilot) -> None:
+class _SteadyHandler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 - the http.server name
+        url = urlsplit(self.path)
+        q = {k: v[0] for k, v in parse_qs(url.query).items()}
+        lines = ([({"revision": "r2306"}, "0.1"), ({"revision": "r2307"}, "7.5")]
+                 if "http_requests_total{" in q.get("query", "") else [({}, "40")])
+        if url.path.endswith("query_range"):
+            start, end, step = float(q["start"]), float(q["end"]), float(q["step"])
+            times = [start + i * step for i in range(int((end - start) / step) + 1)]
+            result = [{"metric": m, "values": [[t, v] for t in times]} for m, v in lines]
+            data = {"resultType": "matrix", "result": result}
+        else:
+            data = {"resultType": "vector", "result": [{"metric": m, "value": [time.time(), v]} for m, v in lines]}
+        body = json.dumps({"status": "success", "data": data}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def steady_gate_fleet(tmp_path):
+    """Six simulated hosts whose canary gate asks SteadyMetrics (and so fails, the same way every time)."""
+    metrics = SteadyMetrics()
+    fleet = Fleet(tmp_path / "fleet", 6, metrics=True).start_in_thread()
+    text = re.sub(r'^url = "http://127\.0\.0\.1:\d+"', f'url = "{metrics.url}"', fleet.config_path.read_text(),
+                  flags=re.M)
+    fleet.config_path.write_text(text.replace('window = "5m"', 'window = "1h"'))
+    yield fleet
+    fleet.stop_thread()
+    metrics.shutdown()
+
+
+def _diff_live(pilot, text: str):
     from widgets.staging_diff import StagingDiffPane
 
-    await ready(pilot)
-    await until(pilot, lambda: pilot.app.query_one(StagingDiffPane).shown, "the staged diff")
+    diff = pilot.app.query_one(StagingDiffPane)
+    return lambda: diff.shown and text in diff.head_text
+
+
+async def _settle(pilot, live: str) -> None:
+    """The staging diff's live side caught up with the hosts, no notification left (each is gone within 4 s:
+    whether one still shows depends on the clock), everything painted."""
+    await until(pilot, _diff_live(pilot, live), f"the staging diff saying {live!r}")
+    pilot.app.clear_notifications()
     pilot.app.flush()
     await pilot.pause()
 
 
-@pytest.mark.parametrize("size", [(80, 24), (120, 40), (160, 48), (220, 60)], ids=lambda s: f"{s[0]}x{s[1]}")
-def test_snapshot_idle_monochrome(make_fleet, snap_compare, _fixed_clock, size):
-    assert snap_compare(_snap_app(make_fleet(10)), terminal_size=size, run_before=_before_snapshot)
+async def _idle(pilot) -> None:
+    await ready(pilot)
+    await _settle(pilot, "live: r2306")
+
+
+async def _mid_deploy(pilot) -> None:
+    await ready(pilot)
+    await pilot.press("d")
+    await until(pilot, lambda: pilot.app.board.gate is not None and pilot.app.status == ev.R_WAITING,
+                "stage 1 waiting for the operator")
+    await _settle(pilot, "r2307 on 2")
+
+
+async def _failed_gate(pilot) -> None:
+    await ready(pilot)
+    metrics = pilot.app.query_one("#metrics")
+    await until(pilot, lambda: not metrics.shown or metrics.reply is not None, "the metrics (where shown)")
+    await pilot.press("d")
+    await until(pilot, lambda: isinstance(pilot.app.screen, GateHaltDialog), "the failed gate's choices", timeout=60)
+    await pilot.press("escape")
+    await until(pilot, lambda: pilot.app.screen is pilot.app.main, "the gate's dialog closed")
+    await _settle(pilot, "r2307 on 2")
+
+
+async def _done(pilot) -> None:
+    await _mid_deploy(pilot)
+    await pilot.press("g")
+    await until(pilot, lambda: pilot.app.status == ev.R_DONE and pilot.app.last_finished is not None, "DONE")
+    await _settle(pilot, "live: r2307")
+
+
+@pytest.mark.parametrize("size", SIZES, ids=_size_id)
+def test_snapshot_idle(make_fleet, snap_compare, _fixed_clock, size):
+    assert snap_compare(make_app(make_fleet(10)), terminal_size=size, run_before=_idle)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=_size_id)
+def test_snapshot_mid_deploy(make_fleet, snap_compare, _fixed_clock, size):
+    assert snap_compare(make_app(make_fleet(10)), terminal_size=size, run_before=_mid_deploy)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size", SIZES, ids=_size_id)
+def test_snapshot_failed_gate(steady_gate_fleet, snap_compare, _fixed_clock, size):
+    assert snap_compare(make_app(steady_gate_fleet), terminal_size=size, run_before=_failed_gate)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size", SIZES, ids=_size_id)
+def test_snapshot_done(make_fleet, snap_compare, _fixed_clock, size):
+    assert snap_compare(make_app(make_fleet(10)), terminal_size=size, run_before=_done)
 
 
 def test_snapshot_160x48_colour(make_fleet, snap_compare, monkeypatch, _fixed_clock):
     monkeypatch.delenv("NO_COLOR", raising=False)
-    assert snap_compare(_snap_app(make_fleet(10)), terminal_size=(160, 48), run_before=_before_snapshot)
+    assert snap_compare(make_app(make_fleet(10)), terminal_size=(160, 48), run_before=_idle)
 
 
 def test_snapshot_80x24_colour_help(make_fleet, snap_compare, monkeypatch, _fixed_clock):
     monkeypatch.delenv("NO_COLOR", raising=False)
     assert snap_compare(
-        _snap_app(make_fleet(10)),
+        make_app(make_fleet(10)),
         terminal_size=(80, 24),
-        run_before=_before_snapshot,
+        run_before=_idle,
         press=["question_mark"],
     )
