@@ -41,6 +41,7 @@ from widgets.status_line import StatusLine
 
 TOAST_SECONDS = 4.0  # a notification is gone after this at most; an error stays in the status line
 TOAST_CHARS = 76  # a notification is short: two lines of its box (the whole of an error is in the status line)
+# At most a few at once (app.tcss puts them in a corner with no live figure): the oldest gives way.
 
 
 class ControlRoom(StageActions, MetricsLink, FlagActions, Link, Controller, App[int]):
@@ -167,6 +168,12 @@ class ControlRoom(StageActions, MetricsLink, FlagActions, Link, Controller, App[
             self._main.query_one(StatusLine).say(text, error=True)
         if len(message) > TOAST_CHARS:
             message = message[: TOAST_CHARS - 1] + "…"
+        main = self._main
+        # the corner has room for a few in two columns (over the deploy log's oldest lines), else for one
+        room = 3 if main is not None and main.has_class("-wide") and not main.has_class("-three") else 1
+        shown = list(self._notifications)
+        for old in shown[: max(len(shown) - room + 1, 0)]:
+            self._unnotify(old, refresh=False)  # the newest says what is so now
         super().notify(message, title=title, severity=severity, markup=markup,
                        timeout=min(timeout or TOAST_SECONDS, TOAST_SECONDS))
 

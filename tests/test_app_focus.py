@@ -123,3 +123,27 @@ def test_the_readme_and_the_help_screen_list_the_same_keys():
                  .split("`, `")}
     in_help = {key for key, _ in ControlRoom.help_keys(None)}  # type: ignore[arg-type]
     assert in_readme == in_help, f"only in the README: {in_readme - in_help}; only in help: {in_help - in_readme}"
+
+
+async def test_in_the_staging_diffs_search_box_k_and_digits_are_letters_and_tab_leaves_it(make_fleet):
+    from textual.widgets import Input
+
+    from widgets.staging_diff import StagingDiffPane
+
+    app = make_app(make_fleet(2))
+    async with app.run_test(size=WIDE) as pilot:
+        await start(pilot)
+        diff = app.query_one(StagingDiffPane)
+        await until(pilot, lambda: diff.shown, "the staged diff")
+        await pilot.press("4")
+        await until(pilot, lambda: app.main.focused_tab == "tab-diff", "the staging diff focused")
+        await pilot.press("slash")
+        box = diff.query_one("#diff-search", Input)
+        await until(pilot, lambda: box.has_focus, "the search box")
+        await pilot.press(*"kill 3")
+        await pilot.pause()
+        assert box.value == "kill 3" and app.screen is app.main, (box.value, app.screen)
+        await pilot.press("escape")
+        await until(pilot, lambda: diff.view.has_focus, "the diff view again")
+        await pilot.press("k")  # out of the box, k is the kill switch again
+        await until(pilot, lambda: isinstance(app.screen, KillSwitchPicker), "the kill switch picker")

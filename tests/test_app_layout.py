@@ -204,9 +204,11 @@ async def test_at_80x24_a_failed_gates_long_header_leaves_the_last_phase_on_scre
         assert_footer_fits(app)
 
 
-async def test_notifications_are_short_gone_in_4_s_and_an_error_stays_in_the_status_line(make_fleet):
+@pytest.mark.parametrize("size", [(80, 24), (160, 48), (220, 60)], ids=lambda s: f"{s[0]}x{s[1]}")
+async def test_notifications_are_short_gone_in_4_s_cover_no_live_figure_and_an_error_stays_in_the_status_line(
+        make_fleet, size):
     app = make_app(make_fleet(4), read_only=True)
-    async with app.run_test(size=(160, 48), notifications=True) as pilot:
+    async with app.run_test(size=size, notifications=True) as pilot:
         await ready(pilot)
         await pilot.press("d")  # read-only: the server's refusal is an error
         await until(pilot, lambda: app.main.query_one(StatusLine).shown, "the refusal in the status line")
@@ -216,9 +218,10 @@ async def test_notifications_are_short_gone_in_4_s_and_an_error_stays_in_the_sta
         assert notes and all(n.timeout <= TOAST_SECONDS for n in notes), [(n.message, n.timeout) for n in notes]
         assert all(len(n.message) <= 76 for n in notes)
         await until(pilot, lambda: app.screen.query("Toast"), "the toast on screen")
-        live = [app.main.query_one(sel).region for sel in ("#metrics", "#flags", "#rollout", "#staging-diff")]
+        live = ("#host-grid", "#context-line", "#phase-bars", "#metrics", "#flags", "#staging-diff")
+        regions = [w.region for sel in live for w in app.main.query(sel) if w.region.height]
         for toast in app.screen.query("Toast"):
-            assert not any(toast.region.overlaps(r) for r in live), f"a toast {toast.region} covers a live pane"
+            assert not any(toast.region.overlaps(r) for r in regions), f"a toast {toast.region} covers a live figure"
         await pilot.press("escape")
         await until(pilot, lambda: not status.shown, "escape dismissing the error")
 
