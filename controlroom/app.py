@@ -40,8 +40,6 @@ from widgets.rollout import RolloutPane
 from widgets.status_line import StatusLine
 
 TOAST_SECONDS = 4.0  # a notification is gone after this at most; an error stays in the status line
-TOAST_CHARS = 76  # a notification is short: two lines of its box (the whole of an error is in the status line)
-# At most a few at once (app.tcss puts them in a corner with no live figure): the oldest gives way.
 
 
 class ControlRoom(StageActions, MetricsLink, FlagActions, Link, Controller, App[int]):
@@ -156,8 +154,9 @@ class ControlRoom(StageActions, MetricsLink, FlagActions, Link, Controller, App[
 
     def notify(self, message: str, *, title: str = "", severity="information", timeout: float | None = None,
                markup: bool = True) -> None:
-        """Every notification: short, gone in TOAST_SECONDS at most (the corner it takes is the app.tcss's); an
-        error also stays, whole, in the status line until escape dismisses it."""
+        """Every notification: gone in TOAST_SECONDS at most, in the corner app.tcss gives it (its box is 40
+        columns wide: say it in a line or two; it is never cut, a cut message could say what is not so); an error
+        also stays in the status line until escape dismisses it."""
         if severity == "error" and self._main is not None and self._main.is_mounted:
             text = f"{title}: {message}" if title else message
             if markup:
@@ -166,8 +165,6 @@ class ControlRoom(StageActions, MetricsLink, FlagActions, Link, Controller, App[
                 except Exception:  # noqa: BLE001 - not markup after all: shown as it is
                     pass
             self._main.query_one(StatusLine).say(text, error=True)
-        if len(message) > TOAST_CHARS:
-            message = message[: TOAST_CHARS - 1] + "…"
         main = self._main
         # the corner has room for a few in two columns (over the deploy log's oldest lines), else for one
         room = 3 if main is not None and main.has_class("-wide") and not main.has_class("-three") else 1

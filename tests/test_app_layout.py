@@ -216,7 +216,7 @@ async def test_notifications_are_short_gone_in_4_s_cover_no_live_figure_and_an_e
         assert "refused" in status.text and "read-only" in status.text, status.text
         notes = list(app._notifications)
         assert notes and all(n.timeout <= TOAST_SECONDS for n in notes), [(n.message, n.timeout) for n in notes]
-        assert all(len(n.message) <= 76 for n in notes)
+        assert all(len(n.message) <= 80 for n in notes), [n.message for n in notes]  # two lines of the box
         await until(pilot, lambda: app.screen.query("Toast"), "the toast on screen")
         live = ("#host-grid", "#context-line", "#phase-bars", "#metrics", "#flags", "#staging-diff")
         regions = [w.region for sel in live for w in app.main.query(sel) if w.region.height]
