@@ -43,7 +43,7 @@ FOCUS_IN = {"tab-rollout": "#host-grid", "tab-log": "#log-lines", "tab-flags": "
             "tab-diff": "#diff-view", "tab-metrics": None}  # None: the pane itself
 FOCUS_MARK = "▶ "
 PALETTE_KEY_FROM = 100  # the footer shows ^p palette from this width on; narrower, it needs the room for keys
-SIDE = (56, 80)  # the right column's width in two columns: the flags table's four first columns need ~66
+SIDE = (44, 80)  # the right column in two columns: at 160x48 76 (the flags table needs ~66); at 120x40 44
 ROLLOUT_MIN = 84  # eight hosts a row with their names
 SIDE3 = 68  # each side column in three columns
 METRICS_ROWS = 10  # the metrics pane in the right column: two series of two lines, the markers, the legend
