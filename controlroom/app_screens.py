@@ -189,9 +189,9 @@ class MainScreen(Screen):
         switcher = self.query_one("#panes > ContentSwitcher", ContentSwitcher)
         rollout = self.query_one("#tab-rollout", TabPane)
         app: ControlRoom = self.app  # type: ignore[assignment]
-        # the flags pane: its summary (and the read-back's line), the table's header and one row a flag, the
-        # border; beyond a third of the height the table scrolls
-        flags_rows = min(max(len(app.cfg.flags.flags), 2) + 6, h // 3)
+        # the flags pane: its summary (and the read-back's line), the table's header and one row a flag, its keys,
+        # the border; beyond a third of the height the table scrolls
+        flags_rows = min(max(len(app.cfg.flags.flags), 2) + 7, h // 3)
         st = switcher.styles
         if w >= THREE_COLUMNS[0] and h >= THREE_COLUMNS[1]:
             # the rollout | the deploy log over the staging diff | the flags over the metrics

@@ -106,6 +106,10 @@ async def test_at_80x24_the_panes_are_tabs_and_nothing_is_cut_off(make_fleet):
         for child in ("#revision-line", "#context-line", "#waiting-line", "#phase-bars", "#host-grid"):
             assert_inside(app, rollout.query_one(child))
         assert_footer_fits(app)
+        await pilot.press("3")  # the flags pane's keys are on its own line, not in the footer
+        await until(pilot, lambda: app.flags_pane.table.has_focus, "the flags table to take the keys")
+        assert_footer_fits(app)
+        assert_inside(app, app.flags_pane.query_one("#flags-keys"))
         await pilot.press("2")
         await pilot.pause()
         assert tabs.active == "tab-log"

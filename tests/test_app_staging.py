@@ -184,8 +184,8 @@ async def test_a_20000_line_diff_opens_draws_only_what_is_on_screen_and_scrolls_
         assert "+line 12345" in drawn(pane)
         await pilot.press("escape", "slash", *"line 19999", "enter")  # escape closes the box, / opens a new one
         assert "+line 19999" in drawn(pane)
-        # a few screens and repaints of them, as many as the view is tall (taller since it shows the diff body)
-        assert view.renders < 60 * view.size.height, (view.renders, view.size.height)  # never 20,000
+        # a few screens and their repaints (how many repaints depends on the machine's load), never the 20,000 lines
+        assert view.renders < 2000, (view.renders, view.size.height)
 
 
 # --------------------------------------------------------------------------------------------- the stage key
