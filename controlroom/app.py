@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 
+from rich.text import Text
 from textual.app import App
 from textual.screen import Screen
 from textual.widgets import TabbedContent
@@ -37,6 +38,9 @@ from widgets.host_detail import HostScreen
 from widgets.host_grid import HostGrid
 from widgets.presence import PresenceLine
 from widgets.rollout import RolloutPane
+from widgets.status_line import StatusLine
+
+TOAST_SECONDS = 4.0  # a notification is gone after this at most; an error stays in the status line
 
 
 class ControlRoom(StageActions, MetricsLink, FlagActions, Link, Controller, App[int]):
@@ -45,6 +49,7 @@ class ControlRoom(StageActions, MetricsLink, FlagActions, Link, Controller, App[
     CSS_PATH = "app.tcss"
     TITLE = "controlroom"
     BINDINGS = bindings(TABS)
+    NOTIFICATION_TIMEOUT = TOAST_SECONDS
 
     def __init__(self, cfg: Config, *, read_only: bool = False) -> None:
         super().__init__()
@@ -152,6 +157,28 @@ class ControlRoom(StageActions, MetricsLink, FlagActions, Link, Controller, App[
         client, self.client = self.client, None
         if client is not None:
             await client.close()  # the server and its deploy go on
+
+    def notify(self, message: str, *, title: str = "", severity="information", timeout: float | None = None,
+               markup: bool = True) -> None:
+        """Every notification: gone in TOAST_SECONDS at most, in the corner app.tcss gives it (its box is 40
+        columns wide: say it in a line or two; it is never cut, a cut message could say what is not so); an error
+        also stays in the status line until escape dismisses it."""
+        if severity == "error" and self._main is not None and self._main.is_mounted:
+            text = f"{title}: {message}" if title else message
+            if markup:
+                try:
+                    text = Text.from_markup(text).plain
+                except Exception:  # noqa: BLE001 - not markup after all: shown as it is
+                    pass
+            self._main.query_one(StatusLine).say(text, error=True)
+        main = self._main
+        # the corner has room for a few in two columns (over the deploy log's oldest lines), else for one
+        room = 3 if main is not None and main.has_class("-wide") and not main.has_class("-three") else 1
+        shown = list(self._notifications)
+        for old in shown[: max(len(shown) - room + 1, 0)]:
+            self._unnotify(old, refresh=False)  # the newest says what is so now
+        super().notify(message, title=title, severity=severity, markup=markup,
+                       timeout=min(timeout or TOAST_SECONDS, TOAST_SECONDS))
 
     # ------------------------------------------------------------------------------------------- painting
     def flush(self) -> None:

@@ -18,7 +18,7 @@ from textual.worker import Worker
 
 from controlroom import events as ev
 from controlroom.app_confirm import deploy_plan, plural, why_no_resume
-from controlroom.app_keys import _KEY_NAMES, ACTIONS, INTENT_OF, SECONDARY, WIDE_ONLY
+from controlroom.app_keys import _KEY_NAMES, ACTIONS, INTENT_OF, NAV_KEYS, SECONDARY, WIDE_ONLY
 from controlroom.journal import abandons
 from controlroom.text import clean
 from widgets.deploy_log import clock
@@ -97,7 +97,7 @@ class Controller:
             return False
         if action in WIDE_ONLY and parameters == (0,) and not (self._main and self._main.has_class("-wide")):
             return False
-        if action in ("quit", "help", "command_palette", "show_tab"):
+        if action in ("quit", "help", "command_palette", "show_tab", "focus_next", "focus_previous"):
             return True
         if action == "open_host":
             return bool(board.order)
@@ -173,14 +173,7 @@ class Controller:
 
     def help_keys(self) -> list[tuple[str, str]]:
         keys = [(_KEY_NAMES.get(a.key, a.key), f"{a.label}: {a.help}") for a in ACTIONS]
-        keys += [
-            ("arrows", "Move the cursor in the host grid"),
-            ("space, %", "In the flags pane: turn the selected flag on/off, or to a percentage (enter: its history)"),
-            ("tab", "Move between panes"),
-            ("1-5", "Show that pane: its tab on small terminals; else it fills the screen (again or escape: back)"),
-            ("ctrl+p", "Command palette: every action by name"),
-            ("q", "Quit (a deploy keeps running in the server; `controlroom` re-attaches)"),
-        ]
+        keys += list(NAV_KEYS)
         return keys
 
     def action_help(self) -> None:
@@ -189,13 +182,9 @@ class Controller:
             self.push_screen(HelpScreen(self.help_keys()))
 
     def action_show_tab(self, tab: str) -> None:
-        """Narrow: show that tab. Wide: that pane fills the screen (a 20,000-line diff wants more than its corner);
-        the same key again, or escape, puts it back."""
-        if not self.main.has_class("-wide"):
-            self.tabs.active = tab
-            return
-        pane = self.main.query_one(f"#{tab} .pane")
-        self.main.maximized = None if self.main.maximized is pane else pane
+        """A digit: focus that pane (its tab on small terminals); the same digit again fills the screen with it
+        (a 20,000-line diff wants more than its corner); once more, or escape, puts it back."""
+        self.main.show_pane(tab)
 
     # ------------------------------------------------------------------------------------------- hosts
     def open_host(self, host: str) -> HostScreen:

@@ -129,14 +129,6 @@ class FlagActions:
         super()._on_snapshot(msg)  # type: ignore[misc]
         self.want_flags()
 
-    def action_show_tab(self, tab: str) -> None:
-        """Narrow terminals: showing the flags pane puts the keys on its table (space, %, enter act there)."""
-        super().action_show_tab(tab)  # type: ignore[misc]
-        if not self.main.has_class("-wide"):
-            target = self.flags_pane.table if tab == "tab-flags" else self.host_grid if tab == "tab-rollout" else None
-            if target is not None:
-                self.call_after_refresh(target.focus)
-
     # ------------------------------------------------------------------------------------------- acting
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # k is a priority key (heard over a host's view and help too): on a dialog or the palette, where people

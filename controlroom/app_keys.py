@@ -47,6 +47,18 @@ ACTIONS = (
            "Search the staging diff: enter goes to the next match, n/N next/previous, escape closes"),
     Action("question_mark", "help", "Help", "Keys, host symbols and what each pane is for"),
 )
+# The keys that move around rather than act: the help screen lists them after ACTIONS, the README the same.
+NAV_KEYS = (
+    ("tab, shift+tab", "Focus the next/previous pane: rollout, deploy log, flags, staging diff, metrics"),
+    ("1-5", "Focus that pane (on small terminals its tab); the same digit again fills the screen with it, "
+            "again or escape puts it back"),
+    ("arrows", "Move the cursor in the focused pane: hosts in the grid, flags in the flags pane, lines elsewhere"),
+    ("space, %", "In the flags pane: turn the selected flag on/off, or to a percentage (enter: its history)"),
+    ("v", "In the flags pane: read every host's flags file back and name the hosts that drifted"),
+    ("escape", "Put a pane that fills the screen back; else dismiss the error in the status line"),
+    ("ctrl+p", "Command palette: every action by name"),
+    ("q", "Quit (a deploy keeps running in the server; `controlroom` re-attaches)"),
+)
 _KEY_NAMES = {"question_mark": "?", "enter": "enter", "slash": "/"}
 # In the footer only while no rollout runs (an 80-column footer has room for the rollout's own actions only);
 # their keys work all the time through a hidden twin binding with the argument 1.

@@ -184,7 +184,8 @@ async def test_a_20000_line_diff_opens_draws_only_what_is_on_screen_and_scrolls_
         assert "+line 12345" in drawn(pane)
         await pilot.press("escape", "slash", *"line 19999", "enter")  # escape closes the box, / opens a new one
         assert "+line 19999" in drawn(pane)
-        assert view.renders < 400
+        # a few screens and their repaints (how many repaints depends on the machine's load), never the 20,000 lines
+        assert view.renders < 2000, (view.renders, view.size.height)
 
 
 # --------------------------------------------------------------------------------------------- the stage key

@@ -20,6 +20,7 @@ from textual.widgets import DataTable, Static
 from controlroom.text import clean
 
 KILL_MARK = "⚠"  # a kill switch, on a monochrome screen too
+KEYS_LINE = "space on/off · % percentage · enter history · v verify · k kill switch"
 FEATURE_MARK = "·"
 # what matters in an emergency first: a narrow pane shows the mark, the name, the value and the receipt
 COLUMNS = ("flag", "value", "receipt", "kind", "changed")
@@ -66,11 +67,15 @@ def changed_text(row: dict) -> str:
 class FlagTable(DataTable):
     """One row a flag; the cursor picks the flag the keys act on."""
 
+    # not in the footer (an 80-column footer has room for the rollout's keys only): the pane's own line says them
     BINDINGS = [
-        Binding("space", "flip", "On/off", tooltip="Turn the selected flag on or off on every host"),
-        Binding("percent_sign", "percent", "Percentage", tooltip="Set the selected flag to a percentage"),
-        Binding("enter", "history", "History", tooltip="Who changed the selected flag, when, from, to and why"),
-        Binding("v", "verify", "Verify", tooltip="Read every host's flags file back (sha256) and name the drifted"),
+        Binding("space", "flip", "On/off", tooltip="Turn the selected flag on or off on every host", show=False),
+        Binding("percent_sign", "percent", "Percentage", tooltip="Set the selected flag to a percentage",
+                show=False),
+        Binding("enter", "history", "History", tooltip="Who changed the selected flag, when, from, to and why",
+                show=False),
+        Binding("v", "verify", "Verify", tooltip="Read every host's flags file back (sha256) and name the drifted",
+                show=False),
     ]
 
     def __init__(self, **kwargs) -> None:
@@ -106,7 +111,12 @@ class FlagTable(DataTable):
 
 
 class FlagsPane(Vertical):
-    """The flags as the server last said (`show`)."""
+    """The flags as the server last said (`show`), and a line with the pane's keys under them."""
+
+    DEFAULT_CSS = """
+    FlagsPane #flag-table { height: 1fr; }
+    FlagsPane #flags-keys { color: $text-muted; height: auto; }
+    """
 
     class Flip(Message):
         """space on a flag: turn it on or off."""
@@ -133,6 +143,7 @@ class FlagsPane(Vertical):
     def compose(self) -> ComposeResult:
         yield Static(self.summary, id="flags-summary", markup=False)
         yield FlagTable(id="flag-table")
+        yield Static(KEYS_LINE, id="flags-keys", markup=False)
 
     def on_mount(self) -> None:
         self.border_title = "Flags"

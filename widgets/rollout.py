@@ -147,6 +147,11 @@ def _bar(phase: PhaseView, width: int = BAR_WIDTH) -> Text:
     return t
 
 
+def phase_seconds(seconds: float) -> str:
+    """How long a finished phase took, to a tenth of a second (a snapshot test fixes it)."""
+    return f"{seconds:.1f} s"
+
+
 def phase_marker(board: Board, i: int) -> tuple[str, str]:
     phase = board.phases[i]
     if board.halted is not None and board.halted.phase == i:
@@ -181,7 +186,7 @@ def phase_bars(board: Board) -> Text:
                 t.append(" · ", style="dim")
             t.append(f"{n} {LABEL[s]}", style=COLOR[s] if s != ev.PENDING else "dim")
         if p.seconds is not None:
-            t.append(f" ({p.seconds:.1f} s)", style="dim")
+            t.append(f" ({phase_seconds(p.seconds)})", style="dim")
     return t
 
 
