@@ -6,6 +6,7 @@ from textual import events
 
 from controlroom import events as ev
 from tests.test_app_actions import deploy_to_gate, journal_of, make_app, servers_stopped, start, until  # noqa: F401
+from widgets.dialogs import ConfirmDialog
 
 
 async def test_two_quick_d_presses_start_one_deploy(make_fleet):
@@ -17,6 +18,10 @@ async def test_two_quick_d_presses_start_one_deploy(make_fleet):
         for _ in range(2):
             app.post_message(events.Key("d", "d"))
         app.action_deploy()  # and once more from the palette, in the same tick
+        # one confirmation opens, not three; two quick y's answer it once
+        await until(pilot, lambda: isinstance(app.screen, ConfirmDialog), "the deploy's confirmation")
+        assert sum(isinstance(s, ConfirmDialog) for s in app.screen_stack) == 1, app.screen_stack
+        await pilot.press("y", "y")
         await until(pilot, lambda: app.board.gate is not None, "the canary to finish and the gate to wait")
         starts = [line for line in app.log_lines if "DEPLOY START" in line]
         assert len(starts) == 1, app.log_lines

@@ -192,7 +192,8 @@ def ask_server(fleet: Fleet, op: str) -> dict:
     async def go():
         c = await connect(config_mod.load(fleet.config_path))
         try:
-            return await c.request(op)
+            # this test's process is root, not the deploy's driver (mygrant): it acts anyway, as a teammate would
+            return await c.request(op, anyway=True)
         finally:
             await c.close()
 

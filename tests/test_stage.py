@@ -207,5 +207,5 @@ def test_stage_output_that_is_not_utf8_has_a_cr_an_escape_or_a_megabyte_line_is_
     out = res.stdout.splitlines()
     assert out[0] == "  caf\\xe9 ok^MFAILED ^[[2J"
     assert out[1].startswith("  xxxx") and out[1].endswith("…") and len(out[1]) <= 1002
-    assert out[2] == "  after" and re.fullmatch(r"STAGE OK r2307 in \d+ s", out[3]), out[2:]
+    assert out[2] == "  after" and re.fullmatch(r"STAGE OK r2307 in \d+ m?s", out[3]), out[2:]
     assert "\x1b" not in res.stdout and "\r" not in res.stdout
