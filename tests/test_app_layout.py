@@ -222,7 +222,7 @@ async def test_notifications_are_short_gone_in_4_s_cover_no_live_figure_and_an_e
         assert notes and all(n.timeout <= TOAST_SECONDS for n in notes), [(n.message, n.timeout) for n in notes]
         assert all(len(n.message) <= 80 for n in notes), [n.message for n in notes]  # two lines of the box
         await until(pilot, lambda: app.screen.query("Toast"), "the toast on screen")
-        live = ("#host-grid", "#context-line", "#phase-bars", "#metrics", "#flags", "#staging-diff")
+        live = ("#host-grid", "#context-line", "#phase-bars", "#metrics", "#flags", "#deploy-log", "#diff-head")
         regions = [w.region for sel in live for w in app.main.query(sel) if w.region.height]
         for toast in app.screen.query("Toast"):
             assert not any(toast.region.overlaps(r) for r in regions), f"a toast {toast.region} covers a live figure"
