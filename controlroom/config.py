@@ -304,23 +304,34 @@ def _inventory(r: Reader, data: dict) -> tuple[list[Host], dict[str, tuple[str, 
     return hosts, groups
 
 
+def _unreadable(path: Path) -> str | None:
+    """Why a file the config names cannot be used (missing, not a file, not readable by us), or None."""
+    try:
+        if not path.is_file():
+            return "file not found"
+        with path.open("rb"):
+            return None
+    except OSError as e:
+        return f"cannot read it ({e.strerror or type(e).__name__})"
+
+
 def _ssh(r: Reader, inv: Any, base: Path, require_known_hosts: bool) -> SSHSettings:
     d = "inventory.ssh"
     s = r.table(inv.get("ssh", {}) if isinstance(inv, dict) else {}, d, _SSH)
     kh = r.resolve(base, r.string(s, d, "known_hosts", "~/.ssh/known_hosts"))
-    if require_known_hosts and not kh.is_file():
+    if require_known_hosts and (why := _unreadable(kh)):
         r.missing_file(
             f"{d}.known_hosts",
-            f"file not found: {kh} (host keys are always checked; add the fleet's keys with ssh-keyscan)",
+            f"{why}: {kh} (host keys are always checked; add the fleet's keys with ssh-keyscan)",
         )
     idents = tuple(r.resolve(base, x) for x in r.strings(s, d, "identity_file"))
     for i in idents:
-        if not i.is_file():
-            r.missing_file(f"{d}.identity_file", f"file not found: {i}")
+        if why := _unreadable(i):
+            r.missing_file(f"{d}.identity_file", f"{why}: {i}")
     cfgs = tuple(r.resolve(base, x) for x in r.strings(s, d, "config"))
     for c in cfgs:
-        if not c.is_file():
-            r.missing_file(f"{d}.config", f"ssh config file not found: {c}")
+        if why := _unreadable(c):
+            r.missing_file(f"{d}.config", f"ssh config {why}: {c}")
     return SSHSettings(
         known_hosts=kh,
         user=r.string(s, d, "user"),

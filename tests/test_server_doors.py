@@ -544,22 +544,42 @@ def test_a_webhook_named_by_a_variable_is_read_from_the_servers_environment_at_s
 
 
 @needs_root
-def test_a_teammate_reads_the_deploy_log_through_the_socket_since_the_journal_is_the_servers_alone(doors):
-    fleet, state, stranger = doors
-    assert cr(fleet, "log", "add", "shipping r2307 after lunch").returncode == 0
-    top = state.parent  # the teammate's own copy of the config, beside the state directory (pytest's is 0700)
+def teammate_config(fleet, state: Path) -> Path:
+    """The teammate's own copy of the config, beside the state directory (pytest's temp root is 0700)."""
+    top = state.parent
     for name in ("known_hosts", "client_key"):
         shutil.copy(Path(fleet.dir) / name, top / name)
         os.chmod(top / name, 0o644)
-    (top / "repo").mkdir()
+    (top / "repo").mkdir(exist_ok=True)
     mine = top / "controlroom.toml"
     mine.write_text(fleet.config_path.read_text())
     os.chmod(mine, 0o644)
+    return mine
+
+
+def as_stranger(stranger, *args: str) -> subprocess.CompletedProcess:
+    """controlroom run as the second local user, with this checkout's code and venv."""
     site = next((REPO / ".venv" / "lib").glob("python3*/site-packages"), None)
     if site is None:
         pytest.skip("no venv to lend the teammate")
-    res = subprocess.run([SYSTEM_PYTHON, "-m", "controlroom.cli", "log", "--config", str(mine)], user=stranger.uid,
-                         group=stranger.gid, extra_groups=[], cwd="/", capture_output=True, text=True, timeout=60,
-                         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{REPO}:{site}", "HOME": "/nonexistent"})
+    return subprocess.run([SYSTEM_PYTHON, "-m", "controlroom.cli", *args], user=stranger.uid, group=stranger.gid,
+                          extra_groups=[], cwd="/", capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{REPO}:{site}", "HOME": "/nonexistent"})
+
+
+def test_a_teammate_reads_the_deploy_log_through_the_socket_since_the_journal_is_the_servers_alone(doors):
+    fleet, state, stranger = doors
+    assert cr(fleet, "log", "add", "shipping r2307 after lunch").returncode == 0
+    res = as_stranger(stranger, "log", "--config", str(teammate_config(fleet, state)))
     assert res.returncode == 0, res.stdout + res.stderr
     assert "[alice] NOTE shipping r2307 after lunch" in res.stdout, res.stdout
+
+
+def test_a_known_hosts_file_the_teammate_cannot_read_is_one_line_naming_it(doors):
+    fleet, state, stranger = doors
+    mine = teammate_config(fleet, state)
+    os.chmod(state.parent / "known_hosts", 0o600)  # root's alone: before, a PermissionError's traceback
+    res = as_stranger(stranger, "check", "--config", str(mine))
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert "inventory.ssh.known_hosts" in res.stderr and "cannot read it (Permission denied)" in res.stderr, res.stderr
