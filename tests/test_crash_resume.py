@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
 import sqlite3
 import subprocess
@@ -11,6 +10,7 @@ import sys
 import pytest
 
 from tests.conftest import run_cli
+from tests.disks import fill, small_tmpfs, unmount
 from tests.servers import kill_server, servers_stopped, stop_servers  # noqa: F401 - every server a test starts stops with it
 from tests.waiting import wait_for
 
@@ -163,20 +163,14 @@ def test_a_disk_that_fills_mid_deploy_ends_it_in_one_line_naming_the_journal_and
     config.write_text(text)
     state = fleet.dir / "state"
     state.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0710", "tmpfs", str(state)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs to fill: {mounted.stderr.strip()}")
+    small_tmpfs(state)
     try:
         deploy = subprocess.Popen([sys.executable, "-m", "controlroom.cli", "deploy", "--yes", "--config",
                                    str(config)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True)
         try:
             wait_for(lambda: _states(state / "journal.db").get("running") == 4, 60, "every host in step 1", deploy)
-            with open(state / "filler", "wb", buffering=0) as f:  # the disk fills while the hosts work
-                with contextlib.suppress(OSError):
-                    while True:
-                        f.write(b"\0" * 4096)
+            fill(state)  # the disk fills while the hosts work
             for h in fleet.hosts:
                 (h.root / "go").write_text("")
             out, err = deploy.communicate(timeout=60)
@@ -195,5 +189,4 @@ def test_a_disk_that_fills_mid_deploy_ends_it_in_one_line_naming_the_journal_and
         assert {(h.root / "REVISION").read_text().strip() for h in fleet.hosts} == {"r2307"}
     finally:
         stop_servers(fleet.dir)
-        wait_for(lambda: subprocess.run(["umount", str(state)], capture_output=True).returncode == 0, 30,
-                 "the small tmpfs to be unmounted (its server gone)")
+        unmount(state)

@@ -101,6 +101,17 @@ def running(state: Path) -> int:
                if s in ("running", "connecting", "checking"))
 
 
+def forget_that_hosts_finished(fleet, *, previous: bool = False) -> None:
+    """The journal forgets that the hosts finished (as after a crash between a step and its commit): every host
+    back in step 1, the deploy running; with previous, their previous revisions too."""
+    db = sqlite3.connect(Path(fleet.dir) / "state" / "journal.db")
+    with db:
+        db.execute("UPDATE host_runs SET state = 'running', step = 1, steps_done = 0"
+                   + (", previous = NULL" if previous else ""))
+        db.execute("UPDATE rollouts SET status = 'running'")
+    db.close()
+
+
 # ------------------------------------------------------------------------------------------------ two processes
 
 
@@ -193,12 +204,7 @@ def test_a_resume_does_not_rerun_a_step_the_hosts_receipt_has_though_the_journal
     fleet = make_fleet(3)
     cfg = config(fleet, parallel=3)
     assert cli(cfg, "deploy", "--yes").returncode == 0
-    # the journal forgets that the hosts finished (as after a crash between the step and its commit)
-    db = sqlite3.connect(Path(fleet.dir) / "state" / "journal.db")
-    with db:
-        db.execute("UPDATE host_runs SET state = 'running', step = 1, steps_done = 0")
-        db.execute("UPDATE rollouts SET status = 'running'")
-    db.close()
+    forget_that_hosts_finished(fleet)
     res = cli(cfg, "deploy", "--resume", "--yes")
     assert res.returncode == 0, res.stdout + res.stderr
     assert all(s == ["1", "2"] for s in steps_of(fleet).values()), steps_of(fleet)

@@ -4,7 +4,6 @@ history, and the reference reader an application uses."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -23,6 +22,7 @@ from controlroom.client import connect
 from controlroom.errors import ConfigError, ControlroomError
 from tests import waiting
 from tests.conftest import REPO, run_cli
+from tests.disks import fill, small_tmpfs, unmount
 from tests.servers import kill_server
 from tests.servers import stop_servers as stop_servers_under
 
@@ -354,16 +354,10 @@ def test_a_flag_change_the_journal_cannot_record_is_one_line_and_no_host_is_writ
     fleet = make_fleet(3)
     state = Path(fleet.dir) / "state"
     state.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0710", "tmpfs", str(state)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs to fill: {mounted.stderr.strip()}")
+    small_tmpfs(state)
     try:
         assert cr(fleet, "flags").returncode == 0  # the server runs, its journal made
-        with open(state / "filler", "wb", buffering=0) as f:  # then the disk under the journal fills
-            with contextlib.suppress(OSError):
-                while True:
-                    f.write(b"\0" * 4096)
+        fill(state)  # then the disk under the journal fills
         try:
             res = cr(fleet, "flag", "new_search", "off", "--yes")
         finally:
@@ -377,8 +371,7 @@ def test_a_flag_change_the_journal_cannot_record_is_one_line_and_no_host_is_writ
         assert done.returncode == 0 and "new_search on -> off on 3/3 hosts" in done.stdout, done.stdout + done.stderr
     finally:
         stop_servers_under(fleet.dir)
-        waiting.wait_for(lambda: subprocess.run(["umount", str(state)], capture_output=True).returncode == 0, 30,
-                         "the small tmpfs to be unmounted (its server gone)")
+        unmount(state)
 
 
 def test_a_hosts_hash_line_is_believed_only_in_the_shape_controlroom_prints():

@@ -7,12 +7,11 @@ on real sshd (`any_make_fleet`)."""
 from __future__ import annotations
 
 import os
-import sqlite3
 from pathlib import Path
 
 from controlroom import hostside
 from tests.servers import kill_server, servers_stopped  # noqa: F401 - every server a test starts stops with it
-from tests.test_exactly_once import cli, config, revision_on, steps_of
+from tests.test_exactly_once import cli, config, forget_that_hosts_finished, revision_on, steps_of
 
 ESC_TITLE = "\x1b]0;owned\x07"
 
@@ -46,12 +45,7 @@ def test_a_receipt_of_this_deploy_in_a_shape_never_written_is_unknown_and_runs_n
     fleet = any_make_fleet(hosts=3)
     cfg = config(fleet, parallel=3)
     assert cli(cfg, "deploy", "--yes").returncode == 0
-    # the journal forgets that the hosts finished (as after a crash between the step and its commit) ...
-    db = sqlite3.connect(Path(fleet.dir) / "state" / "journal.db")
-    with db:
-        db.execute("UPDATE host_runs SET state = 'running', step = 1, steps_done = 0")
-        db.execute("UPDATE rollouts SET status = 'running'")
-    db.close()
+    forget_that_hosts_finished(fleet)  # as after a crash between the step and its commit ...
     # ... and the hosts' receipts of this deploy are mangled: a step that is no number, one too big for the
     # shell's arithmetic, a previous revision with an escape sequence in it
     uuid = (Path(fleet.hosts[0].root) / hostside.RECEIPT).read_text().split()[0]
@@ -95,11 +89,7 @@ def test_a_rollback_never_skips_a_host_whose_receipt_is_in_a_shape_never_written
     # controlroom writes: before, the rollback read it as "never began a step" and skipped the host, which
     # runs the new code
     kill_server(Path(fleet.dir) / "state")
-    db = sqlite3.connect(Path(fleet.dir) / "state" / "journal.db")
-    with db:
-        db.execute("UPDATE host_runs SET state = 'running', step = 1, steps_done = 0, previous = NULL")
-        db.execute("UPDATE rollouts SET status = 'running'")
-    db.close()
+    forget_that_hosts_finished(fleet, previous=True)
     sick = fleet.hosts[1]
     put(sick, hostside.RECEIPT, f"dep{ESC_TITLE}loy 2 r2306\n".encode())
     res = cli(cfg, "rollback", "--yes")

@@ -21,6 +21,7 @@ import pytest
 from controlroom import schema
 from controlroom.errors import JournalError
 from controlroom.journal import Journal
+from tests.disks import fill, small_tmpfs
 from tests.servers import stop_servers
 from tests.waiting import wait_for
 
@@ -221,7 +222,7 @@ def test_a_journal_overwritten_with_garbage_is_named_with_what_to_do(site):
 
 def test_a_read_only_filesystem_under_the_journal_is_one_line_naming_it_and_how_to_remount(site):
     state = site / "state"
-    mount_small_tmpfs(state)
+    small_tmpfs(state, "512k")
     assert cr(site, "log", "add", "before").returncode == 0
     stop_servers(site)
     # once the stopped server's last file is closed (it may still be exiting), the filesystem can be made read-only
@@ -255,28 +256,9 @@ def test_an_immutable_journal_is_one_line_naming_it_even_for_root(site):
     assert log_texts(cr(site, "log")) == ["NOTE before"]
 
 
-def mount_small_tmpfs(where: Path) -> None:
-    where.mkdir()
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k,mode=0710", "tmpfs", str(where)],
-                         capture_output=True, text=True)
-    if res.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs to fill: {res.stderr.strip()}")
-
-
-def fill(directory: Path) -> None:
-    fd = os.open(directory / "filler", os.O_CREAT | os.O_WRONLY, 0o600)
-    try:
-        while True:
-            os.write(fd, b"\0" * 4096)
-    except OSError:
-        pass  # full
-    finally:
-        os.close(fd)
-
-
 def test_a_full_disk_fails_the_write_in_one_line_naming_the_journal_and_reading_still_works(site):
     state = site / "state"
-    mount_small_tmpfs(state)
+    small_tmpfs(state, "512k")
     j = Journal.open(state)
     j.add_log("alice", "NOTE", "before")
     fill(state)
