@@ -136,8 +136,18 @@ class MetricsLink:
         super()._on_engine_event(e, seq)  # type: ignore[misc]
         kind = type(e)
         if kind is ev.PhaseStarted or kind is ev.LogEntryAdded:
+            before = self.markers.version
             self.markers.see(e)
+            self._markers_seen(before)
 
     def _on_snapshot(self, msg: dict) -> None:
         super()._on_snapshot(msg)  # type: ignore[misc]
+        before = self.markers.version
         self.markers.see_board(self.board)
+        self._markers_seen(before)
+
+    def _markers_seen(self, before: int) -> None:
+        """A marker came: the pane's markers row shows it now, not at the next poll's repaint."""
+        if self.markers.version != before and self._main is not None:
+            for pane in self._main.query("#metrics"):
+                pane.refresh()

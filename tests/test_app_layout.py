@@ -370,6 +370,15 @@ async def _settle(pilot, live: str) -> None:
     await pilot.pause()
 
 
+async def _marker_drawn(pilot, mark: str) -> None:
+    """A deploy marker is drawn once a metrics answer covers its moment (the next poll): wait for it where the pane
+    is shown, or the picture depends on whether that poll came before it."""
+    metrics = pilot.app.query_one("#metrics")
+    legend = f"{mark} "  # the legend's "◆ gate" is no marker
+    await until(pilot, lambda: not metrics.shown or any(mark in line and legend not in line for line in metrics.lines),
+                f"the {mark} marker")
+
+
 async def _idle(pilot) -> None:
     await ready(pilot)
     await _settle(pilot, "live: r2306")
@@ -391,6 +400,7 @@ async def _failed_gate(pilot) -> None:
     await until(pilot, lambda: isinstance(pilot.app.screen, GateHaltDialog), "the failed gate's choices", timeout=60)
     await pilot.press("escape")
     await until(pilot, lambda: pilot.app.screen is pilot.app.main, "the gate's dialog closed")
+    await _marker_drawn(pilot, "◆")
     await _settle(pilot, "r2307 on 2")
 
 
