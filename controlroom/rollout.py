@@ -1,8 +1,9 @@
 """The rollout engine: phases x hosts, the host state machine, the failure budget, gates and operator intents.
 
-Plain asyncio. The engine changes state only through ``_emit``: the journal commits the event, then subscribers
-(CLI printer, TUI, notifier) see it. Operator intents (pause, resume, abort, retry, skip, proceed, rollback) are
-plain methods, called from the engine's own event loop.
+Plain asyncio. The engine changes state only through ``_emit``: the journal commits the event and hands it to the
+server, which numbers it and sends it to its clients (the app, the CLI printers; the notifier tails the journal);
+then the rollout's own subscribers (the server's operations, the gate keeper) see it. Operator intents (pause,
+resume, abort, retry, skip, proceed, rollback) are plain methods, called from the engine's own event loop.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from controlroom.journal import Journal, publish
 from controlroom.recovery import RecoveryMixin
 from controlroom.ssh import SSHPool
 
-OUTPUT_LINES = 200
 RELEASE_TIMEOUT = 10.0  # giving the hosts' leases back at the end; a host that does not answer keeps a stale lease
 
 
