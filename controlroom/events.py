@@ -8,32 +8,84 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, fields
+from enum import StrEnum
 from typing import NamedTuple
 
-# host states (design.md): pending -> connecting -> running (step k of n) -> checking -> done
-#                          \-> failed(reason); done -> rolling_back -> rolled_back | failed; pending -> skipped
-PENDING = "pending"
-CONNECTING = "connecting"
-RUNNING = "running"
-CHECKING = "checking"
-DONE = "done"
-FAILED = "failed"
-SKIPPED = "skipped"
-ROLLING_BACK = "rolling_back"
-ROLLED_BACK = "rolled_back"
-HOST_STATES = (PENDING, CONNECTING, RUNNING, CHECKING, DONE, FAILED, SKIPPED, ROLLING_BACK, ROLLED_BACK)
+
+class HostState(StrEnum):
+    """Where one host stands in one rollout (its wire and journal string is the value: HostState.DONE == "done")."""
+
+    PENDING = "pending"
+    CONNECTING = "connecting"
+    RUNNING = "running"  # step k of n
+    CHECKING = "checking"  # the health check
+    DONE = "done"
+    FAILED = "failed"  # the one "failed": gates, flag receipts and rollouts spell theirs with it
+    SKIPPED = "skipped"
+    ROLLING_BACK = "rolling_back"
+    ROLLED_BACK = "rolled_back"
+
+
+PENDING, CONNECTING, RUNNING, CHECKING, DONE, FAILED, SKIPPED, ROLLING_BACK, ROLLED_BACK = HostState
+HOST_STATES = tuple(HostState)
 IN_FLIGHT = (CONNECTING, RUNNING, CHECKING, ROLLING_BACK)
 FINAL = (DONE, FAILED, SKIPPED, ROLLED_BACK)
 
-# rollout statuses
-R_RUNNING = "running"
-R_PAUSED = "paused"
-R_HALTED = "halted"  # the failure budget of a phase was exceeded; waiting for a decision
-R_WAITING = "waiting"  # at a phase boundary, waiting for the operator (or a gate)
-R_DONE = "done"
-R_FAILED = "failed"
-R_ABORTED = "aborted"
-R_ROLLED_BACK = "rolled_back"
+# The host state machine, one table: state -> the states a host may be recorded in next. The design's diagram:
+#   pending -> connecting -> running (step k of n) -> checking (health) -> done; each of them -> failed(reason);
+#   done -> rolling_back -> rolled_back | failed; pending -> skipped (abort).
+# What the engine does besides, each for a reason:
+# - running -> running: the next step, or the live revision the first step reported, recorded at once;
+#   connecting -> checking | done and running -> done: a resume skips the steps a host has done; no health check;
+# - a host stopped in flight (skip, abort, Ctrl+C) is recorded skipped or failed from where it was;
+# - retry puts a failed or skipped host back to pending; skip skips a failed one; a resume reconciles a host that
+#   was in flight at a crash back to pending;
+# - a rollback reaches every host that may run the new code (any state but pending-untouched and rolled_back),
+#   goes on with a half-done one (rolling_back -> rolling_back), skips one that never began a step, and fails one
+#   it cannot take back (a failed one again, when its previous revision is unknown).
+TRANSITIONS: dict[HostState, frozenset[HostState]] = {
+    PENDING: frozenset({CONNECTING, FAILED, SKIPPED, ROLLING_BACK}),
+    CONNECTING: frozenset({RUNNING, CHECKING, DONE, FAILED, SKIPPED, PENDING, ROLLING_BACK}),
+    RUNNING: frozenset({RUNNING, CHECKING, DONE, FAILED, SKIPPED, PENDING, ROLLING_BACK}),
+    CHECKING: frozenset({DONE, FAILED, SKIPPED, PENDING, ROLLING_BACK}),
+    DONE: frozenset({ROLLING_BACK, FAILED, SKIPPED}),
+    FAILED: frozenset({FAILED, PENDING, SKIPPED, ROLLING_BACK}),
+    SKIPPED: frozenset({SKIPPED, PENDING, FAILED, ROLLING_BACK}),
+    ROLLING_BACK: frozenset({ROLLING_BACK, ROLLED_BACK, FAILED, SKIPPED}),
+    ROLLED_BACK: frozenset(),
+}
+
+
+class IllegalTransition(RuntimeError):
+    """The engine tried a host transition the state machine does not have: a bug in the engine, never the fleet's."""
+
+
+def check_transition(host: str, old: str, new: str) -> HostState:
+    """``new`` as a HostState when a host in ``old`` may go there (TRANSITIONS); raises IllegalTransition if not."""
+    try:
+        to, allowed = HostState(new), new in TRANSITIONS[HostState(old)]
+    except ValueError:
+        allowed = False
+    if not allowed:
+        old, new = str(old), str(new)
+        raise IllegalTransition(f"host {host} cannot go from {old!r} to {new!r} (not in events.TRANSITIONS)")
+    return to
+
+
+class RolloutStatus(StrEnum):
+    """How a rollout stands (a host's RUNNING and a rollout's RUNNING are two types with one spelling)."""
+
+    RUNNING = "running"
+    PAUSED = "paused"
+    HALTED = "halted"  # the failure budget of a phase was exceeded; waiting for a decision
+    WAITING = "waiting"  # at a phase boundary, waiting for the operator (or a gate)
+    DONE = "done"
+    FAILED = HostState.FAILED.value
+    ABORTED = "aborted"
+    ROLLED_BACK = "rolled_back"
+
+
+R_RUNNING, R_PAUSED, R_HALTED, R_WAITING, R_DONE, R_FAILED, R_ABORTED, R_ROLLED_BACK = RolloutStatus
 ROLLOUT_FINAL = (R_DONE, R_FAILED, R_ABORTED, R_ROLLED_BACK)
 
 # what a GateWaiting waits for (its kind)
@@ -79,6 +131,14 @@ def outcome(e: RolloutFinished) -> str:
     return f"{word} {e.revision}" + (f" {MARK_SYMBOL} {mark}" if mark else "")
 
 
+class GateState(StrEnum):
+    """A gate's verdict (gates.py judges; here because GateVerdict, its wire form, carries it)."""
+
+    PASSED = "passed"
+    FAILED = HostState.FAILED.value
+    UNKNOWN = "unknown"  # could not be checked (the source down, NaN, no data)
+
+
 class GateVerdict(NamedTuple):
     """One gate's verdict as a GateWaiting carries it (a tuple on the wire, in this order)."""
 
@@ -88,13 +148,13 @@ class GateVerdict(NamedTuple):
     value: float | None
     op: str  # "<", "<=", ">", ">=", "==", "!="
     threshold: float
-    state: str  # "passed", "failed" or "unknown"
+    state: str  # a GateState: "passed", "failed" or "unknown"
     why: str = ""  # unknown: why it could not be checked
 
     def failing(self) -> str:
         """'errors_5xx{r2307} 7.5 > 5', or 'errors_5xx unknown (no data)': what did not hold, in a few words."""
         who = f"{self.series}{{{self.revision}}}" if self.revision else self.series
-        if self.state == "unknown" or self.value is None:
+        if self.state == GateState.UNKNOWN or self.value is None:
             return f"{who} unknown ({self.why or 'no value'})"
         if self.value == self.threshold:
             return f"{who} {self.value:.3g}, not {self.op} {self.threshold:g}"
@@ -194,7 +254,7 @@ class GateWaiting(Event):
 
     def failing(self) -> str:
         """What does not hold: 'errors_5xx{r2307} 7.5 > 5' (the expressions when no verdict came with it)."""
-        bad = [v.failing() for v in self.verdict_list() if v.state != "passed"]
+        bad = [v.failing() for v in self.verdict_list() if v.state != GateState.PASSED]
         return "; ".join(bad) or " and ".join(self.failed) or self.reason
 
 

@@ -19,6 +19,7 @@ import hashlib
 import secrets
 import time
 from dataclasses import dataclass, replace
+from enum import StrEnum
 
 from controlroom import events as ev
 from controlroom import flags as fl
@@ -27,7 +28,18 @@ from controlroom.identity import current_origin
 from controlroom.text import clean
 
 BACKOFF = (0.5, 30.0)  # first retry after, longest wait between retries (seconds)
-CONFIRMED, FAILED, PENDING, DISMISSED = "confirmed", "failed", "pending", "dismissed"
+
+
+class ReceiptStatus(StrEnum):
+    """Where one host stands with one flag change (the journal's and the wire's string is the value)."""
+
+    CONFIRMED = "confirmed"  # the host holds the version, hash checked, reloaded
+    FAILED = ev.FAILED.value  # tried, and it did not take: cls and reason say why (retried in the background)
+    PENDING = ev.PENDING.value  # meant for the host, not answered yet
+    DISMISSED = "dismissed"  # the operator stopped waiting for it
+
+
+CONFIRMED, FAILED, PENDING, DISMISSED = ReceiptStatus
 
 
 class FlagConflict(ControlroomError):
@@ -43,7 +55,7 @@ class Receipt:
     host: str
     version: int
     sha256: str
-    status: str  # confirmed | failed | pending | dismissed
+    status: ReceiptStatus
     cls: str = ""  # the failure's class: refused, auth, timeout, exit 1, hash, ...
     reason: str = ""
     at: float = 0.0
@@ -92,7 +104,7 @@ class FlagHistory:
         self.j.save_flag_receipts([_row(r) for r in receipts])
 
     def receipts(self) -> dict[str, Receipt]:
-        return {r[0]: Receipt(*r) for r in self.j.flag_receipts()}
+        return {r[0]: Receipt(r[0], r[1], r[2], ReceiptStatus(r[3]), *r[4:]) for r in self.j.flag_receipts()}
 
 
 def _row(r: Receipt) -> tuple:

@@ -27,7 +27,8 @@ from controlroom import events as ev
 from controlroom.metrics import MetricsError, make_source
 from controlroom.settings import FlagsSettings, MetricsSettings
 
-PASSED, FAILED, UNKNOWN = "passed", "failed", "unknown"
+GateState = ev.GateState  # a verdict's state, defined with GateVerdict (the wire form) in events.py
+PASSED, FAILED, UNKNOWN = GateState
 _RANK = {PASSED: 0, UNKNOWN: 1, FAILED: 2}
 _GATE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|<|>|==|!=)\s*(-?\d+(?:\.\d+)?)\s*$")
 _OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq,
@@ -51,7 +52,7 @@ class GateEvaluated(ev.Event):
 class Verdict:
     gate: str  # the expression, as written
     series: str
-    state: str  # PASSED, FAILED or UNKNOWN
+    state: GateState  # PASSED, FAILED or UNKNOWN
     value: float | None = None
     line: str = ""
     why: str = ""  # UNKNOWN: why it could not be checked

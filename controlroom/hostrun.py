@@ -31,7 +31,7 @@ class HostRun:
 
     name: str
     phase: int
-    state: str = ev.PENDING
+    state: ev.HostState = ev.PENDING
     step: int = 0
     steps: int = 0
     steps_done: int = 0

@@ -188,7 +188,8 @@ class RecoveryMixin:
             hr = r.hosts.get(name)
             if hr is None:
                 continue
-            hr.state, hr.step, hr.steps_done, hr.reason = run.state, run.step, run.steps_done, run.reason
+            hr.state, hr.step, hr.steps_done = ev.HostState(run.state), run.step, run.steps_done
+            hr.reason = run.reason
             hr.revision, hr.previous = run.revision, run.previous
             hr.skipped_by_operator = run.state == ev.SKIPPED and run.reason.startswith("skipped by")
         r._resumed = True

@@ -1,8 +1,10 @@
 """The rollout engine: phases x hosts, the host state machine, the failure budget, gates and operator intents.
 
-Plain asyncio. The engine changes state only through ``_emit``: the journal commits the event, then subscribers
-(CLI printer, TUI, notifier) see it. Operator intents (pause, resume, abort, retry, skip, proceed, rollback) are
-plain methods, called from the engine's own event loop.
+Plain asyncio. The engine changes state only through ``_emit``: the journal commits the event and hands it to the
+server, which numbers it and sends it to its clients (the app, the CLI printers; the notifier tails the journal);
+then the rollout's own subscribers (the server's operations, the gate keeper) see it. A host changes state only
+through ``_set``, which checks the move against ``events.TRANSITIONS``. Operator intents (pause, resume, abort,
+retry, skip, proceed, rollback) are plain methods, called from the engine's own event loop.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ from controlroom.journal import Journal, publish
 from controlroom.recovery import RecoveryMixin
 from controlroom.ssh import SSHPool
 
-OUTPUT_LINES = 200
 RELEASE_TIMEOUT = 10.0  # giving the hosts' leases back at the end; a host that does not answer keeps a stale lease
 
 
@@ -116,9 +117,10 @@ class Rollout(HostWorkMixin, RecoveryMixin):
     def _log(self, kind: str, text: str, user: str | None = None) -> None:
         self.journal.add_log(user or self.user, kind, text, self.revision, rollout_id=self.id)
 
-    def _set(self, hr: HostRun, state: str, *, step: int = 0, reason: str = "", revision: str | None = None,
-             steps_done: int | None = None) -> None:
+    def _set(self, hr: HostRun, state: ev.HostState, *, step: int = 0, reason: str = "",
+             revision: str | None = None, steps_done: int | None = None) -> None:
         """Move a host to a new state: the journal commits it first; memory changes only once it has."""
+        state = ev.check_transition(hr.name, hr.state, state)  # IllegalTransition: a bug in the engine
         if steps_done is None:
             steps_done = hr.steps_done
             if state == ev.RUNNING:

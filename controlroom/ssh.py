@@ -454,42 +454,6 @@ class SSHPool:
             started_at=started,
         )
 
-    async def upload(self, host: Host | str, path: str, data: bytes, mode: int = 0o644) -> CommandResult:
-        """Atomically replace ``path`` on the host: write a temporary file beside it, fsync, posix-rename."""
-        h = self.host(host)
-        started = time.time()
-        t0 = time.monotonic()
-        conn, failed = await self._reach(h, started, t0)
-        if failed:
-            return failed
-        t1 = time.monotonic()
-        # the temp file sits in the target's own directory (same filesystem, so the rename is atomic); keep the
-        # separator even when that directory is "/", or "/x" would get a temp file relative to the login directory
-        directory, sep, name = path.rpartition("/")
-        tmp = f"{directory}{sep}.{name}.tmp-{secrets.token_hex(4)}"
-        try:
-            async with self._channels[h.name]:
-                async with conn.start_sftp_client() as sftp:
-                    try:
-                        async with sftp.open(tmp, "wb") as f:
-                            await f.write(data)
-                            await f.fsync()
-                        await sftp.chmod(tmp, mode)
-                        await sftp.posix_rename(tmp, path)
-                    except BaseException:
-                        try:
-                            await sftp.remove(tmp)
-                        except Exception:  # noqa: BLE001 - the temp file may not exist
-                            pass
-                        raise
-        except asyncssh.SFTPError as e:
-            return self._result(h, "exit", 1, f"upload of {path} failed: {e.reason}", (), (), t0, t1, started)
-        except Exception as e:  # noqa: BLE001
-            f = _classify(e, self.settings.command_timeout)
-            self._drop(h.name, conn, e)
-            return self._result(h, f.status, None, f.reason, (), (), t0, t1, started)
-        return self._result(h, "ok", 0, "ok", (), (), t0, t1, started)
-
     async def run_many(
         self,
         hosts: Iterable[Host | str],

@@ -1,7 +1,7 @@
 """The core never imports Textual or Rich: each module imports alone, in a fresh interpreter, without them.
 
-Only controlroom/app.py (and widgets/, outside the core) may reach the screen. Modules are found on disk, so a new
-core module is checked the day it lands.
+Only the app (controlroom/app.py and app_*.py) and widgets/, outside the core, may reach the screen. Modules are
+found on disk, so a new core module is checked the day it lands.
 """
 
 from __future__ import annotations

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import resource
 import subprocess
 import sys
@@ -170,39 +169,6 @@ async def test_empty_lines_in_output_are_kept(fleet):
     async with pool_for(fleet) as pool:
         res = await pool.run("web001", "printf 'a\\n\\nb\\n'")
     assert res.stdout == "a\n\nb"
-
-
-# ------------------------------------------------------------------------------------------- upload
-
-
-async def test_upload_writes_the_file_atomically_and_leaves_no_temp_file(fleet):
-    (on_host(fleet, "web003", "srv")).mkdir()
-    async with pool_for(fleet) as pool:
-        first = await pool.upload("web003", "srv/flags.toml", b"beehive = false\n")
-        assert first.label == "ok"
-        assert on_host(fleet, "web003", "srv", "flags.toml").read_bytes() == b"beehive = false\n"
-
-        second = await pool.upload("web003", "srv/flags.toml", b"beehive = true\n", mode=0o600)
-    assert second.label == "ok"
-    target = on_host(fleet, "web003", "srv", "flags.toml")
-    assert target.read_bytes() == b"beehive = true\n"
-    assert target.stat().st_mode & 0o777 == 0o600
-    assert os.listdir(on_host(fleet, "web003", "srv")) == ["flags.toml"]
-
-
-async def test_upload_into_a_missing_directory_fails_and_leaves_nothing_behind(fleet):
-    async with pool_for(fleet) as pool:
-        res = await pool.upload("web004", "nowhere/flags.toml", b"x = 1\n")
-    assert res.label == "exit 1"
-    assert "upload of nowhere/flags.toml failed" in res.reason
-    assert not on_host(fleet, "web004", "nowhere").exists()
-
-
-async def test_upload_to_an_unreachable_host_is_classified(make_fleet):
-    fleet = make_fleet(1, "web001=refuse")
-    async with pool_for(fleet) as pool:
-        res = await pool.upload("web001", "flags.toml", b"x = 1\n")
-    assert res.label == "refused"
 
 
 # ------------------------------------------------------------------------------------------- quoting

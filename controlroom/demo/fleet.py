@@ -19,7 +19,7 @@ Where it still differs from sshd (measured against OpenSSH 9.2):
   pipe from the channel; the environment is HOSTNAME, HOME, the fleet's own PATH and LANG=C.UTF-8, where sshd gives
   USER, LOGNAME, HOME, SHELL, MAIL, its compiled-in PATH, SSH_CLIENT/SSH_CONNECTION and no LANG (the real-sshd test
   bed sets HOSTNAME with SetEnv to match);
-- SFTP is chrooted to the host's directory, so an absolute upload path lands inside it; sshd's sftp sees the whole
+- SFTP is chrooted to the host's directory, so an absolute SFTP path lands inside it; sshd's sftp sees the whole
   file system (relative paths resolve against the home directory in both);
 - a session without a command prints one line and exits instead of starting a shell;
 - any host forwards TCP (a jump host) to 127.0.0.1 only.
