@@ -1,6 +1,7 @@
 """Servers the tests start stop with the test: SIGTERM (what `controlroom server stop --force` asks) for every
 state directory under the test's tmp_path, then SIGKILL of a pid in STATE/server.lock that is still alive.
-conftest's autouse fixture does it for every test; importing ``servers_stopped`` into a module says so there too."""
+conftest's autouse fixture ``servers_stopped`` does it for every test (every fleet's state directory is under the
+test's tmp_path), so no module needs a fixture of its own for it."""
 
 from __future__ import annotations
 
@@ -8,8 +9,6 @@ import os
 import signal
 import time
 from pathlib import Path
-
-import pytest
 
 
 def server_pid(state: Path) -> int | None:
@@ -76,14 +75,3 @@ def kill_server(state: Path) -> int:
         assert time.monotonic() < deadline, "the server outlived kill -9"
         time.sleep(0.02)
     return pid
-
-
-@pytest.fixture(autouse=True)
-def servers_stopped(request, tmp_path):
-    # set up after the test's fleets, so torn down before them: a server lets go of its SSH sessions while the
-    # hosts are still there (a real sshd host's user is then removed with no session of it left running)
-    for name in ("make_fleet", "make_real_fleet", "any_make_fleet"):
-        if name in request.fixturenames:
-            request.getfixturevalue(name)
-    yield
-    stop_servers(tmp_path)

@@ -2,22 +2,20 @@
 
 Every test builds the app with `build_app` (what `controlroom` runs): it starts the control-room server of the
 fleet's state directory and sends every intent there. The test presses the keys a person would press, and checks
-what the person would see and what the hosts now hold. Every server a test started is stopped after it.
+what the person would see and what the hosts now hold. Every server a test started is stopped after it
+(conftest's servers_stopped).
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-import pytest
 from textual.command import CommandList, CommandPalette
 
 from controlroom import config
 from controlroom import events as ev
 from controlroom.app import ControlRoom, build_app
-from tests.servers import server_pid, stop_server  # noqa: F401 - server_pid: for the modules that import it here
-from tests.waiting import until_shown
+from tests.waiting import until_shown, wait_for
 from widgets.dialogs import ConfirmDialog, HelpScreen, OverrideDialog, PromptDialog, QuitDialog
 from widgets.host_detail import HostScreen
 
@@ -31,22 +29,10 @@ async def until(pilot, cond, what: str, timeout: float = 30.0) -> None:
                       lambda: f"status={app.status!r} screen={type(app.screen).__name__} log={app.log_lines[-5:]!r}")
 
 
-_SERVED: list[Path] = []  # state directories whose server the apps of this test may have started
-
-
 def make_app(fleet, *, read_only: bool = False, config_path: Path | None = None) -> ControlRoom:
-    """The app on the fleet, as `controlroom` builds it; its server is stopped when the test ends."""
-    cfg = config.load(config_path or fleet.config_path)
-    _SERVED.append(Path(cfg.state.dir))
-    return build_app(cfg, read_only=read_only)
-
-
-@pytest.fixture(autouse=True)
-def servers_stopped():
-    """No server outlives its test (modules that import make_app import this fixture too)."""
-    yield
-    while _SERVED:
-        stop_server(_SERVED.pop())
+    """The app on the fleet, as `controlroom` builds it; its server is stopped when the test ends (conftest's
+    servers_stopped: the fleet's state directory is under the test's tmp_path)."""
+    return build_app(config.load(config_path or fleet.config_path), read_only=read_only)
 
 
 def journal_of(app):
@@ -58,12 +44,8 @@ def journal_of(app):
 
 def wait_for_log(fleet, text: str, timeout: float = 30.0) -> str:
     """The deploy log once it holds text (polled with a deadline)."""
-    deadline = time.monotonic() + timeout
-    while text not in (log := log_of(fleet)):
-        if time.monotonic() > deadline:
-            pytest.fail(f"not in the deploy log after {timeout:g} s: {text!r}\n{log}")
-        time.sleep(0.1)
-    return log
+    return wait_for(lambda: text in (log := log_of(fleet)) and log, timeout, f"{text!r} in the deploy log",
+                    detail=lambda: log_of(fleet), every=0.1)
 
 
 def log_of(fleet) -> str:

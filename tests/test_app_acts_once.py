@@ -5,7 +5,7 @@ from __future__ import annotations
 from textual import events
 
 from controlroom import events as ev
-from tests.test_app_actions import deploy_to_gate, journal_of, make_app, servers_stopped, start, until  # noqa: F401
+from tests.test_app_actions import deploy_to_gate, journal_of, make_app, start, until  # noqa: F401
 from widgets.dialogs import ConfirmDialog
 
 

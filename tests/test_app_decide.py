@@ -6,13 +6,12 @@ from __future__ import annotations
 
 from controlroom import events as ev
 from controlroom.client import connect
-from tests.test_app_actions import (  # noqa: F401 - servers_stopped: an autouse fixture
+from tests.test_app_actions import (  # noqa: F401
     SIZE,
     dialog_text,
     make_app,
     press_deploy,
     revision_on,
-    servers_stopped,
     start,
     until,
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from controlroom import config
 from controlroom.journal import Journal
-from tests.test_app_actions import make_app, servers_stopped, until  # noqa: F401
+from tests.test_app_actions import make_app, until  # noqa: F401
 
 
 async def test_attaching_to_a_long_log_shows_the_newest_entry_and_a_reader_scrolled_up_stays_put(make_fleet):

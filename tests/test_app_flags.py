@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from controlroom import events as ev
-from tests.test_app_actions import SIZE, log_of, make_app, press_deploy, servers_stopped, start, until  # noqa: F401
+from tests.test_app_actions import SIZE, log_of, make_app, press_deploy, start, until  # noqa: F401
 from widgets.dialogs import PromptDialog
 from widgets.flag_dialogs import FlagConfirmDialog, FlagHistoryScreen, KillSwitchPicker
 from widgets.flags import KILL_MARK, FlagsPane
@@ -168,7 +168,7 @@ def test_in_the_demo_during_a_deploy_a_kill_switch_takes_three_keys_and_the_conf
     if shutil.which("tmux") is None:
         pytest.fail("tmux is needed for the end-to-end test (.ci/run installs it)")
     from tests.conftest import run_cli
-    from tests.test_app_actions import stop_server
+    from tests.servers import stop_server
     from tests.test_e2e_tmux import DEADLINE, Terminal
 
     def beehive_row(screen: str) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from controlroom.app import ControlRoom
 from controlroom.app_screens import FOCUS_MARK, TABS
-from tests.test_app_actions import make_app, servers_stopped, start, until  # noqa: F401
+from tests.test_app_actions import make_app, start, until  # noqa: F401
 from widgets.flag_dialogs import FlagConfirmDialog, KillSwitchPicker
 
 WIDE = (160, 48)

@@ -9,14 +9,13 @@ import signal
 from controlroom import events as ev
 from controlroom.demo.fleet import Fault
 from tests.conftest import run_cli
-from tests.test_app_actions import (  # noqa: F401 - servers_stopped: an autouse fixture
+from tests.servers import server_pid
+from tests.test_app_actions import (  # noqa: F401
     SIZE,
     dialog_text,
     make_app,
     press_deploy,
     revision_on,
-    server_pid,
-    servers_stopped,
     start,
     until,
 )

@@ -16,7 +16,7 @@ from controlroom import events as ev
 from controlroom.app import TOAST_SECONDS, ControlRoom
 from controlroom.app_screens import FOCUS_MARK
 from controlroom.demo.fleet import Fleet
-from tests.test_app_actions import make_app, press_deploy, servers_stopped, until  # noqa: F401
+from tests.test_app_actions import make_app, press_deploy, until  # noqa: F401
 from widgets.dialogs import GateHaltDialog
 from widgets.host_grid import HostGrid
 from widgets.status_line import StatusLine
@@ -161,14 +161,6 @@ async def test_at_220x60_the_side_panes_are_wider_and_taller_than_at_160x48(make
         assert app.main.query_one("#staging-diff").region.height >= 30, "the diff gets half the height and more"
         # the host grid still shows every host with its name
         assert not app.host_grid.glyphs
-
-
-@pytest.fixture
-def metrics_fleet(tmp_path):
-    """Simulated hosts serving metrics; the canary's gate fails on errors_5xx (the demo's story)."""
-    fleet = Fleet(tmp_path / "fleet", 6, metrics=True).start_in_thread()
-    yield fleet
-    fleet.stop_thread()
 
 
 async def test_at_160x48_each_sparkline_gets_at_least_30_cells(metrics_fleet):

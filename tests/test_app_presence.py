@@ -12,12 +12,11 @@ import sys
 
 from controlroom import events as ev
 from tests.conftest import run_cli
-from tests.test_app_actions import (  # noqa: F401 - servers_stopped: an autouse fixture
+from tests.test_app_actions import (  # noqa: F401
     SIZE,
     deploy_to_gate,
     log_of,
     make_app,
-    servers_stopped,
     start,
     until,
 )

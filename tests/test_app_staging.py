@@ -11,16 +11,14 @@ from __future__ import annotations
 import re
 import socket
 import subprocess
-import time
 from pathlib import Path
-
-import pytest
 
 from controlroom import config
 from controlroom import events as ev
 from controlroom.app import ControlRoom, build_app
 from controlroom.journal import Journal
 from tests.conftest import run_cli
+from tests.waiting import until_shown
 from widgets.stage_view import StageScreen
 from widgets.staging_diff import StagingDiffPane
 
@@ -28,15 +26,10 @@ SIZE = (160, 48)
 
 
 async def until(pilot, cond, what: str, timeout: float = 20.0) -> None:
-    """Poll the app until cond() holds (never a fixed sleep); fail saying what we waited for."""
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            app: ControlRoom = pilot.app
-            pane = app.main.query_one(StagingDiffPane)
-            pytest.fail(f"waited {timeout:g} s for {what}; pane header: {pane.head_text!r}")
-        await pilot.pause(0.05)
-    await pilot.pause()
+    """Poll the app until cond() holds (tests.waiting.until_shown); fail saying what the pane's header said."""
+    app: ControlRoom = pilot.app
+    await until_shown(pilot, cond, what, timeout,
+                      lambda: f"pane header: {app.main.query_one(StagingDiffPane).head_text!r}")
 
 
 def config_with(fleet, name: str, *, release: str = "", extra: str = "") -> Path:

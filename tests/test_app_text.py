@@ -10,7 +10,7 @@ from textual.widgets import Log
 from controlroom import config
 from controlroom import events as ev
 from controlroom.journal import Journal
-from tests.test_app_actions import deploy_to_gate, make_app, press_deploy, servers_stopped, start, until  # noqa: F401
+from tests.test_app_actions import deploy_to_gate, make_app, press_deploy, start, until  # noqa: F401
 from widgets.dialogs import ConfirmDialog
 from widgets.host_detail import HostScreen
 

@@ -7,13 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from controlroom import events as ev
-from tests.test_app_actions import (  # noqa: F401 - servers_stopped: an autouse fixture
+from tests.test_app_actions import (  # noqa: F401
     SIZE,
     deploy_to_gate,
     journal_of,
     make_app,
     revision_on,
-    servers_stopped,
     start,
     until,
 )

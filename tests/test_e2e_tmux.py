@@ -155,7 +155,7 @@ def _revisions(fleet_dir: Path, hosts: int) -> set[str]:
 @pytest.mark.slow
 def test_the_terminal_lost_in_the_last_phase_the_deploy_finishes_and_controlroom_again_shows_it_done(tmp_path):
     from tests.conftest import run_cli
-    from tests.test_app_actions import stop_server
+    from tests.servers import stop_server
 
     fleet_dir = tmp_path / "demo"
     # web020 (in the last phase) is slow to start its commands: the terminal goes while it is in flight

@@ -11,23 +11,15 @@ import re
 import tomllib
 from pathlib import Path
 
-import pytest
-
 from controlroom import events as ev
 from controlroom.demo.fleet import Fleet
 from tests.conftest import run_cli
-from tests.test_app_actions import SIZE, log_of, make_app, press_deploy, servers_stopped, start, until  # noqa: F401
+from tests.gates import long_bake
+from tests.test_app_actions import SIZE, log_of, make_app, press_deploy, start, until  # noqa: F401
 from widgets.dialogs import GateHaltDialog
 from widgets.flag_dialogs import FlagConfirmDialog
 
 NEW = "r2307"
-
-
-@pytest.fixture
-def metrics_fleet(tmp_path):
-    fleet = Fleet(tmp_path / "fleet", 6, metrics=True).start_in_thread()
-    yield fleet
-    fleet.stop_thread()
 
 
 def revision_of(fleet: Fleet, host: str) -> str:
@@ -39,13 +31,6 @@ def flag_on(fleet: Fleet, host: str, name: str) -> str | None:
     if not path.exists():
         return None
     return tomllib.loads(path.read_text())["flags"][name]["enabled"]
-
-
-def long_bake(fleet: Fleet) -> None:
-    """A bake far longer than any test waits: only a failed check ending it early lets the halt come."""
-    text = fleet.config_path.read_text()
-    assert re.search(r'^bake = "\d+s"$', text, re.M)
-    fleet.config_path.write_text(re.sub(r'^bake = "\d+s"$', 'bake = "20m"', text, flags=re.M))
 
 
 async def to_the_failed_gate(pilot) -> None:
