@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from textual.command import CommandList, CommandPalette
 
 from controlroom import config
@@ -114,6 +115,7 @@ async def test_deploy_runs_the_canary_waits_at_the_gate_and_proceed_finishes_wit
         assert "✓ canary" in bars and "2/2" in bars and "7/7" in bars
 
 
+@pytest.mark.slow
 async def test_failing_canary_host_halts_the_phase_and_retry_heals_it(make_fleet):
     fleet = make_fleet(10, faults="web002=flaky:1")
     app = make_app(fleet)
@@ -136,6 +138,7 @@ async def test_failing_canary_host_halts_the_phase_and_retry_heals_it(make_fleet
         assert any("RETRY" in line and "web002" in line for line in app.log_lines)
 
 
+@pytest.mark.slow
 async def test_skip_past_the_budget_asks_for_a_reason_and_the_canary_and_done_stay_marked(make_fleet):
     fleet = make_fleet(10, faults="web002=fail")
     app = make_app(fleet)
@@ -197,6 +200,7 @@ async def test_pause_at_the_gate_holds_new_hosts_and_resume_carries_on(make_flee
         assert revision_on(fleet, "web010") == "r2307"
 
 
+@pytest.mark.slow
 async def test_abort_asks_with_exact_counts_and_skips_the_pending_hosts(make_fleet):
     fleet = make_fleet(10)
     app = make_app(fleet)
@@ -217,6 +221,7 @@ async def test_abort_asks_with_exact_counts_and_skips_the_pending_hosts(make_fle
         assert revision_on(fleet, "web003") == "r2306"
 
 
+@pytest.mark.slow
 async def test_rollback_asks_then_puts_the_previous_revision_back_on_every_done_host(make_fleet):
     fleet = make_fleet(10)
     app = make_app(fleet)
@@ -260,6 +265,7 @@ async def test_lock_with_a_message_shows_the_banner_and_unlock_clears_it(make_fl
         assert journal_of(app).lock() is None
 
 
+@pytest.mark.slow
 async def test_deploying_past_someone_elses_lock_asks_for_a_reason_and_logs_it(make_fleet):
     fleet = make_fleet(4)
     app = make_app(fleet)
@@ -296,6 +302,7 @@ async def test_log_entry_goes_into_the_journal_and_shows_at_the_bottom(make_flee
         assert journal_of(app).log()[-1].text == "watching 5xx after lunch"
 
 
+@pytest.mark.slow
 async def test_enter_opens_a_host_with_its_output_result_and_timings(make_fleet):
     fleet = make_fleet(4)
     app = make_app(fleet)
@@ -316,6 +323,7 @@ async def test_enter_opens_a_host_with_its_output_result_and_timings(make_fleet)
         await until(pilot, lambda: not isinstance(app.screen, HostScreen), "the host view to close")
 
 
+@pytest.mark.slow
 async def test_every_action_is_in_the_palette_and_follows_the_rollout_state(make_fleet):
     fleet = make_fleet(4)
     app = make_app(fleet)
@@ -361,6 +369,7 @@ async def test_question_mark_shows_help_with_every_key(make_fleet):
         await until(pilot, lambda: not isinstance(app.screen, HelpScreen), "the help to close")
 
 
+@pytest.mark.slow
 async def test_quit_during_a_deploy_leaves_it_running_and_a_second_app_sees_it_finish(make_fleet):
     fleet = make_fleet(4)
     app = make_app(fleet)
@@ -395,6 +404,7 @@ async def test_quit_during_a_deploy_leaves_it_running_and_a_second_app_sees_it_f
     assert "LOCK TAKEN OVER" not in log_of(fleet) and "INTERRUPTED" not in log_of(fleet)
 
 
+@pytest.mark.slow
 async def test_abort_from_the_quit_question_stops_the_deploy_then_quits(make_fleet):
     fleet = make_fleet(4)
     app = make_app(fleet)
@@ -410,6 +420,7 @@ async def test_abort_from_the_quit_question_stops_the_deploy_then_quits(make_fle
     assert revision_on(fleet, "web004") == "r2306"
 
 
+@pytest.mark.slow
 async def test_a_teammates_lock_and_log_entry_from_another_process_show_up(make_fleet):
     from controlroom.journal import Journal
 
@@ -434,6 +445,7 @@ async def test_a_teammates_lock_and_log_entry_from_another_process_show_up(make_
         )
 
 
+@pytest.mark.slow
 async def test_a_host_that_failed_within_budget_is_run_again_after_the_rollout_ended(make_fleet):
     # stage 1 is one host (10% of 10) with max_failed 1: its failure does not halt, and the rollout ends failed
     fleet = make_fleet(10, "web003=flaky:1")

@@ -40,6 +40,7 @@ async def flags_shown(pilot) -> FlagsPane:
     return app.flags_pane
 
 
+@pytest.mark.slow
 async def test_during_a_deploy_k_a_few_letters_enter_and_enter_kill_beehive_on_every_host(make_fleet):
     fleet = make_fleet(10)
     slow_steps(fleet)
@@ -76,6 +77,7 @@ async def test_during_a_deploy_k_a_few_letters_enter_and_enter_kill_beehive_on_e
     assert "FLAG beehive on -> off (sheds load) 10/10" in log_of(fleet)
 
 
+@pytest.mark.slow
 async def test_the_kill_switch_works_with_the_fleet_locked_and_the_picker_lists_only_kill_switches(make_fleet):
     fleet = make_fleet(4)
     app = make_app(fleet)
@@ -96,6 +98,7 @@ async def test_the_kill_switch_works_with_the_fleet_locked_and_the_picker_lists_
         assert {flags_on(fleet, h.name)["new_search"]["enabled"] for h in fleet.hosts} == {"off"}
 
 
+@pytest.mark.slow
 async def test_space_and_confirm_toggle_a_feature_flag_a_refusing_host_shows_in_its_receipt_and_history_opens(
         make_fleet):
     fleet = make_fleet(10, faults="web003=refuse")
@@ -131,6 +134,7 @@ async def test_space_and_confirm_toggle_a_feature_flag_a_refusing_host_shows_in_
         await until(pilot, lambda: not isinstance(app.screen, FlagHistoryScreen), "the history to close")
 
 
+@pytest.mark.slow
 async def test_a_flag_changed_by_someone_else_meanwhile_is_named_and_confirmed_again(make_fleet):
     from controlroom.client import connect
 
@@ -221,6 +225,7 @@ def test_in_the_demo_during_a_deploy_a_kill_switch_takes_three_keys_and_the_conf
         stop_server(fleet_dir / "state")
 
 
+@pytest.mark.slow
 async def test_percent_sets_a_flag_to_a_share_of_users_on_every_host(make_fleet):
     fleet = make_fleet(4)
     app = make_app(fleet)

@@ -55,6 +55,7 @@ def row_of(app: ControlRoom, pattern: str) -> str | None:
 # ----------------------------------------------------------------------------------------------- the app
 
 
+@pytest.mark.slow
 async def test_after_the_canary_ships_r2307_the_pane_shows_errors_5xx_over_its_threshold_with_markers(metrics_fleet):
     app = make_app(metrics_fleet)
     async with app.run_test(size=WIDE) as pilot:
@@ -106,6 +107,7 @@ async def test_without_metrics_in_the_config_the_pane_says_how_to_add_them_and_n
         assert pane(app).polls == 0
 
 
+@pytest.mark.slow
 async def test_on_a_small_terminal_the_pane_polls_only_while_its_tab_is_shown(metrics_fleet):
     app = make_app(metrics_fleet)
     async with app.run_test(size=NARROW) as pilot:

@@ -13,6 +13,8 @@ import socket
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from controlroom import config
 from controlroom import events as ev
 from controlroom.app import ControlRoom, build_app
@@ -152,6 +154,7 @@ async def test_in_the_middle_of_a_first_deploy_the_hosts_not_yet_reached_count_a
         assert "1 commit" in pane.view.lines
 
 
+@pytest.mark.slow
 async def test_a_20000_line_diff_opens_draws_only_what_is_on_screen_and_scrolls_to_its_end(make_fleet):
     fleet = make_fleet(3)
     repo = fleet.dir / "repo"

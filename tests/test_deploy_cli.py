@@ -12,6 +12,8 @@ import sqlite3
 import subprocess
 import sys
 
+import pytest
+
 from controlroom import events as ev
 from controlroom.demo.fleet import Fleet
 from controlroom.journal import Journal
@@ -45,6 +47,7 @@ def journal_of(fleet: Fleet) -> Journal:
 # --------------------------------------------------------------------------------------------- the whole fleet
 
 
+@pytest.mark.slow
 def test_deploy_to_150_hosts_in_three_phases_ends_ok_and_is_in_the_log(make_fleet):
     fleet = make_fleet(150)
     res = cr(fleet, "deploy", "--yes")
@@ -65,6 +68,7 @@ def test_deploy_to_150_hosts_in_three_phases_ends_ok_and_is_in_the_log(make_flee
 # --------------------------------------------------------------------------------------------- halt and resume
 
 
+@pytest.mark.slow
 def test_halted_deploy_lists_exactly_the_failed_hosts_exits_1_and_resume_after_healing_finishes(make_fleet):
     fleet = make_fleet(12, "web003=slow:0.5,web004=fail,web005=fail")
     cfg = config_with_phases(fleet, BUDGET_PHASES)
@@ -114,6 +118,7 @@ def test_rollback_puts_the_previous_revision_back_on_every_done_host_latest_phas
 # --------------------------------------------------------------------------------------------- the lock
 
 
+@pytest.mark.slow
 def test_locked_fleet_refuses_to_deploy_naming_who_when_and_why_until_unlocked(fleet):
     res = cr(fleet, "lock", "db", "migration")
     assert res.returncode == 0, res.stderr

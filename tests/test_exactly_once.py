@@ -245,6 +245,7 @@ def test_rollback_after_kill_9_reaches_the_hosts_that_were_in_flight(any_make_fl
 # ------------------------------------------------------------------------------------------------ Ctrl+C
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_in_flight_commands_records_them_interrupted_and_parks_the_lock(any_make_fleet):
     fleet = any_make_fleet(hosts=3)
     cfg = config(fleet, parallel=3)

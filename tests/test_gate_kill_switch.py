@@ -11,6 +11,8 @@ import re
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from controlroom import events as ev
 from controlroom.demo.fleet import Fleet
 from tests.conftest import run_cli
@@ -40,6 +42,7 @@ async def to_the_failed_gate(pilot) -> None:
     await until(pilot, lambda: isinstance(pilot.app.screen, GateHaltDialog), "the failed gate's choices", timeout=60)
 
 
+@pytest.mark.slow
 async def test_a_failed_canary_gate_offers_the_kill_switch_first_and_flipping_it_lets_the_deploy_finish(
         metrics_fleet):
     fleet = metrics_fleet
@@ -86,6 +89,7 @@ def test_headless_a_failed_gate_ends_the_bake_and_names_the_kill_switch_to_flip(
     assert [h.name for h in fleet.hosts if revision_of(fleet, h.name) == NEW] == ["web001", "web002"]
 
 
+@pytest.mark.slow
 async def test_checking_a_failed_gate_again_says_it_still_fails_and_g_offers_the_choices_again(metrics_fleet):
     fleet = metrics_fleet
     long_bake(fleet)

@@ -50,6 +50,7 @@ async def next_event(c, kind: type, cond=lambda e: True, timeout: float = 60.0) 
     return await asyncio.wait_for(look(), timeout)
 
 
+@pytest.mark.slow
 async def test_proceed_at_a_failed_gate_needs_a_typed_reason_and_the_result_stays_marked(gated_fleet):
     fleet = gated_fleet
     cfg = config.load(fleet.config_path)

@@ -249,6 +249,7 @@ def test_the_fleet_answers_its_own_queries_and_names_them_for_any_other(metrics_
     assert status == 200 and doc["data"]["resultType"] == "vector"
 
 
+@pytest.mark.slow
 def test_r2307_with_new_search_on_answers_8_percent_5xx_and_off_it_heals(metrics_fleet):
     home = metrics_fleet.dir / "hosts"
     for h in ("web001", "web002"):
@@ -333,6 +334,7 @@ def test_controlroom_metrics_with_the_source_down_says_unknown_and_why(metrics_f
     assert len(res.stdout.splitlines()) == 2
 
 
+@pytest.mark.slow
 def test_a_failed_canary_gate_holds_until_the_kill_switch_is_off_then_resume_passes_it(metrics_fleet):
     fleet = metrics_fleet
     fleet.config_path.write_text(fleet.config_path.read_text().replace('bake = "10s"', 'bake = "4s"'))

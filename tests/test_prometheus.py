@@ -67,6 +67,7 @@ def scraped_fleet(tmp_path):
         fleet.stop_thread()
 
 
+@pytest.mark.slow
 def test_controlroom_through_a_real_prometheus_agrees_with_the_fleets_own_api(scraped_fleet):
     fleet, prom_url = scraped_fleet
     own = config_mod.load(fleet.config_path).metrics

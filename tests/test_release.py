@@ -157,6 +157,7 @@ def test_a_deploy_of_an_unknown_revision_exits_2_and_touches_no_host(fleet):
     assert "DEPLOY START" not in cr(fleet, "log").stdout
 
 
+@pytest.mark.slow
 def test_a_deploy_pins_the_commit_so_a_tag_moved_mid_deploy_changes_nothing(make_fleet):
     import sqlite3
 
