@@ -10,6 +10,8 @@ import signal
 import time
 from pathlib import Path
 
+from tests.waiting import wait_for
+
 
 def server_pid(state: Path) -> int | None:
     """The pid written in STATE/server.lock, if it is a live `controlroom serve`."""
@@ -70,8 +72,5 @@ def kill_server(state: Path) -> int:
     pid = server_pid(state)
     assert pid is not None, f"no server runs for {state}"
     os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while server_pid(state) == pid:
-        assert time.monotonic() < deadline, "the server outlived kill -9"
-        time.sleep(0.02)
+    wait_for(lambda: server_pid(state) != pid, 10, f"the server (pid {pid}) to be gone after kill -9")
     return pid
