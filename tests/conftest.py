@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from controlroom.demo.fleet import Fleet, parse_faults
+from tests.gates import gated_fleet, metrics_fleet  # noqa: F401 - fixtures of every module (tests/gates.py)
 from tests.realsshd import RealFleet, unavailable_reason
 
 REPO = Path(__file__).resolve().parent.parent
@@ -29,10 +30,10 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest.fixture(autouse=True)
-def _no_server_left(request, tmp_path):
+def servers_stopped(request, tmp_path):
     """Every control-room server a test started (under its tmp_path) is stopped after it, whatever the test did;
     torn down before the test's fleets, so a server lets go of its SSH sessions while the hosts are still there."""
-    for name in ("make_fleet", "make_real_fleet", "any_make_fleet"):
+    for name in ("make_fleet", "make_real_fleet", "any_make_fleet", "metrics_fleet", "gated_fleet"):
         if name in request.fixturenames:
             request.getfixturevalue(name)
     yield

@@ -1,6 +1,7 @@
 """Servers the tests start stop with the test: SIGTERM (what `controlroom server stop --force` asks) for every
 state directory under the test's tmp_path, then SIGKILL of a pid in STATE/server.lock that is still alive.
-conftest's autouse fixture does it for every test; importing ``servers_stopped`` into a module says so there too."""
+conftest's autouse fixture ``servers_stopped`` does it for every test (every fleet's state directory is under the
+test's tmp_path), so no module needs a fixture of its own for it."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import signal
 import time
 from pathlib import Path
 
-import pytest
+from tests.waiting import wait_for
 
 
 def server_pid(state: Path) -> int | None:
@@ -71,19 +72,5 @@ def kill_server(state: Path) -> int:
     pid = server_pid(state)
     assert pid is not None, f"no server runs for {state}"
     os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while server_pid(state) == pid:
-        assert time.monotonic() < deadline, "the server outlived kill -9"
-        time.sleep(0.02)
+    wait_for(lambda: server_pid(state) != pid, 10, f"the server (pid {pid}) to be gone after kill -9")
     return pid
-
-
-@pytest.fixture(autouse=True)
-def servers_stopped(request, tmp_path):
-    # set up after the test's fleets, so torn down before them: a server lets go of its SSH sessions while the
-    # hosts are still there (a real sshd host's user is then removed with no session of it left running)
-    for name in ("make_fleet", "make_real_fleet", "any_make_fleet"):
-        if name in request.fixturenames:
-            request.getfixturevalue(name)
-    yield
-    stop_servers(tmp_path)

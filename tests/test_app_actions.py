@@ -2,12 +2,12 @@
 
 Every test builds the app with `build_app` (what `controlroom` runs): it starts the control-room server of the
 fleet's state directory and sends every intent there. The test presses the keys a person would press, and checks
-what the person would see and what the hosts now hold. Every server a test started is stopped after it.
+what the person would see and what the hosts now hold. Every server a test started is stopped after it
+(conftest's servers_stopped).
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -16,8 +16,7 @@ from textual.command import CommandList, CommandPalette
 from controlroom import config
 from controlroom import events as ev
 from controlroom.app import ControlRoom, build_app
-from tests.servers import server_pid, stop_server  # noqa: F401 - server_pid: for the modules that import it here
-from tests.waiting import until_shown
+from tests.waiting import until_shown, wait_for
 from widgets.dialogs import ConfirmDialog, HelpScreen, OverrideDialog, PromptDialog, QuitDialog
 from widgets.host_detail import HostScreen
 
@@ -31,22 +30,10 @@ async def until(pilot, cond, what: str, timeout: float = 30.0) -> None:
                       lambda: f"status={app.status!r} screen={type(app.screen).__name__} log={app.log_lines[-5:]!r}")
 
 
-_SERVED: list[Path] = []  # state directories whose server the apps of this test may have started
-
-
 def make_app(fleet, *, read_only: bool = False, config_path: Path | None = None) -> ControlRoom:
-    """The app on the fleet, as `controlroom` builds it; its server is stopped when the test ends."""
-    cfg = config.load(config_path or fleet.config_path)
-    _SERVED.append(Path(cfg.state.dir))
-    return build_app(cfg, read_only=read_only)
-
-
-@pytest.fixture(autouse=True)
-def servers_stopped():
-    """No server outlives its test (modules that import make_app import this fixture too)."""
-    yield
-    while _SERVED:
-        stop_server(_SERVED.pop())
+    """The app on the fleet, as `controlroom` builds it; its server is stopped when the test ends (conftest's
+    servers_stopped: the fleet's state directory is under the test's tmp_path)."""
+    return build_app(config.load(config_path or fleet.config_path), read_only=read_only)
 
 
 def journal_of(app):
@@ -58,12 +45,8 @@ def journal_of(app):
 
 def wait_for_log(fleet, text: str, timeout: float = 30.0) -> str:
     """The deploy log once it holds text (polled with a deadline)."""
-    deadline = time.monotonic() + timeout
-    while text not in (log := log_of(fleet)):
-        if time.monotonic() > deadline:
-            pytest.fail(f"not in the deploy log after {timeout:g} s: {text!r}\n{log}")
-        time.sleep(0.1)
-    return log
+    return wait_for(lambda: text in (log := log_of(fleet)) and log, timeout, f"{text!r} in the deploy log",
+                    detail=lambda: log_of(fleet), every=0.1)
 
 
 def log_of(fleet) -> str:
@@ -132,6 +115,7 @@ async def test_deploy_runs_the_canary_waits_at_the_gate_and_proceed_finishes_wit
         assert "✓ canary" in bars and "2/2" in bars and "7/7" in bars
 
 
+@pytest.mark.slow
 async def test_failing_canary_host_halts_the_phase_and_retry_heals_it(make_fleet):
     fleet = make_fleet(10, faults="web002=flaky:1")
     app = make_app(fleet)
@@ -154,6 +138,7 @@ async def test_failing_canary_host_halts_the_phase_and_retry_heals_it(make_fleet
         assert any("RETRY" in line and "web002" in line for line in app.log_lines)
 
 
+@pytest.mark.slow
 async def test_skip_past_the_budget_asks_for_a_reason_and_the_canary_and_done_stay_marked(make_fleet):
     fleet = make_fleet(10, faults="web002=fail")
     app = make_app(fleet)
@@ -215,6 +200,7 @@ async def test_pause_at_the_gate_holds_new_hosts_and_resume_carries_on(make_flee
         assert revision_on(fleet, "web010") == "r2307"
 
 
+@pytest.mark.slow
 async def test_abort_asks_with_exact_counts_and_skips_the_pending_hosts(make_fleet):
     fleet = make_fleet(10)
     app = make_app(fleet)
@@ -235,6 +221,7 @@ async def test_abort_asks_with_exact_counts_and_skips_the_pending_hosts(make_fle
         assert revision_on(fleet, "web003") == "r2306"
 
 
+@pytest.mark.slow
 async def test_rollback_asks_then_puts_the_previous_revision_back_on_every_done_host(make_fleet):
     fleet = make_fleet(10)
     app = make_app(fleet)
@@ -278,6 +265,7 @@ async def test_lock_with_a_message_shows_the_banner_and_unlock_clears_it(make_fl
         assert journal_of(app).lock() is None
 
 
+@pytest.mark.slow
 async def test_deploying_past_someone_elses_lock_asks_for_a_reason_and_logs_it(make_fleet):
     fleet = make_fleet(4)
     app = make_app(fleet)
@@ -314,6 +302,7 @@ async def test_log_entry_goes_into_the_journal_and_shows_at_the_bottom(make_flee
         assert journal_of(app).log()[-1].text == "watching 5xx after lunch"
 
 
+@pytest.mark.slow
 async def test_enter_opens_a_host_with_its_output_result_and_timings(make_fleet):
     fleet = make_fleet(4)
     app = make_app(fleet)
@@ -334,6 +323,7 @@ async def test_enter_opens_a_host_with_its_output_result_and_timings(make_fleet)
         await until(pilot, lambda: not isinstance(app.screen, HostScreen), "the host view to close")
 
 
+@pytest.mark.slow
 async def test_every_action_is_in_the_palette_and_follows_the_rollout_state(make_fleet):
     fleet = make_fleet(4)
     app = make_app(fleet)
@@ -379,6 +369,7 @@ async def test_question_mark_shows_help_with_every_key(make_fleet):
         await until(pilot, lambda: not isinstance(app.screen, HelpScreen), "the help to close")
 
 
+@pytest.mark.slow
 async def test_quit_during_a_deploy_leaves_it_running_and_a_second_app_sees_it_finish(make_fleet):
     fleet = make_fleet(4)
     app = make_app(fleet)
@@ -413,6 +404,7 @@ async def test_quit_during_a_deploy_leaves_it_running_and_a_second_app_sees_it_f
     assert "LOCK TAKEN OVER" not in log_of(fleet) and "INTERRUPTED" not in log_of(fleet)
 
 
+@pytest.mark.slow
 async def test_abort_from_the_quit_question_stops_the_deploy_then_quits(make_fleet):
     fleet = make_fleet(4)
     app = make_app(fleet)
@@ -428,6 +420,7 @@ async def test_abort_from_the_quit_question_stops_the_deploy_then_quits(make_fle
     assert revision_on(fleet, "web004") == "r2306"
 
 
+@pytest.mark.slow
 async def test_a_teammates_lock_and_log_entry_from_another_process_show_up(make_fleet):
     from controlroom.journal import Journal
 
@@ -452,6 +445,7 @@ async def test_a_teammates_lock_and_log_entry_from_another_process_show_up(make_
         )
 
 
+@pytest.mark.slow
 async def test_a_host_that_failed_within_budget_is_run_again_after_the_rollout_ended(make_fleet):
     # stage 1 is one host (10% of 10) with max_failed 1: its failure does not halt, and the rollout ends failed
     fleet = make_fleet(10, "web003=flaky:1")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from textual import events
 
 from controlroom import events as ev
-from tests.test_app_actions import deploy_to_gate, journal_of, make_app, servers_stopped, start, until  # noqa: F401
+from tests.test_app_actions import deploy_to_gate, journal_of, make_app, start, until  # noqa: F401
 from widgets.dialogs import ConfirmDialog
 
 
@@ -29,6 +30,7 @@ async def test_two_quick_d_presses_start_one_deploy(make_fleet):
         assert not any("locked" in str(n.message).lower() for n in app._notifications)
 
 
+@pytest.mark.slow
 async def test_pressing_p_repeatedly_writes_no_entry_twice_in_a_row(make_fleet):
     app = make_app(make_fleet(4))
     async with app.run_test(size=(160, 48)) as pilot:
@@ -42,6 +44,7 @@ async def test_pressing_p_repeatedly_writes_no_entry_twice_in_a_row(make_fleet):
         assert len(kinds) <= 5
 
 
+@pytest.mark.slow
 async def test_two_quick_g_presses_pass_one_gate_only(make_fleet):
     fleet = make_fleet(10)
     app = make_app(fleet)
@@ -56,6 +59,7 @@ async def test_two_quick_g_presses_pass_one_gate_only(make_fleet):
         assert len(proceeds) <= 1, app.log_lines
 
 
+@pytest.mark.slow
 async def test_a_second_press_while_a_dialog_asks_opens_no_second_dialog(make_fleet):
     app = make_app(make_fleet(4))
     async with app.run_test(size=(160, 48)) as pilot:
@@ -71,6 +75,7 @@ async def test_a_second_press_while_a_dialog_asks_opens_no_second_dialog(make_fl
         assert sum("] ABORT " in line for line in app.log_lines) == 1, app.log_lines
 
 
+@pytest.mark.slow
 async def test_quitting_during_a_rollout_stops_the_screens_timers_cleanly(make_fleet):
     app = make_app(make_fleet(4))
     async with app.run_test(size=(160, 48)) as pilot:

@@ -4,15 +4,16 @@ follows the deploy and closes once it is over. Pilot on the simulated fleet; no 
 
 from __future__ import annotations
 
+import pytest
+
 from controlroom import events as ev
 from controlroom.client import connect
-from tests.test_app_actions import (  # noqa: F401 - servers_stopped: an autouse fixture
+from tests.test_app_actions import (  # noqa: F401
     SIZE,
     dialog_text,
     make_app,
     press_deploy,
     revision_on,
-    servers_stopped,
     start,
     until,
 )
@@ -24,6 +25,7 @@ def notes(app) -> list[str]:
     return [f"{n.title or ''}: {n.message}" for n in app._notifications]
 
 
+@pytest.mark.slow
 async def test_d_asks_first_naming_the_revision_the_live_side_hosts_phases_gates_and_the_lock(make_fleet):
     fleet = make_fleet(10)
     app = make_app(fleet)
@@ -43,6 +45,7 @@ async def test_d_asks_first_naming_the_revision_the_live_side_hosts_phases_gates
         assert app.board.status is None and revision_on(fleet, "web001") == "r2306"
 
 
+@pytest.mark.slow
 async def test_d_on_a_fleet_that_already_runs_the_staged_revision_says_so_and_deploys_nothing(make_fleet):
     fleet = make_fleet(10)
     app = make_app(fleet)
@@ -74,6 +77,7 @@ async def test_R_with_nothing_to_resume_says_so(make_fleet):
         assert any("no deploy has run: nothing to resume" in n for n in notes(app)), notes(app)
 
 
+@pytest.mark.slow
 async def test_the_quit_dialog_follows_the_deploy_and_closes_when_it_ends(make_fleet):
     fleet = make_fleet(10)
     app = make_app(fleet)
@@ -108,6 +112,7 @@ def printing_config(fleet):
     return path
 
 
+@pytest.mark.slow
 async def test_the_host_view_shows_each_steps_output_and_offers_no_retry_on_a_done_host(make_fleet):
     fleet = make_fleet(4, faults="web002=flaky:1")
     app = make_app(fleet, config_path=printing_config(fleet))
@@ -136,6 +141,7 @@ async def test_the_host_view_shows_each_steps_output_and_offers_no_retry_on_a_do
         await until(pilot, lambda: app.screen.keys_offered() == "r retry · s skip · esc close", "retry and skip")
 
 
+@pytest.mark.slow
 async def test_the_staging_diffs_live_side_follows_the_host_events_not_its_poll(make_fleet, monkeypatch):
     import widgets.staging_diff
 

@@ -69,6 +69,7 @@ def test_zero_hosts_is_a_usage_error():
         cmd_demo(argparse.Namespace(hosts=0, faults=None, dir=None))
 
 
+@pytest.mark.slow
 def test_in_the_demo_stage_then_deploy_yes_ships_the_staged_revision(tmp_path, monkeypatch):
     """Issue 11 as a new user tries it on the demo's fleet: a deploy before the stage is refused with the command
     to run; `controlroom stage` builds r2307 (the repo's Makefile); with the kill switch off the gate holds and

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 from controlroom import config
 from controlroom.journal import Journal
-from tests.test_app_actions import make_app, servers_stopped, until  # noqa: F401
+from tests.test_app_actions import make_app, until  # noqa: F401
 
 
+@pytest.mark.slow
 async def test_attaching_to_a_long_log_shows_the_newest_entry_and_a_reader_scrolled_up_stays_put(make_fleet):
     """60 entries in a pane of 16 lines: what happened last is in sight, not the first entries of the day (a CI run
     under load reattached after DEPLOY OK and showed the top of the log). A reader who scrolled up to read is not

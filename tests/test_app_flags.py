@@ -10,14 +10,14 @@ import os
 import shlex
 import shutil
 import sys
-import time
 import tomllib
 from pathlib import Path
 
 import pytest
 
 from controlroom import events as ev
-from tests.test_app_actions import SIZE, log_of, make_app, press_deploy, servers_stopped, start, until  # noqa: F401
+from tests.test_app_actions import SIZE, log_of, make_app, press_deploy, start, until  # noqa: F401
+from tests.waiting import wait_for
 from widgets.dialogs import PromptDialog
 from widgets.flag_dialogs import FlagConfirmDialog, FlagHistoryScreen, KillSwitchPicker
 from widgets.flags import KILL_MARK, FlagsPane
@@ -76,6 +76,7 @@ async def test_during_a_deploy_k_a_few_letters_enter_and_enter_kill_beehive_on_e
     assert "FLAG beehive on -> off (sheds load) 10/10" in log_of(fleet)
 
 
+@pytest.mark.slow
 async def test_the_kill_switch_works_with_the_fleet_locked_and_the_picker_lists_only_kill_switches(make_fleet):
     fleet = make_fleet(4)
     app = make_app(fleet)
@@ -96,6 +97,7 @@ async def test_the_kill_switch_works_with_the_fleet_locked_and_the_picker_lists_
         assert {flags_on(fleet, h.name)["new_search"]["enabled"] for h in fleet.hosts} == {"off"}
 
 
+@pytest.mark.slow
 async def test_space_and_confirm_toggle_a_feature_flag_a_refusing_host_shows_in_its_receipt_and_history_opens(
         make_fleet):
     fleet = make_fleet(10, faults="web003=refuse")
@@ -131,6 +133,7 @@ async def test_space_and_confirm_toggle_a_feature_flag_a_refusing_host_shows_in_
         await until(pilot, lambda: not isinstance(app.screen, FlagHistoryScreen), "the history to close")
 
 
+@pytest.mark.slow
 async def test_a_flag_changed_by_someone_else_meanwhile_is_named_and_confirmed_again(make_fleet):
     from controlroom.client import connect
 
@@ -168,7 +171,7 @@ def test_in_the_demo_during_a_deploy_a_kill_switch_takes_three_keys_and_the_conf
     if shutil.which("tmux") is None:
         pytest.fail("tmux is needed for the end-to-end test (.ci/run installs it)")
     from tests.conftest import run_cli
-    from tests.test_app_actions import stop_server
+    from tests.servers import stop_server
     from tests.test_e2e_tmux import DEADLINE, Terminal
 
     def beehive_row(screen: str) -> str:
@@ -188,10 +191,9 @@ def test_in_the_demo_during_a_deploy_a_kill_switch_takes_three_keys_and_the_conf
         # the deploy is under way: the canary is done and its gate failed (the demo's story); decide later
         term.wait_for("The gate before stage 1 failed")
         term.press("Escape")
-        deadline = time.monotonic() + DEADLINE  # the dialog gone before k (an escape right before k reads as alt+k)
-        while "check the gate again" in term.screen():
-            assert time.monotonic() < deadline, f"the gate's dialog did not close\n{term.screen()}"
-            time.sleep(0.1)
+        # the dialog gone before k (an escape right before k reads as alt+k)
+        wait_for(lambda: "check the gate again" not in term.screen(), DEADLINE, "the gate's dialog to close",
+                 detail=term.screen, every=0.1)
         term.wait_for("g decides:")
 
         term.press("k")
@@ -202,10 +204,8 @@ def test_in_the_demo_during_a_deploy_a_kill_switch_takes_three_keys_and_the_conf
         term.press("-l", "sheds load")
         term.press("Enter")
 
-        deadline = time.monotonic() + DEADLINE
-        while not ("OFF" in (row := beehive_row(term.screen())) and "20/20" in row):
-            assert time.monotonic() < deadline, f"beehive not OFF 20/20 in the pane\n{term.screen()}"
-            time.sleep(0.1)
+        wait_for(lambda: "OFF" in (row := beehive_row(term.screen())) and "20/20" in row, DEADLINE,
+                 "beehive OFF 20/20 in the pane", detail=term.screen, every=0.1)
         term.wait_for("FLAG beehive on -> off (sheds")  # the deploy log pane (its line wraps)
         log = run_cli("log", "--config", str(fleet_dir / "controlroom.toml")).stdout
         assert "FLAG beehive on -> off (sheds load) 20/20" in log, log
@@ -221,6 +221,7 @@ def test_in_the_demo_during_a_deploy_a_kill_switch_takes_three_keys_and_the_conf
         stop_server(fleet_dir / "state")
 
 
+@pytest.mark.slow
 async def test_percent_sets_a_flag_to_a_share_of_users_on_every_host(make_fleet):
     fleet = make_fleet(4)
     app = make_app(fleet)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_app_actions import make_app, servers_stopped, start  # noqa: F401
+from tests.test_app_actions import make_app, start  # noqa: F401
 from widgets.states import SYMBOL
 
 GLYPHS = set(SYMBOL.values())

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from controlroom.app import ControlRoom
 from controlroom.app_screens import FOCUS_MARK, TABS
-from tests.test_app_actions import make_app, servers_stopped, start, until  # noqa: F401
+from tests.test_app_actions import make_app, start, until  # noqa: F401
 from widgets.flag_dialogs import FlagConfirmDialog, KillSwitchPicker
 
 WIDE = (160, 48)
@@ -33,6 +35,7 @@ def assert_focus_shown(app: ControlRoom, tab: str) -> None:
         assert edge == ("heavy" if t == tab else "round"), f"{t}: {edge}"
 
 
+@pytest.mark.slow
 async def test_tab_and_shift_tab_go_through_the_panes_in_a_fixed_order_and_the_border_shows_which(make_fleet):
     app = make_app(make_fleet(4))
     async with app.run_test(size=WIDE) as pilot:
@@ -93,6 +96,7 @@ async def test_3_focuses_the_flags_a_second_3_fills_the_screen_and_escape_puts_i
         assert flags.region == corner
 
 
+@pytest.mark.slow
 async def test_the_kill_switch_from_the_flags_pane_by_keyboard_only(make_fleet):
     fleet = make_fleet(4)
     app = make_app(fleet)
@@ -125,6 +129,7 @@ def test_the_readme_and_the_help_screen_list_the_same_keys():
     assert in_readme == in_help, f"only in the README: {in_readme - in_help}; only in help: {in_help - in_readme}"
 
 
+@pytest.mark.slow
 async def test_in_the_staging_diffs_search_box_k_and_digits_are_letters_and_tab_leaves_it(make_fleet):
     from textual.widgets import Input
 

@@ -6,17 +6,18 @@ from __future__ import annotations
 import os
 import signal
 
+import pytest
+
 from controlroom import events as ev
 from controlroom.demo.fleet import Fault
 from tests.conftest import run_cli
-from tests.test_app_actions import (  # noqa: F401 - servers_stopped: an autouse fixture
+from tests.servers import server_pid
+from tests.test_app_actions import (  # noqa: F401
     SIZE,
     dialog_text,
     make_app,
     press_deploy,
     revision_on,
-    server_pid,
-    servers_stopped,
     start,
     until,
 )
@@ -54,6 +55,7 @@ async def test_a_deploy_halted_elsewhere_shows_halted_and_R_resumes_it_to_the_en
     assert f"[{user}] RETRY r2307 web001" in log and "DEPLOY OK r2307 on 6 of 6 hosts" in log, log
 
 
+@pytest.mark.slow
 async def test_a_deploy_halted_elsewhere_can_be_rolled_back_from_the_app(make_fleet):
     fleet = make_fleet(6)
     halted_headless(fleet)
@@ -71,6 +73,7 @@ async def test_a_deploy_halted_elsewhere_can_be_rolled_back_from_the_app(make_fl
     assert {revision_on(fleet, h.name) for h in fleet.hosts} == {"r2306"}
 
 
+@pytest.mark.slow
 async def test_a_server_killed_mid_deploy_comes_back_with_the_deploy_halted_and_R_finishes_it(make_fleet):
     fleet = make_fleet(6)
     app = make_app(fleet)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
-
 from textual.app import App, ComposeResult
 
 from controlroom import events as ev
 from controlroom.board import Board
+from tests.waiting import until_shown
 from widgets.host_grid import HostGrid
 
 
@@ -45,13 +44,6 @@ class GridApp(App):
 
 def changed(host: str, state: str, phase: int = 2, **kw) -> ev.HostStateChanged:
     return ev.HostStateChanged(1, host=host, phase=phase, state=state, **kw)
-
-
-async def until_true(pilot, cond, what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"waited {timeout:g} s for {what}"
-        await pilot.pause(0.02)
 
 
 def row_text(grid: HostGrid, y: int) -> str:
@@ -153,11 +145,11 @@ async def test_a_narrower_grid_lays_the_hosts_out_again():
         await pilot.pause()
         assert not grid.glyphs
         await pilot.resize_terminal(40, 20)
-        await until_true(pilot, lambda: grid.glyphs, "the names to give way to glyphs")
+        await until_shown(pilot, lambda: grid.glyphs, "the names to give way to glyphs")
         assert all(len(row_text(grid, y).rstrip()) <= 40 for y in range(5))
         assert len(grid.visible_hosts) == 100
         await pilot.resize_terminal(120, 20)
-        await until_true(pilot, lambda: not grid.glyphs, "the names to come back")
+        await until_shown(pilot, lambda: not grid.glyphs, "the names to come back")
 
 
 async def test_the_mouse_works_too_a_click_selects_and_a_double_click_opens():

@@ -16,7 +16,7 @@ from controlroom import events as ev
 from controlroom.app import TOAST_SECONDS, ControlRoom
 from controlroom.app_screens import FOCUS_MARK
 from controlroom.demo.fleet import Fleet
-from tests.test_app_actions import make_app, press_deploy, servers_stopped, until  # noqa: F401
+from tests.test_app_actions import make_app, press_deploy, until  # noqa: F401
 from widgets.dialogs import GateHaltDialog
 from widgets.host_grid import HostGrid
 from widgets.status_line import StatusLine
@@ -68,6 +68,7 @@ async def test_at_160x48_every_pane_is_on_screen_at_once(make_fleet):
         assert_footer_fits(app)
 
 
+@pytest.mark.slow
 async def test_at_160x48_a_pane_number_twice_fills_the_screen_with_that_pane_and_again_puts_it_back(make_fleet):
     app = make_app(make_fleet(10))
     async with app.run_test(size=(160, 48)) as pilot:
@@ -163,14 +164,6 @@ async def test_at_220x60_the_side_panes_are_wider_and_taller_than_at_160x48(make
         assert not app.host_grid.glyphs
 
 
-@pytest.fixture
-def metrics_fleet(tmp_path):
-    """Simulated hosts serving metrics; the canary's gate fails on errors_5xx (the demo's story)."""
-    fleet = Fleet(tmp_path / "fleet", 6, metrics=True).start_in_thread()
-    yield fleet
-    fleet.stop_thread()
-
-
 async def test_at_160x48_each_sparkline_gets_at_least_30_cells(metrics_fleet):
     from widgets.metrics import MetricsPane
 
@@ -208,7 +201,8 @@ async def test_at_80x24_a_failed_gates_long_header_leaves_the_last_phase_on_scre
         assert_footer_fits(app)
 
 
-@pytest.mark.parametrize("size", [(80, 24), (160, 48), (220, 60)], ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("size", [(80, 24), (160, 48), pytest.param((220, 60), marks=pytest.mark.slow)],
+                         ids=lambda s: f"{s[0]}x{s[1]}")
 async def test_notifications_are_short_gone_in_4_s_cover_no_live_figure_and_an_error_stays_in_the_status_line(
         make_fleet, size):
     app = make_app(make_fleet(4), read_only=True)
@@ -416,7 +410,7 @@ def test_snapshot_idle(make_fleet, snap_compare, _fixed_clock, size):
     assert snap_compare(make_app(make_fleet(10)), terminal_size=size, run_before=_idle)
 
 
-@pytest.mark.parametrize("size", SIZES, ids=_size_id)
+@pytest.mark.parametrize("size", [*SIZES[:-1], pytest.param(SIZES[-1], marks=pytest.mark.slow)], ids=_size_id)
 def test_snapshot_mid_deploy(make_fleet, snap_compare, _fixed_clock, size):
     assert snap_compare(make_app(make_fleet(10)), terminal_size=size, run_before=_mid_deploy)
 

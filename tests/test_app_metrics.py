@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import re
-import time
 
 import pytest
 
@@ -17,7 +16,8 @@ from controlroom.app import ControlRoom
 from controlroom.demo.fleet import Fleet
 from controlroom.demo.metrics_sim import BAD_REVISION
 from tests.servers import closed_port
-from tests.test_app_actions import make_app, press_deploy, servers_stopped  # noqa: F401 - every server a test starts stops
+from tests.test_app_actions import make_app, press_deploy  # noqa: F401
+from tests.waiting import until_shown
 from widgets.metrics import HIDDEN_CHECK, MetricsPane
 from widgets.sparkline import GATE, HALT, MARKS, PHASE, Marker, columns, draw, plain, scale
 
@@ -44,13 +44,8 @@ def screen_rows(app: ControlRoom) -> list[str]:
 
 
 async def until(pilot, cond, what: str, timeout: float = 30.0) -> None:
-    """Poll the app until cond() holds (never a fixed sleep); fail saying what the pane showed."""
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            pytest.fail(f"waited {timeout:g} s for {what}; the pane shows:\n" + "\n".join(pane(pilot.app).lines))
-        await pilot.pause(0.05)
-    await pilot.pause()
+    """Poll the app until cond() holds (tests.waiting.until_shown); fail saying what the pane showed."""
+    await until_shown(pilot, cond, what, timeout, lambda: "the pane shows:\n" + "\n".join(pane(pilot.app).lines))
 
 
 def row_of(app: ControlRoom, pattern: str) -> str | None:
@@ -60,6 +55,7 @@ def row_of(app: ControlRoom, pattern: str) -> str | None:
 # ----------------------------------------------------------------------------------------------- the app
 
 
+@pytest.mark.slow
 async def test_after_the_canary_ships_r2307_the_pane_shows_errors_5xx_over_its_threshold_with_markers(metrics_fleet):
     app = make_app(metrics_fleet)
     async with app.run_test(size=WIDE) as pilot:
@@ -111,6 +107,7 @@ async def test_without_metrics_in_the_config_the_pane_says_how_to_add_them_and_n
         assert pane(app).polls == 0
 
 
+@pytest.mark.slow
 async def test_on_a_small_terminal_the_pane_polls_only_while_its_tab_is_shown(metrics_fleet):
     app = make_app(metrics_fleet)
     async with app.run_test(size=NARROW) as pilot:

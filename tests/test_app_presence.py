@@ -10,14 +10,15 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from controlroom import events as ev
 from tests.conftest import run_cli
-from tests.test_app_actions import (  # noqa: F401 - servers_stopped: an autouse fixture
+from tests.test_app_actions import (  # noqa: F401
     SIZE,
     deploy_to_gate,
     log_of,
     make_app,
-    servers_stopped,
     start,
     until,
 )
@@ -74,6 +75,7 @@ def presence(app) -> str:
     return app.main.query_one(PresenceLine).text
 
 
+@pytest.mark.slow
 async def test_two_clients_see_each_other_and_a_second_person_is_told_whose_deploy_it_is(make_fleet):
     fleet = make_fleet(10)
     app = make_app(fleet)
@@ -117,6 +119,7 @@ async def test_two_clients_see_each_other_and_a_second_person_is_told_whose_depl
         assert "[bob" in log and "PAUSE" in log  # the log names who drove each decision
 
 
+@pytest.mark.slow
 async def test_the_cli_acts_on_a_deploy_the_app_drives_only_with_yes_and_the_log_names_who(make_fleet):
     fleet = make_fleet(6)
     app = make_app(fleet)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from controlroom import events as ev
 from controlroom.app import ControlRoom, build_app
 from controlroom.journal import Journal
 from tests.conftest import run_cli
+from tests.waiting import until_shown
 from widgets.stage_view import StageScreen
 from widgets.staging_diff import StagingDiffPane
 
@@ -28,15 +28,10 @@ SIZE = (160, 48)
 
 
 async def until(pilot, cond, what: str, timeout: float = 20.0) -> None:
-    """Poll the app until cond() holds (never a fixed sleep); fail saying what we waited for."""
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            app: ControlRoom = pilot.app
-            pane = app.main.query_one(StagingDiffPane)
-            pytest.fail(f"waited {timeout:g} s for {what}; pane header: {pane.head_text!r}")
-        await pilot.pause(0.05)
-    await pilot.pause()
+    """Poll the app until cond() holds (tests.waiting.until_shown); fail saying what the pane's header said."""
+    app: ControlRoom = pilot.app
+    await until_shown(pilot, cond, what, timeout,
+                      lambda: f"pane header: {app.main.query_one(StagingDiffPane).head_text!r}")
 
 
 def config_with(fleet, name: str, *, release: str = "", extra: str = "") -> Path:
@@ -159,6 +154,7 @@ async def test_in_the_middle_of_a_first_deploy_the_hosts_not_yet_reached_count_a
         assert "1 commit" in pane.view.lines
 
 
+@pytest.mark.slow
 async def test_a_20000_line_diff_opens_draws_only_what_is_on_screen_and_scrolls_to_its_end(make_fleet):
     fleet = make_fleet(3)
     repo = fleet.dir / "repo"

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from textual.widgets import Log
 
 from controlroom import config
 from controlroom import events as ev
 from controlroom.journal import Journal
-from tests.test_app_actions import deploy_to_gate, make_app, press_deploy, servers_stopped, start, until  # noqa: F401
+from tests.test_app_actions import deploy_to_gate, make_app, press_deploy, start, until  # noqa: F401
 from widgets.dialogs import ConfirmDialog
 from widgets.host_detail import HostScreen
 
@@ -66,6 +67,7 @@ def hostile_config(fleet, step: str) -> Path:
     return path
 
 
+@pytest.mark.slow
 async def test_host_output_with_escape_sequences_shows_them_as_text_in_the_host_view(make_fleet):
     fleet = make_fleet(4)
     cfg = hostile_config(fleet, r"printf '\033[2J\033]0;owned\007\033]52;c;aGk=\007visible\233m\r\n'")
@@ -83,6 +85,7 @@ async def test_host_output_with_escape_sequences_shows_them_as_text_in_the_host_
         assert line.startswith("^[[2J^[]0;owned^G^[]52;c;aGk=^Gvisible")
 
 
+@pytest.mark.slow
 async def test_the_host_view_keeps_the_readers_place_while_output_streams(make_fleet):
     # ~20 lines a second: the server keeps a host's last 200 lines, so its record still starts with the step's
     # command when the view asks for it, even on a loaded machine

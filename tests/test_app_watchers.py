@@ -6,14 +6,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from controlroom import events as ev
-from tests.test_app_actions import (  # noqa: F401 - servers_stopped: an autouse fixture
+from tests.test_app_actions import (  # noqa: F401
     SIZE,
     deploy_to_gate,
     journal_of,
     make_app,
     revision_on,
-    servers_stopped,
     start,
     until,
 )
@@ -26,6 +27,7 @@ def notes(app) -> list[str]:
     return [str(n.message) for n in app._notifications]
 
 
+@pytest.mark.slow
 async def test_two_apps_side_by_side_show_one_deploy_live_and_a_pause_from_one_shows_in_both(make_fleet):
     fleet = make_fleet(10)
     alice, bob = make_app(fleet), make_app(fleet)

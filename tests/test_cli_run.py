@@ -293,6 +293,7 @@ def test_fleet_started_by_hand_serves_each_host_under_its_own_name(tmp_path):
 # ------------------------------------------------------------------------------------------- grouped output
 
 
+@pytest.mark.slow
 def test_run_on_150_hosts_with_identical_output_prints_one_group_line(big_fleet):
     res = run_cli("run", "echo vm", "--config", str(big_fleet.config_path))
     assert res.returncode == 0, res.stderr

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from controlroom.cli import main
 from tests.hostile_source import HostileSource
-from tests.servers import servers_stopped  # noqa: F401 - every server a test starts stops with it
 
 HOSTILE = "\x1b]0;pwn\x07\x1b[2J"
 SHOWN = "^[]0;pwn^G^[[2J"

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import run_cli
 from tests.disks import fill, small_tmpfs, unmount
-from tests.servers import kill_server, servers_stopped, stop_servers  # noqa: F401 - every server a test starts stops with it
+from tests.servers import kill_server, stop_servers
 from tests.waiting import wait_for
 
 STEPS = '''steps = [

@@ -11,14 +11,15 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
+
+import pytest
 
 from controlroom import events as ev
 from controlroom.demo.fleet import Fleet
 from controlroom.journal import Journal
 from tests.conftest import run_cli
-from tests.servers import servers_stopped  # noqa: F401 - every server a test starts stops with it
 from tests.test_rollout import BUDGET_PHASES, NEW, OLD, config_with_phases, revision_of
+from tests.waiting import wait_for
 
 STAMP = r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\]"
 
@@ -46,6 +47,7 @@ def journal_of(fleet: Fleet) -> Journal:
 # --------------------------------------------------------------------------------------------- the whole fleet
 
 
+@pytest.mark.slow
 def test_deploy_to_150_hosts_in_three_phases_ends_ok_and_is_in_the_log(make_fleet):
     fleet = make_fleet(150)
     res = cr(fleet, "deploy", "--yes")
@@ -66,6 +68,7 @@ def test_deploy_to_150_hosts_in_three_phases_ends_ok_and_is_in_the_log(make_flee
 # --------------------------------------------------------------------------------------------- halt and resume
 
 
+@pytest.mark.slow
 def test_halted_deploy_lists_exactly_the_failed_hosts_exits_1_and_resume_after_healing_finishes(make_fleet):
     fleet = make_fleet(12, "web003=slow:0.5,web004=fail,web005=fail")
     cfg = config_with_phases(fleet, BUDGET_PHASES)
@@ -115,6 +118,7 @@ def test_rollback_puts_the_previous_revision_back_on_every_done_host_latest_phas
 # --------------------------------------------------------------------------------------------- the lock
 
 
+@pytest.mark.slow
 def test_locked_fleet_refuses_to_deploy_naming_who_when_and_why_until_unlocked(fleet):
     res = cr(fleet, "lock", "db", "migration")
     assert res.returncode == 0, res.stderr
@@ -221,10 +225,7 @@ def test_two_deploys_started_at_once_one_runs_and_the_other_exits_3_naming_it(ma
     }
     # a third person tries while the winner is under way (the check before anything starts)
     journal = journal_of(fleet)
-    deadline = time.monotonic() + 30
-    while (lock := journal.lock()) is None:
-        assert time.monotonic() < deadline, "neither deploy took the lock"
-        time.sleep(0.02)
+    lock = wait_for(journal.lock, 30, "one of the deploys to take the lock")
     late = cr(fleet, "deploy", "--yes", user="carol")
 
     results = {user: (p.wait(timeout=120), *p.communicate()) for user, p in procs.items()}
@@ -314,11 +315,7 @@ def test_ctrl_c_in_a_phase_names_exactly_the_hosts_it_stopped_in_flight(make_fle
                          cwd=fleet.dir, env={**os.environ, "SUDO_USER": "mygrant"}, stdin=subprocess.DEVNULL,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while running_hosts(fleet) < 3:
-            assert p.poll() is None, p.communicate()
-            assert time.monotonic() < deadline, "three hosts never ran their first step"
-            time.sleep(0.02)
+        wait_for(lambda: running_hosts(fleet) >= 3, 60, "three hosts to run their first step", proc=p)
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=60)
     finally:
@@ -411,19 +408,14 @@ def _deploy_in_background(fleet: Fleet, **kw) -> subprocess.Popen:
 
 
 def _wait_deployed(fleet: Fleet) -> None:
-    deadline = time.monotonic() + 90
-    while set(revisions(fleet).values()) != {NEW} or "DEPLOY OK" not in log_lines(fleet)[-1]:
-        assert time.monotonic() < deadline, revisions(fleet)
-        time.sleep(0.1)
+    wait_for(lambda: set(revisions(fleet).values()) == {NEW} and "DEPLOY OK" in log_lines(fleet)[-1], 90,
+             f"every host on {NEW} and DEPLOY OK", detail=lambda: revisions(fleet), every=0.1)
 
 
 def test_a_deploy_whose_terminal_hangs_up_goes_on_in_the_server_to_the_end(make_fleet):
     fleet = make_fleet(6)
     p = _deploy_in_background(fleet, text=True)
-    deadline = time.monotonic() + 60
-    while running_hosts(fleet) < 1:
-        assert p.poll() is None and time.monotonic() < deadline, p.communicate()
-        time.sleep(0.02)
+    wait_for(lambda: running_hosts(fleet) >= 1, 60, "a host to run its first step", proc=p)
     p.send_signal(signal.SIGHUP)
     out, err = p.communicate(timeout=30)
     assert p.returncode == 0 and "Traceback" not in err, out + err

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.waiting import wait_for
+
 DEADLINE = 30.0
 
 
@@ -155,7 +157,7 @@ def _revisions(fleet_dir: Path, hosts: int) -> set[str]:
 @pytest.mark.slow
 def test_the_terminal_lost_in_the_last_phase_the_deploy_finishes_and_controlroom_again_shows_it_done(tmp_path):
     from tests.conftest import run_cli
-    from tests.test_app_actions import stop_server
+    from tests.servers import stop_server
 
     fleet_dir = tmp_path / "demo"
     # web020 (in the last phase) is slow to start its commands: the terminal goes while it is in flight
@@ -175,18 +177,14 @@ def test_the_terminal_lost_in_the_last_phase_the_deploy_finishes_and_controlroom
         term.wait_for("Pass the failed canary gate and start stage 1?")
         term.press("-l", "testing a lost terminal")
         term.press("Enter")
-        deadline = time.monotonic() + DEADLINE
-        while (fleet_dir / "hosts" / "web019" / "REVISION").read_text().strip() != "r2307":  # the last phase runs
-            assert time.monotonic() < deadline, f"stage 2 did not get going\n{term.screen()}"
-            time.sleep(0.1)
+        wait_for(lambda: (fleet_dir / "hosts" / "web019" / "REVISION").read_text().strip() == "r2307", DEADLINE,
+                 "stage 2 to get going (web019 on r2307)", detail=term.screen, every=0.1)  # the last phase runs
         assert _revisions(fleet_dir, 20) != {"r2307"}, "the deploy ended before the terminal went"
     finally:
         term.close()  # the ssh session to the bastion drops: SIGHUP, in the middle of the last phase
     try:
-        deadline = time.monotonic() + 60
-        while _revisions(fleet_dir, 20) != {"r2307"}:  # no command typed: the server carries on
-            assert time.monotonic() < deadline, f"not every host got r2307: {_revisions(fleet_dir, 20)}"
-            time.sleep(0.2)
+        wait_for(lambda: _revisions(fleet_dir, 20) == {"r2307"}, 60, "every host on r2307",  # no command typed:
+                 detail=lambda: _revisions(fleet_dir, 20), every=0.2)  # the server carries on
         config = fleet_dir / "controlroom.toml"
         again = Terminal(f"env {env} {shlex.join([sys.executable, '-m', 'controlroom.cli', '--config', str(config)])}")
         # the result stays marked: it went past a failed gate

@@ -11,15 +11,14 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO, run_cli
-from tests.servers import kill_server, server_pid, servers_stopped  # noqa: F401 - every server a test starts stops with it
+from tests.servers import kill_server, server_pid
 from tests.terminal import Terminal
-from tests.waiting import commands_in, never_appears, wait_for
+from tests.waiting import commands_in, never_appears, until, wait_for
 
 STEPS = '''steps = [
     "{first} && echo 1 >> steps.log",
@@ -246,6 +245,7 @@ def test_rollback_after_kill_9_reaches_the_hosts_that_were_in_flight(any_make_fl
 # ------------------------------------------------------------------------------------------------ Ctrl+C
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_in_flight_commands_records_them_interrupted_and_parks_the_lock(any_make_fleet):
     fleet = any_make_fleet(hosts=3)
     cfg = config(fleet, parallel=3)
@@ -353,10 +353,9 @@ async def _engine_until_running(fleet, n: int):
     journal = Journal.open(cfg.state.dir)
     r = Rollout(cfg, pool, journal, revision="r2307", user="tester", confirm="none")
     task = asyncio.ensure_future(r.run())
-    deadline = time.monotonic() + 60
-    while sum(h.state == "running" for h in r.hosts.values()) < n:
-        assert time.monotonic() < deadline and not task.done(), "every host running step 1"
-        await asyncio.sleep(0.02)
+    await until(lambda: sum(h.state == "running" for h in r.hosts.values()) >= n or task.done(), 60,
+                "every host running step 1")
+    assert not task.done(), "the deploy ended before every host ran step 1"
     return r, task, pool, journal
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -23,38 +22,13 @@ from controlroom.errors import ConfigError, ControlroomError
 from tests import waiting
 from tests.conftest import REPO, run_cli
 from tests.disks import fill, small_tmpfs, unmount
-from tests.servers import kill_server
-from tests.servers import stop_servers as stop_servers_under
+from tests.servers import kill_server, stop_servers
 
 OLD = b'version = 0\nchanged_by = "by hand"\n\n[flags.new_search]\nenabled = "on"\n'
 
 
 def cr(fleet, *args: str, user: str = "alice", **kw) -> subprocess.CompletedProcess:
     return run_cli(*args, "--config", str(fleet.config_path), env={"SUDO_USER": user}, **kw)
-
-
-def wait_for(cond, seconds: float, what: str):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-@pytest.fixture
-def stop_servers():
-    """Fleets whose servers the test started; each is stopped afterwards (--force, then SIGKILL if alive)."""
-    fleets = []
-    yield fleets.append
-    for fleet in fleets:
-        run_cli("server", "stop", "--force", "--config", str(fleet.config_path))
-        try:
-            pid = int((Path(fleet.dir) / "state" / "server.lock").read_text().split()[0])
-            os.kill(pid, signal.SIGKILL)
-        except (OSError, ValueError, IndexError):
-            pass
 
 
 def flags_file(host) -> dict:
@@ -66,9 +40,8 @@ def temp_files(fleet) -> list[str]:
 
 
 def test_kill_switch_with_a_refusing_and_a_failing_host_exits_1_naming_both_while_the_fleet_is_locked(
-        make_fleet, stop_servers):
+        make_fleet):
     fleet = make_fleet(10, faults="web003=refuse,web005=fail")
-    stop_servers(fleet)
     for h in fleet.hosts:
         (Path(h.root) / "flags.toml").write_bytes(OLD)
     assert cr(fleet, "lock", "NO DEPLOY PLEASE: database migration").returncode == 0
@@ -102,9 +75,8 @@ def test_kill_switch_with_a_refusing_and_a_failing_host_exits_1_naming_both_whil
     assert "retrying" not in cr(fleet, "flags").stdout
 
 
-def test_a_kill_switch_lands_while_a_deploy_runs_and_the_log_says_who_and_why(make_fleet, stop_servers):
+def test_a_kill_switch_lands_while_a_deploy_runs_and_the_log_says_who_and_why(make_fleet):
     fleet = make_fleet(10)
-    stop_servers(fleet)
     text = fleet.config_path.read_text().replace("steps = [\n", 'steps = [\n    "sleep 1",\n', 1)
     fleet.config_path.write_text(text)
     assert cr(fleet, "deploy", "--detach", "--yes").returncode == 0
@@ -124,9 +96,8 @@ def test_a_kill_switch_lands_while_a_deploy_runs_and_the_log_says_who_and_why(ma
     assert start < flag_at < ok  # it landed in the middle of the deploy, not after it
 
 
-def test_the_same_push_through_real_sshd_and_verify_names_a_drifted_host(any_make_fleet, stop_servers):
+def test_the_same_push_through_real_sshd_and_verify_names_a_drifted_host(any_make_fleet):
     fleet = any_make_fleet(hosts=3)
-    stop_servers(fleet)
 
     res = cr(fleet, "flag", "new_search", "off", "--yes")
 
@@ -146,9 +117,8 @@ def test_the_same_push_through_real_sshd_and_verify_names_a_drifted_host(any_mak
         == [[drifted.name, "drifted"]]
 
 
-async def test_a_change_decided_on_a_stale_version_is_refused_naming_who_changed_it(make_fleet, stop_servers):
+async def test_a_change_decided_on_a_stale_version_is_refused_naming_who_changed_it(make_fleet):
     fleet = make_fleet(4)
-    stop_servers(fleet)
     cfg = config.load(fleet.config_path)
     a = await connect(cfg)
     b = await connect(cfg)
@@ -173,9 +143,8 @@ async def test_a_change_decided_on_a_stale_version_is_refused_naming_who_changed
     assert {flags_file(h)["flags"]["beehive"]["enabled"] for h in fleet.hosts} == {"50%"}
 
 
-def test_a_straggler_is_retried_in_the_background_until_it_confirms(make_fleet, stop_servers):
+def test_a_straggler_is_retried_in_the_background_until_it_confirms(make_fleet):
     fleet = make_fleet(5, faults="web002=flaky:2")
-    stop_servers(fleet)
     res = cr(fleet, "flag", "enable_feature_video", "on", "--yes")
     assert res.returncode == 1 and "web002  exit 1" in res.stdout, res.stdout + res.stderr
 
@@ -184,7 +153,7 @@ def test_a_straggler_is_retried_in_the_background_until_it_confirms(make_fleet, 
         row = next(line for line in out.splitlines() if "enable_feature_video" in line)
         return " 5/5 " in row and "retrying" not in out
 
-    wait_for(confirmed, 60, "web002 to confirm on a retry")
+    waiting.wait_for(confirmed, 60, "web002 to confirm on a retry")
     assert flags_file(fleet.by_name["web002"])["flags"]["enable_feature_video"] == {"enabled": "on"}
 
 
@@ -370,7 +339,7 @@ def test_a_flag_change_the_journal_cannot_record_is_one_line_and_no_host_is_writ
         done = cr(fleet, "flag", "new_search", "off", "--yes")  # trying again works
         assert done.returncode == 0 and "new_search on -> off on 3/3 hosts" in done.stdout, done.stdout + done.stderr
     finally:
-        stop_servers_under(fleet.dir)
+        stop_servers(fleet.dir)
         unmount(state)
 
 

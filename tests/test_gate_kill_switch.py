@@ -16,18 +16,12 @@ import pytest
 from controlroom import events as ev
 from controlroom.demo.fleet import Fleet
 from tests.conftest import run_cli
-from tests.test_app_actions import SIZE, log_of, make_app, press_deploy, servers_stopped, start, until  # noqa: F401
+from tests.gates import long_bake
+from tests.test_app_actions import SIZE, log_of, make_app, press_deploy, start, until  # noqa: F401
 from widgets.dialogs import GateHaltDialog
 from widgets.flag_dialogs import FlagConfirmDialog
 
 NEW = "r2307"
-
-
-@pytest.fixture
-def metrics_fleet(tmp_path):
-    fleet = Fleet(tmp_path / "fleet", 6, metrics=True).start_in_thread()
-    yield fleet
-    fleet.stop_thread()
 
 
 def revision_of(fleet: Fleet, host: str) -> str:
@@ -41,13 +35,6 @@ def flag_on(fleet: Fleet, host: str, name: str) -> str | None:
     return tomllib.loads(path.read_text())["flags"][name]["enabled"]
 
 
-def long_bake(fleet: Fleet) -> None:
-    """A bake far longer than any test waits: only a failed check ending it early lets the halt come."""
-    text = fleet.config_path.read_text()
-    assert re.search(r'^bake = "\d+s"$', text, re.M)
-    fleet.config_path.write_text(re.sub(r'^bake = "\d+s"$', 'bake = "20m"', text, flags=re.M))
-
-
 async def to_the_failed_gate(pilot) -> None:
     """Start the app, press d, and wait for the canary's failed gate to offer its choices."""
     await start(pilot)
@@ -55,6 +42,7 @@ async def to_the_failed_gate(pilot) -> None:
     await until(pilot, lambda: isinstance(pilot.app.screen, GateHaltDialog), "the failed gate's choices", timeout=60)
 
 
+@pytest.mark.slow
 async def test_a_failed_canary_gate_offers_the_kill_switch_first_and_flipping_it_lets_the_deploy_finish(
         metrics_fleet):
     fleet = metrics_fleet
@@ -101,6 +89,7 @@ def test_headless_a_failed_gate_ends_the_bake_and_names_the_kill_switch_to_flip(
     assert [h.name for h in fleet.hosts if revision_of(fleet, h.name) == NEW] == ["web001", "web002"]
 
 
+@pytest.mark.slow
 async def test_checking_a_failed_gate_again_says_it_still_fails_and_g_offers_the_choices_again(metrics_fleet):
     fleet = metrics_fleet
     long_bake(fleet)

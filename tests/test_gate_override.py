@@ -20,25 +20,15 @@ import pytest
 from controlroom import config
 from controlroom import events as ev
 from controlroom.client import connect
-from controlroom.demo.fleet import Fleet
 from controlroom.errors import ControlroomError
 from tests.conftest import run_cli
 from tests.servers import stop_server
-from tests.test_app_actions import SIZE, log_of, make_app, servers_stopped, start, until  # noqa: F401
-from tests.test_gate_kill_switch import long_bake, revision_of, to_the_failed_gate
+from tests.test_app_actions import SIZE, log_of, make_app, start, until  # noqa: F401
+from tests.test_gate_kill_switch import revision_of, to_the_failed_gate
 from widgets.dialogs import GateHaltDialog, OverrideDialog
 
 OLD, NEW = "r2306", "r2307"
 FAILING = r"(?:[\d.]+ > 5|5, not < 5)"  # the failing value as said: '7.5 > 5' (or at the limit: '5, not < 5')
-
-
-@pytest.fixture
-def gated_fleet(tmp_path):
-    """Six hosts with metrics; the canary bakes far longer than a test waits, so its failed check ends the bake."""
-    fleet = Fleet(tmp_path / "fleet", 6, metrics=True).start_in_thread()
-    long_bake(fleet)
-    yield fleet
-    fleet.stop_thread()
 
 
 def me() -> str:
@@ -60,6 +50,7 @@ async def next_event(c, kind: type, cond=lambda e: True, timeout: float = 60.0) 
     return await asyncio.wait_for(look(), timeout)
 
 
+@pytest.mark.slow
 async def test_proceed_at_a_failed_gate_needs_a_typed_reason_and_the_result_stays_marked(gated_fleet):
     fleet = gated_fleet
     cfg = config.load(fleet.config_path)

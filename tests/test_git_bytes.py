@@ -14,7 +14,6 @@ from controlroom import config, diffcli, release, stagediff
 from controlroom import events as ev
 from controlroom.errors import ControlroomError
 from controlroom.journal import Journal
-from tests.servers import servers_stopped  # noqa: F401 - every server a test starts stops with it
 from tests.test_app_staging import SIZE, drawn, make_app, pane_of, until
 from tests.test_deploy_cli import cr
 from tests.waiting import wait_for

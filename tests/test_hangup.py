@@ -16,7 +16,6 @@ import pytest
 
 from controlroom.demo.fleet import Fleet
 from tests.conftest import REPO
-from tests.servers import servers_stopped  # noqa: F401 - every server a test starts stops with it
 from tests.terminal import Terminal
 from tests.test_deploy_cli import GATED_PHASES, cr, log_lines, revisions
 from tests.test_rollout import BUDGET_PHASES, NEW, OLD, config_with_phases

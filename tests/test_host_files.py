@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from controlroom import hostside
-from tests.servers import kill_server, servers_stopped  # noqa: F401 - every server a test starts stops with it
+from tests.servers import kill_server
 from tests.test_exactly_once import cli, config, forget_that_hosts_finished, revision_on, steps_of
 
 ESC_TITLE = "\x1b]0;owned\x07"

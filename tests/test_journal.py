@@ -200,6 +200,7 @@ COMMANDS = (["log"], ["log", "add", "again"], ["lock", "NO DEPLOY PLEASE"], ["fl
             ["serve", "--idle", "1"])
 
 
+@pytest.mark.slow
 def test_a_journal_overwritten_with_garbage_is_named_with_what_to_do(site):
     assert cr(site, "log", "add", "hello").returncode == 0
     stop_servers(site)  # the file is damaged with nobody holding it open (a server would keep its own view)
@@ -256,6 +257,7 @@ def test_an_immutable_journal_is_one_line_naming_it_even_for_root(site):
     assert log_texts(cr(site, "log")) == ["NOTE before"]
 
 
+@pytest.mark.slow
 def test_a_full_disk_fails_the_write_in_one_line_naming_the_journal_and_reading_still_works(site):
     state = site / "state"
     small_tmpfs(state, "512k")

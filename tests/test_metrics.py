@@ -22,8 +22,9 @@ from controlroom.errors import ConfigError
 from controlroom.metrics import GraphiteSource, MetricsError, PrometheusSource, snapshot, sparkline
 from controlroom.settings import MetricsSettings, SeriesSpec
 from tests.conftest import run_cli
-from tests.servers import closed_port, servers_stopped  # noqa: F401 - every server a test starts stops with it
+from tests.servers import closed_port
 from tests.test_rollout import NEW, revision_of
+from tests.waiting import wait_for
 
 
 class Answers:
@@ -223,13 +224,6 @@ def test_a_metrics_config_mistake_is_one_line_with_file_line_and_key(tmp_path):
 # ----------------------------------------------------------------------------------------------- the fleet
 
 
-@pytest.fixture
-def metrics_fleet(tmp_path):
-    fleet = Fleet(tmp_path / "fleet", 6, metrics=True).start_in_thread()
-    yield fleet
-    fleet.stop_thread()
-
-
 def fleet_api(fleet: Fleet, query: str) -> dict:
     r = httpx.get(f"{fleet.metrics.url}/api/v1/query", params={"query": query}, timeout=5)
     return r.status_code, r.json()
@@ -255,6 +249,7 @@ def test_the_fleet_answers_its_own_queries_and_names_them_for_any_other(metrics_
     assert status == 200 and doc["data"]["resultType"] == "vector"
 
 
+@pytest.mark.slow
 def test_r2307_with_new_search_on_answers_8_percent_5xx_and_off_it_heals(metrics_fleet):
     home = metrics_fleet.dir / "hosts"
     for h in ("web001", "web002"):
@@ -265,17 +260,13 @@ def test_r2307_with_new_search_on_answers_8_percent_5xx_and_off_it_heals(metrics
         _, doc = fleet_api(metrics_fleet, query)
         return {r["metric"]["revision"]: float(r["value"][1]) for r in doc["data"]["result"]}
 
-    deadline = time.monotonic() + 30
-    while errors().get(BAD_REVISION, 0) < 6:
-        assert time.monotonic() < deadline, errors()
-        time.sleep(0.2)
+    wait_for(lambda: errors().get(BAD_REVISION, 0) >= 6, 30, f"{BAD_REVISION}'s 5xx to pass 6%", detail=errors,
+             every=0.2)
     assert errors()["r2306"] < 1
     for h in ("web001", "web002"):
         (home / h / "flags.toml").write_text('version = 2\n[flags.new_search]\nenabled = "off"\n')
-    deadline = time.monotonic() + 40
-    while errors().get(BAD_REVISION, 100) > 1:
-        assert time.monotonic() < deadline, errors()
-        time.sleep(0.5)
+    wait_for(lambda: errors().get(BAD_REVISION, 100) <= 1, 40, f"{BAD_REVISION}'s 5xx to heal", detail=errors,
+             every=0.5)
 
 
 # ----------------------------------------------------------------------------------------------- gates
@@ -320,15 +311,14 @@ def test_a_canary_whose_errors_exceed_the_gate_halts_with_the_value(metrics_flee
 def test_controlroom_metrics_prints_every_series_with_a_sparkline_value_threshold_and_status(metrics_fleet):
     home = metrics_fleet.dir / "hosts"
     (home / "web001" / "REVISION").write_text(f"{BAD_REVISION}\n")
-    deadline = time.monotonic() + 30
-    while True:
+
+    def breach() -> dict[str, str] | None:
         res = run_cli("metrics", cwd=metrics_fleet.dir)
         assert res.returncode == 0, res.stdout + res.stderr
         rows = {line.split()[0]: line for line in res.stdout.splitlines()}
-        if "errors_5xx{r2307}" in rows and "BREACH" in rows["errors_5xx{r2307}"]:
-            break
-        assert time.monotonic() < deadline, res.stdout
-        time.sleep(0.5)
+        return rows if "BREACH" in rows.get("errors_5xx{r2307}", "") else None
+
+    rows = wait_for(breach, 30, "controlroom metrics to show errors_5xx{r2307} in BREACH", every=0.5)
     assert re.search(r"^errors_5xx\{r2307\}\s+[▁▂▃▄▅▆▇█ ]+\s+[\d.]+%\s+max 5\s+BREACH$", rows["errors_5xx{r2307}"])
     assert re.search(r"\s[\d.]+%\s+max 5\s+ok$", rows["errors_5xx{r2306}"])
     assert re.search(r"[▁▂▃▄▅▆▇█]+\s+[\d.]+ms\s+max 400\s+ok$", rows["latency_ms"])
@@ -344,6 +334,7 @@ def test_controlroom_metrics_with_the_source_down_says_unknown_and_why(metrics_f
     assert len(res.stdout.splitlines()) == 2
 
 
+@pytest.mark.slow
 def test_a_failed_canary_gate_holds_until_the_kill_switch_is_off_then_resume_passes_it(metrics_fleet):
     fleet = metrics_fleet
     fleet.config_path.write_text(fleet.config_path.read_text().replace('bake = "10s"', 'bake = "4s"'))
@@ -356,13 +347,9 @@ def test_a_failed_canary_gate_holds_until_the_kill_switch_is_off_then_resume_pas
     flip = run_cli("flag", "new_search", "off", "--yes", "--reason", "5xx on the canary", cwd=fleet.dir, env=me)
     assert flip.returncode == 0, flip.stdout + flip.stderr
     query = DEMO_SERIES["errors_5xx"][0]
-    deadline = time.monotonic() + 60
-    while True:  # the fleet's error rate turns once the rate window has only requests served with the flag off
-        _, doc = fleet_api(fleet, query)
-        if all(float(r["value"][1]) < 1 for r in doc["data"]["result"]):
-            break
-        assert time.monotonic() < deadline, doc
-        time.sleep(0.5)
+    # the fleet's error rate turns once the rate window has only requests served with the flag off
+    wait_for(lambda: all(float(r["value"][1]) < 1 for r in fleet_api(fleet, query)[1]["data"]["result"]), 60,
+             "every line's 5xx under 1%", detail=lambda: fleet_api(fleet, query)[1], every=0.5)
     res = run_cli("deploy", "--resume", "--yes", cwd=fleet.dir, env=me)
     assert res.returncode == 0, res.stdout + res.stderr
     assert {revision_of(fleet, h.name) for h in fleet.hosts} == {NEW}
@@ -382,10 +369,8 @@ def test_the_server_answers_every_series_now_and_over_the_window_for_the_pane(me
         finally:
             await c.close()
 
-    deadline = time.monotonic() + 30
-    while not (reply := asyncio.run(ask()))["series"][0]["lines"].get("r2306", {}).get("points"):
-        assert time.monotonic() < deadline, reply
-        time.sleep(0.5)
+    reply = wait_for(lambda: (r := asyncio.run(ask()))["series"][0]["lines"].get("r2306", {}).get("points") and r,
+                     30, "the server's answer to hold r2306's points", every=0.5)
     errors, latency = reply["series"]
     assert (errors["name"], errors["unit"], errors["max"], errors["split"], errors["error"]) == (
         "errors_5xx", "%", 5, "revision", None)

@@ -23,7 +23,6 @@ from controlroom.metrics import GraphiteSource, MetricsError, PrometheusSource
 from controlroom.settings import MetricsSettings, SeriesSpec
 from tests.conftest import run_cli
 from tests.hostile_source import HostileSource
-from tests.servers import servers_stopped  # noqa: F401 - every server a test starts stops with it
 from tests.test_rollout import NEW, revision_of
 from tests.waiting import wait_for
 
@@ -165,13 +164,6 @@ def test_a_redirect_is_not_followed_and_its_body_is_not_the_answer():
 
 
 # ----------------------------------------------------------------------------------------------- a deploy
-
-
-@pytest.fixture
-def metrics_fleet(tmp_path):
-    fleet = Fleet(tmp_path / "fleet", 6, metrics=True).start_in_thread()
-    yield fleet
-    fleet.stop_thread()
 
 
 ME = {"SUDO_USER": "mygrant"}

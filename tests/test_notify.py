@@ -8,7 +8,6 @@ import asyncio
 import json
 import os
 import socket
-import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from controlroom import notify
 from controlroom.journal import Journal
 from controlroom.notify import Notifier
 from controlroom.settings import NotifySettings
-from tests.servers import servers_stopped  # noqa: F401 - every server a test starts stops with it
+from tests.waiting import until, wait_for
 
 
 class Hook:
@@ -65,14 +64,6 @@ class Hook:
         finally:
             writer.close()
             self.tasks.discard(asyncio.current_task())
-
-
-async def until(cond, timeout: float = 20, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 def lines(texts: list[str]) -> list[str]:
@@ -268,10 +259,7 @@ def test_a_deploy_with_a_webhook_answering_429_finishes_and_the_announcements_ar
             assert res.returncode == 0, res.stdout + res.stderr
         res = cr(fleet, "deploy", "--yes", "-c", str(cfg), env=env)
         assert res.returncode == 0, res.stdout + res.stderr
-        deadline = time.monotonic() + 30
-        while not any("DEPLOY OK" in line for line in lines(hook.texts)):
-            assert time.monotonic() < deadline, hook.texts
-            time.sleep(0.05)
+        wait_for(lambda: any("DEPLOY OK" in line for line in lines(hook.texts)), 30, "DEPLOY OK at the hook", every=0.05)
     finally:
         asyncio.run_coroutine_threadsafe(hook.__aexit__(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)

@@ -10,7 +10,6 @@ import re
 import shutil
 import socket
 import subprocess
-import time
 
 import httpx
 import pytest
@@ -20,6 +19,7 @@ from controlroom.demo.fleet import Fleet
 from controlroom.demo.metrics_sim import BAD_REVISION
 from controlroom.metrics import PrometheusSource
 from tests.conftest import run_cli
+from tests.waiting import wait_for
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 
@@ -47,18 +47,17 @@ def scraped_fleet(tmp_path):
     proc = subprocess.Popen([PROMETHEUS, f"--config.file={yml}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
                              f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
+
+    def every_target_up() -> bool:
+        assert proc.poll() is None, (tmp_path / "prometheus.log").read_text()[-2000:]
+        try:
+            targets = httpx.get(f"{url}/api/v1/targets", timeout=2).json()["data"]["activeTargets"]
+        except (httpx.HTTPError, ValueError, KeyError):
+            return False  # not listening yet, or not answering in its shape yet
+        return len(targets) == 4 and all(t["health"] == "up" for t in targets)
+
     try:
-        deadline = time.monotonic() + 60
-        while True:  # every target scraped and up
-            assert proc.poll() is None, (tmp_path / "prometheus.log").read_text()[-2000:]
-            assert time.monotonic() < deadline, "prometheus never scraped every host"
-            try:
-                targets = httpx.get(f"{url}/api/v1/targets", timeout=2).json()["data"]["activeTargets"]
-                if len(targets) == 4 and all(t["health"] == "up" for t in targets):
-                    break
-            except (httpx.HTTPError, ValueError, KeyError):
-                pass
-            time.sleep(0.2)
+        wait_for(every_target_up, 60, "prometheus to scrape every host", every=0.2)
         yield fleet, url
     finally:
         proc.terminate()
@@ -67,6 +66,7 @@ def scraped_fleet(tmp_path):
         fleet.stop_thread()
 
 
+@pytest.mark.slow
 def test_controlroom_through_a_real_prometheus_agrees_with_the_fleets_own_api(scraped_fleet):
     fleet, prom_url = scraped_fleet
     own = config_mod.load(fleet.config_path).metrics
@@ -77,14 +77,13 @@ def test_controlroom_through_a_real_prometheus_agrees_with_the_fleets_own_api(sc
         async with PrometheusSource(dataclasses.replace(own, url=url)) as src:
             return await src.current(errors), await src.current(latency)
 
-    deadline = time.monotonic() + 90
-    while True:  # until Prometheus holds a full rate window (20 s) of scrapes of every host
-        doc = httpx.get(f"{prom_url}/api/v1/query", params={"query": "min(count_over_time(up[20s]))"}).json()
-        result = doc["data"]["result"]
-        if result and float(result[0]["value"][1]) >= 18:
-            break
-        assert time.monotonic() < deadline, doc
-        time.sleep(0.5)
+
+    def scrapes() -> dict:
+        return httpx.get(f"{prom_url}/api/v1/query", params={"query": "min(count_over_time(up[20s]))"}).json()
+
+    # until Prometheus holds a full rate window (20 s) of scrapes of every host
+    wait_for(lambda: (result := scrapes()["data"]["result"]) and float(result[0]["value"][1]) >= 18, 90,
+             "a full rate window of scrapes of every host", detail=scrapes, every=0.5)
     via_prom, lat_prom = asyncio.run(read(prom_url))
     via_fleet, lat_fleet = asyncio.run(read(own.url))
     assert abs(via_prom[BAD_REVISION] - via_fleet[BAD_REVISION]) < 1.5, (via_prom, via_fleet)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from controlroom import config
 from controlroom import events as ev
 from controlroom.demo.fleet import Fleet
@@ -203,6 +205,7 @@ async def test_healed_hosts_retried_after_a_halt_end_done_and_the_phase_goes_on(
 # --------------------------------------------------------------------------------------------- hung and dropped
 
 
+@pytest.mark.slow
 async def test_hung_slow_and_dropped_hosts_fail_with_their_reason_and_every_host_ends_once(
     make_fleet, tmp_path
 ):
@@ -282,6 +285,7 @@ async def test_pause_starts_no_new_host_until_resumed(make_fleet, tmp_path):
 # --------------------------------------------------------------------------------------------- abort
 
 
+@pytest.mark.slow
 async def test_abort_mid_phase_skips_pending_and_names_live_revision_of_in_flight_hosts(make_fleet, tmp_path):
     fleet = make_fleet(12, "web003=slow:2,web004=slow:2")
     phases = BUDGET_PHASES.replace("parallel = 2", "parallel = 3")  # stage 1: web003..web008, 3 at a time

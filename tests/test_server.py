@@ -18,7 +18,6 @@ from controlroom import config
 from controlroom import protocol as pr
 from controlroom.client import connect
 from tests.conftest import REPO, run_cli
-from tests.servers import servers_stopped  # noqa: F401 - every server a test starts stops with it
 from tests.waiting import wait_for
 
 

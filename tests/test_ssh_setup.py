@@ -7,12 +7,12 @@ import os
 import shutil
 import subprocess
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import run_cli
+from tests.waiting import wait_for
 
 
 def bare_config(fleet, tmp_path: Path, ssh_extra: str = "", hosts: str = "web[001:004]") -> Path:
@@ -94,10 +94,7 @@ def test_a_key_held_by_ssh_agent_logs_in_and_without_the_agent_the_host_says_aut
     agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 10
-        while not sock.exists():
-            assert time.monotonic() < deadline, "ssh-agent did not start"
-            time.sleep(0.02)
+        wait_for(sock.exists, 10, "ssh-agent to listen", proc=agent)
         env = {"SSH_AUTH_SOCK": str(sock)}
         added = subprocess.run(["ssh-add", str(fleet.dir / "client_key")], env={**os.environ, **env},
                                capture_output=True, text=True, timeout=10)

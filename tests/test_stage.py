@@ -9,7 +9,6 @@ import re
 import pytest
 
 from controlroom.demo.fleet import Fleet
-from tests.servers import servers_stopped  # noqa: F401 - every server a test starts stops with it
 from tests.test_deploy_cli import cr, log_lines, revisions
 from tests.test_rollout import BUDGET_PHASES, NEW, OLD, config_with_phases
 

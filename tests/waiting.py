@@ -1,7 +1,7 @@
 """Waiting in tests: poll a condition until it holds, with a deadline; never a fixed sleep as synchronisation.
 
-- ``wait_for(cond, seconds, what, proc=None)``: from a plain (thread) test; returns cond's truthy value.
-- ``until(cond, seconds, what)``: the same from a coroutine (the event loop keeps running meanwhile).
+- ``wait_for(cond, seconds, what, proc=None, detail=None, every=0.02)``: from a plain (thread) test; returns cond's truthy value.
+- ``until(cond, seconds, what, detail=None)``: the same from a coroutine (the event loop keeps running meanwhile).
 - ``until_shown(pilot, cond, what, seconds)``: from a Pilot test; paints what the condition saw before returning.
 - ``commands_in(root)``, ``never_appears(path, root)``: an absence made an event: once no process is left in a
   host's directory, nothing there can still write a file.
@@ -20,9 +20,16 @@ from pathlib import Path
 from typing import Any
 
 
-def wait_for(cond: Callable[[], Any], seconds: float, what: str, proc: subprocess.Popen | None = None) -> Any:
-    """Poll cond until it is truthy and return its value; fail at the deadline, or at once (with its output) when
-    proc, the process that should bring it about, ended first."""
+def _more(detail: Callable[[], Any] | None) -> str:
+    return f"; {detail()}" if detail else ""
+
+
+def wait_for(cond: Callable[[], Any], seconds: float, what: str, proc: subprocess.Popen | None = None,
+             detail: Callable[[], Any] | None = None, every: float = 0.02) -> Any:
+    """Poll cond every ``every`` seconds until it is truthy and return its value; fail at the deadline, or at once
+    (with its output) when proc, the process that should bring it about, ended first. At the deadline the failure
+    adds detail(), when given (what the test was looking at: a screen, a log). A cond that asks a server or starts
+    a process polls less often (every=0.2 or more): the machine is shared."""
     deadline = time.monotonic() + seconds
     while True:
         value = cond()
@@ -31,33 +38,37 @@ def wait_for(cond: Callable[[], Any], seconds: float, what: str, proc: subproces
         if proc is not None and proc.poll() is not None:
             raise AssertionError(f"the process ended before {what}: {proc.communicate()}")
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {seconds:g} s waiting for {what}")
-        time.sleep(0.02)
+            raise AssertionError(f"timed out after {seconds:g} s waiting for {what}{_more(detail)}")
+        time.sleep(every)
 
 
-async def until(cond: Callable[[], Any], seconds: float = 20, what: str = "") -> Any:
-    """Poll cond from a coroutine until it is truthy and return its value; fail at the deadline."""
+async def until(cond: Callable[[], Any], seconds: float = 20, what: str = "",
+                detail: Callable[[], Any] | None = None) -> Any:
+    """Poll cond from a coroutine until it is truthy and return its value; fail at the deadline (adding detail())."""
     deadline = time.monotonic() + seconds
     while True:
         value = cond()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {seconds:g} s waiting for {what or cond}")
+            raise AssertionError(f"timed out after {seconds:g} s waiting for {what or cond}{_more(detail)}")
         await asyncio.sleep(0.01)
 
 
 async def until_shown(pilot, cond: Callable[[], Any], what: str, seconds: float = 30.0,
-                      detail: Callable[[], str] | None = None) -> None:
-    """Poll cond while the app runs until it holds, then paint what it saw (rather than at the next refresh tick).
+                      detail: Callable[[], Any] | None = None) -> None:
+    """Poll cond while the app runs until it holds, then paint what it saw (rather than at the next refresh tick:
+    the app's own flush() when it has one, as the control room does).
 
     At the deadline, fail naming what we waited for and, when given, detail() (where the app is)."""
     deadline = time.monotonic() + seconds
     while not cond():
         if time.monotonic() > deadline:
-            raise AssertionError(f"waited {seconds:g} s for {what}" + (f"; {detail()}" if detail else ""))
+            raise AssertionError(f"waited {seconds:g} s for {what}{_more(detail)}")
         await pilot.pause(0.05)
-    pilot.app.flush()
+    flush = getattr(pilot.app, "flush", None)
+    if callable(flush):
+        flush()
     await pilot.pause()
 
 
