@@ -208,7 +208,7 @@ def test_at_the_canarys_failed_gate_the_kill_switch_answer_flips_it_checks_again
     from controlroom.demo.launch import start_fleet, stop_fleet
     from tests.servers import stop_servers
 
-    monkeypatch.setenv("CONTROLROOM_DEMO_BAKE", "1s")
+    monkeypatch.setenv("CONTROLROOM_DEMO_BAKE", "4s")  # r2307 serves long enough for its error rate to show (1 s: under load it read 5, at the limit)
     directory = tmp_path / "fleet"
     proc = start_fleet(directory, 4, None, deadline=60)
     cfg = str(directory / "controlroom.toml")
