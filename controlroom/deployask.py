@@ -114,8 +114,7 @@ async def answer_gate(s: Session, e: ev.GateWaiting) -> None:
         elif answer in ("c", "check") and failed:
             await _recheck(s, e, 0.0, still)
         elif answer in ("o", "override") and failed:
-            reason = await ask(s, "Why pass the gate that does not hold? (the deploy log records it; empty: no) ",
-                               raw=True, still=still)
+            reason = await _typed_reason(s, "pass the gate that does not hold", still)
             if reason:
                 await s._intent("proceed", reason=reason)
                 return
@@ -148,7 +147,7 @@ async def answer_halt(s: Session, e: ev.PhaseHalted) -> None:
             # skipping the failed hosts or going on with them failed leaves the phase past its budget: only on
             # purpose, with a typed reason the deploy log records (the server refuses it without one)
             what = "skip the failed hosts" if answer.startswith("s") else "go on past the failure budget"
-            reason = await ask(s, f"Why {what}? (the deploy log records it; empty: no) ", raw=True, still=still)
+            reason = await _typed_reason(s, what, still)
             if not reason:
                 continue
             if answer.startswith("s"):
@@ -163,6 +162,12 @@ async def answer_halt(s: Session, e: ev.PhaseHalted) -> None:
         elif answer in ("b", "rollback"):
             if await _rollback(s, still):
                 return
+
+
+async def _typed_reason(s: Session, what: str, still) -> str | None:
+    """The reason a person types for going past what does not hold (the server refuses it without one); empty,
+    or nobody there, is no."""
+    return await ask(s, f"Why {what}? (the deploy log records it; empty: no) ", raw=True, still=still)
 
 
 def _say_detached(s: Session) -> None:
