@@ -32,7 +32,8 @@ sys.path.insert(0, str(ROOT))
 
 from textual.app import App, ComposeResult  # noqa: E402
 
-from controlroom import config, stagediff  # noqa: E402
+from controlroom.config import config  # noqa: E402
+from controlroom.sources import stagediff  # noqa: E402
 from widgets.diff_view import prepare_lexers  # noqa: E402
 from widgets.staging_diff import StagingDiffPane  # noqa: E402
 

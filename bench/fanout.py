@@ -134,8 +134,8 @@ async def _serve_warm(first_ok: int, expected: int, fan_out) -> None:
 def worker_controlroom_warm(fleet_dir: str) -> int:
     import asyncio
 
-    from controlroom import config
-    from controlroom.ssh import SSHPool, raise_nofile_limit
+    from controlroom.config import config
+    from controlroom.fleet.ssh import SSHPool, raise_nofile_limit
 
     cfg = config.load(os.path.join(fleet_dir, "controlroom.toml"))
     names = [h.name for h in cfg.hosts]

@@ -67,7 +67,8 @@ def main() -> int:
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from bench._common import FleetProcess, controlroom_cmd, loadavg, machine_line
-    from controlroom import config, flags
+    from controlroom.config import config
+    from controlroom.fleet import flagfile as flags
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--hosts", type=int, default=150)
@@ -156,7 +157,7 @@ def main() -> int:
                 results[name].append(fn())
 
         async def warm() -> None:
-            from controlroom.client import connect
+            from controlroom.server.client import connect
 
             c = await connect(cfg)
             try:

@@ -5,7 +5,7 @@ HTTP API for the queries in its own controlroom.toml; the bench builds 10 series
 repeated under 10 names). One poll is what the server does for the pane: for each series its current value
 (`query`) and its history over the window (`query_range`, 60 points). Contenders, in rotating order in one run:
 
-- controlroom: `controlroom.metrics.snapshot(settings, 60)`, a new httpx client each poll;
+- controlroom: `controlroom.sources.metrics.snapshot(settings, 60)`, a new httpx client each poll;
 - kept open: the same with a source the caller keeps open between polls (what the server does);
 - floor: a bare httpx script on one open AsyncClient doing the same 20 GETs and parsing the JSON.
 
@@ -41,7 +41,7 @@ class Bench(_common.FleetBench):
         import asyncio
         import dataclasses
 
-        from controlroom import config
+        from controlroom.config import config
 
         cfg = config.load(self.fleet_dir / "controlroom.toml")
         base = cfg.metrics.series
@@ -56,7 +56,7 @@ class Bench(_common.FleetBench):
 
         import httpx
 
-        from controlroom.metrics import make_source, snapshot
+        from controlroom.sources.metrics import make_source, snapshot
 
         s = self.settings
         step = max(s.window / POINTS, 1.0)

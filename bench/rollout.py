@@ -152,8 +152,8 @@ class Bench(_common.FleetBench):
         import shutil
         import tomllib
 
-        from controlroom import config
-        from controlroom.ssh import render
+        from controlroom.config import config
+        from controlroom.fleet.ssh import render
 
         base = (self.fleet_dir / "controlroom.toml").read_text()
         data = tomllib.loads(base)
@@ -252,7 +252,7 @@ class Bench(_common.FleetBench):
         """What the engine sends each host: each step under the deploy's lease, skipped when its receipt says it
         is done, leaving a receipt when it succeeds; the first one also reports (and records) the host's live
         revision (see hostrun.HostWorkMixin._deploy_steps and hostside.step_command)."""
-        from controlroom.hostside import Operation, step_command
+        from controlroom.fleet.hostside import Operation, step_command
 
         op = Operation("bench" + revision, "bench-floor", "bench")
         steps = self.steps(revision)
@@ -455,11 +455,11 @@ class Bench(_common.FleetBench):
         import pstats
         import time
 
-        from controlroom import config
-        from controlroom import events as ev
-        from controlroom.journal import Journal
-        from controlroom.rollout import Rollout
-        from controlroom.ssh import SSHPool
+        from controlroom.config import config
+        from controlroom.core import events as ev
+        from controlroom.engine.rollout import Rollout
+        from controlroom.fleet.ssh import SSHPool
+        from controlroom.journal.journal import Journal
 
         async def rollout_once(tag: str, profiler: cProfile.Profile | None = None) -> tuple[float, int, str]:
             cfg = config.load(self.write_config(tag, self.toml))
@@ -525,8 +525,8 @@ class Bench(_common.FleetBench):
     @staticmethod
     def engine_share(stats) -> tuple[float, float]:
         """(seconds in the engine, journal and events, with what they call but the SSH pool, total seconds)."""
-        ours = ("controlroom/rollout.py", "controlroom/journal.py", "controlroom/events.py")
-        theirs = ("controlroom/ssh.py", "asyncssh", "asyncio")
+        ours = ("controlroom/engine/rollout.py", "controlroom/journal/journal.py", "controlroom/core/events.py")
+        theirs = ("controlroom/fleet/ssh.py", "asyncssh", "asyncio")
 
         def mine(fn) -> bool:
             return fn[0].replace(os.sep, "/").endswith(ours)

@@ -55,8 +55,8 @@ def worker_watch(config_path: str, revision: str, timeout: str) -> int:
     import time
 
     sys.path.insert(0, ROOT)
-    from controlroom import config
-    from controlroom.client import connect
+    from controlroom.config import config
+    from controlroom.server.client import connect
 
     cfg = config.load(config_path)
 
@@ -102,12 +102,12 @@ def worker_inproc(config_path: str, revision: str) -> int:
     import asyncio
 
     sys.path.insert(0, ROOT)
-    from controlroom import config
-    from controlroom import events as ev
-    from controlroom.deploycli import Printer
-    from controlroom.journal import Journal, current_user
-    from controlroom.rollout import Rollout
-    from controlroom.ssh import SSHPool, raise_nofile_limit
+    from controlroom.cli.deploy import Printer
+    from controlroom.config import config
+    from controlroom.core import events as ev
+    from controlroom.engine.rollout import Rollout
+    from controlroom.fleet.ssh import SSHPool, raise_nofile_limit
+    from controlroom.journal.journal import Journal, current_user
 
     cfg = config.load(config_path)
     raise_nofile_limit(len(cfg.hosts))
@@ -212,7 +212,7 @@ class Bench(_common.FleetBench):
         """One config per state directory: the fleet's controlroom.toml with our phases and [state]."""
         import re
 
-        from controlroom import config
+        from controlroom.config import config
 
         base = (self.fleet_dir / "controlroom.toml").read_text()
         header = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
@@ -427,8 +427,8 @@ class Bench(_common.FleetBench):
         import asyncio
         import time
 
-        from controlroom import config
-        from controlroom.client import connect
+        from controlroom.config import config
+        from controlroom.server.client import connect
 
         async def go() -> None:
             c = await connect(config.load(self.cfg[tag]))

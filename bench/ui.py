@@ -85,7 +85,7 @@ dir = "state"
 
 async def feed(app, hosts: int) -> None:
     """Play a rollout with every host running and streaming; never returns."""
-    from controlroom import events as ev
+    from controlroom.core import events as ev
 
     board = app.board
     while not (app.is_running and app._main is not None and app._main.is_mounted):
@@ -139,10 +139,10 @@ async def feed(app, hosts: int) -> None:
 
 def child(hosts: int, directory: Path, metrics_config: str | None) -> None:
     sys.path.insert(0, str(ROOT))
-    from controlroom import config
-    from controlroom.app import ControlRoom
-    from controlroom.app_metrics import cleaned
-    from controlroom.client import connect
+    from controlroom.app.app import ControlRoom
+    from controlroom.app.metrics import cleaned
+    from controlroom.config import config
+    from controlroom.server.client import connect
 
     metrics_cfg = config.load(Path(metrics_config)) if metrics_config else None
 
@@ -259,7 +259,7 @@ class MetricsSource:
         from _common import FleetProcess, controlroom_cmd  # beside this file (bench/ is not a package)
 
         from controlroom.demo.metrics_sim import BAD_REVISION
-        from controlroom.protocol import socket_path
+        from controlroom.server.protocol import socket_path
 
         self.fleet = FleetProcess(directory, 4, ("--metrics",))
         self.server: subprocess.Popen | None = None

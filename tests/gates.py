@@ -4,7 +4,7 @@
 canary's gate (errors_5xx < 5) fails, as in the demo's story. ``gated_fleet``: the same with a bake far longer than
 any test waits (``long_bake``), so only a failed check ends the bake and the halt comes from the gate alone.
 conftest.py offers both fixtures to every module. The app's way there, start
-and d until the failed gate's choices show, is tests/test_gate_kill_switch.py's ``to_the_failed_gate``.
+and d until the failed gate's choices show, is tests/e2e/test_gate_kill_switch.py's ``to_the_failed_gate``.
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Log, Static
 
-from controlroom import events as ev
-from controlroom.text import clean
+from controlroom.core import events as ev
+from controlroom.core.text import clean
 from widgets.states import MARKED_COLOR
 
 MAX_LINES = 2000

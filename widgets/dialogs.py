@@ -13,8 +13,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
-from controlroom import events as ev
-from controlroom.text import clean
+from controlroom.core import events as ev
+from controlroom.core.text import clean
 from widgets.states import COLOR, LABEL, SYMBOL
 
 

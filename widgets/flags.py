@@ -17,7 +17,7 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
-from controlroom.text import clean
+from controlroom.core.text import clean
 
 KILL_MARK = "⚠"  # a kill switch, on a monochrome screen too
 KEYS_LINE = "space on/off · % percentage · enter history · v verify · k kill switch"

@@ -18,9 +18,9 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Log, Static
 
-from controlroom import events as ev
-from controlroom.board import Board
-from controlroom.text import clean, clean_lines
+from controlroom.core import events as ev
+from controlroom.core.text import clean, clean_lines
+from controlroom.engine.board import Board
 from widgets.states import COLOR, LABEL, SYMBOL
 
 OUTPUT_SHOWN = 200  # the last lines of the host's output: each step's "$ command", what it printed ([err]: stderr)

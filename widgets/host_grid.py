@@ -18,9 +18,9 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from controlroom import events as ev
-from controlroom.board import Board
-from controlroom.text import clean
+from controlroom.core import events as ev
+from controlroom.core.text import clean
+from controlroom.engine.board import Board
 from widgets.states import SYMBOL
 
 _HEADER = -1  # a row holding a phase title rather than cells

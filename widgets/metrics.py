@@ -21,8 +21,8 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.timer import Timer
 
-from controlroom.errors import ControlroomError
-from controlroom.text import clean
+from controlroom.core.errors import ControlroomError
+from controlroom.core.text import clean
 from widgets.sparkline import BREACH, MARKS, OK, UNKNOWN, Row, draw, plain
 
 HIDDEN_CHECK = 0.5  # seconds between looks at whether a hidden pane is shown again

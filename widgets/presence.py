@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from textual.widgets import Static
 
-from controlroom.text import clean
+from controlroom.core.text import clean
 
 KIND = {"app": "app", "cli": "CLI", "web": "web"}
 

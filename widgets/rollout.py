@@ -9,9 +9,9 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 
-from controlroom import events as ev
-from controlroom.board import Board, PhaseView
-from controlroom.text import clean
+from controlroom.core import events as ev
+from controlroom.core.text import clean
+from controlroom.engine.board import Board, PhaseView
 from widgets.deploy_log import LockView, clock
 from widgets.host_grid import HostGrid
 from widgets.states import (

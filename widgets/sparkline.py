@@ -1,6 +1,6 @@
 """The metrics pane's drawing, data -> cells: plain Python, no Textual or Rich, so it is tested on its own.
 
-`draw(reply, markers, width, now)` turns the server's `metrics` answer (controlroom.metrics.snapshot) and the deploy
+`draw(reply, markers, width, now)` turns the server's `metrics` answer (controlroom.sources.metrics.snapshot) and the deploy
 markers into rows of (text, style) runs, each row at most `width` cells. The widget only maps the style names to
 colours. What a row says never depends on colour: every status has a symbol (NO_COLOR works).
 

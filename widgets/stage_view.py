@@ -16,7 +16,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Log, Static
 
-from controlroom.text import clean
+from controlroom.core.text import clean
 
 MAX_LINES = 2000
 

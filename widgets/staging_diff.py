@@ -21,8 +21,8 @@ from textual.content import Content
 from textual.message import Message
 from textual.widgets import Input, Static
 
-from controlroom.stagediff import StagingDiff, age
-from controlroom.text import clean
+from controlroom.core.text import clean
+from controlroom.sources.stagediff import StagingDiff, age
 from widgets.diff_view import DiffView
 
 POLL_FIRST = 0.25  # seconds between looks for the staged ref until the first diff is shown

@@ -6,8 +6,8 @@ component classes in the widgets' CSS so a theme can change them.
 
 from __future__ import annotations
 
-from controlroom import events as ev
-from controlroom.text import took
+from controlroom.core import events as ev
+from controlroom.core.text import took
 
 SYMBOL = {
     ev.PENDING: "·",

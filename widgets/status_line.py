@@ -11,7 +11,7 @@ import time
 
 from textual.widgets import Static
 
-from controlroom.text import clean
+from controlroom.core.text import clean
 
 
 class StatusLine(Static):

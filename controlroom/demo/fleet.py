@@ -38,10 +38,10 @@ from pathlib import Path
 
 import asyncssh
 
+from controlroom.core.errors import UsageError
 from controlroom.demo.fleetconfig import demo_phases, write_fleet_config, write_ssh_config
 from controlroom.demo.metrics_sim import SimMetrics
 from controlroom.demo.repo import make_demo_repo
-from controlroom.errors import UsageError
 
 __all__ = ["Fleet", "Fault", "parse_faults", "demo_phases", "write_fleet_config", "write_ssh_config", "serve"]
 

@@ -104,7 +104,7 @@ dir = "state"
 
 def demo_bake() -> str:
     """The canary's bake: $CONTROLROOM_DEMO_BAKE when it is a duration of at most 20 s, else "10s"."""
-    from controlroom.config_reader import parse_duration
+    from controlroom.config.reader import parse_duration
 
     value = os.environ.get(BAKE_ENV, "").strip()
     seconds = parse_duration(value) if value else None

@@ -1,0 +1,7 @@
+"""`python -m controlroom.cli` is `controlroom`."""
+
+import sys
+
+from controlroom.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,310 @@
+"""Headless `controlroom deploy`, `rollback`, `log`, `lock` and `unlock`, in the spirit of the Flickr deploy page."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from controlroom.config.config import Config
+from controlroom.core import events as ev
+from controlroom.core.errors import ControlroomError, JournalError, LockedError, UsageError
+from controlroom.core.text import LINE_LIMIT, clean
+from controlroom.journal.journal import Journal, Lock
+
+
+def add_parsers(sub, common) -> None:
+    d = sub.add_parser("deploy", parents=[common], help="ship the staged revision, phase by phase, headless")
+    d.add_argument("--revision", "-r", metavar="R", help="revision to ship (default: [release] staged)")
+    d.add_argument("--yes", "-y", action="store_true", help="answer yes to every question (start and gates)")
+    d.add_argument("--auto", action="store_true", help="go on past every phase by itself while gates hold")
+    d.add_argument("--resume", action="store_true", help="carry on the last deploy (after a crash or a halt)")
+    d.add_argument("--force", action="store_true", help="deploy although a person locked the fleet")
+    d.add_argument("--reason", metavar="TEXT", help="why --force (required with it; goes into the log)")
+    d.add_argument("--override-gate", metavar="REASON",
+                   help="pass a gate that does not hold (failed or could not be checked), saying why (in the log)")
+    d.add_argument("--detach", action="store_true",
+                   help="start the deploy in the control-room server and return at once with its id (needs --auto "
+                        "or --yes)")
+    d.add_argument("--follow", action="store_true",
+                   help="follow the deploy the server runs (re-attach); on a terminal, answer its questions")
+
+    r = sub.add_parser("rollback", parents=[common], help="put the previous revision back on every done host")
+    r.add_argument("--yes", "-y", action="store_true", help="do not ask")
+
+    lg = sub.add_parser("log", parents=[common], help="the deploy log; `log add MSG` adds an entry")
+    lg.add_argument("words", nargs="*", metavar="add MSG")
+    lg.add_argument("-n", type=int, default=30, metavar="N", help="how many entries (default 30)")
+
+    lk = sub.add_parser("lock", parents=[common], help="lock the fleet: NO DEPLOY PLEASE")
+    lk.add_argument("message", nargs="+", metavar="MSG")
+    lk.add_argument("--takeover", "--yes", "-y", dest="takeover", action="store_true",
+                    help="replace the lock someone holds without asking (goes into the log)")
+    ul = sub.add_parser("unlock", parents=[common], help="release the lock")
+    ul.add_argument("--force", action="store_true",
+                    help="release another person's lock, or the lock a halted deploy keeps (goes into the log)")
+
+
+def _journal(cfg: Config) -> Journal:
+    return Journal.open(cfg.state.dir)
+
+
+# --------------------------------------------------------------------------------------------- log and lock
+
+
+def _ask_server(cfg: Config, op: str, **args) -> dict:
+    """One intent to the server of this state directory (started when none answers); its reply."""
+    import asyncio
+
+    from controlroom.server.client import connect
+
+    async def go() -> dict:
+        c = await connect(cfg)
+        try:
+            return await c.request(op, **args)
+        finally:
+            await c.close()
+
+    return asyncio.run(go())
+
+
+def cmd_log(cfg: Config, args: argparse.Namespace) -> int:
+    if args.words:  # `log add` is an intent: the server writes it, naming who asked
+        if args.words[0] != "add" or len(args.words) < 2:
+            raise UsageError("usage: controlroom log [-n N] | controlroom log add MSG")
+        text = " ".join(args.words[1:]).strip()
+        if not text:
+            raise UsageError("log add needs a message")
+        print(clean(_ask_server(cfg, "log_add", message=text)["line"], LINE_LIMIT))
+        return 0
+    if args.n < 1:
+        raise UsageError("-n must be at least 1")
+    try:
+        j = _journal(cfg)
+    except JournalError:
+        try:
+            j = Journal.open(cfg.state.dir, readonly=True)  # a journal read-only for this user can still be read
+        except JournalError:
+            db = Path(cfg.state.dir) / "journal.db"
+            if not os.access(cfg.state.dir, os.X_OK) or db.exists() and not os.access(db, os.R_OK):
+                return _log_from_server(cfg, args.n)  # the server's alone (its own user): ask it
+            raise
+    lock = j.lock()
+    if lock:
+        print(clean(lock.describe(), LINE_LIMIT))
+    warn = sys.stdout.isatty() and not os.environ.get("NO_COLOR")  # a marked result in the warning colour
+    for e in j.log(args.n):
+        line = clean(e.line(), LINE_LIMIT)  # a message is one line on the terminal, whatever it holds
+        marked = warn and e.kind.startswith("DEPLOY ") and ev.MARK_SYMBOL in e.text
+        print(f"\x1b[1;33m{line}\x1b[0m" if marked else line)
+    return 0
+
+
+def _log_from_server(cfg: Config, n: int) -> int:
+    """`controlroom log` for a teammate: the journal is the server's user's alone, the socket is the way in."""
+    import asyncio
+
+    from controlroom.journal.journal import LogEntry
+    from controlroom.journal.locks import Lock
+    from controlroom.server.client import connect
+
+    async def go() -> dict:
+        c = await connect(cfg, start=False)
+        try:
+            return await c.request("journal", since=0)
+        finally:
+            await c.close()
+
+    reply = asyncio.run(go())
+    if reply.get("lock"):
+        print(clean(Lock(**reply["lock"]).describe(), LINE_LIMIT))
+    for e in reply.get("log", [])[-n:]:  # oldest first, as the journal gives them
+        print(clean(LogEntry(**e).line(), LINE_LIMIT))
+    return 0
+
+
+def cmd_lock(cfg: Config, args: argparse.Namespace) -> int:
+    """Lock the fleet. A lock someone holds already is named first and replaced only on a yes typed at a
+    terminal (or --takeover); without a terminal the command is refused (exit 3) naming the holder."""
+    msg = " ".join(args.message).strip()
+    if not msg:
+        raise UsageError("lock needs a message: say why (it is what the team reads)")
+    d = _ask_server(cfg, "journal", since=2**62).get("lock")
+    held = Lock(**d) if d else None
+    takeover = False
+    if held is not None and not held.stale and not held.rollout_id:  # a deploy's lock: the server refuses
+        described = clean(held.describe(), LINE_LIMIT)
+        if not args.takeover:
+            if not (sys.stdin.isatty() and sys.stdout.isatty()):
+                raise LockedError(f"the fleet is locked: {described}; `controlroom lock --takeover MSG` "
+                                  "replaces it")
+            print(f"the fleet is locked: {described}")
+            if not _yes("Replace it with your lock? [y/N] "):
+                print("not locking: the lock stays as it is")
+                return 1
+        takeover = True
+    print(clean(f"locked: {_ask_server(cfg, 'lock', message=msg, takeover=takeover)['describe']}", LINE_LIMIT))
+    return 0
+
+
+def _yes(question: str) -> bool:
+    """A yes typed at the terminal; the end of input (a terminal that went away) is a no."""
+    try:
+        return input(question).strip().lower() in ("y", "yes")
+    except (EOFError, KeyboardInterrupt, OSError):
+        print()
+        return False
+
+
+def cmd_unlock(cfg: Config, args: argparse.Namespace) -> int:
+    try:
+        reply = _ask_server(cfg, "unlock", force=args.force)
+    except ControlroomError as e:
+        # another person's lock, or the one a halted deploy keeps: the server said what unlocking abandons (the
+        # client's error carries the server's exit code, 3 for a lock)
+        if args.force or not sys.stdin.isatty() or e.exit_code != LockedError.exit_code:
+            raise
+        print(clean(str(e), LINE_LIMIT))
+        answer = typed_answer("Unlock anyway? [y/N] ")
+        if answer not in ("y", "yes"):
+            quietly_say("not unlocking")
+            return 1 if answer is not None else 129
+        reply = _ask_server(cfg, "unlock", force=True)
+    was = reply.get("was")
+    print(clean(f"unlocked (was: {was})", LINE_LIMIT) if was else "the fleet was not locked")
+    return 0
+
+
+def typed_answer(prompt: str) -> str | None:
+    """A line the person typed, stripped and lower-cased; None when no one typed it: the end of input, a terminal
+    that went away (EIO). A lost stdin is never an answer; Ctrl+C interrupts as anywhere (exit 130)."""
+    try:
+        line = input(prompt)
+    except (EOFError, OSError):
+        return None
+    return line.strip().lower()
+
+
+def quietly_say(text: str) -> None:
+    """A last line for a terminal that may be gone: never an error of its own."""
+    try:
+        print(text, flush=True)
+    except OSError:
+        pass
+
+
+# --------------------------------------------------------------------------------------------- the printer
+
+
+class Printer:
+    """Lines as the deploy goes: a line per step and per phase as it completes, failed hosts with reasons."""
+
+    def __init__(self, rollout, out=sys.stdout) -> None:
+        self.r = rollout
+        self.out = out
+        self.width = max(len(p.name) for p in rollout.phases) + 2
+        self.steps_printed: dict[int, int] = {}
+        # counted as events come, so a line costs the same at 150 hosts as at 5 (no rescan of the phase)
+        self.seen: dict[str, tuple[int, bool]] = {}
+        self.passed: dict[tuple[int, int], int] = {}
+        self.out_of: dict[int, int] = {}
+        for hr in rollout.hosts.values():
+            self._count(hr.name, hr.phase, hr.steps_done, hr.state in (ev.FAILED, ev.SKIPPED))
+
+    def say(self, text: str) -> None:
+        # host names, reasons and revisions came from hosts and people: no escape sequence reaches the terminal
+        print(clean(text, None), file=self.out, flush=True)
+
+    def dots(self, label: str, result: str) -> str:
+        return f"{label} {'.' * max(3, 30 - len(label))} {result}"
+
+    def __call__(self, e: ev.Event) -> None:
+        r = self.r
+        if isinstance(e, ev.RolloutStarted):
+            verb = "resuming" if e.resumed else "deploying"
+            self.say(f"{verb} {e.previous or '?'} -> {e.revision} to {len(r.hosts)} hosts in {len(r.phases)} phases "
+                     f"(deploy #{e.rollout_id} by {e.user})")
+        elif isinstance(e, ev.PhaseStarted):
+            self.say(f"{e.name}: {e.hosts} hosts")
+        elif isinstance(e, ev.HostStateChanged):
+            self._steps(e)
+            if e.state == ev.FAILED:
+                self.say(f"  {e.host}  failed  {clean(e.reason)}")
+            elif e.state == ev.ROLLED_BACK:
+                self.say(f"  {e.host}  rolled back to {e.revision}")
+        elif isinstance(e, ev.PhaseHalted):
+            self.say(f"HALTED {e.name}: {len(e.failed)} failed, more than max_failed {e.max_failed}: "
+                     + ", ".join(e.failed))
+        elif isinstance(e, ev.PhaseCompleted):
+            total = len(r.phases[e.phase].hosts)
+            res = "ok" if not e.failed and not e.skipped else "done"
+            extra = (f", {e.failed} failed" if e.failed else "") + (f", {e.skipped} skipped" if e.skipped else "")
+            self.say(self.dots(e.name, f"{res} {e.done}/{total}{extra} ({e.seconds:.1f} s)"))
+        elif isinstance(e, ev.GateWaiting):
+            self.say(f"  waiting: {e.reason}")
+        elif isinstance(e, ev.LogEntryAdded) and e.kind == "GATE":  # each verdict as the deploy log has it
+            self.say(f"  GATE {e.revision + ' ' if e.revision else ''}{e.text}")
+        elif isinstance(e, ev.RolloutInterrupted):
+            self.say(f"INTERRUPTED by {e.user}: {len(e.hosts)} hosts in flight stopped")
+        elif isinstance(e, ev.OperatorAction):
+            detail = f" ({clean(e.detail)})" if e.detail else ""
+            self.say(f"  {e.user}: {e.action}{' ' + e.host if e.host else ''}{detail}")
+        elif isinstance(e, ev.RolloutFinished):
+            extra = (f", {e.failed} failed" if e.failed else "") + (f", {e.skipped} skipped" if e.skipped else "")
+            # 'DEPLOY OK r2307 ⚠ past a failed gate: ...' for a marked result (events.outcome)
+            self.say(f"{ev.outcome(e)}: {e.done} of {len(r.hosts)} hosts{extra} in {e.seconds:.1f} s")
+            for host, reason in e.failed_hosts:
+                self.say(f"  {host}  {clean(reason)}")
+
+    def _count(self, host: str, phase: int, steps_done: int, out: bool) -> None:
+        done_before, out_before = self.seen.get(host, (0, False))
+        for k in range(done_before + 1, steps_done + 1):
+            self.passed[phase, k] = self.passed.get((phase, k), 0) + 1
+        for k in range(steps_done + 1, done_before + 1):
+            self.passed[phase, k] -= 1
+        self.out_of[phase] = self.out_of.get(phase, 0) + out - out_before
+        self.seen[host] = (steps_done, out)
+
+    def _steps(self, e: ev.HostStateChanged) -> None:
+        phase = e.phase
+        self._count(e.host, phase, e.steps_done, e.state in (ev.FAILED, ev.SKIPPED))
+        size = len(self.r.phases[phase].hosts)
+        n = len(self.r.cfg.deploy.steps)
+        out = self.out_of.get(phase, 0)
+        printed = self.steps_printed.get(phase, 0)
+        for k in range(printed + 1, n + 1):
+            passed = self.passed.get((phase, k), 0)
+            if passed + out < size or passed == 0:
+                break
+            name = self.r.cfg.deploy.steps[k - 1].split()[0]
+            self.say(self.dots(f"  step {k}/{n} {name}", f"ok {passed}/{size}"))
+            self.steps_printed[phase] = k
+
+
+def cmd_deploy(cfg: Config, args: argparse.Namespace) -> int:
+    if args.follow:
+        from controlroom.cli.session import follow
+
+        return follow(cfg, args)
+    if args.detach:
+        from controlroom.cli.server import deploy_detached
+
+        if args.force and not (args.reason and args.reason.strip()):
+            raise UsageError("--force needs --reason TEXT: say why, it goes into the deploy log")
+        if not (args.auto or args.yes):
+            raise UsageError("--detach leaves nobody to answer at the phase boundaries: add --auto or --yes (a gate "
+                             "that does not hold still waits, for `controlroom deploy --follow` or the app)")
+        if args.override_gate is not None:
+            raise UsageError("--override-gate needs a client to pass the gate: use it with `deploy` or "
+                             "`deploy --follow`, not --detach")
+        return deploy_detached(cfg, args)
+    from controlroom.cli.session import deploy
+
+    return deploy(cfg, args)
+
+
+def cmd_rollback(cfg: Config, args: argparse.Namespace) -> int:
+    from controlroom.cli.session import rollback
+
+    return rollback(cfg, args)

@@ -1,0 +1,317 @@
+"""`controlroom` and its subcommands. Errors are one line on stderr; exit 2 for usage and config errors."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from controlroom.core.errors import ControlroomError, UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, no usage dump
+        raise UsageError(f"{message} (see `{self.prog} --help`)")  # main() already says "controlroom: "
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", "-c", metavar="FILE", default=argparse.SUPPRESS,
+                        help="controlroom.toml to use (default: $CONTROLROOM_CONFIG, then ./controlroom.toml)")
+    p = _Parser(prog="controlroom", parents=[common],
+                description="A terminal release control room. With no command, opens the full-screen app.")
+    p.add_argument("--read-only", action="store_true", help="watch the control room without acting")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    sub.add_parser("check", parents=[common], help="validate the config and print a summary")
+
+    r = sub.add_parser("run", parents=[common],
+                       help="run a shell command on hosts; hosts with identical output are shown as one block")
+    r.add_argument("cmd", metavar="CMD", help="the command (quote it as one argument)")
+    r.add_argument("--each", action="store_true",
+                   help="one block per host, as each one finishes (default: hosts with identical output together)")
+    r.add_argument("--hosts", metavar="PATTERN|GROUP", help="which hosts: a group, web[001:010], web0*, a,b")
+    r.add_argument("--parallel", type=int, metavar="N", help="hosts at a time (default: [inventory.ssh] max_parallel)")
+    r.add_argument("--timeout", type=float, metavar="SECONDS", help="per-command timeout (default: command_timeout)")
+
+    f = sub.add_parser("fleet", help="run a simulated fleet of SSH hosts on 127.0.0.1 until interrupted")
+    f.add_argument("--hosts", type=int, default=150, metavar="N")
+    f.add_argument("--dir", required=True, metavar="DIR", help="where keys, host directories and the config go")
+    f.add_argument("--faults", metavar="SPEC", help="e.g. web003=refuse,web010=hang,web020=fail,web040=slow:5")
+    f.add_argument("--metrics", action="store_true",
+                   help="hosts serve /metrics, the fleet answers its queries and gates the canary; DIR/prometheus.yml")
+    f.add_argument("--stage", action="store_true",
+                   help='the config gets [release] stage = "make build REV={revision}" (the demo repo\'s Makefile)')
+
+    from controlroom.cli.deploy import add_parsers
+    from controlroom.cli.server import add_parsers as add_server_parsers
+
+    add_parsers(sub, common)
+    add_server_parsers(sub, common)
+    from controlroom.cli.flags import add_parsers as add_flag_parsers
+
+    add_flag_parsers(sub, common)
+    from controlroom.cli.diff import add_parsers as add_diff_parsers
+
+    add_diff_parsers(sub, common)
+    from controlroom.cli.metrics import add_parsers as add_metrics_parsers
+
+    add_metrics_parsers(sub, common)
+
+    d = sub.add_parser("demo", help="start a simulated fleet and open the control room on it")
+    d.add_argument("--hosts", type=int, default=150, metavar="N")
+    d.add_argument("--faults", metavar="SPEC", help="faults to inject, as for `controlroom fleet`")
+    d.add_argument("--dir", metavar="DIR", help="fleet directory (default: a new temporary one); attaches if running")
+    return p
+
+
+def error_line(text: object) -> None:
+    """The one error line on stderr: ``controlroom: ...``. What it says may carry outside text (a lock's reason,
+    the holder a host's lease names, a metrics source's error), so it goes through the neutraliser as every line
+    the app shows does: no escape sequence reaches the terminal, one line, bounded."""
+    from controlroom.core.text import LINE_LIMIT, clean
+
+    try:
+        print(f"controlroom: {clean(text, LINE_LIMIT)}", file=sys.stderr, flush=True)
+    except BrokenPipeError:  # nobody reads our errors either
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return dispatch(args)
+    except ControlroomError as e:
+        error_line(e)
+        return e.exit_code
+    except BrokenPipeError:  # `controlroom run ... | head`: the reader left, so do we, quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except KeyboardInterrupt:
+        error_line("interrupted")
+        return 130
+    except Exception as e:  # the last resort: one line, the details only when asked for
+        if os.environ.get("CONTROLROOM_DEBUG"):
+            raise
+        error_line(f"internal error: {type(e).__name__}: {e} (set CONTROLROOM_DEBUG=1 for details)")
+        return 70
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    cmd = args.command
+    from controlroom.server.client import cli_answers
+
+    cli_answers(getattr(args, "yes", False))  # --yes acts on a deploy another person drives without asking
+    if cmd == "check":
+        return cmd_check(args)
+    if cmd == "run":
+        return cmd_run(args)
+    if cmd == "fleet":
+        return cmd_fleet(args)
+    if cmd in ("deploy", "rollback", "log", "lock", "unlock"):
+        from controlroom.cli import deploy as deploycli
+
+        return getattr(deploycli, f"cmd_{cmd}")(_load(args), args)
+    if cmd in ("flag", "flags"):
+        from controlroom.cli import flags as flagcli
+
+        return getattr(flagcli, f"cmd_{cmd}")(_load(args), args)
+    if cmd == "metrics":
+        from controlroom.cli import metrics as metricscli
+
+        return metricscli.cmd_metrics(_load(args), args)
+    if cmd in ("diff", "stage"):
+        from controlroom.cli import diff as diffcli
+
+        return getattr(diffcli, f"cmd_{cmd}")(_load(args), args)
+    if cmd in ("serve", "server"):
+        from controlroom.cli import server as servercli
+
+        return getattr(servercli, f"cmd_{cmd}")(_load(args), args)
+    if cmd == "demo":
+        from controlroom.cli.demo import cmd_demo  # starts the fleet, then the app
+
+        return cmd_demo(args)
+    if cmd is None:
+        from controlroom.app.app import run_app  # the only place the CLI reaches Textual
+
+        return run_app(_load(args), read_only=args.read_only)
+    raise UsageError(f"`controlroom {cmd or ''}` is not available yet")
+
+
+def _load(args: argparse.Namespace):
+    from controlroom.config import config
+
+    return config.load(getattr(args, "config", None))
+
+
+# ------------------------------------------------------------------------------------------------ check
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from controlroom.config.reader import MAX_ERRORS
+    from controlroom.core.errors import ConfigErrors
+    from controlroom.core.text import clean
+
+    try:
+        cfg = _load(args)
+    except ConfigErrors as e:  # every error of the run, one line each, bad values before missing files
+        lines = [f"controlroom: {clean(err, None)}\n" for err in e.errors[:MAX_ERRORS]]
+        if len(e.errors) > MAX_ERRORS:
+            lines.append(f"controlroom: ... and {len(e.errors) - MAX_ERRORS} more errors\n")
+        sys.stderr.write("".join(lines))
+        return e.exit_code
+    print = _cleaned_print(clean)  # names and descriptions from the config are shown, never interpreted
+    print(f"{cfg.path}: ok")
+    print(f"hosts: {len(cfg.hosts)}")
+    for g, names in cfg.groups.items():
+        if g == "all":
+            continue
+        colos = sorted({c for n in names if (c := cfg.host(n).colo)})
+        where = f" (colo {', '.join(colos)})" if colos else ""
+        print(f"  {g:<16} {len(names):>5} hosts{where}")
+    print(f"phases: {len(cfg.phases)}")
+    for ph in cfg.phases:
+        extra = []
+        if ph.parallel < len(ph.hosts):
+            extra.append(f"{ph.parallel} at a time")
+        extra.append(f"max_failed {ph.max_failed}")
+        if ph.bake:
+            extra.append(f"bake {ph.bake:g} s")
+        if ph.gate:
+            extra.append("gate " + " and ".join(ph.gate))
+        if not ph.auto:
+            extra.append("then waits for the operator")
+        print(f"  {ph.name:<16} {len(ph.hosts):>5} hosts  {', '.join(extra)}")
+    if cfg.flags.flags:
+        print(f"flags: {len(cfg.flags.flags)}")
+        for fl in cfg.flags.flags:
+            kind = "kill switch" if fl.kind == "kill_switch" else "feature"
+            print(f"  {fl.name:<24} {kind}{'  ' + fl.description if fl.description else ''}")
+    else:
+        print("flags: none")
+    if cfg.metrics.series:
+        print(f"metrics: {len(cfg.metrics.series)} series from {cfg.metrics.source or 'json'}")
+        for s in cfg.metrics.series:
+            bounds = [f"max {s.max:g}" if s.max is not None else "", f"min {s.min:g}" if s.min is not None else ""]
+            print(f"  {s.name:<24} {' '.join(b for b in bounds if b)}")
+    else:
+        print("metrics: none")
+    print(f"deploy: {len(cfg.deploy.steps)} steps" + (", health check" if cfg.deploy.health else "")
+          + (f", {len(cfg.deploy.rollback)} rollback steps" if cfg.deploy.rollback else ""))
+    n = cfg.notify  # never the webhook URL: it is a secret
+    chat = (["webhook set"] if n.webhook else []) + ([f"webhook from ${n.webhook_env}"] if n.webhook_env and not
+                                                     n.webhook else [])
+    chat += (["irker"] if n.irker else []) + (["command"] if n.command else [])
+    print(f"notify: {', '.join(chat) or 'none'}")
+    print(f"state: {cfg.state.dir}")
+    return 0
+
+
+def _cleaned_print(clean):
+    """print() for one line whose parts came from a file: control characters shown, never sent to the terminal."""
+    import builtins
+
+    def show(*parts: object) -> None:
+        builtins.print(clean(" ".join(str(p) for p in parts), None))
+
+    return show
+
+
+# ------------------------------------------------------------------------------------------------ run
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from controlroom.config import inventory
+    from controlroom.fleet.ssh import SSHPool, raise_nofile_limit
+
+    cfg = _load(args)
+    names = tuple(h.name for h in cfg.hosts)
+    if args.hosts is not None:  # --hosts "" selects nothing, never everything
+        try:
+            selected = inventory.select(args.hosts, names, cfg.groups)
+        except ValueError as e:
+            raise UsageError(f"--hosts: {e}") from None
+    else:
+        selected = list(names)
+    if args.parallel is not None and args.parallel < 1:
+        raise UsageError("--parallel must be at least 1")
+    if args.timeout is not None and args.timeout <= 0:
+        raise UsageError("--timeout must be more than 0 seconds")
+    warning = raise_nofile_limit(len(selected))
+    if warning:
+        print(warning, file=sys.stderr)
+    from controlroom.cli import runout
+
+    width = max(len(n) for n in selected)
+    tty = sys.stdout.isatty()
+
+    def show(res) -> None:  # --each: a block per host as it finishes; what hosts print is cleaned (runout)
+        label = res.label
+        if tty and not os.environ.get("NO_COLOR"):
+            label = f"\033[{'32' if res.ok else '31'}m{label:<9}\033[0m"
+        else:
+            label = f"{label:<9}"
+        print("\n".join(runout.each(res, width, label)), flush=True)
+
+    async def go():
+        async with SSHPool(cfg.ssh, (cfg.host(n) for n in selected)) as pool:
+            return await pool.run_many(selected, args.cmd, parallel=args.parallel, timeout=args.timeout,
+                                       on_result=show if args.each else None)
+
+    t0 = time.monotonic()
+    results = asyncio.run(go())
+    took = time.monotonic() - t0
+    if not args.each:
+        print("\n".join(runout.grouped(results, selected)), flush=True)
+    counts = Counter(r.label for r in results)
+    order = sorted(counts, key=lambda k: (k != "ok", k))
+    summary = ", ".join(f"{counts[k]} {k}" for k in order)
+    print(f"{len(results)} host{'s' if len(results) != 1 else ''}: {summary} ({took:.1f} s)")
+    _record_run(cfg, args.cmd, len(results), summary)
+    return 0 if all(r.ok for r in results) else 1
+
+
+RUN_LOG_LIMIT = 200  # characters of the command in the deploy log
+
+
+def run_log_text(cmd: str, hosts: int, summary: str) -> str:
+    """The deploy log's line for a `run`: the command on one line and bounded, how many hosts, the result."""
+    from controlroom.core.text import clean
+
+    return f"'{clean(' '.join(cmd.split()), RUN_LOG_LIMIT)}' on {hosts} host{'s' if hosts != 1 else ''}: {summary}"
+
+
+def _record_run(cfg, cmd: str, hosts: int, summary: str) -> None:
+    """Put the run in the deploy log; a journal that cannot be opened costs a one-line warning, never the run."""
+    from controlroom.core.identity import current_user
+    from controlroom.core.text import clean
+    from controlroom.journal.journal import Journal
+
+    try:
+        journal = Journal.open(cfg.state.dir)
+        try:
+            journal.add_log(current_user(), "RUN", run_log_text(cmd, hosts, summary))
+        finally:
+            journal.close()
+    except Exception as e:  # noqa: BLE001 - the commands ran; their record is best effort
+        print(f"controlroom: warning: run not recorded in the deploy log: {clean(e, 300) or type(e).__name__}",
+              file=sys.stderr)
+
+
+# ------------------------------------------------------------------------------------------------ fleet
+
+
+def cmd_fleet(args: argparse.Namespace) -> int:
+    from controlroom.demo.fleet import serve
+
+    if args.hosts < 1:
+        raise UsageError("--hosts must be at least 1")
+    Path(args.dir).mkdir(parents=True, exist_ok=True)
+    asyncio.run(serve(args.dir, args.hosts, args.faults, metrics=args.metrics, stage=args.stage))
+    return 0
+

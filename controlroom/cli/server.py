@@ -1,0 +1,95 @@
+"""`controlroom serve`, `controlroom server status|stop`, and the deploy commands that go through the server:
+`deploy --detach` (start it there and return; `deploy --follow`, in deployrun.py, re-attaches)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+
+from controlroom.config.config import Config
+from controlroom.core.errors import UsageError
+from controlroom.core.text import LINE_LIMIT, clean
+
+
+def add_parsers(sub, common) -> None:
+    s = sub.add_parser("serve", parents=[common], help="run the control-room server in the foreground (systemd)")
+    s.add_argument("--idle", type=float, default=600.0, metavar="SECONDS",
+                   help="exit after this long with no operation and no client (default 600; 0 never)")
+    s.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
+    sv = sub.add_parser("server", parents=[common], help="the server of this state directory: status | stop")
+    sv.add_argument("action", choices=("status", "stop"))
+    sv.add_argument("--force", action="store_true", help="stop even while an operation runs (it stays resumable)")
+
+
+def cmd_serve(cfg: Config, args: argparse.Namespace) -> int:
+    from controlroom.server.server import serve
+
+    if args.idle < 0:
+        raise UsageError("--idle must be 0 (never) or a number of seconds")
+    return asyncio.run(serve(cfg, idle=args.idle or float("inf"), quiet=args.quiet))
+
+
+def cmd_server(cfg: Config, args: argparse.Namespace) -> int:
+    from controlroom.server.client import NoServer, connect
+
+    async def go() -> int:
+        try:
+            c = await connect(cfg, start=False)
+        except NoServer as e:
+            print(f"{e}")
+            return 1 if args.action == "status" else 0
+        try:
+            if args.action == "status":
+                st = await c.request("status")
+                since = time.strftime("%Y-%m-%d %H:%M", time.localtime(st["since"]))
+                what = f"; {st['busy']} of deploy #{st['rollout_id']} ({st['status']})" if st["busy"] else ""
+                conns = f" ({st['connections']} connections of at most {st['max_connections']})" \
+                    if "connections" in st else ""
+                print(f"server pid {st['pid']} since {since}, {st['clients']} clients{conns}{what}")
+                if st.get("config"):
+                    print(clean(f"config: {st['config']}", LINE_LIMIT))
+                channels = st.get("channels")
+                if channels is not None:
+                    print("chat: none configured ([notify])" if not channels else "chat:")
+                    for line in channels:
+                        print(clean(f"  {line}", LINE_LIMIT))
+                for line in st.get("notes") or []:
+                    print(clean(line, LINE_LIMIT))
+                return 0
+            await c.request("stop", force=args.force)
+            await asyncio.wait_for(c.closed.wait(), 60)
+            print("server stopped")
+            return 0
+        finally:
+            await c.close()
+
+    return asyncio.run(go())
+
+
+# --------------------------------------------------------------------------------------------- deploy via the server
+
+
+def policy_of(args: argparse.Namespace) -> str:
+    return "yes" if args.yes else "auto" if args.auto else "operator"
+
+
+def deploy_detached(cfg: Config, args: argparse.Namespace) -> int:
+    """`deploy --detach`: the server starts the deploy; print its id and return at once."""
+    from controlroom.server.client import connect
+
+    async def go() -> int:
+        c = await connect(cfg)
+        try:
+            if args.resume:
+                reply = await c.request("resume", policy=policy_of(args))
+            else:
+                reply = await c.request("deploy", revision=args.revision, policy=policy_of(args),
+                                        force_reason=args.reason if args.force else None)
+            print(f"deploy #{reply['rollout_id']} runs in the server (pid {c.hello.get('pid')}); "
+                  "`controlroom deploy --follow` follows it, `controlroom` shows it")
+            return 0
+        finally:
+            await c.close()
+
+    return asyncio.run(go())

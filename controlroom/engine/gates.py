@@ -1,0 +1,323 @@
+"""Gates: what must hold between phases, checked against the metrics source.
+
+``errors_5xx < 5`` on a phase is checked every [metrics] interval while the phase bakes, and once more when the
+bake ends. Each gate's verdict is the worst of its checks: a check that failed fails it; otherwise one that could not
+be made (the source down, NaN, no data) leaves it unknown: the deploy waits for the operator, it never passes a gate
+silently and never aborts by itself. A split series is judged by the line of the revision being deployed when it has
+one (the gate asks about that revision, and its verdict names it: errors_5xx{r2307}); otherwise by its worst line.
+
+Every check is journaled (a GateEvaluated row in the journal's events; not published to clients) and every verdict
+goes to the deploy log as a GATE line: "GATE canary: errors_5xx = 7.9 (max 5): FAILED".
+
+A check that fails ends the bake at once (the verdict cannot get better). When the failed series is guarded by a kill
+switch ([flags.NAME] guards), the halt's reason names it ("kill switch: controlroom flag new_search off"), and the
+operator can flip it and check the gate again (``GateKeeper.recheck``) before going on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import operator
+import re
+from dataclasses import dataclass
+
+from controlroom.config.settings import FlagsSettings, MetricsSettings
+from controlroom.core import events as ev
+from controlroom.sources.metrics import MetricsError, make_source
+
+GateState = ev.GateState  # a verdict's state, defined with GateVerdict (the wire form) in events.py
+PASSED, FAILED, UNKNOWN = GateState
+_RANK = {PASSED: 0, UNKNOWN: 1, FAILED: 2}
+_GATE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|<|>|==|!=)\s*(-?\d+(?:\.\d+)?)\s*$")
+_OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq,
+        "!=": operator.ne}
+
+
+@dataclass(frozen=True)
+class GateEvaluated(ev.Event):
+    """One check of one gate (journaled only: the journal keeps every evaluation)."""
+
+    phase: int
+    name: str
+    gate: str
+    verdict: str
+    value: float | None
+    line: str  # the series' line judged (a revision for a split series), "" for a single line
+    why: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    gate: str  # the expression, as written
+    series: str
+    state: GateState  # PASSED, FAILED or UNKNOWN
+    value: float | None = None
+    line: str = ""
+    why: str = ""  # UNKNOWN: why it could not be checked
+
+    def text(self, phase: str) -> str:
+        """The deploy-log line: 'GATE canary: errors_5xx = 7.9 (max 5): FAILED'."""
+        m = _GATE.match(self.gate)
+        limit = _limit(m.group(2), m.group(3)) if m else self.gate
+        who = f"{self.series}{{{self.line}}}" if self.line else self.series
+        if self.state == UNKNOWN:
+            return f"GATE {phase}: {self.gate}: UNKNOWN ({self.why})"
+        return f"GATE {phase}: {who} = {self.value:.3g} ({limit}): {self.state.upper()}"
+
+    def wire(self) -> ev.GateVerdict:
+        """The verdict as a GateWaiting carries it."""
+        m = _GATE.match(self.gate)
+        op, threshold = (m.group(2), float(m.group(3))) if m else ("", 0.0)
+        value = None if self.value is None or math.isnan(self.value) else self.value
+        return ev.GateVerdict(self.gate, self.series, self.line, value, op, threshold, self.state, self.why)
+
+
+def _limit(op: str, number: str) -> str:
+    if op in ("<", "<="):
+        return f"max {number}"
+    if op in (">", ">="):
+        return f"min {number}"
+    return f"{op} {number}"
+
+
+def parse(expr: str) -> tuple[str, str, float]:
+    m = _GATE.match(expr)
+    if not m:
+        raise ValueError(f"cannot read gate {expr!r}")
+    return m.group(1), m.group(2), float(m.group(3))
+
+
+def judge(expr: str, lines: dict[str, float] | list[tuple[str, float]], revision: str | None = None) -> Verdict:
+    """The verdict of one gate on the current values of its series (line -> value, or (line, value) pairs: lines
+    that share a label are each judged, so the worse one counts). When lines are the revision being deployed,
+    those are judged (and named); otherwise every line. Only a finite number counts: NaN and the infinities
+    leave the gate unknown, unless another line fails it."""
+    series, op, limit = parse(expr)
+    pairs = list(lines.items() if isinstance(lines, dict) else lines)
+    if not pairs:
+        return Verdict(expr, series, UNKNOWN, why="no data")
+    if revision and any(line == revision for line, _ in pairs):
+        pairs = [(line, value) for line, value in pairs if line == revision]
+    worst: tuple[str, float] | None = None
+    odd: tuple[str, float] | None = None
+    for line, value in pairs:
+        if not math.isfinite(value):
+            odd = odd or (line, value)
+            continue
+        if not _OPS[op](value, limit):
+            return Verdict(expr, series, FAILED, value, line)
+        # the line nearest the limit stands for the series when every line holds
+        if worst is None or abs(limit - value) < abs(limit - worst[1]):
+            worst = (line, value)
+    if odd is not None:
+        line, value = odd
+        why = f"{series} is NaN" if math.isnan(value) else f"{series} is {'+' if value > 0 else '-'}Inf, not a " \
+            "finite number"
+        return Verdict(expr, series, UNKNOWN, line=line, why=why)
+    assert worst is not None
+    return Verdict(expr, series, PASSED, worst[1], worst[0])
+
+
+async def evaluate(settings: MetricsSettings, exprs: tuple[str, ...], revision: str | None = None,
+                   **source_kw) -> list[Verdict]:
+    """Check each gate once against the source (a split series on the line of ``revision`` when it has one); a
+    source that cannot answer leaves its gates UNKNOWN."""
+    out: list[Verdict] = []
+    try:
+        source = make_source(settings, **source_kw)
+    except MetricsError as e:
+        return [Verdict(x, parse(x)[0], UNKNOWN, why=str(e)) for x in exprs]
+    async with source:
+        for expr in exprs:
+            name = parse(expr)[0]
+            spec = settings.spec(name)
+            if spec is None:
+                out.append(Verdict(expr, name, UNKNOWN, why=f"no series {name!r} in [metrics.series]"))
+                continue
+            try:
+                out.append(judge(expr, await source.samples(spec), revision))
+            except MetricsError as e:
+                out.append(Verdict(expr, name, UNKNOWN, why=str(e)))
+    return out
+
+
+def worst(verdicts: list[Verdict]) -> Verdict:
+    """The worst of a gate's checks (the latest among equals: its value is the freshest)."""
+    best = verdicts[0]
+    for v in verdicts[1:]:
+        if _RANK[v.state] >= _RANK[best.state]:
+            best = v
+    return best
+
+
+class GateKeeper:
+    """The engine's gate_check: checks a phase's gates every interval during its bake and once at its end."""
+
+    def __init__(self, metrics: MetricsSettings, journal, *, flags: FlagsSettings | None = None, **source_kw) -> None:
+        self.metrics = metrics
+        self.journal = journal
+        self.flags = flags or FlagsSettings()
+        self.source_kw = source_kw
+        self.rollout = None
+        self._checks: dict[int, list[Verdict]] = {}  # phase index -> this bake's checks
+        self._task: asyncio.Task | None = None
+
+    def attach(self, rollout) -> None:
+        self.rollout = rollout
+        rollout.gate_check = self.check
+        rollout.gate_keeper = self  # the server's gate_check intent finds it here
+        rollout.subscribe(self._on_event)
+
+    def _on_event(self, e: ev.Event) -> None:
+        if isinstance(e, ev.GateWaiting) and e.kind == ev.GATE_BAKE:
+            i = e.phase - 1
+            if 0 <= i < len(self.rollout.phases) and self.rollout.phases[i].gate:
+                self._stop_bake()
+                self._checks[i] = []
+                self._task = asyncio.get_running_loop().create_task(self._bake(i))
+        elif isinstance(e, ev.RolloutFinished):
+            self._stop_bake()
+
+    def _stop_bake(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def _bake(self, i: int) -> None:
+        while True:
+            verdicts = await self._round(i)
+            if any(v.state == FAILED for v in verdicts):
+                # the verdict is the worst check: it cannot get better, so the bake need not go on
+                self.rollout.bake_over = True
+                self.rollout._poke()
+                return
+            await asyncio.sleep(self.metrics.interval)
+
+    async def _round(self, i: int) -> list[Verdict]:
+        phase = self.rollout.phases[i]
+        verdicts = await evaluate(self.metrics, phase.gate, self.rollout.revision, **self.source_kw)
+        for v in verdicts:
+            _journal_quietly(self.journal, self.rollout.id, i, phase.name, v)
+        self._checks.setdefault(i, []).extend(verdicts)
+        return verdicts
+
+    async def check(self, phase) -> tuple[bool, str, tuple[ev.GateVerdict, ...]]:
+        """The phase's gates: (True, lines) when every check held, else (False, the lines of what did not); then
+        every gate's verdict."""
+        i = self.rollout.phases.index(phase)
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if not await self._unless_stopped(self._round(i)):
+            self._checks.pop(i, None)
+            return False, "not checked: the deploy was stopped while the source answered", ()
+        checks = self._checks.pop(i, [])
+        verdicts = [worst([v for v in checks if v.gate == g]) for g in phase.gate]
+        lines = [v.text(phase.name) for v in verdicts]
+        for line in lines:
+            self.rollout._log("GATE", line.removeprefix("GATE "))  # the entry's kind says GATE once
+        bad = [line for v, line in zip(verdicts, lines, strict=True) if v.state != PASSED]
+        return (not bad), "; ".join(bad + self.hints(verdicts) if bad else lines), tuple(v.wire() for v in verdicts)
+
+    async def _unless_stopped(self, work) -> bool:
+        """Await ``work`` unless the deploy is told to stop first (abort, Ctrl+C, SIGTERM): a source that is slow
+        to answer never holds the deploy, its lock or its client. True when the work finished."""
+        r = self.rollout
+        task = asyncio.ensure_future(work)
+        stop = asyncio.ensure_future(r._until(lambda: r._stopping))
+        try:
+            await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        finally:
+            stop.cancel()
+        if task.done():
+            task.result()
+            return True
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return False
+
+    def hints(self, verdicts: list[Verdict]) -> list[str]:
+        """'kill switch: controlroom flag new_search off' for each kill switch guarding a failed series."""
+        failed = [v.series for v in verdicts if v.state == FAILED]
+        return [f"kill switch: controlroom flag {name} off" for name in kill_switches(self.flags, self.journal, failed)]
+
+    async def recheck(self, phase, user: str, *, log: bool = True, log_ok: bool = True) -> tuple[bool, list[str],
+                                                                                                  tuple]:
+        """Check the phase's gates once more (journaled). Their verdicts go to the deploy log, by ``user``, when
+        they all hold (and ``log_ok``) or ``log`` (a client polling while a flipped flag's rate window turns logs
+        only its last try). Returns (every gate holds, their lines, then the kill switches to flip when a guarded
+        one failed, every gate's verdict)."""
+        i = self.rollout.phases.index(phase)
+        verdicts = await self._round(i)
+        self._checks.pop(i, None)
+        ok = all(v.state == PASSED for v in verdicts)
+        lines = [v.text(phase.name) for v in verdicts]
+        if (ok and log_ok) or log:
+            for line in lines:
+                self.rollout._log("GATE", line.removeprefix("GATE "), user)
+        return ok, lines + ([] if ok else self.hints(verdicts)), tuple(v.wire() for v in verdicts)
+
+
+def kill_switches(flags: FlagsSettings, journal, series: list[str]) -> list[str]:
+    """The kill switches guarding any of these series that are not off yet (as the journal's flag history has
+    them), in the config's order."""
+    from controlroom.engine.flagpush import FlagHistory
+
+    history = FlagHistory(journal) if journal is not None else None
+    out = []
+    for spec in flags.guarding(series):
+        last = history.changes(spec.name, limit=1) if history is not None else []
+        if (last[0]["new"] if last else spec.default) != "off":
+            out.append(spec.name)
+    return out
+
+
+def keeper_of(rollout) -> GateKeeper | None:
+    """The GateKeeper checking this engine's gates, if any."""
+    return getattr(rollout, "gate_keeper", None)
+
+
+def _journal_quietly(journal, rollout_id: int, i: int, name: str, v: Verdict) -> None:
+    """Into the journal's events, unpublished: clients need the verdict (the deploy log), not every check."""
+    e = GateEvaluated(rollout_id, phase=i, name=name, gate=v.gate, verdict=v.state,
+                      value=None if v.value is None or math.isnan(v.value) else v.value, line=v.line, why=v.why)
+    with journal._tx():
+        journal._apply(e)
+
+
+def install(rollout, cfg, journal) -> GateKeeper | None:
+    """Give the engine its gate check when any phase has a gate."""
+    if not any(p.gate for p in rollout.phases):
+        return None
+    keeper = GateKeeper(cfg.metrics, journal, flags=cfg.flags)
+    keeper.attach(rollout)
+    return keeper
+
+
+async def recheck(rollout, waiting: ev.GateWaiting) -> bool:
+    """Check again the gates a deploy waits at (a resume does this): True when they hold now, and the deploy then
+    waits for the operator only (held: a plain proceed goes on)."""
+    if waiting.kind != ev.GATE_FAILED or rollout.gate_check is None or not 0 < waiting.phase <= len(rollout.phases):
+        return False
+    res = rollout.gate_check(rollout.phases[waiting.phase - 1])
+    if asyncio.iscoroutine(res):
+        res = await res
+    if not res[0]:
+        return False
+    rollout._emit(held(rollout, waiting, [res[1]], res[2] if len(res) > 2 else ()))
+    return True
+
+
+def held(rollout, waiting: ev.GateWaiting, lines: list[str], verdicts: tuple = ()) -> ev.GateWaiting:
+    """The wait once a failed gate holds when checked again: for the operator only, saying why, its verdicts."""
+    return ev.GateWaiting(rollout.id, phase=waiting.phase, name=waiting.name, kind=ev.GATE_OPERATOR,
+                          reason=f"gate {' and '.join(waiting.failed)} holds now ({'; '.join(lines)}); "
+                                 f"waiting for the operator to start {waiting.name}", verdicts=tuple(verdicts))

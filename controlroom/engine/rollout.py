@@ -1,0 +1,564 @@
+"""The rollout engine: phases x hosts, the host state machine, the failure budget, gates and operator intents.
+
+Plain asyncio. The engine changes state only through ``_emit``: the journal commits the event and hands it to the
+server, which numbers it and sends it to its clients (the app, the CLI printers; the notifier tails the journal);
+then the rollout's own subscribers (the server's operations, the gate keeper) see it. A host changes state only
+through ``_set``, which checks the move against ``events.TRANSITIONS``. Operator intents (pause, resume, abort,
+retry, skip, proceed, rollback) are plain methods, called from the engine's own event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+from controlroom.config.config import Config
+from controlroom.config.inventory import Phase
+from controlroom.core import events as ev
+from controlroom.core.errors import ControlroomError, LockedError
+from controlroom.engine import overrides
+from controlroom.engine.hostrun import HostRun, HostWorkMixin, _live_from  # noqa: F401 - HostRun is public here
+from controlroom.engine.recovery import RecoveryMixin
+from controlroom.fleet import hostside
+from controlroom.fleet.hostside import Operation
+from controlroom.fleet.ssh import SSHPool
+from controlroom.journal.fleetlock import FleetLock
+from controlroom.journal.journal import Journal, publish
+
+RELEASE_TIMEOUT = 10.0  # giving the hosts' leases back at the end; a host that does not answer keeps a stale lease
+
+
+class Interrupted(ControlroomError):
+    """The rollout was interrupted (Ctrl+C): halted, resumable, its lock parked."""
+
+    exit_code = 130
+
+
+class Rollout(HostWorkMixin, RecoveryMixin):
+    """Ship ``revision`` to the fleet of ``cfg`` phase by phase. ``await run()`` drives it to the end.
+
+    confirm: "config" waits for proceed() after phases with auto = false; "all" after every phase; "none" never.
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        pool: SSHPool,
+        journal: Journal,
+        *,
+        revision: str,
+        user: str,
+        confirm: str = "config",
+        force_reason: str | None = None,
+        gate_check: Callable[[Phase], tuple[bool, str] | Awaitable[tuple[bool, str]]] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.pool = pool
+        self.journal = journal
+        self.revision = revision
+        self.user = user
+        self.confirm = confirm
+        self.force_reason = force_reason
+        self.gate_check = gate_check
+        self.phases: tuple[Phase, ...] = cfg.phases
+        self.hosts: dict[str, HostRun] = {}
+        for i, ph in enumerate(self.phases):
+            for h in ph.hosts:
+                self.hosts[h] = HostRun(h, i, steps=len(cfg.deploy.steps))
+        self.id = 0
+        self.uuid = ""  # the deploy's globally unique id: its receipts and leases on the hosts carry it
+        self.status = "new"
+        self.phase_index = 0
+        self.previous: str | None = None
+        self.started_at = time.time()
+        self._t0 = time.monotonic()
+        self._subscribers: list[Callable[[ev.Event], None]] = []
+        self._wake = asyncio.Event()
+        self._aborted = False
+        self._proceed = False
+        self._proceed_user: str | None = None
+        self.waiting: ev.GateWaiting | None = None  # the wait at a phase boundary the engine is in, as last said
+        self._forced = False  # the operator chose to go on past the failure budget of this phase
+        self._paused = False
+        self._halted = False
+        self._tasks: dict[str, asyncio.Task] = {}
+        self._resumed = False
+        self._finished: ev.RolloutFinished | None = None
+        self._done = asyncio.Event()
+        self._running = False
+        self._retry_queue: deque[str] = deque()
+        self._entered = -1  # the latest phase this process has started (a rerun does not pass its gates again)
+        self._fleet_lock = FleetLock(journal.state_dir)
+        self._interrupted: str | None = None  # who interrupted (Ctrl+C): in-flight hosts stop, the rollout halts
+        self._held: str | None = None  # another operation (another journal) holds the hosts
+        self._fatal: BaseException | None = None  # a journal write failed: stop everything, loudly
+
+    @property
+    def _stopping(self) -> bool:
+        return bool(self._aborted or self._interrupted or self._held or self._fatal)
+
+    @property
+    def op(self) -> Operation:
+        """Who acts on the hosts: this deploy's uuid, the journal's id, the person."""
+        return Operation(self.uuid, self.journal.journal_id(), self.user, force=bool(self.force_reason))
+
+    # ------------------------------------------------------------------------------------------ events
+    def subscribe(self, fn: Callable[[ev.Event], None]) -> None:
+        self._subscribers.append(fn)
+
+    def _emit(self, event: ev.Event) -> None:
+        self.journal.record(event)  # committed before anyone sees it; raises JournalError if it cannot be
+        if (kind := type(event)) is ev.GateWaiting or kind in (ev.GatePassed, ev.PhaseStarted, ev.RolloutFinished):
+            self.waiting = event if kind is ev.GateWaiting else None  # what a proceed now passes
+        publish(self._subscribers, event)  # a subscriber's error never changes what happens on the fleet
+
+    def _log(self, kind: str, text: str, user: str | None = None) -> None:
+        self.journal.add_log(user or self.user, kind, text, self.revision, rollout_id=self.id)
+
+    def _set(self, hr: HostRun, state: ev.HostState, *, step: int = 0, reason: str = "",
+             revision: str | None = None, steps_done: int | None = None) -> None:
+        """Move a host to a new state: the journal commits it first; memory changes only once it has."""
+        state = ev.check_transition(hr.name, hr.state, state)  # IllegalTransition: a bug in the engine
+        if steps_done is None:
+            steps_done = hr.steps_done
+            if state == ev.RUNNING:
+                steps_done = step - 1
+            elif state in (ev.CHECKING, ev.DONE):
+                steps_done = hr.steps
+        now = time.monotonic()
+        finished = now if state in ev.FINAL else hr.finished
+        seconds = 0.0 if hr.started is None else (finished or now) - hr.started
+        self._emit(
+            ev.HostStateChanged(
+                self.id,
+                host=hr.name,
+                phase=hr.phase,
+                state=state,
+                step=step,
+                steps=hr.steps,
+                reason=reason,
+                revision=revision,
+                previous=hr.previous,
+                seconds=round(seconds, 3),
+                steps_done=steps_done,
+            )
+        )
+        hr.state, hr.step, hr.reason, hr.steps_done, hr.finished = state, step, reason, steps_done, finished
+        if revision:
+            hr.revision = revision
+
+    # ------------------------------------------------------------------------------------------ intents
+    def _poke(self) -> None:
+        self._wake.set()
+
+    def pause(self, user: str) -> None:
+        """Start no new host; in-flight hosts finish."""
+        if self.status in ev.ROLLOUT_FINAL or self._paused:
+            return
+        self._paused = True
+        self.status = ev.R_PAUSED
+        self._emit(ev.RolloutPaused(self.id, user=user))
+        self._log("PAUSE", "no new host starts", user)
+        self._poke()
+
+    def resume(self, user: str) -> None:
+        if not self._paused:
+            return
+        self._paused = False
+        self.status = ev.R_HALTED if self._halted else ev.R_RUNNING
+        self._emit(ev.RolloutResumed(self.id, user=user))
+        self._log("RESUME", "", user)
+        self._poke()
+
+    def abort(self, user: str) -> None:
+        """Cancel in-flight hosts; pending hosts become skipped."""
+        if self.status in ev.ROLLOUT_FINAL or self._aborted:
+            return
+        self._aborted = True
+        inflight = sum(1 for h in self.hosts.values() if h.state in ev.IN_FLIGHT)
+        pending = sum(1 for h in self.hosts.values() if h.state == ev.PENDING)
+        detail = f"{inflight} in flight cancelled, {pending} pending skipped"
+        self._emit(ev.OperatorAction(self.id, user=user, action="abort", detail=detail))
+        self._log("ABORT", detail, user)
+        for t in self._tasks.values():
+            t.cancel()
+        self._poke()
+
+    def proceed(self, user: str, reason: str | None = None) -> None:
+        """Go on: past a gate or a phase boundary, or past an exceeded failure budget. Past a gate that does not
+        hold (failed or unknown) or an exceeded budget only with a typed ``reason`` (else UsageError naming what
+        does not hold, and nothing changes); that goes on the record and marks the deploy's result."""
+        why = overrides.typed(reason)
+        if self._halted:
+            overrides.force_budget(self, self.phase_index, user, why)
+            self._forced = True
+        elif (waiting := overrides.failed_gate(self)) is not None:
+            overrides.pass_gate(self, waiting, user, why)
+        self._proceed = True
+        self._proceed_user = user
+        self._poke()
+
+    def retry(self, host: str, user: str) -> None:
+        """Run a failed (or skipped) host again from the first step it has not finished."""
+        hr = self.hosts.get(host)
+        if hr is None or hr.state not in (ev.FAILED, ev.SKIPPED) or hr.phase != self.phase_index:
+            raise ControlroomError(f"{host}: only a failed host of the current phase can be retried")
+        self._requeue(hr, user)
+        self._retry_queue.append(host)
+        self._poke()
+
+    def _requeue(self, hr: HostRun, user: str, note: str = "") -> None:
+        """A failed or skipped host goes back to pending, on the record (retry, rerun and resume alike)."""
+        self._emit(ev.OperatorAction(self.id, user=user, action="retry", host=hr.name, detail=hr.reason))
+        self._log("RETRY", f"{hr.name} ({hr.reason}){note}", user)
+        hr.skipped_by_operator = False
+        hr.finished = None
+        self._set(hr, ev.PENDING)
+
+    def skip(self, host: str, user: str, reason: str | None = None) -> None:
+        """Give up on one host in this rollout; it counts against the failure budget and is logged. Past the
+        phase's budget only with a typed ``reason`` (else UsageError), on the record, marking the result.
+
+        A host in flight is stopped first (its command ends on the host); it is then recorded as skipped.
+        """
+        hr = self.hosts.get(host)
+        running = hr is not None and hr.state in (ev.CONNECTING, ev.RUNNING, ev.CHECKING) and host in self._tasks
+        if hr is None or not (running or hr.state in (ev.PENDING, ev.FAILED)):
+            raise ControlroomError(f"{host}: only a pending, running or failed host can be skipped")
+        why = overrides.typed(reason)
+        if (used := overrides.skip_over_budget(self, hr)) is not None:
+            overrides.skip_past_budget(self, hr, used, user, why)
+        self._emit(ev.OperatorAction(self.id, user=user, action="skip", host=host, detail=hr.reason))
+        self._log("SKIP", f"{host}" + (f" ({hr.reason})" if hr.reason else "")
+                  + (f" while {hr.state}" if running else "") + (f': "{why}"' if why else ""), user)
+        if running:
+            hr.skip_requested = user
+            self._tasks[host].cancel()
+            return
+        hr.skipped_by_operator = True
+        self._set(hr, ev.SKIPPED, reason=f"skipped by {user}" + (f" after {hr.reason}" if hr.reason else ""))
+        self._poke()
+
+    def interrupt(self, user: str) -> None:
+        """Stop now (Ctrl+C): in-flight hosts' commands end and they are recorded as interrupted; pending hosts
+        stay pending; run() raises Interrupted with the rollout halted, resumable, and its lock parked."""
+        if self.status in ev.ROLLOUT_FINAL or self._interrupted or not self._running:
+            return
+        self._interrupted = user
+        for t in self._tasks.values():
+            t.cancel()
+        self._poke()
+
+    # ------------------------------------------------------------------------------------------ running
+    def _phase_hosts(self, i: int) -> list[HostRun]:
+        return [self.hosts[h] for h in self.phases[i].hosts]
+
+    def budget_used(self, i: int) -> int:
+        """How much of phase i's failure budget is spent: failed hosts and hosts the operator skipped."""
+        return sum(1 for h in self._phase_hosts(i) if h.state == ev.FAILED or h.skipped_by_operator)
+
+    def _hold_fleet(self, doing: str) -> None:
+        """Take the fleet's OS lock for this operation, or raise LockedError naming who holds it."""
+        if self._fleet_lock.held:
+            return
+        try:
+            self._fleet_lock.acquire(f"{self.user}'s {doing}")
+        except LockedError:
+            # the holder may be an instant from writing who it is: give it a moment to say so, then name it
+            deadline = time.monotonic() + 5
+            while (lock := self.journal.lock()) is None or not lock.live or lock.pid != self._fleet_lock.holder_pid():
+                if time.monotonic() > deadline:
+                    raise LockedError(f"the fleet is locked by {self._fleet_lock.holder() or 'another operation'}"
+                                      ) from None
+                time.sleep(0.05)
+            raise LockedError(f"the fleet is locked by {lock.describe()}") from None
+
+    def _let_go(self) -> None:
+        self._fleet_lock.release()
+
+    async def _begin(self) -> None:
+        hosts = tuple((ph.name, ph.hosts) for ph in self.phases)
+        self._hold_fleet("deploy")
+        try:
+            await self._begin_held(hosts)
+        except BaseException:
+            self._let_go()
+            raise
+
+    async def _begin_held(self, hosts) -> None:
+        if not self._resumed:
+            self.previous = await self._fleet_revision()
+            self.id = self.journal.new_rollout(self.revision, self.previous, self.user, hosts)
+        self.uuid = self.journal.rollout_uuid(self.id)
+        try:
+            self.journal.take_lock(self.user, f"deploying {self.revision}", rollout_id=self.id,
+                                   force_reason=self.force_reason)
+        except LockedError:
+            if not self._resumed:
+                self.journal.discard_rollout(self.id)
+            raise
+        self.status = ev.R_RUNNING
+        self._emit(ev.RolloutStarted(self.id, revision=self.revision, previous=self.previous, user=self.user,
+                                     phases=hosts, resumed=self._resumed))
+        if self._resumed:
+            self._log("DEPLOY RESUMED", f"{self.previous or '?'} -> {self.revision}")
+        else:
+            forced = f" (forced past the lock: {self.force_reason})" if self.force_reason else ""
+            self._log("DEPLOY START", f"{self.previous or '?'} -> {self.revision} to {len(self.hosts)} hosts "
+                      f"in {len(self.phases)} phases{forced}")
+
+    async def _fleet_revision(self) -> str | None:
+        """What the fleet runs now: the journal's record, else the answer of the first host."""
+        values = [live for live, _ in self.journal.live_revisions().values() if live]
+        if values:
+            return max(set(values), key=values.count)
+        first = self.phases[0].hosts[0]
+        res = await self.pool.run(first, self.cfg.release.live_command, timeout=self.cfg.deploy.step_timeout)
+        return _live_from(res) if res.ok else None
+
+    async def run(self) -> ev.RolloutFinished:
+        """Run every phase to the end (or abort). Holds the fleet lock while it runs.
+
+        Raises LockedError when another operation holds the fleet (nothing ran), Interrupted after interrupt(),
+        JournalError when the journal cannot record (everything in flight is stopped first).
+        """
+        self._running = True
+        try:
+            await self._begin()
+        except BaseException:
+            self._running = False
+            raise
+        try:
+            return await self._run_phases()
+        finally:
+            self._running = False
+            try:
+                if self._finished is not None:
+                    await self._release_leases()
+                    self.journal.release_lock(self.user, rollout_id=self.id, manual=False)
+            finally:
+                self._let_go()
+                self._done.set()
+
+    async def _run_phases(self) -> ev.RolloutFinished:
+        try:
+            start = self.phase_index
+            for i in range(start, len(self.phases)):
+                if self._resumed and i > start and not any(h.state == ev.PENDING for h in self._phase_hosts(i)):
+                    continue  # a resume passes over phases that have nothing left to do
+                self.phase_index = i
+                if i > 0 and not (self._resumed and (i <= self._entered or self._phase_started(i))):
+                    await self._boundary(i)
+                if self._stopping:
+                    break
+                await self._run_phase(i)
+                if self._stopping:
+                    break
+            if self._held and not self._fatal:
+                self._aborted = True
+                for hr in self.hosts.values():
+                    if hr.state == ev.PENDING:
+                        self._set(hr, ev.SKIPPED, reason=f"not started: the fleet is held by {self._held}")
+                self._log("DEPLOY ABORTED", f"the hosts are held by {self._held}")
+                self._finish()
+            self._stop_if_told()
+            if self._aborted:
+                for hr in self.hosts.values():
+                    if hr.state == ev.PENDING:
+                        self._set(hr, ev.SKIPPED, reason="aborted")
+            return self._finish()
+        except BaseException as e:
+            if self._finished is None:
+                # cancelled, interrupted or crashed in-process: stop what runs on the hosts (their commands end
+                # there too), leave the rollout resumable, never half-recorded
+                tasks = list(self._tasks.values())
+                for t in tasks:
+                    t.cancel()
+                await asyncio.shield(asyncio.gather(*tasks, return_exceptions=True))
+                self._tasks.clear()
+                if isinstance(e, Interrupted) and self._fatal is None:
+                    self.journal.park_lock(self.id, f"{self.revision} interrupted by {self._interrupted}: "
+                                           "`controlroom deploy --resume` or `controlroom rollback`")
+            raise
+
+    def _stop_if_told(self) -> None:
+        """Raise what stops the rollout now: a journal that cannot record, another operation's lease, Ctrl+C."""
+        if self._fatal is not None:
+            raise self._fatal
+        if self._held is not None:
+            raise LockedError(f"the fleet is held by {self._held} (found on the hosts; nothing else was started)")
+        if self._interrupted:
+            flying = tuple(sorted(h.name for h in self.hosts.values()
+                                  if h.interrupted and h.state == ev.FAILED))
+            self.status = ev.R_HALTED
+            self._emit(ev.RolloutInterrupted(self.id, user=self._interrupted, hosts=flying))
+            self._log("INTERRUPTED", f"{len(flying)} hosts in flight stopped"
+                      + (f" ({', '.join(flying[:10])}{', ...' if len(flying) > 10 else ''})" if flying else "")
+                      + "; the deploy is halted", self._interrupted)
+            raise Interrupted(f"deploy #{self.id} of {self.revision} interrupted: {len(flying)} hosts in flight "
+                              "stopped and recorded as interrupted; the fleet stays locked for this deploy. "
+                              "`controlroom deploy --resume` carries on, `controlroom rollback` undoes it")
+
+    async def _release_leases(self) -> None:
+        """Give back the lease on every host this operation may have touched (bounded; best effort)."""
+        hosts = [h.name for h in self.hosts.values() if not h.released and (
+                 h.state not in (ev.PENDING, ev.SKIPPED) or h.steps_done or h.skipped_by_operator)]
+        if not hosts or not self.uuid:
+            return
+        cmd = hostside.release_command(self.op)
+        try:
+            async with asyncio.timeout(RELEASE_TIMEOUT):
+                await asyncio.gather(*(self.pool.run(h, cmd, timeout=RELEASE_TIMEOUT) for h in hosts))
+        except TimeoutError:
+            pass  # a lease left behind names a finished deploy of this journal: the next operation breaks it
+
+    def _phase_started(self, i: int) -> bool:
+        return any(h.state != ev.PENDING for h in self._phase_hosts(i))
+
+    async def _boundary(self, i: int) -> None:
+        """Between phase i-1 and phase i: bake, gates, and the operator where asked to wait."""
+        prev = self.phases[i - 1]
+        nxt = self.phases[i]
+        if prev.bake:
+            self.status = ev.R_WAITING
+            self.bake_over = False  # gates.GateKeeper ends the bake early once a check of its gates failed
+            self._emit(ev.GateWaiting(self.id, phase=i, name=nxt.name, reason=f"baking {prev.bake:g} s",
+                                      kind=ev.GATE_BAKE))
+            try:
+                await asyncio.wait_for(self._until(lambda: self._stopping or self.bake_over), prev.bake)
+            except TimeoutError:
+                pass
+            if self._stopping:
+                return
+        reasons = []
+        failed, verdicts = (), ()  # the gates that did not hold (or could not be checked), every gate's verdict
+        if prev.gate:
+            res = self.gate_check(prev) if self.gate_check else (False, "no metrics source to check the gate")
+            if inspect.isawaitable(res):  # gates.GateKeeper.check is a coroutine function (it asks the source)
+                res = await res
+            if self._stopping:  # aborted or interrupted while the source answered: there is no gate to wait at
+                return
+            ok, why = res[:2]
+            verdicts = tuple(res[2]) if len(res) > 2 else ()
+            if not ok:
+                failed = prev.gate
+                reasons.append(f"gate {' and '.join(prev.gate)}: {why}")
+        if self.confirm == "all" or (self.confirm == "config" and not prev.auto):
+            reasons.append(f"{prev.name} done; waiting for the operator to start {nxt.name}")
+        if reasons:
+            self._proceed = False
+            self.status = ev.R_WAITING
+            self._emit(ev.GateWaiting(self.id, phase=i, name=nxt.name, reason="; ".join(reasons),
+                                      kind=ev.GATE_FAILED if failed else ev.GATE_OPERATOR, failed=failed,
+                                      verdicts=verdicts))
+            await self._until(lambda: self._proceed or self._stopping)
+            if self._stopping:
+                return
+            by = self._proceed_user or self.user
+            self._emit(ev.GatePassed(self.id, phase=i, name=nxt.name, by=by))
+            self._log("PROCEED", f"started {nxt.name} ({len(nxt.hosts)} hosts)", by)
+        else:
+            self._emit(ev.GatePassed(self.id, phase=i, name=nxt.name, by="auto"))
+        self.status = ev.R_PAUSED if self._paused else ev.R_RUNNING
+
+    async def _until(self, cond: Callable[[], bool]) -> None:
+        while not cond():
+            self._wake.clear()
+            await self._wake.wait()
+
+    async def _run_phase(self, i: int) -> None:
+        phase = self.phases[i]
+        t0 = time.monotonic()
+        self._entered = max(self._entered, i)
+        self._forced = False
+        self._halted = False
+        self._emit(ev.PhaseStarted(self.id, phase=i, name=phase.name, hosts=len(phase.hosts)))
+        pending = deque(h.name for h in self._phase_hosts(i) if h.state == ev.PENDING)
+        self._retry_queue.clear()
+        while True:
+            if self._stopping:
+                await self._abort_phase(i, pending)
+                break
+            while self._retry_queue:
+                pending.appendleft(self._retry_queue.pop())
+            # the failure budget
+            used = self.budget_used(i)
+            failed_now = [h for h in self._phase_hosts(i) if h.state == ev.FAILED]
+            if self._halted and (self._forced or not failed_now):
+                self._halted = False
+                self.status = ev.R_PAUSED if self._paused else ev.R_RUNNING
+                self._emit(ev.RolloutResumed(self.id, user=self.user))
+            if not self._halted and not self._forced and used > phase.max_failed and failed_now:
+                self._halted = True
+                self.status = ev.R_HALTED
+                names = tuple(h.name for h in failed_now)
+                self._emit(ev.PhaseHalted(self.id, phase=i, name=phase.name, failed=names,
+                                          max_failed=phase.max_failed))
+                self._log("HALT", f"{phase.name}: {len(names)} failed (max_failed {phase.max_failed}): "
+                          + ", ".join(f"{h.name} ({h.reason})" for h in failed_now))
+            can_start = not self._halted and not self._paused
+            while can_start and pending and len(self._tasks) < phase.parallel:
+                name = pending.popleft()
+                if self.hosts[name].state != ev.PENDING:
+                    continue
+                self._tasks[name] = asyncio.ensure_future(self._deploy_host(self.hosts[name]))
+            if not self._tasks and not pending and not self._halted:
+                break
+            self._wake.clear()
+            waiter = asyncio.ensure_future(self._wake.wait())
+            try:
+                await asyncio.wait([waiter, *self._tasks.values()], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+            for name, t in list(self._tasks.items()):
+                if t.done():
+                    del self._tasks[name]
+                    if not t.cancelled():
+                        t.exception()  # seen: a JournalError is in self._fatal, nothing else escapes a host
+        hosts = self._phase_hosts(i)
+        self._emit(ev.PhaseCompleted(
+            self.id, phase=i, name=phase.name,
+            done=sum(h.state == ev.DONE for h in hosts),
+            failed=sum(h.state == ev.FAILED for h in hosts),
+            skipped=sum(h.state == ev.SKIPPED for h in hosts),
+            seconds=round(time.monotonic() - t0, 3),
+        ))
+
+    async def _abort_phase(self, i: int, pending: deque[str]) -> None:
+        tasks = list(self._tasks.values())
+        for t in tasks:
+            # abort() cancelled them already; a second cancel would cut short the host's last question (its live
+            # revision) and leave it recorded as "unknown"
+            if not t.cancelling():
+                t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    def _finish(self) -> ev.RolloutFinished:
+        # the verdict comes from the journal's record, not from memory: DEPLOY OK only if every host of the plan
+        # is done or skipped there; a host left pending or in flight is a failure, named
+        hosts = list(self.journal.host_runs(self.id).values())
+        done = sum(h.state == ev.DONE for h in hosts)
+        failed = [(h.host, h.reason if h.state == ev.FAILED else f"left {h.state} ({h.reason or 'never finished'})")
+                  for h in hosts if h.state not in (ev.DONE, ev.SKIPPED)]
+        failed += [(name, "not on the record") for name in self.hosts if name not in {h.host for h in hosts}]
+        skipped = sum(h.state == ev.SKIPPED for h in hosts)
+        if self._aborted:
+            status = ev.R_ABORTED
+        elif failed:
+            status = ev.R_FAILED
+        else:
+            status = ev.R_DONE
+        self.status = status
+        seconds = round(time.monotonic() - self._t0, 3)
+        marks = ev.marks_of(self.journal.actions(self.id), status, skipped)  # for good: read from the journal
+        fin = ev.RolloutFinished(self.id, status=status, revision=self.revision, done=done, failed=len(failed),
+                                 skipped=skipped, seconds=seconds, failed_hosts=tuple(failed), marks=marks)
+        self._finished = fin
+        self._log(*overrides.finished_entry(self, fin))
+        self._emit(fin)
+        return fin
+

@@ -1,0 +1,509 @@
+"""The journal: SQLite in WAL mode, the one truth of what happened.
+
+It holds the deploy log, the lock, rollouts, host runs and every host transition. ``record`` commits an event and
+only then hands it to subscribers, so nothing shown on a screen was ever unknown to the journal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from controlroom.core import events as ev
+from controlroom.core.identity import current_origin, current_user  # noqa: F401 - who did it; others import it from here
+from controlroom.journal import schema
+from controlroom.journal.locks import Lock, LockMixin, abandons  # noqa: F401 - the lock's types live with their mixin
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    id: int
+    at: float
+    user: str
+    kind: str
+    text: str
+    revision: str | None = None
+    origin: str | None = None
+
+    def line(self) -> str:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.at))
+        rev = f" {self.revision}" if self.revision and self.revision not in self.text else ""
+        text = f" {self.text}" if self.text else ""
+        who = f"{self.user}@{self.origin}" if self.origin else self.user  # the SSH client address, when known
+        return f"[{stamp}] [{who}] {self.kind}{rev}{text}"
+
+
+@dataclass(frozen=True)
+class RolloutRecord:
+    id: int
+    revision: str
+    previous: str | None
+    user: str
+    status: str
+    phase: int
+    started_at: float
+    finished_at: float | None
+    pid: int | None
+    hostname: str | None
+    phases: tuple[tuple[str, tuple[str, ...]], ...]
+
+
+@dataclass(frozen=True)
+class HostRunRecord:
+    host: str
+    phase: int
+    state: str
+    step: int
+    steps: int
+    steps_done: int
+    reason: str
+    revision: str | None
+    previous: str | None
+
+
+def pid_alive(pid: int | None, hostname: str | None = None) -> bool:
+    """Whether a process of this machine (or, when hostname names another machine, maybe of that one) lives."""
+    if not pid:
+        return False
+    if hostname and hostname != socket.gethostname():
+        return True  # another machine's process: we cannot tell, so it is not stale
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Journal(LockMixin):
+    """One SQLite database per state directory; safe for several processes (WAL, busy timeout)."""
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        """Connect to an existing journal.db (see Journal.open); raises JournalError naming the path."""
+        self.path = path
+        self.readonly = readonly
+        self._subscribers: list[Callable[[ev.Event], None]] = []
+        self.db = schema.connect(path, readonly=readonly)
+
+    @classmethod
+    def open(cls, state_dir: Path, *, readonly: bool = False) -> Journal:
+        """Open state_dir/journal.db, creating both for the team (dir 0770 keeping setgid, file 0660, whatever the
+        umask) and migrating it to the current schema; several processes may do this at once.
+
+        readonly: never write, for a journal that is read-only for this user (`controlroom log`); nothing is
+        created or migrated. Raises JournalError naming the path and what to do; JournalSetupError (exit 2) for a
+        world-writable directory or file, or a file written by a newer controlroom.
+        """
+        return cls(schema.prepare(Path(state_dir), readonly=readonly), readonly=readonly)
+
+    def close(self) -> None:
+        """Close the connection; closing twice is harmless."""
+        try:
+            self.db.close()
+        except sqlite3.Error:
+            pass
+
+    def subscribe(self, fn: Callable[[ev.Event], None]) -> None:
+        self._subscribers.append(fn)
+
+    # ------------------------------------------------------------------------------------------ events
+    @property
+    def state_dir(self) -> Path:
+        return Path(self.path).parent
+
+    def record(self, event: ev.Event) -> None:
+        """Commit the event (and what it changes), then publish it to subscribers."""
+        if not isinstance(event, ev.HostOutput):
+            self.check_same_file()
+            with self._tx():
+                self._apply(event)
+        self._publish(event)
+
+    def check_same_file(self) -> None:
+        """Refuse to write when journal.db was deleted or replaced under us: our writes would go nowhere, and a
+        second process on the new file would think the fleet free."""
+        try:
+            st = os.stat(self.path)
+            now = (st.st_dev, st.st_ino)
+        except OSError:
+            now = None
+        first = getattr(self, "_identity", None)
+        if first is None:
+            self._identity = now
+            return
+        if now != first:
+            from controlroom.core.errors import JournalError
+
+            then = self.next_step()  # as the file this process used says (it still reads that one)
+            raise JournalError(f"{self.path}: the journal was deleted or replaced while this process used it; "
+                               "stopping here. Look at who did it; " + (
+                                   f"with the old file back in its place, {then}" if then else
+                                   "`controlroom log` shows what the journal now there holds"))
+
+    def _tx(self, immediate: bool = False) -> _Tx:
+        return _Tx(self.db, immediate)
+
+    def _apply(self, e: ev.Event, origin: str | None | bool = True) -> None:
+        """origin: the log entry's, or True for this process's current one (identity.current_origin)."""
+        db = self.db
+        data = e.to_dict()
+        db.execute(
+            "INSERT INTO events (rollout_id, at, type, data) VALUES (?, ?, ?, ?)",
+            (e.rollout_id, e.at, e.event_type, json.dumps(data)),
+        )
+        if isinstance(e, ev.RolloutStarted):
+            db.execute("UPDATE rollouts SET status = ? WHERE id = ?", (ev.R_RUNNING, e.rollout_id))
+            if not e.resumed:
+                for phase, (_, hosts) in enumerate(e.phases):
+                    db.executemany(
+                        "INSERT OR IGNORE INTO host_runs (rollout_id, host, phase, state, step, steps, steps_done,"
+                        " reason, updated_at) VALUES (?, ?, ?, 'pending', 0, 0, 0, '', ?)",
+                        [(e.rollout_id, h, phase, e.at) for h in hosts],
+                    )
+        elif isinstance(e, ev.HostStateChanged):
+            done = e.steps_done
+            db.execute(
+                "UPDATE host_runs SET state = ?, step = ?, steps = ?, reason = ?, revision = COALESCE(?, revision),"
+                " previous = COALESCE(?, previous), steps_done = ?, updated_at = ?"
+                " WHERE rollout_id = ? AND host = ?",
+                (e.state, e.step, e.steps, e.reason, e.revision, e.previous, done, e.at, e.rollout_id, e.host),
+            )
+            if e.state in (ev.DONE, ev.ROLLED_BACK) and e.revision:
+                db.execute(
+                    "INSERT INTO hosts (host, live, previous, rollout_id, updated_at) VALUES (?, ?, ?, ?, ?)"
+                    " ON CONFLICT(host) DO UPDATE SET live = excluded.live, previous = excluded.previous,"
+                    " rollout_id = excluded.rollout_id, updated_at = excluded.updated_at",
+                    (e.host, e.revision, e.previous, e.rollout_id, e.at),
+                )
+        elif isinstance(e, ev.PhaseStarted):
+            db.execute("UPDATE rollouts SET phase = ?, status = ? WHERE id = ?", (e.phase, ev.R_RUNNING, e.rollout_id))
+        elif isinstance(e, (ev.PhaseHalted, ev.RolloutInterrupted)):
+            db.execute("UPDATE rollouts SET status = ? WHERE id = ?", (ev.R_HALTED, e.rollout_id))
+        elif isinstance(e, ev.GateWaiting):
+            db.execute("UPDATE rollouts SET status = ?, phase = ? WHERE id = ?", (ev.R_WAITING, e.phase, e.rollout_id))
+        elif isinstance(e, (ev.GatePassed, ev.RolloutResumed)):
+            db.execute("UPDATE rollouts SET status = ? WHERE id = ?", (ev.R_RUNNING, e.rollout_id))
+        elif isinstance(e, ev.RolloutPaused):
+            db.execute("UPDATE rollouts SET status = ? WHERE id = ?", (ev.R_PAUSED, e.rollout_id))
+        elif isinstance(e, ev.RolloutFinished):
+            db.execute(
+                "UPDATE rollouts SET status = ?, finished_at = ? WHERE id = ?", (e.status, e.at, e.rollout_id)
+            )
+        elif isinstance(e, ev.LogEntryAdded):
+            db.execute(
+                "INSERT INTO log (at, user, origin, kind, text, revision, rollout_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (e.at, e.user, current_origin() if origin is True else origin, e.kind, e.text, e.revision,
+                 e.rollout_id or None),
+            )
+
+    # ------------------------------------------------------------------------------------------ log
+    def add_log(self, user: str, kind: str, text: str, revision: str | None = None, rollout_id: int = 0) -> LogEntry:
+        """Append to the deploy log (committed, then published as LogEntryAdded)."""
+        e = ev.LogEntryAdded(rollout_id, user=user, kind=kind, text=text, revision=revision)
+        self.record(e)
+        return LogEntry(0, e.at, user, kind, text, revision, current_origin())
+
+    def log(self, limit: int = 200) -> list[LogEntry]:
+        """The last `limit` entries of the deploy log, oldest first. Never waits for a writer (WAL)."""
+        try:
+            rows = self.db.execute(
+                "SELECT id, at, user, kind, text, revision, origin FROM log ORDER BY id DESC LIMIT ?", (limit,)
+            ).fetchall()
+        except sqlite3.Error as e:
+            raise schema.explain(e, self.db) from None
+        return [LogEntry(*r) for r in reversed(rows)]
+
+    def _publish(self, event: ev.Event) -> None:
+        publish(self._subscribers, event)
+
+    # ------------------------------------------------------------------------------------------ rollouts
+    def new_rollout(self, revision: str, previous: str | None, user: str, phases) -> int:
+        """A new rollout with a globally unique id (its receipts and leases on the hosts carry it)."""
+        self.check_same_file()
+        with self._tx():
+            cur = self.db.execute(
+                "INSERT INTO rollouts (revision, previous, user, status, phase, started_at, pid, hostname, phases,"
+                " uuid) VALUES (?, ?, ?, 'starting', 0, ?, ?, ?, ?, ?)",
+                (revision, previous, user, time.time(), os.getpid(), socket.gethostname(), json.dumps(phases),
+                 uuid.uuid4().hex),
+            )
+            return int(cur.lastrowid)
+
+    def rollout_uuid(self, rollout_id: int) -> str:
+        row = self.db.execute("SELECT uuid FROM rollouts WHERE id = ?", (rollout_id,)).fetchone()
+        if not row or not row[0]:
+            # a rollout from before uuids: give it one now, once
+            with self._tx(immediate=True):
+                row = self.db.execute("SELECT uuid FROM rollouts WHERE id = ?", (rollout_id,)).fetchone()
+                if row and row[0]:
+                    return row[0]
+                value = uuid.uuid4().hex
+                self.db.execute("UPDATE rollouts SET uuid = ? WHERE id = ?", (value, rollout_id))
+                return value
+        return row[0]
+
+    def journal_id(self) -> str:
+        """This journal's own id, made on first use: the leases on the hosts name it."""
+        if getattr(self, "_journal_id", None):
+            return self._journal_id
+        with self._tx(immediate=True):
+            self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+            self.db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('journal_id', ?)", (uuid.uuid4().hex,))
+            self._journal_id = self.db.execute("SELECT value FROM meta WHERE key = 'journal_id'").fetchone()[0]
+        return self._journal_id
+
+    def touched(self, rollout_id: int) -> set[str]:
+        """Hosts that started a step (or a rollback step) in this rollout: they may run its code."""
+        rows = self.db.execute(
+            "SELECT DISTINCT json_extract(data, '$.host') FROM events WHERE rollout_id = ? AND type = "
+            "'HostStateChanged' AND json_extract(data, '$.state') IN ('running', 'checking', 'done', 'rolling_back')",
+            (rollout_id,),
+        ).fetchall()
+        return {r[0] for r in rows}
+
+    def actions(self, rollout_id: int) -> set[str]:
+        """The operator actions (OperatorAction events) recorded for a rollout, by name: what marks its result."""
+        rows = self.db.execute(
+            "SELECT DISTINCT json_extract(data, '$.action') FROM events WHERE rollout_id = ? AND type = "
+            "'OperatorAction'", (rollout_id,)).fetchall()
+        return {r[0] for r in rows if r[0]}
+
+    def discard_rollout(self, rollout_id: int) -> None:
+        """Forget a rollout that never started (it lost the race for the lock)."""
+        with self._tx():
+            self.db.execute("DELETE FROM rollouts WHERE id = ? AND status = 'starting'", (rollout_id,))
+
+    def claim_rollout(self, rollout_id: int) -> None:
+        """This process now drives the rollout (after a resume)."""
+        with self._tx():
+            self.db.execute(
+                "UPDATE rollouts SET pid = ?, hostname = ? WHERE id = ?", (os.getpid(), socket.gethostname(), rollout_id)
+            )
+
+    def rollout(self, rollout_id: int | None = None) -> RolloutRecord | None:
+        """One rollout, or the latest when rollout_id is None."""
+        q = ("SELECT id, revision, previous, user, status, phase, started_at, finished_at, pid, hostname, phases"
+             " FROM rollouts ")
+        row = (
+            self.db.execute(q + "WHERE id = ?", (rollout_id,)).fetchone()
+            if rollout_id
+            else self.db.execute(q + "ORDER BY id DESC LIMIT 1").fetchone()
+        )
+        if not row:
+            return None
+        phases = tuple((name, tuple(hosts)) for name, hosts in json.loads(row[10] or "[]"))
+        return RolloutRecord(*row[:10], phases=phases)
+
+    def host_runs(self, rollout_id: int) -> dict[str, HostRunRecord]:
+        rows = self.db.execute(
+            "SELECT host, phase, state, step, steps, steps_done, reason, revision, previous FROM host_runs"
+            " WHERE rollout_id = ?",
+            (rollout_id,),
+        ).fetchall()
+        return {r[0]: HostRunRecord(*r) for r in rows}
+
+    def rollback_underway(self, rollout_id: int) -> bool:
+        """Whether a rollback of this rollout began and never ended (its server stopped in the middle)."""
+        began = self.db.execute(
+            "SELECT max(id) FROM events WHERE rollout_id = ? AND type = 'OperatorAction' AND"
+            " json_extract(data, '$.action') = 'rollback'", (rollout_id,)).fetchone()[0]
+        return bool(began) and not self.db.execute(
+            "SELECT 1 FROM events WHERE rollout_id = ? AND id > ? AND type IN ('RolloutFinished', 'RolloutStarted')"
+            " LIMIT 1", (rollout_id, began)).fetchone()
+
+    def next_step(self, rollout_id: int | None = None) -> str:
+        """The command that carries the latest (or given) deploy on from where the journal says it stands, with
+        what it does: finish a rollback its server left, resume a deploy that never ended, run a failed deploy's
+        failed hosts again; "" when it ended and there is nothing to carry on."""
+        try:
+            rec = self.rollout(rollout_id)
+            if rec is None:
+                return ""
+            if self.rollback_underway(rec.id):
+                return f"`controlroom rollback` finishes the rollback of deploy #{rec.id}"
+        except sqlite3.Error:
+            return ""
+        if rec.status == ev.R_FAILED:
+            return (f"`controlroom deploy --resume` runs the failed hosts of deploy #{rec.id} again, "
+                    "`controlroom rollback` undoes it")
+        if rec.status in (ev.R_RUNNING, ev.R_PAUSED, ev.R_HALTED, ev.R_WAITING):
+            return f"`controlroom deploy --resume` picks deploy #{rec.id} up, `controlroom rollback` undoes it"
+        return ""
+
+    def live_revisions(self) -> dict[str, tuple[str | None, str | None]]:
+        """host -> (live, previous) as last recorded."""
+        return {h: (live, prev) for h, live, prev in self.db.execute("SELECT host, live, previous FROM hosts")}
+
+    def transitions(self, rollout_id: int, host: str | None = None) -> list[dict]:
+        q = "SELECT data FROM events WHERE rollout_id = ? AND type = 'HostStateChanged'"
+        rows = self.db.execute(q + " ORDER BY id", (rollout_id,)).fetchall()
+        out = [json.loads(r[0]) for r in rows]
+        return [d for d in out if host is None or d["host"] == host]
+
+    # ------------------------------------------------------------------------------------------ flags
+    # flag_changes.failed is NULL from the moment a change is recorded (before its first host is written) until its
+    # push ended and the deploy log says so, in one transaction: a row still NULL at a server's start is a change
+    # whose server died mid-push, to be settled by asking the hosts (flagpush.FlagService.start).
+    _FLAG_KEYS = ("version", "at", "user", "flag", "old", "new", "reason", "hosts", "confirmed", "failed", "state")
+
+    def flag_changes(self, flag: str | None = None, limit: int = 50, version: int | None = None,
+                     pending: bool = False) -> list[dict]:
+        """Flag changes, the latest first: of one flag, the one of that version, or (pending) those whose push
+        never ended; ``failed`` is a list ([] while pending), ``state`` the flag values of that version."""
+        where, args = [], []
+        if flag:
+            where, args = ["flag = ?"], [flag]
+        elif version is not None:
+            where, args = ["version = ?"], [version]
+        if pending:
+            where.append("failed IS NULL")
+        q = (f"SELECT {', '.join(self._FLAG_KEYS)} FROM flag_changes {'WHERE ' + ' AND '.join(where) if where else ''}"
+             " ORDER BY version DESC LIMIT ?")
+        try:
+            rows = self.db.execute(q, (*args, limit)).fetchall()
+        except sqlite3.Error as e:
+            raise schema.explain(e, self.db) from None
+        out = [dict(zip(self._FLAG_KEYS, r, strict=True)) for r in rows]
+        for d in out:
+            d["pending"] = d["failed"] is None
+            d["failed"] = json.loads(d["failed"] or "[]")
+            d["state"] = json.loads(d["state"] or "{}")
+        return out
+
+    def flag_change_begun(self, change: dict, receipts: list[tuple], event: ev.Event) -> None:
+        """Record a change as pending, each target's receipt as pending and the event, in one transaction, before
+        any host is written. receipts: (host, version, sha256, status, class, reason, at)."""
+        self.check_same_file()
+        with self._tx():
+            self.db.execute(
+                "INSERT INTO flag_changes (version, at, user, flag, old, new, reason, hosts, confirmed, failed, state)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, ?)",
+                tuple(change[k] for k in ("version", "at", "user", "flag", "old", "new", "reason", "hosts"))
+                + (json.dumps(change["state"]),))
+            self._save_receipts(receipts)
+            self._apply(event)
+        self._publish(event)
+
+    def flag_change_ended(self, version: int, confirmed: int, failed: list, receipts: list[tuple],
+                          *events: ev.Event, origin: str | None = None) -> None:
+        """A change's push ended (or was settled after a crash): its receipts, its count and its events (its
+        FlagChanged and the deploy log's FLAG line, with the origin of whoever changed it, None when unknown) in one
+        transaction, so the log says it exactly when the journal knows it."""
+        self.check_same_file()
+        with self._tx():
+            self._save_receipts(receipts)
+            self.db.execute("UPDATE flag_changes SET confirmed = ?, failed = ? WHERE version = ?",
+                            (confirmed, json.dumps(failed), version))
+            for e in events:
+                self._apply(e, origin)
+        for e in events:
+            self._publish(e)
+
+    def flag_change_counted(self, version: int, confirmed: int, failed: list) -> None:
+        """A change's count after the fact (a straggler confirmed late)."""
+        with self._tx():
+            self.db.execute("UPDATE flag_changes SET confirmed = ?, failed = ? WHERE version = ? AND failed IS NOT"
+                            " NULL", (confirmed, json.dumps(failed), version))
+
+    def save_flag_receipts(self, receipts: list[tuple]) -> None:
+        """Keep each host's latest flags receipt, all in one transaction."""
+        with self._tx():
+            self._save_receipts(receipts)
+
+    def _save_receipts(self, receipts: list[tuple]) -> None:
+        self.db.executemany("INSERT OR REPLACE INTO flag_receipts (host, version, sha256, status, class, reason, at)"
+                            " VALUES (?, ?, ?, ?, ?, ?, ?)", receipts)
+
+    def flag_receipts(self) -> list[tuple]:
+        """(host, version, sha256, status, class, reason, at) of every host's latest flags receipt."""
+        try:
+            return self.db.execute("SELECT host, version, sha256, status, class, reason, at FROM flag_receipts"
+                                   ).fetchall()
+        except sqlite3.Error as e:
+            raise schema.explain(e, self.db) from None
+
+
+def next_step(state_dir: Path, rollout_id: int | None = None, *, or_log: bool = True) -> str:
+    """Journal.next_step as the journal of state_dir says, read-only (it works on a full disk and for a user who
+    may not write there): what a command prints after a failure. When it says nothing: `controlroom log`, or ""
+    when not or_log."""
+    log = "`controlroom log` shows where it stands" if or_log else ""
+    try:
+        j = Journal.open(Path(state_dir), readonly=True)
+    except Exception:  # noqa: BLE001 - a hint never hides the failure it follows
+        return log
+    try:
+        return j.next_step(rollout_id) or log
+    finally:
+        j.close()
+
+
+def unreached(recorded: dict[str, tuple[str | None, str | None]], hosts) -> list[str]:
+    """The names of ``hosts`` (the inventory) with no live revision in ``recorded`` (Journal.live_revisions):
+    the hosts no deploy has reached yet, whose revision only asking one of them tells."""
+    return [h.name for h in hosts if not recorded.get(h.name, (None, None))[0]]
+
+
+class _Tx:
+    """BEGIN IMMEDIATE .. COMMIT, ROLLBACK on error; a write the file or the disk refuses raises JournalError.
+
+    Always IMMEDIATE (`immediate` is kept for the callers that say so): every transaction here writes, and taking
+    the write lock first means any wait happens at BEGIN, bounded by schema.BUSY_TIMEOUT, instead of a failure later
+    on a stale read snapshot (SQLITE_BUSY_SNAPSHOT), which no busy timeout waits out.
+    """
+
+    def __init__(self, db: sqlite3.Connection, immediate: bool = False) -> None:
+        self.db = db
+        self.immediate = immediate
+
+    def __enter__(self) -> _Tx:
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:
+            raise schema.explain(e, self.db) from None
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            try:
+                self.db.execute("COMMIT")
+                return
+            except sqlite3.Error as e:
+                self._rollback()
+                raise schema.explain(e, self.db) from None
+        self._rollback()
+        if isinstance(exc, sqlite3.Error):
+            raise schema.explain(exc, self.db) from None
+
+    def _rollback(self) -> None:
+        if self.db.in_transaction:  # SQLite may have rolled back already (a full disk, an I/O error)
+            try:
+                self.db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+
+
+def publish(subscribers, event: ev.Event) -> None:
+    """Hand an event to each subscriber; one subscriber's error (a screen, a printer) never stops the others or
+    changes what happened on the fleet. The error is said once per subscriber on stderr."""
+    for fn in list(subscribers):
+        try:
+            fn(event)
+        except Exception as e:  # noqa: BLE001 - see above
+            if getattr(fn, "_controlroom_warned", False):
+                continue
+            try:
+                fn._controlroom_warned = True
+            except AttributeError:
+                pass
+            print(f"controlroom: warning: {getattr(fn, '__qualname__', fn)!s} failed on {event.event_type}: "
+                  f"{type(e).__name__}: {e}", file=sys.stderr)

@@ -1,0 +1,199 @@
+"""The fleet lock as the team sees it: who holds it, why, and whether that holder is still alive.
+
+One row in the journal says who ("NO DEPLOY PLEASE" from a person, or the deploy that runs); the OS lock of
+``fleetlock`` says whether a deploy's process is still there. A mixin of Journal: the lock changes in the same
+transactions as the log entries that record them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass
+
+from controlroom.core import events as ev
+from controlroom.core.errors import LockedError
+from controlroom.core.identity import current_origin
+from controlroom.journal import fleetlock
+
+
+@dataclass(frozen=True)
+class Lock:
+    user: str
+    at: float
+    reason: str
+    pid: int | None
+    hostname: str | None
+    rollout_id: int | None
+    origin: str | None = None
+    stale: bool = False
+
+    @property
+    def parked(self) -> bool:
+        """A deploy's lock kept while the deploy waits for a decision with no process driving it."""
+        return bool(self.rollout_id) and not self.pid
+
+    @property
+    def live(self) -> bool:
+        """Held by a deploy process that is running now."""
+        return bool(self.rollout_id) and bool(self.pid) and not self.stale
+
+    def describe(self) -> str:
+        stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(self.at))
+        if self.parked:
+            return f"deploy #{self.rollout_id} by {self.user}, {stamp}: {self.reason}"
+        if self.rollout_id:
+            what = f"deploy #{self.rollout_id} by {self.user} since {stamp} (pid {self.pid} on {self.hostname})"
+            return what + (" — stale: that process is gone" if self.stale else "")
+        return f"NO DEPLOY PLEASE — {self.user}, {stamp}: {self.reason}"
+
+
+def abandons(lock: Lock) -> str:
+    """What releasing this lock gives up, in the operator's words."""
+    if lock.rollout_id:
+        return (f"abandons the lock kept for deploy #{lock.rollout_id} by {lock.user} ({lock.reason}); that deploy "
+                "stays halted and `controlroom deploy --resume` can still finish it, but a new deploy may start first")
+    return f"releases {lock.user}'s NO DEPLOY PLEASE ({lock.reason})"
+
+
+class LockMixin:
+    """take_lock, park_lock, release_lock and lock() for Journal (needs db, state_dir, _tx, _apply, _publish)."""
+
+    def lock(self) -> Lock | None:
+        """The lock as recorded, with its liveness from the OS lock (a holder that died is stale)."""
+        row = self.db.execute(
+            "SELECT user, at, reason, pid, hostname, rollout_id, origin FROM lock WHERE id = 1"
+        ).fetchone()
+        if not row:
+            return None
+        user, at, reason, pid, hostname, rollout_id, origin = row
+        return Lock(user, at, reason, pid, hostname, rollout_id, origin, stale=bool(pid) and not self._alive(pid))
+
+    def _alive(self, pid: int) -> bool:
+        """Whether the operation recorded with pid still runs: it holds the fleet's OS lock (fleetlock)."""
+        if fleetlock.holds_here(self.state_dir):
+            return pid == os.getpid()  # we hold it, so nobody else can
+        return fleetlock.is_held(self.state_dir)
+
+    def take_lock(
+        self,
+        user: str,
+        reason: str,
+        *,
+        rollout_id: int | None = None,
+        force_reason: str | None = None,
+        takeover: bool = False,
+    ) -> Lock:
+        """Take the fleet lock, atomically. A deploy passes its rollout_id and holds the lock while it runs.
+
+        Raises LockedError naming the holder when the fleet is locked by a person (unless force_reason is given)
+        or by a live deploy (always). A lock left by a dead process is taken over, with a log entry.
+        """
+        pid = os.getpid() if rollout_id else None
+        host = socket.gethostname() if rollout_id else None
+        now = time.time()
+        notes: list[tuple[str, str]] = []
+        saved: str | None = None
+        with self._tx(immediate=True):
+            cur = self.lock()
+            if cur is not None:
+                if rollout_id and cur.rollout_id == rollout_id:
+                    # the same deploy going on (resume, rollback): its own lock, parked or left by a dead process
+                    if cur.stale:
+                        notes.append(("LOCK TAKEN OVER", f"stale lock of deploy #{cur.rollout_id} by {cur.user} "
+                                      f"(pid {cur.pid} is gone)"))
+                    saved = self._saved()
+                elif cur.live and cur.pid != os.getpid():
+                    raise LockedError(f"the fleet is locked by {cur.describe()}")
+                elif cur.rollout_id and cur.stale:
+                    notes.append(("LOCK TAKEN OVER", f"stale lock of deploy #{cur.rollout_id} by {cur.user} "
+                                  f"(pid {cur.pid} is gone)"))
+                elif rollout_id and force_reason:
+                    notes.append(("FORCE", f"deploy past the lock of {cur.describe()}: {force_reason}"))
+                    if not cur.rollout_id:
+                        saved = json.dumps([cur.user, cur.origin, cur.at, cur.reason])  # put back afterwards
+                elif not rollout_id and not cur.rollout_id and cur.user == user:
+                    pass  # the same person updates their message
+                elif takeover:
+                    notes.append(("LOCK TAKEN OVER", f"lock of {cur.describe()}"))
+                else:
+                    raise LockedError(
+                        f"the fleet is locked: {cur.describe()}"
+                        + ("; to deploy anyway use --force --reason TEXT" if rollout_id else "")
+                    )
+            self.db.execute(
+                "INSERT OR REPLACE INTO lock (id, user, origin, at, reason, pid, hostname, rollout_id, saved)"
+                " VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (user, current_origin(), now, reason, pid, host, rollout_id, saved),
+            )
+            entries = [ev.LogEntryAdded(rollout_id or 0, user=user, kind=kind, text=text) for kind, text in notes]
+            if not rollout_id:
+                entries.append(ev.LogEntryAdded(0, user=user, kind="LOCK", text=reason))
+            for e in entries:
+                self._apply(e)
+        for e in entries:
+            self._publish(e)
+        lock = Lock(user, now, reason, pid, host, rollout_id, current_origin())
+        self._publish(ev.LockChanged(rollout_id or 0, held=True, user=user, reason=reason))
+        return lock
+
+    def _saved(self) -> str | None:
+        row = self.db.execute("SELECT saved FROM lock WHERE id = 1").fetchone()
+        return row[0] if row else None
+
+    def park_lock(self, rollout_id: int, reason: str) -> None:
+        """The deploy's process is leaving while the deploy waits for a decision: keep the fleet locked for it."""
+        with self._tx(immediate=True):
+            self.db.execute(
+                "UPDATE lock SET pid = NULL, hostname = NULL, reason = ?, at = ? WHERE id = 1 AND rollout_id = ?",
+                (reason, time.time(), rollout_id),
+            )
+        self._publish(ev.LockChanged(rollout_id, held=True, user=None, reason=reason))
+
+    def release_lock(self, user: str, *, rollout_id: int | None = None, manual: bool = True,
+                     force: bool = False) -> Lock | None:
+        """Release the lock. A person cannot release a live deploy's lock; a deploy releases only its own.
+
+        A person releasing another person's lock, or the lock a halted deploy keeps (parked), must pass force:
+        without it LockedError says what the release would abandon. Either way it goes into the deploy log.
+        """
+        entries: list[ev.LogEntryAdded] = []
+        restored = None
+        with self._tx(immediate=True):
+            cur = self.lock()
+            if cur is None:
+                return None
+            if rollout_id is not None:
+                if cur.rollout_id != rollout_id:
+                    return None
+            elif cur.live:
+                raise LockedError(f"cannot unlock: held by the running {cur.describe()}")
+            elif not force and (cur.rollout_id or cur.user != user):
+                raise LockedError(f"the lock is {cur.describe()}; unlocking {abandons(cur)} "
+                                  "(`controlroom unlock --force` to do it)")
+            saved = self._saved()
+            self.db.execute("DELETE FROM lock WHERE id = 1")
+            if saved and rollout_id is not None:
+                # a forced deploy is over: the person's lock it went past holds again
+                restored = json.loads(saved)
+                self.db.execute(
+                    "INSERT INTO lock (id, user, origin, at, reason) VALUES (1, ?, ?, ?, ?)", tuple(restored)
+                )
+                entries.append(ev.LogEntryAdded(rollout_id, user=user, kind="LOCK RESTORED",
+                                                text=f"{restored[0]}: {restored[3]}"))
+            if manual:
+                text = f"released the lock of {cur.user} ({cur.reason})" if cur.user != user else cur.reason
+                if cur.rollout_id or cur.user != user:
+                    text = f"forced: {abandons(cur)}"
+                entries.append(ev.LogEntryAdded(0, user=user, kind="UNLOCK", text=text))
+            for e in entries:
+                self._apply(e)
+        for e in entries:
+            self._publish(e)
+        if restored:
+            self._publish(ev.LockChanged(rollout_id or 0, held=True, user=restored[0], reason=restored[3]))
+        else:
+            self._publish(ev.LockChanged(rollout_id or 0, held=False, user=user, reason=""))
+        return cur

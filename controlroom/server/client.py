@@ -1,0 +1,247 @@
+"""A client of the control-room server (server.py): connect (starting the server when none answers), say hello,
+send requests and read the numbered events.
+
+The server is started detached from this terminal (its own session, stdin from /dev/null, output to
+STATE/server.log), so it outlives the operator's SSH session; two clients starting it at once get one server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from controlroom.config.config import Config
+from controlroom.core.errors import ControlroomError, UsageError
+from controlroom.server import protocol as pr
+
+START_WAIT = 15.0
+
+
+class NoServer(ControlroomError):
+    """No server answers for this state directory (and none was to be started)."""
+
+
+class Client:
+    """One connection. ``request`` sends and waits for its reply; ``messages`` is everything else, in order."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, hello: dict) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.hello = hello
+        self.messages: asyncio.Queue = asyncio.Queue()
+        self._pending: dict[int, asyncio.Future] = {}
+        self._next = 0
+        self._reader_task = asyncio.ensure_future(self._read())
+        self.closed = asyncio.Event()
+        # asked when the server says another person drives what an intent acts on ("alice is driving r2307 from
+        # 10.0.0.5; act anyway?"): True sends the intent again with "anyway"; None (the default) refuses
+        self.ask_anyway: Callable[[str], Awaitable[bool]] | None = None
+
+    @property
+    def may_act(self) -> bool:
+        return bool(self.hello.get("may_act"))
+
+    async def _read(self) -> None:
+        try:
+            while (msg := await pr.read_msg(self.reader)) is not None:
+                rid = msg.get("id")
+                if rid is not None and rid in self._pending:
+                    fut = self._pending.pop(rid)
+                    if not fut.done():
+                        fut.set_result(msg)
+                else:
+                    self.messages.put_nowait(msg)
+        except (pr.ProtocolError, ConnectionError, OSError):
+            pass
+        finally:
+            self.closed.set()
+            for fut in self._pending.values():
+                if not fut.done():
+                    fut.set_exception(ControlroomError("the server went away before it answered"))
+            self.messages.put_nowait({"op": "closed"})
+
+    async def request(self, op: str, **args) -> dict:
+        """Send one request; return the reply, or raise ControlroomError with the server's line and exit code.
+
+        When the server answers that another person drives the deploy, ``ask_anyway`` (if set) is asked the
+        server's question; a yes sends the request again, acting anyway."""
+        try:
+            return await self._request(op, **args)
+        except ControlroomError as e:
+            if not getattr(e, "driven", False) or self.ask_anyway is None or args.get("anyway"):
+                raise
+            if not await self.ask_anyway(str(e)):
+                raise
+        return await self._request(op, **args, anyway=True)
+
+    async def _request(self, op: str, **args) -> dict:
+        self._next += 1
+        rid = self._next
+        fut = asyncio.get_running_loop().create_future()
+        self._pending[rid] = fut
+        self.writer.write(pr.encode({"id": rid, "op": op, **args}))
+        try:
+            await self.writer.drain()
+        except (ConnectionError, OSError):
+            raise ControlroomError("the server went away") from None
+        reply = await fut
+        if not reply.get("ok"):
+            err = ControlroomError(reply.get("error") or "the server refused")
+            err.exit_code = int(reply.get("exit", 1))
+            err.driven = bool(reply.get("driven"))  # another person drives it: ask_anyway may be asked
+            raise err
+        return reply
+
+    async def close(self) -> None:
+        self._reader_task.cancel()
+        self.writer.close()
+        with contextlib.suppress(Exception):
+            await self.writer.wait_closed()
+
+
+async def _open(path: Path, read_only: bool, kind: str = "cli") -> Client:
+    reader, writer = await asyncio.open_unix_connection(str(path), limit=pr.MAX_LINE)
+    # kind: what this client is (app, cli, web), for the presence list the server keeps
+    writer.write(pr.encode({"op": "hello", "version": pr.VERSION, "read_only": read_only, "client": kind}))
+    await writer.drain()
+    hello = await pr.read_msg(reader)
+    if hello is None:
+        writer.close()
+        raise ConnectionRefusedError("the server closed the connection at hello")
+    if not hello.get("ok"):
+        writer.close()
+        raise pr.VersionMismatch(hello.get("error") or "the server refused the hello")
+    return Client(reader, writer, hello)
+
+
+def spawn_server(cfg: Config) -> subprocess.Popen:
+    """Start `controlroom serve` in the background, detached from this terminal and session."""
+    from controlroom.server.server import rotate_log
+
+    state = Path(cfg.state.dir)
+    make_state_dir(state)
+    log = rotate_log(state)
+    # until it listens, the server's output comes to us through a pipe (so a server that cannot start tells the
+    # operator why, even when it cannot write its log: a full disk); once it listens it moves its output to the log
+    return subprocess.Popen(
+        [sys.executable, "-m", "controlroom.cli", "serve", "--quiet", "--config", str(cfg.path)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        close_fds=True, cwd=str(Path(cfg.path).resolve().parent),
+        env={**os.environ, "CONTROLROOM_SERVER_LOG": str(log)},
+    )
+
+
+async def connect(cfg: Config, *, start: bool = True, read_only: bool = False, kind: str = "cli") -> Client:
+    """A connection to the server of cfg's state directory, starting one when none answers (and start).
+
+    ``kind`` says what this client is (app, cli, web). A CLI client asks its person on a terminal before acting
+    on a deploy another person drives (`cli_answers`)."""
+    client = await _connect(cfg, start=start, read_only=read_only, kind=kind)
+    if kind == "cli":
+        client.ask_anyway = _terminal_anyway
+    return client
+
+
+_YES = False  # the command line said --yes: act on another person's deploy without asking
+
+
+def cli_answers(yes: bool) -> None:
+    """The CLI's --yes for this process: acting on a deploy another person drives without asking."""
+    global _YES
+    _YES = bool(yes)
+
+
+async def _terminal_anyway(question: str) -> bool:
+    """"alice is driving r2307 from 10.0.0.5; act anyway?" on the terminal; without one (or at its end), no,
+    unless --yes. A terminal that goes away never says yes."""
+    if _YES:
+        return True
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        return False
+    from controlroom.core.text import clean
+
+    def ask() -> bool:
+        try:
+            return input(f"{clean(question, 300)} [y/N] ").strip().lower() in ("y", "yes")
+        except (EOFError, KeyboardInterrupt, OSError):
+            return False
+
+    return await asyncio.to_thread(ask)
+
+
+async def _connect(cfg: Config, *, start: bool, read_only: bool, kind: str) -> Client:
+    path = pr.socket_path(Path(cfg.state.dir))
+    try:
+        return await _open(path, read_only, kind)
+    except (FileNotFoundError, ConnectionRefusedError, ConnectionResetError, BrokenPipeError):
+        # no server, or one still dying (it reset us at hello): start (or find) a live one
+        if not start:
+            raise NoServer(f"no server runs for {cfg.state.dir}") from None
+    # one starter at a time: the second waits, then finds the first one's server
+    state = Path(cfg.state.dir)
+    # the server could only say in its log what is wrong with the journal (read-only for this user, corrupted,
+    # a full disk): open it here first, so the operator reads that one line, and nothing is created when it fails
+    from controlroom.journal.journal import Journal
+
+    Journal.open(state).close()
+    try:
+        make_state_dir(state)
+        fd = os.open(state / "server.start", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        raise UsageError(f"{state}: cannot start the server here: {e.strerror}") from None
+    try:
+        await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
+        with contextlib.suppress(FileNotFoundError, ConnectionRefusedError, ConnectionResetError, BrokenPipeError):
+            return await _open(path, read_only, kind)
+        proc = spawn_server(cfg)
+        try:
+            return await _await_server(proc, path, state, read_only, kind)
+        finally:
+            proc.stdout.close()  # the server's output goes to its log from now on
+    finally:
+        os.close(fd)
+
+
+async def _await_server(proc: subprocess.Popen, path: Path, state: Path, read_only: bool, kind: str) -> Client:
+    """Connect once the server listens; if it exits first, raise what it said (its exit code, one line)."""
+    deadline = time.monotonic() + START_WAIT
+    while True:
+        with contextlib.suppress(FileNotFoundError, ConnectionRefusedError, ConnectionResetError, BrokenPipeError):
+            return await _open(path, read_only, kind)
+        if proc.poll() is not None and proc.returncode != 0:
+            said = [line for line in proc.stdout.read().decode(errors="replace").splitlines() if line.strip()]
+            why = said[-1].removeprefix("controlroom: ") if said else last_line(state / "server.log")
+            err = ControlroomError(f"the server could not start: {why}")
+            err.exit_code = proc.returncode if proc.returncode in (1, 2, 3) else 1
+            raise err
+        if time.monotonic() > deadline:
+            raise ControlroomError(f"the server did not answer within {START_WAIT:g} s; see "
+                                   f"{state / 'server.log'}")
+        await asyncio.sleep(0.05)
+
+
+def make_state_dir(state: Path) -> None:
+    """The state directory, created the server's (0710 whatever the umask: the team's group may only pass through
+    it to the socket; a setgid bit of a team parent kept, so the socket gets the team's group) when missing. An
+    existing one is left as it is: the server checks it at start (serverdoor.claim_state)."""
+    state.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        state.mkdir(mode=0o710)
+    except FileExistsError:
+        return
+    os.chmod(state, 0o710 | (state.stat().st_mode & 0o2000))
+
+
+def last_line(path: Path) -> str:
+    try:
+        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return "(no log)"
+    return lines[-1].removeprefix("controlroom: ") if lines else "(empty log)"

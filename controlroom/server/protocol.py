@@ -1,0 +1,157 @@
+"""The control-room socket's protocol: newline-delimited JSON, one object a line.
+
+A client says ``{"op": "hello", "version": VERSION, "read_only": false}`` first; the server answers with its own
+hello (``ok`` false and an ``error`` line when the versions differ). Then the client sends requests, each with an
+``id``; the server answers each with ``{"id": N, "ok": true, ...}`` or ``{"id": N, "ok": false, "error": "...",
+"exit": CODE}``. After ``{"op": "attach", "since": SEQ}`` the server sends ``{"op": "snapshot", "seq": N, ...}``
+(or only the events after SEQ when it still has them), then ``{"op": "event", "seq": N, "event": {...}}`` for
+every event, numbered without gaps. A client that fell behind gets a fresh snapshot instead of the events it missed.
+
+Every request's fields have a type (FIELDS): a field of another type, a missing required one or an ``id`` that is
+neither a number nor a string gets an error answer naming the field (exit 2), and the connection goes on. A line
+longer than REQUEST_MAX, or one that is not a JSON object, gets an error answer and the connection is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import pwd
+import socket
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from controlroom.core.errors import ControlroomError, UsageError
+from controlroom.core.identity import environ_of
+
+VERSION = 1
+MAX_LINE = 4 << 20  # a snapshot of 5,000 hosts fits with room to spare
+REQUEST_MAX = 256 << 10  # what the server reads in one line from a client: a flag push to 5,000 named hosts fits
+SOCKET = "control.sock"
+SOCKET_PATH_MAX = 107  # sun_path is 108 bytes with its NUL
+
+
+class ProtocolError(ControlroomError):
+    """The other side sent something that is not our protocol."""
+
+
+class VersionMismatch(UsageError):
+    """A client and a server of different versions: one line, exit 2."""
+
+
+class BadRequest(UsageError):
+    """A request whose fields are not what its op takes: the answer names the field."""
+
+
+def encode(msg: dict) -> bytes:
+    return json.dumps(msg, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+
+
+async def read_msg(reader: asyncio.StreamReader, limit: int = MAX_LINE) -> dict | None:
+    """The next message, or None at end of stream; ProtocolError for a line over ``limit`` (the reader's own
+    limit), one that is not JSON, or one that is not an object."""
+    try:
+        line = await reader.readuntil(b"\n")
+    except asyncio.IncompleteReadError as e:
+        if not e.partial:
+            return None
+        raise ProtocolError("the connection ended in the middle of a message") from None
+    except asyncio.LimitOverrunError:
+        raise ProtocolError(f"a message longer than {limit} bytes") from None
+    try:
+        msg = json.loads(line)
+    except ValueError:
+        raise ProtocolError("a line that is not JSON") from None
+    if not isinstance(msg, dict):
+        raise ProtocolError("a message that is not a JSON object")
+    return msg
+
+
+_STR, _INT, _BOOL, _STRS = (str,), (int,), (bool,), (list,)
+_NAMES = {str: "a string", int: "a whole number", bool: "true or false", list: "a list of strings"}
+# op -> {field: (types, required)}; None is always allowed for a field that is not required
+FIELDS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
+    "hello": {"version": (_INT, True), "read_only": (_BOOL, False)},
+    "attach": {"since": (_INT, False)},
+    "status": {}, "revisions": {}, "rollback_plan": {}, "flags": {}, "park": {},
+    "pause": {}, "unpause": {}, "abort": {}, "interrupt": {}, "proceed": {"reason": (_STR, False)},
+    "output": {"host": (_STR, True)},
+    "journal": {"since": (_INT, False)},
+    "flag_history": {"flag": (_STR, False), "limit": (_INT, False)},
+    "flags_verify": {"hosts": (_STRS, False)},
+    "metrics": {"points": (_INT, False)},
+    "deploy": {"revision": (_STR, False), "policy": (_STR, False), "confirm": (_STR, False),
+               "force_reason": (_STR, False), "config": (_STR, False)},
+    "resume": {"policy": (_STR, False), "config": (_STR, False)},
+    "rollback": {"config": (_STR, False)},
+    "stage": {"revision": (_STR, False), "config": (_STR, False)},
+    "retry": {"host": (_STR, True)},
+    "skip": {"host": (_STR, True), "reason": (_STR, False)},
+    "lock": {"message": (_STR, True), "takeover": (_BOOL, False)},
+    "unlock": {"force": (_BOOL, False)},
+    "log_add": {"message": (_STR, True)},
+    "stop": {"force": (_BOOL, False)},
+    "flag_set": {"flag": (_STR, True), "value": ((str, bool, int), True), "reason": (_STR, False),
+                 "hosts": (_STRS, False), "expect": (_INT, False)},
+    "flag_dismiss": {"hosts": (_STRS, False)},
+    "gate_check": {"quiet": (_BOOL, False)},
+}
+
+
+def check_request(msg: dict) -> None:
+    """Raise BadRequest naming the first field of msg that its op does not take as it is. Fields the op does not
+    know are left alone (a newer client may send more); an op not in FIELDS is the caller's to refuse."""
+    op = msg.get("op")
+    rid = msg.get("id")
+    if rid is not None and (type(rid) is bool or not isinstance(rid, (int, str))):
+        raise BadRequest("field 'id' must be a number or a string")
+    if not isinstance(op, str) or op not in FIELDS:
+        return
+    for name, (types, required) in FIELDS[op].items():
+        value = msg.get(name)
+        if value is None:
+            if required:
+                raise BadRequest(f"{op}: field {name!r} is missing")
+            continue
+        ok = isinstance(value, types) and not (type(value) is bool and bool not in types)
+        if ok and types is _STRS:
+            ok = all(isinstance(v, str) for v in value)
+        if not ok:
+            want = " or ".join(_NAMES[t] for t in types)
+            raise BadRequest(f"{op}: field {name!r} must be {want}, not {type(value).__name__}")
+
+
+def socket_path(state_dir: Path) -> Path:
+    """STATE/control.sock, or UsageError when the path is too long for a Unix socket."""
+    path = Path(state_dir) / SOCKET
+    if len(os.fsencode(str(path))) > SOCKET_PATH_MAX:
+        raise UsageError(f"{path}: the socket path is {len(os.fsencode(str(path)))} bytes, longer than a Unix "
+                         f"socket allows ({SOCKET_PATH_MAX}); set a shorter [state] dir")
+    return path
+
+
+@dataclass(frozen=True)
+class Peer:
+    """Who is at the other end of a Unix socket, from the kernel (SO_PEERCRED), not from what it says."""
+
+    pid: int
+    uid: int
+    user: str
+
+
+def peer_of(sock: socket.socket) -> Peer:
+    pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                          struct.calcsize("3i")))
+    try:
+        user = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        user = str(uid)
+    if uid == 0:
+        # root acting for a person (sudo): the person is SUDO_USER of that process, as identity.current_user
+        # believes it for uid 0 only; read from the kernel's copy of its environment, not from its messages
+        sudo = environ_of(pid).get("SUDO_USER")
+        if sudo:
+            user = sudo
+    return Peer(pid, uid, user)

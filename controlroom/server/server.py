@@ -1,0 +1,589 @@
+"""The control-room server: one per state directory. It owns the engine, the SSH pool (warm between operations) and
+the journal writer; the app and the CLI are its clients over STATE/control.sock (protocol.py).
+
+Every event the journal commits (and each host's output) gets the next number and goes to every attached client;
+the board (board.py) kept here gives a snapshot to anyone who attaches or falls behind. A slow client never slows
+the engine: its queue is bounded and, when full, it gets a fresh snapshot instead. Who asks comes from the socket's
+peer credentials. The server exits after ``idle`` seconds with no operation running and no client attached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import signal
+import sys
+import time
+import traceback
+from collections import deque
+from pathlib import Path
+
+from controlroom.config.config import Config
+from controlroom.core import events as ev
+from controlroom.core.errors import ControlroomError, UsageError
+from controlroom.core.text import clean
+from controlroom.engine import gates, overrides
+from controlroom.engine.board import Board
+from controlroom.journal.journal import Journal
+from controlroom.journal.schema import journal_error
+from controlroom.server import configwatch as serverconfig
+from controlroom.server import door as serverdoor
+from controlroom.server import protocol as pr
+from controlroom.server import views
+from controlroom.server.ops import POLICIES, OpsMixin  # noqa: F401 - POLICIES for callers of this module
+from controlroom.server.presence import DECISIONS, DRIVES, Presence, kind_of
+
+QUEUE = 2000  # events buffered per client before it is given a snapshot instead
+WRITE_BUFFER = 1 << 20  # bytes a client has not read yet before it is given a snapshot instead
+RING = 5000  # events kept for clients that reconnect with the number they have
+IDLE = 600.0
+LOG_MAX = 1 << 20  # server.log is rotated (one old copy) when it passes this at start
+
+
+class ServerRunning(ControlroomError):
+    """Another server already answers for this state directory."""
+
+    exit_code = 0
+
+
+class _Client:
+    def __init__(self, peer: pr.Peer, writer: asyncio.StreamWriter, read_only: bool, kind: str = "cli",
+                 origin: str | None = None, no: int = 0) -> None:
+        self.peer = peer
+        self.writer = writer
+        self.read_only = read_only
+        self.kind = kind  # what it said it is in its hello: app, cli or web (presence)
+        self.origin = origin  # where its person is, as the server derives it (OpsMixin.origin_of)
+        self.no = no  # its number on this server, for the presence list
+        self.queue: asyncio.Queue = asyncio.Queue(QUEUE)
+        self.attached = False
+        self.resync = False
+        self.task: asyncio.Task | None = None
+
+    def put(self, msg: dict, data: bytes | None = None) -> None:
+        """Send msg (data: its encoding, made once for every client) now when nothing waits before it, else queue
+        it; a client whose socket holds WRITE_BUFFER unread bytes or whose queue is full has fallen behind."""
+        if self.resync:
+            return
+        transport = self.writer.transport
+        if self.queue.empty():
+            # nothing queued means everything taken from the queue is already in the transport: order holds.
+            # Writing now instead of waking the pump is what keeps an event's latency under a millisecond while
+            # the engine finishes a batch of hosts (bench/server.py).
+            if transport.is_closing():
+                return
+            if transport.get_write_buffer_size() < WRITE_BUFFER:
+                self.writer.write(data if data is not None else pr.encode(msg))
+                return
+            return self._fall_behind()
+        try:
+            self.queue.put_nowait(msg)
+        except asyncio.QueueFull:
+            self._fall_behind()
+
+    def _fall_behind(self) -> None:
+        # drop what it has not read; it gets a snapshot (and the events after it) instead
+        self.resync = True
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait({"op": "resync"})
+
+
+class Server(OpsMixin):
+    def __init__(self, cfg: Config, *, idle: float = IDLE) -> None:
+        self.cfg = cfg
+        self.idle = idle
+        self.state = Path(cfg.state.dir)
+        self.path = pr.socket_path(self.state)
+        self.seq = 0
+        self.ring: deque[dict] = deque(maxlen=RING)
+        self.board = Board()
+        self.board.plan([(p.name, p.hosts, p.max_failed, p.auto) for p in cfg.phases])
+        self.clients: set[_Client] = set()
+        self.door = serverdoor.Door()  # the caps on connections, by peer credentials
+        self.rollout = None
+        self.op: asyncio.Task | None = None
+        self.op_name = ""
+        self.journal: Journal | None = None
+        self.pool = None
+        self.flags = None  # flagpush.FlagService: flag changes, receipts, stragglers (never behind the fleet lock)
+        self.notifier = None  # notify.Notifier: the deploy log to chat, from the journal (a deploy never waits)
+        self.started = time.time()
+        self._last_busy = time.monotonic()
+        self._stop = asyncio.Event()
+        self._lock_fd: int | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self.warning: str | None = None
+        self.presence = Presence()  # who is attached, who drives (presence.py)
+        self.config_file = serverconfig.ConfigFile(cfg, dict(os.environ))  # the one config; secrets as at start
+        self.config_notes: deque[str] = deque(maxlen=5)  # what was last said about it (`server status`)
+        self.channels: list[serverconfig.Watched] = []
+
+    # ------------------------------------------------------------------------------------------ life
+    async def start(self) -> None:
+        """Listen, or raise: ServerRunning when another server holds this state directory, JournalError (exit 1)
+        naming the path and what to do when its files cannot be made (read-only, full), UsageError (exit 2) when
+        this one cannot start (socket path too long)."""
+        from controlroom.fleet.ssh import SSHPool
+        from controlroom.server.client import make_state_dir
+
+        try:
+            make_state_dir(self.state)
+            serverdoor.claim_state(self.state)  # or one line naming what is not the server's alone
+            fd = os.open(self.state / "server.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as e:  # the state directory's files cannot be made: which, why and what to do
+            raise journal_error(e, self.state / "journal.db") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ServerRunning(f"a server already runs for {self.state}") from None
+        self._lock_fd = fd
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError as e:
+            raise journal_error(e, self.state / "journal.db") from None
+        self._set_origin(None)  # not the address of whoever started this server: nobody acts yet
+        self.journal = Journal.open(self.state)
+        self.journal.subscribe(self._committed)
+        views.adopt_last(self.board, self.journal)  # a server that starts after a deploy shows how it stands
+        self.pool = SSHPool(self.cfg.ssh, self.cfg.hosts)
+        from controlroom.engine.flagpush import FlagService
+
+        self.flags = FlagService(self.cfg, self.pool, self.journal)
+        self.flags.start()
+        self.notifier = self._make_notifier(self.cfg)
+        if os.environ.get("SSH_AUTH_SOCK") and not self.cfg.ssh.identity_files:
+            self.warning = ("warning: the server's only key source is the ssh-agent of this session "
+                            f"({os.environ['SSH_AUTH_SOCK']}); when that session ends, new connections fail")
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()  # we hold server.lock: any socket file here is a dead server's
+        old = os.umask(0o117)  # the socket is 0660: the team's group attaches, nobody else
+        try:
+            self._server = await asyncio.start_unix_server(self._serve_client, path=str(self.path),
+                                                           limit=pr.REQUEST_MAX)
+        finally:
+            os.umask(old)
+        os.chmod(self.path, 0o660)
+        self.door.fit_open_files(len(self.cfg.hosts))
+
+    async def serve(self) -> None:
+        """Run until stop() or idle."""
+        assert self._server is not None
+        watchers = [asyncio.ensure_future(self._idle_watch()), asyncio.ensure_future(self._config_watch())]
+        try:
+            await self._stop.wait()
+        finally:
+            for w in watchers:
+                w.cancel()
+            await self.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+        if self.op is not None and not self.op.done():
+            if self.rollout is not None:
+                self.rollout.interrupt("server stop")
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(asyncio.shield(self.op), 30)
+        deadline = time.monotonic() + 2  # let attached clients read what they are owed (how the operation ended)
+        while any(not c.queue.empty() for c in self.clients) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        for c in list(self.clients):
+            c.writer.close()
+        if self.flags is not None:
+            await self.flags.close()
+        if self.notifier is not None:
+            await self.notifier.close()
+        if self._metrics_source is not None:
+            await self._metrics_source.aclose()
+        if self.pool is not None:
+            await self.pool.close()
+        if self.journal is not None:
+            self.journal.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    @property
+    def busy(self) -> bool:
+        return self.op is not None and not self.op.done()
+
+    async def _idle_watch(self) -> None:
+        while True:
+            await asyncio.sleep(min(5.0, max(0.05, self.idle / 4)))
+            if self.busy or self.clients or (self.flags is not None and (self.flags.retrying or self.flags.settling)):
+                self._last_busy = time.monotonic()
+            elif time.monotonic() - self._last_busy >= self.idle:
+                self.stop()
+                return
+
+    # ------------------------------------------------------------------------------------------ events
+    def _committed(self, e: ev.Event) -> None:
+        """Every event the journal committed (and host output and chat failures, which are not journaled), in order."""
+        self.seq += 1
+        self.board.apply(e)
+        msg = {"op": "event", "seq": self.seq, "event": ev.to_wire(e)}
+        if type(e) is not ev.HostOutput:
+            self.ring.append(msg)
+        data = pr.encode(msg) if self.clients else None
+        for c in self.clients:
+            if c.attached:
+                c.put(msg, data)
+
+    def snapshot(self) -> dict:
+        j = self.journal
+        lock = j.lock() if j else None
+        snap = {
+            "op": "snapshot",
+            "seq": self.seq,
+            "board": self.board.snapshot(),
+            "lock": None if lock is None else {
+                "user": lock.user, "at": lock.at, "reason": lock.reason, "rollout_id": lock.rollout_id,
+                "live": lock.live, "stale": lock.stale, "describe": lock.describe()},
+            "log": [e.line() for e in j.log(200)] if j else [],
+            "busy": self.op_name if self.busy else "",
+            "engine_status": self.rollout.status if self.busy and self.rollout is not None else None,
+            "policy": self.policy if self.busy else None,  # who answers an operator's wait: a follower asks not
+            **self.presence.message(self.clients, self.busy),
+        }
+        if not self.busy and snap["board"]["status"] not in (None, *ev.ROLLOUT_FINAL):
+            snap["board"]["status"] = ev.R_HALTED  # a deploy that nothing here drives waits for a decision
+        return snap
+
+    # ------------------------------------------------------------------------------------------ clients
+    async def _serve_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            peer = pr.peer_of(writer.get_extra_info("socket"))
+        except OSError:
+            writer.close()
+            return
+        if (why := self.door.refusal(peer)) is not None:
+            return await self.door.refuse(writer, peer, why)
+        with self.door.holding(peer):
+            await self._converse(peer, reader, writer)
+
+    async def _converse(self, peer: pr.Peer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        client: _Client | None = None
+        try:
+            if (hello := await serverdoor.read_hello(reader, writer)) is None:
+                return
+            await self.reload_config()  # [access] as the file says now
+            if not serverdoor.may_watch(self.cfg.access, peer.user):
+                return await self.door.refuse(writer, peer, f"refused: {clean(peer.user, 40)} is not among [access] "
+                                                            "watchers or operators of this server")
+            client = _Client(peer, writer, bool(hello.get("read_only")) or
+                             not serverdoor.may_act(self.cfg.access, peer.user),
+                             kind_of(hello), self.origin_of(peer), self.presence.next_no())
+            self.clients.add(client)
+            writer.write(pr.encode({"op": "hello", "ok": True, "version": pr.VERSION, "pid": os.getpid(),
+                                    "user": peer.user, "may_act": not client.read_only,
+                                    "warning": self.warning, "client_no": client.no}))
+            await writer.drain()
+            client.task = asyncio.ensure_future(self._pump(client))
+            while (msg := await pr.read_msg(reader, pr.REQUEST_MAX)) is not None:
+                await self._request(client, msg)
+        except pr.ProtocolError as e:
+            # a line too long or not a JSON object: say so, then close (what follows it cannot be trusted)
+            await serverdoor.say_and_close(writer, {"id": None, "ok": False, "exit": 2,
+                                                    "error": f"refused: {e}; the connection is closed"})
+        except (ConnectionError, OSError):
+            pass  # a client that left in the middle leaves nothing half-done: each intent is whole or not at all
+        finally:
+            if client is not None:
+                self.clients.discard(client)
+                if client.task is not None:
+                    client.task.cancel()
+                self._presence_changed()
+            writer.close()
+
+    async def _pump(self, c: _Client) -> None:
+        """Write what the client is owed, in order, as fast as it reads."""
+        try:
+            while True:
+                msg = await c.queue.get()
+                if msg.get("op") == "resync":
+                    await c.writer.drain()  # what it had before falling behind goes first, then the snapshot
+                    c.resync = False
+                    msg = self.snapshot()
+                c.writer.write(pr.encode(msg))
+                await c.writer.drain()
+        except (ConnectionError, OSError):
+            pass
+
+    async def _request(self, c: _Client, msg: dict) -> None:
+        rid = msg.get("id")
+        op = msg.get("op")
+        try:
+            if rid is not None and (type(rid) is bool or not isinstance(rid, (int, str))):
+                rid = None  # the answer cannot carry it
+            notes = await self.reload_config()  # a change to the file applies before this request
+            serverdoor.check_access(self.cfg.access, c.peer, op in INTENTS, c.read_only)  # [access] as it is now
+            pr.check_request(msg)
+            if op == "attach":
+                self._attach(c, msg.get("since"))
+                self._presence_changed()
+                reply = {}
+            elif op in READS:
+                reply = await getattr(self, f"_op_{op}")(c, msg)
+            elif op in INTENTS:
+                if msg.get("config"):
+                    self.check_config(msg["config"])  # the server runs its own config, never a client's
+                if op in DECISIONS and not msg.get("anyway"):  # another person drives it: their client asks
+                    self.presence.check(c, self.clients, self.busy, getattr(self.rollout, "revision", None))
+                before = self.op
+                with self.acting(c.peer):  # the log names who asked, from where
+                    if op in ("proceed", "retry", "skip", "unpause") and self.busy and self.rollout is not None:
+                        overrides.refusal(self.rollout, op, msg.get("host"), msg.get("reason"))  # before the lock
+                        self._unpark(self.rollout, c.peer.user)  # a parked deploy goes on: its lock is live again
+                    reply = await getattr(self, f"_op_{op}")(c, msg)
+                self._last_busy = time.monotonic()
+                if op in DRIVES:
+                    self._drove(c, before)
+            else:
+                raise UsageError(f"unknown request {clean(str(op), 40)!r}")
+            out = {"id": rid, "ok": True, **(reply or {}), **({"notice": notes} if notes else {})}
+        except ControlroomError as e:
+            out = {"id": rid, "ok": False, "error": str(e), "exit": e.exit_code}
+            if getattr(e, "driven", False):
+                out["driven"] = True  # the client may ask its person and send it again with "anyway"
+        except Exception as e:  # a bug of ours: the server keeps serving, the log has the traceback
+            traceback.print_exc()
+            out = {"id": rid, "ok": False, "error": f"internal error: {type(e).__name__}: {clean(str(e), 200)}",
+                   "exit": 70}
+        c.writer.write(pr.encode(out))  # a reply is never dropped, even for a client that fell behind
+        with contextlib.suppress(ConnectionError, OSError):
+            await c.writer.drain()
+
+    # ------------------------------------------------------------------------------------------ presence
+    def _drove(self, c: _Client, before: asyncio.Task | None) -> None:
+        """c started the operation or decided on it: it drives it now, until the operation ends."""
+        self.presence.drove(c)
+        if self.op is not None and self.op is not before:
+            self.op.add_done_callback(lambda _t: self._presence_changed())  # nobody drives what ended
+        self._presence_changed()
+
+    def _presence_changed(self) -> None:
+        """Every attached client is told who is attached when that, or who drives, changed."""
+        msg = self.presence.changed(self.clients, self.busy)
+        if msg is not None:
+            data = pr.encode(msg)
+            for c in self.clients:
+                if c.attached:
+                    c.put(msg, data)
+
+    def _attach(self, c: _Client, since) -> None:
+        if isinstance(since, int) and self.ring and since >= self.ring[0]["seq"] - 1 and since <= self.seq:
+            for m in self.ring:
+                if m["seq"] > since:
+                    c.put(m)
+        else:
+            c.put(self.snapshot())
+        c.attached = True
+
+    # ------------------------------------------------------------------------------------------ reads
+    async def _op_status(self, c: _Client, msg: dict) -> dict:
+        return {"pid": os.getpid(), "clients": len(self.clients), "connections": len(self.door.conns),
+                "max_connections": self.door.max_connections, "busy": self.op_name if self.busy else "",
+                "seq": self.seq, "since": self.started, "status": self.board.status,
+                "rollout_id": self.board.rollout_id, "config": str(self.config_file.path),
+                "channels": serverconfig.channel_lines(self.cfg, self.config_file, self.channels),
+                "notes": list(self.config_notes)}
+
+    async def _op_output(self, c: _Client, msg: dict) -> dict:
+        # seq: the events up to this number are in the reply; a client follows with the HostOutput after it
+        return {**views.host_output(self.rollout, str(msg.get("host", ""))), "seq": self.seq}
+
+    async def _op_journal(self, c: _Client, msg: dict) -> dict:
+        since = msg.get("since")
+        return views.journal_reply(self.journal, since if isinstance(since, int) else 0)
+
+    async def _op_revisions(self, c: _Client, msg: dict) -> dict:
+        return await views.revisions(self.cfg, self.journal, self.pool)
+
+    async def _op_rollback_plan(self, c: _Client, msg: dict) -> dict:
+        from controlroom.engine.rollout import Rollout
+
+        r = self.rollout  # the one a rollback would reach, as _op_rollback picks it
+        if r is None or (not self.busy and r.status not in ev.ROLLOUT_FINAL):
+            r = Rollout.load(self.cfg, self.pool, self.journal, user=c.peer.user)
+        return views.rollback_plan(r)
+
+    # ------------------------------------------------------------------------------------------ intents
+    def _engine(self, **kw):
+        from controlroom.engine.rollout import Rollout
+
+        return self._wired(Rollout(self.cfg, self.pool, self.journal, **kw))
+
+    def _wired(self, r):
+        """An engine the server drives: its host output joins the numbered stream, its gates are checked."""
+        r.subscribe(self._output)
+        gates.install(r, self.cfg, self.journal)  # gates are checked against [metrics] during the bake
+        return r
+
+    def _output(self, e: ev.Event) -> None:
+        if type(e) is ev.HostOutput:
+            self._committed(e)
+
+    def _current(self):
+        if self.rollout is None or not self.busy:
+            raise ControlroomError("no deploy runs in the server")
+        return self.rollout
+
+    async def _op_pause(self, c, msg):
+        self._current().pause(c.peer.user)
+
+    async def _op_unpause(self, c, msg):
+        self._current().resume(c.peer.user)
+
+    async def _op_abort(self, c, msg):
+        self._current().abort(c.peer.user)
+
+    async def _op_proceed(self, c, msg):
+        # past a gate that does not hold or an exceeded failure budget only with a typed reason (the engine says)
+        self._current().proceed(c.peer.user, reason=_reason(msg))
+
+    async def _op_retry(self, c, msg):
+        r = self.rollout
+        if r is not None and not self.busy and r.status == ev.R_FAILED:
+            self._run("rerun", r.rerun([str(msg.get("host"))], c.peer.user))
+            return
+        self._current().retry(str(msg.get("host")), c.peer.user)
+
+    async def _op_skip(self, c, msg):
+        self._current().skip(str(msg.get("host")), c.peer.user, reason=_reason(msg))
+
+    async def _op_lock(self, c, msg):
+        text = str(msg.get("message", "")).strip()
+        if not text:
+            raise UsageError("lock needs a message: say why (it is what the team reads)")
+        lock = self.journal.take_lock(c.peer.user, text, takeover=bool(msg.get("takeover")))
+        return {"describe": lock.describe()}
+
+    async def _op_log_add(self, c, msg):
+        text = str(msg.get("message", "")).strip()
+        if not text:
+            raise UsageError("log add needs a message")
+        return {"line": self.journal.add_log(c.peer.user, "NOTE", text).line()}
+
+    # flags: none of these takes the fleet lock or waits for a running deploy (flagpush.py)
+    async def _op_flags(self, c, msg):
+        return self.flags.state()
+
+    async def _op_flag_history(self, c, msg):
+        return {"changes": self.flags.history.changes(msg.get("flag") or None, int(msg.get("limit") or 50))}
+
+    async def _op_flags_verify(self, c, msg):
+        return {"hosts": await self.flags.verify(msg.get("hosts"))}
+
+    async def _op_flag_set(self, c, msg):
+        expect = msg.get("expect")
+        return await self.flags.change(str(msg.get("flag", "")), str(msg.get("value", "")), c.peer.user,
+                                       reason=str(msg.get("reason") or ""), hosts=msg.get("hosts"),
+                                       expect=expect if isinstance(expect, int) else None)
+
+    async def _op_flag_dismiss(self, c, msg):
+        return {"dismissed": self.flags.dismiss(list(msg.get("hosts") or []))}
+
+    async def _op_stop(self, c, msg):
+        if self.busy and not msg.get("force"):
+            raise ControlroomError(f"a {self.op_name} runs in the server; `controlroom server stop --force` "
+                                   "interrupts it (it stays resumable)")
+        asyncio.get_running_loop().call_soon(self.stop)
+
+
+def _reason(msg: dict) -> str | None:
+    """The optional typed reason of an intent (proceed, skip), as sent; the engine cleans and bounds it."""
+    reason = msg.get("reason")
+    return reason if isinstance(reason, str) else None
+
+
+READS = ("status", "output", "journal", "revisions", "rollback_plan", "flags", "flag_history", "flags_verify",
+         "metrics")
+INTENTS = ("deploy", "resume", "rollback", "pause", "unpause", "abort", "interrupt", "proceed", "retry", "skip",
+           "lock", "unlock", "log_add", "stop", "flag_set", "flag_dismiss", "park", "stage",
+           "gate_check")
+
+
+def rotate_log(state: Path) -> Path:
+    """STATE/server.log, with one old copy kept when it has grown past LOG_MAX."""
+    log = Path(state) / "server.log"
+    with contextlib.suppress(OSError):
+        if log.stat().st_size > LOG_MAX:
+            os.replace(log, log.with_suffix(".log.1"))
+    return log
+
+
+def _output_to_log() -> None:
+    """A server its client started: until now its output went to that client (a pipe); from now on to its log."""
+    log = os.environ.pop("CONTROLROOM_SERVER_LOG", None)
+    if not log:
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    except OSError:
+        fd = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    sys.stdout, sys.stderr = _LogStream(sys.stdout), _LogStream(sys.stderr)
+
+
+class _LogStream:
+    """The server's output once it goes to its log: a line the disk refuses (full, read-only, an I/O error) is
+    lost, never raised into the operation that said it (a deploy stopped by a full disk would end as
+    ``internal error: OSError`` instead of saying why)."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        with contextlib.suppress(OSError, ValueError):
+            return self._stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self._stream.flush()
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+async def serve(cfg: Config, *, idle: float = IDLE, quiet: bool = False) -> int:
+    """`controlroom serve`: run the server in the foreground until SIGTERM/SIGINT or idle."""
+    from controlroom.fleet.ssh import raise_nofile_limit
+
+    # the pool holds a connection per host (4 files counted a host), the socket up to MAX_CONNECTIONS clients
+    nofile = raise_nofile_limit(len(cfg.hosts) + serverdoor.MAX_CONNECTIONS // 4)
+    if nofile:
+        print(nofile, file=sys.stderr, flush=True)
+    server = Server(cfg, idle=idle)
+    try:
+        await server.start()
+    except ServerRunning as e:
+        if not quiet:
+            print(f"controlroom: {e}", flush=True)
+        return 0
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, server.stop)
+    with contextlib.suppress(Exception):
+        loop.add_signal_handler(signal.SIGHUP, lambda: None)  # losing a terminal changes nothing here
+    if server.warning:
+        print(server.warning, file=sys.stderr, flush=True)
+    print(f"controlroom server: pid {os.getpid()} listening on {server.path}", flush=True)
+    _output_to_log()
+    await server.serve()
+    print("controlroom server: stopped", flush=True)
+    return 0
