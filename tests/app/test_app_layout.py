@@ -360,10 +360,21 @@ def _diff_live(pilot, text: str):
     return lambda: diff.shown and text in diff.head_text
 
 
+def _flags_measured(pilot) -> bool:
+    """The flags table has measured the rows it holds: a DataTable sizes its columns for new rows when it is next
+    idle, so a picture taken between the rows and that idle draws every column only as wide as its header."""
+    table = pilot.app.query_one("#flag-table")
+    return all(
+        column.content_width >= max((table.get_cell(row, column.key).cell_len for row in table.rows), default=0)
+        for column in table.ordered_columns
+    )
+
+
 async def _settle(pilot, live: str) -> None:
-    """The staging diff's live side caught up with the hosts, no notification left (each is gone within 4 s:
-    whether one still shows depends on the clock), everything painted."""
+    """The staging diff's live side caught up with the hosts, the flags table's columns sized for its rows, no
+    notification left (each is gone within 4 s: whether one still shows depends on the clock), everything painted."""
     await until(pilot, _diff_live(pilot, live), f"the staging diff saying {live!r}")
+    await until(pilot, lambda: _flags_measured(pilot), "the flags table's columns sized for its rows")
     pilot.app.clear_notifications()
     pilot.app.flush()
     await pilot.pause()
