@@ -537,7 +537,10 @@ def test_a_webhook_named_by_a_variable_is_read_from_the_servers_environment_at_s
         run_cli("server", "stop", "--config", str(cfgp))
         stop_server(Path(fleet.dir) / "state")
         _start(fleet, CR_TEST_HOOK=url)  # a server whose own environment has it (a unit's EnvironmentFile)
-        wait_for(lambda: any(b"the server runs" in b for b in got), 30, "the webhook to be called")
+        log = Path(fleet.dir) / "state" / "server.log"
+        wait_for(lambda: any(b"the server runs" in b for b in got), 30, "the webhook to be called",
+                 detail=lambda: (got, log.read_text(errors="replace")[-2000:] if log.exists() else "no server.log",
+                                 run_cli("log", "--config", str(cfgp)).stdout[-1500:]))
         wait_for(lambda: "webhook: working" in run_cli("server", "status", "--config", str(cfgp)).stdout, 30,
                  "status to say the webhook works")
     finally:
