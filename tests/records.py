@@ -64,12 +64,14 @@ class Recorder:
             else:
                 self.j.record(ev.HostStateChanged(self.rid, host=h, phase=i, state=ev.DONE, revision=self.revision,
                                                   previous=self.previous, steps_done=1, at=t))
+                self.last_done = t
         t += 0.1
         self.j.record(ev.PhaseCompleted(self.rid, phase=i, name=name, done=len(hosts) - len(fail), failed=len(fail),
                                         skipped=0, seconds=t - at, at=t))
         return t
 
-    def check(self, at: float, phase: int, name: str, value: float, line: str = "r2307") -> None:
+    def check(self, at: float, phase: int, name: str, value: float, line: str | None = None) -> None:
+        line = self.revision if line is None else line
         verdict = ev.GateState.PASSED if value < 5 else ev.GateState.FAILED
         with self.j._tx():  # as gates._journal_quietly writes it
             self.j._apply(GateEvaluated(self.rid, phase=phase, name=name, gate=GATE, verdict=verdict, value=value,
@@ -84,6 +86,10 @@ class Recorder:
             failed = (GATE,) if state == ev.GateState.FAILED else ()
         self.j.record(ev.GateWaiting(self.rid, phase=phase, name=name, reason=reason or kind, kind=kind,
                                      failed=failed, verdicts=verdicts, at=at))
+
+    def halt(self, at: float, phase: int, name: str, failed: tuple[str, ...], max_failed: int = 0) -> None:
+        self.j.record(ev.PhaseHalted(self.rid, phase=phase, name=name, failed=failed, max_failed=max_failed, at=at))
+        self.log(at, "HALT", f"{name}: {len(failed)} failed")
 
     def passed(self, at: float, phase: int, name: str, by: str) -> None:
         self.j.record(ev.GatePassed(self.rid, phase=phase, name=name, by=by, at=at))
@@ -131,12 +137,23 @@ class Recorder:
         return self.j.rollout(self.rid).started_at
 
     # ------------------------------------------------------------------------------------------ stories
-    def demo_story(self, t0: float, user: str = "alice") -> dict[str, float]:
+    def simple(self, t0: float, revision: str, previous: str | None, user: str) -> int:
+        """A deploy that goes well: every phase, every host done, then DEPLOY OK."""
+        rid = self.start(t0, revision, previous, user)
+        t = t0 + 1
+        for i, (name, hosts) in enumerate(PHASES):
+            t = self.phase(t, i, name, hosts) + 0.5
+        self.finish(t)
+        self.log(t, "DEPLOY OK", f"{revision} on 6 of 6 hosts")
+        return rid
+
+    def demo_story(self, t0: float, user: str = "alice", revision: str = "r2307",
+                   previous: str = "r2306") -> dict[str, float]:
         """The demo's story: new_search turned on, the canary takes r2307, stage 1 starts, the gate after it fails at
         7.5, the kill switch new_search goes off, the gate holds again, the operator proceeds, done. Its times."""
         times = {}
         self.flag(t0 - 60, "new_search", "on", "bob", "launch the new search")
-        rid = self.start(t0, "r2307", "r2306", user)
+        rid = self.start(t0, revision, previous, user)
         times["start"] = t0
         t = self.phase(t0 + 1, 0, *CANARY)
         self.check(t + 1, 0, "canary", 1.0)
@@ -156,9 +173,9 @@ class Recorder:
         self.wait(t + 20.5, 2, STAGE2[0], ev.GATE_OPERATOR, 2.0, "gate errors_5xx < 5 holds now")
         self.passed(t + 25, 2, STAGE2[0], user)
         t = self.phase(t + 25.5, 2, *STAGE2)
-        times["last_done"] = t - 0.1
+        times["last_done"] = self.last_done
         self.finish(t + 0.2)
-        self.log(t + 0.3, "DEPLOY OK", "r2307 on 6 of 6 hosts")
+        self.log(t + 0.3, "DEPLOY OK", f"{revision} on 6 of 6 hosts")
         times["end"] = t + 0.3
         times["rid"] = rid
         return times

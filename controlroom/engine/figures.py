@@ -228,10 +228,13 @@ def _commits(repo: Path | None, r: record.DeployRow) -> tuple[list[Commit] | Non
 
 
 def _sha(repo: Path, rev: str) -> str:
-    from controlroom.sources.git import run_git, validate_revision
+    from controlroom.sources.git import GitFailed, run_git, validate_revision
 
     validate_revision(rev)  # never an option, never a range: a name
-    out, _ = run_git(repo, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}")
+    try:
+        out, _ = run_git(repo, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}")
+    except GitFailed:
+        out = b""  # --quiet: a name git does not know fails with nothing said
     sha = out.decode().strip()
     if not sha:
         raise ControlroomError(f"{rev} is not in the repository")
