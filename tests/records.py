@@ -12,6 +12,7 @@ import types
 from pathlib import Path
 
 from controlroom.core import events as ev
+from controlroom.engine import stage as stage_module
 from controlroom.engine.gates import GateEvaluated
 from controlroom.journal import journal as journal_module
 from controlroom.journal.journal import Journal
@@ -29,6 +30,7 @@ class Recorder:
         fake = types.SimpleNamespace(**{n: getattr(real_time, n) for n in dir(real_time) if not n.startswith("_")})
         fake.time = lambda: self.clock
         monkeypatch.setattr(journal_module, "time", fake)
+        monkeypatch.setattr(stage_module, "time", fake)
         self.j = Journal.open(state_dir)
         self.flag_version = 0
         self.flags: dict[str, str] = {"new_search": "off"}
@@ -132,6 +134,11 @@ class Recorder:
         self.j.record(ev.RolloutFinished(self.rid, status=ev.R_ROLLED_BACK, revision=self.revision, done=len(hosts),
                                          failed=0, skipped=0, seconds=t - at, at=t))
         return t
+
+    def stage(self, at: float, user: str, revision: str, ok: bool = True, reason: str = "ok") -> None:
+        """A stage run as engine/stage.py records it (its row and its log line)."""
+        self.clock = at
+        stage_module.record(self.j, user, stage_module.StageResult(revision, None, ok, 12.0, reason))
 
     def started_at(self) -> float:
         return self.j.rollout(self.rid).started_at

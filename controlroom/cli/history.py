@@ -57,7 +57,7 @@ def history_items(db, *, since: float | None = None, user: str | None = None, fa
     """Deploys, rollbacks, stages and flag changes, newest first: kind, id, at, user, what, result, ok, seconds."""
     items: list[dict] = []
     rows = record.deploys(db, since=since)
-    evs = record.events_of(db, [r.id for r in rows], ("RolloutFinished", "OperatorAction"))
+    evs = record.events_of(db, [r.id for r in rows], ("RolloutFinished", "OperatorAction", "PhaseHalted"))
     for r in rows:
         fin = [e.decoded() for e in evs[r.id] if e.type == "RolloutFinished"]
         own = next((f for f in fin if f.get("status") != ev.R_ROLLED_BACK), None)
@@ -68,10 +68,15 @@ def history_items(db, *, since: float | None = None, user: str | None = None, fa
                                                    seconds=own["seconds"], marks=marks))
             ok = own["status"] == ev.R_DONE and not marks
             seconds = own.get("seconds")
-        else:
-            result, ok, seconds = r.status if r.status != ev.R_ROLLED_BACK else "rolled back", None, None
-            if r.status in (ev.R_HALTED, ev.R_FAILED, ev.R_ABORTED):
-                ok = False
+        else:  # it never ended by itself: halted (then maybe rolled back), or still under way
+            halts = [e.decoded() for e in evs[r.id] if e.type == "PhaseHalted"]
+            seconds = None
+            if halts:
+                result, ok = f"DEPLOY HALTED at {halts[-1].get('name')}", False
+            elif r.status == ev.R_ROLLED_BACK:
+                result, ok = "rolled back before it ended", False
+            else:
+                result, ok = r.status, None
         items.append({"kind": "deploy", "id": r.id, "at": r.started_at, "user": r.user,
                       "what": f"deploy #{r.id} {r.previous or '?'} -> {r.revision}", "result": result, "ok": ok,
                       "seconds": seconds})
