@@ -21,6 +21,7 @@ import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from controlroom.core import events as ev
 from controlroom.core.text import clean
@@ -40,9 +41,10 @@ _LOCK_KINDS = ("LOCK", "UNLOCK", "LOCK RESTORED", "LOCK TAKEN OVER")
 EVERY = 1024  # events between two checkpoints
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class Entry:
-    """One event of the record. values: the event's journaled fields (host, state, flag, old, new, verdicts...)."""
+    """One event of the record. values: the event's journaled fields (host, state, flag, old, new, verdicts...).
+    Read it, never change it (not frozen only because a frozen dataclass is slow to make 100,000 of)."""
 
     index: int
     id: int  # the journal's event id (0 for one added without it)
@@ -66,8 +68,7 @@ class Entry:
                 "user": clean(self.user, 200), "failure": self.failure, "text": self.text(), "values": self.values}
 
 
-@dataclass(frozen=True, slots=True)
-class HostAt:
+class HostAt(NamedTuple):
     state: str
     revision: str | None
     phase: int
@@ -163,38 +164,44 @@ class Timeline:
         defaults, which the flag history before the deploy overrides."""
         from controlroom.journal import record
 
-        rows = record.deploy_events(db, number)
+        rows = record.deploy_events_decoded(db, number)
         row = record.deploy(db, number)
-        began = rows[0].at if rows else (row.started_at if row else time.time())
+        began = rows[0][1] if rows else (row.started_at if row else time.time())
         flags = dict(defaults or {})
         flags.update(record.flags_at(db, began)[1])
         tl = cls(number, user=row.user if row else "", flags=flags, every=every)
-        for r in rows:
-            tl.add(r.type, r.decoded(), r.at, r.id)
+        add = tl.add
+        for event_id, at, type_, data in rows:
+            add(type_, data, at, event_id)
         return tl
 
     def follow(self, db) -> int:
         """Add what the journal recorded for this deploy since the last entry (a live deploy); how many."""
         from controlroom.journal import record
 
-        rows = record.deploy_events(db, self.number, after_id=self.last_id)
-        for r in rows:
-            self.add(r.type, r.decoded(), r.at, r.id)
+        rows = record.deploy_events_decoded(db, self.number, after_id=self.last_id)
+        for event_id, at, type_, data in rows:
+            self.add(type_, data, at, event_id)
         return len(rows)
 
     def add(self, type_: str, data: dict, at: float, event_id: int = 0) -> Entry:
         """Append one event (as journaled: its type and data) and move the state past it."""
         i = len(self.events)
-        kind, user, failure = _classify(type_, data)
-        entry = Entry(i, event_id, at, type_, kind, user or self.user, data, failure)
+        if type_ == "HostStateChanged":  # nine events in ten: classified here, without the call
+            kind, user, failure = K_HOST, self.user, data.get("state") == ev.FAILED
+        else:
+            kind, user, failure = _classify(type_, data)
+            user = user or self.user
+        entry = Entry(i, event_id, at, type_, kind, user, data, failure)
         self.events.append(entry)
-        self._times.append(max(at, self._times[-1]) if self._times else at)
+        times = self._times
+        times.append(at if not times or at >= times[-1] else times[-1])
         if failure:
             self._failures.append(i)
         if kind == K_GATE:
             self._gates.append(i)
-        if event_id:
-            self.last_id = max(self.last_id, event_id)
+        if event_id > self.last_id:
+            self.last_id = event_id
         _apply(self._state, entry)
         if (i + 1) % self.every == 0:
             self._checkpoints.append(self._state.copy())

@@ -12,6 +12,7 @@ import json
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from controlroom.journal import schema
 
@@ -30,8 +31,7 @@ class DeployRow:
     commit_hash: str | None
 
 
-@dataclass(frozen=True)
-class EventRow:
+class EventRow(NamedTuple):
     """One journaled event, undecoded: its id (the journal's order), rollout, time, type and JSON data."""
 
     id: int
@@ -89,17 +89,35 @@ def deploy_events(db: sqlite3.Connection, number: int, *, types: Iterable[str] |
     between its first and its last (after_id: only those past it, for a timeline following a live deploy)."""
     kinds = tuple(types or ())
     of_type = f" AND type IN ({', '.join('?' * len(kinds))})" if kinds else ""
-    own = [EventRow(*r) for r in _rows(
-        db, f"{_EVENT} WHERE rollout_id = ? AND id > ?{of_type} ORDER BY id", (number, after_id, *kinds))]
+    own = list(map(EventRow._make, _rows(
+        db, f"{_EVENT} WHERE rollout_id = ? AND id > ?{of_type} ORDER BY id", (number, after_id, *kinds))))
     span = _rows(db, "SELECT min(id), max(id) FROM events WHERE rollout_id = ?", (number,))[0]
     if span[0] is None:
         return own
     first, last = max(span[0], after_id), span[1]
-    loose = [EventRow(*r) for r in _rows(
-        db, f"{_EVENT} WHERE rollout_id = 0 AND id > ? AND id < ?{of_type} ORDER BY id", (first, last, *kinds))]
+    loose = list(map(EventRow._make, _rows(
+        db, f"{_EVENT} WHERE rollout_id = 0 AND id > ? AND id < ?{of_type} ORDER BY id", (first, last, *kinds))))
     if not loose:
         return own
     return sorted(own + loose, key=lambda r: r.id)
+
+
+def deploy_events_decoded(db: sqlite3.Connection, number: int, *, after_id: int = 0
+                          ) -> list[tuple[int, float, str, dict]]:
+    """deploy_events as (id, at, type, data decoded), decoded in one go: a 100,000-event deploy is one
+    json.loads of one array, not 100,000 calls."""
+    own = _rows(db, "SELECT id, at, type, data FROM events WHERE rollout_id = ? AND id > ? ORDER BY id",
+                (number, after_id))
+    if not own:
+        return []
+    first, last = own[0][0], own[-1][0]
+    if after_id:
+        first = max(after_id, _rows(db, "SELECT min(id) FROM events WHERE rollout_id = ?", (number,))[0][0])
+    loose = _rows(db, "SELECT id, at, type, data FROM events WHERE rollout_id = 0 AND id > ? AND id < ?"
+                      " ORDER BY id", (first, last))
+    rows = sorted(own + loose) if loose else own
+    data = json.loads("[" + ",".join([r[3] for r in rows]) + "]")
+    return [(r[0], r[1], r[2], d) for r, d in zip(rows, data, strict=True)]
 
 
 def events_of(db: sqlite3.Connection, numbers: Iterable[int], types: Iterable[str]) -> dict[int, list[EventRow]]:
@@ -108,8 +126,8 @@ def events_of(db: sqlite3.Connection, numbers: Iterable[int], types: Iterable[st
     kinds = tuple(types)
     marks = ", ".join("?" * len(kinds))
     for n in numbers:
-        out[n] = [EventRow(*r) for r in _rows(
-            db, f"{_EVENT} WHERE rollout_id = ? AND type IN ({marks}) ORDER BY id", (n, *kinds))]
+        out[n] = list(map(EventRow._make, _rows(
+            db, f"{_EVENT} WHERE rollout_id = ? AND type IN ({marks}) ORDER BY id", (n, *kinds))))
     return out
 
 
