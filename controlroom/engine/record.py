@@ -422,8 +422,10 @@ def _say(t: str, d: dict) -> str:
                 + ", ".join(map(str, g("failed") or ())))
     if t == "FlagChanged":
         failed = ", ".join(f"{h} ({c}: {r})" for h, c, r in g("failed") or ())
-        return (f"flag {g('flag')} {g('old')} -> {g('new')} (v{g('version')}): {g('reason')}; confirmed"
-                f" {g('confirmed')}/{g('total')}" + (f", not confirmed: {failed}" if failed else ""))
+        head = f"flag {g('flag')} {g('old')} -> {g('new')} (v{g('version')}): {g('reason')}; "
+        if not g("confirmed") and not failed:  # the change as journaled before its push: no receipt yet
+            return head + f"pushing to {g('total')} hosts"
+        return head + f"confirmed {g('confirmed')}/{g('total')}" + (f", not confirmed: {failed}" if failed else "")
     if t == "OperatorAction":
         host = f" {g('host')}" if g("host") else ""
         return f"{g('action')}{host}" + (f": {g('detail')}" if g("detail") else "")

@@ -250,10 +250,11 @@ def _one(b: Breach, c: Candidate, samples: list[Sample], splits: set[str]) -> Su
 
 
 # ---------------------------------------------------------------------------------------------- from a timeline
-def candidates(timeline, t0: float, t1: float) -> list[Candidate]:
+def candidates(timeline, t0: float, t1: float, splits: Iterable[str] = ()) -> list[Candidate]:
     """The events of a timeline between t0 and t1 that can move a series: phase starts (the split they touch is
-    the deploy's revision), flag changes (every split), hosts done (their host and the revision), each with the
-    flags as they were then."""
+    the deploy's revision), flag changes (every split) and, for a series split by host (``splits`` names hosts),
+    each of those hosts taking the revision; each with the flags as they were then."""
+    hosts = set(splits)
     out, seen = [], set()
     for e in timeline.between(t0, t1):
         d = e.values
@@ -266,4 +267,7 @@ def candidates(timeline, t0: float, t1: float) -> list[Candidate]:
         elif e.type == "FlagChanged" and d.get("version") not in seen:  # the change, not its receipt later
             seen.add(d.get("version"))
             out.append(Candidate(e.at, f"flag {d.get('flag')} went {d.get('new')}", frozenset(), "", e.index))
+        elif e.type == "HostStateChanged" and d.get("host") in hosts and d.get("state") == "done":
+            out.append(Candidate(e.at, f"{d.get('host')} took {d.get('revision')}", frozenset({d["host"]}), "",
+                                 e.index))
     return out

@@ -37,7 +37,8 @@ def test_the_story_in_order_with_its_people_and_values(story):
     assert failed_gate.failure and "errors_5xx < 5{r2307} = 7.5 failed" in failed_gate.text()
     kill = [e for e in tl.events if e.type == "FlagChanged"]
     assert kill and all(e.user == "carol" for e in kill)  # the flag change in the deploy's window, by its person
-    assert "confirmed 6/6" in kill[-1].text()
+    assert kill[0].text().endswith("kill switch: errors; pushing to 6 hosts")
+    assert kill[-1].text().endswith("kill switch: errors; confirmed 6/6")
     # the events of no deploy before its first event are not its own
     assert not any("an hour before" in e.text() for e in tl.events)
     assert not any("launch the new search" in e.text() for e in tl.events)

@@ -148,5 +148,8 @@ def test_candidates_from_the_demo_timeline(tmp_path, monkeypatch):
         b = Breach("errors_5xx", times["gate_failed"],
                    samples=[Sample(t, v, "r2307") for t, v in series if t <= times["gate_failed"]])
         assert all(s.verdict == "cannot tell" for s in judge(b, found))
+        # a series split by host: the hosts taking the revision are candidates too
+        by_host = candidates(tl, times["start"], times["gate_failed"], splits={"web002", "web009"})
+        assert [c.what for c in by_host][-1] == "web002 took r2307" and by_host[-1].touched == {"web002"}
     finally:
         r.close()
