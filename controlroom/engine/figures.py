@@ -10,7 +10,8 @@
   started), or that needed a kill switch (one of the config's kill switches turned off while the deploy ran),
   over all deploys;
 - time to restore: for each failed deploy, from its failure (the first gate that did not hold, phase halted, or
-  failed end) to the rollback done or the gate holding again; the median.
+  failed end; for a deploy that looked fine, the rollback's start) to the rollback done or the gate holding again;
+  the median.
 
 Where the data is missing a figure says ``unknown: why``, never 0.
 """
@@ -28,7 +29,7 @@ from controlroom.core.errors import ControlroomError
 from controlroom.journal import record
 
 DAY = 86400.0
-_TYPES = ("RolloutFinished", "GateWaiting", "PhaseHalted", "GatePassed")
+_TYPES = ("RolloutFinished", "GateWaiting", "PhaseHalted", "GatePassed", "OperatorAction")
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,7 @@ class Figures:
         out.append(f"deploys per day: {d['deploys_per_day']:.2f}" if d["deploys"] else "deploys per day: 0")
         lt = d["lead_time"]
         out.append(f"lead time for changes: median {duration(lt['median'])}, p90 {duration(lt['p90'])}"
-                   f" ({lt['commits']} commits)" if "median" in lt else f"lead time for changes: unknown: {lt['unknown']}")
+                   f" ({lt['commits']} commit{'' if lt['commits'] == 1 else 's'})" if "median" in lt else f"lead time for changes: unknown: {lt['unknown']}")
         c = d["change_failure_rate"]
         if "rate" in c:
             why = "; ".join(f"#{k} {', '.join(v)}" for k, v in c["deploys"].items())
@@ -256,6 +257,8 @@ def _judge(d: DeployFigures, r: record.DeployRow, rows: list[record.EventRow], f
         elif row.type == "GateWaiting" and failure_at is not None and restored is None and data.get("verdicts") \
                 and all(ev.GateVerdict(*v).state == ev.GateState.PASSED for v in data["verdicts"]):
             restored = row.at  # the gate holds again
+        elif row.type == "OperatorAction" and data.get("action") == "rollback":
+            failure_at = row.at if failure_at is None else failure_at  # a deploy that looked fine, taken back
         elif row.type == "RolloutFinished":
             status = data.get("status")
             if status == ev.R_ROLLED_BACK:

@@ -170,3 +170,28 @@ def test_stats_says_the_line_and_the_four(site):
     js = json.loads(cr(site, "stats", "--days", "1", "--json").stdout)
     assert js["deploys"] == 3 and js["changes"] == 6 and js["change_failure_rate"]["failed"] == 2
     assert "--days must be more than 0" in one_line_error(cr(site, "stats", "--days", "0"))
+
+
+def test_the_record_of_a_real_deploy_and_rollback_on_the_simulated_fleet(make_fleet):
+    """A deploy and its rollback over real SSH, then their record as the commands read it back."""
+    fleet = make_fleet(hosts=4)
+    env = {"SUDO_USER": "mygrant", "NO_COLOR": "1"}
+    assert run_cli("deploy", "--yes", cwd=fleet.dir, env=env).returncode == 0
+    assert run_cli("rollback", "--yes", cwd=fleet.dir, env=env).returncode == 0
+    res = run_cli("timeline", "last", cwd=fleet.dir, env=env)
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    assert out.startswith("deploy #1 ") and " by mygrant: rolled_back, " in out.splitlines()[0]
+    for host in ("web001", "web004"):
+        assert f"{host} done " in out and f"{host} rolling_back" in out and f"{host} rolled_back" in out
+    assert "DEPLOY START" in out and "DEPLOY OK" in out and "ROLLBACK START" in out and "ROLLBACK DONE" in out
+    hist = json.loads(run_cli("history", "--json", cwd=fleet.dir, env=env).stdout)
+    assert [(i["kind"], i["id"]) for i in hist] == [("rollback", 1), ("deploy", 1)]
+    assert hist[0]["ok"] is True and hist[1]["result"].startswith("DEPLOY OK")
+    js = json.loads(run_cli("timeline", "1", "--json", cwd=fleet.dir, env=env).stdout)
+    assert {h["state"] for h in js["end"]["hosts"].values()} == {"rolled_back"}
+    stats = json.loads(run_cli("stats", "--json", cwd=fleet.dir, env=env).stdout)
+    assert stats["deploys"] == 1 and stats["change_failure_rate"]["deploys"] == {"1": ["rolled back"]}
+    # restored: from the rollback's start to its end
+    back = [e for e in js["events"] if e["type"] in ("OperatorAction", "RolloutFinished")]
+    assert stats["time_to_restore"]["median"] == pytest.approx(back[-1]["at"] - back[-2]["at"])
