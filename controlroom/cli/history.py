@@ -109,7 +109,7 @@ def history_items(db, *, since: float | None = None, user: str | None = None, fa
         else:
             result, ok = f"confirmed {f['confirmed']}/{f['hosts']}", True
         items.append({"kind": "flag", "id": f["version"], "at": f["at"], "user": f["user"],
-                      "what": f"flag {f['flag']} {f['old']} -> {f['new']}: {f['reason']}", "result": result,
+                      "what": f"flag {f['flag']} {f['old']} -> {f['new']}" + (f": {f['reason']}" if f["reason"] else ""), "result": result,
                       "ok": ok, "seconds": None})
     if user:
         items = [i for i in items if i["user"] == user]

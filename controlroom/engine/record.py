@@ -422,7 +422,8 @@ def _say(t: str, d: dict) -> str:
                 + ", ".join(map(str, g("failed") or ())))
     if t == "FlagChanged":
         failed = ", ".join(f"{h} ({c}: {r})" for h, c, r in g("failed") or ())
-        head = f"flag {g('flag')} {g('old')} -> {g('new')} (v{g('version')}): {g('reason')}; "
+        head = f"flag {g('flag')} {g('old')} -> {g('new')} (v{g('version')})" + (f": {g('reason')}; " if g("reason")
+                                                                            else "; ")
         if not g("confirmed") and not failed:  # the change as journaled before its push: no receipt yet
             return head + f"pushing to {g('total')} hosts"
         return head + f"confirmed {g('confirmed')}/{g('total')}" + (f", not confirmed: {failed}" if failed else "")
