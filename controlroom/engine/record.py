@@ -25,6 +25,7 @@ from typing import NamedTuple
 
 from controlroom.core import events as ev
 from controlroom.core.text import clean
+from controlroom.engine.board import Board
 
 # what an entry is, for the reader (filters, colours, n/N): its kind
 K_DEPLOY = "deploy"  # started, resumed, paused, finished, interrupted
@@ -61,6 +62,14 @@ class Entry:
 
     def stamp(self) -> str:
         return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.at)) + f".{int(self.at * 10) % 10}"
+
+    def event(self) -> ev.Event | None:
+        """The event as the engine emitted it (an Event a Board or a printer takes: a replay feeds these), None for
+        a type only the journal keeps (GateEvaluated) or one this controlroom does not know."""
+        try:
+            return ev.from_wire({**self.values, "type": self.type})
+        except ValueError:
+            return None
 
     def to_dict(self) -> dict:
         """JSON-able: what `controlroom timeline --json` prints per entry."""
@@ -126,6 +135,23 @@ class FleetAt:
 
     def count(self, *states: str) -> int:
         return sum(1 for h in self.hosts.values() if h.state in states)
+
+    def board(self) -> Board:
+        """This moment as an engine/board.py Board, so the panes that draw the live deploy (host grid, phase bars,
+        header) draw the past one the same way. Hosts keep the plan's order."""
+        b = Board()
+        b.plan([(p.name, tuple(n for n, h in self.hosts.items() if h.phase == i), 0, True)
+                for i, p in enumerate(self.phases)])
+        for name, h in self.hosts.items():  # through the board's own way in: its counts follow
+            if h.state != ev.PENDING or h.revision or h.reason:
+                b.apply(ev.HostStateChanged(0, host=name, phase=h.phase, state=h.state, reason=h.reason,
+                                            revision=h.revision, at=self.at or 0.0))
+        for p, view in zip(self.phases, b.phases, strict=False):
+            view.started = p.started
+            view.seconds = (p.ended - p.started) if p.ended is not None and p.started is not None else None
+        b.revision, b.previous, b.status, b.phase_index = self.revision, self.previous, self.status, self.phase
+        b.dirty_hosts = set(b.order)
+        return b
 
     def to_dict(self) -> dict:
         return {"index": self.index, "at": self.at, "status": self.status, "revision": self.revision,

@@ -10,6 +10,7 @@ import pytest
 
 from controlroom.core import events as ev
 from controlroom.engine import record as rec
+from controlroom.engine.board import Board
 from controlroom.engine.record import Timeline
 from controlroom.journal import record as jrec
 from tests.records import GATE, Recorder
@@ -69,6 +70,29 @@ def test_the_fleet_as_it_was_at_the_failed_gate(story):
     assert end.status == ev.R_DONE and end.count(ev.DONE) == 6
     # a moment before the deploy: nothing ran
     assert tl.at(float(times["start"] - 1)).index == -1
+
+
+def test_a_moment_as_a_board_and_the_events_as_the_engine_emitted_them(story):
+    r, times = story
+    tl = Timeline.read(r.j.db, times["rid"])
+    i = tl.next_failure(-1)
+    board = tl.at(i).board()
+    assert board.order == [f"web00{k}" for k in range(1, 7)]
+    assert board.hosts["web001"].state == ev.DONE and board.hosts["web004"].state == ev.PENDING
+    assert board.phases[0].counts[ev.DONE] == 1 and board.phases[2].counts[ev.PENDING] == 3
+    assert board.status == ev.R_WAITING and board.revision == "r2307"
+    # the events replayed into a live Board give the same grid as the rebuilt moment
+    live = Board()
+    for e in tl.events[:i + 1]:
+        event = e.event()
+        if event is not None:
+            live.apply(event)
+    assert {n: h.state for n, h in live.hosts.items()} == {n: h.state for n, h in board.hosts.items()}
+    def nonzero(phases):
+        return [{k: v for k, v in p.counts.items() if v} for p in phases]
+
+    assert nonzero(live.phases) == nonzero(board.phases)
+    assert next(e for e in tl.events if e.type == "GateEvaluated").event() is None  # journal-only
 
 
 def test_next_and_previous_failure_and_gate(story):
