@@ -119,6 +119,18 @@ def test_a_live_deploy_is_followed_at_its_tail(tmp_path, monkeypatch):
         assert tl.follow(r.j.db) == len(tl) - n > 0
         assert tl.at(len(tl) - 1).hosts["web001"].state == ev.DONE
         assert tl.follow(r.j.db) == 0
+        # a flag change while it runs is its own once the deploy records past it, in the journal's order, once
+        r.flag(t0 + 10, "new_search", "on", "bob", "mid-deploy")
+        assert tl.follow(r.j.db) == 0
+        r.phase(t0 + 20, 1, "stage 1", ("web002",))
+        tl.follow(r.j.db)
+        r.phase(t0 + 30, 2, "stage 2", ("web003",))
+        tl.follow(r.j.db)
+        ids = [e.id for e in tl.events]
+        assert ids == sorted(set(ids))
+        flags = [e for e in tl.events if e.type == "FlagChanged"]
+        assert len(flags) == 2 and tl.at(len(tl) - 1).flags["new_search"] == "on"
+        assert Timeline.read(r.j.db, rid).markdown() == tl.markdown()
     finally:
         r.close()
 
