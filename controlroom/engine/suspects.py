@@ -4,7 +4,8 @@ When a gated series breaches, the events in the window before it (phase starts, 
 changes) are ranked by a rank test, as Kayenta's judge does: for each event, the samples of the split it touched
 (the hosts or the revision it put there) after it are compared with the same split before it, or, when the split did
 not exist before (a new revision), with the rest of the fleet after it; the rest before and after says whether the
-change was everywhere. The test is Mann-Whitney U (``mann_whitney_u``): exact for small samples without ties, the
+change was everywhere. An event's "after" ends where the next event touching the same split begins (what that one
+did is not its doing). The test is Mann-Whitney U (``mann_whitney_u``): exact for small samples without ties, the
 normal approximation with a tie correction and a continuity correction otherwise.
 
 It says it in words ("errors_5xx rose on r2307 hosts after 21:04:10 when stage 1 started; r2306 hosts unchanged;
@@ -181,14 +182,22 @@ def judge(breach: Breach, candidates: Iterable[Candidate], *, window: float | No
     ones, then those the data cannot tell about, each saying why."""
     samples = [s for s in breach.samples if s.at <= breach.at and not math.isnan(s.value)]
     splits = {s.split for s in samples}
+    chosen = sorted((c for c in candidates if c.at <= breach.at and (window is None or c.at >= breach.at - window)),
+                    key=lambda c: c.at)
     out = []
-    for c in candidates:
-        if c.at > breach.at or (window is not None and c.at < breach.at - window):
-            continue
-        out.append(_one(breach, c, samples, splits))
+    for k, c in enumerate(chosen):
+        # its "after" ends where the next event touching the same split begins: what that one did is not its doing
+        end = next((o.at for o in chosen[k + 1:] if o.at > c.at and _overlap(c, o, splits)), breach.at)
+        mine = [s for s in samples if s.at < end or s.at == end == breach.at]
+        out.append(_one(breach, c, mine, splits))
     rank = {"suspect": 0, "unlikely": 1, "cannot tell": 2}
     out.sort(key=lambda s: (rank[s.verdict], s.p if s.p is not None else 2.0, -s.candidate.at))
     return out
+
+
+def _overlap(a: Candidate, b: Candidate, splits: set[str]) -> bool:
+    """Whether two events touched a split in common (an event touching no split in particular touches all)."""
+    return not a.touched or not b.touched or bool(set(a.touched) & set(b.touched) & splits)
 
 
 def _one(b: Breach, c: Candidate, samples: list[Sample], splits: set[str]) -> Suspect:
@@ -271,3 +280,20 @@ def candidates(timeline, t0: float, t1: float, splits: Iterable[str] = ()) -> li
             out.append(Candidate(e.at, f"{d.get('host')} took {d.get('revision')}", frozenset({d["host"]}), "",
                                  e.index))
     return out
+
+
+def from_history(history: dict[str, list[tuple[float, float]]]) -> list[Sample]:
+    """A metrics source's history (sources/metrics.py: line label -> [(time, value)]) as samples."""
+    return [Sample(float(t), float(v), str(label)) for label, points in history.items() for t, v in points
+            if v is not None and not math.isnan(float(v))]
+
+
+def for_breach(timeline, series: str, at: float, history: dict[str, list[tuple[float, float]]], *,
+               rising: bool = True, window: float | None = None) -> list[Suspect]:
+    """The suspects of a breach of ``series`` at time ``at`` during a timeline's deploy: its events from the
+    window before the breach (the whole deploy when window is None) judged against the series' history split by
+    revision or host. What the failed-gate dialog names is the first, when its verdict is "suspect"."""
+    samples = from_history(history)
+    start = (at - window) if window is not None else (timeline.began if timeline.began is not None else at)
+    found = candidates(timeline, start, at, {s.split for s in samples})
+    return judge(Breach(series, at, rising, samples), found, window=window)

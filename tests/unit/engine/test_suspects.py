@@ -15,6 +15,7 @@ from controlroom.engine.suspects import (
     Sample,
     _u_counts,
     candidates,
+    for_breach,
     judge,
     mann_whitney_u,
 )
@@ -151,5 +152,32 @@ def test_candidates_from_the_demo_timeline(tmp_path, monkeypatch):
         # a series split by host: the hosts taking the revision are candidates too
         by_host = candidates(tl, times["start"], times["gate_failed"], splits={"web002", "web009"})
         assert [c.what for c in by_host][-1] == "web002 took r2307" and by_host[-1].touched == {"web002"}
+    finally:
+        r.close()
+
+
+def test_the_demo_breach_names_stage_1s_start_of_r2307_with_the_flag_on(tmp_path, monkeypatch):
+    """The story's breach, with the series as a metrics source gives it (per revision, every 2 s): r2307 hosts
+    rise once stage 1 puts r2307 on more hosts, r2306 hosts stay; the suspect is stage 1's start, new_search on."""
+    r = Recorder(tmp_path / "state", monkeypatch)
+    try:
+        times = r.demo_story(T0)
+        tl = Timeline.read(r.j.db, times["rid"])
+        rnd = random.Random(5)
+        history: dict[str, list[tuple[float, float]]] = {"r2306": [], "r2307": []}
+        t = T0 - 60
+        while t <= times["gate_failed"]:
+            history["r2306"].append((t, 0.5 + rnd.random() * 0.3))
+            if t >= T0 + 1:  # the canary took r2307
+                history["r2307"].append((t, (7.0 if t >= times["stage1"] else 0.5) + rnd.random() * 0.3))
+            t += 0.5
+        found = for_breach(tl, "errors_5xx", times["gate_failed"], history)
+        top = found[0]
+        assert top.verdict == "suspect" and top.candidate.what == "stage 1 started (r2307)"
+        assert top.candidate.context == "new_search on"
+        assert "errors_5xx rose on r2307 hosts after" in top.words and "when stage 1 started (r2307) (new_search on)" \
+            in top.words and "r2306 hosts unchanged; p < 0.0" in top.words
+        canary = next(s for s in found if s.candidate.what.startswith("canary"))
+        assert canary.verdict != "suspect"  # r2307 came with the canary, but its errors did not rise then
     finally:
         r.close()
