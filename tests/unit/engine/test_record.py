@@ -218,3 +218,20 @@ def test_the_journal_queries_of_a_deploy_with_no_events(tmp_path, monkeypatch):
         assert len(tl) == 0 and tl.at(0).index == -1 and tl.next_failure(-1) is None
     finally:
         r.close()
+
+
+def test_an_older_journal_gets_the_index_when_opened(tmp_path):
+    """A version 1 file (before versions) is migrated to version 5: the events_rollout index is made."""
+    from controlroom.journal import schema
+    from controlroom.journal.journal import Journal
+    from tests.unit.journal.test_journal import make_v1_journal
+
+    make_v1_journal(tmp_path / "state")
+    j = Journal.open(tmp_path / "state")
+    try:
+        assert j.db.execute("PRAGMA user_version").fetchone()[0] == schema.VERSION == 5
+        names = {r[0] for r in j.db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert "events_rollout" in names
+        assert jrec.deploy_numbers(j.db) == [1] and len(Timeline.read(j.db, 1)) == 0
+    finally:
+        j.close()
