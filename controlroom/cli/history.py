@@ -221,8 +221,8 @@ def _say_lines(text: str) -> None:
 def cmd_stats(cfg: Config, args: argparse.Namespace) -> int:
     from controlroom.engine import figures
 
-    if not args.days > 0:
-        raise UsageError("--days must be more than 0")
+    if not 0 < args.days < 100_000:  # NaN and inf too
+        raise UsageError("--days must be more than 0 (and a number of days)")
     j = _open(cfg)
     try:
         f = figures.compute(j.db, cfg.release.repo, days=args.days,
