@@ -233,6 +233,13 @@ class Timeline:
             self._checkpoints.append(self._state.copy())
         return entry
 
+    def add_event(self, e: ev.Event) -> Entry | None:
+        """Append an event as a live stream gives it (the server's, before the journal is read again), the
+        journaled kinds only: host output, chat failures and lock notices are not in the record."""
+        if isinstance(e, (ev.HostOutput, ev.AnnouncementFailed, ev.LockChanged)):
+            return None
+        return self.add(e.event_type, ev.to_wire(e), e.at)
+
     def extend(self, rows: Iterable[tuple[str, dict, float, int]]) -> None:
         for type_, data, at, event_id in rows:
             self.add(type_, data, at, event_id)

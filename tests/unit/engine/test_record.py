@@ -93,6 +93,17 @@ def test_a_moment_as_a_board_and_the_events_as_the_engine_emitted_them(story):
 
     assert nonzero(live.phases) == nonzero(board.phases)
     assert next(e for e in tl.events if e.type == "GateEvaluated").event() is None  # journal-only
+    # a live stream's events give the same moments as the journal's
+    streamed = Timeline(times["rid"], flags=tl.at(-1).flags)
+    for e in tl.events:
+        event = e.event()
+        if event is not None:
+            streamed.add_event(event)
+            streamed.add_event(ev.HostOutput(times["rid"], host="web001", stream="out", line="not journaled"))
+    journaled = [e for e in tl.events if e.type != "GateEvaluated"]
+    assert len(streamed) == len(journaled)
+    assert [e.text() for e in streamed.events] == [e.text() for e in journaled]
+    assert streamed.at(len(streamed) - 1).hosts == tl.at(len(tl) - 1).hosts
 
 
 def test_next_and_previous_failure_and_gate(story):
