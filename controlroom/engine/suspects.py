@@ -4,8 +4,8 @@ When a gated series breaches, the events in the window before it (phase starts, 
 changes) are ranked by a rank test, as Kayenta's judge does: for each event, the samples of the split it touched
 (the hosts or the revision it put there) after it are compared with the same split before it, or, when the split did
 not exist before (a new revision), with the rest of the fleet after it; the rest before and after says whether the
-change was everywhere. An event's "after" ends where the next event touching the same split begins (what that one
-did is not its doing). The test is Mann-Whitney U (``mann_whitney_u``): exact for small samples without ties, the
+change was everywhere. An event's "before" begins at the previous event touching the same split and its "after"
+ends at the next one (what those did is not its doing). The test is Mann-Whitney U (``mann_whitney_u``): exact for small samples without ties, the
 normal approximation with a tie correction and a continuity correction otherwise.
 
 It says it in words ("errors_5xx rose on r2307 hosts after 21:04:10 when stage 1 started; r2306 hosts unchanged;
@@ -146,11 +146,13 @@ class Suspect:
     p: float | None = None
     rest_p: float | None = None
     rose: bool | None = None
+    split: bool = False  # judged on the split it touched (not only before against after on everything)
 
     def to_dict(self) -> dict:
         c = self.candidate
         return {"at": c.at, "what": clean(c.what, 200), "touched": sorted(c.touched), "index": c.index,
-                "verdict": self.verdict, "words": self.words, "p": self.p, "rest_p": self.rest_p, "rose": self.rose}
+                "verdict": self.verdict, "words": self.words, "p": self.p, "rest_p": self.rest_p, "rose": self.rose,
+                "split": self.split}
 
 
 @dataclass
@@ -178,20 +180,25 @@ def _label(splits: Iterable[str]) -> str:
 
 def judge(breach: Breach, candidates: Iterable[Candidate], *, window: float | None = None) -> list[Suspect]:
     """Every candidate before the breach (within ``window`` seconds of it, when given), best suspect first: the
-    significant ones that moved the bad way (the smallest p first, the latest first on a tie), then the unlikely
-    ones, then those the data cannot tell about, each saying why."""
+    significant ones that moved the bad way (those a split tells apart from the rest before those seen only as a
+    change everywhere, then the smallest p, the latest on a tie), then the unlikely ones, then those the data
+    cannot tell about, each saying why."""
     samples = [s for s in breach.samples if s.at <= breach.at and not math.isnan(s.value)]
     splits = {s.split for s in samples}
     chosen = sorted((c for c in candidates if c.at <= breach.at and (window is None or c.at >= breach.at - window)),
                     key=lambda c: c.at)
     out = []
     for k, c in enumerate(chosen):
-        # its "after" ends where the next event touching the same split begins: what that one did is not its doing
+        # its "before" begins where the previous event touching the same split was, its "after" ends where the
+        # next one begins: what those did is not its doing
+        begin = max((o.at for o in chosen[:k] if o.at < c.at and _overlap(c, o, splits)), default=-math.inf)
         end = next((o.at for o in chosen[k + 1:] if o.at > c.at and _overlap(c, o, splits)), breach.at)
-        mine = [s for s in samples if s.at < end or s.at == end == breach.at]
+        mine = [s for s in samples if begin <= s.at and (s.at < end or s.at == end == breach.at)]
         out.append(_one(breach, c, mine, splits))
     rank = {"suspect": 0, "unlikely": 1, "cannot tell": 2}
-    out.sort(key=lambda s: (rank[s.verdict], s.p if s.p is not None else 2.0, -s.candidate.at))
+    # one a split tells apart from the rest first: a change everywhere at once could be anything at that time
+    out.sort(key=lambda s: (rank[s.verdict], s.rest_p is None and not s.split, s.p if s.p is not None else 2.0,
+                            -s.candidate.at))
     return out
 
 
@@ -255,7 +262,7 @@ def _one(b: Breach, c: Candidate, samples: list[Sample], splits: set[str]) -> Su
     bad_way = rose == b.rising
     everywhere = rest_p is not None and rest_p < ALPHA
     verdict = "suspect" if t.p < ALPHA and bad_way and not everywhere else "unlikely"
-    return Suspect(c, verdict, words, t.p, rest_p, rose)
+    return Suspect(c, verdict, words, t.p, rest_p, rose, split=True)
 
 
 # ---------------------------------------------------------------------------------------------- from a timeline

@@ -104,7 +104,20 @@ def test_the_phase_start_that_put_the_revision_there_is_the_suspect():
     assert "when stage 1 started (new_search on); r2306 hosts unchanged; p < 0.0" in top.words
     assert all("after the breach" not in f.candidate.what for f in found)
     flag = next(f for f in found if f.candidate.what.startswith("flag"))
-    assert "no split to compare it with" in flag.words
+    assert "no split to compare it with" in flag.words and not flag.split and top.split
+
+
+def test_a_change_seen_on_its_split_ranks_before_a_change_seen_only_everywhere():
+    rnd = random.Random(6)
+    flip, start = T0 + 200, T0 + 400
+    # everything rises a little at the flag change (a big sample: a tiny p), r2307 a lot at its start
+    s = [Sample(t, (1.0 if t < flip else 1.3) + rnd.random() * 0.2, "r2306") for t in range(int(T0), int(T0) + 600, 2)]
+    s += [Sample(t, (1.0 if t < flip else 1.3 if t < start else 6.0) + rnd.random() * 0.2, "r2307")
+          for t in range(int(T0), int(T0) + 600, 2)]
+    found = judge(Breach("errors_5xx", T0 + 600, samples=s),
+                  [Candidate(flip, "flag x went on"), Candidate(start, "stage 1 started", frozenset({"r2307"}))])
+    assert [f.candidate.what for f in found] == ["stage 1 started", "flag x went on"]
+    assert found[1].verdict == "suspect" and found[1].p < found[0].p  # significant, smaller p, still second
 
 
 def test_a_new_revision_is_compared_with_the_rest_at_the_same_time():
