@@ -62,11 +62,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_metrics_parsers(sub, common)
 
+    _add_record_parsers(sub, common)
+
     d = sub.add_parser("demo", help="start a simulated fleet and open the control room on it")
     d.add_argument("--hosts", type=int, default=150, metavar="N")
     d.add_argument("--faults", metavar="SPEC", help="faults to inject, as for `controlroom fleet`")
     d.add_argument("--dir", metavar="DIR", help="fleet directory (default: a new temporary one); attaches if running")
     return p
+
+
+def _add_record_parsers(sub, common) -> None:
+    """history, timeline, stats: the record read back (cli/history.py, imported when one runs)."""
+    h = sub.add_parser("history", parents=[common],
+                       help="past deploys, rollbacks, stages and flag changes, newest first")
+    h.add_argument("--since", metavar="DATE|7d", help="from a date (2026-12-01, 2026-12-01T10:00) or an age (7d, 12h)")
+    h.add_argument("--user", metavar="U", help="only what this person did")
+    h.add_argument("--failed", action="store_true", help="only what failed (or ended marked)")
+    h.add_argument("--json", action="store_true", help="JSON for scripts")
+    t = sub.add_parser("timeline", parents=[common], help="every event of one deploy with its time, person, values")
+    t.add_argument("deploy", metavar="DEPLOY", help="the deploy's number as `controlroom log` names it (3, #3), or last")
+    t.add_argument("--markdown", action="store_true", help="a Markdown table, for an incident report")
+    t.add_argument("--json", action="store_true", help="JSON for scripts")
+    s = sub.add_parser("stats", parents=[common], help="the team's deploy figures (DORA) from the record and git")
+    s.add_argument("--days", type=float, default=7, metavar="N", help="the last N days (default 7)")
+    s.add_argument("--json", action="store_true", help="JSON for scripts")
 
 
 def error_line(text: object) -> None:
@@ -132,6 +151,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from controlroom.cli import server as servercli
 
         return getattr(servercli, f"cmd_{cmd}")(_load(args), args)
+    if cmd in ("history", "timeline", "stats"):
+        from controlroom.cli import history as historycli
+
+        return getattr(historycli, f"cmd_{cmd}")(_load(args), args)
     if cmd == "demo":
         from controlroom.cli.demo import cmd_demo  # starts the fleet, then the app
 

@@ -71,10 +71,16 @@ CREATE TABLE IF NOT EXISTS stages (
 CREATE TABLE IF NOT EXISTS notify_sent (channel TEXT PRIMARY KEY, log_id INTEGER, at REAL);
 """
 
+# Version 5: a deploy's events by rollout and order, so a timeline (and the fleet at any moment of it) is read
+# through an index instead of a scan of every event the journal holds (journal/record.py).
+SCHEMA_V5 = """
+CREATE INDEX IF NOT EXISTS events_rollout ON events (rollout_id, id);
+"""
+
 # A migration is SQL (statements separated by ';', none containing one) or a function of the connection; it runs
 # inside the open transaction and must not COMMIT.
 Migration = str | Callable[[sqlite3.Connection], None]
-MIGRATIONS: Sequence[Migration] = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4)
+MIGRATIONS: Sequence[Migration] = (SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5)
 VERSION = len(MIGRATIONS)
 
 # How long a statement waits for a lock another connection holds, in seconds.

@@ -394,7 +394,7 @@ def test_a_journal_from_before_versions_is_migrated_and_keeps_its_history(site):
     make_v1_journal(site / "state")
     assert log_texts(cr(site, "log")) == ["NOTE from the old days"]  # `log` opens it for writing: migrated
     j = Journal.open(site / "state")
-    assert j.db.execute("PRAGMA user_version").fetchone()[0] == schema.VERSION == 4
+    assert j.db.execute("PRAGMA user_version").fetchone()[0] == schema.VERSION == 5
     columns = [r[1] for r in j.db.execute("PRAGMA table_info(rollouts)")]
     assert columns[-2:] == ["uuid", "commit_hash"]
     assert j.db.execute("SELECT revision, uuid FROM rollouts").fetchall() == [("r2", None)]
