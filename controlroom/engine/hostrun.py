@@ -53,6 +53,27 @@ class HostRun:
             return 0.0
         return (self.finished or time.monotonic()) - self.started
 
+    def move(self, record: Recorder, state: ev.HostState, *, step: int = 0, reason: str = "",
+             revision: str | None = None, steps_done: int | None = None) -> None:
+        """Move to a new state on ``record``: the journal commits it first; memory changes only once it has."""
+        state = ev.check_transition(self.name, self.state, state)  # IllegalTransition: a bug in the engine
+        if steps_done is None:
+            steps_done = self.steps_done
+            if state == ev.RUNNING:
+                steps_done = step - 1
+            elif state in (ev.CHECKING, ev.DONE):
+                steps_done = self.steps
+        now = time.monotonic()
+        finished = now if state in ev.FINAL else self.finished
+        seconds = 0.0 if self.started is None else (finished or now) - self.started
+        record.emit(ev.HostStateChanged(
+            record.rollout_id, host=self.name, phase=self.phase, state=state, step=step, steps=self.steps,
+            reason=reason, revision=revision, previous=self.previous, seconds=round(seconds, 3),
+            steps_done=steps_done))
+        self.state, self.step, self.reason, self.steps_done, self.finished = state, step, reason, steps_done, finished
+        if revision:
+            self.revision = revision
+
 
 def live_from(res: CommandResult) -> str | None:
     last = res.stdout.strip().rsplit("\n", 1)[-1].strip() if res.stdout.strip() else ""
@@ -101,7 +122,7 @@ class HostWork:
             raise
         except Exception as e:  # noqa: BLE001 - a bug must not hide a host: it is that host's failure
             if hr.state != ev.FAILED:
-                self.record.move(hr, ev.FAILED, step=hr.step, reason=f"internal error: {type(e).__name__}: {e}")
+                hr.move(self.record, ev.FAILED, step=hr.step, reason=f"internal error: {type(e).__name__}: {e}")
             return None
 
     def _on_line(self, hr: HostRun):
@@ -118,12 +139,12 @@ class HostWork:
                 if previous and previous != "none" and hostside.is_token(previous):
                     hr.previous = previous
                     # on the journal's record at once (the host's receipt has it too), before the step can end
-                    self.record.move(hr, hr.state, step=hr.step, reason=hr.reason)
+                    hr.move(self.record, hr.state, step=hr.step, reason=hr.reason)
                 return
             if stream == "out" and line.startswith(SKIP_MARK):
                 line = f"(step {line[len(SKIP_MARK):]} already done on this host for this deploy: not run again)"
             hr.output.append(line if stream == "out" else f"[{stream}] {line}")  # as the board keeps it
-            self.record.output(hr, stream, line)
+            self.record.output(hr.name, stream, line)
 
         return on_line
 
@@ -134,7 +155,7 @@ class HostWork:
         hr.finished = None
         timeout = self.cfg.deploy.step_timeout
         on_line = self._on_line(hr)
-        self.record.move(hr, ev.CONNECTING)
+        hr.move(self.record, ev.CONNECTING)
         reach = await self.pool.connect(hr.name)
         _stop_if_cancelled()
         if not reach.ok:
@@ -147,7 +168,7 @@ class HostWork:
         keep = hr.phase == 0
         hr.released = False
         for k in range(hr.steps_done + 1, len(steps) + 1):
-            self.record.move(hr, ev.RUNNING, step=k)
+            hr.move(self.record, ev.RUNNING, step=k)
             cmd = render(steps[k - 1], revision=revision, previous=hr.previous or "", host=hr.name)
             hr.output.append(f"$ {cmd}")
             # the step runs under this deploy's lease and leaves its receipt in the same shell the moment it
@@ -165,7 +186,7 @@ class HostWork:
             if not res.ok:
                 return self._fail(hr, res, f"step {k}/{len(steps)}")
         if health:
-            self.record.move(hr, ev.CHECKING)
+            hr.move(self.record, ev.CHECKING)
             health = render(health, revision=revision, previous=hr.previous or "", host=hr.name)
             res = await self.pool.run(hr.name, hostside.guarded(self.op, health, release=not keep),
                                       timeout=timeout, on_line=on_line)
@@ -173,7 +194,7 @@ class HostWork:
             _stop_if_cancelled()
             if not res.ok:
                 return self._fail(hr, res, "health check")
-        self.record.move(hr, ev.DONE, revision=revision)
+        hr.move(self.record, ev.DONE, revision=revision)
         return None
 
     async def _record_stopped(self, hr: HostRun) -> None:
@@ -189,22 +210,22 @@ class HostWork:
         if hr.skip_requested:
             by, hr.skip_requested = hr.skip_requested, None
             hr.skipped_by_operator = True
-            self.record.move(hr, ev.SKIPPED, step=hr.step, reason=f"skipped by {by} during {where}; live revision "
+            hr.move(self.record, ev.SKIPPED, step=hr.step, reason=f"skipped by {by} during {where}; live revision "
                              f"{live or 'unknown'}", revision=live)
             self.record.poke()
             return
         why = self.why_stopped() or "stopped"
         hr.interrupted = why == "interrupted"
-        self.record.move(hr, ev.FAILED, step=hr.step, reason=f"{why} during {where}; live revision "
+        hr.move(self.record, ev.FAILED, step=hr.step, reason=f"{why} during {where}; live revision "
                          f"{live or 'unknown'}", revision=live)
 
     def _fail(self, hr: HostRun, res: CommandResult, where: str) -> str | None:
         holder = hostside.held_by(res.stdout) if res.exit_code == hostside.HELD_EXIT else None
         if holder:
             # another operation (another journal) holds this host: nothing of ours ran on it
-            self.record.move(hr, ev.FAILED, step=hr.step, reason=f"held by {holder} ({where})")
+            hr.move(self.record, ev.FAILED, step=hr.step, reason=f"held by {holder} ({where})")
             return holder
         detail = res.reason if res.status != "exit" else (res.stderr.rsplit("\n", 1)[-1] or res.reason)
         reason = f"{res.label}" if detail == res.label else f"{res.label}: {detail}"
-        self.record.move(hr, ev.FAILED, step=hr.step, reason=f"{reason} ({where})")
+        hr.move(self.record, ev.FAILED, step=hr.step, reason=f"{reason} ({where})")
         return None

@@ -1,28 +1,24 @@
 """How the engine's parts record what happens in one rollout: the narrow interface they are given.
 
 The journal commits an event before anyone sees it; then the rollout's subscribers (the server, the gate keeper)
-do. Host output is seen, never journaled. A host moves only through ``move``, which checks the move against
-``events.TRANSITIONS`` and changes the host's memory only once the journal has it. ``poke`` wakes the rollout's
-phase loop. The host work (hostrun.HostWork), recovery, the overrides and the gate keeper are each given the
+do. Host output is seen, never journaled. A host moves through its own ``hostrun.HostRun.move``, which checks the
+move against ``events.TRANSITIONS`` and emits it here; its memory changes only once the journal has it. ``poke``
+wakes the rollout's phase loop. The host work (hostrun.HostWork), recovery, the overrides and the gate keeper are each given the
 rollout's Recorder; none of them touches the rollout's own state.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from controlroom.core import events as ev
 from controlroom.journal.journal import Journal, publish
 
-if TYPE_CHECKING:
-    from controlroom.engine.hostrun import HostRun
-
 
 class Recorder:
-    """The record of one rollout: events, host output, deploy-log entries, host moves, and the loop's wake-up.
+    """The record of one rollout: events, host output, deploy-log entries, and the loop's wake-up.
 
     ``seen`` is called with each committed event before the subscribers see it (the rollout keeps its wait)."""
 
@@ -46,9 +42,9 @@ class Recorder:
             self._seen(event)
         publish(self._subscribers, event)  # a subscriber's error never changes what happens on the fleet
 
-    def output(self, hr: HostRun, stream: str, line: str) -> None:
+    def output(self, host: str, stream: str, line: str) -> None:
         """A line of a host's output: seen by the subscribers, not journaled."""
-        publish(self._subscribers, ev.HostOutput(self.rollout_id, host=hr.name, stream=stream, line=line))
+        publish(self._subscribers, ev.HostOutput(self.rollout_id, host=host, stream=stream, line=line))
 
     def log(self, kind: str, text: str, user: str | None = None) -> None:
         """An entry of the deploy log, by ``user`` (else the rollout's)."""
@@ -68,23 +64,3 @@ class Recorder:
         while not cond():
             self._wake.clear()
             await self._wake.wait()
-
-    def move(self, hr: HostRun, state: ev.HostState, *, step: int = 0, reason: str = "",
-             revision: str | None = None, steps_done: int | None = None) -> None:
-        """Move a host to a new state: the journal commits it first; memory changes only once it has."""
-        state = ev.check_transition(hr.name, hr.state, state)  # IllegalTransition: a bug in the engine
-        if steps_done is None:
-            steps_done = hr.steps_done
-            if state == ev.RUNNING:
-                steps_done = step - 1
-            elif state in (ev.CHECKING, ev.DONE):
-                steps_done = hr.steps
-        now = time.monotonic()
-        finished = now if state in ev.FINAL else hr.finished
-        seconds = 0.0 if hr.started is None else (finished or now) - hr.started
-        self.emit(ev.HostStateChanged(
-            self.rollout_id, host=hr.name, phase=hr.phase, state=state, step=step, steps=hr.steps, reason=reason,
-            revision=revision, previous=hr.previous, seconds=round(seconds, 3), steps_done=steps_done))
-        hr.state, hr.step, hr.reason, hr.steps_done, hr.finished = state, step, reason, steps_done, finished
-        if revision:
-            hr.revision = revision

@@ -105,7 +105,7 @@ async def reconcile(hosts: Iterable[HostRun], *, cfg: Config, pool: SSHPool, rec
         timeout = cfg.deploy.step_timeout
         receipt = await pool.run(hr.name, hostside.receipt_command(timeout), timeout=timeout + 10)
         if hostside.still_running(receipt.stdout):
-            record.move(hr, ev.FAILED, step=hr.step, reason=f"a step started before the crash still runs on "
+            hr.move(record, ev.FAILED, step=hr.step, reason=f"a step started before the crash still runs on "
                         f"the host after {timeout:g} s ({hostside.still_running(receipt.stdout)}); look, then retry")
             return
         res = await pool.run(hr.name, cfg.release.live_command, timeout=timeout)
@@ -115,7 +115,7 @@ async def reconcile(hosts: Iterable[HostRun], *, cfg: Config, pool: SSHPool, rec
         if rec is not None and rec.deploy == uuid:
             steps_done = max(steps_done, min(rec.step, hr.steps))
             hr.previous = hr.previous or rec.previous
-        record.move(hr, ev.PENDING, steps_done=steps_done, revision=live,
+        hr.move(record, ev.PENDING, steps_done=steps_done, revision=live,
                     reason=f"reconciled after resume: live {live or 'unknown'}, {steps_done}/{hr.steps} "
                     "steps done")
 
@@ -196,13 +196,13 @@ class Rollback:
             if rec is not None and rec.problem:
                 # a receipt in a shape controlroom never writes proves nothing either way: the host may run the
                 # new code, so it is not skipped, and its previous revision is not taken from it
-                self.record.move(hr, ev.FAILED, step=hr.step, reason=f"rollback: {rec.problem}")
+                hr.move(self.record, ev.FAILED, step=hr.step, reason=f"rollback: {rec.problem}")
             elif rec is not None and rec.deploy == uuid and rec.previous:
                 hr.previous = rec.previous
             elif res.ok and not hostside.still_running(res.stdout) and not (
                     rec is not None and rec.deploy == uuid):
                 # no receipt of this deploy: it never began a step here (the receipt comes before step 1)
-                self.record.move(hr, ev.SKIPPED, reason="never began a step of this deploy: nothing to roll back")
+                hr.move(self.record, ev.SKIPPED, reason="never began a step of this deploy: nothing to roll back")
 
         await asyncio.gather(*(ask(h) for h in hosts))
 
@@ -210,10 +210,10 @@ class Rollback:
         hr.started = time.monotonic()
         hr.released = False
         if not hr.previous:
-            self.record.move(hr, ev.FAILED, step=hr.step,
+            hr.move(self.record, ev.FAILED, step=hr.step,
                              reason="rollback: the previous revision of this host is unknown")
             return
-        self.record.move(hr, ev.ROLLING_BACK)
+        hr.move(self.record, ev.ROLLING_BACK)
         for k, step in enumerate(self.cfg.deploy.rollback, start=1):
             cmd = render(step, revision=self.record.revision, previous=hr.previous, host=hr.name)
             hr.output.append(f"$ {cmd}")
@@ -222,7 +222,7 @@ class Rollback:
             if not res.ok:
                 holder = hostside.held_by(res.stdout) if res.exit_code == hostside.HELD_EXIT else None
                 why = f"held by {holder}" if holder else f"{res.label} {res.reason}".strip()
-                self.record.move(hr, ev.FAILED, reason=f"rollback step {k}: {why}")
+                hr.move(self.record, ev.FAILED, reason=f"rollback step {k}: {why}")
                 return
         back, hr.previous = hr.previous, self.record.revision  # what it ran before: this deploy's revision
-        self.record.move(hr, ev.ROLLED_BACK, revision=back)
+        hr.move(self.record, ev.ROLLED_BACK, revision=back)

@@ -2,11 +2,12 @@
 
 Plain asyncio. ``Rollout`` keeps the state, the operator's intents and the phase loop. Everything is recorded through
 its Recorder (recorder.py): the journal commits an event, then the rollout's subscribers see it (the server, which
-numbers it and sends it to its clients; the gate keeper). A host changes state only through ``Recorder.move``,
-which checks the move against ``events.TRANSITIONS``. The work on one host is a ``hostrun.HostWork``; loading,
-reconciling and rolling back are functions of ``recovery``; the gate keeper (gates.GateKeeper) is given at
-construction. Each is given the recorder and never writes the rollout's state. Operator intents (pause, resume,
-abort, retry, skip, proceed, rollback) are plain methods, called from the engine's own event loop.
+numbers it and sends it to its clients; the gate keeper). A host changes state only through ``HostRun.move``
+(hostrun.py), which checks the move against ``events.TRANSITIONS`` and records it. The work on one host is a
+``hostrun.HostWork``; loading, reconciling and rolling back are functions of ``recovery``; the gate keeper
+(gates.GateKeeper) is given at construction. Each is given the recorder and never writes the rollout's state.
+Operator intents (pause, resume, abort, retry, skip, proceed, rollback) are plain methods, called from the engine's
+own event loop.
 """
 
 from __future__ import annotations
@@ -229,7 +230,7 @@ class Rollout:
         self.record.log("RETRY", f"{hr.name} ({hr.reason}){note}", user)
         hr.skipped_by_operator = False
         hr.finished = None
-        self.record.move(hr, ev.PENDING)
+        hr.move(self.record, ev.PENDING)
 
     def skip(self, host: str, user: str, reason: str | None = None) -> None:
         """Give up on one host in this rollout; it counts against the failure budget and is logged. Past the
@@ -252,7 +253,7 @@ class Rollout:
             self._tasks[host].cancel()
             return
         hr.skipped_by_operator = True
-        self.record.move(hr, ev.SKIPPED, reason=f"skipped by {user}" + (f" after {hr.reason}" if hr.reason else ""))
+        hr.move(self.record, ev.SKIPPED, reason=f"skipped by {user}" + (f" after {hr.reason}" if hr.reason else ""))
         self.record.poke()
 
     def interrupt(self, user: str) -> None:
@@ -374,14 +375,14 @@ class Rollout:
                 self._aborted = True
                 for hr in self.hosts.values():
                     if hr.state == ev.PENDING:
-                        self.record.move(hr, ev.SKIPPED, reason=f"not started: the fleet is held by {self._held}")
+                        hr.move(self.record, ev.SKIPPED, reason=f"not started: the fleet is held by {self._held}")
                 self.record.log("DEPLOY ABORTED", f"the hosts are held by {self._held}")
                 self._finish()
             self._stop_if_told()
             if self._aborted:
                 for hr in self.hosts.values():
                     if hr.state == ev.PENDING:
-                        self.record.move(hr, ev.SKIPPED, reason="aborted")
+                        hr.move(self.record, ev.SKIPPED, reason="aborted")
             return self._finish()
         except BaseException as e:
             if self._finished is None:

@@ -83,8 +83,8 @@ async def test_reconcile_settles_a_host_left_in_flight_from_what_it_answers(make
     journal = Journal.open(tmp_path / "state")
     record, _ = a_rollout_on_record(journal, cfg)
     left, idle = host_run(cfg, "web001"), host_run(cfg, "web002")
-    record.move(left, ev.CONNECTING)
-    record.move(left, ev.RUNNING, step=1)  # as a crash leaves it: the journal says running, nothing ran
+    left.move(record, ev.CONNECTING)
+    left.move(record, ev.RUNNING, step=1)  # as a crash leaves it: the journal says running, nothing ran
     seen: list[ev.Event] = []
     record.subscribe(seen.append)
     async with SSHPool(cfg.ssh, cfg.hosts) as pool:
