@@ -57,3 +57,21 @@ def test_without_a_gated_phase_there_is_no_keeper(make_fleet, tmp_path):
     cfg = config.load(make_fleet(2).config_path)
     assert not any(p.gate for p in cfg.phases)
     assert gates.keeper_for(cfg, Journal.open(tmp_path / "state")) is None
+
+
+def test_a_verdict_travels_as_a_structure_and_one_journaled_before_kill_switches_still_reads():
+    v = ev.GateVerdict("errors_5xx < 5", "errors_5xx", "r2307", 7.9, "<", 5.0, ev.GateState.FAILED, "",
+                       ("new_search",))
+    ok = ev.GateVerdict("p95_ms < 400", "p95_ms", "", 120.0, "<", 400.0, ev.GateState.PASSED)
+    w = ev.GateWaiting(1, phase=1, name="stage 1", reason="for people; never split", kind=ev.GATE_FAILED,
+                       failed=("errors_5xx < 5",), verdicts=(v, ok))
+    back = ev.from_wire(json.loads(json.dumps(ev.to_wire(w))))
+    assert back == w
+    assert back.not_holding() == [v] and back.failed_series() == ["errors_5xx"]
+    assert back.not_holding()[0].kill_switches == ("new_search",)
+    assert v.text("canary") == "GATE canary: errors_5xx{r2307} = 7.9 (max 5): FAILED"
+    assert ok.text("canary") == "GATE canary: p95_ms = 120 (max 400): PASSED"
+    old = ev.GateWaiting(1, phase=1, name="stage 1", reason="", kind=ev.GATE_FAILED, failed=("errors_5xx < 5",),
+                         verdicts=(tuple(v)[:8],))
+    assert old.verdict_list()[0].kill_switches == () and old.failed_series() == ["errors_5xx"]
+    assert gates.judge("errors_5xx < 5", {"r2307": 7.9}, "r2307").wire(("new_search",)) == v
