@@ -251,7 +251,7 @@ class Bench(_common.FleetBench):
     def same_commands(self, revision: str) -> list[str]:
         """What the engine sends each host: each step under the deploy's lease, skipped when its receipt says it
         is done, leaving a receipt when it succeeds; the first one also reports (and records) the host's live
-        revision (see hostrun.HostWorkMixin._deploy_steps and hostside.step_command)."""
+        revision (see hostrun.HostWork._steps and hostside.step_command)."""
         from controlroom.fleet.hostside import Operation, step_command
 
         op = Operation("bench" + revision, "bench-floor", "bench")

@@ -19,7 +19,6 @@ from textual.screen import Screen
 from controlroom.core import events as ev
 from controlroom.core.errors import ControlroomError
 from controlroom.core.text import clean
-from controlroom.engine import gates
 from controlroom.fleet import flagfile as fl
 from widgets.dialogs import GateHaltDialog, HelpScreen, OverrideDialog, PromptDialog
 from widgets.flag_dialogs import FlagConfirmDialog, FlagHistoryScreen, KillSwitchPicker
@@ -262,7 +261,7 @@ class FlagActions:
 
     def guarding_switches(self, gate: ev.GateWaiting) -> list[tuple[str, str]]:
         """(kill switch, the failed series it guards) for each guarding one that is not off yet."""
-        failed = [gates.parse(x)[0] for x in gate.failed]
+        failed = gate.failed_series()
         values = {r["name"]: r["value"] for r in (self.flags_state or {}).get("flags", ())}
         return [(f.name, ", ".join(s for s in failed if s in f.guards)) for f in self.cfg.flags.guarding(failed)
                 if values.get(f.name, f.default) != "off"]
@@ -271,7 +270,9 @@ class FlagActions:
         await self.fresh_flags()
         switches = self.guarding_switches(gate)
         name, guards = switches[0] if switches else (None, "")
-        verdicts = [part for part in gate.reason.split("; ") if part]
+        phase = self.board.phases[gate.phase - 1].name if 0 < gate.phase <= len(self.board.phases) else gate.name
+        verdicts = [v.text(phase) for v in gate.not_holding()] + [
+            f"kill switch: controlroom flag {n} off" for n, _ in switches]
         dialog = GateHaltDialog(
             f"The gate before {gate.name} failed: {' and '.join(gate.failed)}", "\n".join(verdicts),
             kill_switch=name, guards=guards, may_rollback=bool(self.cfg.deploy.rollback))
@@ -292,7 +293,7 @@ class FlagActions:
 
     async def pass_failed_gate(self, gate: ev.GateWaiting) -> None:
         """Past a gate that does not hold only with a typed reason: the dialog names what failed and asks why."""
-        failing = [v.failing() for v in gate.verdict_list() if v.state != gates.PASSED] or list(gate.failed)
+        failing = [v.failing() for v in gate.not_holding()] or list(gate.failed)
         board = self.board
         phase = board.phases[gate.phase - 1].name if 0 < gate.phase <= len(board.phases) else "the previous phase"
         dialog = OverrideDialog(

@@ -200,13 +200,11 @@ async def _rollback(s: Session, still) -> bool:
 
 async def _switches(s: Session, e: ev.GateWaiting) -> list[dict]:
     """The kill switches to offer, not off yet: at a failed gate the ones guarding its failed series, else all."""
-    from controlroom.engine import gates
-
     try:
         state = await s.request("flags")
     except Exception:  # noqa: BLE001 - no flags to offer is not a reason to stop asking
         return []
-    series = [gates.parse(x)[0] for x in e.failed] if e.kind == ev.GATE_FAILED else None
+    series = e.failed_series() if e.kind == ev.GATE_FAILED else None
     specs = s.cfg.flags.guarding(series) if series is not None else [f for f in s.cfg.flags.flags if f.kill_switch]
     names = [f.name for f in specs]
     rows = [r for r in state["flags"] if r["name"] in names and r["value"] != "off"]

@@ -9,7 +9,6 @@ Nothing here touches a host; a config that fails to load never gets that far.
 from __future__ import annotations
 
 import difflib
-import math
 import os
 import re
 import tomllib
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from controlroom.config.flags import check_guards, read_flags
+from controlroom.config.gates import HOW_TO_WRITE, Gate
 from controlroom.config.inventory import (
     Host,
     HostOverride,
@@ -142,7 +142,6 @@ _SERIES = ["query", "unit", "max", "min", "split"]
 _NOTIFY = ["webhook", "webhook_env", "irker", "command"]
 _STATE = ["dir"]
 
-_GATE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|<|>|==|!=)\s*(-?\d+(\.\d+)?)\s*$")
 _PORT = "must be a TCP port from 1 to 65535, got {v}"
 
 
@@ -386,11 +385,8 @@ def _phase_specs(r: Reader, data: dict) -> list[PhaseSpec]:
             seen_names.add(name)
             gates = r.strings(ph, d, "gate")
             for g in gates:
-                if not _GATE.match(g):
-                    r.bad(
-                        f"{d}.gate",
-                        f"cannot read gate {g!r}: write it as 'SERIES < NUMBER' (<, <=, >, >=, ==, !=)",
-                    )
+                if Gate.read(g) is None:
+                    r.bad(f"{d}.gate", f"cannot read gate {g!r}: {HOW_TO_WRITE}")
             specs.append(
                 PhaseSpec(
                     name=name,
@@ -516,13 +512,13 @@ def _gates(r: Reader, specs: list[PhaseSpec], metrics: MetricsSettings) -> None:
     known_series = {x.name for x in metrics.series}
     for i, sp in enumerate(specs):
         for g in sp.gate:
-            m = _GATE.match(g)
-            if m and not math.isfinite(float(m.group(3))):
+            gate = Gate.read(g)
+            if gate is not None and not gate.finite:
                 r.bad(f"phase[{i}].gate", f"gate {g[:60]!r}: its limit is not a finite number")
-            elif m and m.group(1) not in known_series:
-                close = difflib.get_close_matches(m.group(1), sorted(known_series), n=1)
+            elif gate is not None and gate.series not in known_series:
+                close = difflib.get_close_matches(gate.series, sorted(known_series), n=1)
                 hint = f"; did you mean '{close[0]}'?" if close else ""
                 r.bad(
                     f"phase[{i}].gate",
-                    f"gate {g!r} names unknown series {m.group(1)!r}{hint} (define it under [metrics.series])",
+                    f"gate {g!r} names unknown series {gate.series!r}{hint} (define it under [metrics.series])",
                 )

@@ -150,6 +150,18 @@ class GateVerdict(NamedTuple):
     threshold: float
     state: str  # a GateState: "passed", "failed" or "unknown"
     why: str = ""  # unknown: why it could not be checked
+    kill_switches: tuple[str, ...] = ()  # failed: the kill switches guarding its series, not off when it was judged
+
+    def text(self, phase: str, limit: str = "") -> str:
+        """The deploy-log line: 'GATE canary: errors_5xx{r2307} = 7.9 (max 5): FAILED' (``limit``: the threshold
+        as the config wrote it, 'max 5'; else from the number)."""
+        if self.state == GateState.UNKNOWN or self.value is None:
+            return f"GATE {phase}: {self.gate}: UNKNOWN ({self.why})"
+        if not limit:
+            limit = f"max {self.threshold:g}" if self.op in ("<", "<=") else f"min {self.threshold:g}" \
+                if self.op in (">", ">=") else f"{self.op} {self.threshold:g}"
+        who = f"{self.series}{{{self.revision}}}" if self.revision else self.series
+        return f"GATE {phase}: {who} = {self.value:.3g} ({limit}): {str(self.state).upper()}"
 
     def failing(self) -> str:
         """'errors_5xx{r2307} 7.5 > 5', or 'errors_5xx unknown (no data)': what did not hold, in a few words."""
@@ -251,6 +263,14 @@ class GateWaiting(Event):
 
     def verdict_list(self) -> list[GateVerdict]:
         return [GateVerdict(*v) for v in self.verdicts]
+
+    def not_holding(self) -> list[GateVerdict]:
+        """The verdicts of the gates that did not hold (failed, or could not be checked)."""
+        return [v for v in self.verdict_list() if v.state != GateState.PASSED]
+
+    def failed_series(self) -> list[str]:
+        """The series whose gates did not hold, from the verdicts (a client never parses a gate expression)."""
+        return list(dict.fromkeys(v.series for v in self.not_holding()))
 
     def failing(self) -> str:
         """What does not hold: 'errors_5xx{r2307} 7.5 > 5' (the expressions when no verdict came with it)."""

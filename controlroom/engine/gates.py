@@ -12,6 +12,10 @@ goes to the deploy log as a GATE line: "GATE canary: errors_5xx = 7.9 (max 5): F
 A check that fails ends the bake at once (the verdict cannot get better). When the failed series is guarded by a kill
 switch ([flags.NAME] guards), the halt's reason names it ("kill switch: controlroom flag new_search off"), and the
 operator can flip it and check the gate again (``GateKeeper.recheck``) before going on.
+
+The GateKeeper is built outside the engine with what it needs (keeper_for: the [metrics] and [flags] settings, the
+journal, the metrics source or a factory returning a shared one) and given to the Rollout at construction, which
+binds it to its Recorder (recorder.py): the keeper records through that, never through the rollout's state.
 """
 
 from __future__ import annotations
@@ -19,20 +23,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import operator
-import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from controlroom.config.gates import Gate
 from controlroom.config.settings import FlagsSettings, MetricsSettings
 from controlroom.core import events as ev
-from controlroom.sources.metrics import MetricsError, make_source
+from controlroom.engine.recorder import Recorder
+from controlroom.sources.metrics import MetricsError, Source, make_source
+
+if TYPE_CHECKING:
+    from controlroom.config.config import Config
+    from controlroom.config.inventory import Phase
 
 GateState = ev.GateState  # a verdict's state, defined with GateVerdict (the wire form) in events.py
 PASSED, FAILED, UNKNOWN = GateState
 _RANK = {PASSED: 0, UNKNOWN: 1, FAILED: 2}
-_GATE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|<|>|==|!=)\s*(-?\d+(?:\.\d+)?)\s*$")
-_OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq,
-        "!=": operator.ne}
+SourceFactory = Callable[[], Source | None]  # the shared source (None: open one for each round of checks)
 
 
 @dataclass(frozen=True)
@@ -59,34 +67,22 @@ class Verdict:
 
     def text(self, phase: str) -> str:
         """The deploy-log line: 'GATE canary: errors_5xx = 7.9 (max 5): FAILED'."""
-        m = _GATE.match(self.gate)
-        limit = _limit(m.group(2), m.group(3)) if m else self.gate
-        who = f"{self.series}{{{self.line}}}" if self.line else self.series
-        if self.state == UNKNOWN:
-            return f"GATE {phase}: {self.gate}: UNKNOWN ({self.why})"
-        return f"GATE {phase}: {who} = {self.value:.3g} ({limit}): {self.state.upper()}"
+        g = Gate.read(self.gate)
+        return self.wire().text(phase, g.limit() if g else self.gate)
 
-    def wire(self) -> ev.GateVerdict:
-        """The verdict as a GateWaiting carries it."""
-        m = _GATE.match(self.gate)
-        op, threshold = (m.group(2), float(m.group(3))) if m else ("", 0.0)
+    def wire(self, kill_switches: tuple[str, ...] = ()) -> ev.GateVerdict:
+        """The verdict as a GateWaiting carries it (``kill_switches``: those guarding its series, when it failed)."""
+        g = Gate.read(self.gate)
+        op, threshold = (g.op, g.threshold) if g else ("", 0.0)
         value = None if self.value is None or math.isnan(self.value) else self.value
-        return ev.GateVerdict(self.gate, self.series, self.line, value, op, threshold, self.state, self.why)
-
-
-def _limit(op: str, number: str) -> str:
-    if op in ("<", "<="):
-        return f"max {number}"
-    if op in (">", ">="):
-        return f"min {number}"
-    return f"{op} {number}"
+        return ev.GateVerdict(self.gate, self.series, self.line, value, op, threshold, self.state, self.why,
+                              tuple(kill_switches))
 
 
 def parse(expr: str) -> tuple[str, str, float]:
-    m = _GATE.match(expr)
-    if not m:
-        raise ValueError(f"cannot read gate {expr!r}")
-    return m.group(1), m.group(2), float(m.group(3))
+    """(series, operator, threshold) of a gate expression (config.gates.Gate reads it); ValueError if it is not."""
+    g = Gate.parse(expr)
+    return g.series, g.op, g.threshold
 
 
 def judge(expr: str, lines: dict[str, float] | list[tuple[str, float]], revision: str | None = None) -> Verdict:
@@ -94,7 +90,8 @@ def judge(expr: str, lines: dict[str, float] | list[tuple[str, float]], revision
     that share a label are each judged, so the worse one counts). When lines are the revision being deployed,
     those are judged (and named); otherwise every line. Only a finite number counts: NaN and the infinities
     leave the gate unknown, unless another line fails it."""
-    series, op, limit = parse(expr)
+    gate = Gate.parse(expr)
+    series, limit = gate.series, gate.threshold
     pairs = list(lines.items() if isinstance(lines, dict) else lines)
     if not pairs:
         return Verdict(expr, series, UNKNOWN, why="no data")
@@ -106,7 +103,7 @@ def judge(expr: str, lines: dict[str, float] | list[tuple[str, float]], revision
         if not math.isfinite(value):
             odd = odd or (line, value)
             continue
-        if not _OPS[op](value, limit):
+        if not gate.holds(value):
             return Verdict(expr, series, FAILED, value, line)
         # the line nearest the limit stands for the series when every line holds
         if worst is None or abs(limit - value) < abs(limit - worst[1]):
@@ -121,25 +118,33 @@ def judge(expr: str, lines: dict[str, float] | list[tuple[str, float]], revision
 
 
 async def evaluate(settings: MetricsSettings, exprs: tuple[str, ...], revision: str | None = None,
-                   **source_kw) -> list[Verdict]:
+                   source: Source | None = None, **source_kw) -> list[Verdict]:
     """Check each gate once against the source (a split series on the line of ``revision`` when it has one); a
-    source that cannot answer leaves its gates UNKNOWN."""
-    out: list[Verdict] = []
+    source that cannot answer leaves its gates UNKNOWN. ``source``: one kept open by its owner (not closed here);
+    without it one is opened (``source_kw``) for these checks and closed after."""
+    if source is not None:
+        return await _judge_all(settings, exprs, revision, source)
     try:
-        source = make_source(settings, **source_kw)
+        made = make_source(settings, **source_kw)
     except MetricsError as e:
         return [Verdict(x, parse(x)[0], UNKNOWN, why=str(e)) for x in exprs]
-    async with source:
-        for expr in exprs:
-            name = parse(expr)[0]
-            spec = settings.spec(name)
-            if spec is None:
-                out.append(Verdict(expr, name, UNKNOWN, why=f"no series {name!r} in [metrics.series]"))
-                continue
-            try:
-                out.append(judge(expr, await source.samples(spec), revision))
-            except MetricsError as e:
-                out.append(Verdict(expr, name, UNKNOWN, why=str(e)))
+    async with made:
+        return await _judge_all(settings, exprs, revision, made)
+
+
+async def _judge_all(settings: MetricsSettings, exprs: tuple[str, ...], revision: str | None,
+                     source: Source) -> list[Verdict]:
+    out: list[Verdict] = []
+    for expr in exprs:
+        name = parse(expr)[0]
+        spec = settings.spec(name)
+        if spec is None:
+            out.append(Verdict(expr, name, UNKNOWN, why=f"no series {name!r} in [metrics.series]"))
+            continue
+        try:
+            out.append(judge(expr, await source.samples(spec), revision))
+        except MetricsError as e:
+            out.append(Verdict(expr, name, UNKNOWN, why=str(e)))
     return out
 
 
@@ -153,29 +158,42 @@ def worst(verdicts: list[Verdict]) -> Verdict:
 
 
 class GateKeeper:
-    """The engine's gate_check: checks a phase's gates every interval during its bake and once at its end."""
+    """Checks a rollout's gates: every interval while a gated phase bakes, once when the bake ends, and again when
+    asked (the operator flipped a kill switch, a resume).
 
-    def __init__(self, metrics: MetricsSettings, journal, *, flags: FlagsSettings | None = None, **source_kw) -> None:
+    ``source``: a factory returning the metrics source to ask (the server's, shared with its metrics pane), or
+    None to open one for each round (``source_kw`` passed to it). The Rollout it is given to binds it (``bind``).
+    """
+
+    def __init__(self, metrics: MetricsSettings, journal, *, flags: FlagsSettings | None = None,
+                 source: SourceFactory | None = None, **source_kw) -> None:
         self.metrics = metrics
         self.journal = journal
         self.flags = flags or FlagsSettings()
+        self.source = source
         self.source_kw = source_kw
-        self.rollout = None
+        self.record: Recorder | None = None
+        self.phases: tuple[Phase, ...] = ()
+        self._stopping: Callable[[], bool] = lambda: False
         self._checks: dict[int, list[Verdict]] = {}  # phase index -> this bake's checks
         self._task: asyncio.Task | None = None
+        self.bake_failed = False  # a check of the gates of the phase baking now failed: the bake can end
 
-    def attach(self, rollout) -> None:
-        self.rollout = rollout
-        rollout.gate_check = self.check
-        rollout.gate_keeper = self  # the server's gate_check intent finds it here
-        rollout.subscribe(self._on_event)
+    def bind(self, record: Recorder, phases: tuple[Phase, ...], stopping: Callable[[], bool]) -> None:
+        """Check the gates of these phases for the rollout recording through ``record``; ``stopping`` says when it
+        is told to stop (a check it waits on then ends at once)."""
+        self.record = record
+        self.phases = phases
+        self._stopping = stopping
+        record.subscribe(self._on_event)
 
     def _on_event(self, e: ev.Event) -> None:
         if isinstance(e, ev.GateWaiting) and e.kind == ev.GATE_BAKE:
             i = e.phase - 1
-            if 0 <= i < len(self.rollout.phases) and self.rollout.phases[i].gate:
+            if 0 <= i < len(self.phases) and self.phases[i].gate:
                 self._stop_bake()
                 self._checks[i] = []
+                self.bake_failed = False
                 self._task = asyncio.get_running_loop().create_task(self._bake(i))
         elif isinstance(e, ev.RolloutFinished):
             self._stop_bake()
@@ -190,23 +208,28 @@ class GateKeeper:
             verdicts = await self._round(i)
             if any(v.state == FAILED for v in verdicts):
                 # the verdict is the worst check: it cannot get better, so the bake need not go on
-                self.rollout.bake_over = True
-                self.rollout._poke()
+                self.bake_failed = True
+                self.record.poke()
                 return
             await asyncio.sleep(self.metrics.interval)
 
     async def _round(self, i: int) -> list[Verdict]:
-        phase = self.rollout.phases[i]
-        verdicts = await evaluate(self.metrics, phase.gate, self.rollout.revision, **self.source_kw)
+        phase = self.phases[i]
+        shared = self.source() if self.source is not None else None
+        verdicts = await evaluate(self.metrics, phase.gate, self.record.revision, source=shared, **self.source_kw)
         for v in verdicts:
-            _journal_quietly(self.journal, self.rollout.id, i, phase.name, v)
+            _journal_quietly(self.journal, self.record.rollout_id, i, phase.name, v)
         self._checks.setdefault(i, []).extend(verdicts)
         return verdicts
 
-    async def check(self, phase) -> tuple[bool, str, tuple[ev.GateVerdict, ...]]:
+    def _wire(self, verdicts: list[Verdict]) -> tuple[ev.GateVerdict, ...]:
+        return tuple(v.wire(tuple(kill_switches(self.flags, self.journal, [v.series])) if v.state == FAILED
+                            else ()) for v in verdicts)
+
+    async def check(self, phase: Phase) -> tuple[bool, str, tuple[ev.GateVerdict, ...]]:
         """The phase's gates: (True, lines) when every check held, else (False, the lines of what did not); then
         every gate's verdict."""
-        i = self.rollout.phases.index(phase)
+        i = self.phases.index(phase)
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -219,16 +242,15 @@ class GateKeeper:
         verdicts = [worst([v for v in checks if v.gate == g]) for g in phase.gate]
         lines = [v.text(phase.name) for v in verdicts]
         for line in lines:
-            self.rollout._log("GATE", line.removeprefix("GATE "))  # the entry's kind says GATE once
+            self.record.log("GATE", line.removeprefix("GATE "))  # the entry's kind says GATE once
         bad = [line for v, line in zip(verdicts, lines, strict=True) if v.state != PASSED]
-        return (not bad), "; ".join(bad + self.hints(verdicts) if bad else lines), tuple(v.wire() for v in verdicts)
+        return (not bad), "; ".join(bad + self.hints(verdicts) if bad else lines), self._wire(verdicts)
 
     async def _unless_stopped(self, work) -> bool:
         """Await ``work`` unless the deploy is told to stop first (abort, Ctrl+C, SIGTERM): a source that is slow
         to answer never holds the deploy, its lock or its client. True when the work finished."""
-        r = self.rollout
         task = asyncio.ensure_future(work)
-        stop = asyncio.ensure_future(r._until(lambda: r._stopping))
+        stop = asyncio.ensure_future(self.record.until(self._stopping))
         try:
             await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
@@ -249,21 +271,53 @@ class GateKeeper:
         failed = [v.series for v in verdicts if v.state == FAILED]
         return [f"kill switch: controlroom flag {name} off" for name in kill_switches(self.flags, self.journal, failed)]
 
-    async def recheck(self, phase, user: str, *, log: bool = True, log_ok: bool = True) -> tuple[bool, list[str],
-                                                                                                  tuple]:
+    async def recheck(self, phase: Phase, user: str, *, log: bool = True, log_ok: bool = True) -> tuple[
+            bool, list[str], tuple]:
         """Check the phase's gates once more (journaled). Their verdicts go to the deploy log, by ``user``, when
         they all hold (and ``log_ok``) or ``log`` (a client polling while a flipped flag's rate window turns logs
         only its last try). Returns (every gate holds, their lines, then the kill switches to flip when a guarded
         one failed, every gate's verdict)."""
-        i = self.rollout.phases.index(phase)
+        i = self.phases.index(phase)
         verdicts = await self._round(i)
         self._checks.pop(i, None)
         ok = all(v.state == PASSED for v in verdicts)
         lines = [v.text(phase.name) for v in verdicts]
         if (ok and log_ok) or log:
             for line in lines:
-                self.rollout._log("GATE", line.removeprefix("GATE "), user)
-        return ok, lines + ([] if ok else self.hints(verdicts)), tuple(v.wire() for v in verdicts)
+                self.record.log("GATE", line.removeprefix("GATE "), user)
+        return ok, lines + ([] if ok else self.hints(verdicts)), self._wire(verdicts)
+
+    async def holds_now(self, waiting: ev.GateWaiting) -> bool:
+        """Check again the gates a deploy waits at (a resume does this): True when they hold now, and the deploy then
+        waits for the operator only (announced: a plain proceed goes on)."""
+        if waiting.kind != ev.GATE_FAILED or not 0 < waiting.phase <= len(self.phases):
+            return False
+        ok, line, verdicts = await self.check(self.phases[waiting.phase - 1])
+        if not ok:
+            return False
+        self.announce(self.held(waiting, [line], verdicts))
+        return True
+
+    def held(self, waiting: ev.GateWaiting, lines: list[str], verdicts: tuple = ()) -> ev.GateWaiting:
+        """The wait once a failed gate holds when checked again: for the operator only, saying why, its verdicts."""
+        return ev.GateWaiting(self.record.rollout_id, phase=waiting.phase, name=waiting.name,
+                              kind=ev.GATE_OPERATOR, verdicts=tuple(verdicts),
+                              reason=f"gate {' and '.join(waiting.failed)} holds now ({'; '.join(lines)}); "
+                                     f"waiting for the operator to start {waiting.name}")
+
+    def fails_again(self, failed: ev.GateWaiting, lines: list[str], verdicts: tuple) -> None:
+        """A gate that held when checked again fails once more: its verdicts to the deploy log, and the wait is at
+        a failed gate again (announced)."""
+        phase = self.phases[failed.phase - 1]
+        for line in lines[:len(phase.gate)]:
+            self.record.log("GATE", line.removeprefix("GATE "))
+        self.announce(ev.GateWaiting(self.record.rollout_id, phase=failed.phase, name=failed.name,
+                                     kind=ev.GATE_FAILED, failed=failed.failed, verdicts=verdicts,
+                                     reason=f"gate {' and '.join(failed.failed)} fails again: {'; '.join(lines)}"))
+
+    def announce(self, waiting: ev.GateWaiting) -> None:
+        """What the deploy waits for now, said to everyone (the engine still waits for proceed)."""
+        self.record.emit(waiting)
 
 
 def kill_switches(flags: FlagsSettings, journal, series: list[str]) -> list[str]:
@@ -282,7 +336,7 @@ def kill_switches(flags: FlagsSettings, journal, series: list[str]) -> list[str]
 
 def keeper_of(rollout) -> GateKeeper | None:
     """The GateKeeper checking this engine's gates, if any."""
-    return getattr(rollout, "gate_keeper", None)
+    return rollout.gates
 
 
 def _journal_quietly(journal, rollout_id: int, i: int, name: str, v: Verdict) -> None:
@@ -293,31 +347,16 @@ def _journal_quietly(journal, rollout_id: int, i: int, name: str, v: Verdict) ->
         journal._apply(e)
 
 
-def install(rollout, cfg, journal) -> GateKeeper | None:
-    """Give the engine its gate check when any phase has a gate."""
-    if not any(p.gate for p in rollout.phases):
+def keeper_for(cfg: Config, journal, *, source: SourceFactory | None = None) -> GateKeeper | None:
+    """The gate keeper for a rollout of ``cfg`` (None when no phase has a gate), asking ``source`` (a factory of the
+    shared metrics source; None: one opened per round)."""
+    if not any(p.gate for p in cfg.phases):
         return None
-    keeper = GateKeeper(cfg.metrics, journal, flags=cfg.flags)
-    keeper.attach(rollout)
-    return keeper
+    return GateKeeper(cfg.metrics, journal, flags=cfg.flags, source=source)
 
 
 async def recheck(rollout, waiting: ev.GateWaiting) -> bool:
     """Check again the gates a deploy waits at (a resume does this): True when they hold now, and the deploy then
     waits for the operator only (held: a plain proceed goes on)."""
-    if waiting.kind != ev.GATE_FAILED or rollout.gate_check is None or not 0 < waiting.phase <= len(rollout.phases):
-        return False
-    res = rollout.gate_check(rollout.phases[waiting.phase - 1])
-    if asyncio.iscoroutine(res):
-        res = await res
-    if not res[0]:
-        return False
-    rollout._emit(held(rollout, waiting, [res[1]], res[2] if len(res) > 2 else ()))
-    return True
-
-
-def held(rollout, waiting: ev.GateWaiting, lines: list[str], verdicts: tuple = ()) -> ev.GateWaiting:
-    """The wait once a failed gate holds when checked again: for the operator only, saying why, its verdicts."""
-    return ev.GateWaiting(rollout.id, phase=waiting.phase, name=waiting.name, kind=ev.GATE_OPERATOR,
-                          reason=f"gate {' and '.join(waiting.failed)} holds now ({'; '.join(lines)}); "
-                                 f"waiting for the operator to start {waiting.name}", verdicts=tuple(verdicts))
+    keeper = rollout.gates
+    return keeper is not None and await keeper.holds_now(waiting)

@@ -1,32 +1,35 @@
 """The rollout engine: phases x hosts, the host state machine, the failure budget, gates and operator intents.
 
-Plain asyncio. The engine changes state only through ``_emit``: the journal commits the event and hands it to the
-server, which numbers it and sends it to its clients (the app, the CLI printers; the notifier tails the journal);
-then the rollout's own subscribers (the server's operations, the gate keeper) see it. A host changes state only
-through ``_set``, which checks the move against ``events.TRANSITIONS``. Operator intents (pause, resume, abort,
-retry, skip, proceed, rollback) are plain methods, called from the engine's own event loop.
+Plain asyncio. ``Rollout`` keeps the state, the operator's intents and the phase loop. Everything is recorded through
+its Recorder (recorder.py): the journal commits an event, then the rollout's subscribers see it (the server, which
+numbers it and sends it to its clients; the gate keeper). A host changes state only through ``HostRun.move``
+(hostrun.py), which checks the move against ``events.TRANSITIONS`` and records it. The work on one host is a
+``hostrun.HostWork``; loading, reconciling and rolling back are functions of ``recovery``; the gate keeper
+(gates.GateKeeper) is given at construction. Each is given the recorder and never writes the rollout's state.
+Operator intents (pause, resume, abort, retry, skip, proceed, rollback) are plain methods, called from the engine's
+own event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 from controlroom.config.config import Config
 from controlroom.config.inventory import Phase
 from controlroom.core import events as ev
-from controlroom.core.errors import ControlroomError, LockedError
-from controlroom.engine import overrides
-from controlroom.engine.hostrun import HostRun, HostWorkMixin, _live_from  # noqa: F401 - HostRun is public here
-from controlroom.engine.recovery import RecoveryMixin
+from controlroom.core.errors import ControlroomError, JournalError, LockedError
+from controlroom.engine import overrides, recovery
+from controlroom.engine.gates import GateKeeper
+from controlroom.engine.hostrun import HostRun, HostWork, live_from
+from controlroom.engine.recorder import Recorder
 from controlroom.fleet import hostside
 from controlroom.fleet.hostside import Operation
 from controlroom.fleet.ssh import SSHPool
 from controlroom.journal.fleetlock import FleetLock
-from controlroom.journal.journal import Journal, publish
+from controlroom.journal.journal import Journal
 
 RELEASE_TIMEOUT = 10.0  # giving the hosts' leases back at the end; a host that does not answer keeps a stale lease
 
@@ -37,10 +40,12 @@ class Interrupted(ControlroomError):
     exit_code = 130
 
 
-class Rollout(HostWorkMixin, RecoveryMixin):
+class Rollout:
     """Ship ``revision`` to the fleet of ``cfg`` phase by phase. ``await run()`` drives it to the end.
 
     confirm: "config" waits for proceed() after phases with auto = false; "all" after every phase; "none" never.
+    gates: the keeper of the phases' gates (gates.keeper_for), bound to this rollout here; without one a gated
+    phase's gate cannot be checked, and the deploy waits there for the operator.
     """
 
     def __init__(
@@ -53,7 +58,7 @@ class Rollout(HostWorkMixin, RecoveryMixin):
         user: str,
         confirm: str = "config",
         force_reason: str | None = None,
-        gate_check: Callable[[Phase], tuple[bool, str] | Awaitable[tuple[bool, str]]] | None = None,
+        gates: GateKeeper | None = None,
     ) -> None:
         self.cfg = cfg
         self.pool = pool
@@ -62,21 +67,19 @@ class Rollout(HostWorkMixin, RecoveryMixin):
         self.user = user
         self.confirm = confirm
         self.force_reason = force_reason
-        self.gate_check = gate_check
+        self.record = Recorder(journal, user=user, revision=revision, seen=self._seen)
+        self.gates = gates
         self.phases: tuple[Phase, ...] = cfg.phases
         self.hosts: dict[str, HostRun] = {}
         for i, ph in enumerate(self.phases):
             for h in ph.hosts:
                 self.hosts[h] = HostRun(h, i, steps=len(cfg.deploy.steps))
-        self.id = 0
         self.uuid = ""  # the deploy's globally unique id: its receipts and leases on the hosts carry it
         self.status = "new"
         self.phase_index = 0
         self.previous: str | None = None
         self.started_at = time.time()
         self._t0 = time.monotonic()
-        self._subscribers: list[Callable[[ev.Event], None]] = []
-        self._wake = asyncio.Event()
         self._aborted = False
         self._proceed = False
         self._proceed_user: str | None = None
@@ -95,6 +98,29 @@ class Rollout(HostWorkMixin, RecoveryMixin):
         self._interrupted: str | None = None  # who interrupted (Ctrl+C): in-flight hosts stop, the rollout halts
         self._held: str | None = None  # another operation (another journal) holds the hosts
         self._fatal: BaseException | None = None  # a journal write failed: stop everything, loudly
+        if gates is not None:
+            gates.bind(self.record, self.phases, lambda: self._stopping)
+
+    @classmethod
+    def load(cls, cfg: Config, pool: SSHPool, journal: Journal, *, user: str, confirm: str = "config",
+             rollout_id: int | None = None, gates: GateKeeper | None = None) -> Rollout:
+        """The last (or given) rollout from the journal, with every host as the journal knows it."""
+        saved = recovery.saved(cfg, journal, rollout_id)
+        r = cls(cfg, pool, journal, revision=saved.revision, user=user, confirm=confirm, gates=gates)
+        r.id, r.uuid, r.previous, r.status, r.phase_index = (saved.id, saved.uuid, saved.previous, saved.status,
+                                                             saved.phase)
+        recovery.restore(r.hosts, saved)
+        r._resumed = True
+        return r
+
+    @property
+    def id(self) -> int:
+        """The rollout's number in the journal (0 until it has one)."""
+        return self.record.rollout_id
+
+    @id.setter
+    def id(self, value: int) -> None:
+        self.record.rollout_id = value
 
     @property
     def _stopping(self) -> bool:
@@ -107,52 +133,16 @@ class Rollout(HostWorkMixin, RecoveryMixin):
 
     # ------------------------------------------------------------------------------------------ events
     def subscribe(self, fn: Callable[[ev.Event], None]) -> None:
-        self._subscribers.append(fn)
+        self.record.subscribe(fn)
 
-    def _emit(self, event: ev.Event) -> None:
-        self.journal.record(event)  # committed before anyone sees it; raises JournalError if it cannot be
+    def _seen(self, event: ev.Event) -> None:
+        """Each event, once committed and before anyone sees it: the wait a proceed now passes."""
         if (kind := type(event)) is ev.GateWaiting or kind in (ev.GatePassed, ev.PhaseStarted, ev.RolloutFinished):
-            self.waiting = event if kind is ev.GateWaiting else None  # what a proceed now passes
-        publish(self._subscribers, event)  # a subscriber's error never changes what happens on the fleet
-
-    def _log(self, kind: str, text: str, user: str | None = None) -> None:
-        self.journal.add_log(user or self.user, kind, text, self.revision, rollout_id=self.id)
-
-    def _set(self, hr: HostRun, state: ev.HostState, *, step: int = 0, reason: str = "",
-             revision: str | None = None, steps_done: int | None = None) -> None:
-        """Move a host to a new state: the journal commits it first; memory changes only once it has."""
-        state = ev.check_transition(hr.name, hr.state, state)  # IllegalTransition: a bug in the engine
-        if steps_done is None:
-            steps_done = hr.steps_done
-            if state == ev.RUNNING:
-                steps_done = step - 1
-            elif state in (ev.CHECKING, ev.DONE):
-                steps_done = hr.steps
-        now = time.monotonic()
-        finished = now if state in ev.FINAL else hr.finished
-        seconds = 0.0 if hr.started is None else (finished or now) - hr.started
-        self._emit(
-            ev.HostStateChanged(
-                self.id,
-                host=hr.name,
-                phase=hr.phase,
-                state=state,
-                step=step,
-                steps=hr.steps,
-                reason=reason,
-                revision=revision,
-                previous=hr.previous,
-                seconds=round(seconds, 3),
-                steps_done=steps_done,
-            )
-        )
-        hr.state, hr.step, hr.reason, hr.steps_done, hr.finished = state, step, reason, steps_done, finished
-        if revision:
-            hr.revision = revision
+            self.waiting = event if kind is ev.GateWaiting else None
+        if kind is ev.RolloutFinished:
+            self.status = event.status  # a rollback's end too: what the subscribers read is how it ended
 
     # ------------------------------------------------------------------------------------------ intents
-    def _poke(self) -> None:
-        self._wake.set()
 
     def pause(self, user: str) -> None:
         """Start no new host; in-flight hosts finish."""
@@ -160,18 +150,18 @@ class Rollout(HostWorkMixin, RecoveryMixin):
             return
         self._paused = True
         self.status = ev.R_PAUSED
-        self._emit(ev.RolloutPaused(self.id, user=user))
-        self._log("PAUSE", "no new host starts", user)
-        self._poke()
+        self.record.emit(ev.RolloutPaused(self.id, user=user))
+        self.record.log("PAUSE", "no new host starts", user)
+        self.record.poke()
 
     def resume(self, user: str) -> None:
         if not self._paused:
             return
         self._paused = False
         self.status = ev.R_HALTED if self._halted else ev.R_RUNNING
-        self._emit(ev.RolloutResumed(self.id, user=user))
-        self._log("RESUME", "", user)
-        self._poke()
+        self.record.emit(ev.RolloutResumed(self.id, user=user))
+        self.record.log("RESUME", "", user)
+        self.record.poke()
 
     def abort(self, user: str) -> None:
         """Cancel in-flight hosts; pending hosts become skipped."""
@@ -181,11 +171,11 @@ class Rollout(HostWorkMixin, RecoveryMixin):
         inflight = sum(1 for h in self.hosts.values() if h.state in ev.IN_FLIGHT)
         pending = sum(1 for h in self.hosts.values() if h.state == ev.PENDING)
         detail = f"{inflight} in flight cancelled, {pending} pending skipped"
-        self._emit(ev.OperatorAction(self.id, user=user, action="abort", detail=detail))
-        self._log("ABORT", detail, user)
+        self.record.emit(ev.OperatorAction(self.id, user=user, action="abort", detail=detail))
+        self.record.log("ABORT", detail, user)
         for t in self._tasks.values():
             t.cancel()
-        self._poke()
+        self.record.poke()
 
     def proceed(self, user: str, reason: str | None = None) -> None:
         """Go on: past a gate or a phase boundary, or past an exceeded failure budget. Past a gate that does not
@@ -193,13 +183,37 @@ class Rollout(HostWorkMixin, RecoveryMixin):
         does not hold, and nothing changes); that goes on the record and marks the deploy's result."""
         why = overrides.typed(reason)
         if self._halted:
-            overrides.force_budget(self, self.phase_index, user, why)
+            self._force_budget(user, why)
             self._forced = True
-        elif (waiting := overrides.failed_gate(self)) is not None:
-            overrides.pass_gate(self, waiting, user, why)
+        elif (waiting := overrides.failed_gate(self.waiting)) is not None:
+            overrides.pass_gate(self.record, self.phases, waiting, user, why)
         self._proceed = True
         self._proceed_user = user
-        self._poke()
+        self.record.poke()
+
+    def _force_budget(self, user: str, why: str) -> None:
+        i = self.phase_index
+        failed = [h for h in self._phase_hosts(i) if h.state == ev.FAILED]
+        overrides.force_budget(self.record, self.phases[i], failed, user, why)
+
+    def _skip_over_budget(self, hr: HostRun) -> int | None:
+        return overrides.skip_over_budget(hr, self.phases[hr.phase], self.budget_used(hr.phase))
+
+    def refusal(self, op: str, host: object, reason: object) -> None:
+        """Raise the UsageError ``op`` (proceed, skip) would meet for want of a typed reason, before anything changes
+        (the server asks first, so a refused intent does not even make a parked deploy's lock live again)."""
+        if overrides.typed(reason):
+            return
+        if op == "proceed":
+            if self._halted:
+                self._force_budget("", "")
+            elif (w := overrides.failed_gate(self.waiting)) is not None:
+                overrides.pass_gate(self.record, self.phases, w, "", "")
+        elif op == "skip":
+            hr = self.hosts.get(str(host))
+            if hr is not None and hr.state in (ev.PENDING, ev.FAILED, *ev.IN_FLIGHT) \
+                    and (used := self._skip_over_budget(hr)) is not None:
+                overrides.skip_past_budget(self.record, hr, self.phases[hr.phase], used, "", "")
 
     def retry(self, host: str, user: str) -> None:
         """Run a failed (or skipped) host again from the first step it has not finished."""
@@ -208,15 +222,15 @@ class Rollout(HostWorkMixin, RecoveryMixin):
             raise ControlroomError(f"{host}: only a failed host of the current phase can be retried")
         self._requeue(hr, user)
         self._retry_queue.append(host)
-        self._poke()
+        self.record.poke()
 
     def _requeue(self, hr: HostRun, user: str, note: str = "") -> None:
         """A failed or skipped host goes back to pending, on the record (retry, rerun and resume alike)."""
-        self._emit(ev.OperatorAction(self.id, user=user, action="retry", host=hr.name, detail=hr.reason))
-        self._log("RETRY", f"{hr.name} ({hr.reason}){note}", user)
+        self.record.emit(ev.OperatorAction(self.id, user=user, action="retry", host=hr.name, detail=hr.reason))
+        self.record.log("RETRY", f"{hr.name} ({hr.reason}){note}", user)
         hr.skipped_by_operator = False
         hr.finished = None
-        self._set(hr, ev.PENDING)
+        hr.move(self.record, ev.PENDING)
 
     def skip(self, host: str, user: str, reason: str | None = None) -> None:
         """Give up on one host in this rollout; it counts against the failure budget and is logged. Past the
@@ -229,18 +243,18 @@ class Rollout(HostWorkMixin, RecoveryMixin):
         if hr is None or not (running or hr.state in (ev.PENDING, ev.FAILED)):
             raise ControlroomError(f"{host}: only a pending, running or failed host can be skipped")
         why = overrides.typed(reason)
-        if (used := overrides.skip_over_budget(self, hr)) is not None:
-            overrides.skip_past_budget(self, hr, used, user, why)
-        self._emit(ev.OperatorAction(self.id, user=user, action="skip", host=host, detail=hr.reason))
-        self._log("SKIP", f"{host}" + (f" ({hr.reason})" if hr.reason else "")
+        if (used := self._skip_over_budget(hr)) is not None:
+            overrides.skip_past_budget(self.record, hr, self.phases[hr.phase], used, user, why)
+        self.record.emit(ev.OperatorAction(self.id, user=user, action="skip", host=host, detail=hr.reason))
+        self.record.log("SKIP", f"{host}" + (f" ({hr.reason})" if hr.reason else "")
                   + (f" while {hr.state}" if running else "") + (f': "{why}"' if why else ""), user)
         if running:
             hr.skip_requested = user
             self._tasks[host].cancel()
             return
         hr.skipped_by_operator = True
-        self._set(hr, ev.SKIPPED, reason=f"skipped by {user}" + (f" after {hr.reason}" if hr.reason else ""))
-        self._poke()
+        hr.move(self.record, ev.SKIPPED, reason=f"skipped by {user}" + (f" after {hr.reason}" if hr.reason else ""))
+        self.record.poke()
 
     def interrupt(self, user: str) -> None:
         """Stop now (Ctrl+C): in-flight hosts' commands end and they are recorded as interrupted; pending hosts
@@ -250,7 +264,7 @@ class Rollout(HostWorkMixin, RecoveryMixin):
         self._interrupted = user
         for t in self._tasks.values():
             t.cancel()
-        self._poke()
+        self.record.poke()
 
     # ------------------------------------------------------------------------------------------ running
     def _phase_hosts(self, i: int) -> list[HostRun]:
@@ -301,13 +315,13 @@ class Rollout(HostWorkMixin, RecoveryMixin):
                 self.journal.discard_rollout(self.id)
             raise
         self.status = ev.R_RUNNING
-        self._emit(ev.RolloutStarted(self.id, revision=self.revision, previous=self.previous, user=self.user,
+        self.record.emit(ev.RolloutStarted(self.id, revision=self.revision, previous=self.previous, user=self.user,
                                      phases=hosts, resumed=self._resumed))
         if self._resumed:
-            self._log("DEPLOY RESUMED", f"{self.previous or '?'} -> {self.revision}")
+            self.record.log("DEPLOY RESUMED", f"{self.previous or '?'} -> {self.revision}")
         else:
             forced = f" (forced past the lock: {self.force_reason})" if self.force_reason else ""
-            self._log("DEPLOY START", f"{self.previous or '?'} -> {self.revision} to {len(self.hosts)} hosts "
+            self.record.log("DEPLOY START", f"{self.previous or '?'} -> {self.revision} to {len(self.hosts)} hosts "
                       f"in {len(self.phases)} phases{forced}")
 
     async def _fleet_revision(self) -> str | None:
@@ -317,7 +331,7 @@ class Rollout(HostWorkMixin, RecoveryMixin):
             return max(set(values), key=values.count)
         first = self.phases[0].hosts[0]
         res = await self.pool.run(first, self.cfg.release.live_command, timeout=self.cfg.deploy.step_timeout)
-        return _live_from(res) if res.ok else None
+        return live_from(res) if res.ok else None
 
     async def run(self) -> ev.RolloutFinished:
         """Run every phase to the end (or abort). Holds the fleet lock while it runs.
@@ -361,14 +375,14 @@ class Rollout(HostWorkMixin, RecoveryMixin):
                 self._aborted = True
                 for hr in self.hosts.values():
                     if hr.state == ev.PENDING:
-                        self._set(hr, ev.SKIPPED, reason=f"not started: the fleet is held by {self._held}")
-                self._log("DEPLOY ABORTED", f"the hosts are held by {self._held}")
+                        hr.move(self.record, ev.SKIPPED, reason=f"not started: the fleet is held by {self._held}")
+                self.record.log("DEPLOY ABORTED", f"the hosts are held by {self._held}")
                 self._finish()
             self._stop_if_told()
             if self._aborted:
                 for hr in self.hosts.values():
                     if hr.state == ev.PENDING:
-                        self._set(hr, ev.SKIPPED, reason="aborted")
+                        hr.move(self.record, ev.SKIPPED, reason="aborted")
             return self._finish()
         except BaseException as e:
             if self._finished is None:
@@ -394,8 +408,8 @@ class Rollout(HostWorkMixin, RecoveryMixin):
             flying = tuple(sorted(h.name for h in self.hosts.values()
                                   if h.interrupted and h.state == ev.FAILED))
             self.status = ev.R_HALTED
-            self._emit(ev.RolloutInterrupted(self.id, user=self._interrupted, hosts=flying))
-            self._log("INTERRUPTED", f"{len(flying)} hosts in flight stopped"
+            self.record.emit(ev.RolloutInterrupted(self.id, user=self._interrupted, hosts=flying))
+            self.record.log("INTERRUPTED", f"{len(flying)} hosts in flight stopped"
                       + (f" ({', '.join(flying[:10])}{', ...' if len(flying) > 10 else ''})" if flying else "")
                       + "; the deploy is halted", self._interrupted)
             raise Interrupted(f"deploy #{self.id} of {self.revision} interrupted: {len(flying)} hosts in flight "
@@ -424,11 +438,13 @@ class Rollout(HostWorkMixin, RecoveryMixin):
         nxt = self.phases[i]
         if prev.bake:
             self.status = ev.R_WAITING
-            self.bake_over = False  # gates.GateKeeper ends the bake early once a check of its gates failed
-            self._emit(ev.GateWaiting(self.id, phase=i, name=nxt.name, reason=f"baking {prev.bake:g} s",
+            # the gate keeper starts checking as the bake begins, and ends it early once a check failed
+            self.record.emit(ev.GateWaiting(self.id, phase=i, name=nxt.name, reason=f"baking {prev.bake:g} s",
                                       kind=ev.GATE_BAKE))
+            gates = self.gates
             try:
-                await asyncio.wait_for(self._until(lambda: self._stopping or self.bake_over), prev.bake)
+                await asyncio.wait_for(self.record.until(lambda: self._stopping or bool(gates and gates.bake_failed)),
+                                       prev.bake)
             except TimeoutError:
                 pass
             if self._stopping:
@@ -436,13 +452,12 @@ class Rollout(HostWorkMixin, RecoveryMixin):
         reasons = []
         failed, verdicts = (), ()  # the gates that did not hold (or could not be checked), every gate's verdict
         if prev.gate:
-            res = self.gate_check(prev) if self.gate_check else (False, "no metrics source to check the gate")
-            if inspect.isawaitable(res):  # gates.GateKeeper.check is a coroutine function (it asks the source)
-                res = await res
+            if self.gates is not None:
+                ok, why, verdicts = await self.gates.check(prev)
+            else:
+                ok, why, verdicts = False, "no metrics source to check the gate", ()
             if self._stopping:  # aborted or interrupted while the source answered: there is no gate to wait at
                 return
-            ok, why = res[:2]
-            verdicts = tuple(res[2]) if len(res) > 2 else ()
             if not ok:
                 failed = prev.gate
                 reasons.append(f"gate {' and '.join(prev.gate)}: {why}")
@@ -451,23 +466,18 @@ class Rollout(HostWorkMixin, RecoveryMixin):
         if reasons:
             self._proceed = False
             self.status = ev.R_WAITING
-            self._emit(ev.GateWaiting(self.id, phase=i, name=nxt.name, reason="; ".join(reasons),
+            self.record.emit(ev.GateWaiting(self.id, phase=i, name=nxt.name, reason="; ".join(reasons),
                                       kind=ev.GATE_FAILED if failed else ev.GATE_OPERATOR, failed=failed,
                                       verdicts=verdicts))
-            await self._until(lambda: self._proceed or self._stopping)
+            await self.record.until(lambda: self._proceed or self._stopping)
             if self._stopping:
                 return
             by = self._proceed_user or self.user
-            self._emit(ev.GatePassed(self.id, phase=i, name=nxt.name, by=by))
-            self._log("PROCEED", f"started {nxt.name} ({len(nxt.hosts)} hosts)", by)
+            self.record.emit(ev.GatePassed(self.id, phase=i, name=nxt.name, by=by))
+            self.record.log("PROCEED", f"started {nxt.name} ({len(nxt.hosts)} hosts)", by)
         else:
-            self._emit(ev.GatePassed(self.id, phase=i, name=nxt.name, by="auto"))
+            self.record.emit(ev.GatePassed(self.id, phase=i, name=nxt.name, by="auto"))
         self.status = ev.R_PAUSED if self._paused else ev.R_RUNNING
-
-    async def _until(self, cond: Callable[[], bool]) -> None:
-        while not cond():
-            self._wake.clear()
-            await self._wake.wait()
 
     async def _run_phase(self, i: int) -> None:
         phase = self.phases[i]
@@ -475,7 +485,7 @@ class Rollout(HostWorkMixin, RecoveryMixin):
         self._entered = max(self._entered, i)
         self._forced = False
         self._halted = False
-        self._emit(ev.PhaseStarted(self.id, phase=i, name=phase.name, hosts=len(phase.hosts)))
+        self.record.emit(ev.PhaseStarted(self.id, phase=i, name=phase.name, hosts=len(phase.hosts)))
         pending = deque(h.name for h in self._phase_hosts(i) if h.state == ev.PENDING)
         self._retry_queue.clear()
         while True:
@@ -490,14 +500,14 @@ class Rollout(HostWorkMixin, RecoveryMixin):
             if self._halted and (self._forced or not failed_now):
                 self._halted = False
                 self.status = ev.R_PAUSED if self._paused else ev.R_RUNNING
-                self._emit(ev.RolloutResumed(self.id, user=self.user))
+                self.record.emit(ev.RolloutResumed(self.id, user=self.user))
             if not self._halted and not self._forced and used > phase.max_failed and failed_now:
                 self._halted = True
                 self.status = ev.R_HALTED
                 names = tuple(h.name for h in failed_now)
-                self._emit(ev.PhaseHalted(self.id, phase=i, name=phase.name, failed=names,
+                self.record.emit(ev.PhaseHalted(self.id, phase=i, name=phase.name, failed=names,
                                           max_failed=phase.max_failed))
-                self._log("HALT", f"{phase.name}: {len(names)} failed (max_failed {phase.max_failed}): "
+                self.record.log("HALT", f"{phase.name}: {len(names)} failed (max_failed {phase.max_failed}): "
                           + ", ".join(f"{h.name} ({h.reason})" for h in failed_now))
             can_start = not self._halted and not self._paused
             while can_start and pending and len(self._tasks) < phase.parallel:
@@ -507,8 +517,7 @@ class Rollout(HostWorkMixin, RecoveryMixin):
                 self._tasks[name] = asyncio.ensure_future(self._deploy_host(self.hosts[name]))
             if not self._tasks and not pending and not self._halted:
                 break
-            self._wake.clear()
-            waiter = asyncio.ensure_future(self._wake.wait())
+            waiter = asyncio.ensure_future(self.record.next_poke())
             try:
                 await asyncio.wait([waiter, *self._tasks.values()], return_when=asyncio.FIRST_COMPLETED)
             finally:
@@ -519,13 +528,32 @@ class Rollout(HostWorkMixin, RecoveryMixin):
                     if not t.cancelled():
                         t.exception()  # seen: a JournalError is in self._fatal, nothing else escapes a host
         hosts = self._phase_hosts(i)
-        self._emit(ev.PhaseCompleted(
+        self.record.emit(ev.PhaseCompleted(
             self.id, phase=i, name=phase.name,
             done=sum(h.state == ev.DONE for h in hosts),
             failed=sum(h.state == ev.FAILED for h in hosts),
             skipped=sum(h.state == ev.SKIPPED for h in hosts),
             seconds=round(time.monotonic() - t0, 3),
         ))
+
+    def _why_stopped(self) -> str | None:
+        """What a host whose command was stopped is recorded as; None when nothing can be (the journal failed)."""
+        if self._fatal is not None:
+            return None
+        return "interrupted" if self._interrupted else "aborted" if self._aborted else "stopped"
+
+    async def _deploy_host(self, hr: HostRun) -> None:
+        """One host's work (hostrun.HostWork); what it tells is this rollout's to act on."""
+        work = HostWork(self.cfg, self.pool, self.record, self.op, why_stopped=self._why_stopped)
+        try:
+            holder = await work.run(hr)
+        except JournalError as e:
+            self._fatal = self._fatal or e
+            self.record.poke()
+            raise
+        if holder and not any(h.steps_done or h.state == ev.DONE for h in self.hosts.values()):
+            self._held = holder  # we have changed nothing anywhere: stop, and say who holds the fleet
+            self.record.poke()
 
     async def _abort_phase(self, i: int, pending: deque[str]) -> None:
         tasks = list(self._tasks.values())
@@ -558,7 +586,84 @@ class Rollout(HostWorkMixin, RecoveryMixin):
         fin = ev.RolloutFinished(self.id, status=status, revision=self.revision, done=done, failed=len(failed),
                                  skipped=skipped, seconds=seconds, failed_hosts=tuple(failed), marks=marks)
         self._finished = fin
-        self._log(*overrides.finished_entry(self, fin))
-        self._emit(fin)
+        self.record.log(*overrides.finished_entry(self.revision, len(self.hosts), fin))
+        self.record.emit(fin)
         return fin
 
+
+    # ------------------------------------------------------------------------------------------ after the fact
+    async def rerun(self, hosts: list[str], user: str) -> ev.RolloutFinished:
+        """After the rollout ended with failed hosts (within their budgets): run those hosts again.
+
+        The same rollout goes on, as a resume: the journal, the log and the lock see it as such.
+        """
+        recovery.check_rerun(self.hosts, hosts, status=self.status, running=self._running)
+        self._finished = None
+        self._done.clear()
+        self._resumed = True
+        self._t0 = time.monotonic()
+        for host in hosts:
+            self._requeue(self.hosts[host], user)
+        self.phase_index = min(self.hosts[h].phase for h in hosts)
+        return await self.run()
+
+    async def reconcile(self) -> list[str]:
+        """After a crash: settle every host that was in flight (recovery.reconcile); the hosts asked."""
+        return await recovery.reconcile(self.hosts.values(), cfg=self.cfg, pool=self.pool, record=self.record,
+                                        uuid=self.uuid)
+
+    async def resume_run(self, *, retry_failed: bool = False) -> ev.RolloutFinished:
+        """Take over a rollout whose process died (or stopped at a halt): claim it, reconcile in-flight hosts, and
+        carry on; with retry_failed, the failed hosts of this and earlier phases run again."""
+        recovery.check_resumable(self.journal, self.id)
+        self._hold_fleet("resume")  # held through run(), which lets go at its end
+        try:
+            self.journal.claim_rollout(self.id)
+            if retry_failed:
+                for hr in self.hosts.values():
+                    if hr.state == ev.FAILED and hr.phase <= self.phase_index:
+                        self._requeue(hr, self.user, " on resume")
+                self.phase_index = min([self.phase_index] + [h.phase for h in self.hosts.values()
+                                                             if h.state == ev.PENDING and h.phase < self.phase_index])
+            await self.reconcile()
+        except BaseException:
+            self._let_go()
+            raise
+        return await self.run()
+
+    def rollback_targets(self) -> list[HostRun]:
+        """Every host that may run the new code (recovery.rollback_targets)."""
+        return recovery.rollback_targets(self.hosts.values(), self.journal.touched(self.id) if self.id else set())
+
+    async def rollback(self, user: str) -> ev.RolloutFinished:
+        """Run the rollback steps on every host that may run the new code, latest phase first."""
+        if not self.cfg.deploy.rollback:
+            raise ControlroomError(f"{self.cfg.path}: deploy.rollback: no rollback steps are configured")
+        if self._running:
+            self.abort(user)
+            await self._done.wait()
+        self._hold_fleet("rollback")
+        try:
+            return await self._rollback_held(user)
+        finally:
+            self._let_go()
+
+    async def _rollback_held(self, user: str) -> ev.RolloutFinished:
+        if not self.uuid:
+            self.uuid = self.journal.rollout_uuid(self.id)
+        lock = self.journal.lock()
+        if lock is None or lock.rollout_id != self.id or not lock.live:
+            self.journal.take_lock(user, f"rolling back {self.revision}", rollout_id=self.id,
+                                   force_reason=self.force_reason)
+        finished = False
+        try:
+            back = recovery.Rollback(self.cfg, self.pool, self.record, self.op, self.phases)
+            fin = await back.run(self.rollback_targets(), user)
+            self.status = ev.R_ROLLED_BACK
+            self._finished = fin
+            finished = True
+            return fin
+        finally:
+            if finished:
+                await self._release_leases()
+            self.journal.release_lock(user, rollout_id=self.id, manual=False)

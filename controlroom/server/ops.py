@@ -294,13 +294,9 @@ class OpsMixin:
             if r.waiting is not w:
                 continue  # answered or checked by someone meanwhile
             if ok and w.kind == ev.GATE_FAILED:
-                r._emit(gates.held(r, failed, lines, verdicts))
+                keeper.announce(keeper.held(failed, lines, verdicts))
             elif not ok and w.kind == ev.GATE_OPERATOR:
-                for line in lines[:len(phase.gate)]:
-                    r._log("GATE", line.removeprefix("GATE "))
-                r._emit(ev.GateWaiting(r.id, phase=failed.phase, name=failed.name, kind=ev.GATE_FAILED,
-                                       failed=failed.failed, verdicts=verdicts,
-                                       reason=f"gate {' and '.join(failed.failed)} fails again: {'; '.join(lines)}"))
+                keeper.fails_again(failed, lines, verdicts)
 
     def _reply(self, r) -> dict:
         """What a follower needs: the operation's number, and every host as it stands at event number seq."""
@@ -330,7 +326,7 @@ class OpsMixin:
     def _loaded(self, user: str, policy: str = "operator"):
         from controlroom.engine.rollout import Rollout
 
-        r = self._wired(Rollout.load(self.cfg, self.pool, self.journal, user=user,
+        r = self._wired(Rollout.load(self.cfg, self.pool, self.journal, user=user, gates=self._gate_keeper(),
                                      confirm="config" if policy == "operator" else "none"))
         self._apply_policy(r, policy)
         return r
@@ -439,10 +435,10 @@ class OpsMixin:
             raise ControlroomError("no deploy waits at a failed gate: there is nothing to check again")
         ok, lines, verdicts = await keeper.recheck(r.phases[gate.phase - 1], c.peer.user, log=not msg.get("quiet"))
         if ok and self.board.gate is gate and r.status == ev.R_WAITING:
-            held = gates.held(r, gate, lines, verdicts)
+            held = keeper.held(gate, lines, verdicts)
             if self._passes(held):
                 self._unpark(r, c.peer.user)
-            r._emit(held)  # the engine still waits for proceed; this says why, now (a policy may answer it)
+            keeper.announce(held)  # the engine still waits for proceed; this says why, now (a policy may answer it)
         return {"passed": ok, "lines": lines}
 
     async def _op_rollback(self, c, msg: dict) -> dict:

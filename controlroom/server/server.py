@@ -24,7 +24,7 @@ from controlroom.config.config import Config
 from controlroom.core import events as ev
 from controlroom.core.errors import ControlroomError, UsageError
 from controlroom.core.text import clean
-from controlroom.engine import gates, overrides
+from controlroom.engine import gates
 from controlroom.engine.board import Board
 from controlroom.journal.journal import Journal
 from controlroom.journal.schema import journal_error
@@ -342,7 +342,7 @@ class Server(OpsMixin):
                 before = self.op
                 with self.acting(c.peer):  # the log names who asked, from where
                     if op in ("proceed", "retry", "skip", "unpause") and self.busy and self.rollout is not None:
-                        overrides.refusal(self.rollout, op, msg.get("host"), msg.get("reason"))  # before the lock
+                        self.rollout.refusal(op, msg.get("host"), msg.get("reason"))  # before the lock
                         self._unpark(self.rollout, c.peer.user)  # a parked deploy goes on: its lock is live again
                     reply = await getattr(self, f"_op_{op}")(c, msg)
                 self._last_busy = time.monotonic()
@@ -421,12 +421,15 @@ class Server(OpsMixin):
     def _engine(self, **kw):
         from controlroom.engine.rollout import Rollout
 
-        return self._wired(Rollout(self.cfg, self.pool, self.journal, **kw))
+        return self._wired(Rollout(self.cfg, self.pool, self.journal, gates=self._gate_keeper(), **kw))
+
+    def _gate_keeper(self):
+        """What checks a deploy's gates against [metrics] during the bake (None when no phase has a gate)."""
+        return gates.keeper_for(self.cfg, self.journal)
 
     def _wired(self, r):
-        """An engine the server drives: its host output joins the numbered stream, its gates are checked."""
+        """An engine the server drives: its host output joins the numbered stream."""
         r.subscribe(self._output)
-        gates.install(r, self.cfg, self.journal)  # gates are checked against [metrics] during the bake
         return r
 
     def _output(self, e: ev.Event) -> None:

@@ -87,7 +87,7 @@ async def test_the_engine_refuses_a_move_the_table_lacks_and_the_journal_never_h
         hr = rollout.hosts["web001"]
         before = journal.transitions(rollout.id, "web001")
         with pytest.raises(ev.IllegalTransition, match="host web001 cannot go from 'done' to 'running'"):
-            rollout._set(hr, ev.RUNNING, step=1)
+            hr.move(rollout.record, ev.RUNNING, step=1)
     assert hr.state is ev.DONE
     assert journal.transitions(rollout.id, "web001") == before
     assert journal.host_runs(rollout.id)["web001"].state == "done"
