@@ -18,97 +18,22 @@ import difflib
 import hashlib
 import secrets
 import time
-from dataclasses import dataclass, replace
-from enum import StrEnum
+from dataclasses import replace
 
 from controlroom.core import events as ev
 from controlroom.core.errors import ControlroomError, UsageError
 from controlroom.core.identity import current_origin
 from controlroom.core.text import clean
 from controlroom.fleet import flagfile as fl
+from controlroom.journal.flags import CONFIRMED, DISMISSED, FAILED, PENDING, FlagHistory, Receipt
 
 BACKOFF = (0.5, 30.0)  # first retry after, longest wait between retries (seconds)
-
-
-class ReceiptStatus(StrEnum):
-    """Where one host stands with one flag change (the journal's and the wire's string is the value)."""
-
-    CONFIRMED = "confirmed"  # the host holds the version, hash checked, reloaded
-    FAILED = ev.FAILED.value  # tried, and it did not take: cls and reason say why (retried in the background)
-    PENDING = ev.PENDING.value  # meant for the host, not answered yet
-    DISMISSED = "dismissed"  # the operator stopped waiting for it
-
-
-CONFIRMED, FAILED, PENDING, DISMISSED = ReceiptStatus
 
 
 class FlagConflict(ControlroomError):
     """The flag changed after the operator looked at it: look again and confirm."""
 
     exit_code = 1
-
-
-@dataclass(frozen=True)
-class Receipt:
-    """What one host holds, or was last meant to hold: the version, its sha256, and whether it confirmed."""
-
-    host: str
-    version: int
-    sha256: str
-    status: ReceiptStatus
-    cls: str = ""  # the failure's class: refused, auth, timeout, exit 1, hash, ...
-    reason: str = ""
-    at: float = 0.0
-
-    def wire(self) -> dict:
-        return {"host": self.host, "version": self.version, "status": self.status, "class": self.cls,
-                "reason": self.reason, "at": self.at}
-
-
-class FlagHistory:
-    """The flag tables of the journal (journal.py holds their SQL): every change, and each host's latest receipt."""
-
-    def __init__(self, journal) -> None:
-        self.j = journal
-
-    def changes(self, name: str | None = None, limit: int = 50, version: int | None = None) -> list[dict]:
-        """The latest changes first (of one flag, or the one of that version)."""
-        return self.j.flag_changes(name, limit, version)
-
-    def pending(self) -> list[dict]:
-        """The changes whose push never ended (their server died mid-way), the oldest first."""
-        return list(reversed(self.j.flag_changes(limit=1000, pending=True)))
-
-    def begun(self, f: fl.FlagsFile, flag: str, old: str, reason: str, receipts: list[Receipt], event) -> None:
-        self.j.flag_change_begun(
-            {"version": f.version, "at": f.changed_at, "user": f.changed_by, "flag": flag, "old": old,
-             "new": f.flags[flag].enabled, "reason": reason, "hosts": len(receipts), "state": f.values()},
-            [_row(r) for r in receipts], event)
-
-    def ended(self, change: dict, confirmed: int, failed: list, receipts: list[Receipt], *,
-              settled: bool = False, origin: str | None = None) -> None:
-        """The push ended (or was settled): receipts, count, how it stands for every client and the FLAG line."""
-        text = flag_line(change, confirmed, failed, settled=settled)
-        self.j.flag_change_ended(
-            change["version"], confirmed, failed, [_row(r) for r in receipts],
-            ev.FlagChanged(0, flag=change["flag"], old=change["old"], new=change["new"], user=change["user"],
-                           reason=change["reason"], version=change["version"], confirmed=confirmed,
-                           total=change["hosts"], failed=tuple(tuple(f) for f in failed)),
-            ev.LogEntryAdded(0, user=change["user"], kind="FLAG", text=text), origin=origin)
-
-    def finished(self, version: int, confirmed: int, failed: list) -> None:
-        self.j.flag_change_counted(version, confirmed, failed)
-
-    def save(self, *receipts: Receipt) -> None:
-        """Keep each host's latest receipt, all in one transaction."""
-        self.j.save_flag_receipts([_row(r) for r in receipts])
-
-    def receipts(self) -> dict[str, Receipt]:
-        return {r[0]: Receipt(r[0], r[1], r[2], ReceiptStatus(r[3]), *r[4:]) for r in self.j.flag_receipts()}
-
-
-def _row(r: Receipt) -> tuple:
-    return (r.host, r.version, r.sha256, r.status, r.cls, r.reason, r.at)
 
 
 UNKNOWN, NOT_WRITTEN = "unknown", "not written"  # the classes a settlement after a crash gives
@@ -278,7 +203,7 @@ class FlagService:
         sha = new.sha256()
         pending = [Receipt(h, new.version, sha, PENDING, at=time.time()) for h in targets]
         # on the record before any host is written: the change as pending, each target's receipt as pending
-        self.history.begun(new, name, old, reason, pending, ev.FlagChanged(
+        self.history.begun({**change, "new": new.flags[name].enabled, "state": new.values()}, pending, ev.FlagChanged(
             0, flag=name, old=old, new=value, user=user, reason=reason, version=new.version, confirmed=0,
             total=len(targets)))
         self.current = new
@@ -289,7 +214,8 @@ class FlagService:
         seconds = time.monotonic() - t0
         failed = [[r.host, r.cls, r.reason] for r in done if r.status != CONFIRMED]
         confirmed = len(done) - len(failed)
-        self.history.ended(change, confirmed, failed, [self.receipts[h] for h in targets], origin=origin)
+        self.history.ended(change, confirmed, failed, [self.receipts[h] for h in targets],
+                           line=flag_line(change, confirmed, failed), origin=origin)
         for h, *_ in failed:
             self._retry_later(h)
         return {"flag": name, "kind": spec.kind, "old": old, "new": value, "version": new.version,
@@ -448,7 +374,7 @@ class FlagService:
                 else:
                     failed.append([h, r.cls or r.status, r.reason])
             self.history.ended(change, on, failed, [answers[h][1] for h in answers if answers[h][1].version == v],
-                               settled=True)
+                               line=flag_line(change, on, failed, settled=True))
 
     # ------------------------------------------------------------------------------------------ verify
     async def verify(self, hosts: list[str] | None = None) -> list[dict]:

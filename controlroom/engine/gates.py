@@ -31,6 +31,7 @@ from controlroom.config.gates import Gate
 from controlroom.config.settings import FlagsSettings, MetricsSettings
 from controlroom.core import events as ev
 from controlroom.engine.recorder import Recorder
+from controlroom.journal.flags import FlagHistory
 from controlroom.sources.metrics import MetricsError, Source, make_source
 
 if TYPE_CHECKING:
@@ -323,8 +324,6 @@ class GateKeeper:
 def kill_switches(flags: FlagsSettings, journal, series: list[str]) -> list[str]:
     """The kill switches guarding any of these series that are not off yet (as the journal's flag history has
     them), in the config's order."""
-    from controlroom.engine.flagpush import FlagHistory
-
     history = FlagHistory(journal) if journal is not None else None
     out = []
     for spec in flags.guarding(series):
@@ -343,8 +342,7 @@ def _journal_quietly(journal, rollout_id: int, i: int, name: str, v: Verdict) ->
     """Into the journal's events, unpublished: clients need the verdict (the deploy log), not every check."""
     e = GateEvaluated(rollout_id, phase=i, name=name, gate=v.gate, verdict=v.state,
                       value=None if v.value is None or math.isnan(v.value) else v.value, line=v.line, why=v.why)
-    with journal._tx():
-        journal._apply(e)
+    journal.record_quietly(e)
 
 
 def keeper_for(cfg: Config, journal, *, source: SourceFactory | None = None) -> GateKeeper | None:

@@ -131,9 +131,7 @@ def _kill(proc) -> None:
 
 def record(journal: Journal, user: str, r: StageResult) -> None:
     """The stage's row and its log line (``STAGE OK r2307 in 42 s`` / ``STAGE FAILED r2307: exit 2 after 3 s``)."""
-    journal.db.execute(
-        "INSERT INTO stages (at, user, revision, commit_hash, ok, seconds, reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (time.time(), user, r.revision, r.commit, int(r.ok), r.seconds, r.reason))
+    journal.add_stage(user, r.revision, r.commit, r.ok, r.seconds, r.reason)
     if r.ok:
         journal.add_log(user, "STAGE OK", f"{r.revision} in {took(r.seconds)}", r.revision)
     else:
@@ -142,11 +140,7 @@ def record(journal: Journal, user: str, r: StageResult) -> None:
 
 def staged_ok(journal: Journal, revision: str, commit: str | None) -> bool:
     """Whether the record holds a successful stage of this commit (of this revision name when no repo pins it)."""
-    if commit:
-        row = journal.db.execute("SELECT 1 FROM stages WHERE commit_hash = ? AND ok = 1 LIMIT 1", (commit,))
-    else:
-        row = journal.db.execute("SELECT 1 FROM stages WHERE revision = ? AND ok = 1 LIMIT 1", (revision,))
-    return row.fetchone() is not None
+    return journal.staged_ok(revision, commit)
 
 
 def require_staged(cfg: Config, journal: Journal, revision: str, commit: str | None, user: str,

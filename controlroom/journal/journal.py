@@ -128,6 +128,11 @@ class Journal(LockMixin):
                 self._apply(event)
         self._publish(event)
 
+    def record_quietly(self, event: ev.Event) -> None:
+        """Commit the event without publishing it (a gate's every check: clients need the verdict, not each one)."""
+        with self._tx():
+            self._apply(event)
+
     def check_same_file(self) -> None:
         """Refuse to write when journal.db was deleted or replaced under us: our writes would go nowhere, and a
         second process on the new file would think the fleet free."""
@@ -348,6 +353,27 @@ class Journal(LockMixin):
         rows = self.db.execute(q + " ORDER BY id", (rollout_id,)).fetchall()
         out = [json.loads(r[0]) for r in rows]
         return [d for d in out if host is None or d["host"] == host]
+
+    def pin_commit(self, rollout_id: int, commit: str) -> None:
+        """The commit the deploy's revision resolved to at its start (a tag moved later changes nothing)."""
+        with self._tx():
+            self.db.execute("UPDATE rollouts SET commit_hash = ? WHERE id = ?", (commit, rollout_id))
+
+    # ------------------------------------------------------------------------------------------ stages
+    def add_stage(self, user: str, revision: str, commit: str | None, ok: bool, seconds: float, reason: str) -> None:
+        """One run of [release] stage: who ran it, for which revision and commit, and how it ended."""
+        with self._tx():
+            self.db.execute(
+                "INSERT INTO stages (at, user, revision, commit_hash, ok, seconds, reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (time.time(), user, revision, commit, int(ok), seconds, reason))
+
+    def staged_ok(self, revision: str, commit: str | None) -> bool:
+        """Whether a stage of this commit (of this revision name when no repo pins it) succeeded."""
+        if commit:
+            row = self.db.execute("SELECT 1 FROM stages WHERE commit_hash = ? AND ok = 1 LIMIT 1", (commit,))
+        else:
+            row = self.db.execute("SELECT 1 FROM stages WHERE revision = ? AND ok = 1 LIMIT 1", (revision,))
+        return row.fetchone() is not None
 
     # ------------------------------------------------------------------------------------------ flags
     # flag_changes.failed is NULL from the moment a change is recorded (before its first host is written) until its

@@ -363,7 +363,7 @@ class OpsMixin:
         self.rollout = r
         reply = await self._started(r, self._run("deploy", r.run(), r, c.peer))
         if commit and r.id:
-            self.journal.db.execute("UPDATE rollouts SET commit_hash = ? WHERE id = ?", (commit, r.id))
+            self.journal.pin_commit(r.id, commit)
         return reply
 
     _staging = False

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from controlroom.config import config
-from controlroom.engine.flagpush import CONFIRMED, FAILED, FlagConflict, FlagHistory, FlagService
+from controlroom.engine.flagpush import CONFIRMED, FAILED, FlagConflict, FlagService
 from controlroom.fleet.ssh import SSHPool
+from controlroom.journal.flags import FlagHistory
 from controlroom.journal.journal import Journal
 
 
