@@ -22,7 +22,7 @@ from dataclasses import replace
 
 from controlroom.core import events as ev
 from controlroom.core.errors import ControlroomError, UsageError
-from controlroom.core.identity import current_origin
+from controlroom.core.identity import Actor
 from controlroom.core.text import clean
 from controlroom.fleet import flagfile as fl
 from controlroom.journal.flags import CONFIRMED, DISMISSED, FAILED, PENDING, FlagHistory, Receipt
@@ -175,11 +175,11 @@ class FlagService:
                 "hosts": len(self.hosts), "settling": self.settling}
 
     # ------------------------------------------------------------------------------------------ change
-    async def change(self, name: str, value: str, user: str, *, reason: str = "", expect: int | None = None,
+    async def change(self, name: str, value: str, actor: Actor, *, reason: str = "", expect: int | None = None,
                      hosts: list[str] | None = None) -> dict:
-        """Set one flag and push the new file to ``hosts`` (default: all); return the receipt once every host
-        confirmed or failed. ``expect``: the flag's version the operator decided on (compare-and-set)."""
-        origin = current_origin()  # of whoever asks, read before anything awaits (other requests set their own)
+        """Set one flag, by ``actor``, and push the new file to ``hosts`` (default: all); return the receipt once
+        every host confirmed or failed. ``expect``: the flag's version the operator decided on (compare-and-set)."""
+        user = actor.user
         spec = self.spec(name)
         await self.settled()
         try:
@@ -215,7 +215,7 @@ class FlagService:
         failed = [[r.host, r.cls, r.reason] for r in done if r.status != CONFIRMED]
         confirmed = len(done) - len(failed)
         self.history.ended(change, confirmed, failed, [self.receipts[h] for h in targets],
-                           line=flag_line(change, confirmed, failed), origin=origin)
+                           line=flag_line(change, confirmed, failed), actor=actor)
         for h, *_ in failed:
             self._retry_later(h)
         return {"flag": name, "kind": spec.kind, "old": old, "new": value, "version": new.version,
@@ -374,7 +374,8 @@ class FlagService:
                 else:
                     failed.append([h, r.cls or r.status, r.reason])
             self.history.ended(change, on, failed, [answers[h][1] for h in answers if answers[h][1].version == v],
-                               line=flag_line(change, on, failed, settled=True))
+                               line=flag_line(change, on, failed, settled=True),
+                               actor=Actor(change["user"]))  # where they acted from died with that server
 
     # ------------------------------------------------------------------------------------------ verify
     async def verify(self, hosts: list[str] | None = None) -> list[dict]:

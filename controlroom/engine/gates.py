@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 from controlroom.config.gates import Gate
 from controlroom.config.settings import FlagsSettings, MetricsSettings
 from controlroom.core import events as ev
+from controlroom.core.identity import Actor
 from controlroom.engine.recorder import Recorder
 from controlroom.journal.flags import FlagHistory
 from controlroom.sources.metrics import MetricsError, Source, make_source
@@ -272,9 +273,9 @@ class GateKeeper:
         failed = [v.series for v in verdicts if v.state == FAILED]
         return [f"kill switch: controlroom flag {name} off" for name in kill_switches(self.flags, self.journal, failed)]
 
-    async def recheck(self, phase: Phase, user: str, *, log: bool = True, log_ok: bool = True) -> tuple[
+    async def recheck(self, phase: Phase, by: Actor, *, log: bool = True, log_ok: bool = True) -> tuple[
             bool, list[str], tuple]:
-        """Check the phase's gates once more (journaled). Their verdicts go to the deploy log, by ``user``, when
+        """Check the phase's gates once more (journaled). Their verdicts go to the deploy log, by ``by``, when
         they all hold (and ``log_ok``) or ``log`` (a client polling while a flipped flag's rate window turns logs
         only its last try). Returns (every gate holds, their lines, then the kill switches to flip when a guarded
         one failed, every gate's verdict)."""
@@ -285,7 +286,7 @@ class GateKeeper:
         lines = [v.text(phase.name) for v in verdicts]
         if (ok and log_ok) or log:
             for line in lines:
-                self.record.log("GATE", line.removeprefix("GATE "), user)
+                self.record.log("GATE", line.removeprefix("GATE "), by)
         return ok, lines + ([] if ok else self.hints(verdicts)), self._wire(verdicts)
 
     async def holds_now(self, waiting: ev.GateWaiting) -> bool:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from controlroom.core import events as ev
+from controlroom.core.identity import Actor
 
 
 class ReceiptStatus(StrEnum):
@@ -66,15 +67,15 @@ class FlagHistory:
                                  [_row(r) for r in receipts], event)
 
     def ended(self, change: dict, confirmed: int, failed: list, receipts: list[Receipt], *, line: str,
-              origin: str | None = None) -> None:
+              actor: Actor) -> None:
         """The push ended (or was settled): receipts, count, how it stands for every client (FlagChanged) and the
-        deploy log's FLAG ``line``, by the change's user from ``origin``, in one transaction."""
+        deploy log's FLAG ``line`` by ``actor`` (who changed it), in one transaction."""
         self.j.flag_change_ended(
             change["version"], confirmed, failed, [_row(r) for r in receipts],
             ev.FlagChanged(0, flag=change["flag"], old=change["old"], new=change["new"], user=change["user"],
                            reason=change["reason"], version=change["version"], confirmed=confirmed,
                            total=change["hosts"], failed=tuple(tuple(f) for f in failed)),
-            ev.LogEntryAdded(0, user=change["user"], kind="FLAG", text=line), origin=origin)
+            ev.LogEntryAdded(0, user=actor.user, kind="FLAG", text=line), actor=actor)
 
     def finished(self, version: int, confirmed: int, failed: list) -> None:
         """A change's count after the fact (a straggler confirmed late)."""

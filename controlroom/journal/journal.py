@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from controlroom.core import events as ev
-from controlroom.core.identity import current_origin, current_user  # noqa: F401 - who did it; others import it from here
+from controlroom.core.identity import Actor
 from controlroom.journal import schema
 from controlroom.journal.locks import Lock, LockMixin, abandons  # noqa: F401 - the lock's types live with their mixin
 
@@ -157,8 +157,8 @@ class Journal(LockMixin):
     def _tx(self, immediate: bool = False) -> _Tx:
         return _Tx(self.db, immediate)
 
-    def _apply(self, e: ev.Event, origin: str | None | bool = True) -> None:
-        """origin: the log entry's, or True for this process's current one (identity.current_origin)."""
+    def _apply(self, e: ev.Event, origin: str | None = None) -> None:
+        """origin: a log entry's (the SSH client address of whoever wrote it; None when unknown)."""
         db = self.db
         data = e.to_dict()
         db.execute(
@@ -206,16 +206,21 @@ class Journal(LockMixin):
         elif isinstance(e, ev.LogEntryAdded):
             db.execute(
                 "INSERT INTO log (at, user, origin, kind, text, revision, rollout_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (e.at, e.user, current_origin() if origin is True else origin, e.kind, e.text, e.revision,
+                (e.at, e.user, origin, e.kind, e.text, e.revision,
                  e.rollout_id or None),
             )
 
     # ------------------------------------------------------------------------------------------ log
-    def add_log(self, user: str, kind: str, text: str, revision: str | None = None, rollout_id: int = 0) -> LogEntry:
-        """Append to the deploy log (committed, then published as LogEntryAdded)."""
-        e = ev.LogEntryAdded(rollout_id, user=user, kind=kind, text=text, revision=revision)
-        self.record(e)
-        return LogEntry(0, e.at, user, kind, text, revision, current_origin())
+    def add_log(self, actor: Actor, kind: str, text: str, revision: str | None = None,
+                rollout_id: int = 0) -> LogEntry:
+        """Append to the deploy log, by ``actor`` (its user and origin), committed, then published as
+        LogEntryAdded."""
+        e = ev.LogEntryAdded(rollout_id, user=actor.user, kind=kind, text=text, revision=revision)
+        self.check_same_file()
+        with self._tx():
+            self._apply(e, actor.origin)
+        self._publish(e)
+        return LogEntry(0, e.at, actor.user, kind, text, revision, actor.origin)
 
     def log(self, limit: int = 200) -> list[LogEntry]:
         """The last `limit` entries of the deploy log, oldest first. Never waits for a writer (WAL)."""
@@ -231,14 +236,14 @@ class Journal(LockMixin):
         publish(self._subscribers, event)
 
     # ------------------------------------------------------------------------------------------ rollouts
-    def new_rollout(self, revision: str, previous: str | None, user: str, phases) -> int:
-        """A new rollout with a globally unique id (its receipts and leases on the hosts carry it)."""
+    def new_rollout(self, revision: str, previous: str | None, actor: Actor, phases) -> int:
+        """A new rollout by ``actor`` with a globally unique id (its receipts and leases on the hosts carry it)."""
         self.check_same_file()
         with self._tx():
             cur = self.db.execute(
                 "INSERT INTO rollouts (revision, previous, user, status, phase, started_at, pid, hostname, phases,"
                 " uuid) VALUES (?, ?, ?, 'starting', 0, ?, ?, ?, ?, ?)",
-                (revision, previous, user, time.time(), os.getpid(), socket.gethostname(), json.dumps(phases),
+                (revision, previous, actor.user, time.time(), os.getpid(), socket.gethostname(), json.dumps(phases),
                  uuid.uuid4().hex),
             )
             return int(cur.lastrowid)
@@ -360,12 +365,13 @@ class Journal(LockMixin):
             self.db.execute("UPDATE rollouts SET commit_hash = ? WHERE id = ?", (commit, rollout_id))
 
     # ------------------------------------------------------------------------------------------ stages
-    def add_stage(self, user: str, revision: str, commit: str | None, ok: bool, seconds: float, reason: str) -> None:
+    def add_stage(self, actor: Actor, revision: str, commit: str | None, ok: bool, seconds: float,
+                  reason: str) -> None:
         """One run of [release] stage: who ran it, for which revision and commit, and how it ended."""
         with self._tx():
             self.db.execute(
                 "INSERT INTO stages (at, user, revision, commit_hash, ok, seconds, reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (time.time(), user, revision, commit, int(ok), seconds, reason))
+                (time.time(), actor.user, revision, commit, int(ok), seconds, reason))
 
     def staged_ok(self, revision: str, commit: str | None) -> bool:
         """Whether a stage of this commit (of this revision name when no repo pins it) succeeded."""
@@ -420,17 +426,17 @@ class Journal(LockMixin):
         self._publish(event)
 
     def flag_change_ended(self, version: int, confirmed: int, failed: list, receipts: list[tuple],
-                          *events: ev.Event, origin: str | None = None) -> None:
+                          *events: ev.Event, actor: Actor) -> None:
         """A change's push ended (or was settled after a crash): its receipts, its count and its events (its
-        FlagChanged and the deploy log's FLAG line, with the origin of whoever changed it, None when unknown) in one
-        transaction, so the log says it exactly when the journal knows it."""
+        FlagChanged and the deploy log's FLAG line, by ``actor``, who changed it: its origin None when unknown) in
+        one transaction, so the log says it exactly when the journal knows it."""
         self.check_same_file()
         with self._tx():
             self._save_receipts(receipts)
             self.db.execute("UPDATE flag_changes SET confirmed = ?, failed = ? WHERE version = ?",
                             (confirmed, json.dumps(failed), version))
             for e in events:
-                self._apply(e, origin)
+                self._apply(e, actor.origin)
         for e in events:
             self._publish(e)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from controlroom.core import events as ev
 from controlroom.core.errors import LockedError
-from controlroom.core.identity import current_origin
+from controlroom.core.identity import Actor
 from controlroom.journal import fleetlock
 
 
@@ -79,18 +79,20 @@ class LockMixin:
 
     def take_lock(
         self,
-        user: str,
+        actor: Actor,
         reason: str,
         *,
         rollout_id: int | None = None,
         force_reason: str | None = None,
         takeover: bool = False,
     ) -> Lock:
-        """Take the fleet lock, atomically. A deploy passes its rollout_id and holds the lock while it runs.
+        """Take the fleet lock for ``actor``, atomically. A deploy passes its rollout_id and holds the lock while it
+        runs.
 
         Raises LockedError naming the holder when the fleet is locked by a person (unless force_reason is given)
         or by a live deploy (always). A lock left by a dead process is taken over, with a log entry.
         """
+        user = actor.user
         pid = os.getpid() if rollout_id else None
         host = socket.gethostname() if rollout_id else None
         now = time.time()
@@ -126,16 +128,16 @@ class LockMixin:
             self.db.execute(
                 "INSERT OR REPLACE INTO lock (id, user, origin, at, reason, pid, hostname, rollout_id, saved)"
                 " VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (user, current_origin(), now, reason, pid, host, rollout_id, saved),
+                (user, actor.origin, now, reason, pid, host, rollout_id, saved),
             )
             entries = [ev.LogEntryAdded(rollout_id or 0, user=user, kind=kind, text=text) for kind, text in notes]
             if not rollout_id:
                 entries.append(ev.LogEntryAdded(0, user=user, kind="LOCK", text=reason))
             for e in entries:
-                self._apply(e)
+                self._apply(e, actor.origin)
         for e in entries:
             self._publish(e)
-        lock = Lock(user, now, reason, pid, host, rollout_id, current_origin())
+        lock = Lock(user, now, reason, pid, host, rollout_id, actor.origin)
         self._publish(ev.LockChanged(rollout_id or 0, held=True, user=user, reason=reason))
         return lock
 
@@ -152,13 +154,15 @@ class LockMixin:
             )
         self._publish(ev.LockChanged(rollout_id, held=True, user=None, reason=reason))
 
-    def release_lock(self, user: str, *, rollout_id: int | None = None, manual: bool = True,
+    def release_lock(self, actor: Actor, *, rollout_id: int | None = None, manual: bool = True,
                      force: bool = False) -> Lock | None:
-        """Release the lock. A person cannot release a live deploy's lock; a deploy releases only its own.
+        """Release the lock, by ``actor``. A person cannot release a live deploy's lock; a deploy releases only its
+        own.
 
         A person releasing another person's lock, or the lock a halted deploy keeps (parked), must pass force:
         without it LockedError says what the release would abandon. Either way it goes into the deploy log.
         """
+        user = actor.user
         entries: list[ev.LogEntryAdded] = []
         restored = None
         with self._tx(immediate=True):
@@ -189,7 +193,7 @@ class LockMixin:
                     text = f"forced: {abandons(cur)}"
                 entries.append(ev.LogEntryAdded(0, user=user, kind="UNLOCK", text=text))
             for e in entries:
-                self._apply(e)
+                self._apply(e, actor.origin)
         for e in entries:
             self._publish(e)
         if restored:
