@@ -20,6 +20,7 @@ import secrets
 import time
 from dataclasses import replace
 
+from controlroom.config.flags import flag_value
 from controlroom.core import events as ev
 from controlroom.core.errors import ControlroomError, UsageError
 from controlroom.core.identity import Actor
@@ -183,7 +184,7 @@ class FlagService:
         spec = self.spec(name)
         await self.settled()
         try:
-            value = fl.flag_value(value)
+            value = flag_value(value)
         except ValueError as e:
             raise UsageError(f"{name}: {e}") from None
         last = self.flag_versions.get(name)

@@ -27,8 +27,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from controlroom.config.flags import FlagsSettings
 from controlroom.config.gates import Gate
-from controlroom.config.settings import FlagsSettings, MetricsSettings
+from controlroom.config.settings import MetricsSettings
 from controlroom.core import events as ev
 from controlroom.core.identity import Actor
 from controlroom.engine.recorder import Recorder
