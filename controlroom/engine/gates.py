@@ -327,12 +327,8 @@ def kill_switches(flags: FlagsSettings, journal, series: list[str]) -> list[str]
     """The kill switches guarding any of these series that are not off yet (as the journal's flag history has
     them), in the config's order."""
     history = FlagHistory(journal) if journal is not None else None
-    out = []
-    for spec in flags.guarding(series):
-        last = history.changes(spec.name, limit=1) if history is not None else []
-        if (last[0]["new"] if last else spec.default) != "off":
-            out.append(spec.name)
-    return out
+    return [flag.name for flag in flags.guarding(series)
+            if (history.value(flag.name, flag.default) if history is not None else flag.default) != "off"]
 
 
 def keeper_of(rollout) -> GateKeeper | None:
