@@ -136,3 +136,21 @@ def _whoami(env: dict[str, str], uid: int | None = None) -> str:
 def test_a_real_non_root_process_cannot_claim_to_be_someone_else_with_sudo_user():
     assert _whoami({"SUDO_USER": "mygrant"}) == "mygrant"  # root, as sudo leaves it
     assert _whoami({"SUDO_USER": "mygrant"}, uid=NOBODY) != "mygrant"
+
+
+def test_no_module_sets_an_ssh_address_in_its_environment_for_the_journal_to_find():
+    import ast
+
+    writes = []
+    for path in sorted((REPO / "controlroom").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            keys = []
+            if isinstance(node, ast.Assign | ast.AugAssign):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                keys = [t.slice for t in targets if isinstance(t, ast.Subscript)]
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
+                    node.func.attr in ("pop", "setdefault", "putenv", "unsetenv", "update"):
+                keys = node.args[:1]
+            writes += [f"{path.relative_to(REPO)}:{node.lineno}" for k in keys
+                       if isinstance(k, ast.Constant) and k.value in ("SSH_CLIENT", "SSH_CONNECTION")]
+    assert not writes, f"who acts is an Actor handed to the journal, never an environment variable: {writes}"
