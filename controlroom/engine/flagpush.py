@@ -20,7 +20,7 @@ import secrets
 import time
 from dataclasses import replace
 
-from controlroom.config.flags import flag_value
+from controlroom.config.flags import Flag, flag_value
 from controlroom.core import events as ev
 from controlroom.core.errors import ControlroomError, UsageError
 from controlroom.core.identity import Actor
@@ -60,7 +60,7 @@ class FlagService:
 
     def __init__(self, cfg, pool, journal, *, backoff: tuple[float, float] = BACKOFF) -> None:
         self.cfg = cfg
-        self.specs = cfg.flags.flags
+        self.defined: tuple[Flag, ...] = cfg.flags.flags  # every configured Flag
         self.path = cfg.flags.file
         self.pool = pool
         self.journal = journal
@@ -72,9 +72,9 @@ class FlagService:
         self._retries: dict[str, asyncio.Task] = {}
         self._files: dict[int, fl.FlagsFile] = {}
         self._settling: asyncio.Task | None = None
-        self.current = fl.initial(self.specs)
+        self.current = fl.initial(self.defined)
         self.flag_versions: dict[str, dict] = {}  # flag -> its last change (version, user, at, reason, old)
-        for s in self.specs:
+        for s in self.defined:
             last_of = self.history.changes(s.name, limit=1)
             if last_of:
                 self.flag_versions[s.name] = last_of[0]
@@ -119,7 +119,7 @@ class FlagService:
 
     # ------------------------------------------------------------------------------------------ reads
     def _file_of(self, change: dict) -> fl.FlagsFile:
-        return fl.with_values(self.specs, change["state"], version=change["version"], by=change["user"],
+        return fl.with_values(self.defined, change["state"], version=change["version"], by=change["user"],
                               at=change["at"])
 
     def file(self, version: int) -> fl.FlagsFile:
@@ -127,18 +127,18 @@ class FlagService:
             return self.current
         if version not in self._files:
             ch = self.j_change(version)
-            self._files[version] = self._file_of(ch) if ch else fl.initial(self.specs)
+            self._files[version] = self._file_of(ch) if ch else fl.initial(self.defined)
         return self._files[version]
 
     def j_change(self, version: int) -> dict | None:
         found = self.history.changes(version=version, limit=1)
         return found[0] if found else None
 
-    def spec(self, name: str):
+    def flag(self, name: str) -> Flag:
         """The flag of that name; UsageError (exit 2) with a did-you-mean when there is none."""
         s = self.cfg.flags.flag(name)
         if s is None:
-            raise UsageError(unknown_flag(name, [x.name for x in self.specs]))
+            raise UsageError(unknown_flag(name, [x.name for x in self.defined]))
         return s
 
     def _hosts(self, hosts: list[str] | None) -> list[str]:
@@ -163,7 +163,7 @@ class FlagService:
     def state(self) -> dict:
         """Everything a flags pane or `controlroom flags` shows, as plain data."""
         out = []
-        for s in self.specs:
+        for s in self.defined:
             ch = self.flag_versions.get(s.name)
             v = ch["version"] if ch else 0
             out.append({
@@ -181,7 +181,7 @@ class FlagService:
         """Set one flag, by ``actor``, and push the new file to ``hosts`` (default: all); return the receipt once
         every host confirmed or failed. ``expect``: the flag's version the operator decided on (compare-and-set)."""
         user = actor.user
-        spec = self.spec(name)
+        flag = self.flag(name)
         await self.settled()
         try:
             value = flag_value(value)
@@ -197,7 +197,7 @@ class FlagService:
         targets = self._hosts(hosts)
         old = self.current.flags[name].enabled
         reason = clean(reason.strip(), 300)
-        new = fl.with_values(self.specs, {**self.current.values(), name: value},
+        new = fl.with_values(self.defined, {**self.current.values(), name: value},
                              version=self.current.version + 1, by=user, at=time.time())
         change = {"version": new.version, "user": user, "at": new.changed_at, "reason": reason, "old": old,
                   "new": value, "flag": name, "hosts": len(targets)}
@@ -219,7 +219,7 @@ class FlagService:
                            line=flag_line(change, confirmed, failed), actor=actor)
         for h, *_ in failed:
             self._retry_later(h)
-        return {"flag": name, "kind": spec.kind, "old": old, "new": value, "version": new.version,
+        return {"flag": name, "kind": flag.kind, "old": old, "new": value, "version": new.version,
                 "confirmed": confirmed, "total": len(targets), "failed": failed, "seconds": seconds}
 
     def _set(self, r: Receipt) -> None:
