@@ -104,18 +104,20 @@ class FlagHistory:
             w.record(event)
 
     def ended(self, change: dict, confirmed: int, failed: list, receipts: list[Receipt], *, line: str,
-              actor: Actor) -> None:
+              actor: Actor, at: float | None = None) -> None:
         """The push ended (or was settled after a crash): its receipts, its count, how it stands for every client
         (FlagChanged) and the deploy log's FLAG ``line`` by ``actor`` (who changed it; origin None when unknown),
-        in one transaction, so the log says it exactly when the journal knows it."""
+        in one transaction, so the log says it exactly when the journal knows it. ``at``: when (default now)."""
+        when = {} if at is None else {"at": at}
         with self.j.writing(check=True) as w:
             _save(w, receipts)
             w.execute("UPDATE flag_changes SET confirmed = ?, failed = ? WHERE version = ?",
                       (confirmed, json.dumps(failed), change["version"]))
             w.record(ev.FlagChanged(0, flag=change["flag"], old=change["old"], new=change["new"], user=change["user"],
                                     reason=change["reason"], version=change["version"], confirmed=confirmed,
-                                    total=change["hosts"], failed=tuple(tuple(f) for f in failed)), actor.origin)
-            w.record(ev.LogEntryAdded(0, user=actor.user, kind="FLAG", text=line), actor.origin)
+                                    total=change["hosts"], failed=tuple(tuple(f) for f in failed), **when),
+                     actor.origin)
+            w.record(ev.LogEntryAdded(0, user=actor.user, kind="FLAG", text=line, **when), actor.origin)
 
     def finished(self, version: int, confirmed: int, failed: list) -> None:
         """A change's count after the fact (a straggler confirmed late)."""
