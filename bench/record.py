@@ -30,6 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from controlroom.core import events as ev  # noqa: E402
+from controlroom.core.identity import Actor  # noqa: E402
 from controlroom.engine.gates import GateEvaluated  # noqa: E402
 from controlroom.engine.record import Timeline  # noqa: E402
 from controlroom.journal.journal import Journal  # noqa: E402
@@ -41,7 +42,7 @@ def write(j: Journal, hosts: int, per_host: int) -> tuple[int, int]:
     size = max(1, hosts // 10)
     phases = tuple((f"phase {k}", tuple(names[k * size:(k + 1) * size] if k < 9 else names[9 * size:]))
                    for k in range(10))
-    rid = j.new_rollout("r2", "r1", "bench", [[n, list(h)] for n, h in phases])
+    rid = j.new_rollout("r2", "r1", Actor("bench"), [[n, list(h)] for n, h in phases])
     t = time.time() - 3600
     n = 0
     steps = max(1, per_host - 2)

@@ -457,6 +457,7 @@ class Bench(_common.FleetBench):
 
         from controlroom.config import config
         from controlroom.core import events as ev
+        from controlroom.core.identity import Actor
         from controlroom.engine.rollout import Rollout
         from controlroom.fleet.ssh import SSHPool
         from controlroom.journal.journal import Journal
@@ -470,7 +471,7 @@ class Bench(_common.FleetBench):
                 counted[0] += isinstance(e, ev.HostStateChanged)
 
             async with SSHPool(cfg.ssh, cfg.hosts) as pool:
-                r = Rollout(cfg, pool, journal, revision=tag, user="bench", confirm="none")
+                r = Rollout(cfg, pool, journal, revision=tag, actor=Actor("bench"), confirm="none")
                 r.subscribe(count)
                 if profiler:
                     profiler.enable()

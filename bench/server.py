@@ -105,9 +105,10 @@ def worker_inproc(config_path: str, revision: str) -> int:
     from controlroom.cli.deploy import Printer
     from controlroom.config import config
     from controlroom.core import events as ev
+    from controlroom.core.identity import Actor
     from controlroom.engine.rollout import Rollout
     from controlroom.fleet.ssh import SSHPool, raise_nofile_limit
-    from controlroom.journal.journal import Journal, current_user
+    from controlroom.journal.journal import Journal
 
     cfg = config.load(config_path)
     raise_nofile_limit(len(cfg.hosts))
@@ -116,13 +117,13 @@ def worker_inproc(config_path: str, revision: str) -> int:
         journal = Journal.open(cfg.state.dir)
         try:
             async with SSHPool(cfg.ssh, cfg.hosts) as pool:
-                r = Rollout(cfg, pool, journal, revision=revision, user=current_user(), confirm="none")
+                r = Rollout(cfg, pool, journal, revision=revision, actor=Actor.here(), confirm="none")
                 r.subscribe(Printer(r))
                 loop = asyncio.get_running_loop()
 
                 def yes(e: ev.Event) -> None:
                     if isinstance(e, ev.GateWaiting) and e.kind != ev.GATE_BAKE:
-                        loop.call_soon(r.proceed, r.user)
+                        loop.call_soon(r.proceed, r.actor)
 
                 r.subscribe(yes)
                 return (await r.run()).status

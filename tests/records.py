@@ -12,9 +12,11 @@ import types
 from pathlib import Path
 
 from controlroom.core import events as ev
+from controlroom.core.identity import Actor
 from controlroom.engine import stage as stage_module
 from controlroom.engine.gates import GateEvaluated
 from controlroom.journal import journal as journal_module
+from controlroom.journal.flags import FlagHistory
 from controlroom.journal.journal import Journal
 
 CANARY = ("canary", ("web001",))
@@ -41,7 +43,7 @@ class Recorder:
     # ------------------------------------------------------------------------------------------ pieces
     def start(self, at: float, revision: str, previous: str | None, user: str, phases=PHASES) -> int:
         self.clock = at
-        rid = self.j.new_rollout(revision, previous, user, [[n, list(h)] for n, h in phases])
+        rid = self.j.new_rollout(revision, previous, Actor(user), [[n, list(h)] for n, h in phases])
         self.rid, self.revision, self.previous, self.user = rid, revision, previous, user
         self.j.record(ev.RolloutStarted(rid, revision=revision, previous=previous, user=user, phases=phases, at=at))
         self.log(at, "DEPLOY START", f"{previous or '?'} -> {revision}")
@@ -75,9 +77,8 @@ class Recorder:
     def check(self, at: float, phase: int, name: str, value: float, line: str | None = None) -> None:
         line = self.revision if line is None else line
         verdict = ev.GateState.PASSED if value < 5 else ev.GateState.FAILED
-        with self.j._tx():  # as gates._journal_quietly writes it
-            self.j._apply(GateEvaluated(self.rid, phase=phase, name=name, gate=GATE, verdict=verdict, value=value,
-                                        line=line, why="", at=at))
+        self.j.record_quietly(GateEvaluated(self.rid, phase=phase, name=name, gate=GATE, verdict=verdict, value=value,
+                                            line=line, why="", at=at))  # as gates._journal_quietly writes it
 
     def wait(self, at: float, phase: int, name: str, kind: str, value: float | None = None, reason: str = "") -> None:
         verdicts = ()
@@ -106,15 +107,13 @@ class Recorder:
         self.clock = at
         change = {"version": v, "at": at, "user": user, "flag": flag, "old": old, "new": new, "reason": reason,
                   "hosts": hosts, "state": dict(self.flags)}
-        self.j.flag_change_begun(change, [], ev.FlagChanged(0, flag=flag, old=old, new=new, user=user, reason=reason,
-                                                            version=v, confirmed=0, total=hosts, at=at))
+        history = FlagHistory(self.j)
+        history.begun(change, [], ev.FlagChanged(0, flag=flag, old=old, new=new, user=user, reason=reason,
+                                                 version=v, confirmed=0, total=hosts, at=at))
         failed = failed or []
         ok = hosts - len(failed)
-        self.j.flag_change_ended(
-            v, ok, failed, [],
-            ev.FlagChanged(0, flag=flag, old=old, new=new, user=user, reason=reason, version=v, confirmed=ok,
-                           total=hosts, failed=tuple(tuple(f) for f in failed), at=at + 0.5),
-            ev.LogEntryAdded(0, user=user, kind="FLAG", text=f"{flag} {old} -> {new}: {reason}", at=at + 0.5))
+        history.ended(change, ok, failed, [], line=f"{flag} {old} -> {new}: {reason}", actor=Actor(user),
+                      at=at + 0.5)
 
     def finish(self, at: float, status: str = ev.R_DONE, done: int = 6, failed: int = 0, marks=()) -> None:
         self.clock = at
@@ -138,7 +137,7 @@ class Recorder:
     def stage(self, at: float, user: str, revision: str, ok: bool = True, reason: str = "ok") -> None:
         """A stage run as engine/stage.py records it (its row and its log line)."""
         self.clock = at
-        stage_module.record(self.j, user, stage_module.StageResult(revision, None, ok, 12.0, reason))
+        stage_module.record(self.j, Actor(user), stage_module.StageResult(revision, None, ok, 12.0, reason))
 
     def started_at(self) -> float:
         return self.j.rollout(self.rid).started_at

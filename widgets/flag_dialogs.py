@@ -14,7 +14,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
-from controlroom.cli.flags import receipt_text
+from controlroom.core.receipts import receipt_text
 from controlroom.core.text import clean
 from widgets.dialogs import clean_body
 from widgets.flags import KILL_MARK

@@ -16,10 +16,10 @@ from collections.abc import Iterable
 from textual.app import SystemCommand
 from textual.screen import Screen
 
+from controlroom.config.flags import flag_value
 from controlroom.core import events as ev
 from controlroom.core.errors import ControlroomError
 from controlroom.core.text import clean
-from controlroom.fleet import flagfile as fl
 from widgets.dialogs import GateHaltDialog, HelpScreen, OverrideDialog, PromptDialog
 from widgets.flag_dialogs import FlagConfirmDialog, FlagHistoryScreen, KillSwitchPicker
 from widgets.flags import FlagsPane
@@ -193,7 +193,7 @@ class FlagActions:
             if not text:
                 return
             try:
-                value = fl.flag_value(text if text.strip().endswith("%") else f"{text.strip()}%")
+                value = flag_value(text if text.strip().endswith("%") else f"{text.strip()}%")
             except ValueError as e:
                 self._say(f"{name}: {e}", severity="error")
                 continue

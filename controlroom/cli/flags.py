@@ -12,9 +12,10 @@ import sys
 import time
 
 from controlroom.config.config import Config
+from controlroom.config.flags import flag_value, valid_name
 from controlroom.core.errors import ControlroomError, UsageError
+from controlroom.core.receipts import receipt_text
 from controlroom.core.text import LINE_LIMIT, clean
-from controlroom.fleet import flagfile as fl
 
 
 def add_parsers(sub, common) -> None:
@@ -43,18 +44,6 @@ def _select(cfg: Config, pattern: str | None) -> list[str] | None:
         return inventory.select(pattern, tuple(h.name for h in cfg.hosts), cfg.groups)
     except ValueError as e:
         raise UsageError(f"--hosts: {e}") from None
-
-
-def receipt_text(rc: dict | None) -> str:
-    """'150/150' or '148/150 · web020 refused · web030 exit 1'."""
-    if not rc:
-        return "never changed"
-    text = f"{rc['confirmed']}/{rc['total']}"
-    for host, cls, _ in rc["failed"][:5]:
-        text += f" · {host} {cls}"
-    if len(rc["failed"]) > 5:
-        text += f" · {len(rc['failed']) - 5} more"
-    return text
 
 
 def _when(at: float) -> str:
@@ -117,10 +106,10 @@ def cmd_flag(cfg: Config, args: argparse.Namespace) -> int:
     from controlroom.engine.flagpush import unknown_flag
     from controlroom.server.client import connect
 
-    if not fl.valid_name(args.name) or cfg.flags.flag(args.name) is None:
+    if not valid_name(args.name) or cfg.flags.flag(args.name) is None:
         raise UsageError(unknown_flag(args.name, [f.name for f in cfg.flags.flags]))
     try:
-        value = fl.flag_value(args.value)
+        value = flag_value(args.value)
     except ValueError as e:
         raise UsageError(f"{args.name}: {e}") from None
     hosts = _select(cfg, args.hosts)

@@ -311,14 +311,14 @@ def run_log_text(cmd: str, hosts: int, summary: str) -> str:
 
 def _record_run(cfg, cmd: str, hosts: int, summary: str) -> None:
     """Put the run in the deploy log; a journal that cannot be opened costs a one-line warning, never the run."""
-    from controlroom.core.identity import current_user
+    from controlroom.core.identity import Actor
     from controlroom.core.text import clean
     from controlroom.journal.journal import Journal
 
     try:
         journal = Journal.open(cfg.state.dir)
         try:
-            journal.add_log(current_user(), "RUN", run_log_text(cmd, hosts, summary))
+            journal.add_log(Actor.here(), "RUN", run_log_text(cmd, hosts, summary))
         finally:
             journal.close()
     except Exception as e:  # noqa: BLE001 - the commands ran; their record is best effort

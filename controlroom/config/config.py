@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from controlroom.config.flags import check_guards, read_flags
+from controlroom.config.flags import FlagsSettings, check_guards, read_flags
 from controlroom.config.gates import HOW_TO_WRITE, Gate
 from controlroom.config.inventory import (
     Host,
@@ -30,7 +30,6 @@ from controlroom.config.inventory import (
 from controlroom.config.reader import PLACEHOLDERS, Reader, parse_duration, template_problem
 from controlroom.config.settings import (
     DeploySettings,
-    FlagsSettings,
     MetricsSettings,
     NotifySettings,
     ReleaseSettings,

@@ -1,4 +1,5 @@
 """The settings a controlroom.toml gives, one frozen dataclass per section; config.load reads and checks them.
+The [flags] section's (FlagsSettings, with each Flag) is in flags.py, beside the rules of a flag's name and value.
 
 Plain data with no imports of our own, so any module may use them (ssh.py takes SSHSettings) without pulling in
 the config reader.
@@ -47,37 +48,6 @@ class DeploySettings:
     rollback: tuple[str, ...] = ()
     step_timeout: float = 60.0
     revision: str | None = None
-
-
-@dataclass(frozen=True)
-class FlagSpec:
-    """One [flags.NAME] table: what the flag is and its value before anyone changes it."""
-
-    name: str
-    kind: str = "feature"  # "feature" or "kill_switch"
-    description: str = ""
-    default: str = "off"  # "on", "off" or "N%" (a percentage of users, bucketed by the application)
-    users: tuple[str, ...] = ()  # named users who always get it (Etsy's `feature` allow-lists)
-    groups: tuple[str, ...] = ()
-    guards: tuple[str, ...] = ()  # a kill switch: the series it guards (a failed gate on one offers it first)
-
-    @property
-    def kill_switch(self) -> bool:
-        return self.kind == "kill_switch"
-
-
-@dataclass(frozen=True)
-class FlagsSettings:
-    file: str = "flags.toml"  # the flags file on every host; relative means the login (home) directory
-    reload: str | None = None  # run on the host after the file is in place
-    flags: tuple[FlagSpec, ...] = ()
-
-    def flag(self, name: str) -> FlagSpec | None:
-        return next((f for f in self.flags if f.name == name), None)
-
-    def guarding(self, series: tuple[str, ...] | list[str]) -> tuple[FlagSpec, ...]:
-        """The kill switches that guard any of these series, in the config's order."""
-        return tuple(f for f in self.flags if f.kill_switch and any(s in f.guards for s in series))
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,8 @@
-"""Who is at the keyboard, for the deploy log and the lock, and where they came from.
+"""Who is at the keyboard, for the deploy log and the lock, and where they came from: an ``Actor``.
+
+Every journal write is given the Actor it records (a log entry, a lock, a flag change, a rollout, an override); no
+environment variable carries it. The server builds it from what it can see of the requesting client (its socket
+peer's credentials, its session's origin); the CLI's own writes build it from this process (``Actor.here``).
 
 ``SUDO_USER`` names the person behind a sudo session, but any process can set it: it is believed only when the real
 uid is 0, that is when sudo (or root itself) started us. Everyone else is their login name.
@@ -20,10 +24,24 @@ import getpass
 import ipaddress
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 SSHD = ("sshd", "sshd-session")  # OpenSSH's binaries for a session's processes (9.8 split out sshd-session)
 MAX_DEPTH = 64
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts: the person, and the SSH client address they act from (None: not in an SSH session, or unknown)."""
+
+    user: str
+    origin: str | None = None
+
+    @classmethod
+    def here(cls) -> Actor:
+        """This process's person and origin (current_user, current_origin): the CLI writing the journal itself."""
+        return cls(current_user(), current_origin())
 
 
 def current_user(uid: int | None = None, environ: Mapping[str, str] | None = None) -> str:
@@ -44,8 +62,9 @@ def current_user(uid: int | None = None, environ: Mapping[str, str] | None = Non
 
 
 def current_origin(environ: Mapping[str, str] | None = None) -> str | None:
-    """The SSH client address named in environ (default: this process's environment, which the server sets from
-    session_origin for the request it is doing), when it is an IP address."""
+    """The SSH client address named in environ (default: this process's own environment, as its session set it),
+    when it is an IP address. For a process writing the journal itself; the server derives a client's origin
+    with session_origin instead, never from an environment."""
     env = os.environ if environ is None else environ
     for var in ("SSH_CLIENT", "SSH_CONNECTION"):
         value = env.get(var)

@@ -18,97 +18,23 @@ import difflib
 import hashlib
 import secrets
 import time
-from dataclasses import dataclass, replace
-from enum import StrEnum
+from dataclasses import replace
 
+from controlroom.config.flags import Flag, flag_value
 from controlroom.core import events as ev
 from controlroom.core.errors import ControlroomError, UsageError
-from controlroom.core.identity import current_origin
+from controlroom.core.identity import Actor
 from controlroom.core.text import clean
 from controlroom.fleet import flagfile as fl
+from controlroom.journal.flags import CONFIRMED, DISMISSED, FAILED, PENDING, FlagHistory, Receipt
 
 BACKOFF = (0.5, 30.0)  # first retry after, longest wait between retries (seconds)
-
-
-class ReceiptStatus(StrEnum):
-    """Where one host stands with one flag change (the journal's and the wire's string is the value)."""
-
-    CONFIRMED = "confirmed"  # the host holds the version, hash checked, reloaded
-    FAILED = ev.FAILED.value  # tried, and it did not take: cls and reason say why (retried in the background)
-    PENDING = ev.PENDING.value  # meant for the host, not answered yet
-    DISMISSED = "dismissed"  # the operator stopped waiting for it
-
-
-CONFIRMED, FAILED, PENDING, DISMISSED = ReceiptStatus
 
 
 class FlagConflict(ControlroomError):
     """The flag changed after the operator looked at it: look again and confirm."""
 
     exit_code = 1
-
-
-@dataclass(frozen=True)
-class Receipt:
-    """What one host holds, or was last meant to hold: the version, its sha256, and whether it confirmed."""
-
-    host: str
-    version: int
-    sha256: str
-    status: ReceiptStatus
-    cls: str = ""  # the failure's class: refused, auth, timeout, exit 1, hash, ...
-    reason: str = ""
-    at: float = 0.0
-
-    def wire(self) -> dict:
-        return {"host": self.host, "version": self.version, "status": self.status, "class": self.cls,
-                "reason": self.reason, "at": self.at}
-
-
-class FlagHistory:
-    """The flag tables of the journal (journal.py holds their SQL): every change, and each host's latest receipt."""
-
-    def __init__(self, journal) -> None:
-        self.j = journal
-
-    def changes(self, name: str | None = None, limit: int = 50, version: int | None = None) -> list[dict]:
-        """The latest changes first (of one flag, or the one of that version)."""
-        return self.j.flag_changes(name, limit, version)
-
-    def pending(self) -> list[dict]:
-        """The changes whose push never ended (their server died mid-way), the oldest first."""
-        return list(reversed(self.j.flag_changes(limit=1000, pending=True)))
-
-    def begun(self, f: fl.FlagsFile, flag: str, old: str, reason: str, receipts: list[Receipt], event) -> None:
-        self.j.flag_change_begun(
-            {"version": f.version, "at": f.changed_at, "user": f.changed_by, "flag": flag, "old": old,
-             "new": f.flags[flag].enabled, "reason": reason, "hosts": len(receipts), "state": f.values()},
-            [_row(r) for r in receipts], event)
-
-    def ended(self, change: dict, confirmed: int, failed: list, receipts: list[Receipt], *,
-              settled: bool = False, origin: str | None = None) -> None:
-        """The push ended (or was settled): receipts, count, how it stands for every client and the FLAG line."""
-        text = flag_line(change, confirmed, failed, settled=settled)
-        self.j.flag_change_ended(
-            change["version"], confirmed, failed, [_row(r) for r in receipts],
-            ev.FlagChanged(0, flag=change["flag"], old=change["old"], new=change["new"], user=change["user"],
-                           reason=change["reason"], version=change["version"], confirmed=confirmed,
-                           total=change["hosts"], failed=tuple(tuple(f) for f in failed)),
-            ev.LogEntryAdded(0, user=change["user"], kind="FLAG", text=text), origin=origin)
-
-    def finished(self, version: int, confirmed: int, failed: list) -> None:
-        self.j.flag_change_counted(version, confirmed, failed)
-
-    def save(self, *receipts: Receipt) -> None:
-        """Keep each host's latest receipt, all in one transaction."""
-        self.j.save_flag_receipts([_row(r) for r in receipts])
-
-    def receipts(self) -> dict[str, Receipt]:
-        return {r[0]: Receipt(r[0], r[1], r[2], ReceiptStatus(r[3]), *r[4:]) for r in self.j.flag_receipts()}
-
-
-def _row(r: Receipt) -> tuple:
-    return (r.host, r.version, r.sha256, r.status, r.cls, r.reason, r.at)
 
 
 UNKNOWN, NOT_WRITTEN = "unknown", "not written"  # the classes a settlement after a crash gives
@@ -134,7 +60,7 @@ class FlagService:
 
     def __init__(self, cfg, pool, journal, *, backoff: tuple[float, float] = BACKOFF) -> None:
         self.cfg = cfg
-        self.specs = cfg.flags.flags
+        self.defined: tuple[Flag, ...] = cfg.flags.flags  # every configured Flag
         self.path = cfg.flags.file
         self.pool = pool
         self.journal = journal
@@ -146,9 +72,9 @@ class FlagService:
         self._retries: dict[str, asyncio.Task] = {}
         self._files: dict[int, fl.FlagsFile] = {}
         self._settling: asyncio.Task | None = None
-        self.current = fl.initial(self.specs)
+        self.current = fl.initial(self.defined)
         self.flag_versions: dict[str, dict] = {}  # flag -> its last change (version, user, at, reason, old)
-        for s in self.specs:
+        for s in self.defined:
             last_of = self.history.changes(s.name, limit=1)
             if last_of:
                 self.flag_versions[s.name] = last_of[0]
@@ -193,7 +119,7 @@ class FlagService:
 
     # ------------------------------------------------------------------------------------------ reads
     def _file_of(self, change: dict) -> fl.FlagsFile:
-        return fl.with_values(self.specs, change["state"], version=change["version"], by=change["user"],
+        return fl.with_values(self.defined, change["state"], version=change["version"], by=change["user"],
                               at=change["at"])
 
     def file(self, version: int) -> fl.FlagsFile:
@@ -201,18 +127,18 @@ class FlagService:
             return self.current
         if version not in self._files:
             ch = self.j_change(version)
-            self._files[version] = self._file_of(ch) if ch else fl.initial(self.specs)
+            self._files[version] = self._file_of(ch) if ch else fl.initial(self.defined)
         return self._files[version]
 
     def j_change(self, version: int) -> dict | None:
         found = self.history.changes(version=version, limit=1)
         return found[0] if found else None
 
-    def spec(self, name: str):
+    def flag(self, name: str) -> Flag:
         """The flag of that name; UsageError (exit 2) with a did-you-mean when there is none."""
         s = self.cfg.flags.flag(name)
         if s is None:
-            raise UsageError(unknown_flag(name, [x.name for x in self.specs]))
+            raise UsageError(unknown_flag(name, [x.name for x in self.defined]))
         return s
 
     def _hosts(self, hosts: list[str] | None) -> list[str]:
@@ -237,7 +163,7 @@ class FlagService:
     def state(self) -> dict:
         """Everything a flags pane or `controlroom flags` shows, as plain data."""
         out = []
-        for s in self.specs:
+        for s in self.defined:
             ch = self.flag_versions.get(s.name)
             v = ch["version"] if ch else 0
             out.append({
@@ -250,15 +176,15 @@ class FlagService:
                 "hosts": len(self.hosts), "settling": self.settling}
 
     # ------------------------------------------------------------------------------------------ change
-    async def change(self, name: str, value: str, user: str, *, reason: str = "", expect: int | None = None,
+    async def change(self, name: str, value: str, actor: Actor, *, reason: str = "", expect: int | None = None,
                      hosts: list[str] | None = None) -> dict:
-        """Set one flag and push the new file to ``hosts`` (default: all); return the receipt once every host
-        confirmed or failed. ``expect``: the flag's version the operator decided on (compare-and-set)."""
-        origin = current_origin()  # of whoever asks, read before anything awaits (other requests set their own)
-        spec = self.spec(name)
+        """Set one flag, by ``actor``, and push the new file to ``hosts`` (default: all); return the receipt once
+        every host confirmed or failed. ``expect``: the flag's version the operator decided on (compare-and-set)."""
+        user = actor.user
+        flag = self.flag(name)
         await self.settled()
         try:
-            value = fl.flag_value(value)
+            value = flag_value(value)
         except ValueError as e:
             raise UsageError(f"{name}: {e}") from None
         last = self.flag_versions.get(name)
@@ -271,14 +197,14 @@ class FlagService:
         targets = self._hosts(hosts)
         old = self.current.flags[name].enabled
         reason = clean(reason.strip(), 300)
-        new = fl.with_values(self.specs, {**self.current.values(), name: value},
+        new = fl.with_values(self.defined, {**self.current.values(), name: value},
                              version=self.current.version + 1, by=user, at=time.time())
         change = {"version": new.version, "user": user, "at": new.changed_at, "reason": reason, "old": old,
                   "new": value, "flag": name, "hosts": len(targets)}
         sha = new.sha256()
         pending = [Receipt(h, new.version, sha, PENDING, at=time.time()) for h in targets]
         # on the record before any host is written: the change as pending, each target's receipt as pending
-        self.history.begun(new, name, old, reason, pending, ev.FlagChanged(
+        self.history.begun({**change, "new": new.flags[name].enabled, "state": new.values()}, pending, ev.FlagChanged(
             0, flag=name, old=old, new=value, user=user, reason=reason, version=new.version, confirmed=0,
             total=len(targets)))
         self.current = new
@@ -289,10 +215,11 @@ class FlagService:
         seconds = time.monotonic() - t0
         failed = [[r.host, r.cls, r.reason] for r in done if r.status != CONFIRMED]
         confirmed = len(done) - len(failed)
-        self.history.ended(change, confirmed, failed, [self.receipts[h] for h in targets], origin=origin)
+        self.history.ended(change, confirmed, failed, [self.receipts[h] for h in targets],
+                           line=flag_line(change, confirmed, failed), actor=actor)
         for h, *_ in failed:
             self._retry_later(h)
-        return {"flag": name, "kind": spec.kind, "old": old, "new": value, "version": new.version,
+        return {"flag": name, "kind": flag.kind, "old": old, "new": value, "version": new.version,
                 "confirmed": confirmed, "total": len(targets), "failed": failed, "seconds": seconds}
 
     def _set(self, r: Receipt) -> None:
@@ -448,7 +375,8 @@ class FlagService:
                 else:
                     failed.append([h, r.cls or r.status, r.reason])
             self.history.ended(change, on, failed, [answers[h][1] for h in answers if answers[h][1].version == v],
-                               settled=True)
+                               line=flag_line(change, on, failed, settled=True),
+                               actor=Actor(change["user"]))  # where they acted from died with that server
 
     # ------------------------------------------------------------------------------------------ verify
     async def verify(self, hosts: list[str] | None = None) -> list[dict]:

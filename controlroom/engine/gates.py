@@ -27,10 +27,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from controlroom.config.flags import FlagsSettings
 from controlroom.config.gates import Gate
-from controlroom.config.settings import FlagsSettings, MetricsSettings
+from controlroom.config.settings import MetricsSettings
 from controlroom.core import events as ev
+from controlroom.core.identity import Actor
 from controlroom.engine.recorder import Recorder
+from controlroom.journal.flags import FlagHistory
 from controlroom.sources.metrics import MetricsError, Source, make_source
 
 if TYPE_CHECKING:
@@ -271,9 +274,9 @@ class GateKeeper:
         failed = [v.series for v in verdicts if v.state == FAILED]
         return [f"kill switch: controlroom flag {name} off" for name in kill_switches(self.flags, self.journal, failed)]
 
-    async def recheck(self, phase: Phase, user: str, *, log: bool = True, log_ok: bool = True) -> tuple[
+    async def recheck(self, phase: Phase, by: Actor, *, log: bool = True, log_ok: bool = True) -> tuple[
             bool, list[str], tuple]:
-        """Check the phase's gates once more (journaled). Their verdicts go to the deploy log, by ``user``, when
+        """Check the phase's gates once more (journaled). Their verdicts go to the deploy log, by ``by``, when
         they all hold (and ``log_ok``) or ``log`` (a client polling while a flipped flag's rate window turns logs
         only its last try). Returns (every gate holds, their lines, then the kill switches to flip when a guarded
         one failed, every gate's verdict)."""
@@ -284,7 +287,7 @@ class GateKeeper:
         lines = [v.text(phase.name) for v in verdicts]
         if (ok and log_ok) or log:
             for line in lines:
-                self.record.log("GATE", line.removeprefix("GATE "), user)
+                self.record.log("GATE", line.removeprefix("GATE "), by)
         return ok, lines + ([] if ok else self.hints(verdicts)), self._wire(verdicts)
 
     async def holds_now(self, waiting: ev.GateWaiting) -> bool:
@@ -323,15 +326,9 @@ class GateKeeper:
 def kill_switches(flags: FlagsSettings, journal, series: list[str]) -> list[str]:
     """The kill switches guarding any of these series that are not off yet (as the journal's flag history has
     them), in the config's order."""
-    from controlroom.engine.flagpush import FlagHistory
-
     history = FlagHistory(journal) if journal is not None else None
-    out = []
-    for spec in flags.guarding(series):
-        last = history.changes(spec.name, limit=1) if history is not None else []
-        if (last[0]["new"] if last else spec.default) != "off":
-            out.append(spec.name)
-    return out
+    return [flag.name for flag in flags.guarding(series)
+            if (history.value(flag.name, flag.default) if history is not None else flag.default) != "off"]
 
 
 def keeper_of(rollout) -> GateKeeper | None:
@@ -343,8 +340,7 @@ def _journal_quietly(journal, rollout_id: int, i: int, name: str, v: Verdict) ->
     """Into the journal's events, unpublished: clients need the verdict (the deploy log), not every check."""
     e = GateEvaluated(rollout_id, phase=i, name=name, gate=v.gate, verdict=v.state,
                       value=None if v.value is None or math.isnan(v.value) else v.value, line=v.line, why=v.why)
-    with journal._tx():
-        journal._apply(e)
+    journal.record_quietly(e)
 
 
 def keeper_for(cfg: Config, journal, *, source: SourceFactory | None = None) -> GateKeeper | None:

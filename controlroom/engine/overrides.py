@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from controlroom.core import events as ev
 from controlroom.core.errors import UsageError
+from controlroom.core.identity import Actor
 from controlroom.core.text import clean
 
 if TYPE_CHECKING:
@@ -40,14 +41,14 @@ def _gate_phase(phases: tuple[Phase, ...], w: ev.GateWaiting) -> str:
     return phases[w.phase - 1].name if 0 < w.phase <= len(phases) else w.name
 
 
-def pass_gate(record: Recorder, phases: tuple[Phase, ...], w: ev.GateWaiting, user: str, reason: str) -> None:
+def pass_gate(record: Recorder, phases: tuple[Phase, ...], w: ev.GateWaiting, by: Actor, reason: str) -> None:
     """Past the gate that does not hold, with ``reason`` (typed); else UsageError naming what does not hold."""
     phase, failing = _gate_phase(phases, w), w.failing()
     if not reason:
         raise UsageError(f"the {phase} gate does not hold ({failing}): passing it needs a typed reason")
-    record.emit(ev.OperatorAction(record.rollout_id, user=user, action=ev.A_OVERRIDE,
+    record.emit(ev.OperatorAction(record.rollout_id, user=by.user, action=ev.A_OVERRIDE,
                                   detail=f"{phase}: {failing}: {reason}"))
-    record.log("GATE OVERRIDDEN", f'{record.revision} {phase} by {user}: {failing}: "{reason}"', user)
+    record.log("GATE OVERRIDDEN", f'{record.revision} {phase} by {by.user}: {failing}: "{reason}"', by)
 
 
 def _failed(hosts: list[HostRun]) -> str:
@@ -55,15 +56,15 @@ def _failed(hosts: list[HostRun]) -> str:
     return ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
 
 
-def force_budget(record: Recorder, phase: Phase, failed: list[HostRun], user: str, reason: str) -> None:
+def force_budget(record: Recorder, phase: Phase, failed: list[HostRun], by: Actor, reason: str) -> None:
     """Past ``phase``'s exceeded failure budget (``failed``: its failed hosts), with ``reason``; else UsageError
     naming the failed hosts."""
     what = f"{len(failed)} failed: {_failed(failed)}; max_failed {phase.max_failed}"
     if not reason:
         raise UsageError(f"{phase.name} is past its failure budget ({what}): going on needs a typed reason")
-    record.emit(ev.OperatorAction(record.rollout_id, user=user, action=ev.A_FORCE,
+    record.emit(ev.OperatorAction(record.rollout_id, user=by.user, action=ev.A_FORCE,
                                   detail=f"past the failure budget with {len(failed)} failed: {reason}"))
-    record.log("FORCE", f'{phase.name} past its failure budget by {user} ({what}): "{reason}"', user)
+    record.log("FORCE", f'{phase.name} past its failure budget by {by.user} ({what}): "{reason}"', by)
 
 
 def skip_over_budget(hr: HostRun, phase: Phase, used: int) -> int | None:
@@ -73,16 +74,16 @@ def skip_over_budget(hr: HostRun, phase: Phase, used: int) -> int | None:
     return after if after > phase.max_failed else None
 
 
-def skip_past_budget(record: Recorder, hr: HostRun, phase: Phase, used: int, user: str, reason: str) -> None:
+def skip_past_budget(record: Recorder, hr: HostRun, phase: Phase, used: int, by: Actor, reason: str) -> None:
     """Skipping hr takes its phase past its failure budget: only with ``reason``, then on the record."""
     what = f"{used} of max_failed {phase.max_failed}"
     if not reason:
         raise UsageError(f"skipping {hr.name} takes {phase.name} past its failure budget ({what}): it needs a "
                          "typed reason")
-    record.emit(ev.OperatorAction(record.rollout_id, user=user, action=ev.A_FORCE, host=hr.name,
+    record.emit(ev.OperatorAction(record.rollout_id, user=by.user, action=ev.A_FORCE, host=hr.name,
                                   detail=f"skipped past the failure budget ({what}): {reason}"))
-    record.log("FORCE", f'{hr.name} skipped past the failure budget of {phase.name} by {user} ({what}): '
-               f'"{reason}"', user)
+    record.log("FORCE", f'{hr.name} skipped past the failure budget of {phase.name} by {by.user} ({what}): '
+               f'"{reason}"', by)
 
 
 def finished_entry(revision: str, hosts: int, fin: ev.RolloutFinished) -> tuple[str, str]:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Literal
 
 from controlroom.core import events as ev
+from controlroom.core.identity import Actor
 from controlroom.journal.journal import Journal, publish
 
 
@@ -22,10 +23,11 @@ class Recorder:
 
     ``seen`` is called with each committed event before the subscribers see it (the rollout keeps its wait)."""
 
-    def __init__(self, journal: Journal, *, user: str, revision: str,
+    def __init__(self, journal: Journal, *, actor: Actor, revision: str,
                  seen: Callable[[ev.Event], None] | None = None) -> None:
         self.journal = journal
-        self.user = user
+        self.actor = actor  # whose rollout it is: who its own entries name
+        self.user = actor.user
         self.revision = revision
         self.rollout_id = 0  # the rollout's number in the journal, once it has one
         self._seen = seen
@@ -46,9 +48,9 @@ class Recorder:
         """A line of a host's output: seen by the subscribers, not journaled."""
         publish(self._subscribers, ev.HostOutput(self.rollout_id, host=host, stream=stream, line=line))
 
-    def log(self, kind: str, text: str, user: str | None = None) -> None:
-        """An entry of the deploy log, by ``user`` (else the rollout's)."""
-        self.journal.add_log(user or self.user, kind, text, self.revision, rollout_id=self.rollout_id)
+    def log(self, kind: str, text: str, by: Actor | None = None) -> None:
+        """An entry of the deploy log, by ``by`` (an operator's intent; else the rollout's own actor)."""
+        self.journal.add_log(by or self.actor, kind, text, self.revision, rollout_id=self.rollout_id)
 
     def poke(self) -> None:
         """Wake the rollout's loop: something it waits on may have changed."""

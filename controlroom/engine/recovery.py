@@ -18,6 +18,7 @@ from controlroom.config.config import Config
 from controlroom.config.inventory import Phase
 from controlroom.core import events as ev
 from controlroom.core.errors import ControlroomError
+from controlroom.core.identity import Actor
 from controlroom.engine.hostrun import HostRun, live_from
 from controlroom.engine.recorder import Recorder
 from controlroom.fleet import hostside
@@ -150,13 +151,13 @@ class Rollback:
         self.op = op
         self.phases = phases
 
-    async def run(self, targets: list[HostRun], user: str) -> ev.RolloutFinished:
+    async def run(self, targets: list[HostRun], by: Actor) -> ev.RolloutFinished:
         """Roll the targets back; the RolloutFinished (rolled back) says how many went back and which failed."""
         rec = self.record
         t0 = time.monotonic()
-        rec.emit(ev.OperatorAction(rec.rollout_id, user=user, action="rollback", detail=f"{len(targets)} hosts"))
+        rec.emit(ev.OperatorAction(rec.rollout_id, user=by.user, action="rollback", detail=f"{len(targets)} hosts"))
         rec.log("ROLLBACK START", f"{rec.revision} -> previous revision on {len(targets)} hosts "
-                "(done, failed after a step, or in flight)", user)
+                "(done, failed after a step, or in flight)", by)
         await self._learn_previous([h for h in targets if not h.previous or h.state != ev.DONE])
         targets = [h for h in targets if h.state != ev.SKIPPED]
         for i in reversed(range(len(self.phases))):
@@ -179,7 +180,7 @@ class Rollback:
         rec.log("ROLLBACK OK" if not failed else "ROLLBACK FAILED",
                 f"{len(back)} hosts back on their previous revision"
                 + (f", {len(failed)} failed: `controlroom rollback` again reaches them" if failed else "")
-                + f" ({seconds:.1f} s)", user)
+                + f" ({seconds:.1f} s)", by)
         rec.emit(fin)
         return fin
 

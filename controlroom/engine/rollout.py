@@ -21,6 +21,7 @@ from controlroom.config.config import Config
 from controlroom.config.inventory import Phase
 from controlroom.core import events as ev
 from controlroom.core.errors import ControlroomError, JournalError, LockedError
+from controlroom.core.identity import Actor
 from controlroom.engine import overrides, recovery
 from controlroom.engine.gates import GateKeeper
 from controlroom.engine.hostrun import HostRun, HostWork, live_from
@@ -32,6 +33,7 @@ from controlroom.journal.fleetlock import FleetLock
 from controlroom.journal.journal import Journal
 
 RELEASE_TIMEOUT = 10.0  # giving the hosts' leases back at the end; a host that does not answer keeps a stale lease
+_NOBODY = Actor("")  # refusal's: with no typed reason an override raises before it records anyone
 
 
 class Interrupted(ControlroomError):
@@ -55,7 +57,7 @@ class Rollout:
         journal: Journal,
         *,
         revision: str,
-        user: str,
+        actor: Actor,
         confirm: str = "config",
         force_reason: str | None = None,
         gates: GateKeeper | None = None,
@@ -64,10 +66,11 @@ class Rollout:
         self.pool = pool
         self.journal = journal
         self.revision = revision
-        self.user = user
+        self.actor = actor  # who deploys, from where: the deploy's own journal writes are theirs
+        self.user = actor.user
         self.confirm = confirm
         self.force_reason = force_reason
-        self.record = Recorder(journal, user=user, revision=revision, seen=self._seen)
+        self.record = Recorder(journal, actor=actor, revision=revision, seen=self._seen)
         self.gates = gates
         self.phases: tuple[Phase, ...] = cfg.phases
         self.hosts: dict[str, HostRun] = {}
@@ -82,7 +85,7 @@ class Rollout:
         self._t0 = time.monotonic()
         self._aborted = False
         self._proceed = False
-        self._proceed_user: str | None = None
+        self._proceed_by: Actor | None = None
         self.waiting: ev.GateWaiting | None = None  # the wait at a phase boundary the engine is in, as last said
         self._forced = False  # the operator chose to go on past the failure budget of this phase
         self._paused = False
@@ -95,18 +98,18 @@ class Rollout:
         self._retry_queue: deque[str] = deque()
         self._entered = -1  # the latest phase this process has started (a rerun does not pass its gates again)
         self._fleet_lock = FleetLock(journal.state_dir)
-        self._interrupted: str | None = None  # who interrupted (Ctrl+C): in-flight hosts stop, the rollout halts
+        self._interrupted: Actor | None = None  # who interrupted (Ctrl+C): in-flight hosts stop, the rollout halts
         self._held: str | None = None  # another operation (another journal) holds the hosts
         self._fatal: BaseException | None = None  # a journal write failed: stop everything, loudly
         if gates is not None:
             gates.bind(self.record, self.phases, lambda: self._stopping)
 
     @classmethod
-    def load(cls, cfg: Config, pool: SSHPool, journal: Journal, *, user: str, confirm: str = "config",
+    def load(cls, cfg: Config, pool: SSHPool, journal: Journal, *, actor: Actor, confirm: str = "config",
              rollout_id: int | None = None, gates: GateKeeper | None = None) -> Rollout:
         """The last (or given) rollout from the journal, with every host as the journal knows it."""
         saved = recovery.saved(cfg, journal, rollout_id)
-        r = cls(cfg, pool, journal, revision=saved.revision, user=user, confirm=confirm, gates=gates)
+        r = cls(cfg, pool, journal, revision=saved.revision, actor=actor, confirm=confirm, gates=gates)
         r.id, r.uuid, r.previous, r.status, r.phase_index = (saved.id, saved.uuid, saved.previous, saved.status,
                                                              saved.phase)
         recovery.restore(r.hosts, saved)
@@ -144,26 +147,26 @@ class Rollout:
 
     # ------------------------------------------------------------------------------------------ intents
 
-    def pause(self, user: str) -> None:
+    def pause(self, by: Actor) -> None:
         """Start no new host; in-flight hosts finish."""
         if self.status in ev.ROLLOUT_FINAL or self._paused:
             return
         self._paused = True
         self.status = ev.R_PAUSED
-        self.record.emit(ev.RolloutPaused(self.id, user=user))
-        self.record.log("PAUSE", "no new host starts", user)
+        self.record.emit(ev.RolloutPaused(self.id, user=by.user))
+        self.record.log("PAUSE", "no new host starts", by)
         self.record.poke()
 
-    def resume(self, user: str) -> None:
+    def resume(self, by: Actor) -> None:
         if not self._paused:
             return
         self._paused = False
         self.status = ev.R_HALTED if self._halted else ev.R_RUNNING
-        self.record.emit(ev.RolloutResumed(self.id, user=user))
-        self.record.log("RESUME", "", user)
+        self.record.emit(ev.RolloutResumed(self.id, user=by.user))
+        self.record.log("RESUME", "", by)
         self.record.poke()
 
-    def abort(self, user: str) -> None:
+    def abort(self, by: Actor) -> None:
         """Cancel in-flight hosts; pending hosts become skipped."""
         if self.status in ev.ROLLOUT_FINAL or self._aborted:
             return
@@ -171,30 +174,30 @@ class Rollout:
         inflight = sum(1 for h in self.hosts.values() if h.state in ev.IN_FLIGHT)
         pending = sum(1 for h in self.hosts.values() if h.state == ev.PENDING)
         detail = f"{inflight} in flight cancelled, {pending} pending skipped"
-        self.record.emit(ev.OperatorAction(self.id, user=user, action="abort", detail=detail))
-        self.record.log("ABORT", detail, user)
+        self.record.emit(ev.OperatorAction(self.id, user=by.user, action="abort", detail=detail))
+        self.record.log("ABORT", detail, by)
         for t in self._tasks.values():
             t.cancel()
         self.record.poke()
 
-    def proceed(self, user: str, reason: str | None = None) -> None:
+    def proceed(self, by: Actor, reason: str | None = None) -> None:
         """Go on: past a gate or a phase boundary, or past an exceeded failure budget. Past a gate that does not
         hold (failed or unknown) or an exceeded budget only with a typed ``reason`` (else UsageError naming what
         does not hold, and nothing changes); that goes on the record and marks the deploy's result."""
         why = overrides.typed(reason)
         if self._halted:
-            self._force_budget(user, why)
+            self._force_budget(by, why)
             self._forced = True
         elif (waiting := overrides.failed_gate(self.waiting)) is not None:
-            overrides.pass_gate(self.record, self.phases, waiting, user, why)
+            overrides.pass_gate(self.record, self.phases, waiting, by, why)
         self._proceed = True
-        self._proceed_user = user
+        self._proceed_by = by
         self.record.poke()
 
-    def _force_budget(self, user: str, why: str) -> None:
+    def _force_budget(self, by: Actor, why: str) -> None:
         i = self.phase_index
         failed = [h for h in self._phase_hosts(i) if h.state == ev.FAILED]
-        overrides.force_budget(self.record, self.phases[i], failed, user, why)
+        overrides.force_budget(self.record, self.phases[i], failed, by, why)
 
     def _skip_over_budget(self, hr: HostRun) -> int | None:
         return overrides.skip_over_budget(hr, self.phases[hr.phase], self.budget_used(hr.phase))
@@ -206,33 +209,33 @@ class Rollout:
             return
         if op == "proceed":
             if self._halted:
-                self._force_budget("", "")
+                self._force_budget(_NOBODY, "")
             elif (w := overrides.failed_gate(self.waiting)) is not None:
-                overrides.pass_gate(self.record, self.phases, w, "", "")
+                overrides.pass_gate(self.record, self.phases, w, _NOBODY, "")
         elif op == "skip":
             hr = self.hosts.get(str(host))
             if hr is not None and hr.state in (ev.PENDING, ev.FAILED, *ev.IN_FLIGHT) \
                     and (used := self._skip_over_budget(hr)) is not None:
-                overrides.skip_past_budget(self.record, hr, self.phases[hr.phase], used, "", "")
+                overrides.skip_past_budget(self.record, hr, self.phases[hr.phase], used, _NOBODY, "")
 
-    def retry(self, host: str, user: str) -> None:
+    def retry(self, host: str, by: Actor) -> None:
         """Run a failed (or skipped) host again from the first step it has not finished."""
         hr = self.hosts.get(host)
         if hr is None or hr.state not in (ev.FAILED, ev.SKIPPED) or hr.phase != self.phase_index:
             raise ControlroomError(f"{host}: only a failed host of the current phase can be retried")
-        self._requeue(hr, user)
+        self._requeue(hr, by)
         self._retry_queue.append(host)
         self.record.poke()
 
-    def _requeue(self, hr: HostRun, user: str, note: str = "") -> None:
+    def _requeue(self, hr: HostRun, by: Actor, note: str = "") -> None:
         """A failed or skipped host goes back to pending, on the record (retry, rerun and resume alike)."""
-        self.record.emit(ev.OperatorAction(self.id, user=user, action="retry", host=hr.name, detail=hr.reason))
-        self.record.log("RETRY", f"{hr.name} ({hr.reason}){note}", user)
+        self.record.emit(ev.OperatorAction(self.id, user=by.user, action="retry", host=hr.name, detail=hr.reason))
+        self.record.log("RETRY", f"{hr.name} ({hr.reason}){note}", by)
         hr.skipped_by_operator = False
         hr.finished = None
         hr.move(self.record, ev.PENDING)
 
-    def skip(self, host: str, user: str, reason: str | None = None) -> None:
+    def skip(self, host: str, by: Actor, reason: str | None = None) -> None:
         """Give up on one host in this rollout; it counts against the failure budget and is logged. Past the
         phase's budget only with a typed ``reason`` (else UsageError), on the record, marking the result.
 
@@ -244,10 +247,11 @@ class Rollout:
             raise ControlroomError(f"{host}: only a pending, running or failed host can be skipped")
         why = overrides.typed(reason)
         if (used := self._skip_over_budget(hr)) is not None:
-            overrides.skip_past_budget(self.record, hr, self.phases[hr.phase], used, user, why)
+            overrides.skip_past_budget(self.record, hr, self.phases[hr.phase], used, by, why)
+        user = by.user
         self.record.emit(ev.OperatorAction(self.id, user=user, action="skip", host=host, detail=hr.reason))
         self.record.log("SKIP", f"{host}" + (f" ({hr.reason})" if hr.reason else "")
-                  + (f" while {hr.state}" if running else "") + (f': "{why}"' if why else ""), user)
+                  + (f" while {hr.state}" if running else "") + (f': "{why}"' if why else ""), by)
         if running:
             hr.skip_requested = user
             self._tasks[host].cancel()
@@ -256,12 +260,12 @@ class Rollout:
         hr.move(self.record, ev.SKIPPED, reason=f"skipped by {user}" + (f" after {hr.reason}" if hr.reason else ""))
         self.record.poke()
 
-    def interrupt(self, user: str) -> None:
+    def interrupt(self, by: Actor) -> None:
         """Stop now (Ctrl+C): in-flight hosts' commands end and they are recorded as interrupted; pending hosts
         stay pending; run() raises Interrupted with the rollout halted, resumable, and its lock parked."""
         if self.status in ev.ROLLOUT_FINAL or self._interrupted or not self._running:
             return
-        self._interrupted = user
+        self._interrupted = by
         for t in self._tasks.values():
             t.cancel()
         self.record.poke()
@@ -305,10 +309,10 @@ class Rollout:
     async def _begin_held(self, hosts) -> None:
         if not self._resumed:
             self.previous = await self._fleet_revision()
-            self.id = self.journal.new_rollout(self.revision, self.previous, self.user, hosts)
+            self.id = self.journal.new_rollout(self.revision, self.previous, self.actor, hosts)
         self.uuid = self.journal.rollout_uuid(self.id)
         try:
-            self.journal.take_lock(self.user, f"deploying {self.revision}", rollout_id=self.id,
+            self.journal.take_lock(self.actor, f"deploying {self.revision}", rollout_id=self.id,
                                    force_reason=self.force_reason)
         except LockedError:
             if not self._resumed:
@@ -352,7 +356,7 @@ class Rollout:
             try:
                 if self._finished is not None:
                     await self._release_leases()
-                    self.journal.release_lock(self.user, rollout_id=self.id, manual=False)
+                    self.journal.release_lock(self.actor, rollout_id=self.id, manual=False)
             finally:
                 self._let_go()
                 self._done.set()
@@ -394,7 +398,7 @@ class Rollout:
                 await asyncio.shield(asyncio.gather(*tasks, return_exceptions=True))
                 self._tasks.clear()
                 if isinstance(e, Interrupted) and self._fatal is None:
-                    self.journal.park_lock(self.id, f"{self.revision} interrupted by {self._interrupted}: "
+                    self.journal.park_lock(self.id, f"{self.revision} interrupted by {self._interrupted.user}: "
                                            "`controlroom deploy --resume` or `controlroom rollback`")
             raise
 
@@ -408,7 +412,7 @@ class Rollout:
             flying = tuple(sorted(h.name for h in self.hosts.values()
                                   if h.interrupted and h.state == ev.FAILED))
             self.status = ev.R_HALTED
-            self.record.emit(ev.RolloutInterrupted(self.id, user=self._interrupted, hosts=flying))
+            self.record.emit(ev.RolloutInterrupted(self.id, user=self._interrupted.user, hosts=flying))
             self.record.log("INTERRUPTED", f"{len(flying)} hosts in flight stopped"
                       + (f" ({', '.join(flying[:10])}{', ...' if len(flying) > 10 else ''})" if flying else "")
                       + "; the deploy is halted", self._interrupted)
@@ -472,8 +476,8 @@ class Rollout:
             await self.record.until(lambda: self._proceed or self._stopping)
             if self._stopping:
                 return
-            by = self._proceed_user or self.user
-            self.record.emit(ev.GatePassed(self.id, phase=i, name=nxt.name, by=by))
+            by = self._proceed_by or self.actor
+            self.record.emit(ev.GatePassed(self.id, phase=i, name=nxt.name, by=by.user))
             self.record.log("PROCEED", f"started {nxt.name} ({len(nxt.hosts)} hosts)", by)
         else:
             self.record.emit(ev.GatePassed(self.id, phase=i, name=nxt.name, by="auto"))
@@ -592,7 +596,7 @@ class Rollout:
 
 
     # ------------------------------------------------------------------------------------------ after the fact
-    async def rerun(self, hosts: list[str], user: str) -> ev.RolloutFinished:
+    async def rerun(self, hosts: list[str], by: Actor) -> ev.RolloutFinished:
         """After the rollout ended with failed hosts (within their budgets): run those hosts again.
 
         The same rollout goes on, as a resume: the journal, the log and the lock see it as such.
@@ -603,7 +607,7 @@ class Rollout:
         self._resumed = True
         self._t0 = time.monotonic()
         for host in hosts:
-            self._requeue(self.hosts[host], user)
+            self._requeue(self.hosts[host], by)
         self.phase_index = min(self.hosts[h].phase for h in hosts)
         return await self.run()
 
@@ -622,7 +626,7 @@ class Rollout:
             if retry_failed:
                 for hr in self.hosts.values():
                     if hr.state == ev.FAILED and hr.phase <= self.phase_index:
-                        self._requeue(hr, self.user, " on resume")
+                        self._requeue(hr, self.actor, " on resume")
                 self.phase_index = min([self.phase_index] + [h.phase for h in self.hosts.values()
                                                              if h.state == ev.PENDING and h.phase < self.phase_index])
             await self.reconcile()
@@ -635,30 +639,30 @@ class Rollout:
         """Every host that may run the new code (recovery.rollback_targets)."""
         return recovery.rollback_targets(self.hosts.values(), self.journal.touched(self.id) if self.id else set())
 
-    async def rollback(self, user: str) -> ev.RolloutFinished:
+    async def rollback(self, by: Actor) -> ev.RolloutFinished:
         """Run the rollback steps on every host that may run the new code, latest phase first."""
         if not self.cfg.deploy.rollback:
             raise ControlroomError(f"{self.cfg.path}: deploy.rollback: no rollback steps are configured")
         if self._running:
-            self.abort(user)
+            self.abort(by)
             await self._done.wait()
         self._hold_fleet("rollback")
         try:
-            return await self._rollback_held(user)
+            return await self._rollback_held(by)
         finally:
             self._let_go()
 
-    async def _rollback_held(self, user: str) -> ev.RolloutFinished:
+    async def _rollback_held(self, by: Actor) -> ev.RolloutFinished:
         if not self.uuid:
             self.uuid = self.journal.rollout_uuid(self.id)
         lock = self.journal.lock()
         if lock is None or lock.rollout_id != self.id or not lock.live:
-            self.journal.take_lock(user, f"rolling back {self.revision}", rollout_id=self.id,
+            self.journal.take_lock(by, f"rolling back {self.revision}", rollout_id=self.id,
                                    force_reason=self.force_reason)
         finished = False
         try:
             back = recovery.Rollback(self.cfg, self.pool, self.record, self.op, self.phases)
-            fin = await back.run(self.rollback_targets(), user)
+            fin = await back.run(self.rollback_targets(), by)
             self.status = ev.R_ROLLED_BACK
             self._finished = fin
             finished = True
@@ -666,4 +670,4 @@ class Rollout:
         finally:
             if finished:
                 await self._release_leases()
-            self.journal.release_lock(user, rollout_id=self.id, manual=False)
+            self.journal.release_lock(by, rollout_id=self.id, manual=False)

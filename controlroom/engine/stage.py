@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from controlroom.core.errors import ControlroomError, UsageError
+from controlroom.core.identity import Actor
 from controlroom.core.text import clean, took
 
 if TYPE_CHECKING:
@@ -51,12 +52,12 @@ def command_for(cfg: Config, revision: str) -> str:
     return render(cfg.release.stage, revision=revision)
 
 
-async def run_stage(cfg: Config, journal: Journal, revision: str, commit: str | None, user: str,
+async def run_stage(cfg: Config, journal: Journal, revision: str, commit: str | None, actor: Actor,
                     out: Callable[[str], None], pool=None, timeout: float = STAGE_TIMEOUT) -> StageResult:
     """Run the stage command for ``revision`` (pinned to ``commit``), streaming each output line (cleaned) to
-    ``out``; record and log how it ended. Never raises for the command's failure: the result says it."""
+    ``out``; record and log how it ended, by ``actor``. Never raises for the command's failure: the result says it."""
     command = command_for(cfg, revision)
-    journal.add_log(user, "STAGE START", f"{revision}" + (f" on {cfg.release.stage_host}" if cfg.release.stage_host
+    journal.add_log(actor, "STAGE START", f"{revision}" + (f" on {cfg.release.stage_host}" if cfg.release.stage_host
                                                            else ""), revision)
     start = time.monotonic()
     if cfg.release.stage_host:
@@ -71,7 +72,7 @@ async def run_stage(cfg: Config, journal: Journal, revision: str, commit: str | 
         ok, reason = await _run_here(cfg, command, out, timeout)
     seconds = time.monotonic() - start
     result = StageResult(revision, commit, ok, seconds, reason)
-    record(journal, user, result)
+    record(journal, actor, result)
     return result
 
 
@@ -129,34 +130,28 @@ def _kill(proc) -> None:
         os.killpg(proc.pid, signal.SIGKILL)  # the whole build, not only the shell
 
 
-def record(journal: Journal, user: str, r: StageResult) -> None:
+def record(journal: Journal, actor: Actor, r: StageResult) -> None:
     """The stage's row and its log line (``STAGE OK r2307 in 42 s`` / ``STAGE FAILED r2307: exit 2 after 3 s``)."""
-    journal.db.execute(
-        "INSERT INTO stages (at, user, revision, commit_hash, ok, seconds, reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (time.time(), user, r.revision, r.commit, int(r.ok), r.seconds, r.reason))
+    journal.add_stage(actor, r.revision, r.commit, r.ok, r.seconds, r.reason)
     if r.ok:
-        journal.add_log(user, "STAGE OK", f"{r.revision} in {took(r.seconds)}", r.revision)
+        journal.add_log(actor, "STAGE OK", f"{r.revision} in {took(r.seconds)}", r.revision)
     else:
-        journal.add_log(user, "STAGE FAILED", f"{r.revision}: {r.reason} after {took(r.seconds)}", r.revision)
+        journal.add_log(actor, "STAGE FAILED", f"{r.revision}: {r.reason} after {took(r.seconds)}", r.revision)
 
 
 def staged_ok(journal: Journal, revision: str, commit: str | None) -> bool:
     """Whether the record holds a successful stage of this commit (of this revision name when no repo pins it)."""
-    if commit:
-        row = journal.db.execute("SELECT 1 FROM stages WHERE commit_hash = ? AND ok = 1 LIMIT 1", (commit,))
-    else:
-        row = journal.db.execute("SELECT 1 FROM stages WHERE revision = ? AND ok = 1 LIMIT 1", (revision,))
-    return row.fetchone() is not None
+    return journal.staged_ok(revision, commit)
 
 
-def require_staged(cfg: Config, journal: Journal, revision: str, commit: str | None, user: str,
+def require_staged(cfg: Config, journal: Journal, revision: str, commit: str | None, actor: Actor,
                    force_reason: str | None) -> None:
     """With a stage command configured: NotStaged (exit 2) unless this commit was staged successfully; a forced
     deploy goes past, and the log says so."""
     if not cfg.release.stage or staged_ok(journal, revision, commit):
         return
     if force_reason:
-        journal.add_log(user, "FORCE", f"{revision} deployed without a successful stage: {force_reason}", revision)
+        journal.add_log(actor, "FORCE", f"{revision} deployed without a successful stage: {force_reason}", revision)
         return
     raise NotStaged(f"{revision} has not been staged successfully: run `controlroom stage --revision {revision}` "
                     "first, or deploy with --force --reason TEXT")

@@ -1,4 +1,5 @@
-"""Feature flags and kill switches: their values, the flags file every host holds, and a reference reader.
+"""The flags file every host holds (each Flag's value there: config/flags.py defines the Flag), and a reference
+reader.
 
 The file (``[flags] file``, relative to the login directory) is TOML written with tomli-w::
 
@@ -35,39 +36,11 @@ from dataclasses import dataclass, field
 
 import tomli_w
 
-from controlroom.config.settings import FlagSpec
+from controlroom.config.flags import Flag, flag_value, percent
 
-NAME_RULE = "[a-z][a-z0-9_]*"
-_NAME = re.compile(rf"^{NAME_RULE}$")
-_PCT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
-VALUES = 'on, off or a percentage like "25%"'
 SUM = "controlroom-sha256:"  # the line of push/verify output that carries the hash
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 HASH_CMD = "sha256sum"
-
-
-def valid_name(name: str) -> bool:
-    return bool(_NAME.match(name))
-
-
-def flag_value(value: object) -> str:
-    """'on', 'off' or 'N%' (N from 0 to 100, as written without trailing zeros); ValueError saying what is allowed."""
-    if isinstance(value, str):
-        v = value.strip().lower()
-        if v in ("on", "off"):
-            return v
-        m = _PCT.match(v)
-        if m:
-            pct = float(m.group(1))
-            if pct > 100:
-                raise ValueError(f"a percentage must be from 0% to 100%, got {value!r}")
-            return f"{pct:g}%"
-    raise ValueError(f"must be {VALUES}, got {value!r}")
-
-
-def percent(value: str) -> float:
-    """The share of users a value lets in, from 0 to 100."""
-    return 100.0 if value == "on" else 0.0 if value == "off" else float(value.rstrip("%"))
 
 
 # --------------------------------------------------------------------------------------------- the file
@@ -114,12 +87,12 @@ class FlagsFile:
         return {n: f.enabled for n, f in self.flags.items()}
 
 
-def initial(specs: Iterable[FlagSpec]) -> FlagsFile:
+def initial(specs: Iterable[Flag]) -> FlagsFile:
     """Version 0: every flag at its config default (what the fleet holds before the first change)."""
     return FlagsFile(0, "", 0.0, {s.name: FlagValue(s.default, s.users, s.groups) for s in specs})
 
 
-def with_values(specs: Iterable[FlagSpec], values: Mapping[str, str], *, version: int, by: str, at: float) -> FlagsFile:
+def with_values(specs: Iterable[Flag], values: Mapping[str, str], *, version: int, by: str, at: float) -> FlagsFile:
     """The file for these values: every flag of the config, its value from ``values`` or its default; users and
     groups always from the config."""
     return FlagsFile(version, by, at, {s.name: FlagValue(values.get(s.name, s.default), s.users, s.groups)

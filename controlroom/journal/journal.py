@@ -6,6 +6,7 @@ only then hands it to subscribers, so nothing shown on a screen was ever unknown
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -13,14 +14,14 @@ import sqlite3
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from controlroom.core import events as ev
-from controlroom.core.identity import current_origin, current_user  # noqa: F401 - who did it; others import it from here
+from controlroom.core.identity import Actor
 from controlroom.journal import schema
-from controlroom.journal.locks import Lock, LockMixin, abandons  # noqa: F401 - the lock's types live with their mixin
+from controlroom.journal.locks import Lock, Locks, abandons  # noqa: F401 - Lock, abandons: the app's, for now
 
 
 @dataclass(frozen=True)
@@ -84,8 +85,9 @@ def pid_alive(pid: int | None, hostname: str | None = None) -> bool:
     return True
 
 
-class Journal(LockMixin):
-    """One SQLite database per state directory; safe for several processes (WAL, busy timeout)."""
+class Journal:
+    """One SQLite database per state directory; safe for several processes (WAL, busy timeout). The fleet lock's
+    row is kept by ``locks`` (locks.py), the flag history by a FlagHistory (flags.py), both through ``writing``."""
 
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
         """Connect to an existing journal.db (see Journal.open); raises JournalError naming the path."""
@@ -93,6 +95,7 @@ class Journal(LockMixin):
         self.readonly = readonly
         self._subscribers: list[Callable[[ev.Event], None]] = []
         self.db = schema.connect(path, readonly=readonly)
+        self.locks = Locks(self)
 
     @classmethod
     def open(cls, state_dir: Path, *, readonly: bool = False) -> Journal:
@@ -128,6 +131,11 @@ class Journal(LockMixin):
                 self._apply(event)
         self._publish(event)
 
+    def record_quietly(self, event: ev.Event) -> None:
+        """Commit the event without publishing it (a gate's every check: clients need the verdict, not each one)."""
+        with self._tx():
+            self._apply(event)
+
     def check_same_file(self) -> None:
         """Refuse to write when journal.db was deleted or replaced under us: our writes would go nowhere, and a
         second process on the new file would think the fleet free."""
@@ -152,8 +160,34 @@ class Journal(LockMixin):
     def _tx(self, immediate: bool = False) -> _Tx:
         return _Tx(self.db, immediate)
 
-    def _apply(self, e: ev.Event, origin: str | None | bool = True) -> None:
-        """origin: the log entry's, or True for this process's current one (identity.current_origin)."""
+    @contextlib.contextmanager
+    def writing(self, *, check: bool = False) -> Iterator[Writing]:
+        """One write transaction for the parts of the journal that keep their own tables (the lock, the flag
+        history): what it executes and records commits together, and what it publishes is published once it has.
+        ``check``: refuse first when journal.db was replaced under us (check_same_file)."""
+        if check:
+            self.check_same_file()
+        w = Writing(self.db, self._apply)
+        with self._tx():
+            yield w
+        for e in w.published:
+            self._publish(e)
+
+    # ------------------------------------------------------------------------------------------ the lock (locks.py)
+    def lock(self) -> Lock | None:
+        return self.locks.current()
+
+    def take_lock(self, actor: Actor, reason: str, **kw) -> Lock:
+        return self.locks.take(actor, reason, **kw)
+
+    def park_lock(self, rollout_id: int, reason: str) -> None:
+        self.locks.park(rollout_id, reason)
+
+    def release_lock(self, actor: Actor, **kw) -> Lock | None:
+        return self.locks.release(actor, **kw)
+
+    def _apply(self, e: ev.Event, origin: str | None = None) -> None:
+        """origin: a log entry's (the SSH client address of whoever wrote it; None when unknown)."""
         db = self.db
         data = e.to_dict()
         db.execute(
@@ -201,16 +235,21 @@ class Journal(LockMixin):
         elif isinstance(e, ev.LogEntryAdded):
             db.execute(
                 "INSERT INTO log (at, user, origin, kind, text, revision, rollout_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (e.at, e.user, current_origin() if origin is True else origin, e.kind, e.text, e.revision,
+                (e.at, e.user, origin, e.kind, e.text, e.revision,
                  e.rollout_id or None),
             )
 
     # ------------------------------------------------------------------------------------------ log
-    def add_log(self, user: str, kind: str, text: str, revision: str | None = None, rollout_id: int = 0) -> LogEntry:
-        """Append to the deploy log (committed, then published as LogEntryAdded)."""
-        e = ev.LogEntryAdded(rollout_id, user=user, kind=kind, text=text, revision=revision)
-        self.record(e)
-        return LogEntry(0, e.at, user, kind, text, revision, current_origin())
+    def add_log(self, actor: Actor, kind: str, text: str, revision: str | None = None,
+                rollout_id: int = 0) -> LogEntry:
+        """Append to the deploy log, by ``actor`` (its user and origin), committed, then published as
+        LogEntryAdded."""
+        e = ev.LogEntryAdded(rollout_id, user=actor.user, kind=kind, text=text, revision=revision)
+        self.check_same_file()
+        with self._tx():
+            self._apply(e, actor.origin)
+        self._publish(e)
+        return LogEntry(0, e.at, actor.user, kind, text, revision, actor.origin)
 
     def log(self, limit: int = 200) -> list[LogEntry]:
         """The last `limit` entries of the deploy log, oldest first. Never waits for a writer (WAL)."""
@@ -226,14 +265,14 @@ class Journal(LockMixin):
         publish(self._subscribers, event)
 
     # ------------------------------------------------------------------------------------------ rollouts
-    def new_rollout(self, revision: str, previous: str | None, user: str, phases) -> int:
-        """A new rollout with a globally unique id (its receipts and leases on the hosts carry it)."""
+    def new_rollout(self, revision: str, previous: str | None, actor: Actor, phases) -> int:
+        """A new rollout by ``actor`` with a globally unique id (its receipts and leases on the hosts carry it)."""
         self.check_same_file()
         with self._tx():
             cur = self.db.execute(
                 "INSERT INTO rollouts (revision, previous, user, status, phase, started_at, pid, hostname, phases,"
                 " uuid) VALUES (?, ?, ?, 'starting', 0, ?, ?, ?, ?, ?)",
-                (revision, previous, user, time.time(), os.getpid(), socket.gethostname(), json.dumps(phases),
+                (revision, previous, actor.user, time.time(), os.getpid(), socket.gethostname(), json.dumps(phases),
                  uuid.uuid4().hex),
             )
             return int(cur.lastrowid)
@@ -349,87 +388,27 @@ class Journal(LockMixin):
         out = [json.loads(r[0]) for r in rows]
         return [d for d in out if host is None or d["host"] == host]
 
-    # ------------------------------------------------------------------------------------------ flags
-    # flag_changes.failed is NULL from the moment a change is recorded (before its first host is written) until its
-    # push ended and the deploy log says so, in one transaction: a row still NULL at a server's start is a change
-    # whose server died mid-push, to be settled by asking the hosts (flagpush.FlagService.start).
-    _FLAG_KEYS = ("version", "at", "user", "flag", "old", "new", "reason", "hosts", "confirmed", "failed", "state")
+    def pin_commit(self, rollout_id: int, commit: str) -> None:
+        """The commit the deploy's revision resolved to at its start (a tag moved later changes nothing)."""
+        with self._tx():
+            self.db.execute("UPDATE rollouts SET commit_hash = ? WHERE id = ?", (commit, rollout_id))
 
-    def flag_changes(self, flag: str | None = None, limit: int = 50, version: int | None = None,
-                     pending: bool = False) -> list[dict]:
-        """Flag changes, the latest first: of one flag, the one of that version, or (pending) those whose push
-        never ended; ``failed`` is a list ([] while pending), ``state`` the flag values of that version."""
-        where, args = [], []
-        if flag:
-            where, args = ["flag = ?"], [flag]
-        elif version is not None:
-            where, args = ["version = ?"], [version]
-        if pending:
-            where.append("failed IS NULL")
-        q = (f"SELECT {', '.join(self._FLAG_KEYS)} FROM flag_changes {'WHERE ' + ' AND '.join(where) if where else ''}"
-             " ORDER BY version DESC LIMIT ?")
-        try:
-            rows = self.db.execute(q, (*args, limit)).fetchall()
-        except sqlite3.Error as e:
-            raise schema.explain(e, self.db) from None
-        out = [dict(zip(self._FLAG_KEYS, r, strict=True)) for r in rows]
-        for d in out:
-            d["pending"] = d["failed"] is None
-            d["failed"] = json.loads(d["failed"] or "[]")
-            d["state"] = json.loads(d["state"] or "{}")
-        return out
-
-    def flag_change_begun(self, change: dict, receipts: list[tuple], event: ev.Event) -> None:
-        """Record a change as pending, each target's receipt as pending and the event, in one transaction, before
-        any host is written. receipts: (host, version, sha256, status, class, reason, at)."""
-        self.check_same_file()
+    # ------------------------------------------------------------------------------------------ stages
+    def add_stage(self, actor: Actor, revision: str, commit: str | None, ok: bool, seconds: float,
+                  reason: str) -> None:
+        """One run of [release] stage: who ran it, for which revision and commit, and how it ended."""
         with self._tx():
             self.db.execute(
-                "INSERT INTO flag_changes (version, at, user, flag, old, new, reason, hosts, confirmed, failed, state)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, ?)",
-                tuple(change[k] for k in ("version", "at", "user", "flag", "old", "new", "reason", "hosts"))
-                + (json.dumps(change["state"]),))
-            self._save_receipts(receipts)
-            self._apply(event)
-        self._publish(event)
+                "INSERT INTO stages (at, user, revision, commit_hash, ok, seconds, reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (time.time(), actor.user, revision, commit, int(ok), seconds, reason))
 
-    def flag_change_ended(self, version: int, confirmed: int, failed: list, receipts: list[tuple],
-                          *events: ev.Event, origin: str | None = None) -> None:
-        """A change's push ended (or was settled after a crash): its receipts, its count and its events (its
-        FlagChanged and the deploy log's FLAG line, with the origin of whoever changed it, None when unknown) in one
-        transaction, so the log says it exactly when the journal knows it."""
-        self.check_same_file()
-        with self._tx():
-            self._save_receipts(receipts)
-            self.db.execute("UPDATE flag_changes SET confirmed = ?, failed = ? WHERE version = ?",
-                            (confirmed, json.dumps(failed), version))
-            for e in events:
-                self._apply(e, origin)
-        for e in events:
-            self._publish(e)
-
-    def flag_change_counted(self, version: int, confirmed: int, failed: list) -> None:
-        """A change's count after the fact (a straggler confirmed late)."""
-        with self._tx():
-            self.db.execute("UPDATE flag_changes SET confirmed = ?, failed = ? WHERE version = ? AND failed IS NOT"
-                            " NULL", (confirmed, json.dumps(failed), version))
-
-    def save_flag_receipts(self, receipts: list[tuple]) -> None:
-        """Keep each host's latest flags receipt, all in one transaction."""
-        with self._tx():
-            self._save_receipts(receipts)
-
-    def _save_receipts(self, receipts: list[tuple]) -> None:
-        self.db.executemany("INSERT OR REPLACE INTO flag_receipts (host, version, sha256, status, class, reason, at)"
-                            " VALUES (?, ?, ?, ?, ?, ?, ?)", receipts)
-
-    def flag_receipts(self) -> list[tuple]:
-        """(host, version, sha256, status, class, reason, at) of every host's latest flags receipt."""
-        try:
-            return self.db.execute("SELECT host, version, sha256, status, class, reason, at FROM flag_receipts"
-                                   ).fetchall()
-        except sqlite3.Error as e:
-            raise schema.explain(e, self.db) from None
+    def staged_ok(self, revision: str, commit: str | None) -> bool:
+        """Whether a stage of this commit (of this revision name when no repo pins it) succeeded."""
+        if commit:
+            row = self.db.execute("SELECT 1 FROM stages WHERE commit_hash = ? AND ok = 1 LIMIT 1", (commit,))
+        else:
+            row = self.db.execute("SELECT 1 FROM stages WHERE revision = ? AND ok = 1 LIMIT 1", (revision,))
+        return row.fetchone() is not None
 
 
 def next_step(state_dir: Path, rollout_id: int | None = None, *, or_log: bool = True) -> str:
@@ -451,6 +430,31 @@ def unreached(recorded: dict[str, tuple[str | None, str | None]], hosts) -> list
     """The names of ``hosts`` (the inventory) with no live revision in ``recorded`` (Journal.live_revisions):
     the hosts no deploy has reached yet, whose revision only asking one of them tells."""
     return [h.name for h in hosts if not recorded.get(h.name, (None, None))[0]]
+
+
+class Writing:
+    """One open write transaction of a journal (Journal.writing): its statements, the events it records (each
+    applied to the journal's tables, published once committed) and the events only published then."""
+
+    def __init__(self, db: sqlite3.Connection, apply: Callable[[ev.Event, str | None], None]) -> None:
+        self._db = db
+        self._apply = apply
+        self.published: list[ev.Event] = []
+
+    def execute(self, sql: str, args: tuple | list = ()) -> sqlite3.Cursor:
+        return self._db.execute(sql, args)
+
+    def executemany(self, sql: str, rows: list) -> sqlite3.Cursor:
+        return self._db.executemany(sql, rows)
+
+    def record(self, event: ev.Event, origin: str | None = None) -> None:
+        """Into the journal (a log entry by whoever is at ``origin``), and to subscribers once committed."""
+        self._apply(event, origin)
+        self.published.append(event)
+
+    def publish(self, event: ev.Event) -> None:
+        """To subscribers once committed, not written (what the lock row now says, say)."""
+        self.published.append(event)
 
 
 class _Tx:

@@ -1,8 +1,9 @@
 """The fleet lock as the team sees it: who holds it, why, and whether that holder is still alive.
 
 One row in the journal says who ("NO DEPLOY PLEASE" from a person, or the deploy that runs); the OS lock of
-``fleetlock`` says whether a deploy's process is still there. A mixin of Journal: the lock changes in the same
-transactions as the log entries that record them.
+``fleetlock`` says whether a deploy's process is still there. ``Locks`` keeps the row of one journal (its
+``locks``), through the journal's write transactions (Journal.writing): the lock changes in the same transactions
+as the log entries that record them.
 """
 
 from __future__ import annotations
@@ -11,12 +12,25 @@ import json
 import os
 import socket
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
 
 from controlroom.core import events as ev
 from controlroom.core.errors import LockedError
-from controlroom.core.identity import current_origin
+from controlroom.core.identity import Actor
 from controlroom.journal import fleetlock
+
+
+class JournalWriter(Protocol):
+    """What the lock (and the flag history) needs of a Journal: its connection to read, its state directory (where
+    the OS lock lives), and its write transactions (Journal.writing, giving a journal.Writing)."""
+
+    db: Any
+    state_dir: Path
+
+    def writing(self, *, check: bool = False) -> AbstractContextManager[Any]: ...
 
 
 @dataclass(frozen=True)
@@ -58,12 +72,15 @@ def abandons(lock: Lock) -> str:
     return f"releases {lock.user}'s NO DEPLOY PLEASE ({lock.reason})"
 
 
-class LockMixin:
-    """take_lock, park_lock, release_lock and lock() for Journal (needs db, state_dir, _tx, _apply, _publish)."""
+class Locks:
+    """The fleet lock row of one journal: take, park, release, and the lock as it stands (``current``)."""
 
-    def lock(self) -> Lock | None:
+    def __init__(self, journal: JournalWriter) -> None:
+        self.journal = journal
+
+    def current(self) -> Lock | None:
         """The lock as recorded, with its liveness from the OS lock (a holder that died is stale)."""
-        row = self.db.execute(
+        row = self.journal.db.execute(
             "SELECT user, at, reason, pid, hostname, rollout_id, origin FROM lock WHERE id = 1"
         ).fetchone()
         if not row:
@@ -73,38 +90,40 @@ class LockMixin:
 
     def _alive(self, pid: int) -> bool:
         """Whether the operation recorded with pid still runs: it holds the fleet's OS lock (fleetlock)."""
-        if fleetlock.holds_here(self.state_dir):
+        if fleetlock.holds_here(self.journal.state_dir):
             return pid == os.getpid()  # we hold it, so nobody else can
-        return fleetlock.is_held(self.state_dir)
+        return fleetlock.is_held(self.journal.state_dir)
 
-    def take_lock(
+    def take(
         self,
-        user: str,
+        actor: Actor,
         reason: str,
         *,
         rollout_id: int | None = None,
         force_reason: str | None = None,
         takeover: bool = False,
     ) -> Lock:
-        """Take the fleet lock, atomically. A deploy passes its rollout_id and holds the lock while it runs.
+        """Take the fleet lock for ``actor``, atomically. A deploy passes its rollout_id and holds the lock while it
+        runs.
 
         Raises LockedError naming the holder when the fleet is locked by a person (unless force_reason is given)
         or by a live deploy (always). A lock left by a dead process is taken over, with a log entry.
         """
+        user = actor.user
         pid = os.getpid() if rollout_id else None
         host = socket.gethostname() if rollout_id else None
         now = time.time()
         notes: list[tuple[str, str]] = []
         saved: str | None = None
-        with self._tx(immediate=True):
-            cur = self.lock()
+        with self.journal.writing() as w:
+            cur = self.current()
             if cur is not None:
                 if rollout_id and cur.rollout_id == rollout_id:
                     # the same deploy going on (resume, rollback): its own lock, parked or left by a dead process
                     if cur.stale:
                         notes.append(("LOCK TAKEN OVER", f"stale lock of deploy #{cur.rollout_id} by {cur.user} "
                                       f"(pid {cur.pid} is gone)"))
-                    saved = self._saved()
+                    saved = self._saved(w)
                 elif cur.live and cur.pid != os.getpid():
                     raise LockedError(f"the fleet is locked by {cur.describe()}")
                 elif cur.rollout_id and cur.stale:
@@ -123,46 +142,46 @@ class LockMixin:
                         f"the fleet is locked: {cur.describe()}"
                         + ("; to deploy anyway use --force --reason TEXT" if rollout_id else "")
                     )
-            self.db.execute(
+            w.execute(
                 "INSERT OR REPLACE INTO lock (id, user, origin, at, reason, pid, hostname, rollout_id, saved)"
                 " VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (user, current_origin(), now, reason, pid, host, rollout_id, saved),
+                (user, actor.origin, now, reason, pid, host, rollout_id, saved),
             )
             entries = [ev.LogEntryAdded(rollout_id or 0, user=user, kind=kind, text=text) for kind, text in notes]
             if not rollout_id:
                 entries.append(ev.LogEntryAdded(0, user=user, kind="LOCK", text=reason))
             for e in entries:
-                self._apply(e)
-        for e in entries:
-            self._publish(e)
-        lock = Lock(user, now, reason, pid, host, rollout_id, current_origin())
-        self._publish(ev.LockChanged(rollout_id or 0, held=True, user=user, reason=reason))
-        return lock
+                w.record(e, actor.origin)
+            w.publish(ev.LockChanged(rollout_id or 0, held=True, user=user, reason=reason))
+        return Lock(user, now, reason, pid, host, rollout_id, actor.origin)
 
-    def _saved(self) -> str | None:
-        row = self.db.execute("SELECT saved FROM lock WHERE id = 1").fetchone()
+    @staticmethod
+    def _saved(w) -> str | None:
+        row = w.execute("SELECT saved FROM lock WHERE id = 1").fetchone()
         return row[0] if row else None
 
-    def park_lock(self, rollout_id: int, reason: str) -> None:
+    def park(self, rollout_id: int, reason: str) -> None:
         """The deploy's process is leaving while the deploy waits for a decision: keep the fleet locked for it."""
-        with self._tx(immediate=True):
-            self.db.execute(
+        with self.journal.writing() as w:
+            w.execute(
                 "UPDATE lock SET pid = NULL, hostname = NULL, reason = ?, at = ? WHERE id = 1 AND rollout_id = ?",
                 (reason, time.time(), rollout_id),
             )
-        self._publish(ev.LockChanged(rollout_id, held=True, user=None, reason=reason))
+            w.publish(ev.LockChanged(rollout_id, held=True, user=None, reason=reason))
 
-    def release_lock(self, user: str, *, rollout_id: int | None = None, manual: bool = True,
+    def release(self, actor: Actor, *, rollout_id: int | None = None, manual: bool = True,
                      force: bool = False) -> Lock | None:
-        """Release the lock. A person cannot release a live deploy's lock; a deploy releases only its own.
+        """Release the lock, by ``actor``. A person cannot release a live deploy's lock; a deploy releases only its
+        own.
 
         A person releasing another person's lock, or the lock a halted deploy keeps (parked), must pass force:
         without it LockedError says what the release would abandon. Either way it goes into the deploy log.
         """
+        user = actor.user
         entries: list[ev.LogEntryAdded] = []
         restored = None
-        with self._tx(immediate=True):
-            cur = self.lock()
+        with self.journal.writing() as w:
+            cur = self.current()
             if cur is None:
                 return None
             if rollout_id is not None:
@@ -173,14 +192,12 @@ class LockMixin:
             elif not force and (cur.rollout_id or cur.user != user):
                 raise LockedError(f"the lock is {cur.describe()}; unlocking {abandons(cur)} "
                                   "(`controlroom unlock --force` to do it)")
-            saved = self._saved()
-            self.db.execute("DELETE FROM lock WHERE id = 1")
+            saved = self._saved(w)
+            w.execute("DELETE FROM lock WHERE id = 1")
             if saved and rollout_id is not None:
                 # a forced deploy is over: the person's lock it went past holds again
                 restored = json.loads(saved)
-                self.db.execute(
-                    "INSERT INTO lock (id, user, origin, at, reason) VALUES (1, ?, ?, ?, ?)", tuple(restored)
-                )
+                w.execute("INSERT INTO lock (id, user, origin, at, reason) VALUES (1, ?, ?, ?, ?)", tuple(restored))
                 entries.append(ev.LogEntryAdded(rollout_id, user=user, kind="LOCK RESTORED",
                                                 text=f"{restored[0]}: {restored[3]}"))
             if manual:
@@ -189,11 +206,9 @@ class LockMixin:
                     text = f"forced: {abandons(cur)}"
                 entries.append(ev.LogEntryAdded(0, user=user, kind="UNLOCK", text=text))
             for e in entries:
-                self._apply(e)
-        for e in entries:
-            self._publish(e)
-        if restored:
-            self._publish(ev.LockChanged(rollout_id or 0, held=True, user=restored[0], reason=restored[3]))
-        else:
-            self._publish(ev.LockChanged(rollout_id or 0, held=False, user=user, reason=""))
+                w.record(e, actor.origin)
+            if restored:
+                w.publish(ev.LockChanged(rollout_id or 0, held=True, user=restored[0], reason=restored[3]))
+            else:
+                w.publish(ev.LockChanged(rollout_id or 0, held=False, user=user, reason=""))
         return cur

@@ -50,7 +50,7 @@ ALTER TABLE rollouts ADD COLUMN uuid TEXT;
 
 # Version 3: flag history (every change: who, when, from, to, why, its receipt) and each host's latest flags
 # receipt (the version it was sent, that file's sha256, confirmed or why not), so stragglers outlive a server.
-# flag_changes.failed is NULL while a change's push runs (journal.py, flag_change_begun): one still NULL when a server
+# flag_changes.failed is NULL while a change's push runs (flags.py, FlagHistory.begun): one still NULL when a server
 # starts is a change whose server died mid-push, settled then by asking the hosts.
 SCHEMA_V3 = """
 CREATE TABLE IF NOT EXISTS flag_changes (

@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import json
 import math
-import sqlite3
 import sys
 import time
 from collections.abc import Callable
@@ -26,9 +25,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from controlroom.config.settings import NotifySettings
+from controlroom.core.errors import JournalError
 from controlroom.core.events import AnnouncementFailed
 from controlroom.core.text import clean
-from controlroom.journal import schema
+from controlroom.journal.cursors import ChatCursors
 
 INTERVAL = 1.0  # at most one message a second per channel
 ATTEMPTS = 5  # tries of one message before it is given up
@@ -256,7 +256,7 @@ class Notifier:
         self.say = say
         self.on_failure = on_failure  # the server publishes it to every client (the app's status line)
         self.interval, self.attempts, self.backoff, self.poll, self.gather = interval, attempts, backoff, poll, gather
-        self._db: sqlite3.Connection | None = None
+        self._db: ChatCursors | None = None
         self._task: asyncio.Task | None = None
         self._cursors: dict[str, tuple[int, int]] = {}
         self._closing = False
@@ -269,7 +269,7 @@ class Notifier:
 
     def _open(self) -> bool:
         try:
-            self._db = schema.connect(self.path)
+            self._db = ChatCursors(self.path)
             self._cursors = {ch.name: (self._last(ch.name, "log"), self._last(f"{ch.name}.events", "events"))
                              for ch in self.channels}
             return True
@@ -310,31 +310,21 @@ class Notifier:
     # Two cursors a channel: the deploy log, and the events table for what the log does not say (a phase done).
     def _last(self, key: str, table: str) -> int:
         assert self._db is not None
-        row = self._db.execute("SELECT log_id FROM notify_sent WHERE channel = ?", (key,)).fetchone()
-        if row is not None:
-            return int(row[0])
-        # a channel new to this journal starts at the present: the history before it is not announced
-        last = int(self._db.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()[0])
-        self._sent(key, last)
-        return last
+        return self._db.start(key, table)
 
     def _sent(self, key: str, log_id: int) -> None:
         assert self._db is not None
-        self._db.execute("INSERT INTO notify_sent (channel, log_id, at) VALUES (?, ?, ?) ON CONFLICT (channel) "
-                         "DO UPDATE SET log_id = excluded.log_id, at = excluded.at", (key, log_id, time.time()))
+        self._db.sent(key, log_id)
 
     def _after(self, log_id: int, event_id: int) -> tuple[list[tuple[float, str]], int, int]:
         """(at, line) of the log entries and phase completions after the cursors, oldest first, and the new
         cursors; at most BATCH of each."""
         assert self._db is not None
-        rows = self._db.execute("SELECT id, at, user, kind, text, revision FROM log WHERE id > ? ORDER BY id "
-                                "LIMIT ?", (log_id, BATCH)).fetchall()
+        rows = self._db.log_after(log_id, BATCH)
         items = [(at, line_of(u, k, t, r)) for _, at, u, k, t, r in rows]
         if rows:
             log_id = rows[-1][0]
-        evs = self._db.execute(
-            "SELECT e.id, e.at, e.data, r.user, r.revision FROM events e LEFT JOIN rollouts r ON r.id = e.rollout_id"
-            " WHERE e.id > ? AND e.type = 'PhaseCompleted' ORDER BY e.id LIMIT ?", (event_id, BATCH)).fetchall()
+        evs = self._db.phases_after(event_id, BATCH)
         for _, at, data, user, revision in evs:
             items.append((at, phase_line(user, revision, data)))
         if evs:
@@ -354,7 +344,7 @@ class Notifier:
                     # the rest of a burst comes with its first entry: wait the gather time, or until one may go
                     await asyncio.sleep(max(self.gather, next_at - time.monotonic()))
                     items, new_last, new_ev = self._after(last, last_ev)
-            except sqlite3.Error as e:
+            except JournalError as e:
                 self.say(f"notify {ch.name}: cannot read the journal: {clean(str(e), 200)}")
                 await asyncio.sleep(max(self.poll, 1.0))
                 continue
@@ -366,7 +356,7 @@ class Notifier:
             try:
                 self._sent(log_key, last)
                 self._sent(ev_key, last_ev)
-            except sqlite3.Error as e:  # it was sent: go on; after a restart it may be sent again
+            except JournalError as e:  # it was sent: go on; after a restart it may be sent again
                 self.say(f"notify {ch.name}: cannot record what was sent: {clean(str(e), 200)}")
             next_at = time.monotonic() + self.interval
 

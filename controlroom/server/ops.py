@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import sys
 import time
 import traceback
@@ -39,33 +38,12 @@ class OpsMixin:
     op_no = 0
     policy = "operator"
     _cancel_why = ""
-    _owner_origin: str | None = None
 
     # ------------------------------------------------------------------------------------------ who and where
-    @staticmethod
-    def _set_origin(origin: str | None) -> None:
-        """The journal names the SSH client address of whoever acts (identity.current_origin reads it from the
-        environment): the server sets it to the requesting client's session's for the request, the operation
-        owner's between requests, none at start (not the environment of whoever started it). Single-threaded:
-        nothing else runs while a journal write reads it."""
-        os.environ.pop("SSH_CONNECTION", None)
-        if origin:
-            os.environ["SSH_CLIENT"] = f"{origin} 0 0"
-        else:
-            os.environ.pop("SSH_CLIENT", None)
-
     @staticmethod
     def origin_of(peer: pr.Peer) -> str | None:
         """From the peer's SSH session as sshd set it up, never from the client's own environment."""
         return session_origin(peer.pid)
-
-    @contextlib.contextmanager
-    def acting(self, peer: pr.Peer):
-        self._set_origin(self.origin_of(peer))
-        try:
-            yield
-        finally:
-            self._set_origin(self._owner_origin)
 
     # ------------------------------------------------------------------------------------------ the config
     _pending_cfg = None  # a config read while an operation ran, whose fleet sections wait for its end
@@ -166,7 +144,7 @@ class OpsMixin:
         return lines
 
     # ------------------------------------------------------------------------------------------ operations
-    def _run(self, name: str, coro, r=None, peer: pr.Peer | None = None) -> asyncio.Task:
+    def _run(self, name: str, coro, r=None) -> asyncio.Task:
         async def go():
             try:
                 return await coro
@@ -177,8 +155,6 @@ class OpsMixin:
         self.op_no += 1
         no = self.op_no
         self._cancel_why = ""
-        if peer is not None:
-            self._owner_origin = self.origin_of(peer)
         self.op_name = name
         self.op = asyncio.ensure_future(go())
         rid = r.id if r is not None else 0
@@ -267,7 +243,7 @@ class OpsMixin:
 
         def on(e: ev.Event) -> None:
             if isinstance(e, ev.GateWaiting) and r is self.rollout and self._passes(e):
-                loop.call_soon(r.proceed, r.user)
+                loop.call_soon(r.proceed, r.actor)
             elif isinstance(e, ev.GateWaiting) and e.kind == ev.GATE_FAILED and gates.keeper_of(r) is not None \
                     and (self._gate_watch is None or self._gate_watch.done()):
                 self._gate_watch = loop.create_task(self._watch_gate(r, e))
@@ -290,7 +266,7 @@ class OpsMixin:
             if self.policy != "operator":
                 continue
             # the log gets the verdicts when they change: PASSED once it holds, FAILED should it fail again
-            ok, lines, verdicts = await keeper.recheck(phase, r.user, log=False, log_ok=w.kind == ev.GATE_FAILED)
+            ok, lines, verdicts = await keeper.recheck(phase, r.actor, log=False, log_ok=w.kind == ev.GATE_FAILED)
             if r.waiting is not w:
                 continue  # answered or checked by someone meanwhile
             if ok and w.kind == ev.GATE_FAILED:
@@ -323,19 +299,19 @@ class OpsMixin:
             raise UsageError(f"policy must be one of {', '.join(POLICIES)}")
         return policy
 
-    def _loaded(self, user: str, policy: str = "operator"):
+    def _loaded(self, actor, policy: str = "operator"):
         from controlroom.engine.rollout import Rollout
 
-        r = self._wired(Rollout.load(self.cfg, self.pool, self.journal, user=user, gates=self._gate_keeper(),
+        r = self._wired(Rollout.load(self.cfg, self.pool, self.journal, actor=actor, gates=self._gate_keeper(),
                                      confirm="config" if policy == "operator" else "none"))
         self._apply_policy(r, policy)
         return r
 
-    def _unpark(self, r, user: str) -> None:
+    def _unpark(self, r, actor) -> None:
         """The deploy goes on: its lock is live again, held by this server."""
         lock = self.journal.lock()
         if lock is not None and lock.parked and lock.rollout_id == r.id:
-            self.journal.take_lock(user, f"deploying {r.revision}", rollout_id=r.id)
+            self.journal.take_lock(actor, f"deploying {r.revision}", rollout_id=r.id)
 
     # ------------------------------------------------------------------------------------------ intents
     async def _op_deploy(self, c, msg: dict) -> dict:
@@ -355,15 +331,15 @@ class OpsMixin:
         # the deploy changes nothing
         commit = await asyncio.to_thread(release.pin, self.cfg, str(revision))
         force = str(msg.get("force_reason") or "").strip() or None
-        stage.require_staged(self.cfg, self.journal, str(revision), commit, c.peer.user, force)
+        stage.require_staged(self.cfg, self.journal, str(revision), commit, c.actor, force)
         await self._claim(force=bool(force))
-        r = self._engine(revision=str(revision), user=c.peer.user,
+        r = self._engine(revision=str(revision), actor=c.actor,
                          confirm=confirm if policy == "operator" else "none", force_reason=force)
         self._apply_policy(r, policy)
         self.rollout = r
-        reply = await self._started(r, self._run("deploy", r.run(), r, c.peer))
+        reply = await self._started(r, self._run("deploy", r.run(), r))
         if commit and r.id:
-            self.journal.db.execute("UPDATE rollouts SET commit_hash = ? WHERE id = ?", (commit, r.id))
+            self.journal.pin_commit(r.id, commit)
         return reply
 
     _staging = False
@@ -388,7 +364,7 @@ class OpsMixin:
             raise LockedError("a stage already runs in the server; wait for it to end")
         self._staging = True
         try:
-            res = await stage.run_stage(self.cfg, self.journal, str(revision), commit, c.peer.user,
+            res = await stage.run_stage(self.cfg, self.journal, str(revision), commit, c.actor,
                                         lambda line: c.put({"op": "stage_output", "line": line}), pool=self.pool)
         finally:
             self._staging = False
@@ -400,27 +376,27 @@ class OpsMixin:
 
     async def _op_resume(self, c, msg: dict) -> dict:
         policy = self._policy_of(msg)
-        user = c.peer.user
+        by = c.actor
         r = self.rollout
         if self.busy and r is not None and self.op_name in ("deploy", "resume") and r.status in (ev.R_HALTED,
                                                                                                 ev.R_WAITING):
             # it waits here for a decision: retry the failed hosts of its phase, or pass the gate as now asked
             self.policy = policy
-            self._unpark(r, user)
+            self._unpark(r, by)
             retried = []
             if r.status == ev.R_HALTED:
                 retried = [h.name for h in r.hosts.values() if h.state == ev.FAILED and h.phase == r.phase_index]
                 for h in retried:
-                    r.retry(h, user)
+                    r.retry(h, by)
             gate = self.board.gate if r.status == ev.R_WAITING else None
             if gate is not None and (self._passes(gate) or await gates.recheck(r, gate)):
-                r.proceed(user)
+                r.proceed(by)
                 gate = None
             return {**self._reply(r), "retried": retried, "waiting": ev.to_wire(gate) if gate else None}
         await self._claim()
-        r = self._loaded(user, policy)
+        r = self._loaded(by, policy)
         self.rollout = r
-        return await self._started(r, self._run("resume", r.resume_run(retry_failed=True), r, c.peer))
+        return await self._started(r, self._run("resume", r.resume_run(retry_failed=True), r))
 
     async def _op_gate_check(self, c, msg: dict) -> dict:
         """Check once more the gate a deploy waits at, having failed (after a kill switch was flipped, say). When
@@ -433,34 +409,34 @@ class OpsMixin:
         if r.status != ev.R_WAITING or gate is None or gate.kind != ev.GATE_FAILED or keeper is None \
                 or not 0 < gate.phase <= len(r.phases):
             raise ControlroomError("no deploy waits at a failed gate: there is nothing to check again")
-        ok, lines, verdicts = await keeper.recheck(r.phases[gate.phase - 1], c.peer.user, log=not msg.get("quiet"))
+        ok, lines, verdicts = await keeper.recheck(r.phases[gate.phase - 1], c.actor, log=not msg.get("quiet"))
         if ok and self.board.gate is gate and r.status == ev.R_WAITING:
             held = keeper.held(gate, lines, verdicts)
             if self._passes(held):
-                self._unpark(r, c.peer.user)
+                self._unpark(r, c.actor)
             keeper.announce(held)  # the engine still waits for proceed; this says why, now (a policy may answer it)
         return {"passed": ok, "lines": lines}
 
     async def _op_rollback(self, c, msg: dict) -> dict:
-        user = c.peer.user
+        by = c.actor
         r = self.rollout
         if self.busy and self.op_name == "rollback":
             await self._claim()  # one rollback at a time: the second is told who runs the first
         if self.busy and r is not None:
             if self._parked_here():
-                await self._drop(f"deploy #{r.id} halted; {user} rolls it back")
+                await self._drop(f"deploy #{r.id} halted; {by.user} rolls it back")
             else:
-                r.abort(user)
+                r.abort(by)
                 with contextlib.suppress(BaseException):
                     await asyncio.shield(self.op)
         await self._claim()
         if r is None or r.status not in ev.ROLLOUT_FINAL or r.cfg is not self.cfg:
-            r = self._loaded(user)  # as the journal has it, with the server's config as it stands
+            r = self._loaded(by)  # as the journal has it, with the server's config as it stands
             self.rollout = r
         targets = len(r.rollback_targets())
         if not targets:
             raise ControlroomError(f"deploy #{r.id} of {r.revision}: no host to roll back")
-        task = self._run("rollback", r.rollback(user), r, c.peer)
+        task = self._run("rollback", r.rollback(by), r)
         return {**await self._started(r, task, first=ev.OperatorAction), "targets": targets}
 
     async def _op_park(self, c, msg: dict) -> dict:
@@ -489,11 +465,11 @@ class OpsMixin:
             await self._drop(f"rollback of deploy #{r.id if r else '?'} interrupted: the hosts in flight were "
                              "stopped; `controlroom rollback` again finishes it")
             return
-        self._current().interrupt(c.peer.user)
+        self._current().interrupt(c.actor)
 
     async def _op_unlock(self, c, msg):
         force = bool(msg.get("force"))
         if force and self._parked_here():
             await self._drop(f"deploy #{self.rollout.id} abandoned: {c.peer.user} unlocked the fleet")
-        old = self.journal.release_lock(c.peer.user, force=force)
+        old = self.journal.release_lock(c.actor, force=force)
         return {"was": old.describe() if old else None}

@@ -23,6 +23,7 @@ from pathlib import Path
 from controlroom.config.config import Config
 from controlroom.core import events as ev
 from controlroom.core.errors import ControlroomError, UsageError
+from controlroom.core.identity import Actor
 from controlroom.core.text import clean
 from controlroom.engine import gates
 from controlroom.engine.board import Board
@@ -61,6 +62,12 @@ class _Client:
         self.attached = False
         self.resync = False
         self.task: asyncio.Task | None = None
+
+    @property
+    def actor(self) -> Actor:
+        """Who acts through this client: its peer's user, from its session's origin (what every journal write it
+        asks for records)."""
+        return Actor(self.peer.user, self.origin)
 
     def put(self, msg: dict, data: bytes | None = None) -> None:
         """Send msg (data: its encoding, made once for every client) now when nothing waits before it, else queue
@@ -146,7 +153,6 @@ class Server(OpsMixin):
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         except OSError as e:
             raise journal_error(e, self.state / "journal.db") from None
-        self._set_origin(None)  # not the address of whoever started this server: nobody acts yet
         self.journal = Journal.open(self.state)
         self.journal.subscribe(self._committed)
         views.adopt_last(self.board, self.journal)  # a server that starts after a deploy shows how it stands
@@ -191,7 +197,7 @@ class Server(OpsMixin):
                 self.path.unlink()
         if self.op is not None and not self.op.done():
             if self.rollout is not None:
-                self.rollout.interrupt("server stop")
+                self.rollout.interrupt(Actor("server stop"))  # the server itself, from nowhere but here
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(asyncio.shield(self.op), 30)
         deadline = time.monotonic() + 2  # let attached clients read what they are owed (how the operation ended)
@@ -340,11 +346,10 @@ class Server(OpsMixin):
                 if op in DECISIONS and not msg.get("anyway"):  # another person drives it: their client asks
                     self.presence.check(c, self.clients, self.busy, getattr(self.rollout, "revision", None))
                 before = self.op
-                with self.acting(c.peer):  # the log names who asked, from where
-                    if op in ("proceed", "retry", "skip", "unpause") and self.busy and self.rollout is not None:
-                        self.rollout.refusal(op, msg.get("host"), msg.get("reason"))  # before the lock
-                        self._unpark(self.rollout, c.peer.user)  # a parked deploy goes on: its lock is live again
-                    reply = await getattr(self, f"_op_{op}")(c, msg)
+                if op in ("proceed", "retry", "skip", "unpause") and self.busy and self.rollout is not None:
+                    self.rollout.refusal(op, msg.get("host"), msg.get("reason"))  # before the lock
+                    self._unpark(self.rollout, c.actor)  # a parked deploy goes on: its lock is live again
+                reply = await getattr(self, f"_op_{op}")(c, msg)  # its journal writes name c.actor
                 self._last_busy = time.monotonic()
                 if op in DRIVES:
                     self._drove(c, before)
@@ -414,7 +419,7 @@ class Server(OpsMixin):
 
         r = self.rollout  # the one a rollback would reach, as _op_rollback picks it
         if r is None or (not self.busy and r.status not in ev.ROLLOUT_FINAL):
-            r = Rollout.load(self.cfg, self.pool, self.journal, user=c.peer.user)
+            r = Rollout.load(self.cfg, self.pool, self.journal, actor=c.actor)
         return views.rollback_plan(r)
 
     # ------------------------------------------------------------------------------------------ intents
@@ -442,40 +447,40 @@ class Server(OpsMixin):
         return self.rollout
 
     async def _op_pause(self, c, msg):
-        self._current().pause(c.peer.user)
+        self._current().pause(c.actor)
 
     async def _op_unpause(self, c, msg):
-        self._current().resume(c.peer.user)
+        self._current().resume(c.actor)
 
     async def _op_abort(self, c, msg):
-        self._current().abort(c.peer.user)
+        self._current().abort(c.actor)
 
     async def _op_proceed(self, c, msg):
         # past a gate that does not hold or an exceeded failure budget only with a typed reason (the engine says)
-        self._current().proceed(c.peer.user, reason=_reason(msg))
+        self._current().proceed(c.actor, reason=_reason(msg))
 
     async def _op_retry(self, c, msg):
         r = self.rollout
         if r is not None and not self.busy and r.status == ev.R_FAILED:
-            self._run("rerun", r.rerun([str(msg.get("host"))], c.peer.user))
+            self._run("rerun", r.rerun([str(msg.get("host"))], c.actor))
             return
-        self._current().retry(str(msg.get("host")), c.peer.user)
+        self._current().retry(str(msg.get("host")), c.actor)
 
     async def _op_skip(self, c, msg):
-        self._current().skip(str(msg.get("host")), c.peer.user, reason=_reason(msg))
+        self._current().skip(str(msg.get("host")), c.actor, reason=_reason(msg))
 
     async def _op_lock(self, c, msg):
         text = str(msg.get("message", "")).strip()
         if not text:
             raise UsageError("lock needs a message: say why (it is what the team reads)")
-        lock = self.journal.take_lock(c.peer.user, text, takeover=bool(msg.get("takeover")))
+        lock = self.journal.take_lock(c.actor, text, takeover=bool(msg.get("takeover")))
         return {"describe": lock.describe()}
 
     async def _op_log_add(self, c, msg):
         text = str(msg.get("message", "")).strip()
         if not text:
             raise UsageError("log add needs a message")
-        return {"line": self.journal.add_log(c.peer.user, "NOTE", text).line()}
+        return {"line": self.journal.add_log(c.actor, "NOTE", text).line()}
 
     # flags: none of these takes the fleet lock or waits for a running deploy (flagpush.py)
     async def _op_flags(self, c, msg):
@@ -489,7 +494,7 @@ class Server(OpsMixin):
 
     async def _op_flag_set(self, c, msg):
         expect = msg.get("expect")
-        return await self.flags.change(str(msg.get("flag", "")), str(msg.get("value", "")), c.peer.user,
+        return await self.flags.change(str(msg.get("flag", "")), str(msg.get("value", "")), c.actor,
                                        reason=str(msg.get("reason") or ""), hosts=msg.get("hosts"),
                                        expect=expect if isinstance(expect, int) else None)
 

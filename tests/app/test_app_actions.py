@@ -16,6 +16,7 @@ from textual.command import CommandList, CommandPalette
 from controlroom.app.app import ControlRoom, build_app
 from controlroom.config import config
 from controlroom.core import events as ev
+from controlroom.core.identity import Actor
 from tests.waiting import until_shown, wait_for
 from widgets.dialogs import ConfirmDialog, HelpScreen, OverrideDialog, PromptDialog, QuitDialog
 from widgets.host_detail import HostScreen
@@ -271,7 +272,7 @@ async def test_deploying_past_someone_elses_lock_asks_for_a_reason_and_logs_it(m
     app = make_app(fleet)
     async with app.run_test(size=SIZE) as pilot:
         await start(pilot)
-        journal_of(app).take_lock("mygrant", "NO DEPLOY PLEASE")  # a teammate, from another shell
+        journal_of(app).take_lock(Actor("mygrant"), "NO DEPLOY PLEASE")  # a teammate, from another shell
         await until(pilot, lambda: app.deploy_log.query_one("#lock-banner").display, "the lock banner")
         assert "NO DEPLOY PLEASE — mygrant" in app.deploy_log.query_one("#lock-banner").render().plain
         await pilot.press("d")
@@ -430,8 +431,8 @@ async def test_a_teammates_lock_and_log_entry_from_another_process_show_up(make_
         await start(pilot)
         other = Journal.open(app.cfg.state.dir)  # its own connection, as `controlroom lock` in another shell
         try:
-            other.add_log("mygrant", "NOTE", "db migration starts at 14:00")
-            other.take_lock("mygrant", "db migration")
+            other.add_log(Actor("mygrant"), "NOTE", "db migration starts at 14:00")
+            other.take_lock(Actor("mygrant"), "db migration")
         finally:
             other.close()
         banner = app.deploy_log.query_one("#lock-banner")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from controlroom.config import config
+from controlroom.core.identity import Actor
 from controlroom.journal.journal import Journal
 from tests.app.test_app_actions import make_app, until  # noqa: F401
 
@@ -18,7 +19,7 @@ async def test_attaching_to_a_long_log_shows_the_newest_entry_and_a_reader_scrol
     state = config.load(fleet.config_path).state.dir
     j = Journal.open(state)
     for i in range(60):
-        j.add_log("mygrant", "NOTE", f"entry {i}")
+        j.add_log(Actor("mygrant"), "NOTE", f"entry {i}")
     j.close()
     app = make_app(fleet)
     async with app.run_test(size=(160, 48)) as pilot:
@@ -37,7 +38,7 @@ async def test_attaching_to_a_long_log_shows_the_newest_entry_and_a_reader_scrol
         await pilot.press("home")  # the reader goes to the morning's entries
         await until(pilot, lambda: log.scroll_y == 0, "the top of the log")
         other = Journal.open(state)
-        other.add_log("bob", "NOTE", "entry 60")
+        other.add_log(Actor("bob"), "NOTE", "entry 60")
         other.close()
         await until(pilot, lambda: len(pane.lines) == 61, "the new entry")
         await pilot.pause()
@@ -45,6 +46,6 @@ async def test_attaching_to_a_long_log_shows_the_newest_entry_and_a_reader_scrol
 
         await pilot.press("end")
         other = Journal.open(state)
-        other.add_log("bob", "NOTE", "entry 61")
+        other.add_log(Actor("bob"), "NOTE", "entry 61")
         other.close()
         await until(pilot, lambda: "entry 61" in visible(), "the log following again at its end")

@@ -10,6 +10,7 @@ from textual.widgets import Log
 
 from controlroom.config import config
 from controlroom.core import events as ev
+from controlroom.core.identity import Actor
 from controlroom.journal.journal import Journal
 from tests.app.test_app_actions import deploy_to_gate, make_app, press_deploy, start, until  # noqa: F401
 from widgets.dialogs import ConfirmDialog
@@ -24,7 +25,7 @@ def no_escape(lines: list[str]) -> bool:
 
 async def test_a_lock_reason_that_looks_like_markup_is_shown_literally(make_fleet):
     fleet = make_fleet(4)
-    Journal.open(config.load(fleet.config_path).state.dir).take_lock("mygrant", "[/] and [bold red]x")
+    Journal.open(config.load(fleet.config_path).state.dir).take_lock(Actor("mygrant"), "[/] and [bold red]x")
     app = make_app(fleet)
     async with app.run_test(size=(160, 48)) as pilot:
         await start(pilot)
@@ -46,8 +47,8 @@ async def test_a_hostile_log_message_is_one_visible_line_in_the_deploy_log_pane(
     app = make_app(fleet)
     async with app.run_test(size=(160, 48)) as pilot:
         await start(pilot)
-        journal.add_log("mallory", "NOTE", HOSTILE)  # a teammate's entry, from another process
-        journal.add_log("mallory", "NOTE", "y" * 100_000)
+        journal.add_log(Actor("mallory"), "NOTE", HOSTILE)  # a teammate's entry, from another process
+        journal.add_log(Actor("mallory"), "NOTE", "y" * 100_000)
         await until(pilot, lambda: len(app.log_lines) >= 2, "the entries in the pane")
         shown = app.deploy_log.log_widget.lines
         assert no_escape(shown) and no_escape(app.log_lines)

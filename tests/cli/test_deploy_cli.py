@@ -194,9 +194,10 @@ def test_a_headless_halt_keeps_the_fleet_locked_for_that_deploy_until_resumed(ma
 def test_a_stale_deploy_lock_is_shown_as_stale_and_taken_over_by_the_next_deploy(fleet):
     # a deploy process that took the lock and died without letting go of it
     ghost = (
-        "import sys\nfrom controlroom.journal.journal import Journal\nj = Journal.open(sys.argv[1])\n"
-        "rid = j.new_rollout('r2307', 'r2306', 'ghost', [])\n"
-        "j.take_lock('ghost', 'deploying r2307', rollout_id=rid)\n"
+        "import sys\nfrom controlroom.core.identity import Actor\nfrom controlroom.journal.journal import Journal\n"
+        "j = Journal.open(sys.argv[1])\n"
+        "rid = j.new_rollout('r2307', 'r2306', Actor('ghost'), [])\n"
+        "j.take_lock(Actor('ghost'), 'deploying r2307', rollout_id=rid)\n"
     )
     subprocess.run([sys.executable, "-c", ghost, str(fleet.dir / "state")], check=True, timeout=30)
     log = log_lines(fleet)

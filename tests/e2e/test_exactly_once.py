@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from controlroom.core.identity import Actor
 from tests.conftest import REPO, run_cli
 from tests.servers import kill_server, server_pid
 from tests.terminal import Terminal
@@ -351,7 +352,7 @@ async def _engine_until_running(fleet, n: int):
     cfg = config_mod.load(cfg_path)
     pool = SSHPool(cfg.ssh, cfg.hosts)
     journal = Journal.open(cfg.state.dir)
-    r = Rollout(cfg, pool, journal, revision="r2307", user="tester", confirm="none")
+    r = Rollout(cfg, pool, journal, revision="r2307", actor=Actor("tester"), confirm="none")
     task = asyncio.ensure_future(r.run())
     await until(lambda: sum(h.state == "running" for h in r.hosts.values()) >= n or task.done(), 60,
                 "every host running step 1")
@@ -363,7 +364,7 @@ async def test_abort_stops_the_step_on_every_host_and_records_where_each_was(any
     fleet = any_make_fleet(hosts=3)
     r, task, pool, journal = await _engine_until_running(fleet, 3)
     try:
-        r.abort("tester")
+        r.abort(Actor("tester"))
         fin = await asyncio.wait_for(task, 30)
         assert fin.status == "aborted"
         assert all(h.state == "failed" and h.reason.startswith("aborted during step 1/2; live revision r2306")
@@ -378,7 +379,7 @@ async def test_skipping_a_running_host_stops_its_step_and_the_others_go_on(any_m
     fleet = any_make_fleet(hosts=3)
     r, task, pool, journal = await _engine_until_running(fleet, 3)
     try:
-        r.skip("web002", "tester", reason="stuck disk")  # past the phase's budget of 0: with a typed reason
+        r.skip("web002", Actor("tester"), reason="stuck disk")  # past the phase's budget of 0: with a typed reason
         fin = await asyncio.wait_for(task, 60)
         assert r.hosts["web002"].state == "skipped"
         assert r.hosts["web002"].reason.startswith("skipped by tester during step 1/2")

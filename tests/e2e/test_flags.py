@@ -17,6 +17,7 @@ import pytest
 
 from controlroom.config import config
 from controlroom.core.errors import ConfigError, ControlroomError
+from controlroom.core.identity import Actor
 from controlroom.fleet import flagfile as fl
 from controlroom.server.client import connect
 from tests import waiting
@@ -235,7 +236,7 @@ async def test_a_straggler_that_comes_back_gets_the_current_flags_before_anythin
     service = FlagService(cfg, pool, journal, backoff=(3600.0, 3600.0))  # no retry of its own in this story
     service.start()
     try:
-        done = await service.change("new_search", "off", "alice", reason="slow")
+        done = await service.change("new_search", "off", Actor("alice"), reason="slow")
         assert done["failed"] == [["web002", "exit 1", "web002: simulated failure"]]
         fleet.set_fault("web002", None)
         await pool.close()  # the host went away and comes back: the next command needs a new connection

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from controlroom.core.identity import current_origin, current_user, session_origin
-from controlroom.journal import journal
+from controlroom.core.identity import Actor, current_origin, current_user, session_origin
+from controlroom.journal.journal import Journal
 from tests.conftest import REPO
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # readable by every user, unlike a venv under /root
@@ -42,9 +42,27 @@ def test_root_without_sudo_is_the_login_name():
     assert current_user(uid=0, environ={"SUDO_USER": "  "}) == login_name()
 
 
-def test_the_journal_names_the_same_person_as_identity():
-    assert journal.current_user is current_user
-    assert journal.current_origin is current_origin
+def test_the_journal_records_the_actor_it_is_given_and_reads_no_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("SSH_CLIENT", "203.0.113.9 50022 22")  # this process's claim: not who the write says acts
+    j = Journal.open(tmp_path / "state")
+    try:
+        entry = j.add_log(Actor("bob", "192.0.2.7"), "NOTE", "from bob's session")
+        lock = j.take_lock(Actor("carol"), "db migration")
+        assert (entry.user, entry.origin) == ("bob", "192.0.2.7")
+        assert (lock.user, lock.origin) == ("carol", None)
+        assert [(e.user, e.origin, e.text) for e in j.log()] == [
+            ("bob", "192.0.2.7", "from bob's session"), ("carol", None, "db migration")]
+        assert j.lock().origin is None
+    finally:
+        j.close()
+
+
+def test_the_actor_here_is_this_processs_person_and_origin(monkeypatch):
+    monkeypatch.setenv("SSH_CLIENT", "192.0.2.7 50022 22")
+    assert Actor.here() == Actor(current_user(), "192.0.2.7")
+    monkeypatch.delenv("SSH_CLIENT")
+    monkeypatch.delenv("SSH_CONNECTION", raising=False)
+    assert Actor.here() == Actor(current_user(), None)
 
 
 def test_the_origin_is_the_ssh_client_address():
@@ -118,3 +136,21 @@ def _whoami(env: dict[str, str], uid: int | None = None) -> str:
 def test_a_real_non_root_process_cannot_claim_to_be_someone_else_with_sudo_user():
     assert _whoami({"SUDO_USER": "mygrant"}) == "mygrant"  # root, as sudo leaves it
     assert _whoami({"SUDO_USER": "mygrant"}, uid=NOBODY) != "mygrant"
+
+
+def test_no_module_sets_an_ssh_address_in_its_environment_for_the_journal_to_find():
+    import ast
+
+    writes = []
+    for path in sorted((REPO / "controlroom").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            keys = []
+            if isinstance(node, ast.Assign | ast.AugAssign):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                keys = [t.slice for t in targets if isinstance(t, ast.Subscript)]
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
+                    node.func.attr in ("pop", "setdefault", "putenv", "unsetenv", "update"):
+                keys = node.args[:1]
+            writes += [f"{path.relative_to(REPO)}:{node.lineno}" for k in keys
+                       if isinstance(k, ast.Constant) and k.value in ("SSH_CLIENT", "SSH_CONNECTION")]
+    assert not writes, f"who acts is an Actor handed to the journal, never an environment variable: {writes}"

@@ -15,6 +15,7 @@ from controlroom.config import config
 from controlroom.core import events as ev
 from controlroom.engine import flagpush, gates
 from controlroom.fleet.ssh import SSHPool
+from controlroom.journal import flags as journal_flags
 from controlroom.journal.journal import Journal
 from tests.unit.engine.test_rollout import make_rollout
 
@@ -62,12 +63,12 @@ def test_the_wire_strings_are_the_ones_a_journal_written_before_holds():
     assert [s.value for s in ev.RolloutStatus] == ["running", "paused", "halted", "waiting", "done", "failed",
                                                    "aborted", "rolled_back"]
     assert [s.value for s in ev.GateState] == ["passed", "failed", "unknown"]
-    assert [s.value for s in flagpush.ReceiptStatus] == ["confirmed", "failed", "pending", "dismissed"]
+    assert [s.value for s in journal_flags.ReceiptStatus] == ["confirmed", "failed", "pending", "dismissed"]
     # the old names are the members, and a member is its string
     assert (ev.PENDING, ev.FAILED, ev.ROLLED_BACK) == (H.PENDING, H.FAILED, H.ROLLED_BACK)
     assert (ev.R_RUNNING, ev.R_DONE, ev.R_FAILED) == (ev.RolloutStatus.RUNNING, "done", "failed")
     assert (gates.PASSED, gates.FAILED, gates.UNKNOWN) == tuple(ev.GateState)
-    assert (flagpush.CONFIRMED, flagpush.FAILED, flagpush.PENDING, flagpush.DISMISSED) == tuple(flagpush.ReceiptStatus)
+    assert (flagpush.CONFIRMED, flagpush.FAILED, flagpush.PENDING, flagpush.DISMISSED) == tuple(journal_flags.ReceiptStatus)
     assert json.dumps([ev.FAILED, ev.R_ROLLED_BACK, gates.UNKNOWN, flagpush.CONFIRMED]) == \
         '["failed", "rolled_back", "unknown", "confirmed"]'
     assert f"{ev.ROLLING_BACK} {ev.R_HALTED}" == "rolling_back halted"

@@ -14,6 +14,7 @@ import pytest
 
 from controlroom.config import config
 from controlroom.core import events as ev
+from controlroom.core.identity import Actor
 from controlroom.engine.board import OUTPUT_LINES, Board
 from controlroom.engine.rollout import Rollout
 from controlroom.fleet.ssh import SSHPool
@@ -248,7 +249,7 @@ async def test_a_watcher_attaching_at_any_moment_of_a_rollout_ends_with_the_boar
 
     journal = Journal.open(tmp_path / "state")
     async with SSHPool(cfg.ssh, cfg.hosts) as pool:
-        rollout = Rollout(cfg, pool, journal, revision=NEW, user="tester", confirm="all")
+        rollout = Rollout(cfg, pool, journal, revision=NEW, actor=Actor("tester"), confirm="all")
         rollout.subscribe(watch)
         task = asyncio.ensure_future(rollout.run())
         handled = 0
@@ -260,12 +261,12 @@ async def test_a_watcher_attaching_at_any_moment_of_a_rollout_ends_with_the_boar
                 if isinstance(e, ev.GateWaiting):
                     if not paused_once:
                         paused_once = True
-                        rollout.pause("tester")
-                        rollout.resume("tester")
-                    rollout.proceed("tester")
+                        rollout.pause(Actor("tester"))
+                        rollout.resume(Actor("tester"))
+                    rollout.proceed(Actor("tester"))
                 elif isinstance(e, ev.PhaseHalted):
                     for host in e.failed:  # past the budget of 0: with a typed reason
-                        rollout.skip(host, "tester", reason="a known bad disk")
+                        rollout.skip(host, Actor("tester"), reason="a known bad disk")
         fin = task.result()
 
     assert not errors, errors

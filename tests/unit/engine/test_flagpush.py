@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from controlroom.config import config
-from controlroom.engine.flagpush import CONFIRMED, FAILED, FlagConflict, FlagHistory, FlagService
+from controlroom.core.identity import Actor
+from controlroom.engine.flagpush import CONFIRMED, FAILED, FlagConflict, FlagService
 from controlroom.fleet.ssh import SSHPool
+from controlroom.journal.flags import FlagHistory
 from controlroom.journal.journal import Journal
 
 
@@ -37,7 +39,7 @@ async def service(make_fleet):
 async def test_a_kill_switch_lands_on_every_host_that_answers_and_the_refusing_one_is_named_and_retried(service):
     fleet, svc = service
 
-    out = await svc.change("new_search", "off", "alice", reason="search is slow")
+    out = await svc.change("new_search", "off", Actor("alice"), reason="search is slow")
 
     assert (out["old"], out["new"], out["version"]) == ("on", "off", 1)
     assert (out["confirmed"], out["total"]) == (3, 4)
@@ -58,7 +60,7 @@ async def test_a_kill_switch_lands_on_every_host_that_answers_and_the_refusing_o
 
 async def test_every_hosts_receipt_is_in_the_journal_for_the_next_server(service):
     fleet, svc = service
-    await svc.change("beehive", "off", "bob", reason="sheds load")
+    await svc.change("beehive", "off", Actor("bob"), reason="sheds load")
 
     later = FlagHistory(Journal.open(config.load(fleet.config_path).state.dir))  # what the next server reads
     kept = {h: (r.status, r.version) for h, r in later.receipts().items()}
@@ -71,17 +73,17 @@ async def test_every_hosts_receipt_is_in_the_journal_for_the_next_server(service
 
 async def test_a_change_decided_on_an_older_version_of_the_flag_is_refused_naming_who_changed_it(service):
     fleet, svc = service
-    await svc.change("new_search", "off", "alice", expect=0)
+    await svc.change("new_search", "off", Actor("alice"), expect=0)
 
     with pytest.raises(FlagConflict, match=r"new_search was changed by alice at .* after you looked at version 0"):
-        await svc.change("new_search", "on", "bob", expect=0)
+        await svc.change("new_search", "on", Actor("bob"), expect=0)
 
     assert {flags_on(h)["flags"]["new_search"]["enabled"] for h in fleet.hosts if h.name != "web003"} == {"off"}
 
 
 async def test_a_push_to_named_hosts_writes_only_those(service):
     fleet, svc = service
-    out = await svc.change("beehive", "off", "alice", hosts=["web001"])
+    out = await svc.change("beehive", "off", Actor("alice"), hosts=["web001"])
     assert (out["confirmed"], out["total"], out["failed"]) == (1, 1, [])
     assert flags_on(fleet.hosts[0])["flags"]["beehive"] == {"enabled": "off"}
     assert not (Path(fleet.hosts[1].root) / "flags.toml").exists()

@@ -10,6 +10,7 @@ import sqlite3
 
 from controlroom.config import config
 from controlroom.core import events as ev
+from controlroom.core.identity import Actor
 from controlroom.engine import gates
 from controlroom.journal.journal import Journal
 from controlroom.sources.metrics import make_source
@@ -36,7 +37,7 @@ async def test_the_keeper_asks_the_shared_source_it_is_given_and_leaves_it_open(
     record.subscribe(seen.append)
     try:
         for _ in range(2):
-            ok, lines, verdicts = await asyncio.wait_for(keeper.recheck(canary, "alice"), 30)
+            ok, lines, verdicts = await asyncio.wait_for(keeper.recheck(canary, Actor("alice")), 30)
             assert [v.gate for v in verdicts] == list(canary.gate)
             assert all(isinstance(v, ev.GateVerdict) and v.op and v.series for v in verdicts)
             assert lines[:len(canary.gate)] == [v.text(canary.name) for v in verdicts]

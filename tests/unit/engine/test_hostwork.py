@@ -13,6 +13,7 @@ import pytest
 
 from controlroom.config import config
 from controlroom.core import events as ev
+from controlroom.core.identity import Actor
 from controlroom.engine.hostrun import HostRun, HostWork
 from controlroom.engine.recorder import Recorder
 from controlroom.fleet.hostside import Operation
@@ -23,9 +24,9 @@ from tests.unit.engine.test_rollout import NEW, OLD, revision_of
 
 def a_rollout_on_record(journal: Journal, cfg) -> tuple[Recorder, Operation]:
     """A rollout the journal knows, and a recorder and an operation for it, as a Rollout would make them."""
-    record = Recorder(journal, user="tester", revision=NEW)
+    record = Recorder(journal, actor=Actor("tester"), revision=NEW)
     phases = tuple((p.name, p.hosts) for p in cfg.phases)
-    record.rollout_id = journal.new_rollout(NEW, OLD, "tester", phases)
+    record.rollout_id = journal.new_rollout(NEW, OLD, Actor("tester"), phases)
     record.emit(ev.RolloutStarted(record.rollout_id, revision=NEW, previous=OLD, user="tester", phases=phases))
     return record, Operation(journal.rollout_uuid(record.rollout_id), journal.journal_id(), "tester")
 
@@ -101,11 +102,11 @@ async def test_a_host_stopped_mid_step_is_recorded_as_its_rollout_says_why(make_
 
 def test_the_recorder_logs_for_its_rollout_and_pokes_its_loop(tmp_path):
     journal = Journal.open(tmp_path / "state")
-    record = Recorder(journal, user="tester", revision=NEW)
-    record.rollout_id = journal.new_rollout(NEW, OLD, "tester", (("all", ("web001",)),))
+    record = Recorder(journal, actor=Actor("tester"), revision=NEW)
+    record.rollout_id = journal.new_rollout(NEW, OLD, Actor("tester"), (("all", ("web001",)),))
     assert record.rollout_id
     record.log("NOTE", "by the rollout's user")
-    record.log("NOTE", "by someone else", "alice")
+    record.log("NOTE", "by someone else", Actor("alice"))
     entries = [(e.user, e.kind, e.text, e.revision) for e in journal.log() if e.kind == "NOTE"]
     assert sorted(entries) == sorted([("tester", "NOTE", "by the rollout's user", NEW),
                                       ("alice", "NOTE", "by someone else", NEW)])

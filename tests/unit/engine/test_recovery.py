@@ -11,6 +11,7 @@ import pytest
 from controlroom.config import config
 from controlroom.core import events as ev
 from controlroom.core.errors import ControlroomError
+from controlroom.core.identity import Actor
 from controlroom.engine import recovery
 from controlroom.engine.hostrun import HostRun
 from controlroom.engine.recorder import Recorder
@@ -105,12 +106,12 @@ async def test_the_rollback_runs_only_on_its_targets_and_records_through_its_rec
     async with SSHPool(cfg.ssh, cfg.hosts) as pool:
         r = make_rollout(cfg, pool, journal)
         assert (await asyncio.wait_for(r.run(), 60)).status == ev.R_DONE
-        record = Recorder(journal, user="tester", revision=NEW)
+        record = Recorder(journal, actor=Actor("tester"), revision=NEW)
         record.rollout_id = r.id
         seen: list[ev.Event] = []
         record.subscribe(seen.append)
         targets = [r.hosts["web001"]]
-        fin = await asyncio.wait_for(recovery.Rollback(cfg, pool, record, r.op, r.phases).run(targets, "alice"),
+        fin = await asyncio.wait_for(recovery.Rollback(cfg, pool, record, r.op, r.phases).run(targets, Actor("alice")),
                                      60)
     assert (fin.status, fin.done, fin.failed) == (ev.R_ROLLED_BACK, 1, 0)
     assert r.hosts["web001"].state == ev.ROLLED_BACK and r.hosts["web002"].state == ev.DONE

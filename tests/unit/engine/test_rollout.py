@@ -13,6 +13,7 @@ import pytest
 
 from controlroom.config import config
 from controlroom.core import events as ev
+from controlroom.core.identity import Actor
 from controlroom.demo.fleet import Fleet
 from controlroom.engine.rollout import Rollout
 from controlroom.fleet.ssh import SSHPool
@@ -89,7 +90,7 @@ class Recorder:
 
 def make_rollout(cfg, pool: SSHPool, journal: Journal, **kw) -> Rollout:
     kw.setdefault("revision", NEW)
-    kw.setdefault("user", "tester")
+    kw.setdefault("actor", Actor("tester"))
     kw.setdefault("confirm", "none")
     return Rollout(cfg, pool, journal, **kw)
 
@@ -156,13 +157,13 @@ async def test_budget_exceeded_halts_phase_and_names_failed_hosts_then_skips_cou
 
         # the operator skips both failed hosts, past the budget, so with a reason: the phase goes on
         mark = len(rec.events)
-        rollout.skip("web004", "tester", reason="known bad disks")
-        rollout.skip("web005", "tester", reason="known bad disks")
+        rollout.skip("web004", Actor("tester"), reason="known bad disks")
+        rollout.skip("web005", Actor("tester"), reason="known bad disks")
         await rec.next(ev.RolloutResumed, after=mark)
         # two skips and one more failure make three against a budget of one: halted again, naming only web008
         again = await rec.next(ev.PhaseHalted, after=mark)
         assert again.failed == ("web008",)
-        rollout.skip("web008", "tester", reason="known bad disks")
+        rollout.skip("web008", Actor("tester"), reason="known bad disks")
         fin = await asyncio.wait_for(task, 30)
 
     assert fin.status == ev.R_DONE and fin.done == 9 and fin.skipped == 3
@@ -189,9 +190,9 @@ async def test_healed_hosts_retried_after_a_halt_end_done_and_the_phase_goes_on(
         assert sorted(halted.failed) == ["web004", "web005"]
         for name in halted.failed:
             fleet.call(fleet.set_fault, name, None)
-        rollout.retry("web004", "tester")
+        rollout.retry("web004", Actor("tester"))
         assert rollout.status == ev.R_HALTED  # web005 still failed: still over budget
-        rollout.retry("web005", "tester")
+        rollout.retry("web005", Actor("tester"))
         fin = await asyncio.wait_for(task, 30)
 
     assert fin.status == ev.R_DONE and fin.done == 12 and fin.failed == 0
@@ -252,7 +253,7 @@ async def test_pause_starts_no_new_host_until_resumed(make_fleet, tmp_path):
                 and e.state == ev.DONE
                 and not rec.of(ev.RolloutPaused)
             ):
-                rollout.pause("tester")
+                rollout.pause(Actor("tester"))
 
         rollout.subscribe(pause_on_first_stage2_done)
         task = asyncio.ensure_future(rollout.run())
@@ -266,7 +267,7 @@ async def test_pause_starts_no_new_host_until_resumed(make_fleet, tmp_path):
         assert len(waiting) >= 5  # 8 in stage 2, 2 at a time: most had not started
         assert all(revision_of(fleet, h.name) == OLD for h in waiting)
         assert not task.done()
-        rollout.resume("tester")
+        rollout.resume(Actor("tester"))
         fin = await asyncio.wait_for(task, 30)
 
     assert fin.status == ev.R_DONE and fin.done == 12
@@ -298,7 +299,7 @@ async def test_abort_mid_phase_skips_pending_and_names_live_revision_of_in_fligh
         # the operator watches stage 1 go on around the two slow hosts, then presses abort
         await until(lambda: rollout.hosts["web006"].state == ev.DONE, what="web006 to be done")
         in_flight = [h.name for h in rollout.hosts.values() if h.state in ev.IN_FLIGHT]
-        rollout.abort("tester")
+        rollout.abort(Actor("tester"))
         fin = await asyncio.wait_for(task, 30)
 
     assert fin.status == ev.R_ABORTED and rollout.status == ev.R_ABORTED
@@ -337,7 +338,7 @@ async def test_rollback_after_a_deploy_restores_previous_revision_latest_phase_f
         fin = await asyncio.wait_for(rollout.run(), 30)
         assert fin.status == ev.R_DONE
         assert all(revision_of(fleet, h) == NEW for h in rollout.hosts)
-        back = await asyncio.wait_for(rollout.rollback("tester"), 30)
+        back = await asyncio.wait_for(rollout.rollback(Actor("tester")), 30)
 
     assert back.status == ev.R_ROLLED_BACK and back.done == 10 and back.failed == 0
     assert all(revision_of(fleet, h) == OLD for h in rollout.hosts)

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from controlroom.core.errors import JournalError
+from controlroom.core.identity import Actor
 from controlroom.journal import schema
 from controlroom.journal.journal import Journal
 from tests.disks import fill, small_tmpfs
@@ -94,7 +95,7 @@ def test_a_new_state_dir_is_the_servers_alone_and_keeps_the_setgid_bit_of_its_te
     os.chmod(team, 0o2770)
     old = os.umask(0o077)
     try:
-        Journal.open(team / "state").add_log("alice", "NOTE", "hello")
+        Journal.open(team / "state").add_log(Actor("alice"), "NOTE", "hello")
     finally:
         os.umask(old)
     mode = (team / "state").stat().st_mode
@@ -107,7 +108,7 @@ def test_an_existing_team_state_dir_keeps_its_mode_and_setgid_bit(tmp_path):
     state = tmp_path / "state"
     state.mkdir()
     os.chmod(state, 0o2750)
-    Journal.open(state).add_log("alice", "NOTE", "hello")
+    Journal.open(state).add_log(Actor("alice"), "NOTE", "hello")
     assert stat.S_IMODE(state.stat().st_mode) == 0o2750
 
 
@@ -169,8 +170,8 @@ def test_log_reads_a_read_only_journal_while_a_writer_has_entries_in_its_wal(sit
     writer = Journal.open(state)  # a deploy running as the team, its newest entries still in journal.db-wal
     try:
         writer.db.execute("PRAGMA wal_autocheckpoint = 0")
-        writer.add_log("alice", "NOTE", "first")
-        writer.add_log("alice", "DEPLOY START", "r1 -> r2")
+        writer.add_log(Actor("alice"), "NOTE", "first")
+        writer.add_log(Actor("alice"), "DEPLOY START", "r1 -> r2")
         assert (state / "journal.db-wal").stat().st_size > 0
         make_read_only(state)
         assert log_texts(cr(site, "log", prefix=other_user())) == ["NOTE first", "DEPLOY START r1 -> r2"]
@@ -183,12 +184,12 @@ def test_journal_open_readonly_never_creates_or_migrates(tmp_path):
         Journal.open(tmp_path / "state", readonly=True)
     assert not (tmp_path / "state").exists()
     j = Journal.open(tmp_path / "state")
-    j.add_log("alice", "NOTE", "hello")
+    j.add_log(Actor("alice"), "NOTE", "hello")
     j.close()
     ro = Journal.open(tmp_path / "state", readonly=True)
     assert [e.text for e in ro.log()] == ["hello"]
     with pytest.raises(JournalError, match="read-only"):
-        ro.add_log("alice", "NOTE", "more")
+        ro.add_log(Actor("alice"), "NOTE", "more")
     ro.close()
 
 
@@ -262,12 +263,12 @@ def test_a_full_disk_fails_the_write_in_one_line_naming_the_journal_and_reading_
     state = site / "state"
     small_tmpfs(state, "512k")
     j = Journal.open(state)
-    j.add_log("alice", "NOTE", "before")
+    j.add_log(Actor("alice"), "NOTE", "before")
     fill(state)
 
     with pytest.raises(JournalError) as raised:
         for i in range(1000):
-            j.add_log("alice", "NOTE", f"entry {i} " + "x" * 500)
+            j.add_log(Actor("alice"), "NOTE", f"entry {i} " + "x" * 500)
     assert str(raised.value).startswith(f"cannot write the journal {state / 'journal.db'}: the disk is full")
     assert "before" in [e.text for e in j.log()]  # the connection is usable: the failed write was rolled back
     j.close()
@@ -285,6 +286,7 @@ def test_a_write_that_hits_an_io_error_raises_journal_error_naming_the_path(tmp_
     # a file size limit makes the kernel refuse the write, as a failing disk would
     script = (
         "import resource, signal, sys\n"
+        "from controlroom.core.identity import Actor\n"
         "from controlroom.journal.journal import Journal\n"
         "from controlroom.core.errors import JournalError\n"
         "j = Journal.open(sys.argv[1])\n"
@@ -292,7 +294,7 @@ def test_a_write_that_hits_an_io_error_raises_journal_error_naming_the_path(tmp_
         "resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))\n"
         "try:\n"
         "    for i in range(10_000):\n"
-        "        j.add_log('alice', 'NOTE', 'x' * 1000)\n"
+        "        j.add_log(Actor('alice'), 'NOTE', 'x' * 1000)\n"
         "except JournalError as e:\n"
         "    print(e)\n"
     )
@@ -308,11 +310,12 @@ def test_a_write_that_hits_an_io_error_raises_journal_error_naming_the_path(tmp_
 def test_eight_processes_opening_a_fresh_state_dir_at_once_all_succeed_with_one_schema(tmp_path):
     child = (
         "import sys\n"
+        "from controlroom.core.identity import Actor\n"
         "from controlroom.journal.journal import Journal\n"
         "print('ready', flush=True)\n"
         "sys.stdin.read()\n"  # the barrier: everyone starts when the test closes the pipes
         "j = Journal.open(sys.argv[1])\n"
-        "j.add_log('p' + sys.argv[2], 'NOTE', 'first use')\n"
+        "j.add_log(Actor('p' + sys.argv[2]), 'NOTE', 'first use')\n"
         "print('ok', flush=True)\n"
     )
     for round_ in range(5):  # a race shows only sometimes: several fresh directories
@@ -347,7 +350,7 @@ def test_eight_processes_opening_a_fresh_state_dir_at_once_all_succeed_with_one_
 def test_a_reader_never_waits_for_a_writer_and_a_blocked_write_gives_up_with_journal_error(tmp_path):
     state = tmp_path / "state"
     j = Journal.open(state)
-    j.add_log("alice", "NOTE", "before")
+    j.add_log(Actor("alice"), "NOTE", "before")
     holder = (
         "import sqlite3, sys\n"
         "db = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
@@ -363,13 +366,13 @@ def test_a_reader_never_waits_for_a_writer_and_a_blocked_write_gives_up_with_jou
         assert p.stdout.readline() == "holding\n"
         assert [e.text for e in j.log()] == ["before"]  # the app's read returns: WAL readers do not wait
         with pytest.raises(JournalError) as raised:
-            j.add_log("alice", "NOTE", "during")  # waits schema.BUSY_TIMEOUT, not for ever
+            j.add_log(Actor("alice"), "NOTE", "during")  # waits schema.BUSY_TIMEOUT, not for ever
         assert str(raised.value).startswith(f"the journal {state / 'journal.db'} is busy: another process has held")
         assert "which one is unknown" in str(raised.value)
     finally:
         p.stdin.close()
         p.wait(timeout=60)
-    j.add_log("alice", "NOTE", "after")  # nothing was left half done
+    j.add_log(Actor("alice"), "NOTE", "after")  # nothing was left half done
     assert [e.text for e in j.log()] == ["before", "after"]
     j.close()
 
@@ -430,7 +433,7 @@ def test_the_next_step_a_failure_names_follows_the_journal_and_a_rollback_cut_sh
     j = Journal.open(state)
     try:
         assert j.next_step() == ""
-        rid = j.new_rollout("r2", "r1", "alice", [["all", ["web001"]]])
+        rid = j.new_rollout("r2", "r1", Actor("alice"), [["all", ["web001"]]])
         j.record(ev.RolloutStarted(rid, revision="r2", previous="r1", user="alice", phases=(("all", ("web001",)),)))
         assert j.next_step() == f"`controlroom deploy --resume` picks deploy #{rid} up, `controlroom rollback` undoes it"
         j.record(ev.PhaseHalted(rid, phase=0, name="all", failed=("web001",), max_failed=0))
@@ -443,7 +446,7 @@ def test_the_next_step_a_failure_names_follows_the_journal_and_a_rollback_cut_sh
         assert j.next_step() == next_step(state) == f"`controlroom rollback` finishes the rollback of deploy #{rid}"
         j.record(ev.RolloutFinished(rid, status=ev.R_ROLLED_BACK, **finished))
         assert not j.rollback_underway(rid) and j.next_step() == ""
-        rid2 = j.new_rollout("r3", "r1", "alice", [["all", ["web001"]]])
+        rid2 = j.new_rollout("r3", "r1", Actor("alice"), [["all", ["web001"]]])
         j.record(ev.RolloutStarted(rid2, revision="r3", previous="r1", user="alice", phases=(("all", ("web001",)),)))
         j.record(ev.RolloutFinished(rid2, status=ev.R_FAILED, **{**finished, "done": 0, "failed": 1}))
         assert j.next_step() == (f"`controlroom deploy --resume` runs the failed hosts of deploy #{rid2} again, "

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from controlroom.core.errors import LockedError
+from controlroom.core.identity import Actor
 from controlroom.journal.journal import Journal
 from controlroom.journal.locks import Lock, abandons
 
@@ -19,12 +20,13 @@ STAMP = "2026-03-04 09:30"
 HOLDER = """
 import sys
 from pathlib import Path
+from controlroom.core.identity import Actor
 from controlroom.journal import fleetlock
 from controlroom.journal.journal import Journal
 state = Path(sys.argv[1])
 j = Journal.open(state)
 fleetlock.FleetLock(state).acquire("deploy #7")
-j.take_lock("alice", "deploying r2307", rollout_id=7)
+j.take_lock(Actor("alice"), "deploying r2307", rollout_id=7)
 print("holding", flush=True)
 sys.stdin.read()
 """
@@ -76,9 +78,9 @@ def test_a_live_deploys_lock_cannot_be_taken_or_unlocked_by_a_person(holder):
     lock = j.lock()
     assert lock.live and not lock.stale and lock.pid == proc.pid
     with pytest.raises(LockedError, match=r"the fleet is locked by deploy #7 by alice"):
-        j.take_lock("bob", "NO DEPLOY PLEASE", takeover=True)
+        j.take_lock(Actor("bob"), "NO DEPLOY PLEASE", takeover=True)
     with pytest.raises(LockedError, match=r"cannot unlock: held by the running deploy #7"):
-        j.release_lock("bob", force=True)
+        j.release_lock(Actor("bob"), force=True)
 
 
 def test_when_the_deploys_process_dies_its_lock_is_stale_and_the_next_one_takes_it_over_saying_so(holder):
@@ -89,7 +91,7 @@ def test_when_the_deploys_process_dies_its_lock_is_stale_and_the_next_one_takes_
     lock = j.lock()  # the kernel let go of the OS lock when the process died: nothing to wait for
     assert lock.stale and lock.pid == proc.pid and "stale: that process is gone" in lock.describe()
 
-    j.take_lock("bob", "NO DEPLOY PLEASE: looking at what broke")
+    j.take_lock(Actor("bob"), "NO DEPLOY PLEASE: looking at what broke")
 
     now = j.lock()
     assert now.user == "bob" and not now.rollout_id
@@ -100,10 +102,10 @@ def test_when_the_deploys_process_dies_its_lock_is_stale_and_the_next_one_takes_
 
 def test_a_persons_lock_is_released_by_them_but_another_person_must_force_it(tmp_path):
     j = Journal.open(tmp_path / "state")
-    j.take_lock("bob", "database migration")
+    j.take_lock(Actor("bob"), "database migration")
     with pytest.raises(LockedError, match="`controlroom unlock --force` to do it"):
-        j.release_lock("carol")
+        j.release_lock(Actor("carol"))
     with pytest.raises(LockedError, match="the fleet is locked: NO DEPLOY PLEASE — bob"):
-        j.take_lock("carol", "mine now")
-    assert j.release_lock("carol", force=True).user == "bob"
+        j.take_lock(Actor("carol"), "mine now")
+    assert j.release_lock(Actor("carol"), force=True).user == "bob"
     assert j.lock() is None

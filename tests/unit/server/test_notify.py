@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from controlroom.config.settings import NotifySettings
+from controlroom.core.identity import Actor
 from controlroom.journal.journal import Journal
 from controlroom.server import notify
 from controlroom.server.notify import Notifier
@@ -87,7 +88,7 @@ async def test_a_webhook_answering_429_gets_the_message_after_retry_after_once(j
     async with Hook([(429, {"Retry-After": "1"})]) as hook:
         n = notifier(journal, [notify.Webhook(hook.url)], said)
         n.start()
-        journal.add_log("mygrant", "LOCK", "db migration")
+        journal.add_log(Actor("mygrant"), "LOCK", "db migration")
         try:
             await until(lambda: hook.texts, what="the message after the 429")
         finally:
@@ -101,8 +102,8 @@ async def test_repeated_500s_are_given_up_after_a_bound_and_said_without_the_url
     async with Hook([(500, {})] * 10) as hook:
         n = notifier(journal, [notify.Webhook(hook.url)], said, attempts=3)
         n.start()
-        journal.add_log("mygrant", "UNLOCK", "")
-        journal.add_log("mygrant", "NOTE", "next")
+        journal.add_log(Actor("mygrant"), "UNLOCK", "")
+        journal.add_log(Actor("mygrant"), "NOTE", "next")
         try:
             await until(lambda: any("gave up" in s for s in said), what="giving up")
         finally:
@@ -118,10 +119,10 @@ async def test_a_hanging_webhook_times_out_and_the_next_message_still_goes(journ
         ch = notify.Webhook(hook.url, timeout=0.3)
         n = notifier(journal, [ch], said, attempts=1, interval=0.1)
         n.start()
-        journal.add_log("mygrant", "LOCK", "one")
+        journal.add_log(Actor("mygrant"), "LOCK", "one")
         try:
             await until(lambda: said, what="the timeout")
-            journal.add_log("mygrant", "UNLOCK", "two")
+            journal.add_log(Actor("mygrant"), "UNLOCK", "two")
             await until(lambda: hook.texts, what="the next message")
         finally:
             await n.close()
@@ -136,7 +137,7 @@ async def test_a_refused_port_is_said_in_one_line_without_the_url(journal):
     said: list[str] = []
     n = notifier(journal, [notify.Webhook(f"http://127.0.0.1:{port}/hooks/s3cr3tTOKEN")], said, attempts=2)
     n.start()
-    journal.add_log("mygrant", "LOCK", "x")
+    journal.add_log(Actor("mygrant"), "LOCK", "x")
     try:
         await until(lambda: any("gave up" in s for s in said), what="giving up")
     finally:
@@ -151,7 +152,7 @@ async def test_a_burst_of_50_events_arrives_as_a_few_messages_in_order(journal):
         n = notifier(journal, [notify.Webhook(hook.url)], said)
         n.start()
         for i in range(50):
-            journal.add_log("mygrant", "NOTE", f"event {i}")
+            journal.add_log(Actor("mygrant"), "NOTE", f"event {i}")
         try:
             await until(lambda: len(lines(hook.texts)) >= 50, what="all 50 lines")
         finally:
@@ -165,16 +166,16 @@ async def test_no_entry_is_lost_or_sent_twice_across_a_restart(journal):
     async with Hook() as hook:
         n = notifier(journal, [notify.Webhook(hook.url)], said, interval=0.1)
         n.start()
-        journal.add_log("mygrant", "NOTE", "before")
+        journal.add_log(Actor("mygrant"), "NOTE", "before")
         await until(lambda: hook.texts, what="the first message")
         await n.close()
-        journal.add_log("mygrant", "NOTE", "while no server ran")  # e.g. a client after a crash
+        journal.add_log(Actor("mygrant"), "NOTE", "while no server ran")  # e.g. a client after a crash
         n2 = notifier(journal, [notify.Webhook(hook.url)], said, interval=0.1)
         n2.start()
-        journal.add_log("bob", "NOTE", "after")
+        journal.add_log(Actor("bob"), "NOTE", "after")
         try:
             await until(lambda: len(lines(hook.texts)) >= 3, what="the rest")
-            journal.add_log("bob", "NOTE", "last")  # anything sent twice would come before this one
+            journal.add_log(Actor("bob"), "NOTE", "last")  # anything sent twice would come before this one
             await until(lambda: lines(hook.texts)[-1:] == ["[bob] NOTE last"], what="the last")
         finally:
             await n2.close()
@@ -195,8 +196,8 @@ async def test_irkerd_gets_one_json_line_per_entry_for_the_channel(journal):
     said: list[str] = []
     n = notifier(journal, [notify.Irker(f"irc://127.0.0.1:{port}/#deploys")], said)
     n.start()
-    journal.add_log("mygrant", "LOCK", "db migration")
-    journal.add_log("mygrant", "UNLOCK", "")
+    journal.add_log(Actor("mygrant"), "LOCK", "db migration")
+    journal.add_log(Actor("mygrant"), "UNLOCK", "")
     try:
         await until(lambda: len(got) >= 2, what="two irker lines")
     finally:
@@ -211,7 +212,7 @@ async def test_a_command_gets_each_message_on_stdin_and_its_failure_is_one_line(
     said: list[str] = []
     n = notifier(journal, [notify.Command(f"cat >> {out}")], said)
     n.start()
-    journal.add_log("mygrant", "LOCK", "why\x1b[2J not")
+    journal.add_log(Actor("mygrant"), "LOCK", "why\x1b[2J not")
     try:
         await until(lambda: out.exists() and out.read_text(), what="the command's file")
         # and the notifier has recorded it as sent, so the next one (same channel) starts after it
@@ -222,7 +223,7 @@ async def test_a_command_gets_each_message_on_stdin_and_its_failure_is_one_line(
     assert out.read_text() == "[mygrant] LOCK why^[[2J not\n" or "\x1b" not in out.read_text()
     bad = notifier(journal, [notify.Command("echo nope >&2; exit 3")], said, attempts=1)
     bad.start()
-    journal.add_log("mygrant", "UNLOCK", "")
+    journal.add_log(Actor("mygrant"), "UNLOCK", "")
     try:
         await until(lambda: said, what="the failure")
     finally:
@@ -330,7 +331,7 @@ async def test_closing_the_notifier_ends_it_even_when_a_send_swallows_the_cancel
 
     n = notifier(journal, [Stubborn()], [])
     n.start()
-    journal.add_log("mygrant", "LOCK", "db migration")
+    journal.add_log(Actor("mygrant"), "LOCK", "db migration")
     await asyncio.wait_for(entered.wait(), 20)
     closing = asyncio.ensure_future(n.close())
     done, _ = await asyncio.wait({closing}, timeout=20)  # not wait_for: it has the very bug under test
@@ -345,7 +346,7 @@ async def test_a_failing_channel_tells_its_listener_each_retry_and_the_give_up_i
     async with Hook([(500, {})] * 5) as hook:
         n = notifier(journal, [notify.Webhook(hook.url)], said, attempts=2, on_failure=heard.append)
         n.start()
-        journal.add_log("mygrant", "LOCK", "x")
+        journal.add_log(Actor("mygrant"), "LOCK", "x")
         try:
             await until(lambda: any(e.gave_up for e in heard), what="giving up")
         finally:
@@ -366,7 +367,7 @@ async def test_a_listener_that_raises_never_stops_the_announcements(journal):
     async with Hook([(500, {})]) as hook:
         n = notifier(journal, [notify.Webhook(hook.url)], said, on_failure=deaf)
         n.start()
-        journal.add_log("mygrant", "LOCK", "still announced")
+        journal.add_log(Actor("mygrant"), "LOCK", "still announced")
         try:
             await until(lambda: hook.texts, what="the message after the 500")
         finally:

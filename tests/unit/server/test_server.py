@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from controlroom.config import config
+from controlroom.core.identity import Actor
 from controlroom.server import protocol as pr
 from controlroom.server.client import connect
 from tests.conftest import REPO, run_cli
@@ -368,7 +369,7 @@ async def test_taking_over_a_teammates_lock_needs_takeover_and_goes_on_the_recor
 
     cfg = config.load(served.config_path)
     j = Journal.open(cfg.state.dir)
-    j.take_lock("mygrant", "db migration")
+    j.take_lock(Actor("mygrant"), "db migration")
     j.close()
     c = await connect(cfg)
     try:
