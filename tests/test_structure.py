@@ -35,7 +35,7 @@ RULES: dict[str, tuple[str, ...]] = {
     "engine": BELOW_ENGINE,
     "server": (*BELOW_ENGINE, "engine"),
     "demo": ("core", "config", "fleet", "sources"),
-    "cli": (*BELOW_ENGINE, "engine", "server", "demo", "widgets"),
+    "cli": (*BELOW_ENGINE, "engine", "server", "demo"),  # widgets draw: a command never does
     "app": ("core", "config", "engine", "sources", "server.client", "server.protocol", "server.wire", "widgets"),
     "widgets": ("core", "engine.board", "sources.stagediff"),
 }
@@ -477,3 +477,32 @@ def test_inventory_does_not_import_the_config_it_serves():
     # the old circle: config reads [[phase]] into PhaseSpec for inventory.plan_phases, inventory named config's type
     source = (PACKAGE / "config" / "inventory.py").read_text()
     assert "controlroom.config.config" not in source
+
+
+# --------------------------------------------------------------------------------------------- start-up
+
+
+def loaded_after(code: str) -> set[str]:
+    """The top-level packages and controlroom modules a fresh interpreter has loaded after running `code`."""
+    probe = f"{code}\nimport sys\nprint(' '.join(sorted(sys.modules)))\n"
+    res = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    return set(res.stdout.split())
+
+
+def test_building_the_command_line_imports_no_command():
+    # `controlroom X --help`, and every command before it is dispatched, pays for argparse alone
+    loaded = loaded_after("from controlroom.cli.main import build_parser\nbuild_parser().format_help()")
+    ours = sorted(m for m in loaded if m.startswith("controlroom."))
+    assert ours == ["controlroom.cli", "controlroom.cli.main", "controlroom.cli.parser", "controlroom.core",
+                    "controlroom.core.errors"], ours
+    assert not loaded & {"asyncio", "httpx", "asyncssh", "sqlite3", "textual", "rich"}
+
+
+def test_the_server_and_the_engine_load_httpx_only_for_a_metrics_source():
+    loaded = loaded_after("import controlroom.cli.server, controlroom.server.server, controlroom.engine.rollout")
+    assert "httpx" not in loaded
+    assert "httpx" in loaded_after(
+        "from controlroom.config.settings import MetricsSettings\nfrom controlroom.sources.metrics import Source\n"
+        "Source(MetricsSettings(url='http://127.0.0.1:9'))"
+    )

@@ -14,38 +14,6 @@ from controlroom.core.text import LINE_LIMIT, clean
 from controlroom.journal.journal import Journal, Lock
 
 
-def add_parsers(sub, common) -> None:
-    d = sub.add_parser("deploy", parents=[common], help="ship the staged revision, phase by phase, headless")
-    d.add_argument("--revision", "-r", metavar="R", help="revision to ship (default: [release] staged)")
-    d.add_argument("--yes", "-y", action="store_true", help="answer yes to every question (start and gates)")
-    d.add_argument("--auto", action="store_true", help="go on past every phase by itself while gates hold")
-    d.add_argument("--resume", action="store_true", help="carry on the last deploy (after a crash or a halt)")
-    d.add_argument("--force", action="store_true", help="deploy although a person locked the fleet")
-    d.add_argument("--reason", metavar="TEXT", help="why --force (required with it; goes into the log)")
-    d.add_argument("--override-gate", metavar="REASON",
-                   help="pass a gate that does not hold (failed or could not be checked), saying why (in the log)")
-    d.add_argument("--detach", action="store_true",
-                   help="start the deploy in the control-room server and return at once with its id (needs --auto "
-                        "or --yes)")
-    d.add_argument("--follow", action="store_true",
-                   help="follow the deploy the server runs (re-attach); on a terminal, answer its questions")
-
-    r = sub.add_parser("rollback", parents=[common], help="put the previous revision back on every done host")
-    r.add_argument("--yes", "-y", action="store_true", help="do not ask")
-
-    lg = sub.add_parser("log", parents=[common], help="the deploy log; `log add MSG` adds an entry")
-    lg.add_argument("words", nargs="*", metavar="add MSG")
-    lg.add_argument("-n", type=int, default=30, metavar="N", help="how many entries (default 30)")
-
-    lk = sub.add_parser("lock", parents=[common], help="lock the fleet: NO DEPLOY PLEASE")
-    lk.add_argument("message", nargs="+", metavar="MSG")
-    lk.add_argument("--takeover", "--yes", "-y", dest="takeover", action="store_true",
-                    help="replace the lock someone holds without asking (goes into the log)")
-    ul = sub.add_parser("unlock", parents=[common], help="release the lock")
-    ul.add_argument("--force", action="store_true",
-                    help="release another person's lock, or the lock a halted deploy keeps (goes into the log)")
-
-
 def _journal(cfg: Config) -> Journal:
     return Journal.open(cfg.state.dir)
 
