@@ -6,15 +6,20 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from controlroom.config.config import Config
 from controlroom.core import events as ev
 from controlroom.core.errors import ControlroomError, JournalError, LockedError, UsageError
 from controlroom.core.text import LINE_LIMIT, clean
-from controlroom.journal.journal import Journal, Lock
+
+if TYPE_CHECKING:  # `controlroom deploy` through a running server never opens the journal itself
+    from controlroom.journal.journal import Journal
 
 
 def _journal(cfg: Config) -> Journal:
+    from controlroom.journal.journal import Journal
+
     return Journal.open(cfg.state.dir)
 
 
@@ -48,6 +53,8 @@ def cmd_log(cfg: Config, args: argparse.Namespace) -> int:
         return 0
     if args.n < 1:
         raise UsageError("-n must be at least 1")
+    from controlroom.journal.journal import Journal
+
     try:
         j = _journal(cfg)
     except JournalError:
@@ -98,6 +105,8 @@ def cmd_lock(cfg: Config, args: argparse.Namespace) -> int:
     msg = " ".join(args.message).strip()
     if not msg:
         raise UsageError("lock needs a message: say why (it is what the team reads)")
+    from controlroom.journal.journal import Lock
+
     d = _ask_server(cfg, "journal", since=2**62).get("lock")
     held = Lock(**d) if d else None
     takeover = False
