@@ -104,10 +104,17 @@ def phases() -> str:
 
     return demo_phases(150)
 
-# what `controlroom deploy` and `controlroom serve` import before they begin their work (cli/main.py dispatches)
-CLIENT_IMPORTS = "import controlroom.cli.main, controlroom.cli.deploy, controlroom.cli.session, controlroom.server.client"
+# what `controlroom deploy` and `controlroom serve` import before they begin their work: the command line parsed
+# (build_parser), then what cli/main.py dispatches to (the client as it starts a server; the server as it listens)
+CLIENT_IMPORTS = (
+    "from controlroom.cli.main import build_parser; build_parser().parse_args(['deploy']); "
+    "import controlroom.cli.deploy, controlroom.cli.session, controlroom.server.client, controlroom.journal.journal; "
+    "from controlroom.server.client import spawn_server"
+)
 SERVER_IMPORTS = (
-    "import controlroom.cli.main, controlroom.cli.server, controlroom.server.server, controlroom.fleet.ssh"
+    "from controlroom.cli.main import build_parser; build_parser().parse_args(['serve']); "
+    "import controlroom.cli.server, controlroom.server.server, controlroom.fleet.ssh, controlroom.engine.flagpush, "
+    "controlroom.server.notify"
 )
 
 LEGEND = """\
