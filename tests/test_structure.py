@@ -60,10 +60,6 @@ KNOWN: set[tuple[str, str]] = {
     # journal helper (item 6, Flag's home): the flag name rules and receipt_text move below their users
     ("config.flags", "fleet.flagfile"),  # NAME_RULE, flag_value, valid_name (lazy)
     ("widgets.flag_dialogs", "cli.flags"),  # receipt_text: a widget never imports cli
-    # engine helper (item 3): the host work as an object, no `self: Rollout`; breaks hostrun -> rollout -> hostrun
-    ("engine.hostrun", "engine.rollout"),
-    ("engine.recovery", "engine.rollout"),  # TYPE_CHECKING Rollout: RecoveryMixin
-    ("engine.overrides", "engine.rollout"),  # TYPE_CHECKING Rollout: overrides calls its _log/_poke/_emit
     # server helper (item 3, its point 3): client.spawn_server uses server.rotate_log, server uses
     # client.make_state_dir; the shared helpers move to one module both may import (server/statedir.py)
     ("server.client", "server.server"),
