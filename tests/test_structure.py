@@ -65,12 +65,11 @@ KNOWN: set[tuple[str, str]] = {
     ("server.client", "server.server"),
     # no helper this round (integrator): a revision name's rule (sources.git.revision_problem) is read by config
     # and fleet, below sources (config.config -> sources.git is also a circle: git names Config for its types);
-    # the journal's live revisions read by sources.stagediff.live_by_host; the circle cli.deploy -> cli.session
-    # -> cli.questions -> cli.deploy (deploy.Printer one way, the commands and the questions the other)
+    # the journal's live revisions read by sources.stagediff.live_by_host; the circle cli.session <->
+    # cli.questions (the questions use the session's ask/confirm, the session asks them lazily)
     ("config.config", "sources.git"),
     ("fleet.hostside", "sources.git"),  # lazy, in parse_receipt
     ("sources.stagediff", "journal.journal"),  # lazy, in live_by_host
-    ("cli.deploy", "cli.session"),  # lazy, in cmd_deploy (follow, deploy, rollback)
     ("cli.session", "cli.questions"),  # lazy, in Session._decide; questions imports session's ask/confirm/...
 }
 

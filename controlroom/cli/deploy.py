@@ -1,4 +1,5 @@
-"""Headless `controlroom deploy`, `rollback`, `log`, `lock` and `unlock`, in the spirit of the Flickr deploy page."""
+"""`controlroom log`, `lock` and `unlock`, and the Printer that shows a headless deploy as it goes (cli/session.py
+runs the deploy), in the spirit of the Flickr deploy page."""
 
 from __future__ import annotations
 
@@ -257,31 +258,3 @@ class Printer:
             name = self.r.cfg.deploy.steps[k - 1].split()[0]
             self.say(self.dots(f"  step {k}/{n} {name}", f"ok {passed}/{size}"))
             self.steps_printed[phase] = k
-
-
-def cmd_deploy(cfg: Config, args: argparse.Namespace) -> int:
-    if args.follow:
-        from controlroom.cli.session import follow
-
-        return follow(cfg, args)
-    if args.detach:
-        from controlroom.cli.server import deploy_detached
-
-        if args.force and not (args.reason and args.reason.strip()):
-            raise UsageError("--force needs --reason TEXT: say why, it goes into the deploy log")
-        if not (args.auto or args.yes):
-            raise UsageError("--detach leaves nobody to answer at the phase boundaries: add --auto or --yes (a gate "
-                             "that does not hold still waits, for `controlroom deploy --follow` or the app)")
-        if args.override_gate is not None:
-            raise UsageError("--override-gate needs a client to pass the gate: use it with `deploy` or "
-                             "`deploy --follow`, not --detach")
-        return deploy_detached(cfg, args)
-    from controlroom.cli.session import deploy
-
-    return deploy(cfg, args)
-
-
-def cmd_rollback(cfg: Config, args: argparse.Namespace) -> int:
-    from controlroom.cli.session import rollback
-
-    return rollback(cfg, args)

@@ -58,7 +58,11 @@ def dispatch(args: argparse.Namespace) -> int:
         return cmd_run(args)
     if cmd == "fleet":
         return cmd_fleet(args)
-    if cmd in ("deploy", "rollback", "log", "lock", "unlock"):
+    if cmd in ("deploy", "rollback"):
+        from controlroom.cli import session
+
+        return getattr(session, f"cmd_{cmd}")(_load(args), args)
+    if cmd in ("log", "lock", "unlock"):
         from controlroom.cli import deploy as deploycli
 
         return getattr(deploycli, f"cmd_{cmd}")(_load(args), args)
