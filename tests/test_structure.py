@@ -63,12 +63,9 @@ KNOWN: set[tuple[str, str]] = {
     # server helper (item 3, its point 3): client.spawn_server uses server.rotate_log, server uses
     # client.make_state_dir; the shared helpers move to one module both may import (server/statedir.py)
     ("server.client", "server.server"),
-    # no helper this round (integrator): a revision name's rule (sources.git.revision_problem) is read by config
-    # and fleet, below sources (config.config -> sources.git is also a circle: git names Config for its types);
-    # the journal's live revisions read by sources.stagediff.live_by_host; the circle cli.session <->
-    # cli.questions (the questions use the session's ask/confirm, the session asks them lazily)
-    ("config.config", "sources.git"),
-    ("fleet.hostside", "sources.git"),  # lazy, in parse_receipt
+    # no helper this round (integrator): the journal's live revisions read by sources.stagediff.live_by_host;
+    # the circle cli.session <-> cli.questions (the questions use the session's ask/confirm, the session asks
+    # them lazily)
     ("sources.stagediff", "journal.journal"),  # lazy, in live_by_host
     ("cli.session", "cli.questions"),  # lazy, in Session._decide; questions imports session's ask/confirm/...
 }
