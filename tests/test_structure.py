@@ -54,12 +54,8 @@ KNOWN: set[tuple[str, str]] = {
     ("app.actions", "journal.journal"),  # journal.Lock, journal.abandons
     ("app.app", "journal.journal"),  # journal.Lock
     ("app.link", "journal.journal"),  # journal.Lock
-    ("app.flags", "fleet.flagfile"),  # flag_value, moving to config/flags.py (journal helper, item 6)
     ("app.stage", "server.notify"),  # notify.failure_line
     ("app.screens", "app.app"),  # circle app.app -> app.screens -> app.app (TYPE_CHECKING ControlRoom)
-    # journal helper (item 6, Flag's home): the flag name rules and receipt_text move below their users
-    ("config.flags", "fleet.flagfile"),  # NAME_RULE, flag_value, valid_name (lazy)
-    ("widgets.flag_dialogs", "cli.flags"),  # receipt_text: a widget never imports cli
     # server helper (item 3, its point 3): client.spawn_server uses server.rotate_log, server uses
     # client.make_state_dir; the shared helpers move to one module both may import (server/statedir.py)
     ("server.client", "server.server"),
