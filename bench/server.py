@@ -98,7 +98,8 @@ def worker_watch(config_path: str, revision: str, timeout: str) -> int:
 
 def worker_inproc(config_path: str, revision: str) -> int:
     """The engine in this fresh process, as `controlroom deploy --yes` ran it before it became a client of the
-    server (commit 772172c): its own SSH pool and journal, deploycli's Printer, waits answered yes. Exit 0 on DEPLOY OK."""
+    server (commit 772172c): its own SSH pool and journal, the headless Printer (cli/deploy.py), waits answered
+    yes. Exit 0 on DEPLOY OK."""
     import asyncio
 
     sys.path.insert(0, ROOT)

@@ -1,4 +1,5 @@
-"""Headless `controlroom deploy`, `rollback`, `log`, `lock` and `unlock`, in the spirit of the Flickr deploy page."""
+"""`controlroom log`, `lock` and `unlock`, and the Printer that shows a headless deploy as it goes (cli/session.py
+runs the deploy), in the spirit of the Flickr deploy page."""
 
 from __future__ import annotations
 
@@ -6,47 +7,20 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from controlroom.config.config import Config
 from controlroom.core import events as ev
 from controlroom.core.errors import ControlroomError, JournalError, LockedError, UsageError
 from controlroom.core.text import LINE_LIMIT, clean
-from controlroom.journal.journal import Journal, Lock
 
-
-def add_parsers(sub, common) -> None:
-    d = sub.add_parser("deploy", parents=[common], help="ship the staged revision, phase by phase, headless")
-    d.add_argument("--revision", "-r", metavar="R", help="revision to ship (default: [release] staged)")
-    d.add_argument("--yes", "-y", action="store_true", help="answer yes to every question (start and gates)")
-    d.add_argument("--auto", action="store_true", help="go on past every phase by itself while gates hold")
-    d.add_argument("--resume", action="store_true", help="carry on the last deploy (after a crash or a halt)")
-    d.add_argument("--force", action="store_true", help="deploy although a person locked the fleet")
-    d.add_argument("--reason", metavar="TEXT", help="why --force (required with it; goes into the log)")
-    d.add_argument("--override-gate", metavar="REASON",
-                   help="pass a gate that does not hold (failed or could not be checked), saying why (in the log)")
-    d.add_argument("--detach", action="store_true",
-                   help="start the deploy in the control-room server and return at once with its id (needs --auto "
-                        "or --yes)")
-    d.add_argument("--follow", action="store_true",
-                   help="follow the deploy the server runs (re-attach); on a terminal, answer its questions")
-
-    r = sub.add_parser("rollback", parents=[common], help="put the previous revision back on every done host")
-    r.add_argument("--yes", "-y", action="store_true", help="do not ask")
-
-    lg = sub.add_parser("log", parents=[common], help="the deploy log; `log add MSG` adds an entry")
-    lg.add_argument("words", nargs="*", metavar="add MSG")
-    lg.add_argument("-n", type=int, default=30, metavar="N", help="how many entries (default 30)")
-
-    lk = sub.add_parser("lock", parents=[common], help="lock the fleet: NO DEPLOY PLEASE")
-    lk.add_argument("message", nargs="+", metavar="MSG")
-    lk.add_argument("--takeover", "--yes", "-y", dest="takeover", action="store_true",
-                    help="replace the lock someone holds without asking (goes into the log)")
-    ul = sub.add_parser("unlock", parents=[common], help="release the lock")
-    ul.add_argument("--force", action="store_true",
-                    help="release another person's lock, or the lock a halted deploy keeps (goes into the log)")
+if TYPE_CHECKING:  # `controlroom deploy` through a running server never opens the journal itself
+    from controlroom.journal.journal import Journal
 
 
 def _journal(cfg: Config) -> Journal:
+    from controlroom.journal.journal import Journal
+
     return Journal.open(cfg.state.dir)
 
 
@@ -80,6 +54,8 @@ def cmd_log(cfg: Config, args: argparse.Namespace) -> int:
         return 0
     if args.n < 1:
         raise UsageError("-n must be at least 1")
+    from controlroom.journal.journal import Journal
+
     try:
         j = _journal(cfg)
     except JournalError:
@@ -130,6 +106,8 @@ def cmd_lock(cfg: Config, args: argparse.Namespace) -> int:
     msg = " ".join(args.message).strip()
     if not msg:
         raise UsageError("lock needs a message: say why (it is what the team reads)")
+    from controlroom.journal.journal import Lock
+
     d = _ask_server(cfg, "journal", since=2**62).get("lock")
     held = Lock(**d) if d else None
     takeover = False
@@ -280,31 +258,3 @@ class Printer:
             name = self.r.cfg.deploy.steps[k - 1].split()[0]
             self.say(self.dots(f"  step {k}/{n} {name}", f"ok {passed}/{size}"))
             self.steps_printed[phase] = k
-
-
-def cmd_deploy(cfg: Config, args: argparse.Namespace) -> int:
-    if args.follow:
-        from controlroom.cli.session import follow
-
-        return follow(cfg, args)
-    if args.detach:
-        from controlroom.cli.server import deploy_detached
-
-        if args.force and not (args.reason and args.reason.strip()):
-            raise UsageError("--force needs --reason TEXT: say why, it goes into the deploy log")
-        if not (args.auto or args.yes):
-            raise UsageError("--detach leaves nobody to answer at the phase boundaries: add --auto or --yes (a gate "
-                             "that does not hold still waits, for `controlroom deploy --follow` or the app)")
-        if args.override_gate is not None:
-            raise UsageError("--override-gate needs a client to pass the gate: use it with `deploy` or "
-                             "`deploy --follow`, not --detach")
-        return deploy_detached(cfg, args)
-    from controlroom.cli.session import deploy
-
-    return deploy(cfg, args)
-
-
-def cmd_rollback(cfg: Config, args: argparse.Namespace) -> int:
-    from controlroom.cli.session import rollback
-
-    return rollback(cfg, args)

@@ -27,14 +27,6 @@ live_counts, live_line, commits, files, _age = (stagediff.live_counts, stagediff
                                                 stagediff.files, stagediff.age)
 
 
-def add_parsers(sub, common) -> None:
-    d = sub.add_parser("diff", parents=[common], help="what the staged revision changes: live -> staged")
-    d.add_argument("--stat", action="store_true", help="commits and files only, not the diff itself")
-    d.add_argument("--revision", "-r", metavar="R", help="compare with this revision (default: [release] staged)")
-    s = sub.add_parser("stage", parents=[common], help="run [release] stage for the staged revision (or R)")
-    s.add_argument("--revision", "-r", metavar="R", help="revision to stage (default: [release] staged)")
-
-
 # --------------------------------------------------------------------------------------------- diff
 
 

@@ -18,19 +18,6 @@ from controlroom.core.receipts import receipt_text
 from controlroom.core.text import LINE_LIMIT, clean
 
 
-def add_parsers(sub, common) -> None:
-    s = sub.add_parser("flags", parents=[common], help="the flags, their values and each one's fleet receipt")
-    s.add_argument("--verify", action="store_true", help="read every host's flags file back and name the drifted")
-    s.add_argument("--hosts", metavar="PATTERN|GROUP", help="with --verify or --dismiss: only these hosts")
-    s.add_argument("--dismiss", action="store_true", help="stop retrying the stragglers (or --hosts)")
-    f = sub.add_parser("flag", parents=[common], help="turn a flag on or off, or to a percentage, on every host")
-    f.add_argument("name", metavar="NAME")
-    f.add_argument("value", metavar="on|off|N%")
-    f.add_argument("--reason", metavar="TEXT", default="", help="why (the deploy log and the history show it)")
-    f.add_argument("--yes", "-y", action="store_true", help="do not ask")
-    f.add_argument("--hosts", metavar="PATTERN|GROUP", help="only these hosts (default: all)")
-
-
 def say(text: str, out=None) -> None:
     print(clean(text, LINE_LIMIT), file=out or sys.stdout, flush=True)
 

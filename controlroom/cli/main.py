@@ -3,89 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 
+from controlroom.cli.parser import build_parser
 from controlroom.core.errors import ControlroomError, UsageError
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2, no usage dump
-        raise UsageError(f"{message} (see `{self.prog} --help`)")  # main() already says "controlroom: "
-
-
-def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", "-c", metavar="FILE", default=argparse.SUPPRESS,
-                        help="controlroom.toml to use (default: $CONTROLROOM_CONFIG, then ./controlroom.toml)")
-    p = _Parser(prog="controlroom", parents=[common],
-                description="A terminal release control room. With no command, opens the full-screen app.")
-    p.add_argument("--read-only", action="store_true", help="watch the control room without acting")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-
-    sub.add_parser("check", parents=[common], help="validate the config and print a summary")
-
-    r = sub.add_parser("run", parents=[common],
-                       help="run a shell command on hosts; hosts with identical output are shown as one block")
-    r.add_argument("cmd", metavar="CMD", help="the command (quote it as one argument)")
-    r.add_argument("--each", action="store_true",
-                   help="one block per host, as each one finishes (default: hosts with identical output together)")
-    r.add_argument("--hosts", metavar="PATTERN|GROUP", help="which hosts: a group, web[001:010], web0*, a,b")
-    r.add_argument("--parallel", type=int, metavar="N", help="hosts at a time (default: [inventory.ssh] max_parallel)")
-    r.add_argument("--timeout", type=float, metavar="SECONDS", help="per-command timeout (default: command_timeout)")
-
-    f = sub.add_parser("fleet", help="run a simulated fleet of SSH hosts on 127.0.0.1 until interrupted")
-    f.add_argument("--hosts", type=int, default=150, metavar="N")
-    f.add_argument("--dir", required=True, metavar="DIR", help="where keys, host directories and the config go")
-    f.add_argument("--faults", metavar="SPEC", help="e.g. web003=refuse,web010=hang,web020=fail,web040=slow:5")
-    f.add_argument("--metrics", action="store_true",
-                   help="hosts serve /metrics, the fleet answers its queries and gates the canary; DIR/prometheus.yml")
-    f.add_argument("--stage", action="store_true",
-                   help='the config gets [release] stage = "make build REV={revision}" (the demo repo\'s Makefile)')
-
-    from controlroom.cli.deploy import add_parsers
-    from controlroom.cli.server import add_parsers as add_server_parsers
-
-    add_parsers(sub, common)
-    add_server_parsers(sub, common)
-    from controlroom.cli.flags import add_parsers as add_flag_parsers
-
-    add_flag_parsers(sub, common)
-    from controlroom.cli.diff import add_parsers as add_diff_parsers
-
-    add_diff_parsers(sub, common)
-    from controlroom.cli.metrics import add_parsers as add_metrics_parsers
-
-    add_metrics_parsers(sub, common)
-
-    _add_record_parsers(sub, common)
-
-    d = sub.add_parser("demo", help="start a simulated fleet and open the control room on it")
-    d.add_argument("--hosts", type=int, default=150, metavar="N")
-    d.add_argument("--faults", metavar="SPEC", help="faults to inject, as for `controlroom fleet`")
-    d.add_argument("--dir", metavar="DIR", help="fleet directory (default: a new temporary one); attaches if running")
-    return p
-
-
-def _add_record_parsers(sub, common) -> None:
-    """history, timeline, stats: the record read back (cli/history.py, imported when one runs)."""
-    h = sub.add_parser("history", parents=[common],
-                       help="past deploys, rollbacks, stages and flag changes, newest first")
-    h.add_argument("--since", metavar="DATE|7d", help="from a date (2026-12-01, 2026-12-01T10:00) or an age (7d, 12h)")
-    h.add_argument("--user", metavar="U", help="only what this person did")
-    h.add_argument("--failed", action="store_true", help="only what failed (or ended marked)")
-    h.add_argument("--json", action="store_true", help="JSON for scripts")
-    t = sub.add_parser("timeline", parents=[common], help="every event of one deploy with its time, person, values")
-    t.add_argument("deploy", metavar="DEPLOY", help="the deploy's number as `controlroom log` names it (3, #3), or last")
-    t.add_argument("--markdown", action="store_true", help="a Markdown table, for an incident report")
-    t.add_argument("--json", action="store_true", help="JSON for scripts")
-    s = sub.add_parser("stats", parents=[common], help="the team's deploy figures (DORA) from the record and git")
-    s.add_argument("--days", type=float, default=7, metavar="N", help="the last N days (default 7)")
-    s.add_argument("--json", action="store_true", help="JSON for scripts")
 
 
 def error_line(text: object) -> None:
@@ -122,16 +47,22 @@ def main(argv: list[str] | None = None) -> int:
 
 def dispatch(args: argparse.Namespace) -> int:
     cmd = args.command
-    from controlroom.server.client import cli_answers
+    yes = getattr(args, "yes", False)
+    if yes or "controlroom.server.client" in sys.modules:  # a fresh process's client already says no
+        from controlroom.server.client import cli_answers
 
-    cli_answers(getattr(args, "yes", False))  # --yes acts on a deploy another person drives without asking
+        cli_answers(yes)  # --yes acts on a deploy another person drives without asking
     if cmd == "check":
         return cmd_check(args)
     if cmd == "run":
         return cmd_run(args)
     if cmd == "fleet":
         return cmd_fleet(args)
-    if cmd in ("deploy", "rollback", "log", "lock", "unlock"):
+    if cmd in ("deploy", "rollback"):
+        from controlroom.cli import session
+
+        return getattr(session, f"cmd_{cmd}")(_load(args), args)
+    if cmd in ("log", "lock", "unlock"):
         from controlroom.cli import deploy as deploycli
 
         return getattr(deploycli, f"cmd_{cmd}")(_load(args), args)
@@ -249,6 +180,8 @@ def _cleaned_print(clean):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    import asyncio
+
     from controlroom.config import inventory
     from controlroom.fleet.ssh import SSHPool, raise_nofile_limit
 
@@ -330,6 +263,8 @@ def _record_run(cfg, cmd: str, hosts: int, summary: str) -> None:
 
 
 def cmd_fleet(args: argparse.Namespace) -> int:
+    import asyncio
+
     from controlroom.demo.fleet import serve
 
     if args.hosts < 1:

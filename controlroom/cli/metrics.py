@@ -14,13 +14,6 @@ from controlroom.core.errors import UsageError
 from controlroom.core.text import clean
 from controlroom.sources.metrics import MetricsError, breaches, make_source, sparkline, threshold_text
 
-WIDTH = 30
-
-
-def add_parsers(sub, common) -> None:
-    m = sub.add_parser("metrics", parents=[common], help="every metrics series: sparkline, value, threshold, status")
-    m.add_argument("--width", type=int, default=WIDTH, metavar="N", help=f"sparkline width (default {WIDTH})")
-
 
 def _fmt(v: float) -> str:
     if math.isnan(v):

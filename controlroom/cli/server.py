@@ -12,16 +12,6 @@ from controlroom.core.errors import UsageError
 from controlroom.core.text import LINE_LIMIT, clean
 
 
-def add_parsers(sub, common) -> None:
-    s = sub.add_parser("serve", parents=[common], help="run the control-room server in the foreground (systemd)")
-    s.add_argument("--idle", type=float, default=600.0, metavar="SECONDS",
-                   help="exit after this long with no operation and no client (default 600; 0 never)")
-    s.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
-    sv = sub.add_parser("server", parents=[common], help="the server of this state directory: status | stop")
-    sv.add_argument("action", choices=("status", "stop"))
-    sv.add_argument("--force", action="store_true", help="stop even while an operation runs (it stays resumable)")
-
-
 def cmd_serve(cfg: Config, args: argparse.Namespace) -> int:
     from controlroom.server.server import serve
 

@@ -1,6 +1,6 @@
-"""Headless `controlroom deploy`, `deploy --follow` and `rollback`: clients of the control-room server (server.py).
-The server runs the operation; this process starts it (or attaches to it), prints it as it goes (deploycli.Printer),
-answers its questions from the terminal (deployask.py; or leaves them to the server by --yes/--auto), and exits
+"""Headless `controlroom deploy`, `deploy --follow`, `deploy --detach` and `rollback`: clients of the server.
+The server runs the operation; this process starts it (or attaches to it), prints it as it goes (cli.deploy.Printer),
+answers its questions from the terminal (cli/questions.py; or leaves them to the server by --yes/--auto), and exits
 with its result.
 
 A dropped session never decides. Only a key the person typed answers a question: SIGHUP, a closed terminal (EOF or
@@ -535,3 +535,26 @@ def rollback(cfg: Config, args: argparse.Namespace) -> int:
         return await s.run()
 
     return _session(cfg, body)
+
+
+def cmd_deploy(cfg: Config, args: argparse.Namespace) -> int:
+    """`controlroom deploy`: --follow attaches, --detach leaves the deploy to the server, else it is run here."""
+    if args.follow:
+        return follow(cfg, args)
+    if args.detach:
+        from controlroom.cli.server import deploy_detached
+
+        if args.force and not (args.reason and args.reason.strip()):
+            raise UsageError("--force needs --reason TEXT: say why, it goes into the deploy log")
+        if not (args.auto or args.yes):
+            raise UsageError("--detach leaves nobody to answer at the phase boundaries: add --auto or --yes (a gate "
+                             "that does not hold still waits, for `controlroom deploy --follow` or the app)")
+        if args.override_gate is not None:
+            raise UsageError("--override-gate needs a client to pass the gate: use it with `deploy` or "
+                             "`deploy --follow`, not --detach")
+        return deploy_detached(cfg, args)
+    return deploy(cfg, args)
+
+
+def cmd_rollback(cfg: Config, args: argparse.Namespace) -> int:
+    return rollback(cfg, args)

@@ -28,6 +28,7 @@ from controlroom.config.inventory import (
     plan_phases,
 )
 from controlroom.config.reader import PLACEHOLDERS, Reader, parse_duration, template_problem
+from controlroom.config.revision import revision_problem
 from controlroom.config.settings import (
     DeploySettings,
     MetricsSettings,
@@ -38,7 +39,6 @@ from controlroom.config.settings import (
     StateSettings,
 )
 from controlroom.core.errors import ConfigError
-from controlroom.sources.git import revision_problem
 
 __all__ = ["Config", "load", "find_config", "parse_duration", "template_problem", "PLACEHOLDERS"]
 

@@ -23,6 +23,7 @@ import re
 import shlex
 from dataclasses import dataclass
 
+from controlroom.config.revision import revision_problem
 from controlroom.core.text import clean
 
 LEASE = ".controlroom-lease"
@@ -199,8 +200,6 @@ def parse_receipt(text: str) -> Receipt | None:
     """The receipt in ``receipt_command``'s output, or None when the host has none. Checked for shape: a deploy
     id, a step number, a previous revision that is a plain name (or none); each field bounded. Whatever else a
     host holds there is a Receipt with a ``problem`` that counts no step as done; nothing in it raises."""
-    from controlroom.sources.git import revision_problem
-
     line = _marked(text, RECEIPT_MARK)
     if line is None or not line.strip():
         return None

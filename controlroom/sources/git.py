@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from controlroom.config.revision import MAX_REVISION, revision_problem  # noqa: F401 - the rule, read here too
 from controlroom.core.errors import ControlroomError, UsageError
 from controlroom.core.text import clean
 
@@ -31,28 +32,6 @@ class GitFailed(ControlroomError):
 
 class UnknownRevision(ControlroomError):
     """git has no commit of that name (never had, or no longer: rewritten history, a deleted branch)."""
-
-
-_REVISION = re.compile(r"[A-Za-z0-9._/-]+")
-MAX_REVISION = 200
-
-
-def revision_problem(rev: str) -> str | None:
-    """What is wrong with a revision name, or None when it is a good one."""
-    if not rev:
-        return "empty revision"
-    shown = repr(
-        rev if len(rev) <= 60 else rev[:60] + "..."
-    )  # repr: control characters never reach a terminal
-    if len(rev) > MAX_REVISION:
-        return f"revision {shown} is longer than {MAX_REVISION} characters"
-    if rev.startswith("-"):
-        return f"revision {shown} must not start with '-'"
-    if ".." in rev:
-        return f"revision {shown} must not contain '..'"
-    if not _REVISION.fullmatch(rev):
-        return f"revision {shown} may hold only letters, digits, '.', '_', '/' and '-'"
-    return None
 
 
 def validate_revision(rev: str) -> str:

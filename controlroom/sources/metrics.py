@@ -25,12 +25,14 @@ import math
 import os
 import time
 from collections.abc import Mapping
-
-import httpx
+from typing import TYPE_CHECKING
 
 from controlroom.config.settings import MetricsSettings, SeriesSpec
 from controlroom.core.errors import ControlroomError
 from controlroom.core.text import clean
+
+if TYPE_CHECKING:
+    import httpx  # imported where a source is made: a command or server without [metrics] never loads it
 
 MAX_POINTS = 11_000  # Prometheus refuses a query_range of more points than this
 RETRIES = 3
@@ -53,6 +55,8 @@ def _nth(n: int) -> str:
 
 def _cause(e: httpx.HTTPError) -> str:
     """A short cause that never carries the URL (httpx puts it in its messages)."""
+    import httpx
+
     text = str(e).lower()
     inner: BaseException | None = e
     for _ in range(5):  # anyio says "All connection attempts failed"; the OS error is further down
@@ -108,6 +112,8 @@ class Source:
         self.timeout = settings.timeout if timeout is None else timeout
         self.max_bytes = max_bytes
         self.warnings: list[str] = []  # the latest answer's warnings (Prometheus), for whoever shows them
+        import httpx
+
         self._client = httpx.AsyncClient(base_url=settings.url.rstrip("/"), headers=headers, verify=True,
                                          timeout=self.timeout, follow_redirects=False)
 
@@ -122,6 +128,8 @@ class Source:
 
     async def _get(self, path: str, params: dict) -> object:
         """GET and decode JSON, with retries; raises MetricsError (one line, no URL)."""
+        import httpx
+
         why = ""
         for attempt in range(1, self.retries + 1):
             if attempt > 1:

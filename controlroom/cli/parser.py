@@ -1,0 +1,148 @@
+"""The command line's grammar: every command and its options, and nothing that runs them.
+
+Building the parser imports argparse alone: a command's module (and what it needs: the journal, the server, httpx,
+Textual) is imported by cli.main when that command is dispatched, so `controlroom log` never pays for the metrics
+client nor `controlroom serve` for the deploy printer.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from controlroom.core.errors import UsageError
+
+METRICS_WIDTH = 30  # `controlroom metrics --width`: the sparkline's default width
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, no usage dump
+        raise UsageError(f"{message} (see `{self.prog} --help`)")  # main() already says "controlroom: "
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", "-c", metavar="FILE", default=argparse.SUPPRESS,
+                        help="controlroom.toml to use (default: $CONTROLROOM_CONFIG, then ./controlroom.toml)")
+    p = _Parser(prog="controlroom", parents=[common],
+                description="A terminal release control room. With no command, opens the full-screen app.")
+    p.add_argument("--read-only", action="store_true", help="watch the control room without acting")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    sub.add_parser("check", parents=[common], help="validate the config and print a summary")
+
+    r = sub.add_parser("run", parents=[common],
+                       help="run a shell command on hosts; hosts with identical output are shown as one block")
+    r.add_argument("cmd", metavar="CMD", help="the command (quote it as one argument)")
+    r.add_argument("--each", action="store_true",
+                   help="one block per host, as each one finishes (default: hosts with identical output together)")
+    r.add_argument("--hosts", metavar="PATTERN|GROUP", help="which hosts: a group, web[001:010], web0*, a,b")
+    r.add_argument("--parallel", type=int, metavar="N", help="hosts at a time (default: [inventory.ssh] max_parallel)")
+    r.add_argument("--timeout", type=float, metavar="SECONDS", help="per-command timeout (default: command_timeout)")
+
+    f = sub.add_parser("fleet", help="run a simulated fleet of SSH hosts on 127.0.0.1 until interrupted")
+    f.add_argument("--hosts", type=int, default=150, metavar="N")
+    f.add_argument("--dir", required=True, metavar="DIR", help="where keys, host directories and the config go")
+    f.add_argument("--faults", metavar="SPEC", help="e.g. web003=refuse,web010=hang,web020=fail,web040=slow:5")
+    f.add_argument("--metrics", action="store_true",
+                   help="hosts serve /metrics, the fleet answers its queries and gates the canary; DIR/prometheus.yml")
+    f.add_argument("--stage", action="store_true",
+                   help='the config gets [release] stage = "make build REV={revision}" (the demo repo\'s Makefile)')
+
+    for family in (_deploy, _server, _flags, _diff, _metrics, _record):
+        family(sub, common)
+
+    d = sub.add_parser("demo", help="start a simulated fleet and open the control room on it")
+    d.add_argument("--hosts", type=int, default=150, metavar="N")
+    d.add_argument("--faults", metavar="SPEC", help="faults to inject, as for `controlroom fleet`")
+    d.add_argument("--dir", metavar="DIR", help="fleet directory (default: a new temporary one); attaches if running")
+    return p
+
+
+def _deploy(sub, common) -> None:
+    """deploy, rollback, log, lock, unlock: run by controlroom.cli.deploy."""
+    d = sub.add_parser("deploy", parents=[common], help="ship the staged revision, phase by phase, headless")
+    d.add_argument("--revision", "-r", metavar="R", help="revision to ship (default: [release] staged)")
+    d.add_argument("--yes", "-y", action="store_true", help="answer yes to every question (start and gates)")
+    d.add_argument("--auto", action="store_true", help="go on past every phase by itself while gates hold")
+    d.add_argument("--resume", action="store_true", help="carry on the last deploy (after a crash or a halt)")
+    d.add_argument("--force", action="store_true", help="deploy although a person locked the fleet")
+    d.add_argument("--reason", metavar="TEXT", help="why --force (required with it; goes into the log)")
+    d.add_argument("--override-gate", metavar="REASON",
+                   help="pass a gate that does not hold (failed or could not be checked), saying why (in the log)")
+    d.add_argument("--detach", action="store_true",
+                   help="start the deploy in the control-room server and return at once with its id (needs --auto "
+                        "or --yes)")
+    d.add_argument("--follow", action="store_true",
+                   help="follow the deploy the server runs (re-attach); on a terminal, answer its questions")
+
+    r = sub.add_parser("rollback", parents=[common], help="put the previous revision back on every done host")
+    r.add_argument("--yes", "-y", action="store_true", help="do not ask")
+
+    lg = sub.add_parser("log", parents=[common], help="the deploy log; `log add MSG` adds an entry")
+    lg.add_argument("words", nargs="*", metavar="add MSG")
+    lg.add_argument("-n", type=int, default=30, metavar="N", help="how many entries (default 30)")
+
+    lk = sub.add_parser("lock", parents=[common], help="lock the fleet: NO DEPLOY PLEASE")
+    lk.add_argument("message", nargs="+", metavar="MSG")
+    lk.add_argument("--takeover", "--yes", "-y", dest="takeover", action="store_true",
+                    help="replace the lock someone holds without asking (goes into the log)")
+    ul = sub.add_parser("unlock", parents=[common], help="release the lock")
+    ul.add_argument("--force", action="store_true",
+                    help="release another person's lock, or the lock a halted deploy keeps (goes into the log)")
+
+
+def _server(sub, common) -> None:
+    """serve, server: run by controlroom.cli.server."""
+    s = sub.add_parser("serve", parents=[common], help="run the control-room server in the foreground (systemd)")
+    s.add_argument("--idle", type=float, default=600.0, metavar="SECONDS",
+                   help="exit after this long with no operation and no client (default 600; 0 never)")
+    s.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
+    sv = sub.add_parser("server", parents=[common], help="the server of this state directory: status | stop")
+    sv.add_argument("action", choices=("status", "stop"))
+    sv.add_argument("--force", action="store_true", help="stop even while an operation runs (it stays resumable)")
+
+
+def _flags(sub, common) -> None:
+    """flags, flag: run by controlroom.cli.flags."""
+    s = sub.add_parser("flags", parents=[common], help="the flags, their values and each one's fleet receipt")
+    s.add_argument("--verify", action="store_true", help="read every host's flags file back and name the drifted")
+    s.add_argument("--hosts", metavar="PATTERN|GROUP", help="with --verify or --dismiss: only these hosts")
+    s.add_argument("--dismiss", action="store_true", help="stop retrying the stragglers (or --hosts)")
+    f = sub.add_parser("flag", parents=[common], help="turn a flag on or off, or to a percentage, on every host")
+    f.add_argument("name", metavar="NAME")
+    f.add_argument("value", metavar="on|off|N%")
+    f.add_argument("--reason", metavar="TEXT", default="", help="why (the deploy log and the history show it)")
+    f.add_argument("--yes", "-y", action="store_true", help="do not ask")
+    f.add_argument("--hosts", metavar="PATTERN|GROUP", help="only these hosts (default: all)")
+
+
+def _diff(sub, common) -> None:
+    """diff, stage: run by controlroom.cli.diff."""
+    d = sub.add_parser("diff", parents=[common], help="what the staged revision changes: live -> staged")
+    d.add_argument("--stat", action="store_true", help="commits and files only, not the diff itself")
+    d.add_argument("--revision", "-r", metavar="R", help="compare with this revision (default: [release] staged)")
+    s = sub.add_parser("stage", parents=[common], help="run [release] stage for the staged revision (or R)")
+    s.add_argument("--revision", "-r", metavar="R", help="revision to stage (default: [release] staged)")
+
+
+def _metrics(sub, common) -> None:
+    """metrics: run by controlroom.cli.metrics."""
+    m = sub.add_parser("metrics", parents=[common], help="every metrics series: sparkline, value, threshold, status")
+    m.add_argument("--width", type=int, default=METRICS_WIDTH, metavar="N", help=f"sparkline width (default {METRICS_WIDTH})")
+
+
+def _record(sub, common) -> None:
+    """history, timeline, stats: the record read back (cli/history.py, imported when one runs)."""
+    h = sub.add_parser("history", parents=[common],
+                       help="past deploys, rollbacks, stages and flag changes, newest first")
+    h.add_argument("--since", metavar="DATE|7d", help="from a date (2026-12-01, 2026-12-01T10:00) or an age (7d, 12h)")
+    h.add_argument("--user", metavar="U", help="only what this person did")
+    h.add_argument("--failed", action="store_true", help="only what failed (or ended marked)")
+    h.add_argument("--json", action="store_true", help="JSON for scripts")
+    t = sub.add_parser("timeline", parents=[common], help="every event of one deploy with its time, person, values")
+    t.add_argument("deploy", metavar="DEPLOY", help="the deploy's number as `controlroom log` names it (3, #3), or last")
+    t.add_argument("--markdown", action="store_true", help="a Markdown table, for an incident report")
+    t.add_argument("--json", action="store_true", help="JSON for scripts")
+    s = sub.add_parser("stats", parents=[common], help="the team's deploy figures (DORA) from the record and git")
+    s.add_argument("--days", type=float, default=7, metavar="N", help="the last N days (default 7)")
+    s.add_argument("--json", action="store_true", help="JSON for scripts")
