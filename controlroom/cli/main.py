@@ -128,6 +128,11 @@ def cmd_check(args: argparse.Namespace) -> int:
         colos = sorted({c for n in names if (c := cfg.host(n).colo)})
         where = f" (colo {', '.join(colos)})" if colos else ""
         print(f"  {g:<16} {len(names):>5} hosts{where}")
+    from controlroom.config.inventory import origin_lines
+
+    print("from:")  # where each host is written: controlroom.toml, an Ansible inventory, an ssh_config
+    for line in origin_lines(cfg.groups["all"], cfg.origins, str(cfg.path.parent.resolve())) + list(cfg.notes):
+        print(f"  {line}")
     print(f"phases: {len(cfg.phases)}")
     for ph in cfg.phases:
         extra = []

@@ -192,8 +192,9 @@ def expand(pattern: str, f: _File, line: int) -> list[str]:
 
 def _host_and_port(spec: str, f: _File, line: int) -> tuple[str, int | None]:
     """``badwolf.example.com:5309`` -> the name and its port; a name without one -> (name, None)."""
-    if spec.count(":") == 1 and not spec.endswith("]"):
-        name, _, port = spec.partition(":")
+    outside = _RANGE.sub("", spec)  # a range's colons are not a port's
+    if outside.count(":") == 1 and "[" not in outside and "]" not in outside:
+        name, _, port = spec.rpartition(":")
         if not port.isdigit() or not 1 <= int(port) <= 65535:
             raise f.error(line, f"bad port in {_shown(spec)}: write host:PORT with a port from 1 to 65535")
         return name, int(port)

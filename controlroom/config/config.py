@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from controlroom.config import ansible, sshconfig
 from controlroom.config.flags import FlagsSettings, check_guards, read_flags
 from controlroom.config.gates import HOW_TO_WRITE, Gate
-from controlroom.config import ansible, sshconfig
 from controlroom.config.inventory import (
     Found,
     Host,

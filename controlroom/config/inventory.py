@@ -122,6 +122,27 @@ def merge(sources: list[list[Found]]) -> Merged:
     return Merged(hosts, out, {n: tuple(w) for n, w in origins.items()}, problems)
 
 
+def origin_lines(names: tuple[str, ...], origins: dict[str, tuple[str, ...]], base: str = "") -> list[str]:
+    """Where the hosts are written, a line per run of hosts written on the same lines (a range is one line):
+    ``web001 .. web150 (150 hosts)  controlroom.toml:2``; file names under base are shown relative to it."""
+    prefix = base.rstrip("/") + "/" if base else ""
+
+    def short(where: str) -> str:
+        return where[len(prefix):] if prefix and where.startswith(prefix) else where
+
+    out: list[str] = []
+    i = 0
+    while i < len(names):
+        where = origins.get(names[i], ())
+        j = i + 1
+        while j < len(names) and origins.get(names[j], ()) == where:
+            j += 1
+        label = names[i] if j - i == 1 else f"{names[i]} .. {names[j - 1]} ({j - i} hosts)"
+        out.append(f"{label:<32} {', '.join(short(w) for w in where)}")
+        i = j
+    return out
+
+
 @dataclass(frozen=True)
 class PhaseSpec:
     """One [[phase]] as written in the config; plan_phases turns it into hosts."""
