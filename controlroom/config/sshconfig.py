@@ -25,7 +25,7 @@ from controlroom.core.text import clean
 GROUP = "ssh_config"
 MAX_DEPTH = 16  # Include within Include, as OpenSSH allows
 MAX_FILES = 256
-_LINE = re.compile(r"^\s*([A-Za-z][A-Za-z0-9]*)(?:\s*=\s*|\s+)(.*?)\s*$")
+_LINE = re.compile(r"^\s*([A-Za-z][A-Za-z0-9]*)(?:(?:\s*=\s*|\s+)(.*?))?\s*$")
 _NAME = re.compile(r"[A-Za-z0-9._-]+")
 _WILD = re.compile(r"[*?\[\]!]")
 
@@ -63,7 +63,7 @@ def read(path: Path) -> SSHConfigRead:
             m = _LINE.match(raw)
             if m is None:
                 raise ConfigError(f"{where}: cannot read {clean(line, 80)!r}: write a keyword and its value")
-            keyword, rest = m.group(1).lower(), m.group(2)
+            keyword, rest = m.group(1).lower(), m.group(2) or ""
             try:
                 args = shlex.split(rest, comments=True)
             except ValueError as e:
