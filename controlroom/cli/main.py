@@ -275,6 +275,7 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     if args.hosts < 1:
         raise UsageError("--hosts must be at least 1")
     Path(args.dir).mkdir(parents=True, exist_ok=True)
-    asyncio.run(serve(args.dir, args.hosts, args.faults, metrics=args.metrics, stage=args.stage))
+    asyncio.run(serve(args.dir, args.hosts, args.faults, metrics=args.metrics, stage=args.stage,
+                      inventory=args.inventory))
     return 0
 

@@ -3,6 +3,10 @@ writes them, read as controlroom hosts and groups and merged with controlroom.to
 
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -11,6 +15,7 @@ import pytest
 from controlroom.config import ansible, config
 from controlroom.core.errors import ConfigError, ConfigErrors
 from tests.conftest import run_cli
+from tests.waiting import wait_for
 
 # the documentation's first example, INI and YAML
 DOC_INI = """\
@@ -392,3 +397,37 @@ def test_check_shows_a_bad_inventory_line_and_exits_2(tmp_path):
     res = run_cli("check", cwd=tmp_path)
     assert res.returncode == 2
     assert res.stderr.splitlines() == [f"controlroom: {load_err[0]}"]
+
+
+# --------------------------------------------------------------------------------------------- end to end
+
+
+def test_the_demo_fleet_described_by_an_ansible_inventory_takes_a_deploy(tmp_path):
+    """`controlroom fleet --inventory ansible` writes inventory.ini beside its config, the config names it, and a
+    deploy through it reaches every host the inventory lists."""
+    directory = tmp_path / "fleet"
+    log = tmp_path / "fleet.out"
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "controlroom.cli", "fleet", "--hosts", "4", "--dir",
+                                 str(directory), "--inventory", "ansible"], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: "fleet: ready" in log.read_text(), 60, "the fleet to be ready", proc=proc)
+        inventory = (directory / "inventory.ini").read_text().splitlines()
+        ports = json.loads((directory / "fleet.json").read_text())["hosts"]
+        assert inventory[1] == "[web]"
+        assert inventory[2:6] == [f"web{i:03d} ansible_host=127.0.0.1 ansible_port={ports[f'web{i:03d}']}"
+                                  for i in range(1, 5)]
+        toml = (directory / "controlroom.toml").read_text()
+        assert 'ansible = "inventory.ini"' in toml and "[inventory.host]" not in toml and "hosts = [" not in toml
+        check = run_cli("check", cwd=directory)
+        assert check.returncode == 0, check.stderr
+        assert "  web001 .. web004 (4 hosts)" not in check.stdout  # one line each: the inventory's own lines
+        assert "  web004                           inventory.ini:6" in check.stdout.splitlines()
+        res = run_cli("deploy", "--yes", cwd=directory, env={"SUDO_USER": "mygrant"})
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert res.stdout.splitlines()[-1].startswith("DEPLOY OK r2307: 4 of 4 hosts in ")
+        assert {(directory / "hosts" / f"web{i:03d}" / "REVISION").read_text().strip() for i in range(1, 5)} == {
+            "r2307"}
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
