@@ -325,13 +325,20 @@ def _read_yaml(f: _File, text: str) -> _Inventory:
     def scalar(node) -> object:
         if not isinstance(node, yaml.ScalarNode):
             raise f.error(line_of(node), "expected a single value here")
-        return loader.construct_object(node)
+        return construct(node)
+
+    def construct(node) -> object:
+        try:
+            return loader.construct_object(node)
+        except yaml.YAMLError as e:  # a tag the safe loader does not know (!!python/...): refused, never run
+            raise f.error(line_of(node), f"cannot read this value: {clean(getattr(e, 'problem', None) or e, 120)}") \
+                from None
 
     def mapping(node, what: str) -> list[tuple[yaml.Node, yaml.Node]]:
         walked[0] += 1
         if walked[0] > _MAX_NODES:
             raise f.error(line_of(node), "the inventory is too deeply shared (YAML aliases); write it out")
-        if isinstance(node, yaml.ScalarNode) and loader.construct_object(node) is None:
+        if isinstance(node, yaml.ScalarNode) and construct(node) is None:
             return []
         if not isinstance(node, yaml.MappingNode):
             raise f.error(line_of(node), f"{what} must be a mapping")
@@ -425,27 +432,24 @@ def _resolve(inv: _Inventory) -> list[Found]:
             mine = direct.setdefault(host, [])
             if g.name not in mine:
                 mine.append(g.name)
-    out: list[Found] = []
-    for host in inv.first_line:
+    by_groups: dict[tuple[str, ...], tuple[tuple[str, ...], dict[str, tuple[object, str]]]] = {}
+
+    def from_groups(host: str, mine: tuple[str, ...]) -> tuple[tuple[str, ...], dict[str, tuple[object, str]]]:
+        """The groups a host is in (its own and every one above them) and what their vars give it; hosts in the
+        same groups share the answer (a range of 50,000 hosts is resolved once)."""
+        if mine in by_groups:
+            return by_groups[mine]
         member: list[str] = []
-        for g in direct[host]:
+        for g in mine:
             for a in (g, *up(g)):
                 if a not in member:
                     member.append(a)
         if "ungrouped" in member and len(member) > 1:
             member.remove("ungrouped")  # as in Ansible: a host in any other group is not ungrouped
-        if "all" not in member:
-            member.append("all")
-        values: dict[str, object] = {}
-        said: dict[str, str] = {}
+        values: dict[str, tuple[object, str]] = {}
         for key in ("address", "port", "user"):
-            own = [(v, line) for k, (v, line) in inv.host_vars[host].items() if _MAPPED[k] == key]
-            if own:
-                values[key], line = own[-1]
-                said[key] = f.at(line)
-                continue
             best: list[tuple[int, object, int]] = []
-            for gname in member:
+            for gname in (*member, "all"):
                 for k, (v, line) in inv.groups[gname].vars.items() if gname in inv.groups else ():
                     if _MAPPED[k] == key:
                         best.append((depth[gname], v, line))
@@ -458,10 +462,19 @@ def _resolve(inv: _Inventory) -> list[Found]:
                     raise f.error(chosen[0][1], f"host {host!r} gets {key} {chosen[0][0]!r} from this group but "
                                                 f"{v!r} from line {line} (groups of the same depth); give the host "
                                                 "its own value")
-            values[key], line = chosen[0]
-            said[key] = f.at(line)
-        groups = tuple(g for g in member if g != "all")
-        out.append(Found(name=host, where=f.at(inv.first_line[host]), address=values.get("address"),  # type: ignore[arg-type]
-                         port=values.get("port"), user=values.get("user"),  # type: ignore[arg-type]
-                         groups=groups or ("ungrouped",), said=said))
+            values[key] = (chosen[0][0], f.at(chosen[0][1]))
+        answer = by_groups[mine] = (tuple(g for g in member if g != "all") or ("ungrouped",), values)
+        return answer
+
+    out: list[Found] = []
+    for host in inv.first_line:
+        groups, values = from_groups(host, tuple(direct[host]))
+        given = dict(values)
+        for k, (v, line) in inv.host_vars[host].items():  # a host's own vars win over its groups'
+            given[_MAPPED[k]] = (v, f.at(line))
+        out.append(Found(name=host, where=f.at(inv.first_line[host]),
+                         address=given["address"][0] if "address" in given else None,  # type: ignore[arg-type]
+                         port=given["port"][0] if "port" in given else None,  # type: ignore[arg-type]
+                         user=given["user"][0] if "user" in given else None,  # type: ignore[arg-type]
+                         groups=groups, said={k: w for k, (_, w) in given.items()}))
     return out

@@ -76,7 +76,7 @@ def merge(sources: list[list[Found]]) -> Merged:
     order: list[str] = []
     merged: dict[str, dict] = {}
     origins: dict[str, list[str]] = {}
-    groups: dict[str, list[str]] = {}
+    groups: dict[str, dict[str, None]] = {}  # members in the order they joined, a dict to look them up
     problems: list[str] = []
     for found in sources:
         for f in found:
@@ -106,9 +106,7 @@ def merge(sources: list[list[Found]]) -> Merged:
             for g in f.groups:
                 if g == "all":
                     continue
-                members = groups.setdefault(g, [])
-                if f.name not in members:
-                    members.append(f.name)
+                groups.setdefault(g, {})[f.name] = None
                 if m["group"] is None:
                     m["group"] = g
     hosts = [

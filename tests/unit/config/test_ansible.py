@@ -280,8 +280,9 @@ def test_a_bad_yaml_inventory_is_one_line_naming_the_file_and_line(tmp_path, tex
     assert says in str(e.value)
 
 
-def test_yaml_is_read_safely_a_python_tag_is_refused_as_yaml(tmp_path):
-    p = write(tmp_path, "hosts.yml", "all:\n  hosts:\n    web1:\n      ansible_host: !!python/object/apply:os.getcwd []\n")
+@pytest.mark.parametrize("value", ["!!python/object/apply:os.getcwd []", "!!python/name:os.system"])
+def test_yaml_is_read_safely_a_python_tag_is_refused_as_yaml(tmp_path, value):
+    p = write(tmp_path, "hosts.yml", f"all:\n  hosts:\n    web1:\n      ansible_host: {value}\n")
     with pytest.raises(ConfigError) as e:
         ansible.read(p)
     assert str(e.value).startswith(f"{p}:4: ")
