@@ -105,6 +105,9 @@ def read(path: Path) -> SSHConfigRead:
                 continue
             if not args:
                 raise ConfigError(f"{where}: {m.group(1)} needs a value")
+            if not args[0].isprintable() or any(c.isspace() for c in args[0]):
+                raise ConfigError(f"{where}: {m.group(1)} must be one word of printable text, got "
+                                  f"{clean(args[0], 80)!r}")
             block = blocks[-1]
             block.settings.setdefault(keyword, (args[0], where))
 

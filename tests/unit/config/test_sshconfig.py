@@ -103,6 +103,7 @@ def test_an_include_circle_stops_with_one_line(tmp_path):
     ("Host\n", 1, "Host needs at least one name"),
     ("Host web1\n  HostName \"unclosed\n", 2, "No closing quotation"),
     ("Host web1\n  =oops\n", 2, "cannot read"),
+    ("Host web1\n  User \"a\x1b]0;owned\x07\"\n", 2, "User must be one word of printable text, got 'a^[]0;owned^G'"),
 ])
 def test_a_bad_line_is_one_line_naming_the_file_and_line(tmp_path, text, line, says):
     p = tmp_path / "ssh_config"
