@@ -8,6 +8,7 @@ Nothing here touches a host; a config that fails to load never gets that far.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import re
@@ -182,6 +183,11 @@ def _build(p: Path, text: str, data: dict, *, require_known_hosts: bool) -> Conf
     ssh = SSHSettings(known_hosts=Path("~/.ssh/known_hosts").expanduser())
     with r.section():
         ssh = _ssh(r, data.get("inventory", {}), base, require_known_hosts)
+    extra = read.settings.ssh_config
+    if extra is not None and extra != Path("~/.ssh/config").expanduser() and extra not in ssh.config_files:
+        # [inventory] ssh_config's hosts are reached through that file, as ssh would reach them (the pool reads
+        # ~/.ssh/config by itself)
+        ssh = dataclasses.replace(ssh, config_files=(*ssh.config_files, extra))
     specs: list[PhaseSpec] = []
     phases: list[Phase] = []
     with r.section():

@@ -57,6 +57,10 @@ class Found:
     groups: tuple[str, ...] = ()
     colo: str | None = None
     said: dict[str, str] = field(default_factory=dict, compare=False)
+    # what ssh itself will use for this host (an ssh_config's Host entry): compared with the other sources but
+    # left out of the Host, so the host is reached by its name and the rest of its Host block (ProxyJump,
+    # IdentityFile) applies as it does for ssh
+    by_ssh: bool = False
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,8 @@ def merge(sources: list[list[Found]]) -> Merged:
                 if value is None:
                     continue
                 if m[key] is None:
+                    if f.by_ssh:
+                        continue
                     m[key] = value
                     m["said"][key] = f.said.get(key, f.where)
                 elif m[key] != value:

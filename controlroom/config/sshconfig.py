@@ -6,6 +6,10 @@ from every block that matches it, the first value of each winning (wildcard bloc
 first ``Host`` included), as ssh_config(5) says. ``Include`` is followed (globs, relative to the directory of
 the file being read, at most 16 deep); ``Match`` blocks are skipped with a note, since what they match is known
 only when ssh connects. Hosts read here are in the group ``ssh_config``.
+
+These values are for comparing with the other sources (a host controlroom.toml gives another address is an error)
+and for showing; the host itself is reached by its name, with the ssh_config read by the SSH pool, so ProxyJump,
+IdentityFile and the rest of its block apply as they do for ssh.
 """
 
 from __future__ import annotations
@@ -133,7 +137,7 @@ def read(path: Path) -> SSHConfigRead:
         if "user" in got:
             user, said["user"] = got["user"]
         out.append(Found(name=name, where=where, address=address, port=port, user=user, groups=(GROUP,),
-                         said=said))
+                         said=said, by_ssh=True))
     return SSHConfigRead(out, notes)
 
 

@@ -117,7 +117,9 @@ def test_ssh_config_true_reads_the_users_config_and_merges_with_the_toml(tmp_pat
     (ssh_dir() / "config").write_text("Host web1\n  HostName 10.1.1.1\nHost jump\n  HostName 10.1.1.2\n")
     cfg = load(tmp_path, '[inventory]\nhosts = ["web1", "web2"]\nssh_config = true\n')
     assert [h.name for h in cfg.hosts] == ["web1", "web2", "jump"]
-    assert cfg.host("web1").address == "10.1.1.1" and cfg.host("web1").group == "default"
+    # reached by name: ssh (the pool) reads the HostName, and whatever else the Host block says, itself
+    assert cfg.host("jump").address is None and cfg.host("web1").address is None
+    assert cfg.host("web1").group == "default"
     assert cfg.groups["ssh_config"] == ("web1", "jump")
     assert cfg.origins["web1"] == (f"{tmp_path / 'controlroom.toml'}:2", f"{ssh_dir() / 'config'}:1")
     res = run_cli("check", cwd=tmp_path)
@@ -141,3 +143,21 @@ def test_a_port_the_toml_and_the_ssh_config_disagree_on_names_both_lines(tmp_pat
     assert [str(x) for x in e.value.errors] == [
         f"{tmp_path / 'controlroom.toml'}:5: host 'web1' has port 2200 here but 2201 in {p}:2"
     ]
+
+
+def test_the_simulated_fleet_reached_through_its_ssh_config_alone(make_fleet):
+    """A config naming no host but `ssh_config = "ssh_config"` (the fleet's own, each Host with its HostName and
+    Port): every host is found there and reached through it."""
+    fleet = make_fleet(3)
+    text = fleet.config_path.read_text()
+    head, _, rest = text.partition("[inventory.ssh]")
+    table = rest.index("[inventory.host]")
+    after = rest.index("[release]")
+    fleet.config_path.write_text('[inventory]\nssh_config = "ssh_config"\n\n[inventory.ssh]' + rest[:table]
+                                 + rest[after:])
+    cfg = config.load(fleet.config_path)
+    assert [h.name for h in cfg.hosts] == ["web001", "web002", "web003"]
+    assert cfg.ssh.config_files == (fleet.dir / "ssh_config",)
+    res = run_cli("run", "true", cwd=fleet.dir)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip().splitlines()[-1].startswith("3 hosts: 3 ok")
