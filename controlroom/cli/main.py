@@ -128,6 +128,11 @@ def cmd_check(args: argparse.Namespace) -> int:
         colos = sorted({c for n in names if (c := cfg.host(n).colo)})
         where = f" (colo {', '.join(colos)})" if colos else ""
         print(f"  {g:<16} {len(names):>5} hosts{where}")
+    from controlroom.config.inventory import origin_lines
+
+    print("from:")  # where each host is written: controlroom.toml, an Ansible inventory, an ssh_config
+    for line in origin_lines(cfg.groups["all"], cfg.origins, str(cfg.path.parent.resolve())) + list(cfg.notes):
+        print(f"  {line}")
     print(f"phases: {len(cfg.phases)}")
     for ph in cfg.phases:
         extra = []
@@ -270,6 +275,7 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     if args.hosts < 1:
         raise UsageError("--hosts must be at least 1")
     Path(args.dir).mkdir(parents=True, exist_ok=True)
-    asyncio.run(serve(args.dir, args.hosts, args.faults, metrics=args.metrics, stage=args.stage))
+    asyncio.run(serve(args.dir, args.hosts, args.faults, metrics=args.metrics, stage=args.stage,
+                      inventory=args.inventory))
     return 0
 

@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="hosts serve /metrics, the fleet answers its queries and gates the canary; DIR/prometheus.yml")
     f.add_argument("--stage", action="store_true",
                    help='the config gets [release] stage = "make build REV={revision}" (the demo repo\'s Makefile)')
+    f.add_argument("--inventory", choices=["toml", "ansible"], default="toml",
+                   help="where the config's hosts are: in controlroom.toml, or an Ansible INI inventory beside it")
 
     for family in (_deploy, _server, _flags, _diff, _metrics, _record):
         family(sub, common)

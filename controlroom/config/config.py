@@ -8,6 +8,7 @@ Nothing here touches a host; a config that fails to load never gets that far.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import re
@@ -18,19 +19,13 @@ from typing import Any
 
 from controlroom.config.flags import FlagsSettings, check_guards, read_flags
 from controlroom.config.gates import HOW_TO_WRITE, Gate
-from controlroom.config.inventory import (
-    Host,
-    HostOverride,
-    PatternError,
-    Phase,
-    PhaseSpec,
-    build_hosts,
-    plan_phases,
-)
-from controlroom.config.reader import PLACEHOLDERS, Reader, parse_duration, template_problem
+from controlroom.config.hosts import PORT, Inventory, read_inventory
+from controlroom.config.inventory import Host, PatternError, Phase, PhaseSpec, plan_phases
+from controlroom.config.reader import PLACEHOLDERS, Reader, parse_duration, template_problem, unreadable
 from controlroom.config.revision import revision_problem
 from controlroom.config.settings import (
     DeploySettings,
+    InventorySettings,
     MetricsSettings,
     NotifySettings,
     ReleaseSettings,
@@ -74,6 +69,10 @@ class Config:
     notify: NotifySettings
     state: StateSettings
     access: AccessSettings = field(default_factory=AccessSettings)
+    inventory: InventorySettings = field(default_factory=InventorySettings)
+    # where each host is written: "FILE:LINE" of controlroom.toml, an Ansible inventory, an ssh_config (in order)
+    origins: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()  # what reading the inventories passed over (a Match block), one line each
     _by_name: dict[str, Host] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -113,9 +112,6 @@ def find_config(explicit: str | os.PathLike[str] | None = None) -> Path:
 # --------------------------------------------------------------------------------------------- loading
 
 _TOP = ["inventory", "phase", "release", "deploy", "flags", "metrics", "notify", "state", "access"]
-_INVENTORY = ["hosts", "groups", "host", "ssh"]
-_GROUP = ["hosts", "colo"]
-_OVERRIDE = ["address", "port", "user", "colo"]
 _SSH = [
     "user",
     "port",
@@ -141,7 +137,6 @@ _SERIES = ["query", "unit", "max", "min", "split"]
 _NOTIFY = ["webhook", "webhook_env", "irker", "command"]
 _STATE = ["dir"]
 
-_PORT = "must be a TCP port from 1 to 65535, got {v}"
 
 
 def default_state_dir() -> Path:
@@ -181,11 +176,18 @@ def _build(p: Path, text: str, data: dict, *, require_known_hosts: bool) -> Conf
     r.table(data, "", _TOP)
     hosts: list[Host] | None = None
     groups: dict[str, tuple[str, ...]] = {}
+    read = Inventory()
     with r.section():
-        hosts, groups = _inventory(r, data) or (None, {})
+        read = read_inventory(r, data, base)
+        hosts, groups = read.hosts, read.groups
     ssh = SSHSettings(known_hosts=Path("~/.ssh/known_hosts").expanduser())
     with r.section():
         ssh = _ssh(r, data.get("inventory", {}), base, require_known_hosts)
+    extra = read.settings.ssh_config
+    if extra is not None and extra != Path("~/.ssh/config").expanduser() and extra not in ssh.config_files:
+        # [inventory] ssh_config's hosts are reached through that file, as ssh would reach them (the pool reads
+        # ~/.ssh/config by itself)
+        ssh = dataclasses.replace(ssh, config_files=(*ssh.config_files, extra))
     specs: list[PhaseSpec] = []
     phases: list[Phase] = []
     with r.section():
@@ -252,96 +254,33 @@ def _build(p: Path, text: str, data: dict, *, require_known_hosts: bool) -> Conf
         notify=notify,
         state=state,
         access=access,
+        inventory=read.settings,
+        origins=read.origins,
+        notes=tuple(read.notes),
     )
-
-
-def _inventory(r: Reader, data: dict) -> tuple[list[Host], dict[str, tuple[str, ...]]] | None:
-    """The hosts and groups; None when a bad value was noted (hosts from a half-read inventory are only noise)."""
-    if "inventory" not in data:
-        raise r.fail("inventory", "missing: the config needs an [inventory] table with hosts")
-    inv = r.table(data["inventory"], "inventory", _INVENTORY)
-    before = r.count()
-    patterns: list[tuple[str, str, str | None, str]] = []  # (pattern, group, colo, dotted key)
-    for pat in r.strings(inv, "inventory", "hosts"):
-        patterns.append((pat, "default", None, "inventory.hosts"))
-    groups_raw = inv.get("groups", {})
-    r.table(groups_raw, "inventory.groups", list(groups_raw) if isinstance(groups_raw, dict) else [])
-    for gname, g in groups_raw.items():
-        d = f"inventory.groups.{gname}"
-        if gname == "all":
-            # 'all' always means every host (--hosts all); a group of that name would be silently replaced
-            r.bad(d, "the group name 'all' is reserved for every host; pick another name")
-            continue
-        with r.section():
-            r.table(g, d, _GROUP)
-            colo = r.string(g, d, "colo")
-            gpats = r.strings(g, d, "hosts")
-            if not gpats:
-                r.bad(f"{d}.hosts", "a group needs at least one host pattern")
-            for pat in gpats:
-                patterns.append((pat, gname, colo, f"{d}.hosts"))
-    overrides: dict[str, HostOverride] = {}
-    host_raw = inv.get("host", {})
-    r.table(host_raw, "inventory.host", list(host_raw) if isinstance(host_raw, dict) else [])
-    for hname, o in host_raw.items():
-        d = f"inventory.host.{hname}"
-        with r.section():
-            r.table(o, d, _OVERRIDE)
-            overrides[hname] = HostOverride(
-                address=r.string(o, d, "address"),
-                port=r.integer(o, d, "port", None, minimum=1, maximum=65535, why=_PORT),
-                user=r.string(o, d, "user"),
-                colo=r.string(o, d, "colo"),
-            )
-    if not patterns and r.count() == before:
-        raise r.fail("inventory", "no hosts: give inventory.hosts or at least one [inventory.groups.NAME]")
-    if r.count() != before:
-        return None
-    try:
-        hosts, groups = build_hosts(patterns, overrides)
-    except PatternError as e:
-        raise r.fail(e.key, str(e)) from None
-    known = set(groups["all"])
-    for name in overrides:
-        if name not in known:
-            close = difflib.get_close_matches(name, groups["all"], n=1) if len(known) <= 10_000 else []
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            r.bad(f"inventory.host.{name}", f"not a host in the inventory{hint}")
-    return hosts, groups
-
-
-def _unreadable(path: Path) -> str | None:
-    """Why a file the config names cannot be used (missing, not a file, not readable by us), or None."""
-    try:
-        if not path.is_file():
-            return "file not found"
-        with path.open("rb"):
-            return None
-    except OSError as e:
-        return f"cannot read it ({e.strerror or type(e).__name__})"
 
 
 def _ssh(r: Reader, inv: Any, base: Path, require_known_hosts: bool) -> SSHSettings:
     d = "inventory.ssh"
     s = r.table(inv.get("ssh", {}) if isinstance(inv, dict) else {}, d, _SSH)
     kh = r.resolve(base, r.string(s, d, "known_hosts", "~/.ssh/known_hosts"))
-    if require_known_hosts and (why := _unreadable(kh)):
+    if require_known_hosts and (why := unreadable(kh)):
         r.missing_file(
             f"{d}.known_hosts",
             f"{why}: {kh} (host keys are always checked; add the fleet's keys with ssh-keyscan)",
         )
     idents = tuple(r.resolve(base, x) for x in r.strings(s, d, "identity_file"))
     for i in idents:
-        if why := _unreadable(i):
+        if why := unreadable(i):
             r.missing_file(f"{d}.identity_file", f"{why}: {i}")
     cfgs = tuple(r.resolve(base, x) for x in r.strings(s, d, "config"))
     for c in cfgs:
-        if why := _unreadable(c):
+        if why := unreadable(c):
             r.missing_file(f"{d}.config", f"ssh config {why}: {c}")
     return SSHSettings(
         known_hosts=kh,
         user=r.string(s, d, "user"),
-        port=r.integer(s, d, "port", None, maximum=65535, why=_PORT),
+        port=r.integer(s, d, "port", None, maximum=65535, why=PORT),
         identity_files=idents,
         config_files=cfgs,
         jump=r.string(s, d, "jump"),

@@ -10,7 +10,7 @@ import fnmatch
 import itertools
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 class PatternError(ValueError):
@@ -39,6 +39,112 @@ class Host:
     user: str | None = None
     group: str = "default"
     colo: str | None = None
+
+
+@dataclass(frozen=True)
+class Found:
+    """A host as one source wrote it: controlroom.toml, an Ansible inventory or an ssh_config.
+
+    where is the line that names the host ("FILE:LINE"); said holds, for each of address/port/user it gives, the
+    line that gave it (a group's vars, an ssh_config Host block), so a disagreement names both lines.
+    """
+
+    name: str
+    where: str
+    address: str | None = None
+    port: int | None = None
+    user: str | None = None
+    groups: tuple[str, ...] = ()
+    colo: str | None = None
+    said: dict[str, str] = field(default_factory=dict, compare=False)
+    # what ssh itself will use for this host (an ssh_config's Host entry): compared with the other sources but
+    # left out of the Host, so the host is reached by its name and the rest of its Host block (ProxyJump,
+    # IdentityFile) applies as it does for ssh
+    by_ssh: bool = False
+
+
+@dataclass(frozen=True)
+class Merged:
+    """Every source's hosts as one inventory: hosts in order (the first source's first), groups ('all' holds
+    every host), where each host was written, and one line per host two sources disagree on."""
+
+    hosts: list[Host]
+    groups: dict[str, tuple[str, ...]]
+    origins: dict[str, tuple[str, ...]]
+    problems: list[str]
+
+
+def merge(sources: list[list[Found]]) -> Merged:
+    """Merge the hosts of several sources. A host named twice is one host in the groups of both; given different
+    addresses, ports or users it is a problem naming both lines (a value only one side gives is taken)."""
+    order: list[str] = []
+    merged: dict[str, dict] = {}
+    origins: dict[str, list[str]] = {}
+    groups: dict[str, dict[str, None]] = {}  # members in the order they joined, a dict to look them up
+    problems: list[str] = []
+    for found in sources:
+        for f in found:
+            m = merged.get(f.name)
+            if m is None:
+                if len(order) >= MAX_PATTERN_HOSTS:
+                    problems.append(f"{f.where}: the inventory names more than {MAX_PATTERN_HOSTS} hosts; at most "
+                                    f"{MAX_PATTERN_HOSTS} in all")
+                    return Merged([], {"all": ()}, {}, problems)
+                m = merged[f.name] = {"address": None, "port": None, "user": None, "colo": None, "group": None,
+                                      "said": {}}
+                order.append(f.name)
+                origins[f.name] = []
+            if f.where not in origins[f.name]:
+                origins[f.name].append(f.where)
+            for key in ("address", "port", "user", "colo"):
+                value = getattr(f, key)
+                if value is None:
+                    continue
+                if m[key] is None:
+                    if f.by_ssh:
+                        continue
+                    m[key] = value
+                    m["said"][key] = f.said.get(key, f.where)
+                elif m[key] != value:
+                    here = f.said.get(key, f.where)
+                    problems.append(f"{m['said'][key]}: host {f.name!r} has {key} {m[key]!r} here but {value!r} "
+                                    f"in {here}")
+            for g in f.groups:
+                if g == "all":
+                    continue
+                groups.setdefault(g, {})[f.name] = None
+                if m["group"] is None:
+                    m["group"] = g
+    hosts = [
+        Host(name=n, address=merged[n]["address"], port=merged[n]["port"], user=merged[n]["user"],
+             group=merged[n]["group"] or "default", colo=merged[n]["colo"])
+        for n in order
+    ]
+    position = {n: i for i, n in enumerate(order)}
+    out = {g: tuple(sorted(v, key=position.__getitem__)) for g, v in groups.items()}
+    out["all"] = tuple(order)
+    return Merged(hosts, out, {n: tuple(w) for n, w in origins.items()}, problems)
+
+
+def origin_lines(names: tuple[str, ...], origins: dict[str, tuple[str, ...]], base: str = "") -> list[str]:
+    """Where the hosts are written, a line per run of hosts written on the same lines (a range is one line):
+    ``web001 .. web150 (150 hosts)  controlroom.toml:2``; file names under base are shown relative to it."""
+    prefix = base.rstrip("/") + "/" if base else ""
+
+    def short(where: str) -> str:
+        return where[len(prefix):] if prefix and where.startswith(prefix) else where
+
+    out: list[str] = []
+    i = 0
+    while i < len(names):
+        where = origins.get(names[i], ())
+        j = i + 1
+        while j < len(names) and origins.get(names[j], ()) == where:
+            j += 1
+        label = names[i] if j - i == 1 else f"{names[i]} .. {names[j - 1]} ({j - i} hosts)"
+        out.append(f"{label:<32} {', '.join(short(w) for w in where)}")
+        i = j
+    return out
 
 
 @dataclass(frozen=True)

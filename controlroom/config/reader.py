@@ -325,6 +325,17 @@ class Reader:
             self.bad(dotted, problem)
 
 
+def unreadable(path: Path) -> str | None:
+    """Why a file the config names cannot be used (missing, not a file, not readable by us), or None."""
+    try:
+        if not path.is_file():
+            return "file not found"
+        with path.open("rb"):
+            return None
+    except OSError as e:
+        return f"cannot read it ({e.strerror or type(e).__name__})"
+
+
 def kind_of(v: Any) -> str:
     return {
         bool: "a boolean",

@@ -33,6 +33,14 @@ class SSHSettings:
 
 
 @dataclass(frozen=True)
+class InventorySettings:
+    """Where hosts come from besides [inventory] hosts and groups: Ansible inventories, an ssh_config."""
+
+    ansible: tuple[Path, ...] = ()  # [inventory] ansible: INI or YAML inventory files, in the order given
+    ssh_config: Path | None = None  # [inventory] ssh_config: true means ~/.ssh/config; a path names another
+
+
+@dataclass(frozen=True)
 class ReleaseSettings:
     repo: Path | None = None
     staged: str = "HEAD"

@@ -157,7 +157,7 @@ class Fleet:
     """Start with ``await fleet.start()`` (or ``start_in_thread()``); stop with ``stop()``."""
 
     def __init__(self, directory: str | os.PathLike[str], hosts: int = 150, faults: dict[str, Fault] | None = None,
-                 prefix: str = "web", metrics: bool = False, stage: bool = False) -> None:
+                 prefix: str = "web", metrics: bool = False, stage: bool = False, inventory: str = "toml") -> None:
         self.dir = Path(directory).resolve()
         width = max(3, len(str(hosts)))
         self.hosts = [SimHost(f"{prefix}{i:0{width}d}", self.dir / "hosts" / f"{prefix}{i:0{width}d}")
@@ -169,6 +169,7 @@ class Fleet:
             self.by_name[name].fault = fault
         self.prefix = prefix
         self.width = width
+        self.inventory = inventory  # "ansible": the hosts go in DIR/inventory.ini, which the config names
         self.stage = stage  # the config's [release] stage: the demo repo's `make build` (deploys need a stage first)
         self._servers: list = []
         self._conns: set = set()
@@ -258,7 +259,8 @@ class Fleet:
 
     def _write_config(self) -> None:
         write_fleet_config(self.config_path, [(h.name, h.port, None) for h in self.hosts], self.prefix, self.width,
-                           metrics_url=self.metrics.url if self.metrics else None, stage=self.stage)
+                           metrics_url=self.metrics.url if self.metrics else None, stage=self.stage,
+                           inventory=self.inventory)
 
     async def _hang(self, h: SimHost, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # accept the TCP connection and never say a word
@@ -417,9 +419,10 @@ async def _relay(proc: asyncio.subprocess.Process, process: asyncssh.SSHServerPr
     return await proc.wait()
 
 
-async def serve(directory: str, hosts: int, faults: str | None, metrics: bool = False, stage: bool = False) -> None:
+async def serve(directory: str, hosts: int, faults: str | None, metrics: bool = False, stage: bool = False,
+                inventory: str = "toml") -> None:
     """`controlroom fleet`: start, print where things are, run until SIGINT/SIGTERM."""
-    fleet = Fleet(directory, hosts, parse_faults(faults), metrics=metrics, stage=stage)
+    fleet = Fleet(directory, hosts, parse_faults(faults), metrics=metrics, stage=stage, inventory=inventory)
     await fleet.start()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

@@ -20,14 +20,27 @@ def write_ssh_config(directory: Path, hosts: list[tuple[str, int, str | None]]) 
     (directory / "ssh_config").write_text("\n".join(lines))
 
 
+def write_ansible_inventory(path: Path, hosts: list[tuple[str, int, str | None]], group: str) -> None:
+    """An Ansible INI inventory of the (name, port, user) hosts on 127.0.0.1, all in one group, as Ansible's
+    documentation writes one: ansible_host and ansible_port on each host's line, ansible_user when it has one."""
+    lines = [f"# Written by `controlroom fleet --inventory ansible`: {len(hosts)} simulated hosts on 127.0.0.1",
+             f"[{group}]"]
+    for name, port, user in hosts:
+        lines.append(f"{name} ansible_host=127.0.0.1 ansible_port={port}" + (f" ansible_user={user}" if user else ""))
+    lines += ["", f"[{group}:vars]", "ansible_connection=ssh", ""]
+    path.write_text("\n".join(lines))
+
+
 def write_fleet_config(path: Path, hosts: list[tuple[str, int, str | None]], prefix: str, width: int,
-                       metrics_url: str | None = None, stage: bool = False) -> None:
+                       metrics_url: str | None = None, stage: bool = False, inventory: str = "toml") -> None:
     """The controlroom.toml that targets a fleet of (name, port, user) hosts on 127.0.0.1, named prefix001...
 
     One writer for the simulated fleet and the real-sshd test bed (tests/realsshd.py), so both run the same
     steps, health check, rollback and phases. A host's user, when given, overrides [inventory.ssh] user.
     With metrics_url (the simulated fleet's own Prometheus API), the config has [metrics] and a gate on the canary.
     With stage, [release] stage runs the demo repo's `make build` (a second or two), and a deploy needs it first.
+    With inventory="ansible", the hosts are in an Ansible INI inventory beside the config (inventory.ini, the group
+    named prefix) and the config names it as [inventory] ansible instead of listing them.
     """
     n = len(hosts)
     first, last = hosts[0][0], hosts[-1][0]
@@ -39,13 +52,18 @@ def write_fleet_config(path: Path, hosts: list[tuple[str, int, str | None]], pre
         f'{name} = {{ address = "127.0.0.1", port = {port}{f", user = {json.dumps(user)}" if user else ""} }}\n'
         for name, port, user in hosts
     )
+    hosts_lines = f'hosts = ["{pattern}"]\n'
+    if inventory == "ansible":
+        write_ansible_inventory(path.parent / "inventory.ini", hosts, prefix)
+        hosts_lines = 'ansible = "inventory.ini"          # the hosts, as an Ansible inventory (`controlroom fleet ' \
+            '--inventory ansible`)\n'
+        hosts_table = ""
     guards = 'guards = ["errors_5xx"]          # a failed gate on errors_5xx offers this kill switch first\n' \
         if metrics_url else ""
     stage_line = 'stage = "make build REV={revision}"      # `controlroom stage`, or S in the app\n' if stage else ""
     text = f'''# Written by `controlroom fleet` for a simulated fleet of {n} hosts ({first} .. {last}) on 127.0.0.1.
 [inventory]
-hosts = ["{pattern}"]
-
+{hosts_lines}
 [inventory.ssh]
 user = "deploy"
 known_hosts = "known_hosts"        # the fleet's own host keys; checking is always strict
