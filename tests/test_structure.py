@@ -56,9 +56,6 @@ KNOWN: set[tuple[str, str]] = {
     ("app.link", "journal.journal"),  # journal.Lock
     ("app.stage", "server.notify"),  # notify.failure_line
     ("app.screens", "app.app"),  # circle app.app -> app.screens -> app.app (TYPE_CHECKING ControlRoom)
-    # server helper (item 3, its point 3): client.spawn_server uses server.rotate_log, server uses
-    # client.make_state_dir; the shared helpers move to one module both may import (server/statedir.py)
-    ("server.client", "server.server"),
     # no helper this round (integrator): the journal's live revisions read by sources.stagediff.live_by_host;
     # the circle cli.session <-> cli.questions (the questions use the session's ask/confirm, the session asks
     # them lazily)

@@ -35,12 +35,12 @@ from controlroom.server import protocol as pr
 from controlroom.server import views
 from controlroom.server.ops import POLICIES, OpsMixin  # noqa: F401 - POLICIES for callers of this module
 from controlroom.server.presence import DECISIONS, DRIVES, Presence, kind_of
+from controlroom.server.statedir import make_state_dir
 
 QUEUE = 2000  # events buffered per client before it is given a snapshot instead
 WRITE_BUFFER = 1 << 20  # bytes a client has not read yet before it is given a snapshot instead
 RING = 5000  # events kept for clients that reconnect with the number they have
 IDLE = 600.0
-LOG_MAX = 1 << 20  # server.log is rotated (one old copy) when it passes this at start
 
 
 class ServerRunning(ControlroomError):
@@ -134,7 +134,6 @@ class Server(OpsMixin):
         naming the path and what to do when its files cannot be made (read-only, full), UsageError (exit 2) when
         this one cannot start (socket path too long)."""
         from controlroom.fleet.ssh import SSHPool
-        from controlroom.server.client import make_state_dir
 
         try:
             make_state_dir(self.state)
@@ -519,15 +518,6 @@ READS = ("status", "output", "journal", "revisions", "rollback_plan", "flags", "
 INTENTS = ("deploy", "resume", "rollback", "pause", "unpause", "abort", "interrupt", "proceed", "retry", "skip",
            "lock", "unlock", "log_add", "stop", "flag_set", "flag_dismiss", "park", "stage",
            "gate_check")
-
-
-def rotate_log(state: Path) -> Path:
-    """STATE/server.log, with one old copy kept when it has grown past LOG_MAX."""
-    log = Path(state) / "server.log"
-    with contextlib.suppress(OSError):
-        if log.stat().st_size > LOG_MAX:
-            os.replace(log, log.with_suffix(".log.1"))
-    return log
 
 
 def _output_to_log() -> None:
