@@ -50,10 +50,7 @@ MAY_DRAW = ("app", "widgets")
 # its line here (an entry that no longer matches an import fails the test); the integrator empties the set.
 # An entry is (importer, imported), dotted below controlroom (widgets as "widgets.x").
 KNOWN: set[tuple[str, str]] = {
-    # app helper (item 3, its point 5): the one Lock wire shape comes from server/wire.py (server helper)
-    ("app.actions", "journal.journal"),  # journal.Lock, journal.abandons
-    ("app.app", "journal.journal"),  # journal.Lock
-    ("app.link", "journal.journal"),  # journal.Lock
+    # app helper (item 3, its point 5)
     ("app.stage", "server.notify"),  # notify.failure_line
     ("app.screens", "app.app"),  # circle app.app -> app.screens -> app.app (TYPE_CHECKING ControlRoom)
     # no helper this round (integrator): the journal's live revisions read by sources.stagediff.live_by_host;

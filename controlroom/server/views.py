@@ -10,7 +10,8 @@ import asyncio
 from controlroom.core import events as ev
 from controlroom.core.errors import ControlroomError
 from controlroom.engine.board import Board
-from controlroom.journal.journal import Journal, unreached
+from controlroom.journal.journal import Journal, abandons, unreached
+from controlroom.server import wire
 from controlroom.sources import git as release
 
 LOG_REPLY = 500  # deploy-log entries in one reply at most (the newest)
@@ -50,21 +51,21 @@ def adopt_last(board: Board, journal: Journal) -> None:
     board.phase_index = i
 
 
-def lock_dict(journal: Journal) -> dict | None:
-    """The lock with every field of journal.Lock (a client rebuilds it with Lock(**d)), liveness as seen here."""
-    lock = journal.lock()
+def lock_of(journal: Journal | None) -> wire.Lock | None:
+    """The lock as the journal has it, its liveness as seen here and the server's words for it (wire.Lock)."""
+    lock = journal.lock() if journal is not None else None
     if lock is None:
         return None
-    return {"user": lock.user, "at": lock.at, "reason": lock.reason, "pid": lock.pid, "hostname": lock.hostname,
-            "rollout_id": lock.rollout_id, "origin": lock.origin, "stale": lock.stale}
+    return wire.Lock(user=lock.user, at=lock.at, reason=lock.reason, pid=lock.pid, hostname=lock.hostname,
+                     rollout_id=lock.rollout_id, origin=lock.origin, stale=lock.stale, live=lock.live,
+                     said=lock.describe(), gives_up=abandons(lock))
 
 
 def journal_reply(journal: Journal, since: int) -> dict:
     """The lock and the deploy-log entries after id ``since`` (the newest LOG_REPLY), oldest first."""
-    entries = [e for e in journal.log(LOG_REPLY) if e.id > since]
-    return {"lock": lock_dict(journal),
-            "log": [{"id": e.id, "at": e.at, "user": e.user, "kind": e.kind, "text": e.text,
-                     "revision": e.revision, "origin": e.origin} for e in entries]}
+    lock = lock_of(journal)
+    return {"lock": None if lock is None else lock.to_wire(),
+            "log": [wire.log_entry(e) for e in journal.log(LOG_REPLY) if e.id > since]}
 
 
 async def revisions(cfg, journal: Journal, pool) -> dict:

@@ -1,5 +1,5 @@
-"""The control-room socket's protocol on its own (controlroom.server.protocol): one JSON object a line, bounded, and every
-request's fields checked for type before an operation sees them."""
+"""The control-room socket's protocol on its own (controlroom.server.protocol, and wire.py for what is in
+them): one JSON object a line, bounded, and every request's fields checked for type before an operation sees them."""
 
 from __future__ import annotations
 
@@ -9,16 +9,8 @@ import json
 import pytest
 
 from controlroom.core.errors import UsageError
-from controlroom.server.protocol import (
-    FIELDS,
-    REQUEST_MAX,
-    BadRequest,
-    ProtocolError,
-    check_request,
-    encode,
-    read_msg,
-    socket_path,
-)
+from controlroom.server.protocol import REQUEST_MAX, ProtocolError, encode, read_msg, socket_path
+from controlroom.server.wire import REQUESTS, BadRequest, check_request
 
 
 def reader_of(data: bytes, limit: int = REQUEST_MAX) -> asyncio.StreamReader:
@@ -92,7 +84,7 @@ def test_a_field_of_the_wrong_type_is_refused_naming_the_op_and_the_field(msg, e
 
 
 def test_every_op_names_its_fields_with_types_the_checker_can_name():
-    for op, fields in FIELDS.items():
+    for op, fields in REQUESTS.items():
         for name, (types, required) in fields.items():
             assert types and isinstance(required, bool), (op, name)
 
