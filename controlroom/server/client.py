@@ -20,6 +20,7 @@ from pathlib import Path
 from controlroom.config.config import Config
 from controlroom.core.errors import ControlroomError, UsageError
 from controlroom.server import protocol as pr
+from controlroom.server import wire
 from controlroom.server.statedir import last_line, make_state_dir, rotate_log
 
 START_WAIT = 15.0
@@ -87,7 +88,7 @@ class Client:
         rid = self._next
         fut = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
-        self.writer.write(pr.encode({"id": rid, "op": op, **args}))
+        self.writer.write(pr.encode(wire.request(rid, op, args)))
         try:
             await self.writer.drain()
         except (ConnectionError, OSError):
@@ -110,7 +111,7 @@ class Client:
 async def _open(path: Path, read_only: bool, kind: str = "cli") -> Client:
     reader, writer = await asyncio.open_unix_connection(str(path), limit=pr.MAX_LINE)
     # kind: what this client is (app, cli, web), for the presence list the server keeps
-    writer.write(pr.encode({"op": "hello", "version": pr.VERSION, "read_only": read_only, "client": kind}))
+    writer.write(pr.encode(wire.client_hello(read_only=read_only, client=kind)))
     await writer.drain()
     hello = await pr.read_msg(reader)
     if hello is None:

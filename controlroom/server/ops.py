@@ -433,8 +433,7 @@ class Operations:
 
     # ------------------------------------------------------------------------------------------ reads
     async def _output_of(self, c, msg: dict) -> dict:
-        # seq: the events up to this number are in the reply; a client follows with the HostOutput after it
-        return {**views.host_output(self.rollout, str(msg.get("host", ""))), "seq": self._seq()}
+        return views.host_output(self.rollout, str(msg.get("host", "")), self._seq())
 
     async def _journal(self, c, msg: dict) -> dict:
         since = msg.get("since")

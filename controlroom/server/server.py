@@ -367,11 +367,11 @@ class Server:
         self._presence_changed()
 
     async def _status(self, c: _Client, msg: dict) -> dict:
-        return {"pid": os.getpid(), "clients": len(self.clients), "connections": len(self.door.conns),
-                "max_connections": self.door.max_connections, "busy": self._running(),
-                "seq": self.seq, "since": self.started, "status": self.board.status,
-                "rollout_id": self.board.rollout_id, "config": str(self.live.file.path),
-                "channels": self.live.channel_lines(), "notes": list(self.live.notes)}
+        return wire.status(pid=os.getpid(), clients=len(self.clients), connections=len(self.door.conns),
+                           max_connections=self.door.max_connections, busy=self._running(), seq=self.seq,
+                           since=self.started, status=self.board.status, rollout_id=self.board.rollout_id,
+                           config=str(self.live.file.path), channels=self.live.channel_lines(),
+                           notes=list(self.live.notes))
 
     # ------------------------------------------------------------------------------------------ presence
     def _drove(self, c: _Client, before: asyncio.Task | None) -> None:

@@ -73,7 +73,7 @@ async def revisions(cfg, journal: Journal, pool) -> dict:
     for the hosts a deploy reached and by asking one host for the inventory's hosts none has reached yet (the
     middle of a first deploy: its 2 canary hosts are not the fleet). ``unreached`` is that answer, what the hosts
     without a record count as. What cannot be known comes back as a one-line reason instead."""
-    out: dict = {"staged": None, "live": None, "unreached": None, "staged_error": None, "live_error": None}
+    out = wire.revisions()
     try:
         out["staged"] = await asyncio.to_thread(release.staged_revision, cfg)
     except ControlroomError as e:
@@ -100,19 +100,19 @@ async def revisions(cfg, journal: Journal, pool) -> dict:
     return out
 
 
-def host_output(rollout, host: str) -> dict:
+def host_output(rollout, host: str, seq: int) -> dict:
     """One host's recent output as the engine keeps it ("$ command" lines included) and its last command."""
     hr = rollout.hosts.get(host) if rollout is not None else None
     if hr is None:
-        return {"host": host, "lines": [], "result": None, "revision": None, "previous": None}
+        return wire.host_output(host=host, lines=[], revision=None, previous=None, result=None, seq=seq)
     res = hr.result
-    return {"host": host, "lines": list(hr.output), "revision": hr.revision, "previous": hr.previous,
-            "result": None if res is None else {"label": res.label, "connect_s": res.connect_s,
-                                                 "run_s": res.run_s}}
+    return wire.host_output(host=host, lines=list(hr.output), revision=hr.revision, previous=hr.previous, seq=seq,
+                            result=None if res is None else {"label": res.label, "connect_s": res.connect_s,
+                                                             "run_s": res.run_s})
 
 
 def rollback_plan(rollout) -> dict:
     """What a rollback of this rollout would reach: every host that may run its code, and how many are not done."""
     targets = rollout.rollback_targets()
-    return {"rollout_id": rollout.id, "revision": rollout.revision, "previous": rollout.previous,
-            "hosts": len(targets), "others": sum(h.state != ev.DONE for h in targets)}
+    return wire.rollback_plan(rollout_id=rollout.id, revision=rollout.revision, previous=rollout.previous,
+                              hosts=len(targets), others=sum(h.state != ev.DONE for h in targets))

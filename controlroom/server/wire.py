@@ -3,8 +3,10 @@ field), what the server answers (a reply or a refusal), and what it sends unaske
 events, presence, notices, an operation's end, a stage's output). protocol.py frames them (one JSON object a line);
 this module says what is in them. The JSON field names are the protocol's: a change here is a change of VERSION.
 
-The server sends, besides the replies (``{"id": N, "ok": true, ...}`` or ``{"id": N, "ok": false, "error": line,
-"exit": code}``):
+A reply is ``{"id": N, "ok": true, ...}`` or a refusal ``{"id": N, "ok": false, "error": line, "exit": code}``;
+the fields of the server's own replies are made here (started, status, host_output, rollback_plan, revisions, the
+``journal`` reply's lock and log_entry); the flag replies are the flag service's (engine.flagpush). Unasked, the
+server sends:
     hello          its answer to the client's hello (ok, version, pid, user, may_act, warning, client_no), or a
                    refusal (ok false, error, maybe exit) after which it closes
     snapshot       seq, board, lock, log, busy, engine_status, policy, presence, driver
@@ -18,7 +20,7 @@ The Lock is one shape wherever it travels (the snapshot, the ``journal`` reply):
 lock row, its liveness as the server sees it, and the server's words for it (``describe``: who holds it and why;
 ``abandons``: what releasing it gives up), so a client shows what the server says and never recomputes it.
 
-Plain data: stdlib and controlroom.core only (the app imports this module).
+Plain data: it imports only the stdlib, controlroom.core and protocol.VERSION (the app imports this module).
 """
 
 from __future__ import annotations
@@ -29,12 +31,23 @@ from controlroom.core import events as ev
 from controlroom.core.errors import UsageError
 from controlroom.server.protocol import VERSION
 
+
 # ----------------------------------------------------------------------------------------------------- requests
+def client_hello(*, read_only: bool, client: str) -> dict:
+    """A client's first line: its version, whether it only watches, what it is (app, cli, web: presence)."""
+    return {"op": "hello", "version": VERSION, "read_only": read_only, "client": client}
+
+
+def request(rid: int, op: str, fields: dict) -> dict:
+    """One request; its reply carries the same id."""
+    return {"id": rid, "op": op, **fields}
+
+
 _STR, _INT, _BOOL, _STRS = (str,), (int,), (bool,), (list,)
 _NAMES = {str: "a string", int: "a whole number", bool: "true or false", list: "a list of strings"}
 # op -> {field: (types, required)}; None is always allowed for a field that is not required
 REQUESTS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
-    "hello": {"version": (_INT, True), "read_only": (_BOOL, False)},
+    "hello": {"version": (_INT, True), "read_only": (_BOOL, False)},  # "client": presence.kind_of reads it
     "attach": {"since": (_INT, False)},
     "status": {}, "revisions": {}, "rollback_plan": {}, "flags": {}, "park": {},
     "pause": {}, "unpause": {}, "abort": {}, "interrupt": {}, "proceed": {"reason": (_STR, False)},
@@ -120,6 +133,31 @@ def started(*, rollout_id: int, revision: str, op: int, seq: int, hosts: dict[st
     """The reply to an intent that started an operation: its number, and every host as ``[phase, steps_done,
     state]`` at event number seq (a follower applies the events after it)."""
     return {"rollout_id": rollout_id, "revision": revision, "op": op, "seq": seq, "hosts": hosts}
+
+
+def status(*, pid: int, clients: int, connections: int, max_connections: int, busy: str, seq: int, since: float,
+           status: str | None, rollout_id: int | None, config: str, channels: list[str], notes: list[str]) -> dict:
+    """`server status`: the server's pid, who is attached, what runs, its config and what was said about it."""
+    return {"pid": pid, "clients": clients, "connections": connections, "max_connections": max_connections,
+            "busy": busy, "seq": seq, "since": since, "status": status, "rollout_id": rollout_id, "config": config,
+            "channels": channels, "notes": notes}
+
+
+def host_output(*, host: str, lines: list[str], revision: str | None, previous: str | None,
+                result: dict | None, seq: int) -> dict:
+    """One host's recent output and its last command's result (label, connect_s, run_s); the events up to seq
+    are in it (a client follows with the HostOutput after it)."""
+    return {"host": host, "lines": lines, "result": result, "revision": revision, "previous": previous, "seq": seq}
+
+
+def rollback_plan(*, rollout_id: int, revision: str, previous: str | None, hosts: int, others: int) -> dict:
+    """What a rollback would reach: every host that may run the deploy's code, and how many are not done."""
+    return {"rollout_id": rollout_id, "revision": revision, "previous": previous, "hosts": hosts, "others": others}
+
+
+def revisions() -> dict:
+    """The staged and the live revision, what hosts no deploy reached run, and why what is None is not known."""
+    return {"staged": None, "live": None, "unreached": None, "staged_error": None, "live_error": None}
 
 
 # ----------------------------------------------------------------------------------------------------- the Lock
