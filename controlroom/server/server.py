@@ -1,10 +1,15 @@
 """The control-room server: one per state directory. It owns the engine, the SSH pool (warm between operations) and
-the journal writer; the app and the CLI are its clients over STATE/control.sock (protocol.py).
+the journal writer (through ops.Operations and configwatch.LiveConfig); the app and the CLI are its clients over
+STATE/control.sock (protocol.py).
 
 Every event the journal commits (and each host's output) gets the next number and goes to every attached client;
 the board (board.py) kept here gives a snapshot to anyone who attaches or falls behind. A slow client never slows
 the engine: its queue is bounded and, when full, it gets a fresh snapshot instead. Who asks comes from the socket's
 peer credentials. The server exits after ``idle`` seconds with no operation running and no client attached.
+
+The server keeps the socket, the clients, the numbered stream and the snapshot; what a request does is the
+operations' (ops.py): each request goes through their one table of handlers, which says whether it is a read or an
+intent and who may make it. What every message holds is wire.py's.
 """
 
 from __future__ import annotations
