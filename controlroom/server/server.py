@@ -231,7 +231,7 @@ class Server:
         """Every event the journal committed (and host output and chat failures, which are not journaled), in order."""
         self.seq += 1
         self.board.apply(e)
-        msg = wire.event(self.seq, e)
+        msg = wire.event(self.seq, ev.to_wire(e))
         if type(e) is not ev.HostOutput:
             self.ring.append(msg)
         data = pr.encode(msg) if self.clients else None

@@ -20,14 +20,14 @@ The Lock is one shape wherever it travels (the snapshot, the ``journal`` reply):
 lock row, its liveness as the server sees it, and the server's words for it (``describe``: who holds it and why;
 ``abandons``: what releasing it gives up), so a client shows what the server says and never recomputes it.
 
-Plain data: it imports only the stdlib, controlroom.core and protocol.VERSION (the app imports this module).
+Plain data: it imports only the stdlib, core.errors and protocol.VERSION (every client imports this module, so it
+costs what they already pay).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from controlroom.core import events as ev
 from controlroom.core.errors import UsageError
 from controlroom.server.protocol import VERSION
 
@@ -220,8 +220,9 @@ def snapshot(*, seq: int, board: dict, lock: Lock | None, log: list[str], busy: 
             "log": log, "busy": busy, "engine_status": engine_status, "policy": policy, **presence}
 
 
-def event(seq: int, e: ev.Event) -> dict:
-    return {"op": "event", "seq": seq, "event": ev.to_wire(e)}
+def event(seq: int, event: dict) -> dict:
+    """Event number seq; ``event`` as core.events.to_wire gives it."""
+    return {"op": "event", "seq": seq, "event": event}
 
 
 def present(*, no: int, user: str, origin: str | None, client: str, role: str | None = None) -> dict:
