@@ -1,12 +1,10 @@
-"""The server's operations on the fleet (deploy, resume, rollback, stage) and every request a client may make,
-as one object (Operations) and one table of handlers (``Operations.handlers``: op name -> Handler, saying whether
-it is a read or an intent and who may make it). The server (server.py) keeps the socket and the clients and
-dispatches each request through that table; what its requests and replies hold is wire.py's.
+"""The server's operations on the fleet (deploy, resume, rollback, stage) and every request a client may make:
+one object (Operations) and one table of handlers (``Operations.handlers``: op -> Handler, a read or an intent and
+who may make it), through which the server (server.py) dispatches each request; what they hold is wire.py's.
 
-Every operation gets a number; when it ends, every attached client is sent wire.ended (``{"op": "ended", "no": N,
-"name": ..., "rollout_id": ..., "error": line or None, "exit": code}``) after the events it caused, so a headless
-client following it knows how it ended even when no RolloutFinished came (interrupted, refused by the hosts'
-leases, a journal that cannot record). A server whose journal fails exits: it cannot write anything any more.
+Every operation gets a number; when it ends, every attached client is sent wire.ended after the events it caused,
+so a headless client following it knows how it ended even when no RolloutFinished came (interrupted, refused by
+the hosts' leases, a journal that cannot record). A server whose journal fails exits: it cannot write any more.
 
 A deploy waiting for a decision that no one will give (a halt, or a gate --auto does not pass, with no terminal to
 ask) is *parked*: it stays in the server, halted or waiting, and the fleet's lock row says why; `deploy --resume`
@@ -134,10 +132,6 @@ class Operations:
     @property
     def flags(self):
         return self.live.flags
-
-    @property
-    def policy(self) -> str:
-        return self.answers.policy
 
     @property
     def busy(self) -> bool:
@@ -457,8 +451,10 @@ class Operations:
         return self._wired(Rollout(self.cfg, self.pool, self.journal, gates=self._gate_keeper(), **kw))
 
     def _gate_keeper(self):
-        """What checks a deploy's gates against [metrics] during the bake (None when no phase has a gate)."""
-        return gates.keeper_for(self.cfg, self.journal)
+        """What checks a deploy's gates against [metrics] during the bake (None when no phase has a gate): it asks
+        the server's one metrics source, the one the metrics pane reads."""
+        settings = self.cfg.metrics
+        return gates.keeper_for(self.cfg, self.journal, source=lambda: self.metrics.kept(settings))
 
     def _wired(self, r):
         """An engine the server drives: its host output joins the numbered stream."""

@@ -254,7 +254,7 @@ class Server:
             seq=self.seq, board=self.board.snapshot(), lock=views.lock_of(self.journal),
             log=[e.line() for e in self.journal.log(200)] if self.journal else [],
             busy=ops.op_name if busy else "", engine_status=r.status if busy and r is not None else None,
-            policy=ops.policy if busy else None,  # who answers an operator's wait: a follower asks not
+            policy=ops.answers.policy if busy else None,  # who answers an operator's wait: a follower asks not
             presence=self.presence.message(self.clients, busy))
         if not busy and snap["board"]["status"] not in (None, *ev.ROLLOUT_FINAL):
             snap["board"]["status"] = ev.R_HALTED  # a deploy that nothing here drives waits for a decision

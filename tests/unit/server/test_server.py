@@ -466,3 +466,41 @@ async def test_the_lock_has_one_shape_in_the_snapshot_and_the_journal_reply_and_
         assert abandons(lock) == f"releases {lock.user}'s NO DEPLOY PLEASE (NO DEPLOY PLEASE: migration)"
     finally:
         await c.close()
+
+
+async def test_the_gates_and_the_metrics_pane_read_the_one_metrics_source_the_server_keeps(gated_fleet, monkeypatch):
+    from controlroom.core import events as ev
+    from controlroom.engine import gates
+    from controlroom.server import server as server_mod
+    from controlroom.sources import metrics
+
+    made, opened_per_round = [], []  # every source the server made, and any a gate keeper opened for itself
+    real = metrics.make_source
+    monkeypatch.setattr(metrics, "make_source", lambda s, **kw: made.append(s) or real(s, **kw))
+    monkeypatch.setattr(gates, "make_source", lambda s, **kw: opened_per_round.append(s) or real(s, **kw))
+    cfg = config.load(gated_fleet.config_path)
+    srv = server_mod.Server(cfg, idle=3600)
+    await srv.start()
+    serving = asyncio.ensure_future(srv.serve())
+    c = await connect(cfg, start=False)
+    try:
+        await c.request("metrics", points=10)  # the pane's poll: the server makes its source
+        assert len(made) == 1
+        await c.request("attach")
+        await c.request("deploy")
+
+        async def failed_gate() -> None:
+            while True:
+                msg = await c.messages.get()
+                if msg.get("op") == "event" and msg["event"].get("type") == "GateWaiting" \
+                        and ev.from_wire(msg["event"]).kind == ev.GATE_FAILED:
+                    return
+
+        await asyncio.wait_for(failed_gate(), 120)  # the canary's gate was checked, and failed, against it
+        await c.request("metrics", points=10)
+        assert len(made) == 1 and opened_per_round == []  # one source: the pane's polls and the gate's checks
+        await c.request("abort")
+    finally:
+        await c.close()
+        srv.stop()
+        await serving
