@@ -10,7 +10,8 @@ import asyncio
 from controlroom.core import events as ev
 from controlroom.core.errors import ControlroomError
 from controlroom.engine.board import Board
-from controlroom.journal.journal import Journal, abandons, unreached
+from controlroom.journal.journal import Journal, unreached
+from controlroom.journal.locks import abandons
 from controlroom.server import wire
 from controlroom.sources import git as release
 
