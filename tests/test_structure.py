@@ -50,15 +50,9 @@ MAY_DRAW = ("app", "widgets")
 # its line here (an entry that no longer matches an import fails the test); the integrator empties the set.
 # An entry is (importer, imported), dotted below controlroom (widgets as "widgets.x").
 KNOWN: set[tuple[str, str]] = {
-    # app helper (item 3, its point 5): the one Lock wire shape comes from server/wire.py (server helper)
-    ("app.actions", "journal.journal"),  # journal.Lock, journal.abandons
-    ("app.app", "journal.journal"),  # journal.Lock
-    ("app.link", "journal.journal"),  # journal.Lock
+    # app helper (item 3, its point 5)
     ("app.stage", "server.notify"),  # notify.failure_line
     ("app.screens", "app.app"),  # circle app.app -> app.screens -> app.app (TYPE_CHECKING ControlRoom)
-    # server helper (item 3, its point 3): client.spawn_server uses server.rotate_log, server uses
-    # client.make_state_dir; the shared helpers move to one module both may import (server/statedir.py)
-    ("server.client", "server.server"),
     # no helper this round (integrator): the journal's live revisions read by sources.stagediff.live_by_host;
     # the circle cli.session <-> cli.questions (the questions use the session's ask/confirm, the session asks
     # them lazily)

@@ -20,7 +20,7 @@ from controlroom.app.confirm import deploy_plan, plural, why_no_resume
 from controlroom.app.keys import _KEY_NAMES, ACTIONS, INTENT_OF, NAV_KEYS, SECONDARY, WIDE_ONLY
 from controlroom.core import events as ev
 from controlroom.core.text import clean
-from controlroom.journal.journal import abandons
+from controlroom.server.wire import abandons
 from widgets.deploy_log import clock
 from widgets.dialogs import ConfirmDialog, HelpScreen, OverrideDialog, PromptDialog, QuitDialog
 from widgets.host_detail import HostScreen

@@ -31,8 +31,8 @@ from controlroom.core import events as ev
 from controlroom.core.identity import current_user
 from controlroom.core.text import clean
 from controlroom.engine.board import Board
-from controlroom.journal.journal import Lock
 from controlroom.server.client import Client
+from controlroom.server.wire import Lock
 from widgets.deploy_log import DeployLogPane, LockView
 from widgets.host_detail import HostScreen
 from widgets.host_grid import HostGrid

@@ -14,8 +14,8 @@ from types import SimpleNamespace
 from controlroom.core import events as ev
 from controlroom.core.errors import ControlroomError
 from controlroom.engine.board import Board
-from controlroom.journal.journal import Lock
 from controlroom.server.client import Client, connect
+from controlroom.server.wire import Lock
 from widgets.deploy_log import entry_line
 
 RECONNECT = 1.0  # seconds between attempts to reach the server again
@@ -276,7 +276,7 @@ class Link:
                         self._new_entries.append(entry_line(d["at"], d["user"], d["kind"], d["text"],
                                                              d.get("revision")))  # cleaned there
                         self._log_dirty = True
-                lock = Lock(**reply["lock"]) if reply.get("lock") else None
+                lock = Lock.from_wire(reply.get("lock"))
                 if lock != self._lock:
                     self._lock = lock
                     self._lock_dirty = True
@@ -293,7 +293,7 @@ class Link:
         if client is not None:
             try:
                 reply = await client.request("journal", since=self._last_log_id)
-                self._lock = Lock(**reply["lock"]) if reply.get("lock") else None
+                self._lock = Lock.from_wire(reply.get("lock"))
                 self._lock_dirty = True
             except (ControlroomError, TypeError, KeyError):
                 pass

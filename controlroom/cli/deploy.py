@@ -82,8 +82,8 @@ def _log_from_server(cfg: Config, n: int) -> int:
     import asyncio
 
     from controlroom.journal.journal import LogEntry
-    from controlroom.journal.locks import Lock
     from controlroom.server.client import connect
+    from controlroom.server.wire import Lock
 
     async def go() -> dict:
         c = await connect(cfg, start=False)
@@ -94,7 +94,7 @@ def _log_from_server(cfg: Config, n: int) -> int:
 
     reply = asyncio.run(go())
     if reply.get("lock"):
-        print(clean(Lock(**reply["lock"]).describe(), LINE_LIMIT))
+        print(clean(Lock.from_wire(reply["lock"]).describe(), LINE_LIMIT))
     for e in reply.get("log", [])[-n:]:  # oldest first, as the journal gives them
         print(clean(LogEntry(**e).line(), LINE_LIMIT))
     return 0
@@ -106,10 +106,10 @@ def cmd_lock(cfg: Config, args: argparse.Namespace) -> int:
     msg = " ".join(args.message).strip()
     if not msg:
         raise UsageError("lock needs a message: say why (it is what the team reads)")
-    from controlroom.journal.journal import Lock
+    from controlroom.server.wire import Lock
 
     d = _ask_server(cfg, "journal", since=2**62).get("lock")
-    held = Lock(**d) if d else None
+    held = Lock.from_wire(d)
     takeover = False
     if held is not None and not held.stale and not held.rollout_id:  # a deploy's lock: the server refuses
         described = clean(held.describe(), LINE_LIMIT)

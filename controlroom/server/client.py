@@ -20,6 +20,8 @@ from pathlib import Path
 from controlroom.config.config import Config
 from controlroom.core.errors import ControlroomError, UsageError
 from controlroom.server import protocol as pr
+from controlroom.server import wire
+from controlroom.server.statedir import last_line, make_state_dir, rotate_log
 
 START_WAIT = 15.0
 
@@ -86,7 +88,7 @@ class Client:
         rid = self._next
         fut = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
-        self.writer.write(pr.encode({"id": rid, "op": op, **args}))
+        self.writer.write(pr.encode(wire.request(rid, op, args)))
         try:
             await self.writer.drain()
         except (ConnectionError, OSError):
@@ -109,7 +111,7 @@ class Client:
 async def _open(path: Path, read_only: bool, kind: str = "cli") -> Client:
     reader, writer = await asyncio.open_unix_connection(str(path), limit=pr.MAX_LINE)
     # kind: what this client is (app, cli, web), for the presence list the server keeps
-    writer.write(pr.encode({"op": "hello", "version": pr.VERSION, "read_only": read_only, "client": kind}))
+    writer.write(pr.encode(wire.client_hello(read_only=read_only, client=kind)))
     await writer.drain()
     hello = await pr.read_msg(reader)
     if hello is None:
@@ -123,8 +125,6 @@ async def _open(path: Path, read_only: bool, kind: str = "cli") -> Client:
 
 def spawn_server(cfg: Config) -> subprocess.Popen:
     """Start `controlroom serve` in the background, detached from this terminal and session."""
-    from controlroom.server.server import rotate_log
-
     state = Path(cfg.state.dir)
     make_state_dir(state)
     log = rotate_log(state)
@@ -225,23 +225,3 @@ async def _await_server(proc: subprocess.Popen, path: Path, state: Path, read_on
             raise ControlroomError(f"the server did not answer within {START_WAIT:g} s; see "
                                    f"{state / 'server.log'}")
         await asyncio.sleep(0.05)
-
-
-def make_state_dir(state: Path) -> None:
-    """The state directory, created the server's (0710 whatever the umask: the team's group may only pass through
-    it to the socket; a setgid bit of a team parent kept, so the socket gets the team's group) when missing. An
-    existing one is left as it is: the server checks it at start (serverdoor.claim_state)."""
-    state.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        state.mkdir(mode=0o710)
-    except FileExistsError:
-        return
-    os.chmod(state, 0o710 | (state.stat().st_mode & 0o2000))
-
-
-def last_line(path: Path) -> str:
-    try:
-        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
-    except OSError:
-        return "(no log)"
-    return lines[-1].removeprefix("controlroom: ") if lines else "(empty log)"

@@ -1,4 +1,5 @@
-"""The server's one config: the file it was started with, reloaded as a whole when it changes (serverops.py).
+"""The server's one config: the file it was started with, reloaded as a whole when it changes (LiveConfig), and what
+is made of it (the SSH pool, the flag service, the chat notifier).
 
 A client that names another file is refused with the path of the one in use (the same file under another name is
 the same config). When the file changes (its identity, size or time: checked at every request and every second),
@@ -14,15 +15,21 @@ was at start (the systemd unit's EnvironmentFile), never a client's. Each chat c
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
+import sys
 import time
+import traceback
+from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 from controlroom.config import config as config_mod
 from controlroom.config.config import Config
 from controlroom.core.errors import UsageError
 from controlroom.core.text import clean
+from controlroom.server import wire
 
 # [section] as the config names it -> the Config fields it fills
 SECTIONS = {
@@ -113,3 +120,144 @@ def channel_lines(cfg: Config, file: ConfigFile, channels: list[Watched]) -> lis
         out.append(f"webhook: not configured: [notify] webhook_env names {n.webhook_env}, which is not set in the "
                    "server's environment (its unit's EnvironmentFile)")
     return out
+
+
+class LiveConfig:
+    """The config the server runs with and what is made of it: the SSH pool (warm between operations), the flag
+    service and the chat notifier. ``reload`` reads the file again when it changed and applies it; what an operation
+    in flight is made of (FLEET) waits for ``settle``, which the operation's end calls.
+
+    ``say`` sends a message to every attached client; ``on_chat_failure`` publishes a chat channel's failure (an
+    event, not journaled)."""
+
+    def __init__(self, cfg: Config, board, *, say: Callable[[dict], None],
+                 on_chat_failure: Callable[[object], None]) -> None:
+        self.cfg = cfg
+        self.board = board
+        self.file = ConfigFile(cfg, dict(os.environ))  # the one config; secrets as at start
+        self.notes: deque[str] = deque(maxlen=5)  # what was last said about it (`server status`)
+        self.channels: list[Watched] = []
+        self.journal = None
+        self.pool = None
+        self.flags = None  # flagpush.FlagService: flag changes, receipts, stragglers (never behind the fleet lock)
+        self.notifier = None  # notify.Notifier: the deploy log to chat, from the journal (a deploy never waits)
+        self._say = say
+        self._on_chat_failure = on_chat_failure
+        self._pending: Config | None = None  # a config read while an operation ran: its FLEET sections wait for it
+
+    def start(self, journal) -> None:
+        """Make the pool, the flag service and the notifier, on the journal just opened."""
+        from controlroom.engine.flagpush import FlagService
+        from controlroom.fleet.ssh import SSHPool
+
+        self.journal = journal
+        self.pool = SSHPool(self.cfg.ssh, self.cfg.hosts)
+        self.flags = FlagService(self.cfg, self.pool, journal)
+        self.flags.start()
+        self.notifier = self._make_notifier(self.cfg)
+
+    async def close(self) -> None:
+        if self.flags is not None:
+            await self.flags.close()
+        if self.notifier is not None:
+            await self.notifier.close()
+        if self.pool is not None:
+            await self.pool.close()
+
+    def require_same(self, named: str) -> None:
+        """The client names the config it was given: refused unless it is the server's own file."""
+        self.file.require_same(named)
+
+    async def reload(self, running: str = "") -> list[str]:
+        """When the config file changed, read it and apply it; the lines said about it. ``running``: the name of
+        the operation in flight ("" for none), whose FLEET sections wait for its end."""
+        from controlroom.core.errors import ConfigError
+
+        cf = self.file
+        if not cf.changed():
+            return []
+        try:
+            new = cf.load()
+        except ConfigError as e:
+            return self.say([f"{e}: not reloaded; the server goes on with the config it had"])
+        old = self.cfg
+        sections = changed_sections(old, new)
+        notes = []
+        if "state" in sections:
+            new = keep(new, old, ["state"])
+            notes.append(f"{cf.path}: [state] dir changed: this server stays with {old.state.dir}; "
+                         "`controlroom server stop`, and the next command starts one for the new one")
+        waiting = [s for s in sections if s in FLEET]
+        if waiting and running:
+            self._pending = new
+            new = keep(new, old, FLEET)
+            notes.append(f"{cf.path}: {', '.join(f'[{s}]' for s in waiting)} changed while a {running} runs: "
+                         f"{'they apply' if len(waiting) > 1 else 'it applies'} when it ends (or `controlroom "
+                         "server stop --force` now, it stays resumable)")
+        else:
+            self._pending = None
+        now = [s for s in sections if s != "state" and not (running and s in FLEET)]
+        await self._apply(old, new)
+        if now:
+            notes.append(f"{cf.path}: reloaded; {', '.join(f'[{s}]' for s in now)} took effect")
+        return self.say(notes)
+
+    async def _apply(self, old: Config, new: Config) -> None:
+        from controlroom.engine.flagpush import FlagService
+        from controlroom.fleet.ssh import SSHPool
+
+        self.cfg = new
+        fleet = new.hosts != old.hosts or new.ssh != old.ssh
+        if fleet:  # never while an operation runs (reload kept them)
+            pool, self.pool = self.pool, SSHPool(new.ssh, new.hosts)
+            await pool.close()
+            self.board.plan([(p.name, p.hosts, p.max_failed, p.auto) for p in new.phases])
+        if fleet or new.flags != old.flags:
+            await self.flags.close()
+            self.flags = FlagService(new, self.pool, self.journal)
+            self.flags.start()
+        if new.notify != old.notify:
+            await self.notifier.close()
+            self.notifier = self._make_notifier(new)
+
+    def settle(self) -> None:
+        """An operation ended: the FLEET sections that waited for it take effect."""
+        new, self._pending = self._pending, None
+        if new is None:
+            return
+
+        async def go():
+            await self._apply(self.cfg, new)
+            self.say([f"{self.file.path}: reloaded; the operation ended, "
+                      f"{', '.join(f'[{s}]' for s in FLEET)} took effect"])
+
+        asyncio.ensure_future(go())
+
+    def _make_notifier(self, cfg: Config):
+        """Chat: tails the deploy log; a channel's failure goes to every attached client (the app's status line)."""
+        from controlroom.server.notify import Notifier, channels_of
+
+        self.channels = [Watched(c) for c in channels_of(self.file.notify_settings(cfg))]
+        notifier = Notifier(self.journal.path, self.channels, on_failure=self._on_chat_failure)
+        notifier.start()
+        return notifier
+
+    async def watch(self, running: Callable[[], str]) -> None:
+        """Look at the file every POLL seconds, for as long as the server serves."""
+        while True:
+            await asyncio.sleep(POLL)
+            try:
+                await self.reload(running())
+            except Exception:  # a bug of ours: said in the log, and the server goes on with what it has
+                traceback.print_exc()
+
+    def say(self, lines: list[str]) -> list[str]:
+        """Into the log and to every attached client (wire.notice); kept for `server status`."""
+        for line in lines:
+            print(f"controlroom server: {line}", file=sys.stderr, flush=True)
+            self.notes.append(line)
+            self._say(wire.notice(line))
+        return lines
+
+    def channel_lines(self) -> list[str]:
+        return channel_lines(self.cfg, self.file, self.channels)

@@ -23,6 +23,7 @@ from pathlib import Path
 from controlroom.core.errors import UsageError
 from controlroom.core.text import clean
 from controlroom.server import protocol as pr
+from controlroom.server import wire
 
 HELLO_WAIT = 5.0  # a connection that has not said hello by then is closed
 MAX_CONNECTIONS = 256  # connections at once, all people together (each is an open file of the server)
@@ -115,7 +116,7 @@ class Door:
             self._said = time.monotonic()
             print(f"controlroom server: {why} (pid {peer.pid}; {self.refused} refused so far)", file=sys.stderr,
                   flush=True)
-        await say_and_close(writer, {"op": "hello", "ok": False, "version": pr.VERSION, "error": why})
+        await say_and_close(writer, wire.hello_refused(why))
 
     @contextlib.contextmanager
     def holding(self, peer: pr.Peer) -> Iterator[None]:
@@ -143,18 +144,16 @@ async def read_hello(reader: asyncio.StreamReader, writer: asyncio.StreamWriter)
         if hello is None or hello.get("op") != "hello":
             writer.close()
             return None
-        pr.check_request(hello)
+        wire.check_request(hello)
     except TimeoutError:
-        await say_and_close(writer, {"op": "hello", "ok": False, "version": pr.VERSION,
-                                     "error": f"no hello within {HELLO_WAIT:g} s: closed"})
+        await say_and_close(writer, wire.hello_refused(f"no hello within {HELLO_WAIT:g} s: closed"))
         return None
-    except pr.BadRequest as e:
-        await say_and_close(writer, {"op": "hello", "ok": False, "version": pr.VERSION, "error": str(e), "exit": 2})
+    except wire.BadRequest as e:
+        await say_and_close(writer, wire.hello_refused(str(e), e.exit_code))
         return None
     if hello.get("version") != pr.VERSION:
-        await say_and_close(writer, {"op": "hello", "ok": False, "version": pr.VERSION,
-                                     "error": f"this server speaks version {pr.VERSION} of the protocol and the "
-                                              f"client {hello.get('version')}: use the same controlroom for both "
-                                              "(`controlroom server stop` ends an old server)"})
+        await say_and_close(writer, wire.hello_refused(
+            f"this server speaks version {pr.VERSION} of the protocol and the client {hello.get('version')}: use the "
+            "same controlroom for both (`controlroom server stop` ends an old server)"))
         return None
     return hello

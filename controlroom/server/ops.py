@@ -1,10 +1,10 @@
-"""The operations the server runs on the fleet (deploy, resume, rollback) and the intents that start, park, drop
-or interrupt them: a mixin of Server (server.py).
+"""The server's operations on the fleet (deploy, resume, rollback, stage) and every request a client may make:
+one object (Operations) and one table of handlers (``Operations.handlers``: op -> Handler, a read or an intent and
+who may make it), through which the server (server.py) dispatches each request; what they hold is wire.py's.
 
-Every operation gets a number; when it ends, every attached client is sent ``{"op": "ended", "no": N, "name":
-..., "rollout_id": ..., "error": line or None, "exit": code}`` after the events it caused, so a headless client
-following it knows how it ended even when no RolloutFinished came (interrupted, refused by the hosts' leases, a
-journal that cannot record). A server whose journal fails exits: it cannot write anything any more.
+Every operation gets a number; when it ends, every attached client is sent wire.ended after the events it caused,
+so a headless client following it knows how it ended even when no RolloutFinished came (interrupted, refused by
+the hosts' leases, a journal that cannot record). A server whose journal fails exits: it cannot write any more.
 
 A deploy waiting for a decision that no one will give (a halt, or a gate --auto does not pass, with no terminal to
 ask) is *parked*: it stays in the server, halted or waiting, and the fleet's lock row says why; `deploy --resume`
@@ -18,130 +18,145 @@ import asyncio
 import contextlib
 import sys
 import time
-import traceback
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from controlroom.core import events as ev
 from controlroom.core.errors import ControlroomError, JournalError, LockedError, UsageError
-from controlroom.core.identity import session_origin
+from controlroom.core.identity import Actor, session_origin
 from controlroom.engine import gates
-from controlroom.server import configwatch as serverconfig
 from controlroom.server import protocol as pr
+from controlroom.server import views, wire
+from controlroom.server.answers import Answers
+from controlroom.server.configwatch import LiveConfig
+from controlroom.server.metricsfeed import SharedSource
 
 POLICIES = ("operator", "auto", "yes")
 BUSY_WAIT = 5.0  # how long a refused request waits for the running operation to say who it is
+WATCHERS, OPERATORS = "watchers", "operators"  # who may make a request, by [access]
 
 
-class OpsMixin:
-    """Needs from Server: cfg, config_file, config_notes, journal, pool, flags, notifier, channels, board, clients,
-    rollout, op, op_name, busy, seq, stop()."""
+@dataclass(frozen=True)
+class Handler:
+    """What the server does for one op. ``run(client, msg)`` returns the reply's fields (or None)."""
 
-    op_no = 0
-    policy = "operator"
-    _cancel_why = ""
+    run: Callable[..., Awaitable[dict | None]]
+    intent: bool = False  # it acts (operators only; a config it names must be the server's); a read only looks
+    drives: bool = False  # the asker drives the operation after it (presence)
+    decides: bool = False  # a decision on the running operation: refused while another person drives it (anyway)
+    goes_on: bool = False  # it may take a parked deploy on: checked first (overrides), its lock made live again
 
-    # ------------------------------------------------------------------------------------------ who and where
-    @staticmethod
-    def origin_of(peer: pr.Peer) -> str | None:
-        """From the peer's SSH session as sshd set it up, never from the client's own environment."""
-        return session_origin(peer.pid)
+    @property
+    def who(self) -> str:
+        return OPERATORS if self.intent else WATCHERS
 
-    # ------------------------------------------------------------------------------------------ the config
-    _pending_cfg = None  # a config read while an operation ran, whose fleet sections wait for its end
 
-    def check_config(self, named: str) -> None:
-        """The client names the config it was given: refused unless it is the server's own file."""
-        self.config_file.require_same(named)
+# ------------------------------------------------------------------------------------------ who
+def origin_of(peer: pr.Peer) -> str | None:
+    """From the peer's SSH session as sshd set it up, never from the client's own environment."""
+    return session_origin(peer.pid)
 
-    async def reload_config(self) -> list[str]:
-        """When the config file changed, read it and apply it (serverconfig.py); the lines said about it."""
-        from controlroom.core.errors import ConfigError
 
-        cf = self.config_file
-        if not cf.changed():
-            return []
-        try:
-            new = cf.load()
-        except ConfigError as e:
-            return self._say_config([f"{e}: not reloaded; the server goes on with the config it had"])
-        old = self.cfg
-        sections = serverconfig.changed_sections(old, new)
-        notes = []
-        if "state" in sections:
-            new = serverconfig.keep(new, old, ["state"])
-            notes.append(f"{cf.path}: [state] dir changed: this server stays with {old.state.dir}; "
-                         "`controlroom server stop`, and the next command starts one for the new one")
-        waiting = [s for s in sections if s in serverconfig.FLEET]
-        if waiting and self.busy:
-            self._pending_cfg = new
-            new = serverconfig.keep(new, old, serverconfig.FLEET)
-            notes.append(f"{cf.path}: {', '.join(f'[{s}]' for s in waiting)} changed while a {self.op_name} runs: "
-                         f"{'they apply' if len(waiting) > 1 else 'it applies'} when it ends (or `controlroom "
-                         "server stop --force` now, it stays resumable)")
-        else:
-            self._pending_cfg = None
-        now = [s for s in sections if s != "state" and not (self.busy and s in serverconfig.FLEET)]
-        await self._apply_config(old, new)
-        if now:
-            notes.append(f"{cf.path}: reloaded; {', '.join(f'[{s}]' for s in now)} took effect")
-        return self._say_config(notes)
+def _reason(msg: dict) -> str | None:
+    """The optional typed reason of an intent (proceed, skip), as sent; the engine cleans and bounds it."""
+    reason = msg.get("reason")
+    return reason if isinstance(reason, str) else None
 
-    async def _apply_config(self, old, new) -> None:
-        from controlroom.engine.flagpush import FlagService
-        from controlroom.fleet.ssh import SSHPool
 
-        self.cfg = new
-        fleet = new.hosts != old.hosts or new.ssh != old.ssh
-        if fleet:  # never while an operation runs (reload_config kept them)
-            pool, self.pool = self.pool, SSHPool(new.ssh, new.hosts)
-            await pool.close()
-            self.board.plan([(p.name, p.hosts, p.max_failed, p.auto) for p in new.phases])
-        if fleet or new.flags != old.flags:
-            await self.flags.close()
-            self.flags = FlagService(new, self.pool, self.journal)
-            self.flags.start()
-        if new.notify != old.notify:
-            await self.notifier.close()
-            self.notifier = self._make_notifier(new)
+class Operations:
+    """The fleet's operations in one server, and the handlers of every request.
 
-    def _apply_pending(self) -> None:
-        """An operation ended: the fleet sections that waited for it take effect."""
-        new, self._pending_cfg = self._pending_cfg, None
-        if new is None:
-            return
+    ``live``: the config and what is made of it (pool, flags, notifier); ``journal``, ``board``: the server's;
+    ``publish``: an event into the numbered stream (host output); ``broadcast``: a message to every attached
+    client; ``seq``: the number of the last event sent; ``stop``: ends the server; ``on_end``: called when an
+    operation ends (the config's fleet sections that waited for it)."""
 
-        async def go():
-            await self._apply_config(self.cfg, new)
-            self._say_config([f"{self.config_file.path}: reloaded; the operation ended, "
-                              f"{', '.join(f'[{s}]' for s in serverconfig.FLEET)} took effect"])
+    def __init__(self, live: LiveConfig, journal, board, *, publish: Callable[[ev.Event], None],
+                 broadcast: Callable[[dict], None], seq: Callable[[], int], stop: Callable[[], None],
+                 on_end: Callable[[], None]) -> None:
+        self.live = live
+        self.journal = journal
+        self.board = board
+        self._publish = publish
+        self._broadcast = broadcast
+        self._seq = seq
+        self._stop = stop
+        self._on_end = on_end
+        self.rollout = None
+        self.op: asyncio.Task | None = None
+        self.op_name = ""
+        self.op_no = 0
+        # who answers the waits of the deploy that runs: its policy, or an operator
+        self.answers = Answers(interval=lambda: self.cfg.metrics.interval,
+                               current=lambda r: r is self.rollout and self.busy)
+        self._cancel_why = ""
+        self._staging = False
+        self.metrics = SharedSource()  # the one metrics source: the pane's polls and the gates read it
 
-        asyncio.ensure_future(go())
+    def handlers(self, *, attach, status) -> dict[str, Handler]:
+        """The one table of requests: op -> Handler. ``attach`` and ``status`` are the server's own (its clients,
+        its stream); every other op is one of ours."""
+        read, intent = (lambda fn: Handler(fn)), (lambda fn, **kw: Handler(fn, intent=True, **kw))
+        return {
+            # reads: anyone [access] lets watch
+            "attach": read(attach), "status": read(status), "output": read(self._output_of),
+            "journal": read(self._journal), "revisions": read(self._revisions),
+            "rollback_plan": read(self._rollback_plan), "metrics": read(self._metrics),
+            "flags": read(self._flags), "flag_history": read(self._flag_history),
+            "flags_verify": read(self._flags_verify),
+            # operations on the fleet, and the decisions on one that runs
+            "deploy": intent(self._deploy, drives=True), "resume": intent(self._resume, drives=True, decides=True),
+            "rollback": intent(self._rollback, drives=True, decides=True),
+            "pause": intent(self._pause, drives=True, decides=True),
+            "unpause": intent(self._unpause, drives=True, decides=True, goes_on=True),
+            "abort": intent(self._abort, drives=True, decides=True),
+            "interrupt": intent(self._interrupt, drives=True, decides=True),
+            "proceed": intent(self._proceed, drives=True, decides=True, goes_on=True),
+            "retry": intent(self._retry, drives=True, decides=True, goes_on=True),
+            "skip": intent(self._skip, drives=True, decides=True, goes_on=True),
+            "park": intent(self._park), "gate_check": intent(self._gate_check), "stage": intent(self._stage),
+            # the lock, the log, flags and the server itself: beside any operation
+            "lock": intent(self._lock), "unlock": intent(self._unlock), "log_add": intent(self._log_add),
+            "flag_set": intent(self._flag_set), "flag_dismiss": intent(self._flag_dismiss),
+            "stop": intent(self._stop_server),
+        }
 
-    def _make_notifier(self, cfg):
-        """Chat: tails the deploy log; a channel's failure goes to every attached client (the app's status line)."""
-        from controlroom.server.notify import Notifier, channels_of
+    @property
+    def cfg(self):
+        return self.live.cfg
 
-        self.channels = [serverconfig.Watched(c) for c in channels_of(self.config_file.notify_settings(cfg))]
-        notifier = Notifier(self.journal.path, self.channels, on_failure=self._committed)
-        notifier.start()
-        return notifier
+    @property
+    def pool(self):
+        return self.live.pool
 
-    async def _config_watch(self) -> None:
-        while True:
-            await asyncio.sleep(serverconfig.POLL)
-            try:
-                await self.reload_config()
-            except Exception:  # a bug of ours: said in the log, and the server goes on with what it has
-                traceback.print_exc()
+    @property
+    def flags(self):
+        return self.live.flags
 
-    def _say_config(self, lines: list[str]) -> list[str]:
-        """Into the log and to every attached client (``{"op": "notice", "line": ...}``); kept for `server status`."""
-        for line in lines:
-            print(f"controlroom server: {line}", file=sys.stderr, flush=True)
-            self.config_notes.append(line)
-            for c in self.clients:
-                if c.attached:
-                    c.put({"op": "notice", "line": line})
-        return lines
+    @property
+    def busy(self) -> bool:
+        return self.op is not None and not self.op.done()
+
+    @property
+    def running(self) -> str:
+        """The name of the operation in flight, "" for none."""
+        return self.op_name if self.busy else ""
+
+    def before_decision(self, op: str, msg: dict, actor: Actor) -> None:
+        """A decision that takes a waiting deploy on: refused first when it may not (overrides), then a parked
+        deploy's lock is live again."""
+        if self.busy and self.rollout is not None:
+            self.rollout.refusal(op, msg.get("host"), msg.get("reason"))  # before the lock
+            self._unpark(self.rollout, actor)  # a parked deploy goes on: its lock is live again
+
+    async def close(self) -> None:
+        """Stop what runs (it stays resumable), waiting at most 30 s for it to say so; close the metrics source."""
+        if self.op is not None and not self.op.done():
+            if self.rollout is not None:
+                self.rollout.interrupt(Actor("server stop"))  # the server itself, from nowhere but here
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(asyncio.shield(self.op), 30)
+        await self.metrics.aclose()
 
     # ------------------------------------------------------------------------------------------ operations
     def _run(self, name: str, coro, r=None) -> asyncio.Task:
@@ -171,12 +186,9 @@ class OpsMixin:
             if isinstance(e, JournalError):
                 # nothing can be recorded any more: this server goes; the next client starts one on the new journal
                 print(f"controlroom server: exiting: {e}", file=sys.stderr, flush=True)
-                asyncio.get_running_loop().call_soon(self.stop)
-        msg = {"op": "ended", "no": no, "name": name, "rollout_id": rid, "error": error, "exit": code}
-        for c in self.clients:
-            if c.attached:
-                c.put(msg)
-        self._apply_pending()
+                asyncio.get_running_loop().call_soon(self._stop)
+        self._broadcast(wire.ended(no=no, name=name, rollout_id=rid, error=error, exit=code))
+        self._on_end()
 
     def _parked_here(self) -> bool:
         """The operation running here is a deploy waiting for a decision, its lock parked (nobody drives it)."""
@@ -211,73 +223,15 @@ class OpsMixin:
                                   "the server")
             await asyncio.sleep(0.02)  # the operation is an instant from saying who it is
 
-    async def _op_metrics(self, c, msg: dict) -> dict:
-        """Every series now and over the window (metrics.snapshot), read from the source as asked."""
-        from controlroom.sources.metrics import MetricsError, make_source, snapshot
-
+    async def _metrics(self, c, msg: dict) -> dict:
         points = msg.get("points")
-        points = points if isinstance(points, int) and 0 < points <= 1000 else 60
-        settings = self.cfg.metrics
-        # one source kept open between polls (its connections reused: bench/metrics.py, 1.7x -> 1.03x the floor),
-        # made again when the config's [metrics] changes
-        kept = self._metrics_source
-        if kept is None or kept.settings != settings:
-            if kept is not None:
-                await kept.aclose()
-            try:
-                kept = make_source(settings)
-            except MetricsError:
-                kept = None  # snapshot says why, per series
-            self._metrics_source = kept
-        return await snapshot(settings, points, source=kept)
-
-    def _passes(self, e: ev.GateWaiting) -> bool:
-        # only a wait for the operator: a gate that failed or could not be checked is never passed by --yes
-        return e.kind == ev.GATE_OPERATOR and self.policy in ("yes", "auto")
-
-    def _apply_policy(self, r, policy: str) -> None:
-        """Answer the engine's waits as the deploy was asked to (an operator, --auto or --yes), even with no
-        client attached. A resume may change the policy of the deploy it goes on with."""
-        self.policy = policy
-        loop = asyncio.get_running_loop()
-
-        def on(e: ev.Event) -> None:
-            if isinstance(e, ev.GateWaiting) and r is self.rollout and self._passes(e):
-                loop.call_soon(r.proceed, r.actor)
-            elif isinstance(e, ev.GateWaiting) and e.kind == ev.GATE_FAILED and gates.keeper_of(r) is not None \
-                    and (self._gate_watch is None or self._gate_watch.done()):
-                self._gate_watch = loop.create_task(self._watch_gate(r, e))
-
-        r.subscribe(on)
-
-    _gate_watch: asyncio.Task | None = None
-
-    async def _watch_gate(self, r, failed: ev.GateWaiting) -> None:
-        """While a deploy an operator drives waits at a gate that did not hold, check it again every interval so
-        that what every client shows is what holds now: once it holds, the wait is for the operator only (g goes
-        on, the PASSED verdict in the log); should it fail again, it is a failed gate again (a reason to pass it).
-        Headless policies keep their wait as it is (a parked deploy goes on only with `deploy --resume`)."""
-        keeper, phase = gates.keeper_of(r), r.phases[failed.phase - 1]
-        while True:
-            await asyncio.sleep(max(0.5, self.cfg.metrics.interval))
-            w = r.waiting
-            if w is None or w.phase != failed.phase or r is not self.rollout or not self.busy:
-                return  # it went on, or ended
-            if self.policy != "operator":
-                continue
-            # the log gets the verdicts when they change: PASSED once it holds, FAILED should it fail again
-            ok, lines, verdicts = await keeper.recheck(phase, r.actor, log=False, log_ok=w.kind == ev.GATE_FAILED)
-            if r.waiting is not w:
-                continue  # answered or checked by someone meanwhile
-            if ok and w.kind == ev.GATE_FAILED:
-                keeper.announce(keeper.held(failed, lines, verdicts))
-            elif not ok and w.kind == ev.GATE_OPERATOR:
-                keeper.fails_again(failed, lines, verdicts)
+        return await self.metrics.snapshot(self.cfg.metrics,
+                                           points if isinstance(points, int) and 0 < points <= 1000 else 60)
 
     def _reply(self, r) -> dict:
         """What a follower needs: the operation's number, and every host as it stands at event number seq."""
-        return {"rollout_id": r.id, "revision": r.revision, "op": self.op_no, "seq": self.seq,
-                "hosts": {n: [h.phase, h.steps_done, h.state] for n, h in r.hosts.items()}}
+        return wire.started(rollout_id=r.id, revision=r.revision, op=self.op_no, seq=self._seq(),
+                            hosts={n: [h.phase, h.steps_done, h.state] for n, h in r.hosts.items()})
 
     async def _started(self, r, task: asyncio.Task, first=ev.RolloutStarted) -> dict:
         """Wait until the operation took the fleet (its first event) or failed to: the reply says which."""
@@ -299,22 +253,22 @@ class OpsMixin:
             raise UsageError(f"policy must be one of {', '.join(POLICIES)}")
         return policy
 
-    def _loaded(self, actor, policy: str = "operator"):
+    def _loaded(self, actor: Actor, policy: str = "operator"):
         from controlroom.engine.rollout import Rollout
 
         r = self._wired(Rollout.load(self.cfg, self.pool, self.journal, actor=actor, gates=self._gate_keeper(),
                                      confirm="config" if policy == "operator" else "none"))
-        self._apply_policy(r, policy)
+        self.answers.apply(r, policy)
         return r
 
-    def _unpark(self, r, actor) -> None:
+    def _unpark(self, r, actor: Actor) -> None:
         """The deploy goes on: its lock is live again, held by this server."""
         lock = self.journal.lock()
         if lock is not None and lock.parked and lock.rollout_id == r.id:
             self.journal.take_lock(actor, f"deploying {r.revision}", rollout_id=r.id)
 
-    # ------------------------------------------------------------------------------------------ intents
-    async def _op_deploy(self, c, msg: dict) -> dict:
+    # ------------------------------------------------------------------------------------------ operations
+    async def _deploy(self, c, msg: dict) -> dict:
         from controlroom.engine import stage
         from controlroom.sources import git as release
 
@@ -335,24 +289,21 @@ class OpsMixin:
         await self._claim(force=bool(force))
         r = self._engine(revision=str(revision), actor=c.actor,
                          confirm=confirm if policy == "operator" else "none", force_reason=force)
-        self._apply_policy(r, policy)
+        self.answers.apply(r, policy)
         self.rollout = r
         reply = await self._started(r, self._run("deploy", r.run(), r))
         if commit and r.id:
             self.journal.pin_commit(r.id, commit)
         return reply
 
-    _staging = False
-    _metrics_source = None  # the metrics source the pane's polls share (see _op_metrics)
-
-    async def _op_stage(self, c, msg: dict) -> dict:
+    async def _stage(self, c, msg: dict) -> dict:
         """Run [release] stage for a revision (default: the staged one), its output streamed to the asker as
         ``{"op": "stage_output", "line": ...}`` before the reply. One stage at a time; beside any deploy."""
         from controlroom.engine import stage
         from controlroom.sources import git as release
 
         if msg.get("config"):
-            self.check_config(msg["config"])  # the stage command is the server's config's, never a client's
+            self.live.require_same(msg["config"])  # the stage command is the server's config's, never a client's
         revision = msg.get("revision")
         if revision is not None:
             release.validate_revision(str(revision))
@@ -365,7 +316,7 @@ class OpsMixin:
         self._staging = True
         try:
             res = await stage.run_stage(self.cfg, self.journal, str(revision), commit, c.actor,
-                                        lambda line: c.put({"op": "stage_output", "line": line}), pool=self.pool)
+                                        lambda line: c.put(wire.stage_output(line)), pool=self.pool)
         finally:
             self._staging = False
         deadline = time.monotonic() + 5  # the output goes out before the reply (which is written directly)
@@ -374,14 +325,14 @@ class OpsMixin:
         return {"revision": res.revision, "commit": res.commit, "staged": res.ok, "seconds": res.seconds,
                 "reason": res.reason}
 
-    async def _op_resume(self, c, msg: dict) -> dict:
+    async def _resume(self, c, msg: dict) -> dict:
         policy = self._policy_of(msg)
         by = c.actor
         r = self.rollout
         if self.busy and r is not None and self.op_name in ("deploy", "resume") and r.status in (ev.R_HALTED,
                                                                                                 ev.R_WAITING):
             # it waits here for a decision: retry the failed hosts of its phase, or pass the gate as now asked
-            self.policy = policy
+            self.answers.policy = policy
             self._unpark(r, by)
             retried = []
             if r.status == ev.R_HALTED:
@@ -389,7 +340,7 @@ class OpsMixin:
                 for h in retried:
                     r.retry(h, by)
             gate = self.board.gate if r.status == ev.R_WAITING else None
-            if gate is not None and (self._passes(gate) or await gates.recheck(r, gate)):
+            if gate is not None and (self.answers.passes(gate) or await gates.recheck(r, gate)):
                 r.proceed(by)
                 gate = None
             return {**self._reply(r), "retried": retried, "waiting": ev.to_wire(gate) if gate else None}
@@ -398,7 +349,7 @@ class OpsMixin:
         self.rollout = r
         return await self._started(r, self._run("resume", r.resume_run(retry_failed=True), r))
 
-    async def _op_gate_check(self, c, msg: dict) -> dict:
+    async def _gate_check(self, c, msg: dict) -> dict:
         """Check once more the gate a deploy waits at, having failed (after a kill switch was flipped, say). When
         it holds, the deploy waits for the operator only (a new GateWaiting everyone sees; `g` goes on), or goes on
         by itself when its policy passes such waits. ``quiet``: the verdict goes to the deploy log only when it
@@ -412,12 +363,12 @@ class OpsMixin:
         ok, lines, verdicts = await keeper.recheck(r.phases[gate.phase - 1], c.actor, log=not msg.get("quiet"))
         if ok and self.board.gate is gate and r.status == ev.R_WAITING:
             held = keeper.held(gate, lines, verdicts)
-            if self._passes(held):
+            if self.answers.passes(held):
                 self._unpark(r, c.actor)
             keeper.announce(held)  # the engine still waits for proceed; this says why, now (a policy may answer it)
         return {"passed": ok, "lines": lines}
 
-    async def _op_rollback(self, c, msg: dict) -> dict:
+    async def _rollback(self, c, msg: dict) -> dict:
         by = c.actor
         r = self.rollout
         if self.busy and self.op_name == "rollback":
@@ -439,7 +390,7 @@ class OpsMixin:
         task = self._run("rollback", r.rollback(by), r)
         return {**await self._started(r, task, first=ev.OperatorAction), "targets": targets}
 
-    async def _op_park(self, c, msg: dict) -> dict:
+    async def _park(self, c, msg: dict) -> dict:
         """Nobody will answer this deploy's question (no terminal): once no host is in flight, keep the fleet
         locked for it with the reason in the lock row. It stays halted (or waiting) in the server."""
         r = self._current()
@@ -459,7 +410,7 @@ class OpsMixin:
         self.journal.park_lock(r.id, reason)
         return {"parked": reason}
 
-    async def _op_interrupt(self, c, msg):
+    async def _interrupt(self, c, msg):
         if self.busy and self.op_name == "rollback":
             r = self.rollout
             await self._drop(f"rollback of deploy #{r.id if r else '?'} interrupted: the hosts in flight were "
@@ -467,9 +418,115 @@ class OpsMixin:
             return
         self._current().interrupt(c.actor)
 
-    async def _op_unlock(self, c, msg):
+    async def _unlock(self, c, msg):
         force = bool(msg.get("force"))
         if force and self._parked_here():
             await self._drop(f"deploy #{self.rollout.id} abandoned: {c.peer.user} unlocked the fleet")
         old = self.journal.release_lock(c.actor, force=force)
         return {"was": old.describe() if old else None}
+
+    # ------------------------------------------------------------------------------------------ reads
+    async def _output_of(self, c, msg: dict) -> dict:
+        return views.host_output(self.rollout, str(msg.get("host", "")), self._seq())
+
+    async def _journal(self, c, msg: dict) -> dict:
+        since = msg.get("since")
+        return views.journal_reply(self.journal, since if isinstance(since, int) else 0)
+
+    async def _revisions(self, c, msg: dict) -> dict:
+        return await views.revisions(self.cfg, self.journal, self.pool)
+
+    async def _rollback_plan(self, c, msg: dict) -> dict:
+        from controlroom.engine.rollout import Rollout
+
+        r = self.rollout  # the one a rollback would reach, as _rollback picks it
+        if r is None or (not self.busy and r.status not in ev.ROLLOUT_FINAL):
+            r = Rollout.load(self.cfg, self.pool, self.journal, actor=c.actor)
+        return views.rollback_plan(r)
+
+    # ------------------------------------------------------------------------------------------ intents
+    def _engine(self, **kw):
+        from controlroom.engine.rollout import Rollout
+
+        return self._wired(Rollout(self.cfg, self.pool, self.journal, gates=self._gate_keeper(), **kw))
+
+    def _gate_keeper(self):
+        """What checks a deploy's gates against [metrics] during the bake (None when no phase has a gate): it asks
+        the server's one metrics source, the one the metrics pane reads."""
+        settings = self.cfg.metrics
+        return gates.keeper_for(self.cfg, self.journal, source=lambda: self.metrics.kept(settings))
+
+    def _wired(self, r):
+        """An engine the server drives: its host output joins the numbered stream."""
+        r.subscribe(self._output)
+        return r
+
+    def _output(self, e: ev.Event) -> None:
+        if type(e) is ev.HostOutput:
+            self._publish(e)
+
+    def _current(self):
+        if self.rollout is None or not self.busy:
+            raise ControlroomError("no deploy runs in the server")
+        return self.rollout
+
+    async def _pause(self, c, msg):
+        self._current().pause(c.actor)
+
+    async def _unpause(self, c, msg):
+        self._current().resume(c.actor)
+
+    async def _abort(self, c, msg):
+        self._current().abort(c.actor)
+
+    async def _proceed(self, c, msg):
+        # past a gate that does not hold or an exceeded failure budget only with a typed reason (the engine says)
+        self._current().proceed(c.actor, reason=_reason(msg))
+
+    async def _retry(self, c, msg):
+        r = self.rollout
+        if r is not None and not self.busy and r.status == ev.R_FAILED:
+            self._run("rerun", r.rerun([str(msg.get("host"))], c.actor))
+            return
+        self._current().retry(str(msg.get("host")), c.actor)
+
+    async def _skip(self, c, msg):
+        self._current().skip(str(msg.get("host")), c.actor, reason=_reason(msg))
+
+    async def _lock(self, c, msg):
+        text = str(msg.get("message", "")).strip()
+        if not text:
+            raise UsageError("lock needs a message: say why (it is what the team reads)")
+        lock = self.journal.take_lock(c.actor, text, takeover=bool(msg.get("takeover")))
+        return {"describe": lock.describe()}
+
+    async def _log_add(self, c, msg):
+        text = str(msg.get("message", "")).strip()
+        if not text:
+            raise UsageError("log add needs a message")
+        return {"line": self.journal.add_log(c.actor, "NOTE", text).line()}
+
+    # flags: none of these takes the fleet lock or waits for a running deploy (flagpush.py)
+    async def _flags(self, c, msg):
+        return self.flags.state()
+
+    async def _flag_history(self, c, msg):
+        return {"changes": self.flags.history.changes(msg.get("flag") or None, int(msg.get("limit") or 50))}
+
+    async def _flags_verify(self, c, msg):
+        return {"hosts": await self.flags.verify(msg.get("hosts"))}
+
+    async def _flag_set(self, c, msg):
+        expect = msg.get("expect")
+        return await self.flags.change(str(msg.get("flag", "")), str(msg.get("value", "")), c.actor,
+                                       reason=str(msg.get("reason") or ""), hosts=msg.get("hosts"),
+                                       expect=expect if isinstance(expect, int) else None)
+
+    async def _flag_dismiss(self, c, msg):
+        return {"dismissed": self.flags.dismiss(list(msg.get("hosts") or []))}
+
+    async def _stop_server(self, c, msg):
+        if self.busy and not msg.get("force"):
+            raise ControlroomError(f"a {self.op_name} runs in the server; `controlroom server stop --force` "
+                                   "interrupts it (it stays resumable)")
+        asyncio.get_running_loop().call_soon(self._stop)

@@ -1,14 +1,15 @@
 """Presence: who is attached to the control-room server and who drives the operation it runs.
 
 Each client says in its hello what it is (app, cli, web); the server knows the rest: the user from the socket's
-peer credentials and the origin as it derives it (OpsMixin.origin_of). The driver is the client that sent the intent
-that started the operation, or the latest decision on it. A second person's decision on an operation another person
-drives, while that person is attached, is refused with DrivenElsewhere ("alice is driving r2307 from 10.0.0.5; act
-anyway?") unless the request says ``anyway``: the app and the CLI ask their person first, and send it again on a yes.
+peer credentials and the origin as it derives it (ops.origin_of). The driver is the client that sent the intent
+that started the operation, or the latest decision on it (ops.Operations.handlers says which requests drive and
+which decide). A second person's decision on an operation another person drives, while that person is attached, is
+refused with DrivenElsewhere ("alice is driving r2307 from 10.0.0.5; act anyway?") unless the request says
+``anyway``: the app and the CLI ask their person first, and send it again on a yes.
 
-On the wire: the snapshot and ``{"op": "presence", "presence": [...], "driver": {...} | None}`` carry the list,
-each ``{"no", "user", "origin", "client", "role": "driving" | "watching"}``; the hello's ``client_no`` says which
-one a client is.
+On the wire (wire.presence, wire.present): the snapshot and ``{"op": "presence", "presence": [...], "driver": {...}
+| None}`` carry the list, each ``{"no", "user", "origin", "client", "role": "driving" | "watching"}``; the hello's
+``client_no`` says which one a client is.
 """
 
 from __future__ import annotations
@@ -17,10 +18,9 @@ from collections.abc import Iterable
 
 from controlroom.core.errors import ControlroomError
 from controlroom.core.text import clean
+from controlroom.server import wire
 
 CLIENT_KINDS = ("app", "cli", "web")
-DRIVES = ("deploy", "resume", "rollback", "proceed", "retry", "skip", "pause", "unpause", "abort", "interrupt")
-DECISIONS = tuple(op for op in DRIVES if op != "deploy")  # a deploy while one runs is refused by the lock anyway
 
 
 class DrivenElsewhere(ControlroomError):
@@ -50,7 +50,7 @@ class Presence:
 
     def drove(self, c) -> None:
         """c sent the intent that started the operation, or a decision on it: it drives it now."""
-        self.driver = {"no": c.no, "user": c.peer.user, "origin": c.origin, "client": c.kind}
+        self.driver = wire.present(no=c.no, user=c.peer.user, origin=c.origin, client=c.kind)
 
     def check(self, c, clients: Iterable, busy: bool, revision: str | None) -> None:
         """Raise DrivenElsewhere when another person drives the operation running now."""
@@ -63,8 +63,8 @@ class Presence:
     def message(self, clients: Iterable, busy: bool) -> dict:
         """The attached clients, in the order they came, and who drives what runs now."""
         d = self.driver if busy else None
-        listed = [{"no": c.no, "user": c.peer.user, "origin": c.origin, "client": c.kind,
-                   "role": "driving" if d is not None and d["no"] == c.no else "watching"}
+        listed = [wire.present(no=c.no, user=c.peer.user, origin=c.origin, client=c.kind,
+                               role="driving" if d is not None and d["no"] == c.no else "watching")
                   for c in sorted(clients, key=lambda c: c.no) if c.attached]
         return {"presence": listed, "driver": d}
 
@@ -75,4 +75,4 @@ class Presence:
         if key == self._sent:
             return None
         self._sent = key
-        return {"op": "presence", **msg}
+        return wire.presence(msg["presence"], msg["driver"])

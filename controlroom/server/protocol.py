@@ -7,9 +7,10 @@ hello (``ok`` false and an ``error`` line when the versions differ). Then the cl
 (or only the events after SEQ when it still has them), then ``{"op": "event", "seq": N, "event": {...}}`` for
 every event, numbered without gaps. A client that fell behind gets a fresh snapshot instead of the events it missed.
 
-Every request's fields have a type (FIELDS): a field of another type, a missing required one or an ``id`` that is
-neither a number nor a string gets an error answer naming the field (exit 2), and the connection goes on. A line
-longer than REQUEST_MAX, or one that is not a JSON object, gets an error answer and the connection is closed.
+What is in each message, and the type of every request's field, is wire.py's: a field of another type, a missing
+required one or an ``id`` that is neither a number nor a string gets an error answer naming the field (exit 2),
+and the connection goes on. A line longer than REQUEST_MAX, or one that is not a JSON object, gets an error answer
+and the connection is closed.
 """
 
 from __future__ import annotations
@@ -41,10 +42,6 @@ class VersionMismatch(UsageError):
     """A client and a server of different versions: one line, exit 2."""
 
 
-class BadRequest(UsageError):
-    """A request whose fields are not what its op takes: the answer names the field."""
-
-
 def encode(msg: dict) -> bytes:
     return json.dumps(msg, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
 
@@ -67,60 +64,6 @@ async def read_msg(reader: asyncio.StreamReader, limit: int = MAX_LINE) -> dict 
     if not isinstance(msg, dict):
         raise ProtocolError("a message that is not a JSON object")
     return msg
-
-
-_STR, _INT, _BOOL, _STRS = (str,), (int,), (bool,), (list,)
-_NAMES = {str: "a string", int: "a whole number", bool: "true or false", list: "a list of strings"}
-# op -> {field: (types, required)}; None is always allowed for a field that is not required
-FIELDS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
-    "hello": {"version": (_INT, True), "read_only": (_BOOL, False)},
-    "attach": {"since": (_INT, False)},
-    "status": {}, "revisions": {}, "rollback_plan": {}, "flags": {}, "park": {},
-    "pause": {}, "unpause": {}, "abort": {}, "interrupt": {}, "proceed": {"reason": (_STR, False)},
-    "output": {"host": (_STR, True)},
-    "journal": {"since": (_INT, False)},
-    "flag_history": {"flag": (_STR, False), "limit": (_INT, False)},
-    "flags_verify": {"hosts": (_STRS, False)},
-    "metrics": {"points": (_INT, False)},
-    "deploy": {"revision": (_STR, False), "policy": (_STR, False), "confirm": (_STR, False),
-               "force_reason": (_STR, False), "config": (_STR, False)},
-    "resume": {"policy": (_STR, False), "config": (_STR, False)},
-    "rollback": {"config": (_STR, False)},
-    "stage": {"revision": (_STR, False), "config": (_STR, False)},
-    "retry": {"host": (_STR, True)},
-    "skip": {"host": (_STR, True), "reason": (_STR, False)},
-    "lock": {"message": (_STR, True), "takeover": (_BOOL, False)},
-    "unlock": {"force": (_BOOL, False)},
-    "log_add": {"message": (_STR, True)},
-    "stop": {"force": (_BOOL, False)},
-    "flag_set": {"flag": (_STR, True), "value": ((str, bool, int), True), "reason": (_STR, False),
-                 "hosts": (_STRS, False), "expect": (_INT, False)},
-    "flag_dismiss": {"hosts": (_STRS, False)},
-    "gate_check": {"quiet": (_BOOL, False)},
-}
-
-
-def check_request(msg: dict) -> None:
-    """Raise BadRequest naming the first field of msg that its op does not take as it is. Fields the op does not
-    know are left alone (a newer client may send more); an op not in FIELDS is the caller's to refuse."""
-    op = msg.get("op")
-    rid = msg.get("id")
-    if rid is not None and (type(rid) is bool or not isinstance(rid, (int, str))):
-        raise BadRequest("field 'id' must be a number or a string")
-    if not isinstance(op, str) or op not in FIELDS:
-        return
-    for name, (types, required) in FIELDS[op].items():
-        value = msg.get(name)
-        if value is None:
-            if required:
-                raise BadRequest(f"{op}: field {name!r} is missing")
-            continue
-        ok = isinstance(value, types) and not (type(value) is bool and bool not in types)
-        if ok and types is _STRS:
-            ok = all(isinstance(v, str) for v in value)
-        if not ok:
-            want = " or ".join(_NAMES[t] for t in types)
-            raise BadRequest(f"{op}: field {name!r} must be {want}, not {type(value).__name__}")
 
 
 def socket_path(state_dir: Path) -> Path:

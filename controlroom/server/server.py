@@ -1,10 +1,15 @@
 """The control-room server: one per state directory. It owns the engine, the SSH pool (warm between operations) and
-the journal writer; the app and the CLI are its clients over STATE/control.sock (protocol.py).
+the journal writer (through ops.Operations and configwatch.LiveConfig); the app and the CLI are its clients over
+STATE/control.sock (protocol.py).
 
 Every event the journal commits (and each host's output) gets the next number and goes to every attached client;
 the board (board.py) kept here gives a snapshot to anyone who attaches or falls behind. A slow client never slows
 the engine: its queue is bounded and, when full, it gets a fresh snapshot instead. Who asks comes from the socket's
 peer credentials. The server exits after ``idle`` seconds with no operation running and no client attached.
+
+The server keeps the socket, the clients, the numbered stream and the snapshot; what a request does is the
+operations' (ops.py): each request goes through their one table of handlers, which says whether it is a read or an
+intent and who may make it. What every message holds is wire.py's.
 """
 
 from __future__ import annotations
@@ -25,22 +30,22 @@ from controlroom.core import events as ev
 from controlroom.core.errors import ControlroomError, UsageError
 from controlroom.core.identity import Actor
 from controlroom.core.text import clean
-from controlroom.engine import gates
 from controlroom.engine.board import Board
 from controlroom.journal.journal import Journal
 from controlroom.journal.schema import journal_error
-from controlroom.server import configwatch as serverconfig
 from controlroom.server import door as serverdoor
 from controlroom.server import protocol as pr
-from controlroom.server import views
-from controlroom.server.ops import POLICIES, OpsMixin  # noqa: F401 - POLICIES for callers of this module
-from controlroom.server.presence import DECISIONS, DRIVES, Presence, kind_of
+from controlroom.server import views, wire
+from controlroom.server.configwatch import LiveConfig
+from controlroom.server.ops import Handler, Operations, origin_of
+from controlroom.server.presence import Presence, kind_of
+from controlroom.server.statedir import make_state_dir
 
 QUEUE = 2000  # events buffered per client before it is given a snapshot instead
 WRITE_BUFFER = 1 << 20  # bytes a client has not read yet before it is given a snapshot instead
 RING = 5000  # events kept for clients that reconnect with the number they have
 IDLE = 600.0
-LOG_MAX = 1 << 20  # server.log is rotated (one old copy) when it passes this at start
+RESYNC: dict = {}  # queued for a client that fell behind: the pump sends it a fresh snapshot instead (never sent)
 
 
 class ServerRunning(ControlroomError):
@@ -56,7 +61,7 @@ class _Client:
         self.writer = writer
         self.read_only = read_only
         self.kind = kind  # what it said it is in its hello: app, cli or web (presence)
-        self.origin = origin  # where its person is, as the server derives it (OpsMixin.origin_of)
+        self.origin = origin  # where its person is, as the server derives it (ops.origin_of)
         self.no = no  # its number on this server, for the presence list
         self.queue: asyncio.Queue = asyncio.Queue(QUEUE)
         self.attached = False
@@ -95,12 +100,13 @@ class _Client:
         self.resync = True
         while not self.queue.empty():
             self.queue.get_nowait()
-        self.queue.put_nowait({"op": "resync"})
+        self.queue.put_nowait(RESYNC)
 
 
-class Server(OpsMixin):
+class Server:
+    """The socket, its clients and the numbered stream; every request goes through the operations' table."""
+
     def __init__(self, cfg: Config, *, idle: float = IDLE) -> None:
-        self.cfg = cfg
         self.idle = idle
         self.state = Path(cfg.state.dir)
         self.path = pr.socket_path(self.state)
@@ -110,13 +116,11 @@ class Server(OpsMixin):
         self.board.plan([(p.name, p.hosts, p.max_failed, p.auto) for p in cfg.phases])
         self.clients: set[_Client] = set()
         self.door = serverdoor.Door()  # the caps on connections, by peer credentials
-        self.rollout = None
-        self.op: asyncio.Task | None = None
-        self.op_name = ""
+        # the one config and what is made of it (pool, flags, notifier); chat failures join the stream
+        self.live = LiveConfig(cfg, self.board, say=self.broadcast, on_chat_failure=self._committed)
         self.journal: Journal | None = None
-        self.pool = None
-        self.flags = None  # flagpush.FlagService: flag changes, receipts, stragglers (never behind the fleet lock)
-        self.notifier = None  # notify.Notifier: the deploy log to chat, from the journal (a deploy never waits)
+        self.ops: Operations | None = None  # made at start, once the journal is open
+        self.handlers: dict[str, Handler] = {}
         self.started = time.time()
         self._last_busy = time.monotonic()
         self._stop = asyncio.Event()
@@ -124,18 +128,16 @@ class Server(OpsMixin):
         self._server: asyncio.AbstractServer | None = None
         self.warning: str | None = None
         self.presence = Presence()  # who is attached, who drives (presence.py)
-        self.config_file = serverconfig.ConfigFile(cfg, dict(os.environ))  # the one config; secrets as at start
-        self.config_notes: deque[str] = deque(maxlen=5)  # what was last said about it (`server status`)
-        self.channels: list[serverconfig.Watched] = []
+
+    @property
+    def cfg(self) -> Config:
+        return self.live.cfg
 
     # ------------------------------------------------------------------------------------------ life
     async def start(self) -> None:
         """Listen, or raise: ServerRunning when another server holds this state directory, JournalError (exit 1)
         naming the path and what to do when its files cannot be made (read-only, full), UsageError (exit 2) when
         this one cannot start (socket path too long)."""
-        from controlroom.fleet.ssh import SSHPool
-        from controlroom.server.client import make_state_dir
-
         try:
             make_state_dir(self.state)
             serverdoor.claim_state(self.state)  # or one line naming what is not the server's alone
@@ -156,12 +158,10 @@ class Server(OpsMixin):
         self.journal = Journal.open(self.state)
         self.journal.subscribe(self._committed)
         views.adopt_last(self.board, self.journal)  # a server that starts after a deploy shows how it stands
-        self.pool = SSHPool(self.cfg.ssh, self.cfg.hosts)
-        from controlroom.engine.flagpush import FlagService
-
-        self.flags = FlagService(self.cfg, self.pool, self.journal)
-        self.flags.start()
-        self.notifier = self._make_notifier(self.cfg)
+        self.live.start(self.journal)
+        self.ops = Operations(self.live, self.journal, self.board, publish=self._committed, broadcast=self.broadcast,
+                              seq=lambda: self.seq, stop=self.stop, on_end=self.live.settle)
+        self.handlers = self.ops.handlers(attach=self._attach, status=self._status)
         if os.environ.get("SSH_AUTH_SOCK") and not self.cfg.ssh.identity_files:
             self.warning = ("warning: the server's only key source is the ssh-agent of this session "
                             f"({os.environ['SSH_AUTH_SOCK']}); when that session ends, new connections fail")
@@ -179,7 +179,7 @@ class Server(OpsMixin):
     async def serve(self) -> None:
         """Run until stop() or idle."""
         assert self._server is not None
-        watchers = [asyncio.ensure_future(self._idle_watch()), asyncio.ensure_future(self._config_watch())]
+        watchers = [asyncio.ensure_future(self._idle_watch()), asyncio.ensure_future(self.live.watch(self._running))]
         try:
             await self._stop.wait()
         finally:
@@ -195,24 +195,14 @@ class Server(OpsMixin):
             self._server.close()
             with contextlib.suppress(OSError):
                 self.path.unlink()
-        if self.op is not None and not self.op.done():
-            if self.rollout is not None:
-                self.rollout.interrupt(Actor("server stop"))  # the server itself, from nowhere but here
-            with contextlib.suppress(BaseException):
-                await asyncio.wait_for(asyncio.shield(self.op), 30)
+        if self.ops is not None:
+            await self.ops.close()
         deadline = time.monotonic() + 2  # let attached clients read what they are owed (how the operation ended)
         while any(not c.queue.empty() for c in self.clients) and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
         for c in list(self.clients):
             c.writer.close()
-        if self.flags is not None:
-            await self.flags.close()
-        if self.notifier is not None:
-            await self.notifier.close()
-        if self._metrics_source is not None:
-            await self._metrics_source.aclose()
-        if self.pool is not None:
-            await self.pool.close()
+        await self.live.close()
         if self.journal is not None:
             self.journal.close()
         if self._lock_fd is not None:
@@ -221,12 +211,16 @@ class Server(OpsMixin):
 
     @property
     def busy(self) -> bool:
-        return self.op is not None and not self.op.done()
+        return self.ops is not None and self.ops.busy
+
+    def _running(self) -> str:
+        return self.ops.running if self.ops is not None else ""
 
     async def _idle_watch(self) -> None:
         while True:
             await asyncio.sleep(min(5.0, max(0.05, self.idle / 4)))
-            if self.busy or self.clients or (self.flags is not None and (self.flags.retrying or self.flags.settling)):
+            flags = self.live.flags
+            if self.busy or self.clients or (flags is not None and (flags.retrying or flags.settling)):
                 self._last_busy = time.monotonic()
             elif time.monotonic() - self._last_busy >= self.idle:
                 self.stop()
@@ -237,7 +231,7 @@ class Server(OpsMixin):
         """Every event the journal committed (and host output and chat failures, which are not journaled), in order."""
         self.seq += 1
         self.board.apply(e)
-        msg = {"op": "event", "seq": self.seq, "event": ev.to_wire(e)}
+        msg = wire.event(self.seq, ev.to_wire(e))
         if type(e) is not ev.HostOutput:
             self.ring.append(msg)
         data = pr.encode(msg) if self.clients else None
@@ -245,23 +239,24 @@ class Server(OpsMixin):
             if c.attached:
                 c.put(msg, data)
 
+    def broadcast(self, msg: dict) -> None:
+        """msg to every attached client (encoded once)."""
+        data = None
+        for c in self.clients:
+            if c.attached:
+                data = data or pr.encode(msg)
+                c.put(msg, data)
+
     def snapshot(self) -> dict:
-        j = self.journal
-        lock = j.lock() if j else None
-        snap = {
-            "op": "snapshot",
-            "seq": self.seq,
-            "board": self.board.snapshot(),
-            "lock": None if lock is None else {
-                "user": lock.user, "at": lock.at, "reason": lock.reason, "rollout_id": lock.rollout_id,
-                "live": lock.live, "stale": lock.stale, "describe": lock.describe()},
-            "log": [e.line() for e in j.log(200)] if j else [],
-            "busy": self.op_name if self.busy else "",
-            "engine_status": self.rollout.status if self.busy and self.rollout is not None else None,
-            "policy": self.policy if self.busy else None,  # who answers an operator's wait: a follower asks not
-            **self.presence.message(self.clients, self.busy),
-        }
-        if not self.busy and snap["board"]["status"] not in (None, *ev.ROLLOUT_FINAL):
+        ops, busy = self.ops, self.busy
+        r = ops.rollout if ops is not None else None
+        snap = wire.snapshot(
+            seq=self.seq, board=self.board.snapshot(), lock=views.lock_of(self.journal),
+            log=[e.line() for e in self.journal.log(200)] if self.journal else [],
+            busy=ops.op_name if busy else "", engine_status=r.status if busy and r is not None else None,
+            policy=ops.answers.policy if busy else None,  # who answers an operator's wait: a follower asks not
+            presence=self.presence.message(self.clients, busy))
+        if not busy and snap["board"]["status"] not in (None, *ev.ROLLOUT_FINAL):
             snap["board"]["status"] = ev.R_HALTED  # a deploy that nothing here drives waits for a decision
         return snap
 
@@ -282,25 +277,23 @@ class Server(OpsMixin):
         try:
             if (hello := await serverdoor.read_hello(reader, writer)) is None:
                 return
-            await self.reload_config()  # [access] as the file says now
+            await self.live.reload(self._running())  # [access] as the file says now
             if not serverdoor.may_watch(self.cfg.access, peer.user):
                 return await self.door.refuse(writer, peer, f"refused: {clean(peer.user, 40)} is not among [access] "
                                                             "watchers or operators of this server")
             client = _Client(peer, writer, bool(hello.get("read_only")) or
                              not serverdoor.may_act(self.cfg.access, peer.user),
-                             kind_of(hello), self.origin_of(peer), self.presence.next_no())
+                             kind_of(hello), origin_of(peer), self.presence.next_no())
             self.clients.add(client)
-            writer.write(pr.encode({"op": "hello", "ok": True, "version": pr.VERSION, "pid": os.getpid(),
-                                    "user": peer.user, "may_act": not client.read_only,
-                                    "warning": self.warning, "client_no": client.no}))
+            writer.write(pr.encode(wire.hello(pid=os.getpid(), user=peer.user, may_act=not client.read_only,
+                                              warning=self.warning, client_no=client.no)))
             await writer.drain()
             client.task = asyncio.ensure_future(self._pump(client))
             while (msg := await pr.read_msg(reader, pr.REQUEST_MAX)) is not None:
                 await self._request(client, msg)
         except pr.ProtocolError as e:
             # a line too long or not a JSON object: say so, then close (what follows it cannot be trusted)
-            await serverdoor.say_and_close(writer, {"id": None, "ok": False, "exit": 2,
-                                                    "error": f"refused: {e}; the connection is closed"})
+            await serverdoor.say_and_close(writer, wire.refusal(None, f"refused: {e}; the connection is closed", 2))
         except (ConnectionError, OSError):
             pass  # a client that left in the middle leaves nothing half-done: each intent is whole or not at all
         finally:
@@ -316,7 +309,7 @@ class Server(OpsMixin):
         try:
             while True:
                 msg = await c.queue.get()
-                if msg.get("op") == "resync":
+                if msg is RESYNC:
                     await c.writer.drain()  # what it had before falling behind goes first, then the snapshot
                     c.resync = False
                     msg = self.snapshot()
@@ -326,66 +319,49 @@ class Server(OpsMixin):
             pass
 
     async def _request(self, c: _Client, msg: dict) -> None:
-        rid = msg.get("id")
+        rid = wire.request_id(msg)  # an id the answer cannot carry is answered without one
         op = msg.get("op")
+        handler = self.handlers.get(op) if isinstance(op, str) else None
         try:
-            if rid is not None and (type(rid) is bool or not isinstance(rid, (int, str))):
-                rid = None  # the answer cannot carry it
-            notes = await self.reload_config()  # a change to the file applies before this request
-            serverdoor.check_access(self.cfg.access, c.peer, op in INTENTS, c.read_only)  # [access] as it is now
-            pr.check_request(msg)
-            if op == "attach":
-                self._attach(c, msg.get("since"))
-                self._presence_changed()
-                reply = {}
-            elif op in READS:
-                reply = await getattr(self, f"_op_{op}")(c, msg)
-            elif op in INTENTS:
-                if msg.get("config"):
-                    self.check_config(msg["config"])  # the server runs its own config, never a client's
-                if op in DECISIONS and not msg.get("anyway"):  # another person drives it: their client asks
-                    self.presence.check(c, self.clients, self.busy, getattr(self.rollout, "revision", None))
-                before = self.op
-                if op in ("proceed", "retry", "skip", "unpause") and self.busy and self.rollout is not None:
-                    self.rollout.refusal(op, msg.get("host"), msg.get("reason"))  # before the lock
-                    self._unpark(self.rollout, c.actor)  # a parked deploy goes on: its lock is live again
-                reply = await getattr(self, f"_op_{op}")(c, msg)  # its journal writes name c.actor
-                self._last_busy = time.monotonic()
-                if op in DRIVES:
-                    self._drove(c, before)
-            else:
+            notes = await self.live.reload(self._running())  # a change to the file applies before this request
+            serverdoor.check_access(self.cfg.access, c.peer, handler is not None and handler.intent,
+                                    c.read_only)  # [access] as it is now
+            wire.check_request(msg)
+            if handler is None:
                 raise UsageError(f"unknown request {clean(str(op), 40)!r}")
-            out = {"id": rid, "ok": True, **(reply or {}), **({"notice": notes} if notes else {})}
+            reply = await (self._act(handler, c, msg) if handler.intent else handler.run(c, msg))
+            out = wire.reply(rid, reply, notes)
         except ControlroomError as e:
-            out = {"id": rid, "ok": False, "error": str(e), "exit": e.exit_code}
-            if getattr(e, "driven", False):
-                out["driven"] = True  # the client may ask its person and send it again with "anyway"
+            out = wire.refusal(rid, str(e), e.exit_code, driven=getattr(e, "driven", False))
         except Exception as e:  # a bug of ours: the server keeps serving, the log has the traceback
             traceback.print_exc()
-            out = {"id": rid, "ok": False, "error": f"internal error: {type(e).__name__}: {clean(str(e), 200)}",
-                   "exit": 70}
+            out = wire.refusal(rid, f"internal error: {type(e).__name__}: {clean(str(e), 200)}", 70)
         c.writer.write(pr.encode(out))  # a reply is never dropped, even for a client that fell behind
         with contextlib.suppress(ConnectionError, OSError):
             await c.writer.drain()
 
-    # ------------------------------------------------------------------------------------------ presence
-    def _drove(self, c: _Client, before: asyncio.Task | None) -> None:
-        """c started the operation or decided on it: it drives it now, until the operation ends."""
-        self.presence.drove(c)
-        if self.op is not None and self.op is not before:
-            self.op.add_done_callback(lambda _t: self._presence_changed())  # nobody drives what ended
-        self._presence_changed()
+    async def _act(self, handler: Handler, c: _Client, msg: dict) -> dict | None:
+        """An intent: the config it names must be ours; a decision on what another person drives is asked first
+        (unless ``anyway``); the journal names who asked, from where (c.actor); the asker drives what it started."""
+        ops = self.ops
+        if msg.get("config"):
+            ops.live.require_same(msg["config"])  # the server runs its own config, never a client's
+        if handler.decides and not msg.get("anyway"):  # another person drives it: their client asks
+            self.presence.check(c, self.clients, ops.busy, getattr(ops.rollout, "revision", None))
+        before = ops.op
+        if handler.goes_on:
+            ops.before_decision(msg["op"], msg, c.actor)
+        reply = await handler.run(c, msg)  # its journal writes name c.actor
+        self._last_busy = time.monotonic()
+        if handler.drives:
+            self._drove(c, before)
+        return reply
 
-    def _presence_changed(self) -> None:
-        """Every attached client is told who is attached when that, or who drives, changed."""
-        msg = self.presence.changed(self.clients, self.busy)
-        if msg is not None:
-            data = pr.encode(msg)
-            for c in self.clients:
-                if c.attached:
-                    c.put(msg, data)
-
-    def _attach(self, c: _Client, since) -> None:
+    # ------------------------------------------------------------------------------------------ the server's reads
+    async def _attach(self, c: _Client, msg: dict) -> None:
+        """The client gets the events after ``since`` when the ring still has them, else a snapshot; then every
+        event as it comes."""
+        since = msg.get("since")
         if isinstance(since, int) and self.ring and since >= self.ring[0]["seq"] - 1 and since <= self.seq:
             for m in self.ring:
                 if m["seq"] > since:
@@ -393,141 +369,29 @@ class Server(OpsMixin):
         else:
             c.put(self.snapshot())
         c.attached = True
+        self._presence_changed()
 
-    # ------------------------------------------------------------------------------------------ reads
-    async def _op_status(self, c: _Client, msg: dict) -> dict:
-        return {"pid": os.getpid(), "clients": len(self.clients), "connections": len(self.door.conns),
-                "max_connections": self.door.max_connections, "busy": self.op_name if self.busy else "",
-                "seq": self.seq, "since": self.started, "status": self.board.status,
-                "rollout_id": self.board.rollout_id, "config": str(self.config_file.path),
-                "channels": serverconfig.channel_lines(self.cfg, self.config_file, self.channels),
-                "notes": list(self.config_notes)}
+    async def _status(self, c: _Client, msg: dict) -> dict:
+        return wire.status(pid=os.getpid(), clients=len(self.clients), connections=len(self.door.conns),
+                           max_connections=self.door.max_connections, busy=self._running(), seq=self.seq,
+                           since=self.started, status=self.board.status, rollout_id=self.board.rollout_id,
+                           config=str(self.live.file.path), channels=self.live.channel_lines(),
+                           notes=list(self.live.notes))
 
-    async def _op_output(self, c: _Client, msg: dict) -> dict:
-        # seq: the events up to this number are in the reply; a client follows with the HostOutput after it
-        return {**views.host_output(self.rollout, str(msg.get("host", ""))), "seq": self.seq}
+    # ------------------------------------------------------------------------------------------ presence
+    def _drove(self, c: _Client, before: asyncio.Task | None) -> None:
+        """c started the operation or decided on it: it drives it now, until the operation ends."""
+        self.presence.drove(c)
+        op = self.ops.op
+        if op is not None and op is not before:
+            op.add_done_callback(lambda _t: self._presence_changed())  # nobody drives what ended
+        self._presence_changed()
 
-    async def _op_journal(self, c: _Client, msg: dict) -> dict:
-        since = msg.get("since")
-        return views.journal_reply(self.journal, since if isinstance(since, int) else 0)
-
-    async def _op_revisions(self, c: _Client, msg: dict) -> dict:
-        return await views.revisions(self.cfg, self.journal, self.pool)
-
-    async def _op_rollback_plan(self, c: _Client, msg: dict) -> dict:
-        from controlroom.engine.rollout import Rollout
-
-        r = self.rollout  # the one a rollback would reach, as _op_rollback picks it
-        if r is None or (not self.busy and r.status not in ev.ROLLOUT_FINAL):
-            r = Rollout.load(self.cfg, self.pool, self.journal, actor=c.actor)
-        return views.rollback_plan(r)
-
-    # ------------------------------------------------------------------------------------------ intents
-    def _engine(self, **kw):
-        from controlroom.engine.rollout import Rollout
-
-        return self._wired(Rollout(self.cfg, self.pool, self.journal, gates=self._gate_keeper(), **kw))
-
-    def _gate_keeper(self):
-        """What checks a deploy's gates against [metrics] during the bake (None when no phase has a gate)."""
-        return gates.keeper_for(self.cfg, self.journal)
-
-    def _wired(self, r):
-        """An engine the server drives: its host output joins the numbered stream."""
-        r.subscribe(self._output)
-        return r
-
-    def _output(self, e: ev.Event) -> None:
-        if type(e) is ev.HostOutput:
-            self._committed(e)
-
-    def _current(self):
-        if self.rollout is None or not self.busy:
-            raise ControlroomError("no deploy runs in the server")
-        return self.rollout
-
-    async def _op_pause(self, c, msg):
-        self._current().pause(c.actor)
-
-    async def _op_unpause(self, c, msg):
-        self._current().resume(c.actor)
-
-    async def _op_abort(self, c, msg):
-        self._current().abort(c.actor)
-
-    async def _op_proceed(self, c, msg):
-        # past a gate that does not hold or an exceeded failure budget only with a typed reason (the engine says)
-        self._current().proceed(c.actor, reason=_reason(msg))
-
-    async def _op_retry(self, c, msg):
-        r = self.rollout
-        if r is not None and not self.busy and r.status == ev.R_FAILED:
-            self._run("rerun", r.rerun([str(msg.get("host"))], c.actor))
-            return
-        self._current().retry(str(msg.get("host")), c.actor)
-
-    async def _op_skip(self, c, msg):
-        self._current().skip(str(msg.get("host")), c.actor, reason=_reason(msg))
-
-    async def _op_lock(self, c, msg):
-        text = str(msg.get("message", "")).strip()
-        if not text:
-            raise UsageError("lock needs a message: say why (it is what the team reads)")
-        lock = self.journal.take_lock(c.actor, text, takeover=bool(msg.get("takeover")))
-        return {"describe": lock.describe()}
-
-    async def _op_log_add(self, c, msg):
-        text = str(msg.get("message", "")).strip()
-        if not text:
-            raise UsageError("log add needs a message")
-        return {"line": self.journal.add_log(c.actor, "NOTE", text).line()}
-
-    # flags: none of these takes the fleet lock or waits for a running deploy (flagpush.py)
-    async def _op_flags(self, c, msg):
-        return self.flags.state()
-
-    async def _op_flag_history(self, c, msg):
-        return {"changes": self.flags.history.changes(msg.get("flag") or None, int(msg.get("limit") or 50))}
-
-    async def _op_flags_verify(self, c, msg):
-        return {"hosts": await self.flags.verify(msg.get("hosts"))}
-
-    async def _op_flag_set(self, c, msg):
-        expect = msg.get("expect")
-        return await self.flags.change(str(msg.get("flag", "")), str(msg.get("value", "")), c.actor,
-                                       reason=str(msg.get("reason") or ""), hosts=msg.get("hosts"),
-                                       expect=expect if isinstance(expect, int) else None)
-
-    async def _op_flag_dismiss(self, c, msg):
-        return {"dismissed": self.flags.dismiss(list(msg.get("hosts") or []))}
-
-    async def _op_stop(self, c, msg):
-        if self.busy and not msg.get("force"):
-            raise ControlroomError(f"a {self.op_name} runs in the server; `controlroom server stop --force` "
-                                   "interrupts it (it stays resumable)")
-        asyncio.get_running_loop().call_soon(self.stop)
-
-
-def _reason(msg: dict) -> str | None:
-    """The optional typed reason of an intent (proceed, skip), as sent; the engine cleans and bounds it."""
-    reason = msg.get("reason")
-    return reason if isinstance(reason, str) else None
-
-
-READS = ("status", "output", "journal", "revisions", "rollback_plan", "flags", "flag_history", "flags_verify",
-         "metrics")
-INTENTS = ("deploy", "resume", "rollback", "pause", "unpause", "abort", "interrupt", "proceed", "retry", "skip",
-           "lock", "unlock", "log_add", "stop", "flag_set", "flag_dismiss", "park", "stage",
-           "gate_check")
-
-
-def rotate_log(state: Path) -> Path:
-    """STATE/server.log, with one old copy kept when it has grown past LOG_MAX."""
-    log = Path(state) / "server.log"
-    with contextlib.suppress(OSError):
-        if log.stat().st_size > LOG_MAX:
-            os.replace(log, log.with_suffix(".log.1"))
-    return log
+    def _presence_changed(self) -> None:
+        """Every attached client is told who is attached when that, or who drives, changed."""
+        msg = self.presence.changed(self.clients, self.busy)
+        if msg is not None:
+            self.broadcast(msg)
 
 
 def _output_to_log() -> None:

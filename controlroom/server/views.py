@@ -11,6 +11,8 @@ from controlroom.core import events as ev
 from controlroom.core.errors import ControlroomError
 from controlroom.engine.board import Board
 from controlroom.journal.journal import Journal, unreached
+from controlroom.journal.locks import abandons
+from controlroom.server import wire
 from controlroom.sources import git as release
 
 LOG_REPLY = 500  # deploy-log entries in one reply at most (the newest)
@@ -50,21 +52,21 @@ def adopt_last(board: Board, journal: Journal) -> None:
     board.phase_index = i
 
 
-def lock_dict(journal: Journal) -> dict | None:
-    """The lock with every field of journal.Lock (a client rebuilds it with Lock(**d)), liveness as seen here."""
-    lock = journal.lock()
+def lock_of(journal: Journal | None) -> wire.Lock | None:
+    """The lock as the journal has it, its liveness as seen here and the server's words for it (wire.Lock)."""
+    lock = journal.lock() if journal is not None else None
     if lock is None:
         return None
-    return {"user": lock.user, "at": lock.at, "reason": lock.reason, "pid": lock.pid, "hostname": lock.hostname,
-            "rollout_id": lock.rollout_id, "origin": lock.origin, "stale": lock.stale}
+    return wire.Lock(user=lock.user, at=lock.at, reason=lock.reason, pid=lock.pid, hostname=lock.hostname,
+                     rollout_id=lock.rollout_id, origin=lock.origin, stale=lock.stale, live=lock.live,
+                     said=lock.describe(), gives_up=abandons(lock))
 
 
 def journal_reply(journal: Journal, since: int) -> dict:
     """The lock and the deploy-log entries after id ``since`` (the newest LOG_REPLY), oldest first."""
-    entries = [e for e in journal.log(LOG_REPLY) if e.id > since]
-    return {"lock": lock_dict(journal),
-            "log": [{"id": e.id, "at": e.at, "user": e.user, "kind": e.kind, "text": e.text,
-                     "revision": e.revision, "origin": e.origin} for e in entries]}
+    lock = lock_of(journal)
+    return {"lock": None if lock is None else lock.to_wire(),
+            "log": [wire.log_entry(e) for e in journal.log(LOG_REPLY) if e.id > since]}
 
 
 async def revisions(cfg, journal: Journal, pool) -> dict:
@@ -72,7 +74,7 @@ async def revisions(cfg, journal: Journal, pool) -> dict:
     for the hosts a deploy reached and by asking one host for the inventory's hosts none has reached yet (the
     middle of a first deploy: its 2 canary hosts are not the fleet). ``unreached`` is that answer, what the hosts
     without a record count as. What cannot be known comes back as a one-line reason instead."""
-    out: dict = {"staged": None, "live": None, "unreached": None, "staged_error": None, "live_error": None}
+    out = wire.revisions()
     try:
         out["staged"] = await asyncio.to_thread(release.staged_revision, cfg)
     except ControlroomError as e:
@@ -99,19 +101,19 @@ async def revisions(cfg, journal: Journal, pool) -> dict:
     return out
 
 
-def host_output(rollout, host: str) -> dict:
+def host_output(rollout, host: str, seq: int) -> dict:
     """One host's recent output as the engine keeps it ("$ command" lines included) and its last command."""
     hr = rollout.hosts.get(host) if rollout is not None else None
     if hr is None:
-        return {"host": host, "lines": [], "result": None, "revision": None, "previous": None}
+        return wire.host_output(host=host, lines=[], revision=None, previous=None, result=None, seq=seq)
     res = hr.result
-    return {"host": host, "lines": list(hr.output), "revision": hr.revision, "previous": hr.previous,
-            "result": None if res is None else {"label": res.label, "connect_s": res.connect_s,
-                                                 "run_s": res.run_s}}
+    return wire.host_output(host=host, lines=list(hr.output), revision=hr.revision, previous=hr.previous, seq=seq,
+                            result=None if res is None else {"label": res.label, "connect_s": res.connect_s,
+                                                             "run_s": res.run_s})
 
 
 def rollback_plan(rollout) -> dict:
     """What a rollback of this rollout would reach: every host that may run its code, and how many are not done."""
     targets = rollout.rollback_targets()
-    return {"rollout_id": rollout.id, "revision": rollout.revision, "previous": rollout.previous,
-            "hosts": len(targets), "others": sum(h.state != ev.DONE for h in targets)}
+    return wire.rollback_plan(rollout_id=rollout.id, revision=rollout.revision, previous=rollout.previous,
+                              hosts=len(targets), others=sum(h.state != ev.DONE for h in targets))

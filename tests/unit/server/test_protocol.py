@@ -1,5 +1,5 @@
-"""The control-room socket's protocol on its own (controlroom.server.protocol): one JSON object a line, bounded, and every
-request's fields checked for type before an operation sees them."""
+"""The control-room socket's protocol on its own (controlroom.server.protocol, and wire.py for what is in
+them): one JSON object a line, bounded, and every request's fields checked for type before an operation sees them."""
 
 from __future__ import annotations
 
@@ -9,16 +9,8 @@ import json
 import pytest
 
 from controlroom.core.errors import UsageError
-from controlroom.server.protocol import (
-    FIELDS,
-    REQUEST_MAX,
-    BadRequest,
-    ProtocolError,
-    check_request,
-    encode,
-    read_msg,
-    socket_path,
-)
+from controlroom.server.protocol import REQUEST_MAX, ProtocolError, encode, read_msg, socket_path
+from controlroom.server.wire import REQUESTS, BadRequest, check_request
 
 
 def reader_of(data: bytes, limit: int = REQUEST_MAX) -> asyncio.StreamReader:
@@ -92,7 +84,7 @@ def test_a_field_of_the_wrong_type_is_refused_naming_the_op_and_the_field(msg, e
 
 
 def test_every_op_names_its_fields_with_types_the_checker_can_name():
-    for op, fields in FIELDS.items():
+    for op, fields in REQUESTS.items():
         for name, (types, required) in fields.items():
             assert types and isinstance(required, bool), (op, name)
 
@@ -101,3 +93,31 @@ def test_a_state_dir_whose_socket_path_is_too_long_is_one_line_saying_to_set_a_s
     assert socket_path(tmp_path).name == "control.sock"
     with pytest.raises(UsageError, match=r"longer than a Unix socket allows \(107\); set a shorter \[state\] dir"):
         socket_path(tmp_path / ("d" * 120))
+
+
+# --------------------------------------------------------------------------------------------- the wire shapes
+
+
+def test_a_lock_goes_on_the_wire_with_every_field_named_as_before_and_comes_back_the_same():
+    from controlroom.server.wire import Lock
+
+    lock = Lock(user="alice", at=1.5, reason="r2307 halted in canary", pid=None, hostname=None, rollout_id=3,
+                origin="10.0.0.5", stale=False, live=False, said="deploy #3 by alice", gives_up="abandons the lock")
+    d = lock.to_wire()
+    # the journal reply's names (user .. stale) and the snapshot's (live, describe), one shape for both
+    assert set(d) == {"user", "at", "reason", "pid", "hostname", "rollout_id", "origin", "stale", "live", "describe",
+                      "abandons"}
+    assert Lock.from_wire(d) == lock and Lock.from_wire({**d, "newer_field": 1}) == lock
+    assert lock.parked and lock.describe() == "deploy #3 by alice"
+    assert Lock.from_wire(None) is None and Lock.from_wire({}) is None
+
+
+def test_a_reply_carries_its_id_and_notices_and_a_refusal_its_line_exit_code_and_whether_another_drives():
+    from controlroom.server import wire
+
+    assert wire.reply(4, {"line": "x"}, ["reloaded"]) == {"id": 4, "ok": True, "line": "x", "notice": ["reloaded"]}
+    assert wire.reply("a") == {"id": "a", "ok": True}
+    assert wire.refusal(5, "no deploy runs in the server", 1) == {"id": 5, "ok": False, "exit": 1,
+                                                                   "error": "no deploy runs in the server"}
+    assert wire.refusal(6, "alice is driving r2307; act anyway?", 3, driven=True)["driven"] is True
+    assert [wire.request_id({"id": v}) for v in (7, "b", True, 1.5, None, [1])] == [7, "b", None, None, None, None]

@@ -404,3 +404,103 @@ def test_a_client_gone_in_the_middle_of_its_requests_leaves_nothing_half_done(se
     else:
         assert revisions(served) == {"r2306"}
     assert locked, log  # the lock request was read before the client went: it is done, and the deploy was refused
+
+
+# ---------------------------------------------------------------------------------------- the table of requests
+
+
+async def test_every_request_the_protocol_names_has_one_handler_and_an_unknown_one_is_refused_in_one_line(make_fleet):
+    from controlroom.core.errors import ControlroomError
+    from controlroom.server import server as server_mod
+    from controlroom.server.ops import OPERATORS, WATCHERS
+    from controlroom.server.wire import REQUESTS
+
+    fleet = make_fleet(2)
+    cfg = config.load(fleet.config_path)
+    srv = server_mod.Server(cfg, idle=3600)
+    await srv.start()
+    serving = asyncio.ensure_future(srv.serve())
+    try:
+        # one table: every op a client may send has its handler there (hello is the door's, before any request)
+        assert set(srv.handlers) == set(REQUESTS) - {"hello"}
+        reads = {op for op, h in srv.handlers.items() if h.who == WATCHERS}
+        assert reads == {"attach", "status", "output", "journal", "revisions", "rollback_plan", "metrics", "flags",
+                         "flag_history", "flags_verify"}
+        assert all(h.intent and h.who == OPERATORS for op, h in srv.handlers.items() if op not in reads)
+        assert all(h.drives for h in srv.handlers.values() if h.decides)  # who decides on a deploy drives it
+        c = await connect(cfg, start=False)
+        with pytest.raises(ControlroomError) as e:
+            await c.request("no_such_op")
+        assert str(e.value) == "unknown request 'no_such_op'"
+        assert e.value.exit_code == 2 and "\n" not in str(e.value)
+        assert (await c.request("status"))["pid"] == os.getpid()  # the connection goes on
+        # a read-only client may make what the table gives watchers, and none of what it gives operators
+        watcher = await connect(cfg, start=False, read_only=True)
+        assert (await watcher.request("journal"))["lock"] is None
+        for op, h in srv.handlers.items():
+            if h.intent:
+                with pytest.raises(ControlroomError, match="you may watch, not act") as e:
+                    await watcher.request(op, host="web001", message="x", flag="f", value="on")
+                assert e.value.exit_code == 2
+        await watcher.close()
+        await c.close()
+    finally:
+        srv.stop()
+        await serving
+
+
+async def test_the_lock_has_one_shape_in_the_snapshot_and_the_journal_reply_and_says_what_unlocking_abandons(served):
+    from controlroom.server.wire import Lock, abandons
+
+    cfg = config.load(served.config_path)
+    c = await connect(cfg)
+    try:
+        said = (await c.request("lock", message="NO DEPLOY PLEASE: migration"))["describe"]
+        await c.request("attach")
+        snap = await asyncio.wait_for(c.messages.get(), 10)
+        assert snap["op"] == "snapshot"
+        in_reply = (await c.request("journal", since=2**62))["lock"]
+        assert snap["lock"] == in_reply  # the same fields, the same values, wherever the lock travels
+        lock = Lock.from_wire(in_reply)
+        assert lock.to_wire() == in_reply and lock.describe() == said and not lock.live and not lock.parked
+        assert abandons(lock) == f"releases {lock.user}'s NO DEPLOY PLEASE (NO DEPLOY PLEASE: migration)"
+    finally:
+        await c.close()
+
+
+async def test_the_gates_and_the_metrics_pane_read_the_one_metrics_source_the_server_keeps(gated_fleet, monkeypatch):
+    from controlroom.core import events as ev
+    from controlroom.engine import gates
+    from controlroom.server import server as server_mod
+    from controlroom.sources import metrics
+
+    made, opened_per_round = [], []  # every source the server made, and any a gate keeper opened for itself
+    real = metrics.make_source
+    monkeypatch.setattr(metrics, "make_source", lambda s, **kw: made.append(s) or real(s, **kw))
+    monkeypatch.setattr(gates, "make_source", lambda s, **kw: opened_per_round.append(s) or real(s, **kw))
+    cfg = config.load(gated_fleet.config_path)
+    srv = server_mod.Server(cfg, idle=3600)
+    await srv.start()
+    serving = asyncio.ensure_future(srv.serve())
+    c = await connect(cfg, start=False)
+    try:
+        await c.request("metrics", points=10)  # the pane's poll: the server makes its source
+        assert len(made) == 1
+        await c.request("attach")
+        await c.request("deploy")
+
+        async def failed_gate() -> None:
+            while True:
+                msg = await c.messages.get()
+                if msg.get("op") == "event" and msg["event"].get("type") == "GateWaiting" \
+                        and ev.from_wire(msg["event"]).kind == ev.GATE_FAILED:
+                    return
+
+        await asyncio.wait_for(failed_gate(), 120)  # the canary's gate was checked, and failed, against it
+        await c.request("metrics", points=10)
+        assert len(made) == 1 and opened_per_round == []  # one source: the pane's polls and the gate's checks
+        await c.request("abort")
+    finally:
+        await c.close()
+        srv.stop()
+        await serving

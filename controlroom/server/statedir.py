@@ -1,0 +1,41 @@
+"""The state directory's files that both the server and its client make: the directory itself and the server's
+log. Here so that neither imports the other for them (the client starts the server; the server never needs the
+client)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+LOG_MAX = 1 << 20  # server.log is rotated (one old copy) when it passes this at start
+
+
+def make_state_dir(state: Path) -> None:
+    """The state directory, created the server's (0710 whatever the umask: the team's group may only pass through
+    it to the socket; a setgid bit of a team parent kept, so the socket gets the team's group) when missing. An
+    existing one is left as it is: the server checks it at start (door.claim_state)."""
+    state.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        state.mkdir(mode=0o710)
+    except FileExistsError:
+        return
+    os.chmod(state, 0o710 | (state.stat().st_mode & 0o2000))
+
+
+def rotate_log(state: Path) -> Path:
+    """STATE/server.log, with one old copy kept when it has grown past LOG_MAX."""
+    log = Path(state) / "server.log"
+    with contextlib.suppress(OSError):
+        if log.stat().st_size > LOG_MAX:
+            os.replace(log, log.with_suffix(".log.1"))
+    return log
+
+
+def last_line(path: Path) -> str:
+    """The last non-empty line of a log (what a server that could not start said last)."""
+    try:
+        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return "(no log)"
+    return lines[-1].removeprefix("controlroom: ") if lines else "(empty log)"
