@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a file whose first word is the token every request must carry (?token= once, then a "
                         "cookie); printed nowhere")
     w.add_argument("--allow-acting", action="store_true",
-                   help="browsers may act as the app would (loopback only); without it every browser is read-only")
+                   help="browsers may act as the app would (loopback and --token-file only); without it every browser "
+                        "is read-only")
     w.add_argument("--public-url", metavar="URL",
                    help="the URL browsers use, behind a reverse proxy (e.g. https://deploys.example.com); default: "
                         "the address each browser asked for")

@@ -2,9 +2,10 @@
 
 Each browser session runs the command line `controlroom --read-only` (the app, in a process of its own that
 textual-serve starts with Textual's web driver), which connects to the control-room server as any app does and
-says it is a web client, so presence shows it "(web)". Every browser is read-only: only `--allow-acting` on a
-loopback address (a person who reached it through `ssh -L`, so already has a shell on the bastion) runs the app
-able to act, as [access] operators then allows.
+says it is a web client, so presence shows it "(web)". Every browser is read-only: only `--allow-acting`, on a
+loopback address and with a token (a person who reached it through `ssh -L`, so already has a shell on the
+bastion, and holds the token other local users lack), runs the app able to act, as the user `controlroom web` runs
+as and as [access] operators allows that user.
 
 The door: the default address is loopback. Any other address needs `--token-file`; with a token, every HTTP request
 and websocket handshake must carry it (the cookie, or `?token=` once, which sets the cookie and redirects to the
@@ -61,11 +62,9 @@ def read_token(path: str) -> str:
     return token
 
 
-def app_command(config: str | None, read_only: bool) -> str:
+def app_command(config: str, read_only: bool) -> str:
     """The command line each browser session runs: the app, as a person would start it."""
-    argv = [sys.executable, "-m", "controlroom.cli"]
-    if config is not None:
-        argv += ["--config", str(Path(config).resolve())]
+    argv = [sys.executable, "-m", "controlroom.cli", "--config", str(Path(config).resolve())]
     if read_only:
         argv.append("--read-only")
     return shlex.join(argv)
@@ -79,11 +78,13 @@ def cmd_web(args: argparse.Namespace) -> int:
                          "(or listen on 127.0.0.1 and reach it with `ssh -L`)")
     if args.allow_acting and not is_loopback(host):
         raise UsageError("--allow-acting is for a loopback address only: a browser elsewhere is read-only")
+    if args.allow_acting and token is None:  # every local user can reach a loopback port, not only its person
+        raise UsageError("--allow-acting needs --token-file: any user on this machine can reach 127.0.0.1")
     if args.public_url and urlsplit(args.public_url).scheme not in ("http", "https"):
         raise UsageError(f"--public-url {args.public_url!r}: expected http://... or https://...")
-    config = getattr(args, "config", None)
-    if config is not None and not Path(config).is_file():
-        raise UsageError(f"--config {config}: no such file")
+    from controlroom.config import config as configs
+
+    config = str(configs.load(getattr(args, "config", None)).path)  # a bad config: its line now, not in each tab
     try:
         import aiohttp_jinja2  # noqa: F401  (textual-serve's)
         from textual_serve.server import Server

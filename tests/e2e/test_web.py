@@ -249,9 +249,13 @@ def test_acting_is_allowed_on_loopback_only_and_a_short_token_is_refused_without
     res = run_cli("web", "--config", str(fleet.config_path), "--listen", "10.1.2.3:8765",
                   "--token-file", str(tmp_path / "tok"), "--allow-acting")
     assert res.returncode == 2 and "loopback" in res.stderr and res.stderr.count("\n") == 1, res.stderr
+    res = run_cli("web", "--config", str(fleet.config_path), "--allow-acting")
+    assert res.returncode == 2 and "needs --token-file" in res.stderr and res.stderr.count("\n") == 1, res.stderr
     (tmp_path / "short").write_text("s3cr3t\n")
     res = run_cli("web", "--config", str(fleet.config_path), "--token-file", str(tmp_path / "short"))
     assert res.returncode == 2 and "at least 16" in res.stderr and "s3cr3t" not in res.stderr, res.stderr
+    res = run_cli("web", "--config", str(tmp_path / "missing.toml"))
+    assert res.returncode == 2 and "missing.toml" in res.stderr and res.stderr.count("\n") == 1, res.stderr
     res = run_cli("web", "--listen", "nowhere")
     assert res.returncode == 2 and "HOST:PORT" in res.stderr and res.stderr.count("\n") == 1, res.stderr
 
@@ -269,7 +273,7 @@ async def test_a_watcher_sees_a_deploy_started_from_the_cli_progress_live_in_the
     page = await browser.page()
     await page.goto(f"{web.url}/?token={TOKEN}")
     assert await page.eval("location.href") == f"{web.url}/"  # the token left the address bar for a cookie
-    await page.wait_for("Rollout", "Deploy log", "READY", "staged, not deployed")
+    await page.wait_for("Rollout", "Deploy log", "r2306 -> r2307", "READY", "staged, not deployed")
 
     deploy = subprocess.Popen([sys.executable, "-m", "controlroom.cli", "deploy", "--yes", "--auto", "--config",
                                str(fleet.config_path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -327,7 +331,8 @@ async def test_a_browser_without_the_token_gets_nothing_and_a_read_only_browsers
     await page.goto(f"{web.url}/?token={TOKEN}")
     assert await page.eval("document.cookie") == ""  # the cookie is HttpOnly: no script of the page reads it
     assert TOKEN not in await page.eval("document.documentElement.outerHTML")
-    await page.wait_for("Rollout", "READY")
+    # attached: the revisions come from the server, after the hello that made this app read-only
+    await page.wait_for("Rollout", "r2306 -> r2307", "READY", "new_search")
     await page.press("d")
     screen = await page.wait_for("refused", "read-only")
     assert "Deploy r2307?" not in screen
