@@ -338,3 +338,19 @@ async def test_a_browser_without_the_token_gets_nothing_and_a_read_only_browsers
     assert "Deploy r2307?" not in screen
     await page.close()
     assert TOKEN not in web.output()
+
+
+@pytest.mark.slow
+async def test_with_allow_acting_on_loopback_a_browser_holding_the_token_may_act(make_fleet, tmp_path, http, stopped):
+    fleet = make_fleet(3)
+    web = stopped(Web(tmp_path, fleet.config_path, "--allow-acting"))
+    await web.started(http)
+    browser = await stopped(Browser(tmp_path, http)).start()
+    page = await browser.page()
+    await page.goto(f"{web.url}/?token={TOKEN}")
+    screen = await page.wait_for("Rollout", "r2306 -> r2307", "READY", "new_search")
+    assert "read-only" not in screen
+    await page.press("d")
+    await page.wait_for("Deploy r2307?")  # the confirmation, as in the terminal; nothing is shipped without its y
+    await page.close()
+    assert {(fleet.dir / "hosts" / f"web{i:03d}" / "REVISION").read_text().strip() for i in (1, 2, 3)} == {"r2306"}
