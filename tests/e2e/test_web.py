@@ -319,6 +319,9 @@ async def test_a_browser_without_the_token_gets_nothing_and_a_read_only_browsers
     assert refused.value.status == 401
     async with http.get(web.url + "/", cookies={"controlroom_token": "wrong" * 8}) as r:
         assert r.status == 401
+    with pytest.raises(aiohttp.WSServerHandshakeError) as elsewhere:  # the token, but a page of another origin
+        await http.ws_connect(f"{web.url}/ws?token={TOKEN}", headers={"Origin": "https://evil.example"})
+    assert elsewhere.value.status == 403
 
     browser = await stopped(Browser(tmp_path, http)).start()
     page = await browser.page()
