@@ -247,8 +247,10 @@ def run_app(cfg: Config, *, read_only: bool = False) -> int:
     The deploy runs in the server: quitting, or the terminal going away (SIGHUP), leaves it running."""
     # Textual sizes the screen with shutil.get_terminal_size, which believes COLUMNS/LINES over the terminal;
     # a shell that exported them at another size would pin the app to it and ignore every resize.
-    os.environ.pop("COLUMNS", None)
-    os.environ.pop("LINES", None)
+    # (Under textual-serve, `controlroom web`, COLUMNS is the browser's width as the web driver reads it: kept.)
+    if "web_driver" not in os.environ.get("TEXTUAL_DRIVER", ""):
+        os.environ.pop("COLUMNS", None)
+        os.environ.pop("LINES", None)
     app = build_app(cfg, read_only=read_only)
     from controlroom.app.hangup import end_on_hangup
 

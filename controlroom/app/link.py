@@ -31,7 +31,7 @@ class Link:
         said = False
         while not self.closing:
             try:
-                client = await connect(self.cfg, read_only=self.read_only_asked, kind="app")
+                client = await connect(self.cfg, read_only=self.read_only_asked, kind="web" if self.is_web else "app")
             except (ControlroomError, OSError) as e:  # OSError: a server dying as we knocked (reset)
                 if not said:
                     self._say(str(e), title="Cannot reach the control-room server", severity="error", timeout=15)

@@ -86,6 +86,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from controlroom.cli import history as historycli
 
         return getattr(historycli, f"cmd_{cmd}")(_load(args), args)
+    if cmd == "web":
+        from controlroom.cli.web import cmd_web  # textual-serve: imported by this command only
+
+        return cmd_web(args)
     if cmd == "demo":
         from controlroom.cli.demo import cmd_demo  # starts the fleet, then the app
 

@@ -53,6 +53,22 @@ def build_parser() -> argparse.ArgumentParser:
     for family in (_deploy, _server, _flags, _diff, _metrics, _record):
         family(sub, common)
 
+    w = sub.add_parser("web", parents=[common],
+                       help="serve the control room to browsers, for watchers (needs the extra: pip install "
+                            "'controlroom[web]')")
+    w.add_argument("--listen", default="127.0.0.1:8765", metavar="HOST:PORT",
+                   help="where to listen (default: 127.0.0.1:8765, loopback: reach it with `ssh -L`); any other "
+                        "address needs --token-file")
+    w.add_argument("--token-file", metavar="FILE",
+                   help="a file whose first word is the token every request must carry (?token= once, then a "
+                        "cookie); printed nowhere")
+    w.add_argument("--allow-acting", action="store_true",
+                   help="browsers may act as the app would (loopback and --token-file only); without it every browser "
+                        "is read-only")
+    w.add_argument("--public-url", metavar="URL",
+                   help="the URL browsers use, behind a reverse proxy (e.g. https://deploys.example.com); default: "
+                        "the address each browser asked for")
+
     d = sub.add_parser("demo", help="start a simulated fleet and open the control room on it")
     d.add_argument("--hosts", type=int, default=150, metavar="N")
     d.add_argument("--faults", metavar="SPEC", help="faults to inject, as for `controlroom fleet`")
