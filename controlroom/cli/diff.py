@@ -18,13 +18,13 @@ from pathlib import Path
 from controlroom.config.config import Config
 from controlroom.core.errors import ControlroomError, UsageError
 from controlroom.core.text import clean, took
+from controlroom.engine.live import live_counts
 from controlroom.sources import git as release
 from controlroom.sources import stagediff
 
 GREEN, RED, CYAN, BOLD, DIM, RESET = "\x1b[32m", "\x1b[31m", "\x1b[36m", "\x1b[1m", "\x1b[2m", "\x1b[0m"
 # the data functions live in the core module stagediff (the app's pane uses them too); kept here by their old names
-live_counts, live_line, commits, files, _age = (stagediff.live_counts, stagediff.live_line, stagediff.commits,
-                                                stagediff.files, stagediff.age)
+live_line, commits, files, _age = stagediff.live_line, stagediff.commits, stagediff.files, stagediff.age
 
 
 # --------------------------------------------------------------------------------------------- diff

@@ -20,10 +20,9 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from types import SimpleNamespace
 
+from controlroom.cli.ask import RESUME_HINT, Detached, HungUp, SafeOut, ask, plan_view
 from controlroom.cli.deploy import Printer
 from controlroom.config.config import Config
 from controlroom.core import events as ev
@@ -32,96 +31,8 @@ from controlroom.core.text import clean
 from controlroom.engine.board import Board
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-RESUME_HINT = "`controlroom deploy --resume`"
 HUNG_UP = 129  # a question the terminal went away from: nothing was decided (128 + SIGHUP)
 PARK_PATIENCE = 60.0  # seconds a detaching client waits for the server to say the deploy is parked
-
-
-class Detached(Exception):
-    """The operator left (SIGHUP, a closed terminal or pipe, [d]etach): the operation goes on in the server."""
-
-
-class HungUp(Detached):
-    """The terminal went away (SIGHUP, EOF or EIO on it): nobody is there to answer, or to read."""
-
-
-def plan_view(cfg: Config, hosts: dict | None = None):
-    """What the Printer reads of a rollout, from the config and the hosts as the server reported them."""
-    known = hosts or {}
-    view = {}
-    for i, ph in enumerate(cfg.phases):
-        for h in ph.hosts:
-            phase, steps_done, state = known.get(h, (i, 0, ev.PENDING))
-            view[h] = SimpleNamespace(name=h, phase=phase, steps_done=steps_done, state=state)
-    return SimpleNamespace(cfg=cfg, phases=cfg.phases, hosts=view)
-
-
-def _read_line() -> str:
-    """A line from stdin; "" at its end or when the terminal is gone (EIO)."""
-    try:
-        return sys.stdin.readline()
-    except (OSError, ValueError):
-        return ""
-
-
-async def ask(session: Session, question: str, *, raw: bool = False, still: Callable[[], bool] | None = None
-              ) -> str | None:
-    """One typed answer from the terminal, stripped (lower-cased unless raw). None when a signal came first (Ctrl+C,
-    SIGTERM) or when still() stopped holding (answered elsewhere). Raises HungUp at the end of input, on a terminal
-    that went away, or on SIGHUP: a lost stdin is never an answer."""
-    loop = asyncio.get_running_loop()
-    if signal.SIGHUP in session.signals:
-        raise HungUp()
-    if session.signals:
-        return None
-    session.out(question, end="")
-    fut: asyncio.Future = loop.create_future()
-    fd = sys.stdin.fileno()
-
-    def readable() -> None:
-        if not fut.done():
-            fut.set_result(_read_line())
-
-    try:
-        loop.add_reader(fd, readable)
-    except (PermissionError, ValueError, OSError):  # not pollable (a regular file): read it directly
-        line = _read_line()
-        if not line:
-            raise HungUp() from None
-        return line.strip() if raw else line.strip().lower()
-    session.asking = fut
-    try:
-        while not fut.done():
-            session.changed.clear()
-            waiter = asyncio.ensure_future(session.changed.wait())
-            try:
-                await asyncio.wait([fut, waiter], return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                waiter.cancel()
-            if session.detached:
-                raise Detached()
-            if not fut.done() and still is not None and not still():
-                session.out("\n(answered elsewhere)")
-                return None
-        line = fut.result()
-    except asyncio.CancelledError:
-        if signal.SIGHUP in session.signals:
-            raise HungUp() from None
-        if session.signals:
-            session.out("")
-            return None
-        raise
-    finally:
-        session.asking = None
-        loop.remove_reader(fd)
-    if not line:  # end of input: the terminal or the pipe is gone, nobody typed this
-        raise HungUp()
-    return line.strip() if raw else line.strip().lower()
-
-
-async def confirm(session: Session, question: str, still: Callable[[], bool] | None = None) -> bool:
-    """[y/N]: True only for a typed yes."""
-    return await ask(session, f"{question} [y/N] ", still=still) in ("y", "yes")
 
 
 class Session:
@@ -390,22 +301,6 @@ class Session:
         """No one here can answer: the server keeps the deploy waiting, the fleet locked for it."""
         reply = await self._intent("park")
         return 1 if reply and reply.get("parked") else None
-
-
-class SafeOut:
-    """The Printer's stream: a closed pipe detaches instead of raising in the middle of an event."""
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-        self.buf = ""
-
-    def write(self, text: str) -> None:
-        self.buf += text
-
-    def flush(self) -> None:
-        text, self.buf = self.buf, ""
-        if text:
-            self.session.out(text, end="")
 
 
 # --------------------------------------------------------------------------------------------- the commands
