@@ -27,7 +27,12 @@ def error_line(text: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        if "_ARGCOMPLETE" in os.environ:  # the shell asks for completions (cli/complete.py): answer and exit
+            import argcomplete
+
+            argcomplete.autocomplete(parser, always_complete_options=False)  # options after a "-"
+        args = parser.parse_args(argv)
         return dispatch(args)
     except ControlroomError as e:
         error_line(e)

@@ -9,9 +9,32 @@ from __future__ import annotations
 
 import argparse
 
+from controlroom.cli import complete
 from controlroom.core.errors import UsageError
 
 METRICS_WIDTH = 30  # `controlroom metrics --width`: the sparkline's default width
+
+
+class _Version(argparse.Action):
+    """`controlroom --version`: the installed package's version, looked up only when asked (importlib.metadata is
+    not free at every start)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None) -> None:
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            v = version("controlroom")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            v = "unknown (not installed)"
+        print(f"controlroom {v}", flush=True)
+        parser.exit()
+
+
+def _hosts_option(parser, help: str) -> None:
+    parser.add_argument("--hosts", metavar="PATTERN|GROUP", help=help).completer = complete.hosts
 
 
 class _Parser(argparse.ArgumentParser):
@@ -26,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="controlroom", parents=[common],
                 description="A terminal release control room. With no command, opens the full-screen app.")
     p.add_argument("--read-only", action="store_true", help="watch the control room without acting")
+    p.add_argument("--version", action=_Version, help="the installed version, and exit")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     sub.add_parser("check", parents=[common], help="validate the config and print a summary")
@@ -35,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("cmd", metavar="CMD", help="the command (quote it as one argument)")
     r.add_argument("--each", action="store_true",
                    help="one block per host, as each one finishes (default: hosts with identical output together)")
-    r.add_argument("--hosts", metavar="PATTERN|GROUP", help="which hosts: a group, web[001:010], web0*, a,b")
+    _hosts_option(r, "which hosts: a group, web[001:010], web0*, a,b")
     r.add_argument("--parallel", type=int, metavar="N", help="hosts at a time (default: [inventory.ssh] max_parallel)")
     r.add_argument("--timeout", type=float, metavar="SECONDS", help="per-command timeout (default: command_timeout)")
 
@@ -108,14 +132,14 @@ def _flags(sub, common) -> None:
     """flags, flag: run by controlroom.cli.flags."""
     s = sub.add_parser("flags", parents=[common], help="the flags, their values and each one's fleet receipt")
     s.add_argument("--verify", action="store_true", help="read every host's flags file back and name the drifted")
-    s.add_argument("--hosts", metavar="PATTERN|GROUP", help="with --verify or --dismiss: only these hosts")
+    _hosts_option(s, "with --verify or --dismiss: only these hosts")
     s.add_argument("--dismiss", action="store_true", help="stop retrying the stragglers (or --hosts)")
     f = sub.add_parser("flag", parents=[common], help="turn a flag on or off, or to a percentage, on every host")
-    f.add_argument("name", metavar="NAME")
-    f.add_argument("value", metavar="on|off|N%")
+    f.add_argument("name", metavar="NAME").completer = complete.flags
+    f.add_argument("value", metavar="on|off|N%").completer = complete.flag_values
     f.add_argument("--reason", metavar="TEXT", default="", help="why (the deploy log and the history show it)")
     f.add_argument("--yes", "-y", action="store_true", help="do not ask")
-    f.add_argument("--hosts", metavar="PATTERN|GROUP", help="only these hosts (default: all)")
+    _hosts_option(f, "only these hosts (default: all)")
 
 
 def _diff(sub, common) -> None:
