@@ -34,6 +34,8 @@ class Conversation(Protocol):
 
     async def request(self, op: str, **args: Any) -> dict: ...
 
+    def new_printer(self, hosts: dict | None) -> None: ...
+
 
 class Detached(Exception):
     """The operator left (SIGHUP, a closed terminal or pipe, [d]etach): the operation goes on in the server."""

@@ -33,6 +33,10 @@ class _Version(argparse.Action):
         parser.exit()
 
 
+def _json_option(parser, help: str = "JSON for scripts (README: Output for scripts)") -> None:
+    parser.add_argument("--json", action="store_true", help=help)
+
+
 def _hosts_option(parser, help: str) -> None:
     parser.add_argument("--hosts", metavar="PATTERN|GROUP", help=help).completer = complete.hosts
 
@@ -52,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action=_Version, help="the installed version, and exit")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    sub.add_parser("check", parents=[common], help="validate the config and print a summary")
+    _json_option(sub.add_parser("check", parents=[common], help="validate the config and print a summary"))
 
     r = sub.add_parser("run", parents=[common],
                        help="run a shell command on hosts; hosts with identical output are shown as one block")
@@ -62,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     _hosts_option(r, "which hosts: a group, web[001:010], web0*, a,b")
     r.add_argument("--parallel", type=int, metavar="N", help="hosts at a time (default: [inventory.ssh] max_parallel)")
     r.add_argument("--timeout", type=float, metavar="SECONDS", help="per-command timeout (default: command_timeout)")
+    _json_option(r, "JSON for scripts: one object per host as it finishes, then a summary object")
 
     f = sub.add_parser("fleet", help="run a simulated fleet of SSH hosts on 127.0.0.1 until interrupted")
     f.add_argument("--hosts", type=int, default=150, metavar="N")
@@ -100,6 +105,7 @@ def _deploy(sub, common) -> None:
                         "or --yes)")
     d.add_argument("--follow", action="store_true",
                    help="follow the deploy the server runs (re-attach); on a terminal, answer its questions")
+    _json_option(d, "the engine's events as JSON, one object a line (the other lines go to stderr)")
 
     r = sub.add_parser("rollback", parents=[common], help="put the previous revision back on every done host")
     r.add_argument("--yes", "-y", action="store_true", help="do not ask")
@@ -107,6 +113,7 @@ def _deploy(sub, common) -> None:
     lg = sub.add_parser("log", parents=[common], help="the deploy log; `log add MSG` adds an entry")
     lg.add_argument("words", nargs="*", metavar="add MSG")
     lg.add_argument("-n", type=int, default=30, metavar="N", help="how many entries (default 30)")
+    _json_option(lg, "JSON for scripts: one entry a line (the lock first, when the fleet is locked)")
 
     lk = sub.add_parser("lock", parents=[common], help="lock the fleet: NO DEPLOY PLEASE")
     lk.add_argument("message", nargs="+", metavar="MSG")
@@ -126,6 +133,7 @@ def _server(sub, common) -> None:
     sv = sub.add_parser("server", parents=[common], help="the server of this state directory: status | stop")
     sv.add_argument("action", choices=("status", "stop"))
     sv.add_argument("--force", action="store_true", help="stop even while an operation runs (it stays resumable)")
+    _json_option(sv, "with status: JSON for scripts")
 
 
 def _flags(sub, common) -> None:
@@ -134,6 +142,7 @@ def _flags(sub, common) -> None:
     s.add_argument("--verify", action="store_true", help="read every host's flags file back and name the drifted")
     _hosts_option(s, "with --verify or --dismiss: only these hosts")
     s.add_argument("--dismiss", action="store_true", help="stop retrying the stragglers (or --hosts)")
+    _json_option(s)
     f = sub.add_parser("flag", parents=[common], help="turn a flag on or off, or to a percentage, on every host")
     f.add_argument("name", metavar="NAME").completer = complete.flags
     f.add_argument("value", metavar="on|off|N%").completer = complete.flag_values
@@ -147,6 +156,7 @@ def _diff(sub, common) -> None:
     d = sub.add_parser("diff", parents=[common], help="what the staged revision changes: live -> staged")
     d.add_argument("--stat", action="store_true", help="commits and files only, not the diff itself")
     d.add_argument("--revision", "-r", metavar="R", help="compare with this revision (default: [release] staged)")
+    _json_option(d, "the commits and files (what --stat shows) as JSON, for scripts")
     s = sub.add_parser("stage", parents=[common], help="run [release] stage for the staged revision (or R)")
     s.add_argument("--revision", "-r", metavar="R", help="revision to stage (default: [release] staged)")
 
@@ -155,6 +165,7 @@ def _metrics(sub, common) -> None:
     """metrics: run by controlroom.cli.metrics."""
     m = sub.add_parser("metrics", parents=[common], help="every metrics series: sparkline, value, threshold, status")
     m.add_argument("--width", type=int, default=METRICS_WIDTH, metavar="N", help=f"sparkline width (default {METRICS_WIDTH})")
+    _json_option(m, "JSON for scripts: one object per series line (values, threshold, status, the history)")
 
 
 def _record(sub, common) -> None:

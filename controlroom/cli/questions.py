@@ -12,8 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from controlroom.cli.ask import RESUME_HINT, Conversation, Detached, SafeOut, ask, confirm, plan_view
-from controlroom.cli.deploy import Printer
+from controlroom.cli.ask import RESUME_HINT, Conversation, Detached, ask, confirm
 from controlroom.config.config import Config
 from controlroom.core import events as ev
 from controlroom.engine.board import Board
@@ -56,7 +55,7 @@ async def follow_current(s: Conversation) -> int:
         s.out("no deploy runs in the server")
         return 1
     s.out(f"deploy #{b.rollout_id} of {b.revision}: {b.status} ({summary})")
-    s.printer = Printer(plan_view(s.cfg, hosts_of(s.cfg, b)), out=SafeOut(s))
+    s.new_printer(hosts_of(s.cfg, b))
     if b.finished is not None:
         s.finished = b.finished
         s.printer(b.finished)

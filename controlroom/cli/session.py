@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from controlroom.cli.ask import RESUME_HINT, Detached, HungUp, SafeOut, ask, plan_view
-from controlroom.cli.deploy import Printer
+from controlroom.cli.deploy import JsonPrinter, Printer
 from controlroom.config.config import Config
 from controlroom.core import events as ev
 from controlroom.core.errors import ControlroomError, LockedError, UsageError
@@ -40,8 +40,9 @@ class Session:
     how it ended (its RolloutFinished, and the server's `ended` for its number)."""
 
     def __init__(self, cfg: Config, client, *, interactive: bool, policy: str = "operator",
-                 override: str | None = None, watching: bool = False) -> None:
+                 override: str | None = None, watching: bool = False, as_json: bool = False) -> None:
         self.cfg = cfg
+        self.as_json = as_json  # --json: the events as JSON lines on stdout, every other line on stderr
         self.c = client
         self.interactive = interactive
         self.policy = policy
@@ -49,7 +50,7 @@ class Session:
         self.watching = watching  # --follow: a signal only detaches
         self.board = Board()
         self.lock: dict | None = None
-        self.printer: Printer | None = None
+        self.printer: Printer | JsonPrinter | None = None
         self.skip_seq = 0
         self.op = 0
         self.kind = "deploy"
@@ -72,8 +73,25 @@ class Session:
         if self.hung_up:
             return  # nobody reads any more: nothing is written to a terminal that went away
         text = "\n".join(clean(line, None) for line in text.split("\n"))
+        self._write(text, end, sys.stderr if err or self.as_json else sys.stdout)
+
+    def emit(self, obj: dict) -> None:
+        """--json: one event as a JSON line on stdout (json.dumps escapes every control character)."""
+        import json
+
+        if not self.hung_up:
+            self._write(json.dumps(obj, allow_nan=False), "\n", sys.stdout)
+
+    def new_printer(self, hosts: dict | None) -> None:
+        """What shows the operation's events from now on: the Printer's lines, or --json's objects."""
+        if self.as_json:
+            self.printer = JsonPrinter(self.emit)
+        else:
+            self.printer = Printer(plan_view(self.cfg, hosts), out=SafeOut(self))
+
+    def _write(self, text: str, end: str, stream) -> None:
         try:
-            print(text, end=end, file=sys.stderr if err else sys.stdout, flush=True)
+            print(text, end=end, file=stream, flush=True)
         except OSError:  # a closed pipe, or EIO from a terminal that went away: the deploy goes on
             self.hung_up = True
             devnull = os.open(os.devnull, os.O_WRONLY)
@@ -119,7 +137,7 @@ class Session:
         self.op = reply["op"]
         self.kind = kind
         self.skip_seq = reply.get("seq", 0)
-        self.printer = Printer(plan_view(self.cfg, reply.get("hosts")), out=SafeOut(self))
+        self.new_printer(reply.get("hosts"))
 
     def consume(self, msg: dict) -> None:
         op = msg.get("op")
@@ -332,7 +350,7 @@ def _refuse_if_locked(lock: dict | None, force: bool) -> None:
 
 
 def _session(cfg: Config, body, *, policy: str = "operator", override: str | None = None,
-             watching: bool = False) -> int:
+             watching: bool = False, as_json: bool = False) -> int:
     """Connect (starting the server if none answers, unless watching), attach, run body(session). SIGHUP, a closed
     terminal or pipe, and [d]etach leave the operation to the server (a deploy at a question parked there)."""
     from controlroom.server.client import connect
@@ -344,7 +362,7 @@ def _session(cfg: Config, body, *, policy: str = "operator", override: str | Non
         c = await connect(cfg, start=not watching, read_only=watching and not interactive and override is None)
         try:
             s = Session(cfg, c, interactive=interactive and c.may_act, policy=policy, override=override,
-                        watching=watching)
+                        watching=watching, as_json=as_json)
             s.install()
             await s.attach()
             return await body(s)
@@ -391,7 +409,7 @@ def deploy(cfg: Config, args: argparse.Namespace) -> int:
         s.following(reply, "deploy")
         return await s.run()
 
-    return _session(cfg, body, policy=policy, override=args.override_gate)
+    return _session(cfg, body, policy=policy, override=args.override_gate, as_json=args.json)
 
 
 def follow(cfg: Config, args: argparse.Namespace) -> int:
@@ -405,7 +423,7 @@ def follow(cfg: Config, args: argparse.Namespace) -> int:
 
         return await follow_current(s)
 
-    return _session(cfg, body, override=args.override_gate, watching=True)
+    return _session(cfg, body, override=args.override_gate, watching=True, as_json=args.json)
 
 
 def rollback(cfg: Config, args: argparse.Namespace) -> int:
