@@ -199,7 +199,8 @@ def check_json(cfg) -> dict:
     return {
         "ok": True, "path": str(cfg.path),
         "hosts": [{"name": h.name, "address": h.address, "port": h.port, "user": h.user, "group": h.group,
-                   "colo": h.colo} for h in cfg.hosts],
+                   "colo": h.colo, "origins": list(cfg.origins.get(h.name, ()))} for h in cfg.hosts],
+        "notes": list(cfg.notes),  # what reading the inventories passed over
         "groups": {g: list(names) for g, names in cfg.groups.items() if g != "all"},
         "phases": [{"name": ph.name, "hosts": list(ph.hosts), "parallel": ph.parallel, "max_failed": ph.max_failed,
                     "bake": ph.bake, "gate": list(ph.gate), "auto": ph.auto} for ph in cfg.phases],

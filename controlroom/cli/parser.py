@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 
-from controlroom.cli import complete
 from controlroom.core.errors import UsageError
 
 METRICS_WIDTH = 30  # `controlroom metrics --width`: the sparkline's default width
@@ -37,8 +36,20 @@ def _json_option(parser, help: str = "JSON for scripts (README: Output for scrip
     parser.add_argument("--json", action="store_true", help=help)
 
 
+def _completer(name: str):
+    """cli/complete.py's completer `name`, imported only when the shell asks for it (argcomplete calls it with
+    keyword arguments): building the parser for any command imports no more than argparse."""
+
+    def completer(**kw):
+        from controlroom.cli import complete
+
+        return getattr(complete, name)(**kw)
+
+    return completer
+
+
 def _hosts_option(parser, help: str) -> None:
-    parser.add_argument("--hosts", metavar="PATTERN|GROUP", help=help).completer = complete.hosts
+    parser.add_argument("--hosts", metavar="PATTERN|GROUP", help=help).completer = _completer("hosts")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -144,8 +155,8 @@ def _flags(sub, common) -> None:
     s.add_argument("--dismiss", action="store_true", help="stop retrying the stragglers (or --hosts)")
     _json_option(s)
     f = sub.add_parser("flag", parents=[common], help="turn a flag on or off, or to a percentage, on every host")
-    f.add_argument("name", metavar="NAME").completer = complete.flags
-    f.add_argument("value", metavar="on|off|N%").completer = complete.flag_values
+    f.add_argument("name", metavar="NAME").completer = _completer("flags")
+    f.add_argument("value", metavar="on|off|N%").completer = _completer("flag_values")
     f.add_argument("--reason", metavar="TEXT", default="", help="why (the deploy log and the history show it)")
     f.add_argument("--yes", "-y", action="store_true", help="do not ask")
     _hosts_option(f, "only these hosts (default: all)")

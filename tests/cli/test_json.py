@@ -46,7 +46,11 @@ def test_check_and_run(fleet: Fleet):
     c = the_one(ok(cr(fleet, "check", "--json")).stdout)
     assert c["ok"] is True and c["path"] == text[0].removesuffix(": ok")
     assert f"hosts: {len(c['hosts'])}" in text and [h["name"] for h in c["hosts"]] == [h.name for h in fleet.hosts]
-    assert all(set(h) == {"name", "address", "port", "user", "group", "colo"} for h in c["hosts"])
+    assert all(set(h) == {"name", "address", "port", "user", "group", "colo", "origins"} for h in c["hosts"])
+    toml = str(fleet.config_path)  # every host is written in the config: where, file:line, as `from:` says
+    assert all(len(h["origins"]) == 1 and h["origins"][0].startswith(f"{toml}:") for h in c["hosts"])
+    where = c["hosts"][0]["origins"][0].removeprefix(str(fleet.dir) + "/")
+    assert re.search(rf"^  .*\b{re.escape(where)}$", "\n".join(text), re.M), text
     phases = [line.split()[:2] for line in text[text.index(f"phases: {len(c['phases'])}") + 1:] if line.startswith("  ")]
     for ph in c["phases"]:  # the text's "  canary    2 hosts ..." for each phase, in order
         words = ph["name"].split()
