@@ -1,5 +1,5 @@
 """`controlroom serve`, `controlroom server status|stop`, and the deploy commands that go through the server:
-`deploy --detach` (start it there and return; `deploy --follow`, in deployrun.py, re-attaches)."""
+`deploy --detach` (start it there and return; `deploy --follow`, in cli/session.py, re-attaches)."""
 
 from __future__ import annotations
 
