@@ -53,11 +53,6 @@ KNOWN: set[tuple[str, str]] = {
     # app helper (item 3, its point 5)
     ("app.stage", "server.notify"),  # notify.failure_line
     ("app.screens", "app.app"),  # circle app.app -> app.screens -> app.app (TYPE_CHECKING ControlRoom)
-    # no helper this round (integrator): the journal's live revisions read by sources.stagediff.live_by_host;
-    # the circle cli.session <-> cli.questions (the questions use the session's ask/confirm, the session asks
-    # them lazily)
-    ("sources.stagediff", "journal.journal"),  # lazy, in live_by_host
-    ("cli.session", "cli.questions"),  # lazy, in Session._decide; questions imports session's ask/confirm/...
 }
 
 

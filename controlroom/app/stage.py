@@ -20,6 +20,7 @@ from controlroom.app.keys import SECONDARY
 from controlroom.core import events as ev
 from controlroom.core.errors import ControlroomError
 from controlroom.core.text import clean, took
+from controlroom.engine.live import live_by_host
 from controlroom.server.notify import failure_line
 from controlroom.sources import stagediff
 from widgets.diff_view import prepare_lexers
@@ -172,7 +173,7 @@ class StageActions:
 
         def read() -> tuple[tuple | None, stagediff.StagingDiff | None, str]:
             try:
-                base = stagediff.live_by_host(cfg, unrecorded=unreached)
+                base = live_by_host(cfg, unrecorded=unreached)
                 counts = self._live_now(base, over)
                 if not counts and live is None and not hosts_known:
                     return None, None, ""  # the server has not said what the fleet runs yet

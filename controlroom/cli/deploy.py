@@ -64,9 +64,12 @@ def cmd_log(cfg: Config, args: argparse.Namespace) -> int:
         except JournalError:
             db = Path(cfg.state.dir) / "journal.db"
             if not os.access(cfg.state.dir, os.X_OK) or db.exists() and not os.access(db, os.R_OK):
-                return _log_from_server(cfg, args.n)  # the server's alone (its own user): ask it
+                return _log_from_server(cfg, args.n, args.json)  # the server's alone (its own user): ask it
             raise
     lock = j.lock()
+    if args.json:
+        _log_json(lock, j.log(args.n))
+        return 0
     if lock:
         print(clean(lock.describe(), LINE_LIMIT))
     warn = sys.stdout.isatty() and not os.environ.get("NO_COLOR")  # a marked result in the warning colour
@@ -77,7 +80,33 @@ def cmd_log(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def _log_from_server(cfg: Config, n: int) -> int:
+def lock_json(lock) -> dict:
+    """`log --json`'s first line when the fleet is locked: {"lock": {...}}."""
+    from controlroom.cli.jsonout import when
+
+    return {"lock": {"user": lock.user, **when(lock.at), "reason": lock.reason, "rollout_id": lock.rollout_id,
+                     "pid": lock.pid, "hostname": lock.hostname, "origin": lock.origin, "stale": lock.stale,
+                     "parked": lock.parked, "describe": lock.describe()}}
+
+
+def entry_json(e) -> dict:
+    """One deploy-log entry as `log --json` prints it."""
+    from controlroom.cli.jsonout import when
+
+    return {"id": e.id, **when(e.at), "user": e.user, "origin": e.origin, "kind": e.kind, "revision": e.revision,
+            "text": e.text}
+
+
+def _log_json(lock, entries) -> None:
+    from controlroom.cli.jsonout import emit
+
+    if lock:
+        emit(lock_json(lock))
+    for e in entries:
+        emit(entry_json(e))
+
+
+def _log_from_server(cfg: Config, n: int, as_json: bool = False) -> int:
     """`controlroom log` for a teammate: the journal is the server's user's alone, the socket is the way in."""
     import asyncio
 
@@ -93,6 +122,10 @@ def _log_from_server(cfg: Config, n: int) -> int:
             await c.close()
 
     reply = asyncio.run(go())
+    if as_json:
+        _log_json(Lock(**reply["lock"]) if reply.get("lock") else None,
+                  [LogEntry(**e) for e in reply.get("log", [])[-n:]])
+        return 0
     if reply.get("lock"):
         print(clean(Lock.from_wire(reply["lock"]).describe(), LINE_LIMIT))
     for e in reply.get("log", [])[-n:]:  # oldest first, as the journal gives them
@@ -173,6 +206,20 @@ def quietly_say(text: str) -> None:
 
 
 # --------------------------------------------------------------------------------------------- the printer
+
+
+class JsonPrinter:
+    """`deploy --json`: each event the Printer would see as one JSON object a line: {"event": its kind, its fields
+    as the server sends them (core.events.to_wire; "at" epoch seconds), "time": ISO 8601 UTC}. Strings raw."""
+
+    def __init__(self, emit) -> None:
+        self.emit = emit
+
+    def __call__(self, e: ev.Event) -> None:
+        from controlroom.cli.jsonout import iso
+
+        d = ev.to_wire(e)
+        self.emit({"event": d.pop("type"), **d, "time": iso(d.get("at"))})
 
 
 class Printer:

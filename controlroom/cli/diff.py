@@ -18,13 +18,13 @@ from pathlib import Path
 from controlroom.config.config import Config
 from controlroom.core.errors import ControlroomError, UsageError
 from controlroom.core.text import clean, took
+from controlroom.engine.live import live_counts
 from controlroom.sources import git as release
 from controlroom.sources import stagediff
 
 GREEN, RED, CYAN, BOLD, DIM, RESET = "\x1b[32m", "\x1b[31m", "\x1b[36m", "\x1b[1m", "\x1b[2m", "\x1b[0m"
 # the data functions live in the core module stagediff (the app's pane uses them too); kept here by their old names
-live_counts, live_line, commits, files, _age = (stagediff.live_counts, stagediff.live_line, stagediff.commits,
-                                                stagediff.files, stagediff.age)
+live_line, commits, files, _age = stagediff.live_line, stagediff.commits, stagediff.files, stagediff.age
 
 
 # --------------------------------------------------------------------------------------------- diff
@@ -46,6 +46,23 @@ def _live_from_server(cfg: Config) -> str | None:
     return asyncio.run(go())
 
 
+def diff_json(d: stagediff.StagingDiff, counts) -> dict:
+    """`diff --stat --json`: live -> staged, the commits and the files (git's text cleaned and bounded in size, as
+    stagediff reads it; the patch itself is not in it)."""
+    from controlroom.cli.jsonout import when
+
+    added, removed = d.totals
+    return {"live": d.live, "live_commit": d.live_commit or None, "live_line": d.live_line,
+            "live_hosts": dict(counts.most_common()) if counts else None,  # revision -> hosts, by the journal
+            "staged": d.staged, "staged_commit": d.staged_commit, "same": d.same, "problem": d.problem or None,
+            "cut": list(d.cut),
+            "commits": [{"hash": c.hash, "author": c.author, **when(c.at), "subject": c.subject} for c in d.commits],
+            "files": [{"path": f.path, "added": int(f.added) if f.added.isdigit() else None,
+                       "removed": int(f.removed) if f.removed.isdigit() else None, "binary": not f.added.isdigit()}
+                      for f in d.files],
+            "added": added, "removed": removed}
+
+
 def cmd_diff(cfg: Config, args: argparse.Namespace) -> int:
     if cfg.release.repo is None:
         raise UsageError(f"{cfg.path}: nothing to compare: set [release] repo")
@@ -54,7 +71,12 @@ def cmd_diff(cfg: Config, args: argparse.Namespace) -> int:
     counts = live_counts(cfg)
     live = None if counts else _live_from_server(cfg)
     asked = f"asked {cfg.phases[0].hosts[0] if cfg.phases else 'a host'}"
-    d = stagediff.load(cfg, staged=staged, counts=counts, live=live, live_note=asked, stat=args.stat)
+    d = stagediff.load(cfg, staged=staged, counts=counts, live=live, live_note=asked, stat=args.stat or args.json)
+    if args.json:
+        from controlroom.cli.jsonout import emit
+
+        emit(diff_json(d, counts))
+        return 1 if d.problem else 0
     tty = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
 
     def paint(text: str, colour: str) -> str:

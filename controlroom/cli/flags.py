@@ -52,7 +52,25 @@ def print_table(state: dict) -> None:
         say(f"retrying in the background: {', '.join(state['retrying'])} (`controlroom flags --dismiss` stops it)")
 
 
+def flags_json(state: dict) -> dict:
+    """`flags --json`: the flags as the server has them, each with its fleet receipt."""
+    from controlroom.cli.jsonout import when
+
+    def receipt(rc: dict | None) -> dict | None:
+        if not rc:
+            return None
+        return {"confirmed": rc["confirmed"], "total": rc["total"],
+                "failed": [{"host": h, "class": cls, "reason": why} for h, cls, why in rc["failed"]]}
+
+    return {"version": state["version"], "file": state["file"], "hosts": state["hosts"],
+            "flags": [{"name": r["name"], "kind": r["kind"], "value": r["value"], "receipt": receipt(r["receipt"]),
+                       "changed_by": r["changed_by"] or None, **when(r["changed_at"] or None, "changed"),
+                       "reason": r["reason"]} for r in state["flags"]],
+            "retrying": list(state["retrying"])}
+
+
 def cmd_flags(cfg: Config, args: argparse.Namespace) -> int:
+    from controlroom.cli.jsonout import emit
     from controlroom.server.client import connect
 
     hosts = _select(cfg, args.hosts)
@@ -64,7 +82,15 @@ def cmd_flags(cfg: Config, args: argparse.Namespace) -> int:
                 gone = (await c.request("flag_dismiss", hosts=hosts or []))["dismissed"]
                 say(f"no longer retried: {', '.join(gone)}" if gone else "no straggler to dismiss")
                 return 0
-            print_table(await c.request("flags"))
+            state = await c.request("flags")
+            if args.json:
+                out = flags_json(state)
+                if args.verify:
+                    rows = (await c.request("flags_verify", hosts=hosts))["hosts"]
+                    out["verify"] = [{"host": r["host"], "status": r["status"], "reason": r["reason"]} for r in rows]
+                emit(out)
+                return 1 if any(r["status"] not in ("ok", "unpushed") for r in out.get("verify", [])) else 0
+            print_table(state)
             if not args.verify:
                 return 0
             rows = (await c.request("flags_verify", hosts=hosts))["hosts"]

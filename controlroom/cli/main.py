@@ -27,7 +27,12 @@ def error_line(text: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        if "_ARGCOMPLETE" in os.environ:  # the shell asks for completions (cli/complete.py): answer and exit
+            import argcomplete
+
+            argcomplete.autocomplete(parser, always_complete_options=False)  # options after a "-"
+        args = parser.parse_args(argv)
         return dispatch(args)
     except ControlroomError as e:
         error_line(e)
@@ -118,11 +123,22 @@ def cmd_check(args: argparse.Namespace) -> int:
     try:
         cfg = _load(args)
     except ConfigErrors as e:  # every error of the run, one line each, bad values before missing files
+        if args.json:
+            _check_failed_json([str(err) for err in e.errors[:MAX_ERRORS]], len(e.errors))
         lines = [f"controlroom: {clean(err, None)}\n" for err in e.errors[:MAX_ERRORS]]
         if len(e.errors) > MAX_ERRORS:
             lines.append(f"controlroom: ... and {len(e.errors) - MAX_ERRORS} more errors\n")
         sys.stderr.write("".join(lines))
         return e.exit_code
+    except ControlroomError as e:  # unreadable, not TOML: the one error line (and the JSON saying so)
+        if args.json:
+            _check_failed_json([str(e)], 1)
+        raise
+    if args.json:
+        from controlroom.cli.jsonout import emit
+
+        emit(check_json(cfg))
+        return 0
     print = _cleaned_print(clean)  # names and descriptions from the config are shown, never interpreted
     print(f"{cfg.path}: ok")
     print(f"hosts: {len(cfg.hosts)}")
@@ -175,6 +191,36 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_failed_json(errors: list[str], total: int) -> None:
+    from controlroom.cli.jsonout import emit
+
+    emit({"ok": False, "errors": errors, "error_count": total})  # stderr still has the lines
+
+
+def check_json(cfg) -> dict:
+    """`check --json`: the config as controlroom reads it (never the webhook URL: a secret)."""
+    n = cfg.notify
+    return {
+        "ok": True, "path": str(cfg.path),
+        "hosts": [{"name": h.name, "address": h.address, "port": h.port, "user": h.user, "group": h.group,
+                   "colo": h.colo, "origins": list(cfg.origins.get(h.name, ()))} for h in cfg.hosts],
+        "notes": list(cfg.notes),  # what reading the inventories passed over
+        "groups": {g: list(names) for g, names in cfg.groups.items() if g != "all"},
+        "phases": [{"name": ph.name, "hosts": list(ph.hosts), "parallel": ph.parallel, "max_failed": ph.max_failed,
+                    "bake": ph.bake, "gate": list(ph.gate), "auto": ph.auto} for ph in cfg.phases],
+        "flags": [{"name": f.name, "kind": f.kind, "default": f.default, "description": f.description}
+                  for f in cfg.flags.flags],
+        "metrics": {"source": cfg.metrics.source if cfg.metrics.series else None,
+                    "series": [{"name": s.name, "max": s.max, "min": s.min, "unit": s.unit}
+                               for s in cfg.metrics.series]},
+        "deploy": {"steps": list(cfg.deploy.steps), "health": cfg.deploy.health,
+                   "rollback": list(cfg.deploy.rollback)},
+        "notify": {"webhook": bool(n.webhook), "webhook_env": n.webhook_env if not n.webhook else None,
+                   "irker": bool(n.irker), "command": bool(n.command)},
+        "state_dir": str(cfg.state.dir),
+    }
+
+
 def _cleaned_print(clean):
     """print() for one line whose parts came from a file: control characters shown, never sent to the terminal."""
     import builtins
@@ -211,11 +257,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     if warning:
         print(warning, file=sys.stderr)
     from controlroom.cli import runout
+    from controlroom.cli.jsonout import emit
 
     width = max(len(n) for n in selected)
     tty = sys.stdout.isatty()
 
     def show(res) -> None:  # --each: a block per host as it finishes; what hosts print is cleaned (runout)
+        if args.json:
+            emit(runout.host_json(res))
+            return
         label = res.label
         if tty and not os.environ.get("NO_COLOR"):
             label = f"\033[{'32' if res.ok else '31'}m{label:<9}\033[0m"
@@ -226,17 +276,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     async def go():
         async with SSHPool(cfg.ssh, (cfg.host(n) for n in selected)) as pool:
             return await pool.run_many(selected, args.cmd, parallel=args.parallel, timeout=args.timeout,
-                                       on_result=show if args.each else None)
+                                       on_result=show if args.each or args.json else None)
 
     t0 = time.monotonic()
     results = asyncio.run(go())
     took = time.monotonic() - t0
-    if not args.each:
+    if not args.each and not args.json:
         print("\n".join(runout.grouped(results, selected)), flush=True)
     counts = Counter(r.label for r in results)
     order = sorted(counts, key=lambda k: (k != "ok", k))
     summary = ", ".join(f"{counts[k]} {k}" for k in order)
-    print(f"{len(results)} host{'s' if len(results) != 1 else ''}: {summary} ({took:.1f} s)")
+    if args.json:
+        emit({"summary": True, "hosts": len(results), "ok": sum(r.ok for r in results),
+              "results": {k: counts[k] for k in order}, "seconds": round(took, 3)})
+    else:
+        print(f"{len(results)} host{'s' if len(results) != 1 else ''}: {summary} ({took:.1f} s)")
     _record_run(cfg, args.cmd, len(results), summary)
     return 0 if all(r.ok for r in results) else 1
 

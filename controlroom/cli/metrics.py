@@ -68,11 +68,41 @@ async def _series_rows(source, spec: SeriesSpec, step: float, width: int) -> lis
     return out
 
 
+def json_lines(snap: dict) -> list[dict]:
+    """`metrics --json`: one object per series line (one per label value of a split series) from the snapshot
+    sources.metrics takes for the app's pane; a series the source cannot answer is one line with its reason."""
+    from controlroom.cli.jsonout import when
+
+    out = []
+    for row in snap["series"]:
+        spec = SeriesSpec(row["name"], "", max=row["max"], min=row["min"], unit=row["unit"])
+        base = {"name": row["name"], "unit": row["unit"], "max": row["max"], "min": row["min"],
+                "warnings": row["warnings"]}
+        if row["error"] is not None or not row["lines"]:
+            out.append({**base, "line": None, "value": None, "status": "unknown",
+                        "reason": row["error"] if row["error"] is not None else "no data", "points": []})
+            continue
+        for label, line in row["lines"].items():
+            value = line["value"]
+            status = "unknown" if value is None else "breach" if breaches(spec, value) else "ok"
+            out.append({**base, "line": label or None, "value": value, "status": status,
+                        "reason": "no finite value now" if value is None else None,
+                        "points": [{**when(t), "value": v} for t, v in line["points"]]})
+    return out
+
+
 def cmd_metrics(cfg: Config, args: argparse.Namespace) -> int:
     if not cfg.metrics.series:
         raise UsageError("no [metrics.series] in the config: nothing to show")
     if args.width < 5:
         raise UsageError("--width must be at least 5")
+    if args.json:
+        from controlroom.cli.jsonout import emit
+        from controlroom.sources.metrics import snapshot
+
+        for line in json_lines(asyncio.run(snapshot(cfg.metrics, points=args.width))):
+            emit(line)
+        return 0
     table = asyncio.run(rows(cfg, args.width))
     w_name = max(len(r[0]) for r in table)
     w_val = max(len(r[2]) for r in table)

@@ -14,6 +14,44 @@ from controlroom.core.errors import UsageError
 METRICS_WIDTH = 30  # `controlroom metrics --width`: the sparkline's default width
 
 
+class _Version(argparse.Action):
+    """`controlroom --version`: the installed package's version, looked up only when asked (importlib.metadata is
+    not free at every start)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None) -> None:
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            v = version("controlroom")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            v = "unknown (not installed)"
+        print(f"controlroom {v}", flush=True)
+        parser.exit()
+
+
+def _json_option(parser, help: str = "JSON for scripts (README: Output for scripts)") -> None:
+    parser.add_argument("--json", action="store_true", help=help)
+
+
+def _completer(name: str):
+    """cli/complete.py's completer `name`, imported only when the shell asks for it (argcomplete calls it with
+    keyword arguments): building the parser for any command imports no more than argparse."""
+
+    def completer(**kw):
+        from controlroom.cli import complete
+
+        return getattr(complete, name)(**kw)
+
+    return completer
+
+
+def _hosts_option(parser, help: str) -> None:
+    parser.add_argument("--hosts", metavar="PATTERN|GROUP", help=help).completer = _completer("hosts")
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2, no usage dump
         raise UsageError(f"{message} (see `{self.prog} --help`)")  # main() already says "controlroom: "
@@ -26,18 +64,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="controlroom", parents=[common],
                 description="A terminal release control room. With no command, opens the full-screen app.")
     p.add_argument("--read-only", action="store_true", help="watch the control room without acting")
+    p.add_argument("--version", action=_Version, help="the installed version, and exit")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    sub.add_parser("check", parents=[common], help="validate the config and print a summary")
+    _json_option(sub.add_parser("check", parents=[common], help="validate the config and print a summary"))
 
     r = sub.add_parser("run", parents=[common],
                        help="run a shell command on hosts; hosts with identical output are shown as one block")
     r.add_argument("cmd", metavar="CMD", help="the command (quote it as one argument)")
     r.add_argument("--each", action="store_true",
                    help="one block per host, as each one finishes (default: hosts with identical output together)")
-    r.add_argument("--hosts", metavar="PATTERN|GROUP", help="which hosts: a group, web[001:010], web0*, a,b")
+    _hosts_option(r, "which hosts: a group, web[001:010], web0*, a,b")
     r.add_argument("--parallel", type=int, metavar="N", help="hosts at a time (default: [inventory.ssh] max_parallel)")
     r.add_argument("--timeout", type=float, metavar="SECONDS", help="per-command timeout (default: command_timeout)")
+    _json_option(r, "JSON for scripts: one object per host as it finishes, then a summary object")
 
     f = sub.add_parser("fleet", help="run a simulated fleet of SSH hosts on 127.0.0.1 until interrupted")
     f.add_argument("--hosts", type=int, default=150, metavar="N")
@@ -92,6 +132,7 @@ def _deploy(sub, common) -> None:
                         "or --yes)")
     d.add_argument("--follow", action="store_true",
                    help="follow the deploy the server runs (re-attach); on a terminal, answer its questions")
+    _json_option(d, "the engine's events as JSON, one object a line (the other lines go to stderr)")
 
     r = sub.add_parser("rollback", parents=[common], help="put the previous revision back on every done host")
     r.add_argument("--yes", "-y", action="store_true", help="do not ask")
@@ -99,6 +140,7 @@ def _deploy(sub, common) -> None:
     lg = sub.add_parser("log", parents=[common], help="the deploy log; `log add MSG` adds an entry")
     lg.add_argument("words", nargs="*", metavar="add MSG")
     lg.add_argument("-n", type=int, default=30, metavar="N", help="how many entries (default 30)")
+    _json_option(lg, "JSON for scripts: one entry a line (the lock first, when the fleet is locked)")
 
     lk = sub.add_parser("lock", parents=[common], help="lock the fleet: NO DEPLOY PLEASE")
     lk.add_argument("message", nargs="+", metavar="MSG")
@@ -118,20 +160,22 @@ def _server(sub, common) -> None:
     sv = sub.add_parser("server", parents=[common], help="the server of this state directory: status | stop")
     sv.add_argument("action", choices=("status", "stop"))
     sv.add_argument("--force", action="store_true", help="stop even while an operation runs (it stays resumable)")
+    _json_option(sv, "with status: JSON for scripts")
 
 
 def _flags(sub, common) -> None:
     """flags, flag: run by controlroom.cli.flags."""
     s = sub.add_parser("flags", parents=[common], help="the flags, their values and each one's fleet receipt")
     s.add_argument("--verify", action="store_true", help="read every host's flags file back and name the drifted")
-    s.add_argument("--hosts", metavar="PATTERN|GROUP", help="with --verify or --dismiss: only these hosts")
+    _hosts_option(s, "with --verify or --dismiss: only these hosts")
     s.add_argument("--dismiss", action="store_true", help="stop retrying the stragglers (or --hosts)")
+    _json_option(s)
     f = sub.add_parser("flag", parents=[common], help="turn a flag on or off, or to a percentage, on every host")
-    f.add_argument("name", metavar="NAME")
-    f.add_argument("value", metavar="on|off|N%")
+    f.add_argument("name", metavar="NAME").completer = _completer("flags")
+    f.add_argument("value", metavar="on|off|N%").completer = _completer("flag_values")
     f.add_argument("--reason", metavar="TEXT", default="", help="why (the deploy log and the history show it)")
     f.add_argument("--yes", "-y", action="store_true", help="do not ask")
-    f.add_argument("--hosts", metavar="PATTERN|GROUP", help="only these hosts (default: all)")
+    _hosts_option(f, "only these hosts (default: all)")
 
 
 def _diff(sub, common) -> None:
@@ -139,6 +183,7 @@ def _diff(sub, common) -> None:
     d = sub.add_parser("diff", parents=[common], help="what the staged revision changes: live -> staged")
     d.add_argument("--stat", action="store_true", help="commits and files only, not the diff itself")
     d.add_argument("--revision", "-r", metavar="R", help="compare with this revision (default: [release] staged)")
+    _json_option(d, "the commits and files (what --stat shows) as JSON, for scripts")
     s = sub.add_parser("stage", parents=[common], help="run [release] stage for the staged revision (or R)")
     s.add_argument("--revision", "-r", metavar="R", help="revision to stage (default: [release] staged)")
 
@@ -147,6 +192,7 @@ def _metrics(sub, common) -> None:
     """metrics: run by controlroom.cli.metrics."""
     m = sub.add_parser("metrics", parents=[common], help="every metrics series: sparkline, value, threshold, status")
     m.add_argument("--width", type=int, default=METRICS_WIDTH, metavar="N", help=f"sparkline width (default {METRICS_WIDTH})")
+    _json_option(m, "JSON for scripts: one object per series line (values, threshold, status, the history)")
 
 
 def _record(sub, common) -> None:

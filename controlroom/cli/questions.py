@@ -1,4 +1,4 @@
-"""The questions a headless deploy asks on a terminal (deployrun.Session), with the same answers as the app.
+"""The questions a headless deploy asks on a terminal (cli.session.Session), with the same answers as the app.
 
 At a gate that does not hold: [k]ill switch (the one guarding the failed series: flipped off with a confirm, then
 the gate checked again while the metrics turn), [c]heck again, [o]verride (a typed reason; empty is no), roll[b]ack,
@@ -12,8 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from controlroom.cli.deploy import Printer
-from controlroom.cli.session import RESUME_HINT, Detached, SafeOut, Session, ask, confirm, plan_view
+from controlroom.cli.ask import RESUME_HINT, Conversation, Detached, ask, confirm
 from controlroom.config.config import Config
 from controlroom.core import events as ev
 from controlroom.engine.board import Board
@@ -21,7 +20,7 @@ from controlroom.engine.board import Board
 RECHECK_PATIENCE = 45.0  # seconds a gate is checked again after its kill switch flipped (a rate window must turn)
 
 
-def who_answers(s: Session, e: ev.Event) -> str:
+def who_answers(s: Conversation, e: ev.Event) -> str:
     """What the deploy waits for and who may answer it, for a follower that cannot (no terminal, or watching)."""
     ops = s.cfg.access.operators
     who = ", ".join(ops) if ops else "any operator of this state directory"
@@ -44,7 +43,7 @@ def hosts_of(cfg: Config, board: Board) -> dict:
     return out
 
 
-async def follow_current(s: Session) -> int:
+async def follow_current(s: Conversation) -> int:
     """--follow: print the deploy the server runs as it stands, what it waits for and who may answer, then
     follow it as `deploy` does (and answer its questions, on a terminal)."""
     b = s.board
@@ -56,7 +55,7 @@ async def follow_current(s: Session) -> int:
         s.out("no deploy runs in the server")
         return 1
     s.out(f"deploy #{b.rollout_id} of {b.revision}: {b.status} ({summary})")
-    s.printer = Printer(plan_view(s.cfg, hosts_of(s.cfg, b)), out=SafeOut(s))
+    s.new_printer(hosts_of(s.cfg, b))
     if b.finished is not None:
         s.finished = b.finished
         s.printer(b.finished)
@@ -80,14 +79,14 @@ async def follow_current(s: Session) -> int:
     return await s.run()
 
 
-def _waiting_at(s: Session, e: ev.GateWaiting):
+def _waiting_at(s: Conversation, e: ev.GateWaiting):
     def still() -> bool:
         b = s.board
         return b.status == ev.R_WAITING and b.gate is not None and b.gate.phase == e.phase and b.gate.kind == e.kind
     return still
 
 
-async def answer_gate(s: Session, e: ev.GateWaiting) -> None:
+async def answer_gate(s: Conversation, e: ev.GateWaiting) -> None:
     still = _waiting_at(s, e)
     failed = e.kind == ev.GATE_FAILED
     s.asked = True
@@ -126,7 +125,7 @@ async def answer_gate(s: Session, e: ev.GateWaiting) -> None:
                 return
 
 
-async def answer_halt(s: Session, e: ev.PhaseHalted) -> None:
+async def answer_halt(s: Conversation, e: ev.PhaseHalted) -> None:
     def still() -> bool:
         return s.board.status == ev.R_HALTED
 
@@ -164,19 +163,19 @@ async def answer_halt(s: Session, e: ev.PhaseHalted) -> None:
                 return
 
 
-async def _typed_reason(s: Session, what: str, still) -> str | None:
+async def _typed_reason(s: Conversation, what: str, still) -> str | None:
     """The reason a person types for going past what does not hold (the server refuses it without one); empty,
     or nobody there, is no."""
     return await ask(s, f"Why {what}? (the deploy log records it; empty: no) ", raw=True, still=still)
 
 
-def _say_detached(s: Session) -> None:
+def _say_detached(s: Conversation) -> None:
     s.out("detached: the deploy waits in the server, the fleet locked for it; `controlroom deploy --follow` or "
           "`controlroom deploy --resume` answers it, `controlroom` shows it", err=True)
     raise Detached()
 
 
-async def _abort(s: Session, still) -> bool:
+async def _abort(s: Conversation, still) -> bool:
     pending = len(s.board.hosts_in(ev.PENDING))
     if not await confirm(s, f"Abort {s.board.revision}? The deploy ends; {pending} pending hosts are skipped.",
                          still):
@@ -185,7 +184,7 @@ async def _abort(s: Session, still) -> bool:
     return True
 
 
-async def _rollback(s: Session, still) -> bool:
+async def _rollback(s: Conversation, still) -> bool:
     if not s.cfg.deploy.rollback:
         s.out("no [deploy] rollback steps in the config: nothing to roll back with")
         return False
@@ -198,7 +197,7 @@ async def _rollback(s: Session, still) -> bool:
     return True
 
 
-async def _switches(s: Session, e: ev.GateWaiting) -> list[dict]:
+async def _switches(s: Conversation, e: ev.GateWaiting) -> list[dict]:
     """The kill switches to offer, not off yet: at a failed gate the ones guarding its failed series, else all."""
     try:
         state = await s.request("flags")
@@ -212,7 +211,7 @@ async def _switches(s: Session, e: ev.GateWaiting) -> list[dict]:
     return [{**r, "hosts": state["hosts"]} for r in rows]
 
 
-async def _kill(s: Session, e: ev.GateWaiting, row: dict, still) -> bool:
+async def _kill(s: Conversation, e: ev.GateWaiting, row: dict, still) -> bool:
     name = row["name"]
     if not await confirm(s, f"Turn the kill switch {name} OFF on {row['hosts']} hosts (now {row['value']})?", still):
         return False
@@ -225,7 +224,7 @@ async def _kill(s: Session, e: ev.GateWaiting, row: dict, still) -> bool:
     return bool(done["confirmed"])
 
 
-async def _recheck(s: Session, e: ev.GateWaiting, patience: float, still) -> None:
+async def _recheck(s: Conversation, e: ev.GateWaiting, patience: float, still) -> None:
     """Check the gate again, every metrics interval for up to patience seconds (a flipped flag takes a rate window
     to show); only the last try of a gate that still fails goes into the deploy log."""
     if patience:

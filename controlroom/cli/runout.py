@@ -102,3 +102,14 @@ def each(res, width: int, label: str) -> list[str]:
         detail = ""
     first = f"{clean(res.host):<{width}}  {label} {res.connect_s + res.run_s:6.2f} s" + (f"  {detail}" if detail else "")
     return [first] + [f"    {line}" for line in lines]
+
+
+def host_json(res) -> dict:
+    """`run --json`: one host's result, as it finishes. stdout and stderr are what the host printed (the SSH pool
+    bounds them), raw: json.dumps escapes every control character."""
+    from controlroom.cli.jsonout import when
+
+    return {"host": res.host, "ok": res.ok, "result": res.label, "status": res.status, "exit_code": res.exit_code,
+            "reason": None if res.ok else res.reason, "stdout": res.stdout, "stderr": res.stderr,
+            "connect_seconds": round(res.connect_s, 3), "run_seconds": round(res.run_s, 3),
+            **when(res.started_at or None, "started")}

@@ -1,5 +1,5 @@
 """`controlroom serve`, `controlroom server status|stop`, and the deploy commands that go through the server:
-`deploy --detach` (start it there and return; `deploy --follow`, in deployrun.py, re-attaches)."""
+`deploy --detach` (start it there and return; `deploy --follow`, in cli/session.py, re-attaches)."""
 
 from __future__ import annotations
 
@@ -20,18 +20,36 @@ def cmd_serve(cfg: Config, args: argparse.Namespace) -> int:
     return asyncio.run(serve(cfg, idle=args.idle or float("inf"), quiet=args.quiet))
 
 
+def status_json(st: dict) -> dict:
+    """`server status --json`: the server's status reply, its time as `since_at` and `since_time`."""
+    from controlroom.cli.jsonout import when
+
+    return {"running": True, "pid": st["pid"], **when(st["since"], "since"), "clients": st["clients"],
+            "connections": st.get("connections"), "max_connections": st.get("max_connections"),
+            "busy": st["busy"] or None, "rollout_id": st.get("rollout_id"), "status": st.get("status"),
+            "config": st.get("config"),
+            "channels": st.get("channels"), "notes": list(st.get("notes") or [])}
+
+
 def cmd_server(cfg: Config, args: argparse.Namespace) -> int:
+    from controlroom.cli.jsonout import emit
     from controlroom.server.client import NoServer, connect
 
     async def go() -> int:
         try:
             c = await connect(cfg, start=False)
         except NoServer as e:
-            print(f"{e}")
+            if args.json and args.action == "status":
+                emit({"running": False, "reason": str(e)})
+            else:
+                print(f"{e}")
             return 1 if args.action == "status" else 0
         try:
             if args.action == "status":
                 st = await c.request("status")
+                if args.json:
+                    emit(status_json(st))
+                    return 0
                 since = time.strftime("%Y-%m-%d %H:%M", time.localtime(st["since"]))
                 what = f"; {st['busy']} of deploy #{st['rollout_id']} ({st['status']})" if st["busy"] else ""
                 conns = f" ({st['connections']} connections of at most {st['max_connections']})" \
@@ -76,6 +94,11 @@ def deploy_detached(cfg: Config, args: argparse.Namespace) -> int:
             else:
                 reply = await c.request("deploy", revision=args.revision, policy=policy_of(args),
                                         force_reason=args.reason if args.force else None)
+            if args.json:
+                from controlroom.cli.jsonout import emit
+
+                emit({"rollout_id": reply["rollout_id"], "server_pid": c.hello.get("pid")})
+                return 0
             print(f"deploy #{reply['rollout_id']} runs in the server (pid {c.hello.get('pid')}); "
                   "`controlroom deploy --follow` follows it, `controlroom` shows it")
             return 0

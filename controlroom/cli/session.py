@@ -20,11 +20,10 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from types import SimpleNamespace
 
-from controlroom.cli.deploy import Printer
+from controlroom.cli.ask import RESUME_HINT, Detached, HungUp, SafeOut, ask, plan_view
+from controlroom.cli.deploy import JsonPrinter, Printer
 from controlroom.config.config import Config
 from controlroom.core import events as ev
 from controlroom.core.errors import ControlroomError, LockedError, UsageError
@@ -32,96 +31,8 @@ from controlroom.core.text import clean
 from controlroom.engine.board import Board
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-RESUME_HINT = "`controlroom deploy --resume`"
 HUNG_UP = 129  # a question the terminal went away from: nothing was decided (128 + SIGHUP)
 PARK_PATIENCE = 60.0  # seconds a detaching client waits for the server to say the deploy is parked
-
-
-class Detached(Exception):
-    """The operator left (SIGHUP, a closed terminal or pipe, [d]etach): the operation goes on in the server."""
-
-
-class HungUp(Detached):
-    """The terminal went away (SIGHUP, EOF or EIO on it): nobody is there to answer, or to read."""
-
-
-def plan_view(cfg: Config, hosts: dict | None = None):
-    """What the Printer reads of a rollout, from the config and the hosts as the server reported them."""
-    known = hosts or {}
-    view = {}
-    for i, ph in enumerate(cfg.phases):
-        for h in ph.hosts:
-            phase, steps_done, state = known.get(h, (i, 0, ev.PENDING))
-            view[h] = SimpleNamespace(name=h, phase=phase, steps_done=steps_done, state=state)
-    return SimpleNamespace(cfg=cfg, phases=cfg.phases, hosts=view)
-
-
-def _read_line() -> str:
-    """A line from stdin; "" at its end or when the terminal is gone (EIO)."""
-    try:
-        return sys.stdin.readline()
-    except (OSError, ValueError):
-        return ""
-
-
-async def ask(session: Session, question: str, *, raw: bool = False, still: Callable[[], bool] | None = None
-              ) -> str | None:
-    """One typed answer from the terminal, stripped (lower-cased unless raw). None when a signal came first (Ctrl+C,
-    SIGTERM) or when still() stopped holding (answered elsewhere). Raises HungUp at the end of input, on a terminal
-    that went away, or on SIGHUP: a lost stdin is never an answer."""
-    loop = asyncio.get_running_loop()
-    if signal.SIGHUP in session.signals:
-        raise HungUp()
-    if session.signals:
-        return None
-    session.out(question, end="")
-    fut: asyncio.Future = loop.create_future()
-    fd = sys.stdin.fileno()
-
-    def readable() -> None:
-        if not fut.done():
-            fut.set_result(_read_line())
-
-    try:
-        loop.add_reader(fd, readable)
-    except (PermissionError, ValueError, OSError):  # not pollable (a regular file): read it directly
-        line = _read_line()
-        if not line:
-            raise HungUp() from None
-        return line.strip() if raw else line.strip().lower()
-    session.asking = fut
-    try:
-        while not fut.done():
-            session.changed.clear()
-            waiter = asyncio.ensure_future(session.changed.wait())
-            try:
-                await asyncio.wait([fut, waiter], return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                waiter.cancel()
-            if session.detached:
-                raise Detached()
-            if not fut.done() and still is not None and not still():
-                session.out("\n(answered elsewhere)")
-                return None
-        line = fut.result()
-    except asyncio.CancelledError:
-        if signal.SIGHUP in session.signals:
-            raise HungUp() from None
-        if session.signals:
-            session.out("")
-            return None
-        raise
-    finally:
-        session.asking = None
-        loop.remove_reader(fd)
-    if not line:  # end of input: the terminal or the pipe is gone, nobody typed this
-        raise HungUp()
-    return line.strip() if raw else line.strip().lower()
-
-
-async def confirm(session: Session, question: str, still: Callable[[], bool] | None = None) -> bool:
-    """[y/N]: True only for a typed yes."""
-    return await ask(session, f"{question} [y/N] ", still=still) in ("y", "yes")
 
 
 class Session:
@@ -129,8 +40,9 @@ class Session:
     how it ended (its RolloutFinished, and the server's `ended` for its number)."""
 
     def __init__(self, cfg: Config, client, *, interactive: bool, policy: str = "operator",
-                 override: str | None = None, watching: bool = False) -> None:
+                 override: str | None = None, watching: bool = False, as_json: bool = False) -> None:
         self.cfg = cfg
+        self.as_json = as_json  # --json: the events as JSON lines on stdout, every other line on stderr
         self.c = client
         self.interactive = interactive
         self.policy = policy
@@ -138,7 +50,7 @@ class Session:
         self.watching = watching  # --follow: a signal only detaches
         self.board = Board()
         self.lock: dict | None = None
-        self.printer: Printer | None = None
+        self.printer: Printer | JsonPrinter | None = None
         self.skip_seq = 0
         self.op = 0
         self.kind = "deploy"
@@ -161,8 +73,25 @@ class Session:
         if self.hung_up:
             return  # nobody reads any more: nothing is written to a terminal that went away
         text = "\n".join(clean(line, None) for line in text.split("\n"))
+        self._write(text, end, sys.stderr if err or self.as_json else sys.stdout)
+
+    def emit(self, obj: dict) -> None:
+        """--json: one event as a JSON line on stdout (json.dumps escapes every control character)."""
+        import json
+
+        if not self.hung_up:
+            self._write(json.dumps(obj, allow_nan=False), "\n", sys.stdout)
+
+    def new_printer(self, hosts: dict | None) -> None:
+        """What shows the operation's events from now on: the Printer's lines, or --json's objects."""
+        if self.as_json:
+            self.printer = JsonPrinter(self.emit)
+        else:
+            self.printer = Printer(plan_view(self.cfg, hosts), out=SafeOut(self))
+
+    def _write(self, text: str, end: str, stream) -> None:
         try:
-            print(text, end=end, file=sys.stderr if err else sys.stdout, flush=True)
+            print(text, end=end, file=stream, flush=True)
         except OSError:  # a closed pipe, or EIO from a terminal that went away: the deploy goes on
             self.hung_up = True
             devnull = os.open(os.devnull, os.O_WRONLY)
@@ -208,7 +137,7 @@ class Session:
         self.op = reply["op"]
         self.kind = kind
         self.skip_seq = reply.get("seq", 0)
-        self.printer = Printer(plan_view(self.cfg, reply.get("hosts")), out=SafeOut(self))
+        self.new_printer(reply.get("hosts"))
 
     def consume(self, msg: dict) -> None:
         op = msg.get("op")
@@ -392,22 +321,6 @@ class Session:
         return 1 if reply and reply.get("parked") else None
 
 
-class SafeOut:
-    """The Printer's stream: a closed pipe detaches instead of raising in the middle of an event."""
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-        self.buf = ""
-
-    def write(self, text: str) -> None:
-        self.buf += text
-
-    def flush(self) -> None:
-        text, self.buf = self.buf, ""
-        if text:
-            self.session.out(text, end="")
-
-
 # --------------------------------------------------------------------------------------------- the commands
 
 
@@ -437,7 +350,7 @@ def _refuse_if_locked(lock: dict | None, force: bool) -> None:
 
 
 def _session(cfg: Config, body, *, policy: str = "operator", override: str | None = None,
-             watching: bool = False) -> int:
+             watching: bool = False, as_json: bool = False) -> int:
     """Connect (starting the server if none answers, unless watching), attach, run body(session). SIGHUP, a closed
     terminal or pipe, and [d]etach leave the operation to the server (a deploy at a question parked there)."""
     from controlroom.server.client import connect
@@ -449,7 +362,7 @@ def _session(cfg: Config, body, *, policy: str = "operator", override: str | Non
         c = await connect(cfg, start=not watching, read_only=watching and not interactive and override is None)
         try:
             s = Session(cfg, c, interactive=interactive and c.may_act, policy=policy, override=override,
-                        watching=watching)
+                        watching=watching, as_json=as_json)
             s.install()
             await s.attach()
             return await body(s)
@@ -496,7 +409,7 @@ def deploy(cfg: Config, args: argparse.Namespace) -> int:
         s.following(reply, "deploy")
         return await s.run()
 
-    return _session(cfg, body, policy=policy, override=args.override_gate)
+    return _session(cfg, body, policy=policy, override=args.override_gate, as_json=args.json)
 
 
 def follow(cfg: Config, args: argparse.Namespace) -> int:
@@ -510,7 +423,7 @@ def follow(cfg: Config, args: argparse.Namespace) -> int:
 
         return await follow_current(s)
 
-    return _session(cfg, body, override=args.override_gate, watching=True)
+    return _session(cfg, body, override=args.override_gate, watching=True, as_json=args.json)
 
 
 def rollback(cfg: Config, args: argparse.Namespace) -> int:

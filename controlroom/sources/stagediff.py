@@ -98,34 +98,6 @@ class StagingDiff:
         return f"staged: {self.staged} ({self.staged_commit[:10]})"
 
 
-def live_counts(cfg: Config, unrecorded: str | None = None) -> Counter:
-    """revision -> how many hosts run it, by the journal's record (empty when nothing is recorded or the journal
-    cannot be read). With ``unrecorded`` (what the fleet ran when a host was asked), the inventory's hosts that no
-    deploy has reached yet count as running it: in the middle of a first deploy, the 2 canary hosts on r2307 are
-    not the whole fleet."""
-    return Counter(live_by_host(cfg, unrecorded).values())
-
-
-def live_by_host(cfg: Config, unrecorded: str | None = None) -> dict[str, str]:
-    """host -> the revision it runs, as live_counts counts them (a client then follows the host events)."""
-    from controlroom.journal.journal import Journal, unreached
-
-    if not (Path(cfg.state.dir) / "journal.db").exists():
-        return {}
-    try:
-        j = Journal.open(Path(cfg.state.dir), readonly=True)
-    except Exception:  # noqa: BLE001 - unreadable journal: the caller asks the server instead
-        return {}
-    try:
-        recorded = j.live_revisions()
-    finally:
-        j.close()
-    out = {h: live for h, (live, _) in recorded.items() if live}
-    if out and unrecorded:
-        out.update(dict.fromkeys(unreached(recorded, cfg.hosts), unrecorded))
-    return out
-
-
 def counts_of(by_host: dict[str, str]) -> Counter:
     """revision -> hosts, in the order live_line shows them (most hosts first, then by name)."""
     return Counter(dict(sorted(Counter(by_host.values()).items(), key=lambda kv: (-kv[1], kv[0]))))
@@ -212,10 +184,10 @@ def patch_lines(repo: Path, a: str, b: str) -> tuple[list[str], list[str], bool]
     return [clean(t, LINE_LIMIT) for t in text], [line_kind(t) for t in text], cut
 
 
-def load(cfg: Config, *, staged: str | None = None, counts: Counter | None = None, live: str | None = None,
+def load(cfg: Config, *, counts: Counter, staged: str | None = None, live: str | None = None,
          live_note: str = "", stat: bool = False) -> StagingDiff:
     """live -> staged from [release] repo. ``staged`` defaults to the staged revision; the live side is the
-    revision most hosts run by ``counts`` (default: the journal's record), else ``live`` (what a host said,
+    revision most hosts run by ``counts`` (the journal's record, engine.live.live_counts), else ``live`` (what a host said,
     ``live_note`` saying how it is known). Raises ControlroomError (one line) when the staged revision or the
     live one is unknown; a live revision git no longer has keeps its name, and ``problem`` says why there is no
     diff. Blocking (git runs): call it off an event loop."""
@@ -224,7 +196,6 @@ def load(cfg: Config, *, staged: str | None = None, counts: Counter | None = Non
         raise UsageError(f"{cfg.path}: nothing to compare: set [release] repo")
     staged = staged or release.staged_revision(cfg)
     b = release.pin(cfg, staged)
-    counts = live_counts(cfg) if counts is None else counts
     if counts:
         live = counts.most_common(1)[0][0]
         head = live_line(counts)

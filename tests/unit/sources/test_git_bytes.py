@@ -14,6 +14,7 @@ from controlroom.cli import diff as diffcli
 from controlroom.config import config
 from controlroom.core import events as ev
 from controlroom.core.errors import ControlroomError
+from controlroom.engine.live import live_counts
 from controlroom.journal.journal import Journal
 from controlroom.sources import git as release
 from controlroom.sources import stagediff
@@ -128,13 +129,15 @@ def test_a_diff_longer_than_the_cap_is_cut_and_says_so(fleet, monkeypatch, capsy
     commit_on_staging(repo, {b"big.txt": b"".join(b"line %d\n" % i for i in range(20000))}, b"big\n")
     monkeypatch.setattr(stagediff, "MAX_PATCH_BYTES", 50_000)
     record_live(fleet, "r2306")
-    d = stagediff.load(config.load(fleet.config_path))
+    cfg = config.load(fleet.config_path)
+    d = stagediff.load(cfg, counts=live_counts(cfg))  # the live side by the journal's record, as `diff` reads it
     assert len(d.lines) < 6000  # what was read, not the whole of it
     assert d.kinds[-1] == stagediff.NOTE and d.lines[-1].startswith("… the diff is cut here, after ")
     assert "`git diff r2306 " in d.lines[-1] and d.cut == [f"diff cut after {len(d.lines) - 1} lines"]
     assert "  +20000 -0  big.txt" in [f"  +{f.added} -{f.removed}  {f.path}" for f in d.files]  # numstat: whole
     # and `controlroom diff` says so, above the commits and where the diff ends
-    assert diffcli.cmd_diff(config.load(fleet.config_path), argparse.Namespace(revision=None, stat=False)) == 0
+    assert diffcli.cmd_diff(config.load(fleet.config_path), argparse.Namespace(revision=None, stat=False,
+                                                                                 json=False)) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[2] == f"shown in part: {d.cut[0]}", out[:3]
     assert out[-1] == d.lines[-1]
@@ -149,8 +152,9 @@ def test_a_git_that_hangs_is_stopped_at_its_deadline_with_what_it_started(fleet,
     (repo / ".git" / "info" / "attributes").write_text("*.php diff=slow\n")
     monkeypatch.setattr(release, "GIT_TIMEOUT", 2.0)
     record_live(fleet, "r2306")
+    cfg = config.load(fleet.config_path)
     try:
-        stagediff.load(config.load(fleet.config_path))
+        stagediff.load(cfg, counts=live_counts(cfg))
     except ControlroomError as e:
         assert "git diff did not finish within 2 s and was stopped" in str(e) and "\n" not in str(e)
     else:
