@@ -40,6 +40,7 @@ POLL = 0.25  # how often the journal is read for new entries
 GATHER = 0.2  # after the first new entry, how long to wait for the rest of its burst
 BATCH = 100  # entries in one message at most
 IRKER_PORT = 6659
+CLOSE_GRACE = 5.0  # at close, a send already on its way gets this long to finish and be recorded
 
 
 class SendFailed(Exception):
@@ -260,6 +261,12 @@ class Notifier:
         self._task: asyncio.Task | None = None
         self._cursors: dict[str, tuple[int, int]] = {}
         self._closing = False
+        self._wake = asyncio.Event()  # set at close: every pause between sends ends at once
+
+    @property
+    def closing(self) -> bool:
+        """close() has been called."""
+        return self._closing
 
     def start(self) -> None:
         """Take each channel's place in the journal now (what is written from here on is announced), then tail
@@ -292,8 +299,13 @@ class Notifier:
             self._db = None
 
     async def close(self) -> None:
+        """Stop. A send already on its way may finish (CLOSE_GRACE) and is recorded, so the next start neither
+        repeats it nor loses it; what was not sent yet waits in the journal for the next start."""
         self._closing = True
+        self._wake.set()
         task, self._task = self._task, None
+        if task is not None:
+            await asyncio.wait({task}, timeout=CLOSE_GRACE)
         # On Python 3.11 asyncio.wait_for can swallow a cancellation that lands as its inner await finishes (an
         # irkerd closing its side as we cancel): cancel again until the task has really ended, never wait on it blind.
         while task is not None and not task.done():
@@ -342,16 +354,19 @@ class Notifier:
                 items, _, _ = self._after(last, last_ev)
                 if items:
                     # the rest of a burst comes with its first entry: wait the gather time, or until one may go
-                    await asyncio.sleep(max(self.gather, next_at - time.monotonic()))
+                    await self._pause(max(self.gather, next_at - time.monotonic()))
+                    if self._closing:
+                        break
                     items, new_last, new_ev = self._after(last, last_ev)
             except JournalError as e:
                 self.say(f"notify {ch.name}: cannot read the journal: {clean(str(e), 200)}")
-                await asyncio.sleep(max(self.poll, 1.0))
+                await self._pause(max(self.poll, 1.0))
                 continue
             if not items:
-                await asyncio.sleep(self.poll)
+                await self._pause(self.poll)
                 continue
-            await self._deliver(ch, "\n".join(line for _, line in items), len(items))
+            if await self._deliver(ch, "\n".join(line for _, line in items), len(items)) is None:
+                break  # closed between tries: not sent, so not recorded; the next start sends it
             last, last_ev = new_last, new_ev
             try:
                 self._sent(log_key, last)
@@ -360,8 +375,14 @@ class Notifier:
                 self.say(f"notify {ch.name}: cannot record what was sent: {clean(str(e), 200)}")
             next_at = time.monotonic() + self.interval
 
-    async def _deliver(self, ch, text: str, entries: int) -> bool:
-        """Send with retries; False when given up (said in the server log)."""
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, or less when the notifier closes."""
+        if seconds > 0 and not self._wake.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), seconds)
+
+    async def _deliver(self, ch, text: str, entries: int) -> bool | None:
+        """Send with retries; False when given up (said in the server log), None when closed before a retry."""
         tries = 0
         while True:
             tries += 1
@@ -377,7 +398,9 @@ class Notifier:
                 wait = e.retry_after if e.retry_after is not None else self.backoff * 2 ** (tries - 1)
                 self.say(f"notify {ch.name}: {e}; trying again in {wait:g} s")
                 self._failed(ch.name, str(e), tries, False, wait, entries)
-                await asyncio.sleep(wait)
+                await self._pause(wait)
+                if self._closing:
+                    return None
             except Exception as e:  # a bug of a channel must not stop the others, nor show a traceback
                 why = f"{type(e).__name__}: {clean(str(e), 160)}"
                 self.say(f"notify {ch.name}: gave up on {entries} log entries: {why}")

@@ -28,6 +28,7 @@ class Hook:
         self.answers = list(answers)
         self.texts: list[str] = []
         self.posts = 0
+        self.hold: asyncio.Event | None = None  # when given, every answer waits for it
         self.server: asyncio.AbstractServer | None = None
         self.tasks: set[asyncio.Task] = set()
 
@@ -55,6 +56,8 @@ class Hook:
                 status, headers = self.answers.pop(0) if self.answers else (200, {})
                 if status is None:
                     await asyncio.sleep(3600)
+                if self.hold is not None:
+                    await self.hold.wait()
                 if status < 300:
                     self.texts.append(json.loads(body)["text"])
                 extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
@@ -181,6 +184,32 @@ async def test_no_entry_is_lost_or_sent_twice_across_a_restart(journal):
             await n2.close()
     assert lines(hook.texts) == ["[mygrant] NOTE before", "[mygrant] NOTE while no server ran", "[bob] NOTE after",
                                  "[bob] NOTE last"]
+
+
+async def test_a_send_on_its_way_when_the_notifier_closes_is_finished_recorded_and_never_sent_again(journal):
+    """A server that stops while a message is on its way (the webhook has it, its answer not back yet): the send
+    finishes and is recorded, so the next server neither repeats it nor loses what came after."""
+    said: list[str] = []
+    async with Hook() as hook:
+        hook.hold = asyncio.Event()
+        n = notifier(journal, [notify.Webhook(hook.url)], said)
+        n.start()
+        journal.add_log(Actor("mygrant"), "NOTE", "on its way")
+        await until(lambda: hook.posts == 1, what="the message to reach the webhook")
+        closing = asyncio.ensure_future(n.close())
+        await until(lambda: n.closing, what="the notifier to be closing")
+        hook.hold.set()  # the webhook answers only now
+        await asyncio.wait({closing}, timeout=20)
+        assert closing.done(), "the notifier did not end when closed"
+        hook.hold = None
+        n2 = notifier(journal, [notify.Webhook(hook.url)], said)
+        n2.start()
+        journal.add_log(Actor("bob"), "NOTE", "after")
+        try:
+            await until(lambda: lines(hook.texts)[-1:] == ["[bob] NOTE after"], what="the next entry")
+        finally:
+            await n2.close()
+    assert lines(hook.texts) == ["[mygrant] NOTE on its way", "[bob] NOTE after"]
 
 
 async def test_irkerd_gets_one_json_line_per_entry_for_the_channel(journal):
