@@ -285,7 +285,7 @@ def _size_id(size: tuple[int, int]) -> str:
 
 @pytest.fixture
 def _fixed_clock(monkeypatch):
-    from controlroom.app import link as app_link
+    from controlroom.app import deploylog as app_deploylog
     from widgets import deploy_log, rollout
     from widgets.staging_diff import StagingDiffPane
 
@@ -295,7 +295,7 @@ def _fixed_clock(monkeypatch):
     def fixed_line(at, *args, **kw) -> str:
         return re.sub(r"\b\d+(\.\d+)? (ms|s|min)\b", "1 s", line(SNAP_NOW, *args, **kw))
 
-    monkeypatch.setattr(app_link, "entry_line", fixed_line)
+    monkeypatch.setattr(app_deploylog, "entry_line", fixed_line)
     for module in (deploy_log, rollout):
         monkeypatch.setattr(module, "clock", lambda at, now=None: "12:00")
     monkeypatch.setattr(rollout, "duration", lambda seconds: "1 s")
