@@ -1,5 +1,6 @@
-"""The app's plain parts on their own: the one coalescing refresh (app/coalesce.py) and the one dispatcher of the
-server's events (app/dispatch.py). No Textual, no server: asyncio tasks and events only."""
+"""The app's plain parts on their own: the one coalescing refresh (app/coalesce.py), the one dispatcher of the
+server's events (app/dispatch.py) and which link messages supersede others (app/link.py). No server: asyncio
+tasks and events only."""
 
 from __future__ import annotations
 
@@ -101,3 +102,13 @@ def test_the_dispatcher_gives_each_event_to_the_handlers_of_its_kind_in_the_orde
     d(ev.LogEntryAdded(1, user="ann", kind="NOTE", text="hello"), 8)
     d(ev.RolloutPaused(1, user="ann"), 9)  # nobody asked for it: nobody hears it
     assert heard == [("board", "PhaseStarted", 7), ("markers", "PhaseStarted", 7), ("board", "LogEntryAdded", 8)]
+
+
+def test_a_fresher_snapshot_or_presence_supersedes_an_older_one_and_no_event_supersedes_another():
+    from controlroom.app.link import EngineEvent, LinkLost, PresenceChanged, SnapshotArrived
+
+    older, newer = SnapshotArrived({"seq": 1}), SnapshotArrived({"seq": 2})
+    assert older.can_replace(newer) and not older.can_replace(LinkLost())
+    assert PresenceChanged([], None).can_replace(PresenceChanged([{"no": 1}], None))
+    e = EngineEvent(ev.RolloutPaused(1, user="ann"), 5)
+    assert not e.can_replace(EngineEvent(ev.RolloutPaused(1, user="ann"), 6))  # every event is merged, in order
