@@ -150,7 +150,7 @@ def child(hosts: int, directory: Path, metrics_config: str | None) -> None:
         """The app as build_app makes it, with the feeder in place of the server: what is measured is the UI's
         own path (events merged into the board, the 15 Hz flush, the paint), not the socket."""
 
-        CSS_PATH = str(ROOT / "controlroom" / "app.tcss")  # relative paths are read beside the subclass
+        CSS_PATH = str(ROOT / "controlroom" / "app" / "app.tcss")  # relative paths are read beside the subclass
 
         metrics_client = None
 
