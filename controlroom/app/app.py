@@ -39,7 +39,7 @@ from controlroom.app.keys import ACTIONS, INTENT_OF, bindings
 from controlroom.app.link import (
     Attached,
     Connected,
-    EngineEvent,
+    EngineEvents,
     Link,
     LinkLost,
     PresenceChanged,
@@ -322,11 +322,13 @@ class ControlRoom(App[int]):
         self.flag_controls.want()
         self.room.set_presence(msg.get("presence"), msg.get("driver"))
 
-    def on_engine_event(self, message: EngineEvent) -> None:
-        if message.seq <= self.room.seq:
-            return  # the snapshot had it
-        self.room.seq = message.seq
-        self.dispatch(message.event, message.seq)
+    def on_engine_events(self, message: EngineEvents) -> None:
+        room, dispatch = self.room, self.dispatch
+        for e, seq in message.events:
+            if seq <= room.seq:
+                continue  # the snapshot had it
+            room.seq = seq
+            dispatch(e, seq)
 
     def merge(self, e: ev.Event, seq: int = 0) -> None:
         """One event into the board and the controllers, as if the server had sent it (bench/ui.py)."""

@@ -20,6 +20,7 @@ from controlroom.core.errors import ControlroomError
 from controlroom.server.client import Client, connect
 
 RECONNECT = 1.0  # seconds between attempts to reach the server again
+BURST = 1000  # events in one message at most (the app merges them in one go, between its repaints)
 
 
 # ----------------------------------------------------------------------------------------------- what it posts
@@ -46,11 +47,11 @@ class SnapshotArrived(Message):
 
 
 @dataclass
-class EngineEvent(Message):
-    """One event the server numbered."""
+class EngineEvents(Message):
+    """The events the server numbered that arrived together, in order: (event, its number). One message for a
+    burst (a storm of host output costs one message, not one each)."""
 
-    event: ev.Event
-    seq: int
+    events: list[tuple[ev.Event, int]]
 
 
 @dataclass
@@ -121,22 +122,32 @@ class Link:
 
     async def _follow(self, client: Client) -> None:
         post = self._post
+        messages = client.messages
         while True:
-            msg = await client.messages.get()
-            op = msg.get("op")
-            if op == "event":
-                seq = int(msg.get("seq") or 0)
-                try:
-                    e = ev.from_wire(msg["event"])
-                except (ValueError, KeyError, TypeError):
-                    continue
-                post(EngineEvent(e, seq))
-            elif op == "snapshot":
-                post(SnapshotArrived(msg))
-            elif op == "presence":
-                post(PresenceChanged(msg.get("presence"), msg.get("driver")))
-            elif op == "closed":
-                return
+            msg = await messages.get()
+            burst: list[tuple[ev.Event, int]] = []
+            while True:  # what has arrived already, in order: its events go in one message
+                op = msg.get("op")
+                if op == "event":
+                    try:
+                        burst.append((ev.from_wire(msg["event"]), int(msg.get("seq") or 0)))
+                    except (ValueError, KeyError, TypeError):
+                        pass
+                else:
+                    if burst:
+                        post(EngineEvents(burst))
+                        burst = []
+                    if op == "snapshot":
+                        post(SnapshotArrived(msg))
+                    elif op == "presence":
+                        post(PresenceChanged(msg.get("presence"), msg.get("driver")))
+                    elif op == "closed":
+                        return
+                if messages.empty() or len(burst) >= BURST:
+                    break
+                msg = messages.get_nowait()
+            if burst:
+                post(EngineEvents(burst))
 
     async def send(self, op: str, **args) -> dict | None:
         """One intent to the server; its refusal or failure is shown as the server's one line. None when refused."""

@@ -105,10 +105,10 @@ def test_the_dispatcher_gives_each_event_to_the_handlers_of_its_kind_in_the_orde
 
 
 def test_a_fresher_snapshot_or_presence_supersedes_an_older_one_and_no_event_supersedes_another():
-    from controlroom.app.link import EngineEvent, LinkLost, PresenceChanged, SnapshotArrived
+    from controlroom.app.link import EngineEvents, LinkLost, PresenceChanged, SnapshotArrived
 
     older, newer = SnapshotArrived({"seq": 1}), SnapshotArrived({"seq": 2})
     assert older.can_replace(newer) and not older.can_replace(LinkLost())
     assert PresenceChanged([], None).can_replace(PresenceChanged([{"no": 1}], None))
-    e = EngineEvent(ev.RolloutPaused(1, user="ann"), 5)
-    assert not e.can_replace(EngineEvent(ev.RolloutPaused(1, user="ann"), 6))  # every event is merged, in order
+    e = EngineEvents([(ev.RolloutPaused(1, user="ann"), 5)])
+    assert not e.can_replace(EngineEvents([(ev.RolloutPaused(1, user="ann"), 6)]))  # every event merged, in order
