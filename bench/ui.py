@@ -157,6 +157,7 @@ def child(hosts: int, directory: Path, metrics_config: str | None) -> None:
         def start_link(self) -> None:
             self.room.may_act = True
             self.revisions_loaded.set()
+            self.metrics_feed.fetch = self.fetch_metrics  # the pane polls the metrics fleet's server instead
 
         async def fetch_metrics(self, points: int) -> dict:
             # the metrics fleet's server answers, over its socket, as the app's own server would

@@ -107,7 +107,7 @@ class ControlRoom(App[int]):
         self.intents = Intents(cfg, room, link, self.deploylog, flows, ui, selected_host=lambda: self.selected_host,
                                fleet_live=self.diff.fleet_live, pass_failed_gate=self.failed_gate.pass_failed,
                                offered_changed=self._refresh_bindings_if_changed, exit=self.exit)
-        self.metrics_feed = MetricsFeed(link, self._repaint_metrics)
+        self.metrics_feed = MetricsFeed(cfg, link, self._repaint_metrics, lambda: self._closing)
         self.chat = ChatFailures(ui, self._pane(StatusLine))
         # every event, in order, to the controllers that want it: the board first
         d = self.dispatch = Dispatcher()
@@ -235,22 +235,12 @@ class ControlRoom(App[int]):
     async def fresh_flags(self) -> dict | None:
         return await self.flag_controls.fresh()
 
-    @property
-    def metrics_configured(self) -> bool:
-        """The metrics pane has a source to show (widgets/metrics.py)."""
-        m = self.cfg.metrics
-        return bool(m.url or m.series)
-
-    async def fetch_metrics(self, points: int) -> dict | None:
-        """The metrics pane's poll (widgets/metrics.py)."""
-        return await self.metrics_feed.fetch(points)
-
     # ------------------------------------------------------------------------------------------- lifecycle
     def get_default_screen(self) -> Screen:
         polls = ((JOURNAL_POLL, self.deploylog.poll, "journal"), (FLAGS_POLL, self.flag_controls.poll, "flags"),
                  (VERIFY_EVERY, self.flag_controls.poll_verify, "flags-verify"))
-        self._main = MainScreen(self.board, len(self.cfg.flags.flags), flush=self.flush, polls=polls,
-                                closing=lambda: self._closing, id="main")
+        self._main = MainScreen(self.board, len(self.cfg.flags.flags), self.metrics_feed, flush=self.flush,
+                                polls=polls, closing=lambda: self._closing, id="main")
         return self._main
 
     def on_mount(self) -> None:

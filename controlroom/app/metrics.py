@@ -12,6 +12,7 @@ import bisect
 from collections.abc import Callable
 
 from controlroom.app.link import Link
+from controlroom.config.config import Config
 from controlroom.core import events as ev
 from controlroom.core.text import clean
 from widgets.sparkline import FLAG, GATE, HALT, PHASE, Marker
@@ -104,14 +105,30 @@ def _num(v: object) -> float | None:
 
 
 class MetricsFeed:
-    """The metrics pane's controller: the markers from the event stream and a snapshot's board, and `fetch` for
-    the pane's poll. `repaint` draws the pane's markers row again the moment a marker comes."""
+    """The metrics pane's controller, and the pane's source (widgets/metrics.MetricsSource): the markers from the
+    event stream and a snapshot's board, and `fetch` for the pane's poll. `repaint` draws the pane's markers row
+    again the moment a marker comes."""
 
-    def __init__(self, link: Link, repaint: Callable[[], None]) -> None:
+    def __init__(self, cfg: Config, link: Link, repaint: Callable[[], None], closing: Callable[[], bool]) -> None:
+        self._cfg = cfg
         self._link = link
         self._repaint = repaint
+        self._closing = closing
         self.markers = Markers()
         self._log_marks_read = False
+
+    @property
+    def configured(self) -> bool:
+        m = self._cfg.metrics
+        return bool(m.url or m.series)
+
+    @property
+    def interval(self) -> float:
+        return self._cfg.metrics.interval
+
+    @property
+    def closing(self) -> bool:
+        return self._closing()
 
     async def fetch(self, points: int) -> dict | None:
         """Every series now and over the window, from the server (cleaned); None while no server is connected;

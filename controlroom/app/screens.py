@@ -23,7 +23,7 @@ from controlroom.engine.board import Board
 from widgets.deploy_log import DeployLogPane
 from widgets.flags import FlagsPane
 from widgets.host_grid import HostGrid
-from widgets.metrics import MetricsPane
+from widgets.metrics import MetricsPane, MetricsSource
 from widgets.presence import PresenceLine
 from widgets.rollout import RolloutPane
 from widgets.staging_diff import StagingDiffPane
@@ -60,12 +60,14 @@ class MainScreen(Screen):
         Binding("shift+tab", "focus_pane(-1)", "Previous pane", show=False),
     ]
 
-    def __init__(self, board: Board, flags: int, *, flush: Callable[[], None],
+    def __init__(self, board: Board, flags: int, metrics: MetricsSource, *, flush: Callable[[], None],
                  polls: Iterable[tuple[float, Callable[[], None], str]], closing: Callable[[], bool],
                  id: str | None = None) -> None:
-        """board: what the rollout pane shows; flags: how many the flags pane lists (its height); flush: the
-        repaint, FLUSH_HZ times a second; polls: (seconds, look, name) for each slow look; closing: the app ends."""
+        """board: what the rollout pane shows; flags: how many the flags pane lists (its height); metrics: what the
+        metrics pane polls; flush: the repaint, FLUSH_HZ times a second; polls: (seconds, look, name) for each slow
+        look; closing: the app ends."""
         super().__init__(id=id)
+        self._metrics_source = metrics
         self._room_board = board
         self._flag_count = flags
         self._repaint = flush
@@ -85,7 +87,7 @@ class MainScreen(Screen):
             with TabPane("Staging diff", id="tab-diff"):
                 yield StagingDiffPane(id="staging-diff", classes="pane placeholder")
             with TabPane("Metrics", id="tab-metrics"):
-                yield MetricsPane(id="metrics", classes="pane placeholder")
+                yield MetricsPane(self._metrics_source, id="metrics", classes="pane placeholder")
         yield PresenceLine(id="presence-line")  # hidden while no one else is attached
         yield StatusLine(id="status-line")  # hidden until something failed out of sight (chat, an error)
         yield Footer(compact=True)

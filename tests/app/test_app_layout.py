@@ -361,9 +361,12 @@ def _diff_live(pilot, text: str):
 
 
 def _flags_measured(pilot) -> bool:
-    """The flags table has measured the rows it holds: a DataTable sizes its columns for new rows when it is next
-    idle, so a picture taken between the rows and that idle draws every column only as wide as its header."""
+    """The flags table holds every flag of the config and has measured them: a DataTable sizes its columns for new
+    rows when it is next idle, so a picture taken between the rows and that idle draws every column only as wide as
+    its header (and before the server's answer there are no rows to measure: the check would hold vacuously)."""
     table = pilot.app.query_one("#flag-table")
+    if table.row_count != len(pilot.app.cfg.flags.flags):
+        return False
     return all(
         column.content_width >= max((table.get_cell(row, column.key).cell_len for row in table.rows), default=0)
         for column in table.ordered_columns
