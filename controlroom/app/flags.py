@@ -14,12 +14,10 @@ from controlroom.app.coalesce import Coalesced
 from controlroom.app.link import Link
 from controlroom.app.room import Room
 from controlroom.app.ui import Flows, Ui
+from controlroom.config.flags import flag_value
 from controlroom.core import events as ev
 from controlroom.core.errors import ControlroomError
 from controlroom.core.text import clean
-from controlroom.fleet import (
-    flagfile as fl,  # until config/flags.py holds flag_value (the journal helper's move)
-)
 from widgets.dialogs import PromptDialog
 from widgets.flag_dialogs import FlagConfirmDialog, FlagHistoryScreen, KillSwitchPicker
 from widgets.flags import FlagsPane
@@ -162,7 +160,7 @@ class Flags:
             if not text:
                 return
             try:
-                value = fl.flag_value(text if text.strip().endswith("%") else f"{text.strip()}%")
+                value = flag_value(text if text.strip().endswith("%") else f"{text.strip()}%")
             except ValueError as e:
                 self._ui.say(f"{name}: {e}", severity="error")
                 continue
