@@ -91,16 +91,16 @@ async def feed(app, hosts: int) -> None:
     while not (app.is_running and app._main is not None and app._main.is_mounted):
         await asyncio.sleep(0.01)
     phases = tuple((p.name, p.hosts) for p in board.phases)
-    app._on_engine_event(
+    app.merge(
         ev.RolloutStarted(1, revision="r2307", previous="r2306", user="bench", phases=phases)
     )
-    app._on_engine_event(ev.PhaseStarted(1, phase=0, name=phases[0][0], hosts=len(phases[0][1])))
-    app._on_engine_event(ev.PhaseStarted(1, phase=2, name=phases[2][0], hosts=len(phases[2][1])))
+    app.merge(ev.PhaseStarted(1, phase=0, name=phases[0][0], hosts=len(phases[0][1])))
+    app.merge(ev.PhaseStarted(1, phase=2, name=phases[2][0], hosts=len(phases[2][1])))
     names = list(board.order)
     step = {}
     for n in names:
         hv = board.hosts[n]
-        app._on_engine_event(
+        app.merge(
             ev.HostStateChanged(1, host=n, phase=hv.phase, state=ev.RUNNING, step=1, steps=3)
         )
         step[n] = 1
@@ -115,7 +115,7 @@ async def feed(app, hosts: int) -> None:
         ticks += 1
         if ticks % int(3 / TICK) == 0:  # a marker on the metrics pane's time axis
             kind, text = marks[(ticks // int(3 / TICK)) % 2]
-            app._on_engine_event(ev.LogEntryAdded(1, user="bench", kind=kind, text=text))
+            app.merge(ev.LogEntryAdded(1, user="bench", kind=kind, text=text))
         carry += per_tick
         count = int(carry)
         carry -= count
@@ -123,7 +123,7 @@ async def feed(app, hosts: int) -> None:
             n = names[i]
             i = (i + 1) % hosts
             line += 1
-            app._on_engine_event(
+            app.merge(
                 ev.HostOutput(1, host=n, stream="out", line=f"line {line} of the build output")
             )
         for _ in range(movers_per_tick):  # a state the grid shows changes: its cell repaints
@@ -131,7 +131,7 @@ async def feed(app, hosts: int) -> None:
             j = (j + 1) % hosts
             step[n] = step[n] % 3 + 1
             state = ev.CHECKING if board.hosts[n].state == ev.RUNNING else ev.RUNNING
-            app._on_engine_event(
+            app.merge(
                 ev.HostStateChanged(1, host=n, phase=board.hosts[n].phase, state=state, step=step[n], steps=3)
             )
         await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
@@ -150,13 +150,14 @@ def child(hosts: int, directory: Path, metrics_config: str | None) -> None:
         """The app as build_app makes it, with the feeder in place of the server: what is measured is the UI's
         own path (events merged into the board, the 15 Hz flush, the paint), not the socket."""
 
-        CSS_PATH = str(ROOT / "controlroom" / "app.tcss")  # relative paths are read beside the subclass
+        CSS_PATH = str(ROOT / "controlroom" / "app" / "app.tcss")  # relative paths are read beside the subclass
 
         metrics_client = None
 
-        async def _link(self) -> None:
-            self.may_act = True
+        def start_link(self) -> None:
+            self.room.may_act = True
             self.revisions_loaded.set()
+            self.metrics_feed.fetch = self.fetch_metrics  # the pane polls the metrics fleet's server instead
 
         async def fetch_metrics(self, points: int) -> dict:
             # the metrics fleet's server answers, over its socket, as the app's own server would

@@ -49,11 +49,7 @@ MAY_DRAW = ("app", "widgets")
 # item 3 "objects, not mixins" and item 5 "structured data" move the helpers named in its "Why"). Each fix removes
 # its line here (an entry that no longer matches an import fails the test); the integrator empties the set.
 # An entry is (importer, imported), dotted below controlroom (widgets as "widgets.x").
-KNOWN: set[tuple[str, str]] = {
-    # app helper (item 3, its point 5)
-    ("app.stage", "server.notify"),  # notify.failure_line
-    ("app.screens", "app.app"),  # circle app.app -> app.screens -> app.app (TYPE_CHECKING ControlRoom)
-}
+KNOWN: set[tuple[str, str]] = set()
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,8 @@
 The drawing (data -> rows of styled runs) is widgets/sparkline.py; this widget polls, maps style names to the
 theme's colours and hands out lines (the line API: nothing is laid out, a repaint is a few strips).
 
-It polls the app's `fetch_metrics` (the server's `metrics` op) every [metrics] interval, only while the pane is on
-screen, one poll at a time: the next is scheduled when the last one has answered (a one-shot timer), never on a
+It polls the source it is given (the app's metrics feed: the server's `metrics` op) every [metrics] interval, only
+while the pane is on screen, one poll at a time: the next is scheduled when the last one has answered (a one-shot timer), never on a
 fixed beat, and the poll runs in a worker so the screen never waits for the source.
 """
 
@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import textwrap
 import time
+from collections.abc import Sequence
+from typing import Protocol
 
 from rich.segment import Segment
 from rich.style import Style
@@ -29,6 +31,31 @@ HIDDEN_CHECK = 0.5  # seconds between looks at whether a hidden pane is shown ag
 POINTS = (30, 240)  # points asked of the server per line: the sparkline's width, within these bounds
 NOT_CONFIGURED = ('No [metrics] in controlroom.toml: add [metrics] url = "http://prometheus:9090" and a '
                   '[metrics.series.NAME] query with its max to watch it here.')
+
+
+
+class Markers(Protocol):
+    items: Sequence  # the markers (widgets/sparkline.Marker), oldest first
+    version: int  # changes whenever one is added
+
+
+class MetricsSource(Protocol):
+    """What the pane polls and draws: the app's metrics feed (controlroom/app/metrics.py)."""
+
+    @property
+    def configured(self) -> bool: ...  # a source is configured at all
+
+    @property
+    def interval(self) -> float: ...  # seconds between polls until an answer says otherwise
+
+    @property
+    def closing(self) -> bool: ...  # the app ends: no more polls, no drawing
+
+    @property
+    def markers(self) -> Markers: ...
+
+    async def fetch(self, points: int) -> dict | None: ...  # None: not connected (yet); raises ControlroomError
+
 
 _STYLES = ("name", "dim", OK, BREACH, UNKNOWN, *(f"mark-{k}" for k in MARKS), "mark-gate-bad")
 
@@ -56,8 +83,9 @@ class MetricsPane(ScrollView):
     }
     """
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, source: MetricsSource, **kwargs) -> None:
         super().__init__(**kwargs)
+        self.source = source
         self.reply: dict | None = None  # the last answer (cleaned), None when there is none to show as live
         self.answered_at = 0.0
         self.note = ""  # why there is nothing to show (not connected, not configured)
@@ -74,7 +102,7 @@ class MetricsPane(ScrollView):
     def on_mount(self) -> None:
         self.border_title = "Metrics"
         self.remove_class("placeholder")  # the layout composes it as one until it is filled in: it is now
-        if not getattr(self.app, "metrics_configured", False):
+        if not self.source.configured:
             self.note = NOT_CONFIGURED
             self._redraw()
             return
@@ -104,7 +132,7 @@ class MetricsPane(ScrollView):
         return True
 
     def _tick(self) -> None:
-        if getattr(self.app, "closing", False) or self._polling:
+        if self.source.closing or self._polling:
             return
         if not self.shown:
             self.skipped += 1
@@ -114,12 +142,11 @@ class MetricsPane(ScrollView):
         self.run_worker(self._poll(), name="metrics", group="metrics-poll", exit_on_error=False)
 
     async def _poll(self) -> None:
-        app = self.app
-        cfg = getattr(app, "cfg", None)
-        interval = cfg.metrics.interval if cfg is not None else 5.0
+        source = self.source
+        interval = source.interval
         try:
             width = self.scrollable_content_region.width or 60
-            reply = await app.fetch_metrics(max(POINTS[0], min(POINTS[1], width)))
+            reply = await source.fetch(max(POINTS[0], min(POINTS[1], width)))
             if reply is None:  # (re)connecting: look again soon, nothing drawn as live meanwhile
                 self.reply, self.note, interval = None, "waiting for the control-room server…", HIDDEN_CHECK
             else:
@@ -132,7 +159,7 @@ class MetricsPane(ScrollView):
         finally:
             self.polls += 1
             self._polling = False
-            if not getattr(app, "closing", False) and self.is_attached:
+            if not source.closing and self.is_attached:
                 self._redraw()
                 self._schedule(interval)
 
@@ -149,15 +176,15 @@ class MetricsPane(ScrollView):
 
     def _draw(self) -> list[Strip]:
         width = self.scrollable_content_region.width or 60
-        markers = getattr(self.app, "markers", None)
-        key = (width, id(self.reply), self.note, markers.version if markers is not None else 0)
+        markers = self.source.markers
+        key = (width, id(self.reply), self.note, markers.version)
         if key != self._drawn_for or self._strips is None:
             self._drawn_for = key
             if self.reply is None:
                 note = self.note or "reading the metrics source…"
                 self._rows = [[(line, "dim")] for line in textwrap.wrap(note, max(width, 10))]
             else:
-                self._rows = draw(self.reply, markers.items if markers is not None else (), width,
+                self._rows = draw(self.reply, markers.items, width,
                                   self.answered_at)
             base = self.rich_style
             self._strips = [Strip([Segment(text, base + self._style(style)) for text, style in row])

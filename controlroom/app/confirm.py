@@ -40,17 +40,17 @@ def deploy_plan(cfg, revision: str, live: Counter, lock) -> str:
     return "\n".join(clean(line, 2000) for line in lines)
 
 
-def why_no_resume(app) -> str:
-    """R with nothing to resume: what is so instead (app: may_act, read_only_why, rolling_back, board)."""
-    board = app.board
-    if not app.may_act:
-        return f"{app.read_only_why or 'read-only'}: you may watch, not act"
+def why_no_resume(room) -> str:
+    """R with nothing to resume: what is so instead (room: may_act, read_only_why, rolling_back, board)."""
+    board = room.board
+    if not room.may_act:
+        return f"{room.read_only_why or 'read-only'}: you may watch, not act"
     if board.status is None:
         return "no deploy has run: nothing to resume (d deploys)"
     what = f"deploy #{board.rollout_id} of {board.revision}"
     if board.status in ev.ROLLOUT_FINAL:
         return f"{what} ended {board.status.replace('_', ' ')}: nothing to resume (d deploys)"
-    if app.rolling_back:
+    if room.rolling_back:
         return "a rollback runs: nothing to resume"
     if board.status == ev.R_PAUSED:
         return f"{what} is paused: p resumes it"

@@ -3,14 +3,16 @@ of the server's `metrics` op (the pane polls it; see widgets/metrics.py).
 
 Markers come from the numbered events (a phase started, a deploy-log entry: a halt, a gate's verdict, a flag
 change), from the board a snapshot restores (phase starts and the halt of the rollout so far), and once from the
-deploy log the server keeps (what happened before this app attached). Everything here is plain data; the only
-Textual in sight is the app this is mixed into.
+deploy log the server keeps (what happened before this app attached). Plain objects: nothing here draws.
 """
 
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable
 
+from controlroom.app.link import Link
+from controlroom.config.config import Config
 from controlroom.core import events as ev
 from controlroom.core.text import clean
 from widgets.sparkline import FLAG, GATE, HALT, PHASE, Marker
@@ -102,27 +104,36 @@ def _num(v: object) -> float | None:
     return float(v)
 
 
-class MetricsLink:
-    """Mixed into the ControlRoom (before Link): markers from the event stream, and `fetch_metrics` for the pane."""
+class MetricsFeed:
+    """The metrics pane's controller, and the pane's source (widgets/metrics.MetricsSource): the markers from the
+    event stream and a snapshot's board, and `fetch` for the pane's poll. `repaint` draws the pane's markers row
+    again the moment a marker comes."""
 
-    _markers: Markers | None = None
-    _log_marks_read = False
+    def __init__(self, cfg: Config, link: Link, repaint: Callable[[], None], closing: Callable[[], bool]) -> None:
+        self._cfg = cfg
+        self._link = link
+        self._repaint = repaint
+        self._closing = closing
+        self.markers = Markers()
+        self._log_marks_read = False
 
     @property
-    def markers(self) -> Markers:
-        if self._markers is None:
-            self._markers = Markers()
-        return self._markers
-
-    @property
-    def metrics_configured(self) -> bool:
-        m = self.cfg.metrics
+    def configured(self) -> bool:
+        m = self._cfg.metrics
         return bool(m.url or m.series)
 
-    async def fetch_metrics(self, points: int) -> dict | None:
+    @property
+    def interval(self) -> float:
+        return self._cfg.metrics.interval
+
+    @property
+    def closing(self) -> bool:
+        return self._closing()
+
+    async def fetch(self, points: int) -> dict | None:
         """Every series now and over the window, from the server (cleaned); None while no server is connected;
         raises ControlroomError (one line) when the server could not answer."""
-        client = self.client
+        client = self._link.client
         if client is None:
             return None
         if not self._log_marks_read:  # what happened before this app attached, once
@@ -132,22 +143,18 @@ class MetricsLink:
             self._log_marks_read = True
         return cleaned(await client.request("metrics", points=points))
 
-    def _on_engine_event(self, e: ev.Event, seq: int = 0) -> None:
-        super()._on_engine_event(e, seq)  # type: ignore[misc]
-        kind = type(e)
-        if kind is ev.PhaseStarted or kind is ev.LogEntryAdded:
-            before = self.markers.version
-            self.markers.see(e)
-            self._markers_seen(before)
-
-    def _on_snapshot(self, msg: dict) -> None:
-        super()._on_snapshot(msg)  # type: ignore[misc]
+    def on_event(self, e: ev.Event, seq: int = 0) -> None:
+        """PhaseStarted, LogEntryAdded."""
         before = self.markers.version
-        self.markers.see_board(self.board)
-        self._markers_seen(before)
+        self.markers.see(e)
+        self._seen(before)
 
-    def _markers_seen(self, before: int) -> None:
-        """A marker came: the pane's markers row shows it now, not at the next poll's repaint."""
-        if self.markers.version != before and self._main is not None:
-            for pane in self._main.query("#metrics"):
-                pane.refresh()
+    def on_board(self, board) -> None:
+        """A snapshot refilled the board."""
+        before = self.markers.version
+        self.markers.see_board(board)
+        self._seen(before)
+
+    def _seen(self, before: int) -> None:
+        if self.markers.version != before:
+            self._repaint()  # the pane's markers row shows it now, not at the next poll's repaint

@@ -10,7 +10,7 @@ border (heavy, the accent colour) and its title (`▶`), so a monochrome screen 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable
 
 from textual import events, on
 from textual.app import ComposeResult
@@ -19,18 +19,15 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import ContentSwitcher, Footer, TabbedContent, TabPane
 
-from controlroom.app.flags import FLAGS_POLL, VERIFY_EVERY
+from controlroom.engine.board import Board
 from widgets.deploy_log import DeployLogPane
 from widgets.flags import FlagsPane
 from widgets.host_grid import HostGrid
-from widgets.metrics import MetricsPane
+from widgets.metrics import MetricsPane, MetricsSource
 from widgets.presence import PresenceLine
 from widgets.rollout import RolloutPane
 from widgets.staging_diff import StagingDiffPane
 from widgets.status_line import StatusLine
-
-if TYPE_CHECKING:
-    from controlroom.app.app import ControlRoom
 
 FLUSH_HZ = 15
 JOURNAL_POLL = 2.0  # seconds between looks at the journal for other processes' entries and locks
@@ -63,13 +60,26 @@ class MainScreen(Screen):
         Binding("shift+tab", "focus_pane(-1)", "Previous pane", show=False),
     ]
 
+    def __init__(self, board: Board, flags: int, metrics: MetricsSource, *, flush: Callable[[], None],
+                 polls: Iterable[tuple[float, Callable[[], None], str]], closing: Callable[[], bool],
+                 id: str | None = None) -> None:
+        """board: what the rollout pane shows; flags: how many the flags pane lists (its height); metrics: what the
+        metrics pane polls; flush: the repaint, FLUSH_HZ times a second; polls: (seconds, look, name) for each slow
+        look; closing: the app ends."""
+        super().__init__(id=id)
+        self._metrics_source = metrics
+        self._room_board = board
+        self._flag_count = flags
+        self._repaint = flush
+        self._looks = tuple(polls)
+        self._ending = closing
+
     def compose(self) -> ComposeResult:
-        app: ControlRoom = self.app  # type: ignore[assignment]
         log = DeployLogPane(id="deploy-log", classes="pane")
         log.can_focus = True  # an empty log shows no lines to focus: the pane itself takes the focus then
         with TabbedContent(initial="tab-rollout", id="panes"):
             with TabPane("Rollout", id="tab-rollout"):
-                yield RolloutPane(app.board, id="rollout", classes="pane")
+                yield RolloutPane(self._room_board, id="rollout", classes="pane")
             with TabPane("Deploy log", id="tab-log"):
                 yield log
             with TabPane("Flags", id="tab-flags"):
@@ -77,26 +87,23 @@ class MainScreen(Screen):
             with TabPane("Staging diff", id="tab-diff"):
                 yield StagingDiffPane(id="staging-diff", classes="pane placeholder")
             with TabPane("Metrics", id="tab-metrics"):
-                yield MetricsPane(id="metrics", classes="pane placeholder")
+                yield MetricsPane(self._metrics_source, id="metrics", classes="pane placeholder")
         yield PresenceLine(id="presence-line")  # hidden while no one else is attached
         yield StatusLine(id="status-line")  # hidden until something failed out of sight (chat, an error)
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        app: ControlRoom = self.app  # type: ignore[assignment]
         self.query_one(HostGrid).focus()
         self.watch(self, "focused", self._show_focus)
         self.call_after_refresh(self.apply_layout)
         # the screen's own timers: they die with it, so no tick runs against panes that are being torn down
-        self.set_interval(1 / FLUSH_HZ, app.flush, name="flush")
+        self.set_interval(1 / FLUSH_HZ, self._repaint, name="flush")
         self.set_interval(1.0, self._tick, name="tick")
-        self.set_interval(JOURNAL_POLL, app.poll_journal, name="journal")
-        self.set_interval(FLAGS_POLL, app.poll_flags, name="flags")
-        self.set_interval(VERIFY_EVERY, app.poll_verify, name="flags-verify")
+        for seconds, look, name in self._looks:
+            self.set_interval(seconds, look, name=name)
 
     def _tick(self) -> None:
-        app: ControlRoom = self.app  # type: ignore[assignment]
-        if app.board.active and self.is_attached and not app.closing:
+        if self._room_board.active and self.is_attached and not self._ending():
             self.query_one(RolloutPane).tick()
 
     # ------------------------------------------------------------------------------------------- focus
@@ -190,10 +197,9 @@ class MainScreen(Screen):
     def _split(self, w: int, h: int) -> None:
         switcher = self.query_one("#panes > ContentSwitcher", ContentSwitcher)
         rollout = self.query_one("#tab-rollout", TabPane)
-        app: ControlRoom = self.app  # type: ignore[assignment]
         # the flags pane: its summary (and the read-back's line), the table's header and one row a flag, its keys,
         # the border; beyond a third of the height the table scrolls
-        flags_rows = min(max(len(app.cfg.flags.flags), 2) + 7, h // 3)
+        flags_rows = min(max(self._flag_count, 2) + 7, h // 3)
         st = switcher.styles
         if w >= THREE_COLUMNS[0] and h >= THREE_COLUMNS[1]:
             # the rollout | the deploy log over the staging diff | the flags over the metrics

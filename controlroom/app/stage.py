@@ -14,14 +14,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
-from controlroom.app.keys import SECONDARY
+from controlroom.app.coalesce import Coalesced
+from controlroom.app.room import Room
+from controlroom.app.ui import Flows, Ui
+from controlroom.config.config import Config
 from controlroom.core import events as ev
 from controlroom.core.errors import ControlroomError
 from controlroom.core.text import clean, took
 from controlroom.engine.live import live_by_host
-from controlroom.server.notify import failure_line
+from controlroom.server.client import connect
 from controlroom.sources import stagediff
 from widgets.diff_view import prepare_lexers
 from widgets.stage_view import MAX_LINES, StageScreen
@@ -31,49 +35,34 @@ from widgets.status_line import StatusLine
 STAGE_KINDS = ("STAGE OK", "STAGE FAILED")
 
 
-class StageActions:
-    """Mixed into the ControlRoom app (before Link): the staging diff pane, the stage key, chat failures."""
+class StagingDiff:
+    """The staging diff pane's controller: its looks at git and the journal, and its live side kept current from
+    the host events."""
 
-    _diff_checking = False
-    _diff_again = False
-    _diff_key: tuple | None = None  # (staged commit, live side) the pane shows
-    _stage_running = False
-    _stage_title = ""
-    _stage_result = ""
-    _stage_lines: deque | None = None
-    _live_base: dict | None = None  # host -> revision, by the journal at the pane's last look
-    _live_dirty = False  # a host took (or gave back) a revision since the pane's live line was drawn
-
-    # ------------------------------------------------------------------------------------------- queries
-    @property
-    def staging_diff(self) -> StagingDiffPane:
-        return self.main.query_one(StagingDiffPane)
-
-    @property
-    def status_line(self) -> StatusLine:
-        return self.main.query_one(StatusLine)
-
-    # ------------------------------------------------------------------------------------------- offered
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "search_diff":
-            return True
-        if action == "stage":
-            if parameters == (0,) and action in SECONDARY and self.board.active:
-                return False  # the footer has room for the rollout's own keys only; the key still works
-            return self.may_act
-        return super().check_action(action, parameters)  # type: ignore[misc]
+    def __init__(self, cfg: Config, room: Room, ui: Ui, pane: Callable[[], StagingDiffPane | None]) -> None:
+        self._cfg = cfg
+        self._room = room
+        self.board = room.board
+        self._ui = ui
+        self._pane = pane
+        self._diff_key: tuple | None = None  # (staged commit, live side) the pane shows
+        self._live_base: dict | None = None  # host -> revision, by the journal at the pane's last look
+        self._live_dirty = False  # a host took (or gave back) a revision since the pane's live line was drawn
+        self._force = False  # the next look loads the diff even if neither side moved
+        self._looks = Coalesced(self._look, lambda work: ui.run(work, name="staging diff", group="staging-diff"))
 
     # ------------------------------------------------------------------------------------------- events
-    def _on_engine_event(self, e: ev.Event, seq: int = 0) -> None:
+    def on_event(self, e: ev.Event, seq: int = 0) -> None:
+        """HostStateChanged, RolloutStarted, LogEntryAdded."""
         kind = type(e)
-        if kind is ev.AnnouncementFailed:
-            self._chat_failed(e)
-            return
-        if kind is ev.LogEntryAdded and e.kind in STAGE_KINDS:
-            self._stage_logged(e)
-        if kind is ev.HostStateChanged and e.state in (ev.DONE, ev.ROLLED_BACK) or kind is ev.RolloutStarted:
+        if kind is ev.LogEntryAdded:
+            if e.kind in STAGE_KINDS:
+                pane = self._pane()
+                if pane is not None:
+                    pane.show_stage(f"{e.kind} {e.text}")
+                self.want()
+        elif kind is ev.RolloutStarted or e.state in (ev.DONE, ev.ROLLED_BACK):
             self._live_dirty = True
-        super()._on_engine_event(e, seq)  # type: ignore[misc]
 
     # ------------------------------------------------------------------------------------------- live side
     def _board_live(self) -> dict[str, str]:
@@ -84,18 +73,18 @@ class StageActions:
     def _live_now(self, base: dict[str, str], over: dict[str, str]):
         """revision -> hosts: the journal's record at the last look, then what the host events said since."""
         m = dict(base)
-        fill = self.unreached_live or self.live
+        fill = self._room.unreached_live or self._room.live
         if over and not m and fill:  # nothing recorded yet: the hosts the events did not name run what one said
-            m = {h.name: fill for h in self.cfg.hosts}
+            m = {h.name: fill for h in self._cfg.hosts}
         m.update(over)
         return stagediff.counts_of(m)
 
     def fleet_live(self):
         """revision -> hosts of the inventory running it now, as the events say (what `d` tells the operator)."""
         m = dict(self._live_base or {})
-        fill = self.unreached_live or self.live
+        fill = self._room.unreached_live or self._room.live
         if fill:
-            for h in self.cfg.hosts:
+            for h in self._cfg.hosts:
                 m.setdefault(h.name, fill)
         m.update(self._board_live())
         return stagediff.counts_of(m)
@@ -106,9 +95,8 @@ class StageActions:
         if not self._live_dirty:
             return
         self._live_dirty = False
-        try:
-            pane = self.staging_diff
-        except Exception:  # noqa: BLE001 - not composed yet
+        pane = self._pane()
+        if pane is None:  # not composed yet
             return
         d = pane.diff
         if d is None or self._live_base is None:
@@ -120,54 +108,22 @@ class StageActions:
         if line == d.live_line:
             return
         if counts.most_common(1)[0][0] != d.live:
-            self.want_diff(force=True)
+            self.want(force=True)
         else:
             pane.show_live(line)
 
-    def _chat_failed(self, e: ev.AnnouncementFailed) -> None:
-        line = failure_line(e)
-        with contextlib.suppress(Exception):  # not composed yet, or going away: the server log has it
-            self.status_line.say(line, e.at)
-        if e.gave_up:
-            self._say(line, title="Chat", severity="warning", timeout=10)
-
-    def _stage_logged(self, e: ev.LogEntryAdded) -> None:
-        with contextlib.suppress(Exception):
-            self.staging_diff.show_stage(f"{e.kind} {e.text}")
-        self.want_diff()
-
     # ------------------------------------------------------------------------------------------- the diff
-    def on_staging_diff_pane_stale(self, message: StagingDiffPane.Stale) -> None:
-        self.want_diff()
-
-    async def _load_revisions(self) -> None:
-        await super()._load_revisions()  # type: ignore[misc]
-        self.want_diff()  # the server said what the fleet runs: the diff at once, not at the pane's next look
-
-    def want_diff(self, *, force: bool = False) -> None:
+    def want(self, *, force: bool = False) -> None:
         """Look whether the staged ref or the live side moved, and show the diff again if so (force: load it
         anyway). One look at a time; a wish meanwhile looks again after it."""
-        if self._diff_checking:
-            self._diff_again = self._diff_again or force
-            return
-        self._diff_checking = True
-        self.run_worker(self._check_diff(force), name="staging diff", group="staging-diff", exit_on_error=False)
+        self._force = self._force or force
+        self._looks.want()
 
-    async def _check_diff(self, force: bool) -> None:
-        try:
-            while not self.closing:
-                self._diff_again = False
-                await self._look(force)
-                if not self._diff_again:
-                    break
-                force = True
-        finally:
-            self._diff_checking = False
-
-    async def _look(self, force: bool) -> None:
-        cfg = self.cfg
-        live, unreached = self.live, self.unreached_live
-        hosts_known = self.revisions_loaded.is_set()
+    async def _look(self) -> None:
+        force, self._force = self._force, False
+        cfg = self._cfg
+        live, unreached = self._room.live, self._room.unreached_live
+        hosts_known = self._room.revisions_loaded.is_set()
         over = self._board_live()  # read here, on the loop: the thread reads no board
         note = f"asked {cfg.phases[0].hosts[0]}" if cfg.phases and cfg.phases[0].hosts else "asked a host"
 
@@ -191,11 +147,10 @@ class StageActions:
                 return None, None, f"cannot read the staging diff: {type(err).__name__}: {clean(str(err), 200)}"
 
         key, diff, problem = await asyncio.to_thread(read)  # git and the journal, off the event loop
-        if self.closing:
+        if self._ui.closing:
             return
-        try:
-            pane = self.staging_diff
-        except Exception:  # noqa: BLE001 - not composed yet
+        pane = self._pane()
+        if pane is None:  # not composed yet
             return
         if problem:
             self._diff_key = None
@@ -203,70 +158,80 @@ class StageActions:
         elif diff is not None:
             self._diff_key = key
             pane.show(diff)
-            if diff.staged != self.staged and self.revisions_loaded.is_set():
-                self.staged = diff.staged  # the staged ref moved: what a deploy would ship now
+            if diff.staged != self._room.staged and self._room.revisions_loaded.is_set():
+                self._room.staged = diff.staged  # the staged ref moved: what a deploy would ship now
                 if self.board.status is None:
                     self.board.revision = diff.staged
                     self.board.dirty = True
 
-    # ------------------------------------------------------------------------------------------- search
-    def action_search_diff(self) -> None:
-        """`/`: search the staging diff (its tab first, on a small terminal)."""
-        if self.screen is not self.main:
-            return  # a dialog or a host's view is on top: `/` belongs to it
-        if not self.main.has_class("-wide"):
-            self.tabs.active = "tab-diff"
-        self.staging_diff.action_search()
 
-    # ------------------------------------------------------------------------------------------- stage
-    def action_stage(self, _twin: int = 0) -> None:
-        """`S`: run [release] stage in the server; its output streams into the stage view."""
-        if self._stage_running:
-            self._open_stage_view()  # it runs: show it again, never start a second one
+class Stager:
+    """`S`: run [release] stage in the server; its output streams into the stage view, its result into the pane."""
+
+    def __init__(self, cfg: Config, room: Room, flows: Flows, ui: Ui, diff: StagingDiff,
+                 pane: Callable[[], StagingDiffPane | None], *, read_only: bool) -> None:
+        self._cfg = cfg
+        self._room = room
+        self._flows = flows
+        self._ui = ui
+        self._diff = diff
+        self._pane = pane
+        self._read_only = read_only
+        self._running = False
+        self._title = ""
+        self._result = ""
+        self._lines: deque | None = None
+
+    def stage(self) -> None:
+        if self._running:
+            self._open_view()  # it runs: show it again, never start a second one
             return
-        if not self.cfg.release.stage:
-            self._say(f"nothing to stage with: set [release] stage in {self.cfg.path}, "
-                      "e.g. stage = \"make build REV={revision}\"", title="No stage command", severity="warning",
-                      timeout=10)
+        if not self._cfg.release.stage:
+            self._ui.say(f"nothing to stage with: set [release] stage in {self._cfg.path}, "
+                         "e.g. stage = \"make build REV={revision}\"", title="No stage command", severity="warning",
+                         timeout=10)
             return
-        self._once("stage", lambda: self.run_worker(self._stage_flow(), group="stage", exit_on_error=False))
+        self._flows.run_once("stage", self._flow)
 
-    def _open_stage_view(self) -> None:
-        if not isinstance(self.screen, StageScreen):
-            self.push_screen(StageScreen(self._stage_title, self._stage_lines or (), self._stage_result))
+    def _open_view(self) -> None:
+        if not isinstance(self._ui.screen, StageScreen):
+            self._ui.show(StageScreen(self._title, self._lines or (), self._result))
 
-    def _stage_view(self) -> StageScreen | None:
-        return next((s for s in self.screen_stack if isinstance(s, StageScreen)), None)
+    def _view(self) -> StageScreen | None:
+        return next((s for s in self._ui.screen_stack if isinstance(s, StageScreen)), None)
 
-    async def _stage_flow(self) -> None:
-        from controlroom.server.client import connect
+    def _show_stage(self, text: str) -> None:
+        pane = self._pane()
+        if pane is not None:
+            with contextlib.suppress(Exception):
+                pane.show_stage(text)
 
-        shown = self.staging_diff.diff if self._main is not None else None
-        rev = clean((shown.staged if shown else None) or self.staged or "the staged revision", 80)
-        self._stage_running, self._stage_result = True, ""
-        self._stage_title, self._stage_lines = f"STAGE {rev}", deque(maxlen=MAX_LINES)
-        self._open_stage_view()
-        with contextlib.suppress(Exception):
-            self.staging_diff.show_stage(f"staging {rev}...")
+    async def _flow(self) -> None:
+        pane = self._pane()
+        shown = pane.diff if pane is not None else None
+        rev = clean((shown.staged if shown else None) or self._room.staged or "the staged revision", 80)
+        self._running, self._result = True, ""
+        self._title, self._lines = f"STAGE {rev}", deque(maxlen=MAX_LINES)
+        self._open_view()
+        self._show_stage(f"staging {rev}...")
         try:
             result, ok = await self._stage_request(connect)
         finally:
-            self._stage_running = False
-        self._stage_result = result
-        view = self._stage_view()
+            self._running = False
+        self._result = result
+        view = self._view()
         if view is not None:
             view.finished(result)
-        with contextlib.suppress(Exception):
-            self.staging_diff.show_stage(result)
-        self._say(result, title="Stage", severity="information" if ok else "error", timeout=10)
-        self.want_diff()  # the pane follows what the stage left staged
+        self._show_stage(result)
+        self._ui.say(result, title="Stage", severity="information" if ok else "error", timeout=10)
+        self._diff.want()  # the pane follows what the stage left staged
 
     async def _stage_request(self, connect) -> tuple[str, bool]:
         try:
-            c = await connect(self.cfg, read_only=self.read_only_asked)
+            c = await connect(self._cfg, read_only=self._read_only)
         except (ControlroomError, OSError) as e:
             return f"STAGE not started: {clean(str(e), 200)}", False
-        req = asyncio.ensure_future(c.request("stage", config=str(Path(self.cfg.path).resolve())))
+        req = asyncio.ensure_future(c.request("stage", config=str(Path(self._cfg.path).resolve())))
         getter: asyncio.Future | None = None
         try:
             while True:
@@ -295,8 +260,25 @@ class StageActions:
         if msg.get("op") != "stage_output":
             return
         line = clean(msg.get("line"), 2000)
-        if self._stage_lines is not None:
-            self._stage_lines.append(line)
-        view = self._stage_view()
+        if self._lines is not None:
+            self._lines.append(line)
+        view = self._view()
         if view is not None:
             view.add(line)
+
+
+class ChatFailures:
+    """A chat channel that failed in the server: its one line in the status line; a notification once it gave up."""
+
+    def __init__(self, ui: Ui, status_line: Callable[[], StatusLine | None]) -> None:
+        self._ui = ui
+        self._status_line = status_line
+
+    def on_event(self, e: ev.AnnouncementFailed, seq: int = 0) -> None:
+        line = e.line()
+        status = self._status_line()
+        if status is not None:
+            with contextlib.suppress(Exception):  # going away: the server log has it
+                status.say(line, e.at)
+        if e.gave_up:
+            self._ui.say(line, title="Chat", severity="warning", timeout=10)

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import NamedTuple
 
+from controlroom.core.text import clean
+
 
 class HostState(StrEnum):
     """Where one host stands in one rollout (its wire and journal string is the value: HostState.DONE == "done")."""
@@ -464,6 +466,15 @@ class AnnouncementFailed(Event):
     gave_up: bool
     retry_in: float = 0.0
     entries: int = 0  # deploy-log entries in the message
+
+    def line(self) -> str:
+        """What a client shows: 'chat: webhook gave up after 5 tries (HTTP 500)', or 'chat: webhook failed
+        (connection refused); trying again in 2 s'."""
+        reason = clean(self.reason, 200)
+        if self.gave_up:
+            return (f"chat: {clean(self.channel, 20)} gave up after {self.tries} "
+                    f"tr{'y' if self.tries == 1 else 'ies'} ({reason})")
+        return f"chat: {clean(self.channel, 20)} failed ({reason}); trying again in {self.retry_in:g} s"
 
 
 EVENT_TYPES[AnnouncementFailed.__name__] = AnnouncementFailed

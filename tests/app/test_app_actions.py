@@ -14,6 +14,7 @@ import pytest
 from textual.command import CommandList, CommandPalette
 
 from controlroom.app.app import ControlRoom, build_app
+from controlroom.app.palette import commands as palette_commands
 from controlroom.config import config
 from controlroom.core import events as ev
 from controlroom.core.identity import Actor
@@ -330,11 +331,11 @@ async def test_every_action_is_in_the_palette_and_follows_the_rollout_state(make
     app = make_app(fleet)
     async with app.run_test(size=SIZE) as pilot:
         await start(pilot)
-        titles = [c.title for c in app.get_system_commands(app.screen)]
+        titles = [c.title for c in palette_commands(app)]
         assert "Deploy (d)" in titles and "Lock (l)" in titles and "Log entry (m)" in titles
         assert "Abort (a)" not in titles
         await deploy_to_gate(pilot)
-        titles = [c.title for c in app.get_system_commands(app.screen)]
+        titles = [c.title for c in palette_commands(app)]
         assert {"Proceed (g)", "Pause (p)", "Abort (a)", "Roll back (b)"} <= set(titles)
         assert "Deploy (d)" not in titles
         # run one through the palette, as a person would

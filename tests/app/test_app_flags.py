@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from controlroom.app.palette import commands as palette_commands
 from controlroom.core import events as ev
 from tests.app.test_app_actions import SIZE, log_of, make_app, press_deploy, start, until  # noqa: F401
 from tests.waiting import wait_for
@@ -286,12 +287,12 @@ async def test_the_palette_offers_each_kill_switch_by_name(make_fleet):
     async with app.run_test(size=SIZE) as pilot:
         await start(pilot)
         await flags_shown(pilot)
-        titles = [c.title for c in app.get_system_commands(app.screen)]
+        titles = [c.title for c in palette_commands(app)]
         assert "Kill switch (k)" in titles and "Kill switch beehive (now on)" in titles
         assert not any("enable_feature_video" in t for t in titles)  # a feature flag is not a kill switch
         await pilot.press("ctrl+p")
         await until(pilot, lambda: isinstance(app.screen, CommandPalette), "the command palette")
-        assert any(c.title == "Kill switch (k)" for c in app.get_system_commands(app.screen))  # asked from there
+        assert any(c.title == "Kill switch (k)" for c in palette_commands(app))  # asked from there
         await pilot.press(*"beehive")
 
         def beehive_highlighted() -> bool:  # the palette searches in a worker

@@ -285,7 +285,7 @@ def _size_id(size: tuple[int, int]) -> str:
 
 @pytest.fixture
 def _fixed_clock(monkeypatch):
-    from controlroom.app import link as app_link
+    from controlroom.app import deploylog as app_deploylog
     from widgets import deploy_log, rollout
     from widgets.staging_diff import StagingDiffPane
 
@@ -295,7 +295,7 @@ def _fixed_clock(monkeypatch):
     def fixed_line(at, *args, **kw) -> str:
         return re.sub(r"\b\d+(\.\d+)? (ms|s|min)\b", "1 s", line(SNAP_NOW, *args, **kw))
 
-    monkeypatch.setattr(app_link, "entry_line", fixed_line)
+    monkeypatch.setattr(app_deploylog, "entry_line", fixed_line)
     for module in (deploy_log, rollout):
         monkeypatch.setattr(module, "clock", lambda at, now=None: "12:00")
     monkeypatch.setattr(rollout, "duration", lambda seconds: "1 s")
@@ -361,9 +361,12 @@ def _diff_live(pilot, text: str):
 
 
 def _flags_measured(pilot) -> bool:
-    """The flags table has measured the rows it holds: a DataTable sizes its columns for new rows when it is next
-    idle, so a picture taken between the rows and that idle draws every column only as wide as its header."""
+    """The flags table holds every flag of the config and has measured them: a DataTable sizes its columns for new
+    rows when it is next idle, so a picture taken between the rows and that idle draws every column only as wide as
+    its header (and before the server's answer there are no rows to measure: the check would hold vacuously)."""
     table = pilot.app.query_one("#flag-table")
+    if table.row_count != len(pilot.app.cfg.flags.flags):
+        return False
     return all(
         column.content_width >= max((table.get_cell(row, column.key).cell_len for row in table.rows), default=0)
         for column in table.ordered_columns
