@@ -128,8 +128,9 @@ def test_a_bad_metrics_address_is_one_line_and_exit_2(make_fleet):
                     reason="no prometheus (CI installs Debian's)")
 def test_a_real_prometheus_scrapes_the_server_during_a_deploy(make_fleet, tmp_path):
     fleet = make_fleet(4)
-    text = fleet.config_path.read_text().replace('steps = [\n', 'steps = [\n    "sleep 0.3",\n', 1)
+    text = fleet.config_path.read_text().replace('steps = [\n', 'steps = [\n    "sleep 2",\n', 1)
     fleet.config_path.write_text(re.sub(r"auto = false", "auto = true", text))  # no operator to wait for
+    assert '"sleep 2"' in fleet.config_path.read_text()  # every host runs for 2 s: scraped while it runs
     port, prom_port = free_port(), free_port()
     env = dict(os.environ, SUDO_USER="alice")
     slog = open(tmp_path / "server.log", "wb")
@@ -165,6 +166,7 @@ def test_a_real_prometheus_scrapes_the_server_during_a_deploy(make_fleet, tmp_pa
                  "prometheus to see the deploy end ok", detail=lambda: query("controlroom_hosts"), every=0.5)
         wait_for(lambda: value('controlroom_hosts{state="done"}') == 4, 30, "every host done", every=0.5)
         assert value('controlroom_deploy_duration_seconds_count') == 1
+        assert value('max_over_time(controlroom_hosts{state="running"}[10m])') >= 1  # scraped during the deploy
         assert value('controlroom_deploys_total{result="failed"}') == 0
     finally:
         prom.terminate()
