@@ -175,3 +175,41 @@ def test_a_real_prometheus_scrapes_the_server_during_a_deploy(make_fleet, tmp_pa
         server.wait(30)
         plog.close()
         slog.close()
+
+
+async def test_the_figures_are_computed_once_a_minute_and_a_scrape_never_waits_long_for_them(make_fleet, monkeypatch):
+    import threading
+
+    from controlroom.server import exporter
+    from controlroom.server import server as server_mod
+
+    fleet = make_fleet(2)
+    release = threading.Event()
+    calls = []
+    real = exporter._figures
+
+    def slow_figures(*args):  # the journal or git slow to answer: the computation waits until the test lets it go
+        calls.append(args)
+        release.wait(30)
+        return real(*args)
+
+    monkeypatch.setattr(exporter, "_figures", slow_figures)
+    monkeypatch.setattr(exporter, "FIGURES_WAIT", 0.05)
+    srv = server_mod.Server(config.load(fleet.config_path), idle=3600, metrics=("127.0.0.1", 0))
+    await srv.start()
+    url = f"http://127.0.0.1:{srv.exporter.port}/metrics"
+    try:
+        async with httpx.AsyncClient(timeout=30) as http:
+            first = samples((await http.get(url)).text)  # answered while the figures are still being computed
+            assert first['controlroom_hosts{state="pending"}'] == 2 and "controlroom_deploys_per_day" not in first
+            release.set()
+            await until(lambda: srv.exporter._figures_task is not None and srv.exporter._figures_task.done(), 30,
+                        "the figures to be computed")
+            for _ in range(3):
+                got = samples((await http.get(url)).text)
+            assert got["controlroom_deploys_per_day"] == 0
+            assert len(calls) == 1  # once for every scrape of the minute
+    finally:
+        release.set()
+        srv.stop()
+        await srv.close()
