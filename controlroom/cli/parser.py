@@ -157,6 +157,8 @@ def _server(sub, common) -> None:
     s.add_argument("--idle", type=float, default=600.0, metavar="SECONDS",
                    help="exit after this long with no operation and no client (default 600; 0 never)")
     s.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
+    s.add_argument("--metrics", metavar="HOST:PORT",
+                   help="also serve the server's own metrics for Prometheus at http://HOST:PORT/metrics")
     sv = sub.add_parser("server", parents=[common], help="the server of this state directory: status | stop")
     sv.add_argument("action", choices=("status", "stop"))
     sv.add_argument("--force", action="store_true", help="stop even while an operation runs (it stays resumable)")

@@ -17,7 +17,12 @@ def cmd_serve(cfg: Config, args: argparse.Namespace) -> int:
 
     if args.idle < 0:
         raise UsageError("--idle must be 0 (never) or a number of seconds")
-    return asyncio.run(serve(cfg, idle=args.idle or float("inf"), quiet=args.quiet))
+    metrics = None
+    if getattr(args, "metrics", None) is not None:
+        from controlroom.server.exporter import parse_address  # prometheus-client only with --metrics
+
+        metrics = parse_address(args.metrics)
+    return asyncio.run(serve(cfg, idle=args.idle or float("inf"), quiet=args.quiet, metrics=metrics))
 
 
 def status_json(st: dict) -> dict:

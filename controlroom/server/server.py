@@ -106,8 +106,10 @@ class _Client:
 class Server:
     """The socket, its clients and the numbered stream; every request goes through the operations' table."""
 
-    def __init__(self, cfg: Config, *, idle: float = IDLE) -> None:
+    def __init__(self, cfg: Config, *, idle: float = IDLE, metrics: tuple[str, int] | None = None) -> None:
         self.idle = idle
+        self.metrics_at = metrics  # --metrics HOST:PORT: the exporter listens there (exporter.py)
+        self.exporter = None
         self.state = Path(cfg.state.dir)
         self.path = pr.socket_path(self.state)
         self.seq = 0
@@ -175,6 +177,16 @@ class Server:
             os.umask(old)
         os.chmod(self.path, 0o660)
         self.door.fit_open_files(len(self.cfg.hosts))
+        if self.metrics_at is not None:  # the server's own metrics; prometheus-client only when asked
+            from controlroom.server.exporter import Exporter
+
+            self.exporter = Exporter(self.board, lambda: self.cfg, lambda: [c.kind for c in self.clients],
+                                     self.journal.path)
+            try:
+                await self.exporter.start(*self.metrics_at)
+            except UsageError:
+                await self.close()  # one line, exit 2; the next server finds nothing of this one
+                raise
 
     async def serve(self) -> None:
         """Run until stop() or idle."""
@@ -191,6 +203,8 @@ class Server:
         self._stop.set()
 
     async def close(self) -> None:
+        if self.exporter is not None:
+            await self.exporter.close()
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(OSError):
@@ -231,6 +245,8 @@ class Server:
         """Every event the journal committed (and host output and chat failures, which are not journaled), in order."""
         self.seq += 1
         self.board.apply(e)
+        if self.exporter is not None:
+            self.exporter.saw(e)
         msg = wire.event(self.seq, ev.to_wire(e))
         if type(e) is not ev.HostOutput:
             self.ring.append(msg)
@@ -432,7 +448,8 @@ class _LogStream:
         return getattr(self._stream, name)
 
 
-async def serve(cfg: Config, *, idle: float = IDLE, quiet: bool = False) -> int:
+async def serve(cfg: Config, *, idle: float = IDLE, quiet: bool = False,
+                metrics: tuple[str, int] | None = None) -> int:
     """`controlroom serve`: run the server in the foreground until SIGTERM/SIGINT or idle."""
     from controlroom.fleet.ssh import raise_nofile_limit
 
@@ -440,7 +457,7 @@ async def serve(cfg: Config, *, idle: float = IDLE, quiet: bool = False) -> int:
     nofile = raise_nofile_limit(len(cfg.hosts) + serverdoor.MAX_CONNECTIONS // 4)
     if nofile:
         print(nofile, file=sys.stderr, flush=True)
-    server = Server(cfg, idle=idle)
+    server = Server(cfg, idle=idle, metrics=metrics)
     try:
         await server.start()
     except ServerRunning as e:
@@ -455,6 +472,8 @@ async def serve(cfg: Config, *, idle: float = IDLE, quiet: bool = False) -> int:
     if server.warning:
         print(server.warning, file=sys.stderr, flush=True)
     print(f"controlroom server: pid {os.getpid()} listening on {server.path}", flush=True)
+    if server.exporter is not None:
+        print(f"controlroom server: metrics on http://{metrics[0]}:{server.exporter.port}/metrics", flush=True)
     _output_to_log()
     await server.serve()
     print("controlroom server: stopped", flush=True)
