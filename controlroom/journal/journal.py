@@ -21,7 +21,7 @@ from pathlib import Path
 from controlroom.core import events as ev
 from controlroom.core.identity import Actor
 from controlroom.journal import schema
-from controlroom.journal.locks import Lock, Locks, abandons  # noqa: F401 - Lock, abandons: the app's, for now
+from controlroom.journal.locks import Lock, Locks
 
 
 @dataclass(frozen=True)

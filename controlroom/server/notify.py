@@ -416,11 +416,3 @@ class Notifier:
         except Exception as e:  # noqa: BLE001 - whoever listens must not stop the announcements
             self.say(f"notify {channel}: could not tell the clients: {type(e).__name__}: {clean(str(e), 160)}")
 
-
-def failure_line(e: AnnouncementFailed) -> str:
-    """What a client shows: 'chat: webhook gave up after 5 tries (HTTP 500)', or 'chat: webhook failed (connection
-    refused); trying again in 2 s'."""
-    reason = clean(e.reason, 200)
-    if e.gave_up:
-        return f"chat: {clean(e.channel, 20)} gave up after {e.tries} tr{'y' if e.tries == 1 else 'ies'} ({reason})"
-    return f"chat: {clean(e.channel, 20)} failed ({reason}); trying again in {e.retry_in:g} s"

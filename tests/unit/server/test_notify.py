@@ -380,7 +380,7 @@ async def test_a_failing_channel_tells_its_listener_each_retry_and_the_give_up_i
             await until(lambda: any(e.gave_up for e in heard), what="giving up")
         finally:
             await n.close()
-    assert [notify.failure_line(e) for e in heard] == ["chat: webhook failed (HTTP 500); trying again in 0.05 s",
+    assert [e.line() for e in heard] == ["chat: webhook failed (HTTP 500); trying again in 0.05 s",
                                                         "chat: webhook gave up after 2 tries (HTTP 500)"]
     from controlroom.core import events as ev
 
