@@ -57,14 +57,23 @@ def revision_line(board: Board) -> Text:
     return t
 
 
-def context_line(board: Board, now: float | None = None) -> Text:
-    """Where the rollout stands and for how long: `stage 1 (2 of 3) · running for 2 min 58 s`."""
+def _key(t: Text, key: str, acting: bool) -> None:
+    """A key the person may press, or, for a watcher who may not act, who does."""
+    if acting:
+        t.append(key, style="bold reverse")
+    else:
+        t.append("an operator", style="bold")
+
+
+def context_line(board: Board, now: float | None = None, acting: bool = True) -> Text:
+    """Where the rollout stands and for how long: `stage 1 (2 of 3) · running for 2 min 58 s`. A watcher who may
+    not act (read-only) is not offered keys it cannot use: the line says an operator's decision is awaited."""
     t = Text()
     status = board.status
     phases = board.phases
     if status is None:
         t.append("staged, not deployed: ", style="dim")
-        t.append("d", style="bold reverse")
+        _key(t, "d", acting)
         t.append(
             f" deploys it to {board.total} hosts in {len(phases)} phase{'s' if len(phases) != 1 else ''}"
         )
@@ -83,25 +92,29 @@ def context_line(board: Board, now: float | None = None) -> Text:
         names += f" and {len(h.failed) - 3} more" if len(h.failed) > 3 else ""
         t.append(f"{clean(h.name, 64)} HALTED", style="bold red")
         t.append(f": {names} failed (budget {h.max_failed}); ")
-        t.append("r", style="bold reverse")
-        t.append(" retry or ")
-        t.append("s", style="bold reverse")
-        t.append(" skip the selected host, ")
-        t.append("a", style="bold reverse")
-        t.append(" abort")
+        if acting:
+            t.append("r", style="bold reverse")
+            t.append(" retry or ")
+            t.append("s", style="bold reverse")
+            t.append(" skip the selected host, ")
+            t.append("a", style="bold reverse")
+            t.append(" abort")
+        else:
+            t.append("an operator", style="bold")
+            t.append(" retries, skips or aborts")
     elif board.gate is not None and status != ev.R_PAUSED:
         g = board.gate
         t.append(f"{clean(g.name, 64)} waits", style="bold yellow")
         if g.reason:
             t.append(f": {clean(g.reason)}")
         t.append(" · ")
-        t.append("g", style="bold reverse")
+        _key(t, "g", acting)
         # a gate that failed or could not be checked: g offers the choices (kill switch first), not a pass
         t.append(" decides: kill switch, check again, roll back" if g.kind == ev.GATE_FAILED else " proceeds")
     elif status == ev.R_PAUSED:
         t.append(f"paused in {where}", style="bold yellow")
         t.append(": no new host starts; ")
-        t.append("p", style="bold reverse")
+        _key(t, "p", acting)
         t.append(" resumes")
     else:
         t.append(where, style="bold")
@@ -253,6 +266,7 @@ class RolloutPane(Vertical):
     def __init__(self, board: Board, **kwargs) -> None:
         super().__init__(**kwargs)
         self.board = board
+        self.acting = True  # False for a watcher who may not act: no key is offered that it cannot use
         self._shown: dict[str, Text] = {}
 
     def compose(self) -> ComposeResult:
@@ -270,6 +284,13 @@ class RolloutPane(Vertical):
         self.border_title = "Rollout"
         self.show_lock(None)
         self.refresh_board()
+
+    def set_acting(self, acting: bool) -> None:
+        """Whether this person may act (the server said so at hello); the header's offers follow."""
+        if acting != self.acting:
+            self.acting = acting
+            if self.is_mounted:
+                self.refresh_board()
 
     def show_lock(self, lock: LockView | None) -> None:
         """A person's lock shows here too, so that it is seen even when the deploy log is another tab."""
@@ -298,7 +319,7 @@ class RolloutPane(Vertical):
         board = self.board
         now = now or time.time()
         self._set("#revision-line", revision_line(board))
-        self._set("#context-line", context_line(board, now))
+        self._set("#context-line", context_line(board, now, self.acting))
         waiting = self.query_one("#waiting-line", Static)
         self._set("#waiting-line", waiting_line(board))
         if waiting.display != board.active:
@@ -327,4 +348,4 @@ class RolloutPane(Vertical):
     def tick(self, now: float | None = None) -> None:
         """Once a second: the elapsed time moves."""
         if self.board.active:
-            self._set("#context-line", context_line(self.board, now))
+            self._set("#context-line", context_line(self.board, now, self.acting))

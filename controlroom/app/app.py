@@ -291,6 +291,8 @@ class ControlRoom(App[int]):
                                   else f"read-only: {room.user} is not among [access] operators")
             self.sub_title = f"{self.cfg.path} · {room.read_only_why}"
             self.ui.say(f"{room.read_only_why}: you may watch, not act", title="Read-only", timeout=10)
+        if (pane := self._pane(RolloutPane)()) is not None:
+            pane.set_acting(room.may_act)
         self.connected.set()
         self._offered = ()
         self.refresh_bindings()

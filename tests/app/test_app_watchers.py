@@ -64,6 +64,10 @@ async def test_a_read_only_app_offers_no_acting_key_and_a_key_pressed_says_why(m
         assert app.check_action("open_host", ()) and app.check_action("help", ())
         footer = {b.binding.key for b in app.screen.active_bindings.values() if b.binding.show and b.enabled}
         assert not footer & {"d", "g", "p", "a", "b", "r", "s", "l", "u", "m", "R"}, footer
+        # nor does the rollout pane's header offer one: an operator deploys, not this watcher
+        context = app.rollout_pane.query_one("#context-line")
+        await until(pilot, lambda: "an operator deploys it to 4 hosts" in context.render().plain,
+                    "the header naming who may deploy")
         await pilot.press("d")
         await until(pilot, lambda: any("refused" in n for n in notes(app)), "the server's refusal")
         refusal = next(n for n in notes(app) if "refused" in n)
