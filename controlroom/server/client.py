@@ -24,6 +24,7 @@ from controlroom.server import wire
 from controlroom.server.statedir import last_line, make_state_dir, rotate_log
 
 START_WAIT = 15.0
+LISTENING = " listening on "  # what the server prints once its socket accepts (server.serve)
 
 
 class NoServer(ControlroomError):
@@ -210,13 +211,15 @@ async def _connect(cfg: Config, *, start: bool, read_only: bool, kind: str) -> C
 
 
 async def _await_server(proc: subprocess.Popen, path: Path, state: Path, read_only: bool, kind: str) -> Client:
-    """Connect once the server listens; if it exits first, raise what it said (its exit code, one line)."""
+    """Connect once the server says it listens; if it exits first, raise what it said (its exit code, one line)."""
     deadline = time.monotonic() + START_WAIT
+    said = await _server_said(proc, deadline)
     while True:
         with contextlib.suppress(FileNotFoundError, ConnectionRefusedError, ConnectionResetError, BrokenPipeError):
             return await _open(path, read_only, kind)
+        # it said nothing of listening: it exited (what it said is why), or another server took the state
+        # directory (it exits 0 at once, quietly), or its pipe broke; look for a socket until the deadline
         if proc.poll() is not None and proc.returncode != 0:
-            said = [line for line in proc.stdout.read().decode(errors="replace").splitlines() if line.strip()]
             why = said[-1].removeprefix("controlroom: ") if said else last_line(state / "server.log")
             err = ControlroomError(f"the server could not start: {why}")
             err.exit_code = proc.returncode if proc.returncode in (1, 2, 3) else 1
@@ -225,3 +228,33 @@ async def _await_server(proc: subprocess.Popen, path: Path, state: Path, read_on
             raise ControlroomError(f"the server did not answer within {START_WAIT:g} s; see "
                                    f"{state / 'server.log'}")
         await asyncio.sleep(0.05)
+
+
+async def _server_said(proc: subprocess.Popen, deadline: float) -> list[str]:
+    """The server's output until it says it listens (server.serve prints LISTENING once its socket accepts), or
+    until its pipe ends (it exited, or moved its output to its log) or the deadline: the lines it said. Waiting on
+    the pipe instead of polling for the socket connects as soon as the server can answer."""
+    reader = asyncio.StreamReader(limit=pr.MAX_LINE)
+    loop = asyncio.get_running_loop()
+    try:
+        transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), proc.stdout)
+    except OSError:
+        return []
+    said: list[str] = []
+    try:
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = await asyncio.wait_for(reader.readline(), left)
+            except TimeoutError:
+                break
+            except ValueError:  # a line longer than the limit: dropped, the next one is read
+                continue
+            if not line:
+                break
+            if text := line.decode(errors="replace").strip():
+                said.append(text)
+            if LISTENING in text:
+                break
+    finally:
+        transport.close()
+    return said
