@@ -85,6 +85,16 @@ class FlagTable(DataTable):
         for c in COLUMNS:
             self.add_column(c, key=c)
 
+    def _update_dimensions(self, new_rows) -> None:
+        # Textual's DataTable sizes its columns for new rows when next idle, but keeps the rows it drew before that
+        # in a cache whose key has no column width: a row painted between add_row and that idle stayed cut at its
+        # header's width ("⚠ ne", "kill") for good. A flag's name must show whole: drop those drawings.
+        widths = [c.content_width for c in self.ordered_columns]
+        super()._update_dimensions(new_rows)
+        if widths != [c.content_width for c in self.ordered_columns]:
+            self._clear_caches()
+            self.refresh()
+
     @property
     def selected_flag(self) -> str | None:
         if not self.row_count:

@@ -10,6 +10,7 @@ import os
 import shlex
 import shutil
 import sys
+import time
 import tomllib
 from pathlib import Path
 
@@ -53,7 +54,8 @@ async def test_during_a_deploy_k_a_few_letters_enter_and_enter_kill_beehive_on_e
         assert "never changed" in pane.line_of("beehive") and "ON" in pane.line_of("beehive")
 
         await press_deploy(pilot)
-        await until(pilot, lambda: app.board.status == ev.R_RUNNING and app.busy, "the deploy to run")
+        # under way: running, or its canary done and waiting for the operator (a loaded machine may look only then)
+        await until(pilot, lambda: app.board.active and app.busy, "the deploy to run")
 
         await pilot.press("k")  # 1
         await until(pilot, lambda: isinstance(app.screen, KillSwitchPicker), "the kill switch picker")
@@ -340,3 +342,31 @@ async def test_on_a_small_terminal_3_shows_the_flags_and_space_acts_on_them(make
         assert (await app.fresh_flags())["version"] == 0  # esc changed nothing
         await pilot.press("1")
         await until(pilot, lambda: app.host_grid.has_focus, "the host grid to take the keys again")
+
+
+async def test_a_flag_row_drawn_before_the_table_sized_its_columns_shows_its_whole_name_once_it_has():
+    """A DataTable sizes its columns for new rows when next idle and caches each row as it drew it: a row painted
+    in between (a busy machine paints before it idles) stayed cut at its header's width, "⚠ ne" for new_search."""
+    from textual.app import App
+
+    class One(App):
+        def compose(self):
+            yield FlagsPane(id="flags")
+
+    app = One()
+    async with app.run_test(size=(120, 12)) as pilot:
+        pane = app.query_one(FlagsPane)
+        rows = [{"name": "new_search", "kind": "kill_switch", "value": "on", "default": "on"},
+                {"name": "enable_feature_video", "kind": "feature", "value": "off", "default": "off"}]
+        pane.show({"flags": rows, "hosts": 2, "file": "flags.toml", "version": 0})
+        table = pane.table
+        early = [table.render_line(y).text for y in range(1, 3)]  # painted before the table is idle
+        assert "new_search" not in early[0], early  # what the cache then holds: the row cut at "flag"'s width
+        deadline = time.monotonic() + 30
+        while table.ordered_columns[0].content_width < len("⚠ enable_feature_video"):  # the idle that sizes them
+            assert time.monotonic() < deadline, "the flags table never sized its columns"
+            await pilot.pause()
+        await pilot.pause()
+        lines = [table.render_line(y).text for y in range(1, 3)]
+        assert "⚠ new_search" in lines[0] and "kill switch" in lines[0], lines
+        assert "· enable_feature_video" in lines[1] and "feature" in lines[1], lines
