@@ -291,8 +291,6 @@ class ControlRoom(App[int]):
                                   else f"read-only: {room.user} is not among [access] operators")
             self.sub_title = f"{self.cfg.path} · {room.read_only_why}"
             self.ui.say(f"{room.read_only_why}: you may watch, not act", title="Read-only", timeout=10)
-        if (pane := self._pane(RolloutPane)()) is not None:
-            pane.set_acting(room.may_act)
         self.connected.set()
         self._offered = ()
         self.refresh_bindings()
@@ -346,6 +344,8 @@ class ControlRoom(App[int]):
         except Exception:  # noqa: BLE001 - not composed yet
             return
         board, room, log = self.board, self.room, self.deploylog
+        # the header offers keys only to a person who may act (known at the server's hello)
+        main.query_one(RolloutPane).set_acting(room.may_act or not self.connected.is_set())
         if board.replanned:
             grid.relayout()
             board.take_dirty()

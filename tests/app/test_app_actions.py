@@ -35,7 +35,12 @@ async def until(pilot, cond, what: str, timeout: float = 30.0) -> None:
 def make_app(fleet, *, read_only: bool = False, config_path: Path | None = None) -> ControlRoom:
     """The app on the fleet, as `controlroom` builds it; its server is stopped when the test ends (conftest's
     servers_stopped: the fleet's state directory is under the test's tmp_path)."""
-    return build_app(config.load(config_path or fleet.config_path), read_only=read_only)
+    app = build_app(config.load(config_path or fleet.config_path), read_only=read_only)
+    # every notification as it is posted (a toast is gone in 4 s; a loaded machine may look later than that)
+    app.posted = []
+    add = app._notifications.add
+    app._notifications.add = lambda n: (app.posted.append(str(n.message)), add(n))[1]
+    return app
 
 
 def journal_of(app):

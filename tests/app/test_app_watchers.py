@@ -24,7 +24,8 @@ ACTING = ("deploy", "proceed", "pause", "abort", "rollback", "retry", "skip", "l
 
 
 def notes(app) -> list[str]:
-    return [str(n.message) for n in app._notifications]
+    """Every notification the app has posted, shown or already gone (make_app records them as they are posted)."""
+    return list(getattr(app, "posted", None) or [str(n.message) for n in app._notifications])
 
 
 @pytest.mark.slow
