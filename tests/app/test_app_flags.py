@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from controlroom.app.palette import commands as palette_commands
-from controlroom.core import events as ev
 from tests.app.test_app_actions import SIZE, log_of, make_app, press_deploy, start, until  # noqa: F401
 from tests.waiting import wait_for
 from widgets.dialogs import PromptDialog
