@@ -369,8 +369,12 @@ def test_the_server_answers_every_series_now_and_over_the_window_for_the_pane(me
         finally:
             await c.close()
 
-    reply = wait_for(lambda: (r := asyncio.run(ask()))["series"][0]["lines"].get("r2306", {}).get("points") and r,
-                     30, "the server's answer to hold r2306's points", every=0.5)
+    def held(r: dict):  # r2306's points over the window and its value now (the first answers may have neither)
+        line = r["series"][0]["lines"].get("r2306", {})
+        return line.get("points") and line.get("value") is not None and r
+
+    reply = wait_for(lambda: held(asyncio.run(ask())), 30, "the server's answer to hold r2306's points and value",
+                     every=0.5)
     errors, latency = reply["series"]
     assert (errors["name"], errors["unit"], errors["max"], errors["split"], errors["error"]) == (
         "errors_5xx", "%", 5, "revision", None)
