@@ -40,15 +40,16 @@ class Terminal:
         self.seen = b""
         self.gone = False
 
-    def read_until(self, text: bytes, seconds: float) -> None:
-        """Read the screen until it shows text; fail if the process ends first or at the deadline."""
+    def read_until(self, text: bytes, seconds: float, *, start: int = 0) -> None:
+        """Read the screen until it shows text (after the first ``start`` bytes seen: a question asked again counts
+        again); fail if the process ends first or at the deadline."""
         deadline = time.monotonic() + seconds
-        while text not in self.seen:
-            assert time.monotonic() < deadline and self.proc.poll() is None, self.seen
+        while text not in self.seen[start:]:
+            assert time.monotonic() < deadline and self.proc.poll() is None, self.seen[start:]
             try:
                 self.seen += os.read(self.master, 4096)
             except OSError:  # EIO: the process closed its side
-                assert text in self.seen, self.seen
+                assert text in self.seen[start:], self.seen[start:]
 
     def type(self, data: bytes) -> None:
         os.write(self.master, data)

@@ -4,9 +4,6 @@ deploy log records, with the result marked for good. Typed on a real pty (tests/
 
 from __future__ import annotations
 
-import os
-import time
-
 import pytest
 
 from tests.cli.test_deploy_cli import log_lines, revisions
@@ -18,14 +15,7 @@ HALT = b"[r]etry failed hosts"
 
 def read_new(term: Terminal, text: bytes, seconds: float = 90) -> None:
     """Read until text appears in what the terminal shows from now on (a question asked again counts again)."""
-    start = len(term.seen)
-    deadline = time.monotonic() + seconds
-    while text not in term.seen[start:]:
-        assert time.monotonic() < deadline and term.proc.poll() is None, term.seen[start:]
-        try:
-            term.seen += os.read(term.master, 4096)
-        except OSError:  # EIO: the process closed its side
-            assert text in term.seen[start:], term.seen[start:]
+    term.read_until(text, seconds, start=len(term.seen))
 
 
 def on(fleet, rev: str) -> list[str]:
