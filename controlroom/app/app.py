@@ -32,7 +32,7 @@ from controlroom.app.confirm import why_no_resume
 from controlroom.app.deploylog import DeployLog
 from controlroom.app.dispatch import Dispatcher
 from controlroom.app.flags import FLAGS_POLL, VERIFY_EVERY, Flags
-from controlroom.app.gate import GATE_MOVES, FailedGate
+from controlroom.app.gate import GATE_EVENTS, FailedGate
 from controlroom.app.hangup import end_on_hangup
 from controlroom.app.hosts import FollowedHosts
 from controlroom.app.keys import ACTIONS, INTENT_OF, bindings
@@ -116,7 +116,7 @@ class ControlRoom(App[int]):
         d.add(self.followed.on_state, ev.HostStateChanged)
         d.add(self.deploylog.on_event, ev.LogEntryAdded, ev.LockChanged)
         d.add(self.flag_controls.on_event, ev.FlagChanged)
-        d.add(self.failed_gate.on_event, *GATE_MOVES)
+        d.add(self.failed_gate.on_event, *GATE_EVENTS)
         d.add(self.metrics_feed.on_event, ev.PhaseStarted, ev.LogEntryAdded)
         d.add(self.diff.on_event, ev.HostStateChanged, ev.RolloutStarted, ev.LogEntryAdded)
         d.add(self.chat.on_event, ev.AnnouncementFailed)

@@ -397,7 +397,7 @@ def _classify(t: str, d: dict) -> tuple[str, str, bool]:
     """(kind, the person, whether it is a failure) of a journaled event."""
     if t == "HostStateChanged":
         return K_HOST, "", d.get("state") == ev.FAILED
-    if t == "GateEvaluated":
+    if t in ("GateEvaluated", "SuspectNamed"):
         return K_CHECK, "", False
     if t == "GateWaiting":
         kind = d.get("kind")
@@ -507,6 +507,10 @@ def _say(t: str, d: dict) -> str:
         line = f"{{{g('line')}}}" if g("line") else ""
         why = f" ({g('why')})" if g("why") else ""
         return f"check {g('gate')}{line}: {_num(g('value'))} {g('verdict')}{why}"
+    if t == "SuspectNamed":
+        named = ev.SuspectNamed(0, phase=g("phase") or 0, series=str(g("series")), verdict=str(g("verdict")),
+                                words=str(g("words")))
+        return named.line()
     if t == "GateWaiting":
         values = "; ".join(
             f"{v.gate}{{{v.revision}}} = {_num(v.value)} {v.state}" if v.revision else
