@@ -87,6 +87,12 @@ def test_headless_a_failed_gate_ends_the_bake_and_names_the_kill_switch_to_flip(
     assert re.search(r"GATE canary: errors_5xx\{r2307\} = [\d.]+ \(max 5\): FAILED; "
                      r"kill switch: controlroom flag new_search off;", stopped[0]), stopped[0]
     assert [h.name for h in fleet.hosts if revision_of(fleet, h.name) == NEW] == ["web001", "web002"]
+    # the failed gate's suspect, said with it: named, or (r2307 has a point or two yet) why it cannot tell
+    lines = res.stdout.splitlines()
+    suspect = [i for i, line in enumerate(lines) if line.startswith("  suspect: ")]
+    assert len(suspect) == 1 and lines[suspect[0] + 1].startswith("  waiting: gate errors_5xx < 5"), res.stdout
+    assert re.match(r"  suspect: (unknown: errors_5xx.* cannot tell$|errors_5xx higher on r2307 hosts .*when canary "
+                    r"started \(r2307\))", lines[suspect[0]]), lines[suspect[0]]
 
 
 @pytest.mark.slow
