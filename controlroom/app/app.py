@@ -116,7 +116,7 @@ class ControlRoom(App[int]):
         d.add(self.followed.on_output, ev.HostOutput)
         d.add(self.followed.on_state, ev.HostStateChanged)
         d.add(self.deploylog.on_event, ev.LogEntryAdded, ev.LockChanged)
-        d.add(self.deploylog.on_finished, ev.RolloutFinished)
+        d.add(self.deploylog.on_deploy, ev.RolloutStarted, ev.RolloutFinished)
         d.add(self.flag_controls.on_event, ev.FlagChanged)
         d.add(self.failed_gate.on_event, *GATE_EVENTS)
         d.add(self.metrics_feed.on_event, ev.PhaseStarted, ev.LogEntryAdded)

@@ -5,7 +5,7 @@ LogEntryAdded or LockChanged event makes it look at once. One look at a time (co
 
 The pane's title says the talk's line of the last week ("In the last 7 days: 67 deploys of 496 changes by 18
 people"), as the server computes it from the record (its "figures" read): asked once the server first answers a
-look, and again whenever a deploy ends.
+look, and again whenever a deploy starts or ends.
 """
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ class DeployLog:
     def on_event(self, e: ev.Event, seq: int = 0) -> None:
         self.want()  # LogEntryAdded, LockChanged
 
-    def on_finished(self, e: ev.Event, seq: int = 0) -> None:
-        """RolloutFinished: the week's figures have one deploy more."""
+    def on_deploy(self, e: ev.Event, seq: int = 0) -> None:
+        """RolloutStarted, RolloutFinished: the week's figures have one deploy more, or its result."""
         self.want_figures()
 
     def want_figures(self) -> None:
