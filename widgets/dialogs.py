@@ -207,7 +207,8 @@ class GateHaltDialog(ModalScreen[str | None]):
         border: thick $error; background: $surface; padding: 1 2;
     }
     GateHaltDialog #gate-title { text-style: bold; width: 100%; }
-    GateHaltDialog #gate-body { width: 100%; margin: 1 0; }
+    GateHaltDialog #gate-body { width: 100%; margin: 1 0 0 0; }
+    GateHaltDialog #gate-suspect { width: 100%; margin: 1 0; color: $warning; }
     GateHaltDialog #gate-choices { width: 100%; }
     GateHaltDialog #gate-keys { color: $text-muted; width: 100%; margin-top: 1; }
     """
@@ -221,10 +222,12 @@ class GateHaltDialog(ModalScreen[str | None]):
     ]
 
     def __init__(self, title: str, verdicts: str, *, kill_switch: str | None, guards: str = "",
-                 may_rollback: bool = True) -> None:
+                 may_rollback: bool = True, suspect: str = "") -> None:
+        """suspect: the 'suspect: ...' lines of the failed series (show_suspect says them anew as they change)."""
         super().__init__()
         self.title_text = title
         self.verdicts = verdicts
+        self.suspect = suspect
         self.kill_switch = kill_switch
         self.guards = guards
         self.may_rollback = may_rollback
@@ -246,6 +249,9 @@ class GateHaltDialog(ModalScreen[str | None]):
         with Vertical():
             yield Label(clean(self.title_text), id="gate-title", markup=False)
             yield Static(clean_body(self.verdicts), id="gate-body", markup=False)
+            suspect = Static(clean_body(self.suspect), id="gate-suspect", markup=False)
+            suspect.display = bool(self.suspect)
+            yield suspect
             t = Text()
             for i, (key, _, what) in enumerate(self.choices()):
                 if i:
@@ -254,6 +260,14 @@ class GateHaltDialog(ModalScreen[str | None]):
                 t.append(f"  {clean(what)}")
             yield Static(t, id="gate-choices")
             yield Static("esc: decide later (g opens this again)", id="gate-keys", markup=False)
+
+    def show_suspect(self, text: str) -> None:
+        """The suspect lines as judged now (the series grew while the gate waits)."""
+        self.suspect = text
+        if self.is_mounted:
+            line = self.query_one("#gate-suspect", Static)
+            line.update(clean_body(text))
+            line.display = bool(text)
 
     def action_choose(self, choice: str) -> None:
         offered = {c for _, c, _ in self.choices()}

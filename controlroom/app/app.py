@@ -32,7 +32,7 @@ from controlroom.app.confirm import why_no_resume
 from controlroom.app.deploylog import DeployLog
 from controlroom.app.dispatch import Dispatcher
 from controlroom.app.flags import FLAGS_POLL, VERIFY_EVERY, Flags
-from controlroom.app.gate import GATE_MOVES, FailedGate
+from controlroom.app.gate import GATE_EVENTS, FailedGate
 from controlroom.app.hangup import end_on_hangup
 from controlroom.app.hosts import FollowedHosts
 from controlroom.app.keys import ACTIONS, INTENT_OF, bindings
@@ -96,7 +96,8 @@ class ControlRoom(App[int]):
                                 ask_anyway=flows.ask_anyway, closing=lambda: self._closing,
                                 kind=lambda: "web" if self.is_web else "app")
         # the per-pane controllers: each given what it needs, none of them reaching into another
-        self.deploylog = DeployLog(link, lambda work: ui.run(work, name="journal", group="journal"))
+        self.deploylog = DeployLog(link, lambda work: ui.run(work, name="journal", group="journal"),
+                                   lambda work: ui.run(work, name="figures", group="figures"))
         self.followed = FollowedHosts(link, lambda host, work: ui.run(work, name=f"host {host}", group="host-output"))
         self.flag_controls = Flags(room, link, flows, ui, self._pane(FlagsPane))
         self.diff = StagingDiff(cfg, room, ui, self._pane(StagingDiffPane))
@@ -115,8 +116,9 @@ class ControlRoom(App[int]):
         d.add(self.followed.on_output, ev.HostOutput)
         d.add(self.followed.on_state, ev.HostStateChanged)
         d.add(self.deploylog.on_event, ev.LogEntryAdded, ev.LockChanged)
+        d.add(self.deploylog.on_deploy, ev.RolloutStarted, ev.RolloutFinished)
         d.add(self.flag_controls.on_event, ev.FlagChanged)
-        d.add(self.failed_gate.on_event, *GATE_MOVES)
+        d.add(self.failed_gate.on_event, *GATE_EVENTS)
         d.add(self.metrics_feed.on_event, ev.PhaseStarted, ev.LogEntryAdded)
         d.add(self.diff.on_event, ev.HostStateChanged, ev.RolloutStarted, ev.LogEntryAdded)
         d.add(self.chat.on_event, ev.AnnouncementFailed)
@@ -365,6 +367,9 @@ class ControlRoom(App[int]):
         if room.presence_dirty:
             room.presence_dirty = False
             main.query_one(PresenceLine).show(room.presence, room.client_no)
+        if log.figures_dirty:
+            log.figures_dirty = False
+            main.show_figures(log.figures)
         if log.lock_dirty:
             log.lock_dirty = False
             lock = log.lock_view()

@@ -2,6 +2,10 @@
 
 A teammate may write to the journal from another process, so the pane also looks every few seconds; a
 LogEntryAdded or LockChanged event makes it look at once. One look at a time (coalesce.py).
+
+The pane's title says the talk's line of the last week ("In the last 7 days: 67 deploys of 496 changes by 18
+people"), as the server computes it from the record (its "figures" read): asked once the server first answers a
+look, and again whenever a deploy starts or ends.
 """
 
 from __future__ import annotations
@@ -21,13 +25,18 @@ from widgets.deploy_log import LockView, entry_line
 class DeployLog:
     """The lock and the deploy log as the server last said; `take_entries` hands the new lines to the pane."""
 
-    def __init__(self, link: Link, start: Callable[[Coroutine[Any, Any, None]], object]) -> None:
+    def __init__(self, link: Link, start: Callable[[Coroutine[Any, Any, None]], object],
+                 start_figures: Callable[[Coroutine[Any, Any, None]], object] | None = None) -> None:
         self._link = link
         self.lock: Lock | None = None
         self.lock_dirty = True
         self._entries: list[str] = []
         self._last_id = 0
         self._look = Coalesced(self._fetch, start)
+        self.figures = ""  # the talk's line, as the server said it last ("" until it did)
+        self.figures_dirty = False
+        self._figures_asked = False
+        self._figures = Coalesced(self._fetch_figures, start_figures or start)
 
     def poll(self) -> None:
         """The timer: ask the server what the journal holds now."""
@@ -40,6 +49,27 @@ class DeployLog:
 
     def on_event(self, e: ev.Event, seq: int = 0) -> None:
         self.want()  # LogEntryAdded, LockChanged
+
+    def on_deploy(self, e: ev.Event, seq: int = 0) -> None:
+        """RolloutStarted, RolloutFinished: the week's figures have one deploy more, or its result."""
+        self.want_figures()
+
+    def want_figures(self) -> None:
+        self._figures_asked = True
+        self._figures.want()
+
+    async def _fetch_figures(self) -> bool:
+        client = self._link.client
+        if client is None:
+            return False
+        try:
+            line = (await client.request("figures")).get("line")
+        except (ControlroomError, AttributeError):
+            return False  # an older server, or a record it cannot read: the title stays as it is
+        if isinstance(line, str) and line != self.figures:
+            self.figures = clean(line, 160)
+            self.figures_dirty = True
+        return True
 
     async def _fetch(self) -> bool:
         client = self._link.client
@@ -55,6 +85,8 @@ class DeployLog:
             self._set_lock(reply)
         except (ControlroomError, TypeError, KeyError):
             return False
+        if not self._figures_asked:  # the server answers: the week's figures once, then at each deploy's end
+            self.want_figures()
         return True
 
     def _set_lock(self, reply: dict) -> None:

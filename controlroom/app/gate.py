@@ -1,5 +1,7 @@
 """A gate that failed, in the app: the choices offered at once (the kill switch that guards the failed series
-first), checking the gate again while the metrics turn, and passing it only with a typed reason.
+first), checking the gate again while the metrics turn, and passing it only with a typed reason. The dialog names
+the failed series' top suspect as the server judged it (a SuspectNamed on the board), and says it anew when the
+server judges it again while the gate waits.
 
 A dialog about a gate that is no longer the one waiting closes (it would say what is not so).
 """
@@ -22,6 +24,8 @@ from widgets.dialogs import GateHaltDialog, OverrideDialog
 RECHECK_PATIENCE = 45.0  # seconds a gate is checked again after its kill switch flipped (a rate window must turn)
 # the events after which the gate waiting may be another one
 GATE_MOVES = (ev.GateWaiting, ev.GatePassed, ev.RolloutFinished, ev.PhaseStarted)
+# and the suspect of a failed series, named anew while the gate waits: the open dialog says it as it is now
+GATE_EVENTS = (*GATE_MOVES, ev.SuspectNamed)
 
 
 class FailedGate:
@@ -44,6 +48,10 @@ class FailedGate:
         """GATE_MOVES: a dialog about a gate no longer waiting closes; a gate that just failed offers its choices."""
         screen = self._ui.screen
         about = getattr(screen, "about", None)
+        if type(e) is ev.SuspectNamed:
+            if isinstance(screen, GateHaltDialog) and about is self.board.gate and about is not None:
+                screen.show_suspect(self.suspect_text(about))
+            return
         if about is not None and about is not self.board.gate:
             screen.dismiss(None)
         if type(e) is ev.GateWaiting and e.kind == ev.GATE_FAILED and self._room.may_act:
@@ -69,6 +77,10 @@ class FailedGate:
         self._flows.run_once("proceed", lambda: self._halt_flow(gate))
         return True
 
+    def suspect_text(self, gate: ev.GateWaiting) -> str:
+        """The failed series' suspect lines, as the server named them (engine/breach.py), one a line."""
+        return "\n".join(self.board.suspect_lines(gate.phase))
+
     def guarding_switches(self, gate: ev.GateWaiting) -> list[tuple[str, str]]:
         """(kill switch, the failed series it guards) for each guarding one that is not off yet."""
         failed = gate.failed_series()
@@ -85,7 +97,8 @@ class FailedGate:
             f"kill switch: controlroom flag {n} off" for n, _ in switches]
         dialog = GateHaltDialog(
             f"The gate before {gate.name} failed: {' and '.join(gate.failed)}", "\n".join(verdicts),
-            kill_switch=name, guards=guards, may_rollback=bool(self._cfg.deploy.rollback))
+            kill_switch=name, guards=guards, may_rollback=bool(self._cfg.deploy.rollback),
+            suspect=self.suspect_text(gate))
         dialog.about = gate  # it closes once this is no longer the wait (the gate holds now, or was passed)
         choice = await self._ui.ask(dialog)
         if self.board.gate is not gate:  # answered meanwhile, elsewhere

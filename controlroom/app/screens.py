@@ -15,10 +15,12 @@ from collections.abc import Callable, Iterable
 from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.markup import escape
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import ContentSwitcher, Footer, TabbedContent, TabPane
 
+from controlroom.core.text import clean
 from controlroom.engine.board import Board
 from widgets.deploy_log import DeployLogPane
 from widgets.flags import FlagsPane
@@ -73,6 +75,7 @@ class MainScreen(Screen):
         self._repaint = flush
         self._looks = tuple(polls)
         self._ending = closing
+        self._figures = ""
 
     def compose(self) -> ComposeResult:
         log = DeployLogPane(id="deploy-log", classes="pane")
@@ -129,8 +132,16 @@ class MainScreen(Screen):
             except Exception:  # noqa: BLE001 - being composed or torn down
                 continue
             title = pane_title(i, tab == current)
+            if tab == "tab-log" and self._figures:  # the talk's line, from the record
+                title += f" · {escape(self._figures)}"
             if pane.border_title != title:
                 pane.border_title = title
+
+    def show_figures(self, line: str) -> None:
+        """The deploy log's title says the week's figures ("In the last 7 days: 3 deploys of 12 changes by 2
+        people"): line as the server computed it, cleaned."""
+        self._figures = clean(line, 160)
+        self._show_focus()
 
     def focus_tab(self, tab: str) -> None:
         """Put the keys on that pane: its tab on small terminals; a pane filling the screen gives way to it."""

@@ -163,6 +163,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         cfg = config.load(directory / "controlroom.toml")
         if pid is None and cfg.release.stage:
             stage_first(cfg)
+            past_first(cfg)  # after staging: the server is up and shows the fleet as the story begins
         from controlroom.app.app import run_app  # Textual only from here on
 
         return run_app(cfg)
@@ -187,6 +188,17 @@ def stage_first(cfg) -> None:
             cmd_stage(cfg, argparse.Namespace(revision=None))
         except ControlroomError as e:
             print(f"controlroom demo: staging failed: {e}", file=sys.stderr, flush=True)
+
+
+def past_first(cfg) -> None:
+    """A new demo fleet keeps a finished deploy in its history (cli/demopast.py): `controlroom history`,
+    `controlroom timeline 1` and H show it at once. A journal that cannot take it is said, and the app opens."""
+    from controlroom.cli.demopast import record_past_deploy
+
+    try:
+        record_past_deploy(cfg, time.time())
+    except ControlroomError as e:
+        print(f"controlroom demo: the past deploy could not be recorded: {e}", file=sys.stderr, flush=True)
 
 
 # ------------------------------------------------------------------------------------------------ the reaper

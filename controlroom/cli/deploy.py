@@ -268,6 +268,8 @@ class Printer:
             self.say(self.dots(e.name, f"{res} {e.done}/{total}{extra} ({e.seconds:.1f} s)"))
         elif isinstance(e, ev.GateWaiting):
             self.say(f"  waiting: {e.reason}")
+        elif isinstance(e, ev.SuspectNamed):  # a failed gate's suspect, as the server judged it
+            self.say(f"  {e.line()}")
         elif isinstance(e, ev.LogEntryAdded) and e.kind == "GATE":  # each verdict as the deploy log has it
             self.say(f"  GATE {e.revision + ' ' if e.revision else ''}{e.text}")
         elif isinstance(e, ev.RolloutInterrupted):

@@ -478,3 +478,34 @@ class AnnouncementFailed(Event):
 
 
 EVENT_TYPES[AnnouncementFailed.__name__] = AnnouncementFailed
+
+
+@dataclass(frozen=True)
+class SuspectNamed(Event):
+    """What a failed gate's series' change lines up with (engine/suspects.py: a rank test of each event before the
+    breach), judged as the gate failed and again while it waits, as the series grows; journaled. ``verdict`` is
+    "suspect" (``what`` is the event, at ``since``, and ``words`` says it with its p-value), "unlikely" (no event
+    lines up: ``words`` says the likeliest and why not) or "unknown" (the data cannot tell: ``words`` says why).
+    A client prints ``line()``; it never reads the words apart."""
+
+    phase: int  # the phase that waits, as GateWaiting.phase
+    series: str
+    verdict: str  # SUSPECT, UNLIKELY or UNKNOWN
+    words: str
+    what: str = ""  # the suspected event in a few words ("canary started (r2307)"), "" when none
+    since: float | None = None  # when it happened
+    p: float | None = None
+
+    def line(self) -> str:
+        """'suspect: errors_5xx higher on r2307 hosts ... p < 0.001', 'suspect: none: ...' or 'suspect: unknown:
+        too few points ...'; cleaned."""
+        words = clean(self.words, 400)
+        if self.verdict == SUSPECT:
+            return f"suspect: {words}"
+        if self.verdict == UNLIKELY:
+            return f"suspect: none lines up: {words}"
+        return f"suspect: unknown: {words}"
+
+
+SUSPECT, UNLIKELY, UNKNOWN_SUSPECT = "suspect", "unlikely", "unknown"
+EVENT_TYPES[SuspectNamed.__name__] = SuspectNamed

@@ -108,6 +108,7 @@ class Board:
         self.started_at: float | None = None
         self.halted: ev.PhaseHalted | None = None
         self.gate: ev.GateWaiting | None = None
+        self.suspects: dict[str, ev.SuspectNamed] = {}  # series -> its suspect, named while a failed gate waits
         self.finished: ev.RolloutFinished | None = None
         self.marks: tuple[str, ...] = ()  # what marks this deploy already (past a failed gate, a budget): ev.MARK_*
         self.phases: list[PhaseView] = []
@@ -165,6 +166,7 @@ class Board:
             self.status = ev.R_RUNNING
             self.started_at = e.at
             self.halted = self.gate = self.finished = None
+            self.suspects = {}
             self.phase_index = 0
             if not e.resumed:
                 self.marks = ()
@@ -172,6 +174,7 @@ class Board:
             self.phase_index = e.phase
             self.status = ev.R_RUNNING
             self.halted = self.gate = None
+            self.suspects = {}
             if 0 <= e.phase < len(self.phases):
                 self.phases[e.phase].started = e.at
         elif isinstance(e, ev.PhaseHalted):
@@ -188,6 +191,9 @@ class Board:
         elif isinstance(e, ev.GatePassed):
             self.status = ev.R_RUNNING
             self.gate = None
+            self.suspects = {}
+        elif isinstance(e, ev.SuspectNamed):
+            self.suspects[e.series] = e  # the latest judgement of the series stands
         elif isinstance(e, ev.RolloutPaused):
             self.status = ev.R_PAUSED
         elif isinstance(e, ev.RolloutResumed):
@@ -242,6 +248,10 @@ class Board:
             counts[state] = counts.get(state, 0) + 1
         hv.state = state
 
+    def suspect_lines(self, phase: int) -> list[str]:
+        """The 'suspect: ...' line (cleaned) of each failed series of the gate waiting before ``phase``."""
+        return [x.line() for x in self.suspects.values() if x.phase == phase]
+
     # ------------------------------------------------------------------------------------------- snapshot
     def snapshot(self) -> dict:
         """The whole board as plain data (dicts, lists, str, int, float, bool, None): json.dumps takes it as is,
@@ -257,6 +267,7 @@ class Board:
             "halted": ev.to_wire(self.halted) if self.halted is not None else None,
             "gate": ev.to_wire(self.gate) if self.gate is not None else None,
             "finished": ev.to_wire(self.finished) if self.finished is not None else None,
+            "suspects": [ev.to_wire(x) for x in self.suspects.values()],
             "marks": list(self.marks),
             "phases": [p.to_dict() for p in self.phases],
             "hosts": [self.hosts[n].to_dict() for n in self.order],  # in the board's order
@@ -277,6 +288,7 @@ class Board:
             board.gate = ev.from_wire(d["gate"]) if d["gate"] is not None else None
             board.finished = ev.from_wire(d["finished"]) if d["finished"] is not None else None
             board.marks = tuple(d.get("marks") or ())  # a snapshot of an older server has none
+            board.suspects = {x.series: x for x in map(ev.from_wire, d.get("suspects") or ())}
             board.phases = [PhaseView.from_dict(p) for p in d["phases"]]
             hosts = [HostView.from_dict(h) for h in d["hosts"]]
             board.events = d["events"]

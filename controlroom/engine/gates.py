@@ -32,6 +32,7 @@ from controlroom.config.gates import Gate
 from controlroom.config.settings import MetricsSettings
 from controlroom.core import events as ev
 from controlroom.core.identity import Actor
+from controlroom.engine.breach import BreachJudge
 from controlroom.engine.recorder import Recorder
 from controlroom.journal.flags import FlagHistory
 from controlroom.sources.metrics import MetricsError, Source, make_source
@@ -180,6 +181,8 @@ class GateKeeper:
         self._stopping: Callable[[], bool] = lambda: False
         self._checks: dict[int, list[Verdict]] = {}  # phase index -> this bake's checks
         self._task: asyncio.Task | None = None
+        self.breach = BreachJudge(metrics, journal, source,  # names the suspect of a gate that failed
+                                  flags={f.name: f.default for f in self.flags.flags})
         self.bake_failed = False  # a check of the gates of the phase baking now failed: the bake can end
 
     def bind(self, record: Recorder, phases: tuple[Phase, ...], stopping: Callable[[], bool]) -> None:
@@ -247,7 +250,28 @@ class GateKeeper:
         for line in lines:
             self.record.log("GATE", line.removeprefix("GATE "))  # the entry's kind says GATE once
         bad = [line for v, line in zip(verdicts, lines, strict=True) if v.state != PASSED]
-        return (not bad), "; ".join(bad + self.hints(verdicts) if bad else lines), self._wire(verdicts)
+        wire = self._wire(verdicts)
+        if bad:  # before the wait is announced: whoever shows the failed gate has its suspect with it
+            await self._name_suspects(i + 1, wire)
+        return (not bad), "; ".join(bad + self.hints(verdicts) if bad else lines), wire
+
+    async def _name_suspects(self, waiting: int, wire: tuple[ev.GateVerdict, ...], *, changed: bool = False) -> None:
+        """Record the suspect of each failed series (engine/breach.py), unless the deploy is told to stop first;
+        changed: only a suspect that differs from the one named last (a gate checked again while it waits)."""
+        named: list[ev.SuspectNamed] = []
+
+        async def judge() -> None:
+            try:
+                named.extend(await self.breach.judge(self.record.rollout_id, waiting, wire, only_changed=changed))
+            except Exception as e:  # noqa: BLE001 - a suspect that cannot be named never stops a gate
+                named.extend(ev.SuspectNamed(self.record.rollout_id, phase=waiting, series=v.series,
+                                             verdict=ev.UNKNOWN_SUSPECT,
+                                             words=f"{v.series}: not judged ({type(e).__name__})")
+                             for v in map(lambda x: ev.GateVerdict(*x), wire) if v.state == FAILED)
+
+        if await self._unless_stopped(judge()):
+            for e in named:
+                self.record.emit(e)
 
     async def _unless_stopped(self, work) -> bool:
         """Await ``work`` unless the deploy is told to stop first (abort, Ctrl+C, SIGTERM): a source that is slow
@@ -288,7 +312,10 @@ class GateKeeper:
         if (ok and log_ok) or log:
             for line in lines:
                 self.record.log("GATE", line.removeprefix("GATE "), by)
-        return ok, lines + ([] if ok else self.hints(verdicts)), self._wire(verdicts)
+        wire = self._wire(verdicts)
+        if not ok:  # the series grew since: its suspect may be told now (said again only when it changed)
+            await self._name_suspects(i + 1, wire, changed=True)
+        return ok, lines + ([] if ok else self.hints(verdicts)), wire
 
     async def holds_now(self, waiting: ev.GateWaiting) -> bool:
         """Check again the gates a deploy waits at (a resume does this): True when they hold now, and the deploy then

@@ -265,14 +265,17 @@ class Journal:
         publish(self._subscribers, event)
 
     # ------------------------------------------------------------------------------------------ rollouts
-    def new_rollout(self, revision: str, previous: str | None, actor: Actor, phases) -> int:
-        """A new rollout by ``actor`` with a globally unique id (its receipts and leases on the hosts carry it)."""
+    def new_rollout(self, revision: str, previous: str | None, actor: Actor, phases, *,
+                    at: float | None = None) -> int:
+        """A new rollout by ``actor`` with a globally unique id (its receipts and leases on the hosts carry it);
+        at: when it started (now unless given: a record written after the fact, as the demo's past deploy)."""
         self.check_same_file()
         with self._tx():
             cur = self.db.execute(
                 "INSERT INTO rollouts (revision, previous, user, status, phase, started_at, pid, hostname, phases,"
                 " uuid) VALUES (?, ?, ?, 'starting', 0, ?, ?, ?, ?, ?)",
-                (revision, previous, actor.user, time.time(), os.getpid(), socket.gethostname(), json.dumps(phases),
+                (revision, previous, actor.user, time.time() if at is None else at, os.getpid(), socket.gethostname(),
+                 json.dumps(phases),
                  uuid.uuid4().hex),
             )
             return int(cur.lastrowid)

@@ -103,7 +103,7 @@ class Operations:
             "journal": read(self._journal), "revisions": read(self._revisions),
             "rollback_plan": read(self._rollback_plan), "metrics": read(self._metrics),
             "flags": read(self._flags), "flag_history": read(self._flag_history),
-            "flags_verify": read(self._flags_verify),
+            "flags_verify": read(self._flags_verify), "figures": read(self._figures),
             # operations on the fleet, and the decisions on one that runs
             "deploy": intent(self._deploy, drives=True), "resume": intent(self._resume, drives=True, decides=True),
             "rollback": intent(self._rollback, drives=True, decides=True),
@@ -432,6 +432,10 @@ class Operations:
     async def _journal(self, c, msg: dict) -> dict:
         since = msg.get("since")
         return views.journal_reply(self.journal, since if isinstance(since, int) else 0)
+
+    async def _figures(self, c, msg: dict) -> dict:
+        """The talk's line of the last week from the record (views.figures_line), in a thread: it runs git."""
+        return await asyncio.to_thread(views.figures_line, self.journal.path, self.cfg)
 
     async def _revisions(self, c, msg: dict) -> dict:
         return await views.revisions(self.cfg, self.journal, self.pool)

@@ -117,3 +117,21 @@ def rollback_plan(rollout) -> dict:
     targets = rollout.rollback_targets()
     return wire.rollback_plan(rollout_id=rollout.id, revision=rollout.revision, previous=rollout.previous,
                               hosts=len(targets), others=sum(h.state != ev.DONE for h in targets))
+
+
+FIGURES_DAYS = 7  # the deploy-log pane's line: the talk's week
+
+
+def figures_line(journal_path, cfg) -> dict:
+    """The talk's line from the record ("In the last 7 days: 67 deploys of 496 changes by 18 people",
+    engine/figures.py): {"line": str, "days": 7}. Runs git, so a server calls it in a thread: its own read-only
+    connection to the journal."""
+    from controlroom.engine import figures
+
+    j = Journal(journal_path, readonly=True)
+    try:
+        f = figures.compute(j.db, cfg.release.repo, days=FIGURES_DAYS,
+                            kill_switches={s.name for s in cfg.flags.flags if s.kill_switch})
+    finally:
+        j.close()
+    return {"line": f.line(), "days": FIGURES_DAYS}

@@ -98,3 +98,46 @@ def test_in_the_demo_stage_then_deploy_yes_ships_the_staged_revision(tmp_path, m
     finally:
         stop_servers(tmp_path)
         stop_fleet(proc)
+
+
+async def test_a_new_demo_keeps_a_finished_deploy_in_its_history_and_still_opens_ready_to_ship_r2307(tmp_path):
+    """cmd_demo's own steps before the app (staging through the server, then the past deploy), then the app as
+    the demo opens it: the record has deploy #1 (r2305 -> r2306 by alice, an hour ago, done), and the app starts the
+    story as it did before the demo had a past: nothing deploying, r2306 -> r2307 to ship."""
+    import asyncio
+    import time
+
+    from controlroom.cli.demo import past_first, stage_first
+    from controlroom.config import config
+    from tests.app.test_app_actions import SIZE, make_app, start, until
+
+    directory = tmp_path / "fleet"
+    proc = start_fleet(directory, 4, None, deadline=60)
+    try:
+        cfg = config.load(directory / "controlroom.toml")
+        await asyncio.to_thread(stage_first, cfg)  # as the demo does it: from outside the app's loop
+        past_first(cfg)
+        past_first(cfg)  # a second demo on the same fleet adds no second past
+        history = run_cli("history", "--config", str(cfg.path)).stdout
+        deploys = [line for line in history.splitlines() if "deploy #" in line]
+        assert len(deploys) == 1 and "alice" in deploys[0] and "r2305 -> r2306" in deploys[0], history
+        assert "DEPLOY OK r2306" in deploys[0], history
+        timeline = run_cli("timeline", "1", "--config", str(cfg.path)).stdout
+        for said in ("deploy r2305 -> r2306 started by alice (3 phases, 4 hosts)", "phase canary started (2 hosts)",
+                     "web004 done r2306", "check errors_5xx < 5{r2306}: 0.1 passed",
+                     "gate before stage 1 passed by alice", "DEPLOY OK r2306 on 4 of 4 hosts"):
+            assert said in timeline, (said, timeline)
+        stamps = [line for line in timeline.splitlines() if "started by alice" in line]
+        assert stamps and time.strftime("%Y-%m-%d", time.localtime(time.time() - 3600)) in stamps[0], stamps
+        app = make_app(None, config_path=cfg.path)
+        async with app.run_test(size=SIZE) as pilot:
+            await start(pilot)
+            assert app.board.status is None and not app.board.rollout_id  # READY: the story begins
+            assert (app.room.live, app.room.staged) == ("r2306", "r2307")
+            await until(pilot, lambda: any("DEPLOY OK r2306 on 4 of 4 hosts" in line for line in app.log_lines),
+                        "the past deploy in the deploy log")
+    finally:
+        from tests.servers import stop_server
+
+        stop_server(cfg.state.dir)
+        stop_fleet(proc)

@@ -49,3 +49,23 @@ async def test_attaching_to_a_long_log_shows_the_newest_entry_and_a_reader_scrol
         other.add_log(Actor("bob"), "NOTE", "entry 61")
         other.close()
         await until(pilot, lambda: "entry 61" in visible(), "the log following again at its end")
+
+
+async def test_the_deploy_logs_title_says_the_weeks_figures_from_the_record_and_again_when_a_deploy_ends(make_fleet):
+    from controlroom.core import events as ev
+    from tests.app.test_app_actions import SIZE, deploy_to_gate, start
+
+    fleet = make_fleet(4)
+    app = make_app(fleet)
+    async with app.run_test(size=SIZE) as pilot:
+        await start(pilot)
+        log = app.main.pane("tab-log")
+        await until(pilot, lambda: "In the last 7 days" in str(log.border_title), "the week's figures in the title")
+        assert str(log.border_title).endswith("Deploy log · In the last 7 days: no deploys"), log.border_title
+        await deploy_to_gate(pilot)
+        await pilot.press("g")
+        await until(pilot, lambda: app.status == ev.R_DONE, "the deploy to end")
+        # r2306..r2307 is one commit of the demo repository: the server counted it from git
+        await until(pilot, lambda: "1 deploy of 1 change by 1 person" in str(log.border_title),
+                    "the figures again once the deploy ended")
+        assert str(log.border_title).endswith("Deploy log · In the last 7 days: 1 deploy of 1 change by 1 person")

@@ -61,8 +61,11 @@ async def test_at_160x48_every_pane_is_on_screen_at_once(make_fleet):
             assert pane.display and pane.parent.display, sel
             assert_inside(app, pane)
             assert pane.region.width >= 30, f"{sel} is too narrow to read: {pane.region}"
+        await until(pilot, lambda: app.deploylog.figures, "the week's figures")
+        app.flush()
         titles = {str(app.main.query_one(sel).border_title).removeprefix(FOCUS_MARK) for sel in PANES}
-        assert titles == {"1 Rollout", "2 Deploy log", "3 Flags", "4 Staging diff", "5 Metrics"}
+        assert titles == {"1 Rollout", "2 Deploy log · In the last 7 days: no deploys", "3 Flags", "4 Staging diff",
+                          "5 Metrics"}
         # the placeholders say what will be there, and show no made-up data
         assert " ".join(app.main.query_one("#metrics").lines).startswith("No [metrics] in controlroom.toml")
         assert_footer_fits(app)
@@ -373,10 +376,15 @@ def _flags_measured(pilot) -> bool:
     )
 
 
-async def _settle(pilot, live: str) -> None:
-    """The staging diff's live side caught up with the hosts, the flags table's columns sized for its rows, no
-    notification left (each is gone within 4 s: whether one still shows depends on the clock), everything painted."""
+ONE_DEPLOY = "In the last 7 days: 1 deploy of 1 change by 1 person"  # r2306..r2307: one commit
+
+
+async def _settle(pilot, live: str, figures: str = ONE_DEPLOY) -> None:
+    """The staging diff's live side caught up with the hosts, the flags table's columns sized for its rows, the
+    deploy log's title saying the week's figures as the journal has them now, no notification left (each is gone
+    within 4 s: whether one still shows depends on the clock), everything painted."""
     await until(pilot, _diff_live(pilot, live), f"the staging diff saying {live!r}")
+    await until(pilot, lambda: pilot.app.deploylog.figures == figures, f"the deploy log's title saying {figures!r}")
     await until(pilot, lambda: _flags_measured(pilot), "the flags table's columns sized for its rows")
     pilot.app.clear_notifications()
     pilot.app.flush()
@@ -394,7 +402,7 @@ async def _marker_drawn(pilot, mark: str) -> None:
 
 async def _idle(pilot) -> None:
     await ready(pilot)
-    await _settle(pilot, "live: r2306")
+    await _settle(pilot, "live: r2306", "In the last 7 days: no deploys")
 
 
 async def _mid_deploy(pilot) -> None:

@@ -87,6 +87,12 @@ def test_headless_a_failed_gate_ends_the_bake_and_names_the_kill_switch_to_flip(
     assert re.search(r"GATE canary: errors_5xx\{r2307\} = [\d.]+ \(max 5\): FAILED; "
                      r"kill switch: controlroom flag new_search off;", stopped[0]), stopped[0]
     assert [h.name for h in fleet.hosts if revision_of(fleet, h.name) == NEW] == ["web001", "web002"]
+    # the failed gate's suspect, said with it: named, or (r2307 has a point or two yet) why it cannot tell
+    lines = res.stdout.splitlines()
+    suspect = [i for i, line in enumerate(lines) if line.startswith("  suspect: ")]
+    assert len(suspect) == 1 and lines[suspect[0] + 1].startswith("  waiting: gate errors_5xx < 5"), res.stdout
+    assert re.match(r"  suspect: (unknown: errors_5xx.* cannot tell$|errors_5xx higher on r2307 hosts .*when canary "
+                    r"started \(r2307\))", lines[suspect[0]]), lines[suspect[0]]
 
 
 @pytest.mark.slow
@@ -113,3 +119,32 @@ async def test_checking_a_failed_gate_again_says_it_still_fails_and_g_offers_the
         assert app.board.gate.kind == ev.GATE_FAILED
     assert [h.name for h in fleet.hosts if revision_of(fleet, h.name) == NEW] == ["web001", "web002"]
     assert len(re.findall(r"GATE canary: errors_5xx\{r2307\} = [\d.]+ \(max 5\): FAILED", log_of(fleet))) == 2
+
+
+@pytest.mark.slow
+async def test_the_failed_gate_names_the_canarys_start_of_r2307_with_new_search_on_as_the_suspect(metrics_fleet):
+    """The demo's story: the dialog says the suspect as the server judged it (first, with r2307's few points, that
+    it cannot tell yet, or the suspect already), and names it once the series has grown while the gate waits."""
+    fleet = metrics_fleet
+    long_bake(fleet)
+    app = make_app(fleet)
+    async with app.run_test(size=SIZE) as pilot:
+        await to_the_failed_gate(pilot)
+        dialog = app.screen
+        first = dialog.suspect
+        assert first.startswith("suspect: "), first  # said with the failure, never left out
+        assert re.match(r"suspect: (unknown: .*cannot tell$|errors_5xx )", first), first
+
+        def named() -> bool:
+            return "suspect: errors_5xx higher on r2307 hosts" in dialog.suspect
+
+        await until(pilot, named, "the suspect named as r2307's points grow", timeout=60)
+        line = dialog.suspect
+        assert "when canary started (r2307)" in line and "new_search on" in line, line
+        assert re.search(r"r2306 hosts (unchanged|as the baseline|: too few points to say); p < 0\.0", line), line
+        shown = dialog.query_one("#gate-suspect").render()
+        assert "when canary started (r2307)" in str(shown), shown
+        suspect = app.board.suspects["errors_5xx"]
+        assert (suspect.verdict, suspect.phase) == (ev.SUSPECT, 1) and suspect.what.startswith("canary started")
+    timeline_text = run_cli("timeline", "1", cwd=fleet.dir).stdout
+    assert "suspect: errors_5xx higher on r2307 hosts" in timeline_text, timeline_text

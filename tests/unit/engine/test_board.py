@@ -85,6 +85,10 @@ SAMPLES = [
     ev.GateWaiting(7, phase=1, name="stage 1", reason="gate errors_5xx < 5: FAILED", kind=ev.GATE_FAILED,
                    failed=("errors_5xx < 5",), at=9.5,
                    verdicts=(ev.GateVerdict("errors_5xx < 5", "errors_5xx", "r2307", 7.5, "<", 5.0, "failed"),)),
+    # the failed series' suspect, as the server judged it (engine/breach.py): structured, said by line()
+    ev.SuspectNamed(7, phase=1, series="errors_5xx", verdict=ev.SUSPECT, what="canary started (r2307)",
+                    words="errors_5xx higher on r2307 hosts than on r2306 hosts; p < 0.001", since=1.5, p=0.0004,
+                    at=9.6),
 ]
 
 
@@ -297,3 +301,24 @@ async def test_a_watcher_attaching_at_any_moment_of_a_rollout_ends_with_the_boar
     for e in seen:
         wired.apply(ev.from_wire(over_json(ev.to_wire(e))))
     assert over_json(wired.snapshot()) == final
+
+
+def test_a_failed_gates_suspect_is_kept_by_series_until_the_next_phase_starts_and_crosses_a_snapshot():
+    b = Board()
+    b.plan([("canary", ("web001", "web002"), 0, True), ("stage 1", ("web003",), 0, True)])
+    b.apply(ev.RolloutStarted(7, revision=NEW, previous=OLD, user="alice",
+                              phases=(("canary", ("web001", "web002")), ("stage 1", ("web003",))), at=1.0))
+    first = ev.SuspectNamed(7, phase=1, series="errors_5xx", verdict=ev.UNKNOWN_SUSPECT,
+                            words="errors_5xx on r2307 hosts: too few points after it (1; 3 needed): cannot tell")
+    b.apply(first)
+    assert b.suspect_lines(1) == ["suspect: unknown: errors_5xx on r2307 hosts: too few points after it (1; 3 "
+                                  "needed): cannot tell"]
+    named = ev.SuspectNamed(7, phase=1, series="errors_5xx", verdict=ev.SUSPECT, what="canary started (r2307)",
+                            words="errors_5xx higher on r2307 hosts\x1b[2J; p < 0.001", since=1.5, p=0.0004)
+    b.apply(named)  # judged again as the series grew: the latest stands, once a series
+    assert b.suspect_lines(1) == ["suspect: errors_5xx higher on r2307 hosts^[[2J; p < 0.001"]
+    assert b.suspect_lines(2) == []
+    again = Board.from_snapshot(over_json(b.snapshot()))
+    assert again.suspects == {"errors_5xx": named}
+    b.apply(ev.PhaseStarted(7, phase=1, name="stage 1", hosts=1, at=3.0))
+    assert b.suspects == {} and b.suspect_lines(1) == []

@@ -246,3 +246,46 @@ def test_an_older_journal_gets_the_index_when_opened(tmp_path):
         assert jrec.deploy_numbers(j.db) == [1] and len(Timeline.read(j.db, 1)) == 0
     finally:
         j.close()
+
+
+def test_reading_a_record_in_one_loop_gives_what_adding_its_events_one_by_one_gives(story):
+    """Timeline.read applies the host moves inline (the fast path): every entry, checkpoint and moment is what
+    add() of each event gives, including a resumed deploy's second RolloutStarted and a host with no revision."""
+    r, _ = story
+    rows = jrec.deploy_events_decoded(r.j.db, 1)
+    rows += [(rows[-1][0] + 1, rows[-1][1] + 1, "RolloutStarted",
+              {"rollout_id": 1, "revision": "r2308", "previous": "r2307", "user": "bob", "resumed": False,
+               "phases": [["again", ["web001", "web009"]]]}),
+             (rows[-1][0] + 2, rows[-1][1] + 2, "HostStateChanged",
+              {"host": "web009", "phase": 0, "state": ev.FAILED, "revision": "", "reason": "exit 1"}),
+             (rows[-1][0] + 3, rows[-1][1] + 1.5, "HostStateChanged", {"host": "web001", "state": ev.DONE})]
+    fast, slow = Timeline(1, user="alice", every=3), Timeline(1, user="alice", every=3)
+    fast._extend_rows(rows)
+    for event_id, at, type_, data in rows:
+        slow.add(type_, data, at, event_id)
+    assert [vars_of(e) for e in fast.events] == [vars_of(e) for e in slow.events]
+    assert (fast._times, fast._failures, fast._gates, fast.last_id) == (
+        slow._times, slow._failures, slow._gates, slow.last_id)
+    assert [c.to_dict() for c in fast._checkpoints] == [c.to_dict() for c in slow._checkpoints]
+    for i in range(-1, len(rows)):
+        assert fast.at(i).to_dict() == slow.at(i).to_dict(), i
+    assert fast.at(len(rows) - 1).hosts["web009"] == rec.HostAt(ev.FAILED, None, 0, "exit 1")
+
+
+def vars_of(e: rec.Entry) -> tuple:
+    return (e.index, e.id, e.at, e.type, e.kind, e.user, e.values, e.failure)
+
+
+def test_reading_a_record_leaves_the_garbage_collector_as_it_found_it(story):
+    import gc
+
+    r, _ = story
+    assert gc.isenabled()
+    Timeline.read(r.j.db, 1)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        Timeline.read(r.j.db, 1).follow(r.j.db)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
