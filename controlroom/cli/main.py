@@ -312,7 +312,7 @@ def _record_run(cfg, cmd: str, hosts: int, summary: str) -> None:
     from controlroom.journal.journal import Journal
 
     try:
-        journal = Journal.open(cfg.state.dir)
+        journal = Journal.open(cfg.state.dir, url=cfg.state.journal)
         try:
             journal.add_log(Actor.here(), "RUN", run_log_text(cmd, hosts, summary))
         finally:

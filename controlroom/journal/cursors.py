@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 from controlroom.core.errors import JournalError
 from controlroom.journal import schema
@@ -19,10 +20,14 @@ TABLES = ("log", "events")  # what a cursor may point into
 
 
 class ChatCursors:
-    """The cursors of the chat channels in the journal at ``path``; ``close()`` when done."""
+    """The cursors of the chat channels in the journal at ``where`` (journal.db's path, or a Journal's store);
+    ``close()`` when done."""
 
-    def __init__(self, path: Path) -> None:
-        self._db = schema.connect(Path(path))  # JournalError naming the path
+    def __init__(self, where: Path | Any) -> None:
+        if isinstance(where, (str, Path)):
+            self._db = schema.connect(Path(where))  # JournalError naming the path
+        else:
+            self._db = where.connect()
 
     def close(self) -> None:
         self._db.close()
@@ -49,7 +54,7 @@ class ChatCursors:
     def log_after(self, log_id: int, limit: int) -> list[tuple[int, float, str, str, str, str | None]]:
         """(id, at, user, kind, text, revision) of the deploy log's entries after ``log_id``, oldest first."""
         with _failing():
-            return self._db.execute("SELECT id, at, user, kind, text, revision FROM log WHERE id > ? ORDER BY id "
+            return self._db.execute('SELECT id, at, "user", kind, text, revision FROM log WHERE id > ? ORDER BY id '
                                     "LIMIT ?", (log_id, limit)).fetchall()
 
     def phases_after(self, event_id: int, limit: int) -> list[tuple[int, float, str, str | None, str | None]]:
@@ -57,7 +62,7 @@ class ChatCursors:
         oldest first."""
         with _failing():
             return self._db.execute(
-                "SELECT e.id, e.at, e.data, r.user, r.revision FROM events e LEFT JOIN rollouts r ON r.id = "
+                'SELECT e.id, e.at, e.data, r."user", r.revision FROM events e LEFT JOIN rollouts r ON r.id = '
                 "e.rollout_id WHERE e.id > ? AND e.type = 'PhaseCompleted' ORDER BY e.id LIMIT ?",
                 (event_id, limit)).fetchall()
 

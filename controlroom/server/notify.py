@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from controlroom.config.settings import NotifySettings
@@ -248,11 +249,11 @@ class Notifier:
     """Tails the deploy log of the journal at ``path`` and sends it to every channel. ``await run()`` until
     cancelled; ``close()`` stops it. Failures go to ``say`` (the server log), one line each."""
 
-    def __init__(self, path: Path, channels: list, *, say: Callable[[str], None] = _stderr,
+    def __init__(self, path: Path | Any, channels: list, *, say: Callable[[str], None] = _stderr,
                  on_failure: Callable[[AnnouncementFailed], None] | None = None,
                  interval: float = INTERVAL, attempts: int = ATTEMPTS, backoff: float = BACKOFF,
                  poll: float = POLL, gather: float = GATHER) -> None:
-        self.path = Path(path)
+        self.path = Path(path) if isinstance(path, (str, Path)) else path  # journal.db, or a Journal's store
         self.channels = channels
         self.say = say
         self.on_failure = on_failure  # the server publishes it to every client (the app's status line)

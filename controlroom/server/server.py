@@ -157,7 +157,7 @@ class Server:
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         except OSError as e:
             raise journal_error(e, self.state / "journal.db") from None
-        self.journal = Journal.open(self.state)
+        self.journal = Journal.open(self.state, url=self.cfg.state.journal)
         self.journal.subscribe(self._committed)
         views.adopt_last(self.board, self.journal)  # a server that starts after a deploy shows how it stands
         self.live.start(self.journal)
@@ -181,7 +181,7 @@ class Server:
             from controlroom.server.exporter import Exporter
 
             self.exporter = Exporter(self.board, lambda: self.cfg, lambda: [c.kind for c in self.clients],
-                                     self.journal.path)
+                                     self.journal.store)
             try:
                 await self.exporter.start(*self.metrics_at)
             except UsageError:
