@@ -91,6 +91,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from controlroom.cli import history as historycli
 
         return getattr(historycli, f"cmd_{cmd}")(_load(args), args)
+    if cmd == "journal":
+        from controlroom.cli import journal as journalcli
+
+        return journalcli.cmd_journal(args)
     if cmd == "web":
         from controlroom.cli.web import cmd_web  # textual-serve: imported by this command only
 

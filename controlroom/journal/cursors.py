@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from controlroom.core.errors import JournalError
-from controlroom.journal import schema
+from controlroom.journal import pg, schema
 
 TABLES = ("log", "events")  # what a cursor may point into
 
@@ -74,5 +74,5 @@ class _failing:
         return None
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if isinstance(exc, sqlite3.Error):
-            raise JournalError(str(exc)) from None
+        if isinstance(exc, sqlite3.Error) or pg.is_error(exc):
+            raise JournalError(" ".join(str(exc).split())) from None

@@ -438,13 +438,13 @@ class Journal:
         return row.fetchone() is not None
 
 
-def next_step(state_dir: Path, rollout_id: int | None = None, *, or_log: bool = True) -> str:
+def next_step(state_dir: Path, rollout_id: int | None = None, *, or_log: bool = True, url: str | None = None) -> str:
     """Journal.next_step as the journal of state_dir says, read-only (it works on a full disk and for a user who
     may not write there): what a command prints after a failure. When it says nothing: `controlroom log`, or ""
-    when not or_log."""
+    when not or_log. url: a shared journal's ([state] journal)."""
     log = "`controlroom log` shows where it stands" if or_log else ""
     try:
-        j = Journal.open(Path(state_dir), readonly=True)
+        j = Journal.open(Path(state_dir), readonly=True, url=url)
     except Exception:  # noqa: BLE001 - a hint never hides the failure it follows
         return log
     try:

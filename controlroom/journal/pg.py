@@ -18,6 +18,7 @@ import functools
 import os
 import re
 import socket
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -116,6 +117,12 @@ def _psycopg(url: str):
         raise JournalSetupError(f"the journal {redact(url)} is PostgreSQL, which needs psycopg 3: "
                                 "pip install 'controlroom[postgres]'") from None
     return psycopg
+
+
+def is_error(e: BaseException) -> bool:
+    """Whether e is psycopg's (a statement the database refused), without importing psycopg for a SQLite journal."""
+    psycopg = sys.modules.get("psycopg")
+    return psycopg is not None and isinstance(e, psycopg.Error)
 
 
 def failure(e: BaseException, url: str) -> JournalError:
