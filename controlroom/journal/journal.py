@@ -120,7 +120,7 @@ class Journal:
     @property
     def shared(self) -> bool:
         """Whether several bastions may share this journal (PostgreSQL)."""
-        return isinstance(self.store, PgStore)
+        return self.store.shared
 
     def fleet_lock(self):
         """A new handle on the fleet's OS lock for an operation (fleetlock.FleetLock, or pg.PgFleetLock on a

@@ -121,7 +121,11 @@ class Locks:
             if cur is not None:
                 if rollout_id and cur.rollout_id == rollout_id:
                     # the same deploy going on (resume, rollback): its own lock, parked or left by a dead process
-                    if cur.stale:
+                    if cur.stale and self.journal.store.shared:
+                        # a shared journal: the bastion that drove it is gone (killed, or cut off), this one goes on
+                        notes.append(("TAKEN OVER", f"from {cur.hostname} by {user}: deploy #{cur.rollout_id} of "
+                                      f"{cur.user} (pid {cur.pid} there is gone)"))
+                    elif cur.stale:
                         notes.append(("LOCK TAKEN OVER", f"stale lock of deploy #{cur.rollout_id} by {cur.user} "
                                       f"(pid {cur.pid} is gone)"))
                     saved = self._saved(w)

@@ -360,6 +360,7 @@ class PgStore:
     """Where a shared journal is: its URL (never said with its password) and this bastion's state directory."""
 
     dialect = POSTGRESQL
+    shared = True  # by every bastion that names it
     checks_file = False  # no file to be replaced under us
 
     def __init__(self, url: str, state_dir: Path) -> None:

@@ -15,6 +15,7 @@ class SqliteStore:
     """STATE_DIR/journal.db and STATE_DIR/fleet.lock."""
 
     dialect = SQLITE
+    shared = False  # one bastion's
     checks_file = True  # a journal.db deleted or replaced under us is refused (Journal.check_same_file)
 
     def __init__(self, path: Path) -> None:

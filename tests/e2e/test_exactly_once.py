@@ -221,6 +221,31 @@ def test_two_deploys_started_at_once_on_two_bastions_sharing_a_journal_one_runs_
     assert all(s == ["1", "2"] for s in steps_of(fleet).values()), steps_of(fleet)
 
 
+def test_a_deploy_whose_bastion_was_killed_is_taken_over_by_another_bastion_and_each_step_runs_once(make_fleet,
+                                                                                                   pg_url):
+    fleet = make_fleet(4)
+    cfg_a, cfg_b = (config(fleet, sleep=0.5, parallel=2, state=f"state-{b}", name=f"{b}.toml", journal=pg_url)
+                    for b in ("a", "b"))
+    first = spawn(cfg_a, "deploy", "--yes", user="alice")
+    wait_for(lambda: running(Path(fleet.dir), pg_url) > 0, 60, "the deploy to be running on bastion a", first)
+    kill_server(Path(fleet.dir) / "state-a")  # bastion a dies in the middle of the deploy
+    first.wait(30)
+
+    res = cli(cfg_b, "deploy", "--resume", "--yes", user="bob")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert set(revision_on(fleet).values()) == {"r2307"}
+    assert all(s == ["1", "2"] for s in steps_of(fleet).values()), steps_of(fleet)
+    log = cli(cfg_b, "log").stdout
+    assert re.search(rf"\[bob\] TAKEN OVER from {re.escape(socket.gethostname())} by bob: deploy #1 of alice "
+                     rf"\(pid \d+ there is gone\)", log), log
+    assert cli(cfg_a, "log").stdout == log  # one record, whichever bastion reads it
+
+    back = cli(cfg_a, "deploy", "--resume", "--yes", user="alice")  # bastion a, back, finds nothing left to do
+    assert back.returncode == 1 and "deploy #1 of r2307 already ended (done); nothing to resume" in back.stderr, (
+        back.stdout + back.stderr)
+    assert all(s == ["1", "2"] for s in steps_of(fleet).values()), steps_of(fleet)
+
+
 # ------------------------------------------------------------------------------------------------ receipts
 
 
