@@ -191,7 +191,8 @@ def cmd_check(args: argparse.Namespace) -> int:
                                                      n.webhook else [])
     chat += (["irker"] if n.irker else []) + (["command"] if n.command else [])
     print(f"notify: {', '.join(chat) or 'none'}")
-    print(f"state: {cfg.state.dir}")
+    # a shared journal's URL never holds a password (the config refuses one)
+    print(f"state: {cfg.state.dir}" + (f", journal {cfg.state.journal}" if cfg.state.journal else ""))
     return 0
 
 
@@ -222,6 +223,7 @@ def check_json(cfg) -> dict:
         "notify": {"webhook": bool(n.webhook), "webhook_env": n.webhook_env if not n.webhook else None,
                    "irker": bool(n.irker), "command": bool(n.command)},
         "state_dir": str(cfg.state.dir),
+        **({"journal": cfg.state.journal} if cfg.state.journal else {}),  # PostgreSQL, shared ([state] journal)
     }
 
 

@@ -14,6 +14,7 @@ names the journal by ``redact(url)``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
@@ -127,6 +128,10 @@ def is_error(e: BaseException) -> bool:
 
 def failure(e: BaseException, url: str) -> JournalError:
     """One line for the operator, naming the journal (never its password)."""
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is not None and isinstance(e, psycopg.errors.LockNotAvailable):
+        return JournalError(f"the journal {redact(url)} is busy: another session has held its write lock for over"
+                            f" {BUSY_TIMEOUT:.0f} s (pg_locks and pg_stat_activity say which); try again")
     secret = urlsplit(url).password
     text = " ".join(str(e).split()) or type(e).__name__
     if secret:
@@ -190,9 +195,16 @@ class Connection:
             raise failure(e, self.url) from None
 
     def begin(self, key: int = WRITE) -> None:
-        """A write transaction, once the journal's other writers are done (the advisory lock ``key``)."""
+        """A write transaction, once the journal's other writers are done (the advisory lock ``key``); when the wait
+        fails (lock_timeout, a lost connection), no transaction is left open."""
         self.execute("BEGIN")
-        self.execute("SELECT pg_advisory_xact_lock(?, ?)", (KEY, key))
+        try:
+            self.execute("SELECT pg_advisory_xact_lock(?, ?)", (KEY, key))
+        except BaseException:
+            if self.in_transaction:
+                with contextlib.suppress(JournalError):
+                    self.execute("ROLLBACK")
+            raise
 
     @property
     def in_transaction(self) -> bool:
@@ -230,6 +242,8 @@ def connect(url: str, *, readonly: bool = False) -> Connection:
         else:
             migrate(db)
         db.execute(f"SET lock_timeout = '{int(BUSY_TIMEOUT * 1000)}ms'")
+        if readonly:
+            db.execute("SET default_transaction_read_only = on")  # `controlroom log` and the hints never write
         return db
     except BaseException:
         db.close()

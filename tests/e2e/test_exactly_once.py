@@ -221,6 +221,7 @@ def test_two_deploys_started_at_once_on_two_bastions_sharing_a_journal_one_runs_
     assert all(s == ["1", "2"] for s in steps_of(fleet).values()), steps_of(fleet)
 
 
+@pytest.mark.slow
 def test_a_deploy_whose_bastion_was_killed_is_taken_over_by_another_bastion_and_each_step_runs_once(make_fleet,
                                                                                                    pg_url):
     fleet = make_fleet(4)

@@ -158,6 +158,12 @@ def test_a_password_in_the_config_is_refused_naming_the_line_and_never_said(tmp_
     assert res.returncode == 2 and "s3cret" not in res.stdout + res.stderr, res.stdout + res.stderr
     assert "state.journal: must not hold a password" in res.stderr
 
+    (tmp_path / "controlroom.toml").write_text(
+        (tmp_path / "controlroom.toml").read_text().replace("cr:s3cret@db", "cr@db"))
+    res = run_cli("check", "--config", str(tmp_path / "controlroom.toml"))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert f"state: {tmp_path / 'state'}, journal postgresql://cr@db:5432/cr" in res.stdout.splitlines()
+
 
 def test_a_journal_that_cannot_be_reached_is_one_line_with_its_password_hidden(pg_cluster, tmp_path):
     url = f"postgresql://postgres:s3cret@127.0.0.1:{pg_cluster.port}/no_such_db"
@@ -246,3 +252,22 @@ def test_a_second_bastion_on_the_shared_journal_sees_the_first_ones_live_lock_an
     finally:
         a.close()
         b.close()
+
+
+def test_a_reader_never_waits_for_a_writer_and_a_blocked_write_gives_up_with_journal_error(pg_url, tmp_path):
+    j = Journal.open(tmp_path / "state", url=pg_url)
+    j.add_log(Actor("alice"), "NOTE", "before")
+    other = pg.connect(pg_url)  # another bastion, in the middle of a write that never ends
+    other.begin()
+    other.execute("INSERT INTO log (at, \"user\", kind, text) VALUES (0, 'bob', 'NOTE', 'uncommitted')")
+    try:
+        assert [e.text for e in j.log()] == ["before"]  # a read returns at once
+        with pytest.raises(JournalError) as raised:
+            j.add_log(Actor("alice"), "NOTE", "during")  # waits pg.BUSY_TIMEOUT, not for ever
+        assert str(raised.value).startswith(f"the journal {pg_url} is busy: another session has held its write lock")
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    j.add_log(Actor("alice"), "NOTE", "after")  # nothing was left half done
+    assert [e.text for e in j.log()] == ["before", "after"]
+    j.close()
