@@ -15,6 +15,7 @@ from typing import Any
 
 from controlroom.core.errors import JournalError
 from controlroom.journal import pg, schema
+from controlroom.journal.dialect import SQLITE
 
 TABLES = ("log", "events")  # what a cursor may point into
 
@@ -28,9 +29,24 @@ class ChatCursors:
             self._db = schema.connect(Path(where))  # JournalError naming the path
         else:
             self._db = where.connect()
+        self._leading = False
 
     def close(self) -> None:
-        self._db.close()
+        self._db.close()  # on a shared journal, the announcing ends with the session (see leading)
+
+    def leading(self) -> bool:
+        """Whether these cursors announce the journal now. Always on SQLite (one server per journal); on a shared
+        journal, the one connection of all the bastions' servers that holds the chat's advisory lock (taken here
+        when free, held until this connection closes), so a line is never announced by two bastions."""
+        if self._leading:
+            return True
+        if self._db.dialect is SQLITE:
+            self._leading = True
+        else:
+            with _failing():
+                self._leading = bool(self._db.execute("SELECT pg_try_advisory_lock(?, ?)",
+                                                      (pg.KEY, pg.CHAT)).fetchone()[0])
+        return self._leading
 
     def start(self, key: str, table: str) -> int:
         """The cursor ``key`` into ``table`` (log or events): as last sent, or, for a key new to this journal, the

@@ -79,7 +79,7 @@ IDENTITY_TABLES = ("events", "log", "rollouts", "stages")
 
 # Advisory lock keys (two int4: this class, then what): the journal's database is theirs.
 KEY = 0x63726A6C  # "crjl"
-WRITE, SETUP, FLEET = 1, 2, 3
+WRITE, SETUP, FLEET, CHAT = 1, 2, 3, 4  # CHAT: the one server that announces (cursors.py)
 
 BUSY_TIMEOUT = 2.0  # as schema.BUSY_TIMEOUT: a writer that holds the journal longer than this is not ours
 OPEN_TIMEOUT = 10

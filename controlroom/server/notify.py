@@ -325,6 +325,10 @@ class Notifier:
         assert self._db is not None
         return self._db.start(key, table)
 
+    def _leads(self) -> bool:
+        assert self._db is not None
+        return self._db.leading()
+
     def _sent(self, key: str, log_id: int) -> None:
         assert self._db is not None
         self._db.sent(key, log_id)
@@ -350,8 +354,15 @@ class Notifier:
         log_key, ev_key = ch.name, f"{ch.name}.events"
         last, last_ev = self._cursors[ch.name]
         next_at = 0.0
+        led = self._leads()  # the cursors were just read: good as they are
         while not self._closing:
             try:
+                if not led:  # a shared journal another bastion's server announces: its turn may come
+                    if not self._leads():
+                        await self._pause(self.poll)
+                        continue
+                    last, last_ev = self._last(log_key, "log"), self._last(ev_key, "events")  # where it got to
+                    led = True
                 items, _, _ = self._after(last, last_ev)
                 if items:
                     # the rest of a burst comes with its first entry: wait the gather time, or until one may go
