@@ -223,8 +223,12 @@ class Connection:
 def raw_connect(url: str, application: str = "controlroom journal") -> Any:
     psycopg = _psycopg(url)
     try:
+        from psycopg.conninfo import conninfo_to_dict
+
+        given = conninfo_to_dict(url).get("options")  # the URL's own options come first
+        options = f"{given} {SERVER_KEEPALIVE}" if given else SERVER_KEEPALIVE
         return psycopg.connect(url, autocommit=True, connect_timeout=OPEN_TIMEOUT, application_name=application[:63],
-                               options=SERVER_KEEPALIVE, **KEEPALIVE)
+                               options=options, **KEEPALIVE)
     except psycopg.Error as e:
         raise failure(e, url) from None
 
