@@ -83,8 +83,11 @@ WRITE, SETUP, FLEET, CHAT = 1, 2, 3, 4  # CHAT: the one server that announces (c
 
 BUSY_TIMEOUT = 2.0  # as schema.BUSY_TIMEOUT: a writer that holds the journal longer than this is not ours
 OPEN_TIMEOUT = 10
-# A dead bastion's session (its network gone) ends after about idle + interval * count seconds on both sides.
-KEEPALIVE = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
+# A dead bastion's session (its network gone) ends after about idle + interval * count seconds on both sides; a
+# write of a bastion cut off from the database fails after tcp_user_timeout (ms) instead of TCP's long retries, so
+# the engine halts on it (JournalError) rather than going on while another bastion may take the deploy over.
+KEEPALIVE = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3,
+             "tcp_user_timeout": 25000}
 SERVER_KEEPALIVE = "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3"
 
 
