@@ -103,6 +103,7 @@ class Journal:
         self._subscribers: list[Callable[[ev.Event], None]] = []
         self.db = self.store.connect(readonly=readonly)
         self.locks = Locks(self)
+        self._own: set[int] | None = None  # the ids of the events this process wrote, once it follows (follow())
 
     @classmethod
     def open(cls, state_dir: Path, *, readonly: bool = False, url: str | None = None) -> Journal:
@@ -213,10 +214,16 @@ class Journal:
         """origin: a log entry's (the SSH client address of whoever wrote it; None when unknown)."""
         db = self.db
         data = e.to_dict()
-        db.execute(
-            "INSERT INTO events (rollout_id, at, type, data) VALUES (?, ?, ?, ?)",
-            (e.rollout_id, e.at, e.event_type, json.dumps(data)),
-        )
+        if self._own is not None:  # a server following a shared journal: its own events are not the others'
+            self._own.add(db.execute(
+                "INSERT INTO events (rollout_id, at, type, data) VALUES (?, ?, ?, ?) RETURNING id",
+                (e.rollout_id, e.at, e.event_type, json.dumps(data)),
+            ).fetchone()[0])
+        else:
+            db.execute(
+                "INSERT INTO events (rollout_id, at, type, data) VALUES (?, ?, ?, ?)",
+                (e.rollout_id, e.at, e.event_type, json.dumps(data)),
+            )
         if isinstance(e, ev.RolloutStarted):
             db.execute("UPDATE rollouts SET status = ? WHERE id = ?", (ev.R_RUNNING, e.rollout_id))
             if not e.resumed:
@@ -323,6 +330,31 @@ class Journal:
                             (uuid.uuid4().hex,))
             self._journal_id = self.db.execute("SELECT value FROM meta WHERE key = 'journal_id'").fetchone()[0]
         return self._journal_id
+
+    # ------------------------------------------------------------------------------------------ other writers
+    def follow(self) -> int:
+        """Start telling this process's events from the other writers' (a server on a shared journal: the other
+        bastions' servers); the id of the latest event now, for others_after."""
+        self._own = set()
+        return int(self.db.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0])
+
+    def others_after(self, after_id: int, limit: int = 1000) -> tuple[int, list[ev.Event]]:
+        """The events committed after ``after_id`` by other processes, in the journal's order, and the id to ask
+        after next time. An event this controlroom cannot read (a newer one's) is passed over."""
+        rows = self.db.execute("SELECT id, type, data FROM events WHERE id > ? ORDER BY id LIMIT ?",
+                               (after_id, limit)).fetchall()
+        own = self._own if self._own is not None else set()
+        out: list[ev.Event] = []
+        for event_id, kind, data in rows:
+            after_id = event_id
+            if event_id in own:
+                own.discard(event_id)
+                continue
+            try:
+                out.append(ev.from_wire({**json.loads(data), "type": kind}))
+            except ValueError:
+                continue
+        return after_id, out
 
     def _json(self, key: str) -> str:
         return self.db.dialect.json_text("data", key)

@@ -271,3 +271,23 @@ def test_a_reader_never_waits_for_a_writer_and_a_blocked_write_gives_up_with_jou
     j.add_log(Actor("alice"), "NOTE", "after")  # nothing was left half done
     assert [e.text for e in j.log()] == ["before", "after"]
     j.close()
+
+
+def test_a_follower_gets_the_other_writers_events_in_order_and_never_its_own(pg_url, tmp_path):
+    a = Journal.open(tmp_path / "state-a", url=pg_url)
+    b = Journal.open(tmp_path / "state-b", url=pg_url)
+    try:
+        a.add_log(Actor("alice"), "NOTE", "before b followed")
+        last = b.follow()
+        a.add_log(Actor("alice"), "NOTE", "one")
+        b.add_log(Actor("bob"), "NOTE", "b's own")
+        rid = a.new_rollout("r2307", "r2306", Actor("alice"), [["all", ["web001"]]])
+        a.record(ev.RolloutStarted(rid, revision="r2307", previous="r2306", user="alice", phases=(("all", ("web001",)),)))
+        last, events = b.others_after(last)
+        assert [(type(e).__name__, getattr(e, "text", None)) for e in events] == [
+            ("LogEntryAdded", "one"), ("RolloutStarted", None)]
+        assert events[1].phases == (("all", ("web001",)),)  # as it was recorded, tuples and all
+        assert b.others_after(last) == (last, [])
+    finally:
+        a.close()
+        b.close()
