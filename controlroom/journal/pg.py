@@ -309,6 +309,7 @@ class PgFleetLock:
         self.store = store
         self._conn: Any = None
         self._depth = 0
+        self._seen = ""  # who held it when acquire() failed (they may be gone by the time someone asks)
 
     @property
     def held(self) -> bool:
@@ -325,6 +326,7 @@ class PgFleetLock:
         try:
             while not conn.execute("SELECT pg_try_advisory_lock(?, ?)", (KEY, FLEET)).fetchone()[0]:
                 if time.monotonic() >= deadline:
+                    self._seen = (holder_session(conn) or "").removeprefix("controlroom: ")
                     raise LockedError(f"the fleet is locked by {holder}")
                 time.sleep(0.02)
         except BaseException:
@@ -335,16 +337,17 @@ class PgFleetLock:
         return self
 
     def holder(self) -> str:
-        """Who holds the lock, as its session says (pid and bastion), or ''."""
+        """Who holds the lock, as its session says (pid and bastion), else who held it when acquire() failed, or ''
+        (as the flock's file still names its last holder)."""
         try:
             db = Connection(raw_connect(self.store.url), self.store.url)
         except JournalError:
-            return ""
+            return self._seen
         try:
             name = holder_session(db)
         finally:
             db.close()
-        return (name or "").removeprefix("controlroom: ")
+        return (name or "").removeprefix("controlroom: ") or self._seen
 
     def holder_pid(self) -> int | None:
         m = re.search(r"pid (\d+) ", self.holder())
