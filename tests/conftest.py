@@ -11,6 +11,7 @@ import pytest
 
 from controlroom.demo.fleet import Fleet, parse_faults
 from tests.gates import gated_fleet, metrics_fleet  # noqa: F401 - fixtures of every module (tests/gates.py)
+from tests.pg import pg_cluster, pg_url  # noqa: F401 - fixtures of every module (tests/pg.py)
 from tests.realsshd import RealFleet, unavailable_reason
 
 REPO = Path(__file__).resolve().parent.parent

@@ -28,7 +28,7 @@ GATE_VALUE = 0.1  # errors_5xx on r2306, as the simulated fleet answers it (metr
 def record_past_deploy(cfg: Config, now: float) -> int | None:
     """Write the past deploy into cfg's journal, unless it holds a deploy already (a demo attached to a fleet that
     has a record); its number, or None when nothing was written."""
-    j = Journal.open(cfg.state.dir)
+    j = Journal.open(cfg.state.dir, url=cfg.state.journal)
     try:
         if j.rollout() is not None:
             return None

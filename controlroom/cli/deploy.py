@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # `controlroom deploy` through a running server never opens t
 def _journal(cfg: Config) -> Journal:
     from controlroom.journal.journal import Journal
 
-    return Journal.open(cfg.state.dir)
+    return Journal.open(cfg.state.dir, url=cfg.state.journal)
 
 
 # --------------------------------------------------------------------------------------------- log and lock
@@ -60,7 +60,7 @@ def cmd_log(cfg: Config, args: argparse.Namespace) -> int:
         j = _journal(cfg)
     except JournalError:
         try:
-            j = Journal.open(cfg.state.dir, readonly=True)  # a journal read-only for this user can still be read
+            j = Journal.open(cfg.state.dir, readonly=True, url=cfg.state.journal)  # a journal read-only for this user can still be read
         except JournalError:
             db = Path(cfg.state.dir) / "journal.db"
             if not os.access(cfg.state.dir, os.X_OK) or db.exists() and not os.access(db, os.R_OK):

@@ -27,9 +27,9 @@ def _say(line: object) -> None:
 def _open(cfg: Config) -> Journal:
     """The journal to read: opened (and migrated, so its index is there) when we may, else read-only."""
     try:
-        return Journal.open(cfg.state.dir)
+        return Journal.open(cfg.state.dir, url=cfg.state.journal)
     except JournalError:
-        return Journal.open(cfg.state.dir, readonly=True)
+        return Journal.open(cfg.state.dir, readonly=True, url=cfg.state.journal)
 
 
 # ---------------------------------------------------------------------------------------------- --since

@@ -91,6 +91,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from controlroom.cli import history as historycli
 
         return getattr(historycli, f"cmd_{cmd}")(_load(args), args)
+    if cmd == "journal":
+        from controlroom.cli import journal as journalcli
+
+        return journalcli.cmd_journal(args)
     if cmd == "web":
         from controlroom.cli.web import cmd_web  # textual-serve: imported by this command only
 
@@ -187,7 +191,8 @@ def cmd_check(args: argparse.Namespace) -> int:
                                                      n.webhook else [])
     chat += (["irker"] if n.irker else []) + (["command"] if n.command else [])
     print(f"notify: {', '.join(chat) or 'none'}")
-    print(f"state: {cfg.state.dir}")
+    # a shared journal's URL never holds a password (the config refuses one)
+    print(f"state: {cfg.state.dir}" + (f", journal {cfg.state.journal}" if cfg.state.journal else ""))
     return 0
 
 
@@ -218,6 +223,7 @@ def check_json(cfg) -> dict:
         "notify": {"webhook": bool(n.webhook), "webhook_env": n.webhook_env if not n.webhook else None,
                    "irker": bool(n.irker), "command": bool(n.command)},
         "state_dir": str(cfg.state.dir),
+        **({"journal": cfg.state.journal} if cfg.state.journal else {}),  # PostgreSQL, shared ([state] journal)
     }
 
 
@@ -312,7 +318,7 @@ def _record_run(cfg, cmd: str, hosts: int, summary: str) -> None:
     from controlroom.journal.journal import Journal
 
     try:
-        journal = Journal.open(cfg.state.dir)
+        journal = Journal.open(cfg.state.dir, url=cfg.state.journal)
         try:
             journal.add_log(Actor.here(), "RUN", run_log_text(cmd, hosts, summary))
         finally:

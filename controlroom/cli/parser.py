@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--inventory", choices=["toml", "ansible"], default="toml",
                    help="where the config's hosts are: in controlroom.toml, or an Ansible INI inventory beside it")
 
-    for family in (_deploy, _server, _flags, _diff, _metrics, _record):
+    for family in (_deploy, _server, _flags, _diff, _metrics, _record, _journal):
         family(sub, common)
 
     w = sub.add_parser("web", parents=[common],
@@ -195,6 +195,17 @@ def _metrics(sub, common) -> None:
     m = sub.add_parser("metrics", parents=[common], help="every metrics series: sparkline, value, threshold, status")
     m.add_argument("--width", type=int, default=METRICS_WIDTH, metavar="N", help=f"sparkline width (default {METRICS_WIDTH})")
     _json_option(m, "JSON for scripts: one object per series line (values, threshold, status, the history)")
+
+
+def _journal(sub, common) -> None:
+    """journal migrate: the journal moved to PostgreSQL (cli/journal.py)."""
+    j = sub.add_parser("journal", help="the journal itself: `journal migrate` moves a SQLite journal to PostgreSQL")
+    js = j.add_subparsers(dest="journal_command", metavar="SUBCOMMAND", parser_class=_Parser, required=True)
+    m = js.add_parser("migrate", help="copy STATE_DIR/journal.db into an empty PostgreSQL journal")
+    m.add_argument("--from", dest="source", required=True, metavar="STATE_DIR",
+                   help="the state directory whose journal.db is copied")
+    m.add_argument("--to", dest="target", required=True, metavar="URL",
+                   help="postgresql://host:port/db of an empty database (the PG* variables fill what it leaves out)")
 
 
 def _record(sub, common) -> None:

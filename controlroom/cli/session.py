@@ -219,7 +219,7 @@ class Session:
         """What to run now, as the journal says (the server may be gone)."""
         from controlroom.journal.journal import next_step
 
-        return next_step(self.cfg.state.dir, rollout_id, or_log=or_log)
+        return next_step(self.cfg.state.dir, rollout_id, or_log=or_log, url=self.cfg.state.journal)
 
     async def _on_signal(self, sig: signal.Signals) -> None:
         if sig == signal.SIGHUP:

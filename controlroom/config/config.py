@@ -16,6 +16,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from controlroom.config.flags import FlagsSettings, check_guards, read_flags
 from controlroom.config.gates import HOW_TO_WRITE, Gate
@@ -135,7 +136,7 @@ _DEPLOY = ["steps", "health", "rollback", "step_timeout", "revision"]
 _METRICS = ["source", "url", "interval", "window", "token_env", "series", "timeout"]
 _SERIES = ["query", "unit", "max", "min", "split"]
 _NOTIFY = ["webhook", "webhook_env", "irker", "command"]
-_STATE = ["dir"]
+_STATE = ["dir", "journal"]
 
 
 
@@ -232,7 +233,8 @@ def _build(p: Path, text: str, data: dict, *, require_known_hosts: bool) -> Conf
     with r.section():
         st = r.table(data.get("state", {}), "state", _STATE)
         sdir = r.string(st, "state", "dir")
-        state = StateSettings(dir=r.resolve(base, sdir) if sdir else default_state_dir())
+        state = StateSettings(dir=r.resolve(base, sdir) if sdir else default_state_dir(),
+                              journal=_journal_url(r, r.string(st, "state", "journal")))
     access = AccessSettings()
     with r.section():
         acc = r.table(data.get("access", {}), "access", ["operators", "watchers"])
@@ -460,3 +462,17 @@ def _gates(r: Reader, specs: list[PhaseSpec], metrics: MetricsSettings) -> None:
                     f"phase[{i}].gate",
                     f"gate {g!r} names unknown series {gate.series!r}{hint} (define it under [metrics.series])",
                 )
+
+
+def _journal_url(r: Reader, url: str | None) -> str | None:
+    """[state] journal: a postgresql:// URL without a password (the message never repeats the URL: it may hold one)."""
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        return r.bad("state.journal", "must be a postgresql:// URL (host, port, database; or just postgresql:// with "
+                     "the PG* environment variables or a service file)")
+    if parts.password is not None or any(k == "password" for k, _ in parse_qsl(parts.query)):
+        return r.bad("state.journal", "must not hold a password: give it in PGPASSWORD or ~/.pgpass (or a service "
+                     "file) instead")
+    return url

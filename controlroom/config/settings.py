@@ -101,3 +101,6 @@ class NotifySettings:
 @dataclass(frozen=True)
 class StateSettings:
     dir: Path
+    # The journal in PostgreSQL (a postgresql:// URL, never with a password: PGPASSWORD or ~/.pgpass give it), shared
+    # by the bastions that name it; None: STATE_DIR/journal.db, the embedded SQLite default.
+    journal: str | None = None

@@ -24,10 +24,10 @@ def live_by_host(cfg: Config, unrecorded: str | None = None) -> dict[str, str]:
     """host -> the revision it runs, as live_counts counts them (a client then follows the host events)."""
     from controlroom.journal.journal import Journal, unreached
 
-    if not (Path(cfg.state.dir) / "journal.db").exists():
+    if not cfg.state.journal and not (Path(cfg.state.dir) / "journal.db").exists():
         return {}
     try:
-        j = Journal.open(Path(cfg.state.dir), readonly=True)
+        j = Journal.open(Path(cfg.state.dir), readonly=True, url=cfg.state.journal)
     except Exception:  # noqa: BLE001 - unreadable journal: the caller asks the server instead
         return {}
     try:

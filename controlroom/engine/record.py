@@ -40,7 +40,7 @@ K_LOCK = "lock"
 K_ACTION = "action"  # retry, skip, abort, rollback, force, override
 K_LOG = "log"
 
-_LOCK_KINDS = ("LOCK", "UNLOCK", "LOCK RESTORED", "LOCK TAKEN OVER")
+_LOCK_KINDS = ("LOCK", "UNLOCK", "LOCK RESTORED", "LOCK TAKEN OVER", "TAKEN OVER")
 EVERY = 1024  # events between two checkpoints
 
 
@@ -482,7 +482,7 @@ def _apply(s: FleetAt, e: Entry) -> None:
             s.flags[d["flag"]] = str(d.get("new"))
     elif t == "LogEntryAdded":
         kind = d.get("kind")
-        if kind in ("LOCK", "LOCK RESTORED", "LOCK TAKEN OVER"):
+        if kind in ("LOCK", "LOCK RESTORED", "LOCK TAKEN OVER", "TAKEN OVER"):
             s.lock = f"{d.get('user')}: {d.get('text')}"
         elif kind == "UNLOCK":
             s.lock = None

@@ -29,7 +29,6 @@ from controlroom.engine.recorder import Recorder
 from controlroom.fleet import hostside
 from controlroom.fleet.hostside import Operation
 from controlroom.fleet.ssh import SSHPool
-from controlroom.journal.fleetlock import FleetLock
 from controlroom.journal.journal import Journal
 
 RELEASE_TIMEOUT = 10.0  # giving the hosts' leases back at the end; a host that does not answer keeps a stale lease
@@ -97,7 +96,7 @@ class Rollout:
         self._running = False
         self._retry_queue: deque[str] = deque()
         self._entered = -1  # the latest phase this process has started (a rerun does not pass its gates again)
-        self._fleet_lock = FleetLock(journal.state_dir)
+        self._fleet_lock = journal.fleet_lock()
         self._interrupted: Actor | None = None  # who interrupted (Ctrl+C): in-flight hosts stop, the rollout halts
         self._held: str | None = None  # another operation (another journal) holds the hosts
         self._fatal: BaseException | None = None  # a journal write failed: stop everything, loudly

@@ -11,21 +11,42 @@ from __future__ import annotations
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 from controlroom.core.errors import JournalError
-from controlroom.journal import schema
+from controlroom.journal import pg, schema
+from controlroom.journal.dialect import SQLITE
 
 TABLES = ("log", "events")  # what a cursor may point into
 
 
 class ChatCursors:
-    """The cursors of the chat channels in the journal at ``path``; ``close()`` when done."""
+    """The cursors of the chat channels in the journal at ``where`` (journal.db's path, or a Journal's store);
+    ``close()`` when done."""
 
-    def __init__(self, path: Path) -> None:
-        self._db = schema.connect(Path(path))  # JournalError naming the path
+    def __init__(self, where: Path | Any) -> None:
+        if isinstance(where, (str, Path)):
+            self._db = schema.connect(Path(where))  # JournalError naming the path
+        else:
+            self._db = where.connect()
+        self._leading = False
 
     def close(self) -> None:
-        self._db.close()
+        self._db.close()  # on a shared journal, the announcing ends with the session (see leading)
+
+    def leading(self) -> bool:
+        """Whether these cursors announce the journal now. Always on SQLite (one server per journal); on a shared
+        journal, the one connection of all the bastions' servers that holds the chat's advisory lock (taken here
+        when free, held until this connection closes), so a line is never announced by two bastions."""
+        if self._leading:
+            return True
+        if self._db.dialect is SQLITE:
+            self._leading = True
+        else:
+            with _failing():
+                self._leading = bool(self._db.execute("SELECT pg_try_advisory_lock(?, ?)",
+                                                      (pg.KEY, pg.CHAT)).fetchone()[0])
+        return self._leading
 
     def start(self, key: str, table: str) -> int:
         """The cursor ``key`` into ``table`` (log or events): as last sent, or, for a key new to this journal, the
@@ -49,7 +70,7 @@ class ChatCursors:
     def log_after(self, log_id: int, limit: int) -> list[tuple[int, float, str, str, str, str | None]]:
         """(id, at, user, kind, text, revision) of the deploy log's entries after ``log_id``, oldest first."""
         with _failing():
-            return self._db.execute("SELECT id, at, user, kind, text, revision FROM log WHERE id > ? ORDER BY id "
+            return self._db.execute('SELECT id, at, "user", kind, text, revision FROM log WHERE id > ? ORDER BY id '
                                     "LIMIT ?", (log_id, limit)).fetchall()
 
     def phases_after(self, event_id: int, limit: int) -> list[tuple[int, float, str, str | None, str | None]]:
@@ -57,7 +78,7 @@ class ChatCursors:
         oldest first."""
         with _failing():
             return self._db.execute(
-                "SELECT e.id, e.at, e.data, r.user, r.revision FROM events e LEFT JOIN rollouts r ON r.id = "
+                'SELECT e.id, e.at, e.data, r."user", r.revision FROM events e LEFT JOIN rollouts r ON r.id = '
                 "e.rollout_id WHERE e.id > ? AND e.type = 'PhaseCompleted' ORDER BY e.id LIMIT ?",
                 (event_id, limit)).fetchall()
 
@@ -69,5 +90,5 @@ class _failing:
         return None
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if isinstance(exc, sqlite3.Error):
-            raise JournalError(str(exc)) from None
+        if isinstance(exc, sqlite3.Error) or pg.is_error(exc):
+            raise JournalError(" ".join(str(exc).split())) from None

@@ -49,6 +49,7 @@ class Receipt:
 
 
 KEYS = ("version", "at", "user", "flag", "old", "new", "reason", "hosts", "confirmed", "failed", "state")
+_COLUMNS = ", ".join('"user"' if k == "user" else k for k in KEYS)  # "user" is a reserved word in PostgreSQL
 
 
 class FlagHistory:
@@ -68,7 +69,7 @@ class FlagHistory:
             where, args = ["version = ?"], [version]
         if pending:
             where.append("failed IS NULL")
-        q = (f"SELECT {', '.join(KEYS)} FROM flag_changes {'WHERE ' + ' AND '.join(where) if where else ''}"
+        q = (f"SELECT {_COLUMNS} FROM flag_changes {'WHERE ' + ' AND '.join(where) if where else ''}"
              " ORDER BY version DESC LIMIT ?")
         try:
             rows = self.j.db.execute(q, (*args, limit)).fetchall()
@@ -96,7 +97,7 @@ class FlagHistory:
         written."""
         with self.j.writing(check=True) as w:
             w.execute(
-                "INSERT INTO flag_changes (version, at, user, flag, old, new, reason, hosts, confirmed, failed, state)"
+                'INSERT INTO flag_changes (version, at, "user", flag, old, new, reason, hosts, confirmed, failed, state)'
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, ?)",
                 tuple(change[k] for k in ("version", "at", "user", "flag", "old", "new", "reason", "hosts"))
                 + (json.dumps(change["state"]),))
@@ -141,6 +142,8 @@ class FlagHistory:
 
 
 def _save(w, receipts) -> None:
-    w.executemany("INSERT OR REPLACE INTO flag_receipts (host, version, sha256, status, class, reason, at)"
-                  " VALUES (?, ?, ?, ?, ?, ?, ?)", [(r.host, r.version, r.sha256, r.status, r.cls, r.reason, r.at)
+    w.executemany("INSERT INTO flag_receipts (host, version, sha256, status, class, reason, at)"
+                  " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (host) DO UPDATE SET version = excluded.version,"
+                  " sha256 = excluded.sha256, status = excluded.status, class = excluded.class,"
+                  " reason = excluded.reason, at = excluded.at", [(r.host, r.version, r.sha256, r.status, r.cls, r.reason, r.at)
                                                       for r in receipts])

@@ -19,9 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from controlroom.core import events as ev
+from controlroom.core.errors import JournalError
 from controlroom.core.identity import Actor
 from controlroom.journal import schema
+from controlroom.journal.cursors import ChatCursors
 from controlroom.journal.locks import Lock, Locks
+from controlroom.journal.pg import PgStore
+from controlroom.journal.store import SqliteStore, Store, open_store
 
 
 @dataclass(frozen=True)
@@ -86,34 +90,54 @@ def pid_alive(pid: int | None, hostname: str | None = None) -> bool:
 
 
 class Journal:
-    """One SQLite database per state directory; safe for several processes (WAL, busy timeout). The fleet lock's
-    row is kept by ``locks`` (locks.py), the flag history by a FlagHistory (flags.py), both through ``writing``."""
+    """One SQLite database per state directory (safe for several processes: WAL, busy timeout), or one PostgreSQL
+    database several bastions share (pg.py): its ``store`` (store.py) says which. The fleet lock's row is kept by
+    ``locks`` (locks.py), the flag history by a FlagHistory (flags.py), both through ``writing``."""
 
-    def __init__(self, path: Path, *, readonly: bool = False) -> None:
-        """Connect to an existing journal.db (see Journal.open); raises JournalError naming the path."""
-        self.path = path
+    def __init__(self, where: Path | Store, *, readonly: bool = False) -> None:
+        """Connect to an existing journal.db (a path), or the journal of a store (see Journal.open); raises
+        JournalError naming the path or the database (never its password)."""
+        self.store: Store = where if isinstance(where, (SqliteStore, PgStore)) else SqliteStore(Path(where))
+        self.path = self.store.path
         self.readonly = readonly
         self._subscribers: list[Callable[[ev.Event], None]] = []
-        self.db = schema.connect(path, readonly=readonly)
+        self.db = self.store.connect(readonly=readonly)
         self.locks = Locks(self)
+        self._own: set[int] | None = None  # the ids of the events this process wrote, once it follows (follow())
 
     @classmethod
-    def open(cls, state_dir: Path, *, readonly: bool = False) -> Journal:
+    def open(cls, state_dir: Path, *, readonly: bool = False, url: str | None = None) -> Journal:
         """Open state_dir/journal.db, creating both for the team (dir 0770 keeping setgid, file 0660, whatever the
         umask) and migrating it to the current schema; several processes may do this at once.
 
         readonly: never write, for a journal that is read-only for this user (`controlroom log`); nothing is
         created or migrated. Raises JournalError naming the path and what to do; JournalSetupError (exit 2) for a
         world-writable directory or file, or a file written by a newer controlroom.
+
+        url: the PostgreSQL journal of [state] journal instead (state_dir stays this bastion's: socket, pid).
         """
-        return cls(schema.prepare(Path(state_dir), readonly=readonly), readonly=readonly)
+        return cls(open_store(Path(state_dir), url, readonly=readonly), readonly=readonly)
+
+    @property
+    def shared(self) -> bool:
+        """Whether several bastions may share this journal (PostgreSQL)."""
+        return self.store.shared
+
+    def fleet_lock(self):
+        """A new handle on the fleet's OS lock for an operation (fleetlock.FleetLock, or pg.PgFleetLock on a
+        shared journal): acquire() or LockedError, release()."""
+        return self.store.fleet_lock()
+
+    def chat_cursors(self) -> ChatCursors:
+        """The chat channels' cursors on a connection of their own (cursors.py)."""
+        return ChatCursors(self.store)
 
     def close(self) -> None:
         """Close the connection; closing twice is harmless."""
         try:
             self.db.close()
         except sqlite3.Error:
-            pass
+            pass  # (a PostgreSQL connection's close never raises)
 
     def subscribe(self, fn: Callable[[ev.Event], None]) -> None:
         self._subscribers.append(fn)
@@ -121,7 +145,7 @@ class Journal:
     # ------------------------------------------------------------------------------------------ events
     @property
     def state_dir(self) -> Path:
-        return Path(self.path).parent
+        return self.store.state_dir
 
     def record(self, event: ev.Event) -> None:
         """Commit the event (and what it changes), then publish it to subscribers."""
@@ -138,7 +162,9 @@ class Journal:
 
     def check_same_file(self) -> None:
         """Refuse to write when journal.db was deleted or replaced under us: our writes would go nowhere, and a
-        second process on the new file would think the fleet free."""
+        second process on the new file would think the fleet free. (A shared journal has no file to replace.)"""
+        if not self.store.checks_file:
+            return
         try:
             st = os.stat(self.path)
             now = (st.st_dev, st.st_ino)
@@ -149,8 +175,6 @@ class Journal:
             self._identity = now
             return
         if now != first:
-            from controlroom.core.errors import JournalError
-
             then = self.next_step()  # as the file this process used says (it still reads that one)
             raise JournalError(f"{self.path}: the journal was deleted or replaced while this process used it; "
                                "stopping here. Look at who did it; " + (
@@ -190,17 +214,23 @@ class Journal:
         """origin: a log entry's (the SSH client address of whoever wrote it; None when unknown)."""
         db = self.db
         data = e.to_dict()
-        db.execute(
-            "INSERT INTO events (rollout_id, at, type, data) VALUES (?, ?, ?, ?)",
-            (e.rollout_id, e.at, e.event_type, json.dumps(data)),
-        )
+        if self._own is not None:  # a server following a shared journal: its own events are not the others'
+            self._own.add(db.execute(
+                "INSERT INTO events (rollout_id, at, type, data) VALUES (?, ?, ?, ?) RETURNING id",
+                (e.rollout_id, e.at, e.event_type, json.dumps(data)),
+            ).fetchone()[0])
+        else:
+            db.execute(
+                "INSERT INTO events (rollout_id, at, type, data) VALUES (?, ?, ?, ?)",
+                (e.rollout_id, e.at, e.event_type, json.dumps(data)),
+            )
         if isinstance(e, ev.RolloutStarted):
             db.execute("UPDATE rollouts SET status = ? WHERE id = ?", (ev.R_RUNNING, e.rollout_id))
             if not e.resumed:
                 for phase, (_, hosts) in enumerate(e.phases):
                     db.executemany(
-                        "INSERT OR IGNORE INTO host_runs (rollout_id, host, phase, state, step, steps, steps_done,"
-                        " reason, updated_at) VALUES (?, ?, ?, 'pending', 0, 0, 0, '', ?)",
+                        "INSERT INTO host_runs (rollout_id, host, phase, state, step, steps, steps_done,"
+                        " reason, updated_at) VALUES (?, ?, ?, 'pending', 0, 0, 0, '', ?) ON CONFLICT DO NOTHING",
                         [(e.rollout_id, h, phase, e.at) for h in hosts],
                     )
         elif isinstance(e, ev.HostStateChanged):
@@ -234,7 +264,7 @@ class Journal:
             )
         elif isinstance(e, ev.LogEntryAdded):
             db.execute(
-                "INSERT INTO log (at, user, origin, kind, text, revision, rollout_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO log (at, \"user\", origin, kind, text, revision, rollout_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (e.at, e.user, origin, e.kind, e.text, e.revision,
                  e.rollout_id or None),
             )
@@ -255,7 +285,7 @@ class Journal:
         """The last `limit` entries of the deploy log, oldest first. Never waits for a writer (WAL)."""
         try:
             rows = self.db.execute(
-                "SELECT id, at, user, kind, text, revision, origin FROM log ORDER BY id DESC LIMIT ?", (limit,)
+                "SELECT id, at, \"user\", kind, text, revision, origin FROM log ORDER BY id DESC LIMIT ?", (limit,)
             ).fetchall()
         except sqlite3.Error as e:
             raise schema.explain(e, self.db) from None
@@ -272,13 +302,13 @@ class Journal:
         self.check_same_file()
         with self._tx():
             cur = self.db.execute(
-                "INSERT INTO rollouts (revision, previous, user, status, phase, started_at, pid, hostname, phases,"
-                " uuid) VALUES (?, ?, ?, 'starting', 0, ?, ?, ?, ?, ?)",
+                "INSERT INTO rollouts (revision, previous, \"user\", status, phase, started_at, pid, hostname, phases,"
+                " uuid) VALUES (?, ?, ?, 'starting', 0, ?, ?, ?, ?, ?) RETURNING id",
                 (revision, previous, actor.user, time.time() if at is None else at, os.getpid(), socket.gethostname(),
                  json.dumps(phases),
                  uuid.uuid4().hex),
             )
-            return int(cur.lastrowid)
+            return int(cur.fetchone()[0])
 
     def rollout_uuid(self, rollout_id: int) -> str:
         row = self.db.execute("SELECT uuid FROM rollouts WHERE id = ?", (rollout_id,)).fetchone()
@@ -299,15 +329,44 @@ class Journal:
             return self._journal_id
         with self._tx(immediate=True):
             self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
-            self.db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('journal_id', ?)", (uuid.uuid4().hex,))
+            self.db.execute("INSERT INTO meta (key, value) VALUES ('journal_id', ?) ON CONFLICT DO NOTHING",
+                            (uuid.uuid4().hex,))
             self._journal_id = self.db.execute("SELECT value FROM meta WHERE key = 'journal_id'").fetchone()[0]
         return self._journal_id
+
+    # ------------------------------------------------------------------------------------------ other writers
+    def follow(self) -> int:
+        """Start telling this process's events from the other writers' (a server on a shared journal: the other
+        bastions' servers); the id of the latest event now, for others_after."""
+        self._own = set()
+        return int(self.db.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0])
+
+    def others_after(self, after_id: int, limit: int = 1000) -> tuple[int, list[ev.Event]]:
+        """The events committed after ``after_id`` by other processes, in the journal's order, and the id to ask
+        after next time. An event this controlroom cannot read (a newer one's) is passed over."""
+        rows = self.db.execute("SELECT id, type, data FROM events WHERE id > ? ORDER BY id LIMIT ?",
+                               (after_id, limit)).fetchall()
+        own = self._own if self._own is not None else set()
+        out: list[ev.Event] = []
+        for event_id, kind, data in rows:
+            after_id = event_id
+            if event_id in own:
+                own.discard(event_id)
+                continue
+            try:
+                out.append(ev.from_wire({**json.loads(data), "type": kind}))
+            except ValueError:
+                continue
+        return after_id, out
+
+    def _json(self, key: str) -> str:
+        return self.db.dialect.json_text("data", key)
 
     def touched(self, rollout_id: int) -> set[str]:
         """Hosts that started a step (or a rollback step) in this rollout: they may run its code."""
         rows = self.db.execute(
-            "SELECT DISTINCT json_extract(data, '$.host') FROM events WHERE rollout_id = ? AND type = "
-            "'HostStateChanged' AND json_extract(data, '$.state') IN ('running', 'checking', 'done', 'rolling_back')",
+            f"SELECT DISTINCT {self._json('host')} FROM events WHERE rollout_id = ? AND type = 'HostStateChanged'"
+            f" AND {self._json('state')} IN ('running', 'checking', 'done', 'rolling_back')",
             (rollout_id,),
         ).fetchall()
         return {r[0] for r in rows}
@@ -315,7 +374,7 @@ class Journal:
     def actions(self, rollout_id: int) -> set[str]:
         """The operator actions (OperatorAction events) recorded for a rollout, by name: what marks its result."""
         rows = self.db.execute(
-            "SELECT DISTINCT json_extract(data, '$.action') FROM events WHERE rollout_id = ? AND type = "
+            f"SELECT DISTINCT {self._json('action')} FROM events WHERE rollout_id = ? AND type = "
             "'OperatorAction'", (rollout_id,)).fetchall()
         return {r[0] for r in rows if r[0]}
 
@@ -333,7 +392,7 @@ class Journal:
 
     def rollout(self, rollout_id: int | None = None) -> RolloutRecord | None:
         """One rollout, or the latest when rollout_id is None."""
-        q = ("SELECT id, revision, previous, user, status, phase, started_at, finished_at, pid, hostname, phases"
+        q = ("SELECT id, revision, previous, \"user\", status, phase, started_at, finished_at, pid, hostname, phases"
              " FROM rollouts ")
         row = (
             self.db.execute(q + "WHERE id = ?", (rollout_id,)).fetchone()
@@ -357,7 +416,7 @@ class Journal:
         """Whether a rollback of this rollout began and never ended (its server stopped in the middle)."""
         began = self.db.execute(
             "SELECT max(id) FROM events WHERE rollout_id = ? AND type = 'OperatorAction' AND"
-            " json_extract(data, '$.action') = 'rollback'", (rollout_id,)).fetchone()[0]
+            f" {self._json('action')} = 'rollback'", (rollout_id,)).fetchone()[0]
         return bool(began) and not self.db.execute(
             "SELECT 1 FROM events WHERE rollout_id = ? AND id > ? AND type IN ('RolloutFinished', 'RolloutStarted')"
             " LIMIT 1", (rollout_id, began)).fetchone()
@@ -372,7 +431,7 @@ class Journal:
                 return ""
             if self.rollback_underway(rec.id):
                 return f"`controlroom rollback` finishes the rollback of deploy #{rec.id}"
-        except sqlite3.Error:
+        except (sqlite3.Error, JournalError):
             return ""
         if rec.status == ev.R_FAILED:
             return (f"`controlroom deploy --resume` runs the failed hosts of deploy #{rec.id} again, "
@@ -402,7 +461,7 @@ class Journal:
         """One run of [release] stage: who ran it, for which revision and commit, and how it ended."""
         with self._tx():
             self.db.execute(
-                "INSERT INTO stages (at, user, revision, commit_hash, ok, seconds, reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO stages (at, \"user\", revision, commit_hash, ok, seconds, reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (time.time(), actor.user, revision, commit, int(ok), seconds, reason))
 
     def staged_ok(self, revision: str, commit: str | None) -> bool:
@@ -414,13 +473,13 @@ class Journal:
         return row.fetchone() is not None
 
 
-def next_step(state_dir: Path, rollout_id: int | None = None, *, or_log: bool = True) -> str:
+def next_step(state_dir: Path, rollout_id: int | None = None, *, or_log: bool = True, url: str | None = None) -> str:
     """Journal.next_step as the journal of state_dir says, read-only (it works on a full disk and for a user who
     may not write there): what a command prints after a failure. When it says nothing: `controlroom log`, or ""
-    when not or_log."""
+    when not or_log. url: a shared journal's ([state] journal)."""
     log = "`controlroom log` shows where it stands" if or_log else ""
     try:
-        j = Journal.open(Path(state_dir), readonly=True)
+        j = Journal.open(Path(state_dir), readonly=True, url=url)
     except Exception:  # noqa: BLE001 - a hint never hides the failure it follows
         return log
     try:
@@ -474,7 +533,7 @@ class _Tx:
 
     def __enter__(self) -> _Tx:
         try:
-            self.db.execute("BEGIN IMMEDIATE")
+            self.db.begin()  # BEGIN IMMEDIATE on SQLite; on PostgreSQL BEGIN and the writers' advisory lock
         except sqlite3.Error as e:
             raise schema.explain(e, self.db) from None
         return self
@@ -495,7 +554,7 @@ class _Tx:
         if self.db.in_transaction:  # SQLite may have rolled back already (a full disk, an I/O error)
             try:
                 self.db.execute("ROLLBACK")
-            except sqlite3.Error:
+            except (sqlite3.Error, JournalError):
                 pass
 
 

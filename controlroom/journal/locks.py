@@ -1,7 +1,8 @@
 """The fleet lock as the team sees it: who holds it, why, and whether that holder is still alive.
 
 One row in the journal says who ("NO DEPLOY PLEASE" from a person, or the deploy that runs); the OS lock of
-``fleetlock`` says whether a deploy's process is still there. ``Locks`` keeps the row of one journal (its
+``fleetlock`` (or, on a shared journal, the PostgreSQL session of pg.PgFleetLock) says whether a deploy's process
+is still there. ``Locks`` keeps the row of one journal (its
 ``locks``), through the journal's write transactions (Journal.writing): the lock changes in the same transactions
 as the log entries that record them.
 """
@@ -14,21 +15,20 @@ import socket
 import time
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 from controlroom.core import events as ev
 from controlroom.core.errors import LockedError
 from controlroom.core.identity import Actor
-from controlroom.journal import fleetlock
 
 
 class JournalWriter(Protocol):
-    """What the lock (and the flag history) needs of a Journal: its connection to read, its state directory (where
-    the OS lock lives), and its write transactions (Journal.writing, giving a journal.Writing)."""
+    """What the lock (and the flag history) needs of a Journal: its connection to read, its store (where the OS
+    lock lives: store.SqliteStore or pg.PgStore), and its write transactions (Journal.writing, giving a
+    journal.Writing)."""
 
     db: Any
-    state_dir: Path
+    store: Any
 
     def writing(self, *, check: bool = False) -> AbstractContextManager[Any]: ...
 
@@ -81,7 +81,7 @@ class Locks:
     def current(self) -> Lock | None:
         """The lock as recorded, with its liveness from the OS lock (a holder that died is stale)."""
         row = self.journal.db.execute(
-            "SELECT user, at, reason, pid, hostname, rollout_id, origin FROM lock WHERE id = 1"
+            'SELECT "user", at, reason, pid, hostname, rollout_id, origin FROM lock WHERE id = 1'
         ).fetchone()
         if not row:
             return None
@@ -90,9 +90,10 @@ class Locks:
 
     def _alive(self, pid: int) -> bool:
         """Whether the operation recorded with pid still runs: it holds the fleet's OS lock (fleetlock)."""
-        if fleetlock.holds_here(self.journal.state_dir):
+        store = self.journal.store
+        if store.fleet_holds_here():
             return pid == os.getpid()  # we hold it, so nobody else can
-        return fleetlock.is_held(self.journal.state_dir)
+        return store.fleet_is_held(self.journal.db)
 
     def take(
         self,
@@ -120,7 +121,11 @@ class Locks:
             if cur is not None:
                 if rollout_id and cur.rollout_id == rollout_id:
                     # the same deploy going on (resume, rollback): its own lock, parked or left by a dead process
-                    if cur.stale:
+                    if cur.stale and self.journal.store.shared:
+                        # a shared journal: the bastion that drove it is gone (killed, or cut off), this one goes on
+                        notes.append(("TAKEN OVER", f"from {cur.hostname} by {user}: deploy #{cur.rollout_id} of "
+                                      f"{cur.user} (pid {cur.pid} there is gone)"))
+                    elif cur.stale:
                         notes.append(("LOCK TAKEN OVER", f"stale lock of deploy #{cur.rollout_id} by {cur.user} "
                                       f"(pid {cur.pid} is gone)"))
                     saved = self._saved(w)
@@ -143,8 +148,11 @@ class Locks:
                         + ("; to deploy anyway use --force --reason TEXT" if rollout_id else "")
                     )
             w.execute(
-                "INSERT OR REPLACE INTO lock (id, user, origin, at, reason, pid, hostname, rollout_id, saved)"
-                " VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?)",
+                'INSERT INTO lock (id, "user", origin, at, reason, pid, hostname, rollout_id, saved)'
+                " VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+                ' "user" = excluded."user", origin = excluded.origin, at = excluded.at, reason = excluded.reason,'
+                " pid = excluded.pid, hostname = excluded.hostname, rollout_id = excluded.rollout_id,"
+                " saved = excluded.saved",
                 (user, actor.origin, now, reason, pid, host, rollout_id, saved),
             )
             entries = [ev.LogEntryAdded(rollout_id or 0, user=user, kind=kind, text=text) for kind, text in notes]
@@ -197,7 +205,7 @@ class Locks:
             if saved and rollout_id is not None:
                 # a forced deploy is over: the person's lock it went past holds again
                 restored = json.loads(saved)
-                w.execute("INSERT INTO lock (id, user, origin, at, reason) VALUES (1, ?, ?, ?, ?)", tuple(restored))
+                w.execute('INSERT INTO lock (id, "user", origin, at, reason) VALUES (1, ?, ?, ?, ?)', tuple(restored))
                 entries.append(ev.LogEntryAdded(rollout_id, user=user, kind="LOCK RESTORED",
                                                 text=f"{restored[0]}: {restored[3]}"))
             if manual:

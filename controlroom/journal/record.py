@@ -51,7 +51,7 @@ def _rows(db: sqlite3.Connection, q: str, args: Iterable = ()) -> list[tuple]:
         raise schema.explain(e, db) from None
 
 
-_DEPLOY = "SELECT id, revision, previous, user, status, started_at, finished_at, commit_hash FROM rollouts"
+_DEPLOY = 'SELECT id, revision, previous, "user", status, started_at, finished_at, commit_hash FROM rollouts'
 
 
 def deploys(db: sqlite3.Connection, *, since: float | None = None, user: str | None = None) -> list[DeployRow]:
@@ -61,7 +61,7 @@ def deploys(db: sqlite3.Connection, *, since: float | None = None, user: str | N
         where.append("started_at >= ?")
         args.append(since)
     if user:
-        where.append("user = ?")
+        where.append('"user" = ?')
         args.append(user)
     return [DeployRow(*r) for r in _rows(db, f"{_DEPLOY} WHERE {' AND '.join(where)} ORDER BY id", args)]
 
@@ -134,7 +134,7 @@ def events_of(db: sqlite3.Connection, numbers: Iterable[int], types: Iterable[st
 def last_done(db: sqlite3.Connection, number: int) -> float | None:
     """When the last host of a deploy finished running it (its latest move to done), None when none did."""
     return _rows(db, "SELECT max(at) FROM events WHERE rollout_id = ? AND type = 'HostStateChanged'"
-                     " AND json_extract(data, '$.state') = 'done'", (number,))[0][0]
+                     f" AND {db.dialect.json_text('data', 'state')} = 'done'", (number,))[0][0]
 
 
 def flags_at(db: sqlite3.Connection, at: float) -> tuple[int, dict[str, str]]:
@@ -146,7 +146,7 @@ def flags_at(db: sqlite3.Connection, at: float) -> tuple[int, dict[str, str]]:
     return int(rows[0][0]), json.loads(rows[0][1] or "{}")
 
 
-_FLAG = "SELECT version, at, user, flag, old, new, reason, hosts, confirmed, failed FROM flag_changes"
+_FLAG = 'SELECT version, at, "user", flag, old, new, reason, hosts, confirmed, failed FROM flag_changes'
 _FLAG_KEYS = ("version", "at", "user", "flag", "old", "new", "reason", "hosts", "confirmed", "failed")
 
 
@@ -154,8 +154,8 @@ def flag_changes(db: sqlite3.Connection, *, since: float | None = None, until: f
                  user: str | None = None) -> list[dict]:
     """Flag changes, oldest first: who, when, from, to, why, and their receipt (hosts, confirmed, failed; failed
     None while the push runs)."""
-    where, args = ["1"], []
-    for cond, value in (("at >= ?", since), ("at <= ?", until), ("user = ?", user)):
+    where, args = ["1 = 1"], []
+    for cond, value in (("at >= ?", since), ("at <= ?", until), ('"user" = ?', user)):
         if value is not None and value != "":
             where.append(cond)
             args.append(value)
@@ -167,16 +167,17 @@ def flag_changes(db: sqlite3.Connection, *, since: float | None = None, until: f
 
 
 _STAGE_KEYS = ("id", "at", "user", "revision", "commit_hash", "ok", "seconds", "reason")
+_STAGE_COLUMNS = ", ".join('"user"' if k == "user" else k for k in _STAGE_KEYS)
 
 
 def stages(db: sqlite3.Connection, *, since: float | None = None, user: str | None = None) -> list[dict]:
     """Stage runs, oldest first: who, when, which revision and commit, ok, how long, why not."""
-    where, args = ["1"], []
+    where, args = ["1 = 1"], []
     if since is not None:
         where.append("at >= ?")
         args.append(since)
     if user:
-        where.append("user = ?")
+        where.append('"user" = ?')
         args.append(user)
-    q = f"SELECT {', '.join(_STAGE_KEYS)} FROM stages WHERE {' AND '.join(where)} ORDER BY id"
+    q = f"SELECT {_STAGE_COLUMNS} FROM stages WHERE {' AND '.join(where)} ORDER BY id"
     return [dict(zip(_STAGE_KEYS, r, strict=True)) for r in _rows(db, q, args)]

@@ -20,6 +20,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from controlroom.core.errors import JournalError, JournalSetupError
+from controlroom.journal.dialect import SQLITE
 
 # Version 1: the tables as they were before the journal had versions (a file with user_version 0 that already has
 # them is a version 1 file: CREATE TABLE IF NOT EXISTS leaves it as it is).
@@ -145,9 +146,14 @@ def _refuse_world_writable(path: Path, what: str) -> None:
 
 
 class JournalConnection(sqlite3.Connection):
-    """A connection that knows its file, so that every failure can name it."""
+    """A connection that knows its file, so that every failure can name it, and its dialect (dialect.py)."""
 
     path: Path
+    dialect = SQLITE
+
+    def begin(self) -> None:
+        """A write transaction, the write lock taken first (see journal._Tx)."""
+        self.execute("BEGIN IMMEDIATE")
 
 
 def connect(path: Path, *, readonly: bool = False) -> JournalConnection:

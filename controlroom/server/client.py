@@ -191,7 +191,7 @@ async def _connect(cfg: Config, *, start: bool, read_only: bool, kind: str) -> C
     # a full disk): open it here first, so the operator reads that one line, and nothing is created when it fails
     from controlroom.journal.journal import Journal
 
-    Journal.open(state).close()
+    Journal.open(state, url=cfg.state.journal).close()
     try:
         make_state_dir(state)
         fd = os.open(state / "server.start", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)

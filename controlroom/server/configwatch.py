@@ -238,7 +238,7 @@ class LiveConfig:
         from controlroom.server.notify import Notifier, channels_of
 
         self.channels = [Watched(c) for c in channels_of(self.file.notify_settings(cfg))]
-        notifier = Notifier(self.journal.path, self.channels, on_failure=self._on_chat_failure)
+        notifier = Notifier(self.journal.store, self.channels, on_failure=self._on_chat_failure)
         notifier.start()
         return notifier
 

@@ -31,6 +31,7 @@ import contextlib
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -66,7 +67,9 @@ class Exporter:
     """The metrics of one server: ``saw`` every committed event; ``start`` listens, ``close`` stops."""
 
     def __init__(self, board: Board, cfg: Callable[[], Config], clients: Callable[[], Iterable[str]],
-                 journal_path: Path) -> None:
+                 journal_path: Path | Any) -> None:
+        """journal_path: journal.db's path, or the Journal's store (journal/store.py), read on a connection of its
+        own."""
         self.board = board
         self.cfg = cfg  # the config as it is now (it may be reloaded)
         self.clients = clients  # the kind of every connected client
@@ -189,7 +192,7 @@ class Exporter:
                 self.figures = task.result()
 
 
-def _figures(journal_path: Path, repo: Path | None, kill_switches: set[str]) -> dict[str, float]:
+def _figures(journal_path: Path | Any, repo: Path | None, kill_switches: set[str]) -> dict[str, float]:
     """The known DORA figures, by metric name (in a thread: its own read-only connection)."""
     from controlroom.engine import figures
     from controlroom.journal.journal import Journal

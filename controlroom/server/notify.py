@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from controlroom.config.settings import NotifySettings
@@ -248,11 +249,11 @@ class Notifier:
     """Tails the deploy log of the journal at ``path`` and sends it to every channel. ``await run()`` until
     cancelled; ``close()`` stops it. Failures go to ``say`` (the server log), one line each."""
 
-    def __init__(self, path: Path, channels: list, *, say: Callable[[str], None] = _stderr,
+    def __init__(self, path: Path | Any, channels: list, *, say: Callable[[str], None] = _stderr,
                  on_failure: Callable[[AnnouncementFailed], None] | None = None,
                  interval: float = INTERVAL, attempts: int = ATTEMPTS, backoff: float = BACKOFF,
                  poll: float = POLL, gather: float = GATHER) -> None:
-        self.path = Path(path)
+        self.path = Path(path) if isinstance(path, (str, Path)) else path  # journal.db, or a Journal's store
         self.channels = channels
         self.say = say
         self.on_failure = on_failure  # the server publishes it to every client (the app's status line)
@@ -324,6 +325,10 @@ class Notifier:
         assert self._db is not None
         return self._db.start(key, table)
 
+    def _leads(self) -> bool:
+        assert self._db is not None
+        return self._db.leading()
+
     def _sent(self, key: str, log_id: int) -> None:
         assert self._db is not None
         self._db.sent(key, log_id)
@@ -349,8 +354,15 @@ class Notifier:
         log_key, ev_key = ch.name, f"{ch.name}.events"
         last, last_ev = self._cursors[ch.name]
         next_at = 0.0
+        led = self._leads()  # the cursors were just read: good as they are
         while not self._closing:
             try:
+                if not led:  # a shared journal another bastion's server announces: its turn may come
+                    if not self._leads():
+                        await self._pause(self.poll)
+                        continue
+                    last, last_ev = self._last(log_key, "log"), self._last(ev_key, "events")  # where it got to
+                    led = True
                 items, _, _ = self._after(last, last_ev)
                 if items:
                     # the rest of a burst comes with its first entry: wait the gather time, or until one may go

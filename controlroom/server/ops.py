@@ -435,7 +435,7 @@ class Operations:
 
     async def _figures(self, c, msg: dict) -> dict:
         """The talk's line of the last week from the record (views.figures_line), in a thread: it runs git."""
-        return await asyncio.to_thread(views.figures_line, self.journal.path, self.cfg)
+        return await asyncio.to_thread(views.figures_line, self.journal.store, self.cfg)
 
     async def _revisions(self, c, msg: dict) -> dict:
         return await views.revisions(self.cfg, self.journal, self.pool)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from controlroom.config.config import Config
 from controlroom.core import events as ev
-from controlroom.core.errors import ControlroomError, UsageError
+from controlroom.core.errors import ControlroomError, JournalError, UsageError
 from controlroom.core.identity import Actor
 from controlroom.core.text import clean
 from controlroom.engine.board import Board
@@ -45,6 +45,7 @@ QUEUE = 2000  # events buffered per client before it is given a snapshot instead
 WRITE_BUFFER = 1 << 20  # bytes a client has not read yet before it is given a snapshot instead
 RING = 5000  # events kept for clients that reconnect with the number they have
 IDLE = 600.0
+FOLLOW_EVERY = 0.1  # seconds between two looks at what the other bastions' servers committed (a shared journal)
 RESYNC: dict = {}  # queued for a client that fell behind: the pump sends it a fresh snapshot instead (never sent)
 
 
@@ -127,6 +128,7 @@ class Server:
         self._last_busy = time.monotonic()
         self._stop = asyncio.Event()
         self._lock_fd: int | None = None
+        self._followed: int | None = None  # a shared journal: the last event id when this server began to follow it
         self._server: asyncio.AbstractServer | None = None
         self.warning: str | None = None
         self.presence = Presence()  # who is attached, who drives (presence.py)
@@ -157,7 +159,8 @@ class Server:
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         except OSError as e:
             raise journal_error(e, self.state / "journal.db") from None
-        self.journal = Journal.open(self.state)
+        self.journal = Journal.open(self.state, url=self.cfg.state.journal)
+        self._followed = self.journal.follow() if self.journal.shared else None  # before anything of ours is written
         self.journal.subscribe(self._committed)
         views.adopt_last(self.board, self.journal)  # a server that starts after a deploy shows how it stands
         self.live.start(self.journal)
@@ -181,7 +184,7 @@ class Server:
             from controlroom.server.exporter import Exporter
 
             self.exporter = Exporter(self.board, lambda: self.cfg, lambda: [c.kind for c in self.clients],
-                                     self.journal.path)
+                                     self.journal.store)
             try:
                 await self.exporter.start(*self.metrics_at)
             except UsageError:
@@ -192,6 +195,8 @@ class Server:
         """Run until stop() or idle."""
         assert self._server is not None
         watchers = [asyncio.ensure_future(self._idle_watch()), asyncio.ensure_future(self.live.watch(self._running))]
+        if self._followed is not None:
+            watchers.append(asyncio.ensure_future(self._follow_others(self._followed)))
         try:
             await self._stop.wait()
         finally:
@@ -201,6 +206,21 @@ class Server:
 
     def stop(self) -> None:
         self._stop.set()
+
+    async def _follow_others(self, last: int) -> None:
+        """A shared journal: what the other bastions' servers commit reaches this server's board and clients too,
+        polled every FOLLOW_EVERY seconds (this server's own events come as they commit)."""
+        while True:
+            await asyncio.sleep(FOLLOW_EVERY)
+            try:
+                last, events = self.journal.others_after(last)
+            except JournalError as e:
+                print(f"controlroom server: cannot read the other bastions' events: {clean(str(e), 300)}",
+                      file=sys.stderr, flush=True)
+                await asyncio.sleep(1.0)
+                continue
+            for e in events:
+                self._committed(e)
 
     async def close(self) -> None:
         if self.exporter is not None:

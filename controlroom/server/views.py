@@ -125,7 +125,7 @@ FIGURES_DAYS = 7  # the deploy-log pane's line: the talk's week
 def figures_line(journal_path, cfg) -> dict:
     """The talk's line from the record ("In the last 7 days: 67 deploys of 496 changes by 18 people",
     engine/figures.py): {"line": str, "days": 7}. Runs git, so a server calls it in a thread: its own read-only
-    connection to the journal."""
+    connection to the journal (journal_path: journal.db, or a Journal's store)."""
     from controlroom.engine import figures
 
     j = Journal(journal_path, readonly=True)

@@ -1,6 +1,8 @@
 """Exactly once, whoever asks: two processes, two journals, kill -9 and Ctrl+C at any moment. No step runs twice, no
 host is forgotten, a rollback reaches every host that may run the new code. Host-dependent stories run on the
-simulated fleet and on real OpenSSH sshd (the `any_make_fleet` fixture)."""
+simulated fleet and on real OpenSSH sshd (the `any_make_fleet` fixture); the core stories (two at once, kill -9,
+resume, rollback) on the SQLite journal and on a PostgreSQL one (the `journal` fixture), and two bastions sharing
+one PostgreSQL journal deploy exactly once."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -37,10 +40,22 @@ parallel = {parallel}
 HOLD = "until [ -e go ]; do sleep 0.05; done"
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def journal(request) -> str | None:
+    """The journal of a test that runs on both: None (STATE_DIR/journal.db) or a fresh PostgreSQL database's URL.
+    On PostgreSQL with the simulated fleet only: what real sshd adds is the hosts', which the journal does not change
+    (and the suite stays short)."""
+    if request.param == "sqlite":
+        return None
+    if "sshd" in getattr(request.node, "callspec", None).params.get("any_make_fleet", ""):
+        pytest.skip("the shared journal's stories run on the simulated fleet")
+    return request.getfixturevalue("pg_url")
+
+
 def config(fleet, *, sleep: float = 0.0, parallel: int = 10, state: str = "state", health: str | None = None,
-           name: str = "once.toml", hold: bool = False) -> str:
-    """The fleet's config with counting steps, one phase, and the given state directory; with hold, the first step
-    waits for the test's `go` file on its host (step_timeout 120 s)."""
+           name: str = "once.toml", hold: bool = False, journal: str | None = None) -> str:
+    """The fleet's config with counting steps, one phase, and the given state directory (and [state] journal, when
+    given); with hold, the first step waits for the test's `go` file on its host (step_timeout 120 s)."""
     text = fleet.config_path.read_text()
     first = HOLD if hold else f"sleep {sleep}"
     text = re.sub(r"steps = \[.*?\]\n", STEPS.format(first=first), text, count=1, flags=re.S)
@@ -49,6 +64,8 @@ def config(fleet, *, sleep: float = 0.0, parallel: int = 10, state: str = "state
     if health is not None:
         text = re.sub(r'health = ".*"\n', f"health = {health!r}\n".replace("'", '"'), text, count=1)
     text = text[: text.index("[[phase]]")] + ONE_PHASE.format(parallel=parallel) + f'\n[state]\ndir = "{state}"\n'
+    if journal:
+        text += f'journal = "{journal}"\n'
     path = Path(fleet.dir) / name
     path.write_text(text)
     return str(path)
@@ -76,7 +93,17 @@ def revision_on(fleet) -> dict[str, str]:
     return {h.name: (Path(h.root) / "REVISION").read_text().strip() for h in fleet.hosts}
 
 
-def db_rows(state: Path, sql: str, *params) -> list[tuple]:
+def db_rows(state: Path, sql: str, *params, url: str | None = None) -> list[tuple]:
+    """The rows of a query of the journal of state (of the PostgreSQL journal at url, when given), [] while it
+    has none."""
+    if url:
+        import psycopg
+
+        try:
+            with psycopg.connect(url, autocommit=True) as con:
+                return con.execute(sql.replace("?", "%s"), params).fetchall()
+        except psycopg.errors.UndefinedTable:
+            return []
     db = state / "journal.db"
     if not db.exists():
         return []
@@ -96,8 +123,8 @@ def host_logs(fleet) -> str:
     return "\n".join(f"--- {h.name}\n{fleet.sshd_log(h.name)[-1500:]}" for h in fleet.hosts)
 
 
-def running(state: Path) -> int:
-    return sum(n for s, n in db_rows(state, "SELECT state, count(*) FROM host_runs GROUP BY state")
+def running(state: Path, url: str | None = None) -> int:
+    return sum(n for s, n in db_rows(state, "SELECT state, count(*) FROM host_runs GROUP BY state", url=url)
                if s in ("running", "connecting", "checking"))
 
 
@@ -115,12 +142,12 @@ def forget_that_hosts_finished(fleet, *, previous: bool = False) -> None:
 # ------------------------------------------------------------------------------------------------ two processes
 
 
-def test_two_resumes_started_together_one_runs_the_other_exits_3_and_no_step_runs_twice(any_make_fleet):
+def test_two_resumes_started_together_one_runs_the_other_exits_3_and_no_step_runs_twice(any_make_fleet, journal):
     fleet = any_make_fleet(hosts=4)
-    cfg = config(fleet, sleep=0.5, parallel=2)
+    cfg = config(fleet, sleep=0.5, parallel=2, journal=journal)
     state = Path(fleet.dir) / "state"
     first = spawn(cfg, "deploy", "--yes")
-    wait_for(lambda: running(state) > 0, 60, "the deploy to be running", first)
+    wait_for(lambda: running(state, journal) > 0, 60, "the deploy to be running", first)
     kill_server(state)  # the process that runs the deploy dies: its follower says so and ends
     first.wait(30)
 
@@ -135,9 +162,9 @@ def test_two_resumes_started_together_one_runs_the_other_exits_3_and_no_step_run
     assert all(s == ["1", "2"] for s in steps_of(fleet).values()), steps_of(fleet)
 
 
-def test_two_rollbacks_started_together_one_runs_the_other_exits_3(make_fleet):
+def test_two_rollbacks_started_together_one_runs_the_other_exits_3(make_fleet, journal):
     fleet = make_fleet(6)
-    cfg = config(fleet, parallel=6)
+    cfg = config(fleet, parallel=6, journal=journal)
     assert cli(cfg, "deploy", "--yes").returncode == 0
     text = Path(cfg).read_text().replace('rollback = ["', 'rollback = ["sleep 0.5; echo rb >> rollback.log; ')
     Path(cfg).write_text(text)
@@ -181,6 +208,52 @@ def test_a_second_journal_never_trusts_the_first_ones_receipts(any_make_fleet):
     assert "DEPLOY OK r2308: 3 of 3 hosts" in res.stdout
     assert set(revision_on(fleet).values()) == {"r2308"}
     assert all(s == ["1", "2", "1", "2"] for s in steps_of(fleet).values()), steps_of(fleet)
+
+
+def test_two_deploys_started_at_once_on_two_bastions_sharing_a_journal_one_runs_the_other_exits_3(make_fleet,
+                                                                                                  pg_url):
+    fleet = make_fleet(4)
+    # two bastions: two state directories (each its own server), one PostgreSQL journal
+    cfgs = [config(fleet, sleep=0.3, parallel=4, state=f"state-{b}", name=f"{b}.toml", journal=pg_url)
+            for b in ("a", "b")]
+    both = [spawn(cfg, "deploy", "--yes", user=u) for cfg, u in zip(cfgs, ("alice", "bob"), strict=True)]
+    results = [(p.wait(120), *p.communicate()) for p in both]
+    assert sorted(rc for rc, _, _ in results) == [0, 3], results
+    loser = next(err for rc, _, err in results if rc == 3)
+    # the holder and its bastion, from the journal's lock row; or, when the winner was done before the journal
+    # named it (a loaded machine), from the PostgreSQL session that held the fleet lock
+    host = re.escape(socket.gethostname())
+    assert re.fullmatch(rf"controlroom: the fleet is locked by (deploy #1 by (alice|bob) since .* \(pid \d+ on "
+                        rf"{host}\)(; .*)?|pid \d+ on {host}: (alice|bob)'s deploy)\n", loser), loser
+    assert db_rows(Path(fleet.dir), "SELECT id, status FROM rollouts", url=pg_url) == [(1, "done")]
+    assert set(revision_on(fleet).values()) == {"r2307"}
+    assert all(s == ["1", "2"] for s in steps_of(fleet).values()), steps_of(fleet)
+
+
+@pytest.mark.slow
+def test_a_deploy_whose_bastion_was_killed_is_taken_over_by_another_bastion_and_each_step_runs_once(make_fleet,
+                                                                                                   pg_url):
+    fleet = make_fleet(4)
+    cfg_a, cfg_b = (config(fleet, sleep=0.5, parallel=2, state=f"state-{b}", name=f"{b}.toml", journal=pg_url)
+                    for b in ("a", "b"))
+    first = spawn(cfg_a, "deploy", "--yes", user="alice")
+    wait_for(lambda: running(Path(fleet.dir), pg_url) > 0, 60, "the deploy to be running on bastion a", first)
+    kill_server(Path(fleet.dir) / "state-a")  # bastion a dies in the middle of the deploy
+    first.wait(30)
+
+    res = cli(cfg_b, "deploy", "--resume", "--yes", user="bob")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert set(revision_on(fleet).values()) == {"r2307"}
+    assert all(s == ["1", "2"] for s in steps_of(fleet).values()), steps_of(fleet)
+    log = cli(cfg_b, "log").stdout
+    assert re.search(rf"\[bob\] TAKEN OVER from {re.escape(socket.gethostname())} by bob: deploy #1 of alice "
+                     rf"\(pid \d+ there is gone\)", log), log
+    assert cli(cfg_a, "log").stdout == log  # one record, whichever bastion reads it
+
+    back = cli(cfg_a, "deploy", "--resume", "--yes", user="alice")  # bastion a, back, finds nothing left to do
+    assert back.returncode == 1 and "deploy #1 of r2307 already ended (done); nothing to resume" in back.stderr, (
+        back.stdout + back.stderr)
+    assert all(s == ["1", "2"] for s in steps_of(fleet).values()), steps_of(fleet)
 
 
 # ------------------------------------------------------------------------------------------------ receipts
@@ -227,12 +300,13 @@ def test_rollback_reaches_the_host_whose_health_check_failed(any_make_fleet):
     assert set(revision_on(fleet).values()) == {"r2306"}
 
 
-def test_rollback_after_kill_9_reaches_the_hosts_that_were_in_flight(any_make_fleet):
+def test_rollback_after_kill_9_reaches_the_hosts_that_were_in_flight(any_make_fleet, journal):
     fleet = any_make_fleet(hosts=4)
-    cfg = config(fleet, sleep=1.0, parallel=2)
+    cfg = config(fleet, sleep=1.0, parallel=2, journal=journal)
     state = Path(fleet.dir) / "state"
     p = spawn(cfg, "deploy", "--yes")
-    wait_for(lambda: running(state) > 0 and db_rows(state, "SELECT 1 FROM host_runs WHERE state = 'done'"),
+    wait_for(lambda: running(state, journal) > 0 and db_rows(state, "SELECT 1 FROM host_runs WHERE state = 'done'",
+                                                             url=journal),
              60, "one host done and others in flight", p)
     kill_server(state)
     p.wait(30)

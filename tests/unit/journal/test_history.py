@@ -16,7 +16,12 @@ from controlroom.journal.journal import Journal
 
 
 @pytest.fixture
-def journal(tmp_path):
+def journal(open_journal, tmp_path):
+    return open_journal(tmp_path / "state")  # on SQLite, then on PostgreSQL (conftest.py)
+
+
+@pytest.fixture
+def sqlite_journal(tmp_path):
     j = Journal.open(tmp_path / "state")
     yield j
     j.close()
@@ -24,7 +29,7 @@ def journal(tmp_path):
 
 def test_a_new_channel_starts_at_the_present_and_keeps_its_place_across_a_restart(journal):
     journal.add_log(Actor("alice"), "NOTE", "before the channel existed")
-    cursors = ChatCursors(journal.path)
+    cursors = ChatCursors(journal.store)
     try:
         start = cursors.start("webhook", "log")
         assert cursors.log_after(start, 100) == []  # the history before it is not announced
@@ -35,7 +40,7 @@ def test_a_new_channel_starts_at_the_present_and_keeps_its_place_across_a_restar
         cursors.sent("webhook", rows[-1][0])
     finally:
         cursors.close()
-    again = ChatCursors(journal.path)  # the next server
+    again = ChatCursors(journal.store)  # the next server
     try:
         assert again.start("webhook", "log") == rows[-1][0]
         assert again.log_after(rows[-1][0], 100) == []
@@ -45,7 +50,7 @@ def test_a_new_channel_starts_at_the_present_and_keeps_its_place_across_a_restar
 
 def test_a_phase_done_comes_with_its_deploys_user_and_revision(journal):
     rid = journal.new_rollout("r2307", "r2306", Actor("alice"), [["canary", ["web001"]]])
-    cursors = ChatCursors(journal.path)
+    cursors = ChatCursors(journal.store)
     try:
         start = cursors.start("webhook.events", "events")
         journal.record(ev.PhaseCompleted(rid, phase=0, name="canary", done=1, failed=0, skipped=0, seconds=1.5))
@@ -56,7 +61,7 @@ def test_a_phase_done_comes_with_its_deploys_user_and_revision(journal):
 
 
 def test_a_cursor_points_only_into_the_log_or_the_events(journal):
-    cursors = ChatCursors(journal.path)
+    cursors = ChatCursors(journal.store)
     try:
         with pytest.raises(ValueError, match="log or events"):
             cursors.start("webhook", "lock; DROP TABLE log")
@@ -64,10 +69,10 @@ def test_a_cursor_points_only_into_the_log_or_the_events(journal):
         cursors.close()
 
 
-def test_a_journal_that_cannot_be_read_is_a_journal_error_in_sqlites_words(journal, tmp_path):
-    cursors = ChatCursors(journal.path)
+def test_a_journal_that_cannot_be_read_is_a_journal_error_in_sqlites_words(sqlite_journal, tmp_path):
+    cursors = ChatCursors(sqlite_journal.path)
     try:
-        journal.db.execute("DROP TABLE notify_sent")  # what a damaged file would do
+        sqlite_journal.db.execute("DROP TABLE notify_sent")  # what a damaged file would do
         with pytest.raises(JournalError, match="no such table: notify_sent"):
             cursors.start("webhook", "log")
     finally:

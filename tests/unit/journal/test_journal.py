@@ -424,13 +424,16 @@ def test_a_journal_from_a_newer_controlroom_is_refused_and_left_untouched(site):
 # --------------------------------------------------------------------------------------------- what to run next
 
 
-def test_the_next_step_a_failure_names_follows_the_journal_and_a_rollback_cut_short(tmp_path):
+def test_the_next_step_a_failure_names_follows_the_journal_and_a_rollback_cut_short(tmp_path, open_journal):
     from controlroom.core import events as ev
-    from controlroom.journal.journal import next_step
+    from controlroom.journal.journal import next_step as next_step_at
+
+    def next_step(state):  # as this test's journal says (SQLite, then PostgreSQL: conftest.py)
+        return next_step_at(state, url=open_journal.url)
 
     state = tmp_path / "state"
     assert next_step(state) == "`controlroom log` shows where it stands"  # no journal: still a command
-    j = Journal.open(state)
+    j = open_journal(state)
     try:
         assert j.next_step() == ""
         rid = j.new_rollout("r2", "r1", Actor("alice"), [["all", ["web001"]]])

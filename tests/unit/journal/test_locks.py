@@ -11,8 +11,8 @@ import pytest
 
 from controlroom.core.errors import LockedError
 from controlroom.core.identity import Actor
-from controlroom.journal.journal import Journal
 from controlroom.journal.locks import Lock, abandons
+from tests.waiting import wait_for
 
 AT = time.mktime((2026, 3, 4, 9, 30, 0, 0, 0, -1))
 STAMP = "2026-03-04 09:30"
@@ -21,11 +21,10 @@ HOLDER = """
 import sys
 from pathlib import Path
 from controlroom.core.identity import Actor
-from controlroom.journal import fleetlock
 from controlroom.journal.journal import Journal
 state = Path(sys.argv[1])
-j = Journal.open(state)
-fleetlock.FleetLock(state).acquire("deploy #7")
+j = Journal.open(state, url=sys.argv[2] or None)
+j.fleet_lock().acquire("deploy #7")
 j.take_lock(Actor("alice"), "deploying r2307", rollout_id=7)
 print("holding", flush=True)
 sys.stdin.read()
@@ -60,11 +59,12 @@ def test_a_halted_deploys_parked_lock_says_why_it_waits_and_that_unlocking_aband
 
 
 @pytest.fixture
-def holder(tmp_path):
-    """A deploy's process: it holds the fleet's OS lock and the journal's lock row for deploy #7."""
+def holder(tmp_path, open_journal):
+    """A deploy's process: it holds the fleet's OS lock (on PostgreSQL: its advisory lock) and the journal's lock
+    row for deploy #7."""
     state = tmp_path / "state"
-    Journal.open(state).close()
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(state)], stdin=subprocess.PIPE,
+    open_journal(state).close()
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(state), open_journal.url or ""], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline() == "holding\n", proc.communicate()
     yield state, proc
@@ -72,9 +72,9 @@ def holder(tmp_path):
     proc.wait()
 
 
-def test_a_live_deploys_lock_cannot_be_taken_or_unlocked_by_a_person(holder):
+def test_a_live_deploys_lock_cannot_be_taken_or_unlocked_by_a_person(holder, open_journal):
     state, proc = holder
-    j = Journal.open(state)
+    j = open_journal(state)
     lock = j.lock()
     assert lock.live and not lock.stale and lock.pid == proc.pid
     with pytest.raises(LockedError, match=r"the fleet is locked by deploy #7 by alice"):
@@ -83,11 +83,14 @@ def test_a_live_deploys_lock_cannot_be_taken_or_unlocked_by_a_person(holder):
         j.release_lock(Actor("bob"), force=True)
 
 
-def test_when_the_deploys_process_dies_its_lock_is_stale_and_the_next_one_takes_it_over_saying_so(holder):
+def test_when_the_deploys_process_dies_its_lock_is_stale_and_the_next_one_takes_it_over_saying_so(holder,
+                                                                                                 open_journal):
     state, proc = holder
     proc.kill()
     proc.wait()
-    j = Journal.open(state)
+    j = open_journal(state)
+    if open_journal.url:  # PostgreSQL ends the dead process's session (and its lock) once it sees the socket close
+        wait_for(lambda: j.lock().stale, 10, "the dead holder's session to end")
     lock = j.lock()  # the kernel let go of the OS lock when the process died: nothing to wait for
     assert lock.stale and lock.pid == proc.pid and "stale: that process is gone" in lock.describe()
 
@@ -100,8 +103,8 @@ def test_when_the_deploys_process_dies_its_lock_is_stale_and_the_next_one_takes_
         ("bob", "LOCK", "NO DEPLOY PLEASE: looking at what broke")]
 
 
-def test_a_persons_lock_is_released_by_them_but_another_person_must_force_it(tmp_path):
-    j = Journal.open(tmp_path / "state")
+def test_a_persons_lock_is_released_by_them_but_another_person_must_force_it(tmp_path, open_journal):
+    j = open_journal(tmp_path / "state")
     j.take_lock(Actor("bob"), "database migration")
     with pytest.raises(LockedError, match="`controlroom unlock --force` to do it"):
         j.release_lock(Actor("carol"))

@@ -186,6 +186,34 @@ async def test_no_entry_is_lost_or_sent_twice_across_a_restart(journal):
                                  "[bob] NOTE last"]
 
 
+async def test_two_bastions_on_a_shared_journal_announce_each_entry_once_and_the_second_goes_on_when_the_first_ends(
+        pg_url, tmp_path):
+    said: list[str] = []
+    j = Journal.open(tmp_path / "state-a", url=pg_url)
+    try:
+        async with Hook() as hook:
+            first, second = (Notifier(Journal.open(tmp_path / f"state-{b}", url=pg_url).store,
+                                      [notify.Webhook(hook.url)], say=said.append, interval=0.1, poll=0.05)
+                             for b in ("a", "b"))
+            first.start()
+            second.start()  # both servers tail the journal; one announces
+            for i in range(3):
+                j.add_log(Actor("mygrant"), "NOTE", f"entry {i}")
+            await until(lambda: len(lines(hook.texts)) >= 3, what="the first entries")
+            await first.close()  # bastion a's server stops: b's announces from where a got to
+            j.add_log(Actor("bob"), "NOTE", "after")
+            try:
+                await until(lambda: lines(hook.texts)[-1:] == ["[bob] NOTE after"], what="b's announcement")
+                j.add_log(Actor("bob"), "NOTE", "last")  # anything sent twice would come before this one
+                await until(lambda: lines(hook.texts)[-1:] == ["[bob] NOTE last"], what="the last")
+            finally:
+                await second.close()
+        assert lines(hook.texts) == [f"[mygrant] NOTE entry {i}" for i in range(3)] + [
+            "[bob] NOTE after", "[bob] NOTE last"], said
+    finally:
+        j.close()
+
+
 async def test_a_send_on_its_way_when_the_notifier_closes_is_finished_recorded_and_never_sent_again(journal):
     """A server that stops while a message is on its way (the webhook has it, its answer not back yet): the send
     finishes and is recorded, so the next server neither repeats it nor loses what came after."""

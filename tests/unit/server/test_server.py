@@ -105,6 +105,38 @@ async def test_two_watchers_see_the_same_numbered_events_and_an_intent_from_one_
         await b.close()
 
 
+async def test_a_watcher_of_another_bastions_server_on_a_shared_journal_sees_its_deploy_as_it_goes(served, pg_url):
+    text = served.config_path.read_text()
+    paths = {}
+    for b in ("a", "b"):  # two bastions: two state directories, each its own server, one PostgreSQL journal
+        paths[b] = Path(served.dir) / f"{b}.toml"
+        paths[b].write_text(text.replace('dir = "state"', f'dir = "state-{b}"\njournal = "{pg_url}"'))
+    watcher = await connect(config.load(paths["b"]))  # bastion b's server, where nothing runs
+    try:
+        await watcher.request("attach")
+        snap = await watcher.messages.get()
+        assert snap["op"] == "snapshot"
+        deploy = asyncio.ensure_future(asyncio.to_thread(
+            run_cli, "deploy", "--yes", "--config", str(paths["a"]), env={"SUDO_USER": "alice"}))
+        seen: list[dict] = []
+        while not any(m["event"]["type"] == "RolloutFinished" for m in seen):
+            m = await asyncio.wait_for(watcher.messages.get(), 60)
+            assert m["op"] != "closed", seen
+            if m["op"] == "event":
+                seen.append(m)
+        res = await deploy
+        assert res.returncode == 0, res.stdout + res.stderr
+    finally:
+        await watcher.close()
+    events = [m["event"] for m in seen]
+    assert [m["seq"] for m in seen] == list(range(snap["seq"] + 1, snap["seq"] + 1 + len(seen)))  # in order, none lost
+    done = {e["host"] for e in events if e["type"] == "HostStateChanged" and e["state"] == "done"}
+    assert done == {h.name for h in served.hosts}
+    [started] = [e for e in events if e["type"] == "RolloutStarted"]
+    assert (started["user"], started["revision"]) == ("alice", "r2307")
+    assert any(e["type"] == "LogEntryAdded" and e["kind"] == "DEPLOY OK" for e in events)
+
+
 async def test_a_reconnecting_client_gets_only_the_events_after_its_number(served):
     cfg = config.load(served.config_path)
     a = await connect(cfg)

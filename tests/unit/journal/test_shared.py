@@ -1,0 +1,293 @@
+"""The journal in PostgreSQL, shared by bastions (journal/pg.py): the record reads back as on SQLite (the first test
+runs on both), its schema is versioned and set up once however many open it at once, a newer one is refused, the
+URL's password is never said, `controlroom journal migrate` moves a SQLite journal over, and two bastions (two state
+directories) on one journal see one fleet lock and one journal id."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from controlroom.config import config as config_mod
+from controlroom.core import events as ev
+from controlroom.core.errors import ConfigErrors, JournalError, JournalSetupError, LockedError
+from controlroom.core.identity import Actor
+from controlroom.journal import pg, record
+from controlroom.journal.flags import CONFIRMED, FlagHistory, Receipt
+from controlroom.journal.journal import Journal
+from tests.conftest import run_cli
+from tests.unit.journal.test_locks import HOLDER
+from tests.waiting import wait_for
+
+PHASES = (("canary", ("web001",)), ("rest", ("web002", "web003")))
+
+
+def a_deploy(j: Journal) -> int:
+    """One deploy, recorded as the engine records it: started, web001 done, web002 failed, rolled back on web001."""
+    rid = j.new_rollout("r2307", "r2306", Actor("alice"), [list(p) for p in PHASES])
+    j.pin_commit(rid, "c" * 40)
+    j.record(ev.RolloutStarted(rid, revision="r2307", previous="r2306", user="alice", phases=PHASES))
+    j.record(ev.PhaseStarted(rid, phase=0, name="canary", hosts=("web001",)))
+    for state, step in (("running", 1), ("running", 2), ("done", 2)):
+        j.record(ev.HostStateChanged(rid, host="web001", phase=0, state=state, step=step, steps=2, steps_done=step,
+                                     revision="r2307" if state == "done" else None, previous="r2306"))
+    j.record(ev.HostStateChanged(rid, host="web002", phase=1, state="failed", step=1, steps=2, reason="exit 1"))
+    j.add_log(Actor("bob", "192.0.2.7"), "NOTE", "100% of the canary? yes")
+    j.record(ev.OperatorAction(rid, user="bob", action="rollback", detail="1 hosts"))
+    return rid
+
+
+def test_the_record_reads_back_the_same_from_either_journal(open_journal, tmp_path):
+    j = open_journal(tmp_path / "state")
+    assert j.next_step() == ""
+    rid = a_deploy(j)
+    assert j.touched(rid) == {"web001"} and j.actions(rid) == {"rollback"}
+    assert j.rollback_underway(rid)
+    assert j.next_step() == f"`controlroom rollback` finishes the rollback of deploy #{rid}"
+    runs = j.host_runs(rid)
+    assert (runs["web001"].state, runs["web001"].revision, runs["web002"].reason) == ("done", "r2307", "exit 1")
+    assert runs["web003"].state == "pending" and runs["web003"].phase == 1
+    assert j.live_revisions() == {"web001": ("r2307", "r2306")}
+    assert [t["state"] for t in j.transitions(rid, "web001")] == ["running", "running", "done"]
+    rec = j.rollout(rid)
+    assert (rec.revision, rec.user, rec.status, rec.phases) == ("r2307", "alice", "running", PHASES)
+    assert len(j.rollout_uuid(rid)) == 32 and j.rollout_uuid(rid) == j.rollout_uuid(rid)
+    [note] = [e for e in j.log() if e.kind == "NOTE"]
+    assert (note.user, note.origin, note.text) == ("bob", "192.0.2.7", "100% of the canary? yes")
+    j.record(ev.RolloutFinished(rid, status=ev.R_ROLLED_BACK, revision="r2307", done=1, failed=1, skipped=1,
+                                seconds=3.0))
+    assert not j.rollback_underway(rid) and j.next_step() == ""
+
+    j.add_stage(Actor("alice"), "r2308", "d" * 40, True, 1.5, "")
+    assert j.staged_ok("r2308", "d" * 40) and not j.staged_ok("r2309", None)
+    flags = FlagHistory(j)
+    change = {"version": 1, "at": 100.0, "user": "bob", "flag": "beehive", "old": "on", "new": "off",
+              "reason": "on fire", "hosts": 1, "state": {"beehive": "off"}}
+    flags.begun(change, [], ev.FlagChanged(0, flag="beehive", old="on", new="off", user="bob", reason="on fire",
+                                           version=1, confirmed=0, total=1))
+    flags.ended(change, 1, [], [Receipt("web001", 1, "a" * 64, CONFIRMED, at=101.0)], line="beehive on -> off",
+                actor=Actor("bob"))
+    flags.save(Receipt("web001", 1, "a" * 64, CONFIRMED, at=102.0))  # the same host again: replaced
+    assert flags.receipts()["web001"].at == 102.0 and flags.value("beehive", "on") == "off"
+
+    db = j.db
+    [row] = record.deploys(db, user="alice")
+    assert (row.id, row.revision, row.status, row.commit_hash) == (rid, "r2307", "rolled_back", "c" * 40)
+    assert record.deploy(db).id == rid and record.deploy_numbers(db) == [rid]
+    events = record.deploy_events(db, rid)
+    assert [e.type for e in events][:2] == ["RolloutStarted", "PhaseStarted"]
+    assert "LogEntryAdded" in [e.type for e in events]  # bob's note, recorded between the deploy's events
+    assert [d["type"] if "type" in d else t for _, _, t, d in record.deploy_events_decoded(db, rid)] == [
+        e.type for e in events]
+    assert record.last_done(db, rid) is not None
+    assert record.flags_at(db, 100.5) == (1, {"beehive": "off"})
+    assert [(f["user"], f["failed"]) for f in record.flag_changes(db, user="bob")] == [("bob", [])]
+    assert [(s["user"], s["ok"]) for s in record.stages(db, user="alice")] == [("alice", 1)]
+    assert [e.type for e in record.events_of(db, [rid], ["RolloutFinished"])[rid]] == ["RolloutFinished"]
+
+    first_id = j.journal_id()
+    j2 = open_journal(tmp_path / "state")
+    assert j2.journal_id() == first_id  # made once, kept
+    assert j2.new_rollout("r2308", "r2307", Actor("carol"), []) == rid + 1
+
+
+def test_a_shared_journal_is_set_up_once_by_eight_processes_opening_it_at_once(pg_url, tmp_path):
+    child = (
+        "import sys\n"
+        "from controlroom.core.identity import Actor\n"
+        "from controlroom.journal.journal import Journal\n"
+        "print('ready', flush=True)\n"
+        "sys.stdin.read()\n"  # the barrier: everyone starts when the test closes the pipes
+        "j = Journal.open(sys.argv[1], url=sys.argv[3])\n"
+        "j.add_log(Actor('p' + sys.argv[2]), 'NOTE', 'first use')\n"
+        "print('ok', flush=True)\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", child, str(tmp_path / f"bastion{i}"), str(i), pg_url],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(8)]
+    try:
+        for p in procs:
+            assert p.stdout.readline() == "ready\n"
+        for p in procs:
+            p.stdin.close()
+        results = [(p.stdout.read(), p.stderr.read()) for p in procs]
+        for p in procs:
+            p.wait(timeout=60)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert [(p.returncode, out, err) for p, (out, err) in zip(procs, results, strict=True)] == [(0, "ok\n", "")] * 8
+    j = Journal.open(tmp_path / "bastion0", url=pg_url)
+    try:
+        assert sorted(e.user for e in j.log()) == [f"p{i}" for i in range(8)]
+        assert j.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == str(pg.VERSION)
+        tables = [r[0] for r in j.db.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+                                             " ORDER BY tablename")]
+        assert tables == ["events", "flag_changes", "flag_receipts", "host_runs", "hosts", "lock", "log", "meta",
+                          "notify_sent", "rollouts", "stages"]
+    finally:
+        j.close()
+
+
+def test_a_shared_journal_from_a_newer_controlroom_is_refused_and_left_untouched(pg_url, tmp_path):
+    Journal.open(tmp_path / "state", url=pg_url).close()
+    db = pg.connect(pg_url)
+    db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(pg.VERSION + 1),))
+    db.execute("DROP TABLE stages")  # nothing may bring it back
+    for readonly in (False, True):
+        with pytest.raises(JournalSetupError, match=rf"{pg_url} was written by a newer controlroom \(journal version"
+                                                    rf" {pg.VERSION + 1}, this one knows up to {pg.VERSION}\)"):
+            Journal.open(tmp_path / "state", url=pg_url, readonly=readonly)
+    assert db.execute("SELECT to_regclass('stages')").fetchone()[0] is None
+    db.close()
+
+
+def test_a_password_in_the_config_is_refused_naming_the_line_and_never_said(tmp_path):
+    (tmp_path / "controlroom.toml").write_text(
+        '[inventory]\nhosts = ["web001"]\n[inventory.ssh]\nknown_hosts = "kh"\n[release]\nrepo = "."\n'
+        '[deploy]\nsteps = ["true"]\n[state]\ndir = "state"\njournal = "postgresql://cr:s3cret@db:5432/cr"\n')
+    (tmp_path / "kh").write_text("")
+    with pytest.raises(ConfigErrors) as raised:
+        config_mod.load(tmp_path / "controlroom.toml")
+    assert str(raised.value).startswith(f"{tmp_path / 'controlroom.toml'}:11: state.journal: must not hold a password")
+    assert "s3cret" not in str(raised.value)
+    res = run_cli("check", "--config", str(tmp_path / "controlroom.toml"))
+    assert res.returncode == 2 and "s3cret" not in res.stdout + res.stderr, res.stdout + res.stderr
+    assert "state.journal: must not hold a password" in res.stderr
+
+    (tmp_path / "controlroom.toml").write_text(
+        (tmp_path / "controlroom.toml").read_text().replace("cr:s3cret@db", "cr@db"))
+    res = run_cli("check", "--config", str(tmp_path / "controlroom.toml"))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert f"state: {tmp_path / 'state'}, journal postgresql://cr@db:5432/cr" in res.stdout.splitlines()
+
+
+def test_a_journal_that_cannot_be_reached_is_one_line_with_its_password_hidden(pg_cluster, tmp_path):
+    url = f"postgresql://postgres:s3cret@127.0.0.1:{pg_cluster.port}/no_such_db"
+    with pytest.raises(JournalError) as raised:
+        Journal.open(tmp_path / "state", url=url)
+    text = str(raised.value)
+    assert text.startswith(f"cannot use the journal postgresql://postgres:***@127.0.0.1:{pg_cluster.port}/no_such_db:")
+    assert "s3cret" not in text and "\n" not in text and 'database "no_such_db" does not exist' in text
+    assert pg.redact("postgresql://db/cr?password=s3cret&sslmode=require") == (
+        "postgresql://db/cr?password=***&sslmode=require")
+
+
+def test_journal_migrate_moves_every_table_keeps_the_ids_and_refuses_a_journal_that_is_not_empty(pg_url, tmp_path):
+    state = tmp_path / "state"
+    src = Journal.open(state)
+    rid = a_deploy(src)
+    src.take_lock(Actor("carol"), "NO DEPLOY PLEASE: db work")
+    src.add_stage(Actor("alice"), "r2308", None, False, 2.0, "make failed")
+    FlagHistory(src).save(Receipt("web001", 3, "a" * 64, CONFIRMED, at=1.0))
+    journal_id, uuid = src.journal_id(), src.rollout_uuid(rid)
+    log, counts = src.log(), {t: src.db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                              for t in ("events", "log", "host_runs")}
+    src.close()
+
+    res = run_cli("journal", "migrate", "--from", str(state), "--to", pg_url)
+    assert res.returncode == 0, res.stdout + res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0] == f"moved {state / 'journal.db'} to {pg_url}:"
+    moved = dict(line.split()[:2] for line in lines[1:-1])
+    assert moved == {"rollouts": "1", "events": str(counts["events"]), "log": str(counts["log"]), "lock": "1",
+                     "host_runs": str(counts["host_runs"]), "hosts": "1", "flag_changes": "0", "flag_receipts": "1",
+                     "stages": "1", "notify_sent": "0", "meta": "1"}
+
+    j = Journal.open(tmp_path / "bastion-b", url=pg_url)
+    try:
+        assert j.log() == log and j.journal_id() == journal_id and j.rollout_uuid(rid) == uuid
+        assert j.lock().describe().startswith("NO DEPLOY PLEASE — carol")
+        assert j.host_runs(rid)["web001"].state == "done"
+        assert j.new_rollout("r2309", "r2307", Actor("alice"), []) == rid + 1  # the sequences moved past the ids
+        j.add_log(Actor("alice"), "NOTE", "after the move")
+        assert [e.id for e in j.log()][-1] == log[-1].id + 1
+    finally:
+        j.close()
+
+    again = run_cli("journal", "migrate", "--from", str(state), "--to", pg_url)
+    assert again.returncode == 2 and again.stderr.startswith(f"controlroom: the journal {pg_url} is not empty ("), (
+        again.stdout + again.stderr)
+
+
+@pytest.fixture
+def bastion_a(tmp_path, pg_url):
+    """Bastion A: a deploy's process on state-a holding the shared journal's fleet lock and its lock row (#7)."""
+    Journal.open(tmp_path / "state-a", url=pg_url).close()
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path / "state-a"), pg_url], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "holding\n", proc.communicate()
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def test_a_second_bastion_on_the_shared_journal_sees_the_first_ones_live_lock_and_its_journal_id(
+        tmp_path, pg_url, bastion_a):
+    a = Journal.open(tmp_path / "state-a", url=pg_url)
+    b = Journal.open(tmp_path / "state-b", url=pg_url)  # another state directory: another bastion
+    try:
+        assert b.journal_id() == a.journal_id()  # the hosts' leases name it: bastion B is no stranger
+        lock = b.lock()
+        assert lock.live and lock.pid == bastion_a.pid and lock.hostname
+        with pytest.raises(LockedError, match=rf"the fleet is locked by deploy #7 by alice since .* \(pid"
+                                              rf" {bastion_a.pid} on {lock.hostname}\)"):
+            b.take_lock(Actor("bob"), "deploying r2308", rollout_id=8)
+        with pytest.raises(LockedError):
+            b.fleet_lock().acquire("bob's deploy")
+        assert b.fleet_lock().holder() == f"pid {bastion_a.pid} on {lock.hostname}: deploy #7"
+
+        bastion_a.kill()  # bastion A dies: its session ends, and the lock with it
+        bastion_a.wait()
+        wait_for(lambda: b.lock().stale, 10, "bastion A's session to end")
+        held = b.fleet_lock().acquire("bob's deploy")
+        b.take_lock(Actor("bob"), "deploying r2308", rollout_id=8)
+        assert [(e.kind, e.text) for e in a.log()][-1] == (
+            "LOCK TAKEN OVER", f"stale lock of deploy #7 by alice (pid {bastion_a.pid} is gone)")
+        assert a.lock().live and a.lock().pid == b.lock().pid  # A reads B's live lock now
+        held.release()
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_reader_never_waits_for_a_writer_and_a_blocked_write_gives_up_with_journal_error(pg_url, tmp_path):
+    j = Journal.open(tmp_path / "state", url=pg_url)
+    j.add_log(Actor("alice"), "NOTE", "before")
+    other = pg.connect(pg_url)  # another bastion, in the middle of a write that never ends
+    other.begin()
+    other.execute("INSERT INTO log (at, \"user\", kind, text) VALUES (0, 'bob', 'NOTE', 'uncommitted')")
+    try:
+        assert [e.text for e in j.log()] == ["before"]  # a read returns at once
+        with pytest.raises(JournalError) as raised:
+            j.add_log(Actor("alice"), "NOTE", "during")  # waits pg.BUSY_TIMEOUT, not for ever
+        assert str(raised.value).startswith(f"the journal {pg_url} is busy: another session has held its write lock")
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    j.add_log(Actor("alice"), "NOTE", "after")  # nothing was left half done
+    assert [e.text for e in j.log()] == ["before", "after"]
+    j.close()
+
+
+def test_a_follower_gets_the_other_writers_events_in_order_and_never_its_own(pg_url, tmp_path):
+    a = Journal.open(tmp_path / "state-a", url=pg_url)
+    b = Journal.open(tmp_path / "state-b", url=pg_url)
+    try:
+        a.add_log(Actor("alice"), "NOTE", "before b followed")
+        last = b.follow()
+        a.add_log(Actor("alice"), "NOTE", "one")
+        b.add_log(Actor("bob"), "NOTE", "b's own")
+        rid = a.new_rollout("r2307", "r2306", Actor("alice"), [["all", ["web001"]]])
+        a.record(ev.RolloutStarted(rid, revision="r2307", previous="r2306", user="alice", phases=(("all", ("web001",)),)))
+        last, events = b.others_after(last)
+        assert [(type(e).__name__, getattr(e, "text", None)) for e in events] == [
+            ("LogEntryAdded", "one"), ("RolloutStarted", None)]
+        assert events[1].phases == (("all", ("web001",)),)  # as it was recorded, tuples and all
+        assert b.others_after(last) == (last, [])
+    finally:
+        a.close()
+        b.close()
