@@ -1,4 +1,4 @@
-"""`controlroom history`, `controlroom timeline DEPLOY` and `controlroom stats`: the record, read back.
+"""`controlroom history`, `controlroom timeline DEPLOY`, `controlroom replay DEPLOY`'s checks and `controlroom stats`: the record, read back.
 
 Everything printed went through core.text.clean (names, reasons, log texts and host output are only text); a bad
 argument is one line and exit 2, and an unknown deploy number names the ones that exist.
@@ -131,6 +131,19 @@ def cmd_timeline(cfg: Config, args: argparse.Namespace) -> int:
         mark = "!" if e.failure else " "
         _say(f"{e.stamp()} {mark} {clean(e.user, 24):<10} {e.kind:<6} {e.text()}")
     return 0
+
+
+def replay_target(cfg: Config, args: argparse.Namespace) -> tuple[int, float]:
+    """`controlroom replay DEPLOY --speed N`: the deploy (one that exists, else UsageError naming those that do)
+    and the speed, checked before the app opens."""
+    speed = args.speed
+    if not 0 < speed <= 1000:  # NaN and inf too
+        raise UsageError("--speed must be more than 0 and at most 1000 (times the record's pace)")
+    j = _open(cfg)
+    try:
+        return deploy_number(j.db, args.deploy), float(speed)
+    finally:
+        j.close()
 
 
 def _say_lines(text: str) -> None:

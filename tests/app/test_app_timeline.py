@@ -1,0 +1,133 @@
+"""The record in the app: `t` opens the deploy's timeline (the fleet as it was at the cursor, the gated series on
+the same axis), `H` the history list, and a replay plays a finished deploy to its end. Pilot against the real
+server and the simulated fleet; waits poll what is shown (never a fixed sleep)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from controlroom.app.app import build_app
+from controlroom.app.timeline import EntryScreen, HistoryScreen, TimelineScreen
+from controlroom.config import config
+from controlroom.core import events as ev
+from tests.app.test_app_actions import SIZE, deploy_to_gate, make_app, start, until  # noqa: F401
+from tests.e2e.test_gate_kill_switch import to_the_failed_gate
+from widgets.dialogs import GateHaltDialog
+from widgets.host_grid import HostGrid
+
+
+def shown(screen: TimelineScreen) -> bool:
+    """The screen draws the moment at its cursor now (its 15 Hz repaint caught up with the keys)."""
+    return screen.record is not None and screen.shown == screen.cursor
+
+
+def text_of(screen: TimelineScreen, selector: str) -> str:
+    return str(screen.query_one(selector).render())
+
+
+def grid_states(screen: TimelineScreen) -> dict[str, str]:
+    """Each host's state as the timeline's grid draws it (its board), with the row the grid renders for it."""
+    grid = screen.query_one(HostGrid)
+    assert grid.board is screen.board
+    return {h: grid.board.hosts[h].state for h in grid.board.order}
+
+
+def at_cursor(screen: TimelineScreen):
+    return screen.record.tl.events[screen.cursor]
+
+
+@pytest.mark.slow
+async def test_t_at_a_failed_gate_moves_back_to_it_and_shows_the_fleet_and_the_value_as_they_were(gated_fleet):
+    app = make_app(gated_fleet)
+    async with app.run_test(size=SIZE) as pilot:
+        await to_the_failed_gate(pilot)
+        await pilot.press("escape")  # later: the deploy waits at the failed gate
+        await until(pilot, lambda: not isinstance(app.screen, GateHaltDialog), "the dialog to close")
+        await pilot.press("t")
+        await until(pilot, lambda: isinstance(app.screen, TimelineScreen) and shown(app.screen), "the timeline")
+        screen: TimelineScreen = app.screen
+        tl = screen.record.tl
+        assert screen.cursor == len(tl) - 1 and screen.following, "it opens at the end, following the live deploy"
+        assert "following the live deploy" in text_of(screen, "#tl-hint")
+
+        await pilot.press("home")
+        await until(pilot, lambda: shown(screen) and screen.cursor == 0, "the cursor at the first event")
+        assert "following: off, end to follow" in text_of(screen, "#tl-hint")
+        assert at_cursor(screen).type == "RolloutStarted" or at_cursor(screen).kind in ("log", "lock", "deploy")
+        assert set(grid_states(screen).values()) <= {ev.PENDING}, "before anything ran every host is pending"
+
+        # n from the start: the next failure or gate, until the failed gate's wait
+        for _ in range(50):
+            e = at_cursor(screen)
+            if e.type == "GateWaiting" and e.values.get("kind") == ev.GATE_FAILED:
+                break
+            await pilot.press("n")
+            await until(pilot, lambda: shown(screen), "the cursor's moment drawn")
+        e = at_cursor(screen)
+        assert e.type == "GateWaiting" and e.failure
+        states = grid_states(screen)
+        assert [states[h] for h in ("web001", "web002")] == [ev.DONE, ev.DONE], "the canary done"
+        assert {states[h] for h in states if h not in ("web001", "web002")} == {ev.PENDING}, "the rest pending"
+        gates = text_of(screen, "#tl-gates")
+        value = re.search(r"errors_5xx < 5\{r2307\} = ([\d.]+) failed", gates)
+        assert value and float(value.group(1)) > 5, gates
+        assert "new_search on" in text_of(screen, "#tl-flags")
+        assert "stage 1" in text_of(screen, "#tl-entries") and "▶" in text_of(screen, "#tl-entries")
+        axis = text_of(screen, "#tl-axis")
+        assert "errors_5xx < 5{r2307}" in axis and "▲" in axis, axis
+        bars = text_of(screen, "#tl-bars")
+        assert "2/2" in bars and "0/1" in bars, bars
+
+        # left goes one event back, and what is shown follows the cursor (never the text of before)
+        before = screen.cursor
+        await pilot.press("left")
+        await until(pilot, lambda: shown(screen) and screen.cursor == before - 1, "one event back")
+        assert f"event {before}/{len(screen.record.tl)}" in text_of(screen, "#tl-header")
+
+        # enter on the gate's entry: its values
+        await pilot.press("right")
+        await until(pilot, lambda: shown(screen) and screen.cursor == before, "back on the gate")
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, EntryScreen), "the entry's detail")
+        body = app.screen.body
+        assert re.search(r"errors_5xx < 5\{r2307\} = [\d.]+ failed", body), body
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is screen, "the detail to close")
+        await pilot.press("end")
+        await until(pilot, lambda: shown(screen) and screen.following, "following again")
+        assert "following the live deploy" in text_of(screen, "#tl-hint")
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, TimelineScreen), "the timeline to close")
+
+
+@pytest.mark.slow
+async def test_H_lists_the_deploy_and_enter_opens_its_timeline_and_replay_plays_it_to_the_end(make_fleet):
+    fleet = make_fleet(4)
+    app = make_app(fleet)
+    async with app.run_test(size=SIZE) as pilot:
+        await start(pilot)
+        await deploy_to_gate(pilot)
+        await pilot.press("g")
+        await until(pilot, lambda: app.status == ev.R_DONE and not app.busy, "the deploy to finish")
+        await pilot.press("H")
+        await until(pilot, lambda: isinstance(app.screen, HistoryScreen) and app.screen.loaded, "the history")
+        items = app.screen.items
+        assert items[0]["kind"] == "deploy" and items[0]["id"] == 1 and "DEPLOY OK" in items[0]["result"]
+        await pilot.press("enter")  # the first item: the deploy
+        await until(pilot, lambda: isinstance(app.screen, TimelineScreen) and shown(app.screen), "its timeline")
+        assert app.screen.record.tl.number == 1
+        assert "the deploy ended" in text_of(app.screen, "#tl-hint")
+
+    replay = build_app(config.load(fleet.config_path), replay=(1, 1000.0))
+    async with replay.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(replay.screen, TimelineScreen) and replay.screen.ended
+                    and shown(replay.screen), "the replay to end", timeout=60)
+        screen = replay.screen
+        assert "replay ended" in text_of(screen, "#tl-hint")
+        assert set(grid_states(screen).values()) == {ev.DONE}, "the final grid"
+        assert not replay.room.may_act, "a replay is read-only"
+        await pilot.press("home")
+        await until(pilot, lambda: shown(screen) and screen.cursor == 0 and not screen.ended, "back at the start")
+        assert "replay paused" in text_of(screen, "#tl-hint") or "replay playing" in text_of(screen, "#tl-hint")
