@@ -9,6 +9,7 @@ import re
 import pytest
 
 from controlroom.app.app import build_app
+from controlroom.app.palette import commands as palette_commands
 from controlroom.app.timeline import EntryScreen, HistoryScreen, TimelineScreen
 from controlroom.config import config
 from controlroom.core import events as ev
@@ -108,6 +109,8 @@ async def test_H_lists_the_deploy_and_enter_opens_its_timeline_and_replay_plays_
     app = make_app(fleet)
     async with app.run_test(size=SIZE) as pilot:
         await start(pilot)
+        titles = [c.title for c in palette_commands(app)]
+        assert "Timeline (t)" in titles and "History (H)" in titles, titles
         await deploy_to_gate(pilot)
         await pilot.press("g")
         await until(pilot, lambda: app.status == ev.R_DONE and not app.busy, "the deploy to finish")
@@ -120,7 +123,7 @@ async def test_H_lists_the_deploy_and_enter_opens_its_timeline_and_replay_plays_
         assert app.screen.record.tl.number == 1
         assert "the deploy ended" in text_of(app.screen, "#tl-hint")
 
-    replay = build_app(config.load(fleet.config_path), replay=(1, 1000.0))
+    replay = build_app(config.load(fleet.config_path), replay=(1, 10.0))
     async with replay.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: isinstance(replay.screen, TimelineScreen) and replay.screen.ended
                     and shown(replay.screen), "the replay to end", timeout=60)
