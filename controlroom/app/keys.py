@@ -59,6 +59,8 @@ NAV_KEYS = (
     ("arrows", "Move the cursor in the focused pane: hosts in the grid, flags in the flags pane, lines elsewhere"),
     ("space, %", "In the flags pane: turn the selected flag on/off, or to a percentage (enter: its history)"),
     ("v", "In the flags pane: read every host's flags file back and name the hosts that drifted"),
+    ("home, end", "In the timeline (t): the first event; the last (following a live deploy again). Left/right one "
+                  "event, shift+left/right a minute, n/N the next/previous failure or gate, enter opens an entry"),
     ("escape", "Put a pane that fills the screen back; else dismiss the error in the status line"),
     ("ctrl+p", "Command palette: every action by name"),
     ("q", "Quit (a deploy keeps running in the server; `controlroom` re-attaches)"),

@@ -104,7 +104,8 @@ async def test_t_at_a_failed_gate_moves_back_to_it_and_shows_the_fleet_and_the_v
 
 
 @pytest.mark.slow
-async def test_H_lists_the_deploy_and_enter_opens_its_timeline_and_replay_plays_it_to_the_end(make_fleet):
+async def test_t_follows_a_live_deploy_H_lists_it_enter_opens_its_timeline_and_replay_plays_it_to_the_end(
+        make_fleet):
     fleet = make_fleet(4)
     app = make_app(fleet)
     async with app.run_test(size=SIZE) as pilot:
@@ -112,8 +113,19 @@ async def test_H_lists_the_deploy_and_enter_opens_its_timeline_and_replay_plays_
         titles = [c.title for c in palette_commands(app)]
         assert "Timeline (t)" in titles and "History (H)" in titles, titles
         await deploy_to_gate(pilot)
-        await pilot.press("g")
+        await pilot.press("t")
+        await until(pilot, lambda: isinstance(app.screen, TimelineScreen) and shown(app.screen), "the timeline")
+        live: TimelineScreen = app.screen
+        assert live.following and "following the live deploy" in text_of(live, "#tl-hint")
+        assert grid_states(live)["web003"] == ev.PENDING
+        await pilot.press("g")  # the deploy goes on: the timeline follows its end as the server records it
+        await until(pilot, lambda: shown(live) and live.record.tl.events[-1].type == "RolloutFinished"
+                    and live.cursor == len(live.record.tl) - 1 and "the deploy ended" in text_of(live, "#tl-hint"),
+                    "the timeline to follow the deploy to its end")
+        assert set(grid_states(live).values()) == {ev.DONE}
         await until(pilot, lambda: app.status == ev.R_DONE and not app.busy, "the deploy to finish")
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, TimelineScreen), "the timeline to close")
         await pilot.press("H")
         await until(pilot, lambda: isinstance(app.screen, HistoryScreen) and app.screen.loaded, "the history")
         items = app.screen.items
