@@ -456,7 +456,10 @@ class TimelineScreen(Screen):
         r = self.record
         if r is None:
             return
-        key = (self.cursor, len(r.tl), self.following, self.playing, self.ended, self.speed)
+        # everything the drawing depends on: a change of any of them (the server no longer drives the deploy, an
+        # error) redraws, so nothing shown is left from before
+        key = (self.cursor, len(r.tl), self.following, self.playing, self.ended, self.speed, r.live, r.truncated,
+               self._error)
         if key == getattr(self, "_drawn", None):
             return
         self._drawn = key

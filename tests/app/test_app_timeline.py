@@ -123,6 +123,20 @@ async def test_t_follows_a_live_deploy_H_lists_it_enter_opens_its_timeline_and_r
                     and live.cursor == len(live.record.tl) - 1 and "the deploy ended" in text_of(live, "#tl-hint"),
                     "the timeline to follow the deploy to its end")
         assert set(grid_states(live).values()) == {ev.DONE}
+        # enter on a host's entry: its output as the server keeps it (the deploy it holds is this one)
+        last_host = max(i for i, e in enumerate(live.record.tl.events) if e.kind == "host")
+        host = live.record.tl.events[last_host].values["host"]
+        for _ in range(live.cursor - last_host):
+            await pilot.press("left")
+        await until(pilot, lambda: shown(live) and live.cursor == last_host, "the cursor on the last host entry")
+        assert not live.following
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, EntryScreen) and "output" in app.screen.body,
+                    "the host entry's output")
+        assert f"{host}'s latest output as the server keeps it" in app.screen.body, app.screen.body
+        assert "$ " in app.screen.body, app.screen.body
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is live, "the entry to close")
         await until(pilot, lambda: app.status == ev.R_DONE and not app.busy, "the deploy to finish")
         await pilot.press("escape")
         await until(pilot, lambda: not isinstance(app.screen, TimelineScreen), "the timeline to close")

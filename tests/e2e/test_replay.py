@@ -27,6 +27,8 @@ def test_replay_of_a_finished_deploy_at_speed_10_plays_to_the_end_read_only(make
     wrong = run_cli("replay", "7", "--config", cfg)
     assert wrong.returncode == 2 and wrong.stderr.strip().count("\n") == 0, wrong.stderr
     assert "there is no deploy #7; the record has #1" in wrong.stderr
+    slow = run_cli("replay", "1", "--speed", "0", "--config", cfg)
+    assert slow.returncode == 2 and "--speed must be more than 0" in slow.stderr, slow.stderr
 
     env = " ".join(f"{k}={shlex.quote(os.environ[k])}" for k in ("HOME", "XDG_STATE_HOME") if k in os.environ)
     replay = shlex.join([sys.executable, "-m", "controlroom.cli", "replay", "1", "--speed", "10", "--config", cfg])
