@@ -26,13 +26,13 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
+from controlroom.app import recordview as draw
 from controlroom.core import events as ev
 from controlroom.core.errors import ControlroomError
 from controlroom.core.text import clean
 from controlroom.engine import record as rec
 from controlroom.engine.board import Board
 from controlroom.server import wire
-from widgets import timeline as draw
 from widgets.host_grid import HostGrid
 from widgets.rollout import phase_bars
 

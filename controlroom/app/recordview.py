@@ -1,4 +1,5 @@
-"""The timeline screen's drawing, data -> Rich Text: one time axis for a deploy's record (engine/record.py).
+"""The timeline screen's drawing (app/timeline.py), data -> Rich Text: one time axis for a deploy's record
+(engine/record.py).
 
 ``Axis`` keeps what the axis draws and grows with the record: the gated series (gate, line) -> [(time, value)] and
 the markers (phase starts, flag changes, gate verdicts, failures), both added entry by entry as pages arrive, so a
