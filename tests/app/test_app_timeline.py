@@ -17,6 +17,7 @@ from tests.app.test_app_actions import SIZE, deploy_to_gate, make_app, start, un
 from tests.e2e.test_gate_kill_switch import to_the_failed_gate
 from widgets.dialogs import GateHaltDialog
 from widgets.host_grid import HostGrid
+from widgets.sparkline import figure
 
 
 def shown(screen: TimelineScreen) -> bool:
@@ -73,7 +74,9 @@ async def test_t_at_a_failed_gate_moves_back_to_it_and_shows_the_fleet_and_the_v
         assert {states[h] for h in states if h not in ("web001", "web002")} == {ev.PENDING}, "the rest pending"
         gates = text_of(screen, "#tl-gates")
         value = re.search(r"errors_5xx < 5\{r2307\} = ([\d.]+) failed", gates)
-        assert value and float(value.group(1)) > 5, gates
+        verdict = next(v for v in map(tuple, e.values["verdicts"]) if v[2] == "r2307")
+        assert value and float(value.group(1)) >= 5, gates  # the value then: it failed the gate
+        assert value.group(1) == figure(verdict[3]), (gates, verdict)  # the one the gate's verdict had
         assert "new_search on" in text_of(screen, "#tl-flags")
         assert "stage 1" in text_of(screen, "#tl-entries") and "▶" in text_of(screen, "#tl-entries")
         axis = text_of(screen, "#tl-axis")
