@@ -59,7 +59,6 @@ async def test_t_at_a_failed_gate_moves_back_to_it_and_shows_the_fleet_and_the_v
         assert "following: off, end to follow" in text_of(screen, "#tl-hint")
         assert at_cursor(screen).type == "RolloutStarted" or at_cursor(screen).kind in ("log", "lock", "deploy")
         assert set(grid_states(screen).values()) <= {ev.PENDING}, "before anything ran every host is pending"
-
         # n from the start: the next failure or gate, until the failed gate's wait
         for _ in range(50):
             e = at_cursor(screen)
