@@ -473,12 +473,7 @@ class TimelineScreen(Screen):
             grid.relayout()
             self._laid_out = True
         else:
-            changed = {n for n, h in at.hosts.items() if prev.hosts.get(n) != h}
-            if len(changed) > max(64, len(at.hosts) // 8):
-                self._whole(at, tl.number)  # a jump far: one board of the moment is cheaper
-                self.board.replanned = False
-            else:
-                moved(self.board, prev, at, changed)  # a step: it costs what it changed
+            changed = bring(self.board, prev, at, tl.number)  # a step costs what it changed
             if changed:
                 grid.hosts_changed(changed)
         grid.refresh()
@@ -517,6 +512,19 @@ class TimelineScreen(Screen):
 
     def on_resize(self, event: events.Resize) -> None:
         self._drawn = None
+
+
+def bring(board: Board, prev: rec.FleetAt, at: rec.FleetAt, number: int) -> set[str]:
+    """Bring ``board`` from the moment ``prev`` to ``at`` (the same plan): by the hosts that changed, or, when
+    nearly all did (a far jump), as the board of the moment; the hosts whose cell changed."""
+    changed = {n for n, h in at.hosts.items() if prev.hosts.get(n) != h}
+    if len(changed) > len(at.hosts) * 3 // 4:  # ~4 us a host moved, ~3 us a host in a new board: about even
+        fresh = at.board()
+        fresh.rollout_id, fresh.replanned = number, False
+        vars(board).update(vars(fresh))
+    else:
+        moved(board, prev, at, changed)
+    return changed
 
 
 def moved(board: Board, prev: rec.FleetAt, at: rec.FleetAt, changed: set[str] | None = None) -> set[str]:

@@ -2,7 +2,7 @@
 (bounded in events and bytes, the events of no deploy between its own kept in order, the flags when it began on
 the first page), an unknown deploy named with those that exist, the app's check of each answer's shape and size,
 and the timeline the app builds from the pages equal to the one read from the journal. The board the timeline
-screen moves by the hosts that changed equals the one FleetAt.board() makes of the moment."""
+screen brings to a moment (by the hosts that changed, or anew for a far jump) equals FleetAt.board()'s of it."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from controlroom.app.timeline import BadAnswer, Record, check_history, check_page, moved
+from controlroom.app.timeline import BadAnswer, Record, bring, check_history, check_page
 from controlroom.core.errors import UsageError
 from controlroom.engine.record import Timeline
 from controlroom.journal import record as jrec
@@ -121,7 +121,7 @@ def test_the_board_moved_by_the_hosts_that_changed_is_the_board_of_the_moment(st
         if list(at.hosts) != list(prev.hosts):
             board, prev = at.board(), at
             continue
-        moved(board, prev, at)
+        bring(board, prev, at, times["rid"])  # by the hosts that moved, or the whole board for a far jump
         want = at.board()
         assert {h: (v.state, v.revision) for h, v in board.hosts.items()} == \
                {h: (v.state, v.revision) for h, v in want.hosts.items()}, i
