@@ -506,8 +506,9 @@ class ControlRoom(App[int]):
         self.main.show_pane(tab)
 
     def action_timeline(self) -> None:
-        """`t`: the current (or latest) deploy on one time axis."""
-        self.open_timeline(self.board.rollout_id or None)
+        """`t`: the current (or latest) deploy on one time axis (on a timeline already: nothing more)."""
+        if not isinstance(self.screen, TimelineScreen):
+            self.open_timeline(self.board.rollout_id or None)
 
     def open_timeline(self, number: int | None) -> TimelineScreen:
         screen = TimelineScreen(self.records, number, output=self._read, current=lambda: self.board.rollout_id)
