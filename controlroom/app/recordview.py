@@ -131,6 +131,16 @@ def flags_line(at: rec.FleetAt) -> Text:
     return t
 
 
+def held_lines(at: rec.FleetAt) -> Text:
+    """Who held the fleet, and what the deploy waited for, at the cursor."""
+    t = Text("lock: ", style="bold")
+    t.append(clean(at.lock, 200) if at.lock else "none", style="" if at.lock else "dim")
+    if at.waiting:
+        t.append("\nwaiting: ", style="bold")
+        t.append(clean(at.waiting, 300))
+    return t
+
+
 def gates_lines(at: rec.FleetAt) -> Text:
     """Every gate's latest value at the cursor: gate{line} = value verdict (at its time)."""
     t = Text()

@@ -210,6 +210,7 @@ class TimelineScreen(Screen):
     TimelineScreen #tl-right { width: 1fr; border: round $primary; }
     TimelineScreen #tl-grid { height: 1fr; }
     TimelineScreen #tl-bars { height: auto; }
+    TimelineScreen #tl-held { margin: 1 0; }
     TimelineScreen #tl-axis { height: auto; border: round $primary; }
     TimelineScreen #tl-entries { height: auto; border: round $primary; }
     TimelineScreen #tl-hint { height: 1; color: $warning; text-style: bold; }
@@ -258,6 +259,7 @@ class TimelineScreen(Screen):
                 yield Static(id="tl-bars")
             with Vertical(id="tl-right"):
                 yield Static(id="tl-flags")
+                yield Static(id="tl-held")
                 yield Static(id="tl-gates")
         yield Static(id="tl-axis")
         yield Static(id="tl-entries")
@@ -266,7 +268,7 @@ class TimelineScreen(Screen):
 
     def on_mount(self) -> None:
         self.query_one("#tl-left").border_title = "Fleet at the cursor"
-        self.query_one("#tl-right").border_title = "Flags and gates at the cursor"
+        self.query_one("#tl-right").border_title = "Flags, lock, gates at the cursor"
         self.query_one("#tl-axis").border_title = "One time axis: the gated series and the events"
         self.query_one("#tl-entries").border_title = "Entries (enter opens one)"
         self.query_one("#tl-hint", Static).update("reading the record from the server...")
@@ -480,6 +482,7 @@ class TimelineScreen(Screen):
         self.query_one("#tl-header", Static).update(draw.header(tl, r.deploy, at, self.cursor))
         self.query_one("#tl-bars", Static).update(phase_bars(self.board))
         self.query_one("#tl-flags", Static).update(draw.flags_line(at))
+        self.query_one("#tl-held", Static).update(draw.held_lines(at))
         self.query_one("#tl-gates", Static).update(draw.gates_lines(at))
         width = self.size.width - 2
         self.query_one("#tl-axis", Static).update(

@@ -55,7 +55,9 @@ def test_the_moment_is_said_from_the_state_at_the_cursor():
     at = tl.at(before)
     assert "new_search on" in draw.flags_line(at).plain
     assert "errors_5xx < 5{r2} = 1.0 passed" in draw.gates_lines(at).plain
+    assert draw.held_lines(at).plain == "lock: none"
     at = tl.at(len(tl) - 1)
+    assert "waiting: errors_5xx < 5 failed" in draw.held_lines(at).plain
     assert "new_search off" in draw.flags_line(at).plain
     assert "errors_5xx < 5{r2} = 8.0 failed" in draw.gates_lines(at).plain
     lines = draw.entries_lines(tl, before, 5).plain.splitlines()

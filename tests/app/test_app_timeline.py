@@ -77,6 +77,9 @@ async def test_t_at_a_failed_gate_moves_back_to_it_and_shows_the_fleet_and_the_v
         assert value and float(value.group(1)) >= 5, gates  # the value then: it failed the gate
         assert value.group(1) == figure(verdict[3]), (gates, verdict)  # the one the gate's verdict had
         assert "new_search on" in text_of(screen, "#tl-flags")
+        held = text_of(screen, "#tl-held")
+        assert f"lock: {app.user}: deploy #{tl.number}" in held, held  # the deploy held the fleet then
+        assert "waiting: " in held, held
         assert "stage 1" in text_of(screen, "#tl-entries") and "▶" in text_of(screen, "#tl-entries")
         axis = text_of(screen, "#tl-axis")
         assert "errors_5xx < 5{r2307}" in axis and "▲" in axis, axis
