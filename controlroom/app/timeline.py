@@ -243,6 +243,7 @@ class TimelineScreen(Screen):
         self._play_last = 0.0
         self._laid_out = False
         self._error = ""
+        self._drawn: tuple | None = None  # what the last repaint drew from: the same again draws nothing
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in self.REPLAY_ONLY:
@@ -326,9 +327,8 @@ class TimelineScreen(Screen):
             return
         n = len(r.tl)
         self.cursor = max(0, min(n - 1, i))
-        self.following = follow or (not self.replay and self.cursor == n - 1 and self.following)
-        if not follow and self.cursor < n - 1:
-            self.following = False
+        # end follows again; any other move stops following, unless it stayed at the end
+        self.following = follow or (self.following and self.cursor == n - 1 and not self.replay)
         if self.replay:
             self._play_clock = r.tl.events[self.cursor].at - (r.tl.began or 0.0)
             self.ended = False
@@ -462,7 +462,7 @@ class TimelineScreen(Screen):
         # error) redraws, so nothing shown is left from before
         key = (self.cursor, len(r.tl), self.following, self.playing, self.ended, self.speed, r.live, r.truncated,
                self._error)
-        if key == getattr(self, "_drawn", None):
+        if key == self._drawn:
             return
         self._drawn = key
         tl = r.tl
