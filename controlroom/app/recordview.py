@@ -162,7 +162,8 @@ def gates_lines(at: rec.FleetAt) -> Text:
 
 
 def entries_lines(tl: rec.Timeline, cursor: int, rows: int) -> Text:
-    """The entries around the cursor, the cursor's marked: time, !, person, kind, what."""
+    """The entries around the cursor, the cursor's marked: time, !, person, kind, what (one line each: cut with
+    an ellipsis where the width ends; enter shows the whole entry)."""
     t = Text()
     n = len(tl)
     if not n:

@@ -205,14 +205,16 @@ class TimelineScreen(Screen):
     DEFAULT_CSS = """
     TimelineScreen { layout: vertical; }
     TimelineScreen #tl-header { height: 1; }
-    TimelineScreen #tl-main { height: 1fr; }
+    TimelineScreen #tl-main { height: 1fr; min-height: 8; }
     TimelineScreen #tl-left { width: 2fr; border: round $primary; }
     TimelineScreen #tl-right { width: 1fr; border: round $primary; }
     TimelineScreen #tl-grid { height: 1fr; }
     TimelineScreen #tl-bars { height: auto; }
     TimelineScreen #tl-held { margin: 1 0; }
-    TimelineScreen #tl-axis { height: auto; border: round $primary; }
-    TimelineScreen #tl-entries { height: auto; border: round $primary; }
+    TimelineScreen #tl-axis { height: auto; border: round $primary; text-wrap: nowrap; text-overflow: clip; }
+    TimelineScreen #tl-entries { height: auto; border: round $primary; text-wrap: nowrap;
+                                 text-overflow: ellipsis; }
+    TimelineScreen #tl-header, TimelineScreen #tl-hint { text-wrap: nowrap; text-overflow: ellipsis; }
     TimelineScreen #tl-hint { height: 1; color: $warning; text-style: bold; }
     """
 
@@ -484,10 +486,11 @@ class TimelineScreen(Screen):
         self.query_one("#tl-flags", Static).update(draw.flags_line(at))
         self.query_one("#tl-held", Static).update(draw.held_lines(at))
         self.query_one("#tl-gates", Static).update(draw.gates_lines(at))
-        width = self.size.width - 2
+        width = self.size.width - 2  # inside the axis pane's border
         self.query_one("#tl-axis", Static).update(
             Text("\n").join(draw.axis_rows(self.axis, tl, width, at.at)))
-        self.query_one("#tl-entries", Static).update(draw.entries_lines(tl, self.cursor, ENTRY_ROWS))
+        rows = max(3, min(ENTRY_ROWS, self.size.height - 20 - len(self.axis.series)))  # 80x24: the grid stays
+        self.query_one("#tl-entries", Static).update(draw.entries_lines(tl, self.cursor, rows))
         self.query_one("#tl-hint", Static).update(self.hint())
         self.shown = self.cursor
 

@@ -155,11 +155,15 @@ async def test_t_follows_a_live_deploy_H_lists_it_enter_opens_its_timeline_and_r
         assert "the deploy ended" in text_of(app.screen, "#tl-hint")
 
     replay = build_app(config.load(fleet.config_path), replay=(1, 10.0))
-    async with replay.run_test(size=SIZE) as pilot:
+    async with replay.run_test(size=(80, 24)) as pilot:  # the smallest terminal: every part still on screen
         await until(pilot, lambda: isinstance(replay.screen, TimelineScreen) and replay.screen.ended
                     and shown(replay.screen), "the replay to end", timeout=60)
         screen = replay.screen
+        await pilot.pause()
         assert "replay ended" in text_of(screen, "#tl-hint")
+        regions = {w: screen.query_one(w).region for w in ("#tl-grid", "#tl-axis", "#tl-entries", "#tl-hint")}
+        assert all(r.height > 0 and r.bottom <= 23 for r in regions.values()), regions  # above the footer
+        assert regions["#tl-grid"].height >= 3, regions  # the fleet keeps room beside the axis and the entries
         assert set(grid_states(screen).values()) == {ev.DONE}, "the final grid"
         assert not replay.room.may_act, "a replay is read-only"
         await pilot.press("home")
