@@ -73,6 +73,7 @@ REQUESTS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
     "gate_check": {"quiet": (_BOOL, False)},
     "record": {"deploy": (_INT, False), "after": (_INT, False), "limit": (_INT, False)},
     "history": {"since": (_INT, False), "limit": (_INT, False)},
+    "figures": {},
 }
 
 
