@@ -26,7 +26,8 @@ from controlroom.server.wire import abandons
 from widgets.deploy_log import clock
 from widgets.dialogs import ConfirmDialog, OverrideDialog, PromptDialog, QuitDialog
 
-ALWAYS = ("quit", "help", "command_palette", "show_tab", "focus_next", "focus_previous", "search_diff")
+ALWAYS = ("quit", "help", "command_palette", "show_tab", "focus_next", "focus_previous", "search_diff", "timeline",
+          "history")
 
 
 def help_keys() -> list[tuple[str, str]]:

@@ -50,6 +50,7 @@ from controlroom.app.palette import ActionsProvider
 from controlroom.app.room import BOARD_EVENTS, Room
 from controlroom.app.screens import JOURNAL_POLL, TABS, MainScreen
 from controlroom.app.stage import ChatFailures, Stager, StagingDiff
+from controlroom.app.timeline import HistoryScreen, RecordReader, TimelineScreen
 from controlroom.app.ui import Flows, Ui
 from controlroom.config.config import Config
 from controlroom.core import events as ev
@@ -79,9 +80,12 @@ class ControlRoom(App[int]):
     COMMANDS = App.COMMANDS | {ActionsProvider}
     NOTIFICATION_TIMEOUT = TOAST_SECONDS
 
-    def __init__(self, cfg: Config, *, read_only: bool = False) -> None:
+    def __init__(self, cfg: Config, *, read_only: bool = False, replay: tuple[int, float] | None = None) -> None:
+        """replay: (deploy, speed): open on that deploy's timeline, playing it (`controlroom replay`, read-only)."""
         super().__init__()
         self.cfg = cfg
+        self.replay = replay
+        read_only = read_only or replay is not None
         self.read_only_asked = read_only
         self.connected = asyncio.Event()
         self.startup_warning: str | None = None
@@ -110,6 +114,7 @@ class ControlRoom(App[int]):
                                offered_changed=self._refresh_bindings_if_changed, exit=self.exit)
         self.metrics_feed = MetricsFeed(cfg, link, self._repaint_metrics, lambda: self._closing)
         self.chat = ChatFailures(ui, self._pane(StatusLine))
+        self.records = RecordReader(self._read)
         # every event, in order, to the controllers that want it: the board first
         d = self.dispatch = Dispatcher()
         d.add(room.event, *BOARD_EVENTS)
@@ -234,6 +239,11 @@ class ControlRoom(App[int]):
         """One intent to the server (link.py); None when refused (the refusal is shown)."""
         return await self.link.send(op, **args)
 
+    async def _read(self, op: str, **args) -> dict | None:
+        """A read for the timeline and the history: once connected (a replay opens before the server answers)."""
+        await self.connected.wait()
+        return await self.link.send(op, **args)
+
     async def fresh_flags(self) -> dict | None:
         return await self.flag_controls.fresh()
 
@@ -250,6 +260,9 @@ class ControlRoom(App[int]):
         if self.startup_warning:
             self.ui.say(self.startup_warning, severity="warning", timeout=10)
         self.start_link()
+        if self.replay is not None:
+            number, speed = self.replay
+            self.push_screen(TimelineScreen(self.records, number, speed=speed, quit=lambda: self.exit(0)))
 
     def start_link(self) -> None:
         """Connect to the server and follow it (bench/ui.py feeds the app itself instead)."""
@@ -492,6 +505,21 @@ class ControlRoom(App[int]):
         (a 20,000-line diff wants more than its corner); once more, or escape, puts it back."""
         self.main.show_pane(tab)
 
+    def action_timeline(self) -> None:
+        """`t`: the current (or latest) deploy on one time axis (on a timeline already: nothing more)."""
+        if not isinstance(self.screen, TimelineScreen):
+            self.open_timeline(self.board.rollout_id or None)
+
+    def open_timeline(self, number: int | None) -> TimelineScreen:
+        screen = TimelineScreen(self.records, number, output=self._read, current=lambda: self.board.rollout_id)
+        self.push_screen(screen)
+        return screen
+
+    def action_history(self) -> None:
+        """`H`: the record's history list; enter on a deploy opens its timeline."""
+        if not isinstance(self.screen, HistoryScreen):
+            self.push_screen(HistoryScreen(self._read, self.open_timeline))
+
     def action_open_host(self) -> None:
         host = self.host_grid.cursor_host
         if host:
@@ -537,12 +565,13 @@ class ControlRoom(App[int]):
         self.diff.want()
 
 
-def build_app(cfg: Config, *, read_only: bool = False) -> ControlRoom:
-    """The one factory for the app: `controlroom`, `controlroom demo` and the tests run what it returns."""
-    return ControlRoom(cfg, read_only=read_only)
+def build_app(cfg: Config, *, read_only: bool = False, replay: tuple[int, float] | None = None) -> ControlRoom:
+    """The one factory for the app: `controlroom`, `controlroom demo`, `controlroom replay` and the tests run what
+    it returns."""
+    return ControlRoom(cfg, read_only=read_only, replay=replay)
 
 
-def run_app(cfg: Config, *, read_only: bool = False) -> int:
+def run_app(cfg: Config, *, read_only: bool = False, replay: tuple[int, float] | None = None) -> int:
     """Run the control room full-screen until the operator quits; returns the exit status.
 
     The deploy runs in the server: quitting, or the terminal going away (SIGHUP), leaves it running."""
@@ -552,7 +581,7 @@ def run_app(cfg: Config, *, read_only: bool = False) -> int:
     if "web_driver" not in os.environ.get("TEXTUAL_DRIVER", ""):
         os.environ.pop("COLUMNS", None)
         os.environ.pop("LINES", None)
-    app = build_app(cfg, read_only=read_only)
+    app = build_app(cfg, read_only=read_only, replay=replay)
     end_on_hangup(app)  # the terminal going away ends the app, writing nothing to it and never hanging
     app.run()
     return app.return_code or 0

@@ -45,6 +45,10 @@ ACTIONS = (
            "Run [release] stage for the staged revision in the server; its output streams, the diff pane follows"),
     Action("slash", "search_diff", "Search diff",
            "Search the staging diff: enter goes to the next match, n/N next/previous, escape closes"),
+    Action("t", "timeline", "Timeline",
+           "The current (or latest) deploy on one time axis: move through it and see the fleet as it was then"),
+    Action("H", "history", "History",
+           "Past deploys, rollbacks, stages and flag changes; enter on a deploy opens its timeline"),
     Action("question_mark", "help", "Help", "Keys, host symbols and what each pane is for"),
 )
 # The keys that move around rather than act: the help screen lists them after ACTIONS, the README the same.
@@ -55,6 +59,8 @@ NAV_KEYS = (
     ("arrows", "Move the cursor in the focused pane: hosts in the grid, flags in the flags pane, lines elsewhere"),
     ("space, %", "In the flags pane: turn the selected flag on/off, or to a percentage (enter: its history)"),
     ("v", "In the flags pane: read every host's flags file back and name the hosts that drifted"),
+    ("home, end", "In the timeline (t): the first event; the last (following a live deploy again). Left/right one "
+                  "event, shift+left/right a minute, n/N the next/previous failure or gate, enter opens an entry"),
     ("escape", "Put a pane that fills the screen back; else dismiss the error in the status line"),
     ("ctrl+p", "Command palette: every action by name"),
     ("q", "Quit (a deploy keeps running in the server; `controlroom` re-attaches)"),
@@ -66,8 +72,8 @@ SECONDARY = ("lock", "unlock", "log_entry", "stage", "quit")
 # In the footer only when every pane is on screen (a wide terminal: an 80-column footer is full); the key works
 # everywhere, and help and the palette always list it.
 WIDE_ONLY = ("kill_switch",)
-# Never in the footer (help and the palette list them): enter on the grid, `/` in the diff.
-HIDDEN = ("open_host", "search_diff")
+# Never in the footer (help and the palette list them): enter on the grid, `/` in the diff, the record's t and H.
+HIDDEN = ("open_host", "search_diff", "timeline", "history")
 
 
 def bindings(tabs: Iterable[str]) -> list[Binding]:

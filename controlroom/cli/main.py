@@ -95,6 +95,14 @@ def dispatch(args: argparse.Namespace) -> int:
         from controlroom.cli import journal as journalcli
 
         return journalcli.cmd_journal(args)
+    if cmd == "replay":
+        from controlroom.cli import history as historycli
+
+        cfg = _load(args)
+        number, speed = historycli.replay_target(cfg, args)  # a bad number or speed: one line, exit 2
+        from controlroom.app.app import run_app  # the app, read-only, on that deploy's timeline
+
+        return run_app(cfg, replay=(number, speed))
     if cmd == "web":
         from controlroom.cli.web import cmd_web  # textual-serve: imported by this command only
 

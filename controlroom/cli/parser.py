@@ -209,7 +209,7 @@ def _journal(sub, common) -> None:
 
 
 def _record(sub, common) -> None:
-    """history, timeline, stats: the record read back (cli/history.py, imported when one runs)."""
+    """history, timeline, replay, stats: the record read back (cli/history.py, imported when one runs)."""
     h = sub.add_parser("history", parents=[common],
                        help="past deploys, rollbacks, stages and flag changes, newest first")
     h.add_argument("--since", metavar="DATE|7d", help="from a date (2026-12-01, 2026-12-01T10:00) or an age (7d, 12h)")
@@ -220,6 +220,10 @@ def _record(sub, common) -> None:
     t.add_argument("deploy", metavar="DEPLOY", help="the deploy's number as `controlroom log` names it (3, #3), or last")
     t.add_argument("--markdown", action="store_true", help="a Markdown table, for an incident report")
     t.add_argument("--json", action="store_true", help="JSON for scripts")
+    r = sub.add_parser("replay", parents=[common], help="play a past deploy's record in the app, read-only")
+    r.add_argument("deploy", metavar="DEPLOY", help="the deploy's number as `controlroom log` names it (3, #3), or last")
+    r.add_argument("--speed", type=float, default=1.0, metavar="N",
+                   help="N times the record's real pace (default 1; space pauses, +/- change it)")
     s = sub.add_parser("stats", parents=[common], help="the team's deploy figures (DORA) from the record and git")
     s.add_argument("--days", type=float, default=7, metavar="N", help="the last N days (default 7)")
     s.add_argument("--json", action="store_true", help="JSON for scripts")

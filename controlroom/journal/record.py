@@ -181,3 +181,20 @@ def stages(db: sqlite3.Connection, *, since: float | None = None, user: str | No
         args.append(user)
     q = f"SELECT {_STAGE_COLUMNS} FROM stages WHERE {' AND '.join(where)} ORDER BY id"
     return [dict(zip(_STAGE_KEYS, r, strict=True)) for r in _rows(db, q, args)]
+
+
+def deploy_events_page(db: sqlite3.Connection, number: int, *, after_id: int = 0, limit: int = 1000
+                       ) -> list[tuple[int, float, str, str]]:
+    """One page of deploy_events: (id, at, type, data as JSON text) of at most ``limit`` of the deploy's own events
+    after ``after_id``, with the events of no deploy between them (as deploy_events has them); the next page is
+    after the last id of this one. What the server answers a client's ``record`` read with, page by page."""
+    own = _rows(db, "SELECT id, at, type, data FROM events WHERE rollout_id = ? AND id > ? ORDER BY id LIMIT ?",
+                (number, after_id, max(1, limit)))
+    if not own:
+        return []
+    first = own[0][0]
+    if after_id:
+        first = max(after_id, _rows(db, "SELECT min(id) FROM events WHERE rollout_id = ?", (number,))[0][0])
+    loose = _rows(db, "SELECT id, at, type, data FROM events WHERE rollout_id = 0 AND id > ? AND id < ?"
+                      " ORDER BY id", (first, own[-1][0]))
+    return sorted(own + loose) if loose else own

@@ -104,6 +104,7 @@ class Operations:
             "rollback_plan": read(self._rollback_plan), "metrics": read(self._metrics),
             "flags": read(self._flags), "flag_history": read(self._flag_history),
             "flags_verify": read(self._flags_verify), "figures": read(self._figures),
+            "record": read(self._record), "history": read(self._history),
             # operations on the fleet, and the decisions on one that runs
             "deploy": intent(self._deploy, drives=True), "resume": intent(self._resume, drives=True, decides=True),
             "rollback": intent(self._rollback, drives=True, decides=True),
@@ -436,6 +437,16 @@ class Operations:
     async def _figures(self, c, msg: dict) -> dict:
         """The talk's line of the last week from the record (views.figures_line), in a thread: it runs git."""
         return await asyncio.to_thread(views.figures_line, self.journal.store, self.cfg)
+
+    async def _record(self, c, msg: dict) -> dict:
+        """A page of a deploy's record (the latest deploy's without ``deploy``), for the app's timeline."""
+        r = self.rollout
+        live = r.id if self.busy and r is not None else None
+        return views.record_page(self.journal, self.cfg, msg.get("deploy"), int(msg.get("after") or 0),
+                                 int(msg.get("limit") or wire.RECORD_PAGE), live)
+
+    async def _history(self, c, msg: dict) -> dict:
+        return views.history_reply(self.journal, msg.get("since"), int(msg.get("limit") or wire.HISTORY_MAX))
 
     async def _revisions(self, c, msg: dict) -> dict:
         return await views.revisions(self.cfg, self.journal, self.pool)

@@ -1,15 +1,18 @@
 """What the server tells a client beyond the board: the last deploy as the journal has it (for a server that starts
 after it), the lock with its liveness, the deploy log's entries after a number, the staged and live revisions, and
-one host's recent output with its last command's result. Plain data, ready for JSON; no Textual here.
+one host's recent output with its last command's result, a deploy's record page by page and the history list. Plain data, ready for JSON; no Textual here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 
 from controlroom.core import events as ev
-from controlroom.core.errors import ControlroomError
+from controlroom.core.errors import ControlroomError, UsageError
 from controlroom.engine.board import Board
+from controlroom.engine.history import exists_line, history_items
+from controlroom.journal import record
 from controlroom.journal.journal import Journal, unreached
 from controlroom.journal.locks import abandons
 from controlroom.server import wire
@@ -135,3 +138,43 @@ def figures_line(journal_path, cfg) -> dict:
     finally:
         j.close()
     return {"line": f.line(), "days": FIGURES_DAYS}
+
+
+def record_page(journal: Journal, cfg, number: int | None, after: int, limit: int, live_id: int | None) -> dict:
+    """One page of deploy ``number``'s record (the latest deploy when None) after event id ``after``: at most
+    ``limit`` events (wire.RECORD_PAGE) and about wire.RECORD_BYTES of their data, read through the journal's
+    index; on the first page, every flag's value when the deploy began (config defaults, then the flag
+    history). UsageError naming the deploys that exist for one that does not."""
+    db = journal.db
+    row = record.deploy(db, number)
+    if row is None:
+        numbers = record.deploy_numbers(db)
+        if number is None or not numbers:
+            raise UsageError("there is no deploy in the record yet")
+        raise UsageError(f"there is no deploy #{number}; {exists_line(numbers)}")
+    limit = min(max(limit, 1), wire.RECORD_PAGE)
+    rows = record.deploy_events_page(db, row.id, after_id=max(after, 0), limit=limit)
+    more = len(rows) >= limit
+    size = 0
+    for k, r in enumerate(rows):
+        size += len(r[3])
+        if size > wire.RECORD_BYTES and k:
+            rows, more = rows[:k], True
+            break
+    data = json.loads("[" + ",".join([r[3] for r in rows]) + "]")
+    flags = None
+    if after <= 0:
+        began = rows[0][1] if rows else row.started_at
+        flags = {f.name: str(f.default) for f in cfg.flags.flags}
+        flags.update({str(k): str(v) for k, v in record.flags_at(db, began)[1].items()})
+    deploy = {"id": row.id, "revision": row.revision, "previous": row.previous, "user": row.user,
+              "status": row.status, "started_at": row.started_at, "finished_at": row.finished_at}
+    return wire.record_page(deploy=deploy, live=live_id == row.id, flags=flags,
+                            events=[[r[0], r[1], r[2], d] for r, d in zip(rows, data, strict=True)],
+                            last=rows[-1][0] if rows else max(after, 0), more=more)
+
+
+def history_reply(journal: Journal, since: int | None, limit: int) -> dict:
+    """The history list, newest first, at most ``limit`` (wire.HISTORY_MAX) items."""
+    items = history_items(journal.db, since=float(since) if since is not None else None)
+    return wire.history(items[:min(max(limit, 1), wire.HISTORY_MAX)])

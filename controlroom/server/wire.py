@@ -5,7 +5,7 @@ this module says what is in them. The JSON field names are the protocol's: a cha
 
 A reply is ``{"id": N, "ok": true, ...}`` or a refusal ``{"id": N, "ok": false, "error": line, "exit": code}``;
 the fields of the server's own replies are made here (started, status, host_output, rollback_plan, revisions, the
-``journal`` reply's lock and log_entry); the flag replies are the flag service's (engine.flagpush). Unasked, the
+``journal`` reply's lock and log_entry, a deploy's ``record`` page and the ``history`` list); the flag replies are the flag service's (engine.flagpush). Unasked, the
 server sends:
     hello          its answer to the client's hello (ok, version, pid, user, may_act, warning, client_no), or a
                    refusal (ok false, error, maybe exit) after which it closes
@@ -71,6 +71,9 @@ REQUESTS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
                  "hosts": (_STRS, False), "expect": (_INT, False)},
     "flag_dismiss": {"hosts": (_STRS, False)},
     "gate_check": {"quiet": (_BOOL, False)},
+    "record": {"deploy": (_INT, False), "after": (_INT, False), "limit": (_INT, False)},
+    "history": {"since": (_INT, False), "limit": (_INT, False)},
+    "figures": {},
 }
 
 
@@ -158,6 +161,26 @@ def rollback_plan(*, rollout_id: int, revision: str, previous: str | None, hosts
 def revisions() -> dict:
     """The staged and the live revision, what hosts no deploy reached run, and why what is None is not known."""
     return {"staged": None, "live": None, "unreached": None, "staged_error": None, "live_error": None}
+
+
+RECORD_PAGE = 2000  # events in one ``record`` reply at most
+RECORD_BYTES = 1 << 20  # and about this much of their data (a reply stays far under protocol.MAX_LINE)
+HISTORY_MAX = 500  # items in one ``history`` reply at most (the newest)
+
+
+def record_page(*, deploy: dict, live: bool, flags: dict[str, str] | None, events: list[list], last: int,
+                more: bool) -> dict:
+    """One page of a deploy's record, for a timeline (the ``record`` read): the deploy (id, revision, previous,
+    user, status, started_at, finished_at), whether this server drives it now, every flag's value when it began
+    (on the first page only, after 0), its events as ``[id, at, type, data]`` in the journal's order (at most
+    RECORD_PAGE), the id to ask after for the next page (``last``) and whether there is more now."""
+    return {"deploy": deploy, "live": live, "flags": flags, "events": events, "last": last, "more": more}
+
+
+def history(items: list[dict]) -> dict:
+    """The ``history`` read: deploys, rollbacks, stages and flag changes, newest first, each with kind, id, at,
+    user, what, result, ok (true, false, or null while under way) and seconds (engine.history.history_items)."""
+    return {"items": items}
 
 
 # ----------------------------------------------------------------------------------------------------- the Lock

@@ -457,7 +457,7 @@ async def test_every_request_the_protocol_names_has_one_handler_and_an_unknown_o
         assert set(srv.handlers) == set(REQUESTS) - {"hello"}
         reads = {op for op, h in srv.handlers.items() if h.who == WATCHERS}
         assert reads == {"attach", "status", "output", "journal", "revisions", "rollback_plan", "metrics", "flags",
-                         "flag_history", "flags_verify"}
+                         "flag_history", "flags_verify", "record", "history", "figures"}
         assert all(h.intent and h.who == OPERATORS for op, h in srv.handlers.items() if op not in reads)
         assert all(h.drives for h in srv.handlers.values() if h.decides)  # who decides on a deploy drives it
         c = await connect(cfg, start=False)
