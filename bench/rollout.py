@@ -7,7 +7,9 @@ directory, switch `current` and REVISION to it). Each round ships a new revision
 
   controlroom        `controlroom deploy --yes --revision R` as a fresh process, with a fresh state dir (journal),
                      on the fleet's controlroom.toml with its [deploy] (no health check) and [[phase]] parts replaced:
-                     cold, its server starts with it (two interpreters)
+                     cold, its server starts with it (two interpreters) and opens the fleet's connections as
+                     soon as it listens (`serve --warm`)
+  ..., not warm      the same with a client whose spawn leaves --warm out (as before it existed)
   ..., server up     the same through one server kept up over the rounds (warm)
   python + import    the start-up of each interpreter: asyncssh alone (what the floor pays), the deploy client's
                      and the server's imports
@@ -115,6 +117,14 @@ SERVER_IMPORTS = (
     "from controlroom.cli.main import build_parser; build_parser().parse_args(['serve']); "
     "import controlroom.cli.server, controlroom.server.server, controlroom.fleet.ssh, controlroom.engine.flagpush, "
     "controlroom.server.notify"
+)
+
+# the cold deploy as it was before `serve --warm`: the same client, whose spawn of its server leaves --warm out (the
+# server opens each host's connection when the deploy first reaches it), to show what the warm connects take off
+NOT_WARM = (
+    "import sys; import controlroom.server.client as c; spawn = c.spawn_server; "
+    "c.spawn_server = lambda cfg, warm=False: spawn(cfg); "
+    "from controlroom.cli.main import main; sys.exit(main(sys.argv[1:]))"
 )
 
 LEGEND = """\
@@ -236,6 +246,11 @@ class Bench(_common.FleetBench):
         else:
             self.setup_ansible(ansible)
             self.add("ansible-playbook", self.ansible, self.ansible_ok)
+        self.add(
+            "controlroom, its server not warm",
+            lambda rev: self.controlroom([sys.executable, "-c", NOT_WARM], self.toml, rev),
+            self.cr_ok,
+        )
         self.add(
             "controlroom, server up",
             lambda rev: self.controlroom(cr, self.toml, rev, warm=True),
@@ -646,6 +661,10 @@ class Bench(_common.FleetBench):
                 f"controlroom (cold: its server starts with the deploy) / floor = {cr / fl:.2f}x (target <= 1.30x): "
                 f"{'MET' if cr / fl <= 1.3 else 'MISSED'}"
             )
+        cold = med("controlroom, its server not warm")
+        if cold and cr and fl:
+            out.append(f"controlroom without the warm connects / floor = {cold / fl:.2f}x; with them / without = "
+                       f"{cr / cold:.2f}x")
         warm = med("controlroom, server up")
         if warm and fl:
             out.append(f"controlroom, server up / floor = {warm / fl:.2f}x; cold / server up = {cr / warm:.2f}x")

@@ -157,6 +157,10 @@ def _server(sub, common) -> None:
     s.add_argument("--idle", type=float, default=600.0, metavar="SECONDS",
                    help="exit after this long with no operation and no client (default 600; 0 never)")
     s.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
+    s.add_argument("--warm", action="store_true",
+                   help="internal: open the fleet's SSH connections at once, before any operation asks (connections "
+                        "only, nothing runs on a host); passed only when a deploy, resume or rollback starts the "
+                        "server, never the default")
     s.add_argument("--metrics", metavar="HOST:PORT",
                    help="also serve the server's own metrics for Prometheus at http://HOST:PORT/metrics")
     sv = sub.add_parser("server", parents=[common], help="the server of this state directory: status | stop")

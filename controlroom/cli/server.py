@@ -22,7 +22,8 @@ def cmd_serve(cfg: Config, args: argparse.Namespace) -> int:
         from controlroom.server.exporter import parse_address  # prometheus-client only with --metrics
 
         metrics = parse_address(args.metrics)
-    return asyncio.run(serve(cfg, idle=args.idle or float("inf"), quiet=args.quiet, metrics=metrics))
+    return asyncio.run(serve(cfg, idle=args.idle or float("inf"), quiet=args.quiet, metrics=metrics,
+                             warm=args.warm))
 
 
 def status_json(st: dict) -> dict:
@@ -92,7 +93,7 @@ def deploy_detached(cfg: Config, args: argparse.Namespace) -> int:
     from controlroom.server.client import connect
 
     async def go() -> int:
-        c = await connect(cfg)
+        c = await connect(cfg, warm=True)  # a server it starts opens the fleet's connections at once
         try:
             if args.resume:
                 reply = await c.request("resume", policy=policy_of(args))

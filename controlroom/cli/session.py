@@ -359,7 +359,9 @@ def _session(cfg: Config, body, *, policy: str = "operator", override: str | Non
 
     async def go() -> int:
         s = None
-        c = await connect(cfg, start=not watching, read_only=watching and not interactive and override is None)
+        # a server this deploy, resume or rollback starts opens the fleet's connections at once (serve --warm)
+        c = await connect(cfg, start=not watching, read_only=watching and not interactive and override is None,
+                          warm=not watching)
         try:
             s = Session(cfg, c, interactive=interactive and c.may_act, policy=policy, override=override,
                         watching=watching, as_json=as_json)

@@ -128,6 +128,7 @@ class _Server(asyncssh.SSHServer):
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.fleet._conns.add(conn)
+        self.fleet.connections += 1
         self.authed = False
         self.fleet.handshaking += 1
         self.fleet.most_handshaking = max(self.fleet.most_handshaking, self.fleet.handshaking)
@@ -173,6 +174,7 @@ class Fleet:
         self.stage = stage  # the config's [release] stage: the demo repo's `make build` (deploys need a stage first)
         self._servers: list = []
         self._conns: set = set()
+        self.connections = 0  # SSH connections the hosts accepted, ever (tests read it)
         self.handshaking = 0  # SSH connections accepted and not yet authenticated, now and at the most
         self.most_handshaking = 0
         self._loop: asyncio.AbstractEventLoop | None = None

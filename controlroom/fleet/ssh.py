@@ -158,6 +158,8 @@ class SSHPool:
         self._connecting: dict[str, asyncio.Lock] = {}
         self._channels: dict[str, asyncio.Semaphore] = {}
         self._priority: dict[str, asyncio.Semaphore] = {}  # the priority lane (run(..., priority=True))
+        self._warming: dict[str, asyncio.Task] = {}  # connects warm() began that have not ended yet
+        self._unannounced: set[str] = set()  # hosts whose connection warm() opened and nothing has used yet
         # awaited with the host's name once a new connection to it is up, before any command uses it (the server
         # gives a host that comes back its current flags first); its errors are its own
         self.on_connect: Callable[[str], Awaitable[None]] | None = None
@@ -205,6 +207,7 @@ class SSHPool:
         """Stop reusing ``conn`` for this host; a newer connection made meanwhile stays pooled."""
         if conn is not None and self._conns.get(name) is conn:
             del self._conns[name]
+            self._unannounced.discard(name)
 
     def _drop(self, name: str, conn: asyncssh.SSHClientConnection, exc: BaseException) -> None:
         """After an error on ``conn``: forget it and close it if the connection itself broke.
@@ -250,57 +253,102 @@ class SSHPool:
                 self._jumps[spec] = conn
             return conn
 
-    async def _connect(self, host: Host) -> asyncssh.SSHClientConnection:
+    def warm(self, hosts: Iterable[Host | str]) -> None:
+        """Begin opening these hosts' connections now, in this order, in the background, and run nothing on them.
+
+        Each connect is the one a command would make (strict host keys, the handshake bound, jump hosts); a host
+        already connected or being connected is left as it is. A command for a host whose warm connect is still
+        under way waits for it and takes its outcome (the same connect, begun sooner: a host that fails says why
+        as it would have); a warm connect that already failed is forgotten, and the next command connects anew.
+        on_connect is called when a command first uses a warm connection, not when it opens. close() cancels
+        what is still connecting."""
+        for h in map(self.host, hosts):
+            if h.name in self._conns or h.name in self._warming:
+                continue
+            task = asyncio.ensure_future(self._connect(h, warm=True))
+            self._warming[h.name] = task
+            task.add_done_callback(lambda t, name=h.name: self._warmed(name, t))
+
+    def _warmed(self, name: str, task: asyncio.Task) -> None:
+        if self._warming.get(name) is task:
+            del self._warming[name]
+        if not task.cancelled():
+            task.exception()  # a host that cannot be reached is the next command's to say, not the loop's
+
+    @property
+    def warming(self) -> int:
+        """How many connects warm() began are still under way (tests read it)."""
+        return sum(not t.done() for t in self._warming.values())
+
+    async def _connect(self, host: Host, *, warm: bool = False) -> asyncssh.SSHClientConnection:
         conn = self._conns.get(host.name)
-        if conn is not None:
+        if conn is not None and (warm or host.name not in self._unannounced):
             return conn
+        if not warm and (pending := self._warming.get(host.name)) is not None and not pending.done():
+            try:
+                await asyncio.shield(pending)  # its failure is this connect's: the same one, begun sooner
+            except asyncio.CancelledError:
+                if asyncio.current_task().cancelling() or not pending.cancelled():
+                    raise
+                # the warm connect was cancelled (the pool closes), not this one: connect as usual
         lock = self._connecting.setdefault(host.name, asyncio.Lock())
         async with lock:
             conn = self._conns.get(host.name)
-            if conn is not None:
+            if conn is None:
+                conn = await self._handshake(host)
+                self._conns[host.name] = conn
+                self._channels[host.name] = asyncio.Semaphore(self.settings.channels_per_connection)
+                if warm:
+                    self._unannounced.add(host.name)
+                    return conn
+            elif warm or host.name not in self._unannounced:
                 return conn
-            kwargs: dict = {}
-            port = host.port or self.settings.port
-            user = host.user or self.settings.user
-            if port:
-                kwargs["port"] = port
-            if user:
-                kwargs["username"] = user
-            target = host.address or host.name
-            options = self._host_options.get(host.name)
-            if options is None:
-                options = self._options
-                if self._config:
-                    # asyncssh re-reads and re-tokenises every ssh_config on each connect(config=...); Host blocks
-                    # match per host, so resolve them once per host and reconnect with config=None
-                    options = await asyncssh.SSHClientConnectionOptions.construct(
-                        self._options, config=self._config, host=target, **kwargs
-                    )
-                    self._host_options[host.name] = options
-            proxy = options.tunnel if isinstance(options.tunnel, str) and options.tunnel.lower() != "none" else None
-            jump = self.settings.jump or proxy
-            gate = self._handshakes
-            if jump:
-                try:
-                    kwargs["tunnel"] = await self._jump_conn(jump)
-                except Exception as e:  # noqa: BLE001 - said as this host's result, naming the jump host
-                    f = _classify(e, self.settings.connect_timeout)
-                    raise _Failure(f.status, f"via jump host {jump}: {f.reason}") from None
-                gate = self._jump_gates.setdefault(jump, asyncio.Semaphore(self.settings.jump_max_startups))
-            async with gate:
-                self.handshakes += 1
-                conn = await asyncssh.connect(
-                    target,
-                    options=options,
-                    config=None,
-                    client_factory=lambda: _Client(self, host.name),
-                    **kwargs,
-                )
-            self._conns[host.name] = conn
-            self._channels[host.name] = asyncio.Semaphore(self.settings.channels_per_connection)
+            self._unannounced.discard(host.name)  # first used now: on_connect as for a connection just opened
             if self.on_connect is not None:
                 await self.on_connect(host.name)
             return conn
+
+    async def _handshake(self, host: Host) -> asyncssh.SSHClientConnection:
+        """A new connection to the host: its address, port and user, its ssh_config options, through its jump
+        host if it has one, within the bound on handshakes in flight."""
+        kwargs: dict = {}
+        port = host.port or self.settings.port
+        user = host.user or self.settings.user
+        if port:
+            kwargs["port"] = port
+        if user:
+            kwargs["username"] = user
+        target = host.address or host.name
+        options = self._host_options.get(host.name)
+        if options is None:
+            options = self._options
+            if self._config:
+                # asyncssh re-reads and re-tokenises every ssh_config on each connect(config=...); Host blocks
+                # match per host, so resolve them once per host and reconnect with config=None
+                options = await asyncssh.SSHClientConnectionOptions.construct(
+                    self._options, config=self._config, host=target, **kwargs
+                )
+                self._host_options[host.name] = options
+        proxy = options.tunnel if isinstance(options.tunnel, str) and options.tunnel.lower() != "none" else None
+        jump = self.settings.jump or proxy
+        gate = self._handshakes
+        if jump:
+            try:
+                kwargs["tunnel"] = await self._jump_conn(jump)
+            except Exception as e:  # noqa: BLE001 - said as this host's result, naming the jump host
+                f = _classify(e, self.settings.connect_timeout)
+                raise _Failure(f.status, f"via jump host {jump}: {f.reason}") from None
+            gate = self._jump_gates.setdefault(jump, asyncio.Semaphore(self.settings.jump_max_startups))
+        async with gate:
+            self.handshakes += 1
+            conn = await asyncssh.connect(
+                target,
+                options=options,
+                config=None,
+                client_factory=lambda: _Client(self, host.name),
+                **kwargs,
+            )
+        return conn
 
     async def _reach(self, h: Host, started: float, t0: float):
         """(connection, None), or (None, the result that says why the host cannot be reached)."""
@@ -477,6 +525,11 @@ class SSHPool:
         return list(await asyncio.gather(*(one(h) for h in hosts)))
 
     async def close(self) -> None:
+        warming = list(self._warming.values())
+        for t in warming:
+            t.cancel()
+        if warming:
+            await asyncio.gather(*warming, return_exceptions=True)
         if self._stopping:  # commands still being stopped on their hosts need their connections a moment longer
             await asyncio.wait(list(self._stopping), timeout=STOP_BOUND)
         conns = list(self._conns.values())

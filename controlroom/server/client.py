@@ -124,27 +124,31 @@ async def _open(path: Path, read_only: bool, kind: str = "cli") -> Client:
     return Client(reader, writer, hello)
 
 
-def spawn_server(cfg: Config) -> subprocess.Popen:
-    """Start `controlroom serve` in the background, detached from this terminal and session."""
+def spawn_server(cfg: Config, *, warm: bool = False) -> subprocess.Popen:
+    """Start `controlroom serve` in the background, detached from this terminal and session; ``warm``: with
+    --warm (it opens the fleet's connections as soon as it listens: what a deploy, resume or rollback needs)."""
     state = Path(cfg.state.dir)
     make_state_dir(state)
     log = rotate_log(state)
     # until it listens, the server's output comes to us through a pipe (so a server that cannot start tells the
     # operator why, even when it cannot write its log: a full disk); once it listens it moves its output to the log
     return subprocess.Popen(
-        [sys.executable, "-m", "controlroom.cli", "serve", "--quiet", "--config", str(cfg.path)],
+        [sys.executable, "-m", "controlroom.cli", "serve", "--quiet", *(["--warm"] if warm else []), "--config",
+         str(cfg.path)],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
         close_fds=True, cwd=str(Path(cfg.path).resolve().parent),
         env={**os.environ, "CONTROLROOM_SERVER_LOG": str(log)},
     )
 
 
-async def connect(cfg: Config, *, start: bool = True, read_only: bool = False, kind: str = "cli") -> Client:
+async def connect(cfg: Config, *, start: bool = True, read_only: bool = False, kind: str = "cli",
+                  warm: bool = False) -> Client:
     """A connection to the server of cfg's state directory, starting one when none answers (and start).
 
-    ``kind`` says what this client is (app, cli, web). A CLI client asks its person on a terminal before acting
-    on a deploy another person drives (`cli_answers`)."""
-    client = await _connect(cfg, start=start, read_only=read_only, kind=kind)
+    ``kind`` says what this client is (app, cli, web). ``warm``: a server started here opens the fleet's
+    connections at once (`serve --warm`; for a deploy, resume or rollback, whose first work is on the hosts). A
+    CLI client asks its person on a terminal before acting on a deploy another person drives (`cli_answers`)."""
+    client = await _connect(cfg, start=start, read_only=read_only, kind=kind, warm=warm)
     if kind == "cli":
         client.ask_anyway = _terminal_anyway
     return client
@@ -177,7 +181,7 @@ async def _terminal_anyway(question: str) -> bool:
     return await asyncio.to_thread(ask)
 
 
-async def _connect(cfg: Config, *, start: bool, read_only: bool, kind: str) -> Client:
+async def _connect(cfg: Config, *, start: bool, read_only: bool, kind: str, warm: bool = False) -> Client:
     path = pr.socket_path(Path(cfg.state.dir))
     try:
         return await _open(path, read_only, kind)
@@ -201,7 +205,7 @@ async def _connect(cfg: Config, *, start: bool, read_only: bool, kind: str) -> C
         await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
         with contextlib.suppress(FileNotFoundError, ConnectionRefusedError, ConnectionResetError, BrokenPipeError):
             return await _open(path, read_only, kind)
-        proc = spawn_server(cfg)
+        proc = spawn_server(cfg, warm=warm)
         try:
             return await _await_server(proc, path, state, read_only, kind)
         finally:

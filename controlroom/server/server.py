@@ -107,8 +107,10 @@ class _Client:
 class Server:
     """The socket, its clients and the numbered stream; every request goes through the operations' table."""
 
-    def __init__(self, cfg: Config, *, idle: float = IDLE, metrics: tuple[str, int] | None = None) -> None:
+    def __init__(self, cfg: Config, *, idle: float = IDLE, metrics: tuple[str, int] | None = None,
+                 warm: bool = False) -> None:
         self.idle = idle
+        self.warm = warm  # serve --warm: open the fleet's connections as soon as it listens (a deploy's spawn)
         self.metrics_at = metrics  # --metrics HOST:PORT: the exporter listens there (exporter.py)
         self.exporter = None
         self.state = Path(cfg.state.dir)
@@ -190,6 +192,15 @@ class Server:
             except UsageError:
                 await self.close()  # one line, exit 2; the next server finds nothing of this one
                 raise
+        if self.warm:
+            self.warm_up()
+
+    def warm_up(self) -> None:
+        """The fleet's SSH connections, opened in the background in the plan's order (the first host first: a
+        deploy asks it what the fleet runs), while the client that started this server attaches, asks and the
+        plan is made. Connections only: nothing runs on a host until an operation asks (SSHPool.warm); a host
+        that cannot be reached is the operation's to say, as it would be without."""
+        self.live.pool.warm(dict.fromkeys(h for p in self.cfg.phases for h in p.hosts))
 
     async def serve(self) -> None:
         """Run until stop() or idle."""
@@ -469,15 +480,17 @@ class _LogStream:
 
 
 async def serve(cfg: Config, *, idle: float = IDLE, quiet: bool = False,
-                metrics: tuple[str, int] | None = None) -> int:
-    """`controlroom serve`: run the server in the foreground until SIGTERM/SIGINT or idle."""
+                metrics: tuple[str, int] | None = None, warm: bool = False) -> int:
+    """`controlroom serve`: run the server in the foreground until SIGTERM/SIGINT or idle. ``warm`` (`serve
+    --warm`, passed only by the client of a deploy, resume or rollback that starts it) opens the fleet's
+    connections as soon as it listens (Server.warm_up)."""
     from controlroom.fleet.ssh import raise_nofile_limit
 
     # the pool holds a connection per host (4 files counted a host), the socket up to MAX_CONNECTIONS clients
     nofile = raise_nofile_limit(len(cfg.hosts) + serverdoor.MAX_CONNECTIONS // 4)
     if nofile:
         print(nofile, file=sys.stderr, flush=True)
-    server = Server(cfg, idle=idle, metrics=metrics)
+    server = Server(cfg, idle=idle, metrics=metrics, warm=warm)
     try:
         await server.start()
     except ServerRunning as e:

@@ -400,6 +400,47 @@ def test_a_log_entry_never_names_the_address_a_client_claims_in_its_environment(
     assert "10.1.2.3" not in log_lines(fleet)[-1] and "NOTE from the bastion" in log_lines(fleet)[-1]
 
 
+# --------------------------------------------------------------------------------------------- warm connects
+
+
+def _forget_host_key(fleet: Fleet, name: str) -> None:
+    """The host's key goes from the fleet's known_hosts: its key is unknown to the control room."""
+    lines = fleet.known_hosts.read_text().splitlines()
+    kept = [line for line in lines if not line.startswith(f"[{name}]:{fleet.by_name[name].port},")]
+    assert len(kept) == len(lines) - 1
+    fleet.known_hosts.write_text("".join(f"{line}\n" for line in kept))
+
+
+def test_a_host_of_unknown_key_fails_the_deploy_in_the_same_words_whether_its_server_connected_at_once_or_not(
+        make_fleet):
+    cold, plain = make_fleet(4, name="cold"), make_fleet(4, name="plain")
+    for f in (cold, plain):
+        _forget_host_key(f, "web002")
+    # plain: a server that was up before the deploy (`controlroom serve`, no connection until the deploy asks)
+    serving = subprocess.Popen([sys.executable, "-m", "controlroom.cli", "serve", "-c", str(plain.config_path)],
+                               cwd=plain.dir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: (plain.dir / "state" / "control.sock").exists(), 60, "the plain server to listen")
+        assert plain.connections == 0
+        through_plain = cr(plain, "deploy", "--yes")
+        # cold: the deploy starts its server, which opens the fleet's connections as soon as it listens
+        started_cold = cr(cold, "deploy", "--yes")
+        pid = int((cold.dir / "state" / "server.lock").read_text().split()[0])
+        assert "--warm" in open(f"/proc/{pid}/cmdline").read().split("\0")
+    finally:
+        cr(plain, "server", "stop", "--force")
+        serving.wait(60)
+    for res in (through_plain, started_cold):
+        assert res.returncode == 1, res.stdout + res.stderr
+    said = [[line for line in res.stdout.splitlines() if "web002" in line] for res in (through_plain, started_cold)]
+    assert said[0] == said[1], said
+    assert said[0][0] == ("  web002  failed  hostkey: host key not verifiable (unknown or changed): Host key is not "
+                          "trusted for host 127.0.0.1 (connecting)")
+    for f in (cold, plain):
+        assert revision_of(f, "web002") == OLD and revision_of(f, "web001") == NEW
+
+
 # --------------------------------------------------------------------------------------------- detaching
 
 

@@ -15,6 +15,7 @@ import pytest
 from controlroom.config import config
 from controlroom.demo.fleet import Fleet
 from controlroom.fleet.ssh import RESULT_CLASSES, TAIL_LINES, SSHPool, raise_nofile_limit, render
+from tests.waiting import until
 
 ONE_OF_EACH = "web001=refuse,web002=hang,web003=fail,web004=drop,web005=slow:1,web006=hostkey,web007=auth"
 ONE_OF_EACH_LABELS = {  # what each host of ONE_OF_EACH (and a healthy web008) ends in
@@ -311,6 +312,62 @@ async def test_a_host_that_goes_silent_mid_command_is_noticed_by_keepalives_as_d
     assert ok.label == "ok"
     # dropped, not timeout: the keepalives gave up long before the 60 s command timeout
     assert silent.label == "dropped", silent
+
+
+# ------------------------------------------------------------------------------------------- warm connects
+
+
+async def test_warm_opens_every_connection_in_the_background_runs_nothing_and_commands_reuse_them(make_fleet):
+    fleet = make_fleet(6)
+    names = [h.name for h in fleet.hosts]
+    announced: list[str] = []
+
+    async def came_back(host: str) -> None:
+        announced.append(host)
+
+    async with pool_for(fleet) as pool:
+        pool.on_connect = came_back
+        pool.warm(names)
+        await until(lambda: pool.warming == 0 and fleet.connections == 6, 30, "the warm connects to end")
+        assert pool.handshakes == 6
+        assert [h.commands for h in fleet.hosts] == [0] * 6  # connections only: nothing ran on a host
+        assert announced == []  # on_connect waits for the first command that uses the connection
+        results = await pool.run_many(names, "echo $HOSTNAME")
+        again = await pool.run("web001", "true")
+    assert [r.stdout for r in results] == names and again.ok
+    assert pool.handshakes == 6 and fleet.connections == 6  # the commands used the warm connections
+    assert sorted(announced) == names  # each announced once, when first used, as for a connection just opened
+
+
+async def test_a_command_for_a_host_being_warmed_takes_that_connects_outcome(make_fleet):
+    fleet = make_fleet(3, "web002=hostkey,web003=hang")
+    async with pool_for(fleet, connect_timeout=1.0) as cold:
+        expected = await cold.run_many(["web001", "web002", "web003"], "true")
+    async with pool_for(fleet, connect_timeout=1.0) as pool:
+        pool.warm(["web001", "web002", "web003"])
+        assert pool.warming == 3
+        results = await pool.run_many(["web001", "web002", "web003"], "true")  # while the connects are under way
+        assert pool.handshakes == 3  # one connect each: the warm one's outcome, never a second try
+    assert [(r.label, r.reason) for r in results] == [(r.label, r.reason) for r in expected]
+    assert [r.label for r in results] == ["ok", "hostkey", "timeout"]
+
+
+async def test_a_host_whose_warm_connect_failed_is_connected_anew_by_the_next_command(make_fleet):
+    fleet = make_fleet(1, "web001=refuse")
+    async with pool_for(fleet) as pool:
+        pool.warm(["web001"])
+        await until(lambda: pool.warming == 0, 30, "the warm connect to fail")
+        first = await pool.run("web001", "true")
+    assert (first.label, first.reason) == ("refused", "connection refused")
+
+
+async def test_closing_the_pool_cancels_warm_connects_still_under_way(make_fleet):
+    fleet = make_fleet(2, "web001=hang")
+    pool = pool_for(fleet, connect_timeout=60.0)
+    pool.warm(["web001", "web002"])
+    await until(lambda: fleet.by_name["web001"].accepted == 1, 30, "the hung host to accept the warm connect")
+    await asyncio.wait_for(pool.close(), 10)  # not the 60 s connect timeout
+    assert pool.warming == 0
 
 
 # ------------------------------------------------------------------------------------------- jump hosts

@@ -19,7 +19,7 @@ from controlroom.core.identity import Actor
 from controlroom.server import protocol as pr
 from controlroom.server.client import connect
 from tests.conftest import REPO, run_cli
-from tests.waiting import wait_for
+from tests.waiting import until, wait_for
 
 
 def cr(fleet, *args: str, user: str = "alice", **kw) -> subprocess.CompletedProcess:
@@ -202,6 +202,46 @@ def test_two_clients_starting_the_server_at_once_get_one_server(served):
     pids = {p.communicate(timeout=60)[0].strip() for p in procs}
     assert len(pids) == 1 and pids != {""}, pids
     assert str(server_pid(served)) in pids
+
+
+def _argv(pid: int | None) -> list[str]:
+    return Path(f"/proc/{pid}/cmdline").read_text().split("\0") if pid else []
+
+
+def test_a_server_started_for_anything_but_a_deploy_opens_no_connection_until_an_operation_asks(make_fleet):
+    fleet = make_fleet(3)
+    assert cr(fleet, "log", "add", "hello").returncode == 0  # starts the server: plain `serve`, no --warm
+    status = cr(fleet, "server", "status")
+    assert status.returncode == 0, status.stderr
+    assert "serve" in _argv(server_pid(fleet)) and "--warm" not in _argv(server_pid(fleet))
+    assert fleet.connections == 0
+    assert "--warm" in run_cli("serve", "--help").stdout  # documented there, as internal
+
+
+async def test_plain_serve_opens_no_connection_and_serve_warm_opens_the_fleets_at_once_running_nothing(make_fleet):
+    from controlroom.server import server as server_mod
+
+    for warm in (False, True):
+        fleet = make_fleet(4, name=f"fleet-{warm}")
+        cfg = config.load(fleet.config_path)
+        srv = server_mod.Server(cfg, idle=3600, warm=warm)
+        await srv.start()
+        serving = asyncio.ensure_future(srv.serve())
+        try:
+            c = await connect(cfg, start=False)
+            await c.request("attach")
+            await c.request("status")
+            pool = srv.live.pool
+            if warm:  # nobody asked anything of the hosts: the server opened their connections by itself
+                await until(lambda p=pool, f=fleet: p.warming == 0 and f.connections == 4, 30, "the warm connects")
+                assert pool.handshakes == 4
+            else:  # the connects would have begun before the first request was read
+                assert (pool.handshakes, pool.warming, fleet.connections) == (0, 0, 0)
+            assert [h.commands for h in fleet.hosts] == [0] * 4  # connections only: nothing ran on a host
+            await c.close()
+        finally:
+            srv.stop()
+            await serving
 
 
 def test_a_stale_socket_file_is_replaced_and_a_server_killed_with_9_is_found_dead(served):
