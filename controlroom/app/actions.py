@@ -154,6 +154,9 @@ class Intents:
         revision = self._room.staged
         lock = await self._log.fresh_lock()
         live = self._fleet_live()
+        if not live:  # the first look found no host's answer (one too slow, say): ask again before asking the operator
+            self._room.revisions(await self._link.send("revisions"))
+            live = self._fleet_live()
         if list(live) == [revision]:
             total = sum(live.values())
             self._ui.say(f"the whole fleet ({total} host{plural(total, '', 's')}) already runs {revision}: nothing "

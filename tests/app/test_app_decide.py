@@ -46,6 +46,22 @@ async def test_d_asks_first_naming_the_revision_the_live_side_hosts_phases_gates
 
 
 @pytest.mark.slow
+async def test_d_asks_the_hosts_again_when_the_first_look_had_no_answer_and_names_what_runs(make_fleet):
+    fleet = make_fleet(10, faults="web001=flaky:1")  # the first command on the canary host fails: the first look
+    app = make_app(fleet)
+    async with app.run_test(size=SIZE) as pilot:
+        await start(pilot)
+        assert app.room.live is None, "the first look had no host's answer"
+        await pilot.press("d")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmDialog), "the deploy's confirmation")
+        text = dialog_text(app)
+        assert "Live now: r2306 on 10 hosts." in text, text
+        await pilot.press("n")
+        await until(pilot, lambda: not isinstance(app.screen, ConfirmDialog), "the confirmation to close")
+        assert app.board.status is None and revision_on(fleet, "web001") == "r2306"
+
+
+@pytest.mark.slow
 async def test_d_on_a_fleet_that_already_runs_the_staged_revision_says_so_and_deploys_nothing(make_fleet):
     fleet = make_fleet(10)
     app = make_app(fleet)
