@@ -26,7 +26,7 @@ and measures
 
     .venv/bin/python bench/scale.py                          # 150, 1,000 and 5,000 hosts (about 15 minutes)
     .venv/bin/python bench/scale.py --hosts 150,1000         # the sizes to run
-    .venv/bin/python bench/scale.py --quick                  # 20 hosts, a smoke run (under a minute)
+    .venv/bin/python bench/scale.py --quick                  # 20 hosts in 2 fleet processes, a smoke run
     .venv/bin/python bench/scale.py --hosts 1000 --profile /tmp/server.prof   # the server under cProfile
 
 Only 127.0.0.1 and Unix sockets. Every subprocess has a timeout and every wait a deadline; what this run started
@@ -168,7 +168,10 @@ def parse_args(argv: list[str] | None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--hosts", default=",".join(map(str, SIZES)), metavar="N,N,...",
                    help="fleet sizes, comma-separated (default 150,1000,5000)")
-    p.add_argument("--quick", action="store_true", help="a smoke run: 20 hosts (overrides --hosts)")
+    p.add_argument("--quick", action="store_true",
+                   help="a smoke run: 20 hosts in 2 fleet processes (overrides --hosts and --per-fleet)")
+    p.add_argument("--per-fleet", type=int, default=PER_FLEET, metavar="N",
+                   help=f"hosts per fleet process (default {PER_FLEET})")
     p.add_argument("--markdown", action="store_true", help="also print the table as markdown for the README")
     p.add_argument("--profile", metavar="FILE",
                    help="run the server under cProfile (one size only) and write its stats to FILE")
@@ -178,6 +181,10 @@ def parse_args(argv: list[str] | None):
         args.sizes = [20] if args.quick else [int(x) for x in args.hosts.split(",") if x.strip()]
     except ValueError:
         p.error(f"--hosts: cannot read {args.hosts!r}; write sizes like 150,1000")
+    if args.quick:
+        args.per_fleet = 10
+    if args.per_fleet < 1:
+        p.error("--per-fleet must be at least 1")
     if not args.sizes or min(args.sizes) < 4:
         p.error("--hosts: every size must be at least 4 (three phases)")
     if args.profile and len(args.sizes) != 1:
@@ -292,7 +299,7 @@ class Size:
 
         import asyncssh
 
-        k = -(-self.n // PER_FLEET)
+        k = -(-self.n // self.args.per_fleet)
         shares = [self.n // k + (i < self.n % k) for i in range(k)]
         key = asyncssh.generate_private_key("ssh-ed25519", comment="controlroom-scale")
         self.key = self.tmp / "client_key"
