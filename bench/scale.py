@@ -4,7 +4,8 @@ Run by hand, never by CI; nothing here asserts on a timing. For each size a new 
 processes when it is large (at most PER_FLEET hosts each, bench/scale.py --worker fleet: the demo fleet with a
 client key shared by all of them, hosts named web1-0001.., web2-0001..), and one config targets all of it: the
 fleet's steps, health check and rollback, three phases that go on by themselves (a canary of 2, 10%, the rest) and
-[inventory.ssh] max_parallel as the demo config leaves it (150). Then, on that fleet:
+[inventory.ssh] max_parallel as the demo config leaves it (150), its timeouts raised to the floor's (connect 30 s,
+commands 120 s: a loaded 2-CPU machine answers handshakes of thousands of hosts slowly). Then, on that fleet:
 
   floor          a bare asyncssh script as a fresh process (--worker floor), the same work on the same hosts: the
                  live revision of the first host, then batch after batch (the config's phases), at most
@@ -49,6 +50,7 @@ import _common  # noqa: E402 - beside this file
 PER_FLEET = 1000  # hosts per fleet process
 WATCHERS = 10
 KEY_EVERY = 0.2  # seconds between the arrow keys pressed during the deploy
+IDLE_KEYS = 15  # keys timed before the deploy, with everything attached: what the machine's load alone costs
 SIZES = (150, 1000, 5000)
 TARGETS = {"key_ms": 100.0, "event_ms": 50.0, "kb_per_host": 100.0}
 
@@ -158,7 +160,8 @@ process only, over the deploy; "ms/host" is that over the hosts. Peak RSS: the s
 "KB/host" is it over the hosts (the interpreter's fixed ~50 MB included, so it falls with size), "KB/added host" the
 growth of the peak from the smallest size run, over the hosts added. Event p95: over every event each of the 10
 watchers saw (time.time() at arrival in the watcher's process minus the engine's "at"). Key p95: a right arrow
-every 0.2 s in the app during the deploy, to the first bytes showing the next host's name under the grid. The
+every 0.2 s in the app during the deploy (right, left, ...), to the first bytes showing the other host's name under
+the grid; "idle key p95" is 15 such keys just before the deploy, everything attached: the machine's own share. The
 fleet's processes, the watchers and the app share the machine's CPUs with the server and are in no CPU figure."""
 
 
@@ -175,6 +178,8 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--markdown", action="store_true", help="also print the table as markdown for the README")
     p.add_argument("--profile", metavar="FILE",
                    help="run the server under cProfile (one size only) and write its stats to FILE")
+    p.add_argument("--profile-app", metavar="FILE",
+                   help="run the app under cProfile (one size only) and write its stats to FILE")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (fleets, configs, journal)")
     args = p.parse_args(argv)
     try:
@@ -187,8 +192,8 @@ def parse_args(argv: list[str] | None):
         p.error("--per-fleet must be at least 1")
     if not args.sizes or min(args.sizes) < 4:
         p.error("--hosts: every size must be at least 4 (three phases)")
-    if args.profile and len(args.sizes) != 1:
-        p.error("--profile: give one size (--hosts 1000)")
+    if (args.profile or args.profile_app) and len(args.sizes) != 1:
+        p.error("--profile, --profile-app: give one size (--hosts 1000)")
     return args
 
 
@@ -235,6 +240,7 @@ class Size:
         self.notes: list[str] = []
         self.fig: dict[str, float] = {}
         self.key_ms: list[float] = []
+        self.idle_key_ms: list[float] = []
         self.event_s: list[float] = []
         self.resyncs = 0
         self.events_per_watcher = 0
@@ -348,6 +354,12 @@ class Size:
         text = path.read_text()
         names = ", ".join(f'"{name}"' for name, _, _ in self.hosts)
         text = re.sub(r"^hosts = \[.*\]$", lambda _: f"hosts = [{names}]", text, count=1, flags=re.M)
+        # the floor's deadlines: a fleet of thousands on a 2-CPU machine can take longer than the demo's 5 s to
+        # answer a handshake, and neither side should give up on a host the other would have waited for
+        for key, value in (("connect_timeout", 30), ("command_timeout", 120), ("step_timeout", 120)):
+            text, n = re.subn(rf"^{key} = \d+", f"{key} = {value}", text, count=1, flags=re.M)
+            if n != 1:
+                raise RuntimeError(f"the fleet's config has no {key} line to set")
         kept, keep = [], True
         for line in text.splitlines():
             m = re.match(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$", line)
@@ -479,13 +491,15 @@ class Size:
 
         rev = self.revision("scale1")
         pid = self.start_server()
-        self.app = App(self.config, self.timeout)
+        self.app = App(self.config, self.timeout, self.args.profile_app)
         self.say("the app")
         if (why := self.app.start()) is not None:
             return self.fail(f"the app: {why}")
         watchers = self.attach_watchers(rev)
         rss0 = memory(pid)[0]
         stop = threading.Event()
+        self.say("keys, idle")
+        self.app.press_keys(stop, self.idle_key_ms, IDLE_KEYS)  # the same app and machine, before the deploy
         presser = threading.Thread(target=self.app.press_keys, args=(stop, self.key_ms), daemon=True)
         self.say("deploy")
         cpu0 = _common.proc_cpu(pid)
@@ -541,10 +555,11 @@ class App:
     # under the grid: "▸ " then the selected host's name, in bold (bench/ui.py's note: the grid may show glyphs)
     CAPTION = rb"\xe2\x96\xb8 (?:\x1b\[[0-9;]*m)*([A-Za-z0-9][A-Za-z0-9.-]*)"
 
-    def __init__(self, config, timeout: float) -> None:
-        self.config, self.timeout = config, timeout
+    def __init__(self, config, timeout: float, profile: str | None = None) -> None:
+        self.config, self.timeout, self.profile = config, timeout, profile
         self.term = None
         self.why = ""  # why fewer keys were timed than pressed
+        self.presses = 0
 
     def start(self) -> str | None:
         """None once the app shows the grid with its selected host, else why not."""
@@ -553,7 +568,10 @@ class App:
 
         from ui import Terminal  # beside this file
 
-        self.term = Terminal(_common.controlroom_cmd() + ["--config", str(self.config)])
+        cmd = _common.controlroom_cmd()
+        if self.profile:  # written when the app quits (ctrl+q at the end)
+            cmd = [sys.executable, "-m", "cProfile", "-o", self.profile, "-m", "controlroom.cli"]
+        self.term = Terminal(cmd + ["--config", str(self.config)])
         deadline = time.perf_counter() + 120
         while time.perf_counter() < deadline:
             if self.term.proc.poll() is not None:
@@ -568,14 +586,17 @@ class App:
     def screen(self) -> bytes:
         return b"".join(c for _, c in self.term.since(0)) if self.term else b""
 
-    def press_keys(self, stop, out: list[float]) -> None:
-        """A right arrow every KEY_EVERY s until ``stop``: each one's time to the next host's name on screen."""
+    def press_keys(self, stop, out: list[float], most: int | None = None) -> None:
+        """An arrow key every KEY_EVERY s until ``stop`` (or ``most`` keys): each one's time to the other host's
+        name under the grid. Right, then left, and so on: the cursor goes between two hosts, never off the grid's
+        end, and every key changes what the screen shows."""
         import re
         import time
 
         pattern = re.compile(self.CAPTION)
-        while not stop.wait(KEY_EVERY):
-            sent = self.term.press(b"\x1b[C")
+        while (most is None or len(out) < most) and not stop.wait(KEY_EVERY):
+            sent = self.term.press(b"\x1b[C" if self.presses % 2 == 0 else b"\x1b[D")
+            self.presses += 1
             deadline = sent + 10
             got = None
             while got is None and time.perf_counter() < deadline and not stop.is_set():
@@ -591,14 +612,23 @@ class App:
                     time.sleep(0.001)
             if got is None:
                 if not stop.is_set():
-                    self.why = f"a key showed no new host within 10 s (after {len(out)} timed)"
-                return  # the end of the grid, or the app stuck: either way no more keys are timed
+                    self.why = f"a key showed no other host within 10 s (after {len(out)} timed)"
+                return  # the app is stuck: no more keys are timed
             out.append((got - sent) * 1000)
 
     def close(self) -> None:
-        if self.term is not None:
-            self.term.close()
-            self.term = None
+        import subprocess
+
+        if self.term is None:
+            return
+        term, self.term = self.term, None
+        try:
+            os.write(term.master, b"\x11")  # ctrl+q; a profiled app writes its stats as it goes
+            term.proc.wait(60 if self.profile else 5)
+        except (OSError, subprocess.TimeoutExpired):
+            term.proc.kill()
+            term.proc.wait(5)
+        os.close(term.master)
 
 
 # ------------------------------------------------------------------------------------------------ the report
@@ -608,6 +638,7 @@ def cells(s: Size, base: Size | None) -> tuple[str, ...]:
     f = s.fig
     pct = _common.percentile
     key = f"{pct(s.key_ms, 95):.0f}" if s.key_ms else "-"
+    idle = f"{pct(s.idle_key_ms, 95):.0f}" if s.idle_key_ms else "-"
     event = f"{pct(s.event_s, 95) * 1000:.1f}" if s.event_s else "-"
     ratio = f"{f['deploy_s'] / f['floor_s']:.2f}x" if "deploy_s" in f and "floor_s" in f else "-"
     added = "-"
@@ -632,12 +663,14 @@ def cells(s: Size, base: Size | None) -> tuple[str, ...]:
         event,
         key,
         f"{len(s.key_ms)}",
+        idle,
         "; ".join(notes),
     )
 
 
 HEAD = ("hosts", "floor s", "deploy s", "time/floor", "server CPU s", "CPU ms/host", "peak RSS MB", "KB/host",
-        "KB/added host", "events/watcher", "event p95 ms", "key p95 ms", "keys", "notes")
+        "KB/added host", "events/watcher", "event p95 ms", "key p95 ms", "keys",
+        "idle key p95 ms", "notes")
 
 
 def verdicts(rows: list[Size]) -> list[str]:
