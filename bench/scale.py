@@ -178,6 +178,8 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--markdown", action="store_true", help="also print the table as markdown for the README")
     p.add_argument("--profile", metavar="FILE",
                    help="run the server under cProfile (one size only) and write its stats to FILE")
+    p.add_argument("--keepalive", type=float, metavar="SECONDS",
+                   help="[inventory.ssh] keepalive_interval for the deploy (default: the demo fleet's, 2 s)")
     p.add_argument("--profile-app", metavar="FILE",
                    help="run the app under cProfile (one size only) and write its stats to FILE")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (fleets, configs, journal)")
@@ -371,7 +373,10 @@ class Size:
         text = re.sub(r"^hosts = \[.*\]$", lambda _: f"hosts = [{names}]", text, count=1, flags=re.M)
         # the floor's deadlines: a fleet of thousands on a 2-CPU machine can take longer than the demo's 5 s to
         # answer a handshake, and neither side should give up on a host the other would have waited for
-        for key, value in (("connect_timeout", 30), ("command_timeout", 120), ("step_timeout", 120)):
+        settings = [("connect_timeout", 30), ("command_timeout", 120), ("step_timeout", 120)]
+        if self.args.keepalive:
+            settings.append(("keepalive_interval", self.args.keepalive))
+        for key, value in settings:
             text, n = re.subn(rf"^{key} = \d+", f"{key} = {value}", text, count=1, flags=re.M)
             if n != 1:
                 raise RuntimeError(f"the fleet's config has no {key} line to set")
