@@ -9,6 +9,7 @@ from __future__ import annotations
 from textual.widgets import Static
 
 from controlroom.core.text import clean
+from widgets.repaint import update_in_place
 
 KIND = {"app": "app", "cli": "CLI", "web": "web"}
 
@@ -40,5 +41,5 @@ class PresenceLine(Static):
     def show(self, clients: list[dict], me: int = 0) -> None:
         """Show who is attached now (hidden when we are alone)."""
         self.text = presence_text(clients, me)
-        self.update(self.text)
+        update_in_place(self, self.text)
         self.set_class(bool(self.text), "-shown")

@@ -14,6 +14,7 @@ from controlroom.core.text import clean
 from controlroom.engine.board import Board, PhaseView
 from widgets.deploy_log import LockView, clock
 from widgets.host_grid import HostGrid
+from widgets.repaint import update_in_place
 from widgets.states import (
     COLOR,
     LABEL,
@@ -309,10 +310,11 @@ class RolloutPane(Vertical):
         return self.query_one(HostGrid)
 
     def _set(self, selector: str, text: Text) -> None:
-        # Static.update lays the screen out again; most flushes change nothing here, so skip equal text
+        # most flushes change nothing here, so skip equal text; a change repaints the line, and lays the screen
+        # out only when the line's height changes (repaint.py)
         if self._shown.get(selector) != text:
             self._shown[selector] = text
-            self.query_one(selector, Static).update(text)
+            update_in_place(self.query_one(selector, Static), text)
 
     def refresh_board(self, now: float | None = None) -> None:
         """Repaint the header, bars and summary from the board (the grid repaints its own rows)."""

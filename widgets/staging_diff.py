@@ -24,6 +24,7 @@ from textual.widgets import Input, Static
 from controlroom.core.text import clean
 from controlroom.sources.stagediff import StagingDiff, age
 from widgets.diff_view import DiffView
+from widgets.repaint import update_in_place
 
 POLL_FIRST = 0.25  # seconds between looks for the staged ref until the first diff is shown
 POLL = 3.0  # then: a moved ref (a stage, a push) shows within this
@@ -159,7 +160,7 @@ class StagingDiffPane(Vertical):
             t.append(("\n" if d is not None else "") + self.problem, style="bold")
         if self.stage_line:
             t.append("\n" + self.stage_line)
-        self.query_one("#diff-head", Static).update(t)
+        update_in_place(self.query_one("#diff-head", Static), t)  # the live side moves with every host
         if d is not None:
             self.border_subtitle = Content(f"{d.live} → {d.staged}")  # Content: never markup
 

@@ -158,8 +158,12 @@ class Fleet:
     """Start with ``await fleet.start()`` (or ``start_in_thread()``); stop with ``stop()``."""
 
     def __init__(self, directory: str | os.PathLike[str], hosts: int = 150, faults: dict[str, Fault] | None = None,
-                 prefix: str = "web", metrics: bool = False, stage: bool = False, inventory: str = "toml") -> None:
+                 prefix: str = "web", metrics: bool = False, stage: bool = False, inventory: str = "toml",
+                 client_key: str | os.PathLike[str] | None = None) -> None:
         self.dir = Path(directory).resolve()
+        # the key every host accepts: a new one, or one given so that several fleet processes (bench/scale.py)
+        # make one fleet that a single identity_file reaches
+        self.client_key = Path(client_key) if client_key is not None else None
         width = max(3, len(str(hosts)))
         self.hosts = [SimHost(f"{prefix}{i:0{width}d}", self.dir / "hosts" / f"{prefix}{i:0{width}d}")
                       for i in range(1, hosts + 1)]
@@ -201,7 +205,10 @@ class Fleet:
         self._loop = asyncio.get_running_loop()
         (self.dir / "hosts").mkdir(parents=True, exist_ok=True)
         os.chmod(self.dir, 0o700)
-        client_key = asyncssh.generate_private_key("ssh-ed25519", comment="controlroom-demo")
+        if self.client_key is not None:
+            client_key = asyncssh.read_private_key(str(self.client_key))
+        else:
+            client_key = asyncssh.generate_private_key("ssh-ed25519", comment="controlroom-demo")
         client_key.write_private_key(str(self.dir / "client_key"))
         os.chmod(self.dir / "client_key", 0o600)
         client_key.write_public_key(str(self.dir / "client_key.pub"))

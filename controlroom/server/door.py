@@ -28,6 +28,10 @@ from controlroom.server import wire
 HELLO_WAIT = 5.0  # a connection that has not said hello by then is closed
 MAX_CONNECTIONS = 256  # connections at once, all people together (each is an open file of the server)
 MAX_PER_USER = 32  # connections at once from one person: one cannot lock the others out
+# open files the SSH pool may hold a host: its connection, and as much again for one being replaced (measured by
+# bench/scale.py: 1.04 a host with every connection open). At 5,000 hosts under a hard limit of 20,000 the 4 a
+# host ssh.raise_nofile_limit asks for left the clients 8 places, fewer than an app and 10 watchers
+FILES_PER_HOST = 2
 SAY_EVERY = 5.0  # a flood of refusals is one line in the log this often
 DIR_MODE = 0o710  # the state directory: its owner's; the team's group may only pass through it to the socket
 FILE_MODE = 0o600  # everything in it: the journal, the locks, the log
@@ -97,7 +101,7 @@ class Door:
         """Keep the total under what the SSH pool leaves of the open-files limit (ssh.raise_nofile_limit)."""
         soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         if soft != resource.RLIM_INFINITY:
-            self.max_connections = max(8, min(MAX_CONNECTIONS, soft - 4 * hosts - 64))
+            self.max_connections = max(8, min(MAX_CONNECTIONS, soft - FILES_PER_HOST * hosts - 64))
 
     def refusal(self, peer: pr.Peer) -> str | None:
         """Why a new connection from peer is turned away (a cap), or None."""

@@ -587,3 +587,28 @@ def test_a_known_hosts_file_the_teammate_cannot_read_is_one_line_naming_it(doors
     assert res.returncode == 2, res.stdout + res.stderr
     assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert "inventory.ssh.known_hosts" in res.stderr and "cannot read it (Permission denied)" in res.stderr, res.stderr
+
+
+FIT = """
+import resource, sys
+from controlroom.server.door import Door
+resource.setrlimit(resource.RLIMIT_NOFILE, (int(sys.argv[1]), resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+door = Door()
+door.fit_open_files(int(sys.argv[2]))
+print(door.max_connections)
+"""
+
+
+def test_a_fleet_of_thousands_under_a_tight_open_files_limit_leaves_room_for_an_app_and_ten_watchers():
+    # 5,000 hosts under a hard limit of 20,000 (bench/scale.py on the bench machine), scaled down: the pool holds
+    # about one open file a host, so the clients keep most of what is left
+    import resource
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard < 1400:
+        pytest.skip(f"hard open-files limit {hard} is below the test's 1,400")
+    run = [sys.executable, "-c", FIT]
+    room = subprocess.run([*run, "1400", "600"], capture_output=True, text=True, check=True, timeout=30)
+    assert int(room.stdout) == 1400 - 2 * 600 - 64 > 12  # the app, 10 watchers and the deploy's client
+    full = subprocess.run([*run, "1400", "680"], capture_output=True, text=True, check=True, timeout=30)
+    assert int(full.stdout) == 8  # never fewer than 8, however many hosts
