@@ -345,3 +345,23 @@ def bench_args(doc: str, rounds: int, budget: float, argv: list[str] | None, *, 
         p.error(f"--hosts must be at least {min_hosts}" + (" (three phases)" if min_hosts > 1 else "")
                 + " and --rounds at least 1")
     return args
+
+
+AUTO_PHASES = """
+[[phase]]
+name = "canary"
+size = 2
+auto = true
+
+[[phase]]
+name = "stage 1"
+size = "10%"
+max_failed = 1
+auto = true
+
+[[phase]]
+name = "stage 2"
+size = "100%"
+max_failed = "2%"
+auto = true
+"""  # the fleet's three phases, each going on by itself: nothing waits for an operator (server.py, scale.py)

@@ -133,25 +133,6 @@ def worker_floor(plan_path: str) -> int:
 
 # ------------------------------------------------------------------------------------------------ the bench
 
-PHASES = """
-[[phase]]
-name = "canary"
-size = 2
-auto = true
-
-[[phase]]
-name = "stage 1"
-size = "10%"
-max_failed = 1
-auto = true
-
-[[phase]]
-name = "stage 2"
-size = "100%"
-max_failed = "2%"
-auto = true
-"""
-
 LEGEND = """\
 time / floor: the deploy's wall time (spawn of `controlroom deploy --yes` to its exit, through the server that
 runs with the app and 10 watchers attached, its SSH pool cold) over the floor's (a fresh bare asyncssh process doing
@@ -387,7 +368,7 @@ class Size:
                 keep = m.group(1).split(".")[0].strip() not in ("phase", "state")
             if keep:
                 kept.append(line)
-        path.write_text("\n".join(kept).rstrip() + "\n" + PHASES + f'\n[state]\ndir = "{self.tmp / "state"}"\n')
+        path.write_text("\n".join(kept).rstrip() + "\n" + _common.AUTO_PHASES + f'\n[state]\ndir = "{self.tmp / "state"}"\n')
         self.config = path
         cfg = config.load(path)
         if len(cfg.hosts) != self.n:

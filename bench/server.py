@@ -137,28 +137,6 @@ def worker_inproc(config_path: str, revision: str) -> int:
 # ------------------------------------------------------------------------------------------------ the bench
 
 
-def phases() -> str:
-    """The fleet's three phases, each going on by itself: nothing waits for an operator."""
-    return """
-[[phase]]
-name = "canary"
-size = 2
-auto = true
-
-[[phase]]
-name = "stage 1"
-size = "10%"
-max_failed = 1
-auto = true
-
-[[phase]]
-name = "stage 2"
-size = "100%"
-max_failed = "2%"
-auto = true
-"""
-
-
 LEGEND = """\
 Latency: time.time() when the event reached a watcher's loop (a separate Python process that attached over the
 Unix socket, decoded the JSON line and took it off its client's queue) minus the event's "at", stamped by the
@@ -225,7 +203,7 @@ class Bench(_common.FleetBench):
                 keep = m.group(1).split(".")[0].strip().strip("\"'") not in ("phase", "state")
             if keep:
                 kept.append(line)
-        text = "\n".join(kept).rstrip() + "\n" + phases()
+        text = "\n".join(kept).rstrip() + "\n" + _common.AUTO_PHASES
         self.cfg = {}
         for tag in ("server", "cold", "inproc"):
             path = self.fleet_dir / f"bench-{tag}.toml"  # beside the fleet's: its relative key paths hold

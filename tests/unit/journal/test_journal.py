@@ -24,6 +24,7 @@ from controlroom.journal import schema
 from controlroom.journal.journal import Journal
 from tests.disks import fill, small_tmpfs
 from tests.servers import stop_servers
+from tests.together import FIRST_USE, run_together
 from tests.waiting import wait_for
 
 CONFIG = """\
@@ -308,35 +309,14 @@ def test_a_write_that_hits_an_io_error_raises_journal_error_naming_the_path(tmp_
 
 
 def test_eight_processes_opening_a_fresh_state_dir_at_once_all_succeed_with_one_schema(tmp_path):
-    child = (
-        "import sys\n"
-        "from controlroom.core.identity import Actor\n"
-        "from controlroom.journal.journal import Journal\n"
-        "print('ready', flush=True)\n"
-        "sys.stdin.read()\n"  # the barrier: everyone starts when the test closes the pipes
+    child = FIRST_USE + (
         "j = Journal.open(sys.argv[1])\n"
         "j.add_log(Actor('p' + sys.argv[2]), 'NOTE', 'first use')\n"
         "print('ok', flush=True)\n"
     )
     for round_ in range(5):  # a race shows only sometimes: several fresh directories
         state = tmp_path / f"round{round_}" / "state"
-        procs = [subprocess.Popen([sys.executable, "-c", child, str(state), str(i)], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(8)]
-        try:
-            for p in procs:
-                assert p.stdout.readline() == "ready\n"
-            for p in procs:
-                p.stdin.close()
-            results = [(p.stdout.read(), p.stderr.read()) for p in procs]
-            for p in procs:
-                p.wait(timeout=60)
-        finally:
-            for p in procs:
-                if p.poll() is None:
-                    p.kill()
-        assert [(p.returncode, out, err) for p, (out, err) in zip(procs, results, strict=True)] == [
-            (0, "ok\n", "")
-        ] * 8
+        assert run_together(child, [[str(state), str(i)] for i in range(8)]) == [(0, "ok\n", "")] * 8
         j = Journal.open(state)
         assert sorted(e.user for e in j.log()) == [f"p{i}" for i in range(8)]
         assert j.db.execute("PRAGMA user_version").fetchone()[0] == schema.VERSION

@@ -18,6 +18,7 @@ from controlroom.journal import pg, record
 from controlroom.journal.flags import CONFIRMED, FlagHistory, Receipt
 from controlroom.journal.journal import Journal
 from tests.conftest import run_cli
+from tests.together import FIRST_USE, run_together
 from tests.unit.journal.test_locks import HOLDER
 from tests.waiting import wait_for
 
@@ -94,32 +95,13 @@ def test_the_record_reads_back_the_same_from_either_journal(open_journal, tmp_pa
 
 
 def test_a_shared_journal_is_set_up_once_by_eight_processes_opening_it_at_once(pg_url, tmp_path):
-    child = (
-        "import sys\n"
-        "from controlroom.core.identity import Actor\n"
-        "from controlroom.journal.journal import Journal\n"
-        "print('ready', flush=True)\n"
-        "sys.stdin.read()\n"  # the barrier: everyone starts when the test closes the pipes
+    child = FIRST_USE + (
         "j = Journal.open(sys.argv[1], url=sys.argv[3])\n"
         "j.add_log(Actor('p' + sys.argv[2]), 'NOTE', 'first use')\n"
         "print('ok', flush=True)\n"
     )
-    procs = [subprocess.Popen([sys.executable, "-c", child, str(tmp_path / f"bastion{i}"), str(i), pg_url],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for i in range(8)]
-    try:
-        for p in procs:
-            assert p.stdout.readline() == "ready\n"
-        for p in procs:
-            p.stdin.close()
-        results = [(p.stdout.read(), p.stderr.read()) for p in procs]
-        for p in procs:
-            p.wait(timeout=60)
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    assert [(p.returncode, out, err) for p, (out, err) in zip(procs, results, strict=True)] == [(0, "ok\n", "")] * 8
+    results = run_together(child, [[str(tmp_path / f"bastion{i}"), str(i), pg_url] for i in range(8)])
+    assert results == [(0, "ok\n", "")] * 8
     j = Journal.open(tmp_path / "bastion0", url=pg_url)
     try:
         assert sorted(e.user for e in j.log()) == [f"p{i}" for i in range(8)]
