@@ -18,12 +18,13 @@ import time
 
 import pytest
 
+from tests.conftest import run_cli
 from tests.e2e.test_e2e_tmux import DEADLINE, Terminal
 
 
 def _cursor_line(screen: str) -> str:
     """The entries pane's line at the cursor (marked ▶)."""
-    return next((line for line in screen.splitlines() if line.startswith("│▶ ")), "")
+    return next((line for line in screen.splitlines() if re.match(r"│▶ \d\d:\d\d:\d\d", line)), "")
 
 
 def _press_until(term: Terminal, key: str, done, what: str, presses: int = 60) -> str:
@@ -58,6 +59,14 @@ def _wait_for_dialog(term: Terminal, text: str) -> str:
             pytest.fail(f"the dialog does not say {text!r}: {said}")
         time.sleep(0.2)
     return said
+
+
+def _wait_gone(term: Terminal, text: str) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while text in (screen := term.screen()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"still on screen after {DEADLINE:g} s: {text!r}\n{screen}")
+        time.sleep(0.1)
 
 
 def _event(screen: str) -> str | None:
@@ -115,16 +124,25 @@ def test_a_new_user_scrubs_the_demo_story_back_to_its_failed_gate_opens_the_past
         assert "new_search on, photo_page_v2 10%" in screen, screen  # the flags line: the kill switch not yet
         value = re.search(r"errors_5xx < 5\{r2307\} = ([\d.]+) failed \(", screen)
         assert value and abs(float(value.group(1)) - float(failed.group(1))) < 0.051, (failed.group(0), screen)
-        # on from there: the suspect's entry, opened in full
-        screen = _press_until(term, "Right", lambda s: "suspect: errors_5xx higher" in _cursor_line(s),
-                              "the suspect's entry")
+        # the suspect's entry (said once r2307's errors could tell: before the gate's wait or after it), opened in
+        # full: where it is from the record as `controlroom timeline` prints it, one line an event
+        printed = run_cli("timeline", "2", "--config", str(fleet_dir / "controlroom.toml"))
+        assert printed.returncode == 0, printed.stderr
+        events = printed.stdout.splitlines()[2:]
+        gate_at = next(i for i, line in enumerate(events) if "waiting before phase stage 1 (gate)" in line)
+        named_at = next(i for i, line in enumerate(events) if "suspect: errors_5xx higher on r2307" in line)
+        assert _event(screen) == str(gate_at + 1), (screen, events[gate_at])
+        key = "Right" if named_at > gate_at else "Left"
+        screen = _press_until(term, key, lambda s: "suspect: errors_5xx higher" in _cursor_line(s),
+                              "the suspect's entry", presses=abs(named_at - gate_at))
         term.press("Enter")
         screen = term.wait_for("SuspectNamed", "when canary started (r2307)")
-        assert "new_search on" in screen, screen
-        assert "r2306 hosts unchanged" in screen or "less than r2307 hosts" in screen, screen
+        assert "new_search on" in screen and "verdict: suspect" in screen, screen
+        assert "moved too" not in screen or "less than r2307 hosts" in screen, screen  # r2306 not blamed
         term.press("Escape")
-        term.wait_for("One time axis")
+        _wait_gone(term, ": SuspectNamed ─")
         term.press("Escape")
+        _wait_gone(term, "One time axis")
 
         # H: the history, enter on the demo's past deploy (the oldest: last in the list)
         term.press("H")
@@ -134,8 +152,10 @@ def test_a_new_user_scrubs_the_demo_story_back_to_its_failed_gate_opens_the_past
         screen = term.wait_for("Timeline of deploy #1 r2305 -> r2306 by alice", " · done · ")
         assert "DEPLOY OK r2306 on 20 of 20 hosts" in screen, screen
         term.press("Escape")
+        _wait_gone(term, "Timeline of deploy #1")
         term.wait_for("History:")
         term.press("Escape")
+        _wait_gone(term, "History:")
         term.press("q")
         term.wait_for("demo exited 0")
 
