@@ -166,6 +166,8 @@ async def test_t_follows_a_live_deploy_H_lists_it_enter_opens_its_timeline_and_r
         assert regions["#tl-grid"].height >= 3, regions  # the fleet keeps room beside the axis and the entries
         assert set(grid_states(screen).values()) == {ev.DONE}, "the final grid"
         assert not replay.room.may_act, "a replay is read-only"
+        # and says why as it is: no --read-only was typed
+        assert replay.room.read_only_why == "read-only: a replay (controlroom replay)", replay.room.read_only_why
         await pilot.press("home")
         await until(pilot, lambda: shown(screen) and screen.cursor == 0 and not screen.ended, "back at the start")
         assert "replay paused" in text_of(screen, "#tl-hint") or "replay playing" in text_of(screen, "#tl-hint")
