@@ -210,6 +210,11 @@ def detail(e: rec.Entry) -> str:
             lines.append("  every host confirmed" if d.get("confirmed") else "  (pushing: no receipt yet)")
     else:
         for k, v in d.items():
-            if k not in ("rollout_id", "at", "type"):
-                lines.append(f"  {clean(str(k), 40)}: {clean(str(v), 300)}")
+            if k in ("rollout_id", "at", "type"):
+                continue
+            if k == "since" and isinstance(v, (int, float)):  # a time (the suspect's event): said as one
+                v = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v))
+            elif k == "p" and isinstance(v, float):  # a p-value: three figures say it
+                v = f"{v:.3g}"
+            lines.append(f"  {clean(str(k), 40)}: {clean(str(v), 300)}")
     return "\n".join(lines)
