@@ -195,3 +195,26 @@ async def test_a_notification_over_the_timeline_covers_neither_the_fleet_nor_the
         for toast in screen.query("Toast"):
             covered = [sel for sel, r in regions.items() if toast.region.overlaps(r)]
             assert not covered, f"a toast {toast.region} covers {covered}"
+
+
+async def test_at_80x24_the_flags_the_lock_and_the_gates_at_the_cursor_all_fit_in_their_pane(make_fleet):
+    from tests.conftest import run_cli
+
+    fleet = make_fleet(4)
+    done = run_cli("deploy", "--yes", "--config", str(fleet.config_path))
+    assert done.returncode == 0, done.stdout + done.stderr
+    replay = build_app(config.load(fleet.config_path), replay=(1, 10.0))
+    async with replay.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: isinstance(replay.screen, TimelineScreen) and replay.screen.ended
+                    and shown(replay.screen), "the replay to end", timeout=60)
+        screen = replay.screen
+        await pilot.pause()
+        right = screen.query_one("#tl-right")
+        gates, flags = text_of(screen, "#tl-gates"), text_of(screen, "#tl-flags")
+        assert gates and "lock: " in text_of(screen, "#tl-held") and len(screen.at.flags) >= 3, (gates, flags)
+        for sel in ("#tl-flags", "#tl-held", "#tl-gates"):
+            w = screen.query_one(sel)
+            assert w.region.height and w.region.bottom <= right.content_region.bottom, (
+                f"{sel} {w.region} is cut off: the pane ends at {right.content_region.bottom}")
+        # one flag a line: "name value", each whole in the pane's 25 columns
+        assert all(f"{name} {value}" in flags.splitlines() for name, value in screen.at.flags.items()), flags
