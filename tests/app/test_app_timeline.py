@@ -212,9 +212,11 @@ async def test_at_80x24_the_flags_the_lock_and_the_gates_at_the_cursor_all_fit_i
         right = screen.query_one("#tl-right")
         gates, flags = text_of(screen, "#tl-gates"), text_of(screen, "#tl-flags")
         assert gates and "lock: " in text_of(screen, "#tl-held") and len(screen.at.flags) >= 3, (gates, flags)
-        for sel in ("#tl-flags", "#tl-held", "#tl-gates"):
-            w = screen.query_one(sel)
-            assert w.region.height and w.region.bottom <= right.content_region.bottom, (
-                f"{sel} {w.region} is cut off: the pane ends at {right.content_region.bottom}")
+        parts = [screen.query_one(sel) for sel in ("#tl-flags", "#tl-held", "#tl-gates")]
+
+        def fit() -> bool:  # polled: the layout follows the last repaint's content a refresh later
+            return all(w.region.height and w.region.bottom <= right.content_region.bottom for w in parts)
+
+        await until(pilot, fit, "the flags, the lock and the gates inside their pane (none cut off below it)")
         # one flag a line: "name value", each whole in the pane's 25 columns
         assert all(f"{name} {value}" in flags.splitlines() for name, value in screen.at.flags.items()), flags
