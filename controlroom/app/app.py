@@ -302,7 +302,8 @@ class ControlRoom(App[int]):
         if client.hello.get("warning"):
             self.ui.say(str(client.hello["warning"]), severity="warning", timeout=15)
         if not room.may_act:
-            room.read_only_why = ("read-only (--read-only)" if self.read_only_asked
+            room.read_only_why = ("read-only: a replay (controlroom replay)" if self.replay is not None
+                                  else "read-only (--read-only)" if self.read_only_asked
                                   else f"read-only: {room.user} is not among [access] operators")
             self.sub_title = f"{self.cfg.path} · {room.read_only_why}"
             self.ui.say(f"{room.read_only_why}: you may watch, not act", title="Read-only", timeout=10)

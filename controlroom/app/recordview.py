@@ -120,29 +120,35 @@ def header(tl: rec.Timeline, deploy: dict, at: rec.FleetAt, cursor: int) -> Text
     return t
 
 
-def flags_line(at: rec.FleetAt) -> Text:
-    t = Text("flags: ", style="bold")
+def flags_line(at: rec.FleetAt, *, compact: bool = False) -> Text:
+    """Every flag's value at the cursor; compact (a narrow pane): one flag a line, no label."""
+    t = Text("" if compact else "flags: ", style="bold")
     if not at.flags:
-        t.append("none", style="dim")
+        t.append("flags: none" if compact else "none", style="dim")
     for i, (name, value) in enumerate(sorted(at.flags.items())):
         if i:
-            t.append(", ")
+            t.append("\n" if compact else ", ")
         t.append(f"{clean(name, 60)} {clean(value, 20)}", style="bold" if value == "on" else "")
     return t
 
 
-def held_lines(at: rec.FleetAt) -> Text:
-    """Who held the fleet, and what the deploy waited for, at the cursor."""
+def held_lines(at: rec.FleetAt, *, compact: bool = False) -> Text:
+    """Who held the fleet, and what the deploy waited for, at the cursor; compact (a narrow pane): the lock only
+    (the header says the deploy is waiting, the entry at the cursor what for)."""
     t = Text("lock: ", style="bold")
     t.append(clean(at.lock, 200) if at.lock else "none", style="" if at.lock else "dim")
-    if at.waiting:
+    if at.waiting and not compact:
         t.append("\nwaiting: ", style="bold")
         t.append(clean(at.waiting, 300))
     return t
 
 
-def gates_lines(at: rec.FleetAt) -> Text:
-    """Every gate's latest value at the cursor: gate{line} = value verdict (at its time)."""
+VERDICT_SYMBOLS = {"passed": "✓", "failed": "✗"}  # anything else (unknown): ?
+
+
+def gates_lines(at: rec.FleetAt, *, compact: bool = False) -> Text:
+    """Every gate's latest value at the cursor: gate{line} = value verdict (at its time); compact (a narrow pane):
+    series{line} value and the verdict's symbol."""
     t = Text()
     if not at.gates:
         t.append("gates: no value yet", style="dim")
@@ -153,10 +159,17 @@ def gates_lines(at: rec.FleetAt) -> Text:
             if not first:
                 t.append("\n")
             first = False
-            name = f"{clean(gate, 80)}{{{clean(line, 40)}}}" if line else clean(gate, 80)
             bad = v.verdict != "passed"
+            verdict_style = "bold red" if bad else "green"
+            if compact:
+                series = clean(gate, 80).split(" ", 1)[0]  # "errors_5xx < 5": its series
+                t.append(f"{series}{{{clean(line, 40)}}}" if line else series, style="bold")
+                t.append(f" {sp.figure(v.value)} ", style="bold")
+                t.append(VERDICT_SYMBOLS.get(v.verdict, "?"), style=verdict_style)
+                continue
+            name = f"{clean(gate, 80)}{{{clean(line, 40)}}}" if line else clean(gate, 80)
             t.append(f"{name} = {sp.figure(v.value)} ", style="bold")
-            t.append(clean(v.verdict, 20) or "?", style="bold red" if bad else "green")
+            t.append(clean(v.verdict, 20) or "?", style=verdict_style)
             t.append(f" ({clock(v.at)})", style="dim")
     return t
 
@@ -210,6 +223,11 @@ def detail(e: rec.Entry) -> str:
             lines.append("  every host confirmed" if d.get("confirmed") else "  (pushing: no receipt yet)")
     else:
         for k, v in d.items():
-            if k not in ("rollout_id", "at", "type"):
-                lines.append(f"  {clean(str(k), 40)}: {clean(str(v), 300)}")
+            if k in ("rollout_id", "at", "type"):
+                continue
+            if k == "since" and isinstance(v, (int, float)):  # a time (the suspect's event): said as one
+                v = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v))
+            elif k == "p" and isinstance(v, float):  # a p-value: three figures say it
+                v = f"{v:.3g}"
+            lines.append(f"  {clean(str(k), 40)}: {clean(str(v), 300)}")
     return "\n".join(lines)

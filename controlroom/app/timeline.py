@@ -39,6 +39,7 @@ from widgets.rollout import phase_bars
 Send = Callable[..., Awaitable[dict | None]]  # link.send: a reply, or None (the refusal was shown)
 REPAINT_HZ = 15
 FOLLOW_EVERY = 1.0  # seconds between asks for what a live deploy recorded since
+NARROW = 120  # columns: below this the flags, the lock and the gates at the cursor are said compact
 MAX_EVENTS = 1_000_000  # a record longer than this is not read further (said so)
 MINUTE = 60.0
 SPEEDS = (0.25, 0.5, 1, 2, 5, 10, 20, 50, 100, 1000)
@@ -211,6 +212,7 @@ class TimelineScreen(Screen):
     TimelineScreen #tl-grid { height: 1fr; }
     TimelineScreen #tl-bars { height: auto; }
     TimelineScreen #tl-held { margin: 1 0; }
+    TimelineScreen.-narrow #tl-held { margin: 0; }
     TimelineScreen #tl-axis { height: auto; border: round $primary; text-wrap: nowrap; text-overflow: clip; }
     TimelineScreen #tl-entries { height: auto; border: round $primary; text-wrap: nowrap;
                                  text-overflow: ellipsis; }
@@ -483,9 +485,12 @@ class TimelineScreen(Screen):
         grid.refresh()
         self.query_one("#tl-header", Static).update(draw.header(tl, r.deploy, at, self.cursor))
         self.query_one("#tl-bars", Static).update(phase_bars(self.board))
-        self.query_one("#tl-flags", Static).update(draw.flags_line(at))
-        self.query_one("#tl-held", Static).update(draw.held_lines(at))
-        self.query_one("#tl-gates", Static).update(draw.gates_lines(at))
+        # a narrow terminal (80x24: the pane is 25 columns by 7 lines): every fact at the cursor in a line of its own
+        narrow = self.size.width < NARROW
+        self.set_class(narrow, "-narrow")
+        self.query_one("#tl-gates", Static).update(draw.gates_lines(at, compact=narrow))
+        self.query_one("#tl-flags", Static).update(draw.flags_line(at, compact=narrow))
+        self.query_one("#tl-held", Static).update(draw.held_lines(at, compact=narrow))
         width = self.size.width - 2  # inside the axis pane's border
         self.query_one("#tl-axis", Static).update(
             Text("\n").join(draw.axis_rows(self.axis, tl, width, at.at)))

@@ -1,4 +1,5 @@
-"""The demo's git repository: a live revision r2306, a staged one, r2307, on the staging branch, and r2308 after it."""
+"""The demo's git repository: a live revision r2306, a staged one, r2307, on the staging branch, r2308 after it, and
+r2305, the revision the demo's past deploy replaced."""
 
 from __future__ import annotations
 
@@ -19,11 +20,12 @@ FILES_STAGED = {
     "lib/video.php": "<?php // video transcoding queue\nfunction enqueue_video($id) { return queue('video', $id); }\n",
 }
 
-LIVE_AT, STAGED_AT, NEXT_AT = "2026-11-20T10:00:00+0000", "2026-11-24T15:00:00+0000", "2026-11-25T09:00:00+0000"
+PAST_AT, LIVE_AT, STAGED_AT, NEXT_AT = "2026-11-13T10:00:00+0000", "2026-11-20T10:00:00+0000", "2026-11-24T15:00:00+0000", "2026-11-25T09:00:00+0000"
 
 
 def make_demo_repo(path: Path, live: str = "r2306", staged: str = "r2307") -> None:
-    """Create (once) a small real git repository with two tagged revisions."""
+    """Create (once) a small real git repository with two tagged revisions (and r2305, the demo's past deploy's
+    previous revision, and r2308)."""
     if (path / ".git").exists():
         return
     path.mkdir(parents=True, exist_ok=True)
@@ -58,3 +60,12 @@ def make_demo_repo(path: Path, live: str = "r2306", staged: str = "r2307") -> No
     git("commit", "-q", "-m", "r2308: next release")
     git("tag", "r2308")
     git("checkout", "-q", "main")
+    # r2305, what the demo's past deploy (cli/demopast.py) replaced: a commit of its own, not r2306's parent (the
+    # hashes of r2306 and r2307 stay as they were), so `controlroom stats` counts that deploy's change (r2306's
+    # commit) instead of saying "r2305 is not in the repository"
+    at(PAST_AT)
+    empty = subprocess.run(["git", "-C", str(path), "mktree"], input=b"", check=True, capture_output=True, env=env,
+                           timeout=30).stdout.decode().strip()
+    past = subprocess.run(["git", "-C", str(path), "commit-tree", empty, "-m", "r2305: before the demo"],
+                          check=True, capture_output=True, env=env, timeout=30).stdout.decode().strip()
+    git("tag", "r2305", past)

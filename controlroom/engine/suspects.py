@@ -202,6 +202,11 @@ def judge(breach: Breach, candidates: Iterable[Candidate], *, window: float | No
     return out
 
 
+def _worse(x: list[float], y: list[float], alternative: str) -> bool:
+    """Whether x is worse than y (the bad way: ``alternative`` "greater" or "less"), by the rank test at ALPHA."""
+    return len(x) >= MIN_POINTS and len(y) >= MIN_POINTS and mann_whitney_u(x, y, alternative).p < ALPHA
+
+
 def _overlap(a: Candidate, b: Candidate, splits: set[str]) -> bool:
     """Whether two events touched a split in common (an event touching no split in particular touches all)."""
     return not a.touched or not b.touched or bool(set(a.touched) & set(b.touched) & splits)
@@ -249,9 +254,17 @@ def _one(b: Breach, c: Candidate, samples: list[Sample], splits: set[str]) -> Su
     rose = statistics.median(after) > statistics.median(base)
     moved = ("rose" if rose else "fell") if against == "than before" else ("higher" if rose else "lower")
     rest_p = None
+    stands_out = False
     if len(r_before) >= MIN_POINTS and len(r_after) >= MIN_POINTS:
         rest_p = mann_whitney_u(r_after, r_before, "two-sided").p
-        rest_words = f"{_label(rest)} unchanged" if rest_p >= ALPHA else f"{_label(rest)} moved too ({p_words(rest_p)})"
+        # the rest moved too, but did the split move with it? It stands out when, after the event, it is worse
+        # than the rest (and, where both sides were seen before, it was not worse before): the rest's wiggle is
+        # then not the change the event made on its split (a tiny move on a big sample has a small p too)
+        stands_out = rest_p < ALPHA and _worse(after, r_after, alt) and not (
+            len(before) >= MIN_POINTS and _worse(before, r_before, alt))
+        rest_words = (f"{_label(rest)} unchanged" if rest_p >= ALPHA else
+                      f"{_label(rest)} moved too ({p_words(rest_p)}), less than {_label(touched)}" if stands_out else
+                      f"{_label(rest)} moved too ({p_words(rest_p)})")
     elif base is r_after:
         rest_words = f"{_label(rest)} as the baseline"
     else:
@@ -260,7 +273,7 @@ def _one(b: Breach, c: Candidate, samples: list[Sample], splits: set[str]) -> Su
             else f"{b.series} {moved} on {_label(touched)} than on {_label(rest)} {when}")
     words = f"{head}; {rest_words}; {p_words(t.p)}"
     bad_way = rose == b.rising
-    everywhere = rest_p is not None and rest_p < ALPHA
+    everywhere = rest_p is not None and rest_p < ALPHA and not stands_out
     verdict = "suspect" if t.p < ALPHA and bad_way and not everywhere else "unlikely"
     return Suspect(c, verdict, words, t.p, rest_p, rose, split=True)
 

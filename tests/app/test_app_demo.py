@@ -127,6 +127,9 @@ async def test_a_new_demo_keeps_a_finished_deploy_in_its_history_and_still_opens
                      "web004 done r2306", "check errors_5xx < 5{r2306}: 0.1 passed",
                      "gate before stage 1 passed by alice", "DEPLOY OK r2306 on 4 of 4 hosts"):
             assert said in timeline, (said, timeline)
+        # the past deploy's change is counted (r2305 is in the demo's repository): the deploy log's title line
+        stats = run_cli("stats", "--config", str(cfg.path)).stdout
+        assert "In the last 7 days: 1 deploy of 1 change by 1 person" in stats.splitlines()[0], stats
         stamps = [line for line in timeline.splitlines() if "started by alice" in line]
         assert stamps and time.strftime("%Y-%m-%d", time.localtime(time.time() - 3600)) in stamps[0], stamps
         app = make_app(None, config_path=cfg.path)

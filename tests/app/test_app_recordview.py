@@ -5,6 +5,8 @@ a record of known times: a minute on and back, the next and previous failure or 
 
 from __future__ import annotations
 
+import time
+
 from controlroom.app import recordview as draw
 from controlroom.app.timeline import Record, TimelineScreen
 from controlroom.core import events as ev
@@ -64,6 +66,17 @@ def test_the_moment_is_said_from_the_state_at_the_cursor():
     assert len(lines) == 5 and lines[2].startswith("▶") and "check errors_5xx < 5{r2}: 1 passed" in lines[2]
     flag = tl.events[-1]
     assert "confirmed on 3 of 3 hosts" in draw.detail(flag) and "every host confirmed" in draw.detail(flag)
+
+
+def test_a_suspects_entry_says_its_events_time_as_a_time_and_its_p_in_three_figures():
+    tl = Timeline(7, user="alice")
+    tl.add("SuspectNamed", {"rollout_id": 7, "phase": 1, "series": "errors_5xx", "verdict": "suspect",
+                            "words": "errors_5xx rose on r2 hosts", "what": "stage 1 started (r2)",
+                            "since": T0 + 30, "p": 0.03180128481037682}, T0 + 40)
+    said = draw.detail(tl.events[-1])
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(T0 + 30))
+    assert f"  since: {stamp}\n" in said and "  p: 0.0318" in said and "0.03180128" not in said, said
+    assert "  verdict: suspect" in said and "  what: stage 1 started (r2)" in said, said
 
 
 def screen_on(tl: Timeline) -> TimelineScreen:

@@ -166,6 +166,57 @@ async def test_t_follows_a_live_deploy_H_lists_it_enter_opens_its_timeline_and_r
         assert regions["#tl-grid"].height >= 3, regions  # the fleet keeps room beside the axis and the entries
         assert set(grid_states(screen).values()) == {ev.DONE}, "the final grid"
         assert not replay.room.may_act, "a replay is read-only"
+        # and says why as it is: no --read-only was typed
+        assert replay.room.read_only_why == "read-only: a replay (controlroom replay)", replay.room.read_only_why
         await pilot.press("home")
         await until(pilot, lambda: shown(screen) and screen.cursor == 0 and not screen.ended, "back at the start")
         assert "replay paused" in text_of(screen, "#tl-hint") or "replay playing" in text_of(screen, "#tl-hint")
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=lambda s: f"{s[0]}x{s[1]}")
+async def test_a_notification_over_the_timeline_covers_neither_the_fleet_nor_the_flags_and_gates_at_the_cursor(
+        make_fleet, size):
+    from tests.conftest import run_cli
+
+    fleet = make_fleet(4)
+    done = run_cli("deploy", "--yes", "--config", str(fleet.config_path))
+    assert done.returncode == 0, done.stdout + done.stderr
+    replay = build_app(config.load(fleet.config_path), replay=(1, 10.0))
+    async with replay.run_test(size=size, notifications=True) as pilot:
+        await until(pilot, lambda: isinstance(replay.screen, TimelineScreen) and shown(replay.screen), "the replay")
+        screen = replay.screen
+        replay.clear_notifications()
+        replay.notify("Gate holds: GATE canary: errors_5xx{r2307} = 4.58 (max 5): PASSED · g starts stage 1")
+        await until(pilot, lambda: screen.query("Toast") and all(t.region.height for t in screen.query("Toast")),
+                    "the toast on screen")
+        at_cursor = ("#tl-header", "#tl-grid", "#tl-bars", "#tl-flags", "#tl-held", "#tl-gates", "#tl-axis",
+                     "#tl-hint")
+        regions = {sel: screen.query_one(sel).region for sel in at_cursor}
+        for toast in screen.query("Toast"):
+            covered = [sel for sel, r in regions.items() if toast.region.overlaps(r)]
+            assert not covered, f"a toast {toast.region} covers {covered}"
+
+
+async def test_at_80x24_the_flags_the_lock_and_the_gates_at_the_cursor_all_fit_in_their_pane(make_fleet):
+    from tests.conftest import run_cli
+
+    fleet = make_fleet(4)
+    done = run_cli("deploy", "--yes", "--config", str(fleet.config_path))
+    assert done.returncode == 0, done.stdout + done.stderr
+    replay = build_app(config.load(fleet.config_path), replay=(1, 10.0))
+    async with replay.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: isinstance(replay.screen, TimelineScreen) and replay.screen.ended
+                    and shown(replay.screen), "the replay to end", timeout=60)
+        screen = replay.screen
+        await pilot.pause()
+        right = screen.query_one("#tl-right")
+        gates, flags = text_of(screen, "#tl-gates"), text_of(screen, "#tl-flags")
+        assert gates and "lock: " in text_of(screen, "#tl-held") and len(screen.at.flags) >= 3, (gates, flags)
+        parts = [screen.query_one(sel) for sel in ("#tl-flags", "#tl-held", "#tl-gates")]
+
+        def fit() -> bool:  # polled: the layout follows the last repaint's content a refresh later
+            return all(w.region.height and w.region.bottom <= right.content_region.bottom for w in parts)
+
+        await until(pilot, fit, "the flags, the lock and the gates inside their pane (none cut off below it)")
+        # one flag a line: "name value", each whole in the pane's 25 columns
+        assert all(f"{name} {value}" in flags.splitlines() for name, value in screen.at.flags.items()), flags
