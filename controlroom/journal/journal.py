@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from controlroom.core import events as ev
-from controlroom.core.errors import JournalError
+from controlroom.core.errors import DeployLost, JournalError
 from controlroom.core.identity import Actor
 from controlroom.journal import schema
 from controlroom.journal.cursors import ChatCursors
-from controlroom.journal.locks import Lock, Locks
+from controlroom.journal.locks import Lock, Locks, epoch_key
 from controlroom.journal.pg import PgStore
 from controlroom.journal.store import SqliteStore, Store, open_store
 
@@ -104,6 +104,7 @@ class Journal:
         self.db = self.store.connect(readonly=readonly)
         self.locks = Locks(self)
         self._own: set[int] | None = None  # the ids of the events this process wrote, once it follows (follow())
+        self._fences: dict[int, int] = {}  # rollout id -> the driver epoch this process drives it with (fence())
 
     @classmethod
     def open(cls, state_dir: Path, *, readonly: bool = False, url: str | None = None) -> Journal:
@@ -210,9 +211,31 @@ class Journal:
     def release_lock(self, actor: Actor, **kw) -> Lock | None:
         return self.locks.release(actor, **kw)
 
+    def fence(self, rollout_id: int, epoch: int) -> None:
+        """This process drives the deploy with driver epoch ``epoch`` (shared journal; set as its lock is taken):
+        each of the deploy's events it records checks, in its own transaction, that the journal's epoch is still
+        that one, else DeployLost and nothing is written (another bastion took the deploy over)."""
+        self._fences[rollout_id] = epoch
+
+    def unfence(self, rollout_id: int) -> None:
+        self._fences.pop(rollout_id, None)
+
+    def _check_fence(self, rollout_id: int) -> None:
+        mine = self._fences[rollout_id]
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (epoch_key(rollout_id),)).fetchone()
+        if row is not None and str(row[0]) == str(mine):
+            return
+        holder = self.db.execute('SELECT "user", hostname, pid FROM lock WHERE id = 1 AND rollout_id = ?',
+                                 (rollout_id,)).fetchone()
+        by = f" by {holder[0]} on {holder[1]} (pid {holder[2]})" if holder and holder[2] else ""
+        raise DeployLost(f"this bastion lost deploy #{rollout_id}: it was taken over{by} (driver epoch "
+                         f"{row[0] if row else '?'}, this bastion's {mine}); it acts on nothing more for it")
+
     def _apply(self, e: ev.Event, origin: str | None = None) -> None:
         """origin: a log entry's (the SSH client address of whoever wrote it; None when unknown)."""
         db = self.db
+        if self._fences and e.rollout_id in self._fences:
+            self._check_fence(e.rollout_id)
         data = e.to_dict()
         if self._own is not None:  # a server following a shared journal: its own events are not the others'
             self._own.add(db.execute(

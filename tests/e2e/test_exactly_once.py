@@ -254,6 +254,39 @@ def test_a_deploy_whose_bastion_was_killed_is_taken_over_by_another_bastion_and_
     assert all(s == ["1", "2"] for s in steps_of(fleet).values()), steps_of(fleet)
 
 
+def end_the_sessions_of(url: str, like: str) -> int:
+    """pg_terminate_backend every session of the journal whose application name matches ``like`` (what a bastion
+    cut off from the database comes to once the keepalives give up on it); how many there were."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as con:
+        return len(con.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE"
+                               " %s AND pid != pg_backend_pid()", (like,)).fetchall())
+
+
+def test_a_bastion_whose_fleet_lock_session_ended_stops_driving_and_the_taker_runs_each_step_once(make_fleet, pg_url):
+    fleet = make_fleet(4)
+    cfg_a, cfg_b = (config(fleet, hold=True, parallel=4, state=f"state-{b}", name=f"{b}.toml", journal=pg_url)
+                    for b in ("a", "b"))
+    first = spawn(cfg_a, "deploy", "--yes", user="alice")
+    # every host is in its first step, which waits for the test's `go`: bastion a is alive and driving
+    wait_for(lambda: running(Path(fleet.dir), pg_url) == 4, 60, "the deploy to be running on bastion a", first)
+    # bastion a's network to the database is gone: its lock's session ends (the process lives on)
+    assert end_the_sessions_of(pg_url, "controlroom: pid % alice's deploy") == 1
+    rc, out, err = first.wait(60), *first.communicate()
+    assert rc == 1 and "this bastion lost deploy #1" in err and "acts on nothing more" in err, (rc, out, err)
+
+    for h in fleet.hosts:  # the steps bastion a had started may end now; bastion b takes the deploy over
+        (Path(h.root) / "go").write_text("")
+    res = cli(cfg_b, "deploy", "--resume", "--yes", user="bob")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert set(revision_on(fleet).values()) == {"r2307"}
+    assert all(s == ["1", "2"] for s in steps_of(fleet).values()), steps_of(fleet)
+    log = cli(cfg_b, "log").stdout
+    assert re.search(r"\[bob\] TAKEN OVER from .* by bob: deploy #1 of alice", log), log
+    assert db_rows(Path(fleet.dir), "SELECT value FROM meta WHERE key = 'epoch:1'", url=pg_url) == [("2",)]
+
+
 # ------------------------------------------------------------------------------------------------ receipts
 
 
