@@ -287,6 +287,33 @@ def test_a_bastion_whose_fleet_lock_session_ended_stops_driving_and_the_taker_ru
     assert db_rows(Path(fleet.dir), "SELECT value FROM meta WHERE key = 'epoch:1'", url=pg_url) == [("2",)]
 
 
+def test_a_bastion_stopped_while_another_took_its_deploy_over_records_nothing_and_runs_nothing_when_it_wakes(
+        make_fleet, pg_url):
+    fleet = make_fleet(4)
+    cfg_a, cfg_b = (config(fleet, hold=True, parallel=4, state=f"state-{b}", name=f"{b}.toml", journal=pg_url)
+                    for b in ("a", "b"))
+    first = spawn(cfg_a, "deploy", "--yes", user="alice")
+    wait_for(lambda: running(Path(fleet.dir), pg_url) == 4, 60, "the deploy to be running on bastion a", first)
+    server_a = server_pid(Path(fleet.dir) / "state-a")
+    os.kill(server_a, signal.SIGSTOP)  # bastion a stalls (as on a network partition); its steps go on on the hosts
+    try:
+        assert end_the_sessions_of(pg_url, "controlroom: pid % alice's deploy") == 1
+        for h in fleet.hosts:
+            (Path(h.root) / "go").write_text("")
+        res = cli(cfg_b, "deploy", "--resume", "--yes", user="bob")  # bastion b takes it over and finishes it
+        assert res.returncode == 0, res.stdout + res.stderr
+        finished = db_rows(Path(fleet.dir), "SELECT max(id) FROM events WHERE rollout_id = 1", url=pg_url)
+    finally:
+        os.kill(server_a, signal.SIGCONT)  # bastion a wakes with its hosts' answers to step 1 waiting for it
+    rc, out, err = first.wait(60), *first.communicate()
+    assert rc == 1 and "this bastion lost deploy #1" in err, (rc, out, err)
+    # bastion a recorded nothing after the take-over and ran nothing more: each step ran once, on b's record
+    assert db_rows(Path(fleet.dir), "SELECT max(id) FROM events WHERE rollout_id = 1", url=pg_url) == finished
+    assert db_rows(Path(fleet.dir), "SELECT status FROM rollouts", url=pg_url) == [("done",)]
+    assert all(s == ["1", "2"] for s in steps_of(fleet).values()), steps_of(fleet)
+    assert set(revision_on(fleet).values()) == {"r2307"}
+
+
 # ------------------------------------------------------------------------------------------------ receipts
 
 
