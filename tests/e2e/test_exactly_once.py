@@ -254,6 +254,25 @@ def test_a_deploy_whose_bastion_was_killed_is_taken_over_by_another_bastion_and_
     assert all(s == ["1", "2"] for s in steps_of(fleet).values()), steps_of(fleet)
 
 
+def test_a_deploy_refused_on_a_second_bastion_says_which_bastion_runs_it_and_where_to_follow_it(make_fleet, pg_url):
+    fleet = make_fleet(2)
+    cfg_a, cfg_b = (config(fleet, hold=True, parallel=2, state=f"state-{b}", name=f"{b}.toml", journal=pg_url)
+                    for b in ("a", "b"))
+    first = spawn(cfg_a, "deploy", "--yes", user="alice")
+    wait_for(lambda: running(Path(fleet.dir), pg_url) == 2, 60, "the deploy to be running on bastion a", first)
+    try:
+        second = cli(cfg_b, "deploy", "--yes", user="bob")
+    finally:
+        for h in fleet.hosts:
+            (Path(h.root) / "go").write_text("")
+    assert first.wait(120) == 0, first.communicate()
+    host = re.escape(socket.gethostname())
+    assert second.returncode == 3, second.stdout + second.stderr
+    # not "`deploy --follow` attaches to it": bastion b's server does not drive it, bastion a's does
+    assert re.search(rf"; deploy #1 runs on {host} \(by alice\); `controlroom deploy --follow` on {host} attaches to "
+                     r"it\n", second.stderr), second.stderr
+
+
 def end_the_sessions_of(url: str, like: str) -> int:
     """pg_terminate_backend every session of the journal whose application name matches ``like`` (what a bastion
     cut off from the database comes to once the keepalives give up on it); how many there were."""
