@@ -408,6 +408,35 @@ def holder_session(db: Connection) -> str | None:
     return None if row is None else row[0]
 
 
+# ------------------------------------------------------------------------------------------------ flag pushes
+PUSH = 0x63726670  # "crfp": a flag change being pushed (the second key: its version), held by its pusher's session
+
+
+def push_key(version: int) -> tuple[int, int]:
+    return PUSH, int(version) & 0x7FFFFFFF
+
+
+def hold_push(db: Connection, version: int) -> None:
+    """The pushing server's journal session holds the change's push lock until let_push_go (or its session ends:
+    the bastion died), so another bastion's server starting meanwhile leaves the change to it (pushed_elsewhere)."""
+    db.execute("SELECT pg_advisory_lock(?, ?)", push_key(version))
+
+
+def let_push_go(db: Connection, version: int) -> None:
+    # only when this session holds it (a settled change was another's): an unlock of a lock not held is a warning
+    db.execute("SELECT pg_advisory_unlock(?, ?) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid ="
+               " pg_backend_pid() AND classid = ? AND objid = ? AND objsubid = 2", push_key(version) * 2)
+
+
+def pushed_elsewhere(db: Connection) -> set[int]:
+    """The versions (as push keys) whose push another live session holds now."""
+    rows = db.execute(
+        "SELECT objid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = ? AND objsubid = 2"
+        " AND pid != pg_backend_pid() AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        (PUSH,)).fetchall()
+    return {int(r[0]) for r in rows}
+
+
 class PgStore:
     """Where a shared journal is: its URL (never said with its password) and this bastion's state directory."""
 
