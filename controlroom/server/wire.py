@@ -199,7 +199,8 @@ class Lock:
     live: bool = False  # held by a deploy process that runs now
     said: str = ""  # who holds it and why, as the server words it (wire: "describe")
     gives_up: str = ""  # what releasing it abandons, as the server words it (wire: "abandons")
-    elsewhere: bool = False  # live, and driven by another bastion's server on a shared journal, not this one
+    elsewhere: bool = False  # live, and driven by another bastion's server on a shared journal (on the wire only
+    # when true: a SQLite journal's lock keeps its names)
 
     @property
     def parked(self) -> bool:
@@ -212,7 +213,7 @@ class Lock:
     def to_wire(self) -> dict:
         return {"user": self.user, "at": self.at, "reason": self.reason, "pid": self.pid, "hostname": self.hostname,
                 "rollout_id": self.rollout_id, "origin": self.origin, "stale": self.stale, "live": self.live,
-                "describe": self.said, "abandons": self.gives_up, "elsewhere": self.elsewhere}
+                "describe": self.said, "abandons": self.gives_up, **({"elsewhere": True} if self.elsewhere else {})}
 
     @classmethod
     def from_wire(cls, d: dict | None) -> Lock | None:
