@@ -6,7 +6,10 @@ Two small files in the deploy user's home, written by the same shell that runs t
   deploy's globally unique id) takes it before its first step on the host and keeps it until the operation ends.
   A command of another operation finds it and refuses (exit 75, "controlroom-held: ..."), so two deploys from two
   journals never run on one host at once. A lease left by a dead operation of the same journal may be broken: the
-  journal's fleet lock (an OS lock) proves that operation is gone.
+  journal's fleet lock (an OS lock) proves that operation is gone. On a shared journal the lease has a fourth
+  field, the deploy's driver epoch (each bastion that takes the deploy's lock gets a newer one): a driver of the
+  deploy older than the lease is refused (exit 75, "controlroom-fenced: ..."), so a bastion that lost the deploy to
+  another runs nothing more there.
 - ``~/.controlroom-step``: "DEPLOY STEP PREVIOUS", the receipt. Written as "DEPLOY 0 PREVIOUS" before the first
   step runs (so the host's previous revision is on the host's own record before any step can finish), then
   "DEPLOY K PREVIOUS" the moment step K succeeds. Each step's wrapper reads it first and does not run a step the
