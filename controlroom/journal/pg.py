@@ -20,6 +20,7 @@ import os
 import re
 import socket
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -322,6 +323,7 @@ class PgFleetLock:
     def __init__(self, store: PgStore) -> None:
         self.store = store
         self._conn: Any = None
+        self._using = threading.Lock()  # check() runs in a worker thread: release() never closes under it
         self._depth = 0
         self._seen = ""  # who held it when acquire() failed (they may be gone by the time someone asks)
 
@@ -353,15 +355,16 @@ class PgFleetLock:
     def check(self) -> str | None:
         """None while this process still holds the lock (its session answers), else why it no longer does. Blocks
         for a round trip to the database (at most tcp_user_timeout when the network is gone)."""
-        conn = self._conn
-        if conn is None:
-            return "the fleet lock was let go"
-        try:
-            held = conn.execute(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = pg_backend_pid()"
-                " AND classid = ? AND objid = ? AND objsubid = 2", (KEY, FLEET)).fetchone()[0]
-        except Exception as e:  # noqa: BLE001 - whatever ended the session (terminated, network, closed) loses it
-            return f"its fleet lock's session on the journal ended ({failure(e, self.store.url)})"
+        with self._using:
+            conn = self._conn
+            if conn is None:
+                return "the fleet lock was let go"
+            try:
+                held = conn.execute(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = pg_backend_pid()"
+                    " AND classid = ? AND objid = ? AND objsubid = 2", (KEY, FLEET)).fetchone()[0]
+            except Exception as e:  # noqa: BLE001 - whatever ended the session (terminated, network) loses it
+                return f"its fleet lock's session on the journal ended ({failure(e, self.store.url)})"
         return None if held else "its fleet lock's session no longer holds the lock"
 
     def holder(self) -> str:
@@ -388,8 +391,9 @@ class PgFleetLock:
         if self._depth > 0:
             return
         _HELD.pop(self.store.key, None)
-        conn, self._conn = self._conn, None
-        conn.close()  # the session ends, and its advisory lock with it
+        with self._using:  # a check under way ends first (bounded by tcp_user_timeout)
+            conn, self._conn = self._conn, None
+            conn.close()  # the session ends, and its advisory lock with it
 
     def __enter__(self) -> PgFleetLock:
         return self.acquire()
