@@ -212,9 +212,14 @@ def test_two_deploys_started_at_once_on_two_bastions_sharing_a_journal_one_runs_
                                                                                                   pg_url):
     fleet = make_fleet(4)
     # two bastions: two state directories (each its own server), one PostgreSQL journal
-    cfgs = [config(fleet, sleep=0.3, parallel=4, state=f"state-{b}", name=f"{b}.toml", journal=pg_url)
+    cfgs = [config(fleet, hold=True, parallel=4, state=f"state-{b}", name=f"{b}.toml", journal=pg_url)
             for b in ("a", "b")]
     both = [spawn(cfg, "deploy", "--yes", user=u) for cfg, u in zip(cfgs, ("alice", "bob"), strict=True)]
+    # the winner's first step holds on every host until the other has had its answer, however loaded the machine
+    # (with a timed step, the second could start after the first was done, and both deploy, one after the other)
+    wait_for(lambda: any(p.poll() is not None for p in both), 120, "one of the two deploys to have its answer")
+    for h in fleet.hosts:
+        (Path(h.root) / "go").write_text("")
     results = [(p.wait(120), *p.communicate()) for p in both]
     assert sorted(rc for rc, _, _ in results) == [0, 3], results
     loser = next(err for rc, _, err in results if rc == 3)
