@@ -345,7 +345,14 @@ def _refuse_if_locked(lock: dict | None, force: bool) -> None:
         hint = "; to deploy anyway use --force --reason TEXT" if not lock.get("live") else ""
         # the same words as the journal's, whichever check the second of two deploys runs into
         what = f" by {lock['describe']}" if lock.get("live") else f": {lock['describe']}{hint}"
-        follow = "; `controlroom deploy --follow` attaches to it" if lock.get("live") and lock.get("rollout_id") else ""
+        follow = ""
+        if lock.get("live") and lock.get("rollout_id") and lock.get("elsewhere"):
+            # a shared journal's deploy another bastion's server drives: only that bastion's --follow reaches it
+            there = clean(str(lock.get("hostname") or "another bastion"), 80)
+            follow = (f"; deploy #{lock['rollout_id']} runs on {there} (by {clean(str(lock.get('user')), 40)}); "
+                      f"`controlroom deploy --follow` on {there} attaches to it")
+        elif lock.get("live") and lock.get("rollout_id"):
+            follow = "; `controlroom deploy --follow` attaches to it"
         raise LockedError(f"the fleet is locked{what}{follow}")
 
 

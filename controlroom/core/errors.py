@@ -43,6 +43,13 @@ class JournalError(ControlroomError):
     exit_code = 1
 
 
+class DeployLost(JournalError):
+    """This bastion no longer drives the deploy (its fleet lock's session ended, or another bastion took the deploy
+    over on a shared journal): it acts on nothing more for it."""
+
+    exit_code = 1
+
+
 class JournalSetupError(JournalError):
     """The journal will not be used as it is (world-writable, or written by a newer controlroom); nothing changed."""
 

@@ -91,8 +91,9 @@ class FlagService:
         pending = self.history.pending()
         if pending:  # a previous server died mid-push: first ask the hosts what happened (the retries wait for it)
             self._settling = asyncio.ensure_future(self._settle(pending))
+        busy = self.history.pushed_elsewhere()  # another bastion's server is pushing these: its hosts are its own
         for h, r in self.receipts.items():
-            if r.status in (FAILED, PENDING) and h in self.hosts:
+            if r.status in (FAILED, PENDING) and h in self.hosts and r.version not in busy:
                 self._retry_later(h)
 
     async def close(self) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from controlroom.config.config import Config
 from controlroom.core import events as ev
-from controlroom.core.errors import JournalError
+from controlroom.core.errors import DeployLost, JournalError
 from controlroom.engine.recorder import Recorder
 from controlroom.fleet import hostside
 from controlroom.fleet.hostside import LIVE_MARK, SKIP_MARK, Operation
@@ -220,6 +220,10 @@ class HostWork:
                          f"{live or 'unknown'}", revision=live)
 
     def _fail(self, hr: HostRun, res: CommandResult, where: str) -> str | None:
+        if res.exit_code == hostside.HELD_EXIT and (taker := hostside.fenced_by(res.stdout)):
+            # the host has a newer driver's lease of this deploy: this driver lost it, and records nothing more
+            raise DeployLost(f"this bastion lost deploy #{self.record.rollout_id}: {hr.name} refused its {where}, "
+                             f"the deploy was taken over by {taker}; it acts on nothing more for it")
         holder = hostside.held_by(res.stdout) if res.exit_code == hostside.HELD_EXIT else None
         if holder:
             # another operation (another journal) holds this host: nothing of ours ran on it

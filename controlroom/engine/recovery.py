@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from controlroom.config.config import Config
 from controlroom.config.inventory import Phase
 from controlroom.core import events as ev
-from controlroom.core.errors import ControlroomError
+from controlroom.core.errors import ControlroomError, DeployLost
 from controlroom.core.identity import Actor
 from controlroom.engine.hostrun import HostRun, live_from
 from controlroom.engine.recorder import Recorder
@@ -221,6 +221,9 @@ class Rollback:
             res = await self.pool.run(hr.name, hostside.guarded(self.op, cmd), timeout=self.cfg.deploy.step_timeout,
                                       on_line=lambda s, line: hr.output.append(line))
             if not res.ok:
+                if res.exit_code == hostside.HELD_EXIT and (taker := hostside.fenced_by(res.stdout)):
+                    raise DeployLost(f"this bastion lost deploy #{self.record.rollout_id}: {hr.name} refused its "
+                                     f"rollback step {k}, the deploy was taken over by {taker}")
                 holder = hostside.held_by(res.stdout) if res.exit_code == hostside.HELD_EXIT else None
                 why = f"held by {holder}" if holder else f"{res.label} {res.reason}".strip()
                 hr.move(self.record, ev.FAILED, reason=f"rollback step {k}: {why}")

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from controlroom.config.config import Config
 from controlroom.config.inventory import Phase
 from controlroom.core import events as ev
-from controlroom.core.errors import ControlroomError, JournalError, LockedError
+from controlroom.core.errors import ControlroomError, DeployLost, JournalError, LockedError
 from controlroom.core.identity import Actor
 from controlroom.engine import overrides, recovery
 from controlroom.engine.gates import GateKeeper
@@ -31,6 +31,7 @@ from controlroom.fleet.hostside import Operation
 from controlroom.fleet.ssh import SSHPool
 from controlroom.journal.journal import Journal
 
+LOCK_CHECK = 0.5  # how often a deploy on a shared journal asks whether its fleet lock's session still holds
 RELEASE_TIMEOUT = 10.0  # giving the hosts' leases back at the end; a host that does not answer keeps a stale lease
 _NOBODY = Actor("")  # refusal's: with no typed reason an override raises before it records anyone
 
@@ -97,6 +98,8 @@ class Rollout:
         self._retry_queue: deque[str] = deque()
         self._entered = -1  # the latest phase this process has started (a rerun does not pass its gates again)
         self._fleet_lock = journal.fleet_lock()
+        self.epoch = 0  # the driver epoch this process's taking of the lock gave the deploy (a shared journal's)
+        self._watch: asyncio.Task | None = None  # watches the fleet lock's session while the deploy runs
         self._interrupted: Actor | None = None  # who interrupted (Ctrl+C): in-flight hosts stop, the rollout halts
         self._held: str | None = None  # another operation (another journal) holds the hosts
         self._fatal: BaseException | None = None  # a journal write failed: stop everything, loudly
@@ -131,7 +134,8 @@ class Rollout:
     @property
     def op(self) -> Operation:
         """Who acts on the hosts: this deploy's uuid, the journal's id, the person."""
-        return Operation(self.uuid, self.journal.journal_id(), self.user, force=bool(self.force_reason))
+        return Operation(self.uuid, self.journal.journal_id(), self.user, force=bool(self.force_reason),
+                         epoch=self.epoch)
 
     # ------------------------------------------------------------------------------------------ events
     def subscribe(self, fn: Callable[[ev.Event], None]) -> None:
@@ -294,7 +298,39 @@ class Rollout:
             raise LockedError(f"the fleet is locked by {lock.describe()}") from None
 
     def _let_go(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
+        if self.id:
+            self.journal.unfence(self.id)
         self._fleet_lock.release()
+
+    def _took(self, lock) -> None:
+        """The deploy's lock is this process's: on a shared journal, drive with the epoch it gave the deploy, and
+        watch the lock's session, so that losing it stops this driver before its next step on any host."""
+        self.epoch = lock.epoch
+        if self.journal.shared and self._watch is None and hasattr(self._fleet_lock, "check"):
+            self._watch = asyncio.ensure_future(self._watch_lock())
+
+    async def _watch_lock(self) -> None:
+        answer = getattr(self._fleet_lock, "answer_within", 10.0)
+        while self._fleet_lock.held:
+            try:  # a database that does not answer (the network gone) loses the lock here, before it could elsewhere
+                why = await asyncio.wait_for(asyncio.shield(asyncio.to_thread(self._fleet_lock.check)), answer)
+            except TimeoutError:
+                why = f"its fleet lock's session on the journal did not answer for {answer:g} s"
+            if why is not None:
+                self._lost(DeployLost(f"this bastion lost deploy #{self.id}: {why}; another bastion may take it "
+                                      "over (`controlroom deploy --resume` there): this one acts on nothing more"))
+                return
+            await asyncio.sleep(LOCK_CHECK)
+
+    def _lost(self, e: DeployLost) -> None:
+        """Stop driving now: what runs on the hosts is stopped, nothing more is started or recorded."""
+        self._fatal = self._fatal or e
+        for t in self._tasks.values():
+            t.cancel()
+        self.record.poke()
 
     async def _begin(self) -> None:
         hosts = tuple((ph.name, ph.hosts) for ph in self.phases)
@@ -311,8 +347,8 @@ class Rollout:
             self.id = self.journal.new_rollout(self.revision, self.previous, self.actor, hosts)
         self.uuid = self.journal.rollout_uuid(self.id)
         try:
-            self.journal.take_lock(self.actor, f"deploying {self.revision}", rollout_id=self.id,
-                                   force_reason=self.force_reason)
+            self._took(self.journal.take_lock(self.actor, f"deploying {self.revision}", rollout_id=self.id,
+                                              force_reason=self.force_reason))
         except LockedError:
             if not self._resumed:
                 self.journal.discard_rollout(self.id)
@@ -656,8 +692,8 @@ class Rollout:
             self.uuid = self.journal.rollout_uuid(self.id)
         lock = self.journal.lock()
         if lock is None or lock.rollout_id != self.id or not lock.live:
-            self.journal.take_lock(by, f"rolling back {self.revision}", rollout_id=self.id,
-                                   force_reason=self.force_reason)
+            self._took(self.journal.take_lock(by, f"rolling back {self.revision}", rollout_id=self.id,
+                                              force_reason=self.force_reason))
         finished = False
         try:
             back = recovery.Rollback(self.cfg, self.pool, self.record, self.op, self.phases)

@@ -6,7 +6,10 @@ Two small files in the deploy user's home, written by the same shell that runs t
   deploy's globally unique id) takes it before its first step on the host and keeps it until the operation ends.
   A command of another operation finds it and refuses (exit 75, "controlroom-held: ..."), so two deploys from two
   journals never run on one host at once. A lease left by a dead operation of the same journal may be broken: the
-  journal's fleet lock (an OS lock) proves that operation is gone.
+  journal's fleet lock (an OS lock) proves that operation is gone. On a shared journal the lease has a fourth
+  field, the deploy's driver epoch (each bastion that takes the deploy's lock gets a newer one): a driver of the
+  deploy older than the lease is refused (exit 75, "controlroom-fenced: ..."), so a bastion that lost the deploy to
+  another runs nothing more there.
 - ``~/.controlroom-step``: "DEPLOY STEP PREVIOUS", the receipt. Written as "DEPLOY 0 PREVIOUS" before the first
   step runs (so the host's previous revision is on the host's own record before any step can finish), then
   "DEPLOY K PREVIOUS" the moment step K succeeds. Each step's wrapper reads it first and does not run a step the
@@ -31,6 +34,7 @@ RECEIPT = ".controlroom-step"
 RUNNING = ".controlroom-running"  # the pid of the shell running a step now; emptied when the step ends
 HELD_EXIT = 75  # EX_TEMPFAIL: another operation holds this host
 HELD_MARK = "controlroom-held:"
+FENCED_MARK = "controlroom-fenced:"  # this driver's epoch is older than the lease's: the deploy was taken over
 SKIP_MARK = "controlroom-done:"  # a step the receipt says is finished; not run again
 LIVE_MARK = "controlroom-live:"  # the host's live revision, reported before the first step
 RECEIPT_MARK = "controlroom-receipt:"  # receipt_command's line of the receipt (the file's first line, bounded)
@@ -74,6 +78,15 @@ class Operation:
     journal: str
     who: str
     force: bool = False  # --force --reason: break any lease, even another journal's
+    # the deploy's driver epoch on a shared journal (bumped by each bastion that takes the deploy's fleet lock): a
+    # host whose lease of this deploy has a newer one refuses this driver. 0: not fenced (a SQLite journal), and
+    # the lease keeps its three fields.
+    epoch: int = 0
+
+    def lease_line(self) -> str:
+        """The lease as written on the host: "UUID JOURNAL WHO", then " EPOCH" when fenced."""
+        line = f"{_tok(self.uuid)} {_tok(self.journal)} {_tok(self.who)}"
+        return f"{line} {self.epoch}" if self.epoch else line
 
     def lease_check(self) -> str:
         """Shell text that takes (or confirms) this operation's lease, or exits 75 naming the holder.
@@ -81,8 +94,11 @@ class Operation:
         noclobber makes the write an atomic create. When the file exists, its holder decides: this operation goes
         on, a dead operation of the same journal (or any, with force) is replaced, anyone else refuses. A file
         that vanished (its holder let go) or is still empty (its holder is writing it) is looked at again.
+
+        A lease of this deploy with a driver epoch newer than ours (another bastion took the deploy over) refuses
+        this driver (exit 75, FENCED_MARK and that lease); one with an older epoch is replaced by ours.
         """
-        mine = shlex.quote(f"{_tok(self.uuid)} {_tok(self.journal)} {_tok(self.who)}")
+        mine = shlex.quote(self.lease_line())
         ours = "*" if self.force else f'*" {_tok(self.journal)} "*'
         return (
             f'cr_l="$HOME/{LEASE}"; cr_i=0\n'
@@ -90,7 +106,7 @@ class Operation:
             f"  set -C; if {{ printf '%s\\n' {mine} > \"$cr_l\"; }} 2>/dev/null; then set +C; break; fi\n"
             f'  set +C; cr_h=; {{ read -r cr_h < "$cr_l"; }} 2>/dev/null || :\n'
             f'  case "$cr_h " in\n'
-            f"    {_tok(self.uuid)}\" \"*) break ;;\n"
+            f"    {_tok(self.uuid)}\" \"*) {self._same_deploy(mine)} ;;\n"
             f'    " ") cr_i=$((cr_i + 1)); [ "$cr_i" -lt 100 ] && continue ;;\n'
             f"    {ours}) ;;\n"
             f'    *) printf \'%s%.{SHOWN}s\\n\' {HELD_MARK} "$cr_h"; exit {HELD_EXIT} ;;\n'
@@ -98,6 +114,17 @@ class Operation:
             f"  printf '%s\\n' {mine} > \"$cr_l\"; break\n"
             f"done\n"
         )
+
+    def _same_deploy(self, mine: str) -> str:
+        """The lease is this deploy's: go on, unless its epoch says another driver took the deploy over."""
+        if not self.epoch:
+            return "break"
+        # the lease's fourth field; none (a lease written unfenced) or anything but a bounded number counts as 0
+        return (f'cr_e=${{cr_h##* }}; case "$cr_h" in *" "*" "*" "*) ;; *) cr_e=0 ;; esac\n'
+                f'      case "$cr_e" in ""|*[!0-9]*|??????????*) cr_e=0 ;; esac\n'
+                f"      if [ \"$cr_e\" -gt {self.epoch} ]; then printf '%s%.{SHOWN}s\\n' {FENCED_MARK} \"$cr_h\";"
+                f" exit {HELD_EXIT}; fi\n"
+                f"      [ \"$cr_e\" -lt {self.epoch} ] && printf '%s\\n' {mine} > \"$cr_l\"; break")
 
 
 def step_command(op: Operation, k: int, cmd: str, *, live_command: str | None = None, release: bool = False) -> str:
@@ -230,6 +257,18 @@ def still_running(stdout: str) -> str | None:
     return None
 
 
+def fenced_by(stdout: str) -> str | None:
+    """When a command refused because this deploy was taken over by a newer driver (FENCED_MARK): "WHO (driver
+    epoch N)" from the host's lease, bounded and neutralised. None when the output holds no such refusal."""
+    line = _marked(stdout, FENCED_MARK)
+    if line is None:
+        return None
+    parts = line.split()
+    if len(parts) == 4 and all(_TOKEN.fullmatch(p) for p in parts):
+        return f"{parts[2]} (driver epoch {parts[3]})"
+    return f"another driver ('{clean(line, 80)}')"
+
+
 def held_by(stdout: str) -> str | None:
     """Who holds the host when a command refused because another operation holds it: "operation U of WHO
     (journal J)" from a lease in the shape controlroom writes, else "unknown: ..." saying what is wrong with it
@@ -238,6 +277,8 @@ def held_by(stdout: str) -> str | None:
     if line is None:
         return None
     parts = line.split()
+    if len(parts) == 4 and parts[3].isdigit():
+        parts = parts[:3]  # a fenced lease: its driver epoch is no concern of another operation
     if len(parts) == 3 and all(_TOKEN.fullmatch(p) for p in parts):
         return f"operation {parts[0]} of {parts[2]} (journal {parts[1]})"
     why = (f"{len(parts)} field{'' if len(parts) == 1 else 's'}, not 3" if len(parts) != 3 else

@@ -15,7 +15,7 @@ from enum import StrEnum
 
 from controlroom.core import events as ev
 from controlroom.core.identity import Actor
-from controlroom.journal import schema
+from controlroom.journal import pg, schema
 from controlroom.journal.locks import JournalWriter
 
 
@@ -83,8 +83,24 @@ class FlagHistory:
         return out
 
     def pending(self) -> list[dict]:
-        """The changes whose push never ended (their server died mid-way), the oldest first."""
-        return list(reversed(self.changes(limit=1000, pending=True)))
+        """The changes whose push never ended (their server died mid-way), the oldest first. On a shared journal,
+        not a change another bastion's server is still pushing (its session holds the change's push lock)."""
+        out = list(reversed(self._unended()))
+        if out and self.j.store.shared:
+            busy = self.pushed_elsewhere()
+            out = [c for c in out if c["version"] not in busy]
+        return out
+
+    def _unended(self) -> list[dict]:
+        return self.changes(limit=1000, pending=True)
+
+    def pushed_elsewhere(self) -> set[int]:
+        """On a shared journal, the versions of the changes another live bastion's server is pushing now (their
+        push locks are held; empty on SQLite: one server)."""
+        if not self.j.store.shared:
+            return set()
+        keys = pg.pushed_elsewhere(self.j.db)
+        return {c["version"] for c in self._unended() if pg.push_key(c["version"])[1] in keys} if keys else set()
 
     def value(self, name: str, default: str) -> str:
         """The flag's value as its latest change left it (``default`` when it never changed)."""
@@ -94,7 +110,18 @@ class FlagHistory:
     def begun(self, change: dict, receipts: list[Receipt], event: ev.Event) -> None:
         """A change (version, at, user, flag, old, new, reason, hosts, state: every flag's value) is on the record as
         pending, with each target's receipt as pending and its event, in one transaction, before any host is
-        written."""
+        written. On a shared journal this server's session holds the change's push lock until ended()."""
+        shared = self.j.store.shared
+        if shared:
+            pg.hold_push(self.j.db, change["version"])
+        try:
+            self._begin(change, receipts, event)
+        except BaseException:
+            if shared:
+                pg.let_push_go(self.j.db, change["version"])
+            raise
+
+    def _begin(self, change: dict, receipts: list[Receipt], event: ev.Event) -> None:
         with self.j.writing(check=True) as w:
             w.execute(
                 'INSERT INTO flag_changes (version, at, "user", flag, old, new, reason, hosts, confirmed, failed, state)'
@@ -119,6 +146,8 @@ class FlagHistory:
                                     total=change["hosts"], failed=tuple(tuple(f) for f in failed), **when),
                      actor.origin)
             w.record(ev.LogEntryAdded(0, user=actor.user, kind="FLAG", text=line, **when), actor.origin)
+        if self.j.store.shared:
+            pg.let_push_go(self.j.db, change["version"])
 
     def finished(self, version: int, confirmed: int, failed: list) -> None:
         """A change's count after the fact (a straggler confirmed late)."""

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from controlroom.core import events as ev
-from controlroom.core.errors import JournalError
+from controlroom.core.errors import DeployLost, JournalError
 from controlroom.core.identity import Actor
 from controlroom.journal import schema
 from controlroom.journal.cursors import ChatCursors
-from controlroom.journal.locks import Lock, Locks
+from controlroom.journal.locks import Lock, Locks, epoch_key
 from controlroom.journal.pg import PgStore
 from controlroom.journal.store import SqliteStore, Store, open_store
 
@@ -104,6 +104,8 @@ class Journal:
         self.db = self.store.connect(readonly=readonly)
         self.locks = Locks(self)
         self._own: set[int] | None = None  # the ids of the events this process wrote, once it follows (follow())
+        self._ids: list[tuple[ev.Event, int]] = []  # this process's events written while following, and their ids
+        self._fences: dict[int, int] = {}  # rollout id -> the driver epoch this process drives it with (fence())
 
     @classmethod
     def open(cls, state_dir: Path, *, readonly: bool = False, url: str | None = None) -> Journal:
@@ -210,15 +212,41 @@ class Journal:
     def release_lock(self, actor: Actor, **kw) -> Lock | None:
         return self.locks.release(actor, **kw)
 
+    def fence(self, rollout_id: int, epoch: int) -> None:
+        """This process drives the deploy with driver epoch ``epoch`` (shared journal; set as its lock is taken):
+        each of the deploy's events it records checks, in its own transaction, that the journal's epoch is still
+        that one, else DeployLost and nothing is written (another bastion took the deploy over)."""
+        self._fences[rollout_id] = epoch
+
+    def unfence(self, rollout_id: int) -> None:
+        self._fences.pop(rollout_id, None)
+
+    def _check_fence(self, rollout_id: int) -> None:
+        mine = self._fences[rollout_id]
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (epoch_key(rollout_id),)).fetchone()
+        if row is not None and str(row[0]) == str(mine):
+            return
+        holder = self.db.execute('SELECT "user", hostname, pid FROM lock WHERE id = 1 AND rollout_id = ?',
+                                 (rollout_id,)).fetchone()
+        by = f" by {holder[0]} on {holder[1]} (pid {holder[2]})" if holder and holder[2] else ""
+        raise DeployLost(f"this bastion lost deploy #{rollout_id}: it was taken over{by} (driver epoch "
+                         f"{row[0] if row else '?'}, this bastion's {mine}); it acts on nothing more for it")
+
     def _apply(self, e: ev.Event, origin: str | None = None) -> None:
         """origin: a log entry's (the SSH client address of whoever wrote it; None when unknown)."""
         db = self.db
+        if self._fences and e.rollout_id in self._fences:
+            self._check_fence(e.rollout_id)
         data = e.to_dict()
         if self._own is not None:  # a server following a shared journal: its own events are not the others'
-            self._own.add(db.execute(
+            event_id = db.execute(
                 "INSERT INTO events (rollout_id, at, type, data) VALUES (?, ?, ?, ?) RETURNING id",
                 (e.rollout_id, e.at, e.event_type, json.dumps(data)),
-            ).fetchone()[0])
+            ).fetchone()[0]
+            self._own.add(event_id)
+            self._ids.append((e, event_id))
+            if len(self._ids) > 10_000:  # recorded quietly and never published (a gate's every check): forgotten
+                del self._ids[:5_000]
         else:
             db.execute(
                 "INSERT INTO events (rollout_id, at, type, data) VALUES (?, ?, ?, ?)",
@@ -339,11 +367,23 @@ class Journal:
         """Start telling this process's events from the other writers' (a server on a shared journal: the other
         bastions' servers); the id of the latest event now, for others_after."""
         self._own = set()
+        self._ids = []
         return int(self.db.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0])
 
-    def others_after(self, after_id: int, limit: int = 1000) -> tuple[int, list[ev.Event]]:
+    def event_id(self, event: ev.Event) -> int | None:
+        """The journal's id of an event this process recorded while following (every bastion's server knows the
+        event by it), once it is published; None for one never written (host output) or when not following."""
+        for i, (e, event_id) in enumerate(self._ids):
+            if e is event:
+                del self._ids[: i + 1]  # the ones before it were recorded quietly: never published
+                return event_id
+        return None
+
+    def others_after(self, after_id: int, limit: int = 1000, *,
+                     with_ids: bool = False) -> tuple[int, list[ev.Event]] | tuple[int, list[tuple[int, ev.Event]]]:
         """The events committed after ``after_id`` by other processes, in the journal's order, and the id to ask
-        after next time. An event this controlroom cannot read (a newer one's) is passed over."""
+        after next time (with_ids: each as (its journal id, the event)). An event this controlroom cannot read (a
+        newer one's) is passed over."""
         rows = self.db.execute("SELECT id, type, data FROM events WHERE id > ? ORDER BY id LIMIT ?",
                                (after_id, limit)).fetchall()
         own = self._own if self._own is not None else set()
@@ -354,9 +394,10 @@ class Journal:
                 own.discard(event_id)
                 continue
             try:
-                out.append(ev.from_wire({**json.loads(data), "type": kind}))
+                e = ev.from_wire({**json.loads(data), "type": kind})
             except ValueError:
                 continue
+            out.append((event_id, e) if with_ids else e)
         return after_id, out
 
     def _json(self, key: str) -> str:

@@ -32,6 +32,8 @@ class JournalWriter(Protocol):
 
     def writing(self, *, check: bool = False) -> AbstractContextManager[Any]: ...
 
+    def fence(self, rollout_id: int, epoch: int) -> None: ...
+
 
 @dataclass(frozen=True)
 class Lock:
@@ -43,6 +45,7 @@ class Lock:
     rollout_id: int | None
     origin: str | None = None
     stale: bool = False
+    epoch: int = 0  # on a shared journal, the driver epoch its taking gave the deploy (hostside.Operation.epoch)
 
     @property
     def parked(self) -> bool:
@@ -70,6 +73,11 @@ def abandons(lock: Lock) -> str:
         return (f"abandons the lock kept for deploy #{lock.rollout_id} by {lock.user} ({lock.reason}); that deploy "
                 "stays halted and `controlroom deploy --resume` can still finish it, but a new deploy may start first")
     return f"releases {lock.user}'s NO DEPLOY PLEASE ({lock.reason})"
+
+
+def epoch_key(rollout_id: int) -> str:
+    """The meta key of a deploy's driver epoch on a shared journal."""
+    return f"epoch:{rollout_id}"
 
 
 class Locks:
@@ -147,6 +155,7 @@ class Locks:
                         f"the fleet is locked: {cur.describe()}"
                         + ("; to deploy anyway use --force --reason TEXT" if rollout_id else "")
                     )
+            epoch = self._bump(w, rollout_id) if rollout_id and self.journal.store.shared else 0
             w.execute(
                 'INSERT INTO lock (id, "user", origin, at, reason, pid, hostname, rollout_id, saved)'
                 " VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
@@ -161,7 +170,18 @@ class Locks:
             for e in entries:
                 w.record(e, actor.origin)
             w.publish(ev.LockChanged(rollout_id or 0, held=True, user=user, reason=reason))
-        return Lock(user, now, reason, pid, host, rollout_id, actor.origin)
+        return Lock(user, now, reason, pid, host, rollout_id, actor.origin, epoch=epoch)
+
+    def _bump(self, w, rollout_id: int) -> int:
+        """A new driver epoch for the deploy (this taking's), in the transaction that takes its lock; from now on
+        the journal refuses this deploy's events from any driver with an older one (Journal.fence)."""
+        key = epoch_key(rollout_id)
+        row = w.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        epoch = (int(row[0]) if row and str(row[0]).isdigit() else 0) + 1
+        w.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                  (key, str(epoch)))
+        self.journal.fence(rollout_id, epoch)
+        return epoch
 
     @staticmethod
     def _saved(w) -> str | None:

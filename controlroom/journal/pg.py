@@ -20,6 +20,7 @@ import os
 import re
 import socket
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -88,7 +89,16 @@ OPEN_TIMEOUT = 10
 # the engine halts on it (JournalError) rather than going on while another bastion may take the deploy over.
 KEEPALIVE = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3,
              "tcp_user_timeout": 25000}
-SERVER_KEEPALIVE = "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3"
+SERVER_KEEPALIVE = ("-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3"
+                    " -c tcp_user_timeout=25000")
+# The fleet lock's own session besides: the database checks every 5 s that the bastion is still connected while it
+# runs a statement (client_connection_check_interval), and a server-wide idle_session_timeout never ends it (the
+# lock's session is idle by design: it only holds). So a bastion gone from the network loses the lock after at most
+# LOCK_BOUND seconds, and another bastion may take the deploy over; the bastion itself stops driving before that
+# (LOCK_ANSWER, engine/rollout.py).
+LOCK_OPTIONS = "-c client_connection_check_interval=5000 -c idle_session_timeout=0"
+LOCK_BOUND = 25  # keepalives_idle + keepalives_interval * keepalives_count (and tcp_user_timeout), in seconds
+LOCK_ANSWER = 10.0  # a fleet lock whose session does not answer a check in this long is lost for its holder
 
 
 def is_url(value: str | None) -> bool:
@@ -223,13 +233,16 @@ class Connection:
             pass
 
 
-def raw_connect(url: str, application: str = "controlroom journal") -> Any:
+def raw_connect(url: str, application: str = "controlroom journal", *, lock: bool = False) -> Any:
+    """A psycopg connection with the journal's keepalives on both sides (and, for the fleet lock's session, its
+    own settings: LOCK_OPTIONS)."""
     psycopg = _psycopg(url)
     try:
         from psycopg.conninfo import conninfo_to_dict
 
         given = conninfo_to_dict(url).get("options")  # the URL's own options come first
-        options = f"{given} {SERVER_KEEPALIVE}" if given else SERVER_KEEPALIVE
+        ours = f"{SERVER_KEEPALIVE} {LOCK_OPTIONS}" if lock else SERVER_KEEPALIVE
+        options = f"{given} {ours}" if given else ours
         return psycopg.connect(url, autocommit=True, connect_timeout=OPEN_TIMEOUT, application_name=application[:63],
                                options=options, **KEEPALIVE)
     except psycopg.Error as e:
@@ -305,9 +318,12 @@ class PgFleetLock:
     bastion's lock ends with its session (kill -9 at once; a lost network after the keepalives). The interface of
     fleetlock.FleetLock: ``acquire()`` or LockedError, ``release()``, ``held``, ``holder()``, ``holder_pid()``."""
 
+    answer_within = LOCK_ANSWER  # a check unanswered this long: the lock is lost for this process (rollout.py)
+
     def __init__(self, store: PgStore) -> None:
         self.store = store
         self._conn: Any = None
+        self._using = threading.Lock()  # check() runs in a worker thread: release() never closes under it
         self._depth = 0
         self._seen = ""  # who held it when acquire() failed (they may be gone by the time someone asks)
 
@@ -321,7 +337,7 @@ class PgFleetLock:
             return self
         if self.store.key in _HELD:
             raise LockedError(f"the fleet is busy: {holder} runs in this process")
-        conn = Connection(raw_connect(self.store.url, _holder_name(holder)), self.store.url)
+        conn = Connection(raw_connect(self.store.url, _holder_name(holder), lock=True), self.store.url)
         deadline = time.monotonic() + wait
         try:
             while not conn.execute("SELECT pg_try_advisory_lock(?, ?)", (KEY, FLEET)).fetchone()[0]:
@@ -335,6 +351,21 @@ class PgFleetLock:
         self._conn, self._depth = conn, 1
         _HELD[self.store.key] = self
         return self
+
+    def check(self) -> str | None:
+        """None while this process still holds the lock (its session answers), else why it no longer does. Blocks
+        for a round trip to the database (at most tcp_user_timeout when the network is gone)."""
+        with self._using:
+            conn = self._conn
+            if conn is None:
+                return "the fleet lock was let go"
+            try:
+                held = conn.execute(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = pg_backend_pid()"
+                    " AND classid = ? AND objid = ? AND objsubid = 2", (KEY, FLEET)).fetchone()[0]
+            except Exception as e:  # noqa: BLE001 - whatever ended the session (terminated, network) loses it
+                return f"its fleet lock's session on the journal ended ({failure(e, self.store.url)})"
+        return None if held else "its fleet lock's session no longer holds the lock"
 
     def holder(self) -> str:
         """Who holds the lock, as its session says (pid and bastion), else who held it when acquire() failed, or ''
@@ -360,8 +391,9 @@ class PgFleetLock:
         if self._depth > 0:
             return
         _HELD.pop(self.store.key, None)
-        conn, self._conn = self._conn, None
-        conn.close()  # the session ends, and its advisory lock with it
+        with self._using:  # a check under way ends first (bounded by tcp_user_timeout)
+            conn, self._conn = self._conn, None
+            conn.close()  # the session ends, and its advisory lock with it
 
     def __enter__(self) -> PgFleetLock:
         return self.acquire()
@@ -378,6 +410,35 @@ def holder_session(db: Connection) -> str | None:
         " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
         (KEY, FLEET)).fetchone()
     return None if row is None else row[0]
+
+
+# ------------------------------------------------------------------------------------------------ flag pushes
+PUSH = 0x63726670  # "crfp": a flag change being pushed (the second key: its version), held by its pusher's session
+
+
+def push_key(version: int) -> tuple[int, int]:
+    return PUSH, int(version) & 0x7FFFFFFF
+
+
+def hold_push(db: Connection, version: int) -> None:
+    """The pushing server's journal session holds the change's push lock until let_push_go (or its session ends:
+    the bastion died), so another bastion's server starting meanwhile leaves the change to it (pushed_elsewhere)."""
+    db.execute("SELECT pg_advisory_lock(?, ?)", push_key(version))
+
+
+def let_push_go(db: Connection, version: int) -> None:
+    # only when this session holds it (a settled change was another's): an unlock of a lock not held is a warning
+    db.execute("SELECT pg_advisory_unlock(?, ?) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid ="
+               " pg_backend_pid() AND classid = ? AND objid = ? AND objsubid = 2", push_key(version) * 2)
+
+
+def pushed_elsewhere(db: Connection) -> set[int]:
+    """The versions (as push keys) whose push another live session holds now."""
+    rows = db.execute(
+        "SELECT objid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = ? AND objsubid = 2"
+        " AND pid != pg_backend_pid() AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        (PUSH,)).fetchall()
+    return {int(r[0]) for r in rows}
 
 
 class PgStore:

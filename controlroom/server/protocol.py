@@ -5,7 +5,9 @@ hello (``ok`` false and an ``error`` line when the versions differ). Then the cl
 ``id``; the server answers each with ``{"id": N, "ok": true, ...}`` or ``{"id": N, "ok": false, "error": "...",
 "exit": CODE}``. After ``{"op": "attach", "since": SEQ}`` the server sends ``{"op": "snapshot", "seq": N, ...}``
 (or only the events after SEQ when it still has them), then ``{"op": "event", "seq": N, "event": {...}}`` for
-every event, numbered without gaps. A client that fell behind gets a fresh snapshot instead of the events it missed.
+every event, numbered without gaps (this server's numbers; on a shared journal a journaled event also has
+``"event_id": ID``, its id in the journal, the same from every bastion's server). A client that fell behind gets a
+fresh snapshot instead of the events it missed.
 
 What is in each message, and the type of every request's field, is wire.py's: a field of another type, a missing
 required one or an ``id`` that is neither a number nor a string gets an error answer naming the field (exit 2),

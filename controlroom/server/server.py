@@ -224,14 +224,14 @@ class Server:
         while True:
             await asyncio.sleep(FOLLOW_EVERY)
             try:
-                last, events = self.journal.others_after(last)
+                last, events = self.journal.others_after(last, with_ids=True)
             except JournalError as e:
                 print(f"controlroom server: cannot read the other bastions' events: {clean(str(e), 300)}",
                       file=sys.stderr, flush=True)
                 await asyncio.sleep(1.0)
                 continue
-            for e in events:
-                self._committed(e)
+            for event_id, e in events:
+                self._committed(e, event_id)
 
     async def close(self) -> None:
         if self.exporter is not None:
@@ -272,13 +272,16 @@ class Server:
                 return
 
     # ------------------------------------------------------------------------------------------ events
-    def _committed(self, e: ev.Event) -> None:
-        """Every event the journal committed (and host output and chat failures, which are not journaled), in order."""
+    def _committed(self, e: ev.Event, event_id: int | None = None) -> None:
+        """Every event the journal committed (and host output and chat failures, which are not journaled), in order.
+        On a shared journal, a journaled event also carries its journal id (every bastion's server sends the same)."""
         self.seq += 1
         self.board.apply(e)
         if self.exporter is not None:
             self.exporter.saw(e)
-        msg = wire.event(self.seq, ev.to_wire(e))
+        if event_id is None and self._followed is not None and type(e) is not ev.HostOutput:
+            event_id = self.journal.event_id(e)
+        msg = wire.event(self.seq, ev.to_wire(e), event_id)
         if type(e) is not ev.HostOutput:
             self.ring.append(msg)
         data = pr.encode(msg) if self.clients else None

@@ -62,7 +62,8 @@ def lock_of(journal: Journal | None) -> wire.Lock | None:
         return None
     return wire.Lock(user=lock.user, at=lock.at, reason=lock.reason, pid=lock.pid, hostname=lock.hostname,
                      rollout_id=lock.rollout_id, origin=lock.origin, stale=lock.stale, live=lock.live,
-                     said=lock.describe(), gives_up=abandons(lock))
+                     said=lock.describe(), gives_up=abandons(lock),
+                     elsewhere=lock.live and journal.shared and not journal.store.fleet_holds_here())
 
 
 def journal_reply(journal: Journal, since: int) -> dict:

@@ -199,6 +199,8 @@ class Lock:
     live: bool = False  # held by a deploy process that runs now
     said: str = ""  # who holds it and why, as the server words it (wire: "describe")
     gives_up: str = ""  # what releasing it abandons, as the server words it (wire: "abandons")
+    elsewhere: bool = False  # live, and driven by another bastion's server on a shared journal (on the wire only
+    # when true: a SQLite journal's lock keeps its names)
 
     @property
     def parked(self) -> bool:
@@ -211,7 +213,7 @@ class Lock:
     def to_wire(self) -> dict:
         return {"user": self.user, "at": self.at, "reason": self.reason, "pid": self.pid, "hostname": self.hostname,
                 "rollout_id": self.rollout_id, "origin": self.origin, "stale": self.stale, "live": self.live,
-                "describe": self.said, "abandons": self.gives_up}
+                "describe": self.said, "abandons": self.gives_up, **({"elsewhere": True} if self.elsewhere else {})}
 
     @classmethod
     def from_wire(cls, d: dict | None) -> Lock | None:
@@ -220,7 +222,8 @@ class Lock:
         return cls(user=str(d.get("user", "")), at=float(d.get("at") or 0), reason=str(d.get("reason", "")),
                    pid=d.get("pid"), hostname=d.get("hostname"), rollout_id=d.get("rollout_id"),
                    origin=d.get("origin"), stale=bool(d.get("stale")), live=bool(d.get("live")),
-                   said=str(d.get("describe") or ""), gives_up=str(d.get("abandons") or ""))
+                   said=str(d.get("describe") or ""), gives_up=str(d.get("abandons") or ""),
+                   elsewhere=bool(d.get("elsewhere")))
 
 
 def abandons(lock: Lock) -> str:
@@ -243,9 +246,14 @@ def snapshot(*, seq: int, board: dict, lock: Lock | None, log: list[str], busy: 
             "log": log, "busy": busy, "engine_status": engine_status, "policy": policy, **presence}
 
 
-def event(seq: int, event: dict) -> dict:
-    """Event number seq; ``event`` as core.events.to_wire gives it."""
-    return {"op": "event", "seq": seq, "event": event}
+def event(seq: int, event: dict, event_id: int | None = None) -> dict:
+    """Event number seq (this server's stream); ``event`` as core.events.to_wire gives it. On a shared journal a
+    journaled event has ``event_id`` too: its number in the journal, the same from every bastion's server (not
+    ``id``: that is a request's, which its reply carries)."""
+    msg = {"op": "event", "seq": seq, "event": event}
+    if event_id is not None:
+        msg["event_id"] = event_id
+    return msg
 
 
 def present(*, no: int, user: str, origin: str | None, client: str, role: str | None = None) -> dict:

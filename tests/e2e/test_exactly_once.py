@@ -212,9 +212,14 @@ def test_two_deploys_started_at_once_on_two_bastions_sharing_a_journal_one_runs_
                                                                                                   pg_url):
     fleet = make_fleet(4)
     # two bastions: two state directories (each its own server), one PostgreSQL journal
-    cfgs = [config(fleet, sleep=0.3, parallel=4, state=f"state-{b}", name=f"{b}.toml", journal=pg_url)
+    cfgs = [config(fleet, hold=True, parallel=4, state=f"state-{b}", name=f"{b}.toml", journal=pg_url)
             for b in ("a", "b")]
     both = [spawn(cfg, "deploy", "--yes", user=u) for cfg, u in zip(cfgs, ("alice", "bob"), strict=True)]
+    # the winner's first step holds on every host until the other has had its answer, however loaded the machine
+    # (with a timed step, the second could start after the first was done, and both deploy, one after the other)
+    wait_for(lambda: any(p.poll() is not None for p in both), 120, "one of the two deploys to have its answer")
+    for h in fleet.hosts:
+        (Path(h.root) / "go").write_text("")
     results = [(p.wait(120), *p.communicate()) for p in both]
     assert sorted(rc for rc, _, _ in results) == [0, 3], results
     loser = next(err for rc, _, err in results if rc == 3)
@@ -252,6 +257,85 @@ def test_a_deploy_whose_bastion_was_killed_is_taken_over_by_another_bastion_and_
     assert back.returncode == 1 and "deploy #1 of r2307 already ended (done); nothing to resume" in back.stderr, (
         back.stdout + back.stderr)
     assert all(s == ["1", "2"] for s in steps_of(fleet).values()), steps_of(fleet)
+
+
+def test_a_deploy_refused_on_a_second_bastion_says_which_bastion_runs_it_and_where_to_follow_it(make_fleet, pg_url):
+    fleet = make_fleet(2)
+    cfg_a, cfg_b = (config(fleet, hold=True, parallel=2, state=f"state-{b}", name=f"{b}.toml", journal=pg_url)
+                    for b in ("a", "b"))
+    first = spawn(cfg_a, "deploy", "--yes", user="alice")
+    wait_for(lambda: running(Path(fleet.dir), pg_url) == 2, 60, "the deploy to be running on bastion a", first)
+    try:
+        second = cli(cfg_b, "deploy", "--yes", user="bob")
+    finally:
+        for h in fleet.hosts:
+            (Path(h.root) / "go").write_text("")
+    assert first.wait(120) == 0, first.communicate()
+    host = re.escape(socket.gethostname())
+    assert second.returncode == 3, second.stdout + second.stderr
+    # not "`deploy --follow` attaches to it": bastion b's server does not drive it, bastion a's does
+    assert re.search(rf"; deploy #1 runs on {host} \(by alice\); `controlroom deploy --follow` on {host} attaches to "
+                     r"it\n", second.stderr), second.stderr
+
+
+def end_the_sessions_of(url: str, like: str) -> int:
+    """pg_terminate_backend every session of the journal whose application name matches ``like`` (what a bastion
+    cut off from the database comes to once the keepalives give up on it); how many there were."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as con:
+        return len(con.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE"
+                               " %s AND pid != pg_backend_pid()", (like,)).fetchall())
+
+
+def test_a_bastion_whose_fleet_lock_session_ended_stops_driving_and_the_taker_runs_each_step_once(make_fleet, pg_url):
+    fleet = make_fleet(4)
+    cfg_a, cfg_b = (config(fleet, hold=True, parallel=4, state=f"state-{b}", name=f"{b}.toml", journal=pg_url)
+                    for b in ("a", "b"))
+    first = spawn(cfg_a, "deploy", "--yes", user="alice")
+    # every host is in its first step, which waits for the test's `go`: bastion a is alive and driving
+    wait_for(lambda: running(Path(fleet.dir), pg_url) == 4, 60, "the deploy to be running on bastion a", first)
+    # bastion a's network to the database is gone: its lock's session ends (the process lives on)
+    assert end_the_sessions_of(pg_url, "controlroom: pid % alice's deploy") == 1
+    rc, out, err = first.wait(60), *first.communicate()
+    assert rc == 1 and "this bastion lost deploy #1" in err and "acts on nothing more" in err, (rc, out, err)
+
+    for h in fleet.hosts:  # the steps bastion a had started may end now; bastion b takes the deploy over
+        (Path(h.root) / "go").write_text("")
+    res = cli(cfg_b, "deploy", "--resume", "--yes", user="bob")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert set(revision_on(fleet).values()) == {"r2307"}
+    assert all(s == ["1", "2"] for s in steps_of(fleet).values()), steps_of(fleet)
+    log = cli(cfg_b, "log").stdout
+    assert re.search(r"\[bob\] TAKEN OVER from .* by bob: deploy #1 of alice", log), log
+    assert db_rows(Path(fleet.dir), "SELECT value FROM meta WHERE key = 'epoch:1'", url=pg_url) == [("2",)]
+
+
+def test_a_bastion_stopped_while_another_took_its_deploy_over_records_nothing_and_runs_nothing_when_it_wakes(
+        make_fleet, pg_url):
+    fleet = make_fleet(4)
+    cfg_a, cfg_b = (config(fleet, hold=True, parallel=4, state=f"state-{b}", name=f"{b}.toml", journal=pg_url)
+                    for b in ("a", "b"))
+    first = spawn(cfg_a, "deploy", "--yes", user="alice")
+    wait_for(lambda: running(Path(fleet.dir), pg_url) == 4, 60, "the deploy to be running on bastion a", first)
+    server_a = server_pid(Path(fleet.dir) / "state-a")
+    os.kill(server_a, signal.SIGSTOP)  # bastion a stalls (as on a network partition); its steps go on on the hosts
+    try:
+        assert end_the_sessions_of(pg_url, "controlroom: pid % alice's deploy") == 1
+        for h in fleet.hosts:
+            (Path(h.root) / "go").write_text("")
+        res = cli(cfg_b, "deploy", "--resume", "--yes", user="bob")  # bastion b takes it over and finishes it
+        assert res.returncode == 0, res.stdout + res.stderr
+        finished = db_rows(Path(fleet.dir), "SELECT max(id) FROM events WHERE rollout_id = 1", url=pg_url)
+    finally:
+        os.kill(server_a, signal.SIGCONT)  # bastion a wakes with its hosts' answers to step 1 waiting for it
+    rc, out, err = first.wait(60), *first.communicate()
+    assert rc == 1 and "this bastion lost deploy #1" in err, (rc, out, err)
+    # bastion a recorded nothing after the take-over and ran nothing more: each step ran once, on b's record
+    assert db_rows(Path(fleet.dir), "SELECT max(id) FROM events WHERE rollout_id = 1", url=pg_url) == finished
+    assert db_rows(Path(fleet.dir), "SELECT status FROM rollouts", url=pg_url) == [("done",)]
+    assert all(s == ["1", "2"] for s in steps_of(fleet).values()), steps_of(fleet)
+    assert set(revision_on(fleet).values()) == {"r2307"}
 
 
 # ------------------------------------------------------------------------------------------------ receipts

@@ -8,15 +8,17 @@ to the simulated fleet, a real journal in a temp dir.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
 from controlroom.config import config
 from controlroom.core import events as ev
+from controlroom.core.errors import DeployLost
 from controlroom.core.identity import Actor
 from controlroom.engine.hostrun import HostRun, HostWork
 from controlroom.engine.recorder import Recorder
-from controlroom.fleet.hostside import Operation
+from controlroom.fleet.hostside import LEASE, Operation
 from controlroom.fleet.ssh import SSHPool
 from controlroom.journal.journal import Journal
 from tests.unit.engine.test_rollout import NEW, OLD, revision_of
@@ -119,3 +121,22 @@ def test_the_recorder_logs_for_its_rollout_and_pokes_its_loop(tmp_path):
         await asyncio.wait_for(waiter, 5)
 
     asyncio.run(go())
+
+
+async def test_a_driver_whose_deploy_was_taken_over_meets_the_newer_lease_and_stops_recording_nothing_more(
+        make_fleet, tmp_path):
+    fleet = make_fleet(1)
+    cfg = config.load(fleet.config_path)
+    journal = Journal.open(tmp_path / "state")
+    record, op = a_rollout_on_record(journal, cfg)
+    stale = Operation(op.uuid, op.journal, "alice", epoch=1)
+    taker = Operation(op.uuid, op.journal, "bob", epoch=2)
+    (Path(fleet.hosts[0].root) / LEASE).write_text(taker.lease_line() + "\n")  # bastion b took the deploy over
+    hr = host_run(cfg, "web001")
+    async with SSHPool(cfg.ssh, cfg.hosts) as pool:
+        with pytest.raises(DeployLost, match=r"lost deploy #\d+: web001 refused its step 1/\d+, the deploy was taken "
+                                             r"over by bob \(driver epoch 2\)"):
+            await asyncio.wait_for(HostWork(cfg, pool, record, stale, why_stopped=lambda: None).run(hr), 30)
+    assert revision_of(fleet, "web001") == OLD  # the step never ran
+    assert journal.host_runs(record.rollout_id)["web001"].state == ev.RUNNING  # not failed by the driver that lost
+    assert (Path(fleet.hosts[0].root) / LEASE).read_text() == taker.lease_line() + "\n"

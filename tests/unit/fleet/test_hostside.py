@@ -15,6 +15,7 @@ from controlroom.fleet.hostside import (
     RECEIPT_MARK,
     SHOWN,
     Operation,
+    fenced_by,
     held_by,
     parse_receipt,
     receipt_command,
@@ -120,6 +121,31 @@ def test_another_operations_step_is_refused_naming_the_holder(tmp_path):
     res = on_host(tmp_path, step_command(bob, 1, "touch bobs-step"))
     assert res.returncode == HELD_EXIT and not (tmp_path / "bobs-step").exists()
     assert held_by(res.stdout) == f"operation {OP.uuid} of alice (journal j-bastion1)"
+
+
+def test_a_driver_of_the_deploy_whose_epoch_is_older_than_the_hosts_lease_is_refused_and_runs_nothing(tmp_path):
+    # bastion b took the deploy over (epoch 2) and ran step 1; bastion a, cut off and still driving (epoch 1), asks
+    taker = Operation(OP.uuid, "j-shared", "bob", epoch=2)
+    assert on_host(tmp_path, step_command(taker, 1, "echo b >> ran")).returncode == 0
+    assert (tmp_path / LEASE).read_text() == f"{OP.uuid} j-shared bob 2\n"
+    stale = Operation(OP.uuid, "j-shared", "alice", epoch=1)
+    res = on_host(tmp_path, step_command(stale, 2, "echo a >> ran"))
+    assert res.returncode == HELD_EXIT and (tmp_path / "ran").read_text() == "b\n"
+    assert fenced_by(res.stdout) == "bob (driver epoch 2)" and held_by(res.stdout) is None
+    assert (tmp_path / RECEIPT).read_text() == f"{OP.uuid} 1 \n"  # the receipt is the taker's, untouched
+
+
+def test_a_driver_with_a_newer_epoch_replaces_the_lease_of_the_one_it_took_the_deploy_from(tmp_path):
+    for lease in (f"{OP.uuid} j-shared alice 1", f"{OP.uuid} j-shared alice"):  # fenced before, or not at all
+        (tmp_path / LEASE).write_text(lease + "\n")
+        res = on_host(tmp_path, step_command(Operation(OP.uuid, "j-shared", "bob", epoch=3), 1, "true"))
+        assert res.returncode == 0 and fenced_by(res.stdout) is None, res.stdout + res.stderr
+        assert (tmp_path / LEASE).read_text() == f"{OP.uuid} j-shared bob 3\n"
+    # the same driver again goes on under its own lease; another operation is still told who holds the host
+    assert on_host(tmp_path, step_command(Operation(OP.uuid, "j-shared", "bob", epoch=3), 2, "true")).returncode == 0
+    other = on_host(tmp_path, step_command(Operation("d2", "j-other", "carol"), 1, "touch carols"))
+    assert other.returncode == HELD_EXIT and held_by(other.stdout) == f"operation {OP.uuid} of bob (journal j-shared)"
+    assert not (tmp_path / "carols").exists()
 
 
 def test_the_receipt_is_read_back_bounded_whatever_the_host_holds(tmp_path):

@@ -273,3 +273,31 @@ def test_a_follower_gets_the_other_writers_events_in_order_and_never_its_own(pg_
     finally:
         a.close()
         b.close()
+
+
+def test_a_flag_change_another_live_bastion_is_still_pushing_is_left_to_it_and_settled_once_that_bastion_is_gone(
+        pg_url, tmp_path):
+    a = Journal.open(tmp_path / "state-a", url=pg_url)
+    b = Journal.open(tmp_path / "state-b", url=pg_url)
+    try:
+        change = {"version": 7, "at": 100.0, "user": "alice", "flag": "beehive", "old": "on", "new": "off",
+                  "reason": "on fire", "hosts": 2, "state": {"beehive": "off"}}
+        FlagHistory(a).begun(change, [], ev.FlagChanged(0, flag="beehive", old="on", new="off", user="alice",
+                                                        reason="on fire", version=7, confirmed=0, total=2))
+        # bastion b's server starts while bastion a's still pushes the change: nothing pending for b to settle
+        assert FlagHistory(b).pending() == []
+        FlagHistory(a).ended(change, 2, [], [], line="beehive on -> off", actor=Actor("alice"))
+        assert FlagHistory(b).pending() == []  # ended: nobody's to settle
+
+        later = {**change, "version": 8}
+        FlagHistory(a).begun(later, [], ev.FlagChanged(0, flag="beehive", old="on", new="off", user="alice",
+                                                       reason="on fire", version=8, confirmed=0, total=2))
+        assert FlagHistory(b).pending() == [] and FlagHistory(b).pushed_elsewhere() == {8}  # nor its stragglers
+        assert FlagHistory(a).pushed_elsewhere() == set()  # its own push is not another's
+        a.close()  # bastion a dies mid-push: its session ends, and the change is b's to settle
+        wait_for(lambda: [c["version"] for c in FlagHistory(b).pending()] == [8], 10,
+                 "the dead bastion's push to be pending for the other")
+        assert FlagHistory(b).pushed_elsewhere() == set()
+    finally:
+        a.close()
+        b.close()

@@ -112,6 +112,14 @@ def test_a_lock_goes_on_the_wire_with_every_field_named_as_before_and_comes_back
     assert Lock.from_wire(None) is None and Lock.from_wire({}) is None
 
 
+def test_a_lock_another_bastion_drives_says_so_on_the_wire_and_comes_back_the_same():
+    from controlroom.server.wire import Lock
+
+    lock = Lock(user="alice", at=1.5, reason="deploying r2307", pid=42, hostname="bastion-a", rollout_id=3,
+                live=True, said="deploy #3 by alice", elsewhere=True)
+    assert lock.to_wire()["elsewhere"] is True and Lock.from_wire(lock.to_wire()) == lock
+
+
 def test_a_reply_carries_its_id_and_notices_and_a_refusal_its_line_exit_code_and_whether_another_drives():
     from controlroom.server import wire
 

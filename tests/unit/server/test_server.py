@@ -137,6 +137,41 @@ async def test_a_watcher_of_another_bastions_server_on_a_shared_journal_sees_its
     assert any(e["type"] == "LogEntryAdded" and e["kind"] == "DEPLOY OK" for e in events)
 
 
+async def test_watchers_of_either_bastions_server_see_one_deploy_with_the_same_event_numbers(served, pg_url):
+    text = served.config_path.read_text()
+    paths = {}
+    for b in ("a", "b"):
+        paths[b] = Path(served.dir) / f"{b}.toml"
+        paths[b].write_text(text.replace('dir = "state"', f'dir = "state-{b}"\njournal = "{pg_url}"'))
+    watchers = {b: await connect(config.load(paths[b])) for b in ("a", "b")}  # each bastion's server, started
+    try:
+        for w in watchers.values():
+            await w.request("attach")
+            assert (await w.messages.get())["op"] == "snapshot"
+        deploy = await asyncio.to_thread(run_cli, "deploy", "--yes", "--config", str(paths["a"]),
+                                         env={"SUDO_USER": "alice"})  # bastion a's server runs it
+        assert deploy.returncode == 0, deploy.stdout + deploy.stderr
+        seen: dict[str, list[tuple[int, str]]] = {}
+        for b, w in watchers.items():
+            got: list[dict] = []
+            while not any(m["event"]["type"] == "RolloutFinished" for m in got):
+                m = await asyncio.wait_for(w.messages.get(), 60)
+                assert m["op"] != "closed", got
+                if m["op"] == "event":
+                    got.append(m)
+            # what the journal holds carries its number there (host output and lock notices are not journaled)
+            seen[b] = [(m["event_id"], m["event"]["type"]) for m in got if "event_id" in m]
+            assert seen[b][-1][1] == "RolloutFinished", seen[b]
+    finally:
+        for w in watchers.values():
+            await w.close()
+    # the journal's numbers, from the server that ran the deploy and from the one that read it from the journal
+    assert seen["a"] == seen["b"], seen
+    ids = [i for i, _ in seen["a"]]
+    assert len(ids) > 10 and ids == sorted(set(ids)), ids
+    assert sum(kind == "HostStateChanged" for _, kind in seen["a"]) >= 2 * len(served.hosts)
+
+
 async def test_a_reconnecting_client_gets_only_the_events_after_its_number(served):
     cfg = config.load(served.config_path)
     a = await connect(cfg)
