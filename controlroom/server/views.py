@@ -6,7 +6,6 @@ one host's recent output with its last command's result, a deploy's record page 
 from __future__ import annotations
 
 import asyncio
-import json
 
 from controlroom.core import events as ev
 from controlroom.core.errors import ControlroomError, UsageError
@@ -162,7 +161,6 @@ def record_page(journal: Journal, cfg, number: int | None, after: int, limit: in
         if size > wire.RECORD_BYTES and k:
             rows, more = rows[:k], True
             break
-    data = json.loads("[" + ",".join([r[3] for r in rows]) + "]")
     flags = None
     if after <= 0:
         began = rows[0][1] if rows else row.started_at
@@ -171,7 +169,7 @@ def record_page(journal: Journal, cfg, number: int | None, after: int, limit: in
     deploy = {"id": row.id, "revision": row.revision, "previous": row.previous, "user": row.user,
               "status": row.status, "started_at": row.started_at, "finished_at": row.finished_at}
     return wire.record_page(deploy=deploy, live=live_id == row.id, flags=flags,
-                            events=[[r[0], r[1], r[2], d] for r, d in zip(rows, data, strict=True)],
+                            events=[list(r) for r in rows],  # data as the journal keeps it: JSON text
                             last=rows[-1][0] if rows else max(after, 0), more=more)
 
 

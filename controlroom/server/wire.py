@@ -173,7 +173,9 @@ def record_page(*, deploy: dict, live: bool, flags: dict[str, str] | None, event
     """One page of a deploy's record, for a timeline (the ``record`` read): the deploy (id, revision, previous,
     user, status, started_at, finished_at), whether this server drives it now, every flag's value when it began
     (on the first page only, after 0), its events as ``[id, at, type, data]`` in the journal's order (at most
-    RECORD_PAGE), the id to ask after for the next page (``last``) and whether there is more now."""
+    RECORD_PAGE; data is the event's JSON text as the journal keeps it, an object once decoded: the server
+    neither decodes nor encodes it again, and the reader decodes a page in one go), the id to ask after for the
+    next page (``last``) and whether there is more now."""
     return {"deploy": deploy, "live": live, "flags": flags, "events": events, "last": last, "more": more}
 
 

@@ -91,11 +91,18 @@ def test_history_reply_lists_the_deploy_newest_first_bounded(story):
     None, [], {"deploy": None, "events": [], "last": 0},
     {"deploy": {"id": 1}, "events": "x", "last": 0},
     {"deploy": {"id": 1}, "events": [[1, 2.0, "T"]], "last": 0},
-    {"deploy": {"id": 1}, "events": [[1, float("nan"), "T", {}]], "last": 0},
-    {"deploy": {"id": 1}, "events": [["1", 2.0, "T", {}]], "last": 0},
+    {"deploy": {"id": 1}, "events": [[1, float("nan"), "T", "{}"]], "last": 0},
+    {"deploy": {"id": 1}, "events": [["1", 2.0, "T", "{}"]], "last": 0},
     {"deploy": {"id": 1}, "events": [], "last": "0"},
     {"deploy": {"id": 1}, "events": [], "last": 0, "flags": {"a": 1}},
-    {"deploy": {"id": 1}, "events": [[i, 1.0, "T", {}] for i in range(wire.RECORD_PAGE + 1)], "last": 0},
+    {"deploy": {"id": 1}, "events": [[i, 1.0, "T", "{}"] for i in range(wire.RECORD_PAGE + 1)], "last": 0},
+    # an event's data is the journal's JSON text of one object
+    {"deploy": {"id": 1}, "events": [[1, 1.0, "T", {}]], "last": 0},
+    {"deploy": {"id": 1}, "events": [[1, 1.0, "T", "{"]], "last": 0},
+    {"deploy": {"id": 1}, "events": [[1, 1.0, "T", "[1]"]], "last": 0},
+    {"deploy": {"id": 1}, "events": [[1, 1.0, "T", "{}, {}"]], "last": 0},
+    {"deploy": {"id": 1}, "events": [[1, 1.0, "T", '{"a": 1'], [2, 1.0, "T", '"b": 2}']], "last": 0},
+    {"deploy": {"id": 1}, "events": [[1, 1.0, "T", "{}" + " " * (2 * wire.RECORD_BYTES)]], "last": 0},
 ])
 def test_the_app_refuses_a_record_answer_of_another_shape_or_size(bad):
     with pytest.raises(BadAnswer):
