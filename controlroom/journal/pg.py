@@ -102,7 +102,10 @@ LOCK_ANSWER = 10.0  # a fleet lock whose session does not answer a check in this
 
 
 def is_url(value: str | None) -> bool:
-    return bool(value) and urlsplit(value).scheme in SCHEMES
+    try:
+        return bool(value) and urlsplit(value).scheme in SCHEMES
+    except ValueError:  # postgresql://[bad: not a URL at all
+        return False
 
 
 def password_in(url: str) -> bool:
@@ -145,11 +148,16 @@ def failure(e: BaseException, url: str) -> JournalError:
     if psycopg is not None and isinstance(e, psycopg.errors.LockNotAvailable):
         return JournalError(f"the journal {redact(url)} is busy: another session has held its write lock for over"
                             f" {BUSY_TIMEOUT:.0f} s (pg_locks and pg_stat_activity say which); try again")
+    return JournalError(f"cannot use the journal {redact(url)}: {_said(e, url)}")
+
+
+def _said(e: BaseException, url: str) -> str:
+    """What psycopg said, on one line, the URL's password (if any) never in it."""
     secret = urlsplit(url).password
     text = " ".join(str(e).split()) or type(e).__name__
     if secret:
         text = text.replace(secret, "***")
-    return JournalError(f"cannot use the journal {redact(url)}: {text}")
+    return text
 
 
 @functools.lru_cache(maxsize=512)
@@ -240,7 +248,16 @@ def raw_connect(url: str, application: str = "controlroom journal", *, lock: boo
     try:
         from psycopg.conninfo import conninfo_to_dict
 
-        given = conninfo_to_dict(url).get("options")  # the URL's own options come first
+        try:
+            info = conninfo_to_dict(url)
+        except psycopg.ProgrammingError as e:  # a parameter libpq does not know: the URL is wrong, not the database
+            raise JournalSetupError(f"the journal {redact(url)} is not a URL PostgreSQL takes: "
+                                    f"{_said(e, url)}") from None
+        ports = str(info.get("port") or "").split(",")
+        if not all(p.strip().isdigit() for p in ports if p):
+            raise JournalSetupError(f"the journal {redact(url)} is not a URL PostgreSQL takes: its port must be a"
+                                    " number")
+        given = info.get("options")  # the URL's own options come first
         ours = f"{SERVER_KEEPALIVE} {LOCK_OPTIONS}" if lock else SERVER_KEEPALIVE
         options = f"{given} {ours}" if given else ours
         return psycopg.connect(url, autocommit=True, connect_timeout=OPEN_TIMEOUT, application_name=application[:63],

@@ -158,6 +158,29 @@ def test_a_journal_that_cannot_be_reached_is_one_line_with_its_password_hidden(p
         "postgresql://db/cr?password=***&sslmode=require")
 
 
+def test_a_malformed_journal_url_is_one_line_exit_2_and_nothing_is_created(pg_cluster, tmp_path):
+    base = ('[inventory]\nhosts = ["web001"]\n[inventory.ssh]\nknown_hosts = "kh"\n[release]\nrepo = "."\n'
+            '[deploy]\nsteps = ["true"]\n[state]\ndir = "state"\njournal = "{}"\n')
+    (tmp_path / "kh").write_text("")
+    (tmp_path / "controlroom.toml").write_text(base.format("postgresql://[db/cr"))  # an unclosed IPv6 address
+    res = run_cli("log", "add", "x", "--config", str(tmp_path / "controlroom.toml"))
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert res.stderr.strip().splitlines() == [
+        f"controlroom: {tmp_path / 'controlroom.toml'}:11: state.journal: is not a URL (Invalid IPv6 URL)"]
+    res = run_cli("journal", "migrate", "--from", str(tmp_path / "state"), "--to", "postgresql://[db/cr")
+    assert res.returncode == 2 and "Traceback" not in res.stderr and len(res.stderr.splitlines()) == 1, res.stderr
+
+    port = pg_cluster.port
+    for url, said in ((f"postgresql://postgres@127.0.0.1:{port}/postgres?nosuch=1", 'parameter: "nosuch"'),
+                      ("postgresql://postgres@127.0.0.1:notaport/postgres", "its port must be a number")):
+        with pytest.raises(JournalSetupError, match=rf"^the journal .* is not a URL PostgreSQL takes: .*{said}"):
+            Journal.open(tmp_path / "state", url=url)
+        (tmp_path / "controlroom.toml").write_text(base.format(url))
+        res = run_cli("log", "add", "x", "--config", str(tmp_path / "controlroom.toml"))
+        assert res.returncode == 2 and len(res.stderr.splitlines()) == 1, res.stdout + res.stderr
+    assert not (tmp_path / "state").exists()
+
+
 def test_journal_migrate_moves_every_table_keeps_the_ids_and_refuses_a_journal_that_is_not_empty(pg_url, tmp_path):
     state = tmp_path / "state"
     src = Journal.open(state)
