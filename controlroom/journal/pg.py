@@ -108,6 +108,15 @@ def is_url(value: str | None) -> bool:
         return False
 
 
+def child_env(url: str | None) -> dict[str, str] | None:
+    """The environment for a local command the bastion runs ([release] stage): with a shared journal, this process's
+    without PGPASSWORD (the journal's password is for the journal only: a stage script printing its environment would
+    stream it to every watcher); None (inherit it all) with the embedded journal."""
+    if not url:
+        return None
+    return {k: v for k, v in os.environ.items() if k != "PGPASSWORD"}
+
+
 def password_in(url: str) -> bool:
     """Whether the URL carries a password (in its user part or as ?password=)."""
     parts = urlsplit(url)
