@@ -280,6 +280,7 @@ def connect(url: str, *, readonly: bool = False) -> Connection:
     journal (redacted); JournalSetupError for a database written by a newer controlroom (left untouched)."""
     db = Connection(raw_connect(url), url)
     try:
+        db.execute(f"SET lock_timeout = '{int(BUSY_TIMEOUT * 1000)}ms'")  # a table another session locks: busy
         if readonly:
             version = _version(db)
             if version == 0:
@@ -287,7 +288,6 @@ def connect(url: str, *, readonly: bool = False) -> Connection:
             _refuse_newer(version, db.path)
         else:
             migrate(db)
-        db.execute(f"SET lock_timeout = '{int(BUSY_TIMEOUT * 1000)}ms'")
         if readonly:
             db.execute("SET default_transaction_read_only = on")  # `controlroom log` and the hints never write
         return db
@@ -311,9 +311,16 @@ def _refuse_newer(version: int, name: str) -> None:
 
 
 def migrate(db: Connection) -> None:
-    """Bring the database to VERSION, version by version, in one transaction (a no-op when it is there)."""
-    db.begin(SETUP)
+    """Bring the database to VERSION, version by version, in one transaction (a no-op when it is there). Another
+    session that holds the setup longer than OPEN_TIMEOUT (a stuck opener) is a JournalError, not a wait forever."""
+    db.execute("BEGIN")
     try:
+        deadline = time.monotonic() + OPEN_TIMEOUT
+        while not db.execute("SELECT pg_try_advisory_xact_lock(?, ?)", (KEY, SETUP)).fetchone()[0]:
+            if time.monotonic() >= deadline:
+                raise JournalError(f"the journal {db.path} is busy: another session has held its setup lock for over"
+                                   f" {OPEN_TIMEOUT} s (pg_locks and pg_stat_activity say which); try again")
+            time.sleep(0.02)
         db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
         version = _version(db)
         _refuse_newer(version, db.path)

@@ -181,6 +181,26 @@ def test_a_malformed_journal_url_is_one_line_exit_2_and_nothing_is_created(pg_cl
     assert not (tmp_path / "state").exists()
 
 
+def test_a_session_stuck_in_the_journals_setup_makes_opening_fail_in_one_line_not_wait_forever(pg_url, tmp_path,
+                                                                                                  monkeypatch):
+    import psycopg
+
+    Journal.open(tmp_path / "state", url=pg_url).close()
+    monkeypatch.setattr(pg, "OPEN_TIMEOUT", 0.3)
+    stuck = psycopg.connect(pg_url, autocommit=True)  # a session in the setup's lock, in a transaction that stays
+    stuck.execute("BEGIN")
+    stuck.execute("SELECT pg_advisory_xact_lock(%s, %s)", (pg.KEY, pg.SETUP))
+    try:
+        with pytest.raises(JournalError, match=r"^the journal .* is busy: another session has held its setup lock"
+                                               r" for over 0.3 s \(pg_locks"):
+            Journal.open(tmp_path / "state", url=pg_url)
+    finally:
+        stuck.execute("ROLLBACK")
+        stuck.close()
+    j = Journal.open(tmp_path / "state", url=pg_url)  # once it is gone, the journal opens
+    j.close()
+
+
 def test_journal_migrate_moves_every_table_keeps_the_ids_and_refuses_a_journal_that_is_not_empty(pg_url, tmp_path):
     state = tmp_path / "state"
     src = Journal.open(state)
