@@ -12,7 +12,7 @@ import pytest
 
 from controlroom.config import config as config_mod
 from controlroom.core import events as ev
-from controlroom.core.errors import ConfigErrors, JournalError, JournalSetupError, LockedError
+from controlroom.core.errors import ConfigErrors, DeployLost, JournalError, JournalSetupError, LockedError
 from controlroom.core.identity import Actor
 from controlroom.journal import pg, record
 from controlroom.journal.flags import CONFIRMED, FlagHistory, Receipt
@@ -199,6 +199,26 @@ def test_a_session_stuck_in_the_journals_setup_makes_opening_fail_in_one_line_no
         stuck.close()
     j = Journal.open(tmp_path / "state", url=pg_url)  # once it is gone, the journal opens
     j.close()
+
+
+def test_a_driver_whose_deploy_another_bastion_took_over_neither_parks_nor_lets_go_the_takers_lock(pg_url, tmp_path):
+    a = Journal.open(tmp_path / "a", url=pg_url)
+    b = Journal.open(tmp_path / "b", url=pg_url)
+    try:
+        rid = a.new_rollout("r2307", "r2306", Actor("alice"), [list(p) for p in PHASES])
+        assert a.take_lock(Actor("alice"), "deploying r2307", rollout_id=rid).epoch == 1
+        assert b.take_lock(Actor("bob"), "deploying r2307", rollout_id=rid).epoch == 2  # b drives it now
+        with pytest.raises(DeployLost, match=rf"^this bastion lost deploy #{rid}: it was taken over by bob"):
+            a.park_lock(rid, "r2307 halted: nobody answered")
+        with pytest.raises(DeployLost, match=rf"^this bastion lost deploy #{rid}"):
+            a.release_lock(Actor("alice"), rollout_id=rid, manual=False)
+        lock = b.lock()
+        assert lock is not None and not lock.parked and (lock.user, lock.reason) == ("bob", "deploying r2307")
+        assert b.release_lock(Actor("bob"), rollout_id=rid, manual=False) is not None  # the taker's own goes
+        assert b.lock() is None
+    finally:
+        a.close()
+        b.close()
 
 
 def test_journal_migrate_moves_every_table_keeps_the_ids_and_refuses_a_journal_that_is_not_empty(pg_url, tmp_path):
