@@ -468,7 +468,10 @@ def _journal_url(r: Reader, url: str | None) -> str | None:
     """[state] journal: a postgresql:// URL without a password (the message never repeats the URL: it may hold one)."""
     if url is None:
         return None
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as e:  # postgresql://[bad: an unclosed IPv6 address
+        return r.bad("state.journal", f"is not a URL ({e})")
     if parts.scheme not in ("postgresql", "postgres"):
         return r.bad("state.journal", "must be a postgresql:// URL (host, port, database; or just postgresql:// with "
                      "the PG* environment variables or a service file)")

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from controlroom.core.errors import ControlroomError, UsageError
 from controlroom.core.identity import Actor
 from controlroom.core.text import clean, took
+from controlroom.journal import pg
 
 if TYPE_CHECKING:
     from controlroom.config.config import Config
@@ -81,7 +82,7 @@ async def _run_here(cfg: Config, command: str, out: Callable[[str], None], timeo
     try:
         proc = await asyncio.create_subprocess_shell(
             command, cwd=str(where), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+            stderr=asyncio.subprocess.STDOUT, start_new_session=True, env=pg.child_env(cfg.state.journal))
     except OSError as e:
         return False, f"cannot run it: {e.strerror or e}"
 

@@ -218,6 +218,12 @@ class Journal:
         that one, else DeployLost and nothing is written (another bastion took the deploy over)."""
         self._fences[rollout_id] = epoch
 
+    def check_fence(self, rollout_id: int | None) -> None:
+        """In a write transaction: DeployLost when this process drives deploy ``rollout_id`` with an epoch another
+        bastion's taking has passed (the lock's own writes: parking it, letting it go)."""
+        if rollout_id in self._fences:
+            self._check_fence(rollout_id)
+
     def unfence(self, rollout_id: int) -> None:
         self._fences.pop(rollout_id, None)
 

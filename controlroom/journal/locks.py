@@ -34,6 +34,8 @@ class JournalWriter(Protocol):
 
     def fence(self, rollout_id: int, epoch: int) -> None: ...
 
+    def check_fence(self, rollout_id: int | None) -> None: ...
+
 
 @dataclass(frozen=True)
 class Lock:
@@ -191,6 +193,7 @@ class Locks:
     def park(self, rollout_id: int, reason: str) -> None:
         """The deploy's process is leaving while the deploy waits for a decision: keep the fleet locked for it."""
         with self.journal.writing() as w:
+            self.journal.check_fence(rollout_id)  # a driver another bastion took over parks nothing of the taker's
             w.execute(
                 "UPDATE lock SET pid = NULL, hostname = NULL, reason = ?, at = ? WHERE id = 1 AND rollout_id = ?",
                 (reason, time.time(), rollout_id),
@@ -215,6 +218,7 @@ class Locks:
             if rollout_id is not None:
                 if cur.rollout_id != rollout_id:
                     return None
+                self.journal.check_fence(rollout_id)  # nor does it let the taker's lock go
             elif cur.live:
                 raise LockedError(f"cannot unlock: held by the running {cur.describe()}")
             elif not force and (cur.rollout_id or cur.user != user):

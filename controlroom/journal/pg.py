@@ -102,7 +102,19 @@ LOCK_ANSWER = 10.0  # a fleet lock whose session does not answer a check in this
 
 
 def is_url(value: str | None) -> bool:
-    return bool(value) and urlsplit(value).scheme in SCHEMES
+    try:
+        return bool(value) and urlsplit(value).scheme in SCHEMES
+    except ValueError:  # postgresql://[bad: not a URL at all
+        return False
+
+
+def child_env(url: str | None) -> dict[str, str] | None:
+    """The environment for a local command the bastion runs ([release] stage): with a shared journal, this process's
+    without PGPASSWORD (the journal's password is for the journal only: a stage script printing its environment would
+    stream it to every watcher); None (inherit it all) with the embedded journal."""
+    if not url:
+        return None
+    return {k: v for k, v in os.environ.items() if k != "PGPASSWORD"}
 
 
 def password_in(url: str) -> bool:
@@ -145,11 +157,16 @@ def failure(e: BaseException, url: str) -> JournalError:
     if psycopg is not None and isinstance(e, psycopg.errors.LockNotAvailable):
         return JournalError(f"the journal {redact(url)} is busy: another session has held its write lock for over"
                             f" {BUSY_TIMEOUT:.0f} s (pg_locks and pg_stat_activity say which); try again")
+    return JournalError(f"cannot use the journal {redact(url)}: {_said(e, url)}")
+
+
+def _said(e: BaseException, url: str) -> str:
+    """What psycopg said, on one line, the URL's password (if any) never in it."""
     secret = urlsplit(url).password
     text = " ".join(str(e).split()) or type(e).__name__
     if secret:
         text = text.replace(secret, "***")
-    return JournalError(f"cannot use the journal {redact(url)}: {text}")
+    return text
 
 
 @functools.lru_cache(maxsize=512)
@@ -240,7 +257,16 @@ def raw_connect(url: str, application: str = "controlroom journal", *, lock: boo
     try:
         from psycopg.conninfo import conninfo_to_dict
 
-        given = conninfo_to_dict(url).get("options")  # the URL's own options come first
+        try:
+            info = conninfo_to_dict(url)
+        except psycopg.ProgrammingError as e:  # a parameter libpq does not know: the URL is wrong, not the database
+            raise JournalSetupError(f"the journal {redact(url)} is not a URL PostgreSQL takes: "
+                                    f"{_said(e, url)}") from None
+        ports = str(info.get("port") or "").split(",")
+        if not all(p.strip().isdigit() for p in ports if p):
+            raise JournalSetupError(f"the journal {redact(url)} is not a URL PostgreSQL takes: its port must be a"
+                                    " number")
+        given = info.get("options")  # the URL's own options come first
         ours = f"{SERVER_KEEPALIVE} {LOCK_OPTIONS}" if lock else SERVER_KEEPALIVE
         options = f"{given} {ours}" if given else ours
         return psycopg.connect(url, autocommit=True, connect_timeout=OPEN_TIMEOUT, application_name=application[:63],
@@ -254,6 +280,7 @@ def connect(url: str, *, readonly: bool = False) -> Connection:
     journal (redacted); JournalSetupError for a database written by a newer controlroom (left untouched)."""
     db = Connection(raw_connect(url), url)
     try:
+        db.execute(f"SET lock_timeout = '{int(BUSY_TIMEOUT * 1000)}ms'")  # a table another session locks: busy
         if readonly:
             version = _version(db)
             if version == 0:
@@ -261,7 +288,6 @@ def connect(url: str, *, readonly: bool = False) -> Connection:
             _refuse_newer(version, db.path)
         else:
             migrate(db)
-        db.execute(f"SET lock_timeout = '{int(BUSY_TIMEOUT * 1000)}ms'")
         if readonly:
             db.execute("SET default_transaction_read_only = on")  # `controlroom log` and the hints never write
         return db
@@ -285,9 +311,16 @@ def _refuse_newer(version: int, name: str) -> None:
 
 
 def migrate(db: Connection) -> None:
-    """Bring the database to VERSION, version by version, in one transaction (a no-op when it is there)."""
-    db.begin(SETUP)
+    """Bring the database to VERSION, version by version, in one transaction (a no-op when it is there). Another
+    session that holds the setup longer than OPEN_TIMEOUT (a stuck opener) is a JournalError, not a wait forever."""
+    db.execute("BEGIN")
     try:
+        deadline = time.monotonic() + OPEN_TIMEOUT
+        while not db.execute("SELECT pg_try_advisory_xact_lock(?, ?)", (KEY, SETUP)).fetchone()[0]:
+            if time.monotonic() >= deadline:
+                raise JournalError(f"the journal {db.path} is busy: another session has held its setup lock for over"
+                                   f" {OPEN_TIMEOUT} s (pg_locks and pg_stat_activity say which); try again")
+            time.sleep(0.02)
         db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
         version = _version(db)
         _refuse_newer(version, db.path)

@@ -237,7 +237,7 @@ class LiveConfig:
         """Chat: tails the deploy log; a channel's failure goes to every attached client (the app's status line)."""
         from controlroom.server.notify import Notifier, channels_of
 
-        self.channels = [Watched(c) for c in channels_of(self.file.notify_settings(cfg))]
+        self.channels = [Watched(c) for c in channels_of(self.file.notify_settings(cfg), cfg.state.journal)]
         notifier = Notifier(self.journal.store, self.channels, on_failure=self._on_chat_failure)
         notifier.start()
         return notifier

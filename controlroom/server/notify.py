@@ -29,6 +29,7 @@ from controlroom.config.settings import NotifySettings
 from controlroom.core.errors import JournalError
 from controlroom.core.events import AnnouncementFailed
 from controlroom.core.text import clean
+from controlroom.journal import pg
 from controlroom.journal.cursors import ChatCursors
 
 INTERVAL = 1.0  # at most one message a second per channel
@@ -181,15 +182,16 @@ class Command:
 
     name = "command"
 
-    def __init__(self, command: str, timeout: float = 30.0) -> None:
+    def __init__(self, command: str, timeout: float = 30.0, env: dict[str, str] | None = None) -> None:
         self.command = command
         self.timeout = timeout
+        self.env = env  # None: this process's environment (pg.child_env: without a shared journal's password)
 
     async def send(self, text: str) -> None:
         try:
             proc = await asyncio.create_subprocess_shell(
                 self.command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE)
+                stderr=asyncio.subprocess.PIPE, env=self.env)
         except OSError as e:
             raise SendFailed(f"cannot run the command: {e.strerror or e}") from None
         try:
@@ -207,8 +209,9 @@ class Command:
         pass
 
 
-def channels_of(settings: NotifySettings) -> list:
-    """The channels [notify] configures (a webhook_env whose variable is unset configures none)."""
+def channels_of(settings: NotifySettings, journal: str | None = None) -> list:
+    """The channels [notify] configures (a webhook_env whose variable is unset configures none); ``journal``: the
+    [state] journal URL (a shared journal's PGPASSWORD is not passed on to the command)."""
     out: list = []
     url = settings.webhook_url()
     if url:
@@ -216,7 +219,7 @@ def channels_of(settings: NotifySettings) -> list:
     if settings.irker:
         out.append(Irker(settings.irker))
     if settings.command:
-        out.append(Command(settings.command))
+        out.append(Command(settings.command, env=pg.child_env(journal)))
     return out
 
 

@@ -208,3 +208,16 @@ def test_stage_output_that_is_not_utf8_has_a_cr_an_escape_or_a_megabyte_line_is_
     assert out[1].startswith("  xxxx") and out[1].endswith("…") and len(out[1]) <= 1002
     assert out[2] == "  after" and re.fullmatch(r"STAGE OK r2307 in \d+ m?s", out[3]), out[2:]
     assert "\x1b" not in res.stdout and "\r" not in res.stdout
+
+
+def test_with_a_shared_journal_the_stage_command_never_sees_the_journals_password(fleet, pg_url):
+    # PGPASSWORD is the journal's (trust auth here: it is not checked); a stage script that prints its environment
+    # streams it to every watcher, so the bastion's local commands do not get it
+    cfg = with_stage(fleet, 'echo "pw=${PGPASSWORD:-unset} user=${SUDO_USER}"')
+    text = open(cfg).read()
+    open(cfg, "w").write(text.replace('dir = "state"', f'dir = "state"\njournal = "{pg_url}"', 1))
+    res = cr(fleet, "stage", "-c", cfg, env={"PGPASSWORD": "s3cret"})
+    cr(fleet, "server", "stop", "-c", cfg)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "  pw=unset user=mygrant" in res.stdout.splitlines(), res.stdout
+    assert "s3cret" not in res.stdout + res.stderr

@@ -12,7 +12,7 @@ import pytest
 
 from controlroom.config import config as config_mod
 from controlroom.core import events as ev
-from controlroom.core.errors import ConfigErrors, JournalError, JournalSetupError, LockedError
+from controlroom.core.errors import ConfigErrors, DeployLost, JournalError, JournalSetupError, LockedError
 from controlroom.core.identity import Actor
 from controlroom.journal import pg, record
 from controlroom.journal.flags import CONFIRMED, FlagHistory, Receipt
@@ -156,6 +156,69 @@ def test_a_journal_that_cannot_be_reached_is_one_line_with_its_password_hidden(p
     assert "s3cret" not in text and "\n" not in text and 'database "no_such_db" does not exist' in text
     assert pg.redact("postgresql://db/cr?password=s3cret&sslmode=require") == (
         "postgresql://db/cr?password=***&sslmode=require")
+
+
+def test_a_malformed_journal_url_is_one_line_exit_2_and_nothing_is_created(pg_cluster, tmp_path):
+    base = ('[inventory]\nhosts = ["web001"]\n[inventory.ssh]\nknown_hosts = "kh"\n[release]\nrepo = "."\n'
+            '[deploy]\nsteps = ["true"]\n[state]\ndir = "state"\njournal = "{}"\n')
+    (tmp_path / "kh").write_text("")
+    (tmp_path / "controlroom.toml").write_text(base.format("postgresql://[db/cr"))  # an unclosed IPv6 address
+    res = run_cli("log", "add", "x", "--config", str(tmp_path / "controlroom.toml"))
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert res.stderr.strip().splitlines() == [
+        f"controlroom: {tmp_path / 'controlroom.toml'}:11: state.journal: is not a URL (Invalid IPv6 URL)"]
+    res = run_cli("journal", "migrate", "--from", str(tmp_path / "state"), "--to", "postgresql://[db/cr")
+    assert res.returncode == 2 and "Traceback" not in res.stderr and len(res.stderr.splitlines()) == 1, res.stderr
+
+    port = pg_cluster.port
+    for url, said in ((f"postgresql://postgres@127.0.0.1:{port}/postgres?nosuch=1", 'parameter: "nosuch"'),
+                      ("postgresql://postgres@127.0.0.1:notaport/postgres", "its port must be a number")):
+        with pytest.raises(JournalSetupError, match=rf"^the journal .* is not a URL PostgreSQL takes: .*{said}"):
+            Journal.open(tmp_path / "state", url=url)
+        (tmp_path / "controlroom.toml").write_text(base.format(url))
+        res = run_cli("log", "add", "x", "--config", str(tmp_path / "controlroom.toml"))
+        assert res.returncode == 2 and len(res.stderr.splitlines()) == 1, res.stdout + res.stderr
+    assert not (tmp_path / "state").exists()
+
+
+def test_a_session_stuck_in_the_journals_setup_makes_opening_fail_in_one_line_not_wait_forever(pg_url, tmp_path,
+                                                                                                  monkeypatch):
+    import psycopg
+
+    Journal.open(tmp_path / "state", url=pg_url).close()
+    monkeypatch.setattr(pg, "OPEN_TIMEOUT", 0.3)
+    stuck = psycopg.connect(pg_url, autocommit=True)  # a session in the setup's lock, in a transaction that stays
+    stuck.execute("BEGIN")
+    stuck.execute("SELECT pg_advisory_xact_lock(%s, %s)", (pg.KEY, pg.SETUP))
+    try:
+        with pytest.raises(JournalError, match=r"^the journal .* is busy: another session has held its setup lock"
+                                               r" for over 0.3 s \(pg_locks"):
+            Journal.open(tmp_path / "state", url=pg_url)
+    finally:
+        stuck.execute("ROLLBACK")
+        stuck.close()
+    j = Journal.open(tmp_path / "state", url=pg_url)  # once it is gone, the journal opens
+    j.close()
+
+
+def test_a_driver_whose_deploy_another_bastion_took_over_neither_parks_nor_lets_go_the_takers_lock(pg_url, tmp_path):
+    a = Journal.open(tmp_path / "a", url=pg_url)
+    b = Journal.open(tmp_path / "b", url=pg_url)
+    try:
+        rid = a.new_rollout("r2307", "r2306", Actor("alice"), [list(p) for p in PHASES])
+        assert a.take_lock(Actor("alice"), "deploying r2307", rollout_id=rid).epoch == 1
+        assert b.take_lock(Actor("bob"), "deploying r2307", rollout_id=rid).epoch == 2  # b drives it now
+        with pytest.raises(DeployLost, match=rf"^this bastion lost deploy #{rid}: it was taken over by bob"):
+            a.park_lock(rid, "r2307 halted: nobody answered")
+        with pytest.raises(DeployLost, match=rf"^this bastion lost deploy #{rid}"):
+            a.release_lock(Actor("alice"), rollout_id=rid, manual=False)
+        lock = b.lock()
+        assert lock is not None and not lock.parked and (lock.user, lock.reason) == ("bob", "deploying r2307")
+        assert b.release_lock(Actor("bob"), rollout_id=rid, manual=False) is not None  # the taker's own goes
+        assert b.lock() is None
+    finally:
+        a.close()
+        b.close()
 
 
 def test_journal_migrate_moves_every_table_keeps_the_ids_and_refuses_a_journal_that_is_not_empty(pg_url, tmp_path):

@@ -288,6 +288,18 @@ async def test_a_command_gets_each_message_on_stdin_and_its_failure_is_one_line(
     assert said == ["notify command: gave up on 1 log entry after 1 try: the command exited 3: nope"]
 
 
+async def test_with_a_shared_journal_the_notify_command_never_gets_the_journals_password(monkeypatch, tmp_path):
+    monkeypatch.setenv("PGPASSWORD", "s3cret")
+    monkeypatch.setenv("CR_OTHER", "kept")
+    out = tmp_path / "env.txt"
+    s = NotifySettings(command=f'echo "${{PGPASSWORD:-unset}} $CR_OTHER" >> {out}')
+    (shared,) = notify.channels_of(s, "postgresql://db/cr")
+    await shared.send("hi")
+    (embedded,) = notify.channels_of(s)  # the SQLite journal: the command inherits everything, as before
+    await embedded.send("hi")
+    assert out.read_text().splitlines() == ["unset kept", "s3cret kept"]
+
+
 def test_the_webhook_url_comes_from_the_named_variable_and_is_never_in_the_settings_repr(monkeypatch):
     monkeypatch.setenv("CR_HOOK", "https://hooks.example/s3cr3t")
     s = NotifySettings(webhook_env="CR_HOOK")
