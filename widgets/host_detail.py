@@ -106,6 +106,7 @@ class HostScreen(ModalScreen[None]):
         self._source: object = None  # where the output comes from: the engine's deque of lines, or the board
         self._written: list[str] = []  # the engine's lines as last seen (same objects): what is new
         self._board_lines = 0  # with the board as source: output lines ever received that are in the log
+        self.held = False  # new output waits: writing it would push out the lines the reader scrolled back to
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -132,15 +133,12 @@ class HostScreen(ModalScreen[None]):
         """Repaint the summary and append the output lines not shown yet.
 
         Lines are only ever appended, never rewritten: a reader who scrolled up stays where they are (Log follows
-        the end only when the view is at the end). Every line is cleaned first: hosts print escape sequences.
+        the end only when the view is at the end), and when the view holds its last OUTPUT_SHOWN lines new ones wait
+        until the reader is back at the end (writing them would drop the lines being read from the top; the
+        footer of the box says so). Every line is cleaned first: hosts print escape sequences.
         """
         run = self._engine_host(self.host)
         self.query_one("#host-summary", Static).update(host_summary(self.board, self.host, run))
-        keys = self.keys_offered()
-        box = self.query_one(Vertical)
-        if box.border_subtitle != keys:
-            box.border_subtitle = keys
-            self.refresh_bindings()
         log = self.output
         if run is not None:
             lines = run.output
@@ -151,7 +149,9 @@ class HostScreen(ModalScreen[None]):
                 self._source, self._written = lines, []
                 log.clear()
             new = _appended(self._written, lines)
-            if new:
+            self.held = bool(new) and reading is None and bool(log.line_count) and not log.is_vertical_scroll_end \
+                and log.line_count + len(new) > OUTPUT_SHOWN
+            if new and not self.held:
                 log.write_lines([c for line in new for c in clean_lines(line) or [""]],
                                 scroll_end=False if reading is not None else None)
                 self._written = list(lines)
@@ -169,6 +169,11 @@ class HostScreen(ModalScreen[None]):
                 self._board_lines = hv.lines
             empty = hv is None or not hv.lines
         self.query_one("#host-empty").display = empty
+        keys = self.keys_offered() + (" · new output below: end shows it" if self.held else "")
+        box = self.query_one(Vertical)
+        if box.border_subtitle != keys:
+            box.border_subtitle = keys
+            self.refresh_bindings()
 
     def keys_offered(self) -> str:
         """'r retry · s skip · esc close', with only the keys that apply to the host now (a done host: esc)."""

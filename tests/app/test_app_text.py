@@ -59,10 +59,12 @@ async def test_a_hostile_log_message_is_one_visible_line_in_the_deploy_log_pane(
         assert len(huge) < 1000 and huge.endswith("…")
 
 
-def hostile_config(fleet, step: str) -> Path:
+def hostile_config(fleet, step: str, *, step_timeout: int | None = None) -> Path:
     """The fleet's config with one more deploy step first (the demo's steps are harmless)."""
     text = Path(fleet.config_path).read_text()
     text = text.replace("steps = [\n", f"steps = [\n    {json.dumps(step)},\n", 1)  # a TOML basic string
+    if step_timeout is not None:
+        text = text.replace("step_timeout = 20\n", f"step_timeout = {step_timeout}\n", 1)
     path = Path(fleet.config_path).with_name("hostile.toml")
     path.write_text(text)
     return path
@@ -87,11 +89,40 @@ async def test_host_output_with_escape_sequences_shows_them_as_text_in_the_host_
 
 
 @pytest.mark.slow
+async def test_at_its_200_lines_the_host_view_holds_new_output_for_a_reader_scrolled_back_and_says_so(make_fleet):
+    fleet = make_fleet(4)
+    cfg = hostile_config(fleet, "i=0; while [ $i -lt 1000 ]; do i=$((i+1)); echo line $i; sleep 0.05; done",
+                         step_timeout=300)
+    app = make_app(fleet, config_path=cfg)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await start(pilot)
+        await press_deploy(pilot)
+        await until(pilot, lambda: app.board.hosts["web001"].state == ev.RUNNING, "web001 to run")
+        app.open_host("web001")
+        await until(pilot, lambda: isinstance(app.screen, HostScreen), "the host view")
+        screen: HostScreen = app.screen
+        log: Log = screen.output
+        await until(pilot, lambda: any(line.startswith("$ i=0;") for line in log.lines), "the step's command")
+        await until(pilot, lambda: log.line_count > log.scrollable_content_region.height + 5, "a screenful")
+        log.scroll_to(y=0, animate=False, immediate=True)
+        top = list(log.lines[:3])
+        await until(pilot, lambda: screen.held, "the view to hold the output that would push the top out")
+        box = screen.query_one("Vertical")
+        await until(pilot, lambda: "new output below: end shows it" in str(box.border_subtitle), "the hint")
+        assert list(log.lines[:3]) == top and log.scroll_y == 0
+        log.scroll_end(animate=False, immediate=True)  # back at the end: the newest lines, following again
+        await until(pilot, lambda: not screen.held and log.lines and log.lines[-1].startswith("line ")
+                    and int(log.lines[-1].split()[1]) > 250, "the newest output at the end")
+        await until(pilot, lambda: "new output below" not in str(box.border_subtitle), "the hint gone")
+
+
+@pytest.mark.slow
 async def test_the_host_view_keeps_the_readers_place_while_output_streams(make_fleet):
     # ~20 lines a second: the server keeps a host's last 200 lines, so its record still starts with the step's
     # command when the view asks for it, even on a loaded machine
     fleet = make_fleet(4)
-    cfg = hostile_config(fleet, "i=0; while [ $i -lt 1000 ]; do i=$((i+1)); echo line $i; sleep 0.05; done")
+    cfg = hostile_config(fleet, "i=0; while [ $i -lt 1000 ]; do i=$((i+1)); echo line $i; sleep 0.05; done",
+                         step_timeout=300)  # the step takes 50 s and more: a loaded machine must not time it out
     app = make_app(fleet, config_path=cfg)
     async with app.run_test(size=(160, 48)) as pilot:
         await start(pilot)
@@ -108,7 +139,9 @@ async def test_the_host_view_keeps_the_readers_place_while_output_streams(make_f
         top = list(log.lines[:3])
         assert top[0].startswith("$ i=0;") and top[1] == "line 1"
         first = log.line_count
-        await until(pilot, lambda: log.line_count > first + 20, "more output")
+        screen: HostScreen = app.screen
+        # more output comes; at the view's 200 lines it waits, so as not to push out what the reader reads
+        await until(pilot, lambda: log.line_count > first + 20 or screen.held, "more output")
         assert log.scroll_y == 0, "new output pulled the reader away from what they were reading"
         assert list(log.lines[:3]) == top, "the lines the reader was reading changed under them"
         log.scroll_end(animate=False, immediate=True)  # at the end, it follows the output again
