@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncssh
+from asyncssh.misc import map_handler_name
 
 from controlroom.core.errors import UsageError
 from controlroom.demo.fleetconfig import demo_phases, write_fleet_config, write_ssh_config
@@ -48,6 +49,7 @@ __all__ = ["Fleet", "Fault", "parse_faults", "demo_phases", "write_fleet_config"
 LIVE_REVISION = "r2306"
 STAGED_REVISION = "r2307"
 
+KEEPALIVE_REQUEST = "keepalive@openssh.com"
 FAULTS = ("refuse", "hang", "fail", "drop", "slow", "hostkey", "auth", "flaky", "silent")
 
 
@@ -101,6 +103,8 @@ class SimHost:
     tunnels: int = 0  # connections this host forwarded as a jump host (ProxyJump)
     users: set = field(default_factory=set)  # the user names clients logged in as
     accepted: int = 0  # TCP connections a 'hang' host accepted (and never answered)
+    keepalives: int = 0  # keepalive requests clients sent this host (tests read it)
+    conns: set = field(default_factory=set)  # its SSH connections now open
 
 
 def _seed_host(root: Path) -> None:
@@ -128,6 +132,15 @@ class _Server(asyncssh.SSHServer):
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.fleet._conns.add(conn)
+        self.host.conns.add(conn)
+        self.conn = conn
+        # count the client's keepalives (asyncssh looks a global request's handler up on the connection by name;
+        # without one it answers "failure", as sshd does, and so does this one)
+        def keepalive(_packet) -> None:
+            self.host.keepalives += 1
+            conn._report_global_response(False)  # the simulation's private use, like pause_reading below
+
+        setattr(conn, "_process_" + map_handler_name(KEEPALIVE_REQUEST) + "_global_request", keepalive)
         self.fleet.connections += 1
         self.authed = False
         self.fleet.handshaking += 1
@@ -139,6 +152,7 @@ class _Server(asyncssh.SSHServer):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.fleet._conns = {c for c in self.fleet._conns if not c.is_closed()}
+        self.host.conns.discard(self.conn)
         if not self.authed:
             self.fleet.handshaking -= 1
 
@@ -199,6 +213,13 @@ class Fleet:
     def set_fault(self, name: str, fault: Fault | None) -> None:
         """Change a host's fault while the fleet runs (tests use it to heal or break a host)."""
         self.by_name[name].fault = fault
+
+    def cut(self, name: str) -> None:
+        """The host's open connections go dead without a word, as when it is power-cycled or a NAT on the way
+        forgets them: they read nothing more and close nothing, so a client learns of it only by its keepalives.
+        New connections are served as usual. Call it on the fleet's loop (``fleet.call(fleet.cut, name)``)."""
+        for conn in self.by_name[name].conns:
+            conn._transport.pause_reading()  # the simulation's, as for the 'silent' fault
 
     # ------------------------------------------------------------------------------------- start
     async def start(self) -> None:

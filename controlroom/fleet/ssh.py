@@ -188,14 +188,19 @@ class SSHPool:
         kwargs: dict = dict(
             known_hosts=known_hosts,
             connect_timeout=settings.connect_timeout,
-            keepalive_interval=settings.keepalive_interval,
             keepalive_count_max=settings.keepalive_count,
             # an explicit False also overrides ForwardAgent in an ssh_config: only our config can turn it on
             agent_forwarding=settings.agent_forwarding,
         )
         if settings.identity_files:
             kwargs["client_keys"] = [str(p) for p in settings.identity_files]
-        self._options = asyncssh.SSHClientConnectionOptions(**kwargs)
+        # a host's connection sends keepalives only while a command runs on it (_busy/_idle): idle pooled
+        # connections cost nothing, however many hosts; a jump host's one connection carries others' traffic and
+        # keeps them all the time
+        self._options = asyncssh.SSHClientConnectionOptions(keepalive_interval=0, **kwargs)
+        self._jump_options = asyncssh.SSHClientConnectionOptions(keepalive_interval=settings.keepalive_interval,
+                                                                 **kwargs)
+        self._in_flight: dict[asyncssh.SSHClientConnection, int] = {}  # commands running on each connection
         self._host_options: dict[str, asyncssh.SSHClientConnectionOptions] = {}
 
     def host(self, host: Host | str) -> Host:
@@ -221,6 +226,27 @@ class SSHPool:
         if not conn.is_closed():
             conn.close()  # forgotten but open would leak a socket that close() no longer knows about
 
+    def _busy(self, conn: asyncssh.SSHClientConnection) -> None:
+        """A command starts on ``conn``: the first one in flight turns its keepalives on, so a host that goes away
+        mid-command is noticed within keepalive_interval x keepalive_count."""
+        n = self._in_flight.get(conn, 0)
+        if n == 0:
+            conn.set_keepalive(self.settings.keepalive_interval, self.settings.keepalive_count)
+        self._in_flight[conn] = n + 1
+
+    def _idle(self, conn: asyncssh.SSHClientConnection) -> None:
+        """A command on ``conn`` ended: the last one in flight turns its keepalives off."""
+        n = self._in_flight.pop(conn) - 1
+        if n:
+            self._in_flight[conn] = n
+        elif not conn.is_closed():
+            conn.set_keepalive(0)
+
+    @property
+    def keepalives_on(self) -> int:
+        """How many connections send keepalives now (those with a command in flight; tests read it)."""
+        return len(self._in_flight)
+
     async def _jump_conn(self, spec: str) -> asyncssh.SSHClientConnection:
         """The shared connection to the jump host ``[user@]host[:port]``, with the pool's strict known_hosts.
 
@@ -245,7 +271,7 @@ class SSHPool:
                     kwargs["port"] = int(port)
                 self.jump_attempts += 1
                 try:
-                    conn = await asyncssh.connect(host, options=self._options, config=self._config, **kwargs)
+                    conn = await asyncssh.connect(host, options=self._jump_options, config=self._config, **kwargs)
                 except Exception as e:  # noqa: BLE001 - remembered, then said as each host's result
                     f = _classify(e, self.settings.connect_timeout)
                     self._jump_failed[spec] = (time.monotonic(), f)
@@ -384,14 +410,31 @@ class SSHPool:
         A command given up on (its timeout) or whose task is cancelled is ended on the host as well: its process
         group gets TERM, and KILL 2 s later (controlroom.fleet.sshstop); the stop takes at most STOP_BOUND seconds. On
         cancellation the channel is closed and CancelledError propagates once that is done.
+
+        A pooled connection found dead as the command's channel opens (it died while idle, when nothing watched it:
+        a host rebooted between deploys) is replaced by one new connect before the command is said to fail.
         """
         h = self.host(host)
         timeout = timeout or self.settings.command_timeout
         started = time.time()
         t0 = time.monotonic()
+        pooled = self._conns.get(h.name)
         conn, failed = await self._reach(h, started, t0)
         if failed:
             return failed
+        res = await self._run_on(conn, h, command, timeout, on_line, priority, started, t0, stale=conn is pooled)
+        if res is None:
+            conn, failed = await self._reach(h, started, t0)
+            if failed:
+                return failed
+            res = await self._run_on(conn, h, command, timeout, on_line, priority, started, t0, stale=False)
+        assert res is not None
+        return res
+
+    async def _run_on(self, conn, h: Host, command: str, timeout: float, on_line: LineCallback | None,
+                      priority: bool, started: float, t0: float, *, stale: bool) -> CommandResult | None:
+        """run() on this connection. None (only when ``stale``, for a connection that was pooled): it was found
+        dead before the host confirmed the command's channel, so nothing can have started there."""
         t1 = time.monotonic()
         out: deque[str] = deque(maxlen=TAIL_LINES)
         err: deque[str] = deque(maxlen=TAIL_LINES)
@@ -418,18 +461,31 @@ class SSHPool:
                 if on_line is not None:
                     on_line(name, line)
 
+        channel_opened = False
+
+        def session() -> asyncssh.SSHClientProcess:
+            nonlocal channel_opened
+            channel_opened = True  # the host confirmed the channel: from here the command may start there
+            return asyncssh.SSHClientProcess()
+
+        async def start() -> asyncssh.SSHClientProcess:
+            # conn.create_process, but knowing whether the channel was opened
+            _, p = await conn.create_session(session, wrap(command, mark), encoding="utf-8", errors="replace")
+            await p.redirect(asyncssh.PIPE, asyncssh.PIPE, asyncssh.PIPE)
+            return p
+
         proc = None
         io = None
         try:
             lane = (self._priority.setdefault(h.name, asyncio.Semaphore(PRIORITY_CHANNELS)) if priority
                     else self._channels[h.name])
             async with lane:
+                self._busy(conn)
                 try:
                     async with asyncio.timeout(timeout):
                         # once asked for, the command may start on the host whatever happens to us: a stop that
                         # comes while the channel opens waits for it (bounded), so it can end what it started
-                        opening = asyncio.ensure_future(
-                            conn.create_process(wrap(command, mark), encoding="utf-8", errors="replace"))
+                        opening = asyncio.ensure_future(start())
                         opening.add_done_callback(lambda f: f.cancelled() or f.exception())
                         try:
                             proc = await asyncio.shield(opening)
@@ -454,11 +510,14 @@ class SSHPool:
                                             started)
                     raise
                 finally:
+                    self._idle(conn)
                     if io is not None and not io.done():
                         io.cancel()
         except Exception as e:  # noqa: BLE001
             f = _classify(e, timeout)
             self._drop(h.name, conn, e)
+            if stale and not channel_opened and conn.is_closed():
+                return None
             return self._result(h, f.status, None, f.reason, out, err, t0, t1, started)
         if done.exit_status is None or done.exit_status < 0:
             if done.exit_signal:

@@ -314,6 +314,42 @@ async def test_a_host_that_goes_silent_mid_command_is_noticed_by_keepalives_as_d
     assert silent.label == "dropped", silent
 
 
+
+async def test_an_idle_pooled_connection_sends_no_keepalives_a_busy_one_does(make_fleet):
+    fleet = make_fleet(2)
+    async with pool_for(fleet, keepalive_interval=0.1, keepalive_count=3) as pool:
+        assert [r.label for r in await pool.run_many(["web001", "web002"], "true")] == ["ok", "ok"]
+        assert pool.keepalives_on == 0  # nothing in flight: no connection keeps alive
+        # web002 runs a silent second (a keepalive every 0.1 s without data) while web001's connection idles
+        busy = await pool.run("web002", "sleep 1")
+        assert pool.keepalives_on == 0
+    assert busy.ok
+    assert fleet.by_name["web002"].keepalives > 0  # what the hosts saw
+    assert fleet.by_name["web001"].keepalives == 0
+    assert fleet.connections == 2
+
+
+async def test_a_pooled_connection_that_died_while_idle_is_replaced_by_one_new_connect(make_fleet):
+    fleet = make_fleet(2)
+    connected: list[str] = []
+
+    async def came_back(host: str) -> None:
+        connected.append(host)
+
+    async with pool_for(fleet, keepalive_interval=0.1, keepalive_count=2, command_timeout=60) as pool:
+        pool.on_connect = came_back
+        first = await pool.run("web001", "echo one")
+        fleet.call(fleet.cut, "web001")  # power-cycled between deploys: the pool's connection is dead, unknown
+        second = await pool.run("web001", "echo $HOSTNAME")
+        assert pool.handshakes == 2  # one new connect, not a retry loop
+        again = await pool.run("web001", "true")
+    assert (first.label, second.label, again.label) == ("ok", "ok", "ok"), second
+    assert second.stdout == "web001"
+    assert fleet.by_name["web001"].commands == 3  # the dead connection started nothing: each command ran once
+    assert fleet.connections == 2
+    assert connected == ["web001", "web001"]  # the new connection is announced as one just opened
+
+
 # ------------------------------------------------------------------------------------------- warm connects
 
 
