@@ -88,22 +88,34 @@ async def test_host_output_with_escape_sequences_shows_them_as_text_in_the_host_
         assert line.startswith("^[[2J^[]0;owned^G^[]52;c;aGk=^Gvisible")
 
 
+# ~20 lines a second for 50 s: the server keeps a host's last 200 lines, so its record still starts with the step's
+# command when the view asks for it, even on a loaded machine; the step gets the time a loaded machine needs
+STREAM = "i=0; while [ $i -lt 1000 ]; do i=$((i+1)); echo line $i; sleep 0.05; done"
+
+
+async def streaming_host_view(pilot) -> HostScreen:
+    """Deploy, open web001's view while its step streams, and wait for the server's record of it (the command it
+    runs, then its output), which replaces the lines the app itself saw, and for a screenful."""
+    app = pilot.app
+    await start(pilot)
+    await press_deploy(pilot)
+    await until(pilot, lambda: app.board.hosts["web001"].state == ev.RUNNING, "web001 to run")
+    app.open_host("web001")
+    await until(pilot, lambda: isinstance(app.screen, HostScreen), "the host view")
+    screen: HostScreen = app.screen
+    log: Log = screen.output
+    await until(pilot, lambda: any(line.startswith("$ i=0;") for line in log.lines), "the step's command")
+    await until(pilot, lambda: log.line_count > log.scrollable_content_region.height + 5, "a screenful")
+    return screen
+
+
 @pytest.mark.slow
 async def test_at_its_200_lines_the_host_view_holds_new_output_for_a_reader_scrolled_back_and_says_so(make_fleet):
     fleet = make_fleet(4)
-    cfg = hostile_config(fleet, "i=0; while [ $i -lt 1000 ]; do i=$((i+1)); echo line $i; sleep 0.05; done",
-                         step_timeout=300)
-    app = make_app(fleet, config_path=cfg)
+    app = make_app(fleet, config_path=hostile_config(fleet, STREAM, step_timeout=300))
     async with app.run_test(size=(160, 48)) as pilot:
-        await start(pilot)
-        await press_deploy(pilot)
-        await until(pilot, lambda: app.board.hosts["web001"].state == ev.RUNNING, "web001 to run")
-        app.open_host("web001")
-        await until(pilot, lambda: isinstance(app.screen, HostScreen), "the host view")
-        screen: HostScreen = app.screen
+        screen = await streaming_host_view(pilot)
         log: Log = screen.output
-        await until(pilot, lambda: any(line.startswith("$ i=0;") for line in log.lines), "the step's command")
-        await until(pilot, lambda: log.line_count > log.scrollable_content_region.height + 5, "a screenful")
         log.scroll_to(y=0, animate=False, immediate=True)
         top = list(log.lines[:3])
         await until(pilot, lambda: screen.held, "the view to hold the output that would push the top out")
@@ -118,28 +130,15 @@ async def test_at_its_200_lines_the_host_view_holds_new_output_for_a_reader_scro
 
 @pytest.mark.slow
 async def test_the_host_view_keeps_the_readers_place_while_output_streams(make_fleet):
-    # ~20 lines a second: the server keeps a host's last 200 lines, so its record still starts with the step's
-    # command when the view asks for it, even on a loaded machine
     fleet = make_fleet(4)
-    cfg = hostile_config(fleet, "i=0; while [ $i -lt 1000 ]; do i=$((i+1)); echo line $i; sleep 0.05; done",
-                         step_timeout=300)  # the step takes 50 s and more: a loaded machine must not time it out
-    app = make_app(fleet, config_path=cfg)
+    app = make_app(fleet, config_path=hostile_config(fleet, STREAM, step_timeout=300))
     async with app.run_test(size=(160, 48)) as pilot:
-        await start(pilot)
-        await press_deploy(pilot)
-        await until(pilot, lambda: app.board.hosts["web001"].state == ev.RUNNING, "web001 to run")
-        app.open_host("web001")
-        await until(pilot, lambda: isinstance(app.screen, HostScreen), "the host view")
-        log: Log = app.screen.output
-        # the view shows the server's record of the host (the command it runs, then its output) before the reader
-        # scrolls: until then it shows the lines the app itself saw, which that record then replaces
-        await until(pilot, lambda: any(line.startswith("$ i=0;") for line in log.lines), "the step's command")
-        await until(pilot, lambda: log.line_count > log.scrollable_content_region.height + 5, "a screenful")
+        screen = await streaming_host_view(pilot)
+        log: Log = screen.output
         log.scroll_to(y=0, animate=False, immediate=True)  # the reader goes back to the top
         top = list(log.lines[:3])
         assert top[0].startswith("$ i=0;") and top[1] == "line 1"
         first = log.line_count
-        screen: HostScreen = app.screen
         # more output comes; at the view's 200 lines it waits, so as not to push out what the reader reads
         await until(pilot, lambda: log.line_count > first + 20 or screen.held, "more output")
         assert log.scroll_y == 0, "new output pulled the reader away from what they were reading"
