@@ -134,7 +134,8 @@ def test_a_new_user_scrubs_the_demo_story_back_to_its_failed_gate_opens_the_past
         assert _event(screen) == str(gate_at + 1), (screen, events[gate_at])
         key = "Right" if named_at > gate_at else "Left"
         screen = _press_until(term, key, lambda s: "suspect: errors_5xx higher" in _cursor_line(s),
-                              "the suspect's entry", presses=abs(named_at - gate_at))
+                              "the suspect's entry", presses=abs(named_at - gate_at) + 3)  # a key lost to a
+        # loaded machine's terminal is pressed again (seen once in double load: the cursor one short of it)
         term.press("Enter")
         screen = term.wait_for("SuspectNamed", "when canary started (r2307)")
         assert "new_search on" in screen and "verdict: suspect" in screen, screen
