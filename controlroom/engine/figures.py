@@ -29,6 +29,7 @@ from controlroom.core.errors import ControlroomError
 from controlroom.journal import record
 
 DAY = 86400.0
+WEEK = 7  # days: the talk's line in the deploy log's title and the server's DORA gauges
 _TYPES = ("RolloutFinished", "GateWaiting", "PhaseHalted", "GatePassed", "OperatorAction")
 
 
@@ -182,6 +183,20 @@ def duration(seconds: float) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- computing
+def of_week(journal_path, cfg) -> Figures:
+    """compute() over the last WEEK days, for cfg's repository and kill switches, on a read-only connection of its
+    own to the journal (journal_path: journal.db, or a Journal's store): a server calls it in a thread, as it runs
+    git."""
+    from controlroom.journal.journal import Journal
+
+    j = Journal(journal_path, readonly=True)
+    try:
+        return compute(j.db, cfg.release.repo, days=WEEK,
+                       kill_switches={f.name for f in cfg.flags.flags if f.kill_switch})
+    finally:
+        j.close()
+
+
 def compute(db, repo: Path | None, *, days: float = 7, now: float | None = None,
             kill_switches: tuple[str, ...] | set[str] = ()) -> Figures:
     """The figures of the deploys started in the last ``days`` days before ``now``: the journal ``db`` (a

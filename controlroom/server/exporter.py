@@ -41,10 +41,10 @@ from controlroom.config.config import Config
 from controlroom.core import events as ev
 from controlroom.core.errors import UsageError
 from controlroom.engine.board import Board
+from controlroom.engine.figures import WEEK as FIGURES_DAYS
 
 FIGURES_EVERY = 60.0  # seconds between two computations of the DORA figures
 FIGURES_WAIT = 5.0  # seconds a scrape waits for figures being computed
-FIGURES_DAYS = 7
 REQUEST_MAX = 8192  # bytes of a request's head
 REQUEST_TIMEOUT = 10.0
 RESULTS = {ev.R_DONE: "ok", ev.R_FAILED: "failed", ev.R_ABORTED: "aborted", ev.R_ROLLED_BACK: "rolled_back"}
@@ -178,9 +178,7 @@ class Exporter:
         """Start computing the figures when the last ones are older than FIGURES_EVERY; wait FIGURES_WAIT at most."""
         if self._figures_task is None and time.monotonic() - self._figures_at >= FIGURES_EVERY:
             self._figures_at = time.monotonic()
-            cfg = self.cfg()
-            self._figures_task = asyncio.ensure_future(asyncio.to_thread(
-                _figures, self.journal_path, cfg.release.repo, {f.name for f in cfg.flags.flags if f.kill_switch}))
+            self._figures_task = asyncio.ensure_future(asyncio.to_thread(_figures, self.journal_path, self.cfg()))
         task = self._figures_task
         if task is None:
             return
@@ -192,16 +190,11 @@ class Exporter:
                 self.figures = task.result()
 
 
-def _figures(journal_path: Path | Any, repo: Path | None, kill_switches: set[str]) -> dict[str, float]:
-    """The known DORA figures, by metric name (in a thread: its own read-only connection)."""
+def _figures(journal_path: Path | Any, cfg: Config) -> dict[str, float]:
+    """The known DORA figures, by metric name (in a thread: figures.of_week, its own read-only connection)."""
     from controlroom.engine import figures
-    from controlroom.journal.journal import Journal
 
-    j = Journal(journal_path, readonly=True)
-    try:
-        d = figures.compute(j.db, repo, days=FIGURES_DAYS, kill_switches=kill_switches).to_dict()
-    finally:
-        j.close()
+    d = figures.of_week(journal_path, cfg).to_dict()
     out: dict[str, float] = {}
     if d["deploys_per_day"] is not None:
         out["controlroom_deploys_per_day"] = d["deploys_per_day"]

@@ -122,22 +122,12 @@ def rollback_plan(rollout) -> dict:
                               hosts=len(targets), others=sum(h.state != ev.DONE for h in targets))
 
 
-FIGURES_DAYS = 7  # the deploy-log pane's line: the talk's week
-
-
 def figures_line(journal_path, cfg) -> dict:
     """The talk's line from the record ("In the last 7 days: 67 deploys of 496 changes by 18 people",
-    engine/figures.py): {"line": str, "days": 7}. Runs git, so a server calls it in a thread: its own read-only
-    connection to the journal (journal_path: journal.db, or a Journal's store)."""
+    engine/figures.py): {"line": str, "days": 7}. Runs git, so a server calls it in a thread (figures.of_week)."""
     from controlroom.engine import figures
 
-    j = Journal(journal_path, readonly=True)
-    try:
-        f = figures.compute(j.db, cfg.release.repo, days=FIGURES_DAYS,
-                            kill_switches={s.name for s in cfg.flags.flags if s.kill_switch})
-    finally:
-        j.close()
-    return {"line": f.line(), "days": FIGURES_DAYS}
+    return {"line": figures.of_week(journal_path, cfg).line(), "days": figures.WEEK}
 
 
 def record_page(journal: Journal, cfg, number: int | None, after: int, limit: int, live_id: int | None) -> dict:
