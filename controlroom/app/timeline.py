@@ -57,7 +57,8 @@ def _number(v: object) -> bool:
 
 
 def check_page(reply: object) -> dict:
-    """A ``record`` reply as wire.record_page makes it, or BadAnswer naming what is wrong."""
+    """A ``record`` reply as wire.record_page makes it, its events' data (JSON text) decoded in place, or
+    BadAnswer naming what is wrong."""
     if not isinstance(reply, dict):
         raise BadAnswer("the server's record answer is not an object")
     deploy, evs, last = reply.get("deploy"), reply.get("events"), reply.get("last")
