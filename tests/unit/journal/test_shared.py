@@ -18,6 +18,7 @@ from controlroom.journal import pg, record
 from controlroom.journal.flags import CONFIRMED, FlagHistory, Receipt
 from controlroom.journal.journal import Journal
 from tests.conftest import run_cli
+from tests.pg import SECRET_ROLE
 from tests.together import FIRST_USE, run_together
 from tests.unit.journal.test_locks import HOLDER
 from tests.waiting import wait_for
@@ -156,6 +157,32 @@ def test_a_journal_that_cannot_be_reached_is_one_line_with_its_password_hidden(p
     assert "s3cret" not in text and "\n" not in text and 'database "no_such_db" does not exist' in text
     assert pg.redact("postgresql://db/cr?password=s3cret&sslmode=require") == (
         "postgresql://db/cr?password=***&sslmode=require")
+
+
+@pytest.mark.parametrize("in_query", [False, True], ids=["in-the-user-part", "as-password="])
+def test_journal_migrate_with_a_wrong_password_never_says_the_password(pg_cluster, tmp_path, in_query):
+    Journal.open(tmp_path / "state").close()
+    db = pg_cluster.new_database(owner=SECRET_ROLE[0]).rpartition("/")[2]
+    for secret in ("Wr0ngSecret", "Wr0ng%zzSecret", "Wr0ng%41Secret"):  # %zz: libpq repeats the token it cannot read
+        res = run_cli("journal", "migrate", "--from", str(tmp_path / "state"), "--to",
+                      pg_cluster.secret_url(db, secret, in_query=in_query))
+        out = res.stdout + res.stderr
+        assert res.returncode != 0 and len(res.stderr.splitlines()) == 1 and "Traceback" not in out, out
+        assert "Wr0ng" not in out and "Secret" not in out and "***" in res.stderr, out
+        assert "password authentication failed" in out or "invalid percent-encoded token" in out, out
+    res = run_cli("journal", "migrate", "--from", str(tmp_path / "state"), "--to",
+                  pg_cluster.secret_url(db, SECRET_ROLE[1], in_query=in_query))
+    assert res.returncode == 0, res.stdout + res.stderr  # the right one moves it (and is not said either)
+    assert SECRET_ROLE[1] not in res.stdout + res.stderr and "***" in res.stdout
+
+
+def test_every_form_of_the_password_is_scrubbed_from_what_is_said():
+    url = "postgresql://cr:p%40ss@db/cr?pass%77ord=an%20other&password=third+one&sslmode=require"
+    assert pg.redact(url) == "postgresql://cr:***@db/cr?pass%77ord=***&password=***&sslmode=require"
+    assert pg.redact("postgresql:///cr?password=s3cret") == "postgresql:///cr?password=***"
+    assert pg.redact("postgresql:///cr?sslmode=require") == "postgresql:///cr?sslmode=require"
+    said = 'token "p%40ss", "p@ss", "an%20other", "an other", "third+one", "third one" sslmode require'
+    assert pg.scrub(said, url) == 'token "***", "***", "***", "***", "***", "***" sslmode require'
 
 
 def test_a_malformed_journal_url_is_one_line_exit_2_and_nothing_is_created(pg_cluster, tmp_path):
