@@ -310,6 +310,59 @@ def raw_connect(url: str, application: str = "controlroom journal", *, lock: boo
         raise failure(e, url) from None
 
 
+CHECK_TIMEOUT = 3  # seconds `controlroom check` gives the journal to answer (libpq's connect_timeout: 2 at least)
+
+
+def _where(info: dict[str, Any]) -> str:
+    """host:port as libpq will try them (the URL's, else PGHOST and PGPORT's, else libpq's defaults)."""
+    host = info.get("host") or info.get("hostaddr") or os.environ.get("PGHOST")
+    if not host or host.startswith("/"):
+        return "the local socket"  # libpq's message names its path
+    return f"{host}:{info.get('port') or os.environ.get('PGPORT') or 5432}"
+
+
+def _reason(e: BaseException, url: str) -> str:
+    """Why libpq could not connect, without what the line already says (where) or the hint after it."""
+    text = str(e).removeprefix("connection failed: ").removeprefix("connection is bad: ")
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(e).__name__)
+    first = re.sub(r'^connection to server at "[^"]*"( \([^)]*\))?, port \d+ failed: ', "", first)
+    return scrub(" ".join(first.split()), url)
+
+
+def probe(url: str, timeout: float = CHECK_TIMEOUT) -> str:
+    """Whether the journal at url can be used, for `controlroom check`: a connection given ``timeout`` seconds to
+    answer, then the schema's version read (nothing written, nothing migrated). Returns what to say after
+    ``journal:`` (``postgresql://host:5432/db reachable, schema v5``); raises JournalError saying why not in one
+    line (``cannot connect to host:5432: ...``), JournalSetupError for a URL PostgreSQL does not take or a database
+    of a newer controlroom. The password is never said."""
+    info = _conninfo(url)
+    where = _where(info)
+    try:
+        raw = _dial(url, info, "controlroom check", False, timeout)
+    except _psycopg(url).Error as e:
+        raise JournalError(f"cannot connect to {where}: {_reason(e, url)}") from None
+    db = Connection(raw, url)
+    try:
+        db.execute(f"SET statement_timeout = '{int(timeout * 1000)}ms'")
+        db.execute("SET default_transaction_read_only = on")
+        version = _version(db)
+        _refuse_newer(version, db.path)
+        name = db.path if info.get("host") else f"{db.path} ({where})"
+        if version == 0:
+            creates = db.execute("SELECT coalesce(has_schema_privilege(current_schema(), 'CREATE'), false)"
+                                 ).fetchone()[0]
+            if not creates:
+                user = db.execute("SELECT current_user").fetchone()[0]
+                raise JournalError(f"{name} reachable, but empty, and {user} may not create the journal's tables"
+                                   " in it (GRANT CREATE ON SCHEMA)")
+            return f"{name} reachable, no journal yet (set up at its first use, schema v{VERSION})"
+        if version < VERSION:
+            return f"{name} reachable, schema v{version} (migrated to v{VERSION} at its first use)"
+        return f"{name} reachable, schema v{version}"
+    finally:
+        db.close()
+
+
 def connect(url: str, *, readonly: bool = False) -> Connection:
     """A connection to the journal at url, migrated to VERSION (unless readonly). Raises JournalError naming the
     journal (redacted); JournalSetupError for a database written by a newer controlroom (left untouched)."""

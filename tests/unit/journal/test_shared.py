@@ -5,6 +5,8 @@ directories) on one journal see one fleet lock and one journal id."""
 
 from __future__ import annotations
 
+import json
+import socket
 import subprocess
 import sys
 
@@ -144,8 +146,10 @@ def test_a_password_in_the_config_is_refused_naming_the_line_and_never_said(tmp_
     (tmp_path / "controlroom.toml").write_text(
         (tmp_path / "controlroom.toml").read_text().replace("cr:s3cret@db", "cr@db"))
     res = run_cli("check", "--config", str(tmp_path / "controlroom.toml"))
-    assert res.returncode == 0, res.stdout + res.stderr
     assert f"state: {tmp_path / 'state'}, journal postgresql://cr@db:5432/cr" in res.stdout.splitlines()
+    # check tries the journal too: no host "db" here, so the check fails, saying so in its one line
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert res.stderr.startswith("controlroom: journal: cannot connect to db:5432: "), res.stderr
 
 
 def test_a_journal_that_cannot_be_reached_is_one_line_with_its_password_hidden(pg_cluster, tmp_path):
@@ -157,6 +161,70 @@ def test_a_journal_that_cannot_be_reached_is_one_line_with_its_password_hidden(p
     assert "s3cret" not in text and "\n" not in text and 'database "no_such_db" does not exist' in text
     assert pg.redact("postgresql://db/cr?password=s3cret&sslmode=require") == (
         "postgresql://db/cr?password=***&sslmode=require")
+
+
+CHECKED = ('[inventory]\nhosts = ["web001"]\n[inventory.ssh]\nknown_hosts = "kh"\n[release]\nrepo = "."\n'
+           '[deploy]\nsteps = ["true"]\n[state]\ndir = "state"\njournal = "{}"\n')
+
+
+def checked(tmp_path, url: str):
+    """A config whose [state] journal is url; its path."""
+    (tmp_path / "kh").write_text("")
+    (tmp_path / "controlroom.toml").write_text(CHECKED.format(url))
+    return str(tmp_path / "controlroom.toml")
+
+
+def test_check_tries_the_shared_journal_and_says_it_is_reachable_and_its_schema(pg_url, tmp_path):
+    config = checked(tmp_path, pg_url)
+    res = run_cli("check", "--config", config)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.splitlines()[-1] == (
+        f"journal: {pg_url} reachable, no journal yet (set up at its first use, schema v{pg.VERSION})")
+    assert not (tmp_path / "state").exists()  # check writes nothing, there or in the database
+    Journal.open(tmp_path / "state", url=pg_url).close()  # the first use sets it up
+    res = run_cli("check", "--config", config)
+    assert res.returncode == 0 and res.stderr == "", res.stdout + res.stderr
+    assert res.stdout.splitlines()[-1] == f"journal: {pg_url} reachable, schema v{pg.VERSION}"
+    c = json.loads(run_cli("check", "--json", "--config", config).stdout)
+    assert c["ok"] and c["journal_check"] == {"ok": True, "said": f"{pg_url} reachable, schema v{pg.VERSION}"}
+
+
+def test_check_fails_in_one_line_when_nothing_listens_where_the_journal_is(pg_cluster, tmp_path):
+    with socket.socket() as s:  # a port nobody listens on (bound, never listening, until the check is done)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        config = checked(tmp_path, f"postgresql://postgres@127.0.0.1:{port}/cr")
+        res = run_cli("check", "--config", config)
+        js = run_cli("check", "--json", "--config", config)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert res.stderr.splitlines() == [f"controlroom: journal: cannot connect to 127.0.0.1:{port}: Connection refused"]
+    assert f"state: {tmp_path / 'state'}, journal postgresql://postgres@127.0.0.1:{port}/cr" in res.stdout
+    assert js.returncode == 2 and json.loads(js.stdout)["journal_check"] == {
+        "ok": False, "said": f"cannot connect to 127.0.0.1:{port}: Connection refused"}
+    assert json.loads(js.stdout)["ok"] is False
+
+
+def test_check_with_a_wrong_password_says_so_and_never_the_password(pg_cluster, tmp_path):
+    db = pg_cluster.new_database(owner=SECRET_ROLE[0]).rpartition("/")[2]
+    url = pg_cluster.secret_url(db)  # the password from PGPASSWORD (the config refuses one in the URL)
+    res = run_cli("check", "--config", checked(tmp_path, url), env={"PGPASSWORD": "Wr0ngSecret"})
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert res.stderr.splitlines() == [f"controlroom: journal: cannot connect to 127.0.0.1:{pg_cluster.port}: FATAL:"
+                                       f' password authentication failed for user "{SECRET_ROLE[0]}"']
+    assert "Wr0ngSecret" not in res.stdout + res.stderr
+    res = run_cli("check", "--config", checked(tmp_path, url), env={"PGPASSWORD": SECRET_ROLE[1]})
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.splitlines()[-1] == (
+        f"journal: {url} reachable, no journal yet (set up at its first use, schema v{pg.VERSION})")
+    # reachable, but not usable: an empty database where this role may not create the journal's tables
+    res = run_cli("check", "--config", checked(tmp_path, pg_cluster.secret_url()), env={"PGPASSWORD": SECRET_ROLE[1]})
+    assert res.returncode == 2 and res.stderr.splitlines() == [
+        f"controlroom: journal: {pg_cluster.secret_url()} reachable, but empty, and {SECRET_ROLE[0]} may not create"
+        " the journal's tables in it (GRANT CREATE ON SCHEMA)"], res.stdout + res.stderr
+    for bad in (pg_cluster.secret_url(db, "Wr0ngSecret"), pg_cluster.secret_url(db, "Wr0ngSecret", in_query=True)):
+        res = run_cli("check", "--config", checked(tmp_path, bad))  # refused by the config, never repeated
+        assert res.returncode == 2 and "state.journal: must not hold a password" in res.stderr, res.stderr
+        assert "Wr0ngSecret" not in res.stdout + res.stderr
 
 
 @pytest.mark.parametrize("in_query", [False, True], ids=["in-the-user-part", "as-password="])
