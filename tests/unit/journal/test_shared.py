@@ -187,6 +187,19 @@ def test_check_tries_the_shared_journal_and_says_it_is_reachable_and_its_schema(
     assert res.stdout.splitlines()[-1] == f"journal: {pg_url} reachable, schema v{pg.VERSION}"
     c = json.loads(run_cli("check", "--json", "--config", config).stdout)
     assert c["ok"] and c["journal_check"] == {"ok": True, "said": f"{pg_url} reachable, schema v{pg.VERSION}"}
+    db = pg.connect(pg_url)
+    try:
+        db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(pg.VERSION - 1),))
+        res = run_cli("check", "--config", config)
+        assert res.returncode == 0 and res.stdout.splitlines()[-1] == (
+            f"journal: {pg_url} reachable, schema v{pg.VERSION - 1} (migrated to v{pg.VERSION} at its first use)")
+        db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(pg.VERSION + 1),))
+        res = run_cli("check", "--config", config)
+        assert res.returncode == 2 and res.stderr.splitlines() == [
+            f"controlroom: journal: {pg_url} was written by a newer controlroom (journal version {pg.VERSION + 1},"
+            f" this one knows up to {pg.VERSION}): upgrade controlroom; the database was left as it is"], res.stderr
+    finally:
+        db.close()
 
 
 def test_check_fails_in_one_line_when_nothing_listens_where_the_journal_is(pg_cluster, tmp_path):
@@ -202,6 +215,16 @@ def test_check_fails_in_one_line_when_nothing_listens_where_the_journal_is(pg_cl
     assert js.returncode == 2 and json.loads(js.stdout)["journal_check"] == {
         "ok": False, "said": f"cannot connect to 127.0.0.1:{port}: Connection refused"}
     assert json.loads(js.stdout)["ok"] is False
+
+
+def test_check_gives_up_on_a_journal_that_accepts_the_connection_but_never_answers(pg_cluster, tmp_path):
+    with socket.socket() as s:  # the connection is queued (backlog), never accepted: nothing ever answers
+        s.bind(("127.0.0.1", 0))
+        s.listen(4)
+        port = s.getsockname()[1]
+        res = run_cli("check", "--config", checked(tmp_path, f"postgresql://postgres@127.0.0.1:{port}/cr"))
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert res.stderr.splitlines() == [f"controlroom: journal: cannot connect to 127.0.0.1:{port}: connection timeout expired"]
 
 
 def test_check_with_a_wrong_password_says_so_and_never_the_password(pg_cluster, tmp_path):
