@@ -123,14 +123,17 @@ def password_in(url: str) -> bool:
     return parts.password is not None or any(k == "password" for k, _ in parse_qsl(parts.query))
 
 
+SECRET_KEYS = ("password", "sslpassword")  # the URL's parameters never said (sslpassword: the client key's)
+
+
 def _is_password(piece: str) -> bool:
-    """Whether a query piece (``key=value``) gives the password; libpq decodes the key as it decodes the value."""
-    return unquote_plus(piece.partition("=")[0]) == "password"
+    """Whether a query piece (``key=value``) gives a password; libpq decodes the key as it decodes the value."""
+    return unquote_plus(piece.partition("=")[0]) in SECRET_KEYS
 
 
 def redact(url: str) -> str:
-    """The URL as it may be said anywhere: its password (in its user part, every ?password=) replaced by ***, the
-    rest as it was written."""
+    """The URL as it may be said anywhere: its password (in its user part, every ?password= and ?sslpassword=)
+    replaced by ***, the rest as it was written."""
     parts = urlsplit(url)
     netloc = parts.netloc
     if parts.password is not None:

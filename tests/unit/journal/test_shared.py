@@ -271,6 +271,9 @@ def test_every_form_of_the_password_is_scrubbed_from_what_is_said():
     url = "postgresql://cr:p%40ss@db/cr?pass%77ord=an%20other&password=third+one&sslmode=require"
     assert pg.redact(url) == "postgresql://cr:***@db/cr?pass%77ord=***&password=***&sslmode=require"
     assert pg.redact("postgresql:///cr?password=s3cret") == "postgresql:///cr?password=***"
+    assert pg.redact("postgresql://db/cr?sslpassword=k3y&sslmode=verify-full") == (
+        "postgresql://db/cr?sslpassword=***&sslmode=verify-full")
+    assert pg.scrub("bad key k3y", "postgresql://db/cr?sslpassword=k3y") == "bad key ***"
     assert pg.redact("postgresql:///cr?sslmode=require") == "postgresql:///cr?sslmode=require"
     said = 'token "p%40ss", "p@ss", "an%20other", "an other", "third+one", "third one" sslmode require'
     assert pg.scrub(said, url) == 'token "***", "***", "***", "***", "***", "***" sslmode require'
