@@ -146,11 +146,18 @@ def cmd_check(args: argparse.Namespace) -> int:
         if args.json:
             _check_failed_json([str(e)], 1)
         raise
+    journal_ok, journal_said = _check_journal(cfg.state.journal)
     if args.json:
         from controlroom.cli.jsonout import emit
 
-        emit(check_json(cfg))
-        return 0
+        out = check_json(cfg)
+        if cfg.state.journal:
+            out["journal_check"] = {"ok": journal_ok, "said": journal_said}
+            out["ok"] = journal_ok
+        emit(out)
+        if not journal_ok:
+            sys.stderr.write(f"controlroom: journal: {clean(journal_said, None)}\n")
+        return 0 if journal_ok else CHECK_FAILED
     print = _cleaned_print(clean)  # names and descriptions from the config are shown, never interpreted
     print(f"{cfg.path}: ok")
     print(f"hosts: {len(cfg.hosts)}")
@@ -199,9 +206,37 @@ def cmd_check(args: argparse.Namespace) -> int:
                                                      n.webhook else [])
     chat += (["irker"] if n.irker else []) + (["command"] if n.command else [])
     print(f"notify: {', '.join(chat) or 'none'}")
-    # a shared journal's URL never holds a password (the config refuses one)
-    print(f"state: {cfg.state.dir}" + (f", journal {cfg.state.journal}" if cfg.state.journal else ""))
+    # a shared journal's URL never holds a password (the config refuses one); redacted all the same
+    print(f"state: {cfg.state.dir}" + (f", journal {_redact(cfg.state.journal)}" if cfg.state.journal else ""))
+    if not journal_ok:
+        sys.stdout.flush()
+        sys.stderr.write(f"controlroom: journal: {clean(journal_said, None)}\n")
+        return CHECK_FAILED
+    if journal_said:
+        print(f"journal: {journal_said}")
     return 0
+
+
+CHECK_FAILED = 2  # as for a config that cannot be used (ConfigError)
+
+
+def _check_journal(url: str | None) -> tuple[bool, str]:
+    """A shared journal ([state] journal) tried for `check`, bounded (pg.CHECK_TIMEOUT): whether it can be used,
+    and what to say of it (never its password); (True, "") without one (the embedded journal is not tried)."""
+    if not url:
+        return True, ""
+    from controlroom.journal import pg
+
+    try:
+        return True, pg.probe(url)
+    except ControlroomError as e:
+        return False, pg.scrub(str(e), url)
+
+
+def _redact(url: str) -> str:
+    from controlroom.journal import pg
+
+    return pg.redact(url)
 
 
 def _check_failed_json(errors: list[str], total: int) -> None:
@@ -231,7 +266,7 @@ def check_json(cfg) -> dict:
         "notify": {"webhook": bool(n.webhook), "webhook_env": n.webhook_env if not n.webhook else None,
                    "irker": bool(n.irker), "command": bool(n.command)},
         "state_dir": str(cfg.state.dir),
-        **({"journal": cfg.state.journal} if cfg.state.journal else {}),  # PostgreSQL, shared ([state] journal)
+        **({"journal": _redact(cfg.state.journal)} if cfg.state.journal else {}),  # PostgreSQL, shared ([state] journal)
     }
 
 

@@ -25,7 +25,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, unquote_plus, urlsplit
 
 from controlroom.core.errors import JournalError, JournalSetupError, LockedError
 from controlroom.journal.dialect import POSTGRESQL
@@ -123,17 +123,48 @@ def password_in(url: str) -> bool:
     return parts.password is not None or any(k == "password" for k, _ in parse_qsl(parts.query))
 
 
+SECRET_KEYS = ("password", "sslpassword")  # the URL's parameters never said (sslpassword: the client key's)
+
+
+def _is_password(piece: str) -> bool:
+    """Whether a query piece (``key=value``) gives a password; libpq decodes the key as it decodes the value."""
+    return unquote_plus(piece.partition("=")[0]) in SECRET_KEYS
+
+
 def redact(url: str) -> str:
-    """The URL as it may be said anywhere: its password (if any) replaced by ***."""
+    """The URL as it may be said anywhere: its password (in its user part, every ?password= and ?sslpassword=)
+    replaced by ***, the rest as it was written."""
     parts = urlsplit(url)
     netloc = parts.netloc
     if parts.password is not None:
         user, _, host = netloc.rpartition("@")
         netloc = f"{user.split(':', 1)[0]}:***@{host}"
-    query = parts.query
-    if "password" in query:
-        query = urlencode([(k, "***" if k == "password" else v) for k, v in parse_qsl(query)], safe="*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    query = "&".join(f"{p.partition('=')[0]}=***" if _is_password(p) else p for p in parts.query.split("&"))
+    if (netloc, query) == (parts.netloc, parts.query):
+        return url  # nothing to hide: as written
+    # by hand: urlunsplit would say postgresql:///db?password=*** as postgresql:/db?password=***
+    slashes = "//" if url[len(parts.scheme) + 1:].startswith("//") else ""
+    return (f"{parts.scheme}:{slashes}{netloc}{parts.path}" + (f"?{query}" if query else "")
+            + (f"#{parts.fragment}" if parts.fragment else ""))
+
+
+def secrets(url: str) -> list[str]:
+    """Every form of the URL's password that a message may repeat (as written, percent-decoded), longest first."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return []
+    written = [parts.password] if parts.password else []
+    written += [p.partition("=")[2] for p in parts.query.split("&") if _is_password(p)]
+    forms = {f for w in written for f in (w, unquote(w), unquote_plus(w)) if f}
+    return sorted(forms, key=len, reverse=True)
+
+
+def scrub(text: str, url: str) -> str:
+    """text with url's password (any form of it, see secrets) replaced by ***."""
+    for secret in secrets(url):
+        text = text.replace(secret, "***")
+    return text
 
 
 def _psycopg(url: str):
@@ -161,12 +192,9 @@ def failure(e: BaseException, url: str) -> JournalError:
 
 
 def _said(e: BaseException, url: str) -> str:
-    """What psycopg said, on one line, the URL's password (if any) never in it."""
-    secret = urlsplit(url).password
-    text = " ".join(str(e).split()) or type(e).__name__
-    if secret:
-        text = text.replace(secret, "***")
-    return text
+    """What psycopg said, on one line, the URL's password (if any) never in it: libpq repeats a token of the URL it
+    cannot decode (``invalid percent-encoded token: "..."``), the password's among them."""
+    return scrub(" ".join(str(e).split()) or type(e).__name__, url)
 
 
 @functools.lru_cache(maxsize=512)
@@ -250,29 +278,92 @@ class Connection:
             pass
 
 
+def _conninfo(url: str) -> dict[str, Any]:
+    """The URL's parameters as libpq reads them; JournalSetupError when it is not a URL PostgreSQL takes."""
+    psycopg = _psycopg(url)
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        info = conninfo_to_dict(url)
+    except psycopg.ProgrammingError as e:  # a parameter libpq does not know: the URL is wrong, not the database
+        raise JournalSetupError(f"the journal {redact(url)} is not a URL PostgreSQL takes: {_said(e, url)}") from None
+    ports = str(info.get("port") or "").split(",")
+    if not all(p.strip().isdigit() for p in ports if p):
+        raise JournalSetupError(f"the journal {redact(url)} is not a URL PostgreSQL takes: its port must be a"
+                                " number")
+    return info
+
+
+def _dial(url: str, info: dict[str, Any], application: str, lock: bool, timeout: float) -> Any:
+    """psycopg.connect with the journal's settings; psycopg's error as it is."""
+    given = info.get("options")  # the URL's own options come first
+    ours = f"{SERVER_KEEPALIVE} {LOCK_OPTIONS}" if lock else SERVER_KEEPALIVE
+    options = f"{given} {ours}" if given else ours
+    return _psycopg(url).connect(url, autocommit=True, connect_timeout=max(2, int(timeout)),
+                                 application_name=application[:63], options=options, **KEEPALIVE)
+
+
 def raw_connect(url: str, application: str = "controlroom journal", *, lock: bool = False) -> Any:
     """A psycopg connection with the journal's keepalives on both sides (and, for the fleet lock's session, its
     own settings: LOCK_OPTIONS)."""
-    psycopg = _psycopg(url)
+    info = _conninfo(url)
     try:
-        from psycopg.conninfo import conninfo_to_dict
-
-        try:
-            info = conninfo_to_dict(url)
-        except psycopg.ProgrammingError as e:  # a parameter libpq does not know: the URL is wrong, not the database
-            raise JournalSetupError(f"the journal {redact(url)} is not a URL PostgreSQL takes: "
-                                    f"{_said(e, url)}") from None
-        ports = str(info.get("port") or "").split(",")
-        if not all(p.strip().isdigit() for p in ports if p):
-            raise JournalSetupError(f"the journal {redact(url)} is not a URL PostgreSQL takes: its port must be a"
-                                    " number")
-        given = info.get("options")  # the URL's own options come first
-        ours = f"{SERVER_KEEPALIVE} {LOCK_OPTIONS}" if lock else SERVER_KEEPALIVE
-        options = f"{given} {ours}" if given else ours
-        return psycopg.connect(url, autocommit=True, connect_timeout=OPEN_TIMEOUT, application_name=application[:63],
-                               options=options, **KEEPALIVE)
-    except psycopg.Error as e:
+        return _dial(url, info, application, lock, OPEN_TIMEOUT)
+    except _psycopg(url).Error as e:
         raise failure(e, url) from None
+
+
+CHECK_TIMEOUT = 3  # seconds `controlroom check` gives the journal to answer (libpq's connect_timeout: 2 at least)
+
+
+def _where(info: dict[str, Any]) -> str:
+    """host:port as libpq will try them (the URL's, else PGHOST and PGPORT's, else libpq's defaults)."""
+    host = info.get("host") or info.get("hostaddr") or os.environ.get("PGHOST")
+    if not host or host.startswith("/"):
+        return "the local socket"  # libpq's message names its path
+    return f"{host}:{info.get('port') or os.environ.get('PGPORT') or 5432}"
+
+
+def _reason(e: BaseException, url: str) -> str:
+    """Why libpq could not connect, without what the line already says (where) or the hint after it."""
+    text = str(e).removeprefix("connection failed: ").removeprefix("connection is bad: ")
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(e).__name__)
+    first = re.sub(r'^connection to server at "[^"]*"( \([^)]*\))?, port \d+ failed: ', "", first)
+    return scrub(" ".join(first.split()), url)
+
+
+def probe(url: str, timeout: float = CHECK_TIMEOUT) -> str:
+    """Whether the journal at url can be used, for `controlroom check`: a connection given ``timeout`` seconds to
+    answer, then the schema's version read (nothing written, nothing migrated). Returns what to say after
+    ``journal:`` (``postgresql://host:5432/db reachable, schema v5``); raises JournalError saying why not in one
+    line (``cannot connect to host:5432: ...``), JournalSetupError for a URL PostgreSQL does not take or a database
+    of a newer controlroom. The password is never said."""
+    info = _conninfo(url)
+    where = _where(info)
+    try:
+        raw = _dial(url, info, "controlroom check", False, timeout)
+    except _psycopg(url).Error as e:
+        raise JournalError(f"cannot connect to {where}: {_reason(e, url)}") from None
+    db = Connection(raw, url)
+    try:
+        db.execute(f"SET statement_timeout = '{int(timeout * 1000)}ms'")
+        db.execute("SET default_transaction_read_only = on")
+        version = _version(db)
+        _refuse_newer(version, db.path)
+        name = db.path if info.get("host") else f"{db.path} ({where})"
+        if version == 0:
+            creates = db.execute("SELECT coalesce(has_schema_privilege(current_schema(), 'CREATE'), false)"
+                                 ).fetchone()[0]
+            if not creates:
+                user = db.execute("SELECT current_user").fetchone()[0]
+                raise JournalError(f"{name} reachable, but empty, and {user} may not create the journal's tables"
+                                   " in it (GRANT CREATE ON SCHEMA)")
+            return f"{name} reachable, no journal yet (set up at its first use, schema v{VERSION})"
+        if version < VERSION:
+            return f"{name} reachable, schema v{version} (migrated to v{VERSION} at its first use)"
+        return f"{name} reachable, schema v{version}"
+    finally:
+        db.close()
 
 
 def connect(url: str, *, readonly: bool = False) -> Connection:

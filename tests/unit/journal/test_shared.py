@@ -5,6 +5,8 @@ directories) on one journal see one fleet lock and one journal id."""
 
 from __future__ import annotations
 
+import json
+import socket
 import subprocess
 import sys
 
@@ -18,6 +20,7 @@ from controlroom.journal import pg, record
 from controlroom.journal.flags import CONFIRMED, FlagHistory, Receipt
 from controlroom.journal.journal import Journal
 from tests.conftest import run_cli
+from tests.pg import SECRET_ROLE
 from tests.together import FIRST_USE, run_together
 from tests.unit.journal.test_locks import HOLDER
 from tests.waiting import wait_for
@@ -143,8 +146,10 @@ def test_a_password_in_the_config_is_refused_naming_the_line_and_never_said(tmp_
     (tmp_path / "controlroom.toml").write_text(
         (tmp_path / "controlroom.toml").read_text().replace("cr:s3cret@db", "cr@db"))
     res = run_cli("check", "--config", str(tmp_path / "controlroom.toml"))
-    assert res.returncode == 0, res.stdout + res.stderr
     assert f"state: {tmp_path / 'state'}, journal postgresql://cr@db:5432/cr" in res.stdout.splitlines()
+    # check tries the journal too: no host "db" here, so the check fails, saying so in its one line
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert res.stderr.startswith("controlroom: journal: cannot connect to db:5432: "), res.stderr
 
 
 def test_a_journal_that_cannot_be_reached_is_one_line_with_its_password_hidden(pg_cluster, tmp_path):
@@ -156,6 +161,122 @@ def test_a_journal_that_cannot_be_reached_is_one_line_with_its_password_hidden(p
     assert "s3cret" not in text and "\n" not in text and 'database "no_such_db" does not exist' in text
     assert pg.redact("postgresql://db/cr?password=s3cret&sslmode=require") == (
         "postgresql://db/cr?password=***&sslmode=require")
+
+
+CHECKED = ('[inventory]\nhosts = ["web001"]\n[inventory.ssh]\nknown_hosts = "kh"\n[release]\nrepo = "."\n'
+           '[deploy]\nsteps = ["true"]\n[state]\ndir = "state"\njournal = "{}"\n')
+
+
+def checked(tmp_path, url: str):
+    """A config whose [state] journal is url; its path."""
+    (tmp_path / "kh").write_text("")
+    (tmp_path / "controlroom.toml").write_text(CHECKED.format(url))
+    return str(tmp_path / "controlroom.toml")
+
+
+def test_check_tries_the_shared_journal_and_says_it_is_reachable_and_its_schema(pg_url, tmp_path):
+    config = checked(tmp_path, pg_url)
+    res = run_cli("check", "--config", config)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.splitlines()[-1] == (
+        f"journal: {pg_url} reachable, no journal yet (set up at its first use, schema v{pg.VERSION})")
+    assert not (tmp_path / "state").exists()  # check writes nothing, there or in the database
+    Journal.open(tmp_path / "state", url=pg_url).close()  # the first use sets it up
+    res = run_cli("check", "--config", config)
+    assert res.returncode == 0 and res.stderr == "", res.stdout + res.stderr
+    assert res.stdout.splitlines()[-1] == f"journal: {pg_url} reachable, schema v{pg.VERSION}"
+    c = json.loads(run_cli("check", "--json", "--config", config).stdout)
+    assert c["ok"] and c["journal_check"] == {"ok": True, "said": f"{pg_url} reachable, schema v{pg.VERSION}"}
+    db = pg.connect(pg_url)
+    try:
+        db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(pg.VERSION - 1),))
+        res = run_cli("check", "--config", config)
+        assert res.returncode == 0 and res.stdout.splitlines()[-1] == (
+            f"journal: {pg_url} reachable, schema v{pg.VERSION - 1} (migrated to v{pg.VERSION} at its first use)")
+        db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(pg.VERSION + 1),))
+        res = run_cli("check", "--config", config)
+        assert res.returncode == 2 and res.stderr.splitlines() == [
+            f"controlroom: journal: {pg_url} was written by a newer controlroom (journal version {pg.VERSION + 1},"
+            f" this one knows up to {pg.VERSION}): upgrade controlroom; the database was left as it is"], res.stderr
+    finally:
+        db.close()
+
+
+def test_check_fails_in_one_line_when_nothing_listens_where_the_journal_is(pg_cluster, tmp_path):
+    with socket.socket() as s:  # a port nobody listens on (bound, never listening, until the check is done)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        config = checked(tmp_path, f"postgresql://postgres@127.0.0.1:{port}/cr")
+        res = run_cli("check", "--config", config)
+        js = run_cli("check", "--json", "--config", config)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert res.stderr.splitlines() == [f"controlroom: journal: cannot connect to 127.0.0.1:{port}: Connection refused"]
+    assert f"state: {tmp_path / 'state'}, journal postgresql://postgres@127.0.0.1:{port}/cr" in res.stdout
+    assert js.returncode == 2 and json.loads(js.stdout)["journal_check"] == {
+        "ok": False, "said": f"cannot connect to 127.0.0.1:{port}: Connection refused"}
+    assert json.loads(js.stdout)["ok"] is False
+
+
+def test_check_gives_up_on_a_journal_that_accepts_the_connection_but_never_answers(pg_cluster, tmp_path):
+    with socket.socket() as s:  # the connection is queued (backlog), never accepted: nothing ever answers
+        s.bind(("127.0.0.1", 0))
+        s.listen(4)
+        port = s.getsockname()[1]
+        res = run_cli("check", "--config", checked(tmp_path, f"postgresql://postgres@127.0.0.1:{port}/cr"))
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert res.stderr.splitlines() == [f"controlroom: journal: cannot connect to 127.0.0.1:{port}: connection timeout expired"]
+
+
+def test_check_with_a_wrong_password_says_so_and_never_the_password(pg_cluster, tmp_path):
+    db = pg_cluster.new_database(owner=SECRET_ROLE[0]).rpartition("/")[2]
+    url = pg_cluster.secret_url(db)  # the password from PGPASSWORD (the config refuses one in the URL)
+    res = run_cli("check", "--config", checked(tmp_path, url), env={"PGPASSWORD": "Wr0ngSecret"})
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert res.stderr.splitlines() == [f"controlroom: journal: cannot connect to 127.0.0.1:{pg_cluster.port}: FATAL:"
+                                       f' password authentication failed for user "{SECRET_ROLE[0]}"']
+    assert "Wr0ngSecret" not in res.stdout + res.stderr
+    res = run_cli("check", "--config", checked(tmp_path, url), env={"PGPASSWORD": SECRET_ROLE[1]})
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.splitlines()[-1] == (
+        f"journal: {url} reachable, no journal yet (set up at its first use, schema v{pg.VERSION})")
+    # reachable, but not usable: an empty database where this role may not create the journal's tables
+    res = run_cli("check", "--config", checked(tmp_path, pg_cluster.secret_url()), env={"PGPASSWORD": SECRET_ROLE[1]})
+    assert res.returncode == 2 and res.stderr.splitlines() == [
+        f"controlroom: journal: {pg_cluster.secret_url()} reachable, but empty, and {SECRET_ROLE[0]} may not create"
+        " the journal's tables in it (GRANT CREATE ON SCHEMA)"], res.stdout + res.stderr
+    for bad in (pg_cluster.secret_url(db, "Wr0ngSecret"), pg_cluster.secret_url(db, "Wr0ngSecret", in_query=True)):
+        res = run_cli("check", "--config", checked(tmp_path, bad))  # refused by the config, never repeated
+        assert res.returncode == 2 and "state.journal: must not hold a password" in res.stderr, res.stderr
+        assert "Wr0ngSecret" not in res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("in_query", [False, True], ids=["in-the-user-part", "as-password="])
+def test_journal_migrate_with_a_wrong_password_never_says_the_password(pg_cluster, tmp_path, in_query):
+    Journal.open(tmp_path / "state").close()
+    db = pg_cluster.new_database(owner=SECRET_ROLE[0]).rpartition("/")[2]
+    for secret in ("Wr0ngSecret", "Wr0ng%zzSecret", "Wr0ng%41Secret"):  # %zz: libpq repeats the token it cannot read
+        res = run_cli("journal", "migrate", "--from", str(tmp_path / "state"), "--to",
+                      pg_cluster.secret_url(db, secret, in_query=in_query))
+        out = res.stdout + res.stderr
+        assert res.returncode != 0 and len(res.stderr.splitlines()) == 1 and "Traceback" not in out, out
+        assert "Wr0ng" not in out and "Secret" not in out and "***" in res.stderr, out
+        assert "password authentication failed" in out or "invalid percent-encoded token" in out, out
+    res = run_cli("journal", "migrate", "--from", str(tmp_path / "state"), "--to",
+                  pg_cluster.secret_url(db, SECRET_ROLE[1], in_query=in_query))
+    assert res.returncode == 0, res.stdout + res.stderr  # the right one moves it (and is not said either)
+    assert SECRET_ROLE[1] not in res.stdout + res.stderr and "***" in res.stdout
+
+
+def test_every_form_of_the_password_is_scrubbed_from_what_is_said():
+    url = "postgresql://cr:p%40ss@db/cr?pass%77ord=an%20other&password=third+one&sslmode=require"
+    assert pg.redact(url) == "postgresql://cr:***@db/cr?pass%77ord=***&password=***&sslmode=require"
+    assert pg.redact("postgresql:///cr?password=s3cret") == "postgresql:///cr?password=***"
+    assert pg.redact("postgresql://db/cr?sslpassword=k3y&sslmode=verify-full") == (
+        "postgresql://db/cr?sslpassword=***&sslmode=verify-full")
+    assert pg.scrub("bad key k3y", "postgresql://db/cr?sslpassword=k3y") == "bad key ***"
+    assert pg.redact("postgresql:///cr?sslmode=require") == "postgresql:///cr?sslmode=require"
+    said = 'token "p%40ss", "p@ss", "an%20other", "an other", "third+one", "third one" sslmode require'
+    assert pg.scrub(said, url) == 'token "***", "***", "***", "***", "***", "***" sslmode require'
 
 
 def test_a_malformed_journal_url_is_one_line_exit_2_and_nothing_is_created(pg_cluster, tmp_path):
