@@ -24,7 +24,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Footer, OptionList, Static
+from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from controlroom.app import recordview as draw
@@ -34,6 +34,7 @@ from controlroom.core.text import clean
 from controlroom.engine import record as rec
 from controlroom.engine.board import Board
 from controlroom.server import wire
+from widgets.footer import WholeFooter
 from widgets.host_grid import HostGrid
 from widgets.rollout import phase_bars
 
@@ -287,7 +288,7 @@ class TimelineScreen(Screen):
         yield Static(id="tl-axis")
         yield Static(id="tl-entries")
         yield Static(id="tl-hint")
-        yield Footer(compact=True)
+        yield WholeFooter(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#tl-left").border_title = "Fleet at the cursor"
@@ -597,7 +598,7 @@ class HistoryScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Static("History: reading it from the server...", id="history-title")
         yield OptionList(id="history-list")
-        yield Footer(compact=True)
+        yield WholeFooter(compact=True)
 
     def on_mount(self) -> None:
         self.run_worker(self._load(), name="history", group="history", exclusive=True, exit_on_error=False)

@@ -220,3 +220,53 @@ async def test_at_80x24_the_flags_the_lock_and_the_gates_at_the_cursor_all_fit_i
         await until(pilot, fit, "the flags, the lock and the gates inside their pane (none cut off below it)")
         # one flag a line: "name value", each whole in the pane's 25 columns
         assert all(f"{name} {value}" in flags.splitlines() for name, value in screen.at.flags.items()), flags
+
+
+def deployed_replay(make_fleet, hosts: int):
+    """A fleet of ``hosts`` deployed once (`controlroom deploy --yes`), and the app that replays that deploy."""
+    from tests.conftest import run_cli
+
+    fleet = make_fleet(hosts)
+    done = run_cli("deploy", "--yes", "--config", str(fleet.config_path))
+    assert done.returncode == 0, done.stdout + done.stderr
+    return lambda: build_app(config.load(fleet.config_path), replay=(1, 10.0))
+
+
+async def replay_ended(pilot) -> TimelineScreen:
+    app = pilot.app
+    await until(pilot, lambda: isinstance(app.screen, TimelineScreen) and app.screen.ended and shown(app.screen),
+                "the replay to end", timeout=60)
+    await pilot.pause()
+    return app.screen
+
+
+def footer_row(screen) -> str:
+    """The screen's bottom line as the terminal gets it (the compositor's last strip)."""
+    return screen._compositor.render_strips()[-1].text
+
+
+async def test_at_80x24_the_timelines_footer_shows_whole_keys_only_and_nothing_past_them(make_fleet):
+    """Its keys do not fit in 80 columns: Textual's compact footer ran them on under the palette's key (docked
+    right: "⏎ Open" of "⏎ Open entry") and through the palette key's right margin (the line ended "^p palettel",
+    the l of "esc Close"). Every key the footer shows is whole on the line, and nothing is drawn past them."""
+    from textual.widgets._footer import FooterKey
+
+    replay = deployed_replay(make_fleet, 4)
+    app = replay()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await replay_ended(pilot)
+        footer = screen.query_one("Footer")
+        row = footer_row(screen)
+        assert len(row) == 80 and footer.region.y == 23, (row, footer.region)
+        keys = sorted((k for k in footer.query(FooterKey) if k.region.width), key=lambda k: k.region.x)
+        assert keys, row
+        drawn = [" "] * 80
+        for k in keys:
+            r = k.region
+            assert 0 <= r.x and r.right <= 80, f"{k.key_display} {r} runs past the line"
+            text = k.render().plain
+            assert row[r.x:r.right] == text, f"{text!r} is not whole on the line: {row[r.x:r.right]!r} in {row!r}"
+            drawn[r.x:r.right] = list(text)
+        assert row.rstrip() == "".join(drawn).rstrip(), f"something past the whole keys: {row!r}"
+        descriptions = [k.description for k in keys]
+        assert descriptions[:4] == ["End (follow)", "Next failure/gate", "Previous failure/gate", "Open entry"], row
