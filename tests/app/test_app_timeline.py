@@ -240,6 +240,49 @@ async def replay_ended(pilot) -> TimelineScreen:
     return app.screen
 
 
+async def test_at_80x24_up_down_and_the_page_keys_bring_every_host_of_the_timeline_into_view_and_say_so(
+        make_fleet):
+    """At 80x24 the fleet's pane holds five of the grid's rows: the last phase's hosts are below them. up/down
+    scroll the grid a row, pageup/pagedown a page (the moment at the cursor stays), and the pane's lower border says
+    which rows are in view and the keys; at 160x48 every row fits and the border says nothing."""
+    replay = deployed_replay(make_fleet, 10)
+    app = replay()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await replay_ended(pilot)
+        grid, pane = screen.query_one(HostGrid), screen.query_one("#tl-left")
+        every = list(grid.board.order)
+        rows, room = grid.virtual_size.height, grid.scrollable_content_region.height
+        assert room < rows, (room, rows)  # the premise: the grid's rows do not all fit at 80x24
+        assert every[-1] not in grid.visible_hosts, grid.visible_hosts
+        assert pane.border_subtitle == f"rows 1-{room} of {rows}: ↑↓ PgUp/PgDn scroll", pane.border_subtitle
+        cursor, seen = screen.cursor, set(grid.visible_hosts)
+        for _ in range(rows - room):
+            await pilot.press("down")
+            seen |= set(grid.visible_hosts)
+        assert seen == set(every), f"never in view: {sorted(set(every) - seen)}"
+        assert every[-1] in grid.visible_hosts
+        assert pane.border_subtitle == f"rows {rows - room + 1}-{rows} of {rows}: ↑↓ PgUp/PgDn scroll"
+        await pilot.press("down")  # at the last row: it stays
+        assert every[-1] in grid.visible_hosts and grid.scroll_offset.y == rows - room
+        await pilot.press("pageup")
+        await pilot.press("pageup")
+        assert grid.scroll_offset.y == 0 and every[0] in grid.visible_hosts
+        assert pane.border_subtitle.startswith("rows 1-")
+        await pilot.press("pagedown")
+        assert grid.scroll_offset.y == min(room - 1, rows - room) > 0, grid.scroll_offset
+        await pilot.press("up")
+        assert grid.scroll_offset.y == min(room - 1, rows - room) - 1
+        assert screen.cursor == cursor and screen.shown == cursor, "the keys moved the grid, not the time"
+
+    app = replay()
+    async with app.run_test(size=(160, 48)) as pilot:  # a larger terminal: as it was, every host in view
+        screen = await replay_ended(pilot)
+        grid, pane = screen.query_one(HostGrid), screen.query_one("#tl-left")
+        assert set(grid.visible_hosts) == set(grid.board.order)
+        assert grid.virtual_size.height <= grid.scrollable_content_region.height
+        assert not pane.border_subtitle, pane.border_subtitle
+
+
 def footer_row(screen) -> str:
     """The screen's bottom line as the terminal gets it (the compositor's last strip)."""
     return screen._compositor.render_strips()[-1].text
