@@ -16,11 +16,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Footer, Log, Static
+from textual.widgets import Log, Static
 
 from controlroom.core import events as ev
 from controlroom.core.text import clean, clean_lines
 from controlroom.engine.board import Board
+from widgets.footer import WholeFooter
 from widgets.states import COLOR, LABEL, SYMBOL
 
 OUTPUT_SHOWN = 200  # the last lines of the host's output: each step's "$ command", what it printed ([err]: stderr)
@@ -113,7 +114,7 @@ class HostScreen(ModalScreen[None]):
             yield Static(id="host-summary")
             yield Static("no output yet", id="host-empty")
             yield Log(max_lines=OUTPUT_SHOWN, id="host-output")
-        yield Footer()
+        yield WholeFooter()
 
     def on_mount(self) -> None:
         box = self.query_one(Vertical)

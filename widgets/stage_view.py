@@ -14,9 +14,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Footer, Log, Static
+from textual.widgets import Log, Static
 
 from controlroom.core.text import clean
+from widgets.footer import WholeFooter
 
 MAX_LINES = 2000
 
@@ -45,7 +46,7 @@ class StageScreen(ModalScreen[None]):
         with Vertical():
             yield Static(self._result or "running...", id="stage-result", markup=False)
             yield Log(max_lines=MAX_LINES, id="stage-output")
-        yield Footer()
+        yield WholeFooter()
 
     def on_mount(self) -> None:
         box = self.query_one(Vertical)

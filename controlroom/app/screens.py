@@ -24,6 +24,7 @@ from controlroom.core.text import clean
 from controlroom.engine.board import Board
 from widgets.deploy_log import DeployLogPane
 from widgets.flags import FlagsPane
+from widgets.footer import WholeFooter
 from widgets.host_grid import HostGrid
 from widgets.metrics import MetricsPane, MetricsSource
 from widgets.presence import PresenceLine
@@ -93,7 +94,7 @@ class MainScreen(Screen):
                 yield MetricsPane(self._metrics_source, id="metrics", classes="pane placeholder")
         yield PresenceLine(id="presence-line")  # hidden while no one else is attached
         yield StatusLine(id="status-line")  # hidden until something failed out of sight (chat, an error)
-        yield Footer(compact=True)
+        yield WholeFooter(compact=True)
 
     def on_mount(self) -> None:
         self.query_one(HostGrid).focus()

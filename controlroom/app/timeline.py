@@ -6,8 +6,10 @@ engine.record.Timeline, and for what came after (a live deploy). ``TimelineScree
 phase bars, the flags and the gates' values as they were at the cursor (``Timeline.at(i).board()``), the series on
 the same axis as the events, and the entries around the cursor. A key only moves the cursor (a number); the
 screen's 15 Hz repaint draws the moment once, whatever the keys did in between, so holding a key down on 100,000
-events costs one seek a frame, never a rescan. While the deploy is live, the cursor follows its end until the
-reader moves it back. Replay (`controlroom replay`): the cursor plays the record at N times its pace, read-only.
+events costs one seek a frame, never a rescan. Where the host grid's rows do not all fit (80x24), up/down and the
+page keys scroll it (time stays) and the fleet pane's lower border says which rows are in view. While the deploy is
+live, the cursor follows its end until the reader moves it back. Replay (`controlroom replay`): the cursor plays
+the record at N times its pace, read-only.
 ``HistoryScreen`` lists deploys, rollbacks, stages and flag changes; enter on a deploy opens its timeline.
 """
 
@@ -24,7 +26,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Footer, OptionList, Static
+from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from controlroom.app import recordview as draw
@@ -34,6 +36,7 @@ from controlroom.core.text import clean
 from controlroom.engine import record as rec
 from controlroom.engine.board import Board
 from controlroom.server import wire
+from widgets.footer import WholeFooter
 from widgets.host_grid import HostGrid
 from widgets.rollout import phase_bars
 
@@ -209,6 +212,11 @@ class TimelineScreen(Screen):
         Binding("shift+left", "minute(-1)", "-1 min", show=False),
         Binding("shift+right", "minute(1)", "+1 min", show=False),
         Binding("home", "seek(0)", "Start", show=False),
+        # the fleet's rows, when they do not all fit (80x24): the pane's lower border says so and how far down
+        Binding("up", "fleet_rows(-1)", "Fleet up", show=False),
+        Binding("down", "fleet_rows(1)", "Fleet down", show=False),
+        Binding("pageup", "fleet_page(-1)", "Fleet page up", show=False),
+        Binding("pagedown", "fleet_page(1)", "Fleet page down", show=False),
         Binding("end", "seek(-1)", "End (follow)"),
         Binding("n", "next", "Next failure/gate"),
         Binding("N", "previous", "Previous failure/gate"),
@@ -287,7 +295,7 @@ class TimelineScreen(Screen):
         yield Static(id="tl-axis")
         yield Static(id="tl-entries")
         yield Static(id="tl-hint")
-        yield Footer(compact=True)
+        yield WholeFooter(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#tl-left").border_title = "Fleet at the cursor"
@@ -379,6 +387,33 @@ class TimelineScreen(Screen):
                 self.playing, self.ended = False, True
         else:
             self._move(0)
+
+    def action_fleet_rows(self, step: int) -> None:
+        """up/down: the fleet's grid a row up or down (time stays where it is)."""
+        grid = self.query_one(HostGrid)
+        grid.scroll_to(y=grid.scroll_offset.y + step, animate=False, immediate=True)
+        self._say_fleet_rows()
+
+    def action_fleet_page(self, step: int) -> None:
+        """pageup/pagedown: the fleet's grid a page up or down (the last row of a page is the next one's first)."""
+        grid = self.query_one(HostGrid)
+        page = max(grid.scrollable_content_region.height - 1, 1)
+        grid.scroll_to(y=grid.scroll_offset.y + step * page, animate=False, immediate=True)
+        self._say_fleet_rows()
+
+    def _say_fleet_rows(self) -> None:
+        """The fleet pane's lower border: which of the grid's rows are in view and the keys that scroll it, when
+        they do not all fit; nothing when they do."""
+        grid = self.query_one(HostGrid)
+        rows, room = grid.virtual_size.height, grid.scrollable_content_region.height
+        if room <= 0 or rows <= room:
+            said = ""
+        else:
+            top = min(max(int(grid.scroll_offset.y), 0), rows - room)
+            said = f"rows {top + 1}-{top + room} of {rows}: ↑↓ PgUp/PgDn scroll"
+        pane = self.query_one("#tl-left")
+        if pane.border_subtitle != said:
+            pane.border_subtitle = said
 
     def action_next(self) -> None:
         self._jump(1)
@@ -475,6 +510,7 @@ class TimelineScreen(Screen):
         """Draw the moment at the cursor when it moved (or the record grew)."""
         if not self.is_mounted:
             return
+        self._say_fleet_rows()  # the grid's rows follow its size and the plan, which a resize or a page changes
         if self.replay:
             self._tick_replay()
         r = self.record
@@ -597,7 +633,7 @@ class HistoryScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Static("History: reading it from the server...", id="history-title")
         yield OptionList(id="history-list")
-        yield Footer(compact=True)
+        yield WholeFooter(compact=True)
 
     def on_mount(self) -> None:
         self.run_worker(self._load(), name="history", group="history", exclusive=True, exit_on_error=False)

@@ -220,3 +220,95 @@ async def test_at_80x24_the_flags_the_lock_and_the_gates_at_the_cursor_all_fit_i
         await until(pilot, fit, "the flags, the lock and the gates inside their pane (none cut off below it)")
         # one flag a line: "name value", each whole in the pane's 25 columns
         assert all(f"{name} {value}" in flags.splitlines() for name, value in screen.at.flags.items()), flags
+
+
+def deployed_replay(make_fleet, hosts: int):
+    """A fleet of ``hosts`` deployed once (`controlroom deploy --yes`), and the app that replays that deploy."""
+    from tests.conftest import run_cli
+
+    fleet = make_fleet(hosts)
+    done = run_cli("deploy", "--yes", "--config", str(fleet.config_path))
+    assert done.returncode == 0, done.stdout + done.stderr
+    return lambda: build_app(config.load(fleet.config_path), replay=(1, 10.0))
+
+
+async def replay_ended(pilot) -> TimelineScreen:
+    app = pilot.app
+    await until(pilot, lambda: isinstance(app.screen, TimelineScreen) and app.screen.ended and shown(app.screen),
+                "the replay to end", timeout=60)
+    await pilot.pause()
+    return app.screen
+
+
+async def test_at_80x24_up_down_and_the_page_keys_bring_every_host_of_the_timeline_into_view_and_say_so(
+        make_fleet):
+    """At 80x24 the fleet's pane holds five of the grid's rows: the last phase's hosts are below them. up/down
+    scroll the grid a row, pageup/pagedown a page (the moment at the cursor stays), and the pane's lower border says
+    which rows are in view and the keys; at 160x48 every row fits and the border says nothing."""
+    replay = deployed_replay(make_fleet, 10)
+    app = replay()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await replay_ended(pilot)
+        grid, pane = screen.query_one(HostGrid), screen.query_one("#tl-left")
+        every = list(grid.board.order)
+        rows, room = grid.virtual_size.height, grid.scrollable_content_region.height
+        assert room < rows, (room, rows)  # the premise: the grid's rows do not all fit at 80x24
+        assert every[-1] not in grid.visible_hosts, grid.visible_hosts
+        assert pane.border_subtitle == f"rows 1-{room} of {rows}: ↑↓ PgUp/PgDn scroll", pane.border_subtitle
+        cursor, seen = screen.cursor, set(grid.visible_hosts)
+        for _ in range(rows - room):
+            await pilot.press("down")
+            seen |= set(grid.visible_hosts)
+        assert seen == set(every), f"never in view: {sorted(set(every) - seen)}"
+        assert every[-1] in grid.visible_hosts
+        assert pane.border_subtitle == f"rows {rows - room + 1}-{rows} of {rows}: ↑↓ PgUp/PgDn scroll"
+        await pilot.press("down")  # at the last row: it stays
+        assert every[-1] in grid.visible_hosts and grid.scroll_offset.y == rows - room
+        await pilot.press("pageup")
+        await pilot.press("pageup")
+        assert grid.scroll_offset.y == 0 and every[0] in grid.visible_hosts
+        assert pane.border_subtitle.startswith("rows 1-")
+        await pilot.press("pagedown")
+        assert grid.scroll_offset.y == min(room - 1, rows - room) > 0, grid.scroll_offset
+        await pilot.press("up")
+        assert grid.scroll_offset.y == min(room - 1, rows - room) - 1
+        assert screen.cursor == cursor and screen.shown == cursor, "the keys moved the grid, not the time"
+
+    app = replay()
+    async with app.run_test(size=(160, 48)) as pilot:  # a larger terminal: as it was, every host in view
+        screen = await replay_ended(pilot)
+        grid, pane = screen.query_one(HostGrid), screen.query_one("#tl-left")
+        assert set(grid.visible_hosts) == set(grid.board.order)
+        assert grid.virtual_size.height <= grid.scrollable_content_region.height
+        assert not pane.border_subtitle, pane.border_subtitle
+
+
+def footer_row(screen) -> str:
+    """The screen's bottom line as the terminal gets it (the compositor's last strip)."""
+    return screen._compositor.render_strips()[-1].text
+
+
+async def test_at_80x24_the_timelines_footer_shows_whole_keys_only_and_nothing_past_them(make_fleet):
+    """Its keys do not fit in 80 columns: Textual's compact footer ran them on under the palette's key (docked
+    right: "⏎ Open" of "⏎ Open entry") and through the palette key's right margin (the line ended "^p palettel",
+    the l of "esc Close"). Every key the footer shows is whole on the line, and nothing is drawn past them."""
+    from textual.widgets._footer import FooterKey
+
+    replay = deployed_replay(make_fleet, 4)
+    app = replay()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await replay_ended(pilot)
+        footer = screen.query_one("Footer")
+        row = footer_row(screen)
+        assert len(row) == 80 and footer.region.y == 23, (row, footer.region)
+        keys = sorted((k for k in footer.query(FooterKey) if k.region.width), key=lambda k: k.region.x)
+        assert keys, row
+        past = list(row)  # the cells no shown key covers (its border and padding count as the key's)
+        for k in keys:
+            r, c, text = k.region, k.content_region, k.render().plain
+            assert 0 <= r.x and r.right <= 80, f"{k.key_display} {r} runs past the line"
+            assert row[c.x:c.right] == text, f"{text!r} is not whole on the line: {row[c.x:c.right]!r} in {row!r}"
+            past[r.x:r.right] = [" "] * r.width
+        assert not "".join(past).strip(), f"something past the whole keys: {row!r}"
+        descriptions = [k.description for k in keys]
+        assert descriptions[:4] == ["End (follow)", "Next failure/gate", "Previous failure/gate", "Open entry"], row
