@@ -20,11 +20,10 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
-import asyncssh
-
 from controlroom.config.config import SSHSettings
 from controlroom.config.inventory import Host
 from controlroom.core.errors import ConfigError
+from controlroom.fleet.sshlib import asyncssh
 from controlroom.fleet.sshstop import STOP_BOUND, stop_command, wrap
 
 RESULT_CLASSES = ("ok", "exit", "timeout", "refused", "auth", "hostkey", "dropped")
