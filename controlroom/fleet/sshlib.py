@@ -34,5 +34,6 @@ def _ldconfig_only() -> Iterator[None]:
 
 with _ldconfig_only():
     import asyncssh  # noqa: E402
+    from asyncssh.encryption import get_default_encryption_algs  # noqa: E402
 
-__all__ = ["asyncssh"]
+__all__ = ["asyncssh", "get_default_encryption_algs"]
