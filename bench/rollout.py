@@ -14,6 +14,8 @@ directory, switch `current` and REVISION to it). Each round ships a new revision
   python + import    the start-up of each interpreter: asyncssh alone (what the floor pays), the deploy client's
                      and the server's imports
   floor              a bare asyncssh script as a fresh process: the same three batches, two commands per host
+  ..., cipher order  the same floor asking for the ciphers in controlroom's order (AES-GCM first; asyncssh's own
+                     order puts chacha20-poly1305 first): what that choice alone is worth
   ansible-playbook   `serial: [2, "10%", "100%"]`, two `raw` tasks, forks N, strict host keys (skipped if absent)
 
 Then, in this process, the engine's own cost: process_time() of full in-process rollouts divided by their
@@ -46,11 +48,15 @@ def _floor_options(fleet_dir: str):
     """What a careful bare asyncssh script gathers once: strict known_hosts, the client key, no ssh_config."""
     import asyncssh
 
+    # BENCH_FLOOR_CIPHERS (comma-separated): the ciphers in the order controlroom asks for them (fleet/ssh.py
+    # CIPHERS), for the row that shows what that choice alone is worth; otherwise asyncssh's default order
+    ciphers = os.environ.get("BENCH_FLOOR_CIPHERS")
     return asyncssh.SSHClientConnectionOptions(
         known_hosts=asyncssh.read_known_hosts(os.path.join(fleet_dir, "known_hosts")),
         client_keys=asyncssh.load_keypairs([os.path.join(fleet_dir, "client_key")]),
         username="deploy",
         connect_timeout=10,
+        **({"encryption_algs": ciphers.split(",")} if ciphers else {}),
     )
 
 
@@ -107,11 +113,11 @@ def phases() -> str:
     return demo_phases(150)
 
 # what `controlroom deploy` and `controlroom serve` import before they begin their work: the command line parsed
-# (build_parser), then what cli/main.py dispatches to (the client as it starts a server; the server as it listens)
+# (build_parser), then what cli/main.py dispatches to (the client up to its server's spawn, cli/start.py: the rest
+# of it, the session and asyncio, is imported while the server starts; the server as it listens)
 CLIENT_IMPORTS = (
     "from controlroom.cli.main import build_parser; build_parser().parse_args(['deploy']); "
-    "import controlroom.cli.deploy, controlroom.cli.session, controlroom.server.client, controlroom.journal.journal; "
-    "from controlroom.server.client import spawn_server"
+    "import controlroom.cli.start, controlroom.server.starter, controlroom.journal.journal"
 )
 SERVER_IMPORTS = (
     "from controlroom.cli.main import build_parser; build_parser().parse_args(['serve']); "
@@ -122,7 +128,7 @@ SERVER_IMPORTS = (
 # the cold deploy as it was before `serve --warm`: the same client, whose spawn of its server leaves --warm out (the
 # server opens each host's connection when the deploy first reaches it), to show what the warm connects take off
 NOT_WARM = (
-    "import sys; import controlroom.server.client as c; spawn = c.spawn_server; "
+    "import sys; import controlroom.server.starter as c; spawn = c.spawn_server; "
     "c.spawn_server = lambda cfg, warm=False: spawn(cfg); "
     "from controlroom.cli.main import main; sys.exit(main(sys.argv[1:]))"
 )
@@ -230,6 +236,11 @@ class Bench(_common.FleetBench):
             ",".join(map(str, self.batches)),
         ]
         self.add("floor", lambda rev: (me + [""] + self.steps(rev), None, self.TIMEOUT), self.floor_ok)
+        from controlroom.fleet.ssh import CIPHERS
+
+        gcm = {**os.environ, "BENCH_FLOOR_CIPHERS": ",".join(CIPHERS)}
+        self.add("floor, controlroom's cipher order", lambda rev: (me + [""] + self.steps(rev), gcm, self.TIMEOUT),
+                 self.floor_ok)
         self.add(
             "floor, controlroom's commands",
             lambda rev: (me + [self.live_command, *self.same_commands(rev)], None, self.TIMEOUT),
@@ -672,9 +683,13 @@ class Bench(_common.FleetBench):
                                                "python + import the server"))
         if py and client and server:
             out.append(
-                f"start-up: the deploy client's interpreter and imports {client:.3f} s, the server's {server:.3f} s "
-                f"(of which the floor also pays python + asyncssh, {py:.3f} s)"
+                f"start-up: the deploy client's interpreter and imports to its server's spawn {client:.3f} s, the "
+                f"server's {server:.3f} s (the floor pays python + asyncssh, {py:.3f} s)"
             )
+        gcm = med("floor, controlroom's cipher order")
+        if cr and gcm:
+            out.append(f"controlroom / the floor with controlroom's cipher order = {cr / gcm:.2f}x (the floor with "
+                       "asyncssh's own order is the one the target is set against)")
         an_fl = med("ansible-playbook"), med("floor")
         if all(an_fl):
             out.append(

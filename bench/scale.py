@@ -452,7 +452,7 @@ class Size:
         import subprocess
         import time
 
-        from controlroom.server.protocol import socket_path
+        from controlroom.server.statedir import socket_path
 
         cmd = _common.controlroom_cmd()
         if self.args.profile:

@@ -260,7 +260,7 @@ class MetricsSource:
         from _common import FleetProcess, controlroom_cmd  # beside this file (bench/ is not a package)
 
         from controlroom.demo.metrics_sim import BAD_REVISION
-        from controlroom.server.protocol import socket_path
+        from controlroom.server.statedir import socket_path
 
         self.fleet = FleetProcess(directory, 4, ("--metrics",))
         self.server: subprocess.Popen | None = None

@@ -53,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
 def dispatch(args: argparse.Namespace) -> int:
     cmd = args.command
     yes = getattr(args, "yes", False)
-    if yes or "controlroom.server.client" in sys.modules:  # a fresh process's client already says no
-        from controlroom.server.client import cli_answers
+    if yes or "controlroom.server.anyway" in sys.modules:  # a fresh process's client already says no
+        from controlroom.server.anyway import cli_answers
 
         cli_answers(yes)  # --yes acts on a deploy another person drives without asking
     if cmd == "check":
@@ -64,9 +64,13 @@ def dispatch(args: argparse.Namespace) -> int:
     if cmd == "fleet":
         return cmd_fleet(args)
     if cmd in ("deploy", "rollback"):
+        from controlroom.cli import start
+
+        cfg = _load(args)
+        starting = start.early(cmd, cfg, args)  # its server's interpreter starts while this one imports the rest
         from controlroom.cli import session
 
-        return getattr(session, f"cmd_{cmd}")(_load(args), args)
+        return getattr(session, f"cmd_{cmd}")(cfg, args, starting)
     if cmd in ("log", "lock", "unlock"):
         from controlroom.cli import deploy as deploycli
 

@@ -10,6 +10,7 @@ import time
 from controlroom.config.config import Config
 from controlroom.core.errors import UsageError
 from controlroom.core.text import LINE_LIMIT, clean
+from controlroom.server.starter import Starting
 
 
 def cmd_serve(cfg: Config, args: argparse.Namespace) -> int:
@@ -88,12 +89,13 @@ def policy_of(args: argparse.Namespace) -> str:
     return "yes" if args.yes else "auto" if args.auto else "operator"
 
 
-def deploy_detached(cfg: Config, args: argparse.Namespace) -> int:
-    """`deploy --detach`: the server starts the deploy; print its id and return at once."""
+def deploy_detached(cfg: Config, args: argparse.Namespace, starting: Starting | None = None) -> int:
+    """`deploy --detach`: the server starts the deploy; print its id and return at once. ``starting``: the server
+    cli/start.py began (warm: it opens the fleet's connections at once)."""
     from controlroom.server.client import connect
 
     async def go() -> int:
-        c = await connect(cfg, warm=True)  # a server it starts opens the fleet's connections at once
+        c = await connect(cfg, warm=True, starting=starting)
         try:
             if args.resume:
                 reply = await c.request("resume", policy=policy_of(args))

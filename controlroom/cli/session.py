@@ -26,9 +26,10 @@ from controlroom.cli.ask import RESUME_HINT, Detached, HungUp, SafeOut, ask, pla
 from controlroom.cli.deploy import JsonPrinter, Printer
 from controlroom.config.config import Config
 from controlroom.core import events as ev
-from controlroom.core.errors import ControlroomError, LockedError, UsageError
+from controlroom.core.errors import ControlroomError, LockedError
 from controlroom.core.text import clean
 from controlroom.engine.board import Board
+from controlroom.server.starter import Starting
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 HUNG_UP = 129  # a question the terminal went away from: nothing was decided (128 + SIGHUP)
@@ -324,21 +325,6 @@ class Session:
 # --------------------------------------------------------------------------------------------- the commands
 
 
-def _check_args(args: argparse.Namespace, interactive: bool) -> None:
-    from controlroom.sources import git as release
-
-    if args.force and not (args.reason and args.reason.strip()):
-        raise UsageError("--force needs --reason TEXT: say why, it goes into the deploy log")
-    if args.reason and not args.force:
-        raise UsageError("--reason goes with --force")
-    if args.override_gate is not None and not args.override_gate.strip():
-        raise UsageError("--override-gate needs a reason: say why the deploy may pass a gate that does not hold")
-    if not interactive and not (args.auto or args.yes):
-        raise UsageError("no terminal to ask at the gates: pass --auto (go on by itself) or --yes (answer yes)")
-    if args.revision is not None:
-        release.validate_revision(args.revision)
-
-
 def _refuse_if_locked(lock: dict | None, force: bool) -> None:
     """Say so before asking anything; the server checks again, atomically, when the deploy takes the lock."""
     if lock and (lock.get("live") or (not lock.get("stale") and not force)):
@@ -357,9 +343,10 @@ def _refuse_if_locked(lock: dict | None, force: bool) -> None:
 
 
 def _session(cfg: Config, body, *, policy: str = "operator", override: str | None = None,
-             watching: bool = False, as_json: bool = False) -> int:
-    """Connect (starting the server if none answers, unless watching), attach, run body(session). SIGHUP, a closed
-    terminal or pipe, and [d]etach leave the operation to the server (a deploy at a question parked there)."""
+             watching: bool = False, as_json: bool = False, starting: Starting | None = None) -> int:
+    """Connect (starting the server if none answers, unless watching; ``starting``: what cli/start.py began),
+    attach, run body(session). SIGHUP, a closed terminal or pipe, and [d]etach leave the operation to the server (a
+    deploy at a question parked there)."""
     from controlroom.server.client import connect
 
     interactive = sys.stdin.isatty()
@@ -368,7 +355,7 @@ def _session(cfg: Config, body, *, policy: str = "operator", override: str | Non
         s = None
         # a server this deploy, resume or rollback starts opens the fleet's connections at once (serve --warm)
         c = await connect(cfg, start=not watching, read_only=watching and not interactive and override is None,
-                          warm=not watching)
+                          warm=not watching, starting=starting)
         try:
             s = Session(cfg, c, interactive=interactive and c.may_act, policy=policy, override=override,
                         watching=watching, as_json=as_json)
@@ -386,12 +373,12 @@ def _session(cfg: Config, body, *, policy: str = "operator", override: str | Non
     return asyncio.run(go())
 
 
-def deploy(cfg: Config, args: argparse.Namespace) -> int:
+def deploy(cfg: Config, args: argparse.Namespace, starting: Starting | None = None) -> int:
+    """`controlroom deploy` run here (its command line checked by cli/start.py)."""
     from controlroom.cli.server import policy_of
     from controlroom.sources import git as release
 
     interactive = sys.stdin.isatty()
-    _check_args(args, interactive)
     policy = policy_of(args)
 
     async def body(s: Session) -> int:
@@ -418,14 +405,12 @@ def deploy(cfg: Config, args: argparse.Namespace) -> int:
         s.following(reply, "deploy")
         return await s.run()
 
-    return _session(cfg, body, policy=policy, override=args.override_gate, as_json=args.json)
+    return _session(cfg, body, policy=policy, override=args.override_gate, as_json=args.json, starting=starting)
 
 
 def follow(cfg: Config, args: argparse.Namespace) -> int:
     """`deploy --follow`: attach to the deploy the server runs and follow it as `deploy` does; on a terminal, answer
     its questions. Ctrl+C, a closed terminal or a closed pipe detaches: the deploy goes on in the server."""
-    if args.override_gate is not None and not args.override_gate.strip():
-        raise UsageError("--override-gate needs a reason: say why the deploy may pass a gate that does not hold")
 
     async def body(s: Session) -> int:
         from controlroom.cli.questions import follow_current
@@ -435,10 +420,8 @@ def follow(cfg: Config, args: argparse.Namespace) -> int:
     return _session(cfg, body, override=args.override_gate, watching=True, as_json=args.json)
 
 
-def rollback(cfg: Config, args: argparse.Namespace) -> int:
-    interactive = sys.stdin.isatty()
-    if not interactive and not args.yes:
-        raise UsageError("no terminal to confirm the rollback: pass --yes")
+def rollback(cfg: Config, args: argparse.Namespace, starting: Starting | None = None) -> int:
+    """`controlroom rollback` (its command line checked by cli/start.py)."""
 
     async def body(s: Session) -> int:
         plan = await s.request("rollback_plan")
@@ -456,27 +439,20 @@ def rollback(cfg: Config, args: argparse.Namespace) -> int:
         s.following(reply, "rollback")
         return await s.run()
 
-    return _session(cfg, body)
+    return _session(cfg, body, starting=starting)
 
 
-def cmd_deploy(cfg: Config, args: argparse.Namespace) -> int:
-    """`controlroom deploy`: --follow attaches, --detach leaves the deploy to the server, else it is run here."""
+def cmd_deploy(cfg: Config, args: argparse.Namespace, starting: Starting | None = None) -> int:
+    """`controlroom deploy`: --follow attaches, --detach leaves the deploy to the server, else it is run here. Its
+    command line was checked, and its server begun, by cli/start.py (``starting``)."""
     if args.follow:
         return follow(cfg, args)
     if args.detach:
         from controlroom.cli.server import deploy_detached
 
-        if args.force and not (args.reason and args.reason.strip()):
-            raise UsageError("--force needs --reason TEXT: say why, it goes into the deploy log")
-        if not (args.auto or args.yes):
-            raise UsageError("--detach leaves nobody to answer at the phase boundaries: add --auto or --yes (a gate "
-                             "that does not hold still waits, for `controlroom deploy --follow` or the app)")
-        if args.override_gate is not None:
-            raise UsageError("--override-gate needs a client to pass the gate: use it with `deploy` or "
-                             "`deploy --follow`, not --detach")
-        return deploy_detached(cfg, args)
-    return deploy(cfg, args)
+        return deploy_detached(cfg, args, starting)
+    return deploy(cfg, args, starting)
 
 
-def cmd_rollback(cfg: Config, args: argparse.Namespace) -> int:
-    return rollback(cfg, args)
+def cmd_rollback(cfg: Config, args: argparse.Namespace, starting: Starting | None = None) -> int:
+    return rollback(cfg, args, starting)

@@ -36,13 +36,11 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import asyncssh
-from asyncssh.misc import map_handler_name
-
 from controlroom.core.errors import UsageError
 from controlroom.demo.fleetconfig import demo_phases, write_fleet_config, write_ssh_config
 from controlroom.demo.metrics_sim import SimMetrics
 from controlroom.demo.repo import make_demo_repo
+from controlroom.fleet.sshlib import asyncssh
 
 __all__ = ["Fleet", "Fault", "parse_faults", "demo_phases", "write_fleet_config", "write_ssh_config", "serve"]
 
@@ -140,7 +138,7 @@ class _Server(asyncssh.SSHServer):
             self.host.keepalives += 1
             conn._report_global_response(False)  # the simulation's private use, like pause_reading below
 
-        setattr(conn, "_process_" + map_handler_name(KEEPALIVE_REQUEST) + "_global_request", keepalive)
+        setattr(conn, "_process_" + asyncssh.misc.map_handler_name(KEEPALIVE_REQUEST) + "_global_request", keepalive)
         self.fleet.connections += 1
         self.authed = False
         self.fleet.handshaking += 1

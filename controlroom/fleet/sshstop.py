@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
-import asyncssh
+from controlroom.fleet.sshlib import asyncssh
 
 STOP_BOUND = 5.0  # seconds a stop may take, at most
 # TERM to the command's process group now, KILL 2 s later from the background (the stop does not wait for it: a

@@ -1,27 +1,23 @@
-"""A client of the control-room server (server.py): connect (starting the server when none answers), say hello,
-send requests and read the numbered events.
-
-The server is started detached from this terminal (its own session, stdin from /dev/null, output to
-STATE/server.log), so it outlives the operator's SSH session; two clients starting it at once get one server.
+"""A client of the control-room server (server.py): connect (starting the server when none answers: starter.py),
+say hello, send requests and read the numbered events.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from controlroom.config.config import Config
-from controlroom.core.errors import ControlroomError, UsageError
+from controlroom.core.errors import ControlroomError
 from controlroom.server import protocol as pr
 from controlroom.server import wire
-from controlroom.server.statedir import last_line, make_state_dir, rotate_log
+from controlroom.server.anyway import terminal_anyway
+from controlroom.server.starter import Starting, begin
+from controlroom.server.statedir import last_line, socket_path
 
 START_WAIT = 15.0
 LISTENING = " listening on "  # what the server prints once its socket accepts (server.serve)
@@ -124,94 +120,39 @@ async def _open(path: Path, read_only: bool, kind: str = "cli") -> Client:
     return Client(reader, writer, hello)
 
 
-def spawn_server(cfg: Config, *, warm: bool = False) -> subprocess.Popen:
-    """Start `controlroom serve` in the background, detached from this terminal and session; ``warm``: with
-    --warm (it opens the fleet's connections as soon as it listens: what a deploy, resume or rollback needs)."""
-    state = Path(cfg.state.dir)
-    make_state_dir(state)
-    log = rotate_log(state)
-    # until it listens, the server's output comes to us through a pipe (so a server that cannot start tells the
-    # operator why, even when it cannot write its log: a full disk); once it listens it moves its output to the log
-    return subprocess.Popen(
-        [sys.executable, "-m", "controlroom.cli", "serve", "--quiet", *(["--warm"] if warm else []), "--config",
-         str(cfg.path)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-        close_fds=True, cwd=str(Path(cfg.path).resolve().parent),
-        env={**os.environ, "CONTROLROOM_SERVER_LOG": str(log)},
-    )
-
-
 async def connect(cfg: Config, *, start: bool = True, read_only: bool = False, kind: str = "cli",
-                  warm: bool = False) -> Client:
+                  warm: bool = False, starting: Starting | None = None) -> Client:
     """A connection to the server of cfg's state directory, starting one when none answers (and start).
 
     ``kind`` says what this client is (app, cli, web). ``warm``: a server started here opens the fleet's
     connections at once (`serve --warm`; for a deploy, resume or rollback, whose first work is on the hosts). A
-    CLI client asks its person on a terminal before acting on a deploy another person drives (`cli_answers`)."""
-    client = await _connect(cfg, start=start, read_only=read_only, kind=kind, warm=warm)
+    CLI client asks its person on a terminal before acting on a deploy another person drives (`cli_answers`).
+    ``starting``: what starter.begin() did before this (a server it spawned is waited for here)."""
+    client = await _connect(cfg, start=start, read_only=read_only, kind=kind, warm=warm, starting=starting)
     if kind == "cli":
-        client.ask_anyway = _terminal_anyway
+        client.ask_anyway = terminal_anyway
     return client
 
 
-_YES = False  # the command line said --yes: act on another person's deploy without asking
-
-
-def cli_answers(yes: bool) -> None:
-    """The CLI's --yes for this process: acting on a deploy another person drives without asking."""
-    global _YES
-    _YES = bool(yes)
-
-
-async def _terminal_anyway(question: str) -> bool:
-    """"alice is driving r2307 from 10.0.0.5; act anyway?" on the terminal; without one (or at its end), no,
-    unless --yes. A terminal that goes away never says yes."""
-    if _YES:
-        return True
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        return False
-    from controlroom.core.text import clean
-
-    def ask() -> bool:
+async def _connect(cfg: Config, *, start: bool, read_only: bool, kind: str, warm: bool = False,
+                   starting: Starting | None = None) -> Client:
+    path = socket_path(Path(cfg.state.dir))
+    for _ in range(3):
+        if starting is None or starting.proc is None:
+            try:
+                return await _open(path, read_only, kind)
+            except (FileNotFoundError, ConnectionRefusedError, ConnectionResetError, BrokenPipeError):
+                # no server, or one still dying (it reset us at hello): start (or find) a live one
+                if not start:
+                    raise NoServer(f"no server runs for {cfg.state.dir}") from None
+            starting = await asyncio.to_thread(begin, cfg, warm=warm)
+            continue
         try:
-            return input(f"{clean(question, 300)} [y/N] ").strip().lower() in ("y", "yes")
-        except (EOFError, KeyboardInterrupt, OSError):
-            return False
-
-    return await asyncio.to_thread(ask)
-
-
-async def _connect(cfg: Config, *, start: bool, read_only: bool, kind: str, warm: bool = False) -> Client:
-    path = pr.socket_path(Path(cfg.state.dir))
-    try:
-        return await _open(path, read_only, kind)
-    except (FileNotFoundError, ConnectionRefusedError, ConnectionResetError, BrokenPipeError):
-        # no server, or one still dying (it reset us at hello): start (or find) a live one
-        if not start:
-            raise NoServer(f"no server runs for {cfg.state.dir}") from None
-    # one starter at a time: the second waits, then finds the first one's server
-    state = Path(cfg.state.dir)
-    # the server could only say in its log what is wrong with the journal (read-only for this user, corrupted,
-    # a full disk): open it here first, so the operator reads that one line, and nothing is created when it fails
-    from controlroom.journal.journal import Journal
-
-    Journal.open(state, url=cfg.state.journal).close()
-    try:
-        make_state_dir(state)
-        fd = os.open(state / "server.start", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    except OSError as e:
-        raise UsageError(f"{state}: cannot start the server here: {e.strerror}") from None
-    try:
-        await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
-        with contextlib.suppress(FileNotFoundError, ConnectionRefusedError, ConnectionResetError, BrokenPipeError):
-            return await _open(path, read_only, kind)
-        proc = spawn_server(cfg, warm=warm)
-        try:
-            return await _await_server(proc, path, state, read_only, kind)
+            return await _await_server(starting.proc, path, Path(cfg.state.dir), read_only, kind)
         finally:
-            proc.stdout.close()  # the server's output goes to its log from now on
-    finally:
-        os.close(fd)
+            starting.done()
+    raise ControlroomError(f"the server of {cfg.state.dir} accepts connections but closes them at hello; see "
+                           f"{Path(cfg.state.dir) / 'server.log'}")
 
 
 async def _await_server(proc: subprocess.Popen, path: Path, state: Path, read_only: bool, kind: str) -> Client:

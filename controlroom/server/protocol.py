@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import pwd
 import socket
 import struct
 from dataclasses import dataclass
-from pathlib import Path
 
 from controlroom.core.errors import ControlroomError, UsageError
 from controlroom.core.identity import environ_of
@@ -32,8 +30,6 @@ from controlroom.core.identity import environ_of
 VERSION = 1
 MAX_LINE = 4 << 20  # a snapshot of 5,000 hosts fits with room to spare
 REQUEST_MAX = 256 << 10  # what the server reads in one line from a client: a flag push to 5,000 named hosts fits
-SOCKET = "control.sock"
-SOCKET_PATH_MAX = 107  # sun_path is 108 bytes with its NUL
 
 
 class ProtocolError(ControlroomError):
@@ -66,15 +62,6 @@ async def read_msg(reader: asyncio.StreamReader, limit: int = MAX_LINE) -> dict 
     if not isinstance(msg, dict):
         raise ProtocolError("a message that is not a JSON object")
     return msg
-
-
-def socket_path(state_dir: Path) -> Path:
-    """STATE/control.sock, or UsageError when the path is too long for a Unix socket."""
-    path = Path(state_dir) / SOCKET
-    if len(os.fsencode(str(path))) > SOCKET_PATH_MAX:
-        raise UsageError(f"{path}: the socket path is {len(os.fsencode(str(path)))} bytes, longer than a Unix "
-                         f"socket allows ({SOCKET_PATH_MAX}); set a shorter [state] dir")
-    return path
 
 
 @dataclass(frozen=True)

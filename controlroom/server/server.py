@@ -39,7 +39,7 @@ from controlroom.server import views, wire
 from controlroom.server.configwatch import LiveConfig
 from controlroom.server.ops import Handler, Operations, origin_of
 from controlroom.server.presence import Presence, kind_of
-from controlroom.server.statedir import make_state_dir
+from controlroom.server.statedir import make_state_dir, socket_path
 
 QUEUE = 2000  # events buffered per client before it is given a snapshot instead
 WRITE_BUFFER = 1 << 20  # bytes a client has not read yet before it is given a snapshot instead
@@ -114,7 +114,7 @@ class Server:
         self.metrics_at = metrics  # --metrics HOST:PORT: the exporter listens there (exporter.py)
         self.exporter = None
         self.state = Path(cfg.state.dir)
-        self.path = pr.socket_path(self.state)
+        self.path = socket_path(self.state)
         self.seq = 0
         self.ring: deque[dict] = deque(maxlen=RING)
         self.board = Board()

@@ -1,6 +1,6 @@
-"""The state directory's files that both the server and its client make: the directory itself and the server's
-log. Here so that neither imports the other for them (the client starts the server; the server never needs the
-client)."""
+"""The state directory's files that both the server and its client make or find: the directory itself, the socket's
+path and the server's log. Here so that neither imports the other for them (the client starts the server; the
+server never needs the client), and light: a client starting a server imports this before asyncio."""
 
 from __future__ import annotations
 
@@ -8,7 +8,20 @@ import contextlib
 import os
 from pathlib import Path
 
+from controlroom.core.errors import UsageError
+
+SOCKET = "control.sock"
+SOCKET_PATH_MAX = 107  # sun_path is 108 bytes with its NUL
 LOG_MAX = 1 << 20  # server.log is rotated (one old copy) when it passes this at start
+
+
+def socket_path(state_dir: Path) -> Path:
+    """STATE/control.sock, or UsageError when the path is too long for a Unix socket."""
+    path = Path(state_dir) / SOCKET
+    if len(os.fsencode(str(path))) > SOCKET_PATH_MAX:
+        raise UsageError(f"{path}: the socket path is {len(os.fsencode(str(path)))} bytes, longer than a Unix "
+                         f"socket allows ({SOCKET_PATH_MAX}); set a shorter [state] dir")
+    return path
 
 
 def make_state_dir(state: Path) -> None:

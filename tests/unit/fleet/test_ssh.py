@@ -124,6 +124,27 @@ async def test_pool_reuses_one_connection_per_host(make_fleet):
     assert sorted(r.stdout for r in first) == sorted(names * 3)
 
 
+async def test_the_pool_prefers_aes_gcm_and_an_ssh_config_that_names_ciphers_is_obeyed(make_fleet, tmp_path):
+    fleet = make_fleet(2)
+    names = [h.name for h in fleet.hosts]
+    async with pool_for(fleet) as pool:
+        assert all(r.ok for r in await pool.run_many(names, "true"))
+        ciphers = {pool._conns[n].get_extra_info("send_cipher") for n in names}
+    assert ciphers == {"aes256-gcm@openssh.com"}, ciphers  # asyncssh's own first choice is chacha20-poly1305
+    ssh_config = tmp_path / "ssh_config"
+    ssh_config.write_text("Host *\n    Ciphers aes128-ctr\n")
+    async with pool_for(fleet, config_files=(ssh_config,)) as pool:
+        assert all(r.ok for r in await pool.run_many(names, "true"))
+        ciphers = {pool._conns[n].get_extra_info("send_cipher") for n in names}
+    assert ciphers == {"aes128-ctr"}, ciphers
+    plain = tmp_path / "plain_config"
+    plain.write_text("Host *\n    ServerAliveInterval 0\n")  # an ssh_config without Ciphers: ours again
+    async with pool_for(fleet, config_files=(plain,)) as pool:
+        assert all(r.ok for r in await pool.run_many(names, "true"))
+        ciphers = {pool._conns[n].get_extra_info("send_cipher") for n in names}
+    assert ciphers == {"aes256-gcm@openssh.com"}, ciphers
+
+
 async def test_output_streams_line_by_line_while_the_command_runs(fleet):
     # the command prints one line, then waits for a file the test creates only once it has seen that line
     seen: list[tuple[str, str]] = []

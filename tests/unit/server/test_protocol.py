@@ -9,7 +9,8 @@ import json
 import pytest
 
 from controlroom.core.errors import UsageError
-from controlroom.server.protocol import REQUEST_MAX, ProtocolError, encode, read_msg, socket_path
+from controlroom.server.protocol import REQUEST_MAX, ProtocolError, encode, read_msg
+from controlroom.server.statedir import socket_path
 from controlroom.server.wire import REQUESTS, BadRequest, check_request
 
 

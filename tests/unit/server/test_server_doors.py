@@ -27,6 +27,7 @@ from controlroom.server import door as serverdoor
 from controlroom.server import protocol as pr
 from controlroom.server import server as server_mod
 from controlroom.server.client import connect
+from controlroom.server.statedir import socket_path
 from tests.conftest import REPO, run_cli
 from tests.servers import stop_server
 from tests.waiting import until, wait_for
@@ -142,7 +143,7 @@ def test_a_swarm_of_idle_and_malformed_clients_locks_out_no_operator_and_the_dep
     fleet.config_path.write_text(fleet.config_path.read_text().replace('steps = [\n', f'steps = [\n    {hold}\n', 1))
     res = cr(fleet, "deploy", "--detach", "--yes")
     assert res.returncode == 0, res.stdout + res.stderr
-    sock = str(pr.socket_path(state))
+    sock = str(socket_path(state))
     idle = serverdoor.MAX_PER_USER + 8
     swarm = subprocess.Popen([SYSTEM_PYTHON, "-c", SWARM, sock, str(idle), str(pr.REQUEST_MAX + 1000)],
                              user=stranger.uid, group=stranger.gid, extra_groups=[], env={"PATH": "/usr/bin:/bin"},
@@ -301,7 +302,7 @@ def test_a_local_user_outside_the_operators_is_refused_by_the_socket_and_cannot_
     for name in ("journal.db", "fleet.lock", "server.lock", "server.log"):
         assert (state / name).stat().st_mode & 0o777 == 0o600, name
     assert state.stat().st_mode & 0o7777 == 0o2710
-    run = stranger.run(STRANGER, str(state), str(pr.socket_path(state)))
+    run = stranger.run(STRANGER, str(state), str(socket_path(state)))
     assert run.returncode == 0, run.stderr
     got = json.loads(run.stdout)
     assert got["hello"]["ok"] and got["hello"]["may_act"] is False  # the socket is the door: watch, not act
@@ -322,7 +323,7 @@ def test_a_person_in_neither_access_list_is_refused_at_hello_in_one_line(doors):
     fleet.config_path.write_text(fleet.config_path.read_text().replace(
         'operators = ["alice"]', 'operators = ["alice"]\nwatchers = ["bob"]'))
     assert cr(fleet, "log", "add", "the server runs").returncode == 0
-    run = stranger.run(STRANGER, str(state), str(pr.socket_path(state)))
+    run = stranger.run(STRANGER, str(state), str(socket_path(state)))
     hello = json.loads(run.stdout)["hello"]
     assert not hello["ok"] and hello["error"] == (f"refused: {stranger.name} is not among [access] watchers or "
                                                   "operators of this server"), hello
