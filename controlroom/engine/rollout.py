@@ -61,6 +61,7 @@ class Rollout:
         confirm: str = "config",
         force_reason: str | None = None,
         gates: GateKeeper | None = None,
+        commit: str | None = None,
     ) -> None:
         self.cfg = cfg
         self.pool = pool
@@ -70,6 +71,7 @@ class Rollout:
         self.user = actor.user
         self.confirm = confirm
         self.force_reason = force_reason
+        self.commit = commit  # what the revision resolved to at the start, recorded with the new rollout's row
         self.record = Recorder(journal, actor=actor, revision=revision, seen=self._seen)
         self.gates = gates
         self.phases: tuple[Phase, ...] = cfg.phases
@@ -344,7 +346,7 @@ class Rollout:
     async def _begin_held(self, hosts) -> None:
         if not self._resumed:
             self.previous = await self._fleet_revision()
-            self.id = self.journal.new_rollout(self.revision, self.previous, self.actor, hosts)
+            self.id = self.journal.new_rollout(self.revision, self.previous, self.actor, hosts, commit=self.commit)
         self.uuid = self.journal.rollout_uuid(self.id)
         try:
             self._took(self.journal.take_lock(self.actor, f"deploying {self.revision}", rollout_id=self.id,

@@ -330,17 +330,18 @@ class Journal:
 
     # ------------------------------------------------------------------------------------------ rollouts
     def new_rollout(self, revision: str, previous: str | None, actor: Actor, phases, *,
-                    at: float | None = None) -> int:
+                    at: float | None = None, commit: str | None = None) -> int:
         """A new rollout by ``actor`` with a globally unique id (its receipts and leases on the hosts carry it);
-        at: when it started (now unless given: a record written after the fact, as the demo's past deploy)."""
+        at: when it started (now unless given: a record written after the fact, as the demo's past deploy);
+        commit: what its revision resolved to at its start (a tag moved later changes nothing), in the same write."""
         self.check_same_file()
         with self._tx():
             cur = self.db.execute(
                 "INSERT INTO rollouts (revision, previous, \"user\", status, phase, started_at, pid, hostname, phases,"
-                " uuid) VALUES (?, ?, ?, 'starting', 0, ?, ?, ?, ?, ?) RETURNING id",
+                " uuid, commit_hash) VALUES (?, ?, ?, 'starting', 0, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (revision, previous, actor.user, time.time() if at is None else at, os.getpid(), socket.gethostname(),
                  json.dumps(phases),
-                 uuid.uuid4().hex),
+                 uuid.uuid4().hex, commit),
             )
             return int(cur.fetchone()[0])
 

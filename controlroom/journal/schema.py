@@ -217,11 +217,12 @@ def _connect_readonly(path: Path) -> JournalConnection:
     try:
         db = _probe(_raw(path, "mode=ro"))
     except sqlite3.Error as e:
-        # A WAL file read without write access to its directory needs the -wal and -shm files to exist. After the
-        # last writer closed cleanly they are gone and everything is in journal.db, which can then be read as an
-        # immutable file. With a -wal still there, that would hide its entries: say so instead.
+        # A WAL file read needs the -wal and -shm files, which a reader makes when they are missing: it cannot
+        # without write access to the directory, nor on a full disk (no room for the -shm). After the last writer
+        # closed cleanly they are gone and everything is in journal.db, which can then be read as an immutable
+        # file. With a -wal that holds anything, that would hide its entries: say so instead.
         wal = Path(f"{path}-wal")
-        if _code(e) not in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN) or (wal.exists() and wal.stat().st_size):
+        if not _cannot_make_wal_files(e) or (wal.exists() and wal.stat().st_size):
             raise journal_error(e, path) from None
         try:
             db = _probe(_raw(path, "mode=ro&immutable=1"))
@@ -230,6 +231,14 @@ def _connect_readonly(path: Path) -> JournalConnection:
     _refuse_newer(_version(db), path, db)
     db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
     return db
+
+
+def _cannot_make_wal_files(e: sqlite3.Error) -> bool:
+    """Whether a read-only open failed for want of the -wal and -shm files it could not make: read-only here, or
+    the -shm that finds no room (SQLite grows it by writing a byte into each page of it)."""
+    extended = getattr(e, "sqlite_errorcode", None)
+    return _code(e) in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN) or extended in (
+        sqlite3.SQLITE_IOERR_SHMOPEN, sqlite3.SQLITE_IOERR_SHMSIZE, sqlite3.SQLITE_IOERR_SHMMAP)
 
 
 def _raw(path: Path, params: str) -> JournalConnection:

@@ -288,14 +288,13 @@ class Operations:
         force = str(msg.get("force_reason") or "").strip() or None
         stage.require_staged(self.cfg, self.journal, str(revision), commit, c.actor, force)
         await self._claim(force=bool(force))
+        # the commit goes into the new rollout's row: nothing is written here once the deploy runs, where a write
+        # that failed (a full disk) would be this reply's error instead of the deploy's, its number and hint lost
         r = self._engine(revision=str(revision), actor=c.actor,
-                         confirm=confirm if policy == "operator" else "none", force_reason=force)
+                         confirm=confirm if policy == "operator" else "none", force_reason=force, commit=commit)
         self.answers.apply(r, policy)
         self.rollout = r
-        reply = await self._started(r, self._run("deploy", r.run(), r))
-        if commit and r.id:
-            self.journal.pin_commit(r.id, commit)
-        return reply
+        return await self._started(r, self._run("deploy", r.run(), r))
 
     async def _stage(self, c, msg: dict) -> dict:
         """Run [release] stage for a revision (default: the staged one), its output streamed to the asker as

@@ -283,6 +283,27 @@ def test_a_full_disk_fails_the_write_in_one_line_naming_the_journal_and_reading_
     assert "NOTE before" in log_texts(cr(site, "log"))
 
 
+def test_a_journal_closed_before_its_disk_filled_still_reads_and_names_the_next_step(site):
+    # The last writer's close took its -wal and -shm away; a reader must not need to write them on a full disk.
+    from controlroom.core import events as ev
+    from controlroom.journal.journal import next_step
+
+    state = site / "state"
+    small_tmpfs(state, "512k")
+    j = Journal.open(state)
+    rid = j.new_rollout("r2", "r1", Actor("alice"), [["all", ["web001"]]])
+    j.record(ev.RolloutStarted(rid, revision="r2", previous="r1", user="alice", phases=(("all", ("web001",)),)))
+    j.add_log(Actor("alice"), "NOTE", "before")
+    j.close()
+    assert not (state / "journal.db-wal").exists()
+    fill(state)
+
+    for _ in range(2):  # the first read leaves nothing behind that hides the journal from the next
+        assert next_step(state, or_log=False) == (
+            f"`controlroom deploy --resume` picks deploy #{rid} up, `controlroom rollback` undoes it")
+    assert "NOTE before" in log_texts(cr(site, "log"))  # and `controlroom log` reads it as well
+
+
 def test_a_write_that_hits_an_io_error_raises_journal_error_naming_the_path(tmp_path):
     # a file size limit makes the kernel refuse the write, as a failing disk would
     script = (

@@ -404,6 +404,52 @@ async def test_a_watcher_that_falls_behind_gets_a_snapshot_and_the_engine_never_
         await serving
 
 
+async def test_a_disk_that_fills_as_the_deploy_starts_ends_the_deploy_with_its_number_not_its_start(make_fleet):
+    # The deploy's reply writes nothing after the deploy took the fleet: a full disk then is the deploy's failure,
+    # ended with its number (what the client's hint needs), never the reply's (a bare line, no way on).
+    from controlroom.core import events as ev
+    from controlroom.journal import record
+    from controlroom.journal.journal import Journal, next_step
+    from controlroom.server import server as server_mod
+    from controlroom.sources import git as release
+    from tests.disks import fill, small_tmpfs, unmount
+
+    fleet = make_fleet(2)
+    cfg = config.load(fleet.config_path)
+    state = cfg.state.dir
+    small_tmpfs(state)
+    srv = server_mod.Server(cfg, idle=3600)
+    serving = None
+    try:
+        await srv.start()
+        srv.journal.subscribe(lambda e: type(e) is ev.RolloutStarted and fill(state))  # full as it is committed
+        serving = asyncio.ensure_future(srv.serve())
+        c = await connect(cfg, start=False)
+        try:
+            await c.request("attach")
+            reply = await c.request("deploy", revision="r2307", policy="auto", confirm="all")
+            assert reply["rollout_id"] == 1
+            while (msg := await asyncio.wait_for(c.messages.get(), 30)).get("op") != "ended":
+                pass
+        finally:
+            await c.close()
+        await asyncio.wait_for(serving, 30)  # the server goes: nothing can be recorded any more
+        assert msg["rollout_id"] == 1 and msg["exit"] == 1
+        assert msg["error"].startswith(f"cannot write the journal {state / 'journal.db'}: the disk is full"), msg
+        assert next_step(state, 1, or_log=False) == (
+            "`controlroom deploy --resume` picks deploy #1 up, `controlroom rollback` undoes it")
+        j = Journal.open(state, readonly=True)
+        try:  # the commit it resolved to was recorded with the deploy, before the disk filled
+            assert [d.commit_hash for d in record.deploys(j.db)] == [release.resolve(cfg.release.repo, "r2307")]
+        finally:
+            j.close()
+    finally:
+        srv.stop()
+        if serving is not None:
+            await asyncio.wait_for(serving, 30)
+        unmount(state)
+
+
 # ---------------------------------------------------------------------------------------- what the app asks for
 
 
