@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pytest
 
+from controlroom.journal.journal import pid_alive
 from tests.waiting import wait_for
 
 
@@ -82,13 +83,12 @@ def _owner_line() -> str:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not pid_alive(pid):
         return False
-    except PermissionError:
-        return True
-    return _started(pid) is not None and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    try:
+        return _started(pid) is not None and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:  # it went meanwhile
+        return False
 
 
 def reap_orphans(tmp: Path | None = None) -> list[Path]:
