@@ -498,11 +498,6 @@ class Journal:
         out = [json.loads(r[0]) for r in rows]
         return [d for d in out if host is None or d["host"] == host]
 
-    def pin_commit(self, rollout_id: int, commit: str) -> None:
-        """The commit the deploy's revision resolved to at its start (a tag moved later changes nothing)."""
-        with self._tx():
-            self.db.execute("UPDATE rollouts SET commit_hash = ? WHERE id = ?", (commit, rollout_id))
-
     # ------------------------------------------------------------------------------------------ stages
     def add_stage(self, actor: Actor, revision: str, commit: str | None, ok: bool, seconds: float,
                   reason: str) -> None:

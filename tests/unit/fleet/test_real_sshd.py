@@ -36,7 +36,10 @@ async def test_closing_a_channel_leaves_its_command_running_unless_it_has_a_pty(
     async with asyncssh.connect(host.address, port=host.port, username=host.user or cfg.ssh.user,
                                 known_hosts=str(fleet.known_hosts), client_keys=[str(fleet.dir / "client_key")]) as conn:
         plain = await conn.create_process("echo up; sleep 1; touch plain")
-        tty = await conn.create_process("echo up; sleep 1; touch tty", term_type="xterm")
+        # the hangup must come before the touch: 20 s of room for a loaded host to see the close (the plain one
+        # shows what happens without it; never_appears waits for every command to end, so a hangup that never
+        # comes still fails, at the touch)
+        tty = await conn.create_process("echo up; sleep 20; touch tty", term_type="xterm")
         for proc in (plain, tty):
             assert (await proc.stdout.readline()).strip() == "up"
             proc.close()

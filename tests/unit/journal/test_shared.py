@@ -30,8 +30,7 @@ PHASES = (("canary", ("web001",)), ("rest", ("web002", "web003")))
 
 def a_deploy(j: Journal) -> int:
     """One deploy, recorded as the engine records it: started, web001 done, web002 failed, rolled back on web001."""
-    rid = j.new_rollout("r2307", "r2306", Actor("alice"), [list(p) for p in PHASES])
-    j.pin_commit(rid, "c" * 40)
+    rid = j.new_rollout("r2307", "r2306", Actor("alice"), [list(p) for p in PHASES], commit="c" * 40)
     j.record(ev.RolloutStarted(rid, revision="r2307", previous="r2306", user="alice", phases=PHASES))
     j.record(ev.PhaseStarted(rid, phase=0, name="canary", hosts=("web001",)))
     for state, step in (("running", 1), ("running", 2), ("done", 2)):
