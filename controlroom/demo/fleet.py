@@ -318,10 +318,14 @@ class Fleet:
             return
         env = {"HOSTNAME": h.name, "HOME": str(h.root), "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
                "LANG": "C.UTF-8"}
-        # a new session, as sshd's setsid(): the shell leads its own process group
+        # a new session, as sshd's setsid(): the shell leads its own process group. A fleet started with SIGHUP
+        # ignored (under nohup) would pass that on through exec, and no hangup would end a command with a pty;
+        # sshd's commands start with the default, and so do these then
+        hup_ignored = signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
         proc = await asyncio.create_subprocess_exec(
             "/bin/sh", "-c", cmd, cwd=h.root, env=env, stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
+            preexec_fn=_default_hangup if hup_ignored else None,
         )
         h.procs.add(proc)
         try:
@@ -434,6 +438,11 @@ class Fleet:
 
         self._loop.call_soon_threadsafe(go)
         done.wait(5)
+
+
+def _default_hangup() -> None:
+    """In the child, before exec: SIGHUP back to its default (only when the fleet runs with it ignored)."""
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 async def _relay(proc: asyncio.subprocess.Process, process: asyncssh.SSHServerProcess) -> int:

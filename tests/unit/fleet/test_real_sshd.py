@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import signal
 import socket
+import subprocess
+import sys
 
 import asyncssh
 import pytest
@@ -16,7 +19,7 @@ from controlroom.config import config
 from controlroom.config.inventory import Host
 from controlroom.fleet.ssh import SSHPool
 from tests.conftest import run_cli
-from tests.waiting import never_appears, until
+from tests.waiting import never_appears, until, wait_for
 
 
 def pool_for(fleet, **settings) -> SSHPool:
@@ -45,6 +48,31 @@ async def test_closing_a_channel_leaves_its_command_running_unless_it_has_a_pty(
             proc.close()
         await until(lambda: (root / "plain").exists())
     assert await never_appears(root / "tty", root)
+
+
+async def test_a_fleet_started_with_sighup_ignored_still_hangs_up_a_command_whose_pty_closes(tmp_path):
+    # `nohup controlroom fleet` (or a suite run under nohup) passes SIGHUP ignored to every command it starts, as an
+    # ignored signal stays ignored through exec; sshd's commands start with the default, and so do the fleet's
+    directory, log = tmp_path / "fleet", tmp_path / "fleet.out"
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "controlroom.cli", "fleet", "--hosts", "1", "--dir",
+                                 str(directory)], stdout=out, stderr=subprocess.STDOUT,
+                                preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    try:
+        wait_for(lambda: "fleet: ready" in log.read_text(), 60, "the fleet to be ready", proc=proc)
+        root = directory / "hosts" / "web001"
+        cfg = config.load(directory / "controlroom.toml")
+        host = cfg.hosts[0]
+        async with asyncssh.connect(host.address, port=host.port, username=host.user or cfg.ssh.user,
+                                    known_hosts=str(directory / "known_hosts"),
+                                    client_keys=[str(directory / "client_key")]) as conn:
+            tty = await conn.create_process("echo up; sleep 20; touch tty", term_type="xterm")
+            assert (await tty.stdout.readline()).strip() == "up"
+            tty.close()
+        assert await never_appears(root / "tty", root)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
 
 
 async def test_a_timed_out_step_never_finishes_on_the_host(any_make_fleet):
