@@ -386,9 +386,17 @@ async def _settle(pilot, live: str, figures: str = ONE_DEPLOY) -> None:
     await until(pilot, _diff_live(pilot, live), f"the staging diff saying {live!r}")
     await until(pilot, lambda: pilot.app.deploylog.figures == figures, f"the deploy log's title saying {figures!r}")
     await until(pilot, lambda: _flags_measured(pilot), "the flags table's columns sized for its rows")
+    await until(pilot, lambda: _log_at_its_end(pilot), "the deploy log following its newest entry")
     pilot.app.clear_notifications()
     pilot.app.flush()
     await pilot.pause()
+
+
+def _log_at_its_end(pilot) -> bool:
+    """The deploy log scrolled to its newest entry, as it follows unless its reader scrolled up: a write made before
+    the log had its height is followed on the pane's next tick (0.5 s), which a loaded machine may not have reached."""
+    log = pilot.app.query_one("#log-lines")
+    return not log.display or log.max_scroll_y <= 0 or log.is_vertical_scroll_end
 
 
 async def _marker_drawn(pilot, mark: str) -> None:
