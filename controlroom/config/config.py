@@ -16,7 +16,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import unquote_plus, urlsplit
 
 from controlroom.config.flags import FlagsSettings, check_guards, read_flags
 from controlroom.config.gates import HOW_TO_WRITE, Gate
@@ -464,6 +464,15 @@ def _gates(r: Reader, specs: list[PhaseSpec], metrics: MetricsSettings) -> None:
                 )
 
 
+SECRET_KEYS = ("password", "sslpassword")  # the secrets among a postgresql:// URL's parameters
+
+
+def secret_param(piece: str) -> bool:
+    """Whether a piece of a postgresql:// URL's query (``key=value``) gives a secret; libpq decodes the key as it
+    decodes the value, so ``pass%77ord=`` is one too. The config refuses them; journal/pg.py never says them."""
+    return unquote_plus(piece.partition("=")[0]) in SECRET_KEYS
+
+
 def _journal_url(r: Reader, url: str | None) -> str | None:
     """[state] journal: a postgresql:// URL without a password (the message never repeats the URL: it may hold one)."""
     if url is None:
@@ -475,7 +484,7 @@ def _journal_url(r: Reader, url: str | None) -> str | None:
     if parts.scheme not in ("postgresql", "postgres"):
         return r.bad("state.journal", "must be a postgresql:// URL (host, port, database; or just postgresql:// with "
                      "the PG* environment variables or a service file)")
-    if parts.password is not None or any(k == "password" for k, _ in parse_qsl(parts.query)):
+    if parts.password is not None or any(secret_param(p) for p in parts.query.split("&")):
         return r.bad("state.journal", "must not hold a password: give it in PGPASSWORD or ~/.pgpass (or a service "
                      "file) instead")
     return url

@@ -25,8 +25,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, unquote, unquote_plus, urlsplit
+from urllib.parse import unquote, unquote_plus, urlsplit
 
+from controlroom.config.config import secret_param
 from controlroom.core.errors import JournalError, JournalSetupError, LockedError
 from controlroom.journal.dialect import POSTGRESQL
 
@@ -117,20 +118,6 @@ def child_env(url: str | None) -> dict[str, str] | None:
     return {k: v for k, v in os.environ.items() if k != "PGPASSWORD"}
 
 
-def password_in(url: str) -> bool:
-    """Whether the URL carries a password (in its user part or as ?password=)."""
-    parts = urlsplit(url)
-    return parts.password is not None or any(k == "password" for k, _ in parse_qsl(parts.query))
-
-
-SECRET_KEYS = ("password", "sslpassword")  # the URL's parameters never said (sslpassword: the client key's)
-
-
-def _is_password(piece: str) -> bool:
-    """Whether a query piece (``key=value``) gives a password; libpq decodes the key as it decodes the value."""
-    return unquote_plus(piece.partition("=")[0]) in SECRET_KEYS
-
-
 def redact(url: str) -> str:
     """The URL as it may be said anywhere: its password (in its user part, every ?password= and ?sslpassword=)
     replaced by ***, the rest as it was written."""
@@ -139,7 +126,7 @@ def redact(url: str) -> str:
     if parts.password is not None:
         user, _, host = netloc.rpartition("@")
         netloc = f"{user.split(':', 1)[0]}:***@{host}"
-    query = "&".join(f"{p.partition('=')[0]}=***" if _is_password(p) else p for p in parts.query.split("&"))
+    query = "&".join(f"{p.partition('=')[0]}=***" if secret_param(p) else p for p in parts.query.split("&"))
     if (netloc, query) == (parts.netloc, parts.query):
         return url  # nothing to hide: as written
     # by hand: urlunsplit would say postgresql:///db?password=*** as postgresql:/db?password=***
@@ -155,7 +142,7 @@ def secrets(url: str) -> list[str]:
     except ValueError:
         return []
     written = [parts.password] if parts.password else []
-    written += [p.partition("=")[2] for p in parts.query.split("&") if _is_password(p)]
+    written += [p.partition("=")[2] for p in parts.query.split("&") if secret_param(p)]
     forms = {f for w in written for f in (w, unquote(w), unquote_plus(w)) if f}
     return sorted(forms, key=len, reverse=True)
 

@@ -142,8 +142,16 @@ def test_a_password_in_the_config_is_refused_naming_the_line_and_never_said(tmp_
     assert res.returncode == 2 and "s3cret" not in res.stdout + res.stderr, res.stdout + res.stderr
     assert "state.journal: must not hold a password" in res.stderr
 
-    (tmp_path / "controlroom.toml").write_text(
-        (tmp_path / "controlroom.toml").read_text().replace("cr:s3cret@db", "cr@db"))
+    # every spelling libpq reads as a secret is refused as well, never said
+    written = (tmp_path / "controlroom.toml").read_text()
+    for url in ("postgresql://cr@db/cr?password=s3cret", "postgresql://cr@db/cr?sslmode=require&sslpassword=s3cret",
+                "postgresql://cr@db/cr?pass%77ord=s3cret"):
+        (tmp_path / "controlroom.toml").write_text(written.replace("postgresql://cr:s3cret@db:5432/cr", url))
+        with pytest.raises(ConfigErrors) as raised:
+            config_mod.load(tmp_path / "controlroom.toml")
+        assert "state.journal: must not hold a password" in str(raised.value) and "s3cret" not in str(raised.value)
+
+    (tmp_path / "controlroom.toml").write_text(written.replace("cr:s3cret@db", "cr@db"))
     res = run_cli("check", "--config", str(tmp_path / "controlroom.toml"))
     assert f"state: {tmp_path / 'state'}, journal postgresql://cr@db:5432/cr" in res.stdout.splitlines()
     # check tries the journal too: no host "db" here, so the check fails, saying so in its one line
