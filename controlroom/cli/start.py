@@ -23,12 +23,10 @@ def early(cmd: str, cfg: Config, args: argparse.Namespace) -> Starting | None:
         if not interactive and not args.yes:
             raise UsageError("no terminal to confirm the rollback: pass --yes")
     elif args.follow:
-        if args.override_gate is not None and not args.override_gate.strip():
-            raise UsageError("--override-gate needs a reason: say why the deploy may pass a gate that does not hold")
+        _override_has_a_reason(args)
         return None
     elif args.detach:
-        if args.force and not (args.reason and args.reason.strip()):
-            raise UsageError("--force needs --reason TEXT: say why, it goes into the deploy log")
+        _force_has_a_reason(args)
         if not (args.auto or args.yes):
             raise UsageError("--detach leaves nobody to answer at the phase boundaries: add --auto or --yes (a gate "
                              "that does not hold still waits, for `controlroom deploy --follow` or the app)")
@@ -44,13 +42,21 @@ def check_deploy(args: argparse.Namespace, interactive: bool) -> None:
     """`controlroom deploy` (run here, not --detach or --follow): what its options must say."""
     from controlroom.sources import git as release
 
-    if args.force and not (args.reason and args.reason.strip()):
-        raise UsageError("--force needs --reason TEXT: say why, it goes into the deploy log")
+    _force_has_a_reason(args)
     if args.reason and not args.force:
         raise UsageError("--reason goes with --force")
-    if args.override_gate is not None and not args.override_gate.strip():
-        raise UsageError("--override-gate needs a reason: say why the deploy may pass a gate that does not hold")
+    _override_has_a_reason(args)
     if not interactive and not (args.auto or args.yes):
         raise UsageError("no terminal to ask at the gates: pass --auto (go on by itself) or --yes (answer yes)")
     if args.revision is not None:
         release.validate_revision(args.revision)
+
+
+def _force_has_a_reason(args: argparse.Namespace) -> None:
+    if args.force and not (args.reason and args.reason.strip()):
+        raise UsageError("--force needs --reason TEXT: say why, it goes into the deploy log")
+
+
+def _override_has_a_reason(args: argparse.Namespace) -> None:
+    if args.override_gate is not None and not args.override_gate.strip():
+        raise UsageError("--override-gate needs a reason: say why the deploy may pass a gate that does not hold")

@@ -28,8 +28,9 @@ from controlroom.fleet.sshstop import STOP_BOUND, stop_command, wrap
 
 # asyncssh's ciphers, AES-GCM first (its default puts chacha20-poly1305 first). asyncssh builds two cipher contexts
 # for every chacha20 packet and one key per connection for AES-GCM: per command this is about a quarter less CPU on
-# the bastion and on an asyncssh host, and with AES-NI OpenSSH's sshd is faster at it too. All are AEAD or
-# encrypt-then-MAC ciphers OpenSSH enables by default; none is added. A host whose ssh_config names Ciphers gets those.
+# the bastion and on an asyncssh host, and with AES-NI OpenSSH's sshd is faster at it too. They are the ciphers
+# asyncssh offers by default (AEAD, or CTR with a MAC); none is added. A host whose ssh_config names Ciphers gets those
+# (one that names exactly asyncssh's own list in its own order cannot be told from none, and gets this order).
 _DEFAULT_CIPHERS = list(get_default_encryption_algs())
 CIPHERS = [c.decode() for c in sorted(_DEFAULT_CIPHERS, key=lambda c: not c.endswith(b"-gcm@openssh.com"))]
 
