@@ -5,9 +5,16 @@ begin() as soon as its command line is checked, so the server's interpreter star
 import the rest of itself (asyncio, the printer) instead of after (on two CPUs, ~60 ms of a cold deploy's start).
 The client's connect() then waits for the server it began (client.py).
 
-The server is started detached from this terminal (its own session, stdin from /dev/null, output to
-STATE/server.log), so it outlives the operator's SSH session; two clients starting it at once get one server:
-server.start is held from before the spawn until the starter's client has connected.
+The server is spawned first; the journal is checked and server.start taken while its interpreter starts (~45 ms
+of a cold deploy on two CPUs, bench/rollout.py). The spawned server creates nothing until its starter says so: its
+stdin is a pipe from the starter, and it reads one line from it before it makes any file (server.wait_for_go). "go" follows a check that passed, with server.start held; anything else (the check failed,
+another starter's server answered first, the starter died) closes the pipe, and the server exits without a word,
+having made nothing. So a journal that cannot be opened (read-only for this user, corrupted, a full disk) is
+still named in the check's one line, and nothing is created when it fails.
+
+The server runs detached from this terminal (its own session, stdin /dev/null once it has its go, output to
+STATE/server.log), so it outlives the operator's SSH session. Two clients starting it at once get one server:
+server.start is held from before the go until the starter's client has connected.
 """
 
 from __future__ import annotations
@@ -22,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from controlroom.config.config import Config
-from controlroom.core.errors import UsageError
-from controlroom.server.statedir import make_state_dir, rotate_log, socket_path
+from controlroom.core.errors import ControlroomError, UsageError
+from controlroom.server.statedir import GO, LOG, make_state_dir, rotate_log, socket_path
 
 
 @dataclass
@@ -57,45 +64,76 @@ def answers(path: Path) -> bool:
 def begin(cfg: Config, *, warm: bool = False) -> Starting:
     """Spawn the server of cfg's state directory unless one answers; blocks while another client starts one.
 
-    Before the spawn the journal is opened here: the server could only say in its log what is wrong with it
-    (read-only for this user, corrupted, a full disk), so the operator reads that one line instead, and nothing
-    is created when it fails."""
+    The journal is opened here, once the server is spawned and before it may create anything: the server could
+    only say in its log what is wrong with it (read-only for this user, corrupted, a full disk), so the operator
+    reads that one line instead, and nothing is created when it fails."""
     state = Path(cfg.state.dir)
     path = socket_path(state)
     if answers(path):
         return Starting()
-    from controlroom.journal.journal import Journal
+    try:
+        proc = spawn_server(cfg, warm=warm)  # it waits for our go before it makes any file
+    except OSError as e:  # said after the journal's check: what is wrong with the journal comes first
+        proc, cannot = None, e
+    fd = None
+    try:
+        from controlroom.journal.journal import Journal
 
-    Journal.open(state, url=cfg.state.journal).close()
-    try:
-        make_state_dir(state)
-        fd = os.open(state / "server.start", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    except OSError as e:
-        raise UsageError(f"{state}: cannot start the server here: {e.strerror}") from None
-    try:
+        Journal.open(state, url=cfg.state.journal).close()
+        if proc is None:
+            raise ControlroomError(f"cannot start the server for {state}: {sys.executable}: {cannot.strerror}")
+        try:
+            make_state_dir(state)
+            fd = os.open(state / "server.start", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as e:
+            raise UsageError(f"{state}: cannot start the server here: {e.strerror}") from None
         fcntl.flock(fd, fcntl.LOCK_EX)  # the second of two starters waits here, then finds the first one's server
         if answers(path):
             os.close(fd)
+            withdraw(proc)
             return Starting()
-        return Starting(spawn_server(cfg, warm=warm), fd)
+        rotate_log(state)
+        go(proc)
+        return Starting(proc, fd)
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.close(fd)
+        if proc is not None:
+            withdraw(proc)
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
         raise
+
+
+def go(proc: subprocess.Popen) -> None:
+    """Let the spawned server go on: it may create its files now. A server that died already is the client's
+    to report (it reads what the server said)."""
+    assert proc.stdin is not None
+    with contextlib.suppress(OSError):
+        proc.stdin.write(GO)
+        proc.stdin.flush()
+    with contextlib.suppress(OSError):
+        proc.stdin.close()
+
+
+def withdraw(proc: subprocess.Popen) -> None:
+    """The spawned server is not wanted: its stdin ends without a go, so it exits having made nothing."""
+    for stream in (proc.stdin, proc.stdout):
+        if stream is not None:
+            with contextlib.suppress(OSError):
+                stream.close()
 
 
 def spawn_server(cfg: Config, *, warm: bool = False) -> subprocess.Popen:
     """Start `controlroom serve` in the background, detached from this terminal and session; ``warm``: with
-    --warm (it opens the fleet's connections as soon as it listens: what a deploy, resume or rollback needs)."""
+    --warm (it opens the fleet's connections as soon as it listens: what a deploy, resume or rollback needs).
+    It creates nothing until go() (or exits, after withdraw())."""
     state = Path(cfg.state.dir)
-    make_state_dir(state)
-    log = rotate_log(state)
     # until it listens, the server's output comes to us through a pipe (so a server that cannot start tells the
     # operator why, even when it cannot write its log: a full disk); once it listens it moves its output to the log
     return subprocess.Popen(
         [sys.executable, "-m", "controlroom.cli", "serve", "--quiet", *(["--warm"] if warm else []), "--config",
          str(cfg.path)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
         close_fds=True, cwd=str(Path(cfg.path).resolve().parent),
-        env={**os.environ, "CONTROLROOM_SERVER_LOG": str(log)},
+        env={**os.environ, "CONTROLROOM_SERVER_LOG": str(state / LOG), "CONTROLROOM_SERVER_GO": "stdin"},
     )
