@@ -27,6 +27,7 @@ from pathlib import Path
 
 from controlroom.config.config import Config
 from controlroom.core import events as ev
+from controlroom.core import startup
 from controlroom.core.errors import ControlroomError, JournalError, UsageError
 from controlroom.core.identity import Actor
 from controlroom.core.text import clean
@@ -519,6 +520,7 @@ async def serve(cfg: Config, *, idle: float = IDLE, quiet: bool = False,
         if not quiet:
             print(f"controlroom: {e}", flush=True)
         return 0
+    startup.collecting()  # it listens: its start-up is done (core/startup.py)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, server.stop)
