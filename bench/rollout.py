@@ -129,7 +129,7 @@ SERVER_IMPORTS = (
 # server opens each host's connection when the deploy first reaches it), to show what the warm connects take off
 NOT_WARM = (
     "import sys; import controlroom.server.starter as c; spawn = c.spawn_server; "
-    "c.spawn_server = lambda cfg, warm=False: spawn(cfg); "
+    "c.spawn_server = lambda config, state, warm=False: spawn(config, state); "
     "from controlroom.cli.main import main; sys.exit(main(sys.argv[1:]))"
 )
 

@@ -73,8 +73,14 @@ def dispatch(args: argparse.Namespace) -> int:
     if cmd in ("deploy", "rollback"):
         from controlroom.cli import start
 
-        cfg = _load(args)
-        starting = start.early(cmd, cfg, args)  # its server's interpreter starts while this one imports the rest
+        begun = start.early(cmd, args)  # its server's interpreter starts while this one reads its config and imports
+        try:
+            cfg = _load(args)
+        except BaseException:
+            if begun is not None:
+                begun.withdraw()  # it has made nothing
+            raise
+        starting = start.finish(cmd, args, begun, cfg)
         startup.collecting()
         from controlroom.cli import session
 

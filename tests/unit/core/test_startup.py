@@ -44,7 +44,8 @@ def test_every_command_runs_with_the_collector_on_and_the_server_has_it_on_once_
         "log": ("import controlroom.cli.deploy as d\n"
                 "d.cmd_log = lambda cfg, args: print('log', gc.isenabled()) or 0", ["log"]),
         "deploy": ("import controlroom.cli.start as st, controlroom.cli.session as se\n"
-                   "st.early = lambda cmd, cfg, args: print('begun', gc.isenabled())\n"
+                   "st.early = lambda cmd, args: None\n"
+                   "st.finish = lambda cmd, args, begun, cfg: print('begun', gc.isenabled())\n"
                    "se.cmd_deploy = lambda cfg, args, starting: print('deploy', gc.isenabled()) or 0",
                    ["deploy", "--yes"]),
     }
