@@ -113,11 +113,12 @@ def phases() -> str:
     return demo_phases(150)
 
 # what `controlroom deploy` and `controlroom serve` import before they begin their work: the command line parsed
-# (build_parser), then what cli/main.py dispatches to (the client up to its server's spawn, cli/start.py: the rest
-# of it, the session and asyncio, is imported while the server starts; the server as it listens)
+# (build_parser), then what cli/main.py dispatches to (the client up to its server's spawn, cli/start.py with its
+# peek at the config: the config module, the journal's check, the session and asyncio come while the server
+# starts; the server as it listens)
 CLIENT_IMPORTS = (
     "from controlroom.cli.main import build_parser; build_parser().parse_args(['deploy']); "
-    "import controlroom.cli.start, controlroom.server.starter, controlroom.journal.journal"
+    "import controlroom.cli.start, controlroom.config.locate, controlroom.server.starter"
 )
 SERVER_IMPORTS = (
     "from controlroom.cli.main import build_parser; build_parser().parse_args(['serve']); "
