@@ -113,11 +113,12 @@ def phases() -> str:
     return demo_phases(150)
 
 # what `controlroom deploy` and `controlroom serve` import before they begin their work: the command line parsed
-# (build_parser), then what cli/main.py dispatches to (the client up to its server's spawn, cli/start.py: the rest
-# of it, the session and asyncio, is imported while the server starts; the server as it listens)
+# (build_parser), then what cli/main.py dispatches to (the client up to its server's spawn, cli/start.py with its
+# peek at the config: the config module, the journal's check, the session and asyncio come while the server
+# starts; the server as it listens)
 CLIENT_IMPORTS = (
     "from controlroom.cli.main import build_parser; build_parser().parse_args(['deploy']); "
-    "import controlroom.cli.start, controlroom.server.starter, controlroom.journal.journal"
+    "import controlroom.cli.start, controlroom.config.locate, controlroom.server.starter"
 )
 SERVER_IMPORTS = (
     "from controlroom.cli.main import build_parser; build_parser().parse_args(['serve']); "
@@ -129,7 +130,7 @@ SERVER_IMPORTS = (
 # server opens each host's connection when the deploy first reaches it), to show what the warm connects take off
 NOT_WARM = (
     "import sys; import controlroom.server.starter as c; spawn = c.spawn_server; "
-    "c.spawn_server = lambda cfg, warm=False: spawn(cfg); "
+    "c.spawn_server = lambda config, state, warm=False: spawn(config, state); "
     "from controlroom.cli.main import main; sys.exit(main(sys.argv[1:]))"
 )
 

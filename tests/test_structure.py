@@ -468,7 +468,7 @@ def test_building_the_command_line_imports_no_command():
     loaded = loaded_after("from controlroom.cli.main import build_parser\nbuild_parser().format_help()")
     ours = sorted(m for m in loaded if m.startswith("controlroom."))
     assert ours == ["controlroom.cli", "controlroom.cli.main", "controlroom.cli.parser", "controlroom.core",
-                    "controlroom.core.errors"], ours
+                    "controlroom.core.errors", "controlroom.core.startup"], ours
     assert not loaded & {"asyncio", "httpx", "asyncssh", "sqlite3", "textual", "rich"}
 
 

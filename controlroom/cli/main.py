@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 from controlroom.cli.parser import build_parser
+from controlroom.core import startup
 from controlroom.core.errors import ControlroomError, UsageError
 
 
@@ -26,6 +27,8 @@ def error_line(text: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # run as the program: no collecting while the command imports what it needs
+        startup.importing()
     try:
         parser = build_parser()
         if "_ARGCOMPLETE" in os.environ:  # the shell asks for completions (cli/complete.py): answer and exit
@@ -48,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         error_line(f"internal error: {type(e).__name__}: {e} (set CONTROLROOM_DEBUG=1 for details)")
         return 70
+    finally:
+        startup.collecting()
 
 
 def dispatch(args: argparse.Namespace) -> int:
@@ -57,6 +62,8 @@ def dispatch(args: argparse.Namespace) -> int:
         from controlroom.server.anyway import cli_answers
 
         cli_answers(yes)  # --yes acts on a deploy another person drives without asking
+    if cmd not in ("deploy", "rollback", "serve"):  # those collect once their start-up is done
+        startup.collecting()
     if cmd == "check":
         return cmd_check(args)
     if cmd == "run":
@@ -66,8 +73,15 @@ def dispatch(args: argparse.Namespace) -> int:
     if cmd in ("deploy", "rollback"):
         from controlroom.cli import start
 
-        cfg = _load(args)
-        starting = start.early(cmd, cfg, args)  # its server's interpreter starts while this one imports the rest
+        begun = start.early(cmd, args)  # its server's interpreter starts while this one reads its config and imports
+        try:
+            cfg = _load(args)
+        except BaseException:
+            if begun is not None:
+                begun.withdraw()  # it has made nothing
+            raise
+        starting = start.finish(cmd, args, begun, cfg)
+        startup.collecting()
         from controlroom.cli import session
 
         return getattr(session, f"cmd_{cmd}")(cfg, args, starting)

@@ -22,6 +22,7 @@ from controlroom.config.flags import FlagsSettings, check_guards, read_flags
 from controlroom.config.gates import HOW_TO_WRITE, Gate
 from controlroom.config.hosts import PORT, Inventory, read_inventory
 from controlroom.config.inventory import Host, PatternError, Phase, PhaseSpec, plan_phases
+from controlroom.config.locate import DEFAULT_NAME, ENV_VAR, default_state_dir, find_config, state_dir
 from controlroom.config.reader import PLACEHOLDERS, Reader, parse_duration, template_problem, unreadable
 from controlroom.config.revision import revision_problem
 from controlroom.config.settings import (
@@ -36,10 +37,8 @@ from controlroom.config.settings import (
 )
 from controlroom.core.errors import ConfigError
 
-__all__ = ["Config", "load", "find_config", "parse_duration", "template_problem", "PLACEHOLDERS"]
+__all__ = ["Config", "load", "find_config", "ENV_VAR", "DEFAULT_NAME", "default_state_dir", "parse_duration", "template_problem", "PLACEHOLDERS"]
 
-ENV_VAR = "CONTROLROOM_CONFIG"
-DEFAULT_NAME = "controlroom.toml"
 
 
 # --------------------------------------------------------------------------------------------- dataclasses
@@ -84,32 +83,6 @@ class Config:
         return self._by_name[name]
 
 
-# --------------------------------------------------------------------------------------------- locating
-
-
-def find_config(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """--config, then $CONTROLROOM_CONFIG, then ./controlroom.toml."""
-    if explicit:
-        p = Path(explicit).expanduser()
-        where = "--config"
-    elif os.environ.get(ENV_VAR):
-        p = Path(os.environ[ENV_VAR]).expanduser()
-        where = f"${ENV_VAR}"
-    else:
-        p = Path.cwd() / DEFAULT_NAME
-        where = "the current directory"
-        if not p.exists():
-            raise ConfigError(
-                f"no {DEFAULT_NAME} in the current directory; pass --config FILE or set ${ENV_VAR}"
-                " (or run `controlroom demo` for a simulated fleet)"
-            )
-    if not p.exists():
-        raise ConfigError(f"{p}: config file not found (from {where})")
-    if not p.is_file():
-        raise ConfigError(f"{p}: not a file (from {where})")
-    return p
-
-
 # --------------------------------------------------------------------------------------------- loading
 
 _TOP = ["inventory", "phase", "release", "deploy", "flags", "metrics", "notify", "state", "access"]
@@ -138,11 +111,6 @@ _SERIES = ["query", "unit", "max", "min", "split"]
 _NOTIFY = ["webhook", "webhook_env", "irker", "command"]
 _STATE = ["dir", "journal"]
 
-
-
-def default_state_dir() -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "controlroom"
 
 
 def load(path: str | os.PathLike[str] | None = None, *, require_known_hosts: bool = True) -> Config:
@@ -233,7 +201,7 @@ def _build(p: Path, text: str, data: dict, *, require_known_hosts: bool) -> Conf
     with r.section():
         st = r.table(data.get("state", {}), "state", _STATE)
         sdir = r.string(st, "state", "dir")
-        state = StateSettings(dir=r.resolve(base, sdir) if sdir else default_state_dir(),
+        state = StateSettings(dir=state_dir(base, sdir),  # the rule locate.peek_state_dir follows too
                               journal=_journal_url(r, r.string(st, "state", "journal")))
     access = AccessSettings()
     with r.section():

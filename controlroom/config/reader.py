@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from controlroom.config.locate import resolve
 from controlroom.core.errors import ConfigError, ConfigErrors
 
 MAX_ERRORS = 20  # what `check` shows of one run; the count of the rest follows
@@ -315,8 +316,7 @@ class Reader:
         return self.bad(d, f'must be a count or a percentage like "10%", got {v!r}', default)
 
     def resolve(self, base: Path, value: str) -> Path:
-        p = Path(value).expanduser()
-        return p if p.is_absolute() else (base / p)
+        return resolve(base, value)
 
     def template(self, dotted: str, template: str, allowed: tuple[str, ...]) -> None:
         """Note what is wrong with a shell command template (see template_problem)."""

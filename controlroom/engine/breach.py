@@ -13,13 +13,15 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from typing import TYPE_CHECKING
 
 from controlroom.config.gates import Gate
 from controlroom.config.settings import MetricsSettings
 from controlroom.core import events as ev
-from controlroom.engine import suspects
-from controlroom.engine.record import Timeline
 from controlroom.sources.metrics import MetricsError, Source, make_source
+
+if TYPE_CHECKING:
+    from controlroom.engine.record import Timeline
 
 BEFORE = 60.0  # seconds of history before the deploy began: the baseline of a split the deploy did not touch
 
@@ -39,6 +41,9 @@ class BreachJudge:
         self.named: dict[tuple[int, str], tuple[str, str]] = {}  # (phase, series) -> (verdict, what) said last
 
     def _record(self, rollout_id: int) -> Timeline | None:
+        # the record (and the rank test below) only when a gate fails: every server builds a judge, few use it
+        from controlroom.engine.record import Timeline
+
         db = getattr(self.journal, "db", None)
         if db is None:
             return None
@@ -81,6 +86,8 @@ class BreachJudge:
             return unknown(f"its history could not be read ({e})")
         except TimeoutError:
             return unknown("its history did not come in time")
+        from controlroom.engine import suspects
+
         found = suspects.for_breach(tl, series, now, history, rising=rising)
         if not found:
             return unknown("no event of the deploy before the breach to judge")

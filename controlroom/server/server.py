@@ -27,6 +27,7 @@ from pathlib import Path
 
 from controlroom.config.config import Config
 from controlroom.core import events as ev
+from controlroom.core import startup
 from controlroom.core.errors import ControlroomError, JournalError, UsageError
 from controlroom.core.identity import Actor
 from controlroom.core.text import clean
@@ -39,7 +40,7 @@ from controlroom.server import views, wire
 from controlroom.server.configwatch import LiveConfig
 from controlroom.server.ops import Handler, Operations, origin_of
 from controlroom.server.presence import Presence, kind_of
-from controlroom.server.statedir import make_state_dir, socket_path
+from controlroom.server.statedir import GO, make_state_dir, socket_path
 
 QUEUE = 2000  # events buffered per client before it is given a snapshot instead
 WRITE_BUFFER = 1 << 20  # bytes a client has not read yet before it is given a snapshot instead
@@ -444,6 +445,23 @@ class Server:
             self.broadcast(msg)
 
 
+def wait_for_go() -> bool:
+    """A server spawned by starter.begin() makes no file until its starter has checked the journal and holds
+    server.start: it reads its go from stdin (a pipe) first. False: the pipe ended without one (the check failed,
+    another server answered, the starter died). A server started by hand (no CONTROLROOM_SERVER_GO) goes at once.
+    Either way its stdin is /dev/null from here on."""
+    if os.environ.pop("CONTROLROOM_SERVER_GO", None) != "stdin":
+        return True
+    said = b""
+    with contextlib.suppress(OSError):
+        while len(said) < len(GO) and (more := os.read(0, len(GO) - len(said))):
+            said += more
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    return said == GO
+
+
 def _output_to_log() -> None:
     """A server its client started: until now its output went to that client (a pipe); from now on to its log."""
     log = os.environ.pop("CONTROLROOM_SERVER_LOG", None)
@@ -493,6 +511,8 @@ async def serve(cfg: Config, *, idle: float = IDLE, quiet: bool = False,
     nofile = raise_nofile_limit(len(cfg.hosts) + serverdoor.MAX_CONNECTIONS // 4)
     if nofile:
         print(nofile, file=sys.stderr, flush=True)
+    if not wait_for_go():
+        return 0  # its starter withdrew it (or died) before it made anything: nothing to say, nothing made
     server = Server(cfg, idle=idle, metrics=metrics, warm=warm)
     try:
         await server.start()
@@ -500,6 +520,7 @@ async def serve(cfg: Config, *, idle: float = IDLE, quiet: bool = False,
         if not quiet:
             print(f"controlroom: {e}", flush=True)
         return 0
+    startup.collecting()  # it listens: its start-up is done (core/startup.py)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, server.stop)

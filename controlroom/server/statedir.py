@@ -15,6 +15,10 @@ SOCKET_PATH_MAX = 107  # sun_path is 108 bytes with its NUL
 LOG_MAX = 1 << 20  # server.log is rotated (one old copy) when it passes this at start
 
 
+GO = b"go\n"  # what a starter writes to the server it spawned once that server may make its files
+LOG = "server.log"  # the server's output once it listens (before, it goes to its starter through a pipe)
+
+
 def socket_path(state_dir: Path) -> Path:
     """STATE/control.sock, or UsageError when the path is too long for a Unix socket."""
     path = Path(state_dir) / SOCKET
@@ -38,7 +42,7 @@ def make_state_dir(state: Path) -> None:
 
 def rotate_log(state: Path) -> Path:
     """STATE/server.log, with one old copy kept when it has grown past LOG_MAX."""
-    log = Path(state) / "server.log"
+    log = Path(state) / LOG
     with contextlib.suppress(OSError):
         if log.stat().st_size > LOG_MAX:
             os.replace(log, log.with_suffix(".log.1"))

@@ -1,15 +1,21 @@
 """server/starter.py and cli/start.py: a deploy's server is begun before the client imports its asyncio half, one
-server whoever begins it, and a refused command line begins nothing."""
+server whoever begins it, and a refused command line begins nothing. The server is spawned before the journal is
+checked and makes nothing until its starter's go: a check that fails leaves the state directory as it was."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
+import pytest
+
 from controlroom.config import config
-from controlroom.server.starter import begin
+from controlroom.core.errors import ControlroomError, JournalError
+from controlroom.server import starter
+from controlroom.server.starter import begin, spawn_server
 from tests.conftest import REPO, run_cli
-from tests.servers import server_pid
+from tests.servers import server_pid, stop_servers
 
 
 def test_beginning_a_server_imports_neither_asyncio_nor_the_session():
@@ -61,3 +67,98 @@ def test_a_refused_command_line_begins_no_server_and_creates_nothing(make_fleet)
         assert res.returncode == 2, (args, res.stdout, res.stderr)
         assert res.stderr.startswith("controlroom: ") and res.stderr.count("\n") == 1, (args, res.stderr)
     assert not state.exists(), sorted(p.name for p in state.iterdir())
+
+
+def test_a_spawned_server_whose_starter_dies_before_its_go_exits_saying_nothing_and_makes_nothing(make_fleet):
+    fleet = make_fleet(2)
+    cfg = config.load(fleet.config_path)
+    state = fleet.dir / "state"
+    assert not state.exists()
+    proc = spawn_server(cfg.path, state, warm=True)
+    proc.stdin.close()  # what a starter that dies before its go leaves it (withdraw() also stops it at once)
+    assert proc.wait(timeout=60) == 0
+    proc.stdout.close()
+    assert not state.exists()  # not the state directory, its log, server.lock or a socket
+
+
+def test_a_journal_that_fails_its_check_after_the_spawn_names_itself_and_the_state_stays_as_it_was(
+        make_fleet, monkeypatch):
+    fleet = make_fleet(2)
+    assert run_cli("log", "add", "before", cwd=fleet.dir).returncode == 0
+    stop_servers(fleet.dir)
+    state = fleet.dir / "state"
+    (state / "journal.db").write_bytes(os.urandom(8192))
+    for name in ("server.log", "server.start", "server.lock"):
+        (state / name).unlink(missing_ok=True)
+    before = sorted(p.name for p in state.iterdir())
+    spawned = []
+
+    def spawn(config, state, warm=False):  # the real spawn, its process kept to be waited for here
+        spawned.append(real(config, state, warm=warm))
+        return spawned[-1]
+
+    real = starter.spawn_server
+    monkeypatch.setattr(starter, "spawn_server", spawn)
+    with pytest.raises(JournalError, match="is corrupted or not a controlroom journal"):
+        begin(config.load(fleet.config_path), warm=True)
+    assert len(spawned) == 1 and spawned[0].wait(timeout=60) is not None  # withdrawn: stopped
+    assert sorted(p.name for p in state.iterdir()) == before
+
+
+def test_a_server_that_cannot_be_spawned_is_one_line_after_the_journal_has_had_its_say(make_fleet, monkeypatch):
+    fleet = make_fleet(2)
+    cfg = config.load(fleet.config_path)
+    nowhere = fleet.dir / "no-python"
+    monkeypatch.setattr(sys, "executable", str(nowhere))
+    with pytest.raises(ControlroomError) as got:
+        begin(cfg, warm=True)
+    assert str(got.value) == f"cannot start the server for {fleet.dir / 'state'}: {nowhere}: No such file or directory"
+    assert not (fleet.dir / "state" / "server.start").exists()
+    (fleet.dir / "state" / "journal.db").write_bytes(os.urandom(8192))
+    with pytest.raises(JournalError, match="is corrupted"):  # what is wrong with the journal is said first
+        begin(cfg, warm=True)
+
+
+def test_a_server_begun_for_a_peek_the_config_does_not_confirm_is_withdrawn_and_the_right_one_begun(make_fleet):
+    fleet = make_fleet(2)
+    cfg = config.load(fleet.config_path)
+    wrong = fleet.dir / "not-the-state"
+    begun = starter.early(cfg.path, wrong, warm=False)  # what a peek that guessed wrong would have begun
+    proc = begun.proc
+    assert proc is not None
+    first = starter.finish(begun, cfg)
+    try:
+        assert proc.poll() is not None  # the wrong one is stopped
+        assert first.proc is not None and first.proc is not proc
+        assert b" listening on " in first.proc.stdout.readline()
+    finally:
+        first.done()
+    assert server_pid(fleet.dir / "state") == first.proc.pid
+    assert not wrong.exists()  # it made nothing
+    assert run_cli("server", "stop", "--force", cwd=fleet.dir).returncode == 0
+
+
+def serve_processes(config_path) -> list[int]:
+    """The pids of `controlroom serve` processes for this config file."""
+    found = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                argv = open(f"/proc/{d}/cmdline", "rb").read().split(b"\0")
+            except OSError:
+                continue
+            if b"serve" in argv and str(config_path).encode() in argv:
+                found.append(int(d))
+    return found
+
+
+def test_a_config_that_fails_to_load_after_its_server_was_begun_is_one_line_and_leaves_no_server(make_fleet):
+    fleet = make_fleet(2)
+    bad = fleet.dir / "bad.toml"
+    # its [state] dir can be peeked at, the rest is refused by the full load
+    bad.write_text(fleet.config_path.read_text() + "\n[nonsense]\nkey = 1\n")
+    res = run_cli("deploy", "--yes", "--config", str(bad), cwd=fleet.dir)
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    assert res.stderr.startswith(f"controlroom: {bad}") and "nonsense" in res.stderr, res.stderr
+    assert not (fleet.dir / "state").exists()
+    assert serve_processes(bad) == []  # withdrawn and waited for before the client exits
