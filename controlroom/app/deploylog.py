@@ -25,8 +25,8 @@ from widgets.deploy_log import LockView, entry_line
 class DeployLog:
     """The lock and the deploy log as the server last said; `take_entries` hands the new lines to the pane."""
 
-    def __init__(self, link: Link, start: Callable[[Coroutine[Any, Any, None]], object],
-                 start_figures: Callable[[Coroutine[Any, Any, None]], object] | None = None) -> None:
+    def __init__(self, link: Link, start: Callable[[Callable[[], Coroutine[Any, Any, None]]], object],
+                 start_figures: Callable[[Callable[[], Coroutine[Any, Any, None]]], object] | None = None) -> None:
         self._link = link
         self.lock: Lock | None = None
         self.lock_dirty = True

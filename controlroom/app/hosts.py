@@ -19,7 +19,7 @@ HOST_LINES = 200  # lines of one host's output kept while its view is open (the 
 class FollowedHosts:
     """host -> its output and result as the server keeps them, for each open host view."""
 
-    def __init__(self, link: Link, start: Callable[[str, Coroutine[Any, Any, None]], object]) -> None:
+    def __init__(self, link: Link, start: Callable[[str, Callable[[], Coroutine[Any, Any, None]]], object]) -> None:
         self._link = link
         self._start = start
         self._followed: dict[str, SimpleNamespace | None] = {}

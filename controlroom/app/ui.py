@@ -58,7 +58,9 @@ class Ui:
     def show(self, screen: Screen, callback: Callable[[Any], None] | None = None) -> None:
         self._app.push_screen(screen, callback=callback)
 
-    def run(self, work: Coroutine[Any, Any, Any], *, group: str, name: str = "", exclusive: bool = False) -> Worker:
+    def run(self, work: Coroutine[Any, Any, Any] | Callable[[], Coroutine[Any, Any, Any]], *, group: str,
+            name: str = "", exclusive: bool = False) -> Worker:
+        """A worker of the app for ``work``: a coroutine, or an async function it calls once it starts."""
         return self._app.run_worker(work, name=name, group=group, exclusive=exclusive, exit_on_error=False)
 
     def later(self, callback: Callable[[], Any]) -> None:

@@ -5,6 +5,8 @@ tasks and events only."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import warnings
 
 from controlroom.app.coalesce import Coalesced
 from controlroom.app.dispatch import Dispatcher
@@ -32,7 +34,7 @@ class Refresh:
         return self.answer
 
     def start(self, work) -> None:
-        self.tasks.append(asyncio.ensure_future(work))
+        self.tasks.append(asyncio.ensure_future(work()))
 
 
 async def test_a_wish_runs_the_refresh_and_it_ends_idle():
@@ -83,13 +85,24 @@ async def test_a_refresh_that_raised_leaves_the_helper_idle_for_the_next_wish():
         raise RuntimeError("the server went away")
 
     tasks: list[asyncio.Task] = []
-    look = Coalesced(broken, lambda work: tasks.append(asyncio.ensure_future(work)))
+    look = Coalesced(broken, lambda work: tasks.append(asyncio.ensure_future(work())))
     look.want()
     await asyncio.gather(tasks[0], return_exceptions=True)
     assert not look.running
     look.want()
     await asyncio.gather(tasks[1], return_exceptions=True)
     assert len(runs) == 2
+
+
+def test_a_refresh_whose_start_never_runs_it_leaves_no_coroutine_that_was_never_awaited():
+    # the app exiting cancels the workers it had not started yet: nothing may be left made but never awaited
+    look = Coalesced(Refresh(), lambda work: None)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        look.want()
+        del look
+        gc.collect()
+    assert [str(w.message) for w in said if issubclass(w.category, RuntimeWarning)] == []
 
 
 def test_the_dispatcher_gives_each_event_to_the_handlers_of_its_kind_in_the_order_they_were_added():
