@@ -14,6 +14,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -288,6 +289,29 @@ def end_the_sessions_of(url: str, like: str) -> int:
                                " %s AND pid != pg_backend_pid()", (like,)).fetchall())
 
 
+def in_transaction(url: str) -> list[str]:
+    """The states of controlroom's journal sessions that are inside a transaction or a statement (not idle)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as con:
+        return [r[0] for r in con.execute("SELECT state FROM pg_stat_activity WHERE application_name LIKE"
+                                          " 'controlroom%%' AND pid != pg_backend_pid() AND state != 'idle'")]
+
+
+def stall_between_transactions(pid: int, url: str) -> None:
+    """SIGSTOP the server at a moment when none of its journal sessions is inside a transaction: this is a bastion
+    that stalls between two writes. One stopped inside a write would keep the journal's write lock until the
+    database ends its session (the keepalives of a real partition), which is another story."""
+    deadline = time.monotonic() + 30
+    while True:
+        os.kill(pid, signal.SIGSTOP)
+        if not in_transaction(url):
+            return
+        os.kill(pid, signal.SIGCONT)  # inside a write: let it finish, and stop it again once it has
+        assert time.monotonic() < deadline, "the server never stood between two writes in 30 s"
+        wait_for(lambda: not in_transaction(url), 10, "the server's journal sessions to be idle")
+
+
 def test_a_bastion_whose_fleet_lock_session_ended_stops_driving_and_the_taker_runs_each_step_once(make_fleet, pg_url):
     fleet = make_fleet(4)
     cfg_a, cfg_b = (config(fleet, hold=True, parallel=4, state=f"state-{b}", name=f"{b}.toml", journal=pg_url)
@@ -319,7 +343,7 @@ def test_a_bastion_stopped_while_another_took_its_deploy_over_records_nothing_an
     first = spawn(cfg_a, "deploy", "--yes", user="alice")
     wait_for(lambda: running(Path(fleet.dir), pg_url) == 4, 60, "the deploy to be running on bastion a", first)
     server_a = server_pid(Path(fleet.dir) / "state-a")
-    os.kill(server_a, signal.SIGSTOP)  # bastion a stalls (as on a network partition); its steps go on on the hosts
+    stall_between_transactions(server_a, pg_url)  # bastion a stalls (a partition); its steps go on on the hosts
     try:
         assert end_the_sessions_of(pg_url, "controlroom: pid % alice's deploy") == 1
         for h in fleet.hosts:
