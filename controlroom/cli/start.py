@@ -39,9 +39,14 @@ def early(cmd: str, args: argparse.Namespace) -> starter.Early | None:
 
 def finish(cmd: str, args: argparse.Namespace, begun: starter.Early | None, cfg: Config) -> starter.Starting | None:
     """The server begun early made cfg's (or begun now), its journal checked; None for `deploy --follow`."""
-    if cmd == "deploy" and args.follow:
+    if _follows(cmd, args):
         return None
     return starter.finish(begun, cfg, warm=True)
+
+
+def _follows(cmd: str, args: argparse.Namespace) -> bool:
+    """`deploy --follow`: it attaches to a server's deploy and starts none."""
+    return cmd == "deploy" and args.follow
 
 
 def begins(cmd: str, args: argparse.Namespace) -> bool:
@@ -50,7 +55,7 @@ def begins(cmd: str, args: argparse.Namespace) -> bool:
     if cmd == "rollback":
         if not interactive and not args.yes:
             raise UsageError("no terminal to confirm the rollback: pass --yes")
-    elif args.follow:
+    elif _follows(cmd, args):
         _override_has_a_reason(args)
         return False
     elif args.detach:

@@ -37,8 +37,8 @@ from controlroom.config.settings import (
 )
 from controlroom.core.errors import ConfigError
 
-__all__ = ["Config", "load", "find_config", "ENV_VAR", "DEFAULT_NAME", "default_state_dir", "parse_duration", "template_problem", "PLACEHOLDERS"]
-
+__all__ = ["Config", "load", "find_config", "ENV_VAR", "DEFAULT_NAME", "default_state_dir", "parse_duration",
+           "template_problem", "PLACEHOLDERS"]
 
 
 # --------------------------------------------------------------------------------------------- dataclasses
@@ -110,7 +110,6 @@ _METRICS = ["source", "url", "interval", "window", "token_env", "series", "timeo
 _SERIES = ["query", "unit", "max", "min", "split"]
 _NOTIFY = ["webhook", "webhook_env", "irker", "command"]
 _STATE = ["dir", "journal"]
-
 
 
 def load(path: str | os.PathLike[str] | None = None, *, require_known_hosts: bool = True) -> Config:

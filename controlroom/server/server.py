@@ -446,7 +446,7 @@ class Server:
 
 
 def wait_for_go() -> bool:
-    """A server spawned by starter.begin() makes no file until its starter has checked the journal and holds
+    """A server spawned by starter.early() makes no file until its starter has checked the journal and holds
     server.start: it reads its go from stdin (a pipe) first. False: the pipe ended without one (the check failed,
     another server answered, the starter died). A server started by hand (no CONTROLROOM_SERVER_GO) goes at once.
     Either way its stdin is /dev/null from here on."""

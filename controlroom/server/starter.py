@@ -76,9 +76,19 @@ class Early:
         self.cannot = cannot
 
     def withdraw(self) -> None:
-        if self.proc is not None:
-            withdraw(self.proc)
-            self.proc = None
+        """The spawned server is not wanted: its stdin ends without a go, and it is stopped where it stands (it has
+        made nothing: it makes its files only after its go)."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        for stream in (proc.stdin, proc.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+        with contextlib.suppress(OSError):
+            proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
 
 
 def early(config: Path, state: Path, *, warm: bool = False) -> Early:
@@ -117,9 +127,8 @@ def finish(begun: Early | None, cfg: Config, *, warm: bool = False) -> Starting:
         from controlroom.journal.journal import Journal
 
         Journal.open(state, url=cfg.state.journal).close()
-        if begun.proc is None:
-            raise ControlroomError(f"cannot start the server for {state}: {sys.executable}: "
-                                   f"{begun.cannot.strerror if begun.cannot else 'not spawned'}")
+        if begun.cannot is not None:  # (a server that answers returned above: here proc or cannot is set)
+            raise ControlroomError(f"cannot start the server for {state}: {sys.executable}: {begun.cannot.strerror}")
         try:
             make_state_dir(state)
             fd = os.open(state / "server.start", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -153,23 +162,10 @@ def go(proc: subprocess.Popen) -> None:
         proc.stdin.close()
 
 
-def withdraw(proc: subprocess.Popen) -> None:
-    """The spawned server is not wanted: its stdin ends without a go, and it is stopped where it stands (it has
-    made nothing: it makes its files only after its go)."""
-    for stream in (proc.stdin, proc.stdout):
-        if stream is not None:
-            with contextlib.suppress(OSError):
-                stream.close()
-    with contextlib.suppress(OSError):
-        proc.kill()
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=5)
-
-
 def spawn_server(config: Path, state: Path, *, warm: bool = False) -> subprocess.Popen:
     """Start `controlroom serve --config CONFIG` (whose state directory is ``state``) in the background, detached
     from this terminal and session; ``warm``: with --warm (it opens the fleet's connections as soon as it
-    listens: what a deploy, resume or rollback needs). It creates nothing until go() (or is stopped by withdraw())."""
+    listens: what a deploy, resume or rollback needs). It creates nothing until go() (or is stopped by Early.withdraw())."""
     # until it listens, the server's output comes to us through a pipe (so a server that cannot start tells the
     # operator why, even when it cannot write its log: a full disk); once it listens it moves its output to the log
     return subprocess.Popen(

@@ -295,7 +295,7 @@ def in_transaction(url: str) -> list[str]:
 
     with psycopg.connect(url, autocommit=True) as con:
         return [r[0] for r in con.execute("SELECT state FROM pg_stat_activity WHERE application_name LIKE"
-                                          " 'controlroom%%' AND pid != pg_backend_pid() AND state != 'idle'")]
+                                          " 'controlroom%' AND pid != pg_backend_pid() AND state != 'idle'")]
 
 
 def stall_between_transactions(pid: int, url: str) -> None:

@@ -18,8 +18,8 @@ def python(code: str, cwd=REPO) -> list[str]:
 
 def test_collecting_after_importing_turns_the_collector_on_and_one_turned_off_by_someone_else_stays_off():
     assert python("import gc; from controlroom.core import startup as s; s.importing(); a = gc.isenabled(); "
-                  "s.collecting(); b = gc.isenabled(); s.collecting(); print(a, b, gc.isenabled(), gc.get_freeze_count() > 0)"
-                  ) == ["False", "True", "True", "True"]
+                  "s.collecting(); b = gc.isenabled(); s.collecting(); "
+                  "print(a, b, gc.isenabled(), gc.get_freeze_count() > 0)") == ["False", "True", "True", "True"]
     assert python("import gc; gc.disable(); from controlroom.core import startup as s; s.importing(); "
                   "s.collecting(); print(gc.isenabled())") == ["False"]
 

@@ -75,7 +75,7 @@ def test_a_spawned_server_whose_starter_dies_before_its_go_exits_saying_nothing_
     state = fleet.dir / "state"
     assert not state.exists()
     proc = spawn_server(cfg.path, state, warm=True)
-    proc.stdin.close()  # what a starter that dies before its go leaves it (withdraw() also stops it at once)
+    proc.stdin.close()  # what a starter that dies before its go leaves it (Early.withdraw() also stops it at once)
     assert proc.wait(timeout=60) == 0
     proc.stdout.close()
     assert not state.exists()  # not the state directory, its log, server.lock or a socket
