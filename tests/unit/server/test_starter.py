@@ -162,3 +162,47 @@ def test_a_config_that_fails_to_load_after_its_server_was_begun_is_one_line_and_
     assert res.stderr.startswith(f"controlroom: {bad}") and "nonsense" in res.stderr, res.stderr
     assert not (fleet.dir / "state").exists()
     assert serve_processes(bad) == []  # withdrawn and waited for before the client exits
+
+
+def test_two_starters_at_once_spawn_two_servers_and_only_one_is_let_go(make_fleet, monkeypatch):
+    import threading
+
+    fleet = make_fleet(2)
+    cfg = config.load(fleet.config_path)
+    spawned, real = [], starter.spawn_server
+
+    def spawn(config_path, state, warm=False):  # the real spawn, each process kept to be looked at here
+        spawned.append(real(config_path, state, warm=warm))
+        return spawned[-1]
+
+    monkeypatch.setattr(starter, "spawn_server", spawn)
+    both_spawned = threading.Barrier(2)
+    early = starter.early
+
+    def early_then_meet(*a, **kw):  # neither starter takes server.start before both have spawned
+        begun = early(*a, **kw)
+        both_spawned.wait(30)
+        return begun
+
+    monkeypatch.setattr(starter, "early", early_then_meet)
+    import queue
+
+    got: queue.Queue = queue.Queue()
+    threads = [threading.Thread(target=lambda: got.put(begin(cfg))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    first = got.get(timeout=60)  # the one holding server.start; the other waits for it to have connected
+    try:
+        assert first.proc is not None
+        assert b" listening on " in first.proc.stdout.readline()
+    finally:
+        first.done()
+    second = got.get(timeout=60)
+    for t in threads:
+        t.join(60)
+    assert len(spawned) == 2 and second.proc is None and second.fd is None  # it found the first one answering
+    other = next(p for p in spawned if p is not first.proc)
+    assert other.poll() is not None  # the one not let go is stopped
+    assert serve_processes(fleet.config_path) == [first.proc.pid]
+    assert server_pid(fleet.dir / "state") == first.proc.pid
+    assert run_cli("server", "stop", "--force", cwd=fleet.dir).returncode == 0
